@@ -1,0 +1,124 @@
+//! What a sensing device says: the plaintext inside an envelope.
+//!
+//! The alert's id, channel, sender and creation time are not repeated in the plaintext: they
+//! come from the authenticated envelope header (see `proto/envelope.md`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::cert::Location;
+use crate::wire::{self, DecodeError};
+
+/// Largest plaintext alert (16 KiB).
+pub const MAX_ALERT_LEN: usize = 16 * 1024;
+
+/// Severity on the scale of the Common Alerting Protocol (CAP 1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Severity unknown.
+    Unknown,
+    /// Minimal to no known threat to life or property.
+    Minor,
+    /// Possible threat to life or property.
+    Moderate,
+    /// Significant threat to life or property.
+    Severe,
+    /// Extraordinary threat to life or property.
+    Extreme,
+}
+
+impl Severity {
+    /// All values, in wire order.
+    pub const ALL: [Severity; 5] = [
+        Severity::Unknown,
+        Severity::Minor,
+        Severity::Moderate,
+        Severity::Severe,
+        Severity::Extreme,
+    ];
+    /// The lower-case name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Severity::Unknown => "unknown",
+            Severity::Minor => "minor",
+            Severity::Moderate => "moderate",
+            Severity::Severe => "severe",
+            Severity::Extreme => "extreme",
+        }
+    }
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Severity::ALL
+            .into_iter()
+            .find(|v| v.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                format!("unknown severity {s:?}: use minor, moderate, severe, extreme or unknown")
+            })
+    }
+}
+
+/// The encrypted content of an alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertBody {
+    /// How bad it is.
+    pub severity: Severity,
+    /// What happened: free text such as `motion`, `intrusion`, `temperature`.
+    pub kind: String,
+    /// Human-readable text.
+    pub text: String,
+    /// Where it happened.
+    pub location: Option<Location>,
+    /// Extra key/value attributes such as `celsius=71.5`.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl AlertBody {
+    /// The plaintext bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        wire::encode(self)
+    }
+    /// Parses plaintext bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        wire::decode("alert", bytes, MAX_ALERT_LEN)
+    }
+}
+
+/// An alert as shown to a user: the plaintext and what the envelope says about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReceivedAlert {
+    /// Alert id (16 hex digits, derived from domain, sender and sequence number).
+    pub id: String,
+    /// Channel name.
+    pub channel: String,
+    /// Sender's device name.
+    pub sender: String,
+    /// Sender's libp2p peer id.
+    pub sender_peer_id: String,
+    /// Sender's device number.
+    pub sender_device: u32,
+    /// Sender's sequence number.
+    pub seq: u64,
+    /// Severity.
+    pub severity: Severity,
+    /// Kind.
+    pub kind: String,
+    /// Text.
+    pub text: String,
+    /// When the sender created it (its clock, µs since the Unix epoch).
+    pub created_at_us: u64,
+    /// When this node accepted it (µs since the Unix epoch).
+    pub received_at_us: u64,
+    /// Location, if given.
+    pub location: Option<Location>,
+    /// Attributes.
+    pub attributes: Vec<(String, String)>,
+}

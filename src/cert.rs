@@ -1,0 +1,439 @@
+//! Device certificates and the domain descriptor, both signed by the domain authority.
+//!
+//! A certificate binds a device number and name to an Ed25519 key (whose libp2p peer id the
+//! Noise handshake proves) and an X25519 key, and says which channels the device may read and
+//! write. Verification takes `now` from the caller; nothing here reads a clock.
+
+use ed25519_dalek::VerifyingKey;
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{self, DomainId, SIG_CERT, SIG_DESCRIPTOR, SIG_LEN};
+use crate::wire::{self, DecodeError, MAX_CERT_LEN};
+
+/// Current certificate and descriptor format version.
+pub const VERSION: u8 = 1;
+
+/// A position in WGS 84 degrees.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    /// Latitude, -90 to 90.
+    pub lat: f64,
+    /// Longitude, -180 to 180.
+    pub lon: f64,
+}
+
+impl Location {
+    /// Parses `LAT,LON`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (a, b) = s
+            .split_once(',')
+            .ok_or_else(|| format!("location {s:?} is not LAT,LON"))?;
+        let lat: f64 = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("latitude {a:?} is not a number"))?;
+        let lon: f64 = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("longitude {b:?} is not a number"))?;
+        let loc = Location { lat, lon };
+        loc.check()?;
+        Ok(loc)
+    }
+    /// Checks the ranges (and rejects NaN).
+    pub fn check(&self) -> Result<(), String> {
+        if !(-90.0..=90.0).contains(&self.lat) || !(-180.0..=180.0).contains(&self.lon) {
+            return Err(format!(
+                "location {},{} is out of range (latitude -90..90, longitude -180..180)",
+                self.lat, self.lon
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What a device is and where: searchable by other members.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Device kind, such as `motion-sensor`, `camera`, `handheld`.
+    pub kind: String,
+    /// Where it is installed.
+    pub location: Option<Location>,
+    /// Context tags such as `zone=north`.
+    pub tags: Vec<(String, String)>,
+    /// Whether the device sleeps most of the time.
+    pub sleeps: bool,
+}
+
+/// A channel a device is admitted to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// Channel number.
+    pub channel: u32,
+    /// Channel name.
+    pub name: String,
+    /// May open alerts of this channel (receives its keys).
+    pub read: bool,
+    /// May publish alerts on this channel.
+    pub write: bool,
+}
+
+/// The signed content of a certificate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CertBody {
+    /// Format version.
+    pub version: u8,
+    /// The domain that issued it.
+    pub domain: DomainId,
+    /// Device number, unique in the domain and never reused.
+    pub device: u32,
+    /// Device name, unique in the domain.
+    pub name: String,
+    /// Ed25519 public key: identity and libp2p peer id.
+    pub ed25519: [u8; 32],
+    /// X25519 public key: channel secrets are sealed to it.
+    pub x25519: [u8; 32],
+    /// Forwards and stores alerts but holds no channel key.
+    pub relay_only: bool,
+    /// Channels and rights.
+    pub grants: Vec<Grant>,
+    /// Kind, location, tags.
+    pub profile: Profile,
+    /// Valid from (Unix seconds).
+    pub not_before: u64,
+    /// Valid until (Unix seconds).
+    pub not_after: u64,
+}
+
+/// A certificate: the body, its exact encoding and the authority's signature.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Certificate {
+    /// The decoded body.
+    pub body: CertBody,
+    peer: PeerId,
+    bytes: Vec<u8>,
+}
+
+/// Why a certificate or descriptor is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CertError {
+    /// The bytes do not decode.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// Not signed by this domain's authority.
+    #[error("not signed by this domain's authority")]
+    BadSignature,
+    /// Issued for another domain.
+    #[error("issued for domain {found}, not this domain {expected}")]
+    WrongDomain {
+        /// Domain in the certificate (hex prefix).
+        found: String,
+        /// Our domain (hex prefix).
+        expected: String,
+    },
+    /// Outside its validity period.
+    #[error("valid from {not_before} to {not_after} (Unix seconds), now is {now}")]
+    Expired {
+        /// Start.
+        not_before: u64,
+        /// End.
+        not_after: u64,
+        /// The time it was checked at.
+        now: u64,
+    },
+    /// The public key is not a valid Ed25519 point.
+    #[error("the certificate's Ed25519 key is invalid")]
+    BadKey,
+    /// The certificate's key is not the key the transport authenticated.
+    #[error("certificate of peer {cert_peer} presented by peer {actual}")]
+    PeerMismatch {
+        /// Peer id derived from the certificate.
+        cert_peer: String,
+        /// Peer id Noise proved.
+        actual: String,
+    },
+}
+
+impl Certificate {
+    /// Signs a body with the authority key.
+    pub fn issue(authority: &ed25519_dalek::SigningKey, body: CertBody) -> Result<Self, CertError> {
+        let peer = peer_id_of(&body.ed25519).ok_or(CertError::BadKey)?;
+        let body_bytes = wire::encode(&body);
+        let sig = keys::sign(authority, SIG_CERT, &body_bytes);
+        let mut bytes = body_bytes;
+        bytes.extend_from_slice(&sig);
+        Ok(Certificate { body, peer, bytes })
+    }
+
+    /// Parses and checks the signature and domain; validity in time is checked by
+    /// [`Certificate::check_time`] so that a stored certificate can be read after expiry.
+    pub fn from_bytes(
+        bytes: &[u8],
+        authority: &VerifyingKey,
+        domain: &DomainId,
+    ) -> Result<Self, CertError> {
+        if bytes.len() > MAX_CERT_LEN {
+            return Err(DecodeError::TooLong {
+                what: "certificate",
+                len: bytes.len(),
+                max: MAX_CERT_LEN,
+            }
+            .into());
+        }
+        let (body_bytes, sig) = keys::split_signed("certificate", bytes)?;
+        if !keys::verify(authority, SIG_CERT, body_bytes, &sig) {
+            return Err(CertError::BadSignature);
+        }
+        let body: CertBody = wire::decode("certificate", body_bytes, MAX_CERT_LEN)?;
+        if body.version != VERSION {
+            return Err(DecodeError::Version {
+                what: "certificate",
+                found: body.version,
+                expected: VERSION,
+            }
+            .into());
+        }
+        if body.domain != *domain {
+            return Err(CertError::WrongDomain {
+                found: body.domain.to_hex()[..16].to_string(),
+                expected: domain.to_hex()[..16].to_string(),
+            });
+        }
+        VerifyingKey::from_bytes(&body.ed25519).map_err(|_| CertError::BadKey)?;
+        let peer = peer_id_of(&body.ed25519).ok_or(CertError::BadKey)?;
+        Ok(Certificate {
+            body,
+            peer,
+            bytes: bytes.to_vec(),
+        })
+    }
+
+    /// The wire form: encoded body followed by the signature.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Checks the validity period against `now` (Unix seconds).
+    pub fn check_time(&self, now: u64) -> Result<(), CertError> {
+        if now < self.body.not_before || now > self.body.not_after {
+            return Err(CertError::Expired {
+                not_before: self.body.not_before,
+                not_after: self.body.not_after,
+                now,
+            });
+        }
+        Ok(())
+    }
+
+    /// The device's Ed25519 verifying key (checked valid at parse time).
+    pub fn verifying_key(&self) -> Option<VerifyingKey> {
+        VerifyingKey::from_bytes(&self.body.ed25519).ok()
+    }
+
+    /// The libp2p peer id of the device.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer
+    }
+
+    /// Checks that `peer` (proved by Noise) is the certificate's key.
+    pub fn check_peer(&self, peer: &PeerId) -> Result<(), CertError> {
+        let cert_peer = self.peer_id();
+        if cert_peer != *peer {
+            return Err(CertError::PeerMismatch {
+                cert_peer: cert_peer.to_string(),
+                actual: peer.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The grant for a channel, if any.
+    pub fn grant(&self, channel: u32) -> Option<&Grant> {
+        self.body.grants.iter().find(|g| g.channel == channel)
+    }
+
+    /// SHA-256 of the certificate bytes: what a device tag pins.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(&self.bytes).into()
+    }
+}
+
+/// The libp2p peer id of an Ed25519 public key.
+pub fn peer_id_of(ed25519: &[u8; 32]) -> Option<PeerId> {
+    let pk = libp2p::identity::ed25519::PublicKey::try_from_bytes(ed25519).ok()?;
+    Some(PeerId::from_public_key(&libp2p::identity::PublicKey::from(pk)))
+}
+
+/// A channel of the domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelInfo {
+    /// Channel number (on the wire).
+    pub id: u32,
+    /// Channel name (what users type).
+    pub name: String,
+}
+
+/// The signed, public description of a domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DescriptorBody {
+    /// Format version.
+    pub version: u8,
+    /// Human name of the domain.
+    pub name: String,
+    /// The authority's Ed25519 public key; the domain id derives from it.
+    pub authority: [u8; 32],
+    /// Revision, increased by every change the authority makes.
+    pub revision: u64,
+    /// Channels.
+    pub channels: Vec<ChannelInfo>,
+    /// Multiaddresses of connection brokers.
+    pub brokers: Vec<String>,
+}
+
+/// A verified domain descriptor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Descriptor {
+    /// The body.
+    pub body: DescriptorBody,
+    /// The domain id derived from the authority key.
+    pub domain: DomainId,
+    /// The authority's public key.
+    pub authority: VerifyingKey,
+    bytes: Vec<u8>,
+}
+
+impl Descriptor {
+    /// Signs a body with the authority key (whose public half must be `body.authority`).
+    pub fn issue(authority: &ed25519_dalek::SigningKey, body: DescriptorBody) -> Self {
+        let body_bytes = wire::encode(&body);
+        let sig = keys::sign(authority, SIG_DESCRIPTOR, &body_bytes);
+        let mut bytes = body_bytes;
+        bytes.extend_from_slice(&sig);
+        let vk = authority.verifying_key();
+        Descriptor {
+            body,
+            domain: DomainId::from_authority(&vk),
+            authority: vk,
+            bytes,
+        }
+    }
+
+    /// Parses a descriptor and checks that its authority signed it.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CertError> {
+        let (body_bytes, sig): (&[u8], [u8; SIG_LEN]) = keys::split_signed("descriptor", bytes)?;
+        let body: DescriptorBody = wire::decode("descriptor", body_bytes, 64 * 1024)?;
+        if body.version != VERSION {
+            return Err(DecodeError::Version {
+                what: "descriptor",
+                found: body.version,
+                expected: VERSION,
+            }
+            .into());
+        }
+        let authority = VerifyingKey::from_bytes(&body.authority).map_err(|_| CertError::BadKey)?;
+        if !keys::verify(&authority, SIG_DESCRIPTOR, body_bytes, &sig) {
+            return Err(CertError::BadSignature);
+        }
+        Ok(Descriptor {
+            domain: DomainId::from_authority(&authority),
+            authority,
+            body,
+            bytes: bytes.to_vec(),
+        })
+    }
+
+    /// The wire form.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The channel with this name.
+    pub fn channel_by_name(&self, name: &str) -> Option<&ChannelInfo> {
+        self.body.channels.iter().find(|c| c.name == name)
+    }
+
+    /// The channel with this number.
+    pub fn channel_by_id(&self, id: u32) -> Option<&ChannelInfo> {
+        self.body.channels.iter().find(|c| c.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+    use rand_core::OsRng;
+
+    fn body(domain: DomainId, key: &SigningKey) -> CertBody {
+        CertBody {
+            version: VERSION,
+            domain,
+            device: 1,
+            name: "cam-1".into(),
+            ed25519: key.verifying_key().to_bytes(),
+            x25519: [9; 32],
+            relay_only: false,
+            grants: vec![Grant { channel: 1, name: "alerts".into(), read: true, write: true }],
+            profile: Profile { kind: "camera".into(), location: Some(Location { lat: 1.0, lon: 2.0 }), tags: vec![("zone".into(), "north".into())], sleeps: false },
+            not_before: 100,
+            not_after: 200,
+        }
+    }
+
+    #[test]
+    fn certificate_checks() {
+        let auth = SigningKey::generate(&mut OsRng);
+        let domain = DomainId::from_authority(&auth.verifying_key());
+        let dev = SigningKey::generate(&mut OsRng);
+        let cert = Certificate::issue(&auth, body(domain, &dev)).unwrap();
+        let parsed = Certificate::from_bytes(cert.as_bytes(), &auth.verifying_key(), &domain).unwrap();
+        assert_eq!(parsed, cert);
+        assert!(parsed.check_time(150).is_ok());
+        assert!(matches!(parsed.check_time(201), Err(CertError::Expired { .. })));
+        assert!(matches!(parsed.check_time(99), Err(CertError::Expired { .. })));
+        let peer = peer_id_of(&dev.verifying_key().to_bytes()).unwrap();
+        assert!(parsed.check_peer(&peer).is_ok());
+        assert!(matches!(parsed.check_peer(&PeerId::random()), Err(CertError::PeerMismatch { .. })));
+
+        let other = SigningKey::generate(&mut OsRng);
+        let other_domain = DomainId::from_authority(&other.verifying_key());
+        assert_eq!(Certificate::from_bytes(cert.as_bytes(), &other.verifying_key(), &other_domain), Err(CertError::BadSignature));
+        let foreign = Certificate::issue(&other, body(other_domain, &dev)).unwrap();
+        assert!(matches!(Certificate::from_bytes(foreign.as_bytes(), &other.verifying_key(), &domain), Err(CertError::WrongDomain { .. })));
+        for i in 0..cert.as_bytes().len() {
+            let mut t = cert.as_bytes().to_vec();
+            t[i] ^= 0x80;
+            assert!(Certificate::from_bytes(&t, &auth.verifying_key(), &domain).is_err(), "byte {i}");
+        }
+    }
+
+    #[test]
+    fn descriptor_round_trip() {
+        let auth = SigningKey::generate(&mut OsRng);
+        let d = Descriptor::issue(&auth, DescriptorBody {
+            version: VERSION,
+            name: "site".into(),
+            authority: auth.verifying_key().to_bytes(),
+            revision: 1,
+            channels: vec![ChannelInfo { id: 1, name: "alerts".into() }],
+            brokers: vec![],
+        });
+        let p = Descriptor::from_bytes(d.as_bytes()).unwrap();
+        assert_eq!(p, d);
+        assert_eq!(p.channel_by_name("alerts").unwrap().id, 1);
+        let mut t = d.as_bytes().to_vec();
+        let n = t.len();
+        t[n - 1] ^= 1;
+        assert_eq!(Descriptor::from_bytes(&t), Err(CertError::BadSignature));
+    }
+
+    #[test]
+    fn location_parse() {
+        assert_eq!(Location::parse("37.5,127.0").unwrap(), Location { lat: 37.5, lon: 127.0 });
+        assert!(Location::parse("91,0").is_err());
+        assert!(Location::parse("NaN,0").is_err());
+        assert!(Location::parse("1;2").is_err());
+    }
+}

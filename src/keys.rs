@@ -1,0 +1,438 @@
+//! Keys and the key schedule.
+//!
+//! Owns every secret type of the protocol and the labels that separate their uses. Secrets
+//! zeroize on drop and never print their bytes. Nothing here draws randomness of its own:
+//! callers pass an RNG.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use hkdf::Hkdf;
+use rand_core::CryptoRngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::wire::{self, DecodeError};
+
+/// Domain id: SHA-256 of this label and the authority's public key.
+pub const LABEL_DOMAIN_ID: &[u8] = b"ptt-node/v1/domain-id";
+/// HKDF info prefix for a channel epoch's AES-256-GCM message key.
+pub const LABEL_MESSAGE_KEY: &[u8] = b"ptt-node/v1/message-key";
+/// HKDF info prefix for the key that wraps a channel secret to one device.
+pub const LABEL_KEY_WRAP: &[u8] = b"ptt-node/v1/key-wrap";
+/// Signature context of a device certificate.
+pub const SIG_CERT: &[u8] = b"ptt-node/v1/sig/certificate";
+/// Signature context of the domain descriptor.
+pub const SIG_DESCRIPTOR: &[u8] = b"ptt-node/v1/sig/descriptor";
+/// Signature context of a sealed group key.
+pub const SIG_SEALED_KEY: &[u8] = b"ptt-node/v1/sig/sealed-key";
+/// Signature context of an envelope.
+pub const SIG_ENVELOPE: &[u8] = b"ptt-node/v1/sig/envelope";
+/// Alert ids: SHA-256 of this label, the domain id, sender and sequence number.
+pub const LABEL_ALERT_ID: &[u8] = b"ptt-node/v1/alert-id";
+
+/// Length of an Ed25519 signature.
+pub const SIG_LEN: usize = 64;
+
+/// A 32-byte domain identifier, derived from the authority's public key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DomainId(pub [u8; 32]);
+
+impl DomainId {
+    /// The id of the domain whose authority has this public key.
+    pub fn from_authority(authority: &VerifyingKey) -> Self {
+        let mut h = Sha256::new();
+        h.update(LABEL_DOMAIN_ID);
+        h.update(authority.as_bytes());
+        DomainId(h.finalize().into())
+    }
+    /// The first four bytes, carried in every envelope so a wrong domain is told apart cheaply.
+    pub fn tag(&self) -> [u8; 4] {
+        [self.0[0], self.0[1], self.0[2], self.0[3]]
+    }
+    /// Lower-case hex.
+    pub fn to_hex(&self) -> String {
+        wire::hex(&self.0)
+    }
+}
+
+impl std::fmt::Debug for DomainId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DomainId({})", &self.to_hex()[..16])
+    }
+}
+
+/// Signs `context ‖ 0x00 ‖ msg`, so a signature made for one purpose never verifies for another.
+pub fn sign(key: &SigningKey, context: &[u8], msg: &[u8]) -> [u8; SIG_LEN] {
+    let mut buf = Vec::with_capacity(context.len() + 1 + msg.len());
+    buf.extend_from_slice(context);
+    buf.push(0);
+    buf.extend_from_slice(msg);
+    key.sign(&buf).to_bytes()
+}
+
+/// Verifies a signature made by [`sign`] with the same context.
+pub fn verify(key: &VerifyingKey, context: &[u8], msg: &[u8], sig: &[u8; SIG_LEN]) -> bool {
+    let mut buf = Vec::with_capacity(context.len() + 1 + msg.len());
+    buf.extend_from_slice(context);
+    buf.push(0);
+    buf.extend_from_slice(msg);
+    key.verify_strict(&buf, &ed25519_dalek::Signature::from_bytes(sig))
+        .is_ok()
+}
+
+/// Splits signed bytes into the body and the 64-byte signature that ends them.
+pub fn split_signed<'a>(
+    what: &'static str,
+    bytes: &'a [u8],
+) -> Result<(&'a [u8], [u8; SIG_LEN]), DecodeError> {
+    if bytes.len() < SIG_LEN {
+        return Err(DecodeError::Malformed {
+            what,
+            reason: format!("{} bytes is shorter than a signature", bytes.len()),
+        });
+    }
+    let (body, sig) = bytes.split_at(bytes.len() - SIG_LEN);
+    let mut s = [0u8; SIG_LEN];
+    s.copy_from_slice(sig);
+    Ok((body, s))
+}
+
+/// A 32-byte channel secret for one (channel, epoch), chosen by the authority.
+#[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+pub struct ChannelSecret(pub [u8; 32]);
+
+impl std::fmt::Debug for ChannelSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChannelSecret(..)")
+    }
+}
+
+impl ChannelSecret {
+    /// A fresh random secret.
+    pub fn random(rng: &mut impl CryptoRngCore) -> Self {
+        let mut b = [0u8; 32];
+        rng.fill_bytes(&mut b);
+        ChannelSecret(b)
+    }
+
+    /// The AES-256-GCM key for messages of this channel and epoch:
+    /// `HKDF-SHA256(salt = domain id, ikm = secret, info = LABEL_MESSAGE_KEY ‖ channel ‖ epoch)`.
+    pub fn message_key(&self, domain: &DomainId, channel: u32, epoch: u32) -> MessageKey {
+        let hk = Hkdf::<Sha256>::new(Some(&domain.0), &self.0);
+        let mut info = Vec::with_capacity(LABEL_MESSAGE_KEY.len() + 8);
+        info.extend_from_slice(LABEL_MESSAGE_KEY);
+        info.extend_from_slice(&channel.to_be_bytes());
+        info.extend_from_slice(&epoch.to_be_bytes());
+        let mut okm = zeroize::Zeroizing::new([0u8; 32]);
+        // 32 bytes is always a valid HKDF-SHA256 output length.
+        let _ = hk.expand(&info, okm.as_mut());
+        MessageKey {
+            cipher: Aes256Gcm::new(okm.as_ref().into()),
+        }
+    }
+}
+
+/// An expanded AES-256-GCM key for one channel epoch (zeroized on drop by aes-gcm).
+#[derive(Clone)]
+pub struct MessageKey {
+    cipher: Aes256Gcm,
+}
+
+impl std::fmt::Debug for MessageKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MessageKey(..)")
+    }
+}
+
+impl MessageKey {
+    /// Encrypts `plaintext` under the 96-bit `nonce` and authenticates `aad` with it.
+    pub fn seal(&self, nonce: &[u8; 12], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        self.cipher
+            .encrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            // Encryption only fails for inputs beyond 64 GiB.
+            .unwrap_or_default()
+    }
+    /// Decrypts and authenticates; `None` when the key, nonce, aad or ciphertext is wrong.
+    pub fn open(&self, nonce: &[u8; 12], aad: &[u8], ciphertext: &[u8]) -> Option<Vec<u8>> {
+        self.cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad,
+                },
+            )
+            .ok()
+    }
+}
+
+/// A device's secret keys: its Ed25519 identity (also its libp2p identity) and its X25519 key
+/// to which the authority seals channel secrets.
+pub struct DeviceSecrets {
+    /// Ed25519 signing key (zeroized on drop by ed25519-dalek).
+    pub identity: SigningKey,
+    /// X25519 static secret (zeroized on drop by x25519-dalek).
+    pub x25519: x25519_dalek::StaticSecret,
+}
+
+impl std::fmt::Debug for DeviceSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceSecrets")
+            .field("identity", &wire::hex(self.identity.verifying_key().as_bytes()))
+            .field("x25519", &"..")
+            .finish()
+    }
+}
+
+impl DeviceSecrets {
+    /// Fresh random keys.
+    pub fn generate(rng: &mut impl CryptoRngCore) -> Self {
+        DeviceSecrets {
+            identity: SigningKey::generate(rng),
+            x25519: x25519_dalek::StaticSecret::random_from_rng(rng),
+        }
+    }
+    /// The X25519 public key.
+    pub fn x25519_public(&self) -> [u8; 32] {
+        x25519_dalek::PublicKey::from(&self.x25519).to_bytes()
+    }
+}
+
+/// The signed body of a sealed group key: one channel secret wrapped to one device.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SealedKeyBody {
+    /// Format version, 1.
+    pub version: u8,
+    /// The domain.
+    pub domain: DomainId,
+    /// The channel number.
+    pub channel: u32,
+    /// The key epoch.
+    pub epoch: u32,
+    /// The device number the key is sealed to.
+    pub device: u32,
+    /// The authority's ephemeral X25519 public key.
+    pub ephemeral: [u8; 32],
+    /// AES-256-GCM of the 32-byte secret (48 bytes with the tag).
+    pub wrapped: Vec<u8>,
+}
+
+/// A channel secret sealed to one device and signed by the authority.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedKey {
+    /// The signed body.
+    pub body: SealedKeyBody,
+    /// The encoded body, exactly as signed.
+    pub body_bytes: Vec<u8>,
+    /// The authority's signature over [`SIG_SEALED_KEY`] and `body_bytes`.
+    pub signature: [u8; SIG_LEN],
+}
+
+/// Why a sealed key could not be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SealedKeyError {
+    /// The bytes do not decode.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The authority's signature does not verify.
+    #[error("the authority's signature on the sealed key does not verify")]
+    BadSignature,
+    /// Sealed for another domain or device.
+    #[error("the sealed key is for another domain or device")]
+    NotForUs,
+    /// Unwrapping failed: wrong X25519 key or tampered ciphertext.
+    #[error("the sealed key does not open with this device's X25519 key")]
+    Unwrap,
+}
+
+fn wrap_key(shared: &[u8; 32], domain: &DomainId, ephemeral: &[u8; 32], device_pk: &[u8; 32]) -> MessageKeyRaw {
+    let hk = Hkdf::<Sha256>::new(Some(&domain.0), shared);
+    let mut info = Vec::with_capacity(LABEL_KEY_WRAP.len() + 64);
+    info.extend_from_slice(LABEL_KEY_WRAP);
+    info.extend_from_slice(ephemeral);
+    info.extend_from_slice(device_pk);
+    let mut okm = MessageKeyRaw([0u8; 32]);
+    let _ = hk.expand(&info, &mut okm.0);
+    okm
+}
+
+#[derive(Zeroize, ZeroizeOnDrop)]
+struct MessageKeyRaw([u8; 32]);
+
+fn wrap_aad(channel: u32, epoch: u32, device: u32) -> [u8; 12] {
+    let mut aad = [0u8; 12];
+    aad[..4].copy_from_slice(&channel.to_be_bytes());
+    aad[4..8].copy_from_slice(&epoch.to_be_bytes());
+    aad[8..].copy_from_slice(&device.to_be_bytes());
+    aad
+}
+
+impl SealedKey {
+    /// Seals `secret` to the device with X25519 public key `device_pk` (ECIES: an ephemeral
+    /// X25519 key, HKDF, AES-256-GCM with a zero nonce under a single-use key) and signs it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn seal(
+        authority: &SigningKey,
+        domain: DomainId,
+        channel: u32,
+        epoch: u32,
+        device: u32,
+        device_pk: &[u8; 32],
+        secret: &ChannelSecret,
+        rng: &mut impl CryptoRngCore,
+    ) -> Self {
+        let eph = x25519_dalek::EphemeralSecret::random_from_rng(rng);
+        let eph_pk = x25519_dalek::PublicKey::from(&eph).to_bytes();
+        let shared = eph.diffie_hellman(&x25519_dalek::PublicKey::from(*device_pk));
+        let k = wrap_key(shared.as_bytes(), &domain, &eph_pk, device_pk);
+        let cipher = Aes256Gcm::new((&k.0).into());
+        let wrapped = cipher
+            .encrypt(
+                Nonce::from_slice(&[0u8; 12]),
+                Payload {
+                    msg: &secret.0,
+                    aad: &wrap_aad(channel, epoch, device),
+                },
+            )
+            .unwrap_or_default();
+        let body = SealedKeyBody {
+            version: 1,
+            domain,
+            channel,
+            epoch,
+            device,
+            ephemeral: eph_pk,
+            wrapped,
+        };
+        let body_bytes = wire::encode(&body);
+        let signature = sign(authority, SIG_SEALED_KEY, &body_bytes);
+        SealedKey {
+            body,
+            body_bytes,
+            signature,
+        }
+    }
+
+    /// The wire form: the encoded body followed by the signature.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = self.body_bytes.clone();
+        v.extend_from_slice(&self.signature);
+        v
+    }
+
+    /// Parses and verifies against the authority key (does not unwrap).
+    pub fn from_bytes(bytes: &[u8], authority: &VerifyingKey) -> Result<Self, SealedKeyError> {
+        let (body_bytes, signature) = split_signed("sealed key", bytes)?;
+        if !verify(authority, SIG_SEALED_KEY, body_bytes, &signature) {
+            return Err(SealedKeyError::BadSignature);
+        }
+        let body: SealedKeyBody = wire::decode("sealed key", body_bytes, 1024)?;
+        if body.version != 1 {
+            return Err(DecodeError::Version {
+                what: "sealed key",
+                found: body.version,
+                expected: 1,
+            }
+            .into());
+        }
+        Ok(SealedKey {
+            body,
+            body_bytes: body_bytes.to_vec(),
+            signature,
+        })
+    }
+
+    /// Unwraps the channel secret with the device's X25519 secret.
+    pub fn open(
+        &self,
+        domain: &DomainId,
+        device: u32,
+        x25519: &x25519_dalek::StaticSecret,
+    ) -> Result<ChannelSecret, SealedKeyError> {
+        if self.body.domain != *domain || self.body.device != device {
+            return Err(SealedKeyError::NotForUs);
+        }
+        let device_pk = x25519_dalek::PublicKey::from(x25519).to_bytes();
+        let shared = x25519.diffie_hellman(&x25519_dalek::PublicKey::from(self.body.ephemeral));
+        let k = wrap_key(shared.as_bytes(), domain, &self.body.ephemeral, &device_pk);
+        let cipher = Aes256Gcm::new((&k.0).into());
+        let mut plain = cipher
+            .decrypt(
+                Nonce::from_slice(&[0u8; 12]),
+                Payload {
+                    msg: &self.body.wrapped,
+                    aad: &wrap_aad(self.body.channel, self.body.epoch, self.body.device),
+                },
+            )
+            .map_err(|_| SealedKeyError::Unwrap)?;
+        if plain.len() != 32 {
+            plain.zeroize();
+            return Err(SealedKeyError::Unwrap);
+        }
+        let mut s = [0u8; 32];
+        s.copy_from_slice(&plain);
+        plain.zeroize();
+        Ok(ChannelSecret(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::OsRng;
+
+    #[test]
+    fn sealed_key_round_trip_and_rejections() {
+        let authority = SigningKey::generate(&mut OsRng);
+        let domain = DomainId::from_authority(&authority.verifying_key());
+        let dev = DeviceSecrets::generate(&mut OsRng);
+        let other = DeviceSecrets::generate(&mut OsRng);
+        let secret = ChannelSecret::random(&mut OsRng);
+        let sk = SealedKey::seal(&authority, domain, 1, 1, 7, &dev.x25519_public(), &secret, &mut OsRng);
+        let bytes = sk.to_bytes();
+        let parsed = SealedKey::from_bytes(&bytes, &authority.verifying_key()).unwrap();
+        assert_eq!(parsed.open(&domain, 7, &dev.x25519).unwrap(), secret);
+        assert_eq!(parsed.open(&domain, 7, &other.x25519), Err(SealedKeyError::Unwrap));
+        assert_eq!(parsed.open(&domain, 8, &dev.x25519), Err(SealedKeyError::NotForUs));
+        let stranger = SigningKey::generate(&mut OsRng);
+        assert_eq!(
+            SealedKey::from_bytes(&bytes, &stranger.verifying_key()),
+            Err(SealedKeyError::BadSignature)
+        );
+        for i in 0..bytes.len() {
+            let mut t = bytes.clone();
+            t[i] ^= 0x01;
+            assert!(SealedKey::from_bytes(&t, &authority.verifying_key()).is_err(), "byte {i}");
+        }
+    }
+
+    #[test]
+    fn signatures_are_bound_to_their_context() {
+        let k = SigningKey::generate(&mut OsRng);
+        let s = sign(&k, SIG_CERT, b"hello");
+        assert!(verify(&k.verifying_key(), SIG_CERT, b"hello", &s));
+        assert!(!verify(&k.verifying_key(), SIG_ENVELOPE, b"hello", &s));
+        assert!(!verify(&k.verifying_key(), SIG_CERT, b"hellp", &s));
+    }
+
+    #[test]
+    fn message_keys_differ_per_channel_epoch_and_domain() {
+        let s = ChannelSecret([7u8; 32]);
+        let d1 = DomainId([1u8; 32]);
+        let d2 = DomainId([2u8; 32]);
+        let n = [0u8; 12];
+        let ct = s.message_key(&d1, 1, 1).seal(&n, b"", b"x");
+        assert!(s.message_key(&d1, 1, 1).open(&n, b"", &ct).is_some());
+        assert!(s.message_key(&d1, 1, 2).open(&n, b"", &ct).is_none());
+        assert!(s.message_key(&d1, 2, 1).open(&n, b"", &ct).is_none());
+        assert!(s.message_key(&d2, 1, 1).open(&n, b"", &ct).is_none());
+    }
+}

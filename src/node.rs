@@ -1,0 +1,419 @@
+//! The decisions of one device, free of I/O: which peers are members, how an alert is
+//! sealed, whether a message from the network is accepted, forwarded, opened and shown.
+//!
+//! The daemon feeds it bytes and `now` and carries out what it returns. It holds the keys,
+//! the roster of known member certificates, the replay state and the counters.
+
+use std::collections::{BTreeMap, HashMap};
+
+use libp2p::PeerId;
+use serde::Serialize;
+
+use crate::alert::{AlertBody, ReceivedAlert};
+use crate::cert::{CertError, Certificate, Descriptor};
+use crate::envelope::{self, Envelope, EnvelopeError, Header};
+use crate::keys::{ChannelSecret, DeviceSecrets, DomainId, MessageKey};
+use crate::replay::{ReplayError, ReplayGuard};
+
+/// How many sequence numbers per sender the replay guard remembers by default.
+pub const DEFAULT_REPLAY_WINDOW: usize = 65_536;
+/// How many member certificates a node keeps at most.
+pub const MAX_ROSTER: usize = 10_000;
+
+/// Everything a node starts from (loaded from a bundle by the shell).
+pub struct NodeConfig {
+    /// This device's secret keys.
+    pub secrets: DeviceSecrets,
+    /// This device's certificate.
+    pub cert: Certificate,
+    /// The domain descriptor.
+    pub descriptor: Descriptor,
+    /// Channel secrets this device may use: (channel, epoch, secret).
+    pub channel_secrets: Vec<(u32, u32, ChannelSecret)>,
+}
+
+/// Why a peer is not admitted.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    /// Its certificate does not check out.
+    #[error("certificate refused: {0}")]
+    Cert(#[from] CertError),
+    /// Another certificate already holds its device number or name.
+    #[error("device number {0} is already held by another key")]
+    Conflict(u32),
+    /// The roster is full.
+    #[error("roster is full")]
+    RosterFull,
+}
+
+/// Why an alert cannot be sent.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SealError {
+    /// The channel does not exist in this domain.
+    #[error("unknown channel {0:?}")]
+    UnknownChannel(String),
+    /// This device's certificate does not allow writing to the channel.
+    #[error("this device may not write to channel {0:?}")]
+    NotAllowed(String),
+    /// No key for the channel.
+    #[error("this device holds no key for channel {0:?}")]
+    NoKey(String),
+    /// The plaintext is too large.
+    #[error("the alert is {0} bytes, more than the {max} allowed", max = crate::alert::MAX_ALERT_LEN)]
+    TooLarge(usize),
+}
+
+/// Why a message from the network is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Rejection {
+    /// The envelope itself is bad.
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    /// No certificate for the sender's device number.
+    #[error("unknown sender device {0}")]
+    UnknownSender(u32),
+    /// The sender's certificate is outside its validity period.
+    #[error("sender device {0} has an expired certificate")]
+    SenderExpired(u32),
+    /// The sender may not write to this channel.
+    #[error("sender device {sender} may not write to channel {channel}")]
+    NotAllowed {
+        /// Sender device number.
+        sender: u32,
+        /// Channel number.
+        channel: u32,
+    },
+    /// Already accepted, or too old.
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+    /// The plaintext inside a valid envelope does not decode.
+    #[error("the plaintext is not a valid alert")]
+    BadPlaintext,
+}
+
+impl Rejection {
+    /// A short stable name for counters.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::Envelope(e) => e.reason(),
+            Rejection::UnknownSender(_) => "unknown_sender",
+            Rejection::SenderExpired(_) => "sender_expired",
+            Rejection::NotAllowed { .. } => "not_allowed",
+            Rejection::Replay(ReplayError::Duplicate) => "duplicate",
+            Rejection::Replay(ReplayError::TooOld) => "too_old",
+            Rejection::BadPlaintext => "bad_plaintext",
+        }
+    }
+    /// Whether the forwarding peer is at fault (reject and penalise) or the message is
+    /// merely unusable here (ignore: drop without forwarding, no penalty).
+    pub fn is_peer_fault(&self) -> bool {
+        !matches!(
+            self,
+            Rejection::UnknownSender(_) | Rejection::Replay(_) | Rejection::SenderExpired(_)
+        )
+    }
+}
+
+/// The outcome of validating a message.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Authentic and new: forward and store it; `alert` is the opened content when this node
+    /// can read the channel.
+    Accept {
+        /// The envelope.
+        envelope: Envelope,
+        /// The opened alert, if this node holds the key.
+        alert: Option<ReceivedAlert>,
+    },
+    /// Refused.
+    Reject(Rejection),
+}
+
+/// A freshly sealed alert.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    /// Envelope bytes to store and publish.
+    pub bytes: Vec<u8>,
+    /// Alert id.
+    pub id: String,
+    /// Channel number.
+    pub channel: u32,
+    /// Sequence number used.
+    pub seq: u64,
+}
+
+/// Counters reported by `status`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counters {
+    /// Alerts this node sealed.
+    pub alerts_sent: u64,
+    /// Alerts this node accepted and opened.
+    pub alerts_received: u64,
+    /// Alerts this node accepted but cannot read (forwarded and stored only).
+    pub alerts_relayed: u64,
+    /// Refusals by reason.
+    pub rejected: BTreeMap<String, u64>,
+    /// Peers refused at authentication.
+    pub peers_refused: u64,
+}
+
+/// One device's protocol state.
+pub struct Node {
+    secrets: DeviceSecrets,
+    cert: Certificate,
+    descriptor: Descriptor,
+    keys: HashMap<(u32, u32), MessageKey>,
+    current_epoch: HashMap<u32, u32>,
+    roster: HashMap<u32, Certificate>,
+    replay: ReplayGuard,
+    last_seq: u64,
+    counters: Counters,
+}
+
+impl Node {
+    /// A node with no peers yet. `last_seq` is the highest sequence number this device ever
+    /// stored (from the store), so none is reused.
+    pub fn new(cfg: NodeConfig, last_seq: u64) -> Self {
+        let domain = cfg.descriptor.domain;
+        let mut keys = HashMap::new();
+        let mut current_epoch: HashMap<u32, u32> = HashMap::new();
+        for (channel, epoch, secret) in &cfg.channel_secrets {
+            keys.insert((*channel, *epoch), secret.message_key(&domain, *channel, *epoch));
+            let e = current_epoch.entry(*channel).or_insert(*epoch);
+            *e = (*e).max(*epoch);
+        }
+        let mut roster = HashMap::new();
+        roster.insert(cfg.cert.body.device, cfg.cert.clone());
+        Node {
+            secrets: cfg.secrets,
+            cert: cfg.cert,
+            descriptor: cfg.descriptor,
+            keys,
+            current_epoch,
+            roster,
+            replay: ReplayGuard::new(DEFAULT_REPLAY_WINDOW),
+            last_seq,
+            counters: Counters::default(),
+        }
+    }
+
+    /// The domain id.
+    pub fn domain(&self) -> &DomainId {
+        &self.descriptor.domain
+    }
+    /// The descriptor.
+    pub fn descriptor(&self) -> &Descriptor {
+        &self.descriptor
+    }
+    /// This device's certificate.
+    pub fn cert(&self) -> &Certificate {
+        &self.cert
+    }
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+    /// Mutable counters (for events the shell observes, such as refused peers).
+    pub fn counters_mut(&mut self) -> &mut Counters {
+        &mut self.counters
+    }
+    /// Member certificates known, this device's included.
+    pub fn roster(&self) -> impl Iterator<Item = &Certificate> {
+        self.roster.values()
+    }
+    /// The certificate of a member by peer id.
+    pub fn member_by_peer(&self, peer: &PeerId) -> Option<&Certificate> {
+        self.roster.values().find(|c| c.peer_id() == *peer)
+    }
+    /// The replay state (for persistence and catch-up).
+    pub fn replay(&mut self) -> &mut ReplayGuard {
+        &mut self.replay
+    }
+    /// Channel names this device may read.
+    pub fn readable_channels(&self) -> Vec<String> {
+        self.cert
+            .body
+            .grants
+            .iter()
+            .filter(|g| g.read && self.current_epoch.contains_key(&g.channel))
+            .map(|g| g.name.clone())
+            .collect()
+    }
+    /// Channel numbers this device carries (reads, writes or relays).
+    pub fn carried_channels(&self) -> Vec<u32> {
+        self.cert.body.grants.iter().map(|g| g.channel).collect()
+    }
+
+    /// Admits a peer whose Noise-proved id is `peer` and who presented `cert_bytes`.
+    pub fn authenticate_peer(
+        &mut self,
+        peer: &PeerId,
+        cert_bytes: &[u8],
+        now_secs: u64,
+    ) -> Result<Certificate, AuthError> {
+        let cert = self.check_cert(cert_bytes, now_secs)?;
+        cert.check_peer(peer)?;
+        self.admit(cert.clone())?;
+        Ok(cert)
+    }
+
+    /// Learns a member certificate relayed by another member (roster sync).
+    pub fn learn_certificate(&mut self, cert_bytes: &[u8], now_secs: u64) -> Result<bool, AuthError> {
+        let cert = self.check_cert(cert_bytes, now_secs)?;
+        let new = !self.roster.contains_key(&cert.body.device);
+        self.admit(cert)?;
+        Ok(new)
+    }
+
+    fn check_cert(&self, cert_bytes: &[u8], now_secs: u64) -> Result<Certificate, AuthError> {
+        let cert = Certificate::from_bytes(cert_bytes, &self.descriptor.authority, self.domain())?;
+        cert.check_time(now_secs)?;
+        Ok(cert)
+    }
+
+    fn admit(&mut self, cert: Certificate) -> Result<(), AuthError> {
+        match self.roster.get(&cert.body.device) {
+            Some(old) if old.body.ed25519 != cert.body.ed25519 => {
+                return Err(AuthError::Conflict(cert.body.device));
+            }
+            Some(_) => {}
+            None if self.roster.len() >= MAX_ROSTER => return Err(AuthError::RosterFull),
+            None => {}
+        }
+        self.roster.insert(cert.body.device, cert);
+        Ok(())
+    }
+
+    /// Seals an alert for `channel` at time `now_us`. The caller stores the result durably
+    /// before publishing it; the sequence number is `max(last + 1, now_us)`.
+    pub fn seal_alert(
+        &mut self,
+        channel: &str,
+        body: &AlertBody,
+        now_us: u64,
+    ) -> Result<Sealed, SealError> {
+        let info = self
+            .descriptor
+            .channel_by_name(channel)
+            .map(|c| c.id)
+            .or_else(|| self.cert.body.grants.iter().find(|g| g.name == channel).map(|g| g.channel))
+            .ok_or_else(|| SealError::UnknownChannel(channel.to_string()))?;
+        let grant = self
+            .cert
+            .grant(info)
+            .filter(|g| g.write)
+            .ok_or_else(|| SealError::NotAllowed(channel.to_string()))?;
+        let epoch = *self
+            .current_epoch
+            .get(&grant.channel)
+            .ok_or_else(|| SealError::NoKey(channel.to_string()))?;
+        let key = self
+            .keys
+            .get(&(grant.channel, epoch))
+            .ok_or_else(|| SealError::NoKey(channel.to_string()))?;
+        let plain = body.encode();
+        if plain.len() > crate::alert::MAX_ALERT_LEN {
+            return Err(SealError::TooLarge(plain.len()));
+        }
+        let seq = now_us.max(self.last_seq.saturating_add(1));
+        let header = Header {
+            version: envelope::VERSION,
+            domain_tag: self.domain().tag(),
+            channel: grant.channel,
+            epoch,
+            sender: self.cert.body.device,
+            seq,
+        };
+        let bytes = envelope::seal(&self.secrets.identity, self.domain(), &header, key, &plain);
+        self.last_seq = seq;
+        // Our own alerts are never accepted back from the network.
+        let _ = self.replay.insert(header.sender, seq);
+        self.counters.alerts_sent += 1;
+        Ok(Sealed {
+            bytes,
+            id: envelope::alert_id(self.domain(), header.sender, seq),
+            channel: grant.channel,
+            seq,
+        })
+    }
+
+    /// Validates a message from the network at `now_us`: counts the outcome and, when
+    /// accepted, records it in the replay state.
+    pub fn validate(&mut self, bytes: &[u8], now_us: u64) -> Verdict {
+        let v = self.check(bytes, now_us);
+        match &v {
+            Verdict::Accept { alert: Some(_), .. } => self.counters.alerts_received += 1,
+            Verdict::Accept { alert: None, .. } => self.counters.alerts_relayed += 1,
+            Verdict::Reject(r) => {
+                *self.counters.rejected.entry(r.reason().to_string()).or_default() += 1;
+            }
+        }
+        v
+    }
+
+    fn check(&mut self, bytes: &[u8], now_us: u64) -> Verdict {
+        match self.check_inner(bytes, now_us) {
+            Ok((envelope, alert)) => Verdict::Accept { envelope, alert },
+            Err(r) => Verdict::Reject(r),
+        }
+    }
+
+    fn check_inner(
+        &mut self,
+        bytes: &[u8],
+        now_us: u64,
+    ) -> Result<(Envelope, Option<ReceivedAlert>), Rejection> {
+        let env = Envelope::parse(bytes)?;
+        let h = env.header;
+        if h.domain_tag != self.domain().tag() {
+            return Err(EnvelopeError::WrongDomain.into());
+        }
+        let sender = self
+            .roster
+            .get(&h.sender)
+            .ok_or(Rejection::UnknownSender(h.sender))?;
+        sender
+            .check_time(now_us / 1_000_000)
+            .map_err(|_| Rejection::SenderExpired(h.sender))?;
+        let grant = sender
+            .grant(h.channel)
+            .filter(|g| g.write)
+            .ok_or(Rejection::NotAllowed {
+                sender: h.sender,
+                channel: h.channel,
+            })?;
+        let vk = sender
+            .verifying_key()
+            .ok_or(Rejection::Envelope(EnvelopeError::BadSignature))?;
+        env.verify(self.domain(), &vk)?;
+        self.replay.check(h.sender, h.seq)?;
+        let can_read = self.cert.grant(h.channel).is_some_and(|g| g.read);
+        let alert = match self.keys.get(&(h.channel, h.epoch)) {
+            Some(key) if can_read => {
+                let plain = env.open(self.domain(), key)?;
+                let body = AlertBody::decode(&plain).map_err(|_| Rejection::BadPlaintext)?;
+                Some(ReceivedAlert {
+                    id: envelope::alert_id(self.domain(), h.sender, h.seq),
+                    channel: grant.name.clone(),
+                    sender: sender.body.name.clone(),
+                    sender_peer_id: sender.peer_id().to_string(),
+                    sender_device: h.sender,
+                    seq: h.seq,
+                    severity: body.severity,
+                    kind: body.kind,
+                    text: body.text,
+                    created_at_us: h.seq,
+                    received_at_us: now_us,
+                    location: body.location,
+                    attributes: body.attributes,
+                })
+            }
+            _ => None,
+        };
+        self.replay.insert(h.sender, h.seq)?;
+        Ok((env, alert))
+    }
+}
+
+#[cfg(test)]
+mod tests;
