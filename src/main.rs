@@ -1,1 +1,36 @@
-fn main() {}
+//! The `ptt-node` binary: parses the command line and hands it to [`ptt_node::cli`].
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = ptt_node::cli::Cli::parse();
+    if !matches!(cli.command, ptt_node::cli::Command::Run(_)) {
+        // Client commands behave like other Unix tools in a pipe: `ptt-node listen | head -1`
+        // ends quietly when the reader goes away instead of panicking on a write error.
+        // SAFETY: setting a signal disposition to its default before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    let default = if matches!(cli.command, ptt_node::cli::Command::Run(_)) { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ptt-node: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(ptt_node::cli::main(cli))
+}

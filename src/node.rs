@@ -89,6 +89,14 @@ pub enum Rejection {
     /// The plaintext inside a valid envelope does not decode.
     #[error("the plaintext is not a valid alert")]
     BadPlaintext,
+    /// Published on the topic of another channel than its header names.
+    #[error("envelope for channel {header} arrived on the topic of channel {topic}")]
+    WrongTopic {
+        /// Channel in the header.
+        header: u32,
+        /// Channel of the topic.
+        topic: u32,
+    },
 }
 
 impl Rejection {
@@ -102,6 +110,7 @@ impl Rejection {
             Rejection::Replay(ReplayError::Duplicate) => "duplicate",
             Rejection::Replay(ReplayError::TooOld) => "too_old",
             Rejection::BadPlaintext => "bad_plaintext",
+            Rejection::WrongTopic { .. } => "wrong_topic",
         }
     }
     /// Whether the forwarding peer is at fault (reject and penalise) or the message is
@@ -138,6 +147,8 @@ pub struct Sealed {
     pub id: String,
     /// Channel number.
     pub channel: u32,
+    /// Channel name.
+    pub channel_name: String,
     /// Sequence number used.
     pub seq: u64,
 }
@@ -333,6 +344,7 @@ impl Node {
             bytes,
             id: envelope::alert_id(self.domain(), header.sender, seq),
             channel: grant.channel,
+            channel_name: grant.name.clone(),
             seq,
         })
     }
@@ -340,7 +352,12 @@ impl Node {
     /// Validates a message from the network at `now_us`: counts the outcome and, when
     /// accepted, records it in the replay state.
     pub fn validate(&mut self, bytes: &[u8], now_us: u64) -> Verdict {
-        let v = self.check(bytes, now_us);
+        self.validate_on(bytes, None, now_us)
+    }
+
+    /// Like [`Node::validate`], for a message that arrived on the topic of `topic_channel`.
+    pub fn validate_on(&mut self, bytes: &[u8], topic_channel: Option<u32>, now_us: u64) -> Verdict {
+        let v = self.check(bytes, topic_channel, now_us);
         match &v {
             Verdict::Accept { alert: Some(_), .. } => self.counters.alerts_received += 1,
             Verdict::Accept { alert: None, .. } => self.counters.alerts_relayed += 1,
@@ -351,8 +368,8 @@ impl Node {
         v
     }
 
-    fn check(&mut self, bytes: &[u8], now_us: u64) -> Verdict {
-        match self.check_inner(bytes, now_us) {
+    fn check(&mut self, bytes: &[u8], topic_channel: Option<u32>, now_us: u64) -> Verdict {
+        match self.check_inner(bytes, topic_channel, now_us) {
             Ok((envelope, alert)) => Verdict::Accept { envelope, alert },
             Err(r) => Verdict::Reject(r),
         }
@@ -361,10 +378,14 @@ impl Node {
     fn check_inner(
         &mut self,
         bytes: &[u8],
+        topic_channel: Option<u32>,
         now_us: u64,
     ) -> Result<(Envelope, Option<ReceivedAlert>), Rejection> {
         let env = Envelope::parse(bytes)?;
         let h = env.header;
+        if let Some(t) = topic_channel.filter(|t| *t != h.channel) {
+            return Err(Rejection::WrongTopic { header: h.channel, topic: t });
+        }
         if h.domain_tag != self.domain().tag() {
             return Err(EnvelopeError::WrongDomain.into());
         }

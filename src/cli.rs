@@ -1,0 +1,594 @@
+//! The `ptt-node` command line: the daemon, provisioning and the client commands.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use libp2p::Multiaddr;
+
+use crate::alert::{ReceivedAlert, Severity};
+use crate::cert::{Certificate, Location, Profile};
+use crate::control::{Client, ClientError, PeerInfo, Reply, Request, StatusInfo};
+use crate::daemon::{self, RunConfig};
+use crate::domain::{Authority, DomainError, EnrollRequest};
+use crate::net::NetConfig;
+
+/// Secure push-to-talk alerts for devices on a local network: no Internet, no server.
+#[derive(Debug, Parser)]
+#[command(name = "ptt-node", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon on this device.
+    #[command(after_help = "Example:\n  ptt-node run --bundle /etc/ptt-node/bundle --data /var/lib/ptt-node")]
+    Run(RunArgs),
+    /// Provision a domain (offline, on the administrator's machine).
+    #[command(subcommand)]
+    Domain(DomainCommand),
+    /// Seal and broadcast an alert through the running daemon.
+    #[command(after_help = "Example:\n  ptt-node alert --severity severe --kind intrusion --text 'gate 3 forced'")]
+    Alert(AlertArgs),
+    /// Print alerts as they arrive, until interrupted.
+    Listen(ClientArgs),
+    /// List peers: device, peer id, addresses, authenticated or not.
+    Peers(ClientArgs),
+    /// Show this device, its domain, peer counts and counters.
+    Status(ClientArgs),
+}
+
+/// `ptt-node run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The device bundle made by `ptt-node domain enroll`.
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// Data directory (store and control socket). Default: $PTT_NODE_DATA, else the
+    /// per-user state directory.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Listen address (repeatable). Default: /ip4/0.0.0.0/tcp/0.
+    #[arg(long = "listen", value_name = "MULTIADDR")]
+    pub listen: Vec<Multiaddr>,
+    /// Peer to dial at start besides those mDNS finds (repeatable).
+    #[arg(long = "peer", value_name = "MULTIADDR")]
+    pub peers: Vec<Multiaddr>,
+    /// Seconds between mDNS queries.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub mdns_interval: u64,
+    /// Do not use mDNS (only --peer and device tags).
+    #[arg(long)]
+    pub no_mdns: bool,
+}
+
+/// `ptt-node domain …`.
+#[derive(Debug, Subcommand)]
+pub enum DomainCommand {
+    /// Create a domain authority in an empty directory.
+    #[command(after_help = "Example:\n  ptt-node domain init --dir ./site-a --name site-a")]
+    Init {
+        /// Authority directory (keep it offline).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Domain name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Enrol a device: make its keys, certificate and sealed channel keys as a bundle.
+    #[command(after_help = "Example:\n  ptt-node domain enroll --dir ./site-a --device cam-1 --out ./cam-1 --kind camera --location 37.56,126.97 --tag zone=north")]
+    Enroll(EnrollArgs),
+    /// List enrolled devices.
+    List {
+        /// Authority directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// One JSON object per device.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `ptt-node domain enroll`.
+#[derive(Debug, Args)]
+pub struct EnrollArgs {
+    /// Authority directory.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Device name, unique in the domain.
+    #[arg(long)]
+    pub device: String,
+    /// Bundle directory to create.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Channel the device may use (repeatable; default: alerts). Missing channels are created.
+    #[arg(long = "channel")]
+    pub channels: Vec<String>,
+    /// The device forwards and stores alerts but can never read them.
+    #[arg(long)]
+    pub relay_only: bool,
+    /// Device kind, such as motion-sensor, camera, alarm, handheld.
+    #[arg(long, default_value = "device")]
+    pub kind: String,
+    /// Location as LAT,LON in degrees.
+    #[arg(long, value_parser = parse_location, allow_hyphen_values = true)]
+    pub location: Option<Location>,
+    /// Context tag KEY=VALUE (repeatable).
+    #[arg(long = "tag", value_parser = parse_kv)]
+    pub tags: Vec<(String, String)>,
+    /// The device sleeps most of the time.
+    #[arg(long)]
+    pub sleeps: bool,
+    /// Certificate lifetime in days.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u64).range(1..=36500))]
+    pub valid_days: u64,
+    /// Replace a device of the same name, or overwrite an existing bundle directory.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Arguments shared by the client commands.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Data directory of the running daemon.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ptt-node alert`.
+#[derive(Debug, Args)]
+pub struct AlertArgs {
+    /// Common arguments.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// minor, moderate, severe, extreme or unknown.
+    #[arg(long)]
+    pub severity: Severity,
+    /// What happened: motion, intrusion, temperature, …
+    #[arg(long)]
+    pub kind: String,
+    /// Text for the people who read it.
+    #[arg(long)]
+    pub text: String,
+    /// Channel.
+    #[arg(long, default_value = crate::domain::DEFAULT_CHANNEL)]
+    pub channel: String,
+    /// Where, as LAT,LON.
+    #[arg(long, value_parser = parse_location, allow_hyphen_values = true)]
+    pub location: Option<Location>,
+    /// Attribute KEY=VALUE (repeatable).
+    #[arg(long = "attr", value_parser = parse_kv)]
+    pub attributes: Vec<(String, String)>,
+}
+
+fn parse_location(s: &str) -> Result<Location, String> {
+    Location::parse(s)
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+    if k.is_empty() {
+        return Err(format!("{s:?} has an empty key"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+fn now_secs() -> u64 {
+    daemon::now_us() / 1_000_000
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub async fn main(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Run(a) => run(a).await,
+        Command::Domain(d) => domain(d),
+        Command::Alert(a) => alert(a).await,
+        Command::Listen(a) => listen(a).await,
+        Command::Peers(a) => peers(a).await,
+        Command::Status(a) => status(a).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ptt-node: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// An error at the edge, with its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Provisioning failed.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The daemon failed.
+    #[error(transparent)]
+    Daemon(#[from] daemon::DaemonError),
+    /// Talking to the daemon failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// Something else.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl CliError {
+    /// 3: no daemon running; 1: anything else (2 is clap's usage error).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Client(ClientError::NotRunning { .. }) => 3,
+            _ => 1,
+        }
+    }
+}
+
+fn data_dir(d: &Option<PathBuf>) -> PathBuf {
+    d.clone().unwrap_or_else(daemon::default_data_dir)
+}
+
+async fn run(a: RunArgs) -> Result<(), CliError> {
+    let cfg = RunConfig {
+        bundle: a.bundle,
+        data: data_dir(&a.data),
+        listen: a.listen,
+        peers: a.peers,
+        net: NetConfig {
+            mdns_interval: std::time::Duration::from_secs(a.mdns_interval),
+            mdns: !a.no_mdns,
+        },
+    };
+    daemon::run(cfg, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => {},
+                _ = i.recv() => {},
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn domain(cmd: DomainCommand) -> Result<(), CliError> {
+    let mut rng = rand_core::OsRng;
+    match cmd {
+        DomainCommand::Init { dir, name } => {
+            if Authority::exists(&dir) {
+                return Err(DomainError::AlreadyExists(dir.display().to_string()).into());
+            }
+            let a = Authority::create(&name, &mut rng)?;
+            a.save(&dir)?;
+            println!("domain {name} created in {}", dir.display());
+            println!("domain id {}", a.descriptor().domain.to_hex());
+            println!("channels: {}", channel_list(&a));
+            println!("keep {} offline: it holds the authority key", dir.display());
+        }
+        DomainCommand::Enroll(e) => {
+            let mut a = Authority::load(&e.dir)?;
+            if e.out.join(crate::bundle::files::IDENTITY).exists() && !e.force {
+                return Err(CliError::Other(format!(
+                    "{} already holds a bundle; choose another --out or pass --force",
+                    e.out.display()
+                )));
+            }
+            let req = EnrollRequest {
+                name: e.device.clone(),
+                channels: e.channels,
+                relay_only: e.relay_only,
+                profile: Profile {
+                    kind: e.kind,
+                    location: e.location,
+                    tags: e.tags,
+                    sleeps: e.sleeps,
+                },
+                valid_days: e.valid_days,
+                force: e.force,
+            };
+            let (bundle, created) = a.enroll(&req, now_secs(), &mut rng)?;
+            // The bundle first: if it cannot be written, the registry does not change.
+            bundle.save(&e.out, e.force).map_err(DomainError::from)?;
+            a.save(&e.dir)?;
+            for c in created {
+                println!("created channel {c}");
+            }
+            let c = &bundle.cert.body;
+            println!(
+                "enrolled {} as device {} (peer id {}){}",
+                c.name,
+                c.device,
+                bundle.cert.peer_id(),
+                if c.relay_only { ", relay-only" } else { "" }
+            );
+            println!(
+                "channels: {}",
+                c.grants.iter().map(|g| g.name.as_str()).collect::<Vec<_>>().join(", ")
+            );
+            println!("bundle written to {}: copy it to the device", e.out.display());
+        }
+        DomainCommand::List { dir, json } => {
+            let a = Authority::load(&dir)?;
+            let d = a.descriptor();
+            for e in a.registry() {
+                let cert = Certificate::from_bytes(&e.cert, &d.authority, &d.domain).ok();
+                let relay = cert.as_ref().is_some_and(|c| c.body.relay_only);
+                let peer = cert.as_ref().map(|c| c.peer_id().to_string()).unwrap_or_default();
+                let kind = cert.as_ref().map(|c| c.body.profile.kind.clone()).unwrap_or_default();
+                let channels: Vec<String> = cert
+                    .as_ref()
+                    .map(|c| c.body.grants.iter().map(|g| g.name.clone()).collect())
+                    .unwrap_or_default();
+                let not_after = cert.as_ref().map_or(0, |c| c.body.not_after);
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "device": e.device, "name": e.name, "peer_id": peer, "kind": kind,
+                            "relay_only": relay, "channels": channels, "enrolled_at": e.enrolled_at,
+                            "not_after": not_after, "replaced": e.replaced,
+                        })
+                    );
+                } else {
+                    println!(
+                        "{:>4}  {:<20} {:<10} {}{}{}  {}",
+                        e.device,
+                        e.name,
+                        kind,
+                        channels.join(","),
+                        if relay { " (relay-only)" } else { "" },
+                        if e.replaced { " (replaced)" } else { "" },
+                        peer
+                    );
+                }
+            }
+            if !json && a.registry().is_empty() {
+                println!("no devices enrolled; add one with: ptt-node domain enroll --dir {} --device NAME --out BUNDLE", dir.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn channel_list(a: &Authority) -> String {
+    a.descriptor()
+        .body
+        .channels
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn alert(a: AlertArgs) -> Result<(), CliError> {
+    let mut c = Client::connect(&data_dir(&a.client.data)).await?;
+    let req = Request::Alert {
+        channel: a.channel,
+        severity: a.severity,
+        kind: a.kind,
+        text: a.text,
+        location: a.location,
+        attributes: a.attributes,
+    };
+    match c.call(&req).await? {
+        r @ Reply::Sent { .. } => {
+            if a.client.json {
+                println!("{}", json_line(&r));
+            } else if let Reply::Sent { id, peers, .. } = r {
+                println!("{id}");
+                if peers == 0 {
+                    eprintln!("ptt-node: no peer connected now; the alert is stored and goes out when peers connect");
+                }
+            }
+            Ok(())
+        }
+        other => Err(ClientError::Protocol(format!("{other:?}")).into()),
+    }
+}
+
+fn json_line<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+async fn listen(a: ClientArgs) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut c = Client::connect(&data_dir(&a.data)).await?;
+    match c.call(&Request::Listen).await? {
+        Reply::Listening => {}
+        other => return Err(ClientError::Protocol(format!("{other:?}")).into()),
+    }
+    let stdout = std::io::stdout();
+    loop {
+        let next = tokio::select! {
+            n = c.next() => n?,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        let mut out = stdout.lock();
+        let res = match next {
+            None => return Err(CliError::Other("the daemon stopped".into())),
+            Some(Reply::Alert(al)) if a.json => writeln!(out, "{}", json_line(&al)),
+            Some(Reply::Alert(al)) => writeln!(out, "{}", format_alert(&al)),
+            Some(Reply::Lagged { missed }) => {
+                eprintln!("ptt-node: this listener fell behind and missed {missed} alerts");
+                Ok(())
+            }
+            Some(other) => return Err(ClientError::Protocol(format!("{other:?}")).into()),
+        };
+        // A closed pipe (`listen | head`) ends the listener quietly.
+        if res.and_then(|_| out.flush()).is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// One human-readable line for an alert.
+pub fn format_alert(a: &ReceivedAlert) -> String {
+    let mut s = format!(
+        "{} {:<8} {} from {} on {}: {}",
+        format_time_us(a.created_at_us),
+        a.severity.as_str().to_uppercase(),
+        a.kind,
+        a.sender,
+        a.channel,
+        a.text
+    );
+    if let Some(l) = a.location {
+        s.push_str(&format!(" @{:.5},{:.5}", l.lat, l.lon));
+    }
+    for (k, v) in &a.attributes {
+        s.push_str(&format!(" {k}={v}"));
+    }
+    s
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` for µs since the Unix epoch.
+pub fn format_time_us(us: u64) -> String {
+    let secs = us / 1_000_000;
+    let ms = (us / 1000) % 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+async fn peers(a: ClientArgs) -> Result<(), CliError> {
+    let mut c = Client::connect(&data_dir(&a.data)).await?;
+    let Reply::Peers { peers } = c.call(&Request::Peers).await? else {
+        return Err(ClientError::Protocol("expected peers".into()).into());
+    };
+    for p in &peers {
+        if a.json {
+            println!("{}", json_line(p));
+        } else {
+            println!("{}", format_peer(p));
+        }
+    }
+    if peers.is_empty() && !a.json {
+        println!("no peers yet");
+    }
+    Ok(())
+}
+
+fn format_peer(p: &PeerInfo) -> String {
+    let state = if p.authenticated {
+        "authenticated"
+    } else if p.connected {
+        "connected, not authenticated"
+    } else {
+        "not connected"
+    };
+    let mut s = format!(
+        "{:<16} {:<30} {}",
+        p.name.as_deref().unwrap_or("?"),
+        state,
+        p.peer_id
+    );
+    if let Some(prof) = &p.profile {
+        s.push_str(&format!(" kind={}", prof.kind));
+    }
+    if !p.addresses.is_empty() {
+        s.push_str(&format!(" [{}]", p.addresses.join(" ")));
+    }
+    if let (false, Some(e)) = (p.authenticated, &p.last_error) {
+        s.push_str(&format!(" last error: {e}"));
+    }
+    s
+}
+
+async fn status(a: ClientArgs) -> Result<(), CliError> {
+    let mut c = Client::connect(&data_dir(&a.data)).await?;
+    let Reply::Status(s) = c.call(&Request::Status).await? else {
+        return Err(ClientError::Protocol("expected status".into()).into());
+    };
+    if a.json {
+        println!("{}", json_line(&s));
+    } else {
+        print!("{}", format_status(&s));
+    }
+    Ok(())
+}
+
+fn format_status(s: &StatusInfo) -> String {
+    let c = &s.counters;
+    let rejected: u64 = c.rejected.values().sum();
+    let mut out = format!(
+        "device   {} (#{}){}\npeer id  {}\ndomain   {} ({})\nchannels {}\nlisten   {}\npeers    {} connected, {} authenticated\nalerts   {} sent, {} received, {} relayed, {} rejected\nuptime   {} s\n",
+        s.device,
+        s.device_number,
+        if s.relay_only { ", relay-only" } else { "" },
+        s.peer_id,
+        s.domain_name,
+        &s.domain_id[..16],
+        if s.channels.is_empty() { "(none: relay-only)".to_string() } else { s.channels.join(", ") },
+        s.listen_addrs.join(" "),
+        s.peers.connected,
+        s.peers.authenticated,
+        c.alerts_sent,
+        c.alerts_received,
+        c.alerts_relayed,
+        rejected,
+        s.uptime_s
+    );
+    for (k, v) in &c.rejected {
+        out.push_str(&format!("  rejected {k}: {v}\n"));
+    }
+    out
+}
+
+/// Whether a path looks like a data directory of a running daemon.
+pub fn has_socket(dir: &Path) -> bool {
+    crate::control::socket_path(dir).exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_format() {
+        assert_eq!(format_time_us(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_time_us(1_763_781_234_567_000), "2025-11-22T03:13:54.567Z");
+    }
+
+    #[test]
+    fn cli_parses_and_rejects() {
+        let c = Cli::try_parse_from(["ptt-node", "alert", "--severity", "severe", "--kind", "k", "--text", "t"]).unwrap();
+        assert!(matches!(c.command, Command::Alert(_)));
+        assert!(Cli::try_parse_from(["ptt-node", "alert", "--severity", "loud", "--kind", "k", "--text", "t"]).is_err());
+        assert!(Cli::try_parse_from(["ptt-node", "domain", "enroll", "--dir", "d", "--device", "x", "--out", "o", "--location", "95,1"]).is_err());
+        assert!(Cli::try_parse_from(["ptt-node", "domain", "enroll", "--dir", "d", "--device", "x", "--out", "o", "--tag", "novalue"]).is_err());
+        let c = Cli::try_parse_from(["ptt-node", "domain", "enroll", "--dir", "d", "--device", "x", "--out", "o", "--location", "-33.9,18.4", "--tag", "zone=n"]).unwrap();
+        let Command::Domain(DomainCommand::Enroll(e)) = c.command else { panic!() };
+        assert_eq!(e.location, Some(Location { lat: -33.9, lon: 18.4 }));
+        assert_eq!(e.tags, vec![("zone".to_string(), "n".to_string())]);
+    }
+}

@@ -1,0 +1,302 @@
+//! The control protocol between the CLI and a running daemon: newline-delimited JSON over the
+//! Unix socket `DATA/control.sock` (mode 0600). Specified in `proto/control.md`.
+//!
+//! One connection carries requests one at a time; each gets exactly one reply line, except
+//! `listen`, whose reply is followed by one line per received alert until the client closes.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::alert::{ReceivedAlert, Severity};
+use crate::cert::{Location, Profile};
+use crate::node::Counters;
+
+/// Socket file name in the data directory.
+pub const SOCKET: &str = "control.sock";
+/// Longest request or reply line accepted (1 MiB).
+pub const MAX_LINE: usize = 1024 * 1024;
+
+/// A request from the CLI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Seal, store and publish an alert.
+    Alert {
+        /// Channel name (default `alerts`).
+        channel: String,
+        /// Severity.
+        severity: Severity,
+        /// Kind.
+        kind: String,
+        /// Text.
+        text: String,
+        /// Location.
+        #[serde(default)]
+        location: Option<Location>,
+        /// Attributes.
+        #[serde(default)]
+        attributes: Vec<(String, String)>,
+    },
+    /// Stream received alerts.
+    Listen,
+    /// List peers.
+    Peers,
+    /// Report identity, domain, peers and counters.
+    Status,
+}
+
+/// A reply line from the daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    /// The request failed.
+    Error {
+        /// What went wrong, for a person.
+        message: String,
+    },
+    /// The alert is stored durably and was handed to the network.
+    Sent {
+        /// Alert id.
+        id: String,
+        /// Channel name.
+        channel: String,
+        /// Sequence number.
+        seq: u64,
+        /// Authenticated peers it was published to directly (0: it waits in the store).
+        peers: usize,
+    },
+    /// `listen` is subscribed; alerts follow.
+    Listening,
+    /// A received alert (only after `listening`).
+    Alert(Box<ReceivedAlert>),
+    /// Alerts a slow listener missed.
+    Lagged {
+        /// How many.
+        missed: u64,
+    },
+    /// The peers.
+    Peers {
+        /// One entry per known peer.
+        peers: Vec<PeerInfo>,
+    },
+    /// The status.
+    Status(Box<StatusInfo>),
+}
+
+/// A peer as `peers` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// Device name from its certificate (once authenticated).
+    pub name: Option<String>,
+    /// Device number.
+    pub device: Option<u32>,
+    /// Known addresses.
+    pub addresses: Vec<String>,
+    /// Connected now.
+    pub connected: bool,
+    /// Proved membership of this domain.
+    pub authenticated: bool,
+    /// Relay-only device.
+    pub relay_only: Option<bool>,
+    /// Profile from its certificate.
+    pub profile: Option<Profile>,
+    /// Last connection or authentication error.
+    pub last_error: Option<String>,
+}
+
+/// Connected and authenticated peer counts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PeerCounts {
+    /// Peers with an open connection.
+    pub connected: usize,
+    /// Of those, members that proved it.
+    pub authenticated: usize,
+}
+
+/// What `status` reports.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StatusInfo {
+    /// Own peer id.
+    pub peer_id: String,
+    /// Own device name.
+    pub device: String,
+    /// Own device number.
+    pub device_number: u32,
+    /// Domain id (hex).
+    pub domain_id: String,
+    /// Domain name.
+    pub domain_name: String,
+    /// Relay-only device.
+    pub relay_only: bool,
+    /// Channels this device reads.
+    pub channels: Vec<String>,
+    /// Addresses the daemon listens on.
+    pub listen_addrs: Vec<String>,
+    /// Peer counts.
+    pub peers: PeerCounts,
+    /// Counters.
+    pub counters: CountersInfo,
+    /// Seconds since start.
+    pub uptime_s: u64,
+}
+
+/// Counters as reported.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CountersInfo {
+    /// Alerts sealed.
+    pub alerts_sent: u64,
+    /// Alerts opened.
+    pub alerts_received: u64,
+    /// Alerts forwarded unread.
+    pub alerts_relayed: u64,
+    /// Refusals by reason.
+    pub rejected: std::collections::BTreeMap<String, u64>,
+    /// Peers refused at authentication.
+    pub peers_refused: u64,
+}
+
+impl From<&Counters> for CountersInfo {
+    fn from(c: &Counters) -> Self {
+        CountersInfo {
+            alerts_sent: c.alerts_sent,
+            alerts_received: c.alerts_received,
+            alerts_relayed: c.alerts_relayed,
+            rejected: c.rejected.clone(),
+            peers_refused: c.peers_refused,
+        }
+    }
+}
+
+/// A CLI-side failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No daemon listens on the data directory.
+    #[error("no ptt-node daemon is running with data directory {dir} ({reason}); start one with: ptt-node run --bundle BUNDLE --data {dir}")]
+    NotRunning {
+        /// Data directory.
+        dir: String,
+        /// The OS error.
+        reason: String,
+    },
+    /// The connection broke.
+    #[error("lost the connection to the daemon: {0}")]
+    Io(#[from] std::io::Error),
+    /// The daemon sent something unexpected.
+    #[error("unexpected reply from the daemon: {0}")]
+    Protocol(String),
+    /// The daemon refused the request.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A connection to a daemon's control socket.
+pub struct Client {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    line: String,
+}
+
+/// The control socket path of a data directory.
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SOCKET)
+}
+
+impl Client {
+    /// Connects to the daemon using `data_dir`.
+    pub async fn connect(data_dir: &Path) -> Result<Self, ClientError> {
+        let path = socket_path(data_dir);
+        let stream = UnixStream::connect(&path).await.map_err(|e| ClientError::NotRunning {
+            dir: data_dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let (r, w) = stream.into_split();
+        Ok(Client {
+            reader: BufReader::new(r),
+            writer: w,
+            line: String::new(),
+        })
+    }
+
+    /// Sends a request.
+    pub async fn send(&mut self, req: &Request) -> Result<(), ClientError> {
+        let mut line = serde_json::to_string(req).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        line.push('\n');
+        self.writer.write_all(line.as_bytes()).await?;
+        Ok(())
+    }
+
+    /// Reads the next reply; `None` when the daemon closed the connection.
+    pub async fn next(&mut self) -> Result<Option<Reply>, ClientError> {
+        match read_line(&mut self.reader, &mut self.line).await? {
+            None => Ok(None),
+            Some(l) => serde_json::from_str(l)
+                .map(Some)
+                .map_err(|e| ClientError::Protocol(format!("{e}: {l}"))),
+        }
+    }
+
+    /// Sends a request and reads its one reply; an `error` reply becomes `Err`.
+    pub async fn call(&mut self, req: &Request) -> Result<Reply, ClientError> {
+        self.send(req).await?;
+        match self.next().await? {
+            None => Err(ClientError::Protocol("the daemon closed the connection".into())),
+            Some(Reply::Error { message }) => Err(ClientError::Refused(message)),
+            Some(r) => Ok(r),
+        }
+    }
+}
+
+/// Reads one line of at most [`MAX_LINE`] bytes; `None` at end of stream.
+pub async fn read_line<'a, R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+    buf: &'a mut String,
+) -> std::io::Result<Option<&'a str>> {
+    buf.clear();
+    let mut limited = (&mut *r).take(MAX_LINE as u64 + 1);
+    let n = limited.read_line(buf).await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.len() > MAX_LINE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("line longer than {MAX_LINE} bytes"),
+        ));
+    }
+    Ok(Some(buf.trim_end_matches(['\n', '\r'])))
+}
+
+use tokio::io::AsyncReadExt as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_have_stable_json() {
+        let r: Request = serde_json::from_str(
+            r#"{"op":"alert","channel":"alerts","severity":"severe","kind":"motion","text":"hi"}"#,
+        )
+        .unwrap();
+        assert!(matches!(r, Request::Alert { severity: Severity::Severe, .. }));
+        assert_eq!(serde_json::to_string(&Request::Status).unwrap(), r#"{"op":"status"}"#);
+        assert!(serde_json::from_str::<Request>(r#"{"op":"alert","severity":"bad"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"op":"status","x":1}"#).is_err());
+    }
+
+    #[tokio::test]
+    async fn overlong_lines_are_refused() {
+        let data = vec![b'a'; MAX_LINE + 10];
+        let mut r = BufReader::new(&data[..]);
+        let mut s = String::new();
+        assert!(read_line(&mut r, &mut s).await.is_err());
+        let mut r = BufReader::new(&b"{}\nx"[..]);
+        assert_eq!(read_line(&mut r, &mut s).await.unwrap(), Some("{}"));
+    }
+}

@@ -1,0 +1,809 @@
+//! `ptt-node run`: wires the node (decisions), the swarm (network), the store (durable log)
+//! and the control socket together.
+//!
+//! One task owns the swarm and the node and runs the event loop; each control client gets a
+//! task of its own that talks to the loop through [`Cmd`] messages with oneshot replies; the
+//! store runs on its own thread. An alert is stored durably before it is published.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, mdns, request_response};
+use rand_core::RngCore;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::alert::{AlertBody, ReceivedAlert};
+use crate::bundle::Bundle;
+use crate::cert::Certificate;
+use crate::control::{self, PeerCounts, PeerInfo, Reply, Request, StatusInfo};
+use crate::fsutil::{self, FileError};
+use crate::net::{self, AuthHello, AuthReply, Behaviour, BehaviourEvent, NetConfig};
+use crate::node::{Node, Sealed, Verdict};
+use crate::store::{Store, StoreError, StoreHandle, StoredEnvelope};
+
+/// How long a connected peer may take to prove membership.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a refused peer stays blocked.
+const BLOCK_FOR: Duration = Duration::from_secs(60);
+/// Addresses remembered per peer.
+const MAX_ADDRS_PER_PEER: usize = 8;
+/// Peers remembered (connected ones are never forgotten).
+const MAX_PEERS: usize = 4096;
+/// When both sides discover each other, the larger peer id waits this long before dialling,
+/// so the pair usually ends up with one connection.
+const DIAL_DEFER: Duration = Duration::from_millis(1500);
+/// Re-dial back-off bounds.
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// What `ptt-node run` needs.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The device bundle.
+    pub bundle: PathBuf,
+    /// The data directory (store, control socket).
+    pub data: PathBuf,
+    /// Listen addresses.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start and keep connected (besides mDNS).
+    pub peers: Vec<Multiaddr>,
+    /// Network tuning.
+    pub net: NetConfig,
+}
+
+/// Why the daemon could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A bundle or data directory problem.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The network failed to start.
+    #[error(transparent)]
+    Net(#[from] net::NetError),
+    /// The control socket failed.
+    #[error("control socket {path}: {source}")]
+    Socket {
+        /// Socket path.
+        path: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// Another daemon uses the data directory.
+    #[error("another ptt-node daemon is already running with data directory {0}")]
+    AlreadyRunning(String),
+    /// A listen address was refused.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Messages from control clients to the event loop.
+enum Cmd {
+    Seal {
+        channel: String,
+        body: AlertBody,
+        reply: oneshot::Sender<Result<Sealed, String>>,
+    },
+    Publish {
+        sealed: Sealed,
+        reply: oneshot::Sender<usize>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerInfo>>,
+    },
+    Status {
+        reply: oneshot::Sender<StatusInfo>,
+    },
+}
+
+#[derive(Debug, Default)]
+struct PeerState {
+    addresses: BTreeSet<Multiaddr>,
+    connections: usize,
+    authenticated: bool,
+    cert: Option<Certificate>,
+    last_error: Option<String>,
+    connected_at: Option<Instant>,
+    backoff: Duration,
+    redial_at: Option<Instant>,
+    /// A member seen before: keep re-dialling it when it drops.
+    member: bool,
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+struct Daemon {
+    swarm: Swarm<Behaviour>,
+    node: Node,
+    store: StoreHandle,
+    alerts: broadcast::Sender<ReceivedAlert>,
+    peers: HashMap<PeerId, PeerState>,
+    blocked: HashMap<PeerId, Instant>,
+    topics: HashMap<gossipsub::TopicHash, u32>,
+    static_peers: Vec<Multiaddr>,
+    started: Instant,
+}
+
+/// Runs the daemon until `shutdown` resolves.
+pub async fn run(
+    cfg: RunConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let bundle = Bundle::load(&cfg.bundle)?;
+    let keypair = bundle.libp2p_keypair()?;
+    fsutil::create_private_dir(&cfg.data)?;
+    let sock_path = control::socket_path(&cfg.data);
+    if UnixStream::connect(&sock_path).await.is_ok() {
+        return Err(DaemonError::AlreadyRunning(cfg.data.display().to_string()));
+    }
+    let store = Store::open(&cfg.data).map_err(|e| match e {
+        StoreError::Db { source, .. } if matches!(*source, redb::Error::DatabaseAlreadyOpen) => {
+            DaemonError::AlreadyRunning(cfg.data.display().to_string())
+        }
+        e => e.into(),
+    })?;
+    let last_seq = store.own_last_seq()?;
+    let stored = store.keys()?;
+    let node_cfg = bundle.into_node_config(&cfg.bundle)?;
+    let own_device = node_cfg.cert.body.device;
+    let mut node = Node::new(node_cfg, last_seq);
+    for (sender, seq) in stored {
+        let _ = node.replay().insert(sender, seq);
+    }
+    let store = StoreHandle::spawn(store, own_device);
+
+    let mut swarm = net::build_swarm(keypair, &cfg.net)?;
+    let listen = if cfg.listen.is_empty() {
+        vec!["/ip4/0.0.0.0/tcp/0".parse().map_err(|_| DaemonError::Listen {
+            addr: "/ip4/0.0.0.0/tcp/0".into(),
+            reason: "unparsable".into(),
+        })?]
+    } else {
+        cfg.listen.clone()
+    };
+    for a in listen {
+        swarm.listen_on(a.clone()).map_err(|e| DaemonError::Listen {
+            addr: a.to_string(),
+            reason: e.to_string(),
+        })?;
+    }
+    let mut topics = HashMap::new();
+    for ch in node.carried_channels() {
+        let t = net::topic(node.domain(), ch);
+        if let Err(e) = swarm.behaviour_mut().gossipsub.inner().subscribe(&t) {
+            tracing::warn!(channel = ch, error = %e, "cannot subscribe");
+        }
+        topics.insert(t.hash(), ch);
+    }
+
+    let _ = std::fs::remove_file(&sock_path);
+    let listener = UnixListener::bind(&sock_path).map_err(|e| DaemonError::Socket {
+        path: sock_path.clone(),
+        source: e,
+    })?;
+    std::fs::set_permissions(&sock_path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(|e| DaemonError::Socket {
+            path: sock_path.clone(),
+            source: e,
+        })?;
+
+    let (cmd_tx, cmd_rx) = mpsc::channel(256);
+    let (alerts, _) = broadcast::channel(4096);
+    let accept = tokio::spawn(accept_loop(listener, cmd_tx, store.clone(), alerts.clone()));
+
+    tracing::info!(
+        peer_id = %swarm.local_peer_id(),
+        device = %node.cert().body.name,
+        domain = %node.domain().to_hex(),
+        "daemon started"
+    );
+    let mut d = Daemon {
+        swarm,
+        node,
+        store,
+        alerts,
+        peers: HashMap::new(),
+        blocked: HashMap::new(),
+        topics,
+        static_peers: cfg.peers.clone(),
+        started: Instant::now(),
+    };
+    for a in d.static_peers.clone() {
+        if let Err(e) = d.swarm.dial(a.clone()) {
+            tracing::warn!(addr = %a, error = %e, "cannot dial static peer");
+        }
+    }
+    d.event_loop(cmd_rx, shutdown).await;
+    accept.abort();
+    let _ = std::fs::remove_file(&sock_path);
+    tracing::info!("daemon stopped");
+    Ok(())
+}
+
+impl Daemon {
+    async fn event_loop(
+        &mut self,
+        mut cmds: mpsc::Receiver<Cmd>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
+                Some(cmd) = cmds.recv() => self.on_cmd(cmd),
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+    }
+
+    fn on_cmd(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Seal { channel, body, reply } => {
+                let r = self
+                    .node
+                    .seal_alert(&channel, &body, now_us())
+                    .map_err(|e| e.to_string());
+                let _ = reply.send(r);
+            }
+            Cmd::Publish { sealed, reply } => {
+                let topic = net::topic(self.node.domain(), sealed.channel);
+                let n = self.peers.values().filter(|p| p.authenticated && p.connections > 0).count();
+                match self.swarm.behaviour_mut().gossipsub.inner().publish(topic, sealed.bytes) {
+                    Ok(_) => {
+                        let _ = reply.send(n);
+                    }
+                    Err(e) => {
+                        tracing::info!(id = %sealed.id, error = %e, "alert stored, not published now");
+                        let _ = reply.send(0);
+                    }
+                }
+            }
+            Cmd::Peers { reply } => {
+                let _ = reply.send(self.peer_infos());
+            }
+            Cmd::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+        }
+    }
+
+    fn peer_infos(&self) -> Vec<PeerInfo> {
+        let mut v: Vec<PeerInfo> = self
+            .peers
+            .iter()
+            .map(|(id, p)| PeerInfo {
+                peer_id: id.to_string(),
+                name: p.cert.as_ref().map(|c| c.body.name.clone()),
+                device: p.cert.as_ref().map(|c| c.body.device),
+                addresses: p.addresses.iter().map(|a| a.to_string()).collect(),
+                connected: p.connections > 0,
+                authenticated: p.authenticated && p.connections > 0,
+                relay_only: p.cert.as_ref().map(|c| c.body.relay_only),
+                profile: p.cert.as_ref().map(|c| c.body.profile.clone()),
+                last_error: p.last_error.clone(),
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.name, &a.peer_id).cmp(&(&b.name, &b.peer_id)));
+        v
+    }
+
+    fn status(&self) -> StatusInfo {
+        let cert = self.node.cert();
+        StatusInfo {
+            peer_id: self.swarm.local_peer_id().to_string(),
+            device: cert.body.name.clone(),
+            device_number: cert.body.device,
+            domain_id: self.node.domain().to_hex(),
+            domain_name: self.node.descriptor().body.name.clone(),
+            relay_only: cert.body.relay_only,
+            channels: self.node.readable_channels(),
+            listen_addrs: self.swarm.listeners().map(|a| a.to_string()).collect(),
+            peers: PeerCounts {
+                connected: self.peers.values().filter(|p| p.connections > 0).count(),
+                authenticated: self
+                    .peers
+                    .values()
+                    .filter(|p| p.connections > 0 && p.authenticated)
+                    .count(),
+            },
+            counters: self.node.counters().into(),
+            uptime_s: self.started.elapsed().as_secs(),
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        // Unblock peers whose block expired.
+        let expired: Vec<PeerId> = self.blocked.iter().filter(|(_, t)| **t <= now).map(|(p, _)| *p).collect();
+        for p in expired {
+            self.blocked.remove(&p);
+            self.swarm.behaviour_mut().blocked.unblock_peer(p);
+        }
+        // Disconnect peers that did not authenticate in time.
+        let late: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                p.connections > 0 && !p.authenticated && p.connected_at.is_some_and(|t| now - t > AUTH_TIMEOUT)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for p in late {
+            self.refuse(p, "did not authenticate in time".into());
+        }
+        // Due dials and re-dials.
+        let due: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.connections == 0 && p.redial_at.is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for p in due {
+            self.dial(p);
+        }
+        // Forget the oldest disconnected strangers beyond the bound.
+        if self.peers.len() > MAX_PEERS {
+            let drop: Vec<PeerId> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.connections == 0 && !p.member)
+                .map(|(id, _)| *id)
+                .take(self.peers.len() - MAX_PEERS)
+                .collect();
+            for p in drop {
+                self.peers.remove(&p);
+            }
+        }
+    }
+
+    fn dial(&mut self, peer: PeerId) {
+        if self.blocked.contains_key(&peer) || self.swarm.is_connected(&peer) {
+            return;
+        }
+        let Some(st) = self.peers.get_mut(&peer) else { return };
+        st.redial_at = None;
+        if st.addresses.is_empty() {
+            return;
+        }
+        let opts = DialOpts::peer_id(peer)
+            .addresses(st.addresses.iter().cloned().collect())
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            // A fresh source port: dialling from the listening port lets two simultaneous
+            // dials collide into one TCP connection with two Noise initiators.
+            .allocate_new_port()
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            tracing::debug!(%peer, error = %e, "dial not started");
+        }
+    }
+
+    fn schedule_redial(&mut self, peer: PeerId) {
+        let Some(st) = self.peers.get_mut(&peer) else { return };
+        st.backoff = if st.backoff.is_zero() {
+            BACKOFF_MIN
+        } else {
+            (st.backoff * 2).min(BACKOFF_MAX)
+        };
+        // Jitter: 50 to 100 % of the back-off, so peers that lost each other together do
+        // not all come back at the same instant.
+        let ms = st.backoff.as_millis() as u64;
+        let jitter = ms / 2 + (rand_core::OsRng.next_u64() % (ms / 2 + 1));
+        st.redial_at = Some(Instant::now() + Duration::from_millis(jitter));
+    }
+
+    fn refuse(&mut self, peer: PeerId, reason: String) {
+        tracing::warn!(%peer, %reason, "peer refused");
+        self.node.counters_mut().peers_refused += 1;
+        if let Some(st) = self.peers.get_mut(&peer) {
+            st.last_error = Some(reason);
+            st.redial_at = None;
+            st.member = false;
+        }
+        self.blocked.insert(peer, Instant::now() + BLOCK_FOR);
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    fn admit(&mut self, peer: PeerId, cert: Certificate) {
+        let st = self.peers.entry(peer).or_default();
+        if !st.authenticated {
+            tracing::info!(%peer, device = %cert.body.name, "peer authenticated");
+        }
+        st.authenticated = true;
+        st.member = true;
+        st.backoff = Duration::ZERO;
+        st.last_error = None;
+        st.cert = Some(cert);
+        self.swarm.behaviour_mut().gossipsub.open(peer);
+    }
+
+    fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
+                let st = self.peers.entry(peer_id).or_default();
+                st.connections = num_established.get() as usize;
+                st.redial_at = None;
+                if st.connected_at.is_none() || num_established.get() == 1 {
+                    st.connected_at = Some(Instant::now());
+                }
+                if endpoint.is_dialer() && st.addresses.len() < MAX_ADDRS_PER_PEER {
+                    st.addresses.insert(endpoint.get_remote_address().clone());
+                }
+                if num_established.get() == 1 {
+                    let hello = AuthHello {
+                        domain: *self.node.domain(),
+                        cert: self.node.cert().as_bytes().to_vec(),
+                    };
+                    self.swarm.behaviour_mut().auth.send_request(&peer_id, hello);
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established, cause, .. } => {
+                let member = if let Some(st) = self.peers.get_mut(&peer_id) {
+                    st.connections = num_established as usize;
+                    if num_established == 0 {
+                        st.authenticated = false;
+                        st.connected_at = None;
+                        if let Some(c) = cause {
+                            st.last_error = Some(c.to_string());
+                        }
+                    }
+                    st.member && num_established == 0
+                } else {
+                    false
+                };
+                if member {
+                    tracing::info!(peer = %peer_id, "member disconnected; will re-dial");
+                    self.schedule_redial(peer_id);
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
+                if let Some(st) = self.peers.get_mut(&peer) {
+                    st.last_error = Some(error.to_string());
+                }
+                if !self.swarm.is_connected(&peer) && !self.blocked.contains_key(&peer) {
+                    self.schedule_redial(peer);
+                }
+            }
+            SwarmEvent::Behaviour(b) => self.on_behaviour_event(b),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, ev: BehaviourEvent) {
+        match ev {
+            BehaviourEvent::Mdns(mdns::Event::Discovered(list)) => {
+                let me = *self.swarm.local_peer_id();
+                for (peer, addr) in list {
+                    if peer == me {
+                        continue;
+                    }
+                    let st = self.peers.entry(peer).or_default();
+                    if st.addresses.len() < MAX_ADDRS_PER_PEER {
+                        st.addresses.insert(addr);
+                    }
+                    if st.connections == 0 && st.redial_at.is_none() {
+                        let delay = if me < peer { Duration::ZERO } else { DIAL_DEFER };
+                        st.redial_at = Some(Instant::now() + delay);
+                    }
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Expired(_)) => {}
+            BehaviourEvent::Auth(request_response::Event::Message { peer, message, .. }) => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    self.on_auth_request(peer, request, channel)
+                }
+                request_response::Message::Response { response, .. } => self.on_auth_reply(peer, response),
+            },
+            BehaviourEvent::Auth(request_response::Event::OutboundFailure { peer, error, .. }) => {
+                tracing::debug!(%peer, %error, "authentication request failed");
+                if let Some(st) = self.peers.get_mut(&peer) {
+                    st.last_error = Some(format!("authentication: {error}"));
+                }
+                if let request_response::OutboundFailure::UnsupportedProtocols = error {
+                    self.refuse(peer, "does not speak the ptt-node authentication protocol".into());
+                }
+            }
+            BehaviourEvent::Auth(request_response::Event::InboundFailure { peer, error, .. }) => {
+                tracing::debug!(%peer, %error, "authentication request from peer failed");
+            }
+            BehaviourEvent::Auth(request_response::Event::ResponseSent { .. }) => {}
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => self.on_gossip(propagation_source, message_id, message),
+            BehaviourEvent::Identify(libp2p::identify::Event::Received { peer_id, info, .. }) => {
+                if let Some(st) = self.peers.get_mut(&peer_id) {
+                    for a in info.listen_addrs.into_iter().filter(|a| !is_loopback(a)) {
+                        if st.addresses.len() >= MAX_ADDRS_PER_PEER {
+                            break;
+                        }
+                        st.addresses.insert(a);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_auth_request(
+        &mut self,
+        peer: PeerId,
+        hello: AuthHello,
+        channel: request_response::ResponseChannel<AuthReply>,
+    ) {
+        let now = now_us() / 1_000_000;
+        let result = if hello.domain != *self.node.domain() {
+            Err("belongs to another domain".to_string())
+        } else {
+            self.node
+                .authenticate_peer(&peer, &hello.cert, now)
+                .map_err(|e| e.to_string())
+        };
+        match result {
+            Ok(cert) => {
+                let roster: Vec<Vec<u8>> = self
+                    .node
+                    .roster()
+                    .filter(|c| c.peer_id() != peer && c.body.device != self.node.cert().body.device)
+                    .take(net::MAX_ROSTER_SHARE)
+                    .map(|c| c.as_bytes().to_vec())
+                    .collect();
+                let reply = AuthReply::Welcome {
+                    cert: self.node.cert().as_bytes().to_vec(),
+                    roster,
+                };
+                let _ = self.swarm.behaviour_mut().auth.send_response(channel, reply);
+                self.admit(peer, cert);
+            }
+            Err(reason) => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .auth
+                    .send_response(channel, AuthReply::Refused { reason: reason.clone() });
+                self.refuse(peer, reason);
+            }
+        }
+    }
+
+    fn on_auth_reply(&mut self, peer: PeerId, reply: AuthReply) {
+        let now = now_us() / 1_000_000;
+        match reply {
+            AuthReply::Welcome { cert, roster } => match self.node.authenticate_peer(&peer, &cert, now) {
+                Ok(cert) => {
+                    for c in roster.iter().take(net::MAX_ROSTER_SHARE) {
+                        if let Err(e) = self.node.learn_certificate(c, now) {
+                            tracing::debug!(%peer, error = %e, "roster certificate ignored");
+                        }
+                    }
+                    self.admit(peer, cert);
+                }
+                Err(e) => self.refuse(peer, e.to_string()),
+            },
+            AuthReply::Refused { reason } => {
+                tracing::warn!(%peer, %reason, "refused by peer");
+                self.refuse(peer, format!("refused us: {reason}"));
+            }
+        }
+    }
+
+    fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, msg: gossipsub::Message) {
+        let now = now_us();
+        let topic_channel = self.topics.get(&msg.topic).copied();
+        let acceptance = match self.node.validate_on(&msg.data, topic_channel, now) {
+            Verdict::Accept { envelope, alert } => {
+                let h = envelope.header;
+                self.store.put(StoredEnvelope {
+                    sender: h.sender,
+                    seq: h.seq,
+                    channel: h.channel,
+                    received_at_us: now,
+                    bytes: msg.data,
+                });
+                if let Some(a) = alert {
+                    tracing::debug!(id = %a.id, sender = %a.sender, "alert received");
+                    let _ = self.alerts.send(a);
+                }
+                gossipsub::MessageAcceptance::Accept
+            }
+            Verdict::Reject(r) => {
+                tracing::debug!(peer = %source, reason = r.reason(), error = %r, "message refused");
+                if r.is_peer_fault() {
+                    gossipsub::MessageAcceptance::Reject
+                } else {
+                    gossipsub::MessageAcceptance::Ignore
+                }
+            }
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .inner()
+            .report_message_validation_result(&id, &source, acceptance);
+    }
+}
+
+fn is_loopback(a: &Multiaddr) -> bool {
+    a.iter().any(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(ip) => ip.is_loopback(),
+        libp2p::multiaddr::Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
+}
+
+async fn accept_loop(
+    listener: UnixListener,
+    cmds: mpsc::Sender<Cmd>,
+    store: StoreHandle,
+    alerts: broadcast::Sender<ReceivedAlert>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(serve_client(stream, cmds.clone(), store.clone(), alerts.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn write_reply(w: &mut tokio::net::unix::OwnedWriteHalf, r: &Reply) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut line = serde_json::to_string(r).map_err(std::io::Error::other)?;
+    line.push('\n');
+    w.write_all(line.as_bytes()).await
+}
+
+async fn serve_client(
+    stream: UnixStream,
+    cmds: mpsc::Sender<Cmd>,
+    store: StoreHandle,
+    alerts: broadcast::Sender<ReceivedAlert>,
+) {
+    let (r, mut w) = stream.into_split();
+    let mut reader = tokio::io::BufReader::new(r);
+    let mut buf = String::new();
+    loop {
+        let line = match control::read_line(&mut reader, &mut buf).await {
+            Ok(Some(l)) => l.to_string(),
+            Ok(None) => return,
+            Err(e) => {
+                let _ = write_reply(&mut w, &Reply::Error { message: e.to_string() }).await;
+                return;
+            }
+        };
+        let req: Request = match serde_json::from_str(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = format!("bad request: {e}");
+                if write_reply(&mut w, &Reply::Error { message: msg }).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let reply = match req {
+            Request::Listen => {
+                listen(&mut reader, &mut w, alerts.subscribe()).await;
+                return;
+            }
+            Request::Alert { channel, severity, kind, text, location, attributes } => {
+                let body = AlertBody { severity, kind, text, location, attributes };
+                send_alert(&cmds, &store, channel, body).await
+            }
+            Request::Peers => {
+                let (tx, rx) = oneshot::channel();
+                ask(&cmds, Cmd::Peers { reply: tx }, rx).await.map(|peers| Reply::Peers { peers })
+            }
+            Request::Status => {
+                let (tx, rx) = oneshot::channel();
+                ask(&cmds, Cmd::Status { reply: tx }, rx).await.map(|s| Reply::Status(Box::new(s)))
+            }
+        };
+        let reply = reply.unwrap_or_else(|message| Reply::Error { message });
+        if write_reply(&mut w, &reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn ask<T>(cmds: &mpsc::Sender<Cmd>, cmd: Cmd, rx: oneshot::Receiver<T>) -> Result<T, String> {
+    cmds.send(cmd).await.map_err(|_| "the daemon is shutting down".to_string())?;
+    rx.await.map_err(|_| "the daemon is shutting down".to_string())
+}
+
+async fn send_alert(
+    cmds: &mpsc::Sender<Cmd>,
+    store: &StoreHandle,
+    channel: String,
+    body: AlertBody,
+) -> Result<Reply, String> {
+    let (tx, rx) = oneshot::channel();
+    let sealed = ask(cmds, Cmd::Seal { channel, body, reply: tx }, rx).await??;
+    let env = crate::envelope::Envelope::parse(&sealed.bytes).map_err(|e| e.to_string())?;
+    store
+        .put_durable(StoredEnvelope {
+            sender: env.header.sender,
+            seq: sealed.seq,
+            channel: sealed.channel,
+            received_at_us: now_us(),
+            bytes: sealed.bytes.clone(),
+        })
+        .await
+        .map_err(|e| format!("alert not sent: could not store it: {e}"))?;
+    let (id, seq, channel) = (sealed.id.clone(), sealed.seq, sealed.channel_name.clone());
+    let (tx, rx) = oneshot::channel();
+    let peers = ask(cmds, Cmd::Publish { sealed, reply: tx }, rx).await?;
+    Ok(Reply::Sent { id, channel, seq, peers })
+}
+
+async fn listen(
+    reader: &mut tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
+    w: &mut tokio::net::unix::OwnedWriteHalf,
+    mut rx: broadcast::Receiver<ReceivedAlert>,
+) {
+    if write_reply(w, &Reply::Listening).await.is_err() {
+        return;
+    }
+    let mut buf = String::new();
+    loop {
+        tokio::select! {
+            r = rx.recv() => {
+                let reply = match r {
+                    Ok(a) => Reply::Alert(Box::new(a)),
+                    Err(broadcast::error::RecvError::Lagged(n)) => Reply::Lagged { missed: n },
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if write_reply(w, &reply).await.is_err() {
+                    return;
+                }
+            }
+            r = control::read_line(reader, &mut buf) => {
+                // The client only ever closes a listen connection.
+                if !matches!(r, Ok(Some(_))) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The default data directory for a bundle when `--data` is not given.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("PTT_NODE_DATA") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME") {
+        return Path::new(&d).join("ptt-node");
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        return Path::new(&h).join(".local/state/ptt-node");
+    }
+    PathBuf::from("/var/lib/ptt-node")
+}

@@ -1,0 +1,280 @@
+//! The libp2p network: TCP + Noise + Yamux, mDNS discovery, identify, ping, the domain
+//! authentication protocol, and gossipsub behind a [`gate::Gate`] that opens only for
+//! authenticated members.
+//!
+//! This module builds the swarm and defines the authentication protocol's messages and codec;
+//! the daemon's event loop drives it and asks the node for every decision.
+
+pub mod gate;
+
+use std::io;
+use std::time::Duration;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::{
+    StreamProtocol, allow_block_list, gossipsub, identify, identity, mdns, noise, ping,
+    request_response, tcp, yamux,
+};
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use crate::keys::DomainId;
+use crate::wire::{self, MAX_CERT_LEN, MAX_ENVELOPE_LEN};
+
+/// The authentication protocol.
+pub const AUTH_PROTOCOL: StreamProtocol = StreamProtocol::new("/ptt-node/auth/1");
+/// Identify protocol version string.
+pub const IDENTIFY_VERSION: &str = "/ptt-node/1";
+/// Largest authentication request.
+pub const MAX_AUTH_REQUEST: usize = MAX_CERT_LEN + 64;
+/// Largest authentication response (a roster of up to 1,000 certificates).
+pub const MAX_AUTH_RESPONSE: usize = 1000 * (MAX_CERT_LEN + 4) + 64;
+/// How many roster certificates a reply carries at most.
+pub const MAX_ROSTER_SHARE: usize = 1000;
+
+/// The gossipsub topic of a domain channel.
+pub fn topic(domain: &DomainId, channel: u32) -> gossipsub::IdentTopic {
+    gossipsub::IdentTopic::new(format!("/ptt/1/{}/{}", &domain.to_hex()[..16], channel))
+}
+
+/// First message of the authentication protocol, sent by both sides of a new connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthHello {
+    /// The domain the sender belongs to.
+    pub domain: DomainId,
+    /// The sender's certificate.
+    pub cert: Vec<u8>,
+}
+
+/// Reply to an [`AuthHello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuthReply {
+    /// The requester was admitted; here is the responder's certificate and the other member
+    /// certificates it knows, so members learn senders they are not connected to.
+    Welcome {
+        /// Responder's certificate.
+        cert: Vec<u8>,
+        /// Other members' certificates.
+        roster: Vec<Vec<u8>>,
+    },
+    /// The requester was refused.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Length-prefixed postcard codec of the authentication protocol.
+#[derive(Debug, Clone, Default)]
+pub struct AuthCodec;
+
+async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds {max}"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(bytes.len()).map_err(|_| io::Error::other("frame too large"))?;
+    io.write_all(&len.to_be_bytes()).await?;
+    io.write_all(bytes).await?;
+    io.close().await
+}
+
+fn invalid(e: wire::DecodeError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl request_response::Codec for AuthCodec {
+    type Protocol = StreamProtocol;
+    type Request = AuthHello;
+    type Response = AuthReply;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<AuthHello> {
+        let b = read_frame(io, MAX_AUTH_REQUEST).await?;
+        wire::decode("auth hello", &b, MAX_AUTH_REQUEST).map_err(invalid)
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<AuthReply> {
+        let b = read_frame(io, MAX_AUTH_RESPONSE).await?;
+        wire::decode("auth reply", &b, MAX_AUTH_RESPONSE).map_err(invalid)
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: AuthHello,
+    ) -> io::Result<()> {
+        write_frame(io, &wire::encode(&req)).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: AuthReply,
+    ) -> io::Result<()> {
+        write_frame(io, &wire::encode(&res)).await
+    }
+}
+
+pub use behaviour::{Behaviour, BehaviourEvent};
+
+mod behaviour {
+    #![allow(missing_docs)]
+    use super::*;
+    use libp2p::swarm::NetworkBehaviour;
+
+    /// The composed network behaviour.
+    #[derive(NetworkBehaviour)]
+    pub struct Behaviour {
+        /// Refuses connections from peers that failed authentication.
+        pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+        /// Domain authentication (certificate exchange).
+        pub auth: request_response::Behaviour<AuthCodec>,
+        /// Alert broadcast, gated until a peer is authenticated.
+        pub gossipsub: gate::Gate<gossipsub::Behaviour>,
+        /// LAN discovery.
+        pub mdns: mdns::tokio::Behaviour,
+        /// Exchange of listen addresses and protocols.
+        pub identify: identify::Behaviour,
+        /// Liveness.
+        pub ping: ping::Behaviour,
+    }
+}
+
+/// Network tuning.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// How often mDNS queries the LAN.
+    pub mdns_interval: Duration,
+    /// Whether mDNS runs at all.
+    pub mdns: bool,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            mdns_interval: Duration::from_secs(5),
+            mdns: true,
+        }
+    }
+}
+
+/// Why the network could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// Building a libp2p component failed.
+    #[error("network setup: {0}")]
+    Setup(String),
+}
+
+fn setup(e: impl std::fmt::Display) -> NetError {
+    NetError::Setup(e.to_string())
+}
+
+/// The gossipsub configuration: anonymous messages (the envelope carries its own sender
+/// signature, so per-hop gossipsub signatures would be redundant work), manual validation
+/// (every node validates before forwarding), content-hash message ids.
+pub fn gossipsub_config() -> Result<gossipsub::Config, NetError> {
+    gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        .validate_messages()
+        .max_transmit_size(MAX_ENVELOPE_LEN + 1024)
+        .heartbeat_interval(Duration::from_millis(700))
+        .message_id_fn(|m: &gossipsub::Message| {
+            gossipsub::MessageId::from(sha2::Sha256::digest(&m.data)[..20].to_vec())
+        })
+        .build()
+        .map_err(setup)
+}
+
+/// Builds the swarm for a device identity.
+pub fn build_swarm(
+    keypair: identity::Keypair,
+    cfg: &NetConfig,
+) -> Result<libp2p::Swarm<Behaviour>, NetError> {
+    let gcfg = gossipsub_config()?;
+    let mdns_cfg = mdns::Config {
+        ttl: Duration::from_secs(60),
+        query_interval: cfg.mdns_interval,
+        enable_ipv6: false,
+    };
+    let mdns_enabled = cfg.mdns;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(setup)?
+        .with_behaviour(|key| {
+            let peer = key.public().to_peer_id();
+            let gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gcfg)
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            let mut mdns_cfg = mdns_cfg;
+            if !mdns_enabled {
+                // Effectively off: one query a day, answered by nobody we dial.
+                mdns_cfg.query_interval = Duration::from_secs(86_400);
+            }
+            Ok(Behaviour {
+                blocked: Default::default(),
+                auth: request_response::Behaviour::new(
+                    [(AUTH_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+                ),
+                gossipsub: gate::Gate::new(gossipsub),
+                mdns: mdns::tokio::Behaviour::new(mdns_cfg, peer)?,
+                identify: identify::Behaviour::new(
+                    identify::Config::new(IDENTIFY_VERSION.into(), key.public())
+                        .with_push_listen_addr_updates(true),
+                ),
+                ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(5))),
+            })
+        })
+        .map_err(setup)?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
+        .build();
+    Ok(swarm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_messages_round_trip() {
+        let h = AuthHello { domain: DomainId([1; 32]), cert: vec![1, 2, 3] };
+        let b = wire::encode(&h);
+        assert_eq!(wire::decode::<AuthHello>("x", &b, MAX_AUTH_REQUEST).unwrap(), h);
+        let r = AuthReply::Welcome { cert: vec![9], roster: vec![vec![1], vec![2, 3]] };
+        let b = wire::encode(&r);
+        assert_eq!(wire::decode::<AuthReply>("x", &b, MAX_AUTH_RESPONSE).unwrap(), r);
+    }
+
+    #[test]
+    fn topics_differ_per_domain_and_channel() {
+        let a = topic(&DomainId([1; 32]), 1).hash();
+        assert_ne!(a, topic(&DomainId([2; 32]), 1).hash());
+        assert_ne!(a, topic(&DomainId([1; 32]), 2).hash());
+    }
+}
