@@ -62,7 +62,10 @@ impl Bundle {
             &fsutil::frame_key(KeyKind::DeviceIdentity, self.secrets.identity.as_bytes()),
         )?;
         let x = zeroize::Zeroizing::new(self.secrets.x25519.to_bytes());
-        fsutil::write_secret(&dir.join(files::X25519), &fsutil::frame_key(KeyKind::DeviceX25519, x.as_ref()))?;
+        fsutil::write_secret(
+            &dir.join(files::X25519),
+            &fsutil::frame_key(KeyKind::DeviceX25519, x.as_ref()),
+        )?;
         fsutil::write_public(&dir.join(files::DESCRIPTOR), self.descriptor.as_bytes())?;
         let sealed: Vec<Vec<u8>> = self.sealed.iter().map(|s| s.to_bytes()).collect();
         fsutil::write_public(&dir.join(files::CHANNEL_KEYS), &wire::encode(&sealed))?;
@@ -74,15 +77,20 @@ impl Bundle {
     /// Reads and verifies a bundle.
     pub fn load(dir: &Path) -> Result<Self, FileError> {
         if !dir.is_dir() {
-            return Err(FileError::invalid(dir, "is not a bundle directory (make one with: ptt-node domain enroll … --out DIR)"));
+            return Err(FileError::invalid(
+                dir,
+                "is not a bundle directory (make one with: ptt-node domain enroll … --out DIR)",
+            ));
         }
         let desc_path = dir.join(files::DESCRIPTOR);
         let descriptor = Descriptor::from_bytes(&fsutil::read_public(&desc_path)?)
             .map_err(|e| FileError::invalid(&desc_path, e))?;
         let id_path = dir.join(files::IDENTITY);
-        let identity = SigningKey::from_bytes(&*fsutil::read_key32(&id_path, KeyKind::DeviceIdentity)?);
+        let identity =
+            SigningKey::from_bytes(&*fsutil::read_key32(&id_path, KeyKind::DeviceIdentity)?);
         let x_path = dir.join(files::X25519);
-        let x25519 = x25519_dalek::StaticSecret::from(*fsutil::read_key32(&x_path, KeyKind::DeviceX25519)?);
+        let x25519 =
+            x25519_dalek::StaticSecret::from(*fsutil::read_key32(&x_path, KeyKind::DeviceX25519)?);
         let cert_path = dir.join(files::CERTIFICATE);
         let cert = Certificate::from_bytes(
             &fsutil::read_public(&cert_path)?,
@@ -92,18 +100,35 @@ impl Bundle {
         .map_err(|e| FileError::invalid(&cert_path, format!("certificate does not verify: {e}")))?;
         let secrets = DeviceSecrets { identity, x25519 };
         if cert.body.ed25519 != secrets.identity.verifying_key().to_bytes() {
-            return Err(FileError::invalid(&cert_path, format!("certificate is for another identity than {}", id_path.display())));
+            return Err(FileError::invalid(
+                &cert_path,
+                format!(
+                    "certificate is for another identity than {}",
+                    id_path.display()
+                ),
+            ));
         }
         if cert.body.x25519 != secrets.x25519_public() {
-            return Err(FileError::invalid(&cert_path, format!("certificate is for another X25519 key than {}", x_path.display())));
+            return Err(FileError::invalid(
+                &cert_path,
+                format!(
+                    "certificate is for another X25519 key than {}",
+                    x_path.display()
+                ),
+            ));
         }
         let keys_path = dir.join(files::CHANNEL_KEYS);
-        let raw: Vec<Vec<u8>> = wire::decode("channel keys", &fsutil::read_public(&keys_path)?, 1024 * 1024)
-            .map_err(|e| FileError::invalid(&keys_path, e))?;
+        let raw: Vec<Vec<u8>> = wire::decode(
+            "channel keys",
+            &fsutil::read_public(&keys_path)?,
+            1024 * 1024,
+        )
+        .map_err(|e| FileError::invalid(&keys_path, e))?;
         let mut sealed = vec![];
         for r in raw {
             sealed.push(
-                SealedKey::from_bytes(&r, &descriptor.authority).map_err(|e| FileError::invalid(&keys_path, e))?,
+                SealedKey::from_bytes(&r, &descriptor.authority)
+                    .map_err(|e| FileError::invalid(&keys_path, e))?,
             );
         }
         Ok(Bundle {
@@ -119,7 +144,11 @@ impl Bundle {
         let mut channel_secrets = vec![];
         for s in &self.sealed {
             let secret = s
-                .open(&self.descriptor.domain, self.cert.body.device, &self.secrets.x25519)
+                .open(
+                    &self.descriptor.domain,
+                    self.cert.body.device,
+                    &self.secrets.x25519,
+                )
                 .map_err(|e| FileError::invalid(&dir.join(files::CHANNEL_KEYS), e))?;
             channel_secrets.push((s.body.channel, s.body.epoch, secret));
         }
@@ -153,14 +182,24 @@ mod tests {
     fn bundle_save_load_and_tamper() {
         let mut a = Authority::create("site", &mut OsRng).unwrap();
         let (b, _) = a
-            .enroll(&EnrollRequest { name: "cam-1".into(), ..Default::default() }, 1_000_000, &mut OsRng)
+            .enroll(
+                &EnrollRequest {
+                    name: "cam-1".into(),
+                    ..Default::default()
+                },
+                1_000_000,
+                &mut OsRng,
+            )
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("b");
         b.save(&d, false).unwrap();
         assert!(b.save(&d, false).is_err(), "overwrite without force");
         for f in [files::IDENTITY, files::X25519] {
-            assert_eq!(std::fs::metadata(d.join(f)).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(d.join(f)).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         let loaded = Bundle::load(&d).unwrap();
         assert_eq!(loaded.cert, b.cert);
@@ -170,7 +209,14 @@ mod tests {
         // A certificate from another domain is refused, naming the file.
         let mut other = Authority::create("other", &mut OsRng).unwrap();
         let (ob, _) = other
-            .enroll(&EnrollRequest { name: "x".into(), ..Default::default() }, 1_000_000, &mut OsRng)
+            .enroll(
+                &EnrollRequest {
+                    name: "x".into(),
+                    ..Default::default()
+                },
+                1_000_000,
+                &mut OsRng,
+            )
             .unwrap();
         std::fs::write(d.join(files::CERTIFICATE), ob.cert.as_bytes()).unwrap();
         let e = Bundle::load(&d).unwrap_err().to_string();
@@ -178,7 +224,11 @@ mod tests {
 
         // Loose permissions on a secret are refused.
         b.save(&d, true).unwrap();
-        std::fs::set_permissions(d.join(files::IDENTITY), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(
+            d.join(files::IDENTITY),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
         let e = Bundle::load(&d).unwrap_err().to_string();
         assert!(e.contains("identity.key") && e.contains("chmod 600"), "{e}");
     }

@@ -263,7 +263,9 @@ impl Certificate {
 /// The libp2p peer id of an Ed25519 public key.
 pub fn peer_id_of(ed25519: &[u8; 32]) -> Option<PeerId> {
     let pk = libp2p::identity::ed25519::PublicKey::try_from_bytes(ed25519).ok()?;
-    Some(PeerId::from_public_key(&libp2p::identity::PublicKey::from(pk)))
+    Some(PeerId::from_public_key(&libp2p::identity::PublicKey::from(
+        pk,
+    )))
 }
 
 /// A channel of the domain.
@@ -375,8 +377,18 @@ mod tests {
             ed25519: key.verifying_key().to_bytes(),
             x25519: [9; 32],
             relay_only: false,
-            grants: vec![Grant { channel: 1, name: "alerts".into(), read: true, write: true }],
-            profile: Profile { kind: "camera".into(), location: Some(Location { lat: 1.0, lon: 2.0 }), tags: vec![("zone".into(), "north".into())], sleeps: false },
+            grants: vec![Grant {
+                channel: 1,
+                name: "alerts".into(),
+                read: true,
+                write: true,
+            }],
+            profile: Profile {
+                kind: "camera".into(),
+                location: Some(Location { lat: 1.0, lon: 2.0 }),
+                tags: vec![("zone".into(), "north".into())],
+                sleeps: false,
+            },
             not_before: 100,
             not_after: 200,
         }
@@ -388,38 +400,63 @@ mod tests {
         let domain = DomainId::from_authority(&auth.verifying_key());
         let dev = SigningKey::generate(&mut OsRng);
         let cert = Certificate::issue(&auth, body(domain, &dev)).unwrap();
-        let parsed = Certificate::from_bytes(cert.as_bytes(), &auth.verifying_key(), &domain).unwrap();
+        let parsed =
+            Certificate::from_bytes(cert.as_bytes(), &auth.verifying_key(), &domain).unwrap();
         assert_eq!(parsed, cert);
         assert!(parsed.check_time(150).is_ok());
-        assert!(matches!(parsed.check_time(201), Err(CertError::Expired { .. })));
-        assert!(matches!(parsed.check_time(99), Err(CertError::Expired { .. })));
+        assert!(matches!(
+            parsed.check_time(201),
+            Err(CertError::Expired { .. })
+        ));
+        assert!(matches!(
+            parsed.check_time(99),
+            Err(CertError::Expired { .. })
+        ));
         let peer = peer_id_of(&dev.verifying_key().to_bytes()).unwrap();
         assert!(parsed.check_peer(&peer).is_ok());
-        assert!(matches!(parsed.check_peer(&PeerId::random()), Err(CertError::PeerMismatch { .. })));
+        assert!(matches!(
+            parsed.check_peer(&PeerId::random()),
+            Err(CertError::PeerMismatch { .. })
+        ));
 
         let other = SigningKey::generate(&mut OsRng);
         let other_domain = DomainId::from_authority(&other.verifying_key());
-        assert_eq!(Certificate::from_bytes(cert.as_bytes(), &other.verifying_key(), &other_domain), Err(CertError::BadSignature));
+        assert_eq!(
+            Certificate::from_bytes(cert.as_bytes(), &other.verifying_key(), &other_domain),
+            Err(CertError::BadSignature)
+        );
         let foreign = Certificate::issue(&other, body(other_domain, &dev)).unwrap();
-        assert!(matches!(Certificate::from_bytes(foreign.as_bytes(), &other.verifying_key(), &domain), Err(CertError::WrongDomain { .. })));
+        assert!(matches!(
+            Certificate::from_bytes(foreign.as_bytes(), &other.verifying_key(), &domain),
+            Err(CertError::WrongDomain { .. })
+        ));
         for i in 0..cert.as_bytes().len() {
             let mut t = cert.as_bytes().to_vec();
             t[i] ^= 0x80;
-            assert!(Certificate::from_bytes(&t, &auth.verifying_key(), &domain).is_err(), "byte {i}");
+            assert!(
+                Certificate::from_bytes(&t, &auth.verifying_key(), &domain).is_err(),
+                "byte {i}"
+            );
         }
     }
 
     #[test]
     fn descriptor_round_trip() {
         let auth = SigningKey::generate(&mut OsRng);
-        let d = Descriptor::issue(&auth, DescriptorBody {
-            version: VERSION,
-            name: "site".into(),
-            authority: auth.verifying_key().to_bytes(),
-            revision: 1,
-            channels: vec![ChannelInfo { id: 1, name: "alerts".into() }],
-            brokers: vec![],
-        });
+        let d = Descriptor::issue(
+            &auth,
+            DescriptorBody {
+                version: VERSION,
+                name: "site".into(),
+                authority: auth.verifying_key().to_bytes(),
+                revision: 1,
+                channels: vec![ChannelInfo {
+                    id: 1,
+                    name: "alerts".into(),
+                }],
+                brokers: vec![],
+            },
+        );
         let p = Descriptor::from_bytes(d.as_bytes()).unwrap();
         assert_eq!(p, d);
         assert_eq!(p.channel_by_name("alerts").unwrap().id, 1);
@@ -431,7 +468,13 @@ mod tests {
 
     #[test]
     fn location_parse() {
-        assert_eq!(Location::parse("37.5,127.0").unwrap(), Location { lat: 37.5, lon: 127.0 });
+        assert_eq!(
+            Location::parse("37.5,127.0").unwrap(),
+            Location {
+                lat: 37.5,
+                lon: 127.0
+            }
+        );
         assert!(Location::parse("91,0").is_err());
         assert!(Location::parse("NaN,0").is_err());
         assert!(Location::parse("1;2").is_err());

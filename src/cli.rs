@@ -26,13 +26,17 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon on this device.
-    #[command(after_help = "Example:\n  ptt-node run --bundle /etc/ptt-node/bundle --data /var/lib/ptt-node")]
+    #[command(
+        after_help = "Example:\n  ptt-node run --bundle /etc/ptt-node/bundle --data /var/lib/ptt-node"
+    )]
     Run(RunArgs),
     /// Provision a domain (offline, on the administrator's machine).
     #[command(subcommand)]
     Domain(DomainCommand),
     /// Seal and broadcast an alert through the running daemon.
-    #[command(after_help = "Example:\n  ptt-node alert --severity severe --kind intrusion --text 'gate 3 forced'")]
+    #[command(
+        after_help = "Example:\n  ptt-node alert --severity severe --kind intrusion --text 'gate 3 forced'"
+    )]
     Alert(AlertArgs),
     /// Print alerts as they arrive, until interrupted.
     Listen(ClientArgs),
@@ -80,7 +84,9 @@ pub enum DomainCommand {
         name: String,
     },
     /// Enrol a device: make its keys, certificate and sealed channel keys as a bundle.
-    #[command(after_help = "Example:\n  ptt-node domain enroll --dir ./site-a --device cam-1 --out ./cam-1 --kind camera --location 37.56,126.97 --tag zone=north")]
+    #[command(
+        after_help = "Example:\n  ptt-node domain enroll --dir ./site-a --device cam-1 --out ./cam-1 --kind camera --location 37.56,126.97 --tag zone=north"
+    )]
     Enroll(EnrollArgs),
     /// List enrolled devices.
     List {
@@ -253,7 +259,10 @@ async fn run(a: RunArgs) -> Result<(), CliError> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut t), Ok(mut i)) => {
             tokio::select! {
                 _ = t.recv() => {},
@@ -318,9 +327,16 @@ fn domain(cmd: DomainCommand) -> Result<(), CliError> {
             );
             println!(
                 "channels: {}",
-                c.grants.iter().map(|g| g.name.as_str()).collect::<Vec<_>>().join(", ")
+                c.grants
+                    .iter()
+                    .map(|g| g.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
-            println!("bundle written to {}: copy it to the device", e.out.display());
+            println!(
+                "bundle written to {}: copy it to the device",
+                e.out.display()
+            );
         }
         DomainCommand::List { dir, json } => {
             let a = Authority::load(&dir)?;
@@ -328,8 +344,14 @@ fn domain(cmd: DomainCommand) -> Result<(), CliError> {
             for e in a.registry() {
                 let cert = Certificate::from_bytes(&e.cert, &d.authority, &d.domain).ok();
                 let relay = cert.as_ref().is_some_and(|c| c.body.relay_only);
-                let peer = cert.as_ref().map(|c| c.peer_id().to_string()).unwrap_or_default();
-                let kind = cert.as_ref().map(|c| c.body.profile.kind.clone()).unwrap_or_default();
+                let peer = cert
+                    .as_ref()
+                    .map(|c| c.peer_id().to_string())
+                    .unwrap_or_default();
+                let kind = cert
+                    .as_ref()
+                    .map(|c| c.body.profile.kind.clone())
+                    .unwrap_or_default();
                 let channels: Vec<String> = cert
                     .as_ref()
                     .map(|c| c.body.grants.iter().map(|g| g.name.clone()).collect())
@@ -358,7 +380,10 @@ fn domain(cmd: DomainCommand) -> Result<(), CliError> {
                 }
             }
             if !json && a.registry().is_empty() {
-                println!("no devices enrolled; add one with: ptt-node domain enroll --dir {} --device NAME --out BUNDLE", dir.display());
+                println!(
+                    "no devices enrolled; add one with: ptt-node domain enroll --dir {} --device NAME --out BUNDLE",
+                    dir.display()
+                );
             }
         }
     }
@@ -392,7 +417,9 @@ async fn alert(a: AlertArgs) -> Result<(), CliError> {
             } else if let Reply::Sent { id, peers, .. } = r {
                 println!("{id}");
                 if peers == 0 {
-                    eprintln!("ptt-node: no peer connected now; the alert is stored and goes out when peers connect");
+                    eprintln!(
+                        "ptt-node: no peer connected now; the alert is stored and goes out when peers connect"
+                    );
                 }
             }
             Ok(())
@@ -548,7 +575,11 @@ fn format_status(s: &StatusInfo) -> String {
         s.peer_id,
         s.domain_name,
         &s.domain_id[..16],
-        if s.channels.is_empty() { "(none: relay-only)".to_string() } else { s.channels.join(", ") },
+        if s.channels.is_empty() {
+            "(none: relay-only)".to_string()
+        } else {
+            s.channels.join(", ")
+        },
         s.listen_addrs.join(" "),
         s.peers.connected,
         s.peers.authenticated,
@@ -576,19 +607,88 @@ mod tests {
     #[test]
     fn time_format() {
         assert_eq!(format_time_us(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(format_time_us(1_763_781_234_567_000), "2025-11-22T03:13:54.567Z");
+        assert_eq!(
+            format_time_us(1_763_781_234_567_000),
+            "2025-11-22T03:13:54.567Z"
+        );
     }
 
     #[test]
     fn cli_parses_and_rejects() {
-        let c = Cli::try_parse_from(["ptt-node", "alert", "--severity", "severe", "--kind", "k", "--text", "t"]).unwrap();
+        let c = Cli::try_parse_from([
+            "ptt-node",
+            "alert",
+            "--severity",
+            "severe",
+            "--kind",
+            "k",
+            "--text",
+            "t",
+        ])
+        .unwrap();
         assert!(matches!(c.command, Command::Alert(_)));
-        assert!(Cli::try_parse_from(["ptt-node", "alert", "--severity", "loud", "--kind", "k", "--text", "t"]).is_err());
-        assert!(Cli::try_parse_from(["ptt-node", "domain", "enroll", "--dir", "d", "--device", "x", "--out", "o", "--location", "95,1"]).is_err());
-        assert!(Cli::try_parse_from(["ptt-node", "domain", "enroll", "--dir", "d", "--device", "x", "--out", "o", "--tag", "novalue"]).is_err());
-        let c = Cli::try_parse_from(["ptt-node", "domain", "enroll", "--dir", "d", "--device", "x", "--out", "o", "--location", "-33.9,18.4", "--tag", "zone=n"]).unwrap();
-        let Command::Domain(DomainCommand::Enroll(e)) = c.command else { panic!() };
-        assert_eq!(e.location, Some(Location { lat: -33.9, lon: 18.4 }));
+        assert!(
+            Cli::try_parse_from([
+                "ptt-node",
+                "alert",
+                "--severity",
+                "loud",
+                "--kind",
+                "k",
+                "--text",
+                "t"
+            ])
+            .is_err()
+        );
+        assert!(
+            Cli::try_parse_from([
+                "ptt-node",
+                "domain",
+                "enroll",
+                "--dir",
+                "d",
+                "--device",
+                "x",
+                "--out",
+                "o",
+                "--location",
+                "95,1"
+            ])
+            .is_err()
+        );
+        assert!(
+            Cli::try_parse_from([
+                "ptt-node", "domain", "enroll", "--dir", "d", "--device", "x", "--out", "o",
+                "--tag", "novalue"
+            ])
+            .is_err()
+        );
+        let c = Cli::try_parse_from([
+            "ptt-node",
+            "domain",
+            "enroll",
+            "--dir",
+            "d",
+            "--device",
+            "x",
+            "--out",
+            "o",
+            "--location",
+            "-33.9,18.4",
+            "--tag",
+            "zone=n",
+        ])
+        .unwrap();
+        let Command::Domain(DomainCommand::Enroll(e)) = c.command else {
+            panic!()
+        };
+        assert_eq!(
+            e.location,
+            Some(Location {
+                lat: -33.9,
+                lon: 18.4
+            })
+        );
         assert_eq!(e.tags, vec![("zone".to_string(), "n".to_string())]);
     }
 }

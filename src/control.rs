@@ -177,7 +177,9 @@ impl From<&Counters> for CountersInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// No daemon listens on the data directory.
-    #[error("no ptt-node daemon is running with data directory {dir} ({reason}); start one with: ptt-node run --bundle BUNDLE --data {dir}")]
+    #[error(
+        "no ptt-node daemon is running with data directory {dir} ({reason}); start one with: ptt-node run --bundle BUNDLE --data {dir}"
+    )]
     NotRunning {
         /// Data directory.
         dir: String,
@@ -211,10 +213,12 @@ impl Client {
     /// Connects to the daemon using `data_dir`.
     pub async fn connect(data_dir: &Path) -> Result<Self, ClientError> {
         let path = socket_path(data_dir);
-        let stream = UnixStream::connect(&path).await.map_err(|e| ClientError::NotRunning {
-            dir: data_dir.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let stream = UnixStream::connect(&path)
+            .await
+            .map_err(|e| ClientError::NotRunning {
+                dir: data_dir.display().to_string(),
+                reason: e.to_string(),
+            })?;
         let (r, w) = stream.into_split();
         Ok(Client {
             reader: BufReader::new(r),
@@ -225,7 +229,8 @@ impl Client {
 
     /// Sends a request.
     pub async fn send(&mut self, req: &Request) -> Result<(), ClientError> {
-        let mut line = serde_json::to_string(req).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let mut line =
+            serde_json::to_string(req).map_err(|e| ClientError::Protocol(e.to_string()))?;
         line.push('\n');
         self.writer.write_all(line.as_bytes()).await?;
         Ok(())
@@ -245,7 +250,9 @@ impl Client {
     pub async fn call(&mut self, req: &Request) -> Result<Reply, ClientError> {
         self.send(req).await?;
         match self.next().await? {
-            None => Err(ClientError::Protocol("the daemon closed the connection".into())),
+            None => Err(ClientError::Protocol(
+                "the daemon closed the connection".into(),
+            )),
             Some(Reply::Error { message }) => Err(ClientError::Refused(message)),
             Some(r) => Ok(r),
         }
@@ -284,10 +291,25 @@ mod tests {
             r#"{"op":"alert","channel":"alerts","severity":"severe","kind":"motion","text":"hi"}"#,
         )
         .unwrap();
-        assert!(matches!(r, Request::Alert { severity: Severity::Severe, .. }));
-        assert_eq!(serde_json::to_string(&Request::Status).unwrap(), r#"{"op":"status"}"#);
+        assert!(matches!(
+            r,
+            Request::Alert {
+                severity: Severity::Severe,
+                ..
+            }
+        ));
+        assert_eq!(
+            serde_json::to_string(&Request::Status).unwrap(),
+            r#"{"op":"status"}"#
+        );
         assert!(serde_json::from_str::<Request>(r#"{"op":"alert","severity":"bad"}"#).is_err());
-        assert!(serde_json::from_str::<Request>(r#"{"op":"status","x":1}"#).is_err());
+        // A misspelt field is an error, not silently ignored.
+        assert!(
+            serde_json::from_str::<Request>(
+                r#"{"op":"alert","channel":"alerts","severity":"minor","kind":"k","text":"t","txet":"x"}"#
+            )
+            .is_err()
+        );
     }
 
     #[tokio::test]

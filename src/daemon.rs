@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, mdns, request_response};
 use rand_core::RngCore;
 use tokio::net::{UnixListener, UnixStream};
@@ -171,18 +171,24 @@ pub async fn run(
 
     let mut swarm = net::build_swarm(keypair, &cfg.net)?;
     let listen = if cfg.listen.is_empty() {
-        vec!["/ip4/0.0.0.0/tcp/0".parse().map_err(|_| DaemonError::Listen {
-            addr: "/ip4/0.0.0.0/tcp/0".into(),
-            reason: "unparsable".into(),
-        })?]
+        vec![
+            "/ip4/0.0.0.0/tcp/0"
+                .parse()
+                .map_err(|_| DaemonError::Listen {
+                    addr: "/ip4/0.0.0.0/tcp/0".into(),
+                    reason: "unparsable".into(),
+                })?,
+        ]
     } else {
         cfg.listen.clone()
     };
     for a in listen {
-        swarm.listen_on(a.clone()).map_err(|e| DaemonError::Listen {
-            addr: a.to_string(),
-            reason: e.to_string(),
-        })?;
+        swarm
+            .listen_on(a.clone())
+            .map_err(|e| DaemonError::Listen {
+                addr: a.to_string(),
+                reason: e.to_string(),
+            })?;
     }
     let mut topics = HashMap::new();
     for ch in node.carried_channels() {
@@ -198,11 +204,14 @@ pub async fn run(
         path: sock_path.clone(),
         source: e,
     })?;
-    std::fs::set_permissions(&sock_path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .map_err(|e| DaemonError::Socket {
-            path: sock_path.clone(),
-            source: e,
-        })?;
+    std::fs::set_permissions(
+        &sock_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .map_err(|e| DaemonError::Socket {
+        path: sock_path.clone(),
+        source: e,
+    })?;
 
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
     let (alerts, _) = broadcast::channel(4096);
@@ -257,7 +266,11 @@ impl Daemon {
 
     fn on_cmd(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Seal { channel, body, reply } => {
+            Cmd::Seal {
+                channel,
+                body,
+                reply,
+            } => {
                 let r = self
                     .node
                     .seal_alert(&channel, &body, now_us())
@@ -266,8 +279,18 @@ impl Daemon {
             }
             Cmd::Publish { sealed, reply } => {
                 let topic = net::topic(self.node.domain(), sealed.channel);
-                let n = self.peers.values().filter(|p| p.authenticated && p.connections > 0).count();
-                match self.swarm.behaviour_mut().gossipsub.inner().publish(topic, sealed.bytes) {
+                let n = self
+                    .peers
+                    .values()
+                    .filter(|p| p.authenticated && p.connections > 0)
+                    .count();
+                match self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .inner()
+                    .publish(topic, sealed.bytes)
+                {
                     Ok(_) => {
                         let _ = reply.send(n);
                     }
@@ -333,7 +356,12 @@ impl Daemon {
     fn on_tick(&mut self) {
         let now = Instant::now();
         // Unblock peers whose block expired.
-        let expired: Vec<PeerId> = self.blocked.iter().filter(|(_, t)| **t <= now).map(|(p, _)| *p).collect();
+        let expired: Vec<PeerId> = self
+            .blocked
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(p, _)| *p)
+            .collect();
         for p in expired {
             self.blocked.remove(&p);
             self.swarm.behaviour_mut().blocked.unblock_peer(p);
@@ -343,7 +371,9 @@ impl Daemon {
             .peers
             .iter()
             .filter(|(_, p)| {
-                p.connections > 0 && !p.authenticated && p.connected_at.is_some_and(|t| now - t > AUTH_TIMEOUT)
+                p.connections > 0
+                    && !p.authenticated
+                    && p.connected_at.is_some_and(|t| now - t > AUTH_TIMEOUT)
             })
             .map(|(id, _)| *id)
             .collect();
@@ -379,7 +409,9 @@ impl Daemon {
         if self.blocked.contains_key(&peer) || self.swarm.is_connected(&peer) {
             return;
         }
-        let Some(st) = self.peers.get_mut(&peer) else { return };
+        let Some(st) = self.peers.get_mut(&peer) else {
+            return;
+        };
         st.redial_at = None;
         if st.addresses.is_empty() {
             return;
@@ -397,7 +429,9 @@ impl Daemon {
     }
 
     fn schedule_redial(&mut self, peer: PeerId) {
-        let Some(st) = self.peers.get_mut(&peer) else { return };
+        let Some(st) = self.peers.get_mut(&peer) else {
+            return;
+        };
         st.backoff = if st.backoff.is_zero() {
             BACKOFF_MIN
         } else {
@@ -441,7 +475,12 @@ impl Daemon {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");
             }
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
                 let st = self.peers.entry(peer_id).or_default();
                 st.connections = num_established.get() as usize;
                 st.redial_at = None;
@@ -456,10 +495,18 @@ impl Daemon {
                         domain: *self.node.domain(),
                         cert: self.node.cert().as_bytes().to_vec(),
                     };
-                    self.swarm.behaviour_mut().auth.send_request(&peer_id, hello);
+                    self.swarm
+                        .behaviour_mut()
+                        .auth
+                        .send_request(&peer_id, hello);
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established, cause, .. } => {
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                cause,
+                ..
+            } => {
                 let member = if let Some(st) = self.peers.get_mut(&peer_id) {
                     st.connections = num_established as usize;
                     if num_established == 0 {
@@ -478,7 +525,11 @@ impl Daemon {
                     self.schedule_redial(peer_id);
                 }
             }
-            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } => {
                 if let Some(st) = self.peers.get_mut(&peer) {
                     st.last_error = Some(error.to_string());
                 }
@@ -504,28 +555,43 @@ impl Daemon {
                         st.addresses.insert(addr);
                     }
                     if st.connections == 0 && st.redial_at.is_none() {
-                        let delay = if me < peer { Duration::ZERO } else { DIAL_DEFER };
+                        let delay = if me < peer {
+                            Duration::ZERO
+                        } else {
+                            DIAL_DEFER
+                        };
                         st.redial_at = Some(Instant::now() + delay);
                     }
                 }
             }
             BehaviourEvent::Mdns(mdns::Event::Expired(_)) => {}
-            BehaviourEvent::Auth(request_response::Event::Message { peer, message, .. }) => match message {
-                request_response::Message::Request { request, channel, .. } => {
-                    self.on_auth_request(peer, request, channel)
+            BehaviourEvent::Auth(request_response::Event::Message { peer, message, .. }) => {
+                match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => self.on_auth_request(peer, request, channel),
+                    request_response::Message::Response { response, .. } => {
+                        self.on_auth_reply(peer, response)
+                    }
                 }
-                request_response::Message::Response { response, .. } => self.on_auth_reply(peer, response),
-            },
-            BehaviourEvent::Auth(request_response::Event::OutboundFailure { peer, error, .. }) => {
+            }
+            BehaviourEvent::Auth(request_response::Event::OutboundFailure {
+                peer, error, ..
+            }) => {
                 tracing::debug!(%peer, %error, "authentication request failed");
                 if let Some(st) = self.peers.get_mut(&peer) {
                     st.last_error = Some(format!("authentication: {error}"));
                 }
                 if let request_response::OutboundFailure::UnsupportedProtocols = error {
-                    self.refuse(peer, "does not speak the ptt-node authentication protocol".into());
+                    self.refuse(
+                        peer,
+                        "does not speak the ptt-node authentication protocol".into(),
+                    );
                 }
             }
-            BehaviourEvent::Auth(request_response::Event::InboundFailure { peer, error, .. }) => {
+            BehaviourEvent::Auth(request_response::Event::InboundFailure {
+                peer, error, ..
+            }) => {
                 tracing::debug!(%peer, %error, "authentication request from peer failed");
             }
             BehaviourEvent::Auth(request_response::Event::ResponseSent { .. }) => {}
@@ -534,7 +600,9 @@ impl Daemon {
                 message_id,
                 message,
             }) => self.on_gossip(propagation_source, message_id, message),
-            BehaviourEvent::Identify(libp2p::identify::Event::Received { peer_id, info, .. }) => {
+            BehaviourEvent::Identify(libp2p::identify::Event::Received {
+                peer_id, info, ..
+            }) => {
                 if let Some(st) = self.peers.get_mut(&peer_id) {
                     for a in info.listen_addrs.into_iter().filter(|a| !is_loopback(a)) {
                         if st.addresses.len() >= MAX_ADDRS_PER_PEER {
@@ -567,7 +635,9 @@ impl Daemon {
                 let roster: Vec<Vec<u8>> = self
                     .node
                     .roster()
-                    .filter(|c| c.peer_id() != peer && c.body.device != self.node.cert().body.device)
+                    .filter(|c| {
+                        c.peer_id() != peer && c.body.device != self.node.cert().body.device
+                    })
                     .take(net::MAX_ROSTER_SHARE)
                     .map(|c| c.as_bytes().to_vec())
                     .collect();
@@ -575,15 +645,20 @@ impl Daemon {
                     cert: self.node.cert().as_bytes().to_vec(),
                     roster,
                 };
-                let _ = self.swarm.behaviour_mut().auth.send_response(channel, reply);
-                self.admit(peer, cert);
-            }
-            Err(reason) => {
                 let _ = self
                     .swarm
                     .behaviour_mut()
                     .auth
-                    .send_response(channel, AuthReply::Refused { reason: reason.clone() });
+                    .send_response(channel, reply);
+                self.admit(peer, cert);
+            }
+            Err(reason) => {
+                let _ = self.swarm.behaviour_mut().auth.send_response(
+                    channel,
+                    AuthReply::Refused {
+                        reason: reason.clone(),
+                    },
+                );
                 self.refuse(peer, reason);
             }
         }
@@ -592,17 +667,19 @@ impl Daemon {
     fn on_auth_reply(&mut self, peer: PeerId, reply: AuthReply) {
         let now = now_us() / 1_000_000;
         match reply {
-            AuthReply::Welcome { cert, roster } => match self.node.authenticate_peer(&peer, &cert, now) {
-                Ok(cert) => {
-                    for c in roster.iter().take(net::MAX_ROSTER_SHARE) {
-                        if let Err(e) = self.node.learn_certificate(c, now) {
-                            tracing::debug!(%peer, error = %e, "roster certificate ignored");
+            AuthReply::Welcome { cert, roster } => {
+                match self.node.authenticate_peer(&peer, &cert, now) {
+                    Ok(cert) => {
+                        for c in roster.iter().take(net::MAX_ROSTER_SHARE) {
+                            if let Err(e) = self.node.learn_certificate(c, now) {
+                                tracing::debug!(%peer, error = %e, "roster certificate ignored");
+                            }
                         }
+                        self.admit(peer, cert);
                     }
-                    self.admit(peer, cert);
+                    Err(e) => self.refuse(peer, e.to_string()),
                 }
-                Err(e) => self.refuse(peer, e.to_string()),
-            },
+            }
             AuthReply::Refused { reason } => {
                 tracing::warn!(%peer, %reason, "refused by peer");
                 self.refuse(peer, format!("refused us: {reason}"));
@@ -625,7 +702,7 @@ impl Daemon {
                 });
                 if let Some(a) = alert {
                     tracing::debug!(id = %a.id, sender = %a.sender, "alert received");
-                    let _ = self.alerts.send(a);
+                    let _ = self.alerts.send(*a);
                 }
                 gossipsub::MessageAcceptance::Accept
             }
@@ -663,7 +740,12 @@ async fn accept_loop(
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(serve_client(stream, cmds.clone(), store.clone(), alerts.clone()));
+                tokio::spawn(serve_client(
+                    stream,
+                    cmds.clone(),
+                    store.clone(),
+                    alerts.clone(),
+                ));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "control socket accept failed");
@@ -694,7 +776,13 @@ async fn serve_client(
             Ok(Some(l)) => l.to_string(),
             Ok(None) => return,
             Err(e) => {
-                let _ = write_reply(&mut w, &Reply::Error { message: e.to_string() }).await;
+                let _ = write_reply(
+                    &mut w,
+                    &Reply::Error {
+                        message: e.to_string(),
+                    },
+                )
+                .await;
                 return;
             }
         };
@@ -702,7 +790,10 @@ async fn serve_client(
             Ok(r) => r,
             Err(e) => {
                 let msg = format!("bad request: {e}");
-                if write_reply(&mut w, &Reply::Error { message: msg }).await.is_err() {
+                if write_reply(&mut w, &Reply::Error { message: msg })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 continue;
@@ -713,17 +804,34 @@ async fn serve_client(
                 listen(&mut reader, &mut w, alerts.subscribe()).await;
                 return;
             }
-            Request::Alert { channel, severity, kind, text, location, attributes } => {
-                let body = AlertBody { severity, kind, text, location, attributes };
+            Request::Alert {
+                channel,
+                severity,
+                kind,
+                text,
+                location,
+                attributes,
+            } => {
+                let body = AlertBody {
+                    severity,
+                    kind,
+                    text,
+                    location,
+                    attributes,
+                };
                 send_alert(&cmds, &store, channel, body).await
             }
             Request::Peers => {
                 let (tx, rx) = oneshot::channel();
-                ask(&cmds, Cmd::Peers { reply: tx }, rx).await.map(|peers| Reply::Peers { peers })
+                ask(&cmds, Cmd::Peers { reply: tx }, rx)
+                    .await
+                    .map(|peers| Reply::Peers { peers })
             }
             Request::Status => {
                 let (tx, rx) = oneshot::channel();
-                ask(&cmds, Cmd::Status { reply: tx }, rx).await.map(|s| Reply::Status(Box::new(s)))
+                ask(&cmds, Cmd::Status { reply: tx }, rx)
+                    .await
+                    .map(|s| Reply::Status(Box::new(s)))
             }
         };
         let reply = reply.unwrap_or_else(|message| Reply::Error { message });
@@ -734,8 +842,11 @@ async fn serve_client(
 }
 
 async fn ask<T>(cmds: &mpsc::Sender<Cmd>, cmd: Cmd, rx: oneshot::Receiver<T>) -> Result<T, String> {
-    cmds.send(cmd).await.map_err(|_| "the daemon is shutting down".to_string())?;
-    rx.await.map_err(|_| "the daemon is shutting down".to_string())
+    cmds.send(cmd)
+        .await
+        .map_err(|_| "the daemon is shutting down".to_string())?;
+    rx.await
+        .map_err(|_| "the daemon is shutting down".to_string())
 }
 
 async fn send_alert(
@@ -745,7 +856,16 @@ async fn send_alert(
     body: AlertBody,
 ) -> Result<Reply, String> {
     let (tx, rx) = oneshot::channel();
-    let sealed = ask(cmds, Cmd::Seal { channel, body, reply: tx }, rx).await??;
+    let sealed = ask(
+        cmds,
+        Cmd::Seal {
+            channel,
+            body,
+            reply: tx,
+        },
+        rx,
+    )
+    .await??;
     let env = crate::envelope::Envelope::parse(&sealed.bytes).map_err(|e| e.to_string())?;
     store
         .put_durable(StoredEnvelope {
@@ -760,7 +880,12 @@ async fn send_alert(
     let (id, seq, channel) = (sealed.id.clone(), sealed.seq, sealed.channel_name.clone());
     let (tx, rx) = oneshot::channel();
     let peers = ask(cmds, Cmd::Publish { sealed, reply: tx }, rx).await?;
-    Ok(Reply::Sent { id, channel, seq, peers })
+    Ok(Reply::Sent {
+        id,
+        channel,
+        seq,
+        peers,
+    })
 }
 
 async fn listen(

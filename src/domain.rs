@@ -46,7 +46,9 @@ pub enum DomainError {
     #[error("{0}")]
     Cert(#[from] CertError),
     /// A device of that name exists.
-    #[error("device {0:?} is already enrolled; pass --force to replace it (the old certificate stays valid until it expires or is revoked)")]
+    #[error(
+        "device {0:?} is already enrolled; pass --force to replace it (the old certificate stays valid until it expires or is revoked)"
+    )]
     AlreadyEnrolled(String),
     /// `domain init` on a directory that already holds a domain.
     #[error("{0} already holds a domain authority; choose an empty directory")]
@@ -155,10 +157,16 @@ impl Authority {
     }
 
     /// Adds a channel with a fresh secret at epoch 1; returns its number.
-    pub fn add_channel(&mut self, name: &str, rng: &mut impl CryptoRngCore) -> Result<u32, DomainError> {
+    pub fn add_channel(
+        &mut self,
+        name: &str,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<u32, DomainError> {
         check_name("channel name", name)?;
         if self.descriptor.channel_by_name(name).is_some() {
-            return Err(DomainError::Invalid(format!("channel {name:?} already exists")));
+            return Err(DomainError::Invalid(format!(
+                "channel {name:?} already exists"
+            )));
         }
         let mut body = self.descriptor.body.clone();
         let id = body.channels.iter().map(|c| c.id).max().unwrap_or(0) + 1;
@@ -196,14 +204,22 @@ impl Authority {
         if let Some(loc) = &req.profile.location {
             loc.check().map_err(DomainError::Invalid)?;
         }
-        let existing = self.registry.iter().any(|e| e.name == req.name && !e.replaced);
+        let existing = self
+            .registry
+            .iter()
+            .any(|e| e.name == req.name && !e.replaced);
         if existing && !req.force {
             return Err(DomainError::AlreadyEnrolled(req.name.clone()));
         }
         let mut created = vec![];
         let channels: Vec<String> = if req.channels.is_empty() {
             if req.relay_only {
-                self.descriptor.body.channels.iter().map(|c| c.name.clone()).collect()
+                self.descriptor
+                    .body
+                    .channels
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .collect()
             } else {
                 vec![DEFAULT_CHANNEL.to_string()]
             }
@@ -231,7 +247,11 @@ impl Authority {
         }
         let secrets = DeviceSecrets::generate(rng);
         let device = self.registry.iter().map(|e| e.device).max().unwrap_or(0) + 1;
-        let valid_days = if req.valid_days == 0 { DEFAULT_VALID_DAYS } else { req.valid_days };
+        let valid_days = if req.valid_days == 0 {
+            DEFAULT_VALID_DAYS
+        } else {
+            req.valid_days
+        };
         let body = CertBody {
             version: cert::VERSION,
             domain: self.descriptor.domain,
@@ -291,7 +311,10 @@ impl Authority {
             &fsutil::frame_key(KeyKind::Authority, self.key.as_bytes()),
         )?;
         let epochs = Zeroizing::new(wire::encode(&self.epochs));
-        fsutil::write_secret(&dir.join(files::EPOCHS), &fsutil::frame_key(KeyKind::EpochSecrets, &epochs))?;
+        fsutil::write_secret(
+            &dir.join(files::EPOCHS),
+            &fsutil::frame_key(KeyKind::EpochSecrets, &epochs),
+        )?;
         fsutil::write_public(&dir.join(files::REGISTRY), &wire::encode(&self.registry))?;
         // The descriptor last: its presence marks a complete authority directory.
         fsutil::write_public(&dir.join(files::DESCRIPTOR), self.descriptor.as_bytes())?;
@@ -311,15 +334,23 @@ impl Authority {
         let descriptor = Descriptor::from_bytes(&fsutil::read_public(&desc_path)?)
             .map_err(|e| FileError::invalid(&desc_path, e))?;
         if descriptor.authority != key.verifying_key() {
-            return Err(FileError::invalid(&desc_path, "descriptor belongs to another authority key").into());
+            return Err(FileError::invalid(
+                &desc_path,
+                "descriptor belongs to another authority key",
+            )
+            .into());
         }
         let ep_path = dir.join(files::EPOCHS);
         let raw = fsutil::read_key(&ep_path, KeyKind::EpochSecrets)?;
-        let epochs: Vec<EpochRecord> =
-            wire::decode("epoch secrets", &raw, 16 * 1024 * 1024).map_err(|e| FileError::invalid(&ep_path, e))?;
+        let epochs: Vec<EpochRecord> = wire::decode("epoch secrets", &raw, 16 * 1024 * 1024)
+            .map_err(|e| FileError::invalid(&ep_path, e))?;
         let reg_path = dir.join(files::REGISTRY);
-        let registry: Vec<RegistryEntry> = wire::decode("registry", &fsutil::read_public(&reg_path)?, 64 * 1024 * 1024)
-            .map_err(|e| FileError::invalid(&reg_path, e))?;
+        let registry: Vec<RegistryEntry> = wire::decode(
+            "registry",
+            &fsutil::read_public(&reg_path)?,
+            64 * 1024 * 1024,
+        )
+        .map_err(|e| FileError::invalid(&reg_path, e))?;
         Ok(Authority {
             key,
             descriptor,

@@ -112,7 +112,11 @@ pub fn seal(
     plaintext: &[u8],
 ) -> Vec<u8> {
     let header_bytes = wire::encode(header);
-    let ct = key.seal(&nonce(header.sender, header.seq), &aad(domain, &header_bytes), plaintext);
+    let ct = key.seal(
+        &nonce(header.sender, header.seq),
+        &aad(domain, &header_bytes),
+        plaintext,
+    );
     let mut out = header_bytes;
     // postcard's encoding of a byte slice: varint length, then the bytes.
     out.extend_from_slice(&wire::encode(ct.as_slice()));
@@ -231,13 +235,26 @@ mod tests {
     }
 
     fn header(domain: &DomainId, seq: u64) -> Header {
-        Header { version: VERSION, domain_tag: domain.tag(), channel: 1, epoch: 1, sender: 2, seq }
+        Header {
+            version: VERSION,
+            domain_tag: domain.tag(),
+            channel: 1,
+            epoch: 1,
+            sender: 2,
+            seq,
+        }
     }
 
     #[test]
     fn overhead_is_under_100_bytes() {
         let (sk, domain, key) = fixture();
-        let env = seal(&sk, &domain, &header(&domain, 1_763_780_000_000_000), &key, &[0u8; 100]);
+        let env = seal(
+            &sk,
+            &domain,
+            &header(&domain, 1_763_780_000_000_000),
+            &key,
+            &[0u8; 100],
+        );
         let e = Envelope::parse(&env).unwrap();
         assert_eq!(e.overhead(), env.len() - 100);
         assert!(e.overhead() <= 100, "overhead {}", e.overhead());
@@ -248,13 +265,22 @@ mod tests {
         let (sk, domain, key) = fixture();
         let env = seal(&sk, &domain, &header(&domain, 9), &key, b"hi");
         let e = Envelope::parse(&env).unwrap();
-        assert_eq!(e.verify(&DomainId([6u8; 32]), &sk.verifying_key()), Err(EnvelopeError::WrongDomain));
+        assert_eq!(
+            e.verify(&DomainId([6u8; 32]), &sk.verifying_key()),
+            Err(EnvelopeError::WrongDomain)
+        );
         let other = SigningKey::from_bytes(&[4u8; 32]);
-        assert_eq!(e.verify(&domain, &other.verifying_key()), Err(EnvelopeError::BadSignature));
+        assert_eq!(
+            e.verify(&domain, &other.verifying_key()),
+            Err(EnvelopeError::BadSignature)
+        );
         // Same tag, different domain: the signature binds the whole domain id.
         let mut d2 = domain;
         d2.0[31] ^= 1;
-        assert_eq!(e.verify(&d2, &sk.verifying_key()), Err(EnvelopeError::BadSignature));
+        assert_eq!(
+            e.verify(&d2, &sk.verifying_key()),
+            Err(EnvelopeError::BadSignature)
+        );
     }
 
     #[test]
@@ -262,11 +288,20 @@ mod tests {
         let (sk, domain, key) = fixture();
         let env = seal(&sk, &domain, &header(&domain, 9), &key, b"hello");
         for n in 0..env.len() {
-            assert!(Envelope::parse(&env[..n]).and_then(|e| e.verify(&domain, &sk.verifying_key())).is_err(), "prefix {n}");
+            assert!(
+                Envelope::parse(&env[..n])
+                    .and_then(|e| e.verify(&domain, &sk.verifying_key()))
+                    .is_err(),
+                "prefix {n}"
+            );
         }
         let mut long = env.clone();
         long.push(0);
-        assert!(Envelope::parse(&long).and_then(|e| e.verify(&domain, &sk.verifying_key())).is_err());
+        assert!(
+            Envelope::parse(&long)
+                .and_then(|e| e.verify(&domain, &sk.verifying_key()))
+                .is_err()
+        );
         assert!(matches!(
             Envelope::parse(&vec![0u8; MAX_ENVELOPE_LEN + 1]),
             Err(EnvelopeError::Decode(DecodeError::TooLong { .. }))

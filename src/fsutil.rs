@@ -19,7 +19,9 @@ pub enum FileError {
         source: std::io::Error,
     },
     /// A secret file that group or others may read.
-    #[error("{path} has mode {mode:04o}, so other users may read this secret; run: chmod 600 {path}")]
+    #[error(
+        "{path} has mode {mode:04o}, so other users may read this secret; run: chmod 600 {path}"
+    )]
     LoosePermissions {
         /// The file.
         path: PathBuf,
@@ -57,11 +59,18 @@ impl FileError {
 /// fsync, rename over the target, fsync the directory. A crash leaves the old file or the new
 /// one, never half of either.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .ok_or_else(|| FileError::invalid(path, "not a file name"))?;
-    let tmp = dir.join(format!(".{}.tmp.{}", name.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
@@ -152,7 +161,10 @@ pub fn frame_key(kind: KeyKind, payload: &[u8]) -> Zeroizing<Vec<u8>> {
 pub fn read_key(path: &Path, kind: KeyKind) -> Result<Zeroizing<Vec<u8>>, FileError> {
     let bytes = read_secret(path)?;
     if bytes.len() < 6 || &bytes[..4] != KEY_MAGIC || bytes[4] != 1 {
-        return Err(FileError::invalid(path, "not a ptt-node key file (bad magic or version)"));
+        return Err(FileError::invalid(
+            path,
+            "not a ptt-node key file (bad magic or version)",
+        ));
     }
     if bytes[5] != kind as u8 {
         return Err(FileError::invalid(
@@ -167,7 +179,10 @@ pub fn read_key(path: &Path, kind: KeyKind) -> Result<Zeroizing<Vec<u8>>, FileEr
 pub fn read_key32(path: &Path, kind: KeyKind) -> Result<Zeroizing<[u8; 32]>, FileError> {
     let p = read_key(path, kind)?;
     if p.len() != 32 {
-        return Err(FileError::invalid(path, format!("key is {} bytes, expected 32", p.len())));
+        return Err(FileError::invalid(
+            path,
+            format!("key is {} bytes, expected 32", p.len()),
+        ));
     }
     let mut k = Zeroizing::new([0u8; 32]);
     k.copy_from_slice(&p);
@@ -183,9 +198,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("identity.key");
         write_secret(&p, &frame_key(KeyKind::DeviceIdentity, &[1u8; 32])).unwrap();
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(*read_key32(&p, KeyKind::DeviceIdentity).unwrap(), [1u8; 32]);
-        assert!(matches!(read_key32(&p, KeyKind::Authority), Err(FileError::Invalid { .. })));
+        assert!(matches!(
+            read_key32(&p, KeyKind::Authority),
+            Err(FileError::Invalid { .. })
+        ));
         fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
         let e = read_key32(&p, KeyKind::DeviceIdentity).unwrap_err();
         assert!(matches!(e, FileError::LoosePermissions { mode: 0o640, .. }));
@@ -199,8 +220,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("k");
         write_secret(&p, b"PTT").unwrap();
-        assert!(matches!(read_key(&p, KeyKind::Authority), Err(FileError::Invalid { .. })));
+        assert!(matches!(
+            read_key(&p, KeyKind::Authority),
+            Err(FileError::Invalid { .. })
+        ));
         write_secret(&p, &frame_key(KeyKind::Authority, &[0u8; 5])).unwrap();
-        assert!(matches!(read_key32(&p, KeyKind::Authority), Err(FileError::Invalid { .. })));
+        assert!(matches!(
+            read_key32(&p, KeyKind::Authority),
+            Err(FileError::Invalid { .. })
+        ));
     }
 }

@@ -15,6 +15,9 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::wire::{self, DecodeError};
 
+/// A device's X25519 static secret (zeroized on drop).
+pub use x25519_dalek::StaticSecret as X25519Secret;
+
 /// Domain id: SHA-256 of this label and the authority's public key.
 pub const LABEL_DOMAIN_ID: &[u8] = b"ptt-node/v1/domain-id";
 /// HKDF info prefix for a channel epoch's AES-256-GCM message key.
@@ -186,7 +189,10 @@ pub struct DeviceSecrets {
 impl std::fmt::Debug for DeviceSecrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeviceSecrets")
-            .field("identity", &wire::hex(self.identity.verifying_key().as_bytes()))
+            .field(
+                "identity",
+                &wire::hex(self.identity.verifying_key().as_bytes()),
+            )
             .field("x25519", &"..")
             .finish()
     }
@@ -253,7 +259,12 @@ pub enum SealedKeyError {
     Unwrap,
 }
 
-fn wrap_key(shared: &[u8; 32], domain: &DomainId, ephemeral: &[u8; 32], device_pk: &[u8; 32]) -> MessageKeyRaw {
+fn wrap_key(
+    shared: &[u8; 32],
+    domain: &DomainId,
+    ephemeral: &[u8; 32],
+    device_pk: &[u8; 32],
+) -> MessageKeyRaw {
     let hk = Hkdf::<Sha256>::new(Some(&domain.0), shared);
     let mut info = Vec::with_capacity(LABEL_KEY_WRAP.len() + 64);
     info.extend_from_slice(LABEL_KEY_WRAP);
@@ -396,12 +407,27 @@ mod tests {
         let dev = DeviceSecrets::generate(&mut OsRng);
         let other = DeviceSecrets::generate(&mut OsRng);
         let secret = ChannelSecret::random(&mut OsRng);
-        let sk = SealedKey::seal(&authority, domain, 1, 1, 7, &dev.x25519_public(), &secret, &mut OsRng);
+        let sk = SealedKey::seal(
+            &authority,
+            domain,
+            1,
+            1,
+            7,
+            &dev.x25519_public(),
+            &secret,
+            &mut OsRng,
+        );
         let bytes = sk.to_bytes();
         let parsed = SealedKey::from_bytes(&bytes, &authority.verifying_key()).unwrap();
         assert_eq!(parsed.open(&domain, 7, &dev.x25519).unwrap(), secret);
-        assert_eq!(parsed.open(&domain, 7, &other.x25519), Err(SealedKeyError::Unwrap));
-        assert_eq!(parsed.open(&domain, 8, &dev.x25519), Err(SealedKeyError::NotForUs));
+        assert_eq!(
+            parsed.open(&domain, 7, &other.x25519),
+            Err(SealedKeyError::Unwrap)
+        );
+        assert_eq!(
+            parsed.open(&domain, 8, &dev.x25519),
+            Err(SealedKeyError::NotForUs)
+        );
         let stranger = SigningKey::generate(&mut OsRng);
         assert_eq!(
             SealedKey::from_bytes(&bytes, &stranger.verifying_key()),
@@ -410,7 +436,10 @@ mod tests {
         for i in 0..bytes.len() {
             let mut t = bytes.clone();
             t[i] ^= 0x01;
-            assert!(SealedKey::from_bytes(&t, &authority.verifying_key()).is_err(), "byte {i}");
+            assert!(
+                SealedKey::from_bytes(&t, &authority.verifying_key()).is_err(),
+                "byte {i}"
+            );
         }
     }
 

@@ -23,7 +23,10 @@
 //! - [`control`]: the daemon's Unix control socket and its client.
 //! - [`daemon`]: wires node, store, net and control together (`ptt-node run`).
 //! - [`cli`]: the `ptt-node` command line.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 #![warn(missing_docs)]
 
 pub mod alert;

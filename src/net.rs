@@ -229,8 +229,9 @@ pub fn build_swarm(
         .map_err(setup)?
         .with_behaviour(|key| {
             let peer = key.public().to_peer_id();
-            let gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gcfg)
-                .map_err(|e| io::Error::other(e.to_string()))?;
+            let gossipsub =
+                gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gcfg)
+                    .map_err(|e| io::Error::other(e.to_string()))?;
             let mut mdns_cfg = mdns_cfg;
             if !mdns_enabled {
                 // Effectively off: one query a day, answered by nobody we dial.
@@ -240,7 +241,8 @@ pub fn build_swarm(
                 blocked: Default::default(),
                 auth: request_response::Behaviour::new(
                     [(AUTH_PROTOCOL, request_response::ProtocolSupport::Full)],
-                    request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(10)),
                 ),
                 gossipsub: gate::Gate::new(gossipsub),
                 mdns: mdns::tokio::Behaviour::new(mdns_cfg, peer)?,
@@ -248,7 +250,9 @@ pub fn build_swarm(
                     identify::Config::new(IDENTIFY_VERSION.into(), key.public())
                         .with_push_listen_addr_updates(true),
                 ),
-                ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(5))),
+                ping: ping::Behaviour::new(
+                    ping::Config::new().with_interval(Duration::from_secs(5)),
+                ),
             })
         })
         .map_err(setup)?
@@ -263,12 +267,24 @@ mod tests {
 
     #[test]
     fn auth_messages_round_trip() {
-        let h = AuthHello { domain: DomainId([1; 32]), cert: vec![1, 2, 3] };
+        let h = AuthHello {
+            domain: DomainId([1; 32]),
+            cert: vec![1, 2, 3],
+        };
         let b = wire::encode(&h);
-        assert_eq!(wire::decode::<AuthHello>("x", &b, MAX_AUTH_REQUEST).unwrap(), h);
-        let r = AuthReply::Welcome { cert: vec![9], roster: vec![vec![1], vec![2, 3]] };
+        assert_eq!(
+            wire::decode::<AuthHello>("x", &b, MAX_AUTH_REQUEST).unwrap(),
+            h
+        );
+        let r = AuthReply::Welcome {
+            cert: vec![9],
+            roster: vec![vec![1], vec![2, 3]],
+        };
         let b = wire::encode(&r);
-        assert_eq!(wire::decode::<AuthReply>("x", &b, MAX_AUTH_RESPONSE).unwrap(), r);
+        assert_eq!(
+            wire::decode::<AuthReply>("x", &b, MAX_AUTH_RESPONSE).unwrap(),
+            r
+        );
     }
 
     #[test]

@@ -132,7 +132,7 @@ pub enum Verdict {
         /// The envelope.
         envelope: Envelope,
         /// The opened alert, if this node holds the key.
-        alert: Option<ReceivedAlert>,
+        alert: Option<Box<ReceivedAlert>>,
     },
     /// Refused.
     Reject(Rejection),
@@ -189,7 +189,10 @@ impl Node {
         let mut keys = HashMap::new();
         let mut current_epoch: HashMap<u32, u32> = HashMap::new();
         for (channel, epoch, secret) in &cfg.channel_secrets {
-            keys.insert((*channel, *epoch), secret.message_key(&domain, *channel, *epoch));
+            keys.insert(
+                (*channel, *epoch),
+                secret.message_key(&domain, *channel, *epoch),
+            );
             let e = current_epoch.entry(*channel).or_insert(*epoch);
             *e = (*e).max(*epoch);
         }
@@ -269,7 +272,11 @@ impl Node {
     }
 
     /// Learns a member certificate relayed by another member (roster sync).
-    pub fn learn_certificate(&mut self, cert_bytes: &[u8], now_secs: u64) -> Result<bool, AuthError> {
+    pub fn learn_certificate(
+        &mut self,
+        cert_bytes: &[u8],
+        now_secs: u64,
+    ) -> Result<bool, AuthError> {
         let cert = self.check_cert(cert_bytes, now_secs)?;
         let new = !self.roster.contains_key(&cert.body.device);
         self.admit(cert)?;
@@ -307,7 +314,14 @@ impl Node {
             .descriptor
             .channel_by_name(channel)
             .map(|c| c.id)
-            .or_else(|| self.cert.body.grants.iter().find(|g| g.name == channel).map(|g| g.channel))
+            .or_else(|| {
+                self.cert
+                    .body
+                    .grants
+                    .iter()
+                    .find(|g| g.name == channel)
+                    .map(|g| g.channel)
+            })
             .ok_or_else(|| SealError::UnknownChannel(channel.to_string()))?;
         let grant = self
             .cert
@@ -356,13 +370,22 @@ impl Node {
     }
 
     /// Like [`Node::validate`], for a message that arrived on the topic of `topic_channel`.
-    pub fn validate_on(&mut self, bytes: &[u8], topic_channel: Option<u32>, now_us: u64) -> Verdict {
+    pub fn validate_on(
+        &mut self,
+        bytes: &[u8],
+        topic_channel: Option<u32>,
+        now_us: u64,
+    ) -> Verdict {
         let v = self.check(bytes, topic_channel, now_us);
         match &v {
             Verdict::Accept { alert: Some(_), .. } => self.counters.alerts_received += 1,
             Verdict::Accept { alert: None, .. } => self.counters.alerts_relayed += 1,
             Verdict::Reject(r) => {
-                *self.counters.rejected.entry(r.reason().to_string()).or_default() += 1;
+                *self
+                    .counters
+                    .rejected
+                    .entry(r.reason().to_string())
+                    .or_default() += 1;
             }
         }
         v
@@ -380,11 +403,14 @@ impl Node {
         bytes: &[u8],
         topic_channel: Option<u32>,
         now_us: u64,
-    ) -> Result<(Envelope, Option<ReceivedAlert>), Rejection> {
+    ) -> Result<(Envelope, Option<Box<ReceivedAlert>>), Rejection> {
         let env = Envelope::parse(bytes)?;
         let h = env.header;
         if let Some(t) = topic_channel.filter(|t| *t != h.channel) {
-            return Err(Rejection::WrongTopic { header: h.channel, topic: t });
+            return Err(Rejection::WrongTopic {
+                header: h.channel,
+                topic: t,
+            });
         }
         if h.domain_tag != self.domain().tag() {
             return Err(EnvelopeError::WrongDomain.into());
@@ -413,7 +439,7 @@ impl Node {
             Some(key) if can_read => {
                 let plain = env.open(self.domain(), key)?;
                 let body = AlertBody::decode(&plain).map_err(|_| Rejection::BadPlaintext)?;
-                Some(ReceivedAlert {
+                Some(Box::new(ReceivedAlert {
                     id: envelope::alert_id(self.domain(), h.sender, h.seq),
                     channel: grant.name.clone(),
                     sender: sender.body.name.clone(),
@@ -427,7 +453,7 @@ impl Node {
                     received_at_us: now_us,
                     location: body.location,
                     attributes: body.attributes,
-                })
+                }))
             }
             _ => None,
         };

@@ -67,6 +67,9 @@ impl Store {
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let path = data_dir.join(DB_FILE);
         let db = Database::create(&path).map_err(|e| db_err(&path, e))?;
+        // Sealed envelopes only, but who talked when is still nobody else's business.
+        let _ =
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600));
         let s = Store { db, path };
         let tx = s.db.begin_write().map_err(|e| s.err(e))?;
         tx.open_table(ENVELOPES).map_err(|e| s.err(e))?;
@@ -88,14 +91,20 @@ impl Store {
             let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
             let mut own_max = None;
             for e in envs {
-                t.insert((e.sender, e.seq), (e.channel, e.received_at_us, e.bytes.as_slice()))
-                    .map_err(|x| self.err(x))?;
+                t.insert(
+                    (e.sender, e.seq),
+                    (e.channel, e.received_at_us, e.bytes.as_slice()),
+                )
+                .map_err(|x| self.err(x))?;
                 if e.sender == own_device {
                     own_max = own_max.max(Some(e.seq));
                 }
             }
             if let Some(seq) = own_max {
-                let cur = meta.get(OWN_LAST_SEQ).map_err(|e| self.err(e))?.map(|v| v.value());
+                let cur = meta
+                    .get(OWN_LAST_SEQ)
+                    .map_err(|e| self.err(e))?
+                    .map(|v| v.value());
                 if cur.is_none_or(|c| c < seq) {
                     meta.insert(OWN_LAST_SEQ, seq).map_err(|e| self.err(e))?;
                 }
@@ -108,7 +117,10 @@ impl Store {
     pub fn own_last_seq(&self) -> Result<u64, StoreError> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
         let meta = tx.open_table(META).map_err(|e| self.err(e))?;
-        Ok(meta.get(OWN_LAST_SEQ).map_err(|e| self.err(e))?.map_or(0, |v| v.value()))
+        Ok(meta
+            .get(OWN_LAST_SEQ)
+            .map_err(|e| self.err(e))?
+            .map_or(0, |v| v.value()))
     }
 
     /// Every stored (sender, seq), in order.
@@ -124,7 +136,11 @@ impl Store {
     }
 
     /// Stored envelopes with `received_at_us >= since_us`, oldest key first, at most `limit`.
-    pub fn envelopes(&self, since_us: u64, limit: usize) -> Result<Vec<StoredEnvelope>, StoreError> {
+    pub fn envelopes(
+        &self,
+        since_us: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEnvelope>, StoreError> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = tx.open_table(ENVELOPES).map_err(|e| self.err(e))?;
         let mut out = vec![];
@@ -133,7 +149,13 @@ impl Store {
             let (sender, seq) = k.value();
             let (channel, received_at_us, bytes) = v.value();
             if received_at_us >= since_us {
-                out.push(StoredEnvelope { sender, seq, channel, received_at_us, bytes: bytes.to_vec() });
+                out.push(StoredEnvelope {
+                    sender,
+                    seq,
+                    channel,
+                    received_at_us,
+                    bytes: bytes.to_vec(),
+                });
                 if out.len() >= limit {
                     break;
                 }
@@ -163,8 +185,15 @@ fn db_err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
 }
 
 enum Cmd {
-    Put(Vec<StoredEnvelope>, Option<oneshot::Sender<Result<(), StoreError>>>),
-    Envelopes(u64, usize, oneshot::Sender<Result<Vec<StoredEnvelope>, StoreError>>),
+    Put(
+        Vec<StoredEnvelope>,
+        Option<oneshot::Sender<Result<(), StoreError>>>,
+    ),
+    Envelopes(
+        u64,
+        usize,
+        oneshot::Sender<Result<Vec<StoredEnvelope>, StoreError>>,
+    ),
 }
 
 /// A cloneable handle to the store thread (the store actor).
@@ -229,7 +258,9 @@ impl StoreHandle {
     /// Stores durably and waits for the commit.
     pub async fn put_durable(&self, env: StoredEnvelope) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Cmd::Put(vec![env], Some(tx))).map_err(|_| StoreError::Closed)?;
+        self.tx
+            .send(Cmd::Put(vec![env], Some(tx)))
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -240,9 +271,15 @@ impl StoreHandle {
     }
 
     /// Stored envelopes received since `since_us`.
-    pub async fn envelopes(&self, since_us: u64, limit: usize) -> Result<Vec<StoredEnvelope>, StoreError> {
+    pub async fn envelopes(
+        &self,
+        since_us: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEnvelope>, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Cmd::Envelopes(since_us, limit, tx)).map_err(|_| StoreError::Closed)?;
+        self.tx
+            .send(Cmd::Envelopes(since_us, limit, tx))
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }
@@ -252,7 +289,13 @@ mod tests {
     use super::*;
 
     fn env(sender: u32, seq: u64) -> StoredEnvelope {
-        StoredEnvelope { sender, seq, channel: 1, received_at_us: seq, bytes: vec![sender as u8; 10] }
+        StoredEnvelope {
+            sender,
+            seq,
+            channel: 1,
+            received_at_us: seq,
+            bytes: vec![sender as u8; 10],
+        }
     }
 
     #[test]

@@ -116,8 +116,9 @@ impl<H: ConnectionHandler> ConnectionHandler for GateHandler<H> {
     fn poll(
         &mut self,
         cx: &mut Context<'_>,
-    ) -> Poll<ConnectionHandlerEvent<Self::OutboundProtocol, Self::OutboundOpenInfo, Self::ToBehaviour>>
-    {
+    ) -> Poll<
+        ConnectionHandlerEvent<Self::OutboundProtocol, Self::OutboundOpenInfo, Self::ToBehaviour>,
+    > {
         if !self.open {
             self.waker = Some(cx.waker().clone());
             return Poll::Pending;
@@ -232,14 +233,14 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Gate<B> {
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
-        if let FromSwarm::ConnectionClosed(c) = &event {
-            if let Some(set) = self.conns.get_mut(&c.peer_id) {
-                set.remove(&c.connection_id);
-                if set.is_empty() {
-                    self.conns.remove(&c.peer_id);
-                    // A peer that comes back proves its membership again.
-                    self.open.remove(&c.peer_id);
-                }
+        if let FromSwarm::ConnectionClosed(c) = &event
+            && let Some(set) = self.conns.get_mut(&c.peer_id)
+        {
+            set.remove(&c.connection_id);
+            if set.is_empty() {
+                self.conns.remove(&c.peer_id);
+                // A peer that comes back proves its membership again.
+                self.open.remove(&c.peer_id);
             }
         }
         self.inner.on_swarm_event(event);
@@ -255,7 +256,10 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Gate<B> {
             .on_connection_handler_event(peer_id, connection_id, event);
     }
 
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
         if let Some(e) = self.pending.pop_front() {
             return Poll::Ready(e);
         }

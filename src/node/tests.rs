@@ -9,7 +9,11 @@ const NOW_US: u64 = NOW_S * 1_000_000;
 
 fn enroll(a: &mut Authority, name: &str, relay_only: bool) -> Bundle {
     a.enroll(
-        &EnrollRequest { name: name.into(), relay_only, ..Default::default() },
+        &EnrollRequest {
+            name: name.into(),
+            relay_only,
+            ..Default::default()
+        },
         NOW_S,
         &mut OsRng,
     )
@@ -43,10 +47,15 @@ fn domain() -> Domain {
     let m = enroll(&mut a, "m", false);
     let r = enroll(&mut a, "r", true);
     let (sc, mc, rc) = (s.cert.clone(), m.cert.clone(), r.cert.clone());
-    let mut d = Domain { sender: node(s), member: node(m), relay: node(r) };
+    let mut d = Domain {
+        sender: node(s),
+        member: node(m),
+        relay: node(r),
+    };
     for n in [&mut d.sender, &mut d.member, &mut d.relay] {
         for c in [&sc, &mc, &rc] {
-            n.authenticate_peer(&c.peer_id(), c.as_bytes(), NOW_S).unwrap();
+            n.authenticate_peer(&c.peer_id(), c.as_bytes(), NOW_S)
+                .unwrap();
         }
     }
     d
@@ -62,7 +71,10 @@ fn reject_reason(v: Verdict) -> &'static str {
 #[test]
 fn member_opens_relay_verifies_only() {
     let mut d = domain();
-    let sealed = d.sender.seal_alert("alerts", &alert("gate 3 open"), NOW_US).unwrap();
+    let sealed = d
+        .sender
+        .seal_alert("alerts", &alert("gate 3 open"), NOW_US)
+        .unwrap();
     match d.member.validate(&sealed.bytes, NOW_US + 5) {
         Verdict::Accept { alert: Some(a), .. } => {
             assert_eq!(a.text, "gate 3 open");
@@ -74,7 +86,10 @@ fn member_opens_relay_verifies_only() {
         }
         v => panic!("member: {v:?}"),
     }
-    assert!(matches!(d.relay.validate(&sealed.bytes, NOW_US), Verdict::Accept { alert: None, .. }));
+    assert!(matches!(
+        d.relay.validate(&sealed.bytes, NOW_US),
+        Verdict::Accept { alert: None, .. }
+    ));
     assert_eq!(d.member.counters().alerts_received, 1);
     assert_eq!(d.relay.counters().alerts_relayed, 1);
     assert!(d.relay.readable_channels().is_empty());
@@ -83,16 +98,28 @@ fn member_opens_relay_verifies_only() {
 #[test]
 fn relay_and_unauthorised_cannot_send() {
     let mut d = domain();
-    assert!(matches!(d.relay.seal_alert("alerts", &alert("x"), NOW_US), Err(SealError::NotAllowed(_))));
-    assert!(matches!(d.sender.seal_alert("nope", &alert("x"), NOW_US), Err(SealError::UnknownChannel(_))));
+    assert!(matches!(
+        d.relay.seal_alert("alerts", &alert("x"), NOW_US),
+        Err(SealError::NotAllowed(_))
+    ));
+    assert!(matches!(
+        d.sender.seal_alert("nope", &alert("x"), NOW_US),
+        Err(SealError::UnknownChannel(_))
+    ));
 }
 
 #[test]
 fn replay_is_rejected_and_counted() {
     let mut d = domain();
     let sealed = d.sender.seal_alert("alerts", &alert("a"), NOW_US).unwrap();
-    assert!(matches!(d.member.validate(&sealed.bytes, NOW_US), Verdict::Accept { .. }));
-    assert_eq!(reject_reason(d.member.validate(&sealed.bytes, NOW_US)), "duplicate");
+    assert!(matches!(
+        d.member.validate(&sealed.bytes, NOW_US),
+        Verdict::Accept { .. }
+    ));
+    assert_eq!(
+        reject_reason(d.member.validate(&sealed.bytes, NOW_US)),
+        "duplicate"
+    );
     assert_eq!(d.member.counters().rejected.get("duplicate"), Some(&1));
 }
 
@@ -101,13 +128,22 @@ fn sequence_numbers_increase_even_when_the_clock_stalls_or_goes_back() {
     let mut d = domain();
     let a = d.sender.seal_alert("alerts", &alert("1"), NOW_US).unwrap();
     let b = d.sender.seal_alert("alerts", &alert("2"), NOW_US).unwrap();
-    let c = d.sender.seal_alert("alerts", &alert("3"), NOW_US - 1_000_000).unwrap();
+    let c = d
+        .sender
+        .seal_alert("alerts", &alert("3"), NOW_US - 1_000_000)
+        .unwrap();
     assert!(a.seq < b.seq && b.seq < c.seq);
     // A restarted node continues after the last stored sequence number.
     let mut a2 = Authority::create("x", &mut OsRng).unwrap();
     let s = enroll(&mut a2, "s", false);
-    let mut n = Node::new(s.into_node_config(std::path::Path::new("t")).unwrap(), NOW_US + 10);
-    assert_eq!(n.seal_alert("alerts", &alert("x"), NOW_US).unwrap().seq, NOW_US + 11);
+    let mut n = Node::new(
+        s.into_node_config(std::path::Path::new("t")).unwrap(),
+        NOW_US + 10,
+    );
+    assert_eq!(
+        n.seal_alert("alerts", &alert("x"), NOW_US).unwrap().seq,
+        NOW_US + 11
+    );
 }
 
 #[test]
@@ -118,43 +154,73 @@ fn each_fault_has_its_own_error() {
     // Wrong domain: a node of another domain.
     let mut other = Authority::create("other", &mut OsRng).unwrap();
     let mut outsider = node(enroll(&mut other, "x", false));
-    assert_eq!(reject_reason(outsider.validate(&sealed.bytes, NOW_US)), "wrong_domain");
+    assert_eq!(
+        reject_reason(outsider.validate(&sealed.bytes, NOW_US)),
+        "wrong_domain"
+    );
 
     // Forged signature: same header, signed by a key that is not the sender's.
     let env = Envelope::parse(&sealed.bytes).unwrap();
     let forger = ed25519_dalek::SigningKey::generate(&mut OsRng);
     let key = ChannelSecret([1; 32]).message_key(d.member.domain(), 1, 1);
     let forged = envelope::seal(&forger, d.member.domain(), &env.header, &key, b"x");
-    assert_eq!(reject_reason(d.member.validate(&forged, NOW_US)), "bad_signature");
+    assert_eq!(
+        reject_reason(d.member.validate(&forged, NOW_US)),
+        "bad_signature"
+    );
 
     // Unknown sender.
     let mut h = env.header;
     h.sender = 99;
     let unknown = envelope::seal(&forger, d.member.domain(), &h, &key, b"x");
-    assert_eq!(reject_reason(d.member.validate(&unknown, NOW_US)), "unknown_sender");
+    assert_eq!(
+        reject_reason(d.member.validate(&unknown, NOW_US)),
+        "unknown_sender"
+    );
 
     // Wrong epoch: signed by the real sender, but for an epoch nobody has a key for is
     // authentic (relayed), not readable.
     let mut fresh = domain();
-    let mut h = Envelope::parse(&fresh.sender.seal_alert("alerts", &alert("a"), NOW_US).unwrap().bytes).unwrap().header;
+    let mut h = Envelope::parse(
+        &fresh
+            .sender
+            .seal_alert("alerts", &alert("a"), NOW_US)
+            .unwrap()
+            .bytes,
+    )
+    .unwrap()
+    .header;
     h.epoch = 2;
     h.seq += 1;
     let sk = ed25519_dalek::SigningKey::from_bytes(&fresh.sender.secrets.identity.to_bytes());
     let wrong_epoch = envelope::seal(&sk, fresh.member.domain(), &h, &key, &alert("a").encode());
-    assert!(matches!(fresh.member.validate(&wrong_epoch, NOW_US), Verdict::Accept { alert: None, .. }));
+    assert!(matches!(
+        fresh.member.validate(&wrong_epoch, NOW_US),
+        Verdict::Accept { alert: None, .. }
+    ));
 
     // Wrong key: right epoch, sealed under another secret.
     h.epoch = 1;
     h.seq += 1;
     let wrong_key = envelope::seal(&sk, fresh.member.domain(), &h, &key, &alert("a").encode());
-    assert_eq!(reject_reason(fresh.member.validate(&wrong_key, NOW_US)), "decrypt");
+    assert_eq!(
+        reject_reason(fresh.member.validate(&wrong_key, NOW_US)),
+        "decrypt"
+    );
 
     // Tampering with any byte.
-    let good = fresh.sender.seal_alert("alerts", &alert("b"), NOW_US + 100).unwrap().bytes;
+    let good = fresh
+        .sender
+        .seal_alert("alerts", &alert("b"), NOW_US + 100)
+        .unwrap()
+        .bytes;
     for i in 0..good.len() {
         let mut t = good.clone();
         t[i] ^= 0x20;
-        assert!(matches!(fresh.member.validate(&t, NOW_US), Verdict::Reject(_)), "byte {i}");
+        assert!(
+            matches!(fresh.member.validate(&t, NOW_US), Verdict::Reject(_)),
+            "byte {i}"
+        );
     }
 }
 
@@ -164,16 +230,19 @@ fn peers_must_match_their_certificate_and_domain() {
     let mut other = Authority::create("other", &mut OsRng).unwrap();
     let x = enroll(&mut other, "x", false);
     assert!(matches!(
-        d.member.authenticate_peer(&x.cert.peer_id(), x.cert.as_bytes(), NOW_S),
+        d.member
+            .authenticate_peer(&x.cert.peer_id(), x.cert.as_bytes(), NOW_S),
         Err(AuthError::Cert(CertError::BadSignature))
     ));
     let m = d.sender.cert().clone();
     assert!(matches!(
-        d.member.authenticate_peer(&PeerId::random(), m.as_bytes(), NOW_S),
+        d.member
+            .authenticate_peer(&PeerId::random(), m.as_bytes(), NOW_S),
         Err(AuthError::Cert(CertError::PeerMismatch { .. }))
     ));
     assert!(matches!(
-        d.member.authenticate_peer(&m.peer_id(), m.as_bytes(), NOW_S + 400 * 86_400),
+        d.member
+            .authenticate_peer(&m.peer_id(), m.as_bytes(), NOW_S + 400 * 86_400),
         Err(AuthError::Cert(CertError::Expired { .. }))
     ));
 }

@@ -1,0 +1,271 @@
+//! Golden test vectors: every format in proto/ is rebuilt here from fixed inputs and must
+//! match `proto/vectors/v1.txt` byte for byte. Regenerate (after a deliberate format change,
+//! with a version bump) with `PTT_WRITE_VECTORS=1 cargo test --test vectors`.
+
+use std::collections::BTreeMap;
+
+use ed25519_dalek::SigningKey;
+use ptt_node::alert::{AlertBody, Severity};
+use ptt_node::cert::{
+    CertBody, Certificate, ChannelInfo, Descriptor, DescriptorBody, Grant, Location, Profile,
+};
+use ptt_node::envelope::{self, Envelope, Header};
+use ptt_node::keys::{ChannelSecret, DomainId, SealedKey};
+use ptt_node::net::{AuthHello, AuthReply};
+use ptt_node::wire;
+use rand_core::{CryptoRng, RngCore};
+use sha2::{Digest, Sha256};
+
+/// A deterministic RNG for vectors only: SHA-256 in counter mode over a seed.
+struct VectorRng {
+    seed: [u8; 32],
+    counter: u64,
+    buf: Vec<u8>,
+}
+
+impl VectorRng {
+    fn new(label: &str) -> Self {
+        VectorRng {
+            seed: Sha256::digest(label.as_bytes()).into(),
+            counter: 0,
+            buf: vec![],
+        }
+    }
+}
+
+impl RngCore for VectorRng {
+    fn next_u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        self.fill_bytes(&mut b);
+        u32::from_le_bytes(b)
+    }
+    fn next_u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        self.fill_bytes(&mut b);
+        u64::from_le_bytes(b)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for d in dest.iter_mut() {
+            if self.buf.is_empty() {
+                let mut h = Sha256::new();
+                h.update(self.seed);
+                h.update(self.counter.to_be_bytes());
+                self.counter += 1;
+                self.buf = h.finalize().to_vec();
+            }
+            *d = self.buf.remove(0);
+        }
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+impl CryptoRng for VectorRng {}
+
+fn vectors() -> BTreeMap<&'static str, Vec<u8>> {
+    let mut v = BTreeMap::new();
+    let authority = SigningKey::from_bytes(&[0x11; 32]);
+    let device = SigningKey::from_bytes(&[0x22; 32]);
+    let device_x = x25519_dalek::StaticSecret::from([0x33; 32]);
+    let device_x_pk = x25519_dalek::PublicKey::from(&device_x).to_bytes();
+    let domain = DomainId::from_authority(&authority.verifying_key());
+    v.insert(
+        "authority_public_key",
+        authority.verifying_key().to_bytes().to_vec(),
+    );
+    v.insert("domain_id", domain.0.to_vec());
+
+    let descriptor = Descriptor::issue(
+        &authority,
+        DescriptorBody {
+            version: 1,
+            name: "site-a".into(),
+            authority: authority.verifying_key().to_bytes(),
+            revision: 2,
+            channels: vec![ChannelInfo {
+                id: 1,
+                name: "alerts".into(),
+            }],
+            brokers: vec![],
+        },
+    );
+    v.insert("descriptor", descriptor.as_bytes().to_vec());
+
+    let cert = Certificate::issue(
+        &authority,
+        CertBody {
+            version: 1,
+            domain,
+            device: 7,
+            name: "cam-7".into(),
+            ed25519: device.verifying_key().to_bytes(),
+            x25519: device_x_pk,
+            relay_only: false,
+            grants: vec![Grant {
+                channel: 1,
+                name: "alerts".into(),
+                read: true,
+                write: true,
+            }],
+            profile: Profile {
+                kind: "camera".into(),
+                location: Some(Location {
+                    lat: 37.5665,
+                    lon: 126.978,
+                }),
+                tags: vec![("zone".into(), "north".into())],
+                sleeps: false,
+            },
+            not_before: 1_790_000_000,
+            not_after: 1_821_536_000,
+        },
+    )
+    .expect("valid key");
+    v.insert("certificate", cert.as_bytes().to_vec());
+    v.insert("certificate_peer_id", cert.peer_id().to_bytes());
+
+    let secret = ChannelSecret([0x44; 32]);
+    let sealed = SealedKey::seal(
+        &authority,
+        domain,
+        1,
+        1,
+        7,
+        &device_x_pk,
+        &secret,
+        &mut VectorRng::new("sealed-key"),
+    );
+    v.insert("sealed_key", sealed.to_bytes());
+
+    let alert = AlertBody {
+        severity: Severity::Severe,
+        kind: "intrusion".into(),
+        text: "gate 3 forced".into(),
+        location: Some(Location {
+            lat: 37.5665,
+            lon: 126.978,
+        }),
+        attributes: vec![("door".into(), "3".into())],
+    };
+    v.insert("alert_plaintext", alert.encode());
+    let header = Header {
+        version: 1,
+        domain_tag: domain.tag(),
+        channel: 1,
+        epoch: 1,
+        sender: 7,
+        seq: 1_795_000_000_123_456,
+    };
+    let key = secret.message_key(&domain, 1, 1);
+    let env = envelope::seal(&device, &domain, &header, &key, &alert.encode());
+    v.insert("envelope", env.clone());
+    v.insert(
+        "alert_id",
+        envelope::alert_id(&domain, 7, header.seq).into_bytes(),
+    );
+    v.insert(
+        "auth_hello",
+        wire::encode(&AuthHello {
+            domain,
+            cert: cert.as_bytes().to_vec(),
+        }),
+    );
+    v.insert(
+        "auth_reply_refused",
+        wire::encode(&AuthReply::Refused {
+            reason: "belongs to another domain".into(),
+        }),
+    );
+    v
+}
+
+fn path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("proto/vectors/v1.txt")
+}
+
+fn parse(text: &str) -> BTreeMap<String, Vec<u8>> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.split_once('=').expect("name = hex");
+            (k.trim().to_string(), hex::decode(v.trim()).expect("hex"))
+        })
+        .collect()
+}
+
+#[test]
+fn golden_vectors_match() {
+    let built = vectors();
+    if std::env::var_os("PTT_WRITE_VECTORS").is_some() {
+        let mut out = String::from(
+            "# ptt-node wire format v1 golden vectors (see proto/README.md and tests/vectors.rs).\n\
+             # Inputs: authority key = 32 x 0x11, device Ed25519 = 32 x 0x22, device X25519 = 32 x 0x33,\n\
+             # channel secret = 32 x 0x44; the sealed key's ephemeral key comes from VectorRng(\"sealed-key\").\n",
+        );
+        for (k, v) in &built {
+            out.push_str(&format!("{k} = {}\n", hex::encode(v)));
+        }
+        std::fs::write(path(), out).expect("write vectors");
+    }
+    let text = std::fs::read_to_string(path()).expect("proto/vectors/v1.txt exists");
+    let stored = parse(&text);
+    assert_eq!(
+        stored.keys().collect::<Vec<_>>(),
+        built
+            .keys()
+            .map(|k| k.to_string())
+            .collect::<Vec<_>>()
+            .iter()
+            .collect::<Vec<_>>(),
+        "vector names differ"
+    );
+    for (k, v) in &built {
+        assert_eq!(
+            hex::encode(&stored[*k]),
+            hex::encode(v),
+            "vector {k} differs from proto/vectors/v1.txt"
+        );
+    }
+}
+
+#[test]
+fn stored_vectors_verify_and_open() {
+    let stored = parse(&std::fs::read_to_string(path()).expect("vectors"));
+    let descriptor = Descriptor::from_bytes(&stored["descriptor"]).expect("descriptor verifies");
+    let cert = Certificate::from_bytes(
+        &stored["certificate"],
+        &descriptor.authority,
+        &descriptor.domain,
+    )
+    .expect("certificate verifies");
+    assert_eq!(cert.body.name, "cam-7");
+    let sealed = SealedKey::from_bytes(&stored["sealed_key"], &descriptor.authority)
+        .expect("sealed key verifies");
+    let secret = sealed
+        .open(
+            &descriptor.domain,
+            7,
+            &x25519_dalek::StaticSecret::from([0x33; 32]),
+        )
+        .expect("sealed key opens");
+    assert_eq!(secret.0, [0x44; 32]);
+    let env = Envelope::parse(&stored["envelope"]).expect("envelope parses");
+    env.verify(&descriptor.domain, &cert.verifying_key().expect("key"))
+        .expect("envelope verifies");
+    let plain = env
+        .open(
+            &descriptor.domain,
+            &secret.message_key(&descriptor.domain, 1, 1),
+        )
+        .expect("envelope opens");
+    assert_eq!(
+        AlertBody::decode(&plain).expect("alert").text,
+        "gate 3 forced"
+    );
+    assert!(
+        env.overhead() <= 100,
+        "envelope overhead {} bytes",
+        env.overhead()
+    );
+}
