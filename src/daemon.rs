@@ -120,6 +120,8 @@ struct PeerState {
     redial_at: Option<Instant>,
     /// A member seen before: keep re-dialling it when it drops.
     member: bool,
+    /// Authentication requests re-sent on the current connection.
+    auth_attempts: u8,
 }
 
 /// Microseconds since the Unix epoch.
@@ -378,7 +380,12 @@ impl Daemon {
             .map(|(id, _)| *id)
             .collect();
         for p in late {
-            self.refuse(p, "did not authenticate in time".into());
+            // Not proof of anything: drop the connection without blocking, re-dial later.
+            tracing::info!(peer = %p, "peer did not authenticate in time");
+            if let Some(st) = self.peers.get_mut(&p) {
+                st.last_error = Some("did not authenticate in time".into());
+            }
+            let _ = self.swarm.disconnect_peer_id(p);
         }
         // Due dials and re-dials.
         let due: Vec<PeerId> = self
@@ -444,6 +451,7 @@ impl Daemon {
         st.redial_at = Some(Instant::now() + Duration::from_millis(jitter));
     }
 
+    /// Drops and blocks a peer that proved it is not a member (or not a ptt-node).
     fn refuse(&mut self, peer: PeerId, reason: String) {
         tracing::warn!(%peer, %reason, "peer refused");
         self.node.counters_mut().peers_refused += 1;
@@ -455,6 +463,14 @@ impl Daemon {
         self.blocked.insert(peer, Instant::now() + BLOCK_FOR);
         self.swarm.behaviour_mut().blocked.block_peer(peer);
         let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    fn send_hello(&mut self, peer: PeerId) {
+        let hello = AuthHello {
+            domain: *self.node.domain(),
+            cert: self.node.cert().as_bytes().to_vec(),
+        };
+        self.swarm.behaviour_mut().auth.send_request(&peer, hello);
     }
 
     fn admit(&mut self, peer: PeerId, cert: Certificate) {
@@ -491,14 +507,8 @@ impl Daemon {
                     st.addresses.insert(endpoint.get_remote_address().clone());
                 }
                 if num_established.get() == 1 {
-                    let hello = AuthHello {
-                        domain: *self.node.domain(),
-                        cert: self.node.cert().as_bytes().to_vec(),
-                    };
-                    self.swarm
-                        .behaviour_mut()
-                        .auth
-                        .send_request(&peer_id, hello);
+                    st.auth_attempts = 0;
+                    self.send_hello(peer_id);
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -579,14 +589,26 @@ impl Daemon {
                 peer, error, ..
             }) => {
                 tracing::debug!(%peer, %error, "authentication request failed");
-                if let Some(st) = self.peers.get_mut(&peer) {
-                    st.last_error = Some(format!("authentication: {error}"));
-                }
                 if let request_response::OutboundFailure::UnsupportedProtocols = error {
                     self.refuse(
                         peer,
                         "does not speak the ptt-node authentication protocol".into(),
                     );
+                    return;
+                }
+                let retry = match self.peers.get_mut(&peer) {
+                    Some(st) => {
+                        st.last_error = Some(format!("authentication: {error}"));
+                        let again = st.connections > 0 && !st.authenticated && st.auth_attempts < 3;
+                        st.auth_attempts += u8::from(again);
+                        again
+                    }
+                    None => false,
+                };
+                // The peer's own hello may still authenticate it; if not, ask again while
+                // the connection lasts (the authentication timeout bounds this).
+                if retry {
+                    self.send_hello(peer);
                 }
             }
             BehaviourEvent::Auth(request_response::Event::InboundFailure {
