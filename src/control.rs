@@ -159,6 +159,8 @@ pub struct CountersInfo {
     pub rejected: std::collections::BTreeMap<String, u64>,
     /// Peers refused at authentication.
     pub peers_refused: u64,
+    /// Authentic alerts under a key epoch this device lacks.
+    pub unknown_epoch: u64,
 }
 
 impl From<&Counters> for CountersInfo {
@@ -169,6 +171,7 @@ impl From<&Counters> for CountersInfo {
             alerts_relayed: c.alerts_relayed,
             rejected: c.rejected.clone(),
             peers_refused: c.peers_refused,
+            unknown_epoch: c.unknown_epoch,
         }
     }
 }

@@ -713,7 +713,7 @@ impl Daemon {
         let now = now_us();
         let topic_channel = self.topics.get(&msg.topic).copied();
         let acceptance = match self.node.validate_on(&msg.data, topic_channel, now) {
-            Verdict::Accept { envelope, alert } => {
+            Verdict::Accept { envelope, content } => {
                 let h = envelope.header;
                 self.store.put(StoredEnvelope {
                     sender: h.sender,
@@ -722,7 +722,7 @@ impl Daemon {
                     received_at_us: now,
                     bytes: msg.data,
                 });
-                if let Some(a) = alert {
+                if let Ok(a) = content {
                     tracing::debug!(id = %a.id, sender = %a.sender, "alert received");
                     let _ = self.alerts.send(*a);
                 }

@@ -375,3 +375,71 @@ pub fn check_name(what: &str, name: &str) -> Result<(), DomainError> {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::OsRng;
+
+    #[test]
+    fn enrolment_numbers_names_channels_and_persistence() {
+        let mut a = Authority::create("site", &mut OsRng).unwrap();
+        let req = |name: &str| EnrollRequest {
+            name: name.into(),
+            ..Default::default()
+        };
+        let (b1, _) = a.enroll(&req("cam"), 1_000, &mut OsRng).unwrap();
+        assert!(matches!(
+            a.enroll(&req("cam"), 1_000, &mut OsRng),
+            Err(DomainError::AlreadyEnrolled(_))
+        ));
+        let forced = EnrollRequest {
+            force: true,
+            ..req("cam")
+        };
+        let (b2, _) = a.enroll(&forced, 1_000, &mut OsRng).unwrap();
+        assert_ne!(
+            b1.cert.body.device, b2.cert.body.device,
+            "numbers are never reused"
+        );
+        assert!(a.registry()[0].replaced && !a.registry()[1].replaced);
+
+        // New channels are created with their own number and a key for readers only.
+        let ops = EnrollRequest {
+            channels: vec!["ops".into(), "alerts".into()],
+            ..req("hh")
+        };
+        let (b3, created) = a.enroll(&ops, 1_000, &mut OsRng).unwrap();
+        assert_eq!(created, vec!["ops".to_string()]);
+        assert_eq!(b3.sealed.len(), 2);
+        let relay = EnrollRequest {
+            relay_only: true,
+            ..req("relay")
+        };
+        let (b4, _) = a.enroll(&relay, 1_000, &mut OsRng).unwrap();
+        assert!(b4.sealed.is_empty(), "a relay gets no keys");
+        assert_eq!(
+            b4.cert.body.grants.len(),
+            2,
+            "a relay carries every channel"
+        );
+        assert!(b4.cert.body.grants.iter().all(|g| !g.read && !g.write));
+
+        assert!(matches!(
+            a.enroll(&req("bad name"), 1_000, &mut OsRng),
+            Err(DomainError::Invalid(_))
+        ));
+
+        let dir = tempfile::tempdir().unwrap();
+        a.save(dir.path()).unwrap();
+        let b = Authority::load(dir.path()).unwrap();
+        assert_eq!(b.descriptor(), a.descriptor());
+        assert_eq!(b.registry().len(), 4);
+        // A later enrolment still seals the same channel secret.
+        let mut b = b;
+        let (b5, _) = b.enroll(&req("late"), 1_000, &mut OsRng).unwrap();
+        let k1 = b1.into_node_config(dir.path()).unwrap().channel_secrets;
+        let k5 = b5.into_node_config(dir.path()).unwrap().channel_secrets;
+        assert_eq!(k1[0].2, k5[0].2);
+    }
+}

@@ -126,16 +126,32 @@ impl Rejection {
 /// The outcome of validating a message.
 #[derive(Debug)]
 pub enum Verdict {
-    /// Authentic and new: forward and store it; `alert` is the opened content when this node
-    /// can read the channel.
+    /// Authentic and new: forward and store it; `content` is the opened alert, or why this
+    /// node cannot read it.
     Accept {
         /// The envelope.
         envelope: Envelope,
-        /// The opened alert, if this node holds the key.
-        alert: Option<Box<ReceivedAlert>>,
+        /// The opened alert, or why it stays sealed here.
+        content: Result<Box<ReceivedAlert>, Unreadable>,
     },
     /// Refused.
     Reject(Rejection),
+}
+
+/// Why an authentic envelope stays sealed on this node (it is still forwarded and stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unreadable {
+    /// This device may not read the channel (relay-only, or not granted).
+    #[error("this device does not read the channel")]
+    NotReader,
+    /// This device reads the channel but holds no key for that epoch.
+    #[error("no key for channel {channel} epoch {epoch}")]
+    UnknownEpoch {
+        /// Channel number.
+        channel: u32,
+        /// Key epoch.
+        epoch: u32,
+    },
 }
 
 /// A freshly sealed alert.
@@ -166,6 +182,8 @@ pub struct Counters {
     pub rejected: BTreeMap<String, u64>,
     /// Peers refused at authentication.
     pub peers_refused: u64,
+    /// Authentic alerts of a readable channel under an epoch this node has no key for.
+    pub unknown_epoch: u64,
 }
 
 /// One device's protocol state.
@@ -378,8 +396,15 @@ impl Node {
     ) -> Verdict {
         let v = self.check(bytes, topic_channel, now_us);
         match &v {
-            Verdict::Accept { alert: Some(_), .. } => self.counters.alerts_received += 1,
-            Verdict::Accept { alert: None, .. } => self.counters.alerts_relayed += 1,
+            Verdict::Accept { content: Ok(_), .. } => self.counters.alerts_received += 1,
+            Verdict::Accept {
+                content: Err(u), ..
+            } => {
+                self.counters.alerts_relayed += 1;
+                if let Unreadable::UnknownEpoch { .. } = u {
+                    self.counters.unknown_epoch += 1;
+                }
+            }
             Verdict::Reject(r) => {
                 *self
                     .counters
@@ -393,7 +418,7 @@ impl Node {
 
     fn check(&mut self, bytes: &[u8], topic_channel: Option<u32>, now_us: u64) -> Verdict {
         match self.check_inner(bytes, topic_channel, now_us) {
-            Ok((envelope, alert)) => Verdict::Accept { envelope, alert },
+            Ok((envelope, content)) => Verdict::Accept { envelope, content },
             Err(r) => Verdict::Reject(r),
         }
     }
@@ -403,7 +428,7 @@ impl Node {
         bytes: &[u8],
         topic_channel: Option<u32>,
         now_us: u64,
-    ) -> Result<(Envelope, Option<Box<ReceivedAlert>>), Rejection> {
+    ) -> Result<(Envelope, Result<Box<ReceivedAlert>, Unreadable>), Rejection> {
         let env = Envelope::parse(bytes)?;
         let h = env.header;
         if let Some(t) = topic_channel.filter(|t| *t != h.channel) {
@@ -435,11 +460,16 @@ impl Node {
         env.verify(self.domain(), &vk)?;
         self.replay.check(h.sender, h.seq)?;
         let can_read = self.cert.grant(h.channel).is_some_and(|g| g.read);
-        let alert = match self.keys.get(&(h.channel, h.epoch)) {
-            Some(key) if can_read => {
+        let content = match self.keys.get(&(h.channel, h.epoch)) {
+            _ if !can_read => Err(Unreadable::NotReader),
+            None => Err(Unreadable::UnknownEpoch {
+                channel: h.channel,
+                epoch: h.epoch,
+            }),
+            Some(key) => {
                 let plain = env.open(self.domain(), key)?;
                 let body = AlertBody::decode(&plain).map_err(|_| Rejection::BadPlaintext)?;
-                Some(Box::new(ReceivedAlert {
+                Ok(Box::new(ReceivedAlert {
                     id: envelope::alert_id(self.domain(), h.sender, h.seq),
                     channel: grant.name.clone(),
                     sender: sender.body.name.clone(),
@@ -455,10 +485,9 @@ impl Node {
                     attributes: body.attributes,
                 }))
             }
-            _ => None,
         };
         self.replay.insert(h.sender, h.seq)?;
-        Ok((env, alert))
+        Ok((env, content))
     }
 }
 

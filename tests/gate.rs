@@ -167,7 +167,6 @@ fn unauthenticated_peer_gets_no_gossip() {
                 && !sent
                 && t.elapsed() > Duration::from_secs(2)
             {
-                {
                     sent = true;
                     // A member alert goes out while the rogue is connected, subscribed and unauthenticated…
                     let data = d("m1-data");
@@ -177,7 +176,6 @@ fn unauthenticated_peer_gets_no_gossip() {
                     assert!(ok, "{out}");
                     // …and the rogue publishes into the domain topic.
                     let _ = swarm.behaviour_mut().gossipsub.publish(alert_topic.clone(), b"rogue envelope".to_vec());
-                }
             }
             if tokio::time::Instant::now() > deadline {
                 break;

@@ -76,7 +76,7 @@ fn member_opens_relay_verifies_only() {
         .seal_alert("alerts", &alert("gate 3 open"), NOW_US)
         .unwrap();
     match d.member.validate(&sealed.bytes, NOW_US + 5) {
-        Verdict::Accept { alert: Some(a), .. } => {
+        Verdict::Accept { content: Ok(a), .. } => {
             assert_eq!(a.text, "gate 3 open");
             assert_eq!(a.sender, "s");
             assert_eq!(a.channel, "alerts");
@@ -88,7 +88,10 @@ fn member_opens_relay_verifies_only() {
     }
     assert!(matches!(
         d.relay.validate(&sealed.bytes, NOW_US),
-        Verdict::Accept { alert: None, .. }
+        Verdict::Accept {
+            content: Err(Unreadable::NotReader),
+            ..
+        }
     ));
     assert_eq!(d.member.counters().alerts_received, 1);
     assert_eq!(d.relay.counters().alerts_relayed, 1);
@@ -196,8 +199,15 @@ fn each_fault_has_its_own_error() {
     let wrong_epoch = envelope::seal(&sk, fresh.member.domain(), &h, &key, &alert("a").encode());
     assert!(matches!(
         fresh.member.validate(&wrong_epoch, NOW_US),
-        Verdict::Accept { alert: None, .. }
+        Verdict::Accept {
+            content: Err(Unreadable::UnknownEpoch {
+                channel: 1,
+                epoch: 2
+            }),
+            ..
+        }
     ));
+    assert_eq!(fresh.member.counters().unknown_epoch, 1);
 
     // Wrong key: right epoch, sealed under another secret.
     h.epoch = 1;

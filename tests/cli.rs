@@ -1,0 +1,353 @@
+//! The command line against a real daemon on loopback (no root, no mDNS): every error a user
+//! can cause gives one clear line and the right exit code, and nothing is lost or half-written.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ptt-node");
+
+struct Daemon(Child);
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn ptt(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run ptt-node")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+struct Site {
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let site = Site { dir };
+        let o = ptt(&[
+            "domain",
+            "init",
+            "--dir",
+            s(&site.path("dom")),
+            "--name",
+            "site",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        site
+    }
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+    fn enroll(&self, name: &str, extra: &[&str]) -> Output {
+        let dom = self.path("dom");
+        let out = self.path(name);
+        let mut args = vec![
+            "domain",
+            "enroll",
+            "--dir",
+            s(&dom),
+            "--device",
+            name,
+            "--out",
+            s(&out),
+        ];
+        args.extend_from_slice(extra);
+        ptt(&args)
+    }
+    fn run(&self, name: &str) -> Daemon {
+        let child = Command::new(BIN)
+            .args([
+                "run",
+                "--no-mdns",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--bundle",
+            ])
+            .arg(self.path(name))
+            .arg("--data")
+            .arg(self.path(&format!("{name}-data")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start daemon");
+        let d = Daemon(child);
+        let data = self.path(&format!("{name}-data"));
+        let end = Instant::now() + Duration::from_secs(20);
+        while !ptt(&["status", "--data", s(&data)]).status.success() {
+            assert!(Instant::now() < end, "daemon {name} did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        d
+    }
+}
+
+#[test]
+fn no_daemon_and_bad_arguments() {
+    let site = Site::new();
+    let o = ptt(&[
+        "alert",
+        "--data",
+        s(&site.path("nowhere")),
+        "--severity",
+        "minor",
+        "--kind",
+        "k",
+        "--text",
+        "t",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no ptt-node daemon is running"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        stderr(&o).trim().lines().count(),
+        1,
+        "one line: {}",
+        stderr(&o)
+    );
+
+    let o = ptt(&["alert", "--severity", "loud", "--kind", "k", "--text", "t"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown severity"), "{}", stderr(&o));
+
+    let o = site.enroll("cam", &["--location", "100,0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        !site.path("cam").exists(),
+        "nothing written for a refused enrolment"
+    );
+}
+
+#[test]
+fn enrolment_rules_and_bundle_checks() {
+    let site = Site::new();
+    assert!(site.enroll("cam", &[]).status.success());
+    let o = site.enroll("cam", &["--force"]);
+    assert!(o.status.success(), "forced re-enrolment: {}", stderr(&o));
+    let o = Command::new(BIN)
+        .args([
+            "domain",
+            "enroll",
+            "--dir",
+            s(&site.path("dom")),
+            "--device",
+            "cam",
+            "--out",
+            s(&site.path("cam2")),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("already enrolled"), "{}", stderr(&o));
+    assert!(!site.path("cam2").exists());
+    let list = ptt(&["domain", "list", "--dir", s(&site.path("dom")), "--json"]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["replaced"], true);
+    assert_ne!(
+        lines[0]["device"], lines[1]["device"],
+        "a new device number on re-enrolment"
+    );
+    for f in ["authority.key", "epochs.key"] {
+        let mode = std::fs::metadata(site.path("dom").join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+
+    // Loose permissions on a secret: refused, naming the file and the fix.
+    let id = site.path("cam").join("identity.key");
+    std::fs::set_permissions(&id, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = ptt(&[
+        "run",
+        "--no-mdns",
+        "--bundle",
+        s(&site.path("cam")),
+        "--data",
+        s(&site.path("d")),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("identity.key") && stderr(&o).contains("chmod 600"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::set_permissions(&id, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // A certificate of another domain: refused, naming the file.
+    let other = tempfile::tempdir().unwrap();
+    assert!(
+        ptt(&[
+            "domain",
+            "init",
+            "--dir",
+            s(&other.path().join("d")),
+            "--name",
+            "other"
+        ])
+        .status
+        .success()
+    );
+    let o = ptt(&[
+        "domain",
+        "enroll",
+        "--dir",
+        s(&other.path().join("d")),
+        "--device",
+        "x",
+        "--out",
+        s(&other.path().join("x")),
+    ]);
+    assert!(o.status.success());
+    std::fs::copy(
+        other.path().join("x/certificate.bin"),
+        site.path("cam/certificate.bin"),
+    )
+    .unwrap();
+    let o = ptt(&[
+        "run",
+        "--no-mdns",
+        "--bundle",
+        s(&site.path("cam")),
+        "--data",
+        s(&site.path("d")),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("certificate.bin"), "{}", stderr(&o));
+}
+
+#[test]
+fn daemon_refuses_bad_requests_and_keeps_working() {
+    let site = Site::new();
+    assert!(
+        site.enroll("m1", &["--channel", "alerts", "--channel", "ops"])
+            .status
+            .success()
+    );
+    assert!(site.enroll("r1", &["--relay-only"]).status.success());
+    let mut d1 = site.run("m1");
+    let data = site.path("m1-data");
+
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data.join("control.sock")), 0o600);
+    assert_eq!(mode(&data), 0o700);
+
+    let o = ptt(&[
+        "alert",
+        "--data",
+        s(&data),
+        "--channel",
+        "nope",
+        "--severity",
+        "minor",
+        "--kind",
+        "k",
+        "--text",
+        "t",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("unknown channel"), "{}", stderr(&o));
+
+    // A second daemon on the same data directory.
+    let o = ptt(&[
+        "run",
+        "--no-mdns",
+        "--bundle",
+        s(&site.path("m1")),
+        "--data",
+        s(&data),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("already running"), "{}", stderr(&o));
+
+    // Garbage on the control socket gets an error line; the connection and daemon carry on.
+    let mut sock = UnixStream::connect(data.join("control.sock")).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut r = BufReader::new(sock.try_clone().unwrap());
+    let mut line = String::new();
+    for bad in [
+        "not json",
+        "{\"op\":\"explode\"}",
+        "{\"op\":\"alert\",\"severity\":\"severe\"}",
+    ] {
+        writeln!(sock, "{bad}").unwrap();
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["type"], "error", "{bad} -> {line}");
+    }
+    writeln!(sock, "{{\"op\":\"status\"}}").unwrap();
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    assert!(line.contains("\"type\":\"status\""), "{line}");
+
+    // With no peer the alert is still accepted (stored) and the user is told.
+    let o = ptt(&[
+        "alert",
+        "--data",
+        s(&data),
+        "--channel",
+        "ops",
+        "--severity",
+        "minor",
+        "--kind",
+        "k",
+        "--text",
+        "t",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["channel"], "ops");
+    assert_eq!(v["id"].as_str().map(str::len), Some(16));
+
+    // SIGTERM: clean exit, socket removed.
+    let pid = d1.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let st = d1.0.wait().unwrap();
+    assert!(st.success(), "daemon exit on SIGTERM: {st}");
+    assert!(!data.join("control.sock").exists());
+
+    // The relay-only device may not publish.
+    let _r = site.run("r1");
+    let o = ptt(&[
+        "alert",
+        "--data",
+        s(&site.path("r1-data")),
+        "--severity",
+        "minor",
+        "--kind",
+        "k",
+        "--text",
+        "t",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("may not write"), "{}", stderr(&o));
+}
