@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Independent check of proto/*.md against proto/vectors/v1.txt.
+
+A second implementation of the v1 formats, written from the specification alone (it shares
+no code with src/). It decodes every vector field by field, verifies every signature, unwraps
+the sealed key, derives the message key, opens the envelope and recomputes the derived ids.
+Requires the Python 'cryptography' package. Usage: python3 proto/vectors/check_spec.py
+"""
+import hashlib, os, struct
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives import hashes, serialization
+
+V = {}
+for l in open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'v1.txt')):
+    l = l.strip()
+    if not l or l.startswith('#'): continue
+    k, v = l.split('=', 1); V[k.strip()] = bytes.fromhex(v.strip())
+
+class R:
+    def __init__(s, b): s.b, s.i = b, 0
+    def u8(s): x = s.b[s.i]; s.i += 1; return x
+    def raw(s, n): x = s.b[s.i:s.i+n]; assert len(x) == n; s.i += n; return x
+    def var(s):
+        out, sh = 0, 0
+        while True:
+            c = s.u8(); out |= (c & 0x7f) << sh; sh += 7
+            if not c & 0x80: return out
+    def bytes_(s): return s.raw(s.var())
+    def str_(s): return s.bytes_().decode()
+    def bool_(s): x = s.u8(); assert x in (0, 1); return bool(x)
+    def f64(s): return struct.unpack('<d', s.raw(8))[0]
+    def opt(s, f):
+        t = s.u8(); assert t in (0, 1); return f() if t else None
+    def vec(s, f): return [f() for _ in range(s.var())]
+    def end(s): assert s.i == len(s.b), (s.i, len(s.b))
+
+def pub(sk): return sk.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+def verify(pk, ctx, msg, sig):
+    Ed25519PublicKey.from_public_bytes(pk).verify(sig, ctx + b'\x00' + msg)
+def hkdf(salt, ikm, info): return HKDF(hashes.SHA256(), 32, salt, info).derive(ikm)
+
+auth = Ed25519PrivateKey.from_private_bytes(b'\x11'*32)
+dev = Ed25519PrivateKey.from_private_bytes(b'\x22'*32)
+devx = X25519PrivateKey.from_private_bytes(b'\x33'*32)
+devx_pk = devx.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+apk = pub(auth); assert apk == V['authority_public_key']
+did = hashlib.sha256(b'ptt-node/v1/domain-id' + apk).digest(); assert did == V['domain_id']; print('domain id ok')
+
+# descriptor
+d = V['descriptor']; body, sig = d[:-64], d[-64:]
+r = R(body); ver = r.u8(); name = r.str_(); a = r.raw(32); rev = r.var()
+chans = r.vec(lambda: (r.var(), r.str_())); brokers = r.vec(r.str_); r.end()
+assert (ver, name, a, rev, chans, brokers) == (1, 'site-a', apk, 2, [(1, 'alerts')], [])
+verify(a, b'ptt-node/v1/sig/descriptor', body, sig); print('descriptor ok')
+
+# certificate
+def parse_cert(c):
+    body, sig = c[:-64], c[-64:]
+    verify(apk, b'ptt-node/v1/sig/certificate', body, sig)
+    r = R(body)
+    cb = dict(version=r.u8(), domain=r.raw(32), device=r.var(), name=r.str_(), ed=r.raw(32), x=r.raw(32),
+              relay=r.bool_(), grants=r.vec(lambda: (r.var(), r.str_(), r.bool_(), r.bool_())),
+              profile=(r.str_(), r.opt(lambda: (r.f64(), r.f64())), r.vec(lambda: (r.str_(), r.str_())), r.bool_()),
+              nb=r.var(), na=r.var())
+    r.end(); return cb
+cb = parse_cert(V['certificate'])
+assert cb['version'] == 1 and cb['domain'] == did and cb['device'] == 7 and cb['name'] == 'cam-7'
+assert cb['ed'] == pub(dev) and cb['x'] == devx_pk and not cb['relay']
+assert cb['grants'] == [(1, 'alerts', True, True)]
+assert cb['profile'] == ('camera', (37.5665, 126.978), [('zone', 'north')], False)
+assert (cb['nb'], cb['na']) == (1_790_000_000, 1_821_536_000)
+assert V['certificate_peer_id'] == bytes([0, 0x24, 8, 1, 0x12, 0x20]) + pub(dev)
+print('certificate ok, peer id ok')
+
+# sealed key
+s = V['sealed_key']; body, sig = s[:-64], s[-64:]
+verify(apk, b'ptt-node/v1/sig/sealed-key', body, sig)
+r = R(body); sv = r.u8(); sd = r.raw(32); ch = r.var(); ep = r.var(); dv = r.var(); E = r.raw(32); w = r.bytes_(); r.end()
+assert (sv, sd, ch, ep, dv, len(w)) == (1, did, 1, 1, 7, 48) and len(body) == 117 and len(s) == 181
+shared = devx.exchange(X25519PublicKey.from_public_bytes(E))
+wk = hkdf(did, shared, b'ptt-node/v1/key-wrap' + E + devx_pk)
+secret = AESGCM(wk).decrypt(b'\x00'*12, w, struct.pack('>III', ch, ep, dv))
+assert secret == b'\x44'*32; print('sealed key ok')
+
+# alert plaintext
+def parse_alert(p):
+    r = R(p); a = (r.var(), r.str_(), r.str_(), r.opt(lambda: (r.f64(), r.f64())), r.vec(lambda: (r.str_(), r.str_()))); r.end(); return a
+assert parse_alert(V['alert_plaintext']) == (3, 'intrusion', 'gate 3 forced', (37.5665, 126.978), [('door', '3')])
+print('alert plaintext ok')
+
+# envelope
+e = V['envelope']; body, sig = e[:-64], e[-64:]
+r = R(body); hv = r.u8(); tag = r.raw(4); hc = r.var(); he = r.var(); hs = r.var(); seq = r.var(); hlen = r.i
+ct = r.bytes_(); r.end()
+assert (hv, tag, hc, he, hs, seq) == (1, did[:4], 1, 1, 7, 1_795_000_000_123_456)
+verify(pub(dev), b'ptt-node/v1/sig/envelope', did + body, sig)
+mk = hkdf(did, secret, b'ptt-node/v1/message-key' + struct.pack('>II', 1, 1))
+pt = AESGCM(mk).decrypt(struct.pack('>IQ', hs, seq), ct, did + body[:hlen])
+assert pt == V['alert_plaintext']
+ov = len(e) - len(pt); print('envelope ok; header', hlen, 'bytes; overhead', ov, 'plaintext', len(pt))
+aid = hashlib.sha256(b'ptt-node/v1/alert-id' + did + struct.pack('>IQ', 7, seq)).digest()[:8].hex()
+assert aid.encode() == V['alert_id']; print('alert id ok', aid)
+
+# auth
+r = R(V['auth_hello']); assert r.raw(32) == did and r.bytes_() == V['certificate']; r.end()
+r = R(V['auth_reply_refused']); assert r.var() == 1 and r.str_() == 'belongs to another domain'; r.end()
+print('auth ok')
