@@ -88,7 +88,9 @@ pub struct CertBody {
     pub domain: DomainId,
     /// Device number, unique in the domain and never reused.
     pub device: u32,
-    /// Device name, unique in the domain.
+    /// Device name. Unique among the devices the authority lists as current; a forced
+    /// re-enrolment issues a new certificate (and number) while the old one stays valid until
+    /// it expires.
     pub name: String,
     /// Ed25519 public key: identity and libp2p peer id.
     pub ed25519: [u8; 32],

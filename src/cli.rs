@@ -65,7 +65,7 @@ pub struct RunArgs {
     /// Seconds between mDNS queries.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub mdns_interval: u64,
-    /// Do not use mDNS (only --peer and device tags).
+    /// Do not use mDNS at all (neither query nor answer): peers come only from --peer.
     #[arg(long)]
     pub no_mdns: bool,
 }
@@ -290,6 +290,7 @@ fn domain(cmd: DomainCommand) -> Result<(), CliError> {
             println!("keep {} offline: it holds the authority key", dir.display());
         }
         DomainCommand::Enroll(e) => {
+            let _lock = Authority::lock(&e.dir)?;
             let mut a = Authority::load(&e.dir)?;
             if e.out.join(crate::bundle::files::IDENTITY).exists() && !e.force {
                 return Err(CliError::Other(format!(
@@ -311,9 +312,10 @@ fn domain(cmd: DomainCommand) -> Result<(), CliError> {
                 force: e.force,
             };
             let (bundle, created) = a.enroll(&req, now_secs(), &mut rng)?;
-            // The bundle first: if it cannot be written, the registry does not change.
-            bundle.save(&e.out, e.force).map_err(DomainError::from)?;
+            // The registry first: a device number is spent even if the bundle cannot be
+            // written, so no number (and no nonce space) is ever handed out twice.
             a.save(&e.dir)?;
+            bundle.save(&e.out, e.force).map_err(DomainError::from)?;
             for c in created {
                 println!("created channel {c}");
             }
@@ -418,7 +420,7 @@ async fn alert(a: AlertArgs) -> Result<(), CliError> {
                 println!("{id}");
                 if peers == 0 {
                     eprintln!(
-                        "ptt-node: no peer connected now; the alert is stored and goes out when peers connect"
+                        "ptt-node: warning: no authenticated peer is connected; the alert is stored here but reached nobody"
                     );
                 }
             }

@@ -27,6 +27,7 @@ pub enum Request {
     /// Seal, store and publish an alert.
     Alert {
         /// Channel name (default `alerts`).
+        #[serde(default = "default_channel")]
         channel: String,
         /// Severity.
         severity: Severity,
@@ -176,6 +177,10 @@ impl From<&Counters> for CountersInfo {
     }
 }
 
+fn default_channel() -> String {
+    crate::domain::DEFAULT_CHANNEL.to_string()
+}
+
 /// A CLI-side failure.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -218,9 +223,18 @@ impl Client {
         let path = socket_path(data_dir);
         let stream = UnixStream::connect(&path)
             .await
-            .map_err(|e| ClientError::NotRunning {
-                dir: data_dir.display().to_string(),
-                reason: e.to_string(),
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::PermissionDenied => ClientError::Io(std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{}: {e} (run as the user that runs the daemon)",
+                        path.display()
+                    ),
+                )),
+                _ => ClientError::NotRunning {
+                    dir: data_dir.display().to_string(),
+                    reason: e.to_string(),
+                },
             })?;
         let (r, w) = stream.into_split();
         Ok(Client {

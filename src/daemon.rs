@@ -22,7 +22,7 @@ use crate::bundle::Bundle;
 use crate::cert::Certificate;
 use crate::control::{self, PeerCounts, PeerInfo, Reply, Request, StatusInfo};
 use crate::fsutil::{self, FileError};
-use crate::net::{self, AuthHello, AuthReply, Behaviour, BehaviourEvent, NetConfig};
+use crate::net::{self, AuthHello, AuthReply, AuthRequest, Behaviour, BehaviourEvent, NetConfig};
 use crate::node::{Node, Sealed, Verdict};
 use crate::store::{Store, StoreError, StoreHandle, StoredEnvelope};
 
@@ -164,6 +164,13 @@ pub async fn run(
     let last_seq = store.own_last_seq()?;
     let stored = store.keys()?;
     let node_cfg = bundle.into_node_config(&cfg.bundle)?;
+    if let Err(e) = node_cfg.cert.check_time(now_us() / 1_000_000) {
+        return Err(FileError::invalid(
+            &cfg.bundle.join(crate::bundle::files::CERTIFICATE),
+            format!("this device's certificate is not valid now ({e}); enrol the device again"),
+        )
+        .into());
+    }
     let own_device = node_cfg.cert.body.device;
     let mut node = Node::new(node_cfg, last_seq);
     for (sender, seq) in stored {
@@ -237,7 +244,11 @@ pub async fn run(
         started: Instant::now(),
     };
     for a in d.static_peers.clone() {
-        if let Err(e) = d.swarm.dial(a.clone()) {
+        let opts = DialOpts::unknown_peer_id()
+            .address(a.clone())
+            .allocate_new_port()
+            .build();
+        if let Err(e) = d.swarm.dial(opts) {
             tracing::warn!(addr = %a, error = %e, "cannot dial static peer");
         }
     }
@@ -470,10 +481,19 @@ impl Daemon {
             domain: *self.node.domain(),
             cert: self.node.cert().as_bytes().to_vec(),
         };
-        self.swarm.behaviour_mut().auth.send_request(&peer, hello);
+        self.swarm
+            .behaviour_mut()
+            .auth
+            .send_request(&peer, AuthRequest::Hello(hello));
     }
 
-    fn admit(&mut self, peer: PeerId, cert: Certificate) {
+    /// Opens the gate for an authenticated peer; `announce` pushes its certificate to the
+    /// other authenticated peers (when this node had not known it), so members further away
+    /// learn it.
+    fn admit(&mut self, peer: PeerId, cert: Certificate, announce: bool) {
+        if announce {
+            self.push_roster(vec![cert.as_bytes().to_vec()], peer);
+        }
         let st = self.peers.entry(peer).or_default();
         if !st.authenticated {
             tracing::info!(%peer, device = %cert.body.name, "peer authenticated");
@@ -641,10 +661,28 @@ impl Daemon {
     fn on_auth_request(
         &mut self,
         peer: PeerId,
-        hello: AuthHello,
+        request: AuthRequest,
         channel: request_response::ResponseChannel<AuthReply>,
     ) {
+        let hello = match request {
+            AuthRequest::Hello(h) => h,
+            AuthRequest::Roster { certs } => {
+                // Only members may tell us about members.
+                let from_member = self.peers.get(&peer).is_some_and(|p| p.authenticated);
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .auth
+                    .send_response(channel, AuthReply::Ack);
+                if from_member {
+                    let new = self.learn_roster(peer, &certs);
+                    self.push_roster(new, peer);
+                }
+                return;
+            }
+        };
         let now = now_us() / 1_000_000;
+        let known = self.node.knows_peer(&peer);
         let result = if hello.domain != *self.node.domain() {
             Err("belongs to another domain".to_string())
         } else {
@@ -654,12 +692,11 @@ impl Daemon {
         };
         match result {
             Ok(cert) => {
+                let own = self.node.cert().body.device;
                 let roster: Vec<Vec<u8>> = self
                     .node
                     .roster()
-                    .filter(|c| {
-                        c.peer_id() != peer && c.body.device != self.node.cert().body.device
-                    })
+                    .filter(|c| c.peer_id() != peer && c.body.device != own)
                     .take(net::MAX_ROSTER_SHARE)
                     .map(|c| c.as_bytes().to_vec())
                     .collect();
@@ -672,7 +709,7 @@ impl Daemon {
                     .behaviour_mut()
                     .auth
                     .send_response(channel, reply);
-                self.admit(peer, cert);
+                self.admit(peer, cert, !known);
             }
             Err(reason) => {
                 let _ = self.swarm.behaviour_mut().auth.send_response(
@@ -690,23 +727,62 @@ impl Daemon {
         let now = now_us() / 1_000_000;
         match reply {
             AuthReply::Welcome { cert, roster } => {
+                let known = self.node.knows_peer(&peer);
                 match self.node.authenticate_peer(&peer, &cert, now) {
                     Ok(cert) => {
-                        for c in roster.iter().take(net::MAX_ROSTER_SHARE) {
-                            if let Err(e) = self.node.learn_certificate(c, now) {
-                                tracing::debug!(%peer, error = %e, "roster certificate ignored");
-                            }
-                        }
-                        self.admit(peer, cert);
+                        self.admit(peer, cert, !known);
+                        let new = self.learn_roster(peer, &roster);
+                        self.push_roster(new, peer);
                     }
                     Err(e) => self.refuse(peer, e.to_string()),
                 }
             }
             AuthReply::Refused { reason } => {
+                let reason = sanitize(&reason, 200);
                 tracing::warn!(%peer, %reason, "refused by peer");
                 self.refuse(peer, format!("refused us: {reason}"));
             }
+            AuthReply::Ack => {}
         }
+    }
+
+    /// Sends newly learned member certificates to every authenticated peer but `except`.
+    /// Each receiver forwards only what is new to it, so a certificate floods the mesh once.
+    fn push_roster(&mut self, certs: Vec<Vec<u8>>, except: PeerId) {
+        if certs.is_empty() {
+            return;
+        }
+        let targets: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(id, p)| **id != except && p.authenticated && p.connections > 0)
+            .map(|(id, _)| *id)
+            .collect();
+        for chunk in certs.chunks(net::MAX_ROSTER_SHARE) {
+            for t in &targets {
+                let certs = chunk.to_vec();
+                self.swarm
+                    .behaviour_mut()
+                    .auth
+                    .send_request(t, AuthRequest::Roster { certs });
+            }
+        }
+    }
+
+    /// Learns certificates sent by an authenticated peer; returns those that were new.
+    fn learn_roster(&mut self, from: PeerId, certs: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        let now = now_us() / 1_000_000;
+        let mut new = vec![];
+        for c in certs.iter().take(net::MAX_ROSTER_SHARE) {
+            match self.node.learn_certificate(c, now) {
+                Ok(true) => new.push(c.clone()),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::debug!(peer = %from, error = %e, "roster certificate ignored")
+                }
+            }
+        }
+        new
     }
 
     fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, msg: gossipsub::Message) {
@@ -743,6 +819,12 @@ impl Daemon {
             .inner()
             .report_message_validation_result(&id, &source, acceptance);
     }
+}
+
+/// Text from a peer, cut to `max` characters and stripped of control characters, so it can be
+/// kept, logged and printed safely.
+fn sanitize(s: &str, max: usize) -> String {
+    s.chars().filter(|c| !c.is_control()).take(max).collect()
 }
 
 fn is_loopback(a: &Multiaddr) -> bool {

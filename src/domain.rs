@@ -103,6 +103,10 @@ pub struct EnrollRequest {
     pub force: bool,
 }
 
+/// The lock on an authority directory (released on drop, when the file closes).
+#[derive(Debug)]
+pub struct DirLock(#[allow(dead_code)] std::fs::File);
+
 /// The domain authority.
 pub struct Authority {
     key: SigningKey,
@@ -319,6 +323,28 @@ impl Authority {
         // The descriptor last: its presence marks a complete authority directory.
         fsutil::write_public(&dir.join(files::DESCRIPTOR), self.descriptor.as_bytes())?;
         Ok(())
+    }
+
+    /// Takes the authority directory's lock (`DIR/.lock`, flock): two enrolments at once
+    /// would otherwise hand out one device number twice. Held until the guard drops.
+    pub fn lock(dir: &Path) -> Result<DirLock, DomainError> {
+        use std::os::fd::AsRawFd;
+        let path = dir.join(".lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| FileError::io(&path, e))?;
+        // SAFETY: flock on a file descriptor we own, for the lifetime of `f`.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            return Err(DomainError::Invalid(format!(
+                "{} is in use by another ptt-node domain command; try again when it has finished",
+                dir.display()
+            )));
+        }
+        Ok(DirLock(f))
     }
 
     /// Whether `dir` holds an authority.

@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     let cli = ptt_node::cli::Cli::parse();
     if !matches!(cli.command, ptt_node::cli::Command::Run(_)) {
         // Client commands behave like other Unix tools in a pipe: `ptt-node listen | head -1`
-        // ends quietly when the reader goes away instead of panicking on a write error.
+        // is ended by SIGPIPE when the reader goes away, instead of panicking on a write error.
         // SAFETY: setting a signal disposition to its default before any thread is started.
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);

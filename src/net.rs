@@ -25,10 +25,10 @@ use crate::wire::{self, MAX_CERT_LEN, MAX_ENVELOPE_LEN};
 pub const AUTH_PROTOCOL: StreamProtocol = StreamProtocol::new("/ptt-node/auth/1");
 /// Identify protocol version string.
 pub const IDENTIFY_VERSION: &str = "/ptt-node/1";
-/// Largest authentication request.
-pub const MAX_AUTH_REQUEST: usize = MAX_CERT_LEN + 64;
+/// Largest authentication request (a roster push of up to [`MAX_ROSTER_SHARE`] certificates).
+pub const MAX_AUTH_REQUEST: usize = MAX_AUTH_RESPONSE;
 /// Largest authentication response (a roster of up to 1,000 certificates).
-pub const MAX_AUTH_RESPONSE: usize = 1000 * (MAX_CERT_LEN + 4) + 64;
+pub const MAX_AUTH_RESPONSE: usize = (MAX_ROSTER_SHARE + 1) * (MAX_CERT_LEN + 4) + 1024;
 /// How many roster certificates a reply carries at most.
 pub const MAX_ROSTER_SHARE: usize = 1000;
 
@@ -37,7 +37,20 @@ pub fn topic(domain: &DomainId, channel: u32) -> gossipsub::IdentTopic {
     gossipsub::IdentTopic::new(format!("/ptt/1/{}/{}", &domain.to_hex()[..16], channel))
 }
 
-/// First message of the authentication protocol, sent by both sides of a new connection.
+/// A request of the authentication protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuthRequest {
+    /// First message on a new connection, sent by both sides.
+    Hello(AuthHello),
+    /// Member certificates the sender has just learned, pushed to its authenticated peers so
+    /// that every member learns every other member, also without a direct connection.
+    Roster {
+        /// Certificates (at most [`MAX_ROSTER_SHARE`]).
+        certs: Vec<Vec<u8>>,
+    },
+}
+
+/// The hello: who the sender is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthHello {
     /// The domain the sender belongs to.
@@ -62,6 +75,8 @@ pub enum AuthReply {
         /// Why.
         reason: String,
     },
+    /// A roster push was received.
+    Ack,
 }
 
 /// Length-prefixed postcard codec of the authentication protocol.
@@ -96,16 +111,16 @@ fn invalid(e: wire::DecodeError) -> io::Error {
 
 impl request_response::Codec for AuthCodec {
     type Protocol = StreamProtocol;
-    type Request = AuthHello;
+    type Request = AuthRequest;
     type Response = AuthReply;
 
     async fn read_request<T: AsyncRead + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-    ) -> io::Result<AuthHello> {
+    ) -> io::Result<AuthRequest> {
         let b = read_frame(io, MAX_AUTH_REQUEST).await?;
-        wire::decode("auth hello", &b, MAX_AUTH_REQUEST).map_err(invalid)
+        wire::decode("auth request", &b, MAX_AUTH_REQUEST).map_err(invalid)
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
@@ -121,7 +136,7 @@ impl request_response::Codec for AuthCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: AuthHello,
+        req: AuthRequest,
     ) -> io::Result<()> {
         write_frame(io, &wire::encode(&req)).await
     }
@@ -153,7 +168,7 @@ mod behaviour {
         /// Alert broadcast, gated until a peer is authenticated.
         pub gossipsub: gate::Gate<gossipsub::Behaviour>,
         /// LAN discovery.
-        pub mdns: mdns::tokio::Behaviour,
+        pub mdns: libp2p::swarm::behaviour::toggle::Toggle<mdns::tokio::Behaviour>,
         /// Exchange of listen addresses and protocols.
         pub identify: identify::Behaviour,
         /// Liveness.
@@ -232,11 +247,6 @@ pub fn build_swarm(
             let gossipsub =
                 gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gcfg)
                     .map_err(|e| io::Error::other(e.to_string()))?;
-            let mut mdns_cfg = mdns_cfg;
-            if !mdns_enabled {
-                // Effectively off: one query a day, answered by nobody we dial.
-                mdns_cfg.query_interval = Duration::from_secs(86_400);
-            }
             Ok(Behaviour {
                 blocked: Default::default(),
                 auth: request_response::Behaviour::new(
@@ -245,7 +255,12 @@ pub fn build_swarm(
                         .with_request_timeout(Duration::from_secs(10)),
                 ),
                 gossipsub: gate::Gate::new(gossipsub),
-                mdns: mdns::tokio::Behaviour::new(mdns_cfg, peer)?,
+                mdns: if mdns_enabled {
+                    Some(mdns::tokio::Behaviour::new(mdns_cfg, peer)?)
+                } else {
+                    None
+                }
+                .into(),
                 identify: identify::Behaviour::new(
                     identify::Config::new(IDENTIFY_VERSION.into(), key.public())
                         .with_push_listen_addr_updates(true),
@@ -267,13 +282,13 @@ mod tests {
 
     #[test]
     fn auth_messages_round_trip() {
-        let h = AuthHello {
+        let h = AuthRequest::Hello(AuthHello {
             domain: DomainId([1; 32]),
             cert: vec![1, 2, 3],
-        };
+        });
         let b = wire::encode(&h);
         assert_eq!(
-            wire::decode::<AuthHello>("x", &b, MAX_AUTH_REQUEST).unwrap(),
+            wire::decode::<AuthRequest>("x", &b, MAX_AUTH_REQUEST).unwrap(),
             h
         );
         let r = AuthReply::Welcome {

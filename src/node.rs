@@ -38,7 +38,7 @@ pub enum AuthError {
     /// Its certificate does not check out.
     #[error("certificate refused: {0}")]
     Cert(#[from] CertError),
-    /// Another certificate already holds its device number or name.
+    /// Another certificate (another key) already holds its device number.
     #[error("device number {0} is already held by another key")]
     Conflict(u32),
     /// The roster is full.
@@ -58,6 +58,9 @@ pub enum SealError {
     /// No key for the channel.
     #[error("this device holds no key for channel {0:?}")]
     NoKey(String),
+    /// A field is out of range.
+    #[error("{0}")]
+    Invalid(String),
     /// The plaintext is too large.
     #[error("the alert is {0} bytes, more than the {max} allowed", max = crate::alert::MAX_ALERT_LEN)]
     TooLarge(usize),
@@ -116,9 +119,18 @@ impl Rejection {
     /// Whether the forwarding peer is at fault (reject and penalise) or the message is
     /// merely unusable here (ignore: drop without forwarding, no penalty).
     pub fn is_peer_fault(&self) -> bool {
+        use crate::wire::DecodeError;
         !matches!(
             self,
-            Rejection::UnknownSender(_) | Rejection::Replay(_) | Rejection::SenderExpired(_)
+            Rejection::UnknownSender(_)
+                | Rejection::Replay(_)
+                | Rejection::SenderExpired(_)
+                // A relay cannot open the ciphertext, so it forwards these in good faith: the
+                // authenticated sender is at fault, not the peer that passed it on.
+                | Rejection::Envelope(EnvelopeError::Decrypt)
+                | Rejection::BadPlaintext
+                // A newer version is not an attack.
+                | Rejection::Envelope(EnvelopeError::Decode(DecodeError::Version { .. }))
         )
     }
 }
@@ -253,6 +265,14 @@ impl Node {
     pub fn roster(&self) -> impl Iterator<Item = &Certificate> {
         self.roster.values()
     }
+    /// Whether a certificate for this device number is known.
+    pub fn knows_device(&self, device: u32) -> bool {
+        self.roster.contains_key(&device)
+    }
+    /// Whether a certificate with this peer id is known.
+    pub fn knows_peer(&self, peer: &PeerId) -> bool {
+        self.roster.values().any(|c| c.peer_id() == *peer)
+    }
     /// The certificate of a member by peer id.
     pub fn member_by_peer(&self, peer: &PeerId) -> Option<&Certificate> {
         self.roster.values().find(|c| c.peer_id() == *peer)
@@ -354,6 +374,9 @@ impl Node {
             .keys
             .get(&(grant.channel, epoch))
             .ok_or_else(|| SealError::NoKey(channel.to_string()))?;
+        if let Some(loc) = &body.location {
+            loc.check().map_err(SealError::Invalid)?;
+        }
         let plain = body.encode();
         if plain.len() > crate::alert::MAX_ALERT_LEN {
             return Err(SealError::TooLarge(plain.len()));

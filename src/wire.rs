@@ -1,7 +1,8 @@
 //! Postcard encoding helpers with the bounds every decoder on this wire must respect.
 //!
 //! Everything that crosses a trust boundary is decoded here: the length is checked before
-//! any parsing, and trailing bytes are an error, so one value has exactly one encoding.
+//! any parsing, and trailing bytes are an error. (postcard accepts non-minimal varints, so
+//! one value may have more than one encoding: signatures always cover the raw bytes.)
 
 use serde::{Serialize, de::DeserializeOwned};
 

@@ -1,6 +1,6 @@
 //! Golden test vectors: every format in proto/ is rebuilt here from fixed inputs and must
 //! match `proto/vectors/v1.txt` byte for byte. Regenerate (after a deliberate format change,
-//! with a version bump) with `PTT_WRITE_VECTORS=1 cargo test --test vectors`.
+//! with a version bump) with `PTT_WRITE_VECTORS=1 cargo test --test vectors -- --test-threads=1`.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +11,7 @@ use ptt_node::cert::{
 };
 use ptt_node::envelope::{self, Envelope, Header};
 use ptt_node::keys::{ChannelSecret, DomainId, SealedKey};
-use ptt_node::net::{AuthHello, AuthReply};
+use ptt_node::net::{AuthHello, AuthReply, AuthRequest};
 use ptt_node::wire;
 use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
@@ -166,10 +166,10 @@ fn vectors() -> BTreeMap<&'static str, Vec<u8>> {
     );
     v.insert(
         "auth_hello",
-        wire::encode(&AuthHello {
+        wire::encode(&AuthRequest::Hello(AuthHello {
             domain,
             cert: cert.as_bytes().to_vec(),
-        }),
+        })),
     );
     v.insert(
         "auth_reply_refused",

@@ -105,6 +105,6 @@ aid = hashlib.sha256(b'ptt-node/v1/alert-id' + did + struct.pack('>IQ', 7, seq))
 assert aid.encode() == V['alert_id']; print('alert id ok', aid)
 
 # auth
-r = R(V['auth_hello']); assert r.raw(32) == did and r.bytes_() == V['certificate']; r.end()
+r = R(V['auth_hello']); assert r.var() == 0 and r.raw(32) == did and r.bytes_() == V['certificate']; r.end()
 r = R(V['auth_reply_refused']); assert r.var() == 1 and r.str_() == 'belongs to another domain'; r.end()
 print('auth ok')

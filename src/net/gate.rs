@@ -47,7 +47,9 @@ impl<B: NetworkBehaviour> Gate<B> {
     }
     /// Opens the gate for `peer` on every current and future connection.
     pub fn open(&mut self, peer: PeerId) {
-        if !self.open.insert(peer) {
+        // A verdict that arrives after the peer's last connection closed must not leave the
+        // gate open for its next connection, which proves membership again.
+        if !self.conns.contains_key(&peer) || !self.open.insert(peer) {
             return;
         }
         for c in self.conns.get(&peer).into_iter().flatten() {
