@@ -12,6 +12,7 @@
 //! - [`envelope`]: an alert sealed for a channel and signed by its sender; the bytes on the wire.
 //! - [`replay`]: per-sender memory of what was already accepted.
 //! - [`node`]: the decisions of one device: authenticate peers, seal, validate, open, count.
+//! - [`sync`]: catch-up: reconciling two logs of envelopes (digest, diff, missing).
 //!
 //! The shell around it owns files, sockets and time:
 //!
@@ -43,4 +44,5 @@ pub mod net;
 pub mod node;
 pub mod replay;
 pub mod store;
+pub mod sync;
 pub mod wire;
