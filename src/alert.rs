@@ -121,4 +121,24 @@ pub struct ReceivedAlert {
     pub location: Option<Location>,
     /// Attributes.
     pub attributes: Vec<(String, String)>,
+    /// How it reached this node.
+    pub via: Via,
+    /// Received more than [`LATE_AFTER_US`] after it was created (for example fetched by
+    /// catch-up after a sleep): shown, but marked so a user can tell.
+    pub late: bool,
+}
+
+/// Alerts received longer than this after creation (by the sender's clock) are marked late.
+pub const LATE_AFTER_US: u64 = 10_000_000;
+
+/// How an alert reached this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// Live broadcast.
+    Gossip,
+    /// Fetched from a peer's log after a gap (sleep, partition, restart, loss).
+    CatchUp,
+    /// Read back from this node's own log (`history`).
+    Log,
 }

@@ -44,6 +44,75 @@ pub enum Command {
     Peers(ClientArgs),
     /// Show this device, its domain, peer counts and counters.
     Status(ClientArgs),
+    /// Show stored alerts this device can read, oldest first.
+    #[command(
+        after_help = "Examples:\n  ptt-node history --since 2h\n  ptt-node history --since 2026-11-22T08:00:00Z --channel alerts --json"
+    )]
+    History(HistoryArgs),
+}
+
+/// `ptt-node history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Common arguments.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Only alerts stored since TIME: a duration ago (30s, 10m, 2h, 7d) or a UTC time
+    /// (2026-11-22T08:00:00Z).
+    #[arg(long, value_parser = parse_since)]
+    pub since: Option<u64>,
+    /// Only this channel.
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// At most this many alerts.
+    #[arg(long, default_value_t = 10_000)]
+    pub limit: usize,
+}
+
+/// Parses `--since`: a duration ago or an RFC 3339 UTC time; returns µs since the epoch.
+pub fn parse_since(s: &str) -> Result<u64, String> {
+    let now = daemon::now_us();
+    let unit = |c: char| match c {
+        's' => Some(1_000_000u64),
+        'm' => Some(60_000_000),
+        'h' => Some(3_600_000_000),
+        'd' => Some(86_400_000_000),
+        _ => None,
+    };
+    if let Some(last) = s.chars().last()
+        && let Some(mult) = unit(last)
+        && let Ok(n) = s[..s.len() - 1].parse::<u64>()
+    {
+        return Ok(now.saturating_sub(n.saturating_mul(mult)));
+    }
+    parse_utc(s).ok_or_else(|| {
+        format!(
+            "{s:?} is not a duration (30s, 10m, 2h, 7d) or a UTC time like 2026-11-22T08:00:00Z"
+        )
+    })
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SSZ` into µs since the Unix epoch.
+fn parse_utc(s: &str) -> Option<u64> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':').map(|x| x.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Howard Hinnant's days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    u64::try_from(secs).ok().map(|s| s * 1_000_000)
 }
 
 /// `ptt-node run`.
@@ -68,6 +137,12 @@ pub struct RunArgs {
     /// Do not use mDNS at all (neither query nor answer): peers come only from --peer.
     #[arg(long)]
     pub no_mdns: bool,
+    /// Hours the log keeps envelopes (sealed) for catch-up and history.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=8760))]
+    pub retention_hours: u64,
+    /// MiB of envelopes the log keeps at most (oldest go first).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub retention_mib: u64,
 }
 
 /// `ptt-node domain …`.
@@ -201,6 +276,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Listen(a) => listen(a).await,
         Command::Peers(a) => peers(a).await,
         Command::Status(a) => status(a).await,
+        Command::History(a) => history(a).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -251,6 +327,10 @@ async fn run(a: RunArgs) -> Result<(), CliError> {
         net: NetConfig {
             mdns_interval: std::time::Duration::from_secs(a.mdns_interval),
             mdns: !a.no_mdns,
+        },
+        retention: crate::store::Retention {
+            max_age_us: a.retention_hours * 3600 * 1_000_000,
+            max_bytes: a.retention_mib * 1024 * 1024,
         },
     };
     daemon::run(cfg, shutdown_signal()).await?;
@@ -509,6 +589,29 @@ pub fn format_time_us(us: u64) -> String {
     )
 }
 
+async fn history(a: HistoryArgs) -> Result<(), CliError> {
+    let mut c = Client::connect(&data_dir(&a.client.data)).await?;
+    let req = Request::History {
+        since_us: a.since,
+        channel: a.channel,
+        limit: a.limit,
+    };
+    let Reply::History { alerts } = c.call(&req).await? else {
+        return Err(ClientError::Protocol("expected history".into()).into());
+    };
+    for al in &alerts {
+        if a.client.json {
+            println!("{}", json_line(al));
+        } else {
+            println!("{}", format_alert(al));
+        }
+    }
+    if alerts.is_empty() && !a.client.json {
+        println!("no stored alerts");
+    }
+    Ok(())
+}
+
 async fn peers(a: ClientArgs) -> Result<(), CliError> {
     let mut c = Client::connect(&data_dir(&a.data)).await?;
     let Reply::Peers { peers } = c.call(&Request::Peers).await? else {
@@ -608,6 +711,14 @@ mod tests {
 
     #[test]
     fn time_format() {
+        assert_eq!(
+            parse_utc("2025-11-22T03:13:54Z"),
+            Some(1_763_781_234_000_000)
+        );
+        assert_eq!(parse_utc("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_utc("2025-13-01T00:00:00Z"), None);
+        assert!(parse_since("2h").unwrap() < daemon::now_us());
+        assert!(parse_since("yesterday").is_err());
         assert_eq!(format_time_us(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(
             format_time_us(1_763_781_234_567_000),

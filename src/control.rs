@@ -48,6 +48,22 @@ pub enum Request {
     Peers,
     /// Report identity, domain, peers and counters.
     Status,
+    /// Stored alerts this device can read.
+    History {
+        /// Only those stored at or after this time (µs since the Unix epoch).
+        #[serde(default)]
+        since_us: Option<u64>,
+        /// Only this channel.
+        #[serde(default)]
+        channel: Option<String>,
+        /// At most this many.
+        #[serde(default = "default_limit")]
+        limit: usize,
+    },
+}
+
+fn default_limit() -> usize {
+    10_000
 }
 
 /// A reply line from the daemon.
@@ -86,6 +102,11 @@ pub enum Reply {
     },
     /// The status.
     Status(Box<StatusInfo>),
+    /// Stored alerts, oldest first.
+    History {
+        /// The alerts.
+        alerts: Vec<ReceivedAlert>,
+    },
 }
 
 /// A peer as `peers` shows it.
@@ -109,6 +130,33 @@ pub struct PeerInfo {
     pub profile: Option<Profile>,
     /// Last connection or authentication error.
     pub last_error: Option<String>,
+    /// `authenticated`, `connecting`, `asleep` (a sleeping member that is away),
+    /// `unreachable` (a member that is away), `refused` or `discovered`.
+    pub state: String,
+    /// When the peer last connected or disconnected (µs since the Unix epoch; 0: never).
+    pub since_us: u64,
+}
+
+/// Catch-up activity.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CatchUpInfo {
+    /// Sessions started (on every authentication, and every 10 s with a random peer).
+    pub sessions: u64,
+    /// Sessions that ended early (peer gone, timeout, refused).
+    pub failed: u64,
+    /// Envelopes fetched and accepted.
+    pub fetched: u64,
+    /// Requests served to peers.
+    pub served: u64,
+}
+
+/// The durable log.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoreInfo {
+    /// Envelopes held.
+    pub envelopes: u64,
+    /// Envelope bytes held.
+    pub bytes: u64,
 }
 
 /// Connected and authenticated peer counts.
@@ -143,6 +191,10 @@ pub struct StatusInfo {
     pub peers: PeerCounts,
     /// Counters.
     pub counters: CountersInfo,
+    /// Catch-up activity.
+    pub catch_up: CatchUpInfo,
+    /// The durable log.
+    pub store: StoreInfo,
     /// Seconds since start.
     pub uptime_s: u64,
 }

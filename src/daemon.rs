@@ -5,7 +5,7 @@
 //! task of its own that talks to the loop through [`Cmd`] messages with oneshot replies; the
 //! store runs on its own thread. An alert is stored durably before it is published.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,14 +17,17 @@ use rand_core::RngCore;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::alert::Via;
 use crate::alert::{AlertBody, ReceivedAlert};
 use crate::bundle::Bundle;
 use crate::cert::Certificate;
 use crate::control::{self, PeerCounts, PeerInfo, Reply, Request, StatusInfo};
 use crate::fsutil::{self, FileError};
 use crate::net::{self, AuthHello, AuthReply, AuthRequest, Behaviour, BehaviourEvent, NetConfig};
+use crate::net::{SyncRequest, SyncResponse};
 use crate::node::{Node, Sealed, Verdict};
-use crate::store::{Store, StoreError, StoreHandle, StoredEnvelope};
+use crate::store::{Pruned, Retention, Store, StoreError, StoreHandle, StoredEnvelope};
+use crate::sync::Id;
 
 /// How long a connected peer may take to prove membership.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(15);
@@ -40,6 +43,13 @@ const DIAL_DEFER: Duration = Duration::from_millis(1500);
 /// Re-dial back-off bounds.
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How often catch-up runs with one random authenticated peer (anti-entropy), besides the
+/// catch-up that starts whenever a peer is authenticated.
+const ANTI_ENTROPY_EVERY: Duration = Duration::from_secs(10);
+/// How often retention runs.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// Consecutive failed pings after which a connection is closed (and the peer re-dialled).
+const MAX_PING_FAILURES: u8 = 2;
 
 /// What `ptt-node run` needs.
 #[derive(Debug, Clone)]
@@ -54,6 +64,8 @@ pub struct RunConfig {
     pub peers: Vec<Multiaddr>,
     /// Network tuning.
     pub net: NetConfig,
+    /// How long and how much the log keeps.
+    pub retention: Retention,
 }
 
 /// Why the daemon could not start or stopped.
@@ -106,6 +118,36 @@ enum Cmd {
     Status {
         reply: oneshot::Sender<StatusInfo>,
     },
+    /// Opens envelopes from the log for `history`.
+    Open {
+        envelopes: Vec<StoredEnvelope>,
+        channel: Option<String>,
+        reply: oneshot::Sender<Vec<ReceivedAlert>>,
+    },
+    /// A catch-up session asks the loop to send a request to a peer.
+    SyncSend {
+        peer: PeerId,
+        request: SyncRequest,
+        reply: oneshot::Sender<Result<SyncResponse, String>>,
+    },
+    /// A spawned responder hands back its answer.
+    SyncRespond {
+        channel: request_response::ResponseChannel<SyncResponse>,
+        response: SyncResponse,
+    },
+    /// Envelopes fetched by catch-up, to validate like any other.
+    Ingest {
+        envelopes: Vec<Vec<u8>>,
+        reply: oneshot::Sender<usize>,
+    },
+    /// A catch-up session ended.
+    SyncDone {
+        peer: PeerId,
+        fetched: usize,
+        error: Option<String>,
+    },
+    /// Retention removed envelopes: raise replay floors so they stay refused.
+    Pruned(Pruned),
 }
 
 #[derive(Debug, Default)]
@@ -122,6 +164,27 @@ struct PeerState {
     member: bool,
     /// Authentication requests re-sent on the current connection.
     auth_attempts: u8,
+    /// Consecutive failed pings.
+    ping_failures: u8,
+    /// Refused at authentication (not a member).
+    refused: bool,
+    /// When the peer last changed between connected and not (µs since the Unix epoch).
+    since_us: u64,
+}
+
+impl PeerState {
+    /// What `peers` shows: a sleeping member that is away is asleep, not failed.
+    fn state(&self) -> &'static str {
+        let sleeps = self.cert.as_ref().is_some_and(|c| c.body.profile.sleeps);
+        match () {
+            _ if self.refused => "refused",
+            _ if self.connections > 0 && self.authenticated => "authenticated",
+            _ if self.connections > 0 => "connecting",
+            _ if self.member && sleeps => "asleep",
+            _ if self.member => "unreachable",
+            _ => "discovered",
+        }
+    }
 }
 
 /// Microseconds since the Unix epoch.
@@ -141,6 +204,23 @@ struct Daemon {
     topics: HashMap<gossipsub::TopicHash, u32>,
     static_peers: Vec<Multiaddr>,
     started: Instant,
+    cmd_tx: mpsc::Sender<Cmd>,
+    retention: Retention,
+    sync_pending:
+        HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>>,
+    syncing: HashSet<PeerId>,
+    next_anti_entropy: Instant,
+    next_prune: Instant,
+    catch_up: CatchUpCounters,
+}
+
+/// Catch-up activity, reported by `status`.
+#[derive(Debug, Clone, Default)]
+struct CatchUpCounters {
+    sessions: u64,
+    failed: u64,
+    fetched: u64,
+    served: u64,
 }
 
 /// Runs the daemon until `shutdown` resolves.
@@ -173,6 +253,9 @@ pub async fn run(
     }
     let own_device = node_cfg.cert.body.device;
     let mut node = Node::new(node_cfg, last_seq);
+    for (sender, floor) in store.floors()? {
+        node.replay().raise_floor(sender, floor);
+    }
     for (sender, seq) in stored {
         let _ = node.replay().insert(sender, seq);
     }
@@ -224,7 +307,12 @@ pub async fn run(
 
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
     let (alerts, _) = broadcast::channel(4096);
-    let accept = tokio::spawn(accept_loop(listener, cmd_tx, store.clone(), alerts.clone()));
+    let accept = tokio::spawn(accept_loop(
+        listener,
+        cmd_tx.clone(),
+        store.clone(),
+        alerts.clone(),
+    ));
 
     tracing::info!(
         peer_id = %swarm.local_peer_id(),
@@ -242,6 +330,13 @@ pub async fn run(
         topics,
         static_peers: cfg.peers.clone(),
         started: Instant::now(),
+        cmd_tx,
+        retention: cfg.retention,
+        sync_pending: HashMap::new(),
+        syncing: HashSet::new(),
+        next_anti_entropy: Instant::now() + ANTI_ENTROPY_EVERY,
+        next_prune: Instant::now(),
+        catch_up: CatchUpCounters::default(),
     };
     for a in d.static_peers.clone() {
         let opts = DialOpts::unknown_peer_id()
@@ -319,6 +414,74 @@ impl Daemon {
             Cmd::Status { reply } => {
                 let _ = reply.send(self.status());
             }
+            Cmd::Open {
+                envelopes,
+                channel,
+                reply,
+            } => {
+                let alerts = envelopes
+                    .iter()
+                    .filter_map(|e| self.node.open_stored(&e.bytes, e.received_at_us).ok())
+                    .filter_map(Result::ok)
+                    .filter(|a| channel.as_ref().is_none_or(|c| *c == a.channel))
+                    .map(|a| *a)
+                    .collect();
+                let _ = reply.send(alerts);
+            }
+            Cmd::SyncSend {
+                peer,
+                request,
+                reply,
+            } => {
+                if self.swarm.is_connected(&peer) {
+                    let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                    self.sync_pending.insert(id, reply);
+                } else {
+                    let _ = reply.send(Err("peer disconnected".into()));
+                }
+            }
+            Cmd::SyncRespond { channel, response } => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, response);
+            }
+            Cmd::Ingest { envelopes, reply } => {
+                let mut accepted = 0;
+                for e in envelopes {
+                    if self.ingest(e, Via::CatchUp, None) {
+                        accepted += 1;
+                    }
+                }
+                let _ = reply.send(accepted);
+            }
+            Cmd::SyncDone {
+                peer,
+                fetched,
+                error,
+            } => {
+                self.syncing.remove(&peer);
+                self.catch_up.fetched += fetched as u64;
+                match error {
+                    Some(e) => {
+                        self.catch_up.failed += 1;
+                        tracing::debug!(%peer, error = %e, "catch-up ended early");
+                    }
+                    None if fetched > 0 => {
+                        tracing::info!(%peer, fetched, "caught up");
+                    }
+                    None => {}
+                }
+            }
+            Cmd::Pruned(p) => {
+                for (sender, floor) in p.floors {
+                    self.node.replay().raise_floor(sender, floor);
+                }
+                if p.removed > 0 {
+                    tracing::info!(removed = p.removed, "retention removed old envelopes");
+                }
+            }
         }
     }
 
@@ -334,6 +497,8 @@ impl Daemon {
                 connected: p.connections > 0,
                 authenticated: p.authenticated && p.connections > 0,
                 relay_only: p.cert.as_ref().map(|c| c.body.relay_only),
+                state: p.state().to_string(),
+                since_us: p.since_us,
                 profile: p.cert.as_ref().map(|c| c.body.profile.clone()),
                 last_error: p.last_error.clone(),
             })
@@ -362,12 +527,46 @@ impl Daemon {
                     .count(),
             },
             counters: self.node.counters().into(),
+            catch_up: control::CatchUpInfo {
+                sessions: self.catch_up.sessions,
+                failed: self.catch_up.failed,
+                fetched: self.catch_up.fetched,
+                served: self.catch_up.served,
+            },
+            store: control::StoreInfo::default(),
             uptime_s: self.started.elapsed().as_secs(),
         }
     }
 
     fn on_tick(&mut self) {
         let now = Instant::now();
+        if now >= self.next_anti_entropy {
+            self.next_anti_entropy = now + ANTI_ENTROPY_EVERY;
+            let candidates: Vec<PeerId> = self
+                .peers
+                .iter()
+                .filter(|(id, p)| {
+                    p.authenticated && p.connections > 0 && !self.syncing.contains(id)
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            if !candidates.is_empty() {
+                let pick = (rand_core::OsRng.next_u32() as usize) % candidates.len();
+                self.start_sync(candidates[pick]);
+            }
+        }
+        if now >= self.next_prune {
+            self.next_prune = now + PRUNE_EVERY;
+            let (store, tx, retention) = (self.store.clone(), self.cmd_tx.clone(), self.retention);
+            tokio::spawn(async move {
+                match store.prune(now_us(), retention).await {
+                    Ok(p) => {
+                        let _ = tx.send(Cmd::Pruned(p)).await;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "retention failed"),
+                }
+            });
+        }
         // Unblock peers whose block expired.
         let expired: Vec<PeerId> = self
             .blocked
@@ -470,6 +669,7 @@ impl Daemon {
             st.last_error = Some(reason);
             st.redial_at = None;
             st.member = false;
+            st.refused = true;
         }
         self.blocked.insert(peer, Instant::now() + BLOCK_FOR);
         self.swarm.behaviour_mut().blocked.block_peer(peer);
@@ -503,7 +703,10 @@ impl Daemon {
         st.backoff = Duration::ZERO;
         st.last_error = None;
         st.cert = Some(cert);
+        st.refused = false;
         self.swarm.behaviour_mut().gossipsub.open(peer);
+        // Whatever either side missed while apart: fetch it now.
+        self.start_sync(peer);
     }
 
     fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
@@ -528,6 +731,8 @@ impl Daemon {
                 }
                 if num_established.get() == 1 {
                     st.auth_attempts = 0;
+                    st.ping_failures = 0;
+                    st.since_us = now_us();
                     self.send_hello(peer_id);
                 }
             }
@@ -541,6 +746,7 @@ impl Daemon {
                     st.connections = num_established as usize;
                     if num_established == 0 {
                         st.authenticated = false;
+                        st.since_us = now_us();
                         st.connected_at = None;
                         if let Some(c) = cause {
                             st.last_error = Some(c.to_string());
@@ -637,6 +843,51 @@ impl Daemon {
                 tracing::debug!(%peer, %error, "authentication request from peer failed");
             }
             BehaviourEvent::Auth(request_response::Event::ResponseSent { .. }) => {}
+            BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => {
+                match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => self.on_sync_request(peer, request, channel),
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    } => {
+                        if let Some(tx) = self.sync_pending.remove(&request_id) {
+                            let _ = tx.send(Ok(response));
+                        }
+                    }
+                }
+            }
+            BehaviourEvent::Sync(request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                ..
+            }) => {
+                if let Some(tx) = self.sync_pending.remove(&request_id) {
+                    let _ = tx.send(Err(error.to_string()));
+                }
+            }
+            BehaviourEvent::Ping(libp2p::ping::Event {
+                peer,
+                connection,
+                result,
+            }) => {
+                let Some(st) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                match result {
+                    Ok(_) => st.ping_failures = 0,
+                    Err(e) => {
+                        st.ping_failures = st.ping_failures.saturating_add(1);
+                        if st.ping_failures >= MAX_PING_FAILURES {
+                            tracing::info!(%peer, error = %e, "peer stopped answering pings; closing the connection");
+                            st.last_error = Some(format!("ping: {e}"));
+                            st.ping_failures = 0;
+                            self.swarm.close_connection(connection);
+                        }
+                    }
+                }
+            }
             BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
                 message_id,
@@ -786,25 +1037,10 @@ impl Daemon {
     }
 
     fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, msg: gossipsub::Message) {
-        let now = now_us();
         let topic_channel = self.topics.get(&msg.topic).copied();
-        let acceptance = match self.node.validate_on(&msg.data, topic_channel, now) {
-            Verdict::Accept { envelope, content } => {
-                let h = envelope.header;
-                self.store.put(StoredEnvelope {
-                    sender: h.sender,
-                    seq: h.seq,
-                    channel: h.channel,
-                    received_at_us: now,
-                    bytes: msg.data,
-                });
-                if let Ok(a) = content {
-                    tracing::debug!(id = %a.id, sender = %a.sender, "alert received");
-                    let _ = self.alerts.send(*a);
-                }
-                gossipsub::MessageAcceptance::Accept
-            }
-            Verdict::Reject(r) => {
+        let acceptance = match self.take_envelope(msg.data, Via::Gossip, topic_channel) {
+            Ok(()) => gossipsub::MessageAcceptance::Accept,
+            Err(r) => {
                 tracing::debug!(peer = %source, reason = r.reason(), error = %r, "message refused");
                 if r.is_peer_fault() {
                     gossipsub::MessageAcceptance::Reject
@@ -818,6 +1054,109 @@ impl Daemon {
             .gossipsub
             .inner()
             .report_message_validation_result(&id, &source, acceptance);
+    }
+
+    /// Validates an envelope from the network (gossip or catch-up); when accepted, stores it
+    /// and shows it to listeners if this node can read it. Each (sender, seq) is accepted
+    /// once, whichever way it comes.
+    fn take_envelope(
+        &mut self,
+        bytes: Vec<u8>,
+        via: Via,
+        topic_channel: Option<u32>,
+    ) -> Result<(), crate::node::Rejection> {
+        let now = now_us();
+        match self.node.validate_on(&bytes, topic_channel, now) {
+            Verdict::Accept { envelope, content } => {
+                let h = envelope.header;
+                self.store.put(StoredEnvelope {
+                    sender: h.sender,
+                    seq: h.seq,
+                    channel: h.channel,
+                    received_at_us: now,
+                    bytes,
+                });
+                if let Ok(mut a) = content {
+                    a.via = via;
+                    tracing::debug!(id = %a.id, sender = %a.sender, ?via, late = a.late, "alert received");
+                    let _ = self.alerts.send(*a);
+                }
+                Ok(())
+            }
+            Verdict::Reject(r) => Err(r),
+        }
+    }
+
+    fn ingest(&mut self, bytes: Vec<u8>, via: Via, topic_channel: Option<u32>) -> bool {
+        match self.take_envelope(bytes, via, topic_channel) {
+            Ok(()) => true,
+            Err(r) => {
+                tracing::debug!(reason = r.reason(), error = %r, "fetched envelope refused");
+                false
+            }
+        }
+    }
+
+    /// Starts a catch-up session with `peer` unless one is running.
+    fn start_sync(&mut self, peer: PeerId) {
+        if !self.syncing.insert(peer) {
+            return;
+        }
+        self.catch_up.sessions += 1;
+        let cutoff = now_us().saturating_sub(self.retention.max_age_us);
+        tokio::spawn(sync_session(
+            peer,
+            cutoff,
+            self.store.clone(),
+            self.cmd_tx.clone(),
+        ));
+    }
+
+    /// Serves a catch-up request from `peer` (members only) without blocking the loop.
+    fn on_sync_request(
+        &mut self,
+        peer: PeerId,
+        request: SyncRequest,
+        channel: request_response::ResponseChannel<SyncResponse>,
+    ) {
+        let member = self.peers.get(&peer).is_some_and(|p| p.authenticated);
+        if !member {
+            let refused = SyncResponse::Refused {
+                reason: "not authenticated".into(),
+            };
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .sync
+                .send_response(channel, refused);
+            return;
+        }
+        self.catch_up.served += 1;
+        let (store, tx) = (self.store.clone(), self.cmd_tx.clone());
+        tokio::spawn(async move {
+            let response = match request {
+                SyncRequest::Digest {
+                    cutoff,
+                    after,
+                    buckets,
+                } => store
+                    .diff(buckets, cutoff, after, crate::sync::MAX_DIFF_IDS)
+                    .await
+                    .map(SyncResponse::Diff),
+                SyncRequest::Fetch { ids } => {
+                    let ids: Vec<Id> = ids.into_iter().take(crate::sync::MAX_FETCH_IDS).collect();
+                    store.get(ids, net::SYNC_FETCH_BYTES).await.map(|envs| {
+                        SyncResponse::Envelopes {
+                            envelopes: envs.into_iter().map(|e| e.bytes).collect(),
+                        }
+                    })
+                }
+            };
+            let response = response.unwrap_or_else(|e| SyncResponse::Refused {
+                reason: e.to_string(),
+            });
+            let _ = tx.send(Cmd::SyncRespond { channel, response }).await;
+        });
     }
 }
 
@@ -833,6 +1172,109 @@ fn is_loopback(a: &Multiaddr) -> bool {
         libp2p::multiaddr::Protocol::Ip6(ip) => ip.is_loopback(),
         _ => false,
     })
+}
+
+/// One catch-up session: pull from `peer` everything this node lacks (digest → diff → fetch,
+/// repeated while the diff says there is more), validating each envelope like a gossiped one.
+async fn sync_session(peer: PeerId, cutoff: u64, store: StoreHandle, cmds: mpsc::Sender<Cmd>) {
+    let result = pull_from(peer, cutoff, &store, &cmds).await;
+    let (fetched, error) = match result {
+        Ok(n) => (n, None),
+        Err((n, e)) => (n, Some(e)),
+    };
+    let _ = cmds
+        .send(Cmd::SyncDone {
+            peer,
+            fetched,
+            error,
+        })
+        .await;
+}
+
+async fn sync_request(
+    cmds: &mpsc::Sender<Cmd>,
+    peer: PeerId,
+    request: SyncRequest,
+) -> Result<SyncResponse, String> {
+    let (tx, rx) = oneshot::channel();
+    cmds.send(Cmd::SyncSend {
+        peer,
+        request,
+        reply: tx,
+    })
+    .await
+    .map_err(|_| "daemon stopping".to_string())?;
+    match rx.await.map_err(|_| "daemon stopping".to_string())?? {
+        SyncResponse::Refused { reason } => Err(format!("refused: {reason}")),
+        r => Ok(r),
+    }
+}
+
+async fn pull_from(
+    peer: PeerId,
+    cutoff: u64,
+    store: &StoreHandle,
+    cmds: &mpsc::Sender<Cmd>,
+) -> Result<usize, (usize, String)> {
+    let mut fetched = 0;
+    let mut after = None;
+    // Bounded: each round moves `after` forward; a peer cannot keep us here forever.
+    for _ in 0..1000 {
+        let buckets = store
+            .digest(cutoff)
+            .await
+            .map_err(|e| (fetched, e.to_string()))?;
+        let diff = match sync_request(
+            cmds,
+            peer,
+            SyncRequest::Digest {
+                cutoff,
+                after,
+                buckets,
+            },
+        )
+        .await
+        .map_err(|e| (fetched, e))?
+        {
+            SyncResponse::Diff(d) => d,
+            other => return Err((fetched, format!("unexpected reply {other:?}"))),
+        };
+        if after.is_some() && diff.ids.last().copied() <= after {
+            break;
+        }
+        after = diff.ids.last().copied();
+        let missing = store
+            .missing(diff.ids)
+            .await
+            .map_err(|e| (fetched, e.to_string()))?;
+        let mut rest: &[Id] = &missing;
+        while !rest.is_empty() {
+            let take = rest.len().min(crate::sync::MAX_FETCH_IDS);
+            let ids = rest[..take].to_vec();
+            let envelopes = match sync_request(cmds, peer, SyncRequest::Fetch { ids })
+                .await
+                .map_err(|e| (fetched, e))?
+            {
+                SyncResponse::Envelopes { envelopes } => envelopes,
+                other => return Err((fetched, format!("unexpected reply {other:?}"))),
+            };
+            // The responder sends fewer when they exceed its byte budget; ask for the rest.
+            let got = envelopes.len().clamp(1, take);
+            let (tx, rx) = oneshot::channel();
+            cmds.send(Cmd::Ingest {
+                envelopes,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| (fetched, "daemon stopping".to_string()))?;
+            fetched += rx.await.unwrap_or(0);
+            rest = &rest[got..];
+        }
+        if !diff.more {
+            break;
+        }
+    }
+    Ok(fetched)
 }
 
 async fn accept_loop(
@@ -931,11 +1373,22 @@ async fn serve_client(
                     .await
                     .map(|peers| Reply::Peers { peers })
             }
+            Request::History {
+                since_us,
+                channel,
+                limit,
+            } => history(&cmds, &store, since_us.unwrap_or(0), channel, limit).await,
             Request::Status => {
                 let (tx, rx) = oneshot::channel();
-                ask(&cmds, Cmd::Status { reply: tx }, rx)
-                    .await
-                    .map(|s| Reply::Status(Box::new(s)))
+                match ask(&cmds, Cmd::Status { reply: tx }, rx).await {
+                    Ok(mut s) => {
+                        if let Ok((envelopes, bytes)) = store.stats().await {
+                            s.store = control::StoreInfo { envelopes, bytes };
+                        }
+                        Ok(Reply::Status(Box::new(s)))
+                    }
+                    Err(e) => Err(e),
+                }
             }
         };
         let reply = reply.unwrap_or_else(|message| Reply::Error { message });
@@ -943,6 +1396,31 @@ async fn serve_client(
             return;
         }
     }
+}
+
+async fn history(
+    cmds: &mpsc::Sender<Cmd>,
+    store: &StoreHandle,
+    since_us: u64,
+    channel: Option<String>,
+    limit: usize,
+) -> Result<Reply, String> {
+    let envelopes = store
+        .envelopes(since_us, limit.min(100_000))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (tx, rx) = oneshot::channel();
+    let alerts = ask(
+        cmds,
+        Cmd::Open {
+            envelopes,
+            channel,
+            reply: tx,
+        },
+        rx,
+    )
+    .await?;
+    Ok(Reply::History { alerts })
 }
 
 async fn ask<T>(cmds: &mpsc::Sender<Cmd>, cmd: Cmd, rx: oneshot::Receiver<T>) -> Result<T, String> {

@@ -19,12 +19,25 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use crate::keys::DomainId;
+use crate::sync::{self, BucketSummary, Diff, Id};
 use crate::wire::{self, MAX_CERT_LEN, MAX_ENVELOPE_LEN};
 
 /// The authentication protocol.
 pub const AUTH_PROTOCOL: StreamProtocol = StreamProtocol::new("/ptt-node/auth/1");
 /// Identify protocol version string.
 pub const IDENTIFY_VERSION: &str = "/ptt-node/1";
+/// How often a connection is pinged.
+pub const PING_INTERVAL: Duration = Duration::from_secs(3);
+/// How long a ping may take; a connection with two failed pings in a row is closed.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(6);
+/// The catch-up protocol.
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/ptt-node/sync/1");
+/// Largest catch-up request (a digest of [`sync::MAX_DIGEST_BUCKETS`] buckets).
+pub const MAX_SYNC_REQUEST: usize = sync::MAX_DIGEST_BUCKETS * 24 + 64;
+/// Envelope bytes a fetch response carries at most (one envelope always fits).
+pub const SYNC_FETCH_BYTES: usize = 1024 * 1024;
+/// Largest catch-up response.
+pub const MAX_SYNC_RESPONSE: usize = SYNC_FETCH_BYTES + MAX_ENVELOPE_LEN + 64 * 1024 + 8192 * 16;
 /// Largest authentication request (a roster push of up to [`MAX_ROSTER_SHARE`] certificates).
 pub const MAX_AUTH_REQUEST: usize = MAX_AUTH_RESPONSE;
 /// Largest authentication response (a roster of up to 1,000 certificates).
@@ -79,9 +92,48 @@ pub enum AuthReply {
     Ack,
 }
 
-/// Length-prefixed postcard codec of the authentication protocol.
-#[derive(Debug, Clone, Default)]
-pub struct AuthCodec;
+/// Length-prefixed postcard codec (u32 big-endian length, then the encoding) for a
+/// request-response protocol, with a size limit each way checked before reading the body.
+pub struct FramedCodec<Req, Resp> {
+    max_request: usize,
+    max_response: usize,
+    _types: std::marker::PhantomData<fn() -> (Req, Resp)>,
+}
+
+impl<Req, Resp> Clone for FramedCodec<Req, Resp> {
+    fn clone(&self) -> Self {
+        FramedCodec {
+            max_request: self.max_request,
+            max_response: self.max_response,
+            _types: std::marker::PhantomData,
+        }
+    }
+}
+
+/// The authentication protocol's codec.
+pub type AuthCodec = FramedCodec<AuthRequest, AuthReply>;
+/// The catch-up protocol's codec.
+pub type SyncCodec = FramedCodec<SyncRequest, SyncResponse>;
+
+impl Default for AuthCodec {
+    fn default() -> Self {
+        FramedCodec {
+            max_request: MAX_AUTH_REQUEST,
+            max_response: MAX_AUTH_RESPONSE,
+            _types: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Default for SyncCodec {
+    fn default() -> Self {
+        FramedCodec {
+            max_request: MAX_SYNC_REQUEST,
+            max_response: MAX_SYNC_RESPONSE,
+            _types: std::marker::PhantomData,
+        }
+    }
+}
 
 async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
@@ -109,34 +161,38 @@ fn invalid(e: wire::DecodeError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
-impl request_response::Codec for AuthCodec {
+impl<Req, Resp> request_response::Codec for FramedCodec<Req, Resp>
+where
+    Req: Serialize + serde::de::DeserializeOwned + Send + 'static,
+    Resp: Serialize + serde::de::DeserializeOwned + Send + 'static,
+{
     type Protocol = StreamProtocol;
-    type Request = AuthRequest;
-    type Response = AuthReply;
+    type Request = Req;
+    type Response = Resp;
 
     async fn read_request<T: AsyncRead + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-    ) -> io::Result<AuthRequest> {
-        let b = read_frame(io, MAX_AUTH_REQUEST).await?;
-        wire::decode("auth request", &b, MAX_AUTH_REQUEST).map_err(invalid)
+    ) -> io::Result<Req> {
+        let b = read_frame(io, self.max_request).await?;
+        wire::decode("request", &b, self.max_request).map_err(invalid)
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-    ) -> io::Result<AuthReply> {
-        let b = read_frame(io, MAX_AUTH_RESPONSE).await?;
-        wire::decode("auth reply", &b, MAX_AUTH_RESPONSE).map_err(invalid)
+    ) -> io::Result<Resp> {
+        let b = read_frame(io, self.max_response).await?;
+        wire::decode("response", &b, self.max_response).map_err(invalid)
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: AuthRequest,
+        req: Req,
     ) -> io::Result<()> {
         write_frame(io, &wire::encode(&req)).await
     }
@@ -145,10 +201,47 @@ impl request_response::Codec for AuthCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        res: AuthReply,
+        res: Resp,
     ) -> io::Result<()> {
         write_frame(io, &wire::encode(&res)).await
     }
+}
+
+/// A request of the catch-up protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncRequest {
+    /// The requester's bucket summaries at or after `cutoff`; the responder answers with a
+    /// [`SyncResponse::Diff`] listing ids after `after`.
+    Digest {
+        /// Sequence numbers below this are not compared.
+        cutoff: u64,
+        /// Where the previous diff of this session stopped.
+        after: Option<Id>,
+        /// Bucket summaries (at most [`sync::MAX_DIGEST_BUCKETS`]).
+        buckets: Vec<BucketSummary>,
+    },
+    /// Envelopes by id (at most [`sync::MAX_FETCH_IDS`]).
+    Fetch {
+        /// The ids.
+        ids: Vec<Id>,
+    },
+}
+
+/// A response of the catch-up protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncResponse {
+    /// Ids the responder holds in buckets that differ.
+    Diff(Diff),
+    /// Envelopes asked for (those the responder still holds, up to about 1 MiB).
+    Envelopes {
+        /// Envelope bytes.
+        envelopes: Vec<Vec<u8>>,
+    },
+    /// The responder does not serve this peer (not authenticated).
+    Refused {
+        /// Why.
+        reason: String,
+    },
 }
 
 pub use behaviour::{Behaviour, BehaviourEvent};
@@ -163,8 +256,10 @@ mod behaviour {
     pub struct Behaviour {
         /// Refuses connections from peers that failed authentication.
         pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
-        /// Domain authentication (certificate exchange).
+        /// Domain authentication (certificate exchange, roster pushes).
         pub auth: request_response::Behaviour<AuthCodec>,
+        /// Catch-up of missed envelopes, served to authenticated members only.
+        pub sync: request_response::Behaviour<SyncCodec>,
         /// Alert broadcast, gated until a peer is authenticated.
         pub gossipsub: gate::Gate<gossipsub::Behaviour>,
         /// LAN discovery.
@@ -254,6 +349,11 @@ pub fn build_swarm(
                     request_response::Config::default()
                         .with_request_timeout(Duration::from_secs(10)),
                 ),
+                sync: request_response::Behaviour::new(
+                    [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(20)),
+                ),
                 gossipsub: gate::Gate::new(gossipsub),
                 mdns: if mdns_enabled {
                     Some(mdns::tokio::Behaviour::new(mdns_cfg, peer)?)
@@ -266,7 +366,9 @@ pub fn build_swarm(
                         .with_push_listen_addr_updates(true),
                 ),
                 ping: ping::Behaviour::new(
-                    ping::Config::new().with_interval(Duration::from_secs(5)),
+                    ping::Config::new()
+                        .with_interval(PING_INTERVAL)
+                        .with_timeout(PING_TIMEOUT),
                 ),
             })
         })

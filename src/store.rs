@@ -1,26 +1,54 @@
-//! The durable log: envelopes this node sent, received or relayed, still sealed, and the
-//! highest sequence number this device ever used.
+//! The durable log: envelopes this node sent, received or relayed, still sealed; the highest
+//! sequence number this device ever used; and the replay floors of senders whose old
+//! envelopes retention removed.
 //!
 //! redb: an embedded, crash-safe (copy-on-write B-trees, checksummed commits), pure-Rust
-//! key-value store with ACID transactions and no background threads or C dependencies,
-//! which suits small devices. [`Store`] is synchronous; [`StoreHandle`] runs it on its own
-//! thread so no caller blocks the network loop on an fsync.
+//! key-value store with ACID transactions and no background threads or C dependencies, which
+//! suits small devices. [`Store`] is synchronous and keeps the catch-up [`Index`] of what it
+//! holds; [`StoreHandle`] runs it on its own thread (the store actor) so no caller blocks the
+//! network loop on an fsync.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::oneshot;
 
+use crate::sync::{BucketSummary, Diff, Id, Index};
+
 /// File name of the database in the data directory.
 pub const DB_FILE: &str = "store.redb";
 
 /// (sender device, seq) → (channel, received at µs, envelope bytes).
 const ENVELOPES: TableDefinition<(u32, u64), (u32, u64, &[u8])> = TableDefinition::new("envelopes");
-/// Named counters such as `own_last_seq`.
+/// (received at µs, sender, seq) → (): retention order.
+const BY_TIME: TableDefinition<(u64, u32, u64), ()> = TableDefinition::new("by_time");
+/// Named counters: `own_last_seq`, `bytes`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// sender → replay floor: sequence numbers at or below it were removed by retention.
+const FLOORS: TableDefinition<u32, u64> = TableDefinition::new("floors");
 
 const OWN_LAST_SEQ: &str = "own_last_seq";
+const BYTES: &str = "bytes";
+
+/// How long and how much the log keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Envelopes received longer ago than this (µs) are removed.
+    pub max_age_us: u64,
+    /// Oldest envelopes are removed while the log holds more envelope bytes than this.
+    pub max_bytes: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            max_age_us: 24 * 3600 * 1_000_000,
+            max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -56,25 +84,47 @@ pub struct StoredEnvelope {
     pub bytes: Vec<u8>,
 }
 
+/// What a retention pass removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Envelopes removed.
+    pub removed: u64,
+    /// Senders whose replay floor rose, with the new floor.
+    pub floors: Vec<(u32, u64)>,
+}
+
 /// The synchronous store.
 pub struct Store {
     db: Database,
     path: PathBuf,
+    index: Index,
+    bytes: u64,
 }
 
 impl Store {
-    /// Opens or creates the store in `data_dir`.
+    /// Opens or creates the store in `data_dir` and loads its index.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let path = data_dir.join(DB_FILE);
         let db = Database::create(&path).map_err(|e| db_err(&path, e))?;
         // Sealed envelopes only, but who talked when is still nobody else's business.
         let _ =
             std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600));
-        let s = Store { db, path };
+        let mut s = Store {
+            db,
+            path,
+            index: Index::new(),
+            bytes: 0,
+        };
         let tx = s.db.begin_write().map_err(|e| s.err(e))?;
         tx.open_table(ENVELOPES).map_err(|e| s.err(e))?;
+        tx.open_table(BY_TIME).map_err(|e| s.err(e))?;
         tx.open_table(META).map_err(|e| s.err(e))?;
+        tx.open_table(FLOORS).map_err(|e| s.err(e))?;
         tx.commit().map_err(|e| s.err(e))?;
+        for id in s.keys()? {
+            s.index.insert(id);
+        }
+        s.bytes = s.meta(BYTES)?;
         Ok(s)
     }
 
@@ -82,20 +132,43 @@ impl Store {
         db_err(&self.path, e)
     }
 
-    /// Stores envelopes durably; for this device's own alerts, also raises `own_last_seq`.
-    /// Returns once the commit is on disk.
-    pub fn put(&self, envs: &[StoredEnvelope], own_device: u32) -> Result<(), StoreError> {
+    fn meta(&self, key: &str) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let meta = tx.open_table(META).map_err(|e| self.err(e))?;
+        Ok(meta
+            .get(key)
+            .map_err(|e| self.err(e))?
+            .map_or(0, |v| v.value()))
+    }
+
+    /// The catch-up index of what the store holds.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Stores envelopes durably (ones already present are skipped); for this device's own
+    /// alerts, also raises `own_last_seq`. Returns once the commit is on disk.
+    pub fn put(&mut self, envs: &[StoredEnvelope], own_device: u32) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut added = vec![];
+        let mut bytes = self.bytes;
         {
             let mut t = tx.open_table(ENVELOPES).map_err(|e| self.err(e))?;
+            let mut by_time = tx.open_table(BY_TIME).map_err(|e| self.err(e))?;
             let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
             let mut own_max = None;
             for e in envs {
-                t.insert(
-                    (e.sender, e.seq),
-                    (e.channel, e.received_at_us, e.bytes.as_slice()),
-                )
-                .map_err(|x| self.err(x))?;
+                let id = (e.sender, e.seq);
+                if self.index.contains(id) || added.contains(&id) {
+                    continue;
+                }
+                t.insert(id, (e.channel, e.received_at_us, e.bytes.as_slice()))
+                    .map_err(|x| self.err(x))?;
+                by_time
+                    .insert((e.received_at_us, e.sender, e.seq), ())
+                    .map_err(|x| self.err(x))?;
+                bytes += e.bytes.len() as u64;
+                added.push(id);
                 if e.sender == own_device {
                     own_max = own_max.max(Some(e.seq));
                 }
@@ -109,22 +182,100 @@ impl Store {
                     meta.insert(OWN_LAST_SEQ, seq).map_err(|e| self.err(e))?;
                 }
             }
+            meta.insert(BYTES, bytes).map_err(|e| self.err(e))?;
         }
-        tx.commit().map_err(|e| self.err(e))
+        tx.commit().map_err(|e| self.err(e))?;
+        for id in added {
+            self.index.insert(id);
+        }
+        self.bytes = bytes;
+        Ok(())
+    }
+
+    /// Removes envelopes received before `now_us - max_age_us`, then the oldest while the log
+    /// holds more than `max_bytes`; raises and persists the removed senders' replay floors.
+    pub fn prune(&mut self, now_us: u64, r: Retention) -> Result<Pruned, StoreError> {
+        let cutoff = now_us.saturating_sub(r.max_age_us);
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut removed = vec![];
+        let mut bytes = self.bytes;
+        let mut floors: BTreeMap<u32, u64> = BTreeMap::new();
+        {
+            let mut t = tx.open_table(ENVELOPES).map_err(|e| self.err(e))?;
+            let mut by_time = tx.open_table(BY_TIME).map_err(|e| self.err(e))?;
+            let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+            let mut floor_t = tx.open_table(FLOORS).map_err(|e| self.err(e))?;
+            let mut victims = vec![];
+            {
+                let mut budget = bytes;
+                for row in by_time.iter().map_err(|e| self.err(e))? {
+                    let (k, _) = row.map_err(|e| self.err(e))?;
+                    let (at, sender, seq) = k.value();
+                    if at >= cutoff && budget <= r.max_bytes {
+                        break;
+                    }
+                    let len = t
+                        .get((sender, seq))
+                        .map_err(|e| self.err(e))?
+                        .map_or(0, |v| v.value().2.len() as u64);
+                    budget = budget.saturating_sub(len);
+                    victims.push((at, sender, seq, len));
+                }
+            }
+            for (at, sender, seq, len) in victims {
+                t.remove((sender, seq)).map_err(|e| self.err(e))?;
+                by_time.remove((at, sender, seq)).map_err(|e| self.err(e))?;
+                bytes = bytes.saturating_sub(len);
+                removed.push((sender, seq));
+                let f = floors.entry(sender).or_insert(0);
+                *f = (*f).max(seq);
+            }
+            for (sender, f) in &floors {
+                let cur = floor_t
+                    .get(*sender)
+                    .map_err(|e| self.err(e))?
+                    .map_or(0, |v| v.value());
+                if *f > cur {
+                    floor_t.insert(*sender, *f).map_err(|e| self.err(e))?;
+                }
+            }
+            meta.insert(BYTES, bytes).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        for id in &removed {
+            self.index.remove(*id);
+        }
+        self.bytes = bytes;
+        Ok(Pruned {
+            removed: removed.len() as u64,
+            floors: floors.into_iter().collect(),
+        })
     }
 
     /// The highest sequence number this device ever stored (0 if none).
     pub fn own_last_seq(&self) -> Result<u64, StoreError> {
+        self.meta(OWN_LAST_SEQ)
+    }
+
+    /// Envelope bytes held.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Replay floors raised by retention.
+    pub fn floors(&self) -> Result<Vec<(u32, u64)>, StoreError> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let meta = tx.open_table(META).map_err(|e| self.err(e))?;
-        Ok(meta
-            .get(OWN_LAST_SEQ)
-            .map_err(|e| self.err(e))?
-            .map_or(0, |v| v.value()))
+        let t = tx.open_table(FLOORS).map_err(|e| self.err(e))?;
+        let mut out = vec![];
+        for row in t.iter().map_err(|e| self.err(e))? {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            out.push((k.value(), v.value()));
+        }
+        Ok(out)
     }
 
     /// Every stored (sender, seq), in order.
-    pub fn keys(&self) -> Result<Vec<(u32, u64)>, StoreError> {
+    pub fn keys(&self) -> Result<Vec<Id>, StoreError> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = tx.open_table(ENVELOPES).map_err(|e| self.err(e))?;
         let mut out = vec![];
@@ -135,20 +286,19 @@ impl Store {
         Ok(out)
     }
 
-    /// Stored envelopes with `received_at_us >= since_us`, oldest key first, at most `limit`.
-    pub fn envelopes(
-        &self,
-        since_us: u64,
-        limit: usize,
-    ) -> Result<Vec<StoredEnvelope>, StoreError> {
+    /// The envelopes with these ids that the store holds, up to `max_bytes` in total.
+    pub fn get(&self, ids: &[Id], max_bytes: usize) -> Result<Vec<StoredEnvelope>, StoreError> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = tx.open_table(ENVELOPES).map_err(|e| self.err(e))?;
         let mut out = vec![];
-        for row in t.iter().map_err(|e| self.err(e))? {
-            let (k, v) = row.map_err(|e| self.err(e))?;
-            let (sender, seq) = k.value();
-            let (channel, received_at_us, bytes) = v.value();
-            if received_at_us >= since_us {
+        let mut total = 0;
+        for &(sender, seq) in ids {
+            if let Some(v) = t.get((sender, seq)).map_err(|e| self.err(e))? {
+                let (channel, received_at_us, bytes) = v.value();
+                total += bytes.len();
+                if total > max_bytes && !out.is_empty() {
+                    break;
+                }
                 out.push(StoredEnvelope {
                     sender,
                     seq,
@@ -156,9 +306,36 @@ impl Store {
                     received_at_us,
                     bytes: bytes.to_vec(),
                 });
-                if out.len() >= limit {
-                    break;
-                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Envelopes received at or after `since_us`, oldest first, at most `limit`.
+    pub fn envelopes(
+        &self,
+        since_us: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEnvelope>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let by_time = tx.open_table(BY_TIME).map_err(|e| self.err(e))?;
+        let t = tx.open_table(ENVELOPES).map_err(|e| self.err(e))?;
+        let mut out = vec![];
+        for row in by_time.range((since_us, 0, 0)..).map_err(|e| self.err(e))? {
+            let (k, _) = row.map_err(|e| self.err(e))?;
+            let (_, sender, seq) = k.value();
+            if let Some(v) = t.get((sender, seq)).map_err(|e| self.err(e))? {
+                let (channel, received_at_us, bytes) = v.value();
+                out.push(StoredEnvelope {
+                    sender,
+                    seq,
+                    channel,
+                    received_at_us,
+                    bytes: bytes.to_vec(),
+                });
+            }
+            if out.len() >= limit {
+                break;
             }
         }
         Ok(out)
@@ -184,16 +361,17 @@ fn db_err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
     }
 }
 
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
 enum Cmd {
-    Put(
-        Vec<StoredEnvelope>,
-        Option<oneshot::Sender<Result<(), StoreError>>>,
-    ),
-    Envelopes(
-        u64,
-        usize,
-        oneshot::Sender<Result<Vec<StoredEnvelope>, StoreError>>,
-    ),
+    Put(Vec<StoredEnvelope>, Option<Reply<()>>),
+    Envelopes(u64, usize, Reply<Vec<StoredEnvelope>>),
+    Get(Vec<Id>, usize, Reply<Vec<StoredEnvelope>>),
+    Digest(u64, Reply<Vec<BucketSummary>>),
+    Diff(Vec<BucketSummary>, u64, Option<Id>, usize, Reply<Diff>),
+    Missing(Vec<Id>, Reply<Vec<Id>>),
+    Prune(u64, Retention, Reply<Pruned>),
+    Stats(Reply<(u64, u64)>),
 }
 
 /// A cloneable handle to the store thread (the store actor).
@@ -206,66 +384,25 @@ impl StoreHandle {
     /// Moves the store onto its own thread. The thread ends when every handle is dropped.
     pub fn spawn(store: Store, own_device: u32) -> Self {
         let (tx, rx) = mpsc::channel::<Cmd>();
-        std::thread::Builder::new()
+        let _ = std::thread::Builder::new()
             .name("ptt-store".into())
-            .spawn(move || {
-                let mut next: Option<Cmd> = None;
-                loop {
-                    let cmd = match next.take() {
-                        Some(c) => c,
-                        None => match rx.recv() {
-                            Ok(c) => c,
-                            Err(_) => break,
-                        },
-                    };
-                    match cmd {
-                        Cmd::Put(mut envs, reply) => {
-                            // Group commit: puts queued meanwhile share one fsync.
-                            let mut replies = vec![reply];
-                            while let Ok(c) = rx.try_recv() {
-                                match c {
-                                    Cmd::Put(more, r) => {
-                                        envs.extend(more);
-                                        replies.push(r);
-                                    }
-                                    other => {
-                                        next = Some(other);
-                                        break;
-                                    }
-                                }
-                            }
-                            let res = store.put(&envs, own_device);
-                            if let Err(e) = &res {
-                                tracing::error!(error = %e, "store write failed");
-                            }
-                            for r in replies.into_iter().flatten() {
-                                let _ = r.send(match &res {
-                                    Ok(()) => Ok(()),
-                                    Err(e) => Err(StoreError::Write(e.to_string())),
-                                });
-                            }
-                        }
-                        Cmd::Envelopes(since, limit, reply) => {
-                            let _ = reply.send(store.envelopes(since, limit));
-                        }
-                    }
-                }
-            })
-            .ok();
+            .spawn(move || run(store, own_device, rx));
         StoreHandle { tx }
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Stores durably and waits for the commit.
     pub async fn put_durable(&self, env: StoredEnvelope) -> Result<(), StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Put(vec![env], Some(tx)))
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.ask(|r| Cmd::Put(vec![env], Some(r))).await
     }
 
-    /// Stores without waiting (received envelopes: losing one in a crash only means
-    /// fetching it again from a peer).
+    /// Stores without waiting (received envelopes: one lost in a crash is fetched again from
+    /// a peer by catch-up).
     pub fn put(&self, env: StoredEnvelope) {
         let _ = self.tx.send(Cmd::Put(vec![env], None));
     }
@@ -276,11 +413,110 @@ impl StoreHandle {
         since_us: u64,
         limit: usize,
     ) -> Result<Vec<StoredEnvelope>, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Envelopes(since_us, limit, tx))
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.ask(|r| Cmd::Envelopes(since_us, limit, r)).await
+    }
+
+    /// Stored envelopes by id, up to `max_bytes`.
+    pub async fn get(
+        &self,
+        ids: Vec<Id>,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredEnvelope>, StoreError> {
+        self.ask(|r| Cmd::Get(ids, max_bytes, r)).await
+    }
+
+    /// The catch-up digest of buckets at or after `cutoff`.
+    pub async fn digest(&self, cutoff: u64) -> Result<Vec<BucketSummary>, StoreError> {
+        self.ask(|r| Cmd::Digest(cutoff, r)).await
+    }
+
+    /// The catch-up diff against a peer's digest.
+    pub async fn diff(
+        &self,
+        theirs: Vec<BucketSummary>,
+        cutoff: u64,
+        after: Option<Id>,
+        limit: usize,
+    ) -> Result<Diff, StoreError> {
+        self.ask(|r| Cmd::Diff(theirs, cutoff, after, limit, r))
+            .await
+    }
+
+    /// Which offered ids the store lacks.
+    pub async fn missing(&self, offered: Vec<Id>) -> Result<Vec<Id>, StoreError> {
+        self.ask(|r| Cmd::Missing(offered, r)).await
+    }
+
+    /// Applies retention.
+    pub async fn prune(&self, now_us: u64, r: Retention) -> Result<Pruned, StoreError> {
+        self.ask(|reply| Cmd::Prune(now_us, r, reply)).await
+    }
+
+    /// (envelopes held, envelope bytes held).
+    pub async fn stats(&self) -> Result<(u64, u64), StoreError> {
+        self.ask(Cmd::Stats).await
+    }
+}
+
+fn run(mut store: Store, own_device: u32, rx: mpsc::Receiver<Cmd>) {
+    let mut next: Option<Cmd> = None;
+    loop {
+        let cmd = match next.take() {
+            Some(c) => c,
+            None => match rx.recv() {
+                Ok(c) => c,
+                Err(_) => break,
+            },
+        };
+        match cmd {
+            Cmd::Put(mut envs, reply) => {
+                // Group commit: puts queued meanwhile share one fsync.
+                let mut replies = vec![reply];
+                while let Ok(c) = rx.try_recv() {
+                    match c {
+                        Cmd::Put(more, r) => {
+                            envs.extend(more);
+                            replies.push(r);
+                        }
+                        other => {
+                            next = Some(other);
+                            break;
+                        }
+                    }
+                }
+                let res = store.put(&envs, own_device);
+                if let Err(e) = &res {
+                    tracing::error!(error = %e, "store write failed");
+                }
+                for r in replies.into_iter().flatten() {
+                    let _ = r.send(match &res {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(StoreError::Write(e.to_string())),
+                    });
+                }
+            }
+            Cmd::Envelopes(since, limit, r) => {
+                let _ = r.send(store.envelopes(since, limit));
+            }
+            Cmd::Get(ids, max, r) => {
+                let _ = r.send(store.get(&ids, max));
+            }
+            Cmd::Digest(cutoff, r) => {
+                let _ = r.send(Ok(store.index().digest(cutoff)));
+            }
+            Cmd::Diff(theirs, cutoff, after, limit, r) => {
+                let _ = r.send(Ok(store.index().diff(&theirs, cutoff, after, limit)));
+            }
+            Cmd::Missing(offered, r) => {
+                let _ = r.send(Ok(store.index().missing(&offered)));
+            }
+            Cmd::Prune(now, ret, r) => {
+                let _ = r.send(store.prune(now, ret));
+            }
+            Cmd::Stats(r) => {
+                let _ = r.send(Ok((store.index().len() as u64, store.bytes())));
+            }
+        }
     }
 }
 
@@ -302,16 +538,62 @@ mod tests {
     fn survives_reopen_and_tracks_own_seq() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = Store::open(dir.path()).unwrap();
+            let mut s = Store::open(dir.path()).unwrap();
             assert_eq!(s.own_last_seq().unwrap(), 0);
             s.put(&[env(1, 5), env(2, 9), env(1, 7)], 1).unwrap();
-            s.put(&[env(1, 6)], 1).unwrap();
+            s.put(&[env(1, 6), env(1, 6)], 1).unwrap();
         }
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.own_last_seq().unwrap(), 7);
         assert_eq!(s.keys().unwrap(), vec![(1, 5), (1, 6), (1, 7), (2, 9)]);
+        assert_eq!(s.index().len(), 4);
+        assert_eq!(s.bytes(), 40, "a duplicate is stored once");
         assert_eq!(s.envelopes(7, 10).unwrap().len(), 2);
-        assert_eq!(s.len().unwrap(), 4);
+        assert_eq!(s.get(&[(2, 9), (3, 3)], 1000).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn retention_by_age_then_size_raises_floors() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        for i in 1..=10 {
+            s.put(&[env(1, i * 100)], 9).unwrap();
+        }
+        // Age: everything received before 350 goes (100, 200, 300).
+        let p = s
+            .prune(
+                1350,
+                Retention {
+                    max_age_us: 1000,
+                    max_bytes: 1_000_000,
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            p,
+            Pruned {
+                removed: 3,
+                floors: vec![(1, 300)]
+            }
+        );
+        // Size: 70 bytes held, keep at most 40: the three oldest go.
+        let p = s
+            .prune(
+                1350,
+                Retention {
+                    max_age_us: 1000,
+                    max_bytes: 40,
+                },
+            )
+            .unwrap();
+        assert_eq!(p.removed, 3);
+        assert_eq!(s.bytes(), 40);
+        assert_eq!(s.keys().unwrap().first(), Some(&(1, 700)));
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.floors().unwrap(), vec![(1, 600)]);
+        assert_eq!(s.bytes(), 40);
+        assert_eq!(s.index().len(), 4);
     }
 
     #[tokio::test]
@@ -321,6 +603,11 @@ mod tests {
         h.put_durable(env(3, 42)).await.unwrap();
         h.put(env(4, 1));
         assert_eq!(h.envelopes(0, 10).await.unwrap().len(), 2);
+        assert_eq!(
+            h.missing(vec![(3, 42), (3, 43)]).await.unwrap(),
+            vec![(3, 43)]
+        );
+        assert_eq!(h.stats().await.unwrap(), (2, 20));
         drop(h);
         // The thread releases the file once the handle is gone; reopening then sees the data.
         let mut reopened = None;
