@@ -230,14 +230,20 @@ pub struct AlertArgs {
     #[command(flatten)]
     pub client: ClientArgs,
     /// minor, moderate, severe, extreme or unknown.
-    #[arg(long)]
-    pub severity: Severity,
+    #[arg(long, required_unless_present = "stdin")]
+    pub severity: Option<Severity>,
     /// What happened: motion, intrusion, temperature, …
-    #[arg(long)]
-    pub kind: String,
+    #[arg(long, required_unless_present = "stdin")]
+    pub kind: Option<String>,
     /// Text for the people who read it.
-    #[arg(long)]
-    pub text: String,
+    #[arg(long, required_unless_present = "stdin")]
+    pub text: Option<String>,
+    /// Read alerts from standard input instead, one JSON object per line
+    /// ({"severity":"severe","kind":"motion","text":"…"} plus optional channel, location,
+    /// attributes), as a sensor process pipes its events in; prints one id (or JSON reply)
+    /// per alert. Stops at the first refused alert.
+    #[arg(long, conflicts_with_all = ["severity", "kind", "text", "location", "attributes"])]
+    pub stdin: bool,
     /// Channel.
     #[arg(long, default_value = crate::domain::DEFAULT_CHANNEL)]
     pub channel: String,
@@ -484,11 +490,17 @@ fn channel_list(a: &Authority) -> String {
 
 async fn alert(a: AlertArgs) -> Result<(), CliError> {
     let mut c = Client::connect(&data_dir(&a.client.data)).await?;
+    if a.stdin {
+        return alert_stdin(&mut c, &a.channel, a.client.json).await;
+    }
+    let (Some(severity), Some(kind), Some(text)) = (a.severity, a.kind, a.text) else {
+        return Err(CliError::Other("--severity, --kind and --text are required".into()));
+    };
     let req = Request::Alert {
         channel: a.channel,
-        severity: a.severity,
-        kind: a.kind,
-        text: a.text,
+        severity,
+        kind,
+        text,
         location: a.location,
         attributes: a.attributes,
     };
@@ -508,6 +520,53 @@ async fn alert(a: AlertArgs) -> Result<(), CliError> {
         }
         other => Err(ClientError::Protocol(format!("{other:?}")).into()),
     }
+}
+
+/// One alert read from standard input by `alert --stdin`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StdinAlert {
+    severity: Severity,
+    kind: String,
+    text: String,
+    channel: Option<String>,
+    #[serde(default)]
+    location: Option<Location>,
+    #[serde(default)]
+    attributes: Vec<(String, String)>,
+}
+
+async fn alert_stdin(c: &mut Client, channel: &str, json: bool) -> Result<(), CliError> {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut n = 0u64;
+    while let Some(line) = lines
+        .next_line()
+        .await
+        .map_err(|e| CliError::Other(format!("reading standard input: {e}")))?
+    {
+        n += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let a: StdinAlert = serde_json::from_str(&line)
+            .map_err(|e| CliError::Other(format!("standard input line {n}: {e}")))?;
+        let req = Request::Alert {
+            channel: a.channel.unwrap_or_else(|| channel.to_string()),
+            severity: a.severity,
+            kind: a.kind,
+            text: a.text,
+            location: a.location,
+            attributes: a.attributes,
+        };
+        match c.call(&req).await {
+            Ok(r @ Reply::Sent { .. }) if json => println!("{}", json_line(&r)),
+            Ok(Reply::Sent { id, .. }) => println!("{id}"),
+            Ok(other) => return Err(ClientError::Protocol(format!("{other:?}")).into()),
+            Err(e) => return Err(CliError::Other(format!("standard input line {n}: {e}"))),
+        }
+    }
+    Ok(())
 }
 
 fn json_line<T: serde::Serialize>(v: &T) -> String {
