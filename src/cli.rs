@@ -494,7 +494,9 @@ async fn alert(a: AlertArgs) -> Result<(), CliError> {
         return alert_stdin(&mut c, &a.channel, a.client.json).await;
     }
     let (Some(severity), Some(kind), Some(text)) = (a.severity, a.kind, a.text) else {
-        return Err(CliError::Other("--severity, --kind and --text are required".into()));
+        return Err(CliError::Other(
+            "--severity, --kind and --text are required".into(),
+        ));
     };
     let req = Request::Alert {
         channel: a.channel,

@@ -48,8 +48,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 const ANTI_ENTROPY_EVERY: Duration = Duration::from_secs(10);
 /// How often retention runs.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
-/// Consecutive failed pings after which a connection is closed (and the peer re-dialled).
-const MAX_PING_FAILURES: u8 = 2;
+/// Reported ping failures after which a connection is closed (and the peer re-dialled).
+/// libp2p reports a failure only when a second ping in a row failed, so one report is enough.
+const MAX_PING_FAILURES: u8 = 1;
 
 /// What `ptt-node run` needs.
 #[derive(Debug, Clone)]
