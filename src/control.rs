@@ -246,6 +246,9 @@ pub enum ClientError {
         /// The OS error.
         reason: String,
     },
+    /// The socket exists but this user may not open it.
+    #[error("{0}: permission denied; run as the user that runs the daemon")]
+    Permission(String),
     /// The connection broke.
     #[error("lost the connection to the daemon: {0}")]
     Io(#[from] std::io::Error),
@@ -276,13 +279,9 @@ impl Client {
         let stream = UnixStream::connect(&path)
             .await
             .map_err(|e| match e.kind() {
-                std::io::ErrorKind::PermissionDenied => ClientError::Io(std::io::Error::new(
-                    e.kind(),
-                    format!(
-                        "{}: {e} (run as the user that runs the daemon)",
-                        path.display()
-                    ),
-                )),
+                std::io::ErrorKind::PermissionDenied => {
+                    ClientError::Permission(path.display().to_string())
+                }
                 _ => ClientError::NotRunning {
                     dir: data_dir.display().to_string(),
                     reason: e.to_string(),

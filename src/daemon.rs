@@ -212,6 +212,7 @@ struct Daemon {
     syncing: HashSet<PeerId>,
     next_anti_entropy: Instant,
     next_prune: Instant,
+    next_static: Instant,
     catch_up: CatchUpCounters,
 }
 
@@ -337,17 +338,10 @@ pub async fn run(
         syncing: HashSet::new(),
         next_anti_entropy: Instant::now() + ANTI_ENTROPY_EVERY,
         next_prune: Instant::now(),
+        next_static: Instant::now() + ANTI_ENTROPY_EVERY,
         catch_up: CatchUpCounters::default(),
     };
-    for a in d.static_peers.clone() {
-        let opts = DialOpts::unknown_peer_id()
-            .address(a.clone())
-            .allocate_new_port()
-            .build();
-        if let Err(e) = d.swarm.dial(opts) {
-            tracing::warn!(addr = %a, error = %e, "cannot dial static peer");
-        }
-    }
+    d.dial_static_peers();
     d.event_loop(cmd_rx, shutdown).await;
     accept.abort();
     let _ = std::fs::remove_file(&sock_path);
@@ -556,6 +550,10 @@ impl Daemon {
                 self.start_sync(candidates[pick]);
             }
         }
+        if now >= self.next_static {
+            self.next_static = now + ANTI_ENTROPY_EVERY;
+            self.dial_static_peers();
+        }
         if now >= self.next_prune {
             self.next_prune = now + PRUNE_EVERY;
             let (store, tx, retention) = (self.store.clone(), self.cmd_tx.clone(), self.retention);
@@ -619,6 +617,32 @@ impl Daemon {
                 .collect();
             for p in drop {
                 self.peers.remove(&p);
+            }
+        }
+    }
+
+    /// Dials the `--peer` addresses that are not connected: those naming a peer id when that
+    /// peer is not connected, the others when no peer at all is connected.
+    fn dial_static_peers(&mut self) {
+        let connected_any = self.peers.values().any(|p| p.connections > 0);
+        for a in self.static_peers.clone() {
+            let peer = a.iter().find_map(|p| match p {
+                libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+                _ => None,
+            });
+            let wanted = match peer {
+                Some(id) => !self.swarm.is_connected(&id) && !self.blocked.contains_key(&id),
+                None => !connected_any,
+            };
+            if !wanted {
+                continue;
+            }
+            let opts = DialOpts::unknown_peer_id()
+                .address(a.clone())
+                .allocate_new_port()
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(addr = %a, error = %e, "cannot dial static peer");
             }
         }
     }
@@ -692,6 +716,11 @@ impl Daemon {
     /// other authenticated peers (when this node had not known it), so members further away
     /// learn it.
     fn admit(&mut self, peer: PeerId, cert: Certificate, announce: bool) {
+        // A verdict that arrives after the peer left is moot: its next connection proves
+        // membership again.
+        if !self.swarm.is_connected(&peer) {
+            return;
+        }
         if announce {
             self.push_roster(vec![cert.as_bytes().to_vec()], peer);
         }
@@ -824,9 +853,11 @@ impl Daemon {
                     return;
                 }
                 let retry = match self.peers.get_mut(&peer) {
+                    // A failed roster push to a member is not an authentication problem.
+                    Some(st) if st.authenticated => false,
                     Some(st) => {
                         st.last_error = Some(format!("authentication: {error}"));
-                        let again = st.connections > 0 && !st.authenticated && st.auth_attempts < 3;
+                        let again = st.connections > 0 && st.auth_attempts < 3;
                         st.auth_attempts += u8::from(again);
                         again
                     }
@@ -878,6 +909,8 @@ impl Daemon {
                 };
                 match result {
                     Ok(_) => st.ping_failures = 0,
+                    // A peer without ping is not dead; authentication decides about it.
+                    Err(libp2p::ping::Failure::Unsupported) => {}
                     Err(e) => {
                         st.ping_failures = st.ping_failures.saturating_add(1);
                         if st.ping_failures >= MAX_PING_FAILURES {
@@ -1010,7 +1043,7 @@ impl Daemon {
             .filter(|(id, p)| **id != except && p.authenticated && p.connections > 0)
             .map(|(id, _)| *id)
             .collect();
-        for chunk in certs.chunks(net::MAX_ROSTER_SHARE) {
+        for chunk in certs.chunks(net::MAX_ROSTER_PUSH) {
             for t in &targets {
                 let certs = chunk.to_vec();
                 self.swarm

@@ -173,7 +173,15 @@ impl Authority {
             )));
         }
         let mut body = self.descriptor.body.clone();
-        let id = body.channels.iter().map(|c| c.id).max().unwrap_or(0) + 1;
+        // Never reuse a number, also one whose secret was saved without its descriptor entry.
+        let id = body
+            .channels
+            .iter()
+            .map(|c| c.id)
+            .chain(self.epochs.iter().map(|e| e.channel))
+            .max()
+            .unwrap_or(0)
+            + 1;
         body.channels.push(ChannelInfo {
             id,
             name: name.to_string(),
@@ -329,6 +337,13 @@ impl Authority {
     /// would otherwise hand out one device number twice. Held until the guard drops.
     pub fn lock(dir: &Path) -> Result<DirLock, DomainError> {
         use std::os::fd::AsRawFd;
+        if !Self::exists(dir) {
+            return Err(DomainError::Invalid(format!(
+                "{} holds no domain authority (make one with: ptt-node domain init --dir {} --name NAME)",
+                dir.display(),
+                dir.display()
+            )));
+        }
         let path = dir.join(".lock");
         let f = std::fs::OpenOptions::new()
             .create(true)

@@ -41,8 +41,13 @@ pub const MAX_SYNC_REQUEST: usize = sync::MAX_DIGEST_BUCKETS * 24 + 64;
 pub const SYNC_FETCH_BYTES: usize = 1024 * 1024;
 /// Largest catch-up response.
 pub const MAX_SYNC_RESPONSE: usize = SYNC_FETCH_BYTES + MAX_ENVELOPE_LEN + 64 * 1024 + 8192 * 16;
-/// Largest authentication request (a roster push of up to [`MAX_ROSTER_SHARE`] certificates).
-pub const MAX_AUTH_REQUEST: usize = MAX_AUTH_RESPONSE;
+/// Certificates in one roster push at most (a longer roster goes in several pushes).
+pub const MAX_ROSTER_PUSH: usize = 64;
+/// Largest authentication request (a roster push of [`MAX_ROSTER_PUSH`] certificates): any
+/// peer that completed Noise may send one, so it stays small.
+pub const MAX_AUTH_REQUEST: usize = MAX_ROSTER_PUSH * (MAX_CERT_LEN + 4) + 1024;
+/// Concurrent inbound streams per connection for the authentication and catch-up protocols.
+pub const MAX_CONCURRENT_STREAMS: usize = 8;
 /// Largest authentication response (a roster of up to 1,000 certificates).
 pub const MAX_AUTH_RESPONSE: usize = (MAX_ROSTER_SHARE + 1) * (MAX_CERT_LEN + 4) + 1024;
 /// How many roster certificates a reply carries at most.
@@ -148,8 +153,15 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::
             format!("frame of {len} bytes exceeds {max}"),
         ));
     }
-    let mut buf = vec![0u8; len];
-    io.read_exact(&mut buf).await?;
+    // Grow with what actually arrives: a length prefix alone reserves nothing.
+    let mut buf = Vec::with_capacity(len.min(64 * 1024));
+    let n = io.take(len as u64).read_to_end(&mut buf).await?;
+    if n != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("frame ended after {n} of {len} bytes"),
+        ));
+    }
     Ok(buf)
 }
 
@@ -350,12 +362,14 @@ pub fn build_swarm(
                 auth: request_response::Behaviour::new(
                     [(AUTH_PROTOCOL, request_response::ProtocolSupport::Full)],
                     request_response::Config::default()
-                        .with_request_timeout(Duration::from_secs(10)),
+                        .with_request_timeout(Duration::from_secs(10))
+                        .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
                 ),
                 sync: request_response::Behaviour::new(
                     [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
                     request_response::Config::default()
-                        .with_request_timeout(Duration::from_secs(20)),
+                        .with_request_timeout(Duration::from_secs(20))
+                        .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
                 ),
                 gossipsub: gate::Gate::new(gossipsub),
                 mdns: if mdns_enabled {
