@@ -734,7 +734,7 @@ fn format_status(s: &StatusInfo) -> String {
     let c = &s.counters;
     let rejected: u64 = c.rejected.values().sum();
     let mut out = format!(
-        "device   {} (#{}){}\npeer id  {}\ndomain   {} ({})\nchannels {}\nlisten   {}\npeers    {} connected, {} authenticated\nalerts   {} sent, {} received, {} relayed, {} rejected\nuptime   {} s\n",
+        "device   {} (#{}){}\npeer id  {}\ndomain   {} ({})\nchannels {}\nlisten   {}\npeers    {} connected, {} authenticated, {} asleep, {} unreachable\nalerts   {} sent, {} received, {} relayed, {} rejected\nuptime   {} s\n",
         s.device,
         s.device_number,
         if s.relay_only { ", relay-only" } else { "" },
@@ -749,6 +749,8 @@ fn format_status(s: &StatusInfo) -> String {
         s.listen_addrs.join(" "),
         s.peers.connected,
         s.peers.authenticated,
+        s.peers.asleep,
+        s.peers.unreachable,
         c.alerts_sent,
         c.alerts_received,
         c.alerts_relayed,
@@ -758,6 +760,15 @@ fn format_status(s: &StatusInfo) -> String {
     for (k, v) in &c.rejected {
         out.push_str(&format!("  rejected {k}: {v}\n"));
     }
+    out.push_str(&format!(
+        "catch-up {} sessions ({} ended early), {} fetched, {} requests served\nlog      {} envelopes, {} KiB\n",
+        s.catch_up.sessions,
+        s.catch_up.failed,
+        s.catch_up.fetched,
+        s.catch_up.served,
+        s.store.envelopes,
+        s.store.bytes.div_ceil(1024)
+    ));
     out
 }
 

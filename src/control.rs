@@ -166,6 +166,10 @@ pub struct PeerCounts {
     pub connected: usize,
     /// Of those, members that proved it.
     pub authenticated: usize,
+    /// Sleeping members that are away.
+    pub asleep: usize,
+    /// Other members that are away (being re-dialled).
+    pub unreachable: usize,
 }
 
 /// What `status` reports.

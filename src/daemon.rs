@@ -518,7 +518,17 @@ impl Daemon {
                 authenticated: self
                     .peers
                     .values()
-                    .filter(|p| p.connections > 0 && p.authenticated)
+                    .filter(|p| p.state() == "authenticated")
+                    .count(),
+                asleep: self
+                    .peers
+                    .values()
+                    .filter(|p| p.state() == "asleep")
+                    .count(),
+                unreachable: self
+                    .peers
+                    .values()
+                    .filter(|p| p.state() == "unreachable")
                     .count(),
             },
             counters: self.node.counters().into(),
