@@ -322,6 +322,27 @@ fn daemon_refuses_bad_requests_and_keeps_working() {
     assert_eq!(v["channel"], "ops");
     assert_eq!(v["id"].as_str().map(str::len), Some(16));
 
+    // History: the stored alert, filtered by channel and time.
+    let hist = |extra: &[&str]| {
+        let mut args = vec!["history", "--json", "--data", s(&data)];
+        args.extend_from_slice(extra);
+        let o = ptt(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let all = hist(&[]);
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0]["id"], v["id"]);
+    assert_eq!(all[0]["via"], "log");
+    assert_eq!(hist(&["--channel", "ops", "--since", "1h"]).len(), 1);
+    assert_eq!(hist(&["--channel", "alerts"]).len(), 0);
+    assert_eq!(hist(&["--since", "2099-01-01T00:00:00Z"]).len(), 0);
+    let o = ptt(&["history", "--data", s(&data), "--since", "last tuesday"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
     // SIGTERM: clean exit, socket removed.
     let pid = d1.0.id().to_string();
     assert!(
