@@ -44,11 +44,45 @@ pub enum Command {
     Peers(ClientArgs),
     /// Show this device, its domain, peer counts and counters.
     Status(ClientArgs),
+    /// Find devices of the domain by kind, place and context tags (digital-world discovery).
+    #[command(
+        after_help = "Examples:\n  ptt-node search --kind camera\n  ptt-node search --near 37.5665,126.9780 --radius 500 --tag zone=north"
+    )]
+    Search(SearchArgs),
     /// Show stored alerts this device can read, oldest first.
     #[command(
         after_help = "Examples:\n  ptt-node history --since 2h\n  ptt-node history --since 2026-11-22T08:00:00Z --channel alerts --json"
     )]
     History(HistoryArgs),
+}
+
+/// `ptt-node search`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Common arguments.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Device kind (camera, motion-sensor, …).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Near this place, as LAT,LON.
+    #[arg(long, value_parser = parse_location, allow_hyphen_values = true)]
+    pub near: Option<Location>,
+    /// Radius around --near, in metres (default 1000).
+    #[arg(long, requires = "near", value_parser = parse_radius)]
+    pub radius: Option<f64>,
+    /// Context tag KEY=VALUE the device must have (repeatable).
+    #[arg(long = "tag", value_parser = parse_kv)]
+    pub tags: Vec<(String, String)>,
+}
+
+fn parse_radius(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r >= 0.0 => Ok(r),
+        _ => Err(format!(
+            "radius {s:?} is not a number of metres (0 or more)"
+        )),
+    }
 }
 
 /// `ptt-node history`.
@@ -283,6 +317,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Peers(a) => peers(a).await,
         Command::Status(a) => status(a).await,
         Command::History(a) => history(a).await,
+        Command::Search(a) => search(a).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -648,6 +683,50 @@ pub fn format_time_us(us: u64) -> String {
         (rem / 60) % 60,
         rem % 60
     )
+}
+
+async fn search(a: SearchArgs) -> Result<(), CliError> {
+    let mut c = Client::connect(&data_dir(&a.client.data)).await?;
+    let req = Request::Search {
+        kind: a.kind,
+        near: a.near,
+        radius_m: a.near.map(|_| a.radius.unwrap_or(1_000.0)),
+        tags: a.tags,
+    };
+    let Reply::Devices { devices } = c.call(&req).await? else {
+        return Err(ClientError::Protocol("expected devices".into()).into());
+    };
+    for d in &devices {
+        if a.client.json {
+            println!("{}", json_line(d));
+        } else {
+            let dist = d
+                .distance_m
+                .map(|m| format!("{m:>8.0} m"))
+                .unwrap_or_else(|| "         -".into());
+            let tags: Vec<String> = d
+                .profile
+                .tags
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            println!(
+                "{:<16} {:<14} {:<13} {} {} [{}] {}{}",
+                d.name,
+                d.profile.kind,
+                d.state,
+                dist,
+                d.peer_id,
+                d.addresses.join(" "),
+                tags.join(","),
+                if d.profile.sleeps { " (sleeps)" } else { "" }
+            );
+        }
+    }
+    if devices.is_empty() && !a.client.json {
+        println!("no matching device");
+    }
+    Ok(())
 }
 
 async fn history(a: HistoryArgs) -> Result<(), CliError> {

@@ -48,6 +48,21 @@ pub enum Request {
     Peers,
     /// Report identity, domain, peers and counters.
     Status,
+    /// Members matching a search of their profiles.
+    Search {
+        /// Device kind.
+        #[serde(default)]
+        kind: Option<String>,
+        /// Within `radius_m` of this place.
+        #[serde(default)]
+        near: Option<Location>,
+        /// Radius in metres (with `near`).
+        #[serde(default)]
+        radius_m: Option<f64>,
+        /// Every one of these tags.
+        #[serde(default)]
+        tags: Vec<(String, String)>,
+    },
     /// Stored alerts this device can read.
     History {
         /// Only those stored at or after this time (µs since the Unix epoch).
@@ -102,6 +117,11 @@ pub enum Reply {
     },
     /// The status.
     Status(Box<StatusInfo>),
+    /// Devices found by a search.
+    Devices {
+        /// The devices.
+        devices: Vec<DeviceInfo>,
+    },
     /// Stored alerts, oldest first.
     History {
         /// The alerts.
@@ -135,6 +155,27 @@ pub struct PeerInfo {
     pub state: String,
     /// When the peer last connected or disconnected (µs since the Unix epoch; 0: never).
     pub since_us: u64,
+}
+
+/// A member as `search` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// Device name.
+    pub name: String,
+    /// Device number.
+    pub device: u32,
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// Its profile now (from its latest presence record, else its certificate).
+    pub profile: Profile,
+    /// Relay-only device.
+    pub relay_only: bool,
+    /// Addresses it announced, or that this node connected to.
+    pub addresses: Vec<String>,
+    /// Metres from the searched place.
+    pub distance_m: Option<f64>,
+    /// As in `peers` (`self` for this device).
+    pub state: String,
 }
 
 /// Catch-up activity.

@@ -119,6 +119,11 @@ enum Cmd {
     Status {
         reply: oneshot::Sender<StatusInfo>,
     },
+    /// Searches member profiles.
+    Search {
+        q: crate::node::Search,
+        reply: oneshot::Sender<Vec<control::DeviceInfo>>,
+    },
     /// Opens envelopes from the log for `history`.
     Open {
         envelopes: Vec<StoredEnvelope>,
@@ -213,6 +218,8 @@ struct Daemon {
     next_anti_entropy: Instant,
     next_prune: Instant,
     next_static: Instant,
+    presence_dirty: bool,
+    profile_override: Option<crate::cert::Profile>,
     catch_up: CatchUpCounters,
 }
 
@@ -339,6 +346,8 @@ pub async fn run(
         next_anti_entropy: Instant::now() + ANTI_ENTROPY_EVERY,
         next_prune: Instant::now(),
         next_static: Instant::now() + ANTI_ENTROPY_EVERY,
+        presence_dirty: true,
+        profile_override: None,
         catch_up: CatchUpCounters::default(),
     };
     d.dial_static_peers();
@@ -408,6 +417,9 @@ impl Daemon {
             }
             Cmd::Status { reply } => {
                 let _ = reply.send(self.status());
+            }
+            Cmd::Search { q, reply } => {
+                let _ = reply.send(self.search(&q));
             }
             Cmd::Open {
                 envelopes,
@@ -560,6 +572,7 @@ impl Daemon {
                 self.start_sync(candidates[pick]);
             }
         }
+        self.refresh_presence();
         if now >= self.next_static {
             self.next_static = now + ANTI_ENTROPY_EVERY;
             self.dial_static_peers();
@@ -745,6 +758,13 @@ impl Daemon {
         st.cert = Some(cert);
         st.refused = false;
         self.swarm.behaviour_mut().gossipsub.open(peer);
+        // Tell the newcomer where everyone is.
+        let records: Vec<Vec<u8>> = self
+            .node
+            .presence_records()
+            .map(|p| p.as_bytes().to_vec())
+            .collect();
+        self.send_presence(peer, &records);
         // Whatever either side missed while apart: fetch it now.
         self.start_sync(peer);
     }
@@ -753,7 +773,9 @@ impl Daemon {
         match ev {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");
+                self.presence_dirty = true;
             }
+            SwarmEvent::ExpiredListenAddr { .. } => self.presence_dirty = true,
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 endpoint,
@@ -975,6 +997,26 @@ impl Daemon {
                 }
                 return;
             }
+            AuthRequest::Presence { records } => {
+                let from_member = self.peers.get(&peer).is_some_and(|p| p.authenticated);
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .auth
+                    .send_response(channel, AuthReply::Ack);
+                if from_member {
+                    let mut new = vec![];
+                    for r in records.into_iter().take(net::MAX_ROSTER_PUSH) {
+                        match self.node.learn_presence(&r) {
+                            Ok(true) => new.push(r),
+                            Ok(false) => {}
+                            Err(e) => tracing::debug!(%peer, error = %e, "presence ignored"),
+                        }
+                    }
+                    self.push_presence(new, Some(peer));
+                }
+                return;
+            }
         };
         let now = now_us() / 1_000_000;
         let known = self.node.knows_peer(&peer);
@@ -1062,6 +1104,85 @@ impl Daemon {
                     .send_request(t, AuthRequest::Roster { certs });
             }
         }
+    }
+
+    /// Sends presence records to every authenticated peer but `except`.
+    fn push_presence(&mut self, records: Vec<Vec<u8>>, except: Option<PeerId>) {
+        if records.is_empty() {
+            return;
+        }
+        let targets: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(id, p)| Some(**id) != except && p.authenticated && p.connections > 0)
+            .map(|(id, _)| *id)
+            .collect();
+        for t in targets {
+            self.send_presence(t, &records);
+        }
+    }
+
+    fn send_presence(&mut self, peer: PeerId, records: &[Vec<u8>]) {
+        for chunk in records.chunks(net::MAX_ROSTER_PUSH) {
+            let records = chunk.to_vec();
+            self.swarm
+                .behaviour_mut()
+                .auth
+                .send_request(&peer, AuthRequest::Presence { records });
+        }
+    }
+
+    /// Re-signs this device's presence when its addresses or profile changed, and pushes it.
+    fn refresh_presence(&mut self) {
+        if !self.presence_dirty {
+            return;
+        }
+        self.presence_dirty = false;
+        let mut addrs: Vec<String> = self
+            .swarm
+            .listeners()
+            .chain(self.swarm.external_addresses())
+            .filter(|a| !is_loopback(a) && !is_unspecified(a))
+            .map(|a| a.to_string())
+            .collect();
+        addrs.sort();
+        addrs.dedup();
+        let p = self
+            .node
+            .issue_presence(addrs, self.profile_override.clone(), now_us());
+        self.push_presence(vec![p.as_bytes().to_vec()], None);
+    }
+
+    fn search(&self, q: &crate::node::Search) -> Vec<control::DeviceInfo> {
+        let me = self.node.cert().body.device;
+        self.node
+            .search(q)
+            .into_iter()
+            .map(|f| {
+                let peer = f.cert.peer_id();
+                let st = self.peers.get(&peer);
+                let mut addresses = f.addresses;
+                if addresses.is_empty()
+                    && let Some(st) = st
+                {
+                    addresses = st.addresses.iter().map(|a| a.to_string()).collect();
+                }
+                control::DeviceInfo {
+                    name: f.cert.body.name.clone(),
+                    device: f.cert.body.device,
+                    peer_id: peer.to_string(),
+                    profile: f.profile,
+                    relay_only: f.cert.body.relay_only,
+                    addresses,
+                    distance_m: f.distance_m,
+                    state: if f.cert.body.device == me {
+                        "self".into()
+                    } else {
+                        st.map_or("known", |s| s.state()).into()
+                    },
+                }
+            })
+            .collect()
     }
 
     /// Learns certificates sent by an authenticated peer; returns those that were new.
@@ -1208,6 +1329,14 @@ impl Daemon {
 /// kept, logged and printed safely.
 fn sanitize(s: &str, max: usize) -> String {
     s.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+fn is_unspecified(a: &Multiaddr) -> bool {
+    a.iter().any(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(ip) => ip.is_unspecified(),
+        libp2p::multiaddr::Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
 }
 
 fn is_loopback(a: &Multiaddr) -> bool {
@@ -1416,6 +1545,28 @@ async fn serve_client(
                 ask(&cmds, Cmd::Peers { reply: tx }, rx)
                     .await
                     .map(|peers| Reply::Peers { peers })
+            }
+            Request::Search {
+                kind,
+                near,
+                radius_m,
+                tags,
+            } => {
+                let near = match (near, radius_m) {
+                    (Some(at), Some(r)) if r >= 0.0 => Some((at, r)),
+                    (Some(at), None) => Some((at, 1_000.0)),
+                    (None, None) => None,
+                    _ => {
+                        let m = "--radius needs --near LAT,LON and a radius of 0 or more metres";
+                        let _ = write_reply(&mut w, &Reply::Error { message: m.into() }).await;
+                        continue;
+                    }
+                };
+                let q = crate::node::Search { kind, near, tags };
+                let (tx, rx) = oneshot::channel();
+                ask(&cmds, Cmd::Search { q, reply: tx }, rx)
+                    .await
+                    .map(|devices| Reply::Devices { devices })
             }
             Request::History {
                 since_us,

@@ -12,6 +12,7 @@
 //! - [`envelope`]: an alert sealed for a channel and signed by its sender; the bytes on the wire.
 //! - [`replay`]: per-sender memory of what was already accepted.
 //! - [`node`]: the decisions of one device: authenticate peers, seal, validate, open, count.
+//! - [`presence`]: a device's signed statement of its addresses and current profile.
 //! - [`sync`]: catch-up: reconciling two logs of envelopes (digest, diff, missing).
 //!
 //! The shell around it owns files, sockets and time:
@@ -42,6 +43,7 @@ pub mod fsutil;
 pub mod keys;
 pub mod net;
 pub mod node;
+pub mod presence;
 pub mod replay;
 pub mod store;
 pub mod sync;

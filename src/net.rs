@@ -66,8 +66,14 @@ pub enum AuthRequest {
     /// Member certificates the sender has just learned, pushed to its authenticated peers so
     /// that every member learns every other member, also without a direct connection.
     Roster {
-        /// Certificates (at most [`MAX_ROSTER_SHARE`]).
+        /// Certificates (at most [`MAX_ROSTER_PUSH`]).
         certs: Vec<Vec<u8>>,
+    },
+    /// Presence records (addresses, current profiles) the sender holds and the receiver may
+    /// not: pushed after authentication and whenever one changes, flooded like certificates.
+    Presence {
+        /// Records (at most [`MAX_ROSTER_PUSH`]).
+        records: Vec<Vec<u8>>,
     },
 }
 

@@ -11,8 +11,10 @@ use serde::Serialize;
 
 use crate::alert::{AlertBody, ReceivedAlert};
 use crate::cert::{CertError, Certificate, Descriptor};
+use crate::cert::{Location, Profile};
 use crate::envelope::{self, Envelope, EnvelopeError, Header};
 use crate::keys::{ChannelSecret, DeviceSecrets, DomainId, MessageKey};
+use crate::presence::{Presence, PresenceBody, PresenceError};
 use crate::replay::{ReplayError, ReplayGuard};
 
 /// How many sequence numbers per sender the replay guard remembers by default.
@@ -150,6 +152,30 @@ pub enum Verdict {
     Reject(Rejection),
 }
 
+/// A device search (`ptt-node search`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Search {
+    /// Device kind (case-insensitive).
+    pub kind: Option<String>,
+    /// Within this many metres of this place.
+    pub near: Option<(Location, f64)>,
+    /// Every one of these tags.
+    pub tags: Vec<(String, String)>,
+}
+
+/// A member found by a search.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// Its certificate.
+    pub cert: Certificate,
+    /// Its profile now.
+    pub profile: Profile,
+    /// Addresses from its latest presence record.
+    pub addresses: Vec<String>,
+    /// Distance from the searched place.
+    pub distance_m: Option<f64>,
+}
+
 /// Why an authentic envelope stays sealed on this node (it is still forwarded and stored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Unreadable {
@@ -206,6 +232,7 @@ pub struct Node {
     keys: HashMap<(u32, u32), MessageKey>,
     current_epoch: HashMap<u32, u32>,
     roster: HashMap<u32, Certificate>,
+    presence: HashMap<u32, Presence>,
     replay: ReplayGuard,
     last_seq: u64,
     counters: Counters,
@@ -235,6 +262,7 @@ impl Node {
             keys,
             current_epoch,
             roster,
+            presence: HashMap::new(),
             replay: ReplayGuard::new(DEFAULT_REPLAY_WINDOW),
             last_seq,
             counters: Counters::default(),
@@ -265,6 +293,111 @@ impl Node {
     pub fn roster(&self) -> impl Iterator<Item = &Certificate> {
         self.roster.values()
     }
+    /// Learns a presence record; `Ok(true)` when it is new or newer than the one held.
+    pub fn learn_presence(&mut self, bytes: &[u8]) -> Result<bool, PresenceError> {
+        let device = Presence::claimed_device(bytes)?;
+        let cert = self
+            .roster
+            .get(&device)
+            .ok_or(PresenceError::UnknownDevice(device))?;
+        let p = Presence::verify(bytes, cert)?;
+        match self.presence.get(&device) {
+            Some(old) if old.body.issued_us >= p.body.issued_us => Ok(false),
+            _ => {
+                self.presence.insert(device, p);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Signs this device's presence (addresses, and profile when it differs from the
+    /// certificate's) at `now_us`, strictly newer than the last one, and holds it.
+    pub fn issue_presence(
+        &mut self,
+        addresses: Vec<String>,
+        profile: Option<Profile>,
+        now_us: u64,
+    ) -> Presence {
+        let me = self.cert.body.device;
+        let last = self.presence.get(&me).map_or(0, |p| p.body.issued_us);
+        let body = PresenceBody {
+            version: 1,
+            domain: *self.domain(),
+            device: me,
+            issued_us: now_us.max(last.saturating_add(1)),
+            addresses: addresses
+                .into_iter()
+                .take(crate::presence::MAX_ADDRESSES)
+                .collect(),
+            profile,
+        };
+        let p = Presence::issue(&self.secrets.identity, body);
+        self.presence.insert(me, p.clone());
+        p
+    }
+
+    /// Every presence record held.
+    pub fn presence_records(&self) -> impl Iterator<Item = &Presence> {
+        self.presence.values()
+    }
+
+    /// The profile a member has now: its latest presence record's, else its certificate's.
+    pub fn profile_of(&self, cert: &Certificate) -> Profile {
+        self.presence
+            .get(&cert.body.device)
+            .and_then(|p| p.body.profile.clone())
+            .unwrap_or_else(|| cert.body.profile.clone())
+    }
+
+    /// Members matching a search, nearest first when searching near a place, else by name.
+    pub fn search(&self, q: &Search) -> Vec<Found> {
+        let mut out: Vec<Found> = self
+            .roster
+            .values()
+            .filter_map(|c| {
+                let profile = self.profile_of(c);
+                if q.kind
+                    .as_ref()
+                    .is_some_and(|k| !profile.kind.eq_ignore_ascii_case(k))
+                {
+                    return None;
+                }
+                if !q.tags.iter().all(|t| profile.tags.contains(t)) {
+                    return None;
+                }
+                let distance_m = match (q.near, profile.location) {
+                    (Some((at, radius)), Some(loc)) => {
+                        let d = crate::presence::distance_m(at, loc);
+                        if d > radius {
+                            return None;
+                        }
+                        Some(d)
+                    }
+                    (Some(_), None) => return None,
+                    (None, _) => None,
+                };
+                let addresses = self
+                    .presence
+                    .get(&c.body.device)
+                    .map(|p| p.body.addresses.clone())
+                    .unwrap_or_default();
+                Some(Found {
+                    cert: c.clone(),
+                    profile,
+                    addresses,
+                    distance_m,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            a.distance_m
+                .partial_cmp(&b.distance_m)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then_with(|| a.cert.body.name.cmp(&b.cert.body.name))
+        });
+        out
+    }
+
     /// Whether a certificate for this device number is known.
     pub fn knows_device(&self, device: u32) -> bool {
         self.roster.contains_key(&device)

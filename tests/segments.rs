@@ -192,6 +192,22 @@ fn relay_joins_two_segments() {
             );
         }
     }
+    // m1 never connected to m2, yet finds it, with the address it announced on segment B.
+    let o = m1
+        .run(BIN, ["search", "--json", "--data", p(&data1)])
+        .expect("search");
+    let m2_entry = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["name"] == "m2")
+        .expect("m1 finds m2");
+    let want = m2.addr().to_string();
+    assert!(
+        m2_entry["addresses"].as_array().is_some_and(|a| a
+            .iter()
+            .any(|x| x.as_str().is_some_and(|x| x.contains(&want)))),
+        "m2's address reached m1 through the relay: {m2_entry}"
+    );
     let sr = status(&r1, &datar).expect("relay status");
     assert!(sr["counters"]["alerts_relayed"].as_u64() >= Some(2), "{sr}");
     assert_eq!(sr["counters"]["alerts_received"], 0, "{sr}");

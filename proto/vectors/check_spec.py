@@ -5,8 +5,9 @@ A second implementation of the v1 formats, written from the specification alone 
 no code with src/). It decodes every vector field by field (every varint must be minimal),
 verifies every signature, unwraps the sealed key, derives the message key, opens the envelope
 and recomputes the derived ids (domain id, peer id and its base58 text, alert id, topic). It
-also recomputes the size limits and budgets from their formulas and checks that the documents
-print those values. Requires the Python 'cryptography' package.
+also recomputes the envelope budget and the authentication size limits from their formulas and
+checks that the documents print those values. There are no catch-up or store vectors, so
+sync.md and storage.md are not checked. Requires the Python 'cryptography' package.
 Usage: python3 proto/vectors/check_spec.py
 """
 import datetime, hashlib, os, struct
@@ -156,21 +157,29 @@ assert (max_header, max_header + 3 + 16 + 64) == (30, 113)
 print('envelope budget ok')
 
 # size limits (README.md, network.md)
-MAX_ENVELOPE_LEN, MAX_CERT_LEN, MAX_ALERT_LEN, MAX_ROSTER_SHARE = 64 * 1024, 4 * 1024, 16 * 1024, 1000
+MAX_ENVELOPE_LEN, MAX_CERT_LEN, MAX_ALERT_LEN = 64 * 1024, 4 * 1024, 16 * 1024
+MAX_ROSTER_SHARE, MAX_ROSTER_PUSH = 1000, 64
 MAX_AUTH_RESPONSE = (MAX_ROSTER_SHARE + 1) * (MAX_CERT_LEN + 4) + 1024
-MAX_AUTH_REQUEST = MAX_AUTH_RESPONSE
-assert MAX_AUTH_REQUEST == 4_105_124
-for d in (README, NETWORK): assert grouped(MAX_AUTH_REQUEST) in d
+MAX_AUTH_REQUEST = MAX_ROSTER_PUSH * (MAX_CERT_LEN + 4) + 1024
+assert (MAX_AUTH_REQUEST, MAX_AUTH_RESPONSE) == (263_424, 4_105_124)
+for d in (README, NETWORK):
+    assert grouped(MAX_AUTH_REQUEST) in d and grouped(MAX_AUTH_RESPONSE) in d
 assert len(V['certificate']) <= MAX_CERT_LEN and len(e) <= MAX_ENVELOPE_LEN and len(pt) <= MAX_ALERT_LEN
 assert len(V['auth_hello']) <= MAX_AUTH_REQUEST and len(V['auth_reply_refused']) <= MAX_AUTH_RESPONSE
 # the largest messages a conforming node sends fit the limits
 cert_max = len(varint(MAX_CERT_LEN)) + MAX_CERT_LEN
 welcome_max = 1 + cert_max + len(varint(MAX_ROSTER_SHARE)) + MAX_ROSTER_SHARE * cert_max
-roster_push_max = 1 + len(varint(MAX_ROSTER_SHARE)) + MAX_ROSTER_SHARE * cert_max
+roster_push_max = 1 + len(varint(MAX_ROSTER_PUSH)) + MAX_ROSTER_PUSH * cert_max
+hello_max = 1 + 32 + cert_max
 assert welcome_max == 4_102_101 and grouped(welcome_max) in NETWORK
+assert roster_push_max == 262_274 and grouped(roster_push_max) in NETWORK
+assert hello_max == 4_131 and grouped(hello_max) in NETWORK
 assert welcome_max <= MAX_AUTH_RESPONSE and roster_push_max <= MAX_AUTH_REQUEST
+# network.md: a push of 1 000 certificates of the vector's size fits the request limit
+assert 1 + len(varint(1000)) + 1000 * (len(varint(len(V['certificate']))) + len(V['certificate'])) <= MAX_AUTH_REQUEST
 # AuthRequest::Roster carrying the vector certificate, and AuthReply::Ack, as network.md encodes them
 push = b'\x01' + varint(1) + varint(len(V['certificate'])) + V['certificate']
 r = R(push); assert r.var() == 1 and r.vec(r.bytes_) == [V['certificate']]; r.end()
 assert bytes([2]) == varint(2)  # Ack: the variant index alone
-print('limits ok: MAX_AUTH_REQUEST = MAX_AUTH_RESPONSE =', MAX_AUTH_REQUEST, '; largest Welcome', welcome_max)
+print('limits ok: MAX_AUTH_REQUEST =', MAX_AUTH_REQUEST, '; MAX_AUTH_RESPONSE =', MAX_AUTH_RESPONSE,
+      '; largest push', roster_push_max, '; largest Welcome', welcome_max)

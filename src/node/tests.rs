@@ -256,3 +256,86 @@ fn peers_must_match_their_certificate_and_domain() {
         Err(AuthError::Cert(CertError::Expired { .. }))
     ));
 }
+
+#[test]
+fn search_by_kind_radius_and_tag_with_presence_updates() {
+    use crate::cert::{Location, Profile};
+    let mut a = Authority::create("site", &mut OsRng).unwrap();
+    let mut add = |name: &str, kind: &str, lat: f64, tag: &str| {
+        let req = EnrollRequest {
+            name: name.into(),
+            profile: Profile {
+                kind: kind.into(),
+                location: Some(Location { lat, lon: 127.0 }),
+                tags: vec![("zone".into(), tag.into())],
+                sleeps: false,
+            },
+            ..Default::default()
+        };
+        a.enroll(&req, NOW_S, &mut OsRng).unwrap().0
+    };
+    let me = add("me", "handheld", 37.0, "north");
+    let cam = add("cam", "camera", 37.001, "north");
+    let far = add("far", "camera", 38.0, "south");
+    let (cam_cert, far_cert) = (cam.cert.clone(), far.cert.clone());
+    let mut n = node(me);
+    let mut c = node(cam);
+    for cert in [&cam_cert, &far_cert] {
+        n.learn_certificate(cert.as_bytes(), NOW_S).unwrap();
+    }
+    let here = Location {
+        lat: 37.0,
+        lon: 127.0,
+    };
+    let names = |v: Vec<Found>| v.into_iter().map(|f| f.cert.body.name).collect::<Vec<_>>();
+    let q = |kind: Option<&str>, near: Option<f64>, tag: Option<&str>| Search {
+        kind: kind.map(String::from),
+        near: near.map(|r| (here, r)),
+        tags: tag
+            .map(|t| vec![("zone".to_string(), t.to_string())])
+            .unwrap_or_default(),
+    };
+    assert_eq!(
+        names(n.search(&q(Some("camera"), None, None))),
+        vec!["cam", "far"]
+    );
+    assert_eq!(
+        names(n.search(&q(None, Some(500.0), None))),
+        vec!["me", "cam"]
+    );
+    assert_eq!(
+        names(n.search(&q(Some("CAMERA"), Some(500.0), None))),
+        vec!["cam"]
+    );
+    assert_eq!(names(n.search(&q(None, None, Some("south")))), vec!["far"]);
+    let d = n.search(&q(Some("camera"), Some(500.0), None))[0]
+        .distance_m
+        .unwrap();
+    assert!((d - 111.2).abs() < 1.0, "{d}");
+
+    // The camera moves south and says so; its presence replaces the enrolled profile.
+    let moved = Profile {
+        kind: "camera".into(),
+        location: Some(Location {
+            lat: 38.0,
+            lon: 127.0,
+        }),
+        tags: vec![("zone".into(), "south".into())],
+        sleeps: false,
+    };
+    let p = c.issue_presence(vec!["/ip4/10.0.0.2/tcp/1".into()], Some(moved), NOW_US);
+    assert_eq!(n.learn_presence(p.as_bytes()), Ok(true));
+    assert_eq!(n.learn_presence(p.as_bytes()), Ok(false), "not newer");
+    assert_eq!(
+        names(n.search(&q(None, None, Some("south")))),
+        vec!["cam", "far"]
+    );
+    let found = n.search(&q(Some("camera"), Some(2_000.0), None));
+    assert!(found.is_empty(), "the camera is no longer near");
+    let found = n.search(&q(None, None, Some("south")));
+    assert_eq!(found[0].addresses, vec!["/ip4/10.0.0.2/tcp/1".to_string()]);
+    // Another device cannot speak for the camera.
+    let mut forger = node(add("x", "camera", 0.0, "n"));
+    let fake = forger.issue_presence(vec![], None, NOW_US + 5);
+    assert!(n.learn_presence(fake.as_bytes()).is_err());
+}
