@@ -44,6 +44,11 @@ pub enum Command {
     Peers(ClientArgs),
     /// Show this device, its domain, peer counts and counters.
     Status(ClientArgs),
+    /// Show this device's profile, or change it (spread to every member, kept across restarts).
+    #[command(
+        after_help = "Examples:\n  ptt-node profile\n  ptt-node profile --location 37.5665,126.9780 --tag zone=north --tag floor=2\n  ptt-node profile --reset"
+    )]
+    Profile(ProfileArgs),
     /// Find devices of the domain by kind, place and context tags (digital-world discovery).
     #[command(
         after_help = "Examples:\n  ptt-node search --kind camera\n  ptt-node search --near 37.5665,126.9780 --radius 500 --tag zone=north"
@@ -54,6 +59,32 @@ pub enum Command {
         after_help = "Examples:\n  ptt-node history --since 2h\n  ptt-node history --since 2026-11-22T08:00:00Z --channel alerts --json"
     )]
     History(HistoryArgs),
+}
+
+/// `ptt-node profile`.
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    /// Common arguments.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// New kind.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// New location as LAT,LON.
+    #[arg(long, value_parser = parse_location, allow_hyphen_values = true)]
+    pub location: Option<Location>,
+    /// New context tags KEY=VALUE (repeatable; replace the old ones).
+    #[arg(long = "tag", value_parser = parse_kv)]
+    pub tags: Vec<(String, String)>,
+    /// The device sleeps most of the time.
+    #[arg(long, conflicts_with = "awake")]
+    pub sleeps: bool,
+    /// The device is always on.
+    #[arg(long)]
+    pub awake: bool,
+    /// Back to the profile in the certificate.
+    #[arg(long, conflicts_with_all = ["kind", "location", "tags", "sleeps", "awake"])]
+    pub reset: bool,
 }
 
 /// `ptt-node search`.
@@ -318,6 +349,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Status(a) => status(a).await,
         Command::History(a) => history(a).await,
         Command::Search(a) => search(a).await,
+        Command::Profile(a) => profile(a).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -683,6 +715,41 @@ pub fn format_time_us(us: u64) -> String {
         (rem / 60) % 60,
         rem % 60
     )
+}
+
+async fn profile(a: ProfileArgs) -> Result<(), CliError> {
+    let mut c = Client::connect(&data_dir(&a.client.data)).await?;
+    let req = Request::Profile {
+        kind: a.kind,
+        location: a.location,
+        tags: (!a.tags.is_empty()).then_some(a.tags),
+        sleeps: match (a.sleeps, a.awake) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
+        reset: a.reset,
+    };
+    let Reply::Profile { profile } = c.call(&req).await? else {
+        return Err(ClientError::Protocol("expected profile".into()).into());
+    };
+    if a.client.json {
+        println!("{}", json_line(&profile));
+    } else {
+        let tags: Vec<String> = profile
+            .tags
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        println!("kind     {}", profile.kind);
+        match profile.location {
+            Some(l) => println!("location {},{}", l.lat, l.lon),
+            None => println!("location -"),
+        }
+        println!("tags     {}", tags.join(" "));
+        println!("sleeps   {}", if profile.sleeps { "yes" } else { "no" });
+    }
+    Ok(())
 }
 
 async fn search(a: SearchArgs) -> Result<(), CliError> {

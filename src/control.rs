@@ -48,6 +48,25 @@ pub enum Request {
     Peers,
     /// Report identity, domain, peers and counters.
     Status,
+    /// Show, or change, this device's profile (signed into its presence record and spread
+    /// to every member). Fields left out keep their value.
+    Profile {
+        /// New kind.
+        #[serde(default)]
+        kind: Option<String>,
+        /// New location.
+        #[serde(default)]
+        location: Option<Location>,
+        /// New tags (replace the old ones).
+        #[serde(default)]
+        tags: Option<Vec<(String, String)>>,
+        /// Sleeping or not.
+        #[serde(default)]
+        sleeps: Option<bool>,
+        /// Back to the profile in the certificate.
+        #[serde(default)]
+        reset: bool,
+    },
     /// Members matching a search of their profiles.
     Search {
         /// Device kind.
@@ -117,6 +136,11 @@ pub enum Reply {
     },
     /// The status.
     Status(Box<StatusInfo>),
+    /// This device's profile now.
+    Profile {
+        /// The profile.
+        profile: Profile,
+    },
     /// Devices found by a search.
     Devices {
         /// The devices.

@@ -52,6 +52,24 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// libp2p reports a failure only when a second ping in a row failed, so one report is enough.
 const MAX_PING_FAILURES: u8 = 1;
 
+/// The device's own profile changes (`ptt-node profile`), kept across restarts.
+pub const PROFILE_FILE: &str = "profile.json";
+
+/// A change to this device's profile.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileChange {
+    /// New kind.
+    pub kind: Option<String>,
+    /// New location.
+    pub location: Option<crate::cert::Location>,
+    /// New tags.
+    pub tags: Option<Vec<(String, String)>>,
+    /// Sleeping or not.
+    pub sleeps: Option<bool>,
+    /// Back to the enrolled profile.
+    pub reset: bool,
+}
+
 /// What `ptt-node run` needs.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -118,6 +136,11 @@ enum Cmd {
     },
     Status {
         reply: oneshot::Sender<StatusInfo>,
+    },
+    /// Shows or changes this device's profile.
+    Profile {
+        change: ProfileChange,
+        reply: oneshot::Sender<Result<crate::cert::Profile, String>>,
     },
     /// Searches member profiles.
     Search {
@@ -220,6 +243,7 @@ struct Daemon {
     next_static: Instant,
     presence_dirty: bool,
     profile_override: Option<crate::cert::Profile>,
+    data: PathBuf,
     catch_up: CatchUpCounters,
 }
 
@@ -261,6 +285,19 @@ pub async fn run(
         .into());
     }
     let own_device = node_cfg.cert.body.device;
+    let profile_path = cfg.data.join(PROFILE_FILE);
+    let profile_override = match std::fs::read(&profile_path) {
+        Ok(b) => Some(
+            serde_json::from_slice::<crate::cert::Profile>(&b).map_err(|e| {
+                FileError::invalid(
+                    &profile_path,
+                    format!("{e}; fix it or delete it to use the enrolled profile"),
+                )
+            })?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(FileError::io(&profile_path, e).into()),
+    };
     let mut node = Node::new(node_cfg, last_seq);
     for (sender, floor) in store.floors()? {
         node.replay().raise_floor(sender, floor);
@@ -347,7 +384,8 @@ pub async fn run(
         next_prune: Instant::now(),
         next_static: Instant::now() + ANTI_ENTROPY_EVERY,
         presence_dirty: true,
-        profile_override: None,
+        profile_override,
+        data: cfg.data.clone(),
         catch_up: CatchUpCounters::default(),
     };
     d.dial_static_peers();
@@ -417,6 +455,9 @@ impl Daemon {
             }
             Cmd::Status { reply } => {
                 let _ = reply.send(self.status());
+            }
+            Cmd::Profile { change, reply } => {
+                let _ = reply.send(self.change_profile(change));
             }
             Cmd::Search { q, reply } => {
                 let _ = reply.send(self.search(&q));
@@ -1153,6 +1194,47 @@ impl Daemon {
         self.push_presence(vec![p.as_bytes().to_vec()], None);
     }
 
+    fn change_profile(&mut self, c: ProfileChange) -> Result<crate::cert::Profile, String> {
+        let unchanged =
+            c.kind.is_none() && c.location.is_none() && c.tags.is_none() && c.sleeps.is_none();
+        if unchanged && !c.reset {
+            return Ok(self.node.profile_of(self.node.cert()));
+        }
+        let mut p = if c.reset {
+            self.node.cert().body.profile.clone()
+        } else {
+            self.node.profile_of(self.node.cert())
+        };
+        if let Some(k) = c.kind {
+            p.kind = k;
+        }
+        if let Some(l) = c.location {
+            l.check()?;
+            p.location = Some(l);
+        }
+        if let Some(t) = c.tags {
+            p.tags = t;
+        }
+        if let Some(s) = c.sleeps {
+            p.sleeps = s;
+        }
+        let path = self.data.join(PROFILE_FILE);
+        if c.reset {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("{}: {e}", path.display())),
+            }
+            self.profile_override = None;
+        } else {
+            let json = serde_json::to_vec_pretty(&p).map_err(|e| e.to_string())?;
+            fsutil::write_secret(&path, &json).map_err(|e| e.to_string())?;
+            self.profile_override = Some(p.clone());
+        }
+        self.presence_dirty = true;
+        Ok(p)
+    }
+
     fn search(&self, q: &crate::node::Search) -> Vec<control::DeviceInfo> {
         let me = self.node.cert().body.device;
         self.node
@@ -1545,6 +1627,26 @@ async fn serve_client(
                 ask(&cmds, Cmd::Peers { reply: tx }, rx)
                     .await
                     .map(|peers| Reply::Peers { peers })
+            }
+            Request::Profile {
+                kind,
+                location,
+                tags,
+                sleeps,
+                reset,
+            } => {
+                let change = ProfileChange {
+                    kind,
+                    location,
+                    tags,
+                    sleeps,
+                    reset,
+                };
+                let (tx, rx) = oneshot::channel();
+                match ask(&cmds, Cmd::Profile { change, reply: tx }, rx).await {
+                    Ok(Ok(profile)) => Ok(Reply::Profile { profile }),
+                    Ok(Err(e)) | Err(e) => Err(e),
+                }
             }
             Request::Search {
                 kind,

@@ -173,6 +173,50 @@ fn search_by_kind_radius_and_tag_returns_exactly_the_matches() {
     );
     assert!(search(hh, hh_data, &["--kind", "toaster"]).is_empty());
 
+    // A device moves and says so: the others find it at its new place and zone.
+    let (pir, pir_data, _) = &procs[3];
+    let o = pir
+        .run(
+            BIN,
+            [
+                "profile",
+                "--data",
+                p(pir_data),
+                "--location",
+                near,
+                "--tag",
+                "zone=south",
+            ],
+        )
+        .expect("profile");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    lan.wait_until("the move reached hh", Duration::from_secs(15), || {
+        let s = search(hh, hh_data, &["--tag", "zone=south"]);
+        if s == ["cam-b", "pir-c"] {
+            Cond::Done(())
+        } else {
+            Cond::Pending(format!("{s:?}"))
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        search(hh, hh_data, &["--near", near, "--radius", "500"]),
+        ["cam-a", "hh", "pir-c"]
+    );
+    let o = pir
+        .run(BIN, ["profile", "--data", p(pir_data), "--reset"])
+        .expect("profile");
+    assert!(o.status.success());
+    lan.wait_until("the reset reached hh", Duration::from_secs(15), || {
+        let s = search(hh, hh_data, &["--tag", "zone=south"]);
+        if s == ["cam-b"] {
+            Cond::Done(())
+        } else {
+            Cond::Pending(format!("{s:?}"))
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+
     // Distances are reported, nearest first.
     let o = hh
         .run(
