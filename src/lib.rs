@@ -22,6 +22,7 @@
 //! - [`bundle`]: what one device carries: identity, certificate, sealed channel keys.
 //! - [`store`]: the durable log (redb) of envelopes and sequence numbers.
 //! - [`net`]: the libp2p swarm (TCP, Noise, Yamux, mDNS, identify, authentication, gossipsub).
+//! - [`tag`]: device tags (QR/NFC URI) for physical-world discovery.
 //! - [`control`]: the daemon's Unix control socket and its client.
 //! - [`daemon`]: wires node, store, net and control together (`ptt-node run`).
 //! - [`cli`]: the `ptt-node` command line.
@@ -47,4 +48,5 @@ pub mod presence;
 pub mod replay;
 pub mod store;
 pub mod sync;
+pub mod tag;
 pub mod wire;
