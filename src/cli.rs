@@ -690,6 +690,12 @@ pub fn format_alert(a: &ReceivedAlert) -> String {
     for (k, v) in &a.attributes {
         s.push_str(&format!(" {k}={v}"));
     }
+    if a.late {
+        s.push_str(&format!(
+            " (late: received {} s after it was sent)",
+            a.received_at_us.saturating_sub(a.created_at_us) / 1_000_000
+        ));
+    }
     s
 }
 
@@ -803,20 +809,26 @@ async fn history(a: HistoryArgs) -> Result<(), CliError> {
         channel: a.channel,
         limit: a.limit,
     };
-    let Reply::History { alerts } = c.call(&req).await? else {
-        return Err(ClientError::Protocol("expected history".into()).into());
-    };
-    for al in &alerts {
-        if a.client.json {
-            println!("{}", json_line(al));
-        } else {
-            println!("{}", format_alert(al));
+    c.send(&req).await?;
+    loop {
+        match c.next().await? {
+            Some(Reply::Alert(al)) if a.client.json => println!("{}", json_line(&al)),
+            Some(Reply::Alert(al)) => println!("{}", format_alert(&al)),
+            Some(Reply::HistoryEnd { count }) => {
+                if count == 0 && !a.client.json {
+                    println!("no stored alerts");
+                }
+                return Ok(());
+            }
+            Some(Reply::Error { message }) => return Err(ClientError::Refused(message).into()),
+            Some(other) => return Err(ClientError::Protocol(format!("{other:?}")).into()),
+            None => {
+                return Err(
+                    ClientError::Protocol("the daemon closed the connection".into()).into(),
+                );
+            }
         }
     }
-    if alerts.is_empty() && !a.client.json {
-        println!("no stored alerts");
-    }
-    Ok(())
 }
 
 async fn peers(a: ClientArgs) -> Result<(), CliError> {
@@ -838,17 +850,16 @@ async fn peers(a: ClientArgs) -> Result<(), CliError> {
 }
 
 fn format_peer(p: &PeerInfo) -> String {
-    let state = if p.authenticated {
-        "authenticated"
-    } else if p.connected {
-        "connected, not authenticated"
+    let since = if p.since_us > 0 {
+        format!(" since {}", format_time_us(p.since_us))
     } else {
-        "not connected"
+        String::new()
     };
     let mut s = format!(
-        "{:<16} {:<30} {}",
+        "{:<16} {:<13}{:<33} {}",
         p.name.as_deref().unwrap_or("?"),
-        state,
+        p.state,
+        since,
         p.peer_id
     );
     if let Some(prof) = &p.profile {

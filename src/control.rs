@@ -146,10 +146,10 @@ pub enum Reply {
         /// The devices.
         devices: Vec<DeviceInfo>,
     },
-    /// Stored alerts, oldest first.
-    History {
-        /// The alerts.
-        alerts: Vec<ReceivedAlert>,
+    /// The end of a `history` reply, after one `alert` line per stored alert.
+    HistoryEnd {
+        /// Alerts sent.
+        count: usize,
     },
 }
 

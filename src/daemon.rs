@@ -26,6 +26,7 @@ use crate::fsutil::{self, FileError};
 use crate::net::{self, AuthHello, AuthReply, AuthRequest, Behaviour, BehaviourEvent, NetConfig};
 use crate::net::{SyncRequest, SyncResponse};
 use crate::node::{Node, Sealed, Verdict};
+use crate::replay::ReplayError;
 use crate::store::{Pruned, Retention, Store, StoreError, StoreHandle, StoredEnvelope};
 use crate::sync::Id;
 
@@ -48,6 +49,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 const ANTI_ENTROPY_EVERY: Duration = Duration::from_secs(10);
 /// How often retention runs.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// Catch-up ids refused here that are remembered, so they are not fetched again.
+const MAX_REFUSED_IDS: usize = 65_536;
 /// Reported ping failures after which a connection is closed (and the peer re-dialled).
 /// libp2p reports a failure only when a second ping in a row failed, so one report is enough.
 const MAX_PING_FAILURES: u8 = 1;
@@ -169,6 +172,11 @@ enum Cmd {
         envelopes: Vec<Vec<u8>>,
         reply: oneshot::Sender<usize>,
     },
+    /// Drops the ids this node has refused before from a list to fetch.
+    NotRefused {
+        ids: Vec<Id>,
+        reply: oneshot::Sender<Vec<Id>>,
+    },
     /// A catch-up session ended.
     SyncDone {
         peer: PeerId,
@@ -235,6 +243,7 @@ struct Daemon {
     started: Instant,
     cmd_tx: mpsc::Sender<Cmd>,
     retention: Retention,
+    refused_ids: HashSet<Id>,
     sync_pending:
         HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>>,
     syncing: HashSet<PeerId>,
@@ -379,6 +388,7 @@ pub async fn run(
         cmd_tx,
         retention: cfg.retention,
         sync_pending: HashMap::new(),
+        refused_ids: HashSet::new(),
         syncing: HashSet::new(),
         next_anti_entropy: Instant::now() + ANTI_ENTROPY_EVERY,
         next_prune: Instant::now(),
@@ -390,6 +400,10 @@ pub async fn run(
     };
     d.dial_static_peers();
     d.event_loop(cmd_rx, shutdown).await;
+    // Commit what is still queued before going.
+    if let Err(e) = d.store.flush().await {
+        tracing::warn!(error = %e, "store flush at shutdown failed");
+    }
     accept.abort();
     let _ = std::fs::remove_file(&sock_path);
     tracing::info!("daemon stopped");
@@ -498,11 +512,15 @@ impl Daemon {
             Cmd::Ingest { envelopes, reply } => {
                 let mut accepted = 0;
                 for e in envelopes {
-                    if self.ingest(e, Via::CatchUp, None) {
+                    if self.ingest(e) {
                         accepted += 1;
                     }
                 }
                 let _ = reply.send(accepted);
+            }
+            Cmd::NotRefused { mut ids, reply } => {
+                ids.retain(|id| !self.refused_ids.contains(id));
+                let _ = reply.send(ids);
             }
             Cmd::SyncDone {
                 peer,
@@ -1334,14 +1352,43 @@ impl Daemon {
         }
     }
 
-    fn ingest(&mut self, bytes: Vec<u8>, via: Via, topic_channel: Option<u32>) -> bool {
-        match self.take_envelope(bytes, via, topic_channel) {
+    /// Takes an envelope fetched by catch-up. One that is refused for good here (not a
+    /// duplicate) is remembered, so later sessions do not fetch it again.
+    fn ingest(&mut self, bytes: Vec<u8>) -> bool {
+        let id = crate::envelope::Envelope::parse(&bytes)
+            .ok()
+            .map(|e| (e.header.sender, e.header.seq));
+        // Only channels this device carries are taken.
+        let carried = crate::envelope::Envelope::parse(&bytes)
+            .ok()
+            .is_some_and(|e| self.node.carried_channels().contains(&e.header.channel));
+        if !carried {
+            if let Some(id) = id {
+                self.remember_refused(id);
+            }
+            return false;
+        }
+        match self.take_envelope(bytes, Via::CatchUp, None) {
             Ok(()) => true,
             Err(r) => {
                 tracing::debug!(reason = r.reason(), error = %r, "fetched envelope refused");
+                if let (Some(id), false) = (
+                    id,
+                    matches!(r, crate::node::Rejection::Replay(ReplayError::Duplicate)),
+                ) {
+                    self.remember_refused(id);
+                }
                 false
             }
         }
+    }
+
+    fn remember_refused(&mut self, id: Id) {
+        if self.refused_ids.len() >= MAX_REFUSED_IDS {
+            // Forget everything rather than grow: at worst some are fetched once more.
+            self.refused_ids.clear();
+        }
+        self.refused_ids.insert(id);
     }
 
     /// Starts a catch-up session with `peer` unless one is running.
@@ -1354,6 +1401,7 @@ impl Daemon {
         tokio::spawn(sync_session(
             peer,
             cutoff,
+            self.node.carried_channels(),
             self.store.clone(),
             self.cmd_tx.clone(),
         ));
@@ -1366,8 +1414,13 @@ impl Daemon {
         request: SyncRequest,
         channel: request_response::ResponseChannel<SyncResponse>,
     ) {
-        let member = self.peers.get(&peer).is_some_and(|p| p.authenticated);
-        if !member {
+        let grants: Option<Vec<u32>> = self
+            .peers
+            .get(&peer)
+            .filter(|p| p.authenticated)
+            .and_then(|p| p.cert.as_ref())
+            .map(|c| c.body.grants.iter().map(|g| g.channel).collect());
+        let Some(grants) = grants else {
             let refused = SyncResponse::Refused {
                 reason: "not authenticated".into(),
             };
@@ -1377,19 +1430,32 @@ impl Daemon {
                 .sync
                 .send_response(channel, refused);
             return;
-        }
+        };
+        // Only channels both carry and the requester's certificate grants.
+        let mine = self.node.carried_channels();
         self.catch_up.served += 1;
         let (store, tx) = (self.store.clone(), self.cmd_tx.clone());
         tokio::spawn(async move {
             let response = match request {
                 SyncRequest::Digest {
                     cutoff,
+                    channels,
                     after,
                     buckets,
-                } => store
-                    .diff(buckets, cutoff, after, crate::sync::MAX_DIFF_IDS)
-                    .await
-                    .map(SyncResponse::Diff),
+                } => {
+                    let channels: Vec<u32> = channels
+                        .into_iter()
+                        .filter(|c| grants.contains(c) && mine.contains(c))
+                        .collect();
+                    let q = crate::store::DiffQuery {
+                        theirs: buckets,
+                        cutoff,
+                        channels,
+                        after,
+                        limit: crate::sync::MAX_DIFF_IDS,
+                    };
+                    store.diff(q).await.map(SyncResponse::Diff)
+                }
                 SyncRequest::Fetch { ids } => {
                     let ids: Vec<Id> = ids.into_iter().take(crate::sync::MAX_FETCH_IDS).collect();
                     store.get(ids, net::SYNC_FETCH_BYTES).await.map(|envs| {
@@ -1431,8 +1497,14 @@ fn is_loopback(a: &Multiaddr) -> bool {
 
 /// One catch-up session: pull from `peer` everything this node lacks (digest → diff → fetch,
 /// repeated while the diff says there is more), validating each envelope like a gossiped one.
-async fn sync_session(peer: PeerId, cutoff: u64, store: StoreHandle, cmds: mpsc::Sender<Cmd>) {
-    let result = pull_from(peer, cutoff, &store, &cmds).await;
+async fn sync_session(
+    peer: PeerId,
+    cutoff: u64,
+    channels: Vec<u32>,
+    store: StoreHandle,
+    cmds: mpsc::Sender<Cmd>,
+) {
+    let result = pull_from(peer, cutoff, channels, &store, &cmds).await;
     let (fetched, error) = match result {
         Ok(n) => (n, None),
         Err((n, e)) => (n, Some(e)),
@@ -1468,62 +1540,85 @@ async fn sync_request(
 async fn pull_from(
     peer: PeerId,
     cutoff: u64,
+    channels: Vec<u32>,
     store: &StoreHandle,
     cmds: &mpsc::Sender<Cmd>,
 ) -> Result<usize, (usize, String)> {
     let mut fetched = 0;
-    let mut after = None;
+    let mut after: Option<crate::sync::Key> = None;
     // Bounded: each round moves `after` forward; a peer cannot keep us here forever.
     for _ in 0..1000 {
         let buckets = store
-            .digest(cutoff)
+            .digest(cutoff, channels.clone())
             .await
             .map_err(|e| (fetched, e.to_string()))?;
-        let diff = match sync_request(
-            cmds,
-            peer,
-            SyncRequest::Digest {
-                cutoff,
-                after,
-                buckets,
-            },
-        )
-        .await
-        .map_err(|e| (fetched, e))?
+        let request = SyncRequest::Digest {
+            cutoff,
+            channels: channels.clone(),
+            after,
+            buckets,
+        };
+        let diff = match sync_request(cmds, peer, request)
+            .await
+            .map_err(|e| (fetched, e))?
         {
             SyncResponse::Diff(d) => d,
             other => return Err((fetched, format!("unexpected reply {other:?}"))),
         };
-        if after.is_some() && diff.ids.last().copied() <= after {
-            break;
+        if diff.keys.len() > crate::sync::MAX_DIFF_IDS
+            || diff.keys.last().copied() <= after && after.is_some()
+        {
+            return Err((fetched, "diff out of bounds or not advancing".into()));
         }
-        after = diff.ids.last().copied();
+        after = diff.keys.last().copied();
         let missing = store
-            .missing(diff.ids)
+            .missing(diff.keys)
             .await
             .map_err(|e| (fetched, e.to_string()))?;
-        let mut rest: &[Id] = &missing;
-        while !rest.is_empty() {
-            let take = rest.len().min(crate::sync::MAX_FETCH_IDS);
-            let ids = rest[..take].to_vec();
-            let envelopes = match sync_request(cmds, peer, SyncRequest::Fetch { ids })
+        // Ids this node already refused (unknown sender, expired, …) are not fetched again.
+        let (tx, rx) = oneshot::channel();
+        cmds.send(Cmd::NotRefused {
+            ids: missing,
+            reply: tx,
+        })
+        .await
+        .map_err(|_| (fetched, "daemon stopping".to_string()))?;
+        let missing = rx.await.unwrap_or_default();
+        for chunk in missing.chunks(crate::sync::MAX_FETCH_IDS) {
+            let mut want: Vec<Id> = chunk.to_vec();
+            // A responder sends what fits in its byte budget; ask again for the rest, and
+            // give up on what it no longer holds.
+            while !want.is_empty() {
+                let envelopes =
+                    match sync_request(cmds, peer, SyncRequest::Fetch { ids: want.clone() })
+                        .await
+                        .map_err(|e| (fetched, e))?
+                    {
+                        SyncResponse::Envelopes { envelopes } => envelopes,
+                        other => return Err((fetched, format!("unexpected reply {other:?}"))),
+                    };
+                if envelopes.is_empty() {
+                    break;
+                }
+                let got: std::collections::HashSet<Id> = envelopes
+                    .iter()
+                    .filter_map(|e| crate::envelope::Envelope::parse(e).ok())
+                    .map(|e| (e.header.sender, e.header.seq))
+                    .collect();
+                let (tx, rx) = oneshot::channel();
+                cmds.send(Cmd::Ingest {
+                    envelopes,
+                    reply: tx,
+                })
                 .await
-                .map_err(|e| (fetched, e))?
-            {
-                SyncResponse::Envelopes { envelopes } => envelopes,
-                other => return Err((fetched, format!("unexpected reply {other:?}"))),
-            };
-            // The responder sends fewer when they exceed its byte budget; ask for the rest.
-            let got = envelopes.len().clamp(1, take);
-            let (tx, rx) = oneshot::channel();
-            cmds.send(Cmd::Ingest {
-                envelopes,
-                reply: tx,
-            })
-            .await
-            .map_err(|_| (fetched, "daemon stopping".to_string()))?;
-            fetched += rx.await.unwrap_or(0);
-            rest = &rest[got..];
+                .map_err(|_| (fetched, "daemon stopping".to_string()))?;
+                fetched += rx.await.unwrap_or(0);
+                let before = want.len();
+                want.retain(|id| !got.contains(id));
+                if want.len() == before {
+                    break;
+                }
+            }
         }
         if !diff.more {
             break;
@@ -1674,7 +1769,7 @@ async fn serve_client(
                 since_us,
                 channel,
                 limit,
-            } => history(&cmds, &store, since_us.unwrap_or(0), channel, limit).await,
+            } => history(&mut w, &cmds, &store, since_us.unwrap_or(0), channel, limit).await,
             Request::Status => {
                 let (tx, rx) = oneshot::channel();
                 match ask(&cmds, Cmd::Status { reply: tx }, rx).await {
@@ -1695,29 +1790,59 @@ async fn serve_client(
     }
 }
 
+/// Streams stored alerts this device can read (oldest first, at most `limit` after the
+/// channel filter) as `alert` lines, then `history_end`.
 async fn history(
+    w: &mut tokio::net::unix::OwnedWriteHalf,
     cmds: &mpsc::Sender<Cmd>,
     store: &StoreHandle,
     since_us: u64,
     channel: Option<String>,
     limit: usize,
 ) -> Result<Reply, String> {
-    let envelopes = store
-        .envelopes(since_us, limit.min(100_000))
-        .await
-        .map_err(|e| e.to_string())?;
-    let (tx, rx) = oneshot::channel();
-    let alerts = ask(
-        cmds,
-        Cmd::Open {
-            envelopes,
-            channel,
+    const PAGE: usize = 1000;
+    let mut since = since_us;
+    let mut seen: std::collections::HashSet<Id> = std::collections::HashSet::new();
+    let mut count = 0;
+    while count < limit {
+        let envelopes = store
+            .envelopes(since, PAGE)
+            .await
+            .map_err(|e| e.to_string())?;
+        let last_page = envelopes.len() < PAGE;
+        let Some(newest) = envelopes.last().map(|e| e.received_at_us) else {
+            break;
+        };
+        let fresh: Vec<StoredEnvelope> = envelopes
+            .into_iter()
+            .filter(|e| seen.insert((e.sender, e.seq)))
+            .collect();
+        if fresh.is_empty() && !last_page {
+            // A whole page stored in one microsecond: step past it.
+            since = newest + 1;
+            continue;
+        }
+        let (tx, rx) = oneshot::channel();
+        let open = Cmd::Open {
+            envelopes: fresh,
+            channel: channel.clone(),
             reply: tx,
-        },
-        rx,
-    )
-    .await?;
-    Ok(Reply::History { alerts })
+        };
+        for a in ask(cmds, open, rx).await? {
+            if count >= limit {
+                break;
+            }
+            write_reply(w, &Reply::Alert(Box::new(a)))
+                .await
+                .map_err(|e| e.to_string())?;
+            count += 1;
+        }
+        if last_page {
+            break;
+        }
+        since = newest;
+    }
+    Ok(Reply::HistoryEnd { count })
 }
 
 async fn ask<T>(cmds: &mpsc::Sender<Cmd>, cmd: Cmd, rx: oneshot::Receiver<T>) -> Result<T, String> {

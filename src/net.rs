@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use crate::keys::DomainId;
-use crate::sync::{self, BucketSummary, Diff, Id};
+use crate::sync::{self, BucketSummary, Diff, Id, Key};
 use crate::wire::{self, MAX_CERT_LEN, MAX_ENVELOPE_LEN};
 
 /// The authentication protocol.
@@ -36,7 +36,7 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(4);
 /// The catch-up protocol.
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/ptt-node/sync/1");
 /// Largest catch-up request (a digest of [`sync::MAX_DIGEST_BUCKETS`] buckets).
-pub const MAX_SYNC_REQUEST: usize = sync::MAX_DIGEST_BUCKETS * 24 + 64;
+pub const MAX_SYNC_REQUEST: usize = sync::MAX_DIGEST_BUCKETS * 30 + 1024;
 /// Envelope bytes a fetch response carries at most (one envelope always fits).
 pub const SYNC_FETCH_BYTES: usize = 1024 * 1024;
 /// Largest catch-up response.
@@ -236,8 +236,11 @@ pub enum SyncRequest {
     Digest {
         /// Sequence numbers below this are not compared.
         cutoff: u64,
+        /// The channels the requester carries (the responder also keeps to the requester's
+        /// certificate and its own channels).
+        channels: Vec<u32>,
         /// Where the previous diff of this session stopped.
-        after: Option<Id>,
+        after: Option<Key>,
         /// Bucket summaries (at most [`sync::MAX_DIGEST_BUCKETS`]).
         buckets: Vec<BucketSummary>,
     },

@@ -15,7 +15,22 @@ use std::sync::mpsc;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::oneshot;
 
-use crate::sync::{BucketSummary, Diff, Id, Index};
+use crate::sync::{BucketSummary, Diff, Id, Index, Key};
+
+/// A catch-up diff to compute (the responder's side).
+#[derive(Debug, Clone)]
+pub struct DiffQuery {
+    /// The requester's summaries.
+    pub theirs: Vec<BucketSummary>,
+    /// Sequence numbers below this are not compared.
+    pub cutoff: u64,
+    /// Channels to compare.
+    pub channels: Vec<u32>,
+    /// Resume after this key.
+    pub after: Option<Key>,
+    /// Most keys in the reply.
+    pub limit: usize,
+}
 
 /// File name of the database in the data directory.
 pub const DB_FILE: &str = "store.redb";
@@ -121,8 +136,8 @@ impl Store {
         tx.open_table(META).map_err(|e| s.err(e))?;
         tx.open_table(FLOORS).map_err(|e| s.err(e))?;
         tx.commit().map_err(|e| s.err(e))?;
-        for id in s.keys()? {
-            s.index.insert(id);
+        for (channel, id) in s.channels_of_keys()? {
+            s.index.insert(channel, id);
         }
         s.bytes = s.meta(BYTES)?;
         Ok(s)
@@ -150,7 +165,7 @@ impl Store {
     /// alerts, also raises `own_last_seq`. Returns once the commit is on disk.
     pub fn put(&mut self, envs: &[StoredEnvelope], own_device: u32) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        let mut added = vec![];
+        let mut added: Vec<(u32, Id)> = vec![];
         let mut bytes = self.bytes;
         {
             let mut t = tx.open_table(ENVELOPES).map_err(|e| self.err(e))?;
@@ -159,7 +174,7 @@ impl Store {
             let mut own_max = None;
             for e in envs {
                 let id = (e.sender, e.seq);
-                if self.index.contains(id) || added.contains(&id) {
+                if self.index.contains(id) || added.iter().any(|(_, a)| *a == id) {
                     continue;
                 }
                 t.insert(id, (e.channel, e.received_at_us, e.bytes.as_slice()))
@@ -168,7 +183,7 @@ impl Store {
                     .insert((e.received_at_us, e.sender, e.seq), ())
                     .map_err(|x| self.err(x))?;
                 bytes += e.bytes.len() as u64;
-                added.push(id);
+                added.push((e.channel, id));
                 if e.sender == own_device {
                     own_max = own_max.max(Some(e.seq));
                 }
@@ -185,8 +200,8 @@ impl Store {
             meta.insert(BYTES, bytes).map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))?;
-        for id in added {
-            self.index.insert(id);
+        for (channel, id) in added {
+            self.index.insert(channel, id);
         }
         self.bytes = bytes;
         Ok(())
@@ -214,19 +229,19 @@ impl Store {
                     if at >= cutoff && budget <= r.max_bytes {
                         break;
                     }
-                    let len = t
+                    let (channel, len) = t
                         .get((sender, seq))
                         .map_err(|e| self.err(e))?
-                        .map_or(0, |v| v.value().2.len() as u64);
+                        .map_or((0, 0), |v| (v.value().0, v.value().2.len() as u64));
                     budget = budget.saturating_sub(len);
-                    victims.push((at, sender, seq, len));
+                    victims.push((at, sender, seq, channel, len));
                 }
             }
-            for (at, sender, seq, len) in victims {
+            for (at, sender, seq, channel, len) in victims {
                 t.remove((sender, seq)).map_err(|e| self.err(e))?;
                 by_time.remove((at, sender, seq)).map_err(|e| self.err(e))?;
                 bytes = bytes.saturating_sub(len);
-                removed.push((sender, seq));
+                removed.push((channel, (sender, seq)));
                 let f = floors.entry(sender).or_insert(0);
                 *f = (*f).max(seq);
             }
@@ -242,8 +257,8 @@ impl Store {
             meta.insert(BYTES, bytes).map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))?;
-        for id in &removed {
-            self.index.remove(*id);
+        for (channel, id) in &removed {
+            self.index.remove(*channel, *id);
         }
         self.bytes = bytes;
         Ok(Pruned {
@@ -270,6 +285,18 @@ impl Store {
         for row in t.iter().map_err(|e| self.err(e))? {
             let (k, v) = row.map_err(|e| self.err(e))?;
             out.push((k.value(), v.value()));
+        }
+        Ok(out)
+    }
+
+    /// Every stored (channel, (sender, seq)).
+    fn channels_of_keys(&self) -> Result<Vec<(u32, Id)>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(ENVELOPES).map_err(|e| self.err(e))?;
+        let mut out = vec![];
+        for row in t.iter().map_err(|e| self.err(e))? {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            out.push((v.value().0, k.value()));
         }
         Ok(out)
     }
@@ -367,9 +394,10 @@ enum Cmd {
     Put(Vec<StoredEnvelope>, Option<Reply<()>>),
     Envelopes(u64, usize, Reply<Vec<StoredEnvelope>>),
     Get(Vec<Id>, usize, Reply<Vec<StoredEnvelope>>),
-    Digest(u64, Reply<Vec<BucketSummary>>),
-    Diff(Vec<BucketSummary>, u64, Option<Id>, usize, Reply<Diff>),
-    Missing(Vec<Id>, Reply<Vec<Id>>),
+    Digest(u64, Vec<u32>, Reply<Vec<BucketSummary>>),
+    Diff(DiffQuery, Reply<Diff>),
+    Missing(Vec<Key>, Reply<Vec<Id>>),
+    Flush(Reply<()>),
     Prune(u64, Retention, Reply<Pruned>),
     Stats(Reply<(u64, u64)>),
 }
@@ -425,26 +453,28 @@ impl StoreHandle {
         self.ask(|r| Cmd::Get(ids, max_bytes, r)).await
     }
 
-    /// The catch-up digest of buckets at or after `cutoff`.
-    pub async fn digest(&self, cutoff: u64) -> Result<Vec<BucketSummary>, StoreError> {
-        self.ask(|r| Cmd::Digest(cutoff, r)).await
+    /// The catch-up digest of `channels`' buckets at or after `cutoff`.
+    pub async fn digest(
+        &self,
+        cutoff: u64,
+        channels: Vec<u32>,
+    ) -> Result<Vec<BucketSummary>, StoreError> {
+        self.ask(|r| Cmd::Digest(cutoff, channels, r)).await
     }
 
     /// The catch-up diff against a peer's digest.
-    pub async fn diff(
-        &self,
-        theirs: Vec<BucketSummary>,
-        cutoff: u64,
-        after: Option<Id>,
-        limit: usize,
-    ) -> Result<Diff, StoreError> {
-        self.ask(|r| Cmd::Diff(theirs, cutoff, after, limit, r))
-            .await
+    pub async fn diff(&self, q: DiffQuery) -> Result<Diff, StoreError> {
+        self.ask(|r| Cmd::Diff(q, r)).await
     }
 
-    /// Which offered ids the store lacks.
-    pub async fn missing(&self, offered: Vec<Id>) -> Result<Vec<Id>, StoreError> {
+    /// Which offered keys the store lacks.
+    pub async fn missing(&self, offered: Vec<Key>) -> Result<Vec<Id>, StoreError> {
         self.ask(|r| Cmd::Missing(offered, r)).await
+    }
+
+    /// Waits until everything queued before it is committed.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.ask(Cmd::Flush).await
     }
 
     /// Applies retention.
@@ -501,11 +531,17 @@ fn run(mut store: Store, own_device: u32, rx: mpsc::Receiver<Cmd>) {
             Cmd::Get(ids, max, r) => {
                 let _ = r.send(store.get(&ids, max));
             }
-            Cmd::Digest(cutoff, r) => {
-                let _ = r.send(Ok(store.index().digest(cutoff)));
+            Cmd::Digest(cutoff, channels, r) => {
+                let _ = r.send(Ok(store.index().digest(cutoff, &channels)));
             }
-            Cmd::Diff(theirs, cutoff, after, limit, r) => {
-                let _ = r.send(Ok(store.index().diff(&theirs, cutoff, after, limit)));
+            Cmd::Diff(q, r) => {
+                let d = store
+                    .index()
+                    .diff(&q.theirs, q.cutoff, &q.channels, q.after, q.limit);
+                let _ = r.send(Ok(d));
+            }
+            Cmd::Flush(r) => {
+                let _ = r.send(Ok(()));
             }
             Cmd::Missing(offered, r) => {
                 let _ = r.send(Ok(store.index().missing(&offered)));
@@ -604,9 +640,10 @@ mod tests {
         h.put(env(4, 1));
         assert_eq!(h.envelopes(0, 10).await.unwrap().len(), 2);
         assert_eq!(
-            h.missing(vec![(3, 42), (3, 43)]).await.unwrap(),
+            h.missing(vec![(1, 3, 42), (1, 3, 43)]).await.unwrap(),
             vec![(3, 43)]
         );
+        h.flush().await.unwrap();
         assert_eq!(h.stats().await.unwrap(), (2, 20));
         drop(h);
         // The thread releases the file once the handle is gone; reopening then sees the data.

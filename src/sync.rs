@@ -8,22 +8,25 @@
 //! differ; the requester fetches the ids it lacks. In a steady state the exchange is one
 //! digest and an empty diff. `proto/sync.md` specifies the messages.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// An envelope id: sender device number and sequence number.
 pub type Id = (u32, u64);
+/// Where an envelope sits in the index: channel, sender, sequence number.
+pub type Key = (u32, u32, u64);
 
 /// Bucket width: `2^30` µs, about 17.9 minutes.
 pub const BUCKET_SHIFT: u32 = 30;
-/// Most ids in one diff reply.
+/// Most keys in one diff reply.
 pub const MAX_DIFF_IDS: usize = 8192;
 /// Most ids in one fetch request.
 pub const MAX_FETCH_IDS: usize = 256;
-/// Most buckets in one digest.
-pub const MAX_DIGEST_BUCKETS: usize = 65_536;
+/// Most buckets in one digest (a requester with more sends the newest; a responder reads no
+/// more).
+pub const MAX_DIGEST_BUCKETS: usize = 4096;
 
 /// Label of the id fingerprint.
 pub const LABEL_SYNC_FP: &[u8] = b"ptt-node/v1/sync-fingerprint";
@@ -49,6 +52,8 @@ pub fn fingerprint(id: Id) -> u64 {
 /// The summary of one bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketSummary {
+    /// Channel number.
+    pub channel: u32,
     /// Sender device number.
     pub sender: u32,
     /// Bucket number (`seq >> BUCKET_SHIFT`).
@@ -59,20 +64,22 @@ pub struct BucketSummary {
     pub fingerprint: u64,
 }
 
-/// Ids the responder holds in buckets that differ from the requester's.
+/// Keys the responder holds in buckets that differ from the requester's.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Diff {
-    /// The ids, ascending.
-    pub ids: Vec<Id>,
-    /// More differing ids exist than fitted: sync again after fetching these.
+    /// The keys, ascending.
+    pub keys: Vec<Key>,
+    /// More differing keys exist than fitted: sync again after fetching these.
     pub more: bool,
 }
 
-/// The set of ids a node holds, with per-bucket summaries kept up to date.
+/// The set of envelopes a node holds, with per-(channel, sender, bucket) summaries kept up
+/// to date.
 #[derive(Debug, Clone, Default)]
 pub struct Index {
-    ids: BTreeSet<Id>,
-    buckets: BTreeMap<(u32, u32), (u32, u64)>,
+    keys: BTreeSet<Key>,
+    have: HashSet<Id>,
+    buckets: BTreeMap<(u32, u32, u32), (u32, u64)>,
 }
 
 impl Index {
@@ -81,26 +88,28 @@ impl Index {
         Self::default()
     }
 
-    /// Adds an id; false if it was present.
-    pub fn insert(&mut self, id: Id) -> bool {
-        if !self.ids.insert(id) {
+    /// Adds an envelope; false if its id was present.
+    pub fn insert(&mut self, channel: u32, id: Id) -> bool {
+        if !self.have.insert(id) {
             return false;
         }
+        self.keys.insert((channel, id.0, id.1));
         let b = self
             .buckets
-            .entry((id.0, bucket_of(id.1)))
+            .entry((channel, id.0, bucket_of(id.1)))
             .or_insert((0, 0));
         b.0 += 1;
         b.1 ^= fingerprint(id);
         true
     }
 
-    /// Removes an id; false if it was absent.
-    pub fn remove(&mut self, id: Id) -> bool {
-        if !self.ids.remove(&id) {
+    /// Removes an envelope; false if it was absent.
+    pub fn remove(&mut self, channel: u32, id: Id) -> bool {
+        if !self.keys.remove(&(channel, id.0, id.1)) {
             return false;
         }
-        let key = (id.0, bucket_of(id.1));
+        self.have.remove(&id);
+        let key = (channel, id.0, bucket_of(id.1));
         if let Some(b) = self.buckets.get_mut(&key) {
             b.0 -= 1;
             b.1 ^= fingerprint(id);
@@ -113,80 +122,97 @@ impl Index {
 
     /// Whether the id is present.
     pub fn contains(&self, id: Id) -> bool {
-        self.ids.contains(&id)
+        self.have.contains(&id)
     }
 
-    /// Number of ids.
+    /// Number of envelopes.
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.have.len()
     }
 
     /// Whether the index is empty.
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.have.is_empty()
     }
 
-    /// Summaries of every bucket at or after the bucket of `cutoff`.
-    pub fn digest(&self, cutoff: u64) -> Vec<BucketSummary> {
+    /// Summaries of the buckets of `channels` at or after the bucket of `cutoff` (the newest
+    /// [`MAX_DIGEST_BUCKETS`] if there are more).
+    pub fn digest(&self, cutoff: u64, channels: &[u32]) -> Vec<BucketSummary> {
         let first = bucket_of(cutoff);
-        self.buckets
+        let mut v: Vec<BucketSummary> = self
+            .buckets
             .iter()
-            .filter(|((_, b), _)| *b >= first)
-            .take(MAX_DIGEST_BUCKETS)
-            .map(|(&(sender, bucket), &(count, fingerprint))| BucketSummary {
-                sender,
-                bucket,
-                count,
-                fingerprint,
-            })
-            .collect()
+            .filter(|((c, _, b), _)| *b >= first && channels.contains(c))
+            .map(
+                |(&(channel, sender, bucket), &(count, fingerprint))| BucketSummary {
+                    channel,
+                    sender,
+                    bucket,
+                    count,
+                    fingerprint,
+                },
+            )
+            .collect();
+        if v.len() > MAX_DIGEST_BUCKETS {
+            v.sort_by_key(|b| std::cmp::Reverse(b.bucket));
+            v.truncate(MAX_DIGEST_BUCKETS);
+            v.sort_by_key(|b| (b.channel, b.sender, b.bucket));
+        }
+        v
     }
 
-    /// The responder's side: every id held in a bucket (at or after the cutoff) that the
-    /// requester summarised differently or not at all, in ascending order, starting after
+    /// The responder's side: every key held, on `channels`, in a bucket (at or after the
+    /// cutoff) that the requester summarised differently or not at all, ascending, after
     /// `after` (where the previous reply stopped), at most `limit`.
     pub fn diff(
         &self,
         theirs: &[BucketSummary],
         cutoff: u64,
-        after: Option<Id>,
+        channels: &[u32],
+        after: Option<Key>,
         limit: usize,
     ) -> Diff {
         let first = bucket_of(cutoff);
-        let theirs: BTreeMap<(u32, u32), (u32, u64)> = theirs
+        let theirs: BTreeMap<(u32, u32, u32), (u32, u64)> = theirs
             .iter()
-            .map(|s| ((s.sender, s.bucket), (s.count, s.fingerprint)))
+            .take(MAX_DIGEST_BUCKETS)
+            .map(|s| ((s.channel, s.sender, s.bucket), (s.count, s.fingerprint)))
             .collect();
         let mut out = Diff::default();
-        for (&(sender, bucket), mine) in self.buckets.iter().filter(|((_, b), _)| *b >= first) {
-            if theirs.get(&(sender, bucket)) == Some(mine) {
+        for (&(channel, sender, bucket), mine) in self
+            .buckets
+            .iter()
+            .filter(|((c, _, b), _)| *b >= first && channels.contains(c))
+        {
+            if theirs.get(&(channel, sender, bucket)) == Some(mine) {
                 continue;
             }
-            let lo = (sender, u64::from(bucket) << BUCKET_SHIFT);
+            let lo = (channel, sender, u64::from(bucket) << BUCKET_SHIFT);
             let hi = (
+                channel,
                 sender,
                 ((u64::from(bucket) + 1) << BUCKET_SHIFT).saturating_sub(1),
             );
-            for id in self.ids.range(lo..=hi) {
-                if after.is_some_and(|a| *id <= a) {
+            for key in self.keys.range(lo..=hi) {
+                if after.is_some_and(|a| *key <= a) {
                     continue;
                 }
-                if out.ids.len() >= limit {
+                if out.keys.len() >= limit {
                     out.more = true;
                     return out;
                 }
-                out.ids.push(*id);
+                out.keys.push(*key);
             }
         }
         out
     }
 
-    /// The requester's side: which offered ids it lacks.
-    pub fn missing(&self, offered: &[Id]) -> Vec<Id> {
+    /// The requester's side: the ids of offered keys it lacks.
+    pub fn missing(&self, offered: &[Key]) -> Vec<Id> {
         offered
             .iter()
-            .filter(|id| !self.ids.contains(id))
-            .copied()
+            .map(|k| (k.1, k.2))
+            .filter(|id| !self.have.contains(id))
             .collect()
     }
 }
@@ -197,16 +223,18 @@ mod tests {
     use proptest::prelude::*;
 
     /// One full pull of `b`'s log into `a`, as the daemon runs it; returns round trips made.
+    const CH: &[u32] = &[1];
+
     fn pull(a: &mut Index, b: &Index, cutoff: u64) -> usize {
         let mut rounds = 0;
         let mut after = None;
         loop {
             rounds += 1;
-            let diff = b.diff(&a.digest(cutoff), cutoff, after, 16);
-            after = diff.ids.last().copied();
-            for chunk in a.missing(&diff.ids).chunks(4) {
+            let diff = b.diff(&a.digest(cutoff, CH), cutoff, CH, after, 16);
+            after = diff.keys.last().copied();
+            for chunk in a.missing(&diff.keys).chunks(4) {
                 for id in chunk {
-                    a.insert(*id);
+                    a.insert(1, *id);
                 }
             }
             if !diff.more {
@@ -224,60 +252,75 @@ mod tests {
     fn in_sync_logs_exchange_nothing() {
         let mut a = Index::new();
         for i in 0..100 {
-            a.insert((1, T0 + i * MIN));
+            a.insert(1, (1, T0 + i * MIN));
         }
         let b = a.clone();
-        let d = b.diff(&a.digest(0), 0, None, MAX_DIFF_IDS);
-        assert!(d.ids.is_empty() && !d.more);
+        let d = b.diff(&a.digest(0, CH), 0, CH, None, MAX_DIFF_IDS);
+        assert!(d.keys.is_empty() && !d.more);
     }
 
     #[test]
     fn a_node_that_slept_fetches_exactly_what_it_missed() {
         let (mut awake, mut sleeper) = (Index::new(), Index::new());
         for i in 0..50 {
-            awake.insert((1, T0 + i * MIN));
-            sleeper.insert((1, T0 + i * MIN));
+            awake.insert(1, (1, T0 + i * MIN));
+            sleeper.insert(1, (1, T0 + i * MIN));
         }
         // The sleeper misses an hour of two senders' alerts.
         let missed: Vec<Id> = (50..110)
             .map(|i| (1 + (i % 2) as u32, T0 + i * MIN))
             .collect();
         for id in &missed {
-            awake.insert(*id);
+            awake.insert(1, *id);
         }
-        let diff = awake.diff(&sleeper.digest(0), 0, None, MAX_DIFF_IDS);
+        let diff = awake.diff(&sleeper.digest(0, CH), 0, CH, None, MAX_DIFF_IDS);
         let mut missed = missed;
         missed.sort();
-        assert_eq!(sleeper.missing(&diff.ids), missed);
+        assert_eq!(sleeper.missing(&diff.keys), missed);
         // Only the differing buckets travel, not the whole log.
-        assert!(diff.ids.len() < 110, "sent {} ids", diff.ids.len());
+        assert!(diff.keys.len() < 110, "sent {} ids", diff.keys.len());
     }
 
     #[test]
     fn cutoff_limits_what_is_compared() {
         let (mut a, mut b) = (Index::new(), Index::new());
-        a.insert((1, T0));
-        b.insert((1, T0 + 48 * 60 * MIN));
+        a.insert(1, (1, T0));
+        b.insert(1, (1, T0 + 48 * 60 * MIN));
         let cutoff = T0 + 24 * 60 * MIN;
         assert_eq!(
-            b.diff(&a.digest(cutoff), cutoff, None, 10).ids,
-            vec![(1, T0 + 48 * 60 * MIN)]
+            b.diff(&a.digest(cutoff, CH), cutoff, CH, None, 10).keys,
+            vec![(1, 1, T0 + 48 * 60 * MIN)]
         );
         // The old one is past the cutoff: not offered back.
-        assert!(a.diff(&b.digest(cutoff), cutoff, None, 10).ids.is_empty());
+        assert!(
+            a.diff(&b.digest(cutoff, CH), cutoff, CH, None, 10)
+                .keys
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn only_the_asked_channels_are_compared() {
+        let (mut a, mut b) = (Index::new(), Index::new());
+        b.insert(1, (1, T0));
+        b.insert(2, (1, T0 + 1));
+        let d = b.diff(&a.digest(0, &[1]), 0, &[1], None, 10);
+        assert_eq!(d.keys, vec![(1, 1, T0)]);
+        a.insert(2, (9, T0));
+        assert!(a.digest(0, &[1]).is_empty());
     }
 
     #[test]
     fn removal_restores_the_summary() {
         let mut a = Index::new();
-        a.insert((1, T0));
-        let before = a.digest(0);
-        a.insert((1, T0 + 1));
-        assert_ne!(a.digest(0), before);
-        a.remove((1, T0 + 1));
-        assert_eq!(a.digest(0), before);
-        a.remove((1, T0));
-        assert!(a.digest(0).is_empty());
+        a.insert(1, (1, T0));
+        let before = a.digest(0, CH);
+        a.insert(1, (1, T0 + 1));
+        assert_ne!(a.digest(0, CH), before);
+        a.remove(1, (1, T0 + 1));
+        assert_eq!(a.digest(0, CH), before);
+        a.remove(1, (1, T0));
+        assert!(a.digest(0, CH).is_empty());
     }
 
     proptest! {
@@ -287,14 +330,14 @@ mod tests {
             ys in proptest::collection::vec((1u32..4, 0u64..400), 0..200),
         ) {
             let (mut a, mut b) = (Index::new(), Index::new());
-            for (s, m) in xs { a.insert((s, T0 + m * MIN / 3)); }
-            for (s, m) in ys { b.insert((s, T0 + m * MIN / 3)); }
-            let union: BTreeSet<Id> = a.ids.union(&b.ids).copied().collect();
+            for (s, m) in xs { a.insert(1, (s, T0 + m * MIN / 3)); }
+            for (s, m) in ys { b.insert(1, (s, T0 + m * MIN / 3)); }
+            let union: BTreeSet<Key> = a.keys.union(&b.keys).copied().collect();
             pull(&mut a, &b, 0);
             pull(&mut b, &a, 0);
-            prop_assert_eq!(&a.ids, &union);
-            prop_assert_eq!(&b.ids, &union);
-            prop_assert_eq!(a.digest(0), b.digest(0));
+            prop_assert_eq!(&a.keys, &union);
+            prop_assert_eq!(&b.keys, &union);
+            prop_assert_eq!(a.digest(0, CH), b.digest(0, CH));
         }
     }
 }
