@@ -44,6 +44,14 @@ pub enum Command {
     Peers(ClientArgs),
     /// Show this device, its domain, peer counts and counters.
     Status(ClientArgs),
+    /// Print this device's tag (a URI for a QR code or an NFC tag) and draw it as a QR code.
+    #[command(
+        after_help = "Examples:\n  ptt-node tag --bundle ./cam-1 --data /var/lib/ptt-node\n  ptt-node tag --bundle ./cam-1 --addr /ip4/10.0.0.5/tcp/4001 --png cam-1.png"
+    )]
+    Tag(TagArgs),
+    /// Dial the device a tag names (from a QR code or NFC) and check it is that device.
+    #[command(after_help = "Example:\n  ptt-node connect 'ptt://1/…'")]
+    Connect(ConnectArgs),
     /// Show this device's profile, or change it (spread to every member, kept across restarts).
     #[command(
         after_help = "Examples:\n  ptt-node profile\n  ptt-node profile --location 37.5665,126.9780 --tag zone=north --tag floor=2\n  ptt-node profile --reset"
@@ -59,6 +67,37 @@ pub enum Command {
         after_help = "Examples:\n  ptt-node history --since 2h\n  ptt-node history --since 2026-11-22T08:00:00Z --channel alerts --json"
     )]
     History(HistoryArgs),
+}
+
+/// `ptt-node tag`.
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// The device's bundle.
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// Address to put in the tag (repeatable). Default: the running daemon's listen
+    /// addresses (from --data).
+    #[arg(long = "addr", value_name = "MULTIADDR")]
+    pub addrs: Vec<Multiaddr>,
+    /// Data directory of the device's running daemon (for its addresses).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Also write the QR code to this PNG file.
+    #[arg(long)]
+    pub png: Option<PathBuf>,
+    /// Print only the URI, no QR code.
+    #[arg(long)]
+    pub uri_only: bool,
+}
+
+/// `ptt-node connect`.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Common arguments.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The tag URI (ptt://1/…).
+    pub tag: String,
 }
 
 /// `ptt-node profile`.
@@ -350,6 +389,8 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::History(a) => history(a).await,
         Command::Search(a) => search(a).await,
         Command::Profile(a) => profile(a).await,
+        Command::Tag(a) => tag(a).await,
+        Command::Connect(a) => connect(a).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -721,6 +762,80 @@ pub fn format_time_us(us: u64) -> String {
         (rem / 60) % 60,
         rem % 60
     )
+}
+
+async fn tag(a: TagArgs) -> Result<(), CliError> {
+    let bundle = crate::bundle::Bundle::load(&a.bundle).map_err(DomainError::from)?;
+    let mut addresses = a.addrs;
+    if addresses.is_empty() {
+        let data = data_dir(&a.data);
+        let mut c = Client::connect(&data).await.map_err(|e| {
+            CliError::Other(format!(
+                "no --addr given and {e}; give the device's address with --addr MULTIADDR"
+            ))
+        })?;
+        let Reply::Status(s) = c.call(&Request::Status).await? else {
+            return Err(ClientError::Protocol("expected status".into()).into());
+        };
+        if s.peer_id != bundle.cert.peer_id().to_string() {
+            return Err(CliError::Other(format!(
+                "the daemon on {} runs device {}, not the bundle's device {}",
+                data.display(),
+                s.device,
+                bundle.cert.body.name
+            )));
+        }
+        addresses = s
+            .listen_addrs
+            .iter()
+            .filter_map(|a| a.parse::<Multiaddr>().ok())
+            .filter(|a| {
+                !a.iter().any(|p| match p {
+                    libp2p::multiaddr::Protocol::Ip4(ip) => ip.is_loopback() || ip.is_unspecified(),
+                    libp2p::multiaddr::Protocol::Ip6(ip) => ip.is_loopback() || ip.is_unspecified(),
+                    _ => false,
+                })
+            })
+            .collect();
+    }
+    let t = crate::tag::DeviceTag {
+        domain: bundle.descriptor.domain,
+        peer: bundle.cert.peer_id(),
+        fingerprint: bundle.cert.fingerprint(),
+        name: Some(bundle.cert.body.name.clone()),
+        addresses,
+    };
+    let uri = t.to_uri();
+    println!("{uri}");
+    if !a.uri_only {
+        println!(
+            "{}",
+            crate::tag::qr_terminal(&uri).map_err(CliError::Other)?
+        );
+    }
+    if let Some(p) = &a.png {
+        crate::tag::write_png(&uri, p).map_err(CliError::Other)?;
+        eprintln!("QR code written to {}", p.display());
+    }
+    Ok(())
+}
+
+async fn connect(a: ConnectArgs) -> Result<(), CliError> {
+    let mut c = Client::connect(&data_dir(&a.client.data)).await?;
+    match c.call(&Request::Connect { tag: a.tag }).await? {
+        r @ Reply::Connected { .. } if a.client.json => println!("{}", json_line(&r)),
+        Reply::Connected {
+            name,
+            device,
+            peer_id,
+        } => {
+            println!(
+                "connected to {name} (device {device}, peer id {peer_id}): its certificate matches the tag"
+            )
+        }
+        other => return Err(ClientError::Protocol(format!("{other:?}")).into()),
+    }
+    Ok(())
 }
 
 async fn profile(a: ProfileArgs) -> Result<(), CliError> {

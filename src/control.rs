@@ -67,6 +67,11 @@ pub enum Request {
         #[serde(default)]
         reset: bool,
     },
+    /// Dial the device a tag names and check it is that device.
+    Connect {
+        /// The tag URI.
+        tag: String,
+    },
     /// Members matching a search of their profiles.
     Search {
         /// Device kind.
@@ -136,6 +141,15 @@ pub enum Reply {
     },
     /// The status.
     Status(Box<StatusInfo>),
+    /// Connected to, and authenticated, the tagged device.
+    Connected {
+        /// Its name.
+        name: String,
+        /// Its device number.
+        device: u32,
+        /// Its peer id.
+        peer_id: String,
+    },
     /// This device's profile now.
     Profile {
         /// The profile.

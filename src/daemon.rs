@@ -140,6 +140,11 @@ enum Cmd {
     Status {
         reply: oneshot::Sender<StatusInfo>,
     },
+    /// Dials a tagged device.
+    Connect {
+        tag: crate::tag::DeviceTag,
+        reply: oneshot::Sender<Result<Reply, String>>,
+    },
     /// Shows or changes this device's profile.
     Profile {
         change: ProfileChange,
@@ -244,6 +249,7 @@ struct Daemon {
     cmd_tx: mpsc::Sender<Cmd>,
     retention: Retention,
     refused_ids: HashSet<Id>,
+    pending_tags: Vec<PendingTag>,
     sync_pending:
         HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>>,
     syncing: HashSet<PeerId>,
@@ -254,6 +260,14 @@ struct Daemon {
     profile_override: Option<crate::cert::Profile>,
     data: PathBuf,
     catch_up: CatchUpCounters,
+}
+
+/// A `connect` waiting for the tagged device to authenticate.
+struct PendingTag {
+    peer: PeerId,
+    fingerprint: [u8; 32],
+    deadline: Instant,
+    reply: oneshot::Sender<Result<Reply, String>>,
 }
 
 /// Catch-up activity, reported by `status`.
@@ -389,6 +403,7 @@ pub async fn run(
         retention: cfg.retention,
         sync_pending: HashMap::new(),
         refused_ids: HashSet::new(),
+        pending_tags: Vec::new(),
         syncing: HashSet::new(),
         next_anti_entropy: Instant::now() + ANTI_ENTROPY_EVERY,
         next_prune: Instant::now(),
@@ -470,6 +485,7 @@ impl Daemon {
             Cmd::Status { reply } => {
                 let _ = reply.send(self.status());
             }
+            Cmd::Connect { tag, reply } => self.connect_tag(tag, reply),
             Cmd::Profile { change, reply } => {
                 let _ = reply.send(self.change_profile(change));
             }
@@ -616,6 +632,22 @@ impl Daemon {
 
     fn on_tick(&mut self) {
         let now = Instant::now();
+        let (late, rest): (Vec<PendingTag>, Vec<PendingTag>) =
+            std::mem::take(&mut self.pending_tags)
+                .into_iter()
+                .partition(|t| t.deadline <= now);
+        self.pending_tags = rest;
+        for t in late {
+            let why = self
+                .peers
+                .get(&t.peer)
+                .and_then(|p| p.last_error.clone())
+                .unwrap_or_else(|| "no answer".into());
+            let _ = t.reply.send(Err(format!(
+                "could not reach and authenticate the tagged device within {} s ({why})",
+                AUTH_TIMEOUT.as_secs()
+            )));
+        }
         if now >= self.next_anti_entropy {
             self.next_anti_entropy = now + ANTI_ENTROPY_EVERY;
             let candidates: Vec<PeerId> = self
@@ -826,6 +858,11 @@ impl Daemon {
         self.send_presence(peer, &records);
         // Whatever either side missed while apart: fetch it now.
         self.start_sync(peer);
+        if self.pending_tags.iter().any(|t| t.peer == peer)
+            && let Some(cert) = self.peers.get(&peer).and_then(|p| p.cert.clone())
+        {
+            self.check_tag(peer, &cert);
+        }
     }
 
     fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
@@ -1210,6 +1247,75 @@ impl Daemon {
             .node
             .issue_presence(addrs, self.profile_override.clone(), now_us());
         self.push_presence(vec![p.as_bytes().to_vec()], None);
+    }
+
+    /// Dials the device a tag names; the reply comes when its certificate has been checked
+    /// against the tag's fingerprint (see [`Daemon::check_tag`]), or after 15 s.
+    fn connect_tag(
+        &mut self,
+        tag: crate::tag::DeviceTag,
+        reply: oneshot::Sender<Result<Reply, String>>,
+    ) {
+        if tag.domain != *self.node.domain() {
+            let _ = reply.send(Err(format!(
+                "this tag belongs to domain {}, not to this device's domain {} ({}): refused",
+                &tag.domain.to_hex()[..16],
+                &self.node.domain().to_hex()[..16],
+                self.node.descriptor().body.name
+            )));
+            return;
+        }
+        if tag.peer == *self.swarm.local_peer_id() {
+            let _ = reply.send(Err("this tag is this device's own tag".into()));
+            return;
+        }
+        let st = self.peers.entry(tag.peer).or_default();
+        for a in tag.addresses.iter().take(MAX_ADDRS_PER_PEER) {
+            st.addresses.insert(a.clone());
+        }
+        let ready = st.authenticated && st.connections > 0;
+        let known = st.cert.clone();
+        self.pending_tags.push(PendingTag {
+            peer: tag.peer,
+            fingerprint: tag.fingerprint,
+            deadline: Instant::now() + AUTH_TIMEOUT,
+            reply,
+        });
+        match known {
+            Some(cert) if ready => self.check_tag(tag.peer, &cert),
+            _ => {
+                if let Some(st) = self.peers.get_mut(&tag.peer) {
+                    st.redial_at = None;
+                }
+                self.dial(tag.peer);
+            }
+        }
+    }
+
+    /// Answers pending `connect`s for `peer` once its certificate is known: it must be the
+    /// very certificate the tag pins. A mismatch refuses the tag, not the member.
+    fn check_tag(&mut self, peer: PeerId, cert: &Certificate) {
+        let fp = cert.fingerprint();
+        let (mine, rest): (Vec<PendingTag>, Vec<PendingTag>) =
+            std::mem::take(&mut self.pending_tags)
+                .into_iter()
+                .partition(|t| t.peer == peer);
+        self.pending_tags = rest;
+        for t in mine {
+            let r = if t.fingerprint == fp {
+                Ok(Reply::Connected {
+                    name: cert.body.name.clone(),
+                    device: cert.body.device,
+                    peer_id: peer.to_string(),
+                })
+            } else {
+                Err(format!(
+                    "the device at the tag's address is {} but its certificate does not match the tag's fingerprint: tag refused (tampered or out of date)",
+                    cert.body.name
+                ))
+            };
+            let _ = t.reply.send(r);
+        }
     }
 
     fn change_profile(&mut self, c: ProfileChange) -> Result<crate::cert::Profile, String> {
@@ -1723,6 +1829,16 @@ async fn serve_client(
                     .await
                     .map(|peers| Reply::Peers { peers })
             }
+            Request::Connect { tag } => match crate::tag::DeviceTag::parse(&tag) {
+                Err(e) => Err(e.to_string()),
+                Ok(tag) => {
+                    let (tx, rx) = oneshot::channel();
+                    match ask(&cmds, Cmd::Connect { tag, reply: tx }, rx).await {
+                        Ok(r) => r,
+                        Err(e) => Err(e),
+                    }
+                }
+            },
             Request::Profile {
                 kind,
                 location,

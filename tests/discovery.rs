@@ -258,3 +258,188 @@ fn search_by_kind_radius_and_tag_returns_exactly_the_matches() {
         "{cam_a}"
     );
 }
+
+/// Physical-world discovery: with mDNS off, a device tag read from one device lets another
+/// dial and authenticate it; a tampered tag and a tag of another domain are refused.
+#[test]
+fn a_device_tag_connects_without_mdns_and_tampering_is_refused() {
+    if !netns::require_netns() {
+        return;
+    }
+    let lan = Lan::new("tags").expect("LAN");
+    let root = lan.dir().to_path_buf();
+    let (dom, other) = (root.join("dom"), root.join("other"));
+    ok(&["domain", "init", "--dir", p(&dom), "--name", "tags"]);
+    ok(&["domain", "init", "--dir", p(&other), "--name", "elsewhere"]);
+    for n in ["reader", "door"] {
+        ok(&[
+            "domain",
+            "enroll",
+            "--dir",
+            p(&dom),
+            "--device",
+            n,
+            "--out",
+            p(&root.join(n)),
+        ]);
+    }
+    ok(&[
+        "domain",
+        "enroll",
+        "--dir",
+        p(&other),
+        "--device",
+        "stranger",
+        "--out",
+        p(&root.join("stranger")),
+    ]);
+    let start = |name: &str| {
+        let h = lan.add_host(name).expect("host");
+        let data = h.dir().join("data");
+        let listen = format!("/ip4/{}/tcp/0", h.addr());
+        let d = h
+            .spawn(
+                BIN,
+                [
+                    "run",
+                    "--no-mdns",
+                    "--bundle",
+                    p(&root.join(name)),
+                    "--data",
+                    p(&data),
+                    "--listen",
+                    &listen,
+                ],
+                &[],
+            )
+            .expect("daemon");
+        (h, data, d)
+    };
+    let (reader, reader_data, _r) = start("reader");
+    let (door, door_data, _d) = start("door");
+    let (stranger, stranger_data, _s) = start("stranger");
+    let tag_of = |h: &Host, name: &str, data: &Path| -> String {
+        let mut out = None;
+        lan.wait_until(
+            &format!("{name}'s tag"),
+            Duration::from_secs(15),
+            || match h.run(
+                BIN,
+                [
+                    "tag",
+                    "--uri-only",
+                    "--bundle",
+                    p(&root.join(name)),
+                    "--data",
+                    p(data),
+                ],
+            ) {
+                Ok(o) if o.status.success() => {
+                    let uri = String::from_utf8_lossy(&o.stdout).trim().to_string();
+                    if uri.contains("&a=") {
+                        out = Some(uri);
+                        Cond::Done(())
+                    } else {
+                        Cond::Pending(format!("no address yet: {uri}"))
+                    }
+                }
+                Ok(o) => Cond::Pending(String::from_utf8_lossy(&o.stderr).into_owned()),
+                Err(e) => Cond::Pending(e.to_string()),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        out.expect("tag")
+    };
+    let door_tag = tag_of(&door, "door", &door_data);
+    let stranger_tag = tag_of(&stranger, "stranger", &stranger_data);
+
+    // Without mDNS nobody found anybody.
+    let st = reader
+        .run(BIN, ["status", "--json", "--data", p(&reader_data)])
+        .expect("status");
+    let st: Value = serde_json::from_slice(&st.stdout).expect("json");
+    assert_eq!(st["peers"]["connected"], 0, "{st}");
+
+    // A tampered fingerprint: refused, and says why.
+    let fp_at = door_tag.find("fp=").expect("fp") + 3;
+    let mut tampered = door_tag.clone();
+    let flipped = if &tampered[fp_at..fp_at + 1] == "0" {
+        "1"
+    } else {
+        "0"
+    };
+    tampered.replace_range(fp_at..fp_at + 1, flipped);
+    let o = reader
+        .run(BIN, ["connect", "--data", p(&reader_data), &tampered])
+        .expect("connect");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("fingerprint"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // A tag of another domain: refused before dialling.
+    let o = reader
+        .run(BIN, ["connect", "--data", p(&reader_data), &stranger_tag])
+        .expect("connect");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("belongs to domain"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // The real tag: connected and authenticated, and alerts flow.
+    let o = reader
+        .run(BIN, ["connect", "--data", p(&reader_data), &door_tag])
+        .expect("connect");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("connected to door"));
+    let listen = door
+        .spawn(BIN, ["listen", "--json", "--data", p(&door_data)], &[])
+        .expect("listen");
+    std::thread::sleep(Duration::from_millis(1500));
+    let o = reader
+        .run(
+            BIN,
+            [
+                "alert",
+                "--data",
+                p(&reader_data),
+                "--severity",
+                "minor",
+                "--kind",
+                "tag",
+                "--text",
+                "hello door",
+            ],
+        )
+        .expect("alert");
+    assert!(o.status.success());
+    lan.wait_until("door shows the alert", Duration::from_secs(10), || {
+        if listen
+            .stdout_lines()
+            .iter()
+            .any(|l| l.contains("hello door"))
+        {
+            Cond::Done(())
+        } else {
+            Cond::Pending("not yet".into())
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let o = reader
+        .run(BIN, ["peers", "--json", "--data", p(&reader_data)])
+        .expect("peers");
+    let peers = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        !peers.contains("stranger"),
+        "the stranger was never dialled or admitted: {peers}"
+    );
+}
