@@ -241,6 +241,10 @@ pub struct RunArgs {
     /// Do not use mDNS at all (neither query nor answer): peers come only from --peer.
     #[arg(long)]
     pub no_mdns: bool,
+    /// Also act as a connection broker (circuit relay v2) for members of the domain that
+    /// cannot reach each other directly.
+    #[arg(long)]
+    pub broker: bool,
     /// Hours the log keeps envelopes (sealed) for catch-up and history.
     #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=8760))]
     pub retention_hours: u64,
@@ -441,6 +445,7 @@ async fn run(a: RunArgs) -> Result<(), CliError> {
         net: NetConfig {
             mdns_interval: std::time::Duration::from_secs(a.mdns_interval),
             mdns: !a.no_mdns,
+            broker: a.broker,
         },
         retention: crate::store::Retention {
             max_age_us: a.retention_hours * 3600 * 1_000_000,

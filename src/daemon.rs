@@ -206,6 +206,8 @@ struct PeerState {
     member: bool,
     /// Authentication requests re-sent on the current connection.
     auth_attempts: u8,
+    /// The address this node last reached the peer at (when it dialled).
+    dialled_addr: Option<Multiaddr>,
     /// Consecutive failed pings.
     ping_failures: u8,
     /// Refused at authentication (not a member).
@@ -249,6 +251,11 @@ struct Daemon {
     cmd_tx: mpsc::Sender<Cmd>,
     retention: Retention,
     refused_ids: HashSet<Id>,
+    broker: bool,
+    brokers: HashSet<PeerId>,
+    reservations: HashMap<PeerId, libp2p::core::transport::ListenerId>,
+    circuit_next: HashMap<PeerId, Instant>,
+    next_circuit: Instant,
     pending_tags: Vec<PendingTag>,
     sync_pending:
         HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>>,
@@ -374,6 +381,21 @@ pub async fn run(
         source: e,
     })?;
 
+    // Connection brokers: from the domain descriptor, and any --peer naming a peer id.
+    let brokers: HashSet<PeerId> = node
+        .descriptor()
+        .body
+        .brokers
+        .iter()
+        .filter_map(|a| a.parse::<Multiaddr>().ok())
+        .chain(cfg.peers.iter().cloned())
+        .filter_map(|a| {
+            a.iter().find_map(|p| match p {
+                libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+                _ => None,
+            })
+        })
+        .collect();
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
     let (alerts, _) = broadcast::channel(4096);
     let accept = tokio::spawn(accept_loop(
@@ -403,6 +425,11 @@ pub async fn run(
         retention: cfg.retention,
         sync_pending: HashMap::new(),
         refused_ids: HashSet::new(),
+        broker: cfg.net.broker,
+        brokers,
+        reservations: HashMap::new(),
+        circuit_next: HashMap::new(),
+        next_circuit: Instant::now(),
         pending_tags: Vec::new(),
         syncing: HashSet::new(),
         next_anti_entropy: Instant::now() + ANTI_ENTROPY_EVERY,
@@ -668,6 +695,10 @@ impl Daemon {
             self.next_static = now + ANTI_ENTROPY_EVERY;
             self.dial_static_peers();
         }
+        if now >= self.next_circuit {
+            self.next_circuit = now + Duration::from_secs(2);
+            self.dial_via_brokers();
+        }
         if now >= self.next_prune {
             self.next_prune = now + PRUNE_EVERY;
             let (store, tx, retention) = (self.store.clone(), self.cmd_tx.clone(), self.retention);
@@ -732,6 +763,80 @@ impl Daemon {
             for p in drop {
                 self.peers.remove(&p);
             }
+        }
+    }
+
+    /// Takes a reservation on `peer` if it is a connection broker, so members on other
+    /// segments can reach this device through it.
+    fn reserve_on_broker(&mut self, peer: PeerId) {
+        if self.broker || !self.brokers.contains(&peer) || self.reservations.contains_key(&peer) {
+            return;
+        }
+        let Some(addr) = self.broker_addr(&peer) else {
+            return;
+        };
+        let addr = strip_p2p(addr)
+            .with(libp2p::multiaddr::Protocol::P2p(peer))
+            .with(libp2p::multiaddr::Protocol::P2pCircuit);
+        match self.swarm.listen_on(addr.clone()) {
+            Ok(id) => {
+                tracing::info!(broker = %peer, %addr, "reserving a relayed address on the broker");
+                self.reservations.insert(peer, id);
+            }
+            Err(e) => tracing::warn!(broker = %peer, error = %e, "cannot reserve on the broker"),
+        }
+    }
+
+    /// Where this node reaches a broker: the address it dialled, else one it was told.
+    fn broker_addr(&self, broker: &PeerId) -> Option<Multiaddr> {
+        let st = self.peers.get(broker)?;
+        st.dialled_addr
+            .clone()
+            .or_else(|| st.addresses.iter().find(|a| !is_circuit(a)).cloned())
+    }
+
+    /// Dials members this node is not connected to through each connected broker.
+    fn dial_via_brokers(&mut self) {
+        let now = Instant::now();
+        let connected_brokers: Vec<(PeerId, Multiaddr)> = self
+            .brokers
+            .iter()
+            .filter(|b| {
+                self.peers
+                    .get(b)
+                    .is_some_and(|p| p.authenticated && p.connections > 0)
+            })
+            .filter_map(|b| Some((*b, self.broker_addr(b)?)))
+            .collect();
+        if connected_brokers.is_empty() {
+            return;
+        }
+        let me = *self.swarm.local_peer_id();
+        let targets: Vec<PeerId> = self
+            .node
+            .roster()
+            .map(|c| c.peer_id())
+            .filter(|p| *p != me && !self.brokers.contains(p) && !self.swarm.is_connected(p))
+            .filter(|p| self.peers.get(p).is_none_or(|s| !s.refused))
+            .filter(|p| !self.blocked.contains_key(p))
+            .filter(|p| self.circuit_next.get(p).is_none_or(|t| *t <= now))
+            .collect();
+        for target in targets {
+            let addrs: Vec<Multiaddr> = connected_brokers
+                .iter()
+                .map(|(b, addr)| {
+                    strip_p2p(addr.clone())
+                        .with(libp2p::multiaddr::Protocol::P2p(*b))
+                        .with(libp2p::multiaddr::Protocol::P2pCircuit)
+                        .with(libp2p::multiaddr::Protocol::P2p(target))
+                })
+                .collect();
+            let opts = DialOpts::peer_id(target)
+                .addresses(addrs)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            let _ = self.swarm.dial(opts);
+            self.circuit_next.insert(target, now + ANTI_ENTROPY_EVERY);
         }
     }
 
@@ -849,6 +954,8 @@ impl Daemon {
         st.cert = Some(cert);
         st.refused = false;
         self.swarm.behaviour_mut().gossipsub.open(peer);
+        self.swarm.behaviour_mut().relay.open(peer);
+        self.reserve_on_broker(peer);
         // Tell the newcomer where everyone is.
         let records: Vec<Vec<u8>> = self
             .node
@@ -870,6 +977,11 @@ impl Daemon {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");
                 self.presence_dirty = true;
+                // A broker hands its addresses out in reservations; on a LAN its listen
+                // addresses are the ones members reach it at.
+                if self.broker && !is_loopback(&address) && !is_circuit(&address) {
+                    self.swarm.add_external_address(address);
+                }
             }
             SwarmEvent::ExpiredListenAddr { .. } => self.presence_dirty = true,
             SwarmEvent::ConnectionEstablished {
@@ -884,6 +996,9 @@ impl Daemon {
                 if st.connected_at.is_none() || num_established.get() == 1 {
                     st.connected_at = Some(Instant::now());
                 }
+                if endpoint.is_dialer() && !is_circuit(endpoint.get_remote_address()) {
+                    st.dialled_addr = Some(strip_p2p(endpoint.get_remote_address().clone()));
+                }
                 if endpoint.is_dialer() && st.addresses.len() < MAX_ADDRS_PER_PEER {
                     st.addresses.insert(endpoint.get_remote_address().clone());
                 }
@@ -893,6 +1008,10 @@ impl Daemon {
                     st.since_us = now_us();
                     self.send_hello(peer_id);
                 }
+            }
+            SwarmEvent::ListenerClosed { listener_id, .. } => {
+                self.reservations.retain(|_, id| *id != listener_id);
+                self.presence_dirty = true;
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -1050,6 +1169,14 @@ impl Daemon {
                     }
                 }
             }
+            BehaviourEvent::RelayClient(e) => {
+                tracing::info!(event = ?e, "connection broker");
+                if let libp2p::relay::client::Event::ReservationReqAccepted { .. } = e {
+                    self.presence_dirty = true;
+                }
+            }
+            BehaviourEvent::Relay(e) => tracing::debug!(event = ?e, "acting as connection broker"),
+            BehaviourEvent::Dcutr(e) => tracing::info!(event = ?e, "direct connection upgrade"),
             BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
                 message_id,
@@ -1583,6 +1710,18 @@ impl Daemon {
 /// kept, logged and printed safely.
 fn sanitize(s: &str, max: usize) -> String {
     s.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+fn is_circuit(a: &Multiaddr) -> bool {
+    a.iter()
+        .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
+}
+
+/// The address without its /p2p/… parts.
+fn strip_p2p(a: Multiaddr) -> Multiaddr {
+    a.into_iter()
+        .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+        .collect()
 }
 
 fn is_unspecified(a: &Multiaddr) -> bool {

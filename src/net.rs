@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::{
-    StreamProtocol, allow_block_list, gossipsub, identify, identity, mdns, noise, ping,
-    request_response, tcp, yamux,
+    StreamProtocol, allow_block_list, dcutr, gossipsub, identify, identity, mdns, noise, ping,
+    relay, request_response, tcp, yamux,
 };
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
@@ -274,6 +274,7 @@ mod behaviour {
     #![allow(missing_docs)]
     use super::*;
     use libp2p::swarm::NetworkBehaviour;
+    use libp2p::swarm::behaviour::toggle::Toggle;
 
     /// The composed network behaviour.
     #[derive(NetworkBehaviour)]
@@ -292,6 +293,13 @@ mod behaviour {
         pub identify: identify::Behaviour,
         /// Liveness.
         pub ping: ping::Behaviour,
+        /// Reservations on, and circuits through, connection brokers.
+        pub relay_client: relay::client::Behaviour,
+        /// A connection broker (circuit relay v2 server), on with `--broker`, gated like
+        /// gossipsub so only authenticated members may reserve or open circuits.
+        pub relay: gate::Gate<Toggle<relay::Behaviour>>,
+        /// Upgrade of relayed connections to direct ones where a direct path exists.
+        pub dcutr: dcutr::Behaviour,
     }
 }
 
@@ -302,6 +310,8 @@ pub struct NetConfig {
     pub mdns_interval: Duration,
     /// Whether mDNS runs at all.
     pub mdns: bool,
+    /// Also act as a connection broker (circuit relay v2) for members.
+    pub broker: bool,
 }
 
 impl Default for NetConfig {
@@ -309,6 +319,7 @@ impl Default for NetConfig {
         NetConfig {
             mdns_interval: Duration::from_secs(5),
             mdns: true,
+            broker: false,
         }
     }
 }
@@ -323,6 +334,22 @@ pub enum NetError {
 
 fn setup(e: impl std::fmt::Display) -> NetError {
     NetError::Setup(e.to_string())
+}
+
+/// Limits of a connection broker: circuits between members last long (a day, 1 GiB) since
+/// they carry a domain's traffic, not a hole-punching handshake; only authenticated members
+/// can use them.
+pub fn broker_config() -> relay::Config {
+    relay::Config {
+        max_reservations: 1024,
+        max_reservations_per_peer: 4,
+        reservation_duration: Duration::from_secs(3600),
+        max_circuits: 1024,
+        max_circuits_per_peer: 64,
+        max_circuit_duration: Duration::from_secs(24 * 3600),
+        max_circuit_bytes: 1 << 30,
+        ..relay::Config::default()
+    }
 }
 
 /// The gossipsub configuration: anonymous messages (the envelope carries its own sender
@@ -353,6 +380,7 @@ pub fn build_swarm(
         enable_ipv6: false,
     };
     let mdns_enabled = cfg.mdns;
+    let broker = cfg.broker;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -361,7 +389,9 @@ pub fn build_swarm(
             yamux::Config::default,
         )
         .map_err(setup)?
-        .with_behaviour(|key| {
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(setup)?
+        .with_behaviour(|key, relay_client| {
             let peer = key.public().to_peer_id();
             let gossipsub =
                 gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gcfg)
@@ -391,6 +421,20 @@ pub fn build_swarm(
                     identify::Config::new(IDENTIFY_VERSION.into(), key.public())
                         .with_push_listen_addr_updates(true),
                 ),
+                relay_client,
+                relay: gate::Gate::new(
+                    if broker {
+                        let mut r = relay::Behaviour::new(peer, broker_config());
+                        // On a LAN there is no "confirmed external address" to wait for:
+                        // a broker serves from the start.
+                        r.set_status(Some(relay::Status::Enable));
+                        Some(r)
+                    } else {
+                        None
+                    }
+                    .into(),
+                ),
+                dcutr: dcutr::Behaviour::new(peer),
                 ping: ping::Behaviour::new(
                     ping::Config::new()
                         .with_interval(PING_INTERVAL)

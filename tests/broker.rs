@@ -1,0 +1,225 @@
+//! Scenario 6.3's connection broker: two segments that cannot route to each other, a
+//! relay-only broker with a leg in each (`--broker`: libp2p circuit relay v2), members that
+//! know it from `--peer`. The members authenticate each other end to end through the broker,
+//! exchange alerts, and the broker never sees a plaintext. Real daemons in namespaces.
+
+#[path = "support/netns.rs"]
+mod netns;
+
+use std::path::Path;
+use std::time::Duration;
+
+use netns::{Cond, Host, Lan};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ptt-node");
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = std::process::Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("ptt-node");
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn json(h: &Host, args: &[&str]) -> Vec<Value> {
+    let o = h.run(BIN, args).expect("ptt-node");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[test]
+fn members_on_two_segments_talk_through_a_relay_only_broker() {
+    if !netns::require_netns() {
+        return;
+    }
+    let lan_a = Lan::new("brka").expect("LAN A");
+    let lan_b = Lan::new("brkb").expect("LAN B");
+    let root = lan_a.dir().to_path_buf();
+    let dom = root.join("dom");
+    ok(&["domain", "init", "--dir", p(&dom), "--name", "broker"]);
+    for (n, extra) in [("m1", None), ("m2", None), ("b1", Some("--relay-only"))] {
+        let mut args = vec!["domain", "enroll", "--dir", p(&dom), "--device", n, "--out"];
+        let out = root.join(n);
+        args.push(p(&out));
+        args.extend(extra);
+        ok(&args);
+    }
+    let b1 = lan_a.add_host("b1").expect("b1");
+    let b1_b = lan_b.attach(&b1).expect("b1 leg in B");
+    let m1 = lan_a.add_host("m1").expect("m1");
+    let m2 = lan_b.add_host("m2").expect("m2");
+    assert!(
+        !m1.ping(m2.addr()).expect("ping"),
+        "the segments must not route to each other"
+    );
+
+    let b1_id = {
+        let o = ok(&["domain", "list", "--dir", p(&dom), "--json"]);
+        let v: Vec<Value> = o
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        v.iter().find(|d| d["name"] == "b1").unwrap()["peer_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let env = [("RUST_LOG", "info,ptt_node=debug")];
+    let data = |h: &Host| h.dir().join("data");
+    let _b = b1
+        .spawn(
+            BIN,
+            [
+                "run",
+                "--broker",
+                "--no-mdns",
+                "--bundle",
+                p(&root.join("b1")),
+                "--data",
+                p(&data(&b1)),
+                "--listen",
+                "/ip4/0.0.0.0/tcp/4777",
+            ],
+            &env,
+        )
+        .expect("broker");
+    let peer_a = format!("/ip4/{}/tcp/4777/p2p/{b1_id}", b1.addr());
+    let peer_b = format!("/ip4/{b1_b}/tcp/4777/p2p/{b1_id}");
+    let _d1 = m1
+        .spawn(
+            BIN,
+            [
+                "run",
+                "--no-mdns",
+                "--bundle",
+                p(&root.join("m1")),
+                "--data",
+                p(&data(&m1)),
+                "--listen",
+                &format!("/ip4/{}/tcp/0", m1.addr()),
+                "--peer",
+                &peer_a,
+            ],
+            &env,
+        )
+        .expect("m1");
+    let _d2 = m2
+        .spawn(
+            BIN,
+            [
+                "run",
+                "--no-mdns",
+                "--bundle",
+                p(&root.join("m2")),
+                "--data",
+                p(&data(&m2)),
+                "--listen",
+                &format!("/ip4/{}/tcp/0", m2.addr()),
+                "--peer",
+                &peer_b,
+            ],
+            &env,
+        )
+        .expect("m2");
+
+    // m1 and m2 authenticate each other over a circuit through the broker.
+    lan_a
+        .wait_until(
+            "m1 and m2 authenticated through the broker",
+            Duration::from_secs(40),
+            || {
+                let peers = json(&m1, &["peers", "--json", "--data", p(&data(&m1))]);
+                match peers.iter().find(|v| v["name"] == "m2") {
+                    Some(v) if v["authenticated"] == true => Cond::Done(()),
+                    other => Cond::Pending(format!("m1 sees m2 as {other:?}")),
+                }
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", lan_b.dump_logs()));
+    let peers = json(&m1, &["peers", "--json", "--data", p(&data(&m1))]);
+    let m2_entry = peers.iter().find(|v| v["name"] == "m2").unwrap();
+    assert!(
+        m2_entry["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str().unwrap().contains("p2p-circuit")),
+        "m1 reaches m2 through a relayed address: {m2_entry}"
+    );
+
+    let listen = m2
+        .spawn(BIN, ["listen", "--json", "--data", p(&data(&m2))], &[])
+        .expect("listen");
+    let lb = b1
+        .spawn(BIN, ["listen", "--json", "--data", p(&data(&b1))], &[])
+        .expect("listen");
+    std::thread::sleep(Duration::from_millis(1500));
+    let text = format!("through the broker {}", std::process::id());
+    let o = m1
+        .run(
+            BIN,
+            [
+                "alert",
+                "--data",
+                p(&data(&m1)),
+                "--severity",
+                "severe",
+                "--kind",
+                "intrusion",
+                "--text",
+                &text,
+            ],
+        )
+        .expect("alert");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    lan_a
+        .wait_until("m2 shows the alert", Duration::from_secs(15), || {
+            let n = listen
+                .stdout_lines()
+                .iter()
+                .filter(|l| l.contains(&text))
+                .count();
+            match n {
+                0 => Cond::Pending("not yet".into()),
+                1 => Cond::Done(()),
+                n => Cond::Failed(format!("shown {n} times")),
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", lan_b.dump_logs()));
+    assert!(
+        lb.stdout_lines().is_empty(),
+        "the relay-only broker printed {:?}",
+        lb.stdout_lines()
+    );
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                walk(&e.path(), out)
+            } else {
+                out.push(e.path())
+            }
+        }
+    }
+    let mut files = vec![];
+    walk(&data(&b1), &mut files);
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        assert!(
+            !bytes.windows(text.len()).any(|w| w == text.as_bytes()),
+            "plaintext in {}",
+            f.display()
+        );
+    }
+}
