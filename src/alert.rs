@@ -121,6 +121,9 @@ pub struct ReceivedAlert {
     pub location: Option<Location>,
     /// Attributes.
     pub attributes: Vec<(String, String)>,
+    /// For a directed message: the device it was sent to (this one); `None` for a broadcast.
+    #[serde(default)]
+    pub recipient: Option<String>,
     /// How it reached this node.
     pub via: Via,
     /// Received more than [`LATE_AFTER_US`] after it was created (for example fetched by

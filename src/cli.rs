@@ -38,6 +38,11 @@ pub enum Command {
         after_help = "Example:\n  ptt-node alert --severity severe --kind intrusion --text 'gate 3 forced'"
     )]
     Alert(AlertArgs),
+    /// Send a directed message to one device (only it can read it; relays check it).
+    #[command(
+        after_help = "Example:\n  ptt-node send --to ac-1 --kind ac-on --text 'server room above 30 C'"
+    )]
+    Send(SendArgs),
     /// Print alerts as they arrive, until interrupted.
     Listen(ClientArgs),
     /// List peers: device, peer id, addresses, authenticated or not.
@@ -331,6 +336,29 @@ pub struct ClientArgs {
     pub json: bool,
 }
 
+/// `ptt-node send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Common arguments.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The device name.
+    #[arg(long)]
+    pub to: String,
+    /// What to do or what happened (`ac-on`, `lock`, …).
+    #[arg(long)]
+    pub kind: String,
+    /// Text.
+    #[arg(long, default_value = "")]
+    pub text: String,
+    /// minor, moderate, severe, extreme or unknown.
+    #[arg(long, default_value = "unknown")]
+    pub severity: Severity,
+    /// Attribute KEY=VALUE (repeatable).
+    #[arg(long = "attr", value_parser = parse_kv)]
+    pub attributes: Vec<(String, String)>,
+}
+
 /// `ptt-node alert`.
 #[derive(Debug, Args)]
 pub struct AlertArgs {
@@ -388,6 +416,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Domain(d) => domain(d),
         Command::Alert(a) => alert(a).await,
         Command::Listen(a) => listen(a).await,
+        Command::Send(a) => send(a).await,
         Command::Peers(a) => peers(a).await,
         Command::Status(a) => status(a).await,
         Command::History(a) => history(a).await,
@@ -767,6 +796,23 @@ pub fn format_time_us(us: u64) -> String {
         (rem / 60) % 60,
         rem % 60
     )
+}
+
+async fn send(a: SendArgs) -> Result<(), CliError> {
+    let mut c = Client::connect(&data_dir(&a.client.data)).await?;
+    let req = Request::Send {
+        to: a.to,
+        severity: a.severity,
+        kind: a.kind,
+        text: a.text,
+        attributes: a.attributes,
+    };
+    match c.call(&req).await? {
+        r @ Reply::Sent { .. } if a.client.json => println!("{}", json_line(&r)),
+        Reply::Sent { id, .. } => println!("{id}"),
+        other => return Err(ClientError::Protocol(format!("{other:?}")).into()),
+    }
+    Ok(())
 }
 
 async fn tag(a: TagArgs) -> Result<(), CliError> {

@@ -42,6 +42,20 @@ pub enum Request {
         #[serde(default)]
         attributes: Vec<(String, String)>,
     },
+    /// Seal a directed message to one device, store it, publish it.
+    Send {
+        /// Device name.
+        to: String,
+        /// Severity.
+        severity: Severity,
+        /// Kind (for example `command`, `ac-on`).
+        kind: String,
+        /// Text.
+        text: String,
+        /// Attributes.
+        #[serde(default)]
+        attributes: Vec<(String, String)>,
+    },
     /// Stream received alerts.
     Listen,
     /// List peers.

@@ -130,6 +130,11 @@ enum Cmd {
         body: AlertBody,
         reply: oneshot::Sender<Result<Sealed, String>>,
     },
+    SealDirect {
+        to: String,
+        body: AlertBody,
+        reply: oneshot::Sender<Result<Sealed, String>>,
+    },
     Publish {
         sealed: Sealed,
         reply: oneshot::Sender<usize>,
@@ -472,6 +477,13 @@ impl Daemon {
 
     fn on_cmd(&mut self, cmd: Cmd) {
         match cmd {
+            Cmd::SealDirect { to, body, reply } => {
+                let r = self
+                    .node
+                    .seal_direct(&to, &body, now_us())
+                    .map_err(|e| e.to_string());
+                let _ = reply.send(r);
+            }
             Cmd::Seal {
                 channel,
                 body,
@@ -1652,7 +1664,11 @@ impl Daemon {
             .get(&peer)
             .filter(|p| p.authenticated)
             .and_then(|p| p.cert.as_ref())
-            .map(|c| c.body.grants.iter().map(|g| g.channel).collect());
+            .map(|c| {
+                std::iter::once(crate::node::DIRECT_CHANNEL)
+                    .chain(c.body.grants.iter().map(|g| g.channel))
+                    .collect()
+            });
         let Some(grants) = grants else {
             let refused = SyncResponse::Refused {
                 reason: "not authenticated".into(),
@@ -1960,7 +1976,23 @@ async fn serve_client(
                     location,
                     attributes,
                 };
-                send_alert(&cmds, &store, channel, body).await
+                send_alert(&cmds, &store, channel, None, body).await
+            }
+            Request::Send {
+                to,
+                severity,
+                kind,
+                text,
+                attributes,
+            } => {
+                let body = AlertBody {
+                    severity,
+                    kind,
+                    text,
+                    location: None,
+                    attributes,
+                };
+                send_alert(&cmds, &store, String::new(), Some(to), body).await
             }
             Request::Peers => {
                 let (tx, rx) = oneshot::channel();
@@ -2108,23 +2140,28 @@ async fn ask<T>(cmds: &mpsc::Sender<Cmd>, cmd: Cmd, rx: oneshot::Receiver<T>) ->
         .map_err(|_| "the daemon is shutting down".to_string())
 }
 
+/// Seals (for a channel, or for one device with `to`), stores durably, then publishes.
 async fn send_alert(
     cmds: &mpsc::Sender<Cmd>,
     store: &StoreHandle,
     channel: String,
+    to: Option<String>,
     body: AlertBody,
 ) -> Result<Reply, String> {
     let (tx, rx) = oneshot::channel();
-    let sealed = ask(
-        cmds,
-        Cmd::Seal {
+    let cmd = match to {
+        Some(to) => Cmd::SealDirect {
+            to,
+            body,
+            reply: tx,
+        },
+        None => Cmd::Seal {
             channel,
             body,
             reply: tx,
         },
-        rx,
-    )
-    .await??;
+    };
+    let sealed = ask(cmds, cmd, rx).await??;
     let env = crate::envelope::Envelope::parse(&sealed.bytes).map_err(|e| e.to_string())?;
     store
         .put_durable(StoredEnvelope {

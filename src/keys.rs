@@ -35,6 +35,33 @@ pub const SIG_ENVELOPE: &[u8] = b"ptt-node/v1/sig/envelope";
 /// Alert ids: SHA-256 of this label, the domain id, sender and sequence number.
 pub const LABEL_ALERT_ID: &[u8] = b"ptt-node/v1/alert-id";
 
+/// HKDF info prefix for the pairwise key of directed messages.
+pub const LABEL_DIRECT_KEY: &[u8] = b"ptt-node/v1/direct-key";
+
+/// The AES-256-GCM key of directed messages from `sender` to `recipient`:
+/// `HKDF-SHA256(salt = domain id, ikm = X25519(own secret, other's public key),
+/// info = LABEL_DIRECT_KEY ‖ sender u32 BE ‖ recipient u32 BE)`. Both ends compute it (static
+/// Diffie-Hellman), so no key travels; nonces stay unique because they are sender ‖ seq.
+pub fn direct_key(
+    domain: &DomainId,
+    own: &x25519_dalek::StaticSecret,
+    other_pk: &[u8; 32],
+    sender: u32,
+    recipient: u32,
+) -> MessageKey {
+    let shared = own.diffie_hellman(&x25519_dalek::PublicKey::from(*other_pk));
+    let hk = Hkdf::<Sha256>::new(Some(&domain.0), shared.as_bytes());
+    let mut info = Vec::with_capacity(LABEL_DIRECT_KEY.len() + 8);
+    info.extend_from_slice(LABEL_DIRECT_KEY);
+    info.extend_from_slice(&sender.to_be_bytes());
+    info.extend_from_slice(&recipient.to_be_bytes());
+    let mut okm = zeroize::Zeroizing::new([0u8; 32]);
+    let _ = hk.expand(&info, okm.as_mut());
+    MessageKey {
+        cipher: Aes256Gcm::new(okm.as_ref().into()),
+    }
+}
+
 /// Length of an Ed25519 signature.
 pub const SIG_LEN: usize = 64;
 

@@ -17,6 +17,12 @@ use crate::keys::{ChannelSecret, DeviceSecrets, DomainId, MessageKey};
 use crate::presence::{Presence, PresenceBody, PresenceError};
 use crate::replay::{ReplayError, ReplayGuard};
 
+/// The channel number of directed messages (sealed to one device). Its envelopes carry the
+/// recipient's device number in the epoch field.
+pub const DIRECT_CHANNEL: u32 = 0;
+/// The name directed messages show as their channel.
+pub const DIRECT_CHANNEL_NAME: &str = "direct";
+
 /// How many sequence numbers per sender the replay guard remembers by default.
 pub const DEFAULT_REPLAY_WINDOW: usize = 65_536;
 /// How many member certificates a node keeps at most.
@@ -63,6 +69,9 @@ pub enum SealError {
     /// A field is out of range.
     #[error("{0}")]
     Invalid(String),
+    /// No member of that name is known.
+    #[error("no member named {0:?} is known (see ptt-node search)")]
+    UnknownDevice(String),
     /// The plaintext is too large.
     #[error("the alert is {0} bytes, more than the {max} allowed", max = crate::alert::MAX_ALERT_LEN)]
     TooLarge(usize),
@@ -424,9 +433,12 @@ impl Node {
             .map(|g| g.name.clone())
             .collect()
     }
-    /// Channel numbers this device carries (reads, writes or relays).
+    /// Channel numbers this device carries (reads, writes or relays): its grants, and the
+    /// channel of directed messages, which every member carries.
     pub fn carried_channels(&self) -> Vec<u32> {
-        self.cert.body.grants.iter().map(|g| g.channel).collect()
+        std::iter::once(DIRECT_CHANNEL)
+            .chain(self.cert.body.grants.iter().map(|g| g.channel))
+            .collect()
     }
 
     /// Admits a peer whose Noise-proved id is `peer` and who presented `cert_bytes`.
@@ -537,6 +549,61 @@ impl Node {
         })
     }
 
+    /// Seals a directed message to the member named `to` (pairwise key from static X25519).
+    pub fn seal_direct(
+        &mut self,
+        to: &str,
+        body: &AlertBody,
+        now_us: u64,
+    ) -> Result<Sealed, SealError> {
+        if self.cert.body.relay_only {
+            return Err(SealError::NotAllowed(DIRECT_CHANNEL_NAME.into()));
+        }
+        let recipient = self
+            .roster
+            .values()
+            .filter(|c| c.body.name == to)
+            .max_by_key(|c| c.body.device)
+            .cloned()
+            .ok_or_else(|| SealError::UnknownDevice(to.to_string()))?;
+        if let Some(loc) = &body.location {
+            loc.check().map_err(SealError::Invalid)?;
+        }
+        let plain = body.encode();
+        if plain.len() > crate::alert::MAX_ALERT_LEN {
+            return Err(SealError::TooLarge(plain.len()));
+        }
+        let me = self.cert.body.device;
+        let to_device = recipient.body.device;
+        let key = crate::keys::direct_key(
+            self.domain(),
+            &self.secrets.x25519,
+            &recipient.body.x25519,
+            me,
+            to_device,
+        );
+        let seq = now_us.max(self.last_seq.saturating_add(1));
+        let header = Header {
+            version: envelope::VERSION,
+            domain_tag: self.domain().tag(),
+            channel: DIRECT_CHANNEL,
+            epoch: to_device,
+            sender: me,
+            seq,
+        };
+        let bytes = envelope::seal(&self.secrets.identity, self.domain(), &header, &key, &plain);
+        self.last_seq = seq;
+        let _ = self.replay.insert(me, seq);
+        self.counters.alerts_sent += 1;
+        Ok(Sealed {
+            bytes,
+            id: envelope::alert_id(self.domain(), me, seq),
+            channel: DIRECT_CHANNEL,
+            channel_name: DIRECT_CHANNEL_NAME.into(),
+            seq,
+        })
+    }
+
     /// Validates a message from the network at `now_us`: counts the outcome and, when
     /// accepted, records it in the replay state.
     pub fn validate(&mut self, bytes: &[u8], now_us: u64) -> Verdict {
@@ -632,13 +699,26 @@ impl Node {
         sender
             .check_time(now_us / 1_000_000)
             .map_err(|_| Rejection::SenderExpired(h.sender))?;
-        let grant = sender
-            .grant(h.channel)
-            .filter(|g| g.write)
-            .ok_or(Rejection::NotAllowed {
-                sender: h.sender,
-                channel: h.channel,
-            })?;
+        let direct = h.channel == DIRECT_CHANNEL;
+        let channel_name = if direct {
+            if sender.body.relay_only {
+                return Err(Rejection::NotAllowed {
+                    sender: h.sender,
+                    channel: h.channel,
+                });
+            }
+            DIRECT_CHANNEL_NAME.to_string()
+        } else {
+            sender
+                .grant(h.channel)
+                .filter(|g| g.write)
+                .ok_or(Rejection::NotAllowed {
+                    sender: h.sender,
+                    channel: h.channel,
+                })?
+                .name
+                .clone()
+        };
         let vk = sender
             .verifying_key()
             .ok_or(Rejection::Envelope(EnvelopeError::BadSignature))?;
@@ -646,8 +726,21 @@ impl Node {
         if check_replay {
             self.replay.check(h.sender, h.seq)?;
         }
-        let can_read = self.cert.grant(h.channel).is_some_and(|g| g.read);
-        let content = match self.keys.get(&(h.channel, h.epoch)) {
+        let me = self.cert.body.device;
+        let direct_key = (direct && h.epoch == me).then(|| {
+            crate::keys::direct_key(
+                self.domain(),
+                &self.secrets.x25519,
+                &sender.body.x25519,
+                h.sender,
+                me,
+            )
+        });
+        let can_read = direct_key.is_some() || self.cert.grant(h.channel).is_some_and(|g| g.read);
+        let key = direct_key
+            .as_ref()
+            .or_else(|| self.keys.get(&(h.channel, h.epoch)));
+        let content = match key {
             _ if !can_read => Err(Unreadable::NotReader),
             None => Err(Unreadable::UnknownEpoch {
                 channel: h.channel,
@@ -658,7 +751,7 @@ impl Node {
                 let body = AlertBody::decode(&plain).map_err(|_| Rejection::BadPlaintext)?;
                 Ok(Box::new(ReceivedAlert {
                     id: envelope::alert_id(self.domain(), h.sender, h.seq),
-                    channel: grant.name.clone(),
+                    channel: channel_name,
                     sender: sender.body.name.clone(),
                     sender_peer_id: sender.peer_id().to_string(),
                     sender_device: h.sender,
@@ -670,6 +763,7 @@ impl Node {
                     received_at_us: now_us,
                     location: body.location,
                     attributes: body.attributes,
+                    recipient: direct.then(|| self.cert.body.name.clone()),
                     via: crate::alert::Via::Gossip,
                     late: now_us.saturating_sub(h.seq) > crate::alert::LATE_AFTER_US,
                 }))

@@ -339,3 +339,56 @@ fn search_by_kind_radius_and_tag_with_presence_updates() {
     let fake = forger.issue_presence(vec![], None, NOW_US + 5);
     assert!(n.learn_presence(fake.as_bytes()).is_err());
 }
+
+#[test]
+fn directed_messages_open_only_at_their_recipient() {
+    let mut a = Authority::create("site", &mut OsRng).unwrap();
+    let s = enroll(&mut a, "s", false);
+    let m = enroll(&mut a, "m", false);
+    let other = enroll(&mut a, "o", false);
+    let r = enroll(&mut a, "r", true);
+    let certs = [
+        s.cert.clone(),
+        m.cert.clone(),
+        other.cert.clone(),
+        r.cert.clone(),
+    ];
+    let mut nodes: Vec<Node> = [s, m, other, r].into_iter().map(node).collect();
+    for n in &mut nodes {
+        for c in &certs {
+            n.learn_certificate(c.as_bytes(), NOW_S).unwrap();
+        }
+    }
+    let sealed = nodes[0]
+        .seal_direct("m", &alert("turn the AC on"), NOW_US)
+        .unwrap();
+    assert_eq!(sealed.channel, DIRECT_CHANNEL);
+    match nodes[1].validate(&sealed.bytes, NOW_US) {
+        Verdict::Accept { content: Ok(a), .. } => {
+            assert_eq!(a.text, "turn the AC on");
+            assert_eq!(a.channel, "direct");
+            assert_eq!(a.recipient.as_deref(), Some("m"));
+        }
+        v => panic!("recipient: {v:?}"),
+    }
+    for i in [2, 3] {
+        assert!(
+            matches!(
+                nodes[i].validate(&sealed.bytes, NOW_US),
+                Verdict::Accept {
+                    content: Err(Unreadable::NotReader),
+                    ..
+                }
+            ),
+            "node {i} forwards but cannot read"
+        );
+    }
+    assert!(matches!(
+        nodes[0].seal_direct("nobody", &alert("x"), NOW_US),
+        Err(SealError::UnknownDevice(_))
+    ));
+    assert!(matches!(
+        nodes[3].seal_direct("m", &alert("x"), NOW_US),
+        Err(SealError::NotAllowed(_))
+    ));
+}
