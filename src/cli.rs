@@ -250,6 +250,9 @@ pub struct RunArgs {
     /// cannot reach each other directly.
     #[arg(long)]
     pub broker: bool,
+    /// Rules file (TOML): run commands or send directed messages when alerts match.
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
     /// Hours the log keeps envelopes (sealed) for catch-up and history.
     #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=8760))]
     pub retention_hours: u64,
@@ -475,6 +478,10 @@ async fn run(a: RunArgs) -> Result<(), CliError> {
             mdns_interval: std::time::Duration::from_secs(a.mdns_interval),
             mdns: !a.no_mdns,
             broker: a.broker,
+        },
+        rules: match &a.rules {
+            Some(p) => crate::rules::Rules::load(p).map_err(|e| CliError::Other(e.to_string()))?,
+            None => crate::rules::Rules::default(),
         },
         retention: crate::store::Retention {
             max_age_us: a.retention_hours * 3600 * 1_000_000,

@@ -243,6 +243,21 @@ pub struct CatchUpInfo {
     pub served: u64,
 }
 
+/// Rules and their actions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ActionInfo {
+    /// Rules loaded.
+    pub rules: usize,
+    /// Times a rule matched.
+    pub matched: u64,
+    /// Hooks run.
+    pub hooks_run: u64,
+    /// Directed messages sent by rules.
+    pub sent: u64,
+    /// Hooks or sends that failed.
+    pub failed: u64,
+}
+
 /// The durable log.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StoreInfo {
@@ -292,6 +307,8 @@ pub struct StatusInfo {
     pub catch_up: CatchUpInfo,
     /// The durable log.
     pub store: StoreInfo,
+    /// What rules did.
+    pub actions: ActionInfo,
     /// Seconds since start.
     pub uptime_s: u64,
 }

@@ -7,6 +7,8 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
@@ -88,6 +90,8 @@ pub struct RunConfig {
     pub net: NetConfig,
     /// How long and how much the log keeps.
     pub retention: Retention,
+    /// Rules acting on received alerts.
+    pub rules: crate::rules::Rules,
 }
 
 /// Why the daemon could not start or stopped.
@@ -256,6 +260,8 @@ struct Daemon {
     cmd_tx: mpsc::Sender<Cmd>,
     retention: Retention,
     refused_ids: HashSet<Id>,
+    rules: crate::rules::Rules,
+    actions: Arc<ActionCounters>,
     broker: bool,
     brokers: HashSet<PeerId>,
     reservations: HashMap<PeerId, libp2p::core::transport::ListenerId>,
@@ -280,6 +286,63 @@ struct PendingTag {
     fingerprint: [u8; 32],
     deadline: Instant,
     reply: oneshot::Sender<Result<Reply, String>>,
+}
+
+/// What rules did, shared with the tasks that carry them out.
+#[derive(Debug, Default)]
+struct ActionCounters {
+    matched: AtomicU64,
+    hooks_run: AtomicU64,
+    sent: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Runs a rule's command with the message as JSON on stdin, killed after its timeout.
+async fn run_hook(rule: crate::rules::Rule, a: ReceivedAlert, actions: Arc<ActionCounters>) {
+    use tokio::io::AsyncWriteExt;
+    let mut cmd = tokio::process::Command::new(&rule.run[0]);
+    cmd.args(&rule.run[1..])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let result = async {
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", rule.run[0]))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let mut json = serde_json::to_vec(&a).map_err(|e| e.to_string())?;
+            json.push(b'\n');
+            // A hook that does not read its input is its own business.
+            let _ = stdin.write_all(&json).await;
+        }
+        let out = tokio::time::timeout(
+            Duration::from_secs(rule.timeout_s),
+            child.wait_with_output(),
+        )
+        .await
+        .map_err(|_| format!("timed out after {} s and was killed", rule.timeout_s))?
+        .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            let err = String::from_utf8_lossy(&out.stderr);
+            Err(format!(
+                "{} {}",
+                out.status,
+                err.trim().chars().take(200).collect::<String>()
+            ))
+        }
+    }
+    .await;
+    actions.hooks_run.fetch_add(1, Ordering::Relaxed);
+    match result {
+        Ok(()) => tracing::info!(rule = %rule.name, "hook ran"),
+        Err(e) => {
+            actions.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(rule = %rule.name, error = %e, "hook failed");
+        }
+    }
 }
 
 /// Catch-up activity, reported by `status`.
@@ -430,6 +493,8 @@ pub async fn run(
         retention: cfg.retention,
         sync_pending: HashMap::new(),
         refused_ids: HashSet::new(),
+        rules: cfg.rules.clone(),
+        actions: Arc::new(ActionCounters::default()),
         broker: cfg.net.broker,
         brokers,
         reservations: HashMap::new(),
@@ -665,6 +730,13 @@ impl Daemon {
                 served: self.catch_up.served,
             },
             store: control::StoreInfo::default(),
+            actions: control::ActionInfo {
+                rules: self.rules.rules.len(),
+                matched: self.actions.matched.load(Ordering::Relaxed),
+                hooks_run: self.actions.hooks_run.load(Ordering::Relaxed),
+                sent: self.actions.sent.load(Ordering::Relaxed),
+                failed: self.actions.failed.load(Ordering::Relaxed),
+            },
             uptime_s: self.started.elapsed().as_secs(),
         }
     }
@@ -1588,6 +1660,7 @@ impl Daemon {
                 });
                 if let Ok(mut a) = content {
                     a.via = via;
+                    self.apply_rules(&a);
                     tracing::debug!(id = %a.id, sender = %a.sender, ?via, late = a.late, "alert received");
                     let _ = self.alerts.send(*a);
                 }
@@ -1599,6 +1672,43 @@ impl Daemon {
 
     /// Takes an envelope fetched by catch-up. One that is refused for good here (not a
     /// duplicate) is remembered, so later sessions do not fetch it again.
+    /// Carries out the rules an alert matches, each in a task of its own.
+    fn apply_rules(&self, a: &ReceivedAlert) {
+        let now = now_us();
+        for (rule, value) in self.rules.matching(a, now) {
+            self.actions.matched.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(rule = %rule.name, alert = %a.id, "rule matched");
+            if !rule.run.is_empty() {
+                tokio::spawn(run_hook(rule.clone(), a.clone(), self.actions.clone()));
+            }
+            if let Some(send) = &rule.send {
+                let body = AlertBody {
+                    severity: send.severity.unwrap_or(a.severity),
+                    kind: send.kind.clone(),
+                    text: send.render(a, value),
+                    location: None,
+                    attributes: vec![
+                        ("rule".into(), rule.name.clone()),
+                        ("trigger".into(), a.id.clone()),
+                    ],
+                };
+                let (cmds, store, to) = (self.cmd_tx.clone(), self.store.clone(), send.to.clone());
+                let (actions, name) = (self.actions.clone(), rule.name.clone());
+                tokio::spawn(async move {
+                    match send_alert(&cmds, &store, String::new(), Some(to.clone()), body).await {
+                        Ok(_) => {
+                            actions.sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            actions.failed.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(rule = %name, %to, error = %e, "rule could not send");
+                        }
+                    }
+                });
+            }
+        }
+    }
+
     fn ingest(&mut self, bytes: Vec<u8>) -> bool {
         let id = crate::envelope::Envelope::parse(&bytes)
             .ok()

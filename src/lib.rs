@@ -23,6 +23,7 @@
 //! - [`store`]: the durable log (redb) of envelopes and sequence numbers.
 //! - [`net`]: the libp2p swarm (TCP, Noise, Yamux, mDNS, identify, authentication, gossipsub).
 //! - [`tag`]: device tags (QR/NFC URI) for physical-world discovery.
+//! - [`rules`]: rules that run commands or send directed messages when alerts match.
 //! - [`control`]: the daemon's Unix control socket and its client.
 //! - [`daemon`]: wires node, store, net and control together (`ptt-node run`).
 //! - [`cli`]: the `ptt-node` command line.
@@ -46,6 +47,7 @@ pub mod net;
 pub mod node;
 pub mod presence;
 pub mod replay;
+pub mod rules;
 pub mod store;
 pub mod sync;
 pub mod tag;

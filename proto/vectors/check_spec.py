@@ -6,8 +6,11 @@ no code with src/). It decodes every vector field by field (every varint must be
 verifies every signature, unwraps the sealed key, derives the message key, opens the envelope
 and recomputes the derived ids (domain id, peer id and its base58 text, alert id, topic). It
 also recomputes the envelope budget and the authentication size limits from their formulas and
-checks that the documents print those values. There are no catch-up or store vectors, so
-sync.md and storage.md are not checked. Requires the Python 'cryptography' package.
+checks that the documents print those values. There are no golden vectors for catch-up,
+presence records, device tags or the store: the informative examples of sync.md, presence.md and
+tag.md are rebuilt from their text and compared with the bytes the documents print, and the
+catch-up frame limits are recomputed; storage.md is not checked. Requires the Python
+'cryptography' package.
 Usage: python3 proto/vectors/check_spec.py
 """
 import datetime, hashlib, os, struct
@@ -183,3 +186,120 @@ r = R(push); assert r.var() == 1 and r.vec(r.bytes_) == [V['certificate']]; r.en
 assert bytes([2]) == varint(2)  # Ack: the variant index alone
 print('limits ok: MAX_AUTH_REQUEST =', MAX_AUTH_REQUEST, '; MAX_AUTH_RESPONSE =', MAX_AUTH_RESPONSE,
       '; largest push', roster_push_max, '; largest Welcome', welcome_max)
+
+# ---------------------------------------------------------------------------------------------
+# catch-up (sync.md): fingerprint worked example, encoded messages, frame limits. No golden
+# vectors exist for these: the documents' bytes are rebuilt from their own text.
+import re
+SYNC, PRESENCE, TAG = doc('sync.md'), doc('presence.md'), doc('tag.md')
+def compact(d):  # every `…` span of a document, without spaces
+    return {m.replace(' ', '') for m in re.findall(r'`([^`\n]+)`', d)}
+SYNC_SPANS = compact(SYNC)
+ch, sender = 1, 7
+h = hashlib.sha256(b'ptt-node/v1/sync-fingerprint' + struct.pack('>IQ', sender, seq)).digest()
+fp = int.from_bytes(h[:8], 'big')
+assert h.hex() == 'ce43c609481051db4e36199c37cd0caa4857da34f1d8f7ee7fbfef9ae1cabda7'
+assert 'ce43c609481051db 4e36199c37cd0caa4857da34f1d8f7ee7fbfef9ae1cabda7' in SYNC
+assert grouped(fp) in SYNC and grouped(seq >> 30) in SYNC
+bucket = min(seq >> 30, 2**32 - 1)
+cutoff = seq - 86_400_000_000
+assert grouped(cutoff) in SYNC
+summary = varint(ch) + varint(sender) + varint(bucket) + varint(1) + varint(fp)   # BucketSummary
+key = varint(ch) + varint(sender) + varint(seq)                                   # (channel, sender, seq)
+examples = {   # the first column of sync.md's table, with its byte count
+    '`Digest`, first round': b'\x00' + varint(cutoff) + varint(1) + varint(ch) + b'\x00' + varint(1) + summary,
+    '`Digest`, a later round': b'\x00' + varint(cutoff) + varint(1) + varint(ch) + b'\x01' + key + varint(1) + summary,
+    '`Fetch`': b'\x01' + varint(1) + varint(sender) + varint(seq),
+    '`Diff`': b'\x00' + varint(1) + key + b'\x00',
+    'empty `Diff`': b'\x00\x00\x00',
+    '`Refused`': b'\x02' + varint(17) + b'not authenticated',
+}
+for name, m in examples.items():
+    assert m.hex() in SYNC_SPANS, (name, m.hex())
+    assert '| %s (%d bytes) |' % (name, len(m)) in SYNC, name
+examples = {k.replace('`', ''): v for k, v in examples.items()}
+assert '`%08x` before the %d-byte digest' % (len(examples['Digest, first round']),
+                                             len(examples['Digest, first round'])) in SYNC
+# the same bytes decoded field by field as the tables say
+r = R(examples['Digest, a later round']); assert r.var() == 0 and r.var() == cutoff
+assert r.vec(r.var) == [1] and r.opt(lambda: (r.var(), r.var(), r.var())) == (1, 7, seq)
+assert r.vec(lambda: (r.var(), r.var(), r.var(), r.var(), r.var())) == [(1, 7, bucket, 1, fp)]; r.end()
+r = R(examples['Diff']); assert r.var() == 0 and r.vec(lambda: (r.var(), r.var(), r.var())) == [(1, 7, seq)]
+assert r.bool_() is False; r.end()
+# limits
+MAX_DIGEST_BUCKETS, MAX_DIFF_IDS, MAX_FETCH_IDS, SYNC_FETCH_BYTES = 4096, 8192, 256, 1024 * 1024
+MAX_SYNC_REQUEST = MAX_DIGEST_BUCKETS * 30 + 1024
+MAX_SYNC_RESPONSE = SYNC_FETCH_BYTES + MAX_ENVELOPE_LEN + 64 * 1024 + 8192 * 16
+assert (MAX_SYNC_REQUEST, MAX_SYNC_RESPONSE) == (123_904, 1_310_720)
+for d in (README, SYNC):
+    assert grouped(MAX_SYNC_REQUEST) in d and grouped(MAX_SYNC_RESPONSE) in d
+summary_max = 5 + 5 + 5 + 5 + 10
+assert len(varint(2**32 - 1)) == 5 and len(varint(2**64 - 1)) == 10
+digest_fixed = 1 + 10 + (1 + 5 + 5 + 10) + len(varint(MAX_DIGEST_BUCKETS))   # variant, cutoff, after, count
+assert digest_fixed == 34 and 1024 - digest_fixed == 990 and '990 bytes' in SYNC
+today = 1 + 2 + len(varint((2**51 - 1) >> 30)) + 2 + 10   # channel < 128, sender, count < 16 384
+assert today == 18 and MAX_DIGEST_BUCKETS * today + digest_fixed == 73_762
+assert MAX_SYNC_REQUEST - 73_762 == 50_142 and '73 762' in SYNC and '50 142' in SYNC
+diff_max = 1 + len(varint(MAX_DIFF_IDS)) + MAX_DIFF_IDS * (5 + 5 + 10) + 1
+envelopes_max = 1 + len(varint(MAX_FETCH_IDS)) + MAX_FETCH_IDS * 3 + SYNC_FETCH_BYTES
+assert (diff_max, envelopes_max) == (163_844, 1_049_347)
+assert grouped(diff_max) in SYNC and grouped(envelopes_max) in SYNC
+assert diff_max <= MAX_SYNC_RESPONSE and envelopes_max <= MAX_SYNC_RESPONSE
+print('sync examples ok; MAX_SYNC_REQUEST =', MAX_SYNC_REQUEST, '; largest Diff', diff_max)
+
+# ---------------------------------------------------------------------------------------------
+# presence record (presence.md): rebuilt, signed with the device seed, compared with the text
+address = '/ip4/192.168.1.7/tcp/4001'
+pbody = (b'\x01' + did + varint(7) + varint(seq) + varint(1) + varint(len(address)) + address.encode()
+         + b'\x00')
+psig = dev.sign(b'ptt-node/v1/sig/presence\x00' + pbody)     # Ed25519 is deterministic
+record = pbody + psig
+verify(pub(dev), b'ptt-node/v1/sig/presence', pbody, psig)
+r = R(pbody)
+assert (r.u8(), r.raw(32), r.var(), r.var(), r.vec(r.str_)) == (1, did, 7, seq, [address])
+assert r.opt(lambda: None) is None; r.end()
+assert '01 %02x %s' % (len(address), address.encode().hex()) in PRESENCE
+assert did.hex() in PRESENCE and varint(seq).hex() in PRESENCE
+assert psig.hex()[:64] in PRESENCE and psig.hex()[64:] in PRESENCE
+assert (len(pbody), len(record)) == (70, 134)
+assert 'body (70 bytes)' in PRESENCE and '(134 bytes)' in PRESENCE
+push = b'\x02' + varint(1) + varint(len(record)) + record
+assert push[:4].hex() == '02018601' and '02 01 8601' in PRESENCE and '138 bytes' in PRESENCE
+MAX_PRESENCE_LEN = 4096
+presence_push_max = 1 + len(varint(MAX_ROSTER_PUSH)) + MAX_ROSTER_PUSH * (len(varint(MAX_PRESENCE_LEN)) + MAX_PRESENCE_LEN)
+assert presence_push_max == roster_push_max <= MAX_AUTH_REQUEST and grouped(presence_push_max) in PRESENCE
+print('presence example ok; record', len(record), 'bytes')
+
+# ---------------------------------------------------------------------------------------------
+# device tag (tag.md): written with NON_ALPHANUMERIC percent-encoding, read back by the rules
+def pct(s):
+    return ''.join(chr(c) if chr(c).isascii() and chr(c).isalnum() else '%%%02X' % c for c in s.encode())
+cert_fp = hashlib.sha256(V['certificate']).hexdigest()
+uri = 'ptt://1/%s/%s?fp=%s&n=%s&a=%s' % (did.hex(), peer_text, cert_fp, pct('cam-7'), pct(address))
+assert uri in TAG and '(%d bytes, one line)' % len(uri) in TAG and len(uri) <= 2048
+assert '`-` → `%2D`' in TAG and '`é` → `%C3%A9`' in TAG and pct('é') == '%C3%A9'
+def unpct(v):  # "%" and two hex digits give a byte; any other "%" stays; then UTF-8
+    out, i, b = bytearray(), 0, v.encode()
+    while i < len(b):
+        if b[i:i+1] == b'%' and len(b[i+1:i+3]) == 2 and all(chr(x) in '0123456789abcdefABCDEF' for x in b[i+1:i+3]):
+            out.append(int(b[i+1:i+3], 16)); i += 3
+        else:
+            out.append(b[i]); i += 1
+    return out.decode('utf-8')
+assert unpct('%2Fa%zz%4') == '/a%zz%4' and unpct('a+b') == 'a+b'
+def parse_tag(t):
+    t = t.strip(); assert len(t.encode()) <= 2048 and t.startswith('ptt://1/')
+    path, query = t[len('ptt://1/'):].split('?', 1)
+    dom, peer = path.split('/', 1)
+    dom_b = bytes.fromhex(dom); assert len(dom_b) == 32
+    out = dict(domain=dom_b, peer=peer, fp=None, n=None, a=[])
+    for kv in query.split('&'):
+        k, v = kv.split('=', 1); v = unpct(v)
+        if k == 'fp': f = bytes.fromhex(v); assert len(f) == 32; out['fp'] = f
+        elif k == 'n': out['n'] = v
+        elif k == 'a' and len(out['a']) < 16: out['a'].append(v)
+    assert out['fp'] is not None
+    return out
+t = parse_tag(uri)
+assert (t['domain'], t['peer'], t['fp'].hex(), t['n'], t['a']) == (did, peer_text, cert_fp, 'cam-7', [address])
+print('tag example ok:', len(uri), 'bytes')
