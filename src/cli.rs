@@ -1091,13 +1091,18 @@ fn format_status(s: &StatusInfo) -> String {
         out.push_str(&format!("  rejected {k}: {v}\n"));
     }
     out.push_str(&format!(
-        "catch-up {} sessions ({} ended early), {} fetched, {} requests served\nlog      {} envelopes, {} KiB\n",
+        "catch-up {} sessions ({} ended early), {} fetched, {} requests served\nlog      {} envelopes, {} KiB\nrules    {} loaded, {} matched, {} hooks run, {} sent, {} failed\n",
         s.catch_up.sessions,
         s.catch_up.failed,
         s.catch_up.fetched,
         s.catch_up.served,
         s.store.envelopes,
-        s.store.bytes.div_ceil(1024)
+        s.store.bytes.div_ceil(1024),
+        s.actions.rules,
+        s.actions.matched,
+        s.actions.hooks_run,
+        s.actions.sent,
+        s.actions.failed
     ));
     out
 }

@@ -1540,6 +1540,13 @@ impl Daemon {
         } else {
             self.node.profile_of(self.node.cert())
         };
+        if c.kind.as_ref().is_some_and(|k| k.len() > 64)
+            || c.tags.as_ref().is_some_and(|t| {
+                t.len() > 16 || t.iter().any(|(k, v)| k.len() > 64 || v.len() > 64)
+            })
+        {
+            return Err("a profile has a kind of at most 64 bytes and at most 16 tags of at most 64 bytes each".into());
+        }
         if let Some(k) = c.kind {
             p.kind = k;
         }
@@ -1709,29 +1716,31 @@ impl Daemon {
         }
     }
 
+    /// Takes an envelope fetched by catch-up. One refused for good after its signature
+    /// verified (it does not open, or is older than the replay floor) is remembered, so later
+    /// sessions do not fetch it again; nothing unverified is remembered, and an unknown
+    /// sender is not final (its certificate may still arrive).
     fn ingest(&mut self, bytes: Vec<u8>) -> bool {
-        let id = crate::envelope::Envelope::parse(&bytes)
+        use crate::node::Rejection;
+        let header = crate::envelope::Envelope::parse(&bytes)
             .ok()
-            .map(|e| (e.header.sender, e.header.seq));
-        // Only channels this device carries are taken.
-        let carried = crate::envelope::Envelope::parse(&bytes)
-            .ok()
-            .is_some_and(|e| self.node.carried_channels().contains(&e.header.channel));
+            .map(|e| e.header);
+        let carried = header.is_some_and(|h| self.node.carried_channels().contains(&h.channel));
         if !carried {
-            if let Some(id) = id {
-                self.remember_refused(id);
-            }
             return false;
         }
         match self.take_envelope(bytes, Via::CatchUp, None) {
             Ok(()) => true,
             Err(r) => {
                 tracing::debug!(reason = r.reason(), error = %r, "fetched envelope refused");
-                if let (Some(id), false) = (
-                    id,
-                    matches!(r, crate::node::Rejection::Replay(ReplayError::Duplicate)),
-                ) {
-                    self.remember_refused(id);
+                let settled = matches!(
+                    r,
+                    Rejection::Envelope(crate::envelope::EnvelopeError::Decrypt)
+                        | Rejection::BadPlaintext
+                        | Rejection::Replay(ReplayError::TooOld)
+                );
+                if let (true, Some(h)) = (settled, header) {
+                    self.remember_refused((h.sender, h.seq));
                 }
                 false
             }
@@ -1802,10 +1811,12 @@ impl Daemon {
                     after,
                     buckets,
                 } => {
-                    let channels: Vec<u32> = channels
+                    let mut channels: Vec<u32> = channels
                         .into_iter()
                         .filter(|c| grants.contains(c) && mine.contains(c))
                         .collect();
+                    channels.sort_unstable();
+                    channels.dedup();
                     let q = crate::store::DiffQuery {
                         theirs: buckets,
                         cutoff,
@@ -1819,7 +1830,13 @@ impl Daemon {
                     let ids: Vec<Id> = ids.into_iter().take(crate::sync::MAX_FETCH_IDS).collect();
                     store.get(ids, net::SYNC_FETCH_BYTES).await.map(|envs| {
                         SyncResponse::Envelopes {
-                            envelopes: envs.into_iter().map(|e| e.bytes).collect(),
+                            envelopes: envs
+                                .into_iter()
+                                .filter(|e| {
+                                    grants.contains(&e.channel) && mine.contains(&e.channel)
+                                })
+                                .map(|e| e.bytes)
+                                .collect(),
                         }
                     })
                 }
@@ -1937,9 +1954,12 @@ async fn pull_from(
             other => return Err((fetched, format!("unexpected reply {other:?}"))),
         };
         if diff.keys.len() > crate::sync::MAX_DIFF_IDS
-            || diff.keys.last().copied() <= after && after.is_some()
+            || (after.is_some() && !diff.keys.is_empty() && diff.keys.last().copied() <= after)
         {
             return Err((fetched, "diff out of bounds or not advancing".into()));
+        }
+        if diff.keys.is_empty() {
+            break;
         }
         after = diff.keys.last().copied();
         let missing = store

@@ -305,6 +305,10 @@ impl Node {
     /// Learns a presence record; `Ok(true)` when it is new or newer than the one held.
     pub fn learn_presence(&mut self, bytes: &[u8]) -> Result<bool, PresenceError> {
         let device = Presence::claimed_device(bytes)?;
+        // This device speaks for itself; an old record of ours echoed back is ignored.
+        if device == self.cert.body.device {
+            return Ok(false);
+        }
         let cert = self
             .roster
             .get(&device)
@@ -336,6 +340,7 @@ impl Node {
             issued_us: now_us.max(last.saturating_add(1)),
             addresses: addresses
                 .into_iter()
+                .filter(|a| a.len() <= crate::presence::MAX_ADDRESS_LEN)
                 .take(crate::presence::MAX_ADDRESSES)
                 .collect(),
             profile,
