@@ -279,6 +279,22 @@ pub enum DomainCommand {
         after_help = "Example:\n  ptt-node domain enroll --dir ./site-a --device cam-1 --out ./cam-1 --kind camera --location 37.56,126.97 --tag zone=north"
     )]
     Enroll(EnrollArgs),
+    /// Add or remove a connection broker in the domain descriptor (bundles enrolled
+    /// afterwards carry it).
+    #[command(
+        after_help = "Example:\n  ptt-node domain broker --dir ./site-a --add /ip4/10.0.0.1/tcp/4777/p2p/12D3KooW…"
+    )]
+    Broker {
+        /// Authority directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Broker multiaddress to add (must end with /p2p/<peer id>).
+        #[arg(long, conflicts_with = "remove", required_unless_present = "remove")]
+        add: Option<String>,
+        /// Broker multiaddress to remove.
+        #[arg(long)]
+        remove: Option<String>,
+    },
     /// List enrolled devices.
     List {
         /// Authority directory.
@@ -574,6 +590,28 @@ fn domain(cmd: DomainCommand) -> Result<(), CliError> {
                 "bundle written to {}: copy it to the device",
                 e.out.display()
             );
+        }
+        DomainCommand::Broker { dir, add, remove } => {
+            let _lock = Authority::lock(&dir)?;
+            let mut a = Authority::load(&dir)?;
+            let (addr, rm) = match (add, remove) {
+                (Some(a), _) => (a, false),
+                (None, Some(r)) => (r, true),
+                (None, None) => return Err(CliError::Other("give --add or --remove".into())),
+            };
+            let changed = a.set_broker(&addr, rm)?;
+            a.save(&dir)?;
+            match (changed, rm) {
+                (true, false) => {
+                    println!("broker {addr} added; devices enrolled from now on know it")
+                }
+                (true, true) => println!("broker {addr} removed"),
+                (false, false) => println!("broker {addr} was already listed"),
+                (false, true) => println!("broker {addr} was not listed"),
+            }
+            for b in &a.descriptor().body.brokers {
+                println!("  broker {b}");
+            }
         }
         DomainCommand::List { dir, json } => {
             let a = Authority::load(&dir)?;

@@ -450,12 +450,16 @@ pub async fn run(
     })?;
 
     // Connection brokers: from the domain descriptor, and any --peer naming a peer id.
-    let brokers: HashSet<PeerId> = node
+    let node_brokers: Vec<Multiaddr> = node
         .descriptor()
         .body
         .brokers
         .iter()
         .filter_map(|a| a.parse::<Multiaddr>().ok())
+        .collect();
+    let brokers: HashSet<PeerId> = node_brokers
+        .iter()
+        .cloned()
         .chain(cfg.peers.iter().cloned())
         .filter_map(|a| {
             a.iter().find_map(|p| match p {
@@ -487,7 +491,18 @@ pub async fn run(
         peers: HashMap::new(),
         blocked: HashMap::new(),
         topics,
-        static_peers: cfg.peers.clone(),
+        // --peer addresses and the descriptor's brokers are dialled and kept connected.
+        static_peers: cfg
+            .peers
+            .iter()
+            .cloned()
+            .chain(
+                node_brokers
+                    .iter()
+                    .filter(|a| !cfg.peers.contains(a))
+                    .cloned(),
+            )
+            .collect(),
         started: Instant::now(),
         cmd_tx,
         retention: cfg.retention,

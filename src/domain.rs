@@ -160,6 +160,33 @@ impl Authority {
         &self.registry
     }
 
+    /// Adds (or with `remove`, removes) a connection broker's multiaddress in the descriptor.
+    /// The address must name the broker's peer id (`…/p2p/<peer id>`). Bundles enrolled
+    /// afterwards carry the new descriptor.
+    pub fn set_broker(&mut self, addr: &str, remove: bool) -> Result<bool, DomainError> {
+        let ma: libp2p::Multiaddr = addr
+            .parse()
+            .map_err(|e| DomainError::Invalid(format!("{addr:?} is not a multiaddress: {e}")))?;
+        if !ma
+            .iter()
+            .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+        {
+            return Err(DomainError::Invalid(format!(
+                "{addr:?} names no peer id: append /p2p/<the broker's peer id> (see ptt-node domain list)"
+            )));
+        }
+        let mut body = self.descriptor.body.clone();
+        let present = body.brokers.iter().any(|b| b == addr);
+        match (remove, present) {
+            (false, true) | (true, false) => return Ok(false),
+            (false, false) => body.brokers.push(addr.to_string()),
+            (true, true) => body.brokers.retain(|b| b != addr),
+        }
+        body.revision += 1;
+        self.descriptor = Descriptor::issue(&self.key, body);
+        Ok(true)
+    }
+
     /// Adds a channel with a fresh secret at epoch 1; returns its number.
     pub fn add_channel(
         &mut self,
@@ -471,11 +498,24 @@ mod tests {
             Err(DomainError::Invalid(_))
         ));
 
+        // Brokers go into the descriptor; later bundles carry them.
+        let b = "/ip4/10.0.0.1/tcp/4777/p2p/12D3KooWHkcmUBx9sDc2ZHcJ7YpB6oSLGCUZexN9t8pyqw56Vi9o";
+        assert!(
+            a.set_broker("/ip4/10.0.0.1/tcp/4777", false).is_err(),
+            "a peer id is needed"
+        );
+        assert!(a.set_broker(b, false).unwrap());
+        assert!(!a.set_broker(b, false).unwrap(), "already there");
+        let (late, _) = a.enroll(&req("after-broker"), 1_000, &mut OsRng).unwrap();
+        assert_eq!(late.descriptor.body.brokers, vec![b.to_string()]);
+        assert!(a.set_broker(b, true).unwrap());
+        assert!(a.descriptor().body.brokers.is_empty());
+
         let dir = tempfile::tempdir().unwrap();
         a.save(dir.path()).unwrap();
         let b = Authority::load(dir.path()).unwrap();
         assert_eq!(b.descriptor(), a.descriptor());
-        assert_eq!(b.registry().len(), 4);
+        assert_eq!(b.registry().len(), 5);
         // A later enrolment still seals the same channel secret.
         let mut b = b;
         let (b5, _) = b.enroll(&req("late"), 1_000, &mut OsRng).unwrap();

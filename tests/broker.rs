@@ -49,13 +49,17 @@ fn members_on_two_segments_talk_through_a_relay_only_broker() {
     let root = lan_a.dir().to_path_buf();
     let dom = root.join("dom");
     ok(&["domain", "init", "--dir", p(&dom), "--name", "broker"]);
-    for (n, extra) in [("m1", None), ("m2", None), ("b1", Some("--relay-only"))] {
-        let mut args = vec!["domain", "enroll", "--dir", p(&dom), "--device", n, "--out"];
-        let out = root.join(n);
-        args.push(p(&out));
-        args.extend(extra);
-        ok(&args);
-    }
+    ok(&[
+        "domain",
+        "enroll",
+        "--dir",
+        p(&dom),
+        "--device",
+        "b1",
+        "--relay-only",
+        "--out",
+        p(&root.join("b1")),
+    ]);
     let b1 = lan_a.add_host("b1").expect("b1");
     let b1_b = lan_b.attach(&b1).expect("b1 leg in B");
     let m1 = lan_a.add_host("m1").expect("m1");
@@ -64,7 +68,6 @@ fn members_on_two_segments_talk_through_a_relay_only_broker() {
         !m1.ping(m2.addr()).expect("ping"),
         "the segments must not route to each other"
     );
-
     let b1_id = {
         let o = ok(&["domain", "list", "--dir", p(&dom), "--json"]);
         let v: Vec<Value> = o
@@ -76,6 +79,22 @@ fn members_on_two_segments_talk_through_a_relay_only_broker() {
             .unwrap()
             .to_string()
     };
+    // m2 learns the broker from the domain descriptor in its bundle; m1 from --peer.
+    let peer_a = format!("/ip4/{}/tcp/4777/p2p/{b1_id}", b1.addr());
+    let peer_b = format!("/ip4/{b1_b}/tcp/4777/p2p/{b1_id}");
+    ok(&["domain", "broker", "--dir", p(&dom), "--add", &peer_b]);
+    for n in ["m1", "m2"] {
+        ok(&[
+            "domain",
+            "enroll",
+            "--dir",
+            p(&dom),
+            "--device",
+            n,
+            "--out",
+            p(&root.join(n)),
+        ]);
+    }
     let env = [("RUST_LOG", "info,ptt_node=debug")];
     let data = |h: &Host| h.dir().join("data");
     let _b = b1
@@ -95,8 +114,6 @@ fn members_on_two_segments_talk_through_a_relay_only_broker() {
             &env,
         )
         .expect("broker");
-    let peer_a = format!("/ip4/{}/tcp/4777/p2p/{b1_id}", b1.addr());
-    let peer_b = format!("/ip4/{b1_b}/tcp/4777/p2p/{b1_id}");
     let _d1 = m1
         .spawn(
             BIN,
@@ -127,8 +144,6 @@ fn members_on_two_segments_talk_through_a_relay_only_broker() {
                 p(&data(&m2)),
                 "--listen",
                 &format!("/ip4/{}/tcp/0", m2.addr()),
-                "--peer",
-                &peer_b,
             ],
             &env,
         )
