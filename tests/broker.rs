@@ -6,30 +6,14 @@
 #[path = "support/netns.rs"]
 mod netns;
 
-use std::path::Path;
 use std::time::Duration;
 
 use netns::{Cond, Host, Lan};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ptt-node");
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = std::process::Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("ptt-node");
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+#[path = "support/common.rs"]
+mod common;
+use common::{BIN, files_containing, ok, p};
 
 fn json(h: &Host, args: &[&str]) -> Vec<Value> {
     let o = h.run(BIN, args).expect("ptt-node");
@@ -218,23 +202,6 @@ fn members_on_two_segments_talk_through_a_relay_only_broker() {
         "the relay-only broker printed {:?}",
         lb.stdout_lines()
     );
-    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            if e.path().is_dir() {
-                walk(&e.path(), out)
-            } else {
-                out.push(e.path())
-            }
-        }
-    }
-    let mut files = vec![];
-    walk(&data(&b1), &mut files);
-    for f in files {
-        let bytes = std::fs::read(&f).unwrap_or_default();
-        assert!(
-            !bytes.windows(text.len()).any(|w| w == text.as_bytes()),
-            "plaintext in {}",
-            f.display()
-        );
-    }
+    let leaked = files_containing(&data(&b1), text.as_bytes());
+    assert!(leaked.is_empty(), "plaintext on the broker in {leaked:?}");
 }

@@ -10,23 +10,9 @@ use std::time::Duration;
 use netns::{Cond, Host, Lan, Proc};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ptt-node");
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
-
-fn ok(args: &[&str]) {
-    let o = std::process::Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("ptt-node");
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
+#[path = "support/common.rs"]
+mod common;
+use common::{BIN, ok, p};
 
 fn search(h: &Host, data: &Path, args: &[&str]) -> Vec<String> {
     let mut full = vec!["search", "--json", "--data", p(data)];

@@ -7,25 +7,17 @@
 //! publishes must never be read by the daemon. Runs on loopback (127.0.0.1) with mDNS off, so
 //! it needs no root.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, gossipsub, noise, request_response, tcp, yamux};
 use ptt_node::net::{AUTH_PROTOCOL, AuthCodec, gossipsub_config, topic};
-use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ptt-node");
-
-struct Daemon(Child);
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+#[path = "support/common.rs"]
+mod common;
+use common::{BIN, start_loopback as start, status, wait_for};
 
 fn cli(args: &[&str]) -> (bool, String) {
     let out = Command::new(BIN).args(args).output().expect("run ptt-node");
@@ -33,43 +25,6 @@ fn cli(args: &[&str]) -> (bool, String) {
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
-}
-
-fn status(data: &Path) -> Option<Value> {
-    let (ok, out) = cli(&["status", "--json", "--data", data.to_str()?]);
-    ok.then(|| serde_json::from_str(out.lines().next()?).ok())
-        .flatten()
-}
-
-fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn start(bundle: &Path, data: &Path, peer: Option<&str>) -> Daemon {
-    let mut c = Command::new(BIN);
-    c.args([
-        "run",
-        "--no-mdns",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--bundle",
-    ])
-    .arg(bundle)
-    .arg("--data")
-    .arg(data)
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    if let Some(p) = peer {
-        c.args(["--peer", p]);
-    }
-    Daemon(c.spawn().expect("start daemon"))
 }
 
 #[derive(NetworkBehaviour)]

@@ -5,94 +5,20 @@
 //! from its store) publishes the same bytes again. The receiver must count it as a duplicate
 //! and show nothing. Loopback only, mDNS off: no root needed.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, gossipsub, noise, request_response, tcp, yamux};
 use ptt_node::bundle::Bundle;
 use ptt_node::net::{AUTH_PROTOCOL, AuthCodec, AuthHello, AuthReply, AuthRequest, topic};
-use serde_json::Value;
+
 use sha2::Digest;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ptt-node");
-
-struct Kid(Child);
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = Command::new(BIN).args(args).output().expect("ptt-node");
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn status(data: &Path) -> Option<Value> {
-    let o = Command::new(BIN)
-        .args(["status", "--json", "--data", s(data)])
-        .output()
-        .ok()?;
-    o.status
-        .success()
-        .then(|| serde_json::from_slice(&o.stdout).ok())
-        .flatten()
-}
-
-fn wait<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < end, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn daemon(bundle: &Path, data: &Path, peer: Option<&str>) -> Kid {
-    let mut c = Command::new(BIN);
-    c.args([
-        "run",
-        "--no-mdns",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--bundle",
-        s(bundle),
-        "--data",
-        s(data),
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    if let Some(p) = peer {
-        c.args(["--peer", p]);
-    }
-    Kid(c.spawn().expect("daemon"))
-}
-
-fn address(data: &Path) -> String {
-    let st = wait("daemon up", 20, || {
-        status(data).filter(|v| v["listen_addrs"][0].is_string())
-    });
-    format!(
-        "{}/p2p/{}",
-        st["listen_addrs"][0].as_str().unwrap(),
-        st["peer_id"].as_str().unwrap()
-    )
-}
+#[path = "support/common.rs"]
+mod common;
+use common::{BIN, Daemon, address, ok, p, start_loopback, status, wait_for};
 
 #[derive(NetworkBehaviour)]
 struct Peer {
@@ -104,22 +30,22 @@ struct Peer {
 fn restarted_member_refuses_a_replayed_envelope() {
     let dir = tempfile::tempdir().unwrap();
     let d = |x: &str| dir.path().join(x);
-    ok(&["domain", "init", "--dir", s(&d("dom")), "--name", "replay"]);
+    ok(&["domain", "init", "--dir", p(&d("dom")), "--name", "replay"]);
     for m in ["m1", "m2", "tp"] {
         ok(&[
             "domain",
             "enroll",
             "--dir",
-            s(&d("dom")),
+            p(&d("dom")),
             "--device",
             m,
             "--out",
-            s(&d(m)),
+            p(&d(m)),
         ]);
     }
-    let _m1 = daemon(&d("m1"), &d("m1-data"), None);
+    let _m1 = start_loopback(&d("m1"), &d("m1-data"), None);
     let m1_addr = address(&d("m1-data"));
-    let mut m2 = daemon(&d("m2"), &d("m2-data"), Some(&m1_addr));
+    let mut m2 = start_loopback(&d("m2"), &d("m2-data"), Some(&m1_addr));
     let m2_addr = address(&d("m2-data"));
 
     let bundle = Bundle::load(&d("tp")).expect("test peer bundle");
@@ -199,24 +125,24 @@ fn restarted_member_refuses_a_replayed_envelope() {
 
         let data1 = d("m1-data");
         tokio::task::spawn_blocking(move || {
-            ok(&["alert", "--data", s(&data1), "--severity", "minor", "--kind", "k", "--text", "once only"])
+            ok(&["alert", "--data", p(&data1), "--severity", "minor", "--kind", "k", "--text", "once only"])
         })
         .await
         .unwrap();
         let got = drive(&mut swarm, &hello, 3).await;
         assert_eq!(got.len(), 1, "the test peer recorded the envelope from gossip");
         let envelope = got[0].clone();
-        wait("m2 received it", 10, || {
+        wait_for("m2 received it", 10, || {
             status(&d("m2-data")).filter(|v| v["counters"]["alerts_received"] == 1)
         });
 
         // Restart m2 from its data directory.
         let _ = m2.0.kill();
         let _ = m2.0.wait();
-        m2 = daemon(&d("m2"), &d("m2-data"), Some(&m1_addr));
+        m2 = start_loopback(&d("m2"), &d("m2-data"), Some(&m1_addr));
         let m2_addr = address(&d("m2-data"));
-        let mut listen = Kid(Command::new(BIN)
-            .args(["listen", "--json", "--data", s(&d("m2-data"))])
+        let mut listen = Daemon(Command::new(BIN)
+            .args(["listen", "--json", "--data", p(&d("m2-data"))])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap());

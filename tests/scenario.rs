@@ -11,23 +11,9 @@ use std::time::Duration;
 
 use netns::{Cond, Host, Lan};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ptt-node");
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
-
-fn ok(args: &[&str]) {
-    let o = std::process::Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("ptt-node");
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
+#[path = "support/common.rs"]
+mod common;
+use common::{BIN, ok, p};
 
 fn example(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -13,11 +13,9 @@ use std::time::Duration;
 use netns::{Cond, Host, Lan, Proc};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ptt-node");
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
+#[path = "support/common.rs"]
+mod common;
+use common::{BIN, files_containing, p};
 
 fn provision(args: &[&str]) {
     let out = std::process::Command::new(BIN)
@@ -183,14 +181,8 @@ fn relay_joins_two_segments() {
             lr.stdout_lines()
         );
         // The relay stored the envelope but never the plaintext.
-        for entry in walk(&datar) {
-            let bytes = std::fs::read(&entry).unwrap_or_default();
-            assert!(
-                !bytes.windows(text.len()).any(|w| w == text.as_bytes()),
-                "plaintext in {}",
-                entry.display()
-            );
-        }
+        let leaked = files_containing(&datar, text.as_bytes());
+        assert!(leaked.is_empty(), "plaintext in {leaked:?}");
     }
     // m1 never connected to m2, yet finds it, with the address it announced on segment B.
     let o = m1
@@ -218,17 +210,4 @@ fn relay_joins_two_segments() {
             "a member ignored an unknown sender: {s}"
         );
     }
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = vec![];
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = e.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
