@@ -1306,27 +1306,14 @@ impl Daemon {
         let hello = match request {
             AuthRequest::Hello(h) => h,
             AuthRequest::Roster { certs } => {
-                // Only members may tell us about members.
-                let from_member = self.peers.get(&peer).is_some_and(|p| p.authenticated);
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .auth
-                    .send_response(channel, AuthReply::Ack);
-                if from_member {
+                if self.ack_from_member(peer, channel) {
                     let new = self.learn_roster(peer, &certs);
                     self.push_roster(new, peer);
                 }
                 return;
             }
             AuthRequest::Presence { records } => {
-                let from_member = self.peers.get(&peer).is_some_and(|p| p.authenticated);
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .auth
-                    .send_response(channel, AuthReply::Ack);
-                if from_member {
+                if self.ack_from_member(peer, channel) {
                     let mut new = vec![];
                     for r in records.into_iter().take(net::MAX_ROSTER_PUSH) {
                         match self.node.learn_presence(&r) {
@@ -1380,6 +1367,21 @@ impl Daemon {
                 self.refuse(peer, reason);
             }
         }
+    }
+
+    /// Acknowledges a roster or presence push; true when it came from an authenticated
+    /// member (only members may tell us about members).
+    fn ack_from_member(
+        &mut self,
+        peer: PeerId,
+        channel: request_response::ResponseChannel<AuthReply>,
+    ) -> bool {
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .auth
+            .send_response(channel, AuthReply::Ack);
+        self.peers.get(&peer).is_some_and(|p| p.authenticated)
     }
 
     fn on_auth_reply(&mut self, peer: PeerId, reply: AuthReply) {
