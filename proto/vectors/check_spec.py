@@ -7,10 +7,10 @@ verifies every signature, unwraps the sealed key, derives the message key, opens
 and recomputes the derived ids (domain id, peer id and its base58 text, alert id, topic). It
 also recomputes the envelope budget and the authentication size limits from their formulas and
 checks that the documents print those values. There are no golden vectors for catch-up,
-presence records, device tags or the store: the informative examples of sync.md, presence.md and
-tag.md are rebuilt from their text and compared with the bytes the documents print, and the
-catch-up frame limits are recomputed; storage.md is not checked. Requires the Python
-'cryptography' package.
+presence records, device tags, directed messages or the store: the informative examples of
+sync.md, presence.md, tag.md and the direct-key example of keys.md are rebuilt from their text
+and compared with the bytes the documents print, and the catch-up frame limits are recomputed;
+storage.md, broker.md and rules.md are not checked. Requires the Python 'cryptography' package.
 Usage: python3 proto/vectors/check_spec.py
 """
 import datetime, hashlib, os, struct
@@ -206,9 +206,11 @@ cutoff = seq - 86_400_000_000
 assert grouped(cutoff) in SYNC
 summary = varint(ch) + varint(sender) + varint(bucket) + varint(1) + varint(fp)   # BucketSummary
 key = varint(ch) + varint(sender) + varint(seq)                                   # (channel, sender, seq)
+carried = [0, ch]   # channel 0 (directed messages, every member's) first, then the grants
+chans = varint(len(carried)) + b''.join(varint(c) for c in carried)
 examples = {   # the first column of sync.md's table, with its byte count
-    '`Digest`, first round': b'\x00' + varint(cutoff) + varint(1) + varint(ch) + b'\x00' + varint(1) + summary,
-    '`Digest`, a later round': b'\x00' + varint(cutoff) + varint(1) + varint(ch) + b'\x01' + key + varint(1) + summary,
+    '`Digest`, first round': b'\x00' + varint(cutoff) + chans + b'\x00' + varint(1) + summary,
+    '`Digest`, a later round': b'\x00' + varint(cutoff) + chans + b'\x01' + key + varint(1) + summary,
     '`Fetch`': b'\x01' + varint(1) + varint(sender) + varint(seq),
     '`Diff`': b'\x00' + varint(1) + key + b'\x00',
     'empty `Diff`': b'\x00\x00\x00',
@@ -222,7 +224,7 @@ assert '`%08x` before the %d-byte digest' % (len(examples['Digest, first round']
                                              len(examples['Digest, first round'])) in SYNC
 # the same bytes decoded field by field as the tables say
 r = R(examples['Digest, a later round']); assert r.var() == 0 and r.var() == cutoff
-assert r.vec(r.var) == [1] and r.opt(lambda: (r.var(), r.var(), r.var())) == (1, 7, seq)
+assert r.vec(r.var) == [0, 1] and r.opt(lambda: (r.var(), r.var(), r.var())) == (1, 7, seq)
 assert r.vec(lambda: (r.var(), r.var(), r.var(), r.var(), r.var())) == [(1, 7, bucket, 1, fp)]; r.end()
 r = R(examples['Diff']); assert r.var() == 0 and r.vec(lambda: (r.var(), r.var(), r.var())) == [(1, 7, seq)]
 assert r.bool_() is False; r.end()
@@ -303,3 +305,36 @@ def parse_tag(t):
 t = parse_tag(uri)
 assert (t['domain'], t['peer'], t['fp'].hex(), t['n'], t['a']) == (did, peer_text, cert_fp, 'cam-7', [address])
 print('tag example ok:', len(uri), 'bytes')
+
+# ---------------------------------------------------------------------------------------------
+# direct key (keys.md) and a directed envelope (envelope.md). NOT a golden vector: device 7 is the
+# vector device (X25519 secret 33x32); device 9 and its secret 55x32 are made up for the example.
+KEYS = doc('keys.md')
+devx9 = X25519PrivateKey.from_private_bytes(b'\x55'*32)
+devx9_pk = devx9.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+shared7 = devx.exchange(X25519PublicKey.from_public_bytes(devx9_pk))    # what device 7 computes
+shared9 = devx9.exchange(X25519PublicKey.from_public_bytes(devx_pk))    # what device 9 computes
+assert shared7 == shared9
+def direct_key(shared, sender, recipient):
+    return hkdf(did, shared, b'ptt-node/v1/direct-key' + struct.pack('>II', sender, recipient))
+k79, k97 = direct_key(shared7, 7, 9), direct_key(shared9, 9, 7)
+assert k79 == direct_key(shared9, 7, 9) and k79 != k97
+info = b'ptt-node/v1/direct-key' + struct.pack('>II', 7, 9)
+assert len(info) == 30 and '30 bytes in all' in KEYS
+for label, b in (('domain id', did), ('device 7 X25519 pk', devx_pk), ('device 9 X25519 pk', devx9_pk),
+                 ('shared', shared7), ('direct_key(7 → 9)', k79), ('direct_key(9 → 7)', k97)):
+    assert re.search(r'^%s\s+%s' % (re.escape(label), b.hex()), KEYS, re.M), label
+assert '%s %s %s' % (info[:-8].hex(), info[-8:-4].hex(), info[-4:].hex()) in KEYS
+# a directed envelope: channel 0, epoch = recipient 9, sender 7, the vector's seq and plaintext
+dhdr = b'\x01' + did[:4] + varint(0) + varint(9) + varint(7) + varint(seq)
+dct = AESGCM(k79).encrypt(struct.pack('>IQ', 7, seq), pt, did + dhdr)
+dbody = dhdr + varint(len(dct)) + dct
+denv = dbody + dev.sign(b'ptt-node/v1/sig/envelope\x00' + did + dbody)
+verify(pub(dev), b'ptt-node/v1/sig/envelope', did + dbody, denv[-64:])
+# the recipient opens it with its own secret and the sender's public key
+assert AESGCM(direct_key(shared9, 7, 9)).decrypt(struct.pack('>IQ', 7, seq), dct, did + dhdr) == pt
+assert dhdr.hex() in KEYS and '01 02e8a2fc 00 09 07 c0a4848bb0919803' in ENVELOPE
+assert dct[-16:].hex() in KEYS and ('a ciphertext of %d bytes' % len(dct)) in KEYS.replace('\n', ' ')
+assert ('an envelope of %d bytes' % len(denv)) in KEYS.replace('\n', ' ')
+assert len(pt) == 50 and '(50 bytes)' in KEYS and len(denv) - len(pt) == 97
+print('direct key example ok (not a golden vector):', k79.hex()[:16] + '…; directed envelope', len(denv), 'bytes')
