@@ -265,7 +265,7 @@ struct Daemon {
     broker: bool,
     brokers: HashSet<PeerId>,
     reservations: HashMap<PeerId, libp2p::core::transport::ListenerId>,
-    circuit_next: HashMap<PeerId, Instant>,
+    circuit_next: HashMap<PeerId, (Instant, Duration)>,
     next_circuit: Instant,
     pending_tags: Vec<PendingTag>,
     sync_pending:
@@ -289,17 +289,27 @@ struct PendingTag {
 }
 
 /// What rules did, shared with the tasks that carry them out.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ActionCounters {
+    hooks: tokio::sync::Semaphore,
     matched: AtomicU64,
     hooks_run: AtomicU64,
     sent: AtomicU64,
     failed: AtomicU64,
 }
 
-/// Runs a rule's command with the message as JSON on stdin, killed after its timeout.
+/// Hooks running at once at most; more wait their turn.
+const MAX_HOOKS: usize = 8;
+/// Bytes of a hook's stderr kept for the log.
+const HOOK_STDERR: u64 = 4096;
+
+/// Runs a rule's command with the message as JSON on stdin, killed after its timeout (which
+/// covers writing its input too).
 async fn run_hook(rule: crate::rules::Rule, a: ReceivedAlert, actions: Arc<ActionCounters>) {
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(_permit) = actions.hooks.acquire().await else {
+        return;
+    };
     let mut cmd = tokio::process::Command::new(&rule.run[0]);
     cmd.args(&rule.run[1..])
         .stdin(std::process::Stdio::piped())
@@ -310,26 +320,32 @@ async fn run_hook(rule: crate::rules::Rule, a: ReceivedAlert, actions: Arc<Actio
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", rule.run[0]))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            let mut json = serde_json::to_vec(&a).map_err(|e| e.to_string())?;
-            json.push(b'\n');
-            // A hook that does not read its input is its own business.
-            let _ = stdin.write_all(&json).await;
-        }
-        let out = tokio::time::timeout(
-            Duration::from_secs(rule.timeout_s),
-            child.wait_with_output(),
-        )
-        .await
-        .map_err(|_| format!("timed out after {} s and was killed", rule.timeout_s))?
-        .map_err(|e| e.to_string())?;
-        if out.status.success() {
+        let mut json = serde_json::to_vec(&a).map_err(|e| e.to_string())?;
+        json.push(b'\n');
+        let stdin = child.stdin.take();
+        let stderr = child.stderr.take();
+        let io = async move {
+            if let Some(mut stdin) = stdin {
+                // A hook that does not read its input is its own business.
+                let _ = stdin.write_all(&json).await;
+            }
+            let mut err = Vec::new();
+            if let Some(stderr) = stderr {
+                let _ = stderr.take(HOOK_STDERR).read_to_end(&mut err).await;
+            }
+            err
+        };
+        let run = async { tokio::join!(io, child.wait()) };
+        let (err, status) = tokio::time::timeout(Duration::from_secs(rule.timeout_s), run)
+            .await
+            .map_err(|_| format!("timed out after {} s and was killed", rule.timeout_s))?;
+        let status = status.map_err(|e| e.to_string())?;
+        if status.success() {
             Ok(())
         } else {
-            let err = String::from_utf8_lossy(&out.stderr);
+            let err = String::from_utf8_lossy(&err);
             Err(format!(
-                "{} {}",
-                out.status,
+                "{status} {}",
                 err.trim().chars().take(200).collect::<String>()
             ))
         }
@@ -509,7 +525,13 @@ pub async fn run(
         sync_pending: HashMap::new(),
         refused_ids: HashSet::new(),
         rules: cfg.rules.clone(),
-        actions: Arc::new(ActionCounters::default()),
+        actions: Arc::new(ActionCounters {
+            hooks: tokio::sync::Semaphore::new(MAX_HOOKS),
+            matched: AtomicU64::new(0),
+            hooks_run: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        }),
         broker: cfg.net.broker,
         brokers,
         reservations: HashMap::new(),
@@ -793,6 +815,17 @@ impl Daemon {
         if now >= self.next_static {
             self.next_static = now + ANTI_ENTROPY_EVERY;
             self.dial_static_peers();
+            // Reservations refused or expired while a broker stayed connected: ask again.
+            let brokers: Vec<PeerId> = self.brokers.iter().copied().collect();
+            for b in brokers {
+                if self
+                    .peers
+                    .get(&b)
+                    .is_some_and(|p| p.authenticated && p.connections > 0)
+                {
+                    self.reserve_on_broker(b);
+                }
+            }
         }
         if now >= self.next_circuit {
             self.next_circuit = now + Duration::from_secs(2);
@@ -911,18 +944,32 @@ impl Daemon {
             return;
         }
         let me = *self.swarm.local_peer_id();
-        let targets: Vec<PeerId> = self
-            .node
-            .roster()
-            .map(|c| c.peer_id())
-            .filter(|p| *p != me && !self.brokers.contains(p) && !self.swarm.is_connected(p))
-            .filter(|p| self.peers.get(p).is_none_or(|s| !s.refused))
-            .filter(|p| !self.blocked.contains_key(p))
-            .filter(|p| self.circuit_next.get(p).is_none_or(|t| *t <= now))
-            .collect();
-        for target in targets {
+        // Only members whose presence says they hold a reservation on one of our brokers,
+        // and only through that broker: a broker charges every circuit attempt to the
+        // dialler, so blind attempts at absent members would use up its allowance.
+        let mut plans: Vec<(PeerId, Vec<Multiaddr>)> = vec![];
+        for p in self.node.presence_records() {
+            let Some(cert) = self.node.roster().find(|c| c.body.device == p.body.device) else {
+                continue;
+            };
+            let target = cert.peer_id();
+            if target == me
+                || self.brokers.contains(&target)
+                || self.swarm.is_connected(&target)
+                || self.blocked.contains_key(&target)
+                || self
+                    .circuit_next
+                    .get(&target)
+                    .is_some_and(|(t, _)| *t > now)
+            {
+                continue;
+            }
             let addrs: Vec<Multiaddr> = connected_brokers
                 .iter()
+                .filter(|(b, _)| {
+                    let via = format!("/p2p/{b}/p2p-circuit");
+                    p.body.addresses.iter().any(|a| a.contains(&via))
+                })
                 .map(|(b, addr)| {
                     strip_p2p(addr.clone())
                         .with(libp2p::multiaddr::Protocol::P2p(*b))
@@ -930,12 +977,24 @@ impl Daemon {
                         .with(libp2p::multiaddr::Protocol::P2p(target))
                 })
                 .collect();
+            if !addrs.is_empty() {
+                plans.push((target, addrs));
+            }
+        }
+        for (target, addrs) in plans {
             let opts = DialOpts::peer_id(target)
                 .addresses(addrs)
                 .condition(PeerCondition::DisconnectedAndNotDialing)
                 .build();
             let _ = self.swarm.dial(opts);
-            self.circuit_next.insert(target, now + ANTI_ENTROPY_EVERY);
+            // Back off per member while it stays unreachable: 10 s doubling to 5 min.
+            let wait = self
+                .circuit_next
+                .get(&target)
+                .map_or(ANTI_ENTROPY_EVERY, |(_, w)| {
+                    (*w * 2).min(Duration::from_secs(300))
+                });
+            self.circuit_next.insert(target, (now + wait, wait));
         }
     }
 
@@ -1052,6 +1111,7 @@ impl Daemon {
         st.last_error = None;
         st.cert = Some(cert);
         st.refused = false;
+        self.circuit_next.remove(&peer);
         self.swarm.behaviour_mut().gossipsub.open(peer);
         self.swarm.behaviour_mut().relay.open(peer);
         self.reserve_on_broker(peer);
@@ -1694,8 +1754,6 @@ impl Daemon {
         }
     }
 
-    /// Takes an envelope fetched by catch-up. One that is refused for good here (not a
-    /// duplicate) is remembered, so later sessions do not fetch it again.
     /// Carries out the rules an alert matches, each in a task of its own.
     fn apply_rules(&self, a: &ReceivedAlert) {
         let now = now_us();
@@ -1983,7 +2041,8 @@ async fn pull_from(
             .missing(diff.keys)
             .await
             .map_err(|e| (fetched, e.to_string()))?;
-        // Ids this node already refused (unknown sender, expired, …) are not fetched again.
+        // Ids this node refused for good after verifying them (do not open, too old) are not
+        // fetched again.
         let (tx, rx) = oneshot::channel();
         cmds.send(Cmd::NotRefused {
             ids: missing,

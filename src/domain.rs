@@ -194,6 +194,11 @@ impl Authority {
         rng: &mut impl CryptoRngCore,
     ) -> Result<u32, DomainError> {
         check_name("channel name", name)?;
+        if name == crate::node::DIRECT_CHANNEL_NAME {
+            return Err(DomainError::Invalid(format!(
+                "{name:?} is reserved for directed messages; choose another channel name"
+            )));
+        }
         if self.descriptor.channel_by_name(name).is_some() {
             return Err(DomainError::Invalid(format!(
                 "channel {name:?} already exists"

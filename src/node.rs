@@ -345,6 +345,16 @@ impl Node {
                 .collect(),
             profile,
         };
+        let mut body = body;
+        // Every peer refuses a record over the limit: shed addresses, then the profile.
+        while crate::wire::encode(&body).len() + crate::keys::SIG_LEN
+            > crate::presence::MAX_PRESENCE_LEN
+        {
+            if body.addresses.pop().is_none() {
+                body.profile = None;
+                break;
+            }
+        }
         let p = Presence::issue(&self.secrets.identity, body);
         self.presence.insert(me, p.clone());
         p

@@ -203,7 +203,8 @@ impl Rule {
             .attributes
             .iter()
             .find(|(k, _)| k == attr)
-            .and_then(|(_, v)| v.trim().parse().ok())?;
+            .and_then(|(_, v)| v.trim().parse().ok())
+            .filter(|v: &f64| v.is_finite())?;
         if self.above.is_some_and(|t| v <= t) || self.below.is_some_and(|t| v >= t) {
             return None;
         }
@@ -214,11 +215,27 @@ impl Rule {
 impl SendAction {
     /// The message text for an alert.
     pub fn render(&self, a: &ReceivedAlert, value: Option<f64>) -> String {
-        self.text
-            .replace("{sender}", &a.sender)
-            .replace("{kind}", &a.kind)
-            .replace("{text}", &a.text)
-            .replace("{value}", &value.map(|v| v.to_string()).unwrap_or_default())
+        // One pass over the template: text coming from the alert is never expanded again.
+        let value = value.map(|v| v.to_string()).unwrap_or_default();
+        let mut out = String::with_capacity(self.text.len());
+        let mut rest = self.text.as_str();
+        while let Some(i) = rest.find('{') {
+            out.push_str(&rest[..i]);
+            let tail = &rest[i..];
+            let (sub, len) = [
+                ("{sender}", a.sender.as_str()),
+                ("{kind}", a.kind.as_str()),
+                ("{text}", a.text.as_str()),
+                ("{value}", value.as_str()),
+            ]
+            .iter()
+            .find(|(k, _)| tail.starts_with(k))
+            .map_or(("{", 1), |(k, v)| (*v, k.len()));
+            out.push_str(sub);
+            rest = &tail[len..];
+        }
+        out.push_str(rest);
+        out
     }
 }
 
@@ -265,6 +282,14 @@ mod tests {
         assert_eq!(r.matching(&reading("35.5", now), now).count(), 1);
         assert_eq!(r.matching(&reading("30", now), now).count(), 0);
         assert_eq!(r.matching(&reading("hot", now), now).count(), 0);
+        assert_eq!(r.matching(&reading("NaN", now), now).count(), 0);
+        let mut sneaky = reading("35", now);
+        sneaky.sender = "{value}{text}".into();
+        let (rule, v) = r.matching(&reading("35", now), now).next().unwrap();
+        assert_eq!(
+            rule.send.as_ref().unwrap().render(&sneaky, v),
+            "{value}{text} reads 35"
+        );
         assert_eq!(
             r.matching(&reading("35", now - 61_000_000), now).count(),
             0,

@@ -49,16 +49,16 @@ for d in "${DEVICES[@]}"; do
 done
 
 echo "== Starting the daemons"
-start() { # NAME [RULES]
+start() { # NAME [RULES [MORE FLAGS]]
     local rules=()
-    [ -n "${2:-}" ] && rules=(--rules "$HERE/$2")
+    [ -n "${2:-}" ] && rules=(--rules "$HERE/$2" "${@:3}")
     ip netns exec "$P-$1" env AC_STATE="$WORK/ac-1.state" RUST_LOG=warn \
         "$BIN" run --bundle "$WORK/$1" --data "$WORK/$1/data" --mdns-interval 2 "${rules[@]}" \
         >"$WORK/$1.log" 2>&1 &
     disown
 }
 start thermal-1
-start home-server home-server.rules.toml
+start home-server home-server.rules.toml --broker
 start ac-1 ac.rules.toml
 cli() { ip netns exec "$P-$1" "$BIN" "${@:2}" --data "$WORK/$1/data"; }
 for _ in $(seq 60); do
