@@ -28,6 +28,7 @@ use crate::fsutil::{self, FileError};
 use crate::net::{self, AuthHello, AuthReply, AuthRequest, Behaviour, BehaviourEvent, NetConfig};
 use crate::net::{SyncRequest, SyncResponse};
 use crate::node::{Node, Sealed, Verdict};
+use crate::presence::Presence;
 use crate::replay::ReplayError;
 use crate::store::{Pruned, Retention, Store, StoreError, StoreHandle, StoredEnvelope};
 use crate::sync::Id;
@@ -1377,7 +1378,17 @@ impl Daemon {
                     let mut new = vec![];
                     for r in records.into_iter().take(net::MAX_ROSTER_PUSH) {
                         match self.node.learn_presence(&r) {
-                            Ok(true) => new.push(r),
+                            Ok(true) => {
+                                // New addresses (a fresh reservation): try them at once.
+                                if let Some(peer) = Presence::claimed_device(&r)
+                                    .ok()
+                                    .and_then(|d| self.node.roster().find(|c| c.body.device == d))
+                                    .map(|c| c.peer_id())
+                                {
+                                    self.circuit_next.remove(&peer);
+                                }
+                                new.push(r)
+                            }
                             Ok(false) => {}
                             Err(e) => tracing::debug!(%peer, error = %e, "presence ignored"),
                         }
