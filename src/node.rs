@@ -742,15 +742,31 @@ impl Node {
             self.replay.check(h.sender, h.seq)?;
         }
         let me = self.cert.body.device;
-        let direct_key = (direct && h.epoch == me).then(|| {
+        // A directed message opens at its recipient, and at its sender (its own log): the
+        // pairwise key is the same from both ends.
+        let other = if !direct {
+            None
+        } else if h.epoch == me {
+            Some(sender)
+        } else if h.sender == me {
+            self.roster.get(&h.epoch)
+        } else {
+            None
+        };
+        let direct_key = other.map(|o| {
             crate::keys::direct_key(
                 self.domain(),
                 &self.secrets.x25519,
-                &sender.body.x25519,
+                &o.body.x25519,
                 h.sender,
-                me,
+                h.epoch,
             )
         });
+        let recipient_name = if h.epoch == me {
+            Some(self.cert.body.name.clone())
+        } else {
+            self.roster.get(&h.epoch).map(|c| c.body.name.clone())
+        };
         let can_read = direct_key.is_some() || self.cert.grant(h.channel).is_some_and(|g| g.read);
         let key = direct_key
             .as_ref()
@@ -778,7 +794,7 @@ impl Node {
                     received_at_us: now_us,
                     location: body.location,
                     attributes: body.attributes,
-                    recipient: direct.then(|| self.cert.body.name.clone()),
+                    recipient: if direct { recipient_name } else { None },
                     via: crate::alert::Via::Gossip,
                     late: now_us.saturating_sub(h.seq) > crate::alert::LATE_AFTER_US,
                 }))

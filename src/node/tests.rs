@@ -383,6 +383,14 @@ fn directed_messages_open_only_at_their_recipient() {
             "node {i} forwards but cannot read"
         );
     }
+    // The sender reads its own directed message back from its log.
+    match nodes[0].open_stored(&sealed.bytes, NOW_US) {
+        Ok(Ok(a)) => {
+            assert_eq!(a.text, "turn the AC on");
+            assert_eq!(a.recipient.as_deref(), Some("m"));
+        }
+        other => panic!("sender's own direct: {other:?}"),
+    }
     assert!(matches!(
         nodes[0].seal_direct("nobody", &alert("x"), NOW_US),
         Err(SealError::UnknownDevice(_))
