@@ -1,6 +1,6 @@
 //! The `ptt-node` command line: the daemon, provisioning and the client commands.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -1143,11 +1143,6 @@ fn format_status(s: &StatusInfo) -> String {
         s.actions.failed
     ));
     out
-}
-
-/// Whether a path looks like a data directory of a running daemon.
-pub fn has_socket(dir: &Path) -> bool {
-    crate::control::socket_path(dir).exists()
 }
 
 #[cfg(test)]

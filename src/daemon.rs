@@ -950,7 +950,7 @@ impl Daemon {
         // dialler, so blind attempts at absent members would use up its allowance.
         let mut plans: Vec<(PeerId, Vec<Multiaddr>)> = vec![];
         for p in self.node.presence_records() {
-            let Some(cert) = self.node.roster().find(|c| c.body.device == p.body.device) else {
+            let Some(cert) = self.node.member(p.body.device) else {
                 continue;
             };
             let target = cert.peer_id();
@@ -1382,7 +1382,7 @@ impl Daemon {
                                 // New addresses (a fresh reservation): try them at once.
                                 if let Some(peer) = Presence::claimed_device(&r)
                                     .ok()
-                                    .and_then(|d| self.node.roster().find(|c| c.body.device == d))
+                                    .and_then(|d| self.node.member(d))
                                     .map(|c| c.peer_id())
                                 {
                                     self.circuit_next.remove(&peer);

@@ -422,17 +422,14 @@ impl Node {
         out
     }
 
-    /// Whether a certificate for this device number is known.
-    pub fn knows_device(&self, device: u32) -> bool {
-        self.roster.contains_key(&device)
+    /// The certificate of a member by device number.
+    pub fn member(&self, device: u32) -> Option<&Certificate> {
+        self.roster.get(&device)
     }
+
     /// Whether a certificate with this peer id is known.
     pub fn knows_peer(&self, peer: &PeerId) -> bool {
         self.roster.values().any(|c| c.peer_id() == *peer)
-    }
-    /// The certificate of a member by peer id.
-    pub fn member_by_peer(&self, peer: &PeerId) -> Option<&Certificate> {
-        self.roster.values().find(|c| c.peer_id() == *peer)
     }
     /// The replay state (for persistence and catch-up).
     pub fn replay(&mut self) -> &mut ReplayGuard {

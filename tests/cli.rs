@@ -22,6 +22,23 @@ fn ptt(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().expect("run ptt-node")
 }
 
+/// `ptt-node alert --data DATA --severity minor --kind k --text t EXTRA...`.
+fn minor_alert(data: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "alert",
+        "--data",
+        data,
+        "--severity",
+        "minor",
+        "--kind",
+        "k",
+        "--text",
+        "t",
+    ];
+    args.extend_from_slice(extra);
+    ptt(&args)
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -98,17 +115,7 @@ impl Site {
 #[test]
 fn no_daemon_and_bad_arguments() {
     let site = Site::new();
-    let o = ptt(&[
-        "alert",
-        "--data",
-        s(&site.path("nowhere")),
-        "--severity",
-        "minor",
-        "--kind",
-        "k",
-        "--text",
-        "t",
-    ]);
+    let o = minor_alert(s(&site.path("nowhere")), &[]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("no ptt-node daemon is running"),
@@ -252,19 +259,7 @@ fn daemon_refuses_bad_requests_and_keeps_working() {
     assert_eq!(mode(&data.join("control.sock")), 0o600);
     assert_eq!(mode(&data), 0o700);
 
-    let o = ptt(&[
-        "alert",
-        "--data",
-        s(&data),
-        "--channel",
-        "nope",
-        "--severity",
-        "minor",
-        "--kind",
-        "k",
-        "--text",
-        "t",
-    ]);
+    let o = minor_alert(s(&data), &["--channel", "nope"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("unknown channel"), "{}", stderr(&o));
 
@@ -303,20 +298,7 @@ fn daemon_refuses_bad_requests_and_keeps_working() {
     assert!(line.contains("\"type\":\"status\""), "{line}");
 
     // With no peer the alert is still accepted (stored) and the user is told.
-    let o = ptt(&[
-        "alert",
-        "--data",
-        s(&data),
-        "--channel",
-        "ops",
-        "--severity",
-        "minor",
-        "--kind",
-        "k",
-        "--text",
-        "t",
-        "--json",
-    ]);
+    let o = minor_alert(s(&data), &["--channel", "ops", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["channel"], "ops");
@@ -358,17 +340,7 @@ fn daemon_refuses_bad_requests_and_keeps_working() {
 
     // The relay-only device may not publish.
     let _r = site.run("r1");
-    let o = ptt(&[
-        "alert",
-        "--data",
-        s(&site.path("r1-data")),
-        "--severity",
-        "minor",
-        "--kind",
-        "k",
-        "--text",
-        "t",
-    ]);
+    let o = minor_alert(s(&site.path("r1-data")), &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("may not write"), "{}", stderr(&o));
 }

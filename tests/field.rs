@@ -69,6 +69,17 @@ impl Field {
         f
     }
 
+    /// Three meshed members m1, m2, m3 on one LAN, with `listen` running on m2 and m3.
+    fn three_members(hint: &str) -> (Field, usize, usize, usize) {
+        let mut f = Field::new(hint, &[("m1", MEMBER), ("m2", MEMBER), ("m3", MEMBER)]);
+        f.wait_mesh(Duration::from_secs(30));
+        let (m1, m2, m3) = (f.idx("m1"), f.idx("m2"), f.idx("m3"));
+        f.listen(m2);
+        f.listen(m3);
+        std::thread::sleep(Duration::from_millis(500));
+        (f, m1, m2, m3)
+    }
+
     fn idx(&self, name: &str) -> usize {
         self.devs
             .iter()
@@ -243,12 +254,7 @@ fn frozen_member_shows_all_100_alerts_once() {
     if !netns::require_netns() {
         return;
     }
-    let mut f = Field::new("frozen", &[("m1", MEMBER), ("m2", MEMBER), ("m3", MEMBER)]);
-    f.wait_mesh(Duration::from_secs(30));
-    let (m1, m2, m3) = (f.idx("m1"), f.idx("m2"), f.idx("m3"));
-    f.listen(m2);
-    f.listen(m3);
-    std::thread::sleep(Duration::from_millis(500));
+    let (mut f, m1, m2, m3) = Field::three_members("frozen");
     f.devs[m2]
         .daemon
         .as_mut()
@@ -280,12 +286,7 @@ fn link_down_during_a_stream_loses_nothing() {
     if !netns::require_netns() {
         return;
     }
-    let mut f = Field::new("flap", &[("m1", MEMBER), ("m2", MEMBER), ("m3", MEMBER)]);
-    f.wait_mesh(Duration::from_secs(30));
-    let (m1, m2, m3) = (f.idx("m1"), f.idx("m2"), f.idx("m3"));
-    f.listen(m2);
-    f.listen(m3);
-    std::thread::sleep(Duration::from_millis(500));
+    let (f, m1, m2, m3) = Field::three_members("flap");
     f.send(m1, "flap", 0..20);
     f.devs[m2].host.link_down().expect("link down");
     f.send(m1, "flap", 20..40);
@@ -340,12 +341,7 @@ fn sender_killed_right_after_accept_still_delivers() {
     if !netns::require_netns() {
         return;
     }
-    let mut f = Field::new("kill", &[("m1", MEMBER), ("m2", MEMBER), ("m3", MEMBER)]);
-    f.wait_mesh(Duration::from_secs(30));
-    let (m1, m2, m3) = (f.idx("m1"), f.idx("m2"), f.idx("m3"));
-    f.listen(m2);
-    f.listen(m3);
-    std::thread::sleep(Duration::from_millis(500));
+    let (mut f, m1, m2, m3) = Field::three_members("kill");
     // Cut the sender off first, so the alert can only leave through its durable log.
     f.devs[m1].host.link_down().expect("link down");
     f.send(m1, "durable", 0..1);
