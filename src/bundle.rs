@@ -8,6 +8,11 @@
 //! BUNDLE/channel-keys.bin  channel secrets sealed to this device, signed by the authority
 //! ```
 //! Loading checks every signature, every permission and that the parts belong together.
+//!
+//! The first `ptt-node run` moves the channel keys into the data directory (`DATA/keys.bin`,
+//! where they ratchet forward and old periods are erased) and empties `channel-keys.bin`,
+//! leaving `channel-keys.imported` naming the data directory: a key kept in the bundle could
+//! never be erased.
 
 use std::path::Path;
 
@@ -15,7 +20,7 @@ use ed25519_dalek::SigningKey;
 
 use crate::cert::{Certificate, Descriptor};
 use crate::fsutil::{self, FileError, KeyKind};
-use crate::keys::{DeviceSecrets, SealedKey};
+use crate::keys::{Chain, ChannelSecret, DeviceSecrets, SealedKey};
 use crate::node::NodeConfig;
 use crate::wire;
 
@@ -31,6 +36,87 @@ pub mod files {
     pub const DESCRIPTOR: &str = "descriptor.bin";
     /// Sealed channel keys.
     pub const CHANNEL_KEYS: &str = "channel-keys.bin";
+    /// Left when the daemon moved the channel keys into a data directory (names it).
+    pub const KEYS_IMPORTED: &str = "channel-keys.imported";
+    /// In the data directory: the device's channel key chains (0600).
+    pub const KEY_STATE: &str = "keys.bin";
+}
+
+/// Channel key chains: (channel, epoch, chain).
+pub type KeyChains = Vec<(u32, u32, Chain)>;
+
+/// One saved channel key chain.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeyRecord {
+    channel: u32,
+    epoch: u32,
+    rotate_secs: u32,
+    period: u64,
+    secret: [u8; 32],
+}
+
+impl Drop for KeyRecord {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.secret);
+    }
+}
+
+/// Saves the channel key chains a node holds to `path` (0600, atomic): erased periods are
+/// gone from disk once this returns.
+pub fn save_key_state(path: &Path, chains: &[(u32, u32, Chain)]) -> Result<(), FileError> {
+    let records: Vec<KeyRecord> = chains
+        .iter()
+        .map(|(channel, epoch, c)| KeyRecord {
+            channel: *channel,
+            epoch: *epoch,
+            rotate_secs: c.rotate_secs,
+            period: c.period,
+            secret: c.secret.0,
+        })
+        .collect();
+    let payload = zeroize::Zeroizing::new(wire::encode(&records));
+    fsutil::write_secret(path, &fsutil::frame_key(KeyKind::ChannelKeys, &payload))
+}
+
+/// Reads saved key chains; `Ok(None)` when there is no file.
+pub fn load_key_state(path: &Path) -> Result<Option<KeyChains>, FileError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let raw = fsutil::read_key(path, KeyKind::ChannelKeys)?;
+    let records: Vec<KeyRecord> = wire::decode("channel keys", &raw, 16 * 1024 * 1024)
+        .map_err(|e| FileError::invalid(path, e))?;
+    Ok(Some(
+        records
+            .iter()
+            .map(|r| {
+                (
+                    r.channel,
+                    r.epoch,
+                    Chain {
+                        rotate_secs: r.rotate_secs,
+                        period: r.period,
+                        secret: ChannelSecret(r.secret),
+                    },
+                )
+            })
+            .collect(),
+    ))
+}
+
+/// Empties the bundle's sealed channel keys once they are safely in `data`'s key state, and
+/// leaves a note naming `data`.
+pub fn consume_keys(bundle: &Path, data: &Path) -> Result<(), FileError> {
+    let note = format!(
+        "the channel keys of this bundle were moved into {}/{} by ptt-node run; run the device with that data directory, or enrol it again\n",
+        data.display(),
+        files::KEY_STATE
+    );
+    fsutil::write_public(&bundle.join(files::KEYS_IMPORTED), note.as_bytes())?;
+    fsutil::write_public(
+        &bundle.join(files::CHANNEL_KEYS),
+        &wire::encode(&Vec::<Vec<u8>>::new()),
+    )
 }
 
 /// The contents of a bundle.
@@ -180,7 +266,7 @@ mod tests {
 
     #[test]
     fn bundle_save_load_and_tamper() {
-        let mut a = Authority::create("site", &mut OsRng).unwrap();
+        let mut a = Authority::create("site", 1_000_000, &mut OsRng).unwrap();
         let (b, _) = a
             .enroll(
                 &EnrollRequest {
@@ -207,7 +293,7 @@ mod tests {
         assert_eq!(cfg.channel_secrets.len(), 1);
 
         // A certificate from another domain is refused, naming the file.
-        let mut other = Authority::create("other", &mut OsRng).unwrap();
+        let mut other = Authority::create("other", 1_000_000, &mut OsRng).unwrap();
         let (ob, _) = other
             .enroll(
                 &EnrollRequest {

@@ -270,6 +270,49 @@ pub fn peer_id_of(ed25519: &[u8; 32]) -> Option<PeerId> {
     )))
 }
 
+/// What the authority decides for one channel (the security level of the channel). Who may
+/// read and who may write are per-device grants in the certificates; these are the limits
+/// that hold for everyone on the channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelPolicy {
+    /// Alerts per minute one sender may publish on the channel; 0 means no limit. Members
+    /// drop (and score down the source of) live alerts above it.
+    pub rate_per_min: u32,
+    /// Alerts a sender may publish at once above the rate (the token bucket's depth).
+    pub burst: u32,
+    /// Key rotation period in seconds: the channel key ratchets forward once per period and
+    /// members erase periods older than their retention window. 0: no rotation within an
+    /// epoch (keys change only with a new epoch).
+    pub rotate_secs: u32,
+}
+
+impl Default for ChannelPolicy {
+    fn default() -> Self {
+        ChannelPolicy {
+            rate_per_min: DEFAULT_RATE_PER_MIN,
+            burst: DEFAULT_BURST,
+            rotate_secs: DEFAULT_ROTATE_SECS,
+        }
+    }
+}
+
+/// Default alerts per minute per sender and channel (50 a second).
+pub const DEFAULT_RATE_PER_MIN: u32 = 3000;
+/// Default burst per sender and channel.
+pub const DEFAULT_BURST: u32 = 500;
+/// Default rotation period: one hour.
+pub const DEFAULT_ROTATE_SECS: u32 = 3600;
+
+impl ChannelPolicy {
+    /// The ratchet period an envelope of sequence number `seq` (µs) belongs to.
+    pub fn period_of(&self, seq: u64) -> u64 {
+        match self.rotate_secs {
+            0 => 0,
+            s => seq / 1_000_000 / u64::from(s),
+        }
+    }
+}
+
 /// A channel of the domain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelInfo {
@@ -277,6 +320,8 @@ pub struct ChannelInfo {
     pub id: u32,
     /// Channel name (what users type).
     pub name: String,
+    /// Limits and key rotation.
+    pub policy: ChannelPolicy,
 }
 
 /// The signed, public description of a domain.
@@ -294,6 +339,13 @@ pub struct DescriptorBody {
     pub channels: Vec<ChannelInfo>,
     /// Multiaddresses of connection brokers.
     pub brokers: Vec<String>,
+    /// Revoked device numbers, ascending: refused at every handshake, their alerts refused
+    /// from the update that revoked them on.
+    pub revoked: Vec<u32>,
+    /// Whether connections are also protected by the domain's private-network key (a
+    /// libp2p pre-shared key, sealed to each device like a channel key): a device without
+    /// it cannot complete even the transport handshake.
+    pub private_network: bool,
 }
 
 /// A verified domain descriptor.
@@ -336,6 +388,13 @@ impl Descriptor {
             }
             .into());
         }
+        if body.revoked.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(DecodeError::Malformed {
+                what: "descriptor",
+                reason: "revoked devices are not in strictly ascending order".into(),
+            }
+            .into());
+        }
         let authority = VerifyingKey::from_bytes(&body.authority).map_err(|_| CertError::BadKey)?;
         if !keys::verify(&authority, SIG_DESCRIPTOR, body_bytes, &sig) {
             return Err(CertError::BadSignature);
@@ -361,6 +420,16 @@ impl Descriptor {
     /// The channel with this number.
     pub fn channel_by_id(&self, id: u32) -> Option<&ChannelInfo> {
         self.body.channels.iter().find(|c| c.id == id)
+    }
+
+    /// The policy of a channel (the default for a channel this descriptor does not list).
+    pub fn policy(&self, id: u32) -> ChannelPolicy {
+        self.channel_by_id(id).map(|c| c.policy).unwrap_or_default()
+    }
+
+    /// Whether a device number is revoked.
+    pub fn is_revoked(&self, device: u32) -> bool {
+        self.body.revoked.binary_search(&device).is_ok()
     }
 }
 
@@ -455,8 +524,11 @@ mod tests {
                 channels: vec![ChannelInfo {
                     id: 1,
                     name: "alerts".into(),
+                    policy: ChannelPolicy::default(),
                 }],
                 brokers: vec![],
+                revoked: vec![],
+                private_network: false,
             },
         );
         let p = Descriptor::from_bytes(d.as_bytes()).unwrap();

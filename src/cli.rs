@@ -304,6 +304,52 @@ pub enum DomainCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Revoke a device: a signed update that lists it as revoked and re-keys every channel
+    /// it could read for the remaining members. Publish the update into the mesh with
+    /// `ptt-node domain publish`.
+    #[command(after_help = "Example:
+  ptt-node domain revoke --dir ./site-a --device cam-3
+  ptt-node domain publish --data /var/lib/ptt-node ./site-a/updates/000007.update")]
+    Revoke {
+        /// Authority directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Name of the device to revoke.
+        #[arg(long)]
+        device: String,
+    },
+    /// Set a channel's policy: rate limit per sender and key rotation period (a new
+    /// rotation period starts a new key epoch). Makes an update to publish.
+    #[command(after_help = "Example:
+  ptt-node domain channel --dir ./site-a --channel alerts --rate 600 --burst 100 --rotate 3600")]
+    Channel {
+        /// Authority directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Channel name.
+        #[arg(long)]
+        channel: String,
+        /// Alerts per minute one sender may publish (0: no limit).
+        #[arg(long)]
+        rate: Option<u32>,
+        /// Alerts one sender may publish at once above the rate.
+        #[arg(long)]
+        burst: Option<u32>,
+        /// Key rotation period in seconds (0: no rotation).
+        #[arg(long)]
+        rotate: Option<u32>,
+    },
+    /// Hand a signed update (from the authority's `updates/` directory) to a running member,
+    /// which applies it and spreads it to every member (members asleep get it when they
+    /// come back).
+    Publish {
+        /// Common arguments.
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Update files, applied in the order given.
+        #[arg(required = true)]
+        updates: Vec<PathBuf>,
+    },
 }
 
 /// `ptt-node domain enroll`.
@@ -432,6 +478,9 @@ fn now_secs() -> u64 {
 pub async fn main(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => run(a).await,
+        Command::Domain(DomainCommand::Publish { client, updates }) => {
+            publish(client, updates).await
+        }
         Command::Domain(d) => domain(d),
         Command::Alert(a) => alert(a).await,
         Command::Listen(a) => listen(a).await,
@@ -533,7 +582,7 @@ fn domain(cmd: DomainCommand) -> Result<(), CliError> {
             if Authority::exists(&dir) {
                 return Err(DomainError::AlreadyExists(dir.display().to_string()).into());
             }
-            let a = Authority::create(&name, &mut rng)?;
+            let a = Authority::create(&name, now_secs(), &mut rng)?;
             a.save(&dir)?;
             println!("domain {name} created in {}", dir.display());
             println!("domain id {}", a.descriptor().domain.to_hex());
@@ -566,6 +615,7 @@ fn domain(cmd: DomainCommand) -> Result<(), CliError> {
             // The registry first: a device number is spent even if the bundle cannot be
             // written, so no number (and no nonce space) is ever handed out twice.
             a.save(&e.dir)?;
+            print_updates(&a, &e.dir);
             bundle.save(&e.out, e.force).map_err(DomainError::from)?;
             for c in created {
                 println!("created channel {c}");
@@ -599,8 +649,9 @@ fn domain(cmd: DomainCommand) -> Result<(), CliError> {
                 (None, Some(r)) => (r, true),
                 (None, None) => return Err(CliError::Other("give --add or --remove".into())),
             };
-            let changed = a.set_broker(&addr, rm)?;
+            let changed = a.set_broker(&addr, rm, now_secs(), &mut rng)?.is_some();
             a.save(&dir)?;
+            print_updates(&a, &dir);
             match (changed, rm) {
                 (true, false) => {
                     println!("broker {addr} added; devices enrolled from now on know it")
@@ -612,6 +663,52 @@ fn domain(cmd: DomainCommand) -> Result<(), CliError> {
             for b in &a.descriptor().body.brokers {
                 println!("  broker {b}");
             }
+        }
+        DomainCommand::Publish { .. } => {
+            return Err(CliError::Other("publish needs the running daemon".into()));
+        }
+        DomainCommand::Revoke { dir, device } => {
+            let _lock = Authority::lock(&dir)?;
+            let mut a = Authority::load(&dir)?;
+            let u = a.revoke(&device, now_secs(), &mut rng)?;
+            a.save(&dir)?;
+            println!(
+                "revoked {device}: update {} starts new key epochs sealed in {} key(s) to the remaining members",
+                u.body.serial,
+                u.body.keys.len()
+            );
+            print_updates(&a, &dir);
+        }
+        DomainCommand::Channel {
+            dir,
+            channel,
+            rate,
+            burst,
+            rotate,
+        } => {
+            let _lock = Authority::lock(&dir)?;
+            let mut a = Authority::load(&dir)?;
+            let change = crate::domain::PolicyChange {
+                rate_per_min: rate,
+                burst,
+                rotate_secs: rotate,
+            };
+            let changed = a.set_policy(&channel, &change, now_secs(), &mut rng)?;
+            a.save(&dir)?;
+            if let Some(c) = a.descriptor().channel_by_name(&channel) {
+                println!(
+                    "channel {channel}: {} alerts/min per sender, burst {}, rotate every {} s{}",
+                    c.policy.rate_per_min,
+                    c.policy.burst,
+                    c.policy.rotate_secs,
+                    if changed.is_none() {
+                        " (unchanged)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            print_updates(&a, &dir);
         }
         DomainCommand::List { dir, json } => {
             let a = Authority::load(&dir)?;
@@ -665,6 +762,25 @@ fn domain(cmd: DomainCommand) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Tells the operator where the updates just made are and how to publish them.
+fn print_updates(a: &Authority, dir: &std::path::Path) {
+    for u in a.new_updates() {
+        let path = crate::domain::update_path(dir, u.body.serial);
+        println!(
+            "update {} ({}): {}",
+            u.body.serial,
+            u.body.note,
+            path.display()
+        );
+    }
+    if let Some(u) = a.new_updates().last() {
+        println!(
+            "publish it to the running devices with: ptt-node domain publish --data DATA {}",
+            crate::domain::update_path(dir, u.body.serial).display()
+        );
+    }
+}
+
 fn channel_list(a: &Authority) -> String {
     a.descriptor()
         .body
@@ -673,6 +789,53 @@ fn channel_list(a: &Authority) -> String {
         .map(|c| c.name.as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+async fn publish(client: ClientArgs, updates: Vec<PathBuf>) -> Result<(), CliError> {
+    // Read every file first: a bad one stops the command before anything is sent.
+    let mut blobs = vec![];
+    for p in &updates {
+        let b = std::fs::read(p)
+            .map_err(|e| CliError::Other(format!("cannot read {}: {e}", p.display())))?;
+        if let Err(e) = crate::update::Update::claimed_serial(&b) {
+            return Err(CliError::Other(format!(
+                "{} is not a domain update: {e}",
+                p.display()
+            )));
+        }
+        blobs.push(b);
+    }
+    let mut c = Client::connect(&data_dir(&client.data)).await?;
+    for (p, b) in updates.iter().zip(blobs) {
+        let r = c
+            .call(&Request::Publish {
+                update: hex::encode(&b),
+            })
+            .await?;
+        match r {
+            Reply::Published {
+                serial,
+                applied,
+                revision,
+                ..
+            } => {
+                if client.json {
+                    println!("{}", json_line(&r));
+                } else if applied {
+                    println!("update {serial} applied; the device is at revision {revision}");
+                } else {
+                    println!("update {serial} was already applied (revision {revision})");
+                }
+            }
+            Reply::Error { message } => {
+                return Err(CliError::Other(format!("{}: {message}", p.display())));
+            }
+            other => {
+                return Err(CliError::Other(format!("unexpected reply {other:?}")));
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn alert(a: AlertArgs) -> Result<(), CliError> {

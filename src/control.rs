@@ -101,6 +101,11 @@ pub enum Request {
         #[serde(default)]
         tags: Vec<(String, String)>,
     },
+    /// Apply a signed domain update (from the authority) and spread it to the members.
+    Publish {
+        /// The update file's bytes, hex.
+        update: String,
+    },
     /// Stored alerts this device can read.
     History {
         /// Only those stored at or after this time (µs since the Unix epoch).
@@ -178,6 +183,17 @@ pub enum Reply {
     HistoryEnd {
         /// Alerts sent.
         count: usize,
+    },
+    /// An update was taken.
+    Published {
+        /// Its serial.
+        serial: u64,
+        /// What it does.
+        note: String,
+        /// Applied now (false: this device had it already).
+        applied: bool,
+        /// The revision this device holds now.
+        revision: u64,
     },
 }
 
@@ -311,6 +327,27 @@ pub struct StatusInfo {
     pub actions: ActionInfo,
     /// Seconds since start.
     pub uptime_s: u64,
+    /// The domain descriptor revision held (serial of the last update applied).
+    pub revision: u64,
+    /// The authority revoked this device.
+    pub revoked: bool,
+    /// Channel keys held: one per channel epoch.
+    pub keys: Vec<KeyInfo>,
+}
+
+/// A channel key epoch as held.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KeyInfo {
+    /// Channel number.
+    pub channel: u32,
+    /// Key epoch.
+    pub epoch: u32,
+    /// Rotation period in seconds (0: none).
+    pub rotate_secs: u32,
+    /// Oldest ratchet period held (earlier ones are erased).
+    pub oldest_period: u64,
+    /// This is the epoch the device seals with.
+    pub current: bool,
 }
 
 /// Counters as reported.
@@ -328,6 +365,12 @@ pub struct CountersInfo {
     pub peers_refused: u64,
     /// Authentic alerts under a key epoch this device lacks.
     pub unknown_epoch: u64,
+    /// Domain updates applied.
+    #[serde(default)]
+    pub updates_applied: u64,
+    /// Ratchet periods erased.
+    #[serde(default)]
+    pub keys_erased: u64,
 }
 
 impl From<&Counters> for CountersInfo {
@@ -339,6 +382,8 @@ impl From<&Counters> for CountersInfo {
             rejected: c.rejected.clone(),
             peers_refused: c.peers_refused,
             unknown_epoch: c.unknown_epoch,
+            updates_applied: c.updates_applied,
+            keys_erased: c.keys_erased,
         }
     }
 }

@@ -5,7 +5,7 @@
 //! task of its own that talks to the loop through [`Cmd`] messages with oneshot replies; the
 //! store runs on its own thread. An alert is stored durably before it is published.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,11 +27,12 @@ use crate::control::{self, PeerCounts, PeerInfo, Reply, Request, StatusInfo};
 use crate::fsutil::{self, FileError};
 use crate::net::{self, AuthHello, AuthReply, AuthRequest, Behaviour, BehaviourEvent, NetConfig};
 use crate::net::{SyncRequest, SyncResponse};
-use crate::node::{Node, Sealed, Verdict};
+use crate::node::{Applied, Node, Sealed, Unreadable, Verdict};
 use crate::presence::Presence;
 use crate::replay::ReplayError;
 use crate::store::{Pruned, Retention, Store, StoreError, StoreHandle, StoredEnvelope};
 use crate::sync::Id;
+use crate::update::{Update, UpdateError};
 
 /// How long a connected peer may take to prove membership.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(15);
@@ -57,6 +58,11 @@ const MAX_REFUSED_IDS: usize = 65_536;
 /// Reported ping failures after which a connection is closed (and the peer re-dialled).
 /// libp2p reports a failure only when a second ping in a row failed, so one report is enough.
 const MAX_PING_FAILURES: u8 = 1;
+/// Updates held that arrived ahead of a missing one, at most.
+const MAX_PENDING_UPDATES: usize = 64;
+/// Authentic envelopes kept in memory that this node could not open for want of a key
+/// epoch, re-opened (and shown) when an update brings the key.
+const MAX_UNREAD: usize = 1024;
 
 /// The device's own profile changes (`ptt-node profile`), kept across restarts.
 pub const PROFILE_FILE: &str = "profile.json";
@@ -164,6 +170,11 @@ enum Cmd {
     Search {
         q: crate::node::Search,
         reply: oneshot::Sender<Vec<control::DeviceInfo>>,
+    },
+    /// Applies and spreads a domain update.
+    Update {
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<Reply, String>>,
     },
     /// Opens envelopes from the log for `history`.
     Open {
@@ -279,6 +290,13 @@ struct Daemon {
     profile_override: Option<crate::cert::Profile>,
     data: PathBuf,
     catch_up: CatchUpCounters,
+    /// Updates that arrived before the one they follow.
+    pending_updates: BTreeMap<u64, Vec<u8>>,
+    /// Updates held (to pass on to members behind), by serial.
+    updates: BTreeMap<u64, Vec<u8>>,
+    /// Envelopes of an epoch this node holds no key for yet: (bytes, received at).
+    unread: VecDeque<(Vec<u8>, u64)>,
+    key_path: PathBuf,
 }
 
 /// A `connect` waiting for the tagged device to authenticate.
@@ -391,7 +409,26 @@ pub async fn run(
     })?;
     let last_seq = store.own_last_seq()?;
     let stored = store.keys()?;
-    let node_cfg = bundle.into_node_config(&cfg.bundle)?;
+    let stored_updates = store.updates()?;
+    let mut node_cfg = bundle.into_node_config(&cfg.bundle)?;
+    // Channel keys live in the data directory once imported: they ratchet there and erased
+    // periods leave the disk. The bundle's copy is emptied after the first import.
+    let key_path = cfg.data.join(crate::bundle::files::KEY_STATE);
+    let from_bundle = !node_cfg.channel_secrets.is_empty();
+    match crate::bundle::load_key_state(&key_path)? {
+        Some(saved) => node_cfg.channel_secrets.extend(saved),
+        None if !from_bundle
+            && cfg
+                .bundle
+                .join(crate::bundle::files::KEYS_IMPORTED)
+                .exists() =>
+        {
+            let note = cfg.bundle.join(crate::bundle::files::KEYS_IMPORTED);
+            let why = std::fs::read_to_string(&note).unwrap_or_default();
+            return Err(FileError::invalid(&note, why.trim()).into());
+        }
+        None => {}
+    }
     if let Err(e) = node_cfg.cert.check_time(now_us() / 1_000_000) {
         return Err(FileError::invalid(
             &cfg.bundle.join(crate::bundle::files::CERTIFICATE),
@@ -414,6 +451,26 @@ pub async fn run(
         Err(e) => return Err(FileError::io(&profile_path, e).into()),
     };
     let mut node = Node::new(node_cfg, last_seq);
+    // Updates applied earlier, beyond the bundle's revision, in order.
+    let mut held_updates = BTreeMap::new();
+    for (serial, bytes) in stored_updates {
+        if serial > node.revision() {
+            match node.apply_update(&bytes, now_us() / 1_000_000) {
+                Ok(_) | Err(UpdateError::Stale { .. }) => {}
+                Err(e) => tracing::warn!(serial, error = %e, "stored update not applied"),
+            }
+        }
+        held_updates.insert(serial, bytes);
+    }
+    if node.is_revoked_self() {
+        tracing::error!("this device was revoked by the domain authority: members refuse it");
+    }
+    node.erase_keys(now_us(), cfg.retention.max_age_us);
+    crate::bundle::save_key_state(&key_path, &node.key_state())?;
+    if from_bundle {
+        crate::bundle::consume_keys(&cfg.bundle, &cfg.data)?;
+        tracing::info!(keys = %key_path.display(), "channel keys moved from the bundle into the data directory");
+    }
     for (sender, floor) in store.floors()? {
         node.replay().raise_floor(sender, floor);
     }
@@ -547,6 +604,10 @@ pub async fn run(
         profile_override,
         data: cfg.data.clone(),
         catch_up: CatchUpCounters::default(),
+        pending_updates: BTreeMap::new(),
+        updates: held_updates,
+        unread: VecDeque::new(),
+        key_path,
     };
     d.dial_static_peers();
     d.event_loop(cmd_rx, shutdown).await;
@@ -633,6 +694,9 @@ impl Daemon {
             }
             Cmd::Search { q, reply } => {
                 let _ = reply.send(self.search(&q));
+            }
+            Cmd::Update { bytes, reply } => {
+                let _ = reply.send(self.take_update(bytes, None));
             }
             Cmd::Open {
                 envelopes,
@@ -776,6 +840,20 @@ impl Daemon {
                 failed: self.actions.failed.load(Ordering::Relaxed),
             },
             uptime_s: self.started.elapsed().as_secs(),
+            revision: self.node.revision(),
+            revoked: self.node.is_revoked_self(),
+            keys: self
+                .node
+                .key_state()
+                .into_iter()
+                .map(|(channel, epoch, c)| control::KeyInfo {
+                    channel,
+                    epoch,
+                    rotate_secs: c.rotate_secs,
+                    oldest_period: c.period,
+                    current: self.node.current_epoch(channel) == Some(epoch),
+                })
+                .collect(),
         }
     }
 
@@ -834,6 +912,7 @@ impl Daemon {
         }
         if now >= self.next_prune {
             self.next_prune = now + PRUNE_EVERY;
+            self.erase_keys();
             let (store, tx, retention) = (self.store.clone(), self.cmd_tx.clone(), self.retention);
             tokio::spawn(async move {
                 match store.prune(now_us(), retention).await {
@@ -1079,10 +1158,181 @@ impl Daemon {
         let _ = self.swarm.disconnect_peer_id(peer);
     }
 
+    /// Erases ratchet periods older than the retention window, from memory and disk, and
+    /// drops the updates issued before it (their sealed keys are as old).
+    fn erase_keys(&mut self) {
+        let window = self.retention.max_age_us;
+        if self.node.erase_keys(now_us(), window) > 0 {
+            self.save_keys();
+        }
+        let before = now_us().saturating_sub(window) / 1_000_000;
+        let old: Vec<u64> = self
+            .updates
+            .iter()
+            .filter(|(_, b)| {
+                Update::from_bytes(b, &self.node.descriptor().authority, self.node.domain())
+                    .map_or(true, |u| u.body.issued_at < before)
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        if !old.is_empty() {
+            for s in &old {
+                self.updates.remove(s);
+            }
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.prune_updates(before).await {
+                    tracing::warn!(error = %e, "could not drop old updates");
+                }
+            });
+        }
+    }
+
+    fn save_keys(&self) {
+        if let Err(e) = crate::bundle::save_key_state(&self.key_path, &self.node.key_state()) {
+            tracing::error!(error = %e, "could not save channel keys");
+        }
+    }
+
+    /// Takes a domain update from a member (`from`) or the control socket: applies it when
+    /// it is the next one, holds it when one before it is missing, spreads what it applied.
+    fn take_update(&mut self, bytes: Vec<u8>, from: Option<PeerId>) -> Result<Reply, String> {
+        let serial = Update::claimed_serial(&bytes).map_err(|e| e.to_string())?;
+        match self.node.apply_update(&bytes, now_us() / 1_000_000) {
+            Ok(applied) => {
+                let note = applied.note.clone();
+                self.after_update(applied, bytes, from);
+                // Later ones that were waiting for it.
+                while let Some(next) = self.pending_updates.remove(&(self.node.revision() + 1)) {
+                    match self.node.apply_update(&next, now_us() / 1_000_000) {
+                        Ok(a) => self.after_update(a, next, None),
+                        Err(e) => tracing::warn!(error = %e, "held update not applied"),
+                    }
+                }
+                self.pending_updates
+                    .retain(|s, _| *s > self.node.revision());
+                Ok(Reply::Published {
+                    serial,
+                    note,
+                    applied: true,
+                    revision: self.node.revision(),
+                })
+            }
+            Err(UpdateError::Stale { serial, have }) => Ok(Reply::Published {
+                serial,
+                note: format!("already applied (revision {have})"),
+                applied: false,
+                revision: have,
+            }),
+            Err(e @ UpdateError::Gap { .. }) => {
+                // Verified (a gap is found after the signature check): hold it for later.
+                if self.pending_updates.len() < MAX_PENDING_UPDATES {
+                    self.pending_updates.insert(serial, bytes);
+                }
+                Err(e.to_string())
+            }
+            Err(e) => {
+                if let Some(peer) = from {
+                    tracing::warn!(%peer, error = %e, "update refused");
+                }
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Carries out what an applied update changed.
+    fn after_update(&mut self, a: Applied, bytes: Vec<u8>, from: Option<PeerId>) {
+        tracing::info!(serial = a.serial, note = %a.note, "domain update applied");
+        let issued_at = Update::from_bytes(
+            &bytes,
+            &self.node.descriptor().authority,
+            self.node.domain(),
+        )
+        .map_or(0, |u| u.body.issued_at);
+        self.updates.insert(a.serial, bytes.clone());
+        let store = self.store.clone();
+        let b = bytes.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.put_update(a.serial, issued_at, b).await {
+                tracing::error!(error = %e, "could not store update");
+            }
+        });
+        if a.revoked_self {
+            tracing::error!("this device was revoked by the domain authority: members refuse it");
+        }
+        for (device, peer) in &a.revoked {
+            tracing::warn!(device, %peer, "member revoked: disconnecting");
+            if self.swarm.is_connected(peer) || self.peers.contains_key(peer) {
+                self.refuse(*peer, "revoked by the domain authority".into());
+            }
+            if let Some(st) = self.peers.get_mut(peer) {
+                st.cert = None;
+            }
+        }
+        if !a.new_keys.is_empty() {
+            self.save_keys();
+            self.reopen_unread();
+        }
+        if !a.new_certs.is_empty() {
+            self.push_roster(
+                a.new_certs.clone(),
+                from.unwrap_or(*self.swarm.local_peer_id()),
+            );
+        }
+        // Pass it on to every member but the one it came from.
+        let targets: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(id, p)| Some(**id) != from && p.authenticated && p.connections > 0)
+            .map(|(id, _)| *id)
+            .collect();
+        for t in targets {
+            self.swarm.behaviour_mut().auth.send_request(
+                &t,
+                AuthRequest::Update {
+                    update: bytes.clone(),
+                },
+            );
+        }
+    }
+
+    /// Sends a member the updates it lacks (its hello showed `revision`).
+    fn send_updates(&mut self, peer: PeerId, revision: u64) {
+        let missing: Vec<Vec<u8>> = self
+            .updates
+            .range(revision + 1..)
+            .map(|(_, b)| b.clone())
+            .collect();
+        for update in missing {
+            self.swarm
+                .behaviour_mut()
+                .auth
+                .send_request(&peer, AuthRequest::Update { update });
+        }
+    }
+
+    /// Opens the envelopes that waited for a key epoch this node now holds.
+    fn reopen_unread(&mut self) {
+        let waiting = std::mem::take(&mut self.unread);
+        for (bytes, at) in waiting {
+            match self.node.open_stored(&bytes, at) {
+                Ok(Ok(mut a)) => {
+                    a.via = Via::CatchUp;
+                    self.node.counters_mut().alerts_received += 1;
+                    self.apply_rules(&a);
+                    let _ = self.alerts.send(*a);
+                }
+                Ok(Err(Unreadable::UnknownEpoch { .. })) => self.unread.push_back((bytes, at)),
+                _ => {}
+            }
+        }
+    }
+
     fn send_hello(&mut self, peer: PeerId) {
         let hello = AuthHello {
             domain: *self.node.domain(),
             cert: self.node.cert().as_bytes().to_vec(),
+            revision: self.node.revision(),
         };
         self.swarm
             .behaviour_mut()
@@ -1373,6 +1623,14 @@ impl Daemon {
                 }
                 return;
             }
+            AuthRequest::Update { update } => {
+                if self.ack_from_member(peer, channel)
+                    && let Err(e) = self.take_update(update, Some(peer))
+                {
+                    tracing::debug!(%peer, error = %e, "update from peer not applied");
+                }
+                return;
+            }
             AuthRequest::Presence { records } => {
                 if self.ack_from_member(peer, channel) {
                     let mut new = vec![];
@@ -1427,6 +1685,9 @@ impl Daemon {
                     .auth
                     .send_response(channel, reply);
                 self.admit(peer, cert, !known);
+                if hello.revision < self.node.revision() {
+                    self.send_updates(peer, hello.revision);
+                }
             }
             Err(reason) => {
                 let _ = self.swarm.behaviour_mut().auth.send_response(
@@ -1719,7 +1980,16 @@ impl Daemon {
             Ok(()) => gossipsub::MessageAcceptance::Accept,
             Err(r) => {
                 tracing::debug!(peer = %source, reason = r.reason(), error = %r, "message refused");
-                if r.is_peer_fault() {
+                // A sender over its rate limit: its own connection is penalised (scored down,
+                // then graylisted by gossipsub); a member that relayed it is not.
+                let flooder = match &r {
+                    crate::node::Rejection::RateLimited { sender, .. } => self
+                        .node
+                        .member(*sender)
+                        .is_some_and(|c| c.peer_id() == source),
+                    _ => false,
+                };
+                if r.is_peer_fault() || flooder {
                     gossipsub::MessageAcceptance::Reject
                 } else {
                     gossipsub::MessageAcceptance::Ignore
@@ -1746,6 +2016,11 @@ impl Daemon {
         match self.node.validate_on(&bytes, topic_channel, now) {
             Verdict::Accept { envelope, content } => {
                 let h = envelope.header;
+                let bytes_for_unread = if matches!(content, Err(Unreadable::UnknownEpoch { .. })) {
+                    bytes.clone()
+                } else {
+                    Vec::new()
+                };
                 self.store.put(StoredEnvelope {
                     sender: h.sender,
                     seq: h.seq,
@@ -1753,11 +2028,22 @@ impl Daemon {
                     received_at_us: now,
                     bytes,
                 });
-                if let Ok(mut a) = content {
-                    a.via = via;
-                    self.apply_rules(&a);
-                    tracing::debug!(id = %a.id, sender = %a.sender, ?via, late = a.late, "alert received");
-                    let _ = self.alerts.send(*a);
+                match content {
+                    Ok(mut a) => {
+                        a.via = via;
+                        self.apply_rules(&a);
+                        tracing::debug!(id = %a.id, sender = %a.sender, ?via, late = a.late, "alert received");
+                        let _ = self.alerts.send(*a);
+                    }
+                    Err(Unreadable::UnknownEpoch { .. }) => {
+                        // Probably sealed under an epoch whose update has not reached this
+                        // node yet: open it when the update comes.
+                        if self.unread.len() >= MAX_UNREAD {
+                            self.unread.pop_front();
+                        }
+                        self.unread.push_back((bytes_for_unread, now));
+                    }
+                    Err(_) => {}
                 }
                 Ok(())
             }
@@ -1824,6 +2110,7 @@ impl Daemon {
                     Rejection::Envelope(crate::envelope::EnvelopeError::Decrypt)
                         | Rejection::BadPlaintext
                         | Rejection::Replay(ReplayError::TooOld)
+                        | Rejection::Revoked(_)
                 );
                 if let (true, Some(h)) = (settled, header) {
                     self.remember_refused((h.sender, h.seq));
@@ -2269,6 +2556,15 @@ async fn serve_client(
                     .await
                     .map(|devices| Reply::Devices { devices })
             }
+            Request::Publish { update } => match hex::decode(update.trim()) {
+                Err(e) => Err(format!("the update is not hex: {e}")),
+                Ok(bytes) => {
+                    let (tx, rx) = oneshot::channel();
+                    ask(&cmds, Cmd::Update { bytes, reply: tx }, rx)
+                        .await
+                        .and_then(|r| r)
+                }
+            },
             Request::History {
                 since_us,
                 channel,

@@ -13,10 +13,12 @@ use zeroize::Zeroizing;
 
 use crate::bundle::Bundle;
 use crate::cert::{
-    self, CertBody, CertError, Certificate, ChannelInfo, Descriptor, DescriptorBody, Grant, Profile,
+    self, CertBody, CertError, Certificate, ChannelInfo, ChannelPolicy, Descriptor, DescriptorBody,
+    Grant, Profile,
 };
 use crate::fsutil::{self, FileError, KeyKind};
-use crate::keys::{ChannelSecret, DeviceSecrets, SealedKey};
+use crate::keys::{Chain, ChannelSecret, DeviceSecrets, SealedKey};
+use crate::update::{Update, UpdateBody, UpdateError};
 use crate::wire;
 
 /// Name of the channel every domain starts with.
@@ -34,7 +36,13 @@ pub mod files {
     pub const EPOCHS: &str = "epochs.key";
     /// The device registry.
     pub const REGISTRY: &str = "registry.bin";
+    /// Signed updates, one file per serial: `updates/000005.update`.
+    pub const UPDATES: &str = "updates";
 }
+
+/// How far behind the authority's clock a device's may run: keys are sealed from the ratchet
+/// period this long ago, certificates are valid from this long ago.
+pub const CLOCK_SLACK_SECS: u64 = 3600;
 
 /// An authority or enrolment problem.
 #[derive(Debug, thiserror::Error)]
@@ -56,13 +64,37 @@ pub enum DomainError {
     /// A bad argument.
     #[error("{0}")]
     Invalid(String),
+    /// An update could not be made.
+    #[error("{0}")]
+    Update(#[from] UpdateError),
 }
 
+/// One channel epoch as the authority keeps it: the root of its ratchet.
 #[derive(Serialize, Deserialize, Clone)]
 struct EpochRecord {
     channel: u32,
     epoch: u32,
+    rotate_secs: u32,
+    /// The period `secret` belongs to (the epoch's first).
+    period: u64,
     secret: [u8; 32],
+}
+
+impl EpochRecord {
+    /// The chain from `period` on (or from the epoch's start when that is later).
+    fn chain_at(&self, now_secs: u64) -> Chain {
+        let mut c = Chain {
+            rotate_secs: self.rotate_secs,
+            period: self.period,
+            secret: ChannelSecret(self.secret),
+        };
+        let from = now_secs.saturating_sub(CLOCK_SLACK_SECS);
+        c.advance_to(Chain::period_of(
+            self.rotate_secs,
+            from.saturating_mul(1_000_000),
+        ));
+        c
+    }
 }
 
 impl Drop for EpochRecord {
@@ -84,6 +116,25 @@ pub struct RegistryEntry {
     pub enrolled_at: u64,
     /// Replaced by a later enrolment of the same name.
     pub replaced: bool,
+    /// Revoked (also every replaced device: re-enrolment revokes the old certificate).
+    pub revoked: bool,
+}
+
+impl RegistryEntry {
+    fn cert(&self, a: &Descriptor) -> Option<Certificate> {
+        Certificate::from_bytes(&self.cert, &a.authority, &a.domain).ok()
+    }
+}
+
+/// A channel's new policy (`ptt-node domain channel`); unset fields keep their value.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyChange {
+    /// Alerts per minute per sender (0: no limit).
+    pub rate_per_min: Option<u32>,
+    /// Burst.
+    pub burst: Option<u32>,
+    /// Rotation period in seconds (0: none). A change starts a new key epoch.
+    pub rotate_secs: Option<u32>,
 }
 
 /// What to enrol.
@@ -113,6 +164,8 @@ pub struct Authority {
     descriptor: Descriptor,
     epochs: Vec<EpochRecord>,
     registry: Vec<RegistryEntry>,
+    /// Updates made since loading, written by [`Authority::save`].
+    new_updates: Vec<Update>,
 }
 
 impl std::fmt::Debug for Authority {
@@ -126,7 +179,11 @@ impl std::fmt::Debug for Authority {
 
 impl Authority {
     /// A new domain with the default channel at epoch 1.
-    pub fn create(name: &str, rng: &mut impl CryptoRngCore) -> Result<Self, DomainError> {
+    pub fn create(
+        name: &str,
+        now_secs: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Self, DomainError> {
         check_name("domain name", name)?;
         let key = SigningKey::generate(rng);
         let descriptor = Descriptor::issue(
@@ -135,9 +192,11 @@ impl Authority {
                 version: cert::VERSION,
                 name: name.to_string(),
                 authority: key.verifying_key().to_bytes(),
-                revision: 1,
+                revision: 0,
                 channels: vec![],
                 brokers: vec![],
+                revoked: vec![],
+                private_network: false,
             },
         );
         let mut a = Authority {
@@ -145,9 +204,210 @@ impl Authority {
             descriptor,
             epochs: vec![],
             registry: vec![],
+            new_updates: vec![],
         };
-        a.add_channel(DEFAULT_CHANNEL, rng)?;
+        a.add_channel(DEFAULT_CHANNEL, now_secs, rng)?;
+        a.edit_descriptor(|b| b.revision = 1);
         Ok(a)
+    }
+
+    /// Re-signs the descriptor after `f` changed its body (revision unchanged: [`Self::commit`]
+    /// numbers the change).
+    fn edit_descriptor(&mut self, f: impl FnOnce(&mut DescriptorBody)) {
+        let mut body = self.descriptor.body.clone();
+        f(&mut body);
+        self.descriptor = Descriptor::issue(&self.key, body);
+    }
+
+    /// The updates made since this authority was loaded.
+    pub fn new_updates(&self) -> &[Update] {
+        &self.new_updates
+    }
+
+    /// Numbers the changes made to the descriptor as the next revision, starts a new key
+    /// epoch for each of `rekey` sealed to every current member that reads the channel, and
+    /// records the signed update.
+    fn commit(
+        &mut self,
+        note: String,
+        revoked: Vec<u32>,
+        certs: Vec<Vec<u8>>,
+        rekey: &[u32],
+        now_secs: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Update, DomainError> {
+        self.edit_descriptor(|b| b.revision += 1);
+        let mut keys = vec![];
+        for &channel in rekey {
+            let epoch = self
+                .epochs
+                .iter()
+                .filter(|e| e.channel == channel)
+                .map(|e| e.epoch)
+                .max()
+                .unwrap_or(0)
+                + 1;
+            let rotate_secs = self.descriptor.policy(channel).rotate_secs;
+            let start = now_secs.saturating_sub(CLOCK_SLACK_SECS);
+            let record = EpochRecord {
+                channel,
+                epoch,
+                rotate_secs,
+                period: Chain::period_of(rotate_secs, start.saturating_mul(1_000_000)),
+                secret: ChannelSecret::random(rng).0,
+            };
+            let chain = record.chain_at(now_secs);
+            self.epochs.push(record);
+            for e in self.registry.iter().filter(|e| !e.revoked && !e.replaced) {
+                let Some(cert) = e.cert(&self.descriptor) else {
+                    continue;
+                };
+                if cert.grant(channel).is_some_and(|g| g.read) && !cert.body.relay_only {
+                    keys.push(
+                        SealedKey::seal(
+                            &self.key,
+                            self.descriptor.domain,
+                            channel,
+                            epoch,
+                            e.device,
+                            &cert.body.x25519,
+                            &chain,
+                            rng,
+                        )
+                        .to_bytes(),
+                    );
+                }
+            }
+        }
+        let u = Update::issue(
+            &self.key,
+            UpdateBody {
+                version: crate::update::VERSION,
+                domain: self.descriptor.domain,
+                serial: self.descriptor.body.revision,
+                issued_at: now_secs,
+                note,
+                descriptor: self.descriptor.as_bytes().to_vec(),
+                revoked,
+                certs,
+                keys,
+            },
+        )?;
+        if u.as_bytes().len() > crate::update::MAX_UPDATE_LEN {
+            return Err(DomainError::Invalid(format!(
+                "the update would be {} bytes, more than the {} a device accepts; re-key fewer channels at once",
+                u.as_bytes().len(),
+                crate::update::MAX_UPDATE_LEN
+            )));
+        }
+        self.new_updates.push(u.clone());
+        Ok(u)
+    }
+
+    /// Revokes the current device named `name`: lists it in the descriptor and starts a new
+    /// key epoch for every channel it could read. Returns the update to publish.
+    pub fn revoke(
+        &mut self,
+        name: &str,
+        now_secs: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Update, DomainError> {
+        let Some(idx) = self
+            .registry
+            .iter()
+            .position(|e| e.name == name && !e.replaced && !e.revoked)
+        else {
+            return Err(DomainError::Invalid(format!(
+                "no current device named {name:?} (see ptt-node domain list)"
+            )));
+        };
+        let device = self.registry[idx].device;
+        let rekey = self.revoke_devices(&[device]);
+        self.commit(
+            format!("revoke {name} (device {device})"),
+            vec![device],
+            vec![],
+            &rekey,
+            now_secs,
+            rng,
+        )
+    }
+
+    /// Marks devices revoked in the registry and the descriptor; returns the channels they
+    /// could read (to be re-keyed).
+    fn revoke_devices(&mut self, devices: &[u32]) -> Vec<u32> {
+        let mut rekey = vec![];
+        for e in self.registry.iter_mut() {
+            if devices.contains(&e.device) {
+                e.revoked = true;
+            }
+        }
+        for d in devices {
+            if let Some(cert) = self
+                .registry
+                .iter()
+                .find(|e| e.device == *d)
+                .and_then(|e| e.cert(&self.descriptor))
+            {
+                for g in cert.body.grants.iter().filter(|g| g.read) {
+                    if !rekey.contains(&g.channel) {
+                        rekey.push(g.channel);
+                    }
+                }
+            }
+        }
+        rekey.sort_unstable();
+        let devices = devices.to_vec();
+        self.edit_descriptor(|b| {
+            b.revoked.extend(devices);
+            b.revoked.sort_unstable();
+            b.revoked.dedup();
+        });
+        rekey
+    }
+
+    /// Changes a channel's policy. A new rotation period starts a new key epoch.
+    pub fn set_policy(
+        &mut self,
+        channel: &str,
+        change: &PolicyChange,
+        now_secs: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Option<Update>, DomainError> {
+        let Some(info) = self.descriptor.channel_by_name(channel).cloned() else {
+            return Err(DomainError::Invalid(format!(
+                "no channel named {channel:?} (see ptt-node domain list)"
+            )));
+        };
+        let mut p = info.policy;
+        p.rate_per_min = change.rate_per_min.unwrap_or(p.rate_per_min);
+        p.burst = change.burst.unwrap_or(p.burst);
+        p.rotate_secs = change.rotate_secs.unwrap_or(p.rotate_secs);
+        if p == info.policy {
+            return Ok(None);
+        }
+        let rekey = if p.rotate_secs != info.policy.rotate_secs {
+            vec![info.id]
+        } else {
+            vec![]
+        };
+        self.edit_descriptor(|b| {
+            for c in b.channels.iter_mut().filter(|c| c.id == info.id) {
+                c.policy = p;
+            }
+        });
+        let u = self.commit(
+            format!(
+                "channel {channel}: {} alerts/min, burst {}, rotate every {} s",
+                p.rate_per_min, p.burst, p.rotate_secs
+            ),
+            vec![],
+            vec![],
+            &rekey,
+            now_secs,
+            rng,
+        )?;
+        Ok(Some(u))
     }
 
     /// The descriptor.
@@ -162,8 +422,14 @@ impl Authority {
 
     /// Adds (or with `remove`, removes) a connection broker's multiaddress in the descriptor.
     /// The address must name the broker's peer id (`…/p2p/<peer id>`). Bundles enrolled
-    /// afterwards carry the new descriptor.
-    pub fn set_broker(&mut self, addr: &str, remove: bool) -> Result<bool, DomainError> {
+    /// afterwards carry the new descriptor; running members get it with the update returned.
+    pub fn set_broker(
+        &mut self,
+        addr: &str,
+        remove: bool,
+        now_secs: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Option<Update>, DomainError> {
         let ma: libp2p::Multiaddr = addr
             .parse()
             .map_err(|e| DomainError::Invalid(format!("{addr:?} is not a multiaddress: {e}")))?;
@@ -175,22 +441,30 @@ impl Authority {
                 "{addr:?} names no peer id: append /p2p/<the broker's peer id> (see ptt-node domain list)"
             )));
         }
-        let mut body = self.descriptor.body.clone();
-        let present = body.brokers.iter().any(|b| b == addr);
+        let present = self.descriptor.body.brokers.iter().any(|b| b == addr);
         match (remove, present) {
-            (false, true) | (true, false) => return Ok(false),
-            (false, false) => body.brokers.push(addr.to_string()),
-            (true, true) => body.brokers.retain(|b| b != addr),
+            (false, true) | (true, false) => return Ok(None),
+            (false, false) => self.edit_descriptor(|b| b.brokers.push(addr.to_string())),
+            (true, true) => self.edit_descriptor(|b| b.brokers.retain(|b| b != addr)),
         }
-        body.revision += 1;
-        self.descriptor = Descriptor::issue(&self.key, body);
-        Ok(true)
+        let verb = if remove { "remove" } else { "add" };
+        let u = self.commit(
+            format!("{verb} broker {addr}"),
+            vec![],
+            vec![],
+            &[],
+            now_secs,
+            rng,
+        )?;
+        Ok(Some(u))
     }
 
-    /// Adds a channel with a fresh secret at epoch 1; returns its number.
-    pub fn add_channel(
+    /// Adds a channel with the default policy and a fresh secret at epoch 1; returns its
+    /// number. The descriptor changes without a new revision: the caller commits.
+    fn add_channel(
         &mut self,
         name: &str,
+        now_secs: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<u32, DomainError> {
         check_name("channel name", name)?;
@@ -204,9 +478,10 @@ impl Authority {
                 "channel {name:?} already exists"
             )));
         }
-        let mut body = self.descriptor.body.clone();
         // Never reuse a number, also one whose secret was saved without its descriptor entry.
-        let id = body
+        let id = self
+            .descriptor
+            .body
             .channels
             .iter()
             .map(|c| c.id)
@@ -214,26 +489,32 @@ impl Authority {
             .max()
             .unwrap_or(0)
             + 1;
-        body.channels.push(ChannelInfo {
-            id,
-            name: name.to_string(),
+        let policy = ChannelPolicy::default();
+        self.edit_descriptor(|b| {
+            b.channels.push(ChannelInfo {
+                id,
+                name: name.to_string(),
+                policy,
+            })
         });
-        body.revision += 1;
-        self.descriptor = Descriptor::issue(&self.key, body);
+        let start = now_secs.saturating_sub(CLOCK_SLACK_SECS);
         self.epochs.push(EpochRecord {
             channel: id,
             epoch: 1,
+            rotate_secs: policy.rotate_secs,
+            period: Chain::period_of(policy.rotate_secs, start.saturating_mul(1_000_000)),
             secret: ChannelSecret::random(rng).0,
         });
         Ok(id)
     }
 
-    fn current_secret(&self, channel: u32) -> Option<(u32, ChannelSecret)> {
+    /// The current epoch of a channel and its chain from about now on.
+    fn current_chain(&self, channel: u32, now_secs: u64) -> Option<(u32, Chain)> {
         self.epochs
             .iter()
             .filter(|e| e.channel == channel)
             .max_by_key(|e| e.epoch)
-            .map(|e| (e.epoch, ChannelSecret(e.secret)))
+            .map(|e| (e.epoch, e.chain_at(now_secs)))
     }
 
     /// Enrols a device: new keys, a certificate, and the channel keys sealed to it. Channels
@@ -276,7 +557,7 @@ impl Authority {
                 Some(c) => c.id,
                 None => {
                     created.push(name.clone());
-                    self.add_channel(name, rng)?
+                    self.add_channel(name, now_secs, rng)?
                 }
             };
             if grants.iter().any(|g: &Grant| g.channel == id) {
@@ -307,25 +588,17 @@ impl Authority {
             grants: grants.clone(),
             profile: req.profile.clone(),
             // A little slack for devices whose clocks run behind the authority's.
-            not_before: now_secs.saturating_sub(3600),
+            not_before: now_secs.saturating_sub(CLOCK_SLACK_SECS),
             not_after: now_secs.saturating_add(valid_days.saturating_mul(86_400)),
         };
         let cert = Certificate::issue(&self.key, body)?;
-        let mut sealed = vec![];
-        for g in grants.iter().filter(|g| g.read) {
-            if let Some((epoch, secret)) = self.current_secret(g.channel) {
-                sealed.push(SealedKey::seal(
-                    &self.key,
-                    self.descriptor.domain,
-                    g.channel,
-                    epoch,
-                    device,
-                    &secrets.x25519_public(),
-                    &secret,
-                    rng,
-                ));
-            }
-        }
+        // Re-enrolment revokes the certificates it replaces.
+        let replaced: Vec<u32> = self
+            .registry
+            .iter()
+            .filter(|e| e.name == req.name && !e.revoked)
+            .map(|e| e.device)
+            .collect();
         for e in self.registry.iter_mut().filter(|e| e.name == req.name) {
             e.replaced = true;
         }
@@ -335,7 +608,40 @@ impl Authority {
             cert: cert.as_bytes().to_vec(),
             enrolled_at: now_secs,
             replaced: false,
+            revoked: false,
         });
+        let rekey = if replaced.is_empty() {
+            vec![]
+        } else {
+            self.revoke_devices(&replaced)
+        };
+        let mut note = format!("enrol {} (device {device})", req.name);
+        if !replaced.is_empty() {
+            note.push_str(&format!(", revoking device {replaced:?}"));
+        }
+        self.commit(
+            note,
+            replaced,
+            vec![cert.as_bytes().to_vec()],
+            &rekey,
+            now_secs,
+            rng,
+        )?;
+        let mut sealed = vec![];
+        for g in grants.iter().filter(|g| g.read) {
+            if let Some((epoch, chain)) = self.current_chain(g.channel, now_secs) {
+                sealed.push(SealedKey::seal(
+                    &self.key,
+                    self.descriptor.domain,
+                    g.channel,
+                    epoch,
+                    device,
+                    &secrets.x25519_public(),
+                    &chain,
+                    rng,
+                ));
+            }
+        }
         Ok((
             Bundle {
                 secrets,
@@ -360,6 +666,13 @@ impl Authority {
             &fsutil::frame_key(KeyKind::EpochSecrets, &epochs),
         )?;
         fsutil::write_public(&dir.join(files::REGISTRY), &wire::encode(&self.registry))?;
+        if !self.new_updates.is_empty() {
+            let up = dir.join(files::UPDATES);
+            std::fs::create_dir_all(&up).map_err(|e| FileError::io(&up, e))?;
+            for u in &self.new_updates {
+                fsutil::write_public(&update_path(dir, u.body.serial), u.as_bytes())?;
+            }
+        }
         // The descriptor last: its presence marks a complete authority directory.
         fsutil::write_public(&dir.join(files::DESCRIPTOR), self.descriptor.as_bytes())?;
         Ok(())
@@ -429,8 +742,14 @@ impl Authority {
             descriptor,
             epochs,
             registry,
+            new_updates: vec![],
         })
     }
+}
+
+/// Where the update with this serial is kept in an authority directory.
+pub fn update_path(dir: &Path, serial: u64) -> std::path::PathBuf {
+    dir.join(files::UPDATES).join(format!("{serial:06}.update"))
 }
 
 /// Names are 1 to 64 printable characters without whitespace, so they survive CLIs and logs.
@@ -456,7 +775,7 @@ mod tests {
 
     #[test]
     fn enrolment_numbers_names_channels_and_persistence() {
-        let mut a = Authority::create("site", &mut OsRng).unwrap();
+        let mut a = Authority::create("site", 1_000_000, &mut OsRng).unwrap();
         let req = |name: &str| EnrollRequest {
             name: name.into(),
             ..Default::default()
@@ -506,14 +825,18 @@ mod tests {
         // Brokers go into the descriptor; later bundles carry them.
         let b = "/ip4/10.0.0.1/tcp/4777/p2p/12D3KooWHkcmUBx9sDc2ZHcJ7YpB6oSLGCUZexN9t8pyqw56Vi9o";
         assert!(
-            a.set_broker("/ip4/10.0.0.1/tcp/4777", false).is_err(),
+            a.set_broker("/ip4/10.0.0.1/tcp/4777", false, 1_000, &mut OsRng)
+                .is_err(),
             "a peer id is needed"
         );
-        assert!(a.set_broker(b, false).unwrap());
-        assert!(!a.set_broker(b, false).unwrap(), "already there");
+        assert!(a.set_broker(b, false, 1_000, &mut OsRng).unwrap().is_some());
+        assert!(
+            a.set_broker(b, false, 1_000, &mut OsRng).unwrap().is_none(),
+            "already there"
+        );
         let (late, _) = a.enroll(&req("after-broker"), 1_000, &mut OsRng).unwrap();
         assert_eq!(late.descriptor.body.brokers, vec![b.to_string()]);
-        assert!(a.set_broker(b, true).unwrap());
+        assert!(a.set_broker(b, true, 1_000, &mut OsRng).unwrap().is_some());
         assert!(a.descriptor().body.brokers.is_empty());
 
         let dir = tempfile::tempdir().unwrap();
@@ -521,11 +844,92 @@ mod tests {
         let b = Authority::load(dir.path()).unwrap();
         assert_eq!(b.descriptor(), a.descriptor());
         assert_eq!(b.registry().len(), 5);
-        // A later enrolment still seals the same channel secret.
+        // The forced re-enrolment revoked the first "cam" and re-keyed what it read: later
+        // devices get epoch 2, the same secret for each of them.
+        assert_eq!(b.descriptor().body.revoked, vec![b1.cert.body.device]);
         let mut b = b;
         let (b5, _) = b.enroll(&req("late"), 1_000, &mut OsRng).unwrap();
         let k1 = b1.into_node_config(dir.path()).unwrap().channel_secrets;
+        let k3 = b3.into_node_config(dir.path()).unwrap().channel_secrets;
         let k5 = b5.into_node_config(dir.path()).unwrap().channel_secrets;
-        assert_eq!(k1[0].2, k5[0].2);
+        let alerts = |k: &Vec<(u32, u32, Chain)>| k.iter().find(|c| c.0 == 1).cloned().unwrap();
+        assert_eq!((alerts(&k1).1, alerts(&k5).1), (1, 2));
+        assert_ne!(alerts(&k1).2, alerts(&k5).2);
+        assert_eq!(alerts(&k3), alerts(&k5));
+        // Every change made an update, numbered after the bundle revision it follows.
+        let serials: Vec<u64> = a.new_updates().iter().map(|u| u.body.serial).collect();
+        assert_eq!(serials, (2..2 + serials.len() as u64).collect::<Vec<_>>());
+        assert!(update_path(dir.path(), serials[0]).exists());
+    }
+
+    #[test]
+    fn revocation_rekeys_the_remaining_readers_only() {
+        let now = 1_800_000_000;
+        let mut a = Authority::create("site", now, &mut OsRng).unwrap();
+        let req = |name: &str, relay_only: bool| EnrollRequest {
+            name: name.into(),
+            relay_only,
+            ..Default::default()
+        };
+        let (m1, _) = a.enroll(&req("m1", false), now, &mut OsRng).unwrap();
+        let (m2, _) = a.enroll(&req("m2", false), now, &mut OsRng).unwrap();
+        let (gone, _) = a.enroll(&req("lost", false), now, &mut OsRng).unwrap();
+        let (_relay, _) = a.enroll(&req("relay", true), now, &mut OsRng).unwrap();
+        let before = a.descriptor().body.revision;
+        let u = a.revoke("lost", now + 10, &mut OsRng).unwrap();
+        assert_eq!(u.body.serial, before + 1);
+        assert_eq!(u.body.revoked, vec![gone.cert.body.device]);
+        assert!(a.descriptor().is_revoked(gone.cert.body.device));
+        let to: Vec<u32> = u
+            .body
+            .keys
+            .iter()
+            .map(|k| SealedKey::from_bytes(k, &a.descriptor().authority).unwrap())
+            .map(|k| {
+                assert_eq!((k.body.channel, k.body.epoch), (1, 2));
+                k.body.device
+            })
+            .collect();
+        assert_eq!(to, vec![m1.cert.body.device, m2.cert.body.device]);
+        // The revoked device's key does not open the new epoch's keys.
+        let k = SealedKey::from_bytes(&u.body.keys[0], &a.descriptor().authority).unwrap();
+        assert!(
+            k.open(
+                &a.descriptor().domain,
+                gone.cert.body.device,
+                &gone.secrets.x25519
+            )
+            .is_err()
+        );
+        assert!(
+            a.revoke("lost", now, &mut OsRng).is_err(),
+            "already revoked"
+        );
+        assert!(a.revoke("nobody", now, &mut OsRng).is_err());
+        // A rotation change starts a new epoch too; a rate change does not.
+        let rate = PolicyChange {
+            rate_per_min: Some(60),
+            ..Default::default()
+        };
+        let u = a
+            .set_policy("alerts", &rate, now, &mut OsRng)
+            .unwrap()
+            .unwrap();
+        assert!(u.body.keys.is_empty());
+        assert!(
+            a.set_policy("alerts", &rate, now, &mut OsRng)
+                .unwrap()
+                .is_none()
+        );
+        let rot = PolicyChange {
+            rotate_secs: Some(60),
+            ..Default::default()
+        };
+        let u = a
+            .set_policy("alerts", &rot, now, &mut OsRng)
+            .unwrap()
+            .unwrap();
+        assert_eq!(u.body.keys.len(), 2);
+        assert_eq!(a.descriptor().policy(1).rotate_secs, 60);
     }
 }

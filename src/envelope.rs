@@ -230,7 +230,7 @@ mod tests {
     fn fixture() -> (SigningKey, DomainId, MessageKey) {
         let sk = SigningKey::from_bytes(&[3u8; 32]);
         let domain = DomainId([5u8; 32]);
-        let key = ChannelSecret([7u8; 32]).message_key(&domain, 1, 1);
+        let key = ChannelSecret([7u8; 32]).message_key(&domain, 1, 1, 0);
         (sk, domain, key)
     }
 

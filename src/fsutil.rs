@@ -145,6 +145,8 @@ pub enum KeyKind {
     DeviceX25519 = 3,
     /// The authority's channel epoch secrets.
     EpochSecrets = 4,
+    /// A device's channel key chains (its data directory's `keys.bin`).
+    ChannelKeys = 5,
 }
 
 /// Frames key material: magic ‖ version 1 ‖ kind ‖ payload.

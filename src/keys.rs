@@ -35,6 +35,15 @@ pub const SIG_ENVELOPE: &[u8] = b"ptt-node/v1/sig/envelope";
 /// Alert ids: SHA-256 of this label, the domain id, sender and sequence number.
 pub const LABEL_ALERT_ID: &[u8] = b"ptt-node/v1/alert-id";
 
+/// HKDF info of one step of a channel epoch's ratchet.
+pub const LABEL_RATCHET: &[u8] = b"ptt-node/v1/ratchet";
+/// Signature context of a domain update.
+pub const SIG_UPDATE: &[u8] = b"ptt-node/v1/sig/update";
+/// How many periods a ratchet derives ahead of the oldest period it holds, at most: a
+/// sender whose clock runs further ahead than this is unreadable until the receiver's own
+/// position catches up (with hourly rotation, 416 days).
+pub const MAX_RATCHET_AHEAD: u64 = 10_000;
+
 /// HKDF info prefix for the pairwise key of directed messages.
 pub const LABEL_DIRECT_KEY: &[u8] = b"ptt-node/v1/direct-key";
 
@@ -147,20 +156,100 @@ impl ChannelSecret {
         ChannelSecret(b)
     }
 
-    /// The AES-256-GCM key for messages of this channel and epoch:
-    /// `HKDF-SHA256(salt = domain id, ikm = secret, info = LABEL_MESSAGE_KEY ‖ channel ‖ epoch)`.
-    pub fn message_key(&self, domain: &DomainId, channel: u32, epoch: u32) -> MessageKey {
+    /// The next period's secret: `HKDF-SHA256(salt = none, ikm = secret, info =
+    /// LABEL_RATCHET)`. One-way: the previous secret cannot be computed from the next.
+    pub fn ratchet(&self) -> ChannelSecret {
+        let hk = Hkdf::<Sha256>::new(None, &self.0);
+        let mut next = ChannelSecret([0u8; 32]);
+        let _ = hk.expand(LABEL_RATCHET, &mut next.0);
+        next
+    }
+
+    /// The AES-256-GCM key for messages of this channel, epoch and ratchet period (this
+    /// secret must be the period's): `HKDF-SHA256(salt = domain id, ikm = secret, info =
+    /// LABEL_MESSAGE_KEY ‖ channel u32 ‖ epoch u32 ‖ period u64)`, all big-endian.
+    pub fn message_key(
+        &self,
+        domain: &DomainId,
+        channel: u32,
+        epoch: u32,
+        period: u64,
+    ) -> MessageKey {
         let hk = Hkdf::<Sha256>::new(Some(&domain.0), &self.0);
-        let mut info = Vec::with_capacity(LABEL_MESSAGE_KEY.len() + 8);
+        let mut info = Vec::with_capacity(LABEL_MESSAGE_KEY.len() + 16);
         info.extend_from_slice(LABEL_MESSAGE_KEY);
         info.extend_from_slice(&channel.to_be_bytes());
         info.extend_from_slice(&epoch.to_be_bytes());
+        info.extend_from_slice(&period.to_be_bytes());
         let mut okm = zeroize::Zeroizing::new([0u8; 32]);
         // 32 bytes is always a valid HKDF-SHA256 output length.
         let _ = hk.expand(&info, okm.as_mut());
         MessageKey {
             cipher: Aes256Gcm::new(okm.as_ref().into()),
         }
+    }
+}
+
+/// One channel epoch's key ratchet as a device holds it: the secret of its oldest period;
+/// every earlier period is gone.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Chain {
+    /// Rotation period in seconds (0: one key for the whole epoch).
+    pub rotate_secs: u32,
+    /// The period `secret` belongs to.
+    pub period: u64,
+    /// The period's secret.
+    pub secret: ChannelSecret,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chain")
+            .field("rotate_secs", &self.rotate_secs)
+            .field("period", &self.period)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Chain {
+    /// The period a sequence number (µs since the Unix epoch) falls in.
+    pub fn period_of(rotate_secs: u32, seq_us: u64) -> u64 {
+        match rotate_secs {
+            0 => 0,
+            s => seq_us / 1_000_000 / u64::from(s),
+        }
+    }
+
+    /// The secret of `period`, derived forward without moving the chain; `None` for a period
+    /// already erased or more than [`MAX_RATCHET_AHEAD`] ahead.
+    pub fn secret_at(&self, period: u64) -> Option<ChannelSecret> {
+        if self.rotate_secs == 0 {
+            return (period == 0).then(|| self.secret.clone());
+        }
+        let steps = period.checked_sub(self.period)?;
+        if steps > MAX_RATCHET_AHEAD {
+            return None;
+        }
+        let mut s = self.secret.clone();
+        for _ in 0..steps {
+            s = s.ratchet();
+        }
+        Some(s)
+    }
+
+    /// Moves the chain to `period`, erasing every earlier secret; no-op when it is there
+    /// already, or when the chain does not rotate. Returns whether it moved.
+    pub fn advance_to(&mut self, period: u64) -> bool {
+        if self.rotate_secs == 0 || period <= self.period {
+            return false;
+        }
+        // Far behind (a device that was off for years): jump in bounded steps anyway; the
+        // work is one HKDF per period.
+        while self.period < period {
+            self.secret = self.secret.ratchet();
+            self.period += 1;
+        }
+        true
     }
 }
 
@@ -252,6 +341,10 @@ pub struct SealedKeyBody {
     pub epoch: u32,
     /// The device number the key is sealed to.
     pub device: u32,
+    /// The epoch's rotation period in seconds (0: no rotation).
+    pub rotate_secs: u32,
+    /// The ratchet period the sealed secret belongs to (earlier periods cannot be derived).
+    pub period: u64,
     /// The authority's ephemeral X25519 public key.
     pub ephemeral: [u8; 32],
     /// AES-256-GCM of the 32-byte secret (48 bytes with the tag).
@@ -305,16 +398,18 @@ fn wrap_key(
 #[derive(Zeroize, ZeroizeOnDrop)]
 struct MessageKeyRaw([u8; 32]);
 
-fn wrap_aad(channel: u32, epoch: u32, device: u32) -> [u8; 12] {
-    let mut aad = [0u8; 12];
+fn wrap_aad(channel: u32, epoch: u32, device: u32, rotate_secs: u32, period: u64) -> [u8; 24] {
+    let mut aad = [0u8; 24];
     aad[..4].copy_from_slice(&channel.to_be_bytes());
     aad[4..8].copy_from_slice(&epoch.to_be_bytes());
-    aad[8..].copy_from_slice(&device.to_be_bytes());
+    aad[8..12].copy_from_slice(&device.to_be_bytes());
+    aad[12..16].copy_from_slice(&rotate_secs.to_be_bytes());
+    aad[16..].copy_from_slice(&period.to_be_bytes());
     aad
 }
 
 impl SealedKey {
-    /// Seals `secret` to the device with X25519 public key `device_pk` (ECIES: an ephemeral
+    /// Seals a chain's secret to the device with X25519 public key `device_pk` (ECIES: an ephemeral
     /// X25519 key, HKDF, AES-256-GCM with a zero nonce under a single-use key) and signs it.
     #[allow(clippy::too_many_arguments)]
     pub fn seal(
@@ -324,9 +419,10 @@ impl SealedKey {
         epoch: u32,
         device: u32,
         device_pk: &[u8; 32],
-        secret: &ChannelSecret,
+        chain: &Chain,
         rng: &mut impl CryptoRngCore,
     ) -> Self {
+        let secret = &chain.secret;
         let eph = x25519_dalek::EphemeralSecret::random_from_rng(rng);
         let eph_pk = x25519_dalek::PublicKey::from(&eph).to_bytes();
         let shared = eph.diffie_hellman(&x25519_dalek::PublicKey::from(*device_pk));
@@ -337,7 +433,7 @@ impl SealedKey {
                 Nonce::from_slice(&[0u8; 12]),
                 Payload {
                     msg: &secret.0,
-                    aad: &wrap_aad(channel, epoch, device),
+                    aad: &wrap_aad(channel, epoch, device, chain.rotate_secs, chain.period),
                 },
             )
             .unwrap_or_default();
@@ -347,6 +443,8 @@ impl SealedKey {
             channel,
             epoch,
             device,
+            rotate_secs: chain.rotate_secs,
+            period: chain.period,
             ephemeral: eph_pk,
             wrapped,
         };
@@ -388,13 +486,13 @@ impl SealedKey {
         })
     }
 
-    /// Unwraps the channel secret with the device's X25519 secret.
+    /// Unwraps the chain with the device's X25519 secret.
     pub fn open(
         &self,
         domain: &DomainId,
         device: u32,
         x25519: &x25519_dalek::StaticSecret,
-    ) -> Result<ChannelSecret, SealedKeyError> {
+    ) -> Result<Chain, SealedKeyError> {
         if self.body.domain != *domain || self.body.device != device {
             return Err(SealedKeyError::NotForUs);
         }
@@ -407,7 +505,13 @@ impl SealedKey {
                 Nonce::from_slice(&[0u8; 12]),
                 Payload {
                     msg: &self.body.wrapped,
-                    aad: &wrap_aad(self.body.channel, self.body.epoch, self.body.device),
+                    aad: &wrap_aad(
+                        self.body.channel,
+                        self.body.epoch,
+                        self.body.device,
+                        self.body.rotate_secs,
+                        self.body.period,
+                    ),
                 },
             )
             .map_err(|_| SealedKeyError::Unwrap)?;
@@ -418,7 +522,11 @@ impl SealedKey {
         let mut s = [0u8; 32];
         s.copy_from_slice(&plain);
         plain.zeroize();
-        Ok(ChannelSecret(s))
+        Ok(Chain {
+            rotate_secs: self.body.rotate_secs,
+            period: self.body.period,
+            secret: ChannelSecret(s),
+        })
     }
 }
 
@@ -433,7 +541,11 @@ mod tests {
         let domain = DomainId::from_authority(&authority.verifying_key());
         let dev = DeviceSecrets::generate(&mut OsRng);
         let other = DeviceSecrets::generate(&mut OsRng);
-        let secret = ChannelSecret::random(&mut OsRng);
+        let secret = Chain {
+            rotate_secs: 3600,
+            period: 490_000,
+            secret: ChannelSecret::random(&mut OsRng),
+        };
         let sk = SealedKey::seal(
             &authority,
             domain,
@@ -485,10 +597,44 @@ mod tests {
         let d1 = DomainId([1u8; 32]);
         let d2 = DomainId([2u8; 32]);
         let n = [0u8; 12];
-        let ct = s.message_key(&d1, 1, 1).seal(&n, b"", b"x");
-        assert!(s.message_key(&d1, 1, 1).open(&n, b"", &ct).is_some());
-        assert!(s.message_key(&d1, 1, 2).open(&n, b"", &ct).is_none());
-        assert!(s.message_key(&d1, 2, 1).open(&n, b"", &ct).is_none());
-        assert!(s.message_key(&d2, 1, 1).open(&n, b"", &ct).is_none());
+        let ct = s.message_key(&d1, 1, 1, 5).seal(&n, b"", b"x");
+        assert!(s.message_key(&d1, 1, 1, 5).open(&n, b"", &ct).is_some());
+        assert!(s.message_key(&d1, 1, 2, 5).open(&n, b"", &ct).is_none());
+        assert!(s.message_key(&d1, 2, 1, 5).open(&n, b"", &ct).is_none());
+        assert!(s.message_key(&d2, 1, 1, 5).open(&n, b"", &ct).is_none());
+        assert!(s.message_key(&d1, 1, 1, 6).open(&n, b"", &ct).is_none());
+    }
+
+    #[test]
+    fn ratchet_moves_forward_only() {
+        let root = Chain {
+            rotate_secs: 3600,
+            period: 100,
+            secret: ChannelSecret([3u8; 32]),
+        };
+        assert_eq!(root.secret_at(100), Some(root.secret.clone()));
+        assert_eq!(root.secret_at(99), None, "before the chain's start");
+        let s103 = root.secret_at(103).unwrap();
+        assert_eq!(s103, root.secret.ratchet().ratchet().ratchet());
+        assert_ne!(s103, root.secret);
+        let mut c = root.clone();
+        assert!(c.advance_to(102));
+        assert!(!c.advance_to(101), "never backwards");
+        assert_eq!(c.period, 102);
+        assert_eq!(
+            c.secret_at(103),
+            Some(s103),
+            "same key from either position"
+        );
+        assert_eq!(c.secret_at(101), None, "erased");
+        assert_eq!(c.secret_at(102 + MAX_RATCHET_AHEAD + 1), None);
+        assert_eq!(Chain::period_of(3600, 7_200_000_000), 2);
+        assert_eq!(Chain::period_of(0, 7_200_000_000), 0);
+        let mut flat = Chain {
+            rotate_secs: 0,
+            ..root
+        };
+        assert!(!flat.advance_to(5));
+        assert!(flat.secret_at(0).is_some() && flat.secret_at(1).is_none());
     }
 }

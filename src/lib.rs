@@ -51,4 +51,5 @@ pub mod rules;
 pub mod store;
 pub mod sync;
 pub mod tag;
+pub mod update;
 pub mod wire;

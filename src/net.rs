@@ -43,9 +43,11 @@ pub const SYNC_FETCH_BYTES: usize = 1024 * 1024;
 pub const MAX_SYNC_RESPONSE: usize = SYNC_FETCH_BYTES + MAX_ENVELOPE_LEN + 64 * 1024 + 8192 * 16;
 /// Certificates in one roster push at most (a longer roster goes in several pushes).
 pub const MAX_ROSTER_PUSH: usize = 64;
-/// Largest authentication request (a roster push of [`MAX_ROSTER_PUSH`] certificates): any
-/// peer that completed Noise may send one, so it stays small.
-pub const MAX_AUTH_REQUEST: usize = MAX_ROSTER_PUSH * (MAX_CERT_LEN + 4) + 1024;
+/// Largest authentication request: one domain update (an update is bounded by
+/// [`crate::update::MAX_UPDATE_LEN`]). Any peer that completed Noise may send one, at most
+/// [`MAX_CONCURRENT_STREAMS`] at once per connection; only a member's is acted on. With the
+/// domain's private-network key, only members complete Noise.
+pub const MAX_AUTH_REQUEST: usize = crate::update::MAX_UPDATE_LEN + 1024;
 /// Concurrent inbound streams per connection for the authentication and catch-up protocols.
 pub const MAX_CONCURRENT_STREAMS: usize = 8;
 /// Largest authentication response (a roster of up to 1,000 certificates).
@@ -75,6 +77,12 @@ pub enum AuthRequest {
         /// Records (at most [`MAX_ROSTER_PUSH`]).
         records: Vec<Vec<u8>>,
     },
+    /// A domain update signed by the authority: pushed to a member whose hello showed an
+    /// older revision, and flooded when newly applied.
+    Update {
+        /// The update's bytes.
+        update: Vec<u8>,
+    },
 }
 
 /// The hello: who the sender is.
@@ -84,6 +92,8 @@ pub struct AuthHello {
     pub domain: DomainId,
     /// The sender's certificate.
     pub cert: Vec<u8>,
+    /// The descriptor revision the sender holds: a peer that holds later updates sends them.
+    pub revision: u64,
 }
 
 /// Reply to an [`AuthHello`].
@@ -457,6 +467,7 @@ mod tests {
         let h = AuthRequest::Hello(AuthHello {
             domain: DomainId([1; 32]),
             cert: vec![1, 2, 3],
+            revision: 7,
         });
         let b = wire::encode(&h);
         assert_eq!(

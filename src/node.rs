@@ -4,18 +4,21 @@
 //! The daemon feeds it bytes and `now` and carries out what it returns. It holds the keys,
 //! the roster of known member certificates, the replay state and the counters.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
 use libp2p::PeerId;
 use serde::Serialize;
 
 use crate::alert::{AlertBody, ReceivedAlert};
+use crate::cert::ChannelPolicy;
 use crate::cert::{CertError, Certificate, Descriptor};
 use crate::cert::{Location, Profile};
 use crate::envelope::{self, Envelope, EnvelopeError, Header};
-use crate::keys::{ChannelSecret, DeviceSecrets, DomainId, MessageKey};
+use crate::keys::{Chain, DeviceSecrets, DomainId, MessageKey, SealedKey};
 use crate::presence::{Presence, PresenceBody, PresenceError};
 use crate::replay::{ReplayError, ReplayGuard};
+use crate::update::{Update, UpdateError};
 
 /// The channel number of directed messages (sealed to one device). Its envelopes carry the
 /// recipient's device number in the epoch field.
@@ -27,6 +30,12 @@ pub const DIRECT_CHANNEL_NAME: &str = "direct";
 pub const DEFAULT_REPLAY_WINDOW: usize = 65_536;
 /// How many member certificates a node keeps at most.
 pub const MAX_ROSTER: usize = 10_000;
+/// How many expanded message keys a node caches (a cache miss costs one HKDF per ratchet
+/// step from the oldest period held, plus one).
+pub const KEY_CACHE: usize = 64;
+/// How many (sender, channel) rate-limit buckets a node keeps; when full, the fullest
+/// (idle) buckets go first, which forgets nothing a limit depends on.
+pub const MAX_BUCKETS: usize = 4096;
 
 /// Everything a node starts from (loaded from a bundle by the shell).
 pub struct NodeConfig {
@@ -36,8 +45,8 @@ pub struct NodeConfig {
     pub cert: Certificate,
     /// The domain descriptor.
     pub descriptor: Descriptor,
-    /// Channel secrets this device may use: (channel, epoch, secret).
-    pub channel_secrets: Vec<(u32, u32, ChannelSecret)>,
+    /// Channel key chains this device may use: (channel, epoch, chain).
+    pub channel_secrets: Vec<(u32, u32, Chain)>,
 }
 
 /// Why a peer is not admitted.
@@ -52,6 +61,9 @@ pub enum AuthError {
     /// The roster is full.
     #[error("roster is full")]
     RosterFull,
+    /// The device was revoked by the domain authority.
+    #[error("device {0} was revoked by the domain authority")]
+    Revoked(u32),
 }
 
 /// Why an alert cannot be sent.
@@ -75,6 +87,23 @@ pub enum SealError {
     /// The plaintext is too large.
     #[error("the alert is {0} bytes, more than the {max} allowed", max = crate::alert::MAX_ALERT_LEN)]
     TooLarge(usize),
+    /// Over the channel's rate limit: members would drop it.
+    #[error(
+        "over channel {channel:?}'s limit of {rate_per_min} alerts a minute (burst {burst}); try again in {retry_ms} ms"
+    )]
+    RateLimited {
+        /// Channel name.
+        channel: String,
+        /// The limit.
+        rate_per_min: u32,
+        /// The burst.
+        burst: u32,
+        /// When one alert's worth of budget is back.
+        retry_ms: u64,
+    },
+    /// This device was revoked.
+    #[error("this device was revoked by the domain authority; it can no longer send")]
+    Revoked,
 }
 
 /// Why a message from the network is refused.
@@ -111,6 +140,17 @@ pub enum Rejection {
         /// Channel of the topic.
         topic: u32,
     },
+    /// The sender was revoked.
+    #[error("sender device {0} was revoked")]
+    Revoked(u32),
+    /// The sender is over the channel's rate limit (live gossip only).
+    #[error("sender device {sender} is over the rate limit of channel {channel}")]
+    RateLimited {
+        /// Sender device number.
+        sender: u32,
+        /// Channel number.
+        channel: u32,
+    },
 }
 
 impl Rejection {
@@ -125,6 +165,8 @@ impl Rejection {
             Rejection::Replay(ReplayError::TooOld) => "too_old",
             Rejection::BadPlaintext => "bad_plaintext",
             Rejection::WrongTopic { .. } => "wrong_topic",
+            Rejection::Revoked(_) => "revoked",
+            Rejection::RateLimited { .. } => "rate_limited",
         }
     }
     /// Whether the forwarding peer is at fault (reject and penalise) or the message is
@@ -136,6 +178,11 @@ impl Rejection {
             Rejection::UnknownSender(_)
                 | Rejection::Replay(_)
                 | Rejection::SenderExpired(_)
+                // A member that has not applied the revocation yet forwards in good faith.
+                | Rejection::Revoked(_)
+                // Judged by the shell: the sender's own connection is at fault, a relay's
+                // (whose budget view differs) is not.
+                | Rejection::RateLimited { .. }
                 // A relay cannot open the ciphertext, so it forwards these in good faith: the
                 // authenticated sender is at fault, not the peer that passed it on.
                 | Rejection::Envelope(EnvelopeError::Decrypt)
@@ -199,6 +246,58 @@ pub enum Unreadable {
         /// Key epoch.
         epoch: u32,
     },
+    /// The key of the envelope's ratchet period is erased (older than the retention
+    /// window), or more than [`crate::keys::MAX_RATCHET_AHEAD`] periods ahead.
+    #[error("the key of channel {channel} epoch {epoch} period {period} is erased or out of reach")]
+    KeyErased {
+        /// Channel number.
+        channel: u32,
+        /// Key epoch.
+        epoch: u32,
+        /// Ratchet period.
+        period: u64,
+    },
+}
+
+/// What applying an update changed.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// The revision now held.
+    pub serial: u64,
+    /// The update's note.
+    pub note: String,
+    /// Members revoked by it: (device, peer id) of those known.
+    pub revoked: Vec<(u32, PeerId)>,
+    /// Whether this device itself was revoked.
+    pub revoked_self: bool,
+    /// Certificates it added that were new here.
+    pub new_certs: Vec<Vec<u8>>,
+    /// Channel epochs whose keys this device received: (channel, epoch).
+    pub new_keys: Vec<(u32, u32)>,
+}
+
+/// A token bucket per (sender, channel).
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at_us: u64,
+}
+
+impl Bucket {
+    /// Takes one token at `now_us`; `Err(µs until one is back)` when empty.
+    fn take(&mut self, p: &ChannelPolicy, now_us: u64) -> Result<(), u64> {
+        let per_us = f64::from(p.rate_per_min) / 60e6;
+        let cap = f64::from(p.burst.max(1));
+        let elapsed = now_us.saturating_sub(self.at_us) as f64;
+        self.tokens = (self.tokens + elapsed * per_us).min(cap);
+        self.at_us = self.at_us.max(now_us);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - self.tokens) / per_us).ceil() as u64)
+        }
+    }
 }
 
 /// A freshly sealed alert.
@@ -231,6 +330,10 @@ pub struct Counters {
     pub peers_refused: u64,
     /// Authentic alerts of a readable channel under an epoch this node has no key for.
     pub unknown_epoch: u64,
+    /// Domain updates applied.
+    pub updates_applied: u64,
+    /// Ratchet periods erased.
+    pub keys_erased: u64,
 }
 
 /// One device's protocol state.
@@ -238,7 +341,9 @@ pub struct Node {
     secrets: DeviceSecrets,
     cert: Certificate,
     descriptor: Descriptor,
-    keys: HashMap<(u32, u32), MessageKey>,
+    keys: HashMap<(u32, u32), Chain>,
+    key_cache: RefCell<HashMap<(u32, u32, u64), MessageKey>>,
+    buckets: HashMap<(u32, u32), Bucket>,
     current_epoch: HashMap<u32, u32>,
     roster: HashMap<u32, Certificate>,
     presence: HashMap<u32, Presence>,
@@ -251,16 +356,19 @@ impl Node {
     /// A node with no peers yet. `last_seq` is the highest sequence number this device ever
     /// stored (from the store), so none is reused.
     pub fn new(cfg: NodeConfig, last_seq: u64) -> Self {
-        let domain = cfg.descriptor.domain;
-        let mut keys = HashMap::new();
+        let mut keys: HashMap<(u32, u32), Chain> = HashMap::new();
         let mut current_epoch: HashMap<u32, u32> = HashMap::new();
-        for (channel, epoch, secret) in &cfg.channel_secrets {
-            keys.insert(
-                (*channel, *epoch),
-                secret.message_key(&domain, *channel, *epoch),
-            );
-            let e = current_epoch.entry(*channel).or_insert(*epoch);
-            *e = (*e).max(*epoch);
+        for (channel, epoch, chain) in cfg.channel_secrets {
+            // Two copies of one epoch (the bundle's and the saved state): keep the one that
+            // reaches further back; erasure moves it on.
+            match keys.get(&(channel, epoch)) {
+                Some(c) if c.period <= chain.period => {}
+                _ => {
+                    keys.insert((channel, epoch), chain);
+                }
+            }
+            let e = current_epoch.entry(channel).or_insert(epoch);
+            *e = (*e).max(epoch);
         }
         let mut roster = HashMap::new();
         roster.insert(cfg.cert.body.device, cfg.cert.clone());
@@ -269,6 +377,8 @@ impl Node {
             cert: cfg.cert,
             descriptor: cfg.descriptor,
             keys,
+            key_cache: RefCell::new(HashMap::new()),
+            buckets: HashMap::new(),
             current_epoch,
             roster,
             presence: HashMap::new(),
@@ -298,9 +408,183 @@ impl Node {
     pub fn counters_mut(&mut self) -> &mut Counters {
         &mut self.counters
     }
-    /// Member certificates known, this device's included.
+    /// Member certificates known, this device's included (revoked ones too: their old
+    /// alerts stay readable in the log).
     pub fn roster(&self) -> impl Iterator<Item = &Certificate> {
         self.roster.values()
+    }
+
+    /// The epoch this device seals a channel with.
+    pub fn current_epoch(&self, channel: u32) -> Option<u32> {
+        self.current_epoch.get(&channel).copied()
+    }
+
+    /// The descriptor revision this device holds (the serial of the last update applied).
+    pub fn revision(&self) -> u64 {
+        self.descriptor.body.revision
+    }
+
+    /// Whether the authority revoked this device.
+    pub fn is_revoked_self(&self) -> bool {
+        self.descriptor.is_revoked(self.cert.body.device)
+    }
+
+    /// The message key of (channel, epoch) for an envelope with sequence number `seq`.
+    fn key_for(&self, channel: u32, epoch: u32, seq: u64) -> Result<MessageKey, Unreadable> {
+        let chain = self
+            .keys
+            .get(&(channel, epoch))
+            .ok_or(Unreadable::UnknownEpoch { channel, epoch })?;
+        let period = Chain::period_of(chain.rotate_secs, seq);
+        if let Some(k) = self.key_cache.borrow().get(&(channel, epoch, period)) {
+            return Ok(k.clone());
+        }
+        let secret = chain.secret_at(period).ok_or(Unreadable::KeyErased {
+            channel,
+            epoch,
+            period,
+        })?;
+        let key = secret.message_key(self.domain(), channel, epoch, period);
+        let mut cache = self.key_cache.borrow_mut();
+        if cache.len() >= KEY_CACHE {
+            cache.clear();
+        }
+        cache.insert((channel, epoch, period), key.clone());
+        Ok(key)
+    }
+
+    /// Erases every ratchet period that ended before `now_us - window_us` (the retention
+    /// window): the keys are gone from memory, and the caller saves [`Node::key_state`] so
+    /// they are gone from disk. Returns how many periods were erased.
+    pub fn erase_keys(&mut self, now_us: u64, window_us: u64) -> u64 {
+        let floor_us = now_us.saturating_sub(window_us);
+        let mut erased = 0;
+        for chain in self.keys.values_mut() {
+            let target = Chain::period_of(chain.rotate_secs, floor_us);
+            let before = chain.period;
+            if chain.advance_to(target) {
+                erased += chain.period - before;
+            }
+        }
+        if erased > 0 {
+            let keys = &self.keys;
+            self.key_cache
+                .borrow_mut()
+                .retain(|(c, e, p), _| keys.get(&(*c, *e)).is_some_and(|k| *p >= k.period));
+            self.counters.keys_erased += erased;
+        }
+        erased
+    }
+
+    /// The key chains held, to be saved (secret: the caller writes them 0600 and zeroizes).
+    pub fn key_state(&self) -> Vec<(u32, u32, Chain)> {
+        let mut v: Vec<(u32, u32, Chain)> = self
+            .keys
+            .iter()
+            .map(|((c, e), k)| (*c, *e, k.clone()))
+            .collect();
+        v.sort_by_key(|(c, e, _)| (*c, *e));
+        v
+    }
+
+    /// The oldest ratchet period held for (channel, epoch).
+    pub fn key_period(&self, channel: u32, epoch: u32) -> Option<u64> {
+        self.keys.get(&(channel, epoch)).map(|c| c.period)
+    }
+
+    /// Applies a domain update: it must be signed by the authority and be the next one in
+    /// order. Takes its descriptor, certificates and the keys sealed to this device.
+    pub fn apply_update(&mut self, bytes: &[u8], now_secs: u64) -> Result<Applied, UpdateError> {
+        let u = Update::from_bytes(bytes, &self.descriptor.authority, self.domain())?;
+        let have = self.revision();
+        if u.body.serial <= have {
+            return Err(UpdateError::Stale {
+                serial: u.body.serial,
+                have,
+            });
+        }
+        if u.body.serial > have + 1 {
+            return Err(UpdateError::Gap {
+                serial: u.body.serial,
+                have,
+            });
+        }
+        let me = self.cert.body.device;
+        self.descriptor = u.descriptor.clone();
+        let mut new_certs = vec![];
+        for c in &u.body.certs {
+            match self.learn_certificate(c, now_secs) {
+                Ok(true) => new_certs.push(c.clone()),
+                Ok(false) => {}
+                Err(e) => tracing::debug!(error = %e, "certificate in update not admitted"),
+            }
+        }
+        let mut new_keys = vec![];
+        for k in &u.body.keys {
+            let Ok(sealed) = SealedKey::from_bytes(k, &self.descriptor.authority) else {
+                continue;
+            };
+            if sealed.body.device != me {
+                continue;
+            }
+            let Ok(chain) = sealed.open(self.domain(), me, &self.secrets.x25519) else {
+                continue;
+            };
+            let (channel, epoch) = (sealed.body.channel, sealed.body.epoch);
+            if self.keys.contains_key(&(channel, epoch)) {
+                continue;
+            }
+            self.keys.insert((channel, epoch), chain);
+            let e = self.current_epoch.entry(channel).or_insert(epoch);
+            *e = (*e).max(epoch);
+            new_keys.push((channel, epoch));
+        }
+        let revoked = u
+            .body
+            .revoked
+            .iter()
+            .filter(|d| **d != me)
+            .filter_map(|d| self.roster.get(d).map(|c| (*d, c.peer_id())))
+            .collect();
+        self.counters.updates_applied += 1;
+        Ok(Applied {
+            serial: u.body.serial,
+            note: u.body.note.clone(),
+            revoked,
+            revoked_self: u.body.revoked.contains(&me),
+            new_certs,
+            new_keys,
+        })
+    }
+
+    /// Takes one alert from the (sender, channel) budget at `now_us`; `Err(µs to wait)`.
+    fn take_budget(&mut self, sender: u32, channel: u32, now_us: u64) -> Result<(), u64> {
+        let p = if channel == DIRECT_CHANNEL {
+            ChannelPolicy::default()
+        } else {
+            self.descriptor.policy(channel)
+        };
+        if p.rate_per_min == 0 {
+            return Ok(());
+        }
+        if self.buckets.len() >= MAX_BUCKETS && !self.buckets.contains_key(&(sender, channel)) {
+            // Forget the buckets that have refilled: they constrain nothing.
+            let cap = f64::from(p.burst.max(1));
+            self.buckets.retain(|_, b| {
+                b.tokens + now_us.saturating_sub(b.at_us) as f64 * f64::from(p.rate_per_min) / 60e6
+                    < cap
+            });
+            if self.buckets.len() >= MAX_BUCKETS {
+                self.buckets.clear();
+            }
+        }
+        self.buckets
+            .entry((sender, channel))
+            .or_insert(Bucket {
+                tokens: f64::from(p.burst.max(1)),
+                at_us: now_us,
+            })
+            .take(&p, now_us)
     }
     /// Learns a presence record; `Ok(true)` when it is new or newer than the one held.
     pub fn learn_presence(&mut self, bytes: &[u8]) -> Result<bool, PresenceError> {
@@ -480,6 +764,9 @@ impl Node {
 
     fn check_cert(&self, cert_bytes: &[u8], now_secs: u64) -> Result<Certificate, AuthError> {
         let cert = Certificate::from_bytes(cert_bytes, &self.descriptor.authority, self.domain())?;
+        if self.descriptor.is_revoked(cert.body.device) {
+            return Err(AuthError::Revoked(cert.body.device));
+        }
         cert.check_time(now_secs)?;
         Ok(cert)
     }
@@ -523,13 +810,13 @@ impl Node {
             .grant(info)
             .filter(|g| g.write)
             .ok_or_else(|| SealError::NotAllowed(channel.to_string()))?;
+        let (grant_channel, grant_name) = (grant.channel, grant.name.clone());
+        if self.is_revoked_self() {
+            return Err(SealError::Revoked);
+        }
         let epoch = *self
             .current_epoch
-            .get(&grant.channel)
-            .ok_or_else(|| SealError::NoKey(channel.to_string()))?;
-        let key = self
-            .keys
-            .get(&(grant.channel, epoch))
+            .get(&grant_channel)
             .ok_or_else(|| SealError::NoKey(channel.to_string()))?;
         if let Some(loc) = &body.location {
             loc.check().map_err(SealError::Invalid)?;
@@ -539,15 +826,28 @@ impl Node {
             return Err(SealError::TooLarge(plain.len()));
         }
         let seq = now_us.max(self.last_seq.saturating_add(1));
+        let key = self
+            .key_for(grant_channel, epoch, seq)
+            .map_err(|_| SealError::NoKey(channel.to_string()))?;
+        let me = self.cert.body.device;
+        if let Err(wait_us) = self.take_budget(me, grant_channel, now_us) {
+            let p = self.descriptor.policy(grant_channel);
+            return Err(SealError::RateLimited {
+                channel: grant_name,
+                rate_per_min: p.rate_per_min,
+                burst: p.burst,
+                retry_ms: wait_us.div_ceil(1000),
+            });
+        }
         let header = Header {
             version: envelope::VERSION,
             domain_tag: self.domain().tag(),
-            channel: grant.channel,
+            channel: grant_channel,
             epoch,
-            sender: self.cert.body.device,
+            sender: me,
             seq,
         };
-        let bytes = envelope::seal(&self.secrets.identity, self.domain(), &header, key, &plain);
+        let bytes = envelope::seal(&self.secrets.identity, self.domain(), &header, &key, &plain);
         self.last_seq = seq;
         // Our own alerts are never accepted back from the network.
         let _ = self.replay.insert(header.sender, seq);
@@ -555,8 +855,8 @@ impl Node {
         Ok(Sealed {
             bytes,
             id: envelope::alert_id(self.domain(), header.sender, seq),
-            channel: grant.channel,
-            channel_name: grant.name.clone(),
+            channel: grant_channel,
+            channel_name: grant_name,
             seq,
         })
     }
@@ -571,10 +871,13 @@ impl Node {
         if self.cert.body.relay_only {
             return Err(SealError::NotAllowed(DIRECT_CHANNEL_NAME.into()));
         }
+        if self.is_revoked_self() {
+            return Err(SealError::Revoked);
+        }
         let recipient = self
             .roster
             .values()
-            .filter(|c| c.body.name == to)
+            .filter(|c| c.body.name == to && !self.descriptor.is_revoked(c.body.device))
             .max_by_key(|c| c.body.device)
             .cloned()
             .ok_or_else(|| SealError::UnknownDevice(to.to_string()))?;
@@ -595,6 +898,15 @@ impl Node {
             to_device,
         );
         let seq = now_us.max(self.last_seq.saturating_add(1));
+        if let Err(wait_us) = self.take_budget(me, DIRECT_CHANNEL, now_us) {
+            let p = ChannelPolicy::default();
+            return Err(SealError::RateLimited {
+                channel: DIRECT_CHANNEL_NAME.into(),
+                rate_per_min: p.rate_per_min,
+                burst: p.burst,
+                retry_ms: wait_us.div_ceil(1000),
+            });
+        }
         let header = Header {
             version: envelope::VERSION,
             domain_tag: self.domain().tag(),
@@ -665,6 +977,12 @@ impl Node {
         now_us: u64,
     ) -> Result<(Envelope, Result<Box<ReceivedAlert>, Unreadable>), Rejection> {
         let (env, content) = self.examine(bytes, topic_channel, now_us, true)?;
+        // Live traffic spends the sender's budget; catch-up is paced by the puller.
+        if topic_channel.is_some() {
+            let (sender, channel) = (env.header.sender, env.header.channel);
+            self.take_budget(sender, channel, now_us)
+                .map_err(|_| Rejection::RateLimited { sender, channel })?;
+        }
         self.replay.insert(env.header.sender, env.header.seq)?;
         Ok((env, content))
     }
@@ -708,6 +1026,11 @@ impl Node {
             .roster
             .get(&h.sender)
             .ok_or(Rejection::UnknownSender(h.sender))?;
+        // A revoked sender's new alerts are refused; what this node stored before the
+        // revocation stays readable in its log.
+        if check_replay && self.descriptor.is_revoked(h.sender) {
+            return Err(Rejection::Revoked(h.sender));
+        }
         sender
             .check_time(now_us / 1_000_000)
             .map_err(|_| Rejection::SenderExpired(h.sender))?;
@@ -765,17 +1088,15 @@ impl Node {
             self.roster.get(&h.epoch).map(|c| c.body.name.clone())
         };
         let can_read = direct_key.is_some() || self.cert.grant(h.channel).is_some_and(|g| g.read);
-        let key = direct_key
-            .as_ref()
-            .or_else(|| self.keys.get(&(h.channel, h.epoch)));
-        let content = match key {
+        let key = match direct_key {
             _ if !can_read => Err(Unreadable::NotReader),
-            None => Err(Unreadable::UnknownEpoch {
-                channel: h.channel,
-                epoch: h.epoch,
-            }),
-            Some(key) => {
-                let plain = env.open(self.domain(), key)?;
+            Some(k) => Ok(k),
+            None => self.key_for(h.channel, h.epoch, h.seq),
+        };
+        let content = match key {
+            Err(u) => Err(u),
+            Ok(key) => {
+                let plain = env.open(self.domain(), &key)?;
                 let body = AlertBody::decode(&plain).map_err(|_| Rejection::BadPlaintext)?;
                 Ok(Box::new(ReceivedAlert {
                     id: envelope::alert_id(self.domain(), h.sender, h.seq),

@@ -151,7 +151,7 @@ mod tests {
 
     #[test]
     fn presence_is_bound_to_its_device() {
-        let mut a = Authority::create("site", &mut OsRng).unwrap();
+        let mut a = Authority::create("site", 1_000_000, &mut OsRng).unwrap();
         let req = |n: &str| EnrollRequest {
             name: n.into(),
             ..Default::default()

@@ -43,6 +43,11 @@ const BY_TIME: TableDefinition<(u64, u32, u64), ()> = TableDefinition::new("by_t
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// sender → replay floor: sequence numbers at or below it were removed by retention.
 const FLOORS: TableDefinition<u32, u64> = TableDefinition::new("floors");
+/// Domain updates applied: serial → (issued at, Unix seconds; the update's bytes).
+const UPDATES: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("updates");
+/// Commands the store actor queues at most; beyond that, received envelopes are not logged
+/// (counted) and requests fail with "busy" instead of growing memory.
+pub const QUEUE: usize = 8192;
 
 const OWN_LAST_SEQ: &str = "own_last_seq";
 const BYTES: &str = "bytes";
@@ -82,6 +87,9 @@ pub enum StoreError {
     /// The store thread is gone.
     #[error("the store has shut down")]
     Closed,
+    /// The store's queue is full (the disk is not keeping up).
+    #[error("the store is busy (its queue of {QUEUE} requests is full); try again shortly")]
+    Busy,
 }
 
 /// One stored envelope.
@@ -135,6 +143,7 @@ impl Store {
         tx.open_table(BY_TIME).map_err(|e| s.err(e))?;
         tx.open_table(META).map_err(|e| s.err(e))?;
         tx.open_table(FLOORS).map_err(|e| s.err(e))?;
+        tx.open_table(UPDATES).map_err(|e| s.err(e))?;
         tx.commit().map_err(|e| s.err(e))?;
         for (channel, id) in s.channels_of_keys()? {
             s.index.insert(channel, id);
@@ -159,6 +168,57 @@ impl Store {
     /// The catch-up index of what the store holds.
     pub fn index(&self) -> &Index {
         &self.index
+    }
+
+    /// The domain updates held, by serial.
+    pub fn updates(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(UPDATES).map_err(|e| self.err(e))?;
+        let mut out = vec![];
+        for row in t.iter().map_err(|e| self.err(e))? {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            out.push((k.value(), v.value().1.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Keeps a domain update (durably).
+    pub fn put_update(
+        &mut self,
+        serial: u64,
+        issued_at: u64,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = tx.open_table(UPDATES).map_err(|e| self.err(e))?;
+            t.insert(serial, (issued_at, bytes))
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Drops updates issued before `before_secs` (they hold channel keys sealed at their
+    /// issue time: keeping them would keep those keys). Returns how many went.
+    pub fn prune_updates(&mut self, before_secs: u64) -> Result<u64, StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut n = 0;
+        {
+            let mut t = tx.open_table(UPDATES).map_err(|e| self.err(e))?;
+            let old: Vec<u64> = t
+                .iter()
+                .map_err(|e| self.err(e))?
+                .filter_map(|r| r.ok())
+                .filter(|(_, v)| v.value().0 < before_secs)
+                .map(|(k, _)| k.value())
+                .collect();
+            for k in old {
+                t.remove(k).map_err(|e| self.err(e))?;
+                n += 1;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(n)
     }
 
     /// Stores envelopes durably (ones already present are skipped); for this device's own
@@ -400,28 +460,58 @@ enum Cmd {
     Flush(Reply<()>),
     Prune(u64, Retention, Reply<Pruned>),
     Stats(Reply<(u64, u64)>),
+    PutUpdate(u64, u64, Vec<u8>, Reply<()>),
+    PruneUpdates(u64, Reply<u64>),
 }
 
 /// A cloneable handle to the store thread (the store actor).
 #[derive(Clone)]
 pub struct StoreHandle {
-    tx: mpsc::Sender<Cmd>,
+    tx: mpsc::SyncSender<Cmd>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl StoreHandle {
     /// Moves the store onto its own thread. The thread ends when every handle is dropped.
     pub fn spawn(store: Store, own_device: u32) -> Self {
-        let (tx, rx) = mpsc::channel::<Cmd>();
+        let (tx, rx) = mpsc::sync_channel::<Cmd>(QUEUE);
         let _ = std::thread::Builder::new()
             .name("ptt-store".into())
             .spawn(move || run(store, own_device, rx));
-        StoreHandle { tx }
+        StoreHandle {
+            tx,
+            dropped: Default::default(),
+        }
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(make(tx)).map_err(|_| StoreError::Closed)?;
+        self.tx.try_send(make(tx)).map_err(|e| match e {
+            mpsc::TrySendError::Full(_) => StoreError::Busy,
+            mpsc::TrySendError::Disconnected(_) => StoreError::Closed,
+        })?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Received envelopes not logged because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Keeps a domain update durably.
+    pub async fn put_update(
+        &self,
+        serial: u64,
+        issued_at: u64,
+        bytes: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        self.ask(|r| Cmd::PutUpdate(serial, issued_at, bytes, r))
+            .await
+    }
+
+    /// Drops updates issued before `before_secs`.
+    pub async fn prune_updates(&self, before_secs: u64) -> Result<u64, StoreError> {
+        self.ask(|r| Cmd::PruneUpdates(before_secs, r)).await
     }
 
     /// Stores durably and waits for the commit.
@@ -432,7 +522,10 @@ impl StoreHandle {
     /// Stores without waiting (received envelopes: one lost in a crash is fetched again from
     /// a peer by catch-up).
     pub fn put(&self, env: StoredEnvelope) {
-        let _ = self.tx.send(Cmd::Put(vec![env], None));
+        if let Err(mpsc::TrySendError::Full(_)) = self.tx.try_send(Cmd::Put(vec![env], None)) {
+            self.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Stored envelopes received since `since_us`.
@@ -551,6 +644,12 @@ fn run(mut store: Store, own_device: u32, rx: mpsc::Receiver<Cmd>) {
             }
             Cmd::Stats(r) => {
                 let _ = r.send(Ok((store.index().len() as u64, store.bytes())));
+            }
+            Cmd::PutUpdate(serial, issued, bytes, r) => {
+                let _ = r.send(store.put_update(serial, issued, &bytes));
+            }
+            Cmd::PruneUpdates(before, r) => {
+                let _ = r.send(store.prune_updates(before));
             }
         }
     }

@@ -53,6 +53,7 @@ fn restarted_member_refuses_a_replayed_envelope() {
     let hello = AuthHello {
         domain: bundle.descriptor.domain,
         cert: bundle.cert.as_bytes().to_vec(),
+        revision: bundle.descriptor.body.revision,
     };
     let alert_topic = topic(&bundle.descriptor.domain, 1);
     let gcfg = gossipsub::ConfigBuilder::default()
@@ -103,7 +104,7 @@ fn restarted_member_refuses_a_replayed_envelope() {
                         })) => {
                             let reply = match request {
                                 AuthRequest::Hello(_) => AuthReply::Welcome { cert: hello.cert.clone(), roster: vec![] },
-                                AuthRequest::Roster { .. } | AuthRequest::Presence { .. } => AuthReply::Ack,
+                                AuthRequest::Roster { .. } | AuthRequest::Presence { .. } | AuthRequest::Update { .. } => AuthReply::Ack,
                             };
                             let _ = swarm.behaviour_mut().auth.send_response(channel, reply);
                         }

@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 use ed25519_dalek::SigningKey;
 use ptt_node::alert::{AlertBody, Severity};
 use ptt_node::cert::{
-    CertBody, Certificate, ChannelInfo, Descriptor, DescriptorBody, Grant, Location, Profile,
+    CertBody, Certificate, ChannelInfo, ChannelPolicy, Descriptor, DescriptorBody, Grant, Location,
+    Profile,
 };
 use ptt_node::envelope::{self, Envelope, Header};
-use ptt_node::keys::{ChannelSecret, DomainId, SealedKey};
+use ptt_node::keys::{Chain, ChannelSecret, DomainId, SealedKey};
 use ptt_node::net::{AuthHello, AuthReply, AuthRequest};
+use ptt_node::update::{Update, UpdateBody};
 use ptt_node::wire;
 use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
@@ -82,12 +84,19 @@ fn vectors() -> BTreeMap<&'static str, Vec<u8>> {
             version: 1,
             name: "site-a".into(),
             authority: authority.verifying_key().to_bytes(),
-            revision: 2,
+            revision: 3,
             channels: vec![ChannelInfo {
                 id: 1,
                 name: "alerts".into(),
+                policy: ChannelPolicy {
+                    rate_per_min: 3000,
+                    burst: 500,
+                    rotate_secs: 3600,
+                },
             }],
             brokers: vec![],
+            revoked: vec![3],
+            private_network: false,
         },
     );
     v.insert("descriptor", descriptor.as_bytes().to_vec());
@@ -125,7 +134,14 @@ fn vectors() -> BTreeMap<&'static str, Vec<u8>> {
     v.insert("certificate", cert.as_bytes().to_vec());
     v.insert("certificate_peer_id", cert.peer_id().to_bytes());
 
-    let secret = ChannelSecret([0x44; 32]);
+    // The chain is sealed at the period of the envelope below: 1_795_000_000 s / 3600 s.
+    let chain = Chain {
+        rotate_secs: 3600,
+        period: 498_611,
+        secret: ChannelSecret([0x44; 32]),
+    };
+    let secret = chain.secret.clone();
+    v.insert("ratchet_next", secret.ratchet().0.to_vec());
     let sealed = SealedKey::seal(
         &authority,
         domain,
@@ -133,10 +149,26 @@ fn vectors() -> BTreeMap<&'static str, Vec<u8>> {
         1,
         7,
         &device_x_pk,
-        &secret,
+        &chain,
         &mut VectorRng::new("sealed-key"),
     );
     v.insert("sealed_key", sealed.to_bytes());
+    let update = Update::issue(
+        &authority,
+        UpdateBody {
+            version: 1,
+            domain,
+            serial: 3,
+            issued_at: 1_795_000_000,
+            note: "revoke cam-3 (device 3)".into(),
+            descriptor: descriptor.as_bytes().to_vec(),
+            revoked: vec![3],
+            certs: vec![],
+            keys: vec![sealed.to_bytes()],
+        },
+    )
+    .expect("valid update");
+    v.insert("update", update.as_bytes().to_vec());
 
     let alert = AlertBody {
         severity: Severity::Severe,
@@ -157,7 +189,7 @@ fn vectors() -> BTreeMap<&'static str, Vec<u8>> {
         sender: 7,
         seq: 1_795_000_000_123_456,
     };
-    let key = secret.message_key(&domain, 1, 1);
+    let key = secret.message_key(&domain, 1, 1, 498_611);
     let env = envelope::seal(&device, &domain, &header, &key, &alert.encode());
     v.insert("envelope", env.clone());
     v.insert(
@@ -169,6 +201,7 @@ fn vectors() -> BTreeMap<&'static str, Vec<u8>> {
         wire::encode(&AuthRequest::Hello(AuthHello {
             domain,
             cert: cert.as_bytes().to_vec(),
+            revision: 1,
         })),
     );
     v.insert(
@@ -249,14 +282,25 @@ fn stored_vectors_verify_and_open() {
             &x25519_dalek::StaticSecret::from([0x33; 32]),
         )
         .expect("sealed key opens");
-    assert_eq!(secret.0, [0x44; 32]);
+    assert_eq!(secret.secret.0, [0x44; 32]);
+    assert_eq!((secret.rotate_secs, secret.period), (3600, 498_611));
+    assert_eq!(secret.secret.ratchet().0.to_vec(), stored["ratchet_next"]);
+    let update = Update::from_bytes(&stored["update"], &descriptor.authority, &descriptor.domain)
+        .expect("update verifies");
+    assert_eq!(update.body.revoked, vec![3]);
+    assert!(update.descriptor.is_revoked(3));
     let env = Envelope::parse(&stored["envelope"]).expect("envelope parses");
     env.verify(&descriptor.domain, &cert.verifying_key().expect("key"))
         .expect("envelope verifies");
     let plain = env
         .open(
             &descriptor.domain,
-            &secret.message_key(&descriptor.domain, 1, 1),
+            &secret.secret.message_key(
+                &descriptor.domain,
+                1,
+                1,
+                Chain::period_of(secret.rotate_secs, env.header.seq),
+            ),
         )
         .expect("envelope opens");
     assert_eq!(

@@ -2,6 +2,8 @@ use super::*;
 use crate::alert::Severity;
 use crate::bundle::Bundle;
 use crate::domain::{Authority, EnrollRequest};
+use crate::keys::Chain;
+use crate::update::UpdateError;
 use rand_core::OsRng;
 
 const NOW_S: u64 = 1_800_000_000;
@@ -42,7 +44,7 @@ struct Domain {
 }
 
 fn domain() -> Domain {
-    let mut a = Authority::create("site", &mut OsRng).unwrap();
+    let mut a = Authority::create("site", NOW_S, &mut OsRng).unwrap();
     let s = enroll(&mut a, "s", false);
     let m = enroll(&mut a, "m", false);
     let r = enroll(&mut a, "r", true);
@@ -137,7 +139,7 @@ fn sequence_numbers_increase_even_when_the_clock_stalls_or_goes_back() {
         .unwrap();
     assert!(a.seq < b.seq && b.seq < c.seq);
     // A restarted node continues after the last stored sequence number.
-    let mut a2 = Authority::create("x", &mut OsRng).unwrap();
+    let mut a2 = Authority::create("x", NOW_S, &mut OsRng).unwrap();
     let s = enroll(&mut a2, "s", false);
     let mut n = Node::new(
         s.into_node_config(std::path::Path::new("t")).unwrap(),
@@ -155,7 +157,7 @@ fn each_fault_has_its_own_error() {
     let sealed = d.sender.seal_alert("alerts", &alert("a"), NOW_US).unwrap();
 
     // Wrong domain: a node of another domain.
-    let mut other = Authority::create("other", &mut OsRng).unwrap();
+    let mut other = Authority::create("other", NOW_S, &mut OsRng).unwrap();
     let mut outsider = node(enroll(&mut other, "x", false));
     assert_eq!(
         reject_reason(outsider.validate(&sealed.bytes, NOW_US)),
@@ -165,7 +167,7 @@ fn each_fault_has_its_own_error() {
     // Forged signature: same header, signed by a key that is not the sender's.
     let env = Envelope::parse(&sealed.bytes).unwrap();
     let forger = ed25519_dalek::SigningKey::generate(&mut OsRng);
-    let key = ChannelSecret([1; 32]).message_key(d.member.domain(), 1, 1);
+    let key = crate::keys::ChannelSecret([1; 32]).message_key(d.member.domain(), 1, 1, 0);
     let forged = envelope::seal(&forger, d.member.domain(), &env.header, &key, b"x");
     assert_eq!(
         reject_reason(d.member.validate(&forged, NOW_US)),
@@ -237,7 +239,7 @@ fn each_fault_has_its_own_error() {
 #[test]
 fn peers_must_match_their_certificate_and_domain() {
     let mut d = domain();
-    let mut other = Authority::create("other", &mut OsRng).unwrap();
+    let mut other = Authority::create("other", NOW_S, &mut OsRng).unwrap();
     let x = enroll(&mut other, "x", false);
     assert!(matches!(
         d.member
@@ -260,7 +262,7 @@ fn peers_must_match_their_certificate_and_domain() {
 #[test]
 fn search_by_kind_radius_and_tag_with_presence_updates() {
     use crate::cert::{Location, Profile};
-    let mut a = Authority::create("site", &mut OsRng).unwrap();
+    let mut a = Authority::create("site", NOW_S, &mut OsRng).unwrap();
     let mut add = |name: &str, kind: &str, lat: f64, tag: &str| {
         let req = EnrollRequest {
             name: name.into(),
@@ -342,7 +344,7 @@ fn search_by_kind_radius_and_tag_with_presence_updates() {
 
 #[test]
 fn directed_messages_open_only_at_their_recipient() {
-    let mut a = Authority::create("site", &mut OsRng).unwrap();
+    let mut a = Authority::create("site", NOW_S, &mut OsRng).unwrap();
     let s = enroll(&mut a, "s", false);
     let m = enroll(&mut a, "m", false);
     let other = enroll(&mut a, "o", false);
@@ -399,4 +401,234 @@ fn directed_messages_open_only_at_their_recipient() {
         nodes[3].seal_direct("m", &alert("x"), NOW_US),
         Err(SealError::NotAllowed(_))
     ));
+}
+
+/// Three members and an authority, every member knowing every other.
+fn domain_with_authority() -> (Authority, Vec<Node>, Vec<Certificate>) {
+    let mut a = Authority::create("site", NOW_S, &mut OsRng).unwrap();
+    let bundles: Vec<Bundle> = ["s", "m", "lost"]
+        .iter()
+        .map(|n| enroll(&mut a, n, false))
+        .collect();
+    let certs: Vec<Certificate> = bundles.iter().map(|b| b.cert.clone()).collect();
+    let mut nodes: Vec<Node> = bundles.into_iter().map(node).collect();
+    // Bring every node to the authority's revision (enrolments made updates).
+    let updates: Vec<Vec<u8>> = a
+        .new_updates()
+        .iter()
+        .map(|u| u.as_bytes().to_vec())
+        .collect();
+    for n in nodes.iter_mut() {
+        for u in &updates {
+            let _ = n.apply_update(u, NOW_S);
+        }
+        assert_eq!(n.revision(), a.descriptor().body.revision);
+        for c in &certs {
+            n.authenticate_peer(&c.peer_id(), c.as_bytes(), NOW_S)
+                .unwrap();
+        }
+    }
+    (a, nodes, certs)
+}
+
+#[test]
+fn revocation_update_applies_in_order_and_shuts_the_device_out() {
+    let (mut a, mut n, certs) = domain_with_authority();
+    let before = n[0].seal_alert("alerts", &alert("before"), NOW_US).unwrap();
+    let u1 = a.revoke("lost", NOW_S + 60, &mut OsRng).unwrap();
+    let u2 = a
+        .set_policy(
+            "alerts",
+            &crate::domain::PolicyChange {
+                rate_per_min: Some(600),
+                ..Default::default()
+            },
+            NOW_S + 60,
+            &mut OsRng,
+        )
+        .unwrap()
+        .unwrap();
+    // Out of order: refused as a gap (the shell holds it), then in order.
+    assert!(
+        n[1].apply_update(u2.as_bytes(), NOW_S)
+            .unwrap_err()
+            .is_gap()
+    );
+    let applied = n[1].apply_update(u1.as_bytes(), NOW_S).unwrap();
+    assert_eq!(
+        applied.revoked,
+        vec![(certs[2].body.device, certs[2].peer_id())]
+    );
+    assert_eq!(applied.new_keys, vec![(1, 2)]);
+    assert!(n[1].apply_update(u2.as_bytes(), NOW_S).is_ok());
+    assert!(matches!(
+        n[1].apply_update(u1.as_bytes(), NOW_S),
+        Err(UpdateError::Stale { .. })
+    ));
+    // A tampered update is refused.
+    let mut t = u1.as_bytes().to_vec();
+    let last = t.len() - 1;
+    t[last] ^= 1;
+    assert_eq!(
+        n[0].apply_update(&t, NOW_S).unwrap_err(),
+        UpdateError::BadSignature
+    );
+    n[0].apply_update(u1.as_bytes(), NOW_S).unwrap();
+    // The revoked device applies it too (say a stale member relays it): it learns it is out.
+    let own = n[2].apply_update(u1.as_bytes(), NOW_S).unwrap();
+    assert!(own.revoked_self && own.new_keys.is_empty());
+    assert!(matches!(
+        n[2].seal_alert("alerts", &alert("x"), NOW_US + 1),
+        Err(SealError::Revoked)
+    ));
+
+    // Members seal with epoch 2; the revoked device holds no key for it.
+    let after = n[0]
+        .seal_alert("alerts", &alert("after"), NOW_US + 70_000_000)
+        .unwrap();
+    assert_eq!(Envelope::parse(&after.bytes).unwrap().header.epoch, 2);
+    match n[1].validate(&after.bytes, NOW_US + 70_000_001) {
+        Verdict::Accept { content: Ok(a), .. } => assert_eq!(a.text, "after"),
+        v => panic!("member: {v:?}"),
+    }
+    // Before the revocation, "lost" read epoch 1 alerts; with only its old keys it cannot
+    // read the new one (also when it replays its keys from the bundle: same keys).
+    let mut lost_copy = domain_with_authority_lost_view(&n[2], &after.bytes);
+    assert!(matches!(
+        lost_copy.take(),
+        Some(Err(Unreadable::UnknownEpoch { epoch: 2, .. }))
+    ));
+    // Its handshake is refused, and what it sends after the update is refused.
+    assert_eq!(
+        n[1].authenticate_peer(&certs[2].peer_id(), certs[2].as_bytes(), NOW_S),
+        Err(AuthError::Revoked(certs[2].body.device))
+    );
+    // The alert sealed before the revocation stays readable from the log.
+    assert!(matches!(n[1].open_stored(&before.bytes, NOW_US), Ok(Ok(_))));
+    // The rate change arrived with the second update.
+    assert_eq!(n[1].descriptor().policy(1).rate_per_min, 600);
+}
+
+/// What the revoked node makes of an envelope (it validates as a relay would).
+fn domain_with_authority_lost_view(
+    lost: &Node,
+    bytes: &[u8],
+) -> Option<Result<Box<ReceivedAlert>, Unreadable>> {
+    // The revoked node rejects nothing of a member; it just cannot open it.
+    lost.open_stored(bytes, NOW_US + 70_000_001).ok()
+}
+
+#[test]
+fn revoked_sender_is_refused_live() {
+    let (mut a, mut n, _) = domain_with_authority();
+    let u = a.revoke("s", NOW_S, &mut OsRng).unwrap();
+    // "s" seals before it hears of its revocation; the member has applied it.
+    let late = n[0].seal_alert("alerts", &alert("late"), NOW_US).unwrap();
+    n[1].apply_update(u.as_bytes(), NOW_S).unwrap();
+    assert_eq!(reject_reason(n[1].validate(&late.bytes, NOW_US)), "revoked");
+}
+
+#[test]
+fn flooding_sender_is_rate_limited_per_channel_and_others_are_not() {
+    let (_, mut n, _) = domain_with_authority();
+    let p = n[1].descriptor().policy(1);
+    let burst = p.burst as u64;
+    let mut accepted = 0;
+    let mut limited = 0;
+    // A sender that bypasses its own limit (a compromised member) sends 2 × burst at once.
+    let mut seals = vec![];
+    for i in 0..2 * burst {
+        // Its own node refuses beyond the burst: bypass by resetting its buckets.
+        n[0].buckets.clear();
+        seals.push(n[0].seal_alert("alerts", &alert("f"), NOW_US + i).unwrap());
+    }
+    for s in &seals {
+        match n[1].validate_on(&s.bytes, Some(1), NOW_US + 2 * burst) {
+            Verdict::Accept { .. } => accepted += 1,
+            Verdict::Reject(Rejection::RateLimited { .. }) => limited += 1,
+            v => panic!("{v:?}"),
+        }
+    }
+    assert_eq!((accepted, limited), (burst, burst));
+    // An honest member's alert at the same moment is accepted.
+    let honest = n[2]
+        .seal_alert("alerts", &alert("honest"), NOW_US + 3 * burst)
+        .unwrap();
+    assert!(matches!(
+        n[1].validate_on(&honest.bytes, Some(1), NOW_US + 3 * burst),
+        Verdict::Accept { .. }
+    ));
+    // The limited ones were not recorded as seen: catch-up (no topic) takes them later.
+    assert!(matches!(
+        n[1].validate(&seals.last().unwrap().bytes, NOW_US + 60_000_000),
+        Verdict::Accept { .. }
+    ));
+    // After a minute the budget is back (rate 3000/min > burst): live ones pass again.
+    n[0].buckets.clear();
+    let later = n[0]
+        .seal_alert("alerts", &alert("later"), NOW_US + 61_000_000)
+        .unwrap();
+    assert!(matches!(
+        n[1].validate_on(&later.bytes, Some(1), NOW_US + 61_000_000),
+        Verdict::Accept { .. }
+    ));
+    // The sender's own node refuses beyond its burst with a clear error.
+    let mut own_err = None;
+    for i in 0..=burst {
+        if let Err(e) = n[2].seal_alert("alerts", &alert("x"), NOW_US + 100_000_000 + i) {
+            own_err = Some(e);
+            break;
+        }
+    }
+    assert!(
+        matches!(own_err, Some(SealError::RateLimited { .. })),
+        "{own_err:?}"
+    );
+}
+
+#[test]
+fn ratchet_periods_are_erased_after_the_window_with_simulated_time() {
+    let (_, mut n, _) = domain_with_authority();
+    let hour = 3_600_000_000u64;
+    let day = 24 * hour;
+    // Alerts an hour apart over two days.
+    let sealed: Vec<Sealed> = (0..48)
+        .map(|h| {
+            n[0].seal_alert("alerts", &alert("tick"), NOW_US + h * hour)
+                .unwrap()
+        })
+        .collect();
+    let reader = &mut n[1];
+    // Everything opens while nothing is erased.
+    for s in &sealed {
+        assert!(matches!(reader.open_stored(&s.bytes, NOW_US), Ok(Ok(_))));
+    }
+    let start = reader.key_period(1, 1).unwrap();
+    // Two days later with a one-day window: the first day's periods go.
+    let now = NOW_US + 2 * day;
+    let erased = reader.erase_keys(now, day);
+    assert!(erased >= 24, "erased {erased}");
+    assert_eq!(reader.key_period(1, 1), Some(start + erased));
+    assert_eq!(reader.counters().keys_erased, erased);
+    let mut gone = 0;
+    for s in &sealed {
+        let seq = Envelope::parse(&s.bytes).unwrap().header.seq;
+        match reader.open_stored(&s.bytes, NOW_US) {
+            Ok(Ok(_)) => assert!(seq + day >= now - hour, "an old one opened"),
+            Ok(Err(Unreadable::KeyErased { .. })) => {
+                gone += 1;
+                assert!(seq + day < now, "a recent one was erased");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(gone >= 23, "{gone} erased");
+    // The saved state holds only the chain from the window's start: nothing before it can
+    // be derived from what is kept.
+    let state = reader.key_state();
+    let chain = &state.iter().find(|(c, e, _)| (*c, *e) == (1, 1)).unwrap().2;
+    assert_eq!(chain.period, Chain::period_of(chain.rotate_secs, now - day));
+    assert_eq!(chain.secret_at(chain.period - 1), None);
+    // Erasing again at the same time erases nothing more.
+    assert_eq!(reader.erase_keys(now, day), 0);
 }
