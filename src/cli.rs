@@ -259,6 +259,10 @@ pub struct RunArgs {
     /// MiB of envelopes the log keeps at most (oldest go first).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub retention_mib: u64,
+    /// Testing only: seal beyond the channel's rate limit, as a compromised member would
+    /// (the other members still enforce it).
+    #[arg(long, hide = true)]
+    pub ignore_own_rate_limit: bool,
 }
 
 /// `ptt-node domain …`.
@@ -552,6 +556,7 @@ async fn run(a: RunArgs) -> Result<(), CliError> {
             max_age_us: a.retention_hours * 3600 * 1_000_000,
             max_bytes: a.retention_mib * 1024 * 1024,
         },
+        ignore_own_rate_limit: a.ignore_own_rate_limit,
     };
     daemon::run(cfg, shutdown_signal()).await?;
     Ok(())

@@ -99,6 +99,8 @@ pub struct RunConfig {
     pub retention: Retention,
     /// Rules acting on received alerts.
     pub rules: crate::rules::Rules,
+    /// Testing only: seal beyond the channel rate limit (a compromised member).
+    pub ignore_own_rate_limit: bool,
 }
 
 /// Why the daemon could not start or stopped.
@@ -235,6 +237,9 @@ struct PeerState {
     refused: bool,
     /// When the peer last changed between connected and not (µs since the Unix epoch).
     since_us: u64,
+    /// The domain revision the peer is known to hold (its hello, or updates it acknowledged
+    /// or sent): updates after it are pushed again until acknowledged.
+    revision: u64,
 }
 
 impl PeerState {
@@ -297,6 +302,8 @@ struct Daemon {
     /// Envelopes of an epoch this node holds no key for yet: (bytes, received at).
     unread: VecDeque<(Vec<u8>, u64)>,
     key_path: PathBuf,
+    /// Update pushes in flight: request → (peer, serial).
+    update_pushes: HashMap<request_response::OutboundRequestId, (PeerId, u64)>,
 }
 
 /// A `connect` waiting for the tagged device to authenticate.
@@ -451,6 +458,10 @@ pub async fn run(
         Err(e) => return Err(FileError::io(&profile_path, e).into()),
     };
     let mut node = Node::new(node_cfg, last_seq);
+    if cfg.ignore_own_rate_limit {
+        tracing::warn!("sealing beyond the channel rate limits (--ignore-own-rate-limit)");
+        node.set_own_rate_limit(false);
+    }
     // Updates applied earlier, beyond the bundle's revision, in order.
     let mut held_updates = BTreeMap::new();
     for (serial, bytes) in stored_updates {
@@ -505,6 +516,14 @@ pub async fn run(
         let t = net::topic(node.domain(), ch);
         if let Err(e) = swarm.behaviour_mut().gossipsub.inner().subscribe(&t) {
             tracing::warn!(channel = ch, error = %e, "cannot subscribe");
+        }
+        if let Err(e) = swarm
+            .behaviour_mut()
+            .gossipsub
+            .inner()
+            .set_topic_params(t.clone(), net::topic_score())
+        {
+            tracing::warn!(channel = ch, error = %e, "cannot set topic score parameters");
         }
         topics.insert(t.hash(), ch);
     }
@@ -608,6 +627,7 @@ pub async fn run(
         updates: held_updates,
         unread: VecDeque::new(),
         key_path,
+        update_pushes: HashMap::new(),
     };
     d.dial_static_peers();
     d.event_loop(cmd_rx, shutdown).await;
@@ -877,6 +897,7 @@ impl Daemon {
         }
         if now >= self.next_anti_entropy {
             self.next_anti_entropy = now + ANTI_ENTROPY_EVERY;
+            self.resend_updates();
             let candidates: Vec<PeerId> = self
                 .peers
                 .iter()
@@ -931,6 +952,16 @@ impl Daemon {
             .map(|(p, _)| *p)
             .collect();
         for p in expired {
+            // A revoked device stays blocked: nothing it can do makes it a member again.
+            let revoked = self
+                .peers
+                .get(&p)
+                .and_then(|s| s.cert.as_ref())
+                .is_some_and(|c| self.node.descriptor().is_revoked(c.body.device));
+            if revoked {
+                self.blocked.insert(p, now + BLOCK_FOR);
+                continue;
+            }
             self.blocked.remove(&p);
             self.swarm.behaviour_mut().blocked.unblock_peer(p);
         }
@@ -1202,15 +1233,32 @@ impl Daemon {
             Ok(applied) => {
                 let note = applied.note.clone();
                 self.after_update(applied, bytes, from);
-                // Later ones that were waiting for it.
-                while let Some(next) = self.pending_updates.remove(&(self.node.revision() + 1)) {
-                    match self.node.apply_update(&next, now_us() / 1_000_000) {
-                        Ok(a) => self.after_update(a, next, None),
-                        Err(e) => tracing::warn!(error = %e, "held update not applied"),
+                // Later ones that were waiting for it, in order.
+                loop {
+                    self.pending_updates
+                        .retain(|s, _| *s > self.node.revision());
+                    let mut applied_one = false;
+                    let serials: Vec<u64> = self.pending_updates.keys().copied().collect();
+                    for s in serials {
+                        let Some(next) = self.pending_updates.remove(&s) else {
+                            continue;
+                        };
+                        match self.node.apply_update(&next, now_us() / 1_000_000) {
+                            Ok(a) => {
+                                self.after_update(a, next, None);
+                                applied_one = true;
+                                break;
+                            }
+                            Err(UpdateError::Gap { .. }) => {
+                                self.pending_updates.insert(s, next);
+                            }
+                            Err(e) => tracing::warn!(error = %e, "held update not applied"),
+                        }
+                    }
+                    if !applied_one {
+                        break;
                     }
                 }
-                self.pending_updates
-                    .retain(|s, _| *s > self.node.revision());
                 Ok(Reply::Published {
                     serial,
                     note,
@@ -1265,9 +1313,6 @@ impl Daemon {
             if self.swarm.is_connected(peer) || self.peers.contains_key(peer) {
                 self.refuse(*peer, "revoked by the domain authority".into());
             }
-            if let Some(st) = self.peers.get_mut(peer) {
-                st.cert = None;
-            }
         }
         if !a.new_keys.is_empty() {
             self.save_keys();
@@ -1287,27 +1332,48 @@ impl Daemon {
             .map(|(id, _)| *id)
             .collect();
         for t in targets {
-            self.swarm.behaviour_mut().auth.send_request(
+            let id = self.swarm.behaviour_mut().auth.send_request(
                 &t,
                 AuthRequest::Update {
                     update: bytes.clone(),
                 },
             );
+            self.update_pushes.insert(id, (t, a.serial));
         }
     }
 
-    /// Sends a member the updates it lacks (its hello showed `revision`).
+    /// Sends a member the updates it lacks (it is known to hold `revision`).
     fn send_updates(&mut self, peer: PeerId, revision: u64) {
-        let missing: Vec<Vec<u8>> = self
+        let missing: Vec<(u64, Vec<u8>)> = self
             .updates
             .range(revision + 1..)
-            .map(|(_, b)| b.clone())
+            .map(|(s, b)| (*s, b.clone()))
             .collect();
-        for update in missing {
-            self.swarm
+        for (serial, update) in missing {
+            if self.update_pushes.values().any(|p| *p == (peer, serial)) {
+                continue;
+            }
+            let id = self
+                .swarm
                 .behaviour_mut()
                 .auth
                 .send_request(&peer, AuthRequest::Update { update });
+            self.update_pushes.insert(id, (peer, serial));
+        }
+    }
+
+    /// Pushes again the updates a member has not acknowledged (a push lost to a freeze or a
+    /// dropped stream would otherwise wait for the next connection).
+    fn resend_updates(&mut self) {
+        let mine = self.node.revision();
+        let behind: Vec<(PeerId, u64)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.authenticated && p.connections > 0 && p.revision < mine)
+            .map(|(id, p)| (*id, p.revision))
+            .collect();
+        for (peer, rev) in behind {
+            self.send_updates(peer, rev);
         }
     }
 
@@ -1435,7 +1501,8 @@ impl Daemon {
                         st.authenticated = false;
                         st.since_us = now_us();
                         st.connected_at = None;
-                        if let Some(c) = cause {
+                        // A refused peer keeps the reason it was refused for.
+                        if let Some(c) = cause.filter(|_| !st.refused) {
                             st.last_error = Some(c.to_string());
                         }
                     }
@@ -1453,7 +1520,7 @@ impl Daemon {
                 error,
                 ..
             } => {
-                if let Some(st) = self.peers.get_mut(&peer) {
+                if let Some(st) = self.peers.get_mut(&peer).filter(|s| !s.refused) {
                     st.last_error = Some(error.to_string());
                 }
                 if !self.swarm.is_connected(&peer) && !self.blocked.contains_key(&peer) {
@@ -1493,14 +1560,26 @@ impl Daemon {
                     request_response::Message::Request {
                         request, channel, ..
                     } => self.on_auth_request(peer, request, channel),
-                    request_response::Message::Response { response, .. } => {
+                    request_response::Message::Response {
+                        response,
+                        request_id,
+                    } => {
+                        if let Some((p, serial)) = self.update_pushes.remove(&request_id)
+                            && let Some(st) = self.peers.get_mut(&p)
+                        {
+                            st.revision = st.revision.max(serial);
+                        }
                         self.on_auth_reply(peer, response)
                     }
                 }
             }
             BehaviourEvent::Auth(request_response::Event::OutboundFailure {
-                peer, error, ..
+                peer,
+                error,
+                request_id,
+                ..
             }) => {
+                self.update_pushes.remove(&request_id);
                 tracing::debug!(%peer, %error, "authentication request failed");
                 if let request_response::OutboundFailure::UnsupportedProtocols = error {
                     self.refuse(
@@ -1513,7 +1592,9 @@ impl Daemon {
                     // A failed roster push to a member is not an authentication problem.
                     Some(st) if st.authenticated => false,
                     Some(st) => {
-                        st.last_error = Some(format!("authentication: {error}"));
+                        if !st.refused {
+                            st.last_error = Some(format!("authentication: {error}"));
+                        }
                         let again = st.connections > 0 && st.auth_attempts < 3;
                         st.auth_attempts += u8::from(again);
                         again
@@ -1624,6 +1705,12 @@ impl Daemon {
                 return;
             }
             AuthRequest::Update { update } => {
+                if let (Some(st), Ok(serial)) =
+                    (self.peers.get_mut(&peer), Update::claimed_serial(&update))
+                    && st.authenticated
+                {
+                    st.revision = st.revision.max(serial);
+                }
                 if self.ack_from_member(peer, channel)
                     && let Err(e) = self.take_update(update, Some(peer))
                 {
@@ -1685,6 +1772,9 @@ impl Daemon {
                     .auth
                     .send_response(channel, reply);
                 self.admit(peer, cert, !known);
+                if let Some(st) = self.peers.get_mut(&peer) {
+                    st.revision = hello.revision;
+                }
                 if hello.revision < self.node.revision() {
                     self.send_updates(peer, hello.revision);
                 }

@@ -77,6 +77,8 @@ struct EpochRecord {
     rotate_secs: u32,
     /// The period `secret` belongs to (the epoch's first).
     period: u64,
+    /// The update that started the epoch (0: the channel's creation).
+    serial: u64,
     secret: [u8; 32],
 }
 
@@ -236,7 +238,10 @@ impl Authority {
         now_secs: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Update, DomainError> {
+        // Members may skip updates back to the last one that carried keys.
+        let requires = self.epochs.iter().map(|e| e.serial).max().unwrap_or(0);
         self.edit_descriptor(|b| b.revision += 1);
+        let serial = self.descriptor.body.revision;
         let mut keys = vec![];
         for &channel in rekey {
             let epoch = self
@@ -254,6 +259,7 @@ impl Authority {
                 epoch,
                 rotate_secs,
                 period: Chain::period_of(rotate_secs, start.saturating_mul(1_000_000)),
+                serial,
                 secret: ChannelSecret::random(rng).0,
             };
             let chain = record.chain_at(now_secs);
@@ -284,7 +290,8 @@ impl Authority {
             UpdateBody {
                 version: crate::update::VERSION,
                 domain: self.descriptor.domain,
-                serial: self.descriptor.body.revision,
+                serial,
+                requires,
                 issued_at: now_secs,
                 note,
                 descriptor: self.descriptor.as_bytes().to_vec(),
@@ -503,6 +510,7 @@ impl Authority {
             epoch: 1,
             rotate_secs: policy.rotate_secs,
             period: Chain::period_of(policy.rotate_secs, start.saturating_mul(1_000_000)),
+            serial: 0,
             secret: ChannelSecret::random(rng).0,
         });
         Ok(id)

@@ -378,6 +378,38 @@ pub fn gossipsub_config() -> Result<gossipsub::Config, NetError> {
         .map_err(setup)
 }
 
+/// Peer scoring (gossipsub v1.1): what matters here is P4, invalid messages. A member whose
+/// own messages are rejected (forged, malformed, over its rate limit) sinks below the
+/// graylist threshold after a handful and gossipsub then drops everything it sends until its
+/// score decays back (about ten seconds after it stops). Mesh delivery-rate penalties (P3,
+/// P3b) are off: an alert network is quiet most of the time, and a quiet peer is not a bad
+/// one. IP colocation is off: relayed connections all come from the broker's address.
+pub fn peer_score() -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
+    let params = gossipsub::PeerScoreParams {
+        ip_colocation_factor_weight: 0.0,
+        ..Default::default()
+    };
+    (params, gossipsub::PeerScoreThresholds::default())
+}
+
+/// Score parameters of a channel topic (see [`peer_score`]).
+pub fn topic_score() -> gossipsub::TopicScoreParams {
+    gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 3600.0,
+        first_message_deliveries_weight: 0.1,
+        first_message_deliveries_decay: 0.5,
+        first_message_deliveries_cap: 100.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: -10.0,
+        invalid_message_deliveries_decay: 0.5,
+        ..Default::default()
+    }
+}
+
 /// Builds the swarm for a device identity.
 pub fn build_swarm(
     keypair: identity::Keypair,
@@ -403,9 +435,13 @@ pub fn build_swarm(
         .map_err(setup)?
         .with_behaviour(|key, relay_client| {
             let peer = key.public().to_peer_id();
-            let gossipsub =
+            let mut gossipsub =
                 gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gcfg)
                     .map_err(|e| io::Error::other(e.to_string()))?;
+            let (params, thresholds) = peer_score();
+            gossipsub
+                .with_peer_score(params, thresholds)
+                .map_err(io::Error::other)?;
             Ok(Behaviour {
                 blocked: Default::default(),
                 auth: request_response::Behaviour::new(

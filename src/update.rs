@@ -28,9 +28,13 @@ pub struct UpdateBody {
     pub version: u8,
     /// The domain.
     pub domain: DomainId,
-    /// The descriptor revision this update brings a member to; it applies to a member at
-    /// revision `serial - 1` only.
+    /// The descriptor revision this update brings a member to.
     pub serial: u64,
+    /// The revision a member must hold to apply it: that of the last earlier update that
+    /// carried channel keys (0: none). Updates in between only changed the descriptor or
+    /// added certificates, which this update's descriptor and the handshakes subsume, so a
+    /// member may skip them.
+    pub requires: u64,
     /// When the authority issued it (Unix seconds; shown, never used for a decision).
     pub issued_at: u64,
     /// What the update does, in words, for operators (`revoke cam-3`).
@@ -80,12 +84,13 @@ pub enum UpdateError {
     },
     /// An earlier update is missing.
     #[error(
-        "update {serial} needs revision {} first (this device is at revision {have}); publish the missing updates in order",
-        serial - 1
+        "update {serial} needs revision {requires} first (this device is at revision {have}); publish update {requires} first"
     )]
     Gap {
         /// The update's serial.
         serial: u64,
+        /// The revision it needs.
+        requires: u64,
         /// The device's revision.
         have: u64,
     },
@@ -154,6 +159,12 @@ impl Update {
             return Err(UpdateError::Descriptor(
                 "signed by another authority".into(),
             ));
+        }
+        if body.requires >= body.serial {
+            return Err(UpdateError::Descriptor(format!(
+                "update {} cannot require revision {}",
+                body.serial, body.requires
+            )));
         }
         if descriptor.body.revision != body.serial {
             return Err(UpdateError::Descriptor(format!(
@@ -226,6 +237,7 @@ mod tests {
             version: VERSION,
             domain: DomainId::from_authority(&key.verifying_key()),
             serial,
+            requires: 0,
             issued_at: 1,
             note: "revoke".into(),
             descriptor: descriptor(key, serial, listed).as_bytes().to_vec(),

@@ -159,6 +159,7 @@ fn vectors() -> BTreeMap<&'static str, Vec<u8>> {
             version: 1,
             domain,
             serial: 3,
+            requires: 0,
             issued_at: 1_795_000_000,
             note: "revoke cam-3 (device 3)".into(),
             descriptor: descriptor.as_bytes().to_vec(),

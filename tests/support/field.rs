@@ -1,0 +1,253 @@
+//! A test domain of real daemons on one LAN, one namespace each (shared by the field and
+//! key-lifecycle tests).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use super::netns::{Cond, Host, Lan, Proc};
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ptt-node");
+
+pub fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// One device of the test domain.
+pub struct Dev {
+    pub name: String,
+    pub host: Host,
+    pub bundle: PathBuf,
+    pub data: PathBuf,
+    pub daemon: Option<Proc>,
+    pub listen: Vec<Proc>,
+}
+
+/// A domain of devices on one LAN, one namespace each.
+pub struct Field {
+    pub lan: Lan,
+    pub devs: Vec<Dev>,
+}
+
+impl Field {
+    /// Provisions the devices (name, extra enrol args) and starts their daemons.
+    pub fn new(hint: &str, specs: &[(&str, &[&str])]) -> Field {
+        let lan = Lan::new(hint).expect("create LAN");
+        let root = lan.dir().to_path_buf();
+        let dom = root.join("dom");
+        run_ok(&["domain", "init", "--dir", p(&dom), "--name", hint]);
+        let mut devs = vec![];
+        for (name, extra) in specs {
+            let bundle = root.join(format!("{name}.bundle"));
+            let mut args = vec!["domain", "enroll", "--dir", p(&dom), "--device", name];
+            args.extend(["--out", p(&bundle)]);
+            args.extend(extra.iter());
+            run_ok(&args);
+            let host = lan.add_host(name).expect("add host");
+            let data = host.dir().join("data");
+            devs.push(Dev {
+                name: name.to_string(),
+                host,
+                bundle,
+                data,
+                daemon: None,
+                listen: vec![],
+            });
+        }
+        let mut f = Field { lan, devs };
+        for i in 0..f.devs.len() {
+            f.start(i);
+        }
+        f
+    }
+
+    /// Three meshed members m1, m2, m3 on one LAN, with `listen` running on m2 and m3.
+    pub fn three_members(hint: &str) -> (Field, usize, usize, usize) {
+        let mut f = Field::new(hint, &[("m1", MEMBER), ("m2", MEMBER), ("m3", MEMBER)]);
+        f.wait_mesh(Duration::from_secs(30));
+        let (m1, m2, m3) = (f.idx("m1"), f.idx("m2"), f.idx("m3"));
+        f.listen(m2);
+        f.listen(m3);
+        std::thread::sleep(Duration::from_millis(500));
+        (f, m1, m2, m3)
+    }
+
+    pub fn idx(&self, name: &str) -> usize {
+        self.devs
+            .iter()
+            .position(|d| d.name == name)
+            .expect("device name")
+    }
+
+    /// (Re)starts a device's daemon from its data directory.
+    pub fn start(&mut self, i: usize) {
+        self.start_with(i, &[]);
+    }
+
+    /// (Re)starts a device's daemon with extra `run` arguments.
+    pub fn start_with(&mut self, i: usize, extra: &[&str]) {
+        let d = &mut self.devs[i];
+        let listen = format!("/ip4/{}/tcp/0", d.host.addr());
+        let env = [("RUST_LOG", "info,ptt_node=debug")];
+        let mut args = vec![
+            "run",
+            "--bundle",
+            p(&d.bundle),
+            "--data",
+            p(&d.data),
+            "--listen",
+            &listen,
+            "--mdns-interval",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        d.daemon = Some(d.host.spawn(BIN, args, &env).expect("start daemon"));
+    }
+
+    pub fn status(&self, i: usize) -> Option<Value> {
+        let d = &self.devs[i];
+        let out = d
+            .host
+            .run(BIN, ["status", "--json", "--data", p(&d.data)])
+            .ok()?;
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
+    }
+
+    /// Waits until every device is authenticated with all the others.
+    pub fn wait_mesh(&self, timeout: Duration) {
+        let want = self.devs.len() as u64 - 1;
+        let r = self.lan.wait_until("full mesh", timeout, || {
+            let counts: Vec<Option<u64>> = (0..self.devs.len())
+                .map(|i| {
+                    self.status(i)
+                        .and_then(|s| s["peers"]["authenticated"].as_u64())
+                })
+                .collect();
+            if counts.iter().all(|c| *c == Some(want)) {
+                Cond::Done(())
+            } else {
+                Cond::Pending(format!("authenticated peers: {counts:?}, want {want}"))
+            }
+        });
+        r.unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Starts `listen --json` on a device (after waiting until its daemon answers).
+    pub fn listen(&mut self, i: usize) {
+        let d = &mut self.devs[i];
+        let proc = d
+            .host
+            .spawn(BIN, ["listen", "--json", "--data", p(&d.data)], &[])
+            .expect("listen");
+        d.listen.push(proc);
+    }
+
+    /// Every alert object the device's listeners printed.
+    pub fn shown(&self, i: usize) -> Vec<Value> {
+        self.devs[i]
+            .listen
+            .iter()
+            .flat_map(|l| l.stdout_lines())
+            .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
+            .collect()
+    }
+
+    /// Count of each text with `prefix` shown by device `i`.
+    pub fn counts(&self, i: usize, prefix: &str) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for v in self.shown(i) {
+            if let Some(t) = v["text"].as_str().filter(|t| t.starts_with(prefix)) {
+                *m.entry(t.to_string()).or_insert(0) += 1;
+            }
+        }
+        m
+    }
+
+    /// Sends alerts `prefix 0 … prefix n-1` from device `i` through `alert --stdin`.
+    pub fn send(&self, i: usize, prefix: &str, range: std::ops::Range<usize>) {
+        let d = &self.devs[i];
+        let mut cmd = d
+            .host
+            .command(BIN, ["alert", "--stdin", "--data", p(&d.data)]);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("alert --stdin");
+        {
+            let mut stdin = child.stdin.take().expect("stdin");
+            for n in range {
+                writeln!(
+                    stdin,
+                    r#"{{"severity":"moderate","kind":"motion","text":"{prefix} {n}"}}"#
+                )
+                .expect("write alert");
+            }
+        }
+        let out = child.wait_with_output().expect("alert --stdin");
+        assert!(
+            out.status.success(),
+            "alert --stdin on {}: {}",
+            d.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Waits until device `i` has shown every text `prefix 0..n`, then checks none twice.
+    pub fn wait_all(&self, i: usize, prefix: &str, n: usize, timeout: Duration) {
+        let what = format!("{} shows all {n} alerts '{prefix} …'", self.devs[i].name);
+        let r = self.lan.wait_until(&what, timeout, || {
+            let c = self.counts(i, prefix);
+            if let Some((t, k)) = c.iter().find(|(_, k)| **k > 1) {
+                return Cond::Failed(format!("{t:?} shown {k} times"));
+            }
+            if c.len() == n {
+                Cond::Done(())
+            } else {
+                let missing: Vec<usize> = (0..n)
+                    .filter(|k| !c.contains_key(&format!("{prefix} {k}")))
+                    .take(10)
+                    .collect();
+                Cond::Pending(format!(
+                    "{} of {n} shown; missing e.g. {missing:?}",
+                    c.len()
+                ))
+            }
+        });
+        r.unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// After things settle, nothing is shown twice.
+    pub fn assert_once(&self, i: usize, prefix: &str, n: usize) {
+        std::thread::sleep(Duration::from_secs(1));
+        let c = self.counts(i, prefix);
+        assert_eq!(c.len(), n, "{}: distinct alerts", self.devs[i].name);
+        assert!(
+            c.values().all(|k| *k == 1),
+            "{}: duplicates {c:?}",
+            self.devs[i].name
+        );
+    }
+}
+
+pub fn run_ok(args: &[&str]) {
+    let out = std::process::Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("ptt-node");
+    assert!(
+        out.status.success(),
+        "ptt-node {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub const MEMBER: &[&str] = &[];
+pub const RELAY: &[&str] = &["--relay-only"];
