@@ -277,6 +277,10 @@ pub enum DomainCommand {
         /// Domain name.
         #[arg(long)]
         name: String,
+        /// Also give the domain a private-network key (libp2p pnet): every device gets it,
+        /// and a device without it cannot complete even the transport handshake with a member.
+        #[arg(long)]
+        private_network: bool,
     },
     /// Enrol a device: make its keys, certificate and sealed channel keys as a bundle.
     #[command(
@@ -547,6 +551,8 @@ async fn run(a: RunArgs) -> Result<(), CliError> {
             mdns_interval: std::time::Duration::from_secs(a.mdns_interval),
             mdns: !a.no_mdns,
             broker: a.broker,
+            // From the bundle, when the domain has a private network (set by the daemon).
+            psk: None,
         },
         rules: match &a.rules {
             Some(p) => crate::rules::Rules::load(p).map_err(|e| CliError::Other(e.to_string()))?,
@@ -583,15 +589,22 @@ async fn shutdown_signal() {
 fn domain(cmd: DomainCommand) -> Result<(), CliError> {
     let mut rng = rand_core::OsRng;
     match cmd {
-        DomainCommand::Init { dir, name } => {
+        DomainCommand::Init {
+            dir,
+            name,
+            private_network,
+        } => {
             if Authority::exists(&dir) {
                 return Err(DomainError::AlreadyExists(dir.display().to_string()).into());
             }
-            let a = Authority::create(&name, now_secs(), &mut rng)?;
+            let a = Authority::create_with(&name, private_network, now_secs(), &mut rng)?;
             a.save(&dir)?;
             println!("domain {name} created in {}", dir.display());
             println!("domain id {}", a.descriptor().domain.to_hex());
             println!("channels: {}", channel_list(&a));
+            if private_network {
+                println!("private network: on (every bundle carries the network key)");
+            }
             println!("keep {} offline: it holds the authority key", dir.display());
         }
         DomainCommand::Enroll(e) => {

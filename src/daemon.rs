@@ -490,7 +490,17 @@ pub async fn run(
     }
     let store = StoreHandle::spawn(store, own_device);
 
-    let mut swarm = net::build_swarm(keypair, &cfg.net)?;
+    let mut net_cfg = cfg.net.clone();
+    if node.descriptor().body.private_network {
+        let key = node.network_key().ok_or_else(|| {
+            FileError::invalid(
+                &cfg.bundle,
+                "the domain uses a private network but this device holds no network key; enrol it again",
+            )
+        })?;
+        net_cfg.psk = Some(net::NetworkKey(key));
+    }
+    let mut swarm = net::build_swarm(keypair, &net_cfg)?;
     let listen = if cfg.listen.is_empty() {
         vec![
             "/ip4/0.0.0.0/tcp/0"
@@ -866,6 +876,7 @@ impl Daemon {
                 .node
                 .key_state()
                 .into_iter()
+                .filter(|(channel, _, _)| *channel != crate::domain::NETWORK_KEY_CHANNEL)
                 .map(|(channel, epoch, c)| control::KeyInfo {
                     channel,
                     epoch,

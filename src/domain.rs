@@ -40,6 +40,9 @@ pub mod files {
     pub const UPDATES: &str = "updates";
 }
 
+/// The pseudo-channel under which the domain's private-network key is kept and sealed.
+pub const NETWORK_KEY_CHANNEL: u32 = u32::MAX;
+
 /// How far behind the authority's clock a device's may run: keys are sealed from the ratchet
 /// period this long ago, certificates are valid from this long ago.
 pub const CLOCK_SLACK_SECS: u64 = 3600;
@@ -186,6 +189,17 @@ impl Authority {
         now_secs: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Self, DomainError> {
+        Self::create_with(name, false, now_secs, rng)
+    }
+
+    /// A new domain; with `private_network`, also a pre-shared key that every device gets
+    /// and without which no connection to a member completes.
+    pub fn create_with(
+        name: &str,
+        private_network: bool,
+        now_secs: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Self, DomainError> {
         check_name("domain name", name)?;
         let key = SigningKey::generate(rng);
         let descriptor = Descriptor::issue(
@@ -198,7 +212,7 @@ impl Authority {
                 channels: vec![],
                 brokers: vec![],
                 revoked: vec![],
-                private_network: false,
+                private_network,
             },
         );
         let mut a = Authority {
@@ -209,6 +223,16 @@ impl Authority {
             new_updates: vec![],
         };
         a.add_channel(DEFAULT_CHANNEL, now_secs, rng)?;
+        if private_network {
+            a.epochs.push(EpochRecord {
+                channel: NETWORK_KEY_CHANNEL,
+                epoch: 0,
+                rotate_secs: 0,
+                period: 0,
+                serial: 0,
+                secret: ChannelSecret::random(rng).0,
+            });
+        }
         a.edit_descriptor(|b| b.revision = 1);
         Ok(a)
     }
@@ -492,7 +516,12 @@ impl Authority {
             .channels
             .iter()
             .map(|c| c.id)
-            .chain(self.epochs.iter().map(|e| e.channel))
+            .chain(
+                self.epochs
+                    .iter()
+                    .map(|e| e.channel)
+                    .filter(|c| *c != NETWORK_KEY_CHANNEL),
+            )
             .max()
             .unwrap_or(0)
             + 1;
@@ -636,12 +665,23 @@ impl Authority {
             rng,
         )?;
         let mut sealed = vec![];
-        for g in grants.iter().filter(|g| g.read) {
-            if let Some((epoch, chain)) = self.current_chain(g.channel, now_secs) {
+        // Every device (relays too) needs the private-network key to connect at all.
+        let network = self
+            .descriptor
+            .body
+            .private_network
+            .then_some(NETWORK_KEY_CHANNEL);
+        let channels = grants
+            .iter()
+            .filter(|g| g.read)
+            .map(|g| g.channel)
+            .chain(network);
+        for channel in channels {
+            if let Some((epoch, chain)) = self.current_chain(channel, now_secs) {
                 sealed.push(SealedKey::seal(
                     &self.key,
                     self.descriptor.domain,
-                    g.channel,
+                    channel,
                     epoch,
                     device,
                     &secrets.x25519_public(),

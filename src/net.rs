@@ -11,6 +11,7 @@ use std::io;
 use std::time::Duration;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::Transport as _;
 use libp2p::{
     StreamProtocol, allow_block_list, dcutr, gossipsub, identify, identity, mdns, noise, ping,
     relay, request_response, tcp, yamux,
@@ -322,6 +323,18 @@ pub struct NetConfig {
     pub mdns: bool,
     /// Also act as a connection broker (circuit relay v2) for members.
     pub broker: bool,
+    /// The domain's private-network key, when the domain uses one.
+    pub psk: Option<NetworkKey>,
+}
+
+/// The domain's private-network key (zeroized on drop, never printed).
+#[derive(Clone)]
+pub struct NetworkKey(pub zeroize::Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for NetworkKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NetworkKey(..)")
+    }
 }
 
 impl Default for NetConfig {
@@ -330,6 +343,7 @@ impl Default for NetConfig {
             mdns_interval: Duration::from_secs(5),
             mdns: true,
             broker: false,
+            psk: None,
         }
     }
 }
@@ -423,74 +437,102 @@ pub fn build_swarm(
     };
     let mdns_enabled = cfg.mdns;
     let broker = cfg.broker;
-    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(setup)?
-        .with_relay_client(noise::Config::new, yamux::Config::default)
-        .map_err(setup)?
-        .with_behaviour(|key, relay_client| {
-            let peer = key.public().to_peer_id();
-            let mut gossipsub =
-                gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gcfg)
-                    .map_err(|e| io::Error::other(e.to_string()))?;
-            let (params, thresholds) = peer_score();
-            gossipsub
-                .with_peer_score(params, thresholds)
-                .map_err(io::Error::other)?;
-            Ok(Behaviour {
-                blocked: Default::default(),
-                auth: request_response::Behaviour::new(
-                    [(AUTH_PROTOCOL, request_response::ProtocolSupport::Full)],
-                    request_response::Config::default()
-                        .with_request_timeout(Duration::from_secs(10))
-                        .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
-                ),
-                sync: request_response::Behaviour::new(
-                    [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
-                    request_response::Config::default()
-                        .with_request_timeout(Duration::from_secs(20))
-                        .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
-                ),
-                gossipsub: gate::Gate::new(gossipsub),
-                mdns: if mdns_enabled {
-                    Some(mdns::tokio::Behaviour::new(mdns_cfg, peer)?)
+    let make = move |key: &identity::Keypair,
+                     relay_client: relay::client::Behaviour|
+          -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+        let peer = key.public().to_peer_id();
+        let mut gossipsub =
+            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gcfg)
+                .map_err(|e| io::Error::other(e.to_string()))?;
+        let (params, thresholds) = peer_score();
+        gossipsub
+            .with_peer_score(params, thresholds)
+            .map_err(io::Error::other)?;
+        Ok(Behaviour {
+            blocked: Default::default(),
+            auth: request_response::Behaviour::new(
+                [(AUTH_PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(10))
+                    .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
+            ),
+            sync: request_response::Behaviour::new(
+                [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(20))
+                    .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
+            ),
+            gossipsub: gate::Gate::new(gossipsub),
+            mdns: if mdns_enabled {
+                Some(mdns::tokio::Behaviour::new(mdns_cfg, peer)?)
+            } else {
+                None
+            }
+            .into(),
+            identify: identify::Behaviour::new(
+                identify::Config::new(IDENTIFY_VERSION.into(), key.public())
+                    .with_push_listen_addr_updates(true),
+            ),
+            relay_client,
+            relay: gate::Gate::new(
+                if broker {
+                    let mut r = relay::Behaviour::new(peer, broker_config());
+                    // On a LAN there is no "confirmed external address" to wait for:
+                    // a broker serves from the start.
+                    r.set_status(Some(relay::Status::Enable));
+                    Some(r)
                 } else {
                     None
                 }
                 .into(),
-                identify: identify::Behaviour::new(
-                    identify::Config::new(IDENTIFY_VERSION.into(), key.public())
-                        .with_push_listen_addr_updates(true),
-                ),
-                relay_client,
-                relay: gate::Gate::new(
-                    if broker {
-                        let mut r = relay::Behaviour::new(peer, broker_config());
-                        // On a LAN there is no "confirmed external address" to wait for:
-                        // a broker serves from the start.
-                        r.set_status(Some(relay::Status::Enable));
-                        Some(r)
-                    } else {
-                        None
-                    }
-                    .into(),
-                ),
-                dcutr: dcutr::Behaviour::new(peer),
-                ping: ping::Behaviour::new(
-                    ping::Config::new()
-                        .with_interval(PING_INTERVAL)
-                        .with_timeout(PING_TIMEOUT),
-                ),
-            })
+            ),
+            dcutr: dcutr::Behaviour::new(peer),
+            ping: ping::Behaviour::new(
+                ping::Config::new()
+                    .with_interval(PING_INTERVAL)
+                    .with_timeout(PING_TIMEOUT),
+            ),
         })
-        .map_err(setup)?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
-        .build();
+    };
+    let builder = libp2p::SwarmBuilder::with_existing_identity(keypair).with_tokio();
+    let swarm = match &cfg.psk {
+        None => builder
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(setup)?
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(setup)?
+            .with_behaviour(make)
+            .map_err(setup)?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
+            .build(),
+        // The domain's private network: every TCP connection is first wrapped in the
+        // libp2p pnet XSalsa20 stream under the pre-shared key, so a device without it fails
+        // Noise at its first message and never sees a certificate.
+        Some(psk) => builder
+            .with_other_transport(|key| {
+                let psk = libp2p::pnet::PreSharedKey::new(*psk.0);
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                    tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                        .and_then(move |socket, _| {
+                            libp2p::pnet::PnetConfig::new(psk).handshake(socket)
+                        })
+                        .upgrade(libp2p::core::upgrade::Version::V1Lazy)
+                        .authenticate(noise::Config::new(key)?)
+                        .multiplex(yamux::Config::default()),
+                )
+            })
+            .map_err(setup)?
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(setup)?
+            .with_behaviour(make)
+            .map_err(setup)?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
+            .build(),
+    };
     Ok(swarm)
 }
 

@@ -422,6 +422,13 @@ impl Node {
         self.own_limit = on;
     }
 
+    /// The domain's private-network key, when this device holds it.
+    pub fn network_key(&self) -> Option<zeroize::Zeroizing<[u8; 32]>> {
+        self.keys
+            .get(&(crate::domain::NETWORK_KEY_CHANNEL, 0))
+            .map(|c| zeroize::Zeroizing::new(c.secret.0))
+    }
+
     /// The epoch this device seals a channel with.
     pub fn current_epoch(&self, channel: u32) -> Option<u32> {
         self.current_epoch.get(&channel).copied()

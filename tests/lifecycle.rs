@@ -291,3 +291,86 @@ fn a_flooding_member_does_not_delay_an_honest_alert() {
     let worst = *delays.last().expect("delays");
     assert!(worst < 2_000_000, "an honest alert took {worst} µs");
 }
+
+#[test]
+fn a_private_network_keeps_strangers_from_even_a_handshake() {
+    if !netns::require_netns() {
+        return;
+    }
+    let f = Field::new_with(
+        "pnet",
+        &["--private-network"],
+        &[("m1", MEMBER), ("m2", MEMBER)],
+    );
+    // A device of another domain on the same LAN, announcing itself by mDNS.
+    let other = f.lan.dir().join("other");
+    ptt(&["domain", "init", "--dir", p(&other), "--name", "other"]);
+    let sb = f.lan.dir().join("stranger.bundle");
+    ptt(&[
+        "domain",
+        "enroll",
+        "--dir",
+        p(&other),
+        "--device",
+        "stranger",
+        "--out",
+        p(&sb),
+    ]);
+    let host = f.lan.add_host("stranger").expect("host");
+    let data = host.dir().join("data");
+    let listen = format!("/ip4/{}/tcp/0", host.addr());
+    let _stranger = host
+        .spawn(
+            BIN,
+            [
+                "run",
+                "--bundle",
+                p(&sb),
+                "--data",
+                p(&data),
+                "--listen",
+                &listen,
+                "--mdns-interval",
+                "2",
+            ],
+            &[("RUST_LOG", "info,ptt_node=debug")],
+        )
+        .expect("stranger");
+    f.wait_mesh(Duration::from_secs(30));
+    let (m1, m2) = (f.idx("m1"), f.idx("m2"));
+    // Several mDNS rounds: both sides discover and dial each other.
+    std::thread::sleep(Duration::from_secs(8));
+    let out = host
+        .run(BIN, ["peers", "--json", "--data", p(&data)])
+        .expect("peers");
+    let seen: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        !seen.is_empty(),
+        "the stranger discovered nobody: the test proves nothing"
+    );
+    // Without the network key, the stranger would get as far as the membership check (a
+    // member's hello, certificate included, then "belongs to another domain"): it must not.
+    assert!(
+        seen.iter()
+            .all(|v| v["name"].is_null() && v["authenticated"] == false && v["state"] != "refused"),
+        "the stranger reached the membership check: {seen:?}"
+    );
+    let st = host
+        .run(BIN, ["status", "--json", "--data", p(&data)])
+        .expect("status");
+    let st: Value = serde_json::from_slice(&st.stdout).expect("stranger status");
+    assert_eq!(st["counters"]["peers_refused"].as_u64(), Some(0), "{st}");
+    for m in [m1, m2] {
+        let st = f.status(m).expect("status");
+        assert_eq!(
+            st["counters"]["peers_refused"].as_u64(),
+            Some(0),
+            "{}: a stranger got as far as the membership check",
+            f.devs[m].name
+        );
+        assert_eq!(st["peers"]["authenticated"].as_u64(), Some(1));
+    }
+}

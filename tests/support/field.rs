@@ -37,10 +37,17 @@ pub struct Field {
 impl Field {
     /// Provisions the devices (name, extra enrol args) and starts their daemons.
     pub fn new(hint: &str, specs: &[(&str, &[&str])]) -> Field {
+        Field::new_with(hint, &[], specs)
+    }
+
+    /// Like [`Field::new`], with extra `domain init` arguments.
+    pub fn new_with(hint: &str, init: &[&str], specs: &[(&str, &[&str])]) -> Field {
         let lan = Lan::new(hint).expect("create LAN");
         let root = lan.dir().to_path_buf();
         let dom = root.join("dom");
-        run_ok(&["domain", "init", "--dir", p(&dom), "--name", hint]);
+        let mut args = vec!["domain", "init", "--dir", p(&dom), "--name", hint];
+        args.extend_from_slice(init);
+        run_ok(&args);
         let mut devs = vec![];
         for (name, extra) in specs {
             let bundle = root.join(format!("{name}.bundle"));
