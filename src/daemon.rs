@@ -318,6 +318,8 @@ struct PendingTag {
 #[derive(Debug)]
 struct ActionCounters {
     hooks: tokio::sync::Semaphore,
+    /// Hook runs waiting for a free slot.
+    waiting: std::sync::atomic::AtomicUsize,
     matched: AtomicU64,
     hooks_run: AtomicU64,
     sent: AtomicU64,
@@ -326,6 +328,9 @@ struct ActionCounters {
 
 /// Hooks running at once at most; more wait their turn.
 const MAX_HOOKS: usize = 8;
+/// Hook runs waiting for a slot at most; beyond, a matched rule's hook is skipped (counted
+/// as failed), so a flood of matching alerts cannot grow memory without bound.
+const MAX_HOOK_QUEUE: usize = 256;
 /// Bytes of a hook's stderr kept for the log.
 const HOOK_STDERR: u64 = 4096;
 
@@ -333,10 +338,14 @@ const HOOK_STDERR: u64 = 4096;
 /// covers writing its input too).
 async fn run_hook(rule: crate::rules::Rule, a: ReceivedAlert, actions: Arc<ActionCounters>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(_permit) = actions.hooks.acquire().await else {
+    let permit = actions.hooks.acquire().await;
+    actions.waiting.fetch_sub(1, Ordering::Relaxed);
+    let Ok(_permit) = permit else {
         return;
     };
     let mut cmd = tokio::process::Command::new(&rule.run[0]);
+    // Its own process group: on a timeout, whatever it started dies with it.
+    cmd.process_group(0);
     cmd.args(&rule.run[1..])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
@@ -346,6 +355,7 @@ async fn run_hook(rule: crate::rules::Rule, a: ReceivedAlert, actions: Arc<Actio
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", rule.run[0]))?;
+        let group = child.id();
         let mut json = serde_json::to_vec(&a).map_err(|e| e.to_string())?;
         json.push(b'\n');
         let stdin = child.stdin.take();
@@ -364,7 +374,13 @@ async fn run_hook(rule: crate::rules::Rule, a: ReceivedAlert, actions: Arc<Actio
         let run = async { tokio::join!(io, child.wait()) };
         let (err, status) = tokio::time::timeout(Duration::from_secs(rule.timeout_s), run)
             .await
-            .map_err(|_| format!("timed out after {} s and was killed", rule.timeout_s))?;
+            .map_err(|_| {
+                if let Some(pgid) = group.and_then(|g| i32::try_from(g).ok()) {
+                    // SAFETY: signals the process group this hook leads (created above).
+                    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                }
+                format!("timed out after {} s and was killed", rule.timeout_s)
+            })?;
         let status = status.map_err(|e| e.to_string())?;
         if status.success() {
             Ok(())
@@ -614,6 +630,7 @@ pub async fn run(
         rules: cfg.rules.clone(),
         actions: Arc::new(ActionCounters {
             hooks: tokio::sync::Semaphore::new(MAX_HOOKS),
+            waiting: Default::default(),
             matched: AtomicU64::new(0),
             hooks_run: AtomicU64::new(0),
             sent: AtomicU64::new(0),
@@ -2159,7 +2176,13 @@ impl Daemon {
             self.actions.matched.fetch_add(1, Ordering::Relaxed);
             tracing::info!(rule = %rule.name, alert = %a.id, "rule matched");
             if !rule.run.is_empty() {
-                tokio::spawn(run_hook(rule.clone(), a.clone(), self.actions.clone()));
+                if self.actions.waiting.fetch_add(1, Ordering::Relaxed) >= MAX_HOOK_QUEUE {
+                    self.actions.waiting.fetch_sub(1, Ordering::Relaxed);
+                    self.actions.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(rule = %rule.name, "hook skipped: {MAX_HOOK_QUEUE} runs already wait");
+                } else {
+                    tokio::spawn(run_hook(rule.clone(), a.clone(), self.actions.clone()));
+                }
             }
             if let Some(send) = &rule.send {
                 let body = AlertBody {
