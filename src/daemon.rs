@@ -1336,6 +1336,25 @@ impl Daemon {
         if a.revoked_self {
             tracing::error!("this device was revoked by the domain authority: members refuse it");
         }
+        // Brokers the update added: dial and keep them like those of the bundle.
+        let brokers: Vec<Multiaddr> = self
+            .node
+            .descriptor()
+            .body
+            .brokers
+            .iter()
+            .filter_map(|b| b.parse::<Multiaddr>().ok())
+            .collect();
+        for b in brokers {
+            if let Some(id) = b.iter().find_map(|p| match p {
+                libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+                _ => None,
+            }) && self.brokers.insert(id)
+            {
+                tracing::info!(broker = %b, "broker added by the update");
+                self.static_peers.push(b);
+            }
+        }
         for (device, peer) in &a.revoked {
             tracing::warn!(device, %peer, "member revoked: disconnecting");
             if self.swarm.is_connected(peer) || self.peers.contains_key(peer) {
