@@ -849,7 +849,16 @@ impl Node {
         if plain.len() > crate::alert::MAX_ALERT_LEN {
             return Err(SealError::TooLarge(plain.len()));
         }
-        let seq = now_us.max(self.last_seq.saturating_add(1));
+        // A clock behind the start of the key chain this device holds (say, behind the
+        // authority's at enrolment) would pick an erased period: start from the chain instead.
+        let chain_start_us = self.keys.get(&(grant_channel, epoch)).map_or(0, |c| {
+            c.period
+                .saturating_mul(u64::from(c.rotate_secs))
+                .saturating_mul(1_000_000)
+        });
+        let seq = now_us
+            .max(chain_start_us)
+            .max(self.last_seq.saturating_add(1));
         let key = self
             .key_for(grant_channel, epoch, seq)
             .map_err(|_| SealError::NoKey(channel.to_string()))?;

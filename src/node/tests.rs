@@ -632,3 +632,39 @@ fn ratchet_periods_are_erased_after_the_window_with_simulated_time() {
     // Erasing again at the same time erases nothing more.
     assert_eq!(reader.erase_keys(now, day), 0);
 }
+
+#[test]
+fn a_sender_whose_clock_is_off_by_hours_is_still_read() {
+    let (_, mut n, _) = domain_with_authority();
+    let hour = 3_600_000_000u64;
+    // The receiver erased what is older than its one-day window.
+    n[1].erase_keys(NOW_US, 24 * hour);
+    for (i, skew) in [-(5 * hour as i64), 5 * hour as i64, -(23 * hour as i64)]
+        .into_iter()
+        .enumerate()
+    {
+        let sender_now = (NOW_US as i64 + skew) as u64;
+        n[0].buckets.clear();
+        // A fresh sequence space per case: a clock set back keeps seq strictly increasing.
+        let s = n[0]
+            .seal_alert("alerts", &alert(&format!("skew {i}")), sender_now)
+            .unwrap();
+        match n[1].validate(&s.bytes, NOW_US) {
+            Verdict::Accept { content: Ok(a), .. } => assert_eq!(a.text, format!("skew {i}")),
+            v => panic!("skew {skew} µs: {v:?}"),
+        }
+    }
+    // Beyond the window behind: authentic, forwarded, but its key is gone here.
+    let mut old = domain_with_authority();
+    old.1[1].erase_keys(NOW_US + 48 * hour, 24 * hour);
+    let s = old.1[0]
+        .seal_alert("alerts", &alert("stale clock"), NOW_US)
+        .unwrap();
+    assert!(matches!(
+        old.1[1].validate(&s.bytes, NOW_US + 48 * hour),
+        Verdict::Accept {
+            content: Err(Unreadable::KeyErased { .. }),
+            ..
+        }
+    ));
+}
