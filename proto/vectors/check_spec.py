@@ -3,10 +3,12 @@
 
 A second implementation of the v1 formats, written from the specification alone (it shares
 no code with src/). It decodes every vector field by field (every varint must be minimal),
-verifies every signature, unwraps the sealed key, derives the message key, opens the envelope
-and recomputes the derived ids (domain id, peer id and its base58 text, alert id, topic). It
-also recomputes the envelope budget and the authentication size limits from their formulas and
-checks that the documents print those values. There are no golden vectors for catch-up,
+verifies every signature, unwraps the sealed key, takes one ratchet step, derives the message
+key of the envelope's ratchet period, opens the envelope, decodes and checks the domain update
+(its descriptor and sealed key must be the `descriptor` and `sealed_key` vectors) and recomputes
+the derived ids (domain id, peer id and its base58 text, alert id, topic). It also recomputes the
+envelope budget and the authentication size limits from their formulas and checks that the
+documents print those values. There are no golden vectors for catch-up,
 presence records, device tags, directed messages or the store: the informative examples of
 sync.md, presence.md, tag.md and the direct-key example of keys.md are rebuilt from their text
 and compared with the bytes the documents print, and the catch-up frame limits are recomputed;
@@ -61,12 +63,20 @@ devx_pk = devx.public_key().public_bytes(serialization.Encoding.Raw, serializati
 apk = pub(auth); assert apk == V['authority_public_key']
 did = hashlib.sha256(b'ptt-node/v1/domain-id' + apk).digest(); assert did == V['domain_id']; print('domain id ok')
 
-# descriptor
-d = V['descriptor']; body, sig = d[:-64], d[-64:]
-r = R(body); ver = r.u8(); name = r.str_(); a = r.raw(32); rev = r.var()
-chans = r.vec(lambda: (r.var(), r.str_())); brokers = r.vec(r.str_); r.end()
-assert (ver, name, a, rev, chans, brokers) == (1, 'site-a', apk, 2, [(1, 'alerts')], [])
-verify(a, b'ptt-node/v1/sig/descriptor', body, sig); print('descriptor ok')
+# descriptor (certificate.md): ChannelInfo carries a ChannelPolicy; revoked devices ascending
+def parse_descriptor(d):
+    body, sig = d[:-64], d[-64:]
+    r = R(body); ver = r.u8(); name = r.str_(); a = r.raw(32); rev = r.var()
+    chans = r.vec(lambda: (r.var(), r.str_(), (r.var(), r.var(), r.var())))   # id, name, (rate, burst, rotate)
+    brokers = r.vec(r.str_); revoked = r.vec(r.var); pnet = r.bool_(); r.end()
+    assert len(body) <= 64 * 1024 and ver == 1
+    assert all(x < y for x, y in zip(revoked, revoked[1:])), 'revoked not strictly ascending'
+    verify(a, b'ptt-node/v1/sig/descriptor', body, sig)
+    return dict(name=name, authority=a, revision=rev, channels=chans, brokers=brokers, revoked=revoked, pnet=pnet)
+desc = parse_descriptor(V['descriptor'])
+assert desc == dict(name='site-a', authority=apk, revision=3, channels=[(1, 'alerts', (3000, 500, 3600))],
+                    brokers=[], revoked=[3], pnet=False)
+print('descriptor ok')
 
 # certificate
 def parse_cert(c):
@@ -87,15 +97,29 @@ assert (cb['nb'], cb['na']) == (1_790_000_000, 1_821_536_000)
 assert V['certificate_peer_id'] == bytes([0, 0x24, 8, 1, 0x12, 0x20]) + pub(dev)
 print('certificate ok, peer id ok')
 
-# sealed key
+# sealed key (keys.md): rotate_secs and period after device; the wrap AAD is 24 bytes
 s = V['sealed_key']; body, sig = s[:-64], s[-64:]
 verify(apk, b'ptt-node/v1/sig/sealed-key', body, sig)
-r = R(body); sv = r.u8(); sd = r.raw(32); ch = r.var(); ep = r.var(); dv = r.var(); E = r.raw(32); w = r.bytes_(); r.end()
-assert (sv, sd, ch, ep, dv, len(w)) == (1, did, 1, 1, 7, 48) and len(body) == 117 and len(s) == 181
+r = R(body); sv = r.u8(); sd = r.raw(32); ch = r.var(); ep = r.var(); dv = r.var(); rot = r.var(); per = r.var()
+E = r.raw(32); w = r.bytes_(); r.end()
+assert (sv, sd, ch, ep, dv, rot, per, len(w)) == (1, did, 1, 1, 7, 3600, 498_611, 48)
+assert len(body) == 122 and len(s) == 186 and len(body) <= 1024
 shared = devx.exchange(X25519PublicKey.from_public_bytes(E))
 wk = hkdf(did, shared, b'ptt-node/v1/key-wrap' + E + devx_pk)
-secret = AESGCM(wk).decrypt(b'\x00'*12, w, struct.pack('>III', ch, ep, dv))
-assert secret == b'\x44'*32; print('sealed key ok')
+wrap_aad = struct.pack('>IIIIQ', ch, ep, dv, rot, per); assert len(wrap_aad) == 24
+secret = AESGCM(wk).decrypt(b'\x00'*12, w, wrap_aad)
+assert secret == b'\x44'*32; print('sealed key ok: chain (rotate_secs %d, period %d)' % (rot, per))
+# the AAD binds rotate_secs and period: the same wrap does not open with another period
+try:
+    AESGCM(wk).decrypt(b'\x00'*12, w, struct.pack('>IIIIQ', ch, ep, dv, rot, per + 1)); assert False
+except Exception as x:
+    assert type(x).__name__ == 'InvalidTag'
+
+# ratchet (keys.md): next period's secret = HKDF-SHA256(salt none, ikm secret, info "ptt-node/v1/ratchet")
+def ratchet(sec): return hkdf(None, sec, b'ptt-node/v1/ratchet')
+assert ratchet(secret) == V['ratchet_next'] and hkdf(b'\x00'*32, secret, b'ptt-node/v1/ratchet') == V['ratchet_next']
+def period_of(rotate_secs, seq_us): return 0 if rotate_secs == 0 else seq_us // 1_000_000 // rotate_secs
+print('ratchet ok')
 
 # alert plaintext
 def parse_alert(p):
@@ -109,15 +133,54 @@ r = R(body); hv = r.u8(); tag = r.raw(4); hc = r.var(); he = r.var(); hs = r.var
 ct = r.bytes_(); r.end()
 assert (hv, tag, hc, he, hs, seq) == (1, did[:4], 1, 1, 7, 1_795_000_000_123_456)
 verify(pub(dev), b'ptt-node/v1/sig/envelope', did + body, sig)
-mk = hkdf(did, secret, b'ptt-node/v1/message-key' + struct.pack('>II', 1, 1))
+assert period_of(rot, seq) == per == 498_611 and period_of(0, seq) == 0   # the chain was sealed at this period
+mk = hkdf(did, secret, b'ptt-node/v1/message-key' + struct.pack('>IIQ', hc, he, per))
 pt = AESGCM(mk).decrypt(struct.pack('>IQ', hs, seq), ct, did + body[:hlen])
 assert pt == V['alert_plaintext']
+# a key of another period (here the next one, from ratchet_next) does not open it
+mk_next = hkdf(did, V['ratchet_next'], b'ptt-node/v1/message-key' + struct.pack('>IIQ', hc, he, per + 1))
+try:
+    AESGCM(mk_next).decrypt(struct.pack('>IQ', hs, seq), ct, did + body[:hlen]); assert False
+except Exception as x:
+    assert type(x).__name__ == 'InvalidTag'
 ov = len(e) - len(pt); print('envelope ok; header', hlen, 'bytes; overhead', ov, 'plaintext', len(pt))
 aid = hashlib.sha256(b'ptt-node/v1/alert-id' + did + struct.pack('>IQ', 7, seq)).digest()[:8].hex()
 assert aid.encode() == V['alert_id']; print('alert id ok', aid)
 
+# domain update (update.md): body ‖ signature, checked in the order of update.md
+MAX_UPDATE_LEN = 1024 * 1024
+def check_update(u, authority, domain):
+    assert len(u) <= MAX_UPDATE_LEN                                          # 1 TooLong
+    assert len(u) >= 64; body, sig = u[:-64], u[-64:]                         # 2 Malformed
+    verify(authority, b'ptt-node/v1/sig/update', body, sig)                  # 3 BadSignature
+    r = R(body)                                                              # 4 decode, no trailing bytes
+    ub = dict(version=r.u8(), domain=r.raw(32), serial=r.var(), requires=r.var(), issued_at=r.var(), note=r.str_(),
+              descriptor=r.bytes_(), revoked=r.vec(r.var), certs=r.vec(r.bytes_), keys=r.vec(r.bytes_))
+    r.end()
+    assert ub['version'] == 1                                                # 5 Version
+    assert ub['domain'] == domain                                            # 6 WrongDomain
+    d = parse_descriptor(ub['descriptor'])                                   # 7 the descriptor verifies
+    assert d['authority'] == authority                                       # 8 by this authority
+    assert ub['requires'] < ub['serial']                                     # 9 requires an earlier revision
+    assert d['revision'] == ub['serial']                                     # 10 at revision = serial
+    assert all(x in d['revoked'] for x in ub['revoked'])                     # 11 it lists every device revoked
+    return ub, d
+ub, ud = check_update(V['update'], apk, did)
+assert ub['serial'] == 3 and ub['requires'] == 0 and ub['issued_at'] == 1_795_000_000 and ub['note'] == 'revoke cam-3 (device 3)'
+assert ub['descriptor'] == V['descriptor'] and ud == desc
+assert ub['revoked'] == [3] and ub['certs'] == [] and ub['keys'] == [V['sealed_key']]
+assert len(V['descriptor']) == 124 and len(V['update']) == 1 + 32 + 1 + 1 + 5 + 1 + 23 + 1 + 124 + 2 + 1 + 1 + 2 + 186 + 64 == 445
+# every byte matters: a flipped bit anywhere breaks the signature (or the length before it)
+for i in (0, 40, len(V['update']) // 2, len(V['update']) - 65, len(V['update']) - 1):
+    t = bytearray(V['update']); t[i] ^= 0x20
+    try: check_update(bytes(t), apk, did); refused = False
+    except Exception: refused = True
+    assert refused, i
+print('update ok: serial', ub['serial'], 'revokes', ub['revoked'], 'with', len(ub['keys']), 'sealed key,', len(V['update']), 'bytes')
+
 # auth: AuthRequest::Hello (variant 0) and AuthReply::Refused (variant 1)
-r = R(V['auth_hello']); assert r.var() == 0 and r.raw(32) == did and r.bytes_() == V['certificate']; r.end()
+r = R(V['auth_hello']); assert r.var() == 0 and r.raw(32) == did and r.bytes_() == V['certificate']
+assert r.var() == 1; r.end()   # revision: the bundle-era descriptor revision the sender holds
 r = R(V['auth_reply_refused']); assert r.var() == 1; reason = r.str_(); r.end()
 assert reason == 'belongs to another domain'
 # what a receiver keeps (network.md): control characters removed, then cut to 200 characters
@@ -163,8 +226,8 @@ print('envelope budget ok')
 MAX_ENVELOPE_LEN, MAX_CERT_LEN, MAX_ALERT_LEN = 64 * 1024, 4 * 1024, 16 * 1024
 MAX_ROSTER_SHARE, MAX_ROSTER_PUSH = 1000, 64
 MAX_AUTH_RESPONSE = (MAX_ROSTER_SHARE + 1) * (MAX_CERT_LEN + 4) + 1024
-MAX_AUTH_REQUEST = MAX_ROSTER_PUSH * (MAX_CERT_LEN + 4) + 1024
-assert (MAX_AUTH_REQUEST, MAX_AUTH_RESPONSE) == (263_424, 4_105_124)
+MAX_AUTH_REQUEST = MAX_UPDATE_LEN + 1024
+assert (MAX_AUTH_REQUEST, MAX_AUTH_RESPONSE) == (1_049_600, 4_105_124)
 for d in (README, NETWORK):
     assert grouped(MAX_AUTH_REQUEST) in d and grouped(MAX_AUTH_RESPONSE) in d
 assert len(V['certificate']) <= MAX_CERT_LEN and len(e) <= MAX_ENVELOPE_LEN and len(pt) <= MAX_ALERT_LEN
@@ -173,11 +236,21 @@ assert len(V['auth_hello']) <= MAX_AUTH_REQUEST and len(V['auth_reply_refused'])
 cert_max = len(varint(MAX_CERT_LEN)) + MAX_CERT_LEN
 welcome_max = 1 + cert_max + len(varint(MAX_ROSTER_SHARE)) + MAX_ROSTER_SHARE * cert_max
 roster_push_max = 1 + len(varint(MAX_ROSTER_PUSH)) + MAX_ROSTER_PUSH * cert_max
-hello_max = 1 + 32 + cert_max
+hello_max = 1 + 32 + cert_max + len(varint(2**64 - 1))
+update_push_max = 1 + len(varint(MAX_UPDATE_LEN)) + MAX_UPDATE_LEN          # AuthRequest::Update (variant 3)
 assert welcome_max == 4_102_101 and grouped(welcome_max) in NETWORK
 assert roster_push_max == 262_274 and grouped(roster_push_max) in NETWORK
-assert hello_max == 4_131 and grouped(hello_max) in NETWORK
-assert welcome_max <= MAX_AUTH_RESPONSE and roster_push_max <= MAX_AUTH_REQUEST
+assert hello_max == 4_141 and grouped(hello_max) in NETWORK
+assert update_push_max == 1_048_580 and grouped(update_push_max) in NETWORK
+assert welcome_max <= MAX_AUTH_RESPONSE and max(roster_push_max, update_push_max, hello_max) <= MAX_AUTH_REQUEST
+# the frame limit admits a roster push of 256 certificates of the largest size (a receiver reads 1 000)
+assert 1 + 2 + 256 * cert_max <= MAX_AUTH_REQUEST < 1 + 2 + 257 * cert_max
+assert grouped(MAX_UPDATE_LEN) in README and grouped(MAX_UPDATE_LEN) in doc('update.md')
+assert len(V['update']) <= MAX_UPDATE_LEN
+# AuthRequest::Update carrying the update vector
+upush = varint(3) + varint(len(V['update'])) + V['update']
+r = R(upush); assert r.var() == 3 and r.bytes_() == V['update']; r.end()
+assert upush[:3].hex() == '03bd03' and '03 bd03' in NETWORK
 # network.md: a push of 1 000 certificates of the vector's size fits the request limit
 assert 1 + len(varint(1000)) + 1000 * (len(varint(len(V['certificate']))) + len(V['certificate'])) <= MAX_AUTH_REQUEST
 # AuthRequest::Roster carrying the vector certificate, and AuthReply::Ack, as network.md encodes them
@@ -185,7 +258,7 @@ push = b'\x01' + varint(1) + varint(len(V['certificate'])) + V['certificate']
 r = R(push); assert r.var() == 1 and r.vec(r.bytes_) == [V['certificate']]; r.end()
 assert bytes([2]) == varint(2)  # Ack: the variant index alone
 print('limits ok: MAX_AUTH_REQUEST =', MAX_AUTH_REQUEST, '; MAX_AUTH_RESPONSE =', MAX_AUTH_RESPONSE,
-      '; largest push', roster_push_max, '; largest Welcome', welcome_max)
+      '; largest roster push', roster_push_max, '; largest update push', update_push_max, '; largest Welcome', welcome_max)
 
 # ---------------------------------------------------------------------------------------------
 # catch-up (sync.md): fingerprint worked example, encoded messages, frame limits. No golden
