@@ -40,6 +40,9 @@ pub mod files {
     pub const KEYS_IMPORTED: &str = "channel-keys.imported";
     /// In the data directory: the device's channel key chains (0600).
     pub const KEY_STATE: &str = "keys.bin";
+    /// In the data directory: the latest descriptor an update brought (revocations and
+    /// policies survive a restart even after the update itself is pruned).
+    pub const DATA_DESCRIPTOR: &str = "descriptor.bin";
 }
 
 /// Channel key chains: (channel, epoch, chain).

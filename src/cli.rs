@@ -829,7 +829,11 @@ async fn publish(client: ClientArgs, updates: Vec<PathBuf>) -> Result<(), CliErr
             .call(&Request::Publish {
                 update: hex::encode(&b),
             })
-            .await?;
+            .await
+            .map_err(|e| match e {
+                ClientError::NotRunning { .. } => CliError::Client(e),
+                e => CliError::Other(format!("{}: {e}", p.display())),
+            })?;
         match r {
             Reply::Published {
                 serial,
@@ -1308,6 +1312,25 @@ fn format_status(s: &StatusInfo) -> String {
     );
     for (k, v) in &c.rejected {
         out.push_str(&format!("  rejected {k}: {v}\n"));
+    }
+    out.push_str(&format!(
+        "domain   revision {}{}\n",
+        s.revision,
+        if s.revoked {
+            ", THIS DEVICE IS REVOKED"
+        } else {
+            ""
+        }
+    ));
+    for k in &s.keys {
+        out.push_str(&format!(
+            "  key    channel {} epoch {}{}: rotates every {} s, oldest period held {}\n",
+            k.channel,
+            k.epoch,
+            if k.current { " (current)" } else { "" },
+            k.rotate_secs,
+            k.oldest_period
+        ));
     }
     out.push_str(&format!(
         "catch-up {} sessions ({} ended early), {} fetched, {} requests served\nlog      {} envelopes, {} KiB\nrules    {} loaded, {} matched, {} hooks run, {} sent, {} failed\n",

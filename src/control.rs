@@ -18,7 +18,7 @@ use crate::node::Counters;
 /// Socket file name in the data directory.
 pub const SOCKET: &str = "control.sock";
 /// Longest request or reply line accepted (1 MiB).
-pub const MAX_LINE: usize = 1024 * 1024;
+pub const MAX_LINE: usize = 2 * crate::update::MAX_UPDATE_LEN + 64 * 1024;
 
 /// A request from the CLI.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -281,6 +281,9 @@ pub struct StoreInfo {
     pub envelopes: u64,
     /// Envelope bytes held.
     pub bytes: u64,
+    /// Received envelopes not logged because the store's queue was full.
+    #[serde(default)]
+    pub dropped: u64,
 }
 
 /// Connected and authenticated peer counts.
@@ -328,10 +331,13 @@ pub struct StatusInfo {
     /// Seconds since start.
     pub uptime_s: u64,
     /// The domain descriptor revision held (serial of the last update applied).
+    #[serde(default)]
     pub revision: u64,
     /// The authority revoked this device.
+    #[serde(default)]
     pub revoked: bool,
     /// Channel keys held: one per channel epoch.
+    #[serde(default)]
     pub keys: Vec<KeyInfo>,
 }
 

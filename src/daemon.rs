@@ -298,7 +298,7 @@ struct Daemon {
     /// Updates that arrived before the one they follow.
     pending_updates: BTreeMap<u64, Vec<u8>>,
     /// Updates held (to pass on to members behind), by serial.
-    updates: BTreeMap<u64, Vec<u8>>,
+    updates: BTreeMap<u64, (u64, Vec<u8>)>,
     /// Envelopes of an epoch this node holds no key for yet: (bytes, received at).
     unread: VecDeque<(Vec<u8>, u64)>,
     key_path: PathBuf,
@@ -437,6 +437,22 @@ pub async fn run(
     // Channel keys live in the data directory once imported: they ratchet there and erased
     // periods leave the disk. The bundle's copy is emptied after the first import.
     let key_path = cfg.data.join(crate::bundle::files::KEY_STATE);
+    // The latest descriptor updates brought, when newer than the bundle's.
+    let desc_path = cfg.data.join(crate::bundle::files::DATA_DESCRIPTOR);
+    if desc_path.exists() {
+        let saved = crate::cert::Descriptor::from_bytes(&fsutil::read_public(&desc_path)?)
+            .map_err(|e| FileError::invalid(&desc_path, e))?;
+        if saved.authority != node_cfg.descriptor.authority {
+            return Err(FileError::invalid(
+                &desc_path,
+                "belongs to another domain than the bundle; use a data directory of this device",
+            )
+            .into());
+        }
+        if saved.body.revision > node_cfg.descriptor.body.revision {
+            node_cfg.descriptor = saved;
+        }
+    }
     let from_bundle = !node_cfg.channel_secrets.is_empty();
     match crate::bundle::load_key_state(&key_path)? {
         Some(saved) => node_cfg.channel_secrets.extend(saved),
@@ -480,14 +496,14 @@ pub async fn run(
     }
     // Updates applied earlier, beyond the bundle's revision, in order.
     let mut held_updates = BTreeMap::new();
-    for (serial, bytes) in stored_updates {
+    for (serial, received, bytes) in stored_updates {
         if serial > node.revision() {
             match node.apply_update(&bytes, now_us() / 1_000_000) {
                 Ok(_) | Err(UpdateError::Stale { .. }) => {}
                 Err(e) => tracing::warn!(serial, error = %e, "stored update not applied"),
             }
         }
-        held_updates.insert(serial, bytes);
+        held_updates.insert(serial, (received, bytes));
     }
     if node.is_revoked_self() {
         tracing::error!("this device was revoked by the domain authority: members refuse it");
@@ -1225,13 +1241,11 @@ impl Daemon {
             self.save_keys();
         }
         let before = now_us().saturating_sub(window) / 1_000_000;
+        // By when this node received them, not the authority's clock.
         let old: Vec<u64> = self
             .updates
             .iter()
-            .filter(|(_, b)| {
-                Update::from_bytes(b, &self.node.descriptor().authority, self.node.domain())
-                    .map_or(true, |u| u.body.issued_at < before)
-            })
+            .filter(|(_, (received, _))| *received < before)
             .map(|(s, _)| *s)
             .collect();
         if !old.is_empty() {
@@ -1319,22 +1333,21 @@ impl Daemon {
     /// Carries out what an applied update changed.
     fn after_update(&mut self, a: Applied, bytes: Vec<u8>, from: Option<PeerId>) {
         tracing::info!(serial = a.serial, note = %a.note, "domain update applied");
-        let issued_at = Update::from_bytes(
-            &bytes,
-            &self.node.descriptor().authority,
-            self.node.domain(),
-        )
-        .map_or(0, |u| u.body.issued_at);
-        self.updates.insert(a.serial, bytes.clone());
+        let received = now_us() / 1_000_000;
+        self.updates.insert(a.serial, (received, bytes.clone()));
         let store = self.store.clone();
         let b = bytes.clone();
         tokio::spawn(async move {
-            if let Err(e) = store.put_update(a.serial, issued_at, b).await {
+            if let Err(e) = store.put_update(a.serial, received, b).await {
                 tracing::error!(error = %e, "could not store update");
             }
         });
         if a.revoked_self {
             tracing::error!("this device was revoked by the domain authority: members refuse it");
+        }
+        let desc_path = self.data.join(crate::bundle::files::DATA_DESCRIPTOR);
+        if let Err(e) = fsutil::write_public(&desc_path, self.node.descriptor().as_bytes()) {
+            tracing::error!(error = %e, "could not save the descriptor");
         }
         // Brokers the update added: dial and keep them like those of the bundle.
         let brokers: Vec<Multiaddr> = self
@@ -1394,7 +1407,7 @@ impl Daemon {
         let missing: Vec<(u64, Vec<u8>)> = self
             .updates
             .range(revision + 1..)
-            .map(|(s, b)| (*s, b.clone()))
+            .map(|(s, (_, b))| (*s, b.clone()))
             .collect();
         for (serial, update) in missing {
             if self.update_pushes.values().any(|p| *p == (peer, serial)) {
@@ -2718,7 +2731,11 @@ async fn serve_client(
                 match ask(&cmds, Cmd::Status { reply: tx }, rx).await {
                     Ok(mut s) => {
                         if let Ok((envelopes, bytes)) = store.stats().await {
-                            s.store = control::StoreInfo { envelopes, bytes };
+                            s.store = control::StoreInfo {
+                                envelopes,
+                                bytes,
+                                dropped: store.dropped(),
+                            };
                         }
                         Ok(Reply::Status(Box::new(s)))
                     }

@@ -40,6 +40,10 @@ pub mod files {
     pub const UPDATES: &str = "updates";
 }
 
+/// The shortest key rotation period a channel may have (a member keeps at most 5,000
+/// periods, so 60 s still covers a retention window of three days).
+pub const MIN_ROTATE_SECS: u32 = 60;
+
 /// The pseudo-channel under which the domain's private-network key is kept and sealed.
 pub const NETWORK_KEY_CHANNEL: u32 = u32::MAX;
 
@@ -414,6 +418,12 @@ impl Authority {
         p.rate_per_min = change.rate_per_min.unwrap_or(p.rate_per_min);
         p.burst = change.burst.unwrap_or(p.burst);
         p.rotate_secs = change.rotate_secs.unwrap_or(p.rotate_secs);
+        if p.rotate_secs != 0 && p.rotate_secs < MIN_ROTATE_SECS {
+            return Err(DomainError::Invalid(format!(
+                "a rotation period of {} s is too short: use 0 (no rotation) or at least {MIN_ROTATE_SECS} s",
+                p.rotate_secs
+            )));
+        }
         if p == info.policy {
             return Ok(None);
         }

@@ -243,8 +243,8 @@ impl Chain {
         if self.rotate_secs == 0 || period <= self.period {
             return false;
         }
-        // Far behind (a device that was off for years): jump in bounded steps anyway; the
-        // work is one HKDF per period.
+        // One HKDF per period, however many: a device that was off for a year with hourly
+        // rotation does 8,760. The target comes from this device's own clock, never a peer.
         while self.period < period {
             self.secret = self.secret.ratchet();
             self.period += 1;

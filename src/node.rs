@@ -472,9 +472,14 @@ impl Node {
     /// window): the keys are gone from memory, and the caller saves [`Node::key_state`] so
     /// they are gone from disk. Returns how many periods were erased.
     pub fn erase_keys(&mut self, now_us: u64, window_us: u64) -> u64 {
-        let floor_us = now_us.saturating_sub(window_us);
         let mut erased = 0;
         for chain in self.keys.values_mut() {
+            // Never keep more periods than can be derived forward to now: with a short
+            // rotation and a long window the oldest ones go early.
+            let reach = u64::from(chain.rotate_secs)
+                .saturating_mul(crate::keys::MAX_RATCHET_AHEAD / 2)
+                .saturating_mul(1_000_000);
+            let floor_us = now_us.saturating_sub(window_us.min(reach));
             let target = Chain::period_of(chain.rotate_secs, floor_us);
             let before = chain.period;
             if chain.advance_to(target) {
@@ -1061,11 +1066,7 @@ impl Node {
             .roster
             .get(&h.sender)
             .ok_or(Rejection::UnknownSender(h.sender))?;
-        // A revoked sender's new alerts are refused; what this node stored before the
-        // revocation stays readable in its log.
-        if check_replay && self.descriptor.is_revoked(h.sender) {
-            return Err(Rejection::Revoked(h.sender));
-        }
+
         sender
             .check_time(now_us / 1_000_000)
             .map_err(|_| Rejection::SenderExpired(h.sender))?;
@@ -1093,6 +1094,12 @@ impl Node {
             .verifying_key()
             .ok_or(Rejection::Envelope(EnvelopeError::BadSignature))?;
         env.verify(self.domain(), &vk)?;
+        // A revoked sender's new alerts are refused (after the signature: only a verified
+        // refusal is remembered); what this node stored before the revocation stays
+        // readable in its log.
+        if check_replay && self.descriptor.is_revoked(h.sender) {
+            return Err(Rejection::Revoked(h.sender));
+        }
         if check_replay {
             self.replay.check(h.sender, h.seq)?;
         }

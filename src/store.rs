@@ -43,7 +43,7 @@ const BY_TIME: TableDefinition<(u64, u32, u64), ()> = TableDefinition::new("by_t
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// sender → replay floor: sequence numbers at or below it were removed by retention.
 const FLOORS: TableDefinition<u32, u64> = TableDefinition::new("floors");
-/// Domain updates applied: serial → (issued at, Unix seconds; the update's bytes).
+/// Domain updates applied: serial → (received at, Unix seconds; the update's bytes).
 const UPDATES: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("updates");
 /// Commands the store actor queues at most; beyond that, received envelopes are not logged
 /// (counted) and requests fail with "busy" instead of growing memory.
@@ -170,14 +170,15 @@ impl Store {
         &self.index
     }
 
-    /// The domain updates held, by serial.
-    pub fn updates(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    /// The domain updates held, by serial: (serial, received at, bytes).
+    pub fn updates(&self) -> Result<Vec<(u64, u64, Vec<u8>)>, StoreError> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = tx.open_table(UPDATES).map_err(|e| self.err(e))?;
         let mut out = vec![];
         for row in t.iter().map_err(|e| self.err(e))? {
             let (k, v) = row.map_err(|e| self.err(e))?;
-            out.push((k.value(), v.value().1.to_vec()));
+            let (received, bytes) = v.value();
+            out.push((k.value(), received, bytes.to_vec()));
         }
         Ok(out)
     }
@@ -186,20 +187,20 @@ impl Store {
     pub fn put_update(
         &mut self,
         serial: u64,
-        issued_at: u64,
+        received_at: u64,
         bytes: &[u8],
     ) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut t = tx.open_table(UPDATES).map_err(|e| self.err(e))?;
-            t.insert(serial, (issued_at, bytes))
+            t.insert(serial, (received_at, bytes))
                 .map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))
     }
 
-    /// Drops updates issued before `before_secs` (they hold channel keys sealed at their
-    /// issue time: keeping them would keep those keys). Returns how many went.
+    /// Drops updates received before `before_secs` (they hold channel keys sealed about
+    /// then: keeping them would keep those keys). Returns how many went.
     pub fn prune_updates(&mut self, before_secs: u64) -> Result<u64, StoreError> {
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         let mut n = 0;
@@ -502,10 +503,10 @@ impl StoreHandle {
     pub async fn put_update(
         &self,
         serial: u64,
-        issued_at: u64,
+        received_at: u64,
         bytes: Vec<u8>,
     ) -> Result<(), StoreError> {
-        self.ask(|r| Cmd::PutUpdate(serial, issued_at, bytes, r))
+        self.ask(|r| Cmd::PutUpdate(serial, received_at, bytes, r))
             .await
     }
 

@@ -219,6 +219,26 @@ fn revoked_device_is_cut_off_and_a_sleeping_member_catches_up() {
     );
     // Its bundle no longer holds channel keys: they moved into its data directory.
     assert!(d.bundle.join("channel-keys.imported").exists());
+
+    // A member restarted keeps the revision (its data directory holds the descriptor).
+    f.devs[m2]
+        .daemon
+        .take()
+        .expect("m2")
+        .kill()
+        .expect("kill m2");
+    f.start(m2);
+    f.lan
+        .wait_until(
+            "m2 back at the revision",
+            Duration::from_secs(20),
+            || match f.status(m2).and_then(|s| s["revision"].as_u64()) {
+                Some(r) if r == rev1 => Cond::Done(()),
+                other => Cond::Pending(format!("m2 at revision {other:?}")),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(f.devs[m2].data.join("descriptor.bin").exists());
 }
 
 #[test]
