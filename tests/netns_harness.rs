@@ -212,7 +212,17 @@ fn dropping_the_lan_removes_every_namespace_and_process() {
     assert!(names.iter().any(|n| n == lan.switch_namespace()));
     assert!(names.iter().any(|n| n == a.namespace()));
     assert!(sleeper.is_running());
-    assert_eq!(b.pids().expect("ip netns pids"), [orphan.id()]);
+    // `ip netns exec` joins the namespace, then execs: wait for it.
+    let orphan_pid = orphan.id();
+    netns::wait_until(
+        "unmanaged process to be in the namespace",
+        Duration::from_secs(5),
+        || match b.pids() {
+            Ok(pids) if pids == [orphan_pid] => Cond::Done(()),
+            other => Cond::Pending(format!("pids {other:?}, want [{orphan_pid}]")),
+        },
+    )
+    .unwrap();
 
     // Drop the LAN while the Host handles are still alive.
     drop(lan);
@@ -352,11 +362,17 @@ fn processes_output_env_signals_and_timeouts() {
 
     let mut s = h.spawn("sleep", ["1000"], &[]).expect("spawn sleep");
     let pid = s.pid();
-    assert_eq!(
-        h.pids().expect("pids"),
-        [pid],
-        "spawned process is not in the namespace"
-    );
+    // `ip netns exec` joins the namespace and then execs, so right after
+    // spawn the child may not be in the namespace yet.
+    netns::wait_until(
+        "spawned process to be in the namespace",
+        Duration::from_secs(5),
+        || match h.pids() {
+            Ok(pids) if pids == [pid] => Cond::Done(()),
+            other => Cond::Pending(format!("pids {other:?}, want [{pid}]")),
+        },
+    )
+    .unwrap();
     s.stop().expect("SIGSTOP");
     netns::wait_until(
         "SIGSTOP to take effect",
