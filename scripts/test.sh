@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of ptt-node: formatting, lints, unit, property and golden-vector
-# tests, and the multi-node tests that start real daemons in Linux network namespaces.
+# tests, the multi-node tests that start real daemons in Linux network namespaces, the
+# independent check of proto/ against the golden vectors, and a bounded fuzzing run.
 #
 # The namespace tests need root (ip netns). Without root they are skipped with a message,
 # except under CI (CI set), where they must run: a CI run that cannot create namespaces fails.
@@ -29,3 +30,14 @@ echo "==> cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "==> cargo test"
 cargo test --all-targets --locked -- --test-threads="${PTT_TEST_THREADS:-2}"
+echo "==> proto: the specification checked against the golden vectors by a second implementation"
+python3 -c 'import cryptography' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check cryptography
+python3 proto/vectors/check_spec.py
+# Every decoder and the control protocol under libFuzzer, a bounded time per target, on the
+# corpus kept in fuzz/corpus (scripts/fuzz.sh). PTT_SKIP_FUZZ=1 skips it outside CI.
+if [ -n "${PTT_SKIP_FUZZ:-}" ] && [ -z "${CI:-}" ]; then
+    echo "==> fuzzing skipped (PTT_SKIP_FUZZ set)"
+else
+    echo "==> fuzzing (${FUZZ_SECS:-15} s per target)"
+    FUZZ_SECS="${FUZZ_SECS:-15}" scripts/fuzz.sh
+fi

@@ -2,8 +2,9 @@
 //! accepts must verify under the sender's key.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use ptt_node::cert::DEFAULT_ROTATE_SECS;
 use ptt_node::envelope::Envelope;
-use ptt_node::keys::{ChannelSecret, DomainId};
+use ptt_node::keys::{Chain, ChannelSecret, DomainId};
 
 fuzz_target!(|data: &[u8]| {
     let domain = DomainId([5u8; 32]);
@@ -11,7 +12,14 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(env) = Envelope::parse(data) {
         let _ = env.overhead();
         if env.verify(&domain, &sender).is_ok() {
-            let key = ChannelSecret([7u8; 32]).message_key(&domain, env.header.channel, env.header.epoch);
+            // As a node does: the key of the ratchet period the sequence number falls in.
+            let period = Chain::period_of(DEFAULT_ROTATE_SECS, env.header.seq);
+            let key = ChannelSecret([7u8; 32]).message_key(
+                &domain,
+                env.header.channel,
+                env.header.epoch,
+                period,
+            );
             let _ = env.open(&domain, &key);
         }
     }
