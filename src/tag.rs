@@ -19,6 +19,8 @@ use crate::keys::DomainId;
 pub const PREFIX: &str = "ptt://1/";
 /// Longest tag accepted.
 pub const MAX_TAG_LEN: usize = 2048;
+/// Addresses a tag carries at most (later ones are ignored when parsing).
+pub const MAX_TAG_ADDRESSES: usize = 16;
 
 /// A parsed device tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +56,9 @@ fn bad(what: impl Into<String>) -> TagError {
 }
 
 impl DeviceTag {
-    /// The tag as a URI.
+    /// The tag as a URI, which [`DeviceTag::parse`] always accepts: at most
+    /// [`MAX_TAG_ADDRESSES`] addresses, those that fit in [`MAX_TAG_LEN`] in order, and the
+    /// name only if it fits (a QR code or NFC record has room for about 2 KiB).
     pub fn to_uri(&self) -> String {
         let mut s = format!(
             "{PREFIX}{}/{}?fp={}",
@@ -63,13 +67,20 @@ impl DeviceTag {
             hex::encode(self.fingerprint)
         );
         if let Some(n) = &self.name {
-            s.push_str(&format!("&n={}", utf8_percent_encode(n, NON_ALPHANUMERIC)));
+            let part = format!("&n={}", utf8_percent_encode(n, NON_ALPHANUMERIC));
+            if s.len() + part.len() <= MAX_TAG_LEN {
+                s.push_str(&part);
+            }
         }
-        for a in &self.addresses {
-            s.push_str(&format!(
+        for a in self.addresses.iter().take(MAX_TAG_ADDRESSES) {
+            let part = format!(
                 "&a={}",
                 utf8_percent_encode(&a.to_string(), NON_ALPHANUMERIC)
-            ));
+            );
+            if s.len() + part.len() > MAX_TAG_LEN {
+                break;
+            }
+            s.push_str(&part);
         }
         s
     }
@@ -105,7 +116,7 @@ impl DeviceTag {
                     );
                 }
                 "n" => name = Some(v.into_owned()),
-                "a" if addresses.len() < 16 => {
+                "a" if addresses.len() < MAX_TAG_ADDRESSES => {
                     addresses.push(v.parse().map_err(|_| bad(format!("bad address {v:?}")))?)
                 }
                 "a" => {}
@@ -198,6 +209,33 @@ mod tests {
             DeviceTag::parse(&"x".repeat(3000)),
             Err(TagError::TooLong(_))
         ));
+    }
+
+    /// Found by the `tag` fuzz target: a tag near the length limit parsed, but printed again
+    /// (names and addresses percent-encoded) it was too long to parse.
+    #[test]
+    fn printed_tags_always_parse() {
+        let mut t = tag();
+        t.addresses = (0..40)
+            .map(|i| format!("/ip4/10.0.0.{i}/tcp/4001").parse().unwrap())
+            .collect();
+        let uri = t.to_uri();
+        let back = DeviceTag::parse(&uri).unwrap();
+        assert_eq!(back.addresses, t.addresses[..MAX_TAG_ADDRESSES]);
+        assert_eq!(back.name, t.name);
+
+        t.name = Some("-".repeat(700)); // 2,100 bytes percent-encoded
+        let uri = t.to_uri();
+        assert!(uri.len() <= MAX_TAG_LEN);
+        let back = DeviceTag::parse(&uri).unwrap();
+        assert_eq!(back.name, None, "a name that cannot fit is left out");
+        assert_eq!(back.addresses, t.addresses[..MAX_TAG_ADDRESSES]);
+
+        t.name = Some("-".repeat(500)); // 1,500 bytes: fits, with room for some addresses only
+        let back = DeviceTag::parse(&t.to_uri()).unwrap();
+        assert_eq!(back.name, t.name);
+        assert!(!back.addresses.is_empty() && back.addresses.len() < MAX_TAG_ADDRESSES);
+        assert_eq!(back.addresses, t.addresses[..back.addresses.len()]);
     }
 
     #[test]

@@ -7,8 +7,9 @@ verifies every signature, unwraps the sealed key, takes one ratchet step, derive
 key of the envelope's ratchet period, opens the envelope, decodes and checks the domain update
 (its descriptor and sealed key must be the `descriptor` and `sealed_key` vectors) and recomputes
 the derived ids (domain id, peer id and its base58 text, alert id, topic). It also recomputes the
-envelope budget and the authentication size limits from their formulas and checks that the
-documents print those values. There are no golden vectors for catch-up,
+envelope budget, the authentication size limits and the control socket's line limit (with the
+largest update a `publish` line holds) from their formulas and checks that the documents print
+those values. There are no golden vectors for catch-up,
 presence records, device tags, directed messages or the store: the informative examples of
 sync.md, presence.md, tag.md and the direct-key example of keys.md are rebuilt from their text
 and compared with the bytes the documents print, and the catch-up frame limits are recomputed;
@@ -246,6 +247,15 @@ assert welcome_max <= MAX_AUTH_RESPONSE and max(roster_push_max, update_push_max
 # the frame limit admits a roster push of 256 certificates of the largest size (a receiver reads 1 000)
 assert 1 + 2 + 256 * cert_max <= MAX_AUTH_REQUEST < 1 + 2 + 257 * cert_max
 assert grouped(MAX_UPDATE_LEN) in README and grouped(MAX_UPDATE_LEN) in doc('update.md')
+# control socket (control.md): one line holds a publish request of the largest update in hex
+MAX_LINE = 2 * MAX_UPDATE_LEN + 64 * 1024
+publish_overhead = len('{"op":"publish","update":"') + len('"}') + len('\n')
+publish_max = (MAX_LINE - publish_overhead) // 2
+assert (MAX_LINE, publish_overhead, publish_max) == (2_162_688, 29, 1_081_329)
+assert publish_max >= MAX_UPDATE_LEN                         # MAX_UPDATE_LEN binds, not the line
+CONTROL = doc('control.md')
+for d in (README, CONTROL, doc('update.md')):
+    assert grouped(MAX_LINE) in d and grouped(publish_max) in d
 assert len(V['update']) <= MAX_UPDATE_LEN
 # AuthRequest::Update carrying the update vector
 upush = varint(3) + varint(len(V['update'])) + V['update']
@@ -258,7 +268,8 @@ push = b'\x01' + varint(1) + varint(len(V['certificate'])) + V['certificate']
 r = R(push); assert r.var() == 1 and r.vec(r.bytes_) == [V['certificate']]; r.end()
 assert bytes([2]) == varint(2)  # Ack: the variant index alone
 print('limits ok: MAX_AUTH_REQUEST =', MAX_AUTH_REQUEST, '; MAX_AUTH_RESPONSE =', MAX_AUTH_RESPONSE,
-      '; largest roster push', roster_push_max, '; largest update push', update_push_max, '; largest Welcome', welcome_max)
+      '; largest roster push', roster_push_max, '; largest update push', update_push_max, '; largest Welcome', welcome_max,
+      '; MAX_LINE =', MAX_LINE, '; largest update a publish line holds', publish_max)
 
 # ---------------------------------------------------------------------------------------------
 # catch-up (sync.md): fingerprint worked example, encoded messages, frame limits. No golden
