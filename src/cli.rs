@@ -1314,8 +1314,10 @@ fn format_status(s: &StatusInfo) -> String {
         out.push_str(&format!("  rejected {k}: {v}\n"));
     }
     out.push_str(&format!(
-        "domain   revision {}{}\n",
+        "domain   revision {}, {} updates applied, {} key periods erased{}\n",
         s.revision,
+        c.updates_applied,
+        c.keys_erased,
         if s.revoked {
             ", THIS DEVICE IS REVOKED"
         } else {
@@ -1333,13 +1335,18 @@ fn format_status(s: &StatusInfo) -> String {
         ));
     }
     out.push_str(&format!(
-        "catch-up {} sessions ({} ended early), {} fetched, {} requests served\nlog      {} envelopes, {} KiB\nrules    {} loaded, {} matched, {} hooks run, {} sent, {} failed\n",
+        "catch-up {} sessions ({} ended early), {} fetched, {} requests served\nlog      {} envelopes, {} KiB{}\nrules    {} loaded, {} matched, {} hooks run, {} sent, {} failed\n",
         s.catch_up.sessions,
         s.catch_up.failed,
         s.catch_up.fetched,
         s.catch_up.served,
         s.store.envelopes,
         s.store.bytes.div_ceil(1024),
+        if s.store.dropped > 0 {
+            format!(", {} dropped (store busy)", s.store.dropped)
+        } else {
+            String::new()
+        },
         s.actions.rules,
         s.actions.matched,
         s.actions.hooks_run,

@@ -17,7 +17,8 @@ use crate::node::Counters;
 
 /// Socket file name in the data directory.
 pub const SOCKET: &str = "control.sock";
-/// Longest request or reply line accepted (1 MiB).
+/// Longest request or reply line accepted, newline included (2 MiB + 64 KiB: a `publish`
+/// request carries an update of up to [`crate::update::MAX_UPDATE_LEN`] in hex).
 pub const MAX_LINE: usize = 2 * crate::update::MAX_UPDATE_LEN + 64 * 1024;
 
 /// A request from the CLI.

@@ -496,14 +496,24 @@ pub async fn run(
     }
     // Updates applied earlier, beyond the bundle's revision, in order.
     let mut held_updates = BTreeMap::new();
+    let mut replayed = false;
     for (serial, received, bytes) in stored_updates {
         if serial > node.revision() {
             match node.apply_update(&bytes, now_us() / 1_000_000) {
-                Ok(_) | Err(UpdateError::Stale { .. }) => {}
+                Ok(_) => replayed = true,
+                Err(UpdateError::Stale { .. }) => {}
                 Err(e) => tracing::warn!(serial, error = %e, "stored update not applied"),
             }
         }
         held_updates.insert(serial, (received, bytes));
+    }
+    if replayed {
+        // A data directory written before descriptor.bin existed: save what the stored
+        // updates brought, so the revocations survive those updates being pruned.
+        let desc_path = cfg.data.join(crate::bundle::files::DATA_DESCRIPTOR);
+        if let Err(e) = fsutil::write_public(&desc_path, node.descriptor().as_bytes()) {
+            tracing::error!(error = %e, "could not save the descriptor");
+        }
     }
     if node.is_revoked_self() {
         tracing::error!("this device was revoked by the domain authority: members refuse it");
@@ -1234,7 +1244,7 @@ impl Daemon {
     }
 
     /// Erases ratchet periods older than the retention window, from memory and disk, and
-    /// drops the updates issued before it (their sealed keys are as old).
+    /// drops the updates received before it (their sealed keys are at least as old).
     fn erase_keys(&mut self) {
         let window = self.retention.max_age_us;
         if self.node.erase_keys(now_us(), window) > 0 {

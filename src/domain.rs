@@ -418,10 +418,13 @@ impl Authority {
         p.rate_per_min = change.rate_per_min.unwrap_or(p.rate_per_min);
         p.burst = change.burst.unwrap_or(p.burst);
         p.rotate_secs = change.rotate_secs.unwrap_or(p.rotate_secs);
-        if p.rotate_secs != 0 && p.rotate_secs < MIN_ROTATE_SECS {
+        // Only a rotation being set is checked: a rate or burst change leaves an existing one.
+        if let Some(r) = change.rotate_secs
+            && r != 0
+            && r < MIN_ROTATE_SECS
+        {
             return Err(DomainError::Invalid(format!(
-                "a rotation period of {} s is too short: use 0 (no rotation) or at least {MIN_ROTATE_SECS} s",
-                p.rotate_secs
+                "a rotation period of {r} s is too short: use 0 (no rotation) or at least {MIN_ROTATE_SECS} s"
             )));
         }
         if p == info.policy {
