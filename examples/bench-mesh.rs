@@ -1,0 +1,759 @@
+//! The mesh benchmark behind `scripts/bench-mesh.sh`: N real daemons in network namespaces on
+//! one bridge, measured the same way as two floors run between the same namespaces in the same
+//! run: raw UDP multicast and plain rust-libp2p gossipsub with no application crypto (both in
+//! `examples/bench-peer.rs`).
+//!
+//! For each system it measures:
+//! - time-to-ready: from a node's start until it is authenticated with (ptt-node) or
+//!   subscribed to (gossipsub) every other node;
+//! - one-way latency from one sender to every other node at a steady rate (all namespaces share
+//!   one clock, so receive time minus creation time is exact): p50, p90, p99, max;
+//! - a burst: COUNT messages as fast as the sender takes them; time until the last node has
+//!   the last one, messages per second delivered to all, and how many were lost;
+//! - bytes sent on every namespace's interface per message (all nodes together);
+//! - per node: RSS (peak and after the runs), CPU seconds during the runs and at idle.
+//!
+//! It writes `report.json` and `report.md` in the output directory (the script plots them).
+//! Needs root (ip netns) and stops by itself; every namespace is removed on exit.
+
+#[path = "../tests/support/netns.rs"]
+mod netns;
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use netns::{Host, Lan};
+use serde_json::{Value, json};
+
+const UDP_GROUP: &str = "239.255.77.1:5077";
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+#[derive(Clone, Debug)]
+struct Opts {
+    nodes: usize,
+    rate: u64,
+    secs: u64,
+    burst: u64,
+    size: usize,
+    idle_secs: u64,
+    systems: Vec<String>,
+    ptt: PathBuf,
+    peer: PathBuf,
+    out: PathBuf,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: bench-mesh --ptt PATH --peer PATH --out DIR [--nodes 10] [--rate 100] [--secs 10] \
+         [--burst 2000] [--size 64] [--idle-secs 30] [--systems ptt,gossip,udp]"
+    );
+    std::process::exit(2)
+}
+
+fn parse_opts() -> Opts {
+    let mut o = Opts {
+        nodes: 10,
+        rate: 100,
+        secs: 10,
+        burst: 2000,
+        size: 64,
+        idle_secs: 30,
+        systems: vec!["udp".into(), "gossip".into(), "ptt".into()],
+        ptt: PathBuf::new(),
+        peer: PathBuf::new(),
+        out: PathBuf::new(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let v = args.next().unwrap_or_else(|| usage());
+        let num = |v: &str| v.parse::<u64>().unwrap_or_else(|_| usage());
+        match a.as_str() {
+            "--nodes" => o.nodes = num(&v) as usize,
+            "--rate" => o.rate = num(&v),
+            "--secs" => o.secs = num(&v),
+            "--burst" => o.burst = num(&v),
+            "--size" => o.size = num(&v) as usize,
+            "--idle-secs" => o.idle_secs = num(&v),
+            "--systems" => o.systems = v.split(',').map(str::to_string).collect(),
+            "--ptt" => o.ptt = v.into(),
+            "--peer" => o.peer = v.into(),
+            "--out" => o.out = v.into(),
+            _ => usage(),
+        }
+    }
+    if o.nodes < 2 || o.size < 16 || o.ptt.as_os_str().is_empty() || o.out.as_os_str().is_empty() {
+        usage();
+    }
+    o
+}
+
+/// One message as a receiver saw it.
+#[derive(Clone, Copy, Debug)]
+struct Recv {
+    seq: u64,
+    sent_us: u64,
+    recv_us: u64,
+}
+
+/// A node under test: its namespace and its process.
+struct Node {
+    host: Host,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: PathBuf,
+    started_us: u64,
+    data: PathBuf,
+    listener: Option<Child>,
+    listen_out: PathBuf,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        for c in [Some(&mut self.child), self.listener.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Per-process figures read from /proc.
+fn proc_stat(pid: u32) -> (u64, u64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let cpu = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let t = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after ')'.
+            (t(11) + t(12)) as f64 / clock_ticks()
+        })
+        .unwrap_or(0.0);
+    (kb("VmRSS:"), kb("VmHWM:"), cpu)
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
+fn tx_bytes(host: &Host) -> u64 {
+    host.run("cat", ["/sys/class/net/eth0/statistics/tx_bytes"])
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn total_tx(nodes: &[Node]) -> u64 {
+    nodes.iter().map(|n| tx_bytes(&n.host)).sum()
+}
+
+fn spawn_in(host: &Host, program: &Path, args: &[String], out: &Path, stdin: bool) -> Child {
+    let stdout = std::fs::File::create(out).expect("create output file");
+    let stderr = std::fs::File::create(out.with_extension("stderr")).expect("create stderr file");
+    host.command(program, args)
+        .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", program.display()))
+}
+
+/// Receive records of one node, parsed from its output file.
+fn receptions(system: &str, path: &Path) -> Vec<Recv> {
+    let Ok(f) = std::fs::File::open(path) else {
+        return vec![];
+    };
+    let mut out = vec![];
+    for line in BufReader::new(f).lines().map_while(Result::ok) {
+        if system == "ptt" {
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            // The alert text is "bench SEQ" (padded): SEQ numbers the alerts of a run.
+            let seq = v["text"]
+                .as_str()
+                .and_then(|t| t.strip_prefix("bench "))
+                .and_then(|t| t.split_whitespace().next())
+                .and_then(|s| s.parse().ok());
+            if let (Some(seq), Some(s), Some(r)) = (
+                seq,
+                v["created_at_us"].as_u64(),
+                v["received_at_us"].as_u64(),
+            ) {
+                out.push(Recv {
+                    seq,
+                    sent_us: s,
+                    recv_us: r,
+                });
+            }
+        } else if let Some(rest) = line.strip_prefix("recv ") {
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            if f.len() >= 3 {
+                out.push(Recv {
+                    seq: f[0],
+                    sent_us: f[1],
+                    recv_us: f[2],
+                });
+            }
+        }
+    }
+    out
+}
+
+fn ready_line(path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("ready "))
+        .and_then(|t| t.trim().parse().ok())
+}
+
+/// Members a daemon is authenticated with, asked over its control socket (a Unix socket in
+/// its data directory, reachable from outside its namespace: no process per poll).
+fn ptt_authenticated(rt: &tokio::runtime::Runtime, data: &Path) -> Option<usize> {
+    use ptt_node::control::{Client, Reply, Request};
+    rt.block_on(async {
+        let mut c = Client::connect(data).await.ok()?;
+        match c.call(&Request::Status).await.ok()? {
+            Reply::Status(s) => Some(s.peers.authenticated),
+            _ => None,
+        }
+    })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Provisions a domain of `n` devices for ptt-node; returns the bundle directories.
+fn provision(ptt: &Path, dir: &Path, n: usize) -> Vec<PathBuf> {
+    let run = |args: &[&str]| {
+        let o = Command::new(ptt).args(args).output().expect("run ptt-node");
+        assert!(
+            o.status.success(),
+            "ptt-node {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let dom = dir.join("dom");
+    let d = dom.to_str().expect("utf-8");
+    run(&["domain", "init", "--dir", d, "--name", "bench"]);
+    // A channel policy for the benchmark's rates (the default allows 50 alerts/s per sender).
+    run(&[
+        "domain",
+        "channel",
+        "--dir",
+        d,
+        "--channel",
+        "alerts",
+        "--rate",
+        "1200000",
+        "--burst",
+        "100000",
+    ]);
+    (0..n)
+        .map(|i| {
+            let b = dir.join(format!("n{i}.bundle"));
+            run(&[
+                "domain",
+                "enroll",
+                "--dir",
+                d,
+                "--device",
+                &format!("n{i}"),
+                "--out",
+                b.to_str().expect("utf-8"),
+            ]);
+            b
+        })
+        .collect()
+}
+
+/// Starts the nodes of one system and waits until all are ready (or 60 s).
+fn start_system(o: &Opts, system: &str, lan: &Lan, dir: &Path) -> (Vec<Node>, Vec<f64>) {
+    let bundles = if system == "ptt" {
+        provision(&o.ptt, dir, o.nodes)
+    } else {
+        vec![]
+    };
+    let hosts: Vec<Host> = (0..o.nodes)
+        .map(|i| lan.add_host(&format!("n{i}")).expect("add host"))
+        .collect();
+    let mut nodes = vec![];
+    for (i, host) in hosts.into_iter().enumerate() {
+        let out = dir.join(format!("{system}-n{i}.out"));
+        let data = dir.join(format!("n{i}.data"));
+        let addr = host.addr();
+        let (program, args): (&Path, Vec<String>) = match system {
+            "ptt" => (
+                &o.ptt,
+                vec![
+                    "run".into(),
+                    "--bundle".into(),
+                    bundles[i].display().to_string(),
+                    "--data".into(),
+                    data.display().to_string(),
+                    "--listen".into(),
+                    format!("/ip4/{addr}/tcp/4001"),
+                ],
+            ),
+            "gossip" => {
+                let mut a = vec![
+                    "gossip".into(),
+                    "--listen".into(),
+                    format!("/ip4/{addr}/tcp/4001"),
+                    "--expect".into(),
+                    (o.nodes - 1).to_string(),
+                ];
+                // Each pair is dialled once: a node dials the nodes started before it.
+                for j in 0..i {
+                    a.push("--peer".into());
+                    a.push(format!("/ip4/{}/tcp/4001", nodes_addr(lan, j)));
+                }
+                (&o.peer, a)
+            }
+            _ => (
+                &o.peer,
+                vec![
+                    "udp".into(),
+                    "--addr".into(),
+                    addr.to_string(),
+                    "--group".into(),
+                    UDP_GROUP.into(),
+                    "--expect".into(),
+                    (o.nodes - 1).to_string(),
+                ],
+            ),
+        };
+        let started_us = now_us();
+        let mut child = spawn_in(&host, program, &args, &out, system != "ptt");
+        let stdin = child.stdin.take();
+        if system == "gossip" {
+            // Later nodes dial this one: wait until it listens (a refused dial is not retried).
+            let err = out.with_extension("stderr");
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(5)
+                && !std::fs::read_to_string(&err)
+                    .unwrap_or_default()
+                    .contains("listening on")
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        nodes.push(Node {
+            host,
+            child,
+            stdin,
+            stdout: out,
+            started_us,
+            data,
+            listener: None,
+            listen_out: dir.join(format!("{system}-n{i}.listen")),
+        });
+    }
+    // Ready times.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut ready: Vec<Option<f64>> = vec![None; nodes.len()];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ready.iter().any(Option::is_none) && Instant::now() < deadline {
+        for (i, n) in nodes.iter().enumerate() {
+            if ready[i].is_some() {
+                continue;
+            }
+            let at = if system == "ptt" {
+                (ptt_authenticated(&rt, &n.data) == Some(o.nodes - 1)).then(now_us)
+            } else {
+                ready_line(&n.stdout)
+            };
+            if let Some(t) = at {
+                ready[i] = Some(t.saturating_sub(n.started_us) as f64 / 1e6);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let ready: Vec<f64> = ready.into_iter().map(|r| r.unwrap_or(f64::NAN)).collect();
+    (nodes, ready)
+}
+
+fn nodes_addr(lan: &Lan, i: usize) -> std::net::Ipv4Addr {
+    // The harness numbers hosts 10.213.<lan>.<10 + n> in the order they were added.
+    let s = lan.subnet().octets();
+    std::net::Ipv4Addr::new(s[0], s[1], s[2], 10 + i as u8)
+}
+
+/// Sends `count` messages at `rate`/s (0: as fast as the sender takes them) from node 0.
+fn send(o: &Opts, system: &str, nodes: &mut [Node], first_seq: u64, count: u64, rate: u64) {
+    if system == "ptt" {
+        let data = nodes[0].data.display().to_string();
+        let mut sender = nodes[0]
+            .host
+            .command(&o.ptt, ["alert", "--stdin", "--data", &data])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start ptt-node alert --stdin");
+        let mut stdin = sender.stdin.take().expect("stdin");
+        let start = Instant::now();
+        for k in 0..count {
+            if rate > 0 {
+                let due = start + Duration::from_secs_f64(k as f64 / rate as f64);
+                if let Some(d) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(d);
+                }
+            }
+            // The text is padded so the plaintext alert is about `size` bytes.
+            let head = format!("bench {} ", first_seq + k);
+            let pad = o.size.saturating_sub(head.len() + 24);
+            let line = json!({"severity":"minor","kind":"bench","text": format!("{head}{}", "x".repeat(pad))});
+            if writeln!(stdin, "{line}").is_err() {
+                break;
+            }
+            if rate > 0 {
+                let _ = stdin.flush();
+            }
+        }
+        drop(stdin);
+        let _ = sender.wait();
+    } else {
+        let stdin = nodes[0].stdin.as_mut().expect("peer stdin");
+        writeln!(stdin, "send {count} {rate} {}", o.size).expect("command the sender");
+        stdin.flush().expect("flush");
+        // The sender prints "sent …" when done.
+        let deadline = Instant::now() + Duration::from_secs(count / rate.max(1) + 120);
+        let want = std::fs::read_to_string(&nodes[0].stdout)
+            .unwrap_or_default()
+            .matches("sent ")
+            .count()
+            + 1;
+        while Instant::now() < deadline
+            && std::fs::read_to_string(&nodes[0].stdout)
+                .unwrap_or_default()
+                .matches("sent ")
+                .count()
+                < want
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Waits until every receiver has every message of `seqs` (or `timeout` passes without any
+/// new one); returns each receiver's records of them.
+fn collect(
+    system: &str,
+    nodes: &[Node],
+    seqs: std::ops::Range<u64>,
+    timeout: Duration,
+) -> Vec<Vec<Recv>> {
+    let mut last_progress = Instant::now();
+    let mut last_total = 0;
+    loop {
+        let per: Vec<Vec<Recv>> = nodes[1..]
+            .iter()
+            .map(|n| {
+                let path = if system == "ptt" {
+                    &n.listen_out
+                } else {
+                    &n.stdout
+                };
+                let mut seen = HashSet::new();
+                receptions(system, path)
+                    .into_iter()
+                    .filter(|r| seqs.contains(&r.seq) && seen.insert(r.seq))
+                    .collect()
+            })
+            .collect();
+        let total: usize = per.iter().map(Vec::len).sum();
+        let want = (seqs.end - seqs.start) as usize * per.len();
+        if total >= want {
+            return per;
+        }
+        if total > last_total {
+            last_total = total;
+            last_progress = Instant::now();
+        } else if last_progress.elapsed() > timeout {
+            return per;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn run_system(o: &Opts, system: &str) -> Value {
+    eprintln!("== {system}: {} nodes", o.nodes);
+    let lan = Lan::new(&format!("bm{system}")).expect("create LAN");
+    let dir = lan.dir().to_path_buf();
+    let (mut nodes, ready) = start_system(o, system, &lan, &dir);
+    let mut sorted_ready: Vec<f64> = ready.iter().copied().filter(|r| r.is_finite()).collect();
+    sorted_ready.sort_by(f64::total_cmp);
+    eprintln!(
+        "   ready: {}/{} nodes, max {:.3} s",
+        sorted_ready.len(),
+        nodes.len(),
+        sorted_ready.last().copied().unwrap_or(f64::NAN)
+    );
+    if system == "ptt" {
+        for n in nodes.iter_mut().skip(1) {
+            let args = [
+                "listen".to_string(),
+                "--json".into(),
+                "--data".into(),
+                n.data.display().to_string(),
+            ];
+            n.listener = Some(spawn_in(&n.host, &o.ptt, &args, &n.listen_out, false));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let cpu0: Vec<f64> = nodes.iter().map(|n| proc_stat(n.child.id()).2).collect();
+
+    // Steady rate.
+    let count = o.rate * o.secs;
+    let tx0 = total_tx(&nodes);
+    send(o, system, &mut nodes, 0, count, o.rate);
+    let steady = collect(system, &nodes, 0..count, Duration::from_secs(10));
+    let tx1 = total_tx(&nodes);
+    let mut lat: Vec<f64> = steady
+        .iter()
+        .flatten()
+        .map(|r| r.recv_us.saturating_sub(r.sent_us) as f64 / 1000.0)
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    let steady_got: usize = steady.iter().map(Vec::len).sum();
+    eprintln!(
+        "   steady {}/s: {steady_got}/{} deliveries, p50 {:.2} ms p99 {:.2} ms",
+        o.rate,
+        count as usize * (nodes.len() - 1),
+        percentile(&lat, 50.0),
+        percentile(&lat, 99.0)
+    );
+
+    // Burst.
+    std::thread::sleep(Duration::from_secs(1));
+    // Sequence numbers go on from the steady run's (the baseline peers number what they send).
+    let b0 = count;
+    let tx2 = total_tx(&nodes);
+    send(o, system, &mut nodes, b0, o.burst, 0);
+    let burst = collect(system, &nodes, b0..b0 + o.burst, Duration::from_secs(15));
+    let tx3 = total_tx(&nodes);
+    let burst_got: usize = burst.iter().map(Vec::len).sum();
+    let first_sent = burst.iter().flatten().map(|r| r.sent_us).min().unwrap_or(0);
+    let last_recv = burst.iter().flatten().map(|r| r.recv_us).max().unwrap_or(0);
+    let complete = burst.iter().all(|v| v.len() as u64 == o.burst);
+    let burst_secs = last_recv.saturating_sub(first_sent) as f64 / 1e6;
+    let burst_rate = if burst_secs > 0.0 {
+        o.burst as f64 / burst_secs
+    } else {
+        f64::NAN
+    };
+    let mut blat: Vec<f64> = burst
+        .iter()
+        .flatten()
+        .map(|r| r.recv_us.saturating_sub(r.sent_us) as f64 / 1000.0)
+        .collect();
+    blat.sort_by(f64::total_cmp);
+    eprintln!(
+        "   burst {}: {burst_got}/{} deliveries in {burst_secs:.3} s = {burst_rate:.0}/s to all",
+        o.burst,
+        o.burst as usize * (nodes.len() - 1)
+    );
+    let cpu1: Vec<f64> = nodes.iter().map(|n| proc_stat(n.child.id()).2).collect();
+
+    // Idle.
+    std::thread::sleep(Duration::from_secs(o.idle_secs));
+    let stats: Vec<(u64, u64, f64)> = nodes.iter().map(|n| proc_stat(n.child.id())).collect();
+    let per_node: Vec<Value> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, _)| {
+            json!({
+                "ready_s": ready[i],
+                "rss_kib": stats[i].0,
+                "peak_rss_kib": stats[i].1,
+                "cpu_s_runs": cpu1[i] - cpu0[i],
+                "cpu_idle_percent": 100.0 * (stats[i].2 - cpu1[i]) / o.idle_secs.max(1) as f64,
+            })
+        })
+        .collect();
+    let max_of = |k: &str| {
+        per_node
+            .iter()
+            .filter_map(|v| v[k].as_f64())
+            .fold(f64::NAN, f64::max)
+    };
+    let result = json!({
+        "system": system,
+        "nodes": nodes.len(),
+        "ready_s": {"max": sorted_ready.last(), "p50": percentile(&sorted_ready, 50.0), "all_ready": sorted_ready.len() == nodes.len()},
+        "steady": {
+            "rate": o.rate, "secs": o.secs, "messages": count,
+            "deliveries": steady_got, "expected": count as usize * (nodes.len() - 1),
+            "latency_ms": {"p50": percentile(&lat, 50.0), "p90": percentile(&lat, 90.0), "p99": percentile(&lat, 99.0), "max": lat.last()},
+            "wire_bytes_per_message": (tx1 - tx0) as f64 / count.max(1) as f64,
+            "latency_cdf_ms": cdf(&lat),
+        },
+        "burst": {
+            "messages": o.burst, "deliveries": burst_got, "expected": o.burst as usize * (nodes.len() - 1),
+            "complete": complete, "secs": burst_secs, "delivered_to_all_per_s": burst_rate,
+            "latency_ms": {"p50": percentile(&blat, 50.0), "p99": percentile(&blat, 99.0), "max": blat.last()},
+            "wire_bytes_per_message": (tx3 - tx2) as f64 / o.burst.max(1) as f64,
+        },
+        "max_rss_kib": max_of("rss_kib"),
+        "max_peak_rss_kib": max_of("peak_rss_kib"),
+        "max_cpu_idle_percent": max_of("cpu_idle_percent"),
+        "per_node": per_node,
+    });
+    drop(nodes);
+    // Keep every process's output for a look afterwards (the LAN's directory goes with it).
+    let logs = o.out.join("logs").join(system);
+    let _ = std::fs::create_dir_all(&logs);
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_file() {
+            let _ = std::fs::copy(&p, logs.join(e.file_name()));
+        }
+    }
+    for e in std::fs::read_dir(dir.join("logs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let _ = std::fs::copy(e.path(), logs.join(e.file_name()));
+    }
+    drop(lan);
+    result
+}
+
+/// 200 points of the latency distribution (for the CDF plot).
+fn cdf(sorted: &[f64]) -> Vec<(f64, f64)> {
+    if sorted.is_empty() {
+        return vec![];
+    }
+    (0..=200)
+        .map(|k| {
+            let p = k as f64 / 2.0;
+            (percentile(sorted, p), p)
+        })
+        .collect()
+}
+
+fn main() {
+    let o = parse_opts();
+    if !netns::require_netns() {
+        eprintln!("bench-mesh needs root and ip netns");
+        std::process::exit(1);
+    }
+    std::fs::create_dir_all(&o.out).expect("create output directory");
+    let mut results = BTreeMap::new();
+    for s in &o.systems {
+        if !["ptt", "gossip", "udp"].contains(&s.as_str()) {
+            usage();
+        }
+        results.insert(s.clone(), run_system(&o, s));
+    }
+    let report = json!({
+        "date_utc_s": now_us() / 1_000_000,
+        "machine": machine(),
+        "options": {"nodes": o.nodes, "rate": o.rate, "secs": o.secs, "burst": o.burst, "size": o.size, "idle_secs": o.idle_secs},
+        "systems": results,
+    });
+    let path = o.out.join("report.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&report).expect("json"))
+        .expect("write report.json");
+    let md = markdown(&report);
+    std::fs::write(o.out.join("report.md"), &md).expect("write report.md");
+    println!("{md}");
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!("{cores} cores, {cpu}")
+}
+
+fn markdown(r: &Value) -> String {
+    let f = |v: &Value| v.as_f64().map_or("-".into(), |x| format!("{x:.2}"));
+    let f0 = |v: &Value| v.as_f64().map_or("-".into(), |x| format!("{x:.0}"));
+    let mut s = format!(
+        "# Mesh benchmark\n\n{} nodes, {} B payload, steady {}/s for {} s, burst {}; {}.\n\n",
+        r["options"]["nodes"],
+        r["options"]["size"],
+        r["options"]["rate"],
+        r["options"]["secs"],
+        r["options"]["burst"],
+        r["machine"].as_str().unwrap_or("")
+    );
+    s.push_str("| system | ready max (s) | p50 (ms) | p90 | p99 | max | steady delivered | burst /s to all | burst delivered | wire B/msg (steady) | RSS max (MiB) | peak RSS (MiB) | idle CPU max (%) |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    let udp_p99 = r["systems"]["udp"]["steady"]["latency_ms"]["p99"].as_f64();
+    for (name, v) in r["systems"].as_object().into_iter().flatten() {
+        let st = &v["steady"];
+        let b = &v["burst"];
+        s.push_str(&format!(
+            "| {name} | {} | {} | {} | {} | {} | {}/{} | {} | {}/{} | {} | {:.1} | {:.1} | {} |\n",
+            f(&v["ready_s"]["max"]),
+            f(&st["latency_ms"]["p50"]),
+            f(&st["latency_ms"]["p90"]),
+            f(&st["latency_ms"]["p99"]),
+            f(&st["latency_ms"]["max"]),
+            st["deliveries"],
+            st["expected"],
+            f0(&b["delivered_to_all_per_s"]),
+            b["deliveries"],
+            b["expected"],
+            f0(&st["wire_bytes_per_message"]),
+            v["max_rss_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0,
+            v["max_peak_rss_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0,
+            f(&v["max_cpu_idle_percent"]),
+        ));
+    }
+    if let Some(u) = udp_p99 {
+        s.push_str("\nRatios to the UDP multicast floor (p99 latency):");
+        for (name, v) in r["systems"].as_object().into_iter().flatten() {
+            if let Some(p) = v["steady"]["latency_ms"]["p99"].as_f64() {
+                s.push_str(&format!(" {name} {:.1}×;", p / u));
+            }
+        }
+        s.push('\n');
+    }
+    s
+}

@@ -1,0 +1,456 @@
+//! Baseline peer for the mesh benchmark (`scripts/bench-mesh.sh`).
+//!
+//! The benchmark measures ptt-node against two floors, run in the same Linux network
+//! namespaces: raw UDP multicast, and plain rust-libp2p gossipsub (default configuration, no
+//! application crypto). The driver spawns one `bench-peer` per namespace and talks to it over
+//! stdin/stdout:
+//!
+//! ```text
+//! bench-peer gossip --listen /ip4/10.213.0.11/tcp/4001 [--peer MULTIADDR]... --expect K
+//! bench-peer udp --addr 10.213.0.11 --group 239.255.77.1:5077 --expect K
+//! ```
+//!
+//! stdout, one line per event (all times are µs since the Unix epoch):
+//! - `ready T` once: gossip, when K distinct peers have subscribed to the topic; udp, as soon as
+//!   the socket is bound and has joined the group.
+//! - `recv SEQ SENT_US RECV_US LEN` for every message received from another peer.
+//! - `sent COUNT ERRORS T_FIRST T_LAST` when a send command has finished (T_FIRST is the first
+//!   message's SENT_US, T_LAST the time the last publish call returned).
+//!
+//! stdin: `send COUNT RATE SIZE` publishes COUNT messages of SIZE (>= 16) bytes at RATE per
+//! second (0 = as fast as possible); the payload is SEQ (u64 BE, never reused within the
+//! process) ‖ SENT_US (u64 BE) ‖ zero padding. Commands arriving during a send are queued.
+//! `quit` or EOF exits 0.
+
+use std::collections::{HashSet, VecDeque};
+use std::io::{BufWriter, StdoutLock, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, gossipsub, noise, tcp, yamux};
+use tokio::io::AsyncBufReadExt;
+use tokio::net::UdpSocket;
+use tokio::time::{Interval, MissedTickBehavior};
+
+const USAGE: &str = "usage:
+  bench-peer gossip --listen MULTIADDR [--peer MULTIADDR]... --expect K
+  bench-peer udp --addr IPV4 --group GROUP_IPV4:PORT --expect K";
+/// Messages published per turn at RATE 0, between two polls of the swarm / socket.
+const CHUNK: u64 = 50;
+/// SEQ ‖ SENT_US.
+const HEADER: usize = 16;
+/// Datagrams drained per wake-up before stdout is flushed and other work gets a turn.
+const UDP_DRAIN: usize = 1024;
+
+type Res = Result<(), Box<dyn std::error::Error>>;
+
+enum Mode {
+    Gossip {
+        listen: Multiaddr,
+        peers: Vec<Multiaddr>,
+        expect: usize,
+    },
+    Udp {
+        addr: Ipv4Addr,
+        group: SocketAddrV4,
+        expect: usize,
+    },
+}
+
+fn usage() -> ! {
+    eprintln!("{USAGE}");
+    std::process::exit(2)
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+fn parse_args() -> Mode {
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().unwrap_or_else(|| usage());
+    let (mut listen, mut peers, mut expect, mut addr, mut group) =
+        (None, Vec::new(), None, None, None);
+    while let Some(flag) = args.next() {
+        let Some(value) = args.next() else { usage() };
+        let ok = match flag.as_str() {
+            "--listen" => value.parse::<Multiaddr>().map(|v| listen = Some(v)).is_ok(),
+            "--peer" => value.parse::<Multiaddr>().map(|v| peers.push(v)).is_ok(),
+            "--expect" => value.parse::<usize>().map(|v| expect = Some(v)).is_ok(),
+            "--addr" => value.parse::<Ipv4Addr>().map(|v| addr = Some(v)).is_ok(),
+            "--group" => value
+                .parse::<SocketAddrV4>()
+                .map(|v| group = Some(v))
+                .is_ok(),
+            _ => false,
+        };
+        if !ok {
+            eprintln!("bench-peer: bad argument {flag} {value:?}");
+            usage()
+        }
+    }
+    match (mode.as_str(), listen, expect, addr, group) {
+        ("gossip", Some(listen), Some(expect), None, None) => Mode::Gossip {
+            listen,
+            peers,
+            expect,
+        },
+        ("udp", None, Some(expect), Some(addr), Some(group)) if peers.is_empty() => Mode::Udp {
+            addr,
+            group,
+            expect,
+        },
+        _ => usage(),
+    }
+}
+
+/// Locked, buffered stdout; a driver that went away ends the process.
+struct Out(BufWriter<StdoutLock<'static>>);
+
+impl Out {
+    fn new() -> Self {
+        Out(BufWriter::new(std::io::stdout().lock()))
+    }
+    fn line(&mut self, args: std::fmt::Arguments) {
+        if let Err(e) = writeln!(self.0, "{args}") {
+            eprintln!("bench-peer: stdout: {e}");
+            std::process::exit(1);
+        }
+    }
+    fn flush(&mut self) {
+        if let Err(e) = self.0.flush() {
+            eprintln!("bench-peer: stdout: {e}");
+            std::process::exit(1);
+        }
+    }
+    fn quit(&mut self) -> ! {
+        self.flush();
+        std::process::exit(0)
+    }
+    /// Prints `recv` for a received payload; payloads shorter than the header are skipped.
+    fn recv(&mut self, data: &[u8], recv_us: u64) {
+        let field = |range: std::ops::Range<usize>| {
+            data.get(range)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+        };
+        let (Some(seq), Some(sent)) = (field(0..8), field(8..HEADER)) else {
+            return;
+        };
+        self.line(format_args!("recv {seq} {sent} {recv_us} {}", data.len()));
+    }
+}
+
+/// A `send COUNT RATE SIZE` command, waiting or running.
+#[derive(Clone, Copy)]
+struct SendCmd {
+    count: u64,
+    rate: f64,
+    size: usize,
+}
+
+/// One line of stdin.
+enum Command {
+    Blank,
+    Quit,
+    Send(SendCmd),
+}
+
+fn parse_command(line: &str) -> Result<Command, String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        [] => Ok(Command::Blank),
+        ["quit"] => Ok(Command::Quit),
+        ["send", count, rate, size] => {
+            let count = count
+                .parse::<u64>()
+                .map_err(|e| format!("COUNT {count:?}: {e}"))?;
+            let rate = rate
+                .parse::<f64>()
+                .map_err(|e| format!("RATE {rate:?}: {e}"))?;
+            let size = size
+                .parse::<usize>()
+                .map_err(|e| format!("SIZE {size:?}: {e}"))?;
+            if !(rate == 0.0 || (rate.is_finite() && rate >= 0.001)) {
+                return Err(format!("RATE {rate} must be 0 or in [0.001, inf)"));
+            }
+            if size < HEADER {
+                return Err(format!("SIZE {size} must be >= {HEADER}"));
+            }
+            Ok(Command::Send(SendCmd { count, rate, size }))
+        }
+        _ => Err(format!("unknown command {line:?}")),
+    }
+}
+
+/// Handles one read from stdin: queues a send, or exits on `quit` / EOF / read error.
+fn on_stdin(read: std::io::Result<Option<String>>, queue: &mut VecDeque<SendCmd>, out: &mut Out) {
+    let line = match read {
+        Ok(Some(line)) => line,
+        Ok(None) => out.quit(),
+        Err(e) => {
+            eprintln!("bench-peer: stdin: {e}");
+            out.quit()
+        }
+    };
+    match parse_command(&line) {
+        Ok(Command::Send(cmd)) => queue.push_back(cmd),
+        Ok(Command::Quit) => out.quit(),
+        Ok(Command::Blank) => {}
+        Err(e) => eprintln!("bench-peer: ignoring command: {e}"),
+    }
+}
+
+/// The send command in progress.
+struct Job {
+    left: u64,
+    size: usize,
+    /// `None` at RATE 0 (as fast as possible).
+    interval: Option<Interval>,
+    count: u64,
+    errors: u64,
+    t_first: u64,
+    t_last: u64,
+}
+
+impl Job {
+    fn new(cmd: SendCmd) -> Self {
+        let interval = (cmd.rate > 0.0).then(|| {
+            // tokio timers have 1 ms resolution; Burst keeps the mean rate above 1000/s.
+            let period = Duration::from_secs_f64(1.0 / cmd.rate).max(Duration::from_micros(1));
+            let mut interval = tokio::time::interval(period);
+            interval.set_missed_tick_behavior(MissedTickBehavior::Burst);
+            interval
+        });
+        Job {
+            left: cmd.count,
+            size: cmd.size,
+            interval,
+            count: 0,
+            errors: 0,
+            t_first: 0,
+            t_last: 0,
+        }
+    }
+    /// Messages to send on this turn.
+    fn batch(&self) -> u64 {
+        if self.interval.is_some() {
+            self.left.min(1)
+        } else {
+            self.left.min(CHUNK)
+        }
+    }
+    /// The next payload, stamped now.
+    fn payload(&mut self, seq: &mut u64) -> Vec<u8> {
+        let mut data = vec![0u8; self.size];
+        let sent = now_us();
+        data[0..8].copy_from_slice(&seq.to_be_bytes());
+        data[8..HEADER].copy_from_slice(&sent.to_be_bytes());
+        *seq += 1;
+        if self.count == 0 {
+            self.t_first = sent;
+        }
+        data
+    }
+    /// Records the outcome of one publish / send_to.
+    fn done<E: std::fmt::Display>(&mut self, result: Result<(), E>) {
+        if let Err(e) = result {
+            if self.errors == 0 {
+                eprintln!("bench-peer: send error (further ones only counted): {e}");
+            }
+            self.errors += 1;
+        }
+        self.count += 1;
+        self.left -= 1;
+        self.t_last = now_us();
+    }
+}
+
+/// Starts queued commands while none is running, reporting those with COUNT 0 at once.
+fn start_jobs(job: &mut Option<Job>, queue: &mut VecDeque<SendCmd>, out: &mut Out) {
+    loop {
+        if let Some(j) = job.as_ref() {
+            if j.left > 0 {
+                return;
+            }
+            out.line(format_args!(
+                "sent {} {} {} {}",
+                j.count, j.errors, j.t_first, j.t_last
+            ));
+            *job = None;
+        }
+        let Some(cmd) = queue.pop_front() else { return };
+        *job = Some(Job::new(cmd));
+    }
+}
+
+/// Completes when the running job may send its next batch (immediately at RATE 0).
+async fn tick(job: &mut Option<Job>) {
+    if let Some(Job {
+        interval: Some(interval),
+        ..
+    }) = job
+    {
+        interval.tick().await;
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let result = match parse_args() {
+        Mode::Gossip {
+            listen,
+            peers,
+            expect,
+        } => run_gossip(listen, peers, expect).await,
+        Mode::Udp {
+            addr,
+            group,
+            expect,
+        } => run_udp(addr, group, expect).await,
+    };
+    if let Err(e) = result {
+        eprintln!("bench-peer: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run_gossip(listen: Multiaddr, peers: Vec<Multiaddr>, expect: usize) -> Res {
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_behaviour(|key| {
+            let behaviour: gossipsub::Behaviour = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gossipsub::Config::default(),
+            )?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(behaviour)
+        })?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    let me = *swarm.local_peer_id();
+    let bench = gossipsub::IdentTopic::new("bench");
+    swarm.behaviour_mut().subscribe(&bench)?;
+    let topic = bench.hash();
+    swarm.listen_on(listen)?;
+    for peer in peers {
+        if let Err(e) = swarm.dial(peer.clone()) {
+            eprintln!("bench-peer: dial {peer}: {e}");
+        }
+    }
+
+    let mut out = Out::new();
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut subscribed = HashSet::new();
+    let mut ready = expect == 0;
+    if ready {
+        out.line(format_args!("ready {}", now_us()));
+    }
+    let (mut seq, mut queue, mut job) = (0u64, VecDeque::new(), None::<Job>);
+    loop {
+        start_jobs(&mut job, &mut queue, &mut out);
+        out.flush();
+        tokio::select! {
+            // The swarm first, so it keeps making progress while we publish flat out.
+            biased;
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::Behaviour(gossipsub::Event::Message { message, .. }) => {
+                    let recv_us = now_us();
+                    if message.source != Some(me) {
+                        out.recv(&message.data, recv_us);
+                    }
+                }
+                SwarmEvent::Behaviour(gossipsub::Event::Subscribed { peer_id, topic: t, .. })
+                    if t == topic =>
+                {
+                    subscribed.insert(peer_id);
+                    if !ready && subscribed.len() >= expect {
+                        ready = true;
+                        out.line(format_args!("ready {}", now_us()));
+                    }
+                }
+                SwarmEvent::NewListenAddr { address, .. } => eprintln!("bench-peer: listening on {address}"),
+                SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                    eprintln!("bench-peer: dial {peer_id:?}: {error}");
+                }
+                _ => {}
+            },
+            read = lines.next_line() => on_stdin(read, &mut queue, &mut out),
+            () = tick(&mut job), if job.is_some() => {
+                if let Some(j) = job.as_mut() {
+                    for _ in 0..j.batch() {
+                        let data = j.payload(&mut seq);
+                        let result = swarm.behaviour_mut().publish(topic.clone(), data);
+                        j.done(result.map(|_| ()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn run_udp(addr: Ipv4Addr, group: SocketAddrV4, expect: usize) -> Res {
+    let rx = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, group.port())).await?;
+    rx.join_multicast_v4(*group.ip(), addr)?;
+    // The route 224.0.0.0/4 dev eth0 in each namespace picks the outgoing interface.
+    let tx = UdpSocket::bind((addr, 0)).await?;
+    tx.set_multicast_loop_v4(false)?;
+    tx.set_multicast_ttl_v4(1)?;
+    let dest = SocketAddr::V4(group);
+
+    let mut out = Out::new();
+    out.line(format_args!("ready {}", now_us()));
+    eprintln!("bench-peer: udp {addr} joined {group}, expecting {expect} peers");
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut buf = vec![0u8; 65536];
+    let (mut seq, mut queue, mut job) = (0u64, VecDeque::new(), None::<Job>);
+    loop {
+        start_jobs(&mut job, &mut queue, &mut out);
+        out.flush();
+        tokio::select! {
+            biased;
+            result = rx.recv_from(&mut buf) => {
+                let mut result = result;
+                // Drain what is already queued, then flush stdout once.
+                for drained in 1.. {
+                    let recv_us = now_us();
+                    match result {
+                        Ok((len, from)) => {
+                            if from.ip() != std::net::IpAddr::V4(addr) {
+                                out.recv(buf.get(..len).unwrap_or_default(), recv_us);
+                            }
+                        }
+                        Err(e) => {
+                            if e.kind() != std::io::ErrorKind::WouldBlock {
+                                eprintln!("bench-peer: recv: {e}");
+                            }
+                            break;
+                        }
+                    }
+                    if drained == UDP_DRAIN {
+                        break;
+                    }
+                    result = rx.try_recv_from(&mut buf);
+                }
+            }
+            read = lines.next_line() => on_stdin(read, &mut queue, &mut out),
+            () = tick(&mut job), if job.is_some() => {
+                if let Some(j) = job.as_mut() {
+                    for _ in 0..j.batch() {
+                        let data = j.payload(&mut seq);
+                        let result = tx.send_to(&data, dest).await;
+                        j.done(result.map(|_| ()));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The mesh benchmark: N ptt-node daemons in network namespaces on one bridge, against two floors
+# run between the same namespaces in the same run (raw UDP multicast, plain libp2p gossipsub).
+# Measures time-to-ready, one-way latency at a steady rate, burst throughput, bytes on the wire,
+# RSS and CPU; writes report.json and report.md under target/bench-report/ (or --out DIR).
+#
+#   sudo scripts/bench-mesh.sh                    # 10 nodes, 100 alerts/s for 10 s, burst 2000
+#   sudo scripts/bench-mesh.sh --nodes 3
+#   sudo scripts/bench-mesh.sh --nodes 30 --systems ptt,udp --idle-secs 5
+#
+# Options (all passed to examples/bench-mesh.rs): --nodes N, --rate R, --secs S, --burst B,
+# --size BYTES, --idle-secs S, --systems ptt,gossip,udp, --out DIR.
+# Needs root (ip netns); every namespace it makes is removed when it ends. Builds in release.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "bench-mesh needs root (network namespaces): sudo $0 $*" >&2; exit 1; }
+command -v cargo >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs" >&2; exit 1; }
+command -v ip >/dev/null || { apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null; }
+
+out=target/bench-report
+args=()
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+        --out) out="$2"; shift 2 ;;
+        *) args+=("$1"); shift ;;
+    esac
+done
+
+echo "==> building (release): ptt-node, examples/bench-peer, examples/bench-mesh"
+cargo build --release --locked --bin ptt-node --example bench-peer --example bench-mesh
+mkdir -p "$out"
+exec target/release/examples/bench-mesh --ptt target/release/ptt-node \
+    --peer target/release/examples/bench-peer --out "$out" "${args[@]}"
