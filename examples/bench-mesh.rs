@@ -668,6 +668,27 @@ fn cdf(sorted: &[f64]) -> Vec<(f64, f64)> {
 }
 
 fn main() {
+    // `bench-mesh --plot report.json`: only draw the plots of an earlier report, beside it.
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() == 3 && args[1] == "--plot" {
+        let path = PathBuf::from(&args[2]);
+        let report: Value = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_else(|| {
+                eprintln!("bench-mesh: cannot read a report from {}", path.display());
+                std::process::exit(1)
+            });
+        let dir = path.parent().unwrap_or(Path::new("."));
+        match plots(&report, dir) {
+            Ok(files) => files.iter().for_each(|f| println!("plot: {}", f.display())),
+            Err(e) => {
+                eprintln!("bench-mesh: no plots: {e}");
+                std::process::exit(1)
+            }
+        }
+        return;
+    }
     let o = parse_opts();
     if !netns::require_netns() {
         eprintln!("bench-mesh needs root and ip netns");
@@ -693,6 +714,15 @@ fn main() {
     let md = markdown(&report);
     std::fs::write(o.out.join("report.md"), &md).expect("write report.md");
     println!("{md}");
+    match plots(&report, &o.out) {
+        Ok(files) => {
+            for f in files {
+                println!("plot: {}", f.display());
+            }
+        }
+        Err(e) => eprintln!("bench-mesh: no plots: {e}"),
+    }
+    println!("report: {}", path.display());
 }
 
 fn machine() -> String {
@@ -756,4 +786,158 @@ fn markdown(r: &Value) -> String {
         s.push('\n');
     }
     s
+}
+
+/// PNG plots of a report: the latency distribution of each system and the burst throughput.
+/// Text is drawn with DejaVu Sans from the system's fonts (Debian: fonts-dejavu-core); without
+/// it the plots are skipped with a message.
+fn plots(r: &Value, out: &Path) -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let font = ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"]
+        .iter()
+        .find_map(|p| std::fs::read(p).ok())
+        .ok_or("no DejaVuSans.ttf (apt-get install fonts-dejavu-core)")?;
+    plotters::style::register_font("sans-serif", FontStyle::Normal, Vec::leak(font))
+        .map_err(|_| "DejaVuSans.ttf is not a usable font")?;
+    let systems: Vec<(&String, &Value)> = r["systems"].as_object().into_iter().flatten().collect();
+    let palette = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+    ];
+    let colour = |name: &str| match name {
+        "ptt" => palette[0],
+        "gossip" => palette[1],
+        _ => palette[2],
+    };
+    let label = |name: &str| match name {
+        "ptt" => "ptt-node",
+        "gossip" => "plain gossipsub",
+        _ => "UDP multicast",
+    };
+    let title = format!(
+        "{} nodes, {}/s for {} s",
+        r["options"]["nodes"], r["options"]["rate"], r["options"]["secs"]
+    );
+
+    // Latency CDF, log scale.
+    let cdf_path = out.join("latency-cdf.png");
+    {
+        let root = BitMapBackend::new(&cdf_path, (960, 600)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let xmax = systems
+            .iter()
+            .filter_map(|(_, v)| v["steady"]["latency_ms"]["max"].as_f64())
+            .fold(1.0, f64::max)
+            * 1.2;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("One-way alert latency: {title}"),
+                ("sans-serif", 24),
+            )
+            .margin(20)
+            .x_label_area_size(50)
+            .y_label_area_size(60)
+            .build_cartesian_2d((0.02f64..xmax).log_scale(), 0f64..100f64)?;
+        chart
+            .configure_mesh()
+            .x_desc("latency (ms, log scale)")
+            .y_desc("% of deliveries at or below")
+            .label_style(("sans-serif", 16))
+            .draw()?;
+        for (name, v) in &systems {
+            let pts: Vec<(f64, f64)> = v["steady"]["latency_cdf_ms"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| Some((p[0].as_f64()?.max(0.02), p[1].as_f64()?)))
+                .collect();
+            let c = colour(name);
+            chart
+                .draw_series(LineSeries::new(pts, c.stroke_width(3)))?
+                .label(format!(
+                    "{} (p99 {:.2} ms)",
+                    label(name),
+                    v["steady"]["latency_ms"]["p99"]
+                        .as_f64()
+                        .unwrap_or(f64::NAN)
+                ))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(3))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .label_font(("sans-serif", 18))
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+    }
+
+    // Burst throughput, delivered to all.
+    let bar_path = out.join("burst-throughput.png");
+    {
+        let root = BitMapBackend::new(&bar_path, (960, 600)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let vals: Vec<(String, f64, RGBColor)> = systems
+            .iter()
+            .map(|(n, v)| {
+                let x = v["burst"]["delivered_to_all_per_s"].as_f64().unwrap_or(0.0);
+                (
+                    label(n).to_string(),
+                    if x.is_finite() { x } else { 0.0 },
+                    colour(n),
+                )
+            })
+            .collect();
+        let ymax = vals.iter().map(|v| v.1).fold(1.0, f64::max);
+        let names: Vec<String> = vals.iter().map(|v| v.0.clone()).collect();
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!(
+                    "Burst of {} alerts: delivered to all nodes per second ({} nodes, log scale)",
+                    r["options"]["burst"], r["options"]["nodes"]
+                ),
+                ("sans-serif", 22),
+            )
+            .margin(20)
+            .x_label_area_size(50)
+            .y_label_area_size(80)
+            .build_cartesian_2d(
+                -0.5f64..(vals.len() as f64 - 0.5),
+                (1f64..ymax * 2.0).log_scale(),
+            )?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(vals.len())
+            .x_label_formatter(&|x| {
+                let i = x.round();
+                if (x - i).abs() < 0.01 && i >= 0.0 {
+                    names.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc("alerts/s delivered to all")
+            .label_style(("sans-serif", 16))
+            .draw()?;
+        chart.draw_series(vals.iter().enumerate().map(|(i, (_, v, c))| {
+            Rectangle::new(
+                [(i as f64 - 0.3, 1.0), (i as f64 + 0.3, v.max(1.0))],
+                c.filled(),
+            )
+        }))?;
+        chart.draw_series(vals.iter().enumerate().map(|(i, (_, v, _))| {
+            Text::new(
+                format!("{v:.0}/s"),
+                (i as f64 - 0.12, v.max(1.0) * 1.4),
+                ("sans-serif", 18),
+            )
+        }))?;
+        root.present()?;
+    }
+    Ok(vec![cdf_path, bar_path])
 }
