@@ -26,8 +26,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the daemon is an event loop around one swarm (plus the store's own thread),
+    // so a second worker only adds cross-thread wake-ups; on a small device several daemons or
+    // other processes share few cores (bench-mesh: about a third less CPU per alert).
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
