@@ -29,7 +29,10 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "==> cargo test"
-cargo test --all-targets --locked -- --test-threads="${PTT_TEST_THREADS:-2}"
+cargo test --lib --bins --tests --examples --locked -- --test-threads="${PTT_TEST_THREADS:-2}"
+# Criterion benchmarks run each benchmark once in test mode (their harness takes no libtest flags).
+echo "==> cargo test --benches (each benchmark once)"
+cargo test --benches --locked
 echo "==> proto: the specification checked against the golden vectors by a second implementation"
 python3 -c 'import cryptography' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check cryptography
 python3 proto/vectors/check_spec.py
