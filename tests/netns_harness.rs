@@ -26,6 +26,20 @@ fn namespaces_with_prefix(prefix: &str) -> Vec<String> {
 }
 
 /// State letter (R, S, T, Z, …) of a process from /proc/PID/stat.
+/// Waits until `pid` is the only process in `host`'s namespace. `ip netns exec` joins the
+/// namespace and then execs, so right after a spawn the child may not be in it yet.
+fn wait_alone_in(host: &netns::Host, pid: u32) {
+    netns::wait_until(
+        "the spawned process to be in the namespace",
+        Duration::from_secs(5),
+        || match host.pids() {
+            Ok(pids) if pids == [pid] => Cond::Done(()),
+            other => Cond::Pending(format!("pids {other:?}, want [{pid}]")),
+        },
+    )
+    .unwrap();
+}
+
 fn proc_state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // "pid (comm) S ..." — comm may contain spaces, so split after ')'.
@@ -212,17 +226,7 @@ fn dropping_the_lan_removes_every_namespace_and_process() {
     assert!(names.iter().any(|n| n == lan.switch_namespace()));
     assert!(names.iter().any(|n| n == a.namespace()));
     assert!(sleeper.is_running());
-    // `ip netns exec` joins the namespace, then execs: wait for it.
-    let orphan_pid = orphan.id();
-    netns::wait_until(
-        "unmanaged process to be in the namespace",
-        Duration::from_secs(5),
-        || match b.pids() {
-            Ok(pids) if pids == [orphan_pid] => Cond::Done(()),
-            other => Cond::Pending(format!("pids {other:?}, want [{orphan_pid}]")),
-        },
-    )
-    .unwrap();
+    wait_alone_in(&b, orphan.id());
 
     // Drop the LAN while the Host handles are still alive.
     drop(lan);
@@ -362,17 +366,7 @@ fn processes_output_env_signals_and_timeouts() {
 
     let mut s = h.spawn("sleep", ["1000"], &[]).expect("spawn sleep");
     let pid = s.pid();
-    // `ip netns exec` joins the namespace and then execs, so right after
-    // spawn the child may not be in the namespace yet.
-    netns::wait_until(
-        "spawned process to be in the namespace",
-        Duration::from_secs(5),
-        || match h.pids() {
-            Ok(pids) if pids == [pid] => Cond::Done(()),
-            other => Cond::Pending(format!("pids {other:?}, want [{pid}]")),
-        },
-    )
-    .unwrap();
+    wait_alone_in(&h, pid);
     s.stop().expect("SIGSTOP");
     netns::wait_until(
         "SIGSTOP to take effect",
