@@ -284,6 +284,14 @@ struct Bucket {
 }
 
 impl Bucket {
+    /// Whether a token is there at `now_us` (nothing taken).
+    fn has_token(&self, p: &ChannelPolicy, now_us: u64) -> bool {
+        let per_us = f64::from(p.rate_per_min) / 60e6;
+        let cap = f64::from(p.burst.max(1));
+        let elapsed = now_us.saturating_sub(self.at_us) as f64;
+        (self.tokens + elapsed * per_us).min(cap) >= 1.0
+    }
+
     /// Takes one token at `now_us`; `Err(µs until one is back)` when empty.
     fn take(&mut self, p: &ChannelPolicy, now_us: u64) -> Result<(), u64> {
         let per_us = f64::from(p.rate_per_min) / 60e6;
@@ -584,6 +592,20 @@ impl Node {
             new_certs,
             new_keys,
         })
+    }
+
+    /// Whether the (sender, channel) budget has an alert left at `now_us` (nothing taken).
+    fn has_budget(&self, sender: u32, channel: u32, now_us: u64) -> bool {
+        let p = if channel == DIRECT_CHANNEL {
+            ChannelPolicy::default()
+        } else {
+            self.descriptor.policy(channel)
+        };
+        p.rate_per_min == 0
+            || self
+                .buckets
+                .get(&(sender, channel))
+                .is_none_or(|b| b.has_token(&p, now_us))
     }
 
     /// Takes one alert from the (sender, channel) budget at `now_us`; `Err(µs to wait)`.
@@ -1016,8 +1038,20 @@ impl Node {
         topic_channel: Option<u32>,
         now_us: u64,
     ) -> Result<(Envelope, Result<Box<ReceivedAlert>, Unreadable>), Rejection> {
+        // Live traffic spends the sender's budget; catch-up is paced by the puller. A sender
+        // whose budget is spent is refused from its header alone, before the signature check
+        // and decryption, so a flood costs a receiver almost nothing once over the limit. The
+        // budget is spent only after every check passed: forgeries in a sender's name cannot
+        // use it up.
+        if topic_channel.is_some()
+            && let Ok(env) = Envelope::parse(bytes)
+        {
+            let (sender, channel) = (env.header.sender, env.header.channel);
+            if !self.has_budget(sender, channel, now_us) {
+                return Err(Rejection::RateLimited { sender, channel });
+            }
+        }
         let (env, content) = self.examine(bytes, topic_channel, now_us, true)?;
-        // Live traffic spends the sender's budget; catch-up is paced by the puller.
         if topic_channel.is_some() {
             let (sender, channel) = (env.header.sender, env.header.channel);
             self.take_budget(sender, channel, now_us)

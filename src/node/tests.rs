@@ -587,6 +587,49 @@ fn flooding_sender_is_rate_limited_per_channel_and_others_are_not() {
 }
 
 #[test]
+fn over_the_limit_is_refused_before_the_signature_and_forgeries_spend_no_budget() {
+    let (_, mut n, _) = domain_with_authority();
+    let burst = n[1].descriptor().policy(1).burst as u64;
+    let seal = |node: &mut Node, i: u64| {
+        node.buckets.clear();
+        node.seal_alert("alerts", &alert("f"), NOW_US + i).unwrap()
+    };
+    // Forgeries in the sender's name (a flipped signature bit) are refused for their
+    // signature and take nothing from its budget: a whole burst of them, then a whole burst
+    // of genuine alerts, which are all accepted.
+    for i in 0..burst {
+        let mut forged = seal(&mut n[0], i).bytes;
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert_eq!(
+            reject_reason(n[1].validate_on(&forged, Some(1), NOW_US + burst)),
+            "bad_signature"
+        );
+    }
+    for i in 0..burst {
+        let s = seal(&mut n[0], burst + i);
+        assert!(matches!(
+            n[1].validate_on(&s.bytes, Some(1), NOW_US + 2 * burst),
+            Verdict::Accept { .. }
+        ));
+    }
+    // Spent: now even a forgery is refused as over the limit, that is without its signature
+    // being checked.
+    let mut forged = seal(&mut n[0], 3 * burst).bytes;
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert_eq!(
+        reject_reason(n[1].validate_on(&forged, Some(1), NOW_US + 3 * burst)),
+        "rate_limited"
+    );
+    // By catch-up (no topic) the forgery is still checked and refused for its signature.
+    assert_eq!(
+        reject_reason(n[1].validate(&forged, NOW_US + 3 * burst)),
+        "bad_signature"
+    );
+}
+
+#[test]
 fn ratchet_periods_are_erased_after_the_window_with_simulated_time() {
     let (_, mut n, _) = domain_with_authority();
     let hour = 3_600_000_000u64;
