@@ -450,7 +450,8 @@ pub struct AlertArgs {
     /// Read alerts from standard input instead, one JSON object per line
     /// ({"severity":"severe","kind":"motion","text":"…"} plus optional channel, location,
     /// attributes), as a sensor process pipes its events in; prints one id (or JSON reply)
-    /// per alert. Stops at the first refused alert.
+    /// per alert. Up to 64 alerts are in flight at once; at the first refused alert it stops
+    /// sending (those already in flight are still sent) and fails.
     #[arg(long, conflicts_with_all = ["severity", "kind", "text", "location", "attributes"])]
     pub stdin: bool,
     /// Channel.
@@ -863,7 +864,7 @@ async fn publish(client: ClientArgs, updates: Vec<PathBuf>) -> Result<(), CliErr
 async fn alert(a: AlertArgs) -> Result<(), CliError> {
     let mut c = Client::connect(&data_dir(&a.client.data)).await?;
     if a.stdin {
-        return alert_stdin(&mut c, &a.channel, a.client.json).await;
+        return alert_stdin(c, &a.channel, a.client.json).await;
     }
     let (Some(severity), Some(kind), Some(text)) = (a.severity, a.kind, a.text) else {
         return Err(CliError::Other(
@@ -910,10 +911,27 @@ struct StdinAlert {
     attributes: Vec<(String, String)>,
 }
 
-async fn alert_stdin(c: &mut Client, channel: &str, json: bool) -> Result<(), CliError> {
+/// Alerts `alert --stdin` keeps in flight (sent, reply not yet read).
+const STDIN_WINDOW: usize = 64;
+
+async fn alert_stdin(c: Client, channel: &str, json: bool) -> Result<(), CliError> {
     use tokio::io::AsyncBufReadExt;
+    // Pipelined: up to STDIN_WINDOW alerts are sent before their replies are read, so a burst
+    // is not paced by one round trip per alert. A task prints the replies in order; each names
+    // the standard input line it answers.
+    let (mut replies, mut requests) = c.split();
+    let window = std::sync::Arc::new(tokio::sync::Semaphore::new(STDIN_WINDOW));
+    let (line_tx, mut line_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let freed = window.clone();
+    let printer = tokio::spawn(async move {
+        let result = print_replies(&mut replies, &mut line_rx, &freed, json).await;
+        // Unblocks the sender if it waits for room after a refusal.
+        freed.close();
+        result
+    });
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut n = 0u64;
+    let mut input_error = None;
     while let Some(line) = lines
         .next_line()
         .await
@@ -923,8 +941,21 @@ async fn alert_stdin(c: &mut Client, channel: &str, json: bool) -> Result<(), Cl
         if line.trim().is_empty() {
             continue;
         }
-        let a: StdinAlert = serde_json::from_str(&line)
-            .map_err(|e| CliError::Other(format!("standard input line {n}: {e}")))?;
+        let a: StdinAlert = match serde_json::from_str(&line) {
+            Ok(a) => a,
+            Err(e) => {
+                input_error = Some(CliError::Other(format!("standard input line {n}: {e}")));
+                break;
+            }
+        };
+        // A refused alert ends the run: stop sending once the printer has stopped.
+        let Ok(permit) = window.acquire().await else {
+            break;
+        };
+        permit.forget();
+        if printer.is_finished() {
+            break;
+        }
         let req = Request::Alert {
             channel: a.channel.unwrap_or_else(|| channel.to_string()),
             severity: a.severity,
@@ -933,11 +964,47 @@ async fn alert_stdin(c: &mut Client, channel: &str, json: bool) -> Result<(), Cl
             location: a.location,
             attributes: a.attributes,
         };
-        match c.call(&req).await {
-            Ok(r @ Reply::Sent { .. }) if json => println!("{}", json_line(&r)),
-            Ok(Reply::Sent { id, .. }) => println!("{id}"),
-            Ok(other) => return Err(ClientError::Protocol(format!("{other:?}")).into()),
-            Err(e) => return Err(CliError::Other(format!("standard input line {n}: {e}"))),
+        let _ = line_tx.send(n);
+        if requests.send(&req).await.is_err() {
+            break;
+        }
+    }
+    // No more requests: the daemon answers those sent, then closes the connection.
+    let _ = requests.finish().await;
+    let printed = printer
+        .await
+        .map_err(|e| CliError::Other(format!("reply printer: {e}")))?;
+    printed?;
+    match input_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+async fn print_replies(
+    replies: &mut crate::control::Replies,
+    line_rx: &mut tokio::sync::mpsc::UnboundedReceiver<u64>,
+    freed: &tokio::sync::Semaphore,
+    json: bool,
+) -> Result<(), CliError> {
+    while let Some(reply) = replies.next().await? {
+        // The line a reply answers was queued before its request was sent.
+        let n = line_rx.recv().await.unwrap_or(0);
+        match reply {
+            r @ Reply::Sent { .. } => {
+                if json {
+                    println!("{}", json_line(&r));
+                } else if let Reply::Sent { id, .. } = r {
+                    println!("{id}");
+                }
+                freed.add_permits(1);
+            }
+            Reply::Error { message } => {
+                return Err(CliError::Other(format!(
+                    "standard input line {n}: {message}"
+                )));
+            }
+            other => return Err(ClientError::Protocol(format!("{other:?}")).into()),
         }
     }
     Ok(())

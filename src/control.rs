@@ -433,6 +433,46 @@ pub struct Client {
     line: String,
 }
 
+/// The reading half of a [`Client`] (see [`Client::split`]).
+pub struct Replies {
+    reader: BufReader<OwnedReadHalf>,
+    line: String,
+}
+
+impl Replies {
+    /// Reads the next reply; `None` when the daemon closed the connection.
+    pub async fn next(&mut self) -> Result<Option<Reply>, ClientError> {
+        match read_line(&mut self.reader, &mut self.line).await? {
+            None => Ok(None),
+            Some(l) => serde_json::from_str(l)
+                .map(Some)
+                .map_err(|e| ClientError::Protocol(format!("{e}: {l}"))),
+        }
+    }
+}
+
+/// The writing half of a [`Client`] (see [`Client::split`]).
+pub struct Requests {
+    writer: OwnedWriteHalf,
+}
+
+impl Requests {
+    /// Sends a request.
+    pub async fn send(&mut self, req: &Request) -> Result<(), ClientError> {
+        let mut line =
+            serde_json::to_string(req).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        line.push('\n');
+        self.writer.write_all(line.as_bytes()).await?;
+        Ok(())
+    }
+
+    /// Says no more requests follow: the daemon answers those sent, then closes.
+    pub async fn finish(&mut self) -> Result<(), ClientError> {
+        self.writer.shutdown().await?;
+        Ok(())
+    }
+}
+
 /// The control socket path of a data directory.
 pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join(SOCKET)
@@ -478,6 +518,20 @@ impl Client {
                 .map(Some)
                 .map_err(|e| ClientError::Protocol(format!("{e}: {l}"))),
         }
+    }
+
+    /// The two directions of the connection apart, to pipeline requests: send several, then
+    /// read their replies, which come in the order of the requests.
+    pub fn split(self) -> (Replies, Requests) {
+        (
+            Replies {
+                reader: self.reader,
+                line: self.line,
+            },
+            Requests {
+                writer: self.writer,
+            },
+        )
     }
 
     /// Sends a request and reads its one reply; an `error` reply becomes `Err`.

@@ -2589,20 +2589,47 @@ async fn write_reply(w: &mut tokio::net::unix::OwnedWriteHalf, r: &Reply) -> std
     w.write_all(line.as_bytes()).await
 }
 
+/// Alert requests of one control connection in flight at once at most.
+const PIPELINE: usize = 64;
+
 async fn serve_client(
     stream: UnixStream,
     cmds: mpsc::Sender<Cmd>,
     store: StoreHandle,
     alerts: broadcast::Sender<ReceivedAlert>,
 ) {
+    use futures::StreamExt as _;
     let (r, mut w) = stream.into_split();
     let mut reader = tokio::io::BufReader::new(r);
     let mut buf = String::new();
+    // Pipelined `alert` requests: a client may send many before reading a reply (`alert
+    // --stdin`). Those already received are taken together, up to PIPELINE, and run
+    // concurrently (their durable puts share a commit); replies keep the request order.
+    type Pending<'a> = std::pin::Pin<Box<dyn Future<Output = Result<Reply, String>> + Send + 'a>>;
+    let mut pending: futures::stream::FuturesOrdered<Pending<'_>> =
+        futures::stream::FuturesOrdered::new();
+    macro_rules! drain {
+        () => {
+            while let Some(reply) = pending.next().await {
+                let reply = reply.unwrap_or_else(|message| Reply::Error { message });
+                if write_reply(&mut w, &reply).await.is_err() {
+                    return;
+                }
+            }
+        };
+    }
     loop {
+        if !pending.is_empty() && (reader.buffer().is_empty() || pending.len() >= PIPELINE) {
+            drain!();
+        }
         let line = match control::read_line(&mut reader, &mut buf).await {
             Ok(Some(l)) => l.to_string(),
-            Ok(None) => return,
+            Ok(None) => {
+                drain!();
+                return;
+            }
             Err(e) => {
+                drain!();
                 let _ = write_reply(
                     &mut w,
                     &Reply::Error {
@@ -2614,8 +2641,30 @@ async fn serve_client(
             }
         };
         let req: Request = match serde_json::from_str(&line) {
-            Ok(r) => r,
+            Ok(Request::Alert {
+                channel,
+                severity,
+                kind,
+                text,
+                location,
+                attributes,
+            }) => {
+                let body = AlertBody {
+                    severity,
+                    kind,
+                    text,
+                    location,
+                    attributes,
+                };
+                pending.push_back(Box::pin(send_alert(&cmds, &store, channel, None, body)));
+                continue;
+            }
+            Ok(r) => {
+                drain!();
+                r
+            }
             Err(e) => {
+                drain!();
                 let msg = format!("bad request: {e}");
                 if write_reply(&mut w, &Reply::Error { message: msg })
                     .await
@@ -2631,23 +2680,8 @@ async fn serve_client(
                 listen(&mut reader, &mut w, alerts.subscribe()).await;
                 return;
             }
-            Request::Alert {
-                channel,
-                severity,
-                kind,
-                text,
-                location,
-                attributes,
-            } => {
-                let body = AlertBody {
-                    severity,
-                    kind,
-                    text,
-                    location,
-                    attributes,
-                };
-                send_alert(&cmds, &store, channel, None, body).await
-            }
+            // Taken above, pipelined.
+            Request::Alert { .. } => continue,
             Request::Send {
                 to,
                 severity,

@@ -325,6 +325,58 @@ fn daemon_refuses_bad_requests_and_keeps_working() {
     let o = ptt(&["history", "--data", s(&data), "--since", "last tuesday"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 
+    // `alert --stdin` pipelines (up to 64 in flight): 300 alerts give 300 distinct ids in
+    // order, all stored; a refused one (line 4 of the second run) stops it with the line named,
+    // after the ids of the lines before it.
+    let stdin_alerts = |input: String| {
+        let mut child = Command::new(BIN)
+            .args(["alert", "--stdin", "--json", "--data", s(&data)])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let line = |n: usize, channel: &str| {
+        format!(
+            "{{\"severity\":\"minor\",\"kind\":\"t\",\"text\":\"piped {n}\",\"channel\":\"{channel}\"}}\n"
+        )
+    };
+    let o = stdin_alerts((0..300).map(|n| line(n, "ops")).collect());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sent: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(sent.len(), 300);
+    let seqs: Vec<u64> = sent.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "replies out of order");
+    assert_eq!(hist(&["--channel", "ops"]).len(), 301);
+    let o = stdin_alerts(
+        [
+            line(0, "ops"),
+            "\n".into(),
+            line(1, "ops"),
+            line(2, "nope"),
+            line(3, "ops"),
+        ]
+        .concat(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("standard input line 4") && stderr(&o).contains("unknown channel"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).lines().count() >= 2);
+
     // SIGTERM: clean exit, socket removed.
     let pid = d1.0.id().to_string();
     assert!(
