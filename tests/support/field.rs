@@ -26,6 +26,10 @@ pub struct Dev {
     pub data: PathBuf,
     pub daemon: Option<Proc>,
     pub listen: Vec<Proc>,
+    /// Run its daemon and `alert --stdin` at the lowest CPU priority (`nice -n 19`): all test
+    /// devices share this machine's cores, while in the field each device has its own, so a
+    /// device that burns CPU (a flooder) must not slow the others down through the scheduler.
+    pub nice: bool,
 }
 
 /// A domain of devices on one LAN, one namespace each.
@@ -64,6 +68,7 @@ impl Field {
                 data,
                 daemon: None,
                 listen: vec![],
+                nice: false,
             });
         }
         let mut f = Field { lan, devs };
@@ -113,7 +118,16 @@ impl Field {
             "2",
         ];
         args.extend_from_slice(extra);
-        d.daemon = Some(d.host.spawn(BIN, args, &env).expect("start daemon"));
+        d.daemon = Some(
+            if d.nice {
+                let mut niced = vec!["-n", "19", BIN];
+                niced.extend(args);
+                d.host.spawn("nice", niced, &env)
+            } else {
+                d.host.spawn(BIN, args, &env)
+            }
+            .expect("start daemon"),
+        );
     }
 
     pub fn status(&self, i: usize) -> Option<Value> {
@@ -181,9 +195,15 @@ impl Field {
     /// Sends alerts `prefix 0 … prefix n-1` from device `i` through `alert --stdin`.
     pub fn send(&self, i: usize, prefix: &str, range: std::ops::Range<usize>) {
         let d = &self.devs[i];
-        let mut cmd = d
-            .host
-            .command(BIN, ["alert", "--stdin", "--data", p(&d.data)]);
+        let mut cmd = if d.nice {
+            d.host.command(
+                "nice",
+                ["-n", "19", BIN, "alert", "--stdin", "--data", p(&d.data)],
+            )
+        } else {
+            d.host
+                .command(BIN, ["alert", "--stdin", "--data", p(&d.data)])
+        };
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
