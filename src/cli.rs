@@ -922,21 +922,33 @@ async fn alert_stdin(c: Client, channel: &str, json: bool) -> Result<(), CliErro
     let (mut replies, mut requests) = c.split();
     let window = std::sync::Arc::new(tokio::sync::Semaphore::new(STDIN_WINDOW));
     let (line_tx, mut line_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
     let freed = window.clone();
     let printer = tokio::spawn(async move {
         let result = print_replies(&mut replies, &mut line_rx, &freed, json).await;
-        // Unblocks the sender if it waits for room after a refusal.
+        // Stops the sender at once, also while it waits for input or for room.
         freed.close();
+        let _ = done_tx.send(());
         result
     });
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut n = 0u64;
     let mut input_error = None;
-    while let Some(line) = lines
-        .next_line()
-        .await
-        .map_err(|e| CliError::Other(format!("reading standard input: {e}")))?
-    {
+    let mut send_error = None;
+    loop {
+        let line = tokio::select! {
+            biased;
+            _ = &mut done_rx => break,
+            l = lines.next_line() => l,
+        };
+        let line = match line {
+            Ok(Some(l)) => l,
+            Ok(None) => break,
+            Err(e) => {
+                input_error = Some(CliError::Other(format!("reading standard input: {e}")));
+                break;
+            }
+        };
         n += 1;
         if line.trim().is_empty() {
             continue;
@@ -948,14 +960,11 @@ async fn alert_stdin(c: Client, channel: &str, json: bool) -> Result<(), CliErro
                 break;
             }
         };
-        // A refused alert ends the run: stop sending once the printer has stopped.
+        // A refused alert or a lost connection ends the run: the printer closes the window.
         let Ok(permit) = window.acquire().await else {
             break;
         };
         permit.forget();
-        if printer.is_finished() {
-            break;
-        }
         let req = Request::Alert {
             channel: a.channel.unwrap_or_else(|| channel.to_string()),
             severity: a.severity,
@@ -965,17 +974,18 @@ async fn alert_stdin(c: Client, channel: &str, json: bool) -> Result<(), CliErro
             attributes: a.attributes,
         };
         let _ = line_tx.send(n);
-        if requests.send(&req).await.is_err() {
+        if let Err(e) = requests.send(&req).await {
+            send_error = Some(CliError::Other(format!("standard input line {n}: {e}")));
             break;
         }
     }
     // No more requests: the daemon answers those sent, then closes the connection.
     let _ = requests.finish().await;
-    let printed = printer
+    drop(line_tx);
+    printer
         .await
-        .map_err(|e| CliError::Other(format!("reply printer: {e}")))?;
-    printed?;
-    match input_error {
+        .map_err(|e| CliError::Other(format!("reply printer: {e}")))??;
+    match input_error.or(send_error) {
         Some(e) => Err(e),
         None => Ok(()),
     }
@@ -987,7 +997,16 @@ async fn print_replies(
     freed: &tokio::sync::Semaphore,
     json: bool,
 ) -> Result<(), CliError> {
-    while let Some(reply) = replies.next().await? {
+    loop {
+        let Some(reply) = replies.next().await? else {
+            // The connection ended: fine once every request sent has its reply.
+            return match line_rx.try_recv() {
+                Ok(n) => Err(CliError::Other(format!(
+                    "standard input line {n}: the daemon closed the connection before answering"
+                ))),
+                Err(_) => Ok(()),
+            };
+        };
         // The line a reply answers was queued before its request was sent.
         let n = line_rx.recv().await.unwrap_or(0);
         match reply {
@@ -1007,7 +1026,6 @@ async fn print_replies(
             other => return Err(ClientError::Protocol(format!("{other:?}")).into()),
         }
     }
-    Ok(())
 }
 
 fn json_line<T: serde::Serialize>(v: &T) -> String {

@@ -2591,6 +2591,9 @@ async fn write_reply(w: &mut tokio::net::unix::OwnedWriteHalf, r: &Reply) -> std
 
 /// Alert requests of one control connection in flight at once at most.
 const PIPELINE: usize = 64;
+/// Request bytes of one control connection in flight at once at most (beyond, the replies are
+/// written before more is read).
+const PIPELINE_BYTES: usize = 1024 * 1024;
 
 async fn serve_client(
     stream: UnixStream,
@@ -2608,18 +2611,35 @@ async fn serve_client(
     type Pending<'a> = std::pin::Pin<Box<dyn Future<Output = Result<Reply, String>> + Send + 'a>>;
     let mut pending: futures::stream::FuturesOrdered<Pending<'_>> =
         futures::stream::FuturesOrdered::new();
+    // Bytes of the requests in `pending`: drained early past PIPELINE_BYTES, so a client
+    // sending huge lines cannot make the daemon hold 64 of them.
+    let mut pending_bytes = 0usize;
+    // Every alert taken is carried through (sealed, stored, published) even when the client
+    // went away: a reply that cannot be written ends the connection after the others finish.
     macro_rules! drain {
         () => {
+            let mut gone = false;
             while let Some(reply) = pending.next().await {
                 let reply = reply.unwrap_or_else(|message| Reply::Error { message });
-                if write_reply(&mut w, &reply).await.is_err() {
-                    return;
+                if !gone && write_reply(&mut w, &reply).await.is_err() {
+                    gone = true;
                 }
+            }
+            #[allow(unused_assignments)]
+            {
+                pending_bytes = 0;
+            }
+            if gone {
+                return;
             }
         };
     }
     loop {
-        if !pending.is_empty() && (reader.buffer().is_empty() || pending.len() >= PIPELINE) {
+        // Another whole request already received: take it first (up to the limits).
+        let more = reader.buffer().contains(&b'\n');
+        if !pending.is_empty()
+            && (!more || pending.len() >= PIPELINE || pending_bytes >= PIPELINE_BYTES)
+        {
             drain!();
         }
         let line = match control::read_line(&mut reader, &mut buf).await {
@@ -2656,7 +2676,17 @@ async fn serve_client(
                     location,
                     attributes,
                 };
-                pending.push_back(Box::pin(send_alert(&cmds, &store, channel, None, body)));
+                pending_bytes += line.len();
+                // Sealed here, in request order (so sequence numbers ascend with the
+                // requests); stored and published concurrently.
+                match seal_alert(&cmds, channel, body).await {
+                    Ok(sealed) => {
+                        pending.push_back(Box::pin(store_and_publish(&cmds, &store, sealed)))
+                    }
+                    Err(e) => {
+                        pending.push_back(Box::pin(std::future::ready(Err::<Reply, String>(e))))
+                    }
+                }
                 continue;
             }
             Ok(r) => {
@@ -2879,6 +2909,34 @@ async fn send_alert(
         },
     };
     let sealed = ask(cmds, cmd, rx).await??;
+    store_and_publish(cmds, store, sealed).await
+}
+
+/// Seals an alert for a channel (the first half of [`send_alert`]).
+async fn seal_alert(
+    cmds: &mpsc::Sender<Cmd>,
+    channel: String,
+    body: AlertBody,
+) -> Result<crate::node::Sealed, String> {
+    let (tx, rx) = oneshot::channel();
+    ask(
+        cmds,
+        Cmd::Seal {
+            channel,
+            body,
+            reply: tx,
+        },
+        rx,
+    )
+    .await?
+}
+
+/// Stores a sealed alert durably, then publishes it (the second half of [`send_alert`]).
+async fn store_and_publish(
+    cmds: &mpsc::Sender<Cmd>,
+    store: &StoreHandle,
+    sealed: crate::node::Sealed,
+) -> Result<Reply, String> {
     let env = crate::envelope::Envelope::parse(&sealed.bytes).map_err(|e| e.to_string())?;
     store
         .put_durable(StoredEnvelope {

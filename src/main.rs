@@ -39,5 +39,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(ptt_node::cli::main(cli))
+    let code = rt.block_on(ptt_node::cli::main(cli));
+    // Do not wait for blocking reads that cannot be cancelled (standard input of `alert
+    // --stdin` after a refusal): everything the command does is done.
+    rt.shutdown_background();
+    code
 }

@@ -1038,19 +1038,8 @@ impl Node {
         topic_channel: Option<u32>,
         now_us: u64,
     ) -> Result<(Envelope, Result<Box<ReceivedAlert>, Unreadable>), Rejection> {
-        // Live traffic spends the sender's budget; catch-up is paced by the puller. A sender
-        // whose budget is spent is refused from its header alone, before the signature check
-        // and decryption, so a flood costs a receiver almost nothing once over the limit. The
-        // budget is spent only after every check passed: forgeries in a sender's name cannot
-        // use it up.
-        if topic_channel.is_some()
-            && let Ok(env) = Envelope::parse(bytes)
-        {
-            let (sender, channel) = (env.header.sender, env.header.channel);
-            if !self.has_budget(sender, channel, now_us) {
-                return Err(Rejection::RateLimited { sender, channel });
-            }
-        }
+        // Live traffic spends the sender's budget (after every check passed, so forgeries in a
+        // sender's name cannot use it up); catch-up is paced by the puller.
         let (env, content) = self.examine(bytes, topic_channel, now_us, true)?;
         if topic_channel.is_some() {
             let (sender, channel) = (env.header.sender, env.header.channel);
@@ -1124,6 +1113,16 @@ impl Node {
                 .name
                 .clone()
         };
+        // Live gossip of a sender whose budget is spent is refused here, after the header
+        // checks and before the signature check and decryption: a flood past its limit costs
+        // a parse and lookups, and a forwarder is still blamed for a malformed, misdirected or
+        // unauthorised envelope.
+        if topic_channel.is_some() && !self.has_budget(h.sender, h.channel, now_us) {
+            return Err(Rejection::RateLimited {
+                sender: h.sender,
+                channel: h.channel,
+            });
+        }
         let vk = sender
             .verifying_key()
             .ok_or(Rejection::Envelope(EnvelopeError::BadSignature))?;

@@ -357,7 +357,14 @@ fn daemon_refuses_bad_requests_and_keeps_working() {
         .collect();
     assert_eq!(sent.len(), 300);
     let seqs: Vec<u64> = sent.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
-    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "replies out of order");
+    let bad: Vec<(usize, u64, u64)> = seqs
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[0] >= w[1])
+        .map(|(i, w)| (i, w[0], w[1]))
+        .take(5)
+        .collect();
+    assert!(bad.is_empty(), "replies out of order: {bad:?}");
     assert_eq!(hist(&["--channel", "ops"]).len(), 301);
     let o = stdin_alerts(
         [
@@ -376,6 +383,35 @@ fn daemon_refuses_bad_requests_and_keeps_working() {
         stderr(&o)
     );
     assert!(String::from_utf8_lossy(&o.stdout).lines().count() >= 2);
+    // A refusal ends it at once, even while standard input stays open (a sensor that writes
+    // one event a minute).
+    let mut child = Command::new(BIN)
+        .args(["alert", "--stdin", "--data", s(&data)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(line(9, "nope").as_bytes()).unwrap();
+    input.flush().unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if t.elapsed() > Duration::from_secs(30) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(input);
+    let _ = child.kill();
+    assert_eq!(
+        status.and_then(|st| st.code()),
+        Some(1),
+        "alert --stdin did not stop at a refusal while its input was open"
+    );
 
     // SIGTERM: clean exit, socket removed.
     let pid = d1.0.id().to_string();
