@@ -428,9 +428,8 @@ pub enum ClientError {
 
 /// A connection to a daemon's control socket.
 pub struct Client {
-    reader: BufReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
-    line: String,
+    replies: Replies,
+    requests: Requests,
 }
 
 /// The reading half of a [`Client`] (see [`Client::split`]).
@@ -495,43 +494,28 @@ impl Client {
             })?;
         let (r, w) = stream.into_split();
         Ok(Client {
-            reader: BufReader::new(r),
-            writer: w,
-            line: String::new(),
+            replies: Replies {
+                reader: BufReader::new(r),
+                line: String::new(),
+            },
+            requests: Requests { writer: w },
         })
     }
 
     /// Sends a request.
     pub async fn send(&mut self, req: &Request) -> Result<(), ClientError> {
-        let mut line =
-            serde_json::to_string(req).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        line.push('\n');
-        self.writer.write_all(line.as_bytes()).await?;
-        Ok(())
+        self.requests.send(req).await
     }
 
     /// Reads the next reply; `None` when the daemon closed the connection.
     pub async fn next(&mut self) -> Result<Option<Reply>, ClientError> {
-        match read_line(&mut self.reader, &mut self.line).await? {
-            None => Ok(None),
-            Some(l) => serde_json::from_str(l)
-                .map(Some)
-                .map_err(|e| ClientError::Protocol(format!("{e}: {l}"))),
-        }
+        self.replies.next().await
     }
 
     /// The two directions of the connection apart, to pipeline requests: send several, then
     /// read their replies, which come in the order of the requests.
     pub fn split(self) -> (Replies, Requests) {
-        (
-            Replies {
-                reader: self.reader,
-                line: self.line,
-            },
-            Requests {
-                writer: self.writer,
-            },
-        )
+        (self.replies, self.requests)
     }
 
     /// Sends a request and reads its one reply; an `error` reply becomes `Err`.
