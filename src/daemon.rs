@@ -2240,7 +2240,7 @@ impl Daemon {
                 let (cmds, store, to) = (self.cmd_tx.clone(), self.store.clone(), send.to.clone());
                 let (actions, name) = (self.actions.clone(), rule.name.clone());
                 tokio::spawn(async move {
-                    match send_alert(&cmds, &store, String::new(), Some(to.clone()), body).await {
+                    match send_direct(&cmds, &store, to.clone(), body).await {
                         Ok(_) => {
                             actions.sent.fetch_add(1, Ordering::Relaxed);
                         }
@@ -2726,7 +2726,7 @@ async fn serve_client(
                     location: None,
                     attributes,
                 };
-                send_alert(&cmds, &store, String::new(), Some(to), body).await
+                send_direct(&cmds, &store, to, body).await
             }
             Request::Peers => {
                 let (tx, rx) = oneshot::channel();
@@ -2888,31 +2888,28 @@ async fn ask<T>(cmds: &mpsc::Sender<Cmd>, cmd: Cmd, rx: oneshot::Receiver<T>) ->
 }
 
 /// Seals (for a channel, or for one device with `to`), stores durably, then publishes.
-async fn send_alert(
+async fn send_direct(
     cmds: &mpsc::Sender<Cmd>,
     store: &StoreHandle,
-    channel: String,
-    to: Option<String>,
+    to: String,
     body: AlertBody,
 ) -> Result<Reply, String> {
     let (tx, rx) = oneshot::channel();
-    let cmd = match to {
-        Some(to) => Cmd::SealDirect {
+    let sealed = ask(
+        cmds,
+        Cmd::SealDirect {
             to,
             body,
             reply: tx,
         },
-        None => Cmd::Seal {
-            channel,
-            body,
-            reply: tx,
-        },
-    };
-    let sealed = ask(cmds, cmd, rx).await??;
+        rx,
+    )
+    .await??;
     store_and_publish(cmds, store, sealed).await
 }
 
-/// Seals an alert for a channel (the first half of [`send_alert`]).
+/// Seals an alert for a channel (then [`store_and_publish`]; `serve_client` pipelines the
+/// second half).
 async fn seal_alert(
     cmds: &mpsc::Sender<Cmd>,
     channel: String,
@@ -2931,7 +2928,7 @@ async fn seal_alert(
     .await?
 }
 
-/// Stores a sealed alert durably, then publishes it (the second half of [`send_alert`]).
+/// Stores a sealed alert or directed message durably, then publishes it.
 async fn store_and_publish(
     cmds: &mpsc::Sender<Cmd>,
     store: &StoreHandle,

@@ -284,20 +284,22 @@ struct Bucket {
 }
 
 impl Bucket {
+    /// Tokens refilled up to `now_us`.
+    fn tokens_at(&self, p: &ChannelPolicy, now_us: u64) -> f64 {
+        let per_us = f64::from(p.rate_per_min) / 60e6;
+        let elapsed = now_us.saturating_sub(self.at_us) as f64;
+        (self.tokens + elapsed * per_us).min(f64::from(p.burst.max(1)))
+    }
+
     /// Whether a token is there at `now_us` (nothing taken).
     fn has_token(&self, p: &ChannelPolicy, now_us: u64) -> bool {
-        let per_us = f64::from(p.rate_per_min) / 60e6;
-        let cap = f64::from(p.burst.max(1));
-        let elapsed = now_us.saturating_sub(self.at_us) as f64;
-        (self.tokens + elapsed * per_us).min(cap) >= 1.0
+        self.tokens_at(p, now_us) >= 1.0
     }
 
     /// Takes one token at `now_us`; `Err(µs until one is back)` when empty.
     fn take(&mut self, p: &ChannelPolicy, now_us: u64) -> Result<(), u64> {
         let per_us = f64::from(p.rate_per_min) / 60e6;
-        let cap = f64::from(p.burst.max(1));
-        let elapsed = now_us.saturating_sub(self.at_us) as f64;
-        self.tokens = (self.tokens + elapsed * per_us).min(cap);
+        self.tokens = self.tokens_at(p, now_us);
         self.at_us = self.at_us.max(now_us);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -594,13 +596,18 @@ impl Node {
         })
     }
 
-    /// Whether the (sender, channel) budget has an alert left at `now_us` (nothing taken).
-    fn has_budget(&self, sender: u32, channel: u32, now_us: u64) -> bool {
-        let p = if channel == DIRECT_CHANNEL {
+    /// The rate policy of a channel (directed messages: the default).
+    fn rate_policy(&self, channel: u32) -> ChannelPolicy {
+        if channel == DIRECT_CHANNEL {
             ChannelPolicy::default()
         } else {
             self.descriptor.policy(channel)
-        };
+        }
+    }
+
+    /// Whether the (sender, channel) budget has an alert left at `now_us` (nothing taken).
+    fn has_budget(&self, sender: u32, channel: u32, now_us: u64) -> bool {
+        let p = self.rate_policy(channel);
         p.rate_per_min == 0
             || self
                 .buckets
@@ -610,21 +617,14 @@ impl Node {
 
     /// Takes one alert from the (sender, channel) budget at `now_us`; `Err(µs to wait)`.
     fn take_budget(&mut self, sender: u32, channel: u32, now_us: u64) -> Result<(), u64> {
-        let p = if channel == DIRECT_CHANNEL {
-            ChannelPolicy::default()
-        } else {
-            self.descriptor.policy(channel)
-        };
+        let p = self.rate_policy(channel);
         if p.rate_per_min == 0 {
             return Ok(());
         }
         if self.buckets.len() >= MAX_BUCKETS && !self.buckets.contains_key(&(sender, channel)) {
             // Forget the buckets that have refilled: they constrain nothing.
             let cap = f64::from(p.burst.max(1));
-            self.buckets.retain(|_, b| {
-                b.tokens + now_us.saturating_sub(b.at_us) as f64 * f64::from(p.rate_per_min) / 60e6
-                    < cap
-            });
+            self.buckets.retain(|_, b| b.tokens_at(&p, now_us) < cap);
             if self.buckets.len() >= MAX_BUCKETS {
                 self.buckets.clear();
             }
