@@ -536,6 +536,14 @@ fn run_system(o: &Opts, system: &str) -> Value {
         std::thread::sleep(Duration::from_millis(500));
     }
     let cpu0: Vec<f64> = nodes.iter().map(|n| proc_stat(n.child.id()).2).collect();
+    let listener_cpu = |nodes: &[Node]| -> f64 {
+        nodes
+            .iter()
+            .filter_map(|n| n.listener.as_ref())
+            .map(|l| proc_stat(l.id()).2)
+            .sum()
+    };
+    let lcpu0 = listener_cpu(&nodes);
 
     // Steady rate.
     let count = o.rate * o.secs;
@@ -563,8 +571,38 @@ fn run_system(o: &Opts, system: &str) -> Value {
     // Sequence numbers go on from the steady run's (the baseline peers number what they send).
     let b0 = count;
     let tx2 = total_tx(&nodes);
+    // BENCH_PERF=K records node K's process with perf (call graphs) during the burst.
+    let perf = std::env::var("BENCH_PERF")
+        .ok()
+        .and_then(|k| k.parse::<usize>().ok())
+        .filter(|k| *k < nodes.len())
+        .and_then(|k| {
+            let out = o.out.join(format!("perf-{system}-{k}.data"));
+            Command::new("perf")
+                .args([
+                    "record",
+                    "-q",
+                    "-F",
+                    "4000",
+                    "--call-graph",
+                    "dwarf,32768",
+                    "-o",
+                ])
+                .arg(&out)
+                .args(["-p", &nodes[k].child.id().to_string()])
+                .stdout(Stdio::null())
+                .spawn()
+                .ok()
+        });
     send(o, system, &mut nodes, b0, o.burst, 0);
     let burst = collect(system, &nodes, b0..b0 + o.burst, Duration::from_secs(15));
+    if let Some(mut p) = perf {
+        // SIGINT makes perf write its file and stop.
+        let _ = Command::new("kill")
+            .args(["-INT", &p.id().to_string()])
+            .status();
+        let _ = p.wait();
+    }
     let tx3 = total_tx(&nodes);
     let burst_got: usize = burst.iter().map(Vec::len).sum();
     let first_sent = burst.iter().flatten().map(|r| r.sent_us).min().unwrap_or(0);
@@ -588,6 +626,13 @@ fn run_system(o: &Opts, system: &str) -> Value {
         o.burst as usize * (nodes.len() - 1)
     );
     let cpu1: Vec<f64> = nodes.iter().map(|n| proc_stat(n.child.id()).2).collect();
+    let lcpu1 = listener_cpu(&nodes);
+    eprintln!(
+        "   cpu for the runs: {:.2} s in the nodes (sender {:.2} s), {:.2} s in listeners",
+        cpu1.iter().zip(&cpu0).map(|(a, b)| a - b).sum::<f64>(),
+        cpu1[0] - cpu0[0],
+        lcpu1 - lcpu0
+    );
 
     // Idle.
     std::thread::sleep(Duration::from_secs(o.idle_secs));
@@ -628,6 +673,7 @@ fn run_system(o: &Opts, system: &str) -> Value {
             "latency_ms": {"p50": percentile(&blat, 50.0), "p99": percentile(&blat, 99.0), "max": blat.last()},
             "wire_bytes_per_message": (tx3 - tx2) as f64 / o.burst.max(1) as f64,
         },
+        "listener_cpu_s_runs": lcpu1 - lcpu0,
         "max_rss_kib": max_of("rss_kib"),
         "max_peak_rss_kib": max_of("peak_rss_kib"),
         "max_cpu_idle_percent": max_of("cpu_idle_percent"),

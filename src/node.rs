@@ -1123,10 +1123,7 @@ impl Node {
                 channel: h.channel,
             });
         }
-        let vk = sender
-            .verifying_key()
-            .ok_or(Rejection::Envelope(EnvelopeError::BadSignature))?;
-        env.verify(self.domain(), &vk)?;
+        env.verify(self.domain(), sender.verifying_key())?;
         // A revoked sender's new alerts are refused (after the signature: only a verified
         // refusal is remembered); what this node stored before the revocation stays
         // readable in its log.

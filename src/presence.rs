@@ -94,10 +94,7 @@ impl Presence {
             .into());
         }
         let (body_bytes, sig) = keys::split_signed("presence", bytes)?;
-        let vk = cert
-            .verifying_key()
-            .ok_or(PresenceError::BadSignature(cert.body.device))?;
-        if !keys::verify(&vk, SIG_PRESENCE, body_bytes, &sig) {
+        if !keys::verify(cert.verifying_key(), SIG_PRESENCE, body_bytes, &sig) {
             return Err(PresenceError::BadSignature(cert.body.device));
         }
         let body: PresenceBody = wire::decode("presence", body_bytes, MAX_PRESENCE_LEN)?;

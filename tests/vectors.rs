@@ -291,7 +291,7 @@ fn stored_vectors_verify_and_open() {
     assert_eq!(update.body.revoked, vec![3]);
     assert!(update.descriptor.is_revoked(3));
     let env = Envelope::parse(&stored["envelope"]).expect("envelope parses");
-    env.verify(&descriptor.domain, &cert.verifying_key().expect("key"))
+    env.verify(&descriptor.domain, cert.verifying_key())
         .expect("envelope verifies");
     let plain = env
         .open(
