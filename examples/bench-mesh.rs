@@ -152,6 +152,19 @@ fn proc_stat(pid: u32) -> (u64, u64, f64) {
     (kb("VmRSS:"), kb("VmHWM:"), cpu)
 }
 
+/// (RssAnon, RssFile) in KiB: heap and stacks, and mapped files (mostly the binary's code).
+fn rss_split(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (kb("RssAnon:"), kb("RssFile:"))
+}
+
 fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -169,9 +182,55 @@ fn total_tx(nodes: &[Node]) -> u64 {
     nodes.iter().map(|n| tx_bytes(&n.host)).sum()
 }
 
+/// Room in the kernel's ARP table for every node to know every other. The table and its limits
+/// are shared by all network namespaces: with the default `gc_thresh3` of 1,024 entries, 50
+/// nodes (2,450 neighbour entries) overflow it ("neighbor table overflow!" in the kernel log),
+/// address resolution fails, sends get ENOBUFS, and half the members never connect. Real
+/// devices each have their own table. The old limits are put back when the run ends.
+struct ArpRoom(Vec<(String, String)>);
+
+impl ArpRoom {
+    fn make(nodes: usize) -> ArpRoom {
+        let need = 2 * nodes * nodes + 256;
+        let path = |k: &str| format!("/proc/sys/net/ipv4/neigh/default/gc_thresh{k}");
+        let mut old = vec![];
+        let cur3: usize = std::fs::read_to_string(path("3"))
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if cur3 >= need {
+            return ArpRoom(old);
+        }
+        // Raise 3 first and lower it last: the kernel wants 1 <= 2 <= 3.
+        for (k, v) in [("3", need), ("2", need / 2), ("1", need / 4)] {
+            if let Ok(prev) = std::fs::read_to_string(path(k))
+                && std::fs::write(path(k), v.to_string()).is_ok()
+            {
+                old.push((path(k), prev.trim().to_string()));
+            }
+        }
+        ArpRoom(old)
+    }
+}
+
+impl Drop for ArpRoom {
+    fn drop(&mut self) {
+        for (p, v) in self.0.iter().rev() {
+            let _ = std::fs::write(p, v);
+        }
+    }
+}
+
+/// OUT.stderr (not `with_extension`: a node's listener, n1.listen, must not share n1.out's).
+fn stderr_path(out: &Path) -> PathBuf {
+    let mut p = out.as_os_str().to_owned();
+    p.push(".stderr");
+    p.into()
+}
+
 fn spawn_in(host: &Host, program: &Path, args: &[String], out: &Path, stdin: bool) -> Child {
     let stdout = std::fs::File::create(out).expect("create output file");
-    let stderr = std::fs::File::create(out.with_extension("stderr")).expect("create stderr file");
+    let stderr = std::fs::File::create(stderr_path(out)).expect("create stderr file");
     host.command(program, args)
         .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
         .stdout(stdout)
@@ -232,17 +291,40 @@ fn ready_line(path: &Path) -> Option<u64> {
         .and_then(|t| t.trim().parse().ok())
 }
 
-/// Members a daemon is authenticated with, asked over its control socket (a Unix socket in
-/// its data directory, reachable from outside its namespace: no process per poll).
-fn ptt_authenticated(rt: &tokio::runtime::Runtime, data: &Path) -> Option<usize> {
-    use ptt_node::control::{Client, Reply, Request};
-    rt.block_on(async {
-        let mut c = Client::connect(data).await.ok()?;
-        match c.call(&Request::Status).await.ok()? {
-            Reply::Status(s) => Some(s.peers.authenticated),
-            _ => None,
+/// When a daemon had authenticated `need` distinct members, from the "peer authenticated"
+/// lines of its log (µs since the epoch). Reading the log costs the daemons nothing: asking
+/// each for its status every few milliseconds, as this did before, was a load of its own
+/// (thousands of requests a second with 50 nodes) that slowed the very start it measured.
+fn ptt_ready_from_log(path: &Path, need: usize) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut seen = HashSet::new();
+    for l in text.lines().filter(|l| l.contains("peer authenticated")) {
+        let device = l.rsplit_once("device=")?.1.trim();
+        if seen.insert(device.to_string()) && seen.len() == need {
+            return log_time_us(l.split_whitespace().next()?);
         }
-    })
+    }
+    None
+}
+
+/// Parses tracing's timestamp, `2026-11-27T16:55:37.752527Z`, into µs since the epoch.
+fn log_time_us(t: &str) -> Option<u64> {
+    let t = t.strip_suffix('Z')?;
+    let (date, time) = t.split_once('T')?;
+    let mut d = date.split('-').map(|v| v.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut h = hms.split(':').map(|v| v.parse::<i64>().ok());
+    let (hh, mm, ss) = (h.next()??, h.next()??, h.next()??);
+    let us: i64 = format!("{frac:0<6}").get(..6)?.parse().ok()?;
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000) + us).ok()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -358,7 +440,7 @@ fn start_system(o: &Opts, system: &str, lan: &Lan, dir: &Path) -> (Vec<Node>, Ve
         let stdin = child.stdin.take();
         if system == "gossip" {
             // Later nodes dial this one: wait until it listens (a refused dial is not retried).
-            let err = out.with_extension("stderr");
+            let err = stderr_path(&out);
             let t = Instant::now();
             while t.elapsed() < Duration::from_secs(5)
                 && !std::fs::read_to_string(&err)
@@ -380,10 +462,6 @@ fn start_system(o: &Opts, system: &str, lan: &Lan, dir: &Path) -> (Vec<Node>, Ve
         });
     }
     // Ready times.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
     let mut ready: Vec<Option<f64>> = vec![None; nodes.len()];
     let deadline = Instant::now() + Duration::from_secs(60);
     while ready.iter().any(Option::is_none) && Instant::now() < deadline {
@@ -392,7 +470,7 @@ fn start_system(o: &Opts, system: &str, lan: &Lan, dir: &Path) -> (Vec<Node>, Ve
                 continue;
             }
             let at = if system == "ptt" {
-                (ptt_authenticated(&rt, &n.data) == Some(o.nodes - 1)).then(now_us)
+                ptt_ready_from_log(&stderr_path(&n.stdout), o.nodes - 1)
             } else {
                 ready_line(&n.stdout)
             };
@@ -400,7 +478,7 @@ fn start_system(o: &Opts, system: &str, lan: &Lan, dir: &Path) -> (Vec<Node>, Ve
                 ready[i] = Some(t.saturating_sub(n.started_us) as f64 / 1e6);
             }
         }
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(50));
     }
     let ready: Vec<f64> = ready.into_iter().map(|r| r.unwrap_or(f64::NAN)).collect();
     (nodes, ready)
@@ -637,6 +715,14 @@ fn run_system(o: &Opts, system: &str) -> Value {
     // Idle.
     std::thread::sleep(Duration::from_secs(o.idle_secs));
     let stats: Vec<(u64, u64, f64)> = nodes.iter().map(|n| proc_stat(n.child.id())).collect();
+    let split: Vec<(u64, u64)> = nodes.iter().map(|n| rss_split(n.child.id())).collect();
+    // Where node 1's memory is, for a look afterwards.
+    if let Some(n) = nodes.get(1) {
+        let _ = std::fs::copy(
+            format!("/proc/{}/smaps", n.child.id()),
+            o.out.join(format!("smaps-{system}-1.txt")),
+        );
+    }
     let per_node: Vec<Value> = nodes
         .iter()
         .enumerate()
@@ -645,6 +731,8 @@ fn run_system(o: &Opts, system: &str) -> Value {
                 "ready_s": ready[i],
                 "rss_kib": stats[i].0,
                 "peak_rss_kib": stats[i].1,
+                "rss_anon_kib": split[i].0,
+                "rss_file_kib": split[i].1,
                 "cpu_s_runs": cpu1[i] - cpu0[i],
                 "cpu_idle_percent": 100.0 * (stats[i].2 - cpu1[i]) / o.idle_secs.max(1) as f64,
             })
@@ -676,6 +764,8 @@ fn run_system(o: &Opts, system: &str) -> Value {
         "listener_cpu_s_runs": lcpu1 - lcpu0,
         "max_rss_kib": max_of("rss_kib"),
         "max_peak_rss_kib": max_of("peak_rss_kib"),
+        "max_rss_anon_kib": max_of("rss_anon_kib"),
+        "max_rss_file_kib": max_of("rss_file_kib"),
         "max_cpu_idle_percent": max_of("cpu_idle_percent"),
         "per_node": per_node,
     });
@@ -741,6 +831,7 @@ fn main() {
         std::process::exit(1);
     }
     std::fs::create_dir_all(&o.out).expect("create output directory");
+    let _arp = ArpRoom::make(o.nodes);
     let mut results = BTreeMap::new();
     for s in &o.systems {
         if !["ptt", "gossip", "udp"].contains(&s.as_str()) {
@@ -798,14 +889,14 @@ fn markdown(r: &Value) -> String {
         r["options"]["burst"],
         r["machine"].as_str().unwrap_or("")
     );
-    s.push_str("| system | ready max (s) | p50 (ms) | p90 | p99 | max | steady delivered | burst /s to all | burst delivered | wire B/msg (steady) | RSS max (MiB) | peak RSS (MiB) | idle CPU max (%) |\n");
-    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("| system | ready max (s) | p50 (ms) | p90 | p99 | max | steady delivered | burst /s to all | burst delivered | wire B/msg (steady) | RSS max (MiB) | of which heap (MiB) | peak RSS (MiB) | CPU for the runs (s) | idle CPU max (%) |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     let udp_p99 = r["systems"]["udp"]["steady"]["latency_ms"]["p99"].as_f64();
     for (name, v) in r["systems"].as_object().into_iter().flatten() {
         let st = &v["steady"];
         let b = &v["burst"];
         s.push_str(&format!(
-            "| {name} | {} | {} | {} | {} | {} | {}/{} | {} | {}/{} | {} | {:.1} | {:.1} | {} |\n",
+            "| {name} | {} | {} | {} | {} | {} | {}/{} | {} | {}/{} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} |\n",
             f(&v["ready_s"]["max"]),
             f(&st["latency_ms"]["p50"]),
             f(&st["latency_ms"]["p90"]),
@@ -818,7 +909,14 @@ fn markdown(r: &Value) -> String {
             b["expected"],
             f0(&st["wire_bytes_per_message"]),
             v["max_rss_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0,
+            v["max_rss_anon_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0,
             v["max_peak_rss_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0,
+            v["per_node"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n["cpu_s_runs"].as_f64())
+                .sum::<f64>(),
             f(&v["max_cpu_idle_percent"]),
         ));
     }

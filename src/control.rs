@@ -148,7 +148,7 @@ pub enum Reply {
     /// `listen` is subscribed; alerts follow.
     Listening,
     /// A received alert (only after `listening`).
-    Alert(Box<ReceivedAlert>),
+    Alert(std::sync::Arc<ReceivedAlert>),
     /// Alerts a slow listener missed.
     Lagged {
         /// How many.

@@ -34,6 +34,8 @@ use crate::store::{Pruned, Retention, Store, StoreError, StoreHandle, StoredEnve
 use crate::sync::Id;
 use crate::update::{Update, UpdateError};
 
+/// Alerts held for `listen` clients that fall behind (see `broadcast::channel` in `run`).
+const LISTEN_BUFFER: usize = 1024;
 /// How long a connected peer may take to prove membership.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a refused peer stays blocked.
@@ -268,7 +270,7 @@ struct Daemon {
     swarm: Swarm<Behaviour>,
     node: Node,
     store: StoreHandle,
-    alerts: broadcast::Sender<ReceivedAlert>,
+    alerts: broadcast::Sender<Arc<ReceivedAlert>>,
     peers: HashMap<PeerId, PeerState>,
     blocked: HashMap<PeerId, Instant>,
     topics: HashMap<gossipsub::TopicHash, u32>,
@@ -301,6 +303,10 @@ struct Daemon {
     updates: BTreeMap<u64, (u64, Vec<u8>)>,
     /// Envelopes of an epoch this node holds no key for yet: (bytes, received at).
     unread: VecDeque<(Vec<u8>, u64)>,
+    /// Certificates and presence records to pass on at the next tick.
+    pushes: Pushes,
+    /// Alerts counted at the last check and at the last trim (`release_memory_after_traffic`).
+    traffic_marks: (u64, u64),
     key_path: PathBuf,
     /// Update pushes in flight: request → (peer, serial).
     update_pushes: HashMap<request_response::OutboundRequestId, (PeerId, u64)>,
@@ -614,7 +620,9 @@ pub async fn run(
         })
         .collect();
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
-    let (alerts, _) = broadcast::channel(4096);
+    // Slots hold their alert until overwritten, so the capacity is also what a burst leaves
+    // behind in memory (about 0.5 MiB at most); a listener further behind gets `lagged`.
+    let (alerts, _) = broadcast::channel(LISTEN_BUFFER);
     let accept = tokio::spawn(accept_loop(
         listener,
         cmd_tx.clone(),
@@ -681,6 +689,8 @@ pub async fn run(
         unread: VecDeque::new(),
         key_path,
         update_pushes: HashMap::new(),
+        traffic_marks: (0, 0),
+        pushes: Pushes::default(),
     };
     d.dial_static_peers();
     d.event_loop(cmd_rx, shutdown).await;
@@ -692,6 +702,13 @@ pub async fn run(
     let _ = std::fs::remove_file(&sock_path);
     tracing::info!("daemon stopped");
     Ok(())
+}
+
+/// Items queued for the peers, each with the peer not to send it to (the one it came from).
+#[derive(Default)]
+struct Pushes {
+    roster: Vec<(Vec<u8>, Option<PeerId>)>,
+    presence: Vec<(Vec<u8>, Option<PeerId>)>,
 }
 
 impl Daemon {
@@ -931,6 +948,28 @@ impl Daemon {
         }
     }
 
+    /// Once traffic has stopped, hands the allocator's free pages back to the system. A burst
+    /// leaves megabytes of freed buffers, queues and cached messages inside glibc's heaps, which
+    /// it keeps by default; a small device wants them back. Checked every
+    /// [`ANTI_ENTROPY_EVERY`]: trims when there was traffic before the last check and none
+    /// since, so never in the middle of a burst.
+    fn release_memory_after_traffic(&mut self) {
+        let c = self.node.counters();
+        let traffic =
+            c.alerts_sent + c.alerts_received + c.alerts_relayed + c.rejected.values().sum::<u64>();
+        let (seen, trimmed) = self.traffic_marks;
+        self.traffic_marks.0 = traffic;
+        if traffic != seen || traffic == trimmed {
+            return;
+        }
+        self.traffic_marks.1 = traffic;
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only walks and shrinks the allocator's own free lists.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+
     fn on_tick(&mut self) {
         let now = Instant::now();
         let (late, rest): (Vec<PendingTag>, Vec<PendingTag>) =
@@ -951,6 +990,7 @@ impl Daemon {
         }
         if now >= self.next_anti_entropy {
             self.next_anti_entropy = now + ANTI_ENTROPY_EVERY;
+            self.release_memory_after_traffic();
             self.resend_updates();
             let candidates: Vec<PeerId> = self
                 .peers
@@ -966,6 +1006,7 @@ impl Daemon {
             }
         }
         self.refresh_presence();
+        self.flush_pushes();
         if now >= self.next_static {
             self.next_static = now + ANTI_ENTROPY_EVERY;
             self.dial_static_peers();
@@ -1456,7 +1497,7 @@ impl Daemon {
                     a.via = Via::CatchUp;
                     self.node.counters_mut().alerts_received += 1;
                     self.apply_rules(&a);
-                    let _ = self.alerts.send(*a);
+                    let _ = self.alerts.send(Arc::from(a));
                 }
                 Ok(Err(Unreadable::UnknownEpoch { .. })) => self.unread.push_back((bytes, at)),
                 _ => {}
@@ -1899,41 +1940,58 @@ impl Daemon {
         }
     }
 
-    /// Sends newly learned member certificates to every authenticated peer but `except`.
-    /// Each receiver forwards only what is new to it, so a certificate floods the mesh once.
+    /// Queues newly learned member certificates for every authenticated peer but `except`
+    /// (sent by [`Daemon::flush_pushes`]). Each receiver forwards only what is new to it, so a
+    /// certificate floods the mesh once.
     fn push_roster(&mut self, certs: Vec<Vec<u8>>, except: PeerId) {
-        if certs.is_empty() {
-            return;
-        }
-        let targets: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|(id, p)| **id != except && p.authenticated && p.connections > 0)
-            .map(|(id, _)| *id)
-            .collect();
-        for chunk in certs.chunks(net::MAX_ROSTER_PUSH) {
-            for t in &targets {
-                let certs = chunk.to_vec();
-                self.swarm
-                    .behaviour_mut()
-                    .auth
-                    .send_request(t, AuthRequest::Roster { certs });
-            }
-        }
+        self.pushes
+            .roster
+            .extend(certs.into_iter().map(|c| (c, Some(except))));
     }
 
-    /// Sends presence records to every authenticated peer but `except`.
+    /// Queues presence records for every authenticated peer but `except`.
     fn push_presence(&mut self, records: Vec<Vec<u8>>, except: Option<PeerId>) {
-        if records.is_empty() {
+        self.pushes
+            .presence
+            .extend(records.into_iter().map(|r| (r, except)));
+    }
+
+    /// Sends what `push_roster` and `push_presence` queued since the last tick: at most one
+    /// request of each kind per peer per tick (more only past [`net::MAX_ROSTER_PUSH`] items).
+    /// Pushing each item at once cost every connection a stream per item and per peer
+    /// admitted: when 50 members start together that is thousands of streams, far past
+    /// [`net::MAX_CONCURRENT_STREAMS`] per connection, and the hellos refused with them left
+    /// members unauthenticated for a minute.
+    fn flush_pushes(&mut self) {
+        if self.pushes.roster.is_empty() && self.pushes.presence.is_empty() {
             return;
         }
+        let Pushes { roster, presence } = std::mem::take(&mut self.pushes);
         let targets: Vec<PeerId> = self
             .peers
             .iter()
-            .filter(|(id, p)| Some(**id) != except && p.authenticated && p.connections > 0)
+            .filter(|(_, p)| p.authenticated && p.connections > 0)
             .map(|(id, _)| *id)
             .collect();
         for t in targets {
+            let pick = |items: &[(Vec<u8>, Option<PeerId>)]| -> Vec<Vec<u8>> {
+                let mut seen = HashSet::new();
+                items
+                    .iter()
+                    .filter(|(item, except)| *except != Some(t) && seen.insert(item.as_slice()))
+                    .map(|(item, _)| item.clone())
+                    .collect()
+            };
+            let certs = pick(&roster);
+            for chunk in certs.chunks(net::MAX_ROSTER_PUSH) {
+                self.swarm.behaviour_mut().auth.send_request(
+                    &t,
+                    AuthRequest::Roster {
+                        certs: chunk.to_vec(),
+                    },
+                );
+            }
+            let records = pick(&presence);
             self.send_presence(t, &records);
         }
     }
@@ -2193,7 +2251,7 @@ impl Daemon {
                         a.via = via;
                         self.apply_rules(&a);
                         tracing::debug!(id = %a.id, sender = %a.sender, ?via, late = a.late, "alert received");
-                        let _ = self.alerts.send(*a);
+                        let _ = self.alerts.send(Arc::from(a));
                     }
                     Err(Unreadable::UnknownEpoch { .. }) => {
                         // Probably sealed under an epoch whose update has not reached this
@@ -2562,7 +2620,7 @@ async fn accept_loop(
     listener: UnixListener,
     cmds: mpsc::Sender<Cmd>,
     store: StoreHandle,
-    alerts: broadcast::Sender<ReceivedAlert>,
+    alerts: broadcast::Sender<Arc<ReceivedAlert>>,
 ) {
     loop {
         match listener.accept().await {
@@ -2599,7 +2657,7 @@ async fn serve_client(
     stream: UnixStream,
     cmds: mpsc::Sender<Cmd>,
     store: StoreHandle,
-    alerts: broadcast::Sender<ReceivedAlert>,
+    alerts: broadcast::Sender<Arc<ReceivedAlert>>,
 ) {
     use futures::StreamExt as _;
     let (r, mut w) = stream.into_split();
@@ -2866,7 +2924,7 @@ async fn history(
             if count >= limit {
                 break;
             }
-            write_reply(w, &Reply::Alert(Box::new(a)))
+            write_reply(w, &Reply::Alert(Arc::new(a)))
                 .await
                 .map_err(|e| e.to_string())?;
             count += 1;
@@ -2959,7 +3017,7 @@ async fn store_and_publish(
 async fn listen(
     reader: &mut tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
     w: &mut tokio::net::unix::OwnedWriteHalf,
-    mut rx: broadcast::Receiver<ReceivedAlert>,
+    mut rx: broadcast::Receiver<Arc<ReceivedAlert>>,
 ) {
     if write_reply(w, &Reply::Listening).await.is_err() {
         return;
@@ -2969,7 +3027,7 @@ async fn listen(
         tokio::select! {
             r = rx.recv() => {
                 let reply = match r {
-                    Ok(a) => Reply::Alert(Box::new(a)),
+                    Ok(a) => Reply::Alert(a),
                     Err(broadcast::error::RecvError::Lagged(n)) => Reply::Lagged { missed: n },
                     Err(broadcast::error::RecvError::Closed) => return,
                 };

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -129,7 +130,10 @@ impl Store {
     /// Opens or creates the store in `data_dir` and loads its index.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let path = data_dir.join(DB_FILE);
-        let db = Database::create(&path).map_err(|e| db_err(&path, e))?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| db_err(&path, e))?;
         // Sealed envelopes only, but who talked when is still nobody else's business.
         let _ =
             std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600));
@@ -469,14 +473,72 @@ enum Cmd {
 /// A cloneable handle to the store thread (the store actor).
 #[derive(Clone)]
 pub struct StoreHandle {
-    tx: mpsc::SyncSender<Cmd>,
+    tx: Sender,
     dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// The sending side of the store's queue: at most [`QUEUE`] commands wait. The queue is a list
+/// that grows and shrinks with its contents (`std::sync::mpsc::sync_channel` would allocate all
+/// 8,192 slots, about 0.8 MiB, up front and keep them).
+#[derive(Clone)]
+struct Sender {
+    tx: mpsc::Sender<Cmd>,
+    queued: std::sync::Arc<AtomicUsize>,
+}
+
+enum TrySendError {
+    Full,
+    Disconnected,
+}
+
+impl Sender {
+    fn try_send(&self, c: Cmd) -> Result<(), TrySendError> {
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= QUEUE {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(TrySendError::Full);
+        }
+        self.tx.send(c).map_err(|_| {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            TrySendError::Disconnected
+        })
+    }
+}
+
+/// The receiving side (the store thread's).
+struct Receiver {
+    rx: mpsc::Receiver<Cmd>,
+    queued: std::sync::Arc<AtomicUsize>,
+}
+
+impl Receiver {
+    fn took(&self, c: Cmd) -> Cmd {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        c
+    }
+
+    fn recv(&self) -> Option<Cmd> {
+        self.rx.recv().ok().map(|c| self.took(c))
+    }
+
+    fn try_recv(&self) -> Option<Cmd> {
+        self.rx.try_recv().ok().map(|c| self.took(c))
+    }
+
+    fn recv_timeout(&self, d: Duration) -> Option<Cmd> {
+        self.rx.recv_timeout(d).ok().map(|c| self.took(c))
+    }
 }
 
 impl StoreHandle {
     /// Moves the store onto its own thread. The thread ends when every handle is dropped.
     pub fn spawn(store: Store, own_device: u32) -> Self {
-        let (tx, rx) = mpsc::sync_channel::<Cmd>(QUEUE);
+        let (tx, rx) = mpsc::channel::<Cmd>();
+        let queued = std::sync::Arc::new(AtomicUsize::new(0));
+        let tx = Sender {
+            tx,
+            queued: queued.clone(),
+        };
+        let rx = Receiver { rx, queued };
         let _ = std::thread::Builder::new()
             .name("ptt-store".into())
             .spawn(move || run(store, own_device, rx));
@@ -489,8 +551,8 @@ impl StoreHandle {
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.tx.try_send(make(tx)).map_err(|e| match e {
-            mpsc::TrySendError::Full(_) => StoreError::Busy,
-            mpsc::TrySendError::Disconnected(_) => StoreError::Closed,
+            TrySendError::Full => StoreError::Busy,
+            TrySendError::Disconnected => StoreError::Closed,
         })?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -524,7 +586,7 @@ impl StoreHandle {
     /// Stores without waiting (received envelopes: one lost in a crash is fetched again from
     /// a peer by catch-up).
     pub fn put(&self, env: StoredEnvelope) {
-        if let Err(mpsc::TrySendError::Full(_)) = self.tx.try_send(Cmd::Put(vec![env], None)) {
+        if let Err(TrySendError::Full) = self.tx.try_send(Cmd::Put(vec![env], None)) {
             self.dropped
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
@@ -583,19 +645,23 @@ impl StoreHandle {
     }
 }
 
+/// redb's own page cache. Its default (1 GiB) let the whole log, up to the retention size, end
+/// up in the daemon's memory; the operating system's page cache serves re-reads anyway.
+const CACHE_BYTES: usize = 2 << 20;
+
 /// How long received envelopes wait for others to share their commit.
 const GROUP_WINDOW: Duration = Duration::from_millis(100);
 /// At most this many envelopes in one commit.
 const GROUP_MAX: usize = 1024;
 
-fn run(mut store: Store, own_device: u32, rx: mpsc::Receiver<Cmd>) {
+fn run(mut store: Store, own_device: u32, rx: Receiver) {
     let mut next: Option<Cmd> = None;
     loop {
         let cmd = match next.take() {
             Some(c) => c,
             None => match rx.recv() {
-                Ok(c) => c,
-                Err(_) => break,
+                Some(c) => c,
+                None => break,
             },
         };
         match cmd {
@@ -610,10 +676,9 @@ fn run(mut store: Store, own_device: u32, rx: mpsc::Receiver<Cmd>) {
                 let mut replies = vec![reply];
                 loop {
                     let got = if waited || envs.len() >= GROUP_MAX {
-                        rx.try_recv().ok()
+                        rx.try_recv()
                     } else {
                         rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                            .ok()
                     };
                     match got {
                         Some(Cmd::Put(more, r)) => {
