@@ -9,7 +9,8 @@
 #   sudo scripts/bench-mesh.sh --nodes 30 --systems ptt,udp --idle-secs 5
 #
 # Options (all passed to examples/bench-mesh.rs): --nodes N, --rate R, --secs S, --burst B,
-# --size BYTES, --idle-secs S, --systems ptt,gossip,udp, --out DIR.
+# --size BYTES, --idle-secs S, --systems ptt,gossip,udp, --out DIR. BENCH_PERF=K records node K
+# with perf (call graphs) during the burst, into DIR/perf-SYSTEM-K.data.
 # Needs root (ip netns); every namespace it makes is removed when it ends. Builds in release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
