@@ -1253,6 +1253,73 @@ impl Daemon {
         }
     }
 
+    /// A member's presence record names addresses on this node's own LAN (the same IPv4 /24
+    /// as one of its listen addresses) and the two are not connected: remember them and dial,
+    /// as if mDNS had found it. mDNS alone misses a member whose answer was lost until the next
+    /// query (`--mdns-interval`, 5 s), and a member that starts after this node's query until
+    /// that member dials; one authenticated member's presence push closes both gaps. Other
+    /// addresses are left to the broker paths: a dial to an unreachable private address
+    /// could hang for seconds and hold up the circuit dial to the same member.
+    fn dial_from_presence(&mut self, device: u32, peer: PeerId) {
+        let me = *self.swarm.local_peer_id();
+        if peer == me || self.blocked.contains_key(&peer) || self.swarm.is_connected(&peer) {
+            return;
+        }
+        let lans: Vec<[u8; 3]> = self
+            .swarm
+            .listeners()
+            .filter_map(|a| match a.iter().next() {
+                Some(libp2p::multiaddr::Protocol::Ip4(ip))
+                    if !ip.is_loopback() && !ip.is_unspecified() =>
+                {
+                    let o = ip.octets();
+                    Some([o[0], o[1], o[2]])
+                }
+                _ => None,
+            })
+            .collect();
+        let Some(record) = self
+            .node
+            .presence_records()
+            .find(|p| p.body.device == device)
+        else {
+            return;
+        };
+        let on_lan: Vec<Multiaddr> = record
+            .body
+            .addresses
+            .iter()
+            .filter_map(|a| a.parse::<Multiaddr>().ok())
+            .filter(|a| {
+                let mut it = a.iter();
+                matches!(
+                    (it.next(), it.next()),
+                    (Some(libp2p::multiaddr::Protocol::Ip4(ip)), Some(libp2p::multiaddr::Protocol::Tcp(_)))
+                        if lans.contains(&{ let o = ip.octets(); [o[0], o[1], o[2]] })
+                ) && !a
+                    .iter()
+                    .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
+            })
+            .collect();
+        if on_lan.is_empty() {
+            return;
+        }
+        let st = self.peers.entry(peer).or_default();
+        for a in on_lan {
+            if st.addresses.len() < MAX_ADDRS_PER_PEER {
+                st.addresses.insert(a);
+            }
+        }
+        if st.connections == 0 && st.redial_at.is_none() {
+            let delay = if me < peer {
+                Duration::ZERO
+            } else {
+                DIAL_DEFER
+            };
+            st.redial_at = Some(Instant::now() + delay);
+        }
+    }
+
     fn schedule_redial(&mut self, peer: PeerId) {
         let Some(st) = self.peers.get_mut(&peer) else {
             return;
@@ -1836,12 +1903,12 @@ impl Daemon {
                         match self.node.learn_presence(&r) {
                             Ok(true) => {
                                 // New addresses (a fresh reservation): try them at once.
-                                if let Some(peer) = Presence::claimed_device(&r)
-                                    .ok()
-                                    .and_then(|d| self.node.member(d))
-                                    .map(|c| c.peer_id())
+                                if let Ok(device) = Presence::claimed_device(&r)
+                                    && let Some(peer) =
+                                        self.node.member(device).map(|c| c.peer_id())
                                 {
                                     self.circuit_next.remove(&peer);
+                                    self.dial_from_presence(device, peer);
                                 }
                                 new.push(r)
                             }
