@@ -34,8 +34,9 @@ use crate::store::{Pruned, Retention, Store, StoreError, StoreHandle, StoredEnve
 use crate::sync::Id;
 use crate::update::{Update, UpdateError};
 
-/// Alerts held for `listen` clients that fall behind (see `broadcast::channel` in `run`).
-const LISTEN_BUFFER: usize = 1024;
+/// Alerts held for `listen` clients that fall behind (see `broadcast::channel` in `run`): room
+/// for all of [`MAX_UNREAD`], which `reopen_unread` sends at once, and a margin.
+const LISTEN_BUFFER: usize = 2048;
 /// How long a connected peer may take to prove membership.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a refused peer stays blocked.
@@ -621,7 +622,8 @@ pub async fn run(
         .collect();
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
     // Slots hold their alert until overwritten, so the capacity is also what a burst leaves
-    // behind in memory (about 0.5 MiB at most); a listener further behind gets `lagged`.
+    // behind in memory (about 1 MiB of typical alerts; an alert's text may be up to 64 KiB);
+    // a listener further behind gets `lagged`.
     let (alerts, _) = broadcast::channel(LISTEN_BUFFER);
     let accept = tokio::spawn(accept_loop(
         listener,
@@ -705,10 +707,14 @@ pub async fn run(
 }
 
 /// Items queued for the peers, each with the peer not to send it to (the one it came from).
+/// Presence records wait one tick more than certificates: a record that reaches a peer before
+/// the certificate of its device is dropped there (`UnknownDevice`), and the two requests of
+/// one tick travel on parallel streams.
 #[derive(Default)]
 struct Pushes {
     roster: Vec<(Vec<u8>, Option<PeerId>)>,
     presence: Vec<(Vec<u8>, Option<PeerId>)>,
+    presence_next: Vec<(Vec<u8>, Option<PeerId>)>,
 }
 
 impl Daemon {
@@ -1192,7 +1198,11 @@ impl Daemon {
                 .addresses(addrs)
                 .condition(PeerCondition::DisconnectedAndNotDialing)
                 .build();
-            let _ = self.swarm.dial(opts);
+            // A dial refused because one is already under way (for example to the member's
+            // LAN address) is no attempt: try the broker again at the next round.
+            if self.swarm.dial(opts).is_err() {
+                continue;
+            }
             // Back off per member while it stays unreachable: 10 s doubling to 5 min.
             let wait = self
                 .circuit_next
@@ -1262,20 +1272,36 @@ impl Daemon {
     /// could hang for seconds and hold up the circuit dial to the same member.
     fn dial_from_presence(&mut self, device: u32, peer: PeerId) {
         let me = *self.swarm.local_peer_id();
-        if peer == me || self.blocked.contains_key(&peer) || self.swarm.is_connected(&peer) {
+        // With --no-mdns the operator chose where peers come from (network.md).
+        if !self.swarm.behaviour().mdns.is_enabled()
+            || peer == me
+            || self.blocked.contains_key(&peer)
+            || self.swarm.is_connected(&peer)
+        {
             return;
         }
-        let lans: Vec<[u8; 3]> = self
+        // This node's own direct IPv4 addresses (relayed listen addresses name the broker's).
+        let own: Vec<std::net::Ipv4Addr> = self
             .swarm
             .listeners()
+            .filter(|a| {
+                !a.iter()
+                    .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
+            })
             .filter_map(|a| match a.iter().next() {
                 Some(libp2p::multiaddr::Protocol::Ip4(ip))
                     if !ip.is_loopback() && !ip.is_unspecified() =>
                 {
-                    let o = ip.octets();
-                    Some([o[0], o[1], o[2]])
+                    Some(ip)
                 }
                 _ => None,
+            })
+            .collect();
+        let lans: Vec<[u8; 3]> = own
+            .iter()
+            .map(|ip| {
+                let o = ip.octets();
+                [o[0], o[1], o[2]]
             })
             .collect();
         let Some(record) = self
@@ -1295,7 +1321,7 @@ impl Daemon {
                 matches!(
                     (it.next(), it.next()),
                     (Some(libp2p::multiaddr::Protocol::Ip4(ip)), Some(libp2p::multiaddr::Protocol::Tcp(_)))
-                        if lans.contains(&{ let o = ip.octets(); [o[0], o[1], o[2]] })
+                        if !own.contains(&ip) && lans.contains(&{ let o = ip.octets(); [o[0], o[1], o[2]] })
                 ) && !a
                     .iter()
                     .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
@@ -2019,21 +2045,26 @@ impl Daemon {
     /// Queues presence records for every authenticated peer but `except`.
     fn push_presence(&mut self, records: Vec<Vec<u8>>, except: Option<PeerId>) {
         self.pushes
-            .presence
+            .presence_next
             .extend(records.into_iter().map(|r| (r, except)));
     }
 
-    /// Sends what `push_roster` and `push_presence` queued since the last tick: at most one
-    /// request of each kind per peer per tick (more only past [`net::MAX_ROSTER_PUSH`] items).
+    /// Sends what `push_roster` queued since the last tick and what `push_presence` queued
+    /// before it: one request of each kind per peer per tick (more only past
+    /// [`net::MAX_ROSTER_PUSH`] items).
     /// Pushing each item at once cost every connection a stream per item and per peer
     /// admitted: when 50 members start together that is thousands of streams, far past
     /// [`net::MAX_CONCURRENT_STREAMS`] per connection, and the hellos refused with them left
     /// members unauthenticated for a minute.
     fn flush_pushes(&mut self) {
-        if self.pushes.roster.is_empty() && self.pushes.presence.is_empty() {
+        let roster = std::mem::take(&mut self.pushes.roster);
+        let presence = std::mem::replace(
+            &mut self.pushes.presence,
+            std::mem::take(&mut self.pushes.presence_next),
+        );
+        if roster.is_empty() && presence.is_empty() {
             return;
         }
-        let Pushes { roster, presence } = std::mem::take(&mut self.pushes);
         let targets: Vec<PeerId> = self
             .peers
             .iter()

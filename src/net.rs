@@ -577,6 +577,16 @@ mod tests {
     }
 
     #[test]
+    fn gossipsub_mesh_bounds_hold() {
+        // libp2p-gossipsub checks these only for per-topic settings, not for the defaults.
+        let c = gossipsub_config().unwrap();
+        assert!(c.mesh_outbound_min() <= c.mesh_n_low());
+        assert!(c.mesh_n_low() <= c.mesh_n() && c.mesh_n() <= c.mesh_n_high());
+        assert!(c.mesh_outbound_min() * 2 <= c.mesh_n());
+        assert!(c.mesh_n_low() >= 1 && c.flood_publish());
+    }
+
+    #[test]
     fn topics_differ_per_domain_and_channel() {
         let a = topic(&DomainId([1; 32]), 1).hash();
         assert_ne!(a, topic(&DomainId([2; 32]), 1).hash());

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -232,6 +232,7 @@ impl Store {
     pub fn put(&mut self, envs: &[StoredEnvelope], own_device: u32) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         let mut added: Vec<(u32, Id)> = vec![];
+        let mut added_ids: std::collections::HashSet<Id> = std::collections::HashSet::new();
         let mut bytes = self.bytes;
         {
             let mut t = tx.open_table(ENVELOPES).map_err(|e| self.err(e))?;
@@ -240,7 +241,7 @@ impl Store {
             let mut own_max = None;
             for e in envs {
                 let id = (e.sender, e.seq);
-                if self.index.contains(id) || added.iter().any(|(_, a)| *a == id) {
+                if self.index.contains(id) || !added_ids.insert(id) {
                     continue;
                 }
                 t.insert(id, (e.channel, e.received_at_us, e.bytes.as_slice()))
@@ -475,6 +476,7 @@ enum Cmd {
 pub struct StoreHandle {
     tx: Sender,
     dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The sending side of the store's queue: at most [`QUEUE`] commands wait. The queue is a list
@@ -539,12 +541,15 @@ impl StoreHandle {
             queued: queued.clone(),
         };
         let rx = Receiver { rx, queued };
-        let _ = std::thread::Builder::new()
-            .name("ptt-store".into())
-            .spawn(move || run(store, own_device, rx));
+        let commits = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let _ = std::thread::Builder::new().name("ptt-store".into()).spawn({
+            let commits = commits.clone();
+            move || run(store, own_device, rx, &commits)
+        });
         StoreHandle {
             tx,
             dropped: Default::default(),
+            commits,
         }
     }
 
@@ -560,6 +565,11 @@ impl StoreHandle {
     /// Received envelopes not logged because the queue was full.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Envelope commits (groups) so far.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Keeps a domain update durably.
@@ -651,10 +661,11 @@ const CACHE_BYTES: usize = 2 << 20;
 
 /// How long received envelopes wait for others to share their commit.
 const GROUP_WINDOW: Duration = Duration::from_millis(100);
-/// At most this many envelopes in one commit.
+/// A group stops waiting for company at this many envelopes (it still takes every put
+/// already queued, so a commit holds at most this plus `QUEUE`).
 const GROUP_MAX: usize = 1024;
 
-fn run(mut store: Store, own_device: u32, rx: Receiver) {
+fn run(mut store: Store, own_device: u32, rx: Receiver, commits: &AtomicU64) {
     let mut next: Option<Cmd> = None;
     loop {
         let cmd = match next.take() {
@@ -694,6 +705,7 @@ fn run(mut store: Store, own_device: u32, rx: Receiver) {
                     }
                 }
                 let res = store.put(&envs, own_device);
+                commits.fetch_add(1, Ordering::Relaxed);
                 if let Err(e) = &res {
                     tracing::error!(error = %e, "store write failed");
                 }
@@ -844,7 +856,7 @@ mod tests {
     }
 
     /// Received envelopes wait up to GROUP_WINDOW for company, but a read or a durable put
-    /// closes the group, and shutting down commits it.
+    /// closes the group, and so does the end of the window.
     #[tokio::test]
     async fn received_puts_share_a_commit_but_reads_and_time_close_it() {
         let dir = tempfile::tempdir().unwrap();
@@ -858,9 +870,16 @@ mod tests {
         }
         h.put_durable(env(3, 7)).await.unwrap();
         assert_eq!(h.stats().await.unwrap().0, 50);
-        // With nothing behind it, a received put is committed by the window or at the latest
-        // when the last handle goes: the file holds it.
+        // With nothing behind it, a received put is committed when the window ends, with
+        // nothing else asked of the store (polled, with a margin far beyond the window).
+        let before = h.commits();
         h.put(env(5, 1));
+        let mut waited = Duration::ZERO;
+        while h.commits() == before && waited < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            waited += Duration::from_millis(20);
+        }
+        assert_eq!(h.commits(), before + 1, "the window never closed by itself");
         drop(h);
         let mut reopened = None;
         for _ in 0..100 {
