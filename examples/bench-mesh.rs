@@ -128,16 +128,21 @@ impl Drop for Node {
     }
 }
 
-/// Per-process figures read from /proc.
-fn proc_stat(pid: u32) -> (u64, u64, f64) {
+/// A reader of the `KEY: N kB` lines of /proc/PID/status (0 for a missing key).
+fn status_kib(pid: u32) -> impl Fn(&str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb = |key: &str| {
+    move |key: &str| {
         status
             .lines()
             .find_map(|l| l.strip_prefix(key))
             .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
             .unwrap_or(0)
-    };
+    }
+}
+
+/// Per-process figures read from /proc.
+fn proc_stat(pid: u32) -> (u64, u64, f64) {
+    let kb = status_kib(pid);
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may hold spaces) start after the last ')'.
     let cpu = stat
@@ -154,14 +159,7 @@ fn proc_stat(pid: u32) -> (u64, u64, f64) {
 
 /// (RssAnon, RssFile) in KiB: heap and stacks, and mapped files (mostly the binary's code).
 fn rss_split(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let kb = status_kib(pid);
     (kb("RssAnon:"), kb("RssFile:"))
 }
 

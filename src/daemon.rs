@@ -1330,8 +1330,17 @@ impl Daemon {
         if on_lan.is_empty() {
             return;
         }
+        self.found_at(peer, on_lan);
+    }
+
+    /// A peer was found at `addrs` (mDNS, or a member's presence on this LAN): remembers them
+    /// (at most [`MAX_ADDRS_PER_PEER`]) and, if the two are not connected and no dial is
+    /// scheduled, dials at once when this node's peer id is the smaller, else after
+    /// [`DIAL_DEFER`], so that a pair usually ends up with one connection.
+    fn found_at(&mut self, peer: PeerId, addrs: impl IntoIterator<Item = Multiaddr>) {
+        let me = *self.swarm.local_peer_id();
         let st = self.peers.entry(peer).or_default();
-        for a in on_lan {
+        for a in addrs {
             if st.addresses.len() < MAX_ADDRS_PER_PEER {
                 st.addresses.insert(a);
             }
@@ -1744,18 +1753,7 @@ impl Daemon {
                     if peer == me {
                         continue;
                     }
-                    let st = self.peers.entry(peer).or_default();
-                    if st.addresses.len() < MAX_ADDRS_PER_PEER {
-                        st.addresses.insert(addr);
-                    }
-                    if st.connections == 0 && st.redial_at.is_none() {
-                        let delay = if me < peer {
-                            Duration::ZERO
-                        } else {
-                            DIAL_DEFER
-                        };
-                        st.redial_at = Some(Instant::now() + delay);
-                    }
+                    self.found_at(peer, [addr]);
                 }
             }
             BehaviourEvent::Mdns(mdns::Event::Expired(_)) => {}

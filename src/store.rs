@@ -829,6 +829,17 @@ mod tests {
         assert_eq!(s.index().len(), 4);
     }
 
+    /// Opens the store again once the thread of the dropped handle has released the file.
+    fn reopen(dir: &Path) -> Store {
+        for _ in 0..100 {
+            if let Ok(s) = Store::open(dir) {
+                return s;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("the store did not reopen");
+    }
+
     #[tokio::test]
     async fn handle_commits_before_replying() {
         let dir = tempfile::tempdir().unwrap();
@@ -844,15 +855,7 @@ mod tests {
         assert_eq!(h.stats().await.unwrap(), (2, 20));
         drop(h);
         // The thread releases the file once the handle is gone; reopening then sees the data.
-        let mut reopened = None;
-        for _ in 0..100 {
-            if let Ok(s) = Store::open(dir.path()) {
-                reopened = Some(s);
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        assert_eq!(reopened.expect("store reopens").own_last_seq().unwrap(), 42);
+        assert_eq!(reopen(dir.path()).own_last_seq().unwrap(), 42);
     }
 
     /// Received envelopes wait up to GROUP_WINDOW for company, but a read or a durable put
@@ -881,14 +884,6 @@ mod tests {
         }
         assert_eq!(h.commits(), before + 1, "the window never closed by itself");
         drop(h);
-        let mut reopened = None;
-        for _ in 0..100 {
-            if let Ok(s) = Store::open(dir.path()) {
-                reopened = Some(s);
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        assert_eq!(reopened.expect("store reopens").index().len(), 51);
+        assert_eq!(reopen(dir.path()).index().len(), 51);
     }
 }
