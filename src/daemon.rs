@@ -706,6 +706,20 @@ pub async fn run(
     Ok(())
 }
 
+/// The IPv4 address of a direct TCP address (`/ip4/A/tcp/P…`, not through a relay).
+fn direct_ipv4(a: &Multiaddr) -> Option<std::net::Ipv4Addr> {
+    use libp2p::multiaddr::Protocol;
+    let mut it = a.iter();
+    match (it.next(), it.next()) {
+        (Some(Protocol::Ip4(ip)), Some(Protocol::Tcp(_)))
+            if !a.iter().any(|p| matches!(p, Protocol::P2pCircuit)) =>
+        {
+            Some(ip)
+        }
+        _ => None,
+    }
+}
+
 /// Items queued for the peers, each with the peer not to send it to (the one it came from).
 /// Presence records wait one tick more than certificates: a record that reaches a peer before
 /// the certificate of its device is dropped there (`UnknownDevice`), and the two requests of
@@ -1284,26 +1298,12 @@ impl Daemon {
         let own: Vec<std::net::Ipv4Addr> = self
             .swarm
             .listeners()
-            .filter(|a| {
-                !a.iter()
-                    .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
-            })
-            .filter_map(|a| match a.iter().next() {
-                Some(libp2p::multiaddr::Protocol::Ip4(ip))
-                    if !ip.is_loopback() && !ip.is_unspecified() =>
-                {
-                    Some(ip)
-                }
-                _ => None,
-            })
+            .filter_map(direct_ipv4)
+            .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
             .collect();
-        let lans: Vec<[u8; 3]> = own
-            .iter()
-            .map(|ip| {
-                let o = ip.octets();
-                [o[0], o[1], o[2]]
-            })
-            .collect();
+        let same_lan = |ip: &std::net::Ipv4Addr| {
+            !own.contains(ip) && own.iter().any(|o| o.octets()[..3] == ip.octets()[..3])
+        };
         let Some(record) = self
             .node
             .presence_records()
@@ -1316,16 +1316,7 @@ impl Daemon {
             .addresses
             .iter()
             .filter_map(|a| a.parse::<Multiaddr>().ok())
-            .filter(|a| {
-                let mut it = a.iter();
-                matches!(
-                    (it.next(), it.next()),
-                    (Some(libp2p::multiaddr::Protocol::Ip4(ip)), Some(libp2p::multiaddr::Protocol::Tcp(_)))
-                        if !own.contains(&ip) && lans.contains(&{ let o = ip.octets(); [o[0], o[1], o[2]] })
-                ) && !a
-                    .iter()
-                    .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
-            })
+            .filter(|a| direct_ipv4(a).is_some_and(|ip| same_lan(&ip)))
             .collect();
         if on_lan.is_empty() {
             return;
@@ -3153,4 +3144,26 @@ pub fn default_data_dir() -> PathBuf {
         return Path::new(&h).join(".local/state/ptt-node");
     }
     PathBuf::from("/var/lib/ptt-node")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::direct_ipv4;
+
+    #[test]
+    fn direct_ipv4_takes_direct_tcp_addresses_only() {
+        let ip = |s: &str| direct_ipv4(&s.parse().unwrap());
+        assert_eq!(
+            ip("/ip4/10.0.0.7/tcp/4001/p2p/12D3KooWAe1AuNR6C8KnymD6Cd9BkgfAS88Up4LuLynrff7TBVxi"),
+            Some([10, 0, 0, 7].into())
+        );
+        assert_eq!(ip("/ip4/10.0.0.7/udp/4001"), None);
+        assert_eq!(ip("/ip6/::1/tcp/4001"), None);
+        assert_eq!(
+            ip(
+                "/ip4/10.0.0.1/tcp/4001/p2p/12D3KooWAe1AuNR6C8KnymD6Cd9BkgfAS88Up4LuLynrff7TBVxi/p2p-circuit"
+            ),
+            None
+        );
+    }
 }
