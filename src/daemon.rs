@@ -3,7 +3,8 @@
 //!
 //! One task owns the swarm and the node and runs the event loop; each control client gets a
 //! task of its own that talks to the loop through [`Cmd`] messages with oneshot replies; the
-//! store runs on its own thread. An alert is stored durably before it is published.
+//! store runs on its own thread. An alert is published once the store's sequence lease covers it
+//! and stored durably before its client gets the reply.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -437,7 +438,9 @@ pub async fn run(
         }
         e => e.into(),
     })?;
-    let last_seq = store.own_last_seq()?;
+    // Above every seq this device may have published: those in its log and the lease that
+    // covers published alerts not yet logged (proto/envelope.md, nonce uniqueness).
+    let last_seq = store.own_last_seq()?.max(store.seq_lease()?);
     let stored = store.keys()?;
     let stored_updates = store.updates()?;
     let mut node_cfg = bundle.into_node_config(&cfg.bundle)?;
@@ -3032,7 +3035,7 @@ async fn ask<T>(cmds: &mpsc::Sender<Cmd>, cmd: Cmd, rx: oneshot::Receiver<T>) ->
         .map_err(|_| "the daemon is shutting down".to_string())
 }
 
-/// Seals (for a channel, or for one device with `to`), stores durably, then publishes.
+/// Seals a directed message for one device, then [`store_and_publish`].
 async fn send_direct(
     cmds: &mpsc::Sender<Cmd>,
     store: &StoreHandle,
@@ -3073,7 +3076,9 @@ async fn seal_alert(
     .await?
 }
 
-/// Stores a sealed alert or directed message durably, then publishes it.
+/// Publishes a sealed alert or directed message once the sequence lease covers its seq, then
+/// stores it durably; replies when it is in the log. The disk is not on the alert's path: the
+/// lease is normally already on disk (see [`StoreHandle::cover_seq`]).
 async fn store_and_publish(
     cmds: &mpsc::Sender<Cmd>,
     store: &StoreHandle,
@@ -3081,18 +3086,24 @@ async fn store_and_publish(
 ) -> Result<Reply, String> {
     let env = crate::envelope::Envelope::parse(&sealed.bytes).map_err(|e| e.to_string())?;
     store
-        .put_durable(StoredEnvelope {
-            sender: env.header.sender,
-            seq: sealed.seq,
-            channel: sealed.channel,
-            received_at_us: now_us(),
-            bytes: sealed.bytes.clone(),
-        })
+        .cover_seq(sealed.seq)
         .await
-        .map_err(|e| format!("alert not sent: could not store it: {e}"))?;
+        .map_err(|e| format!("alert not sent: could not reserve its sequence number: {e}"))?;
+    let entry = StoredEnvelope {
+        sender: env.header.sender,
+        seq: sealed.seq,
+        channel: sealed.channel,
+        received_at_us: now_us(),
+        bytes: sealed.bytes.clone(),
+    };
     let (id, seq, channel) = (sealed.id.clone(), sealed.seq, sealed.channel_name.clone());
     let (tx, rx) = oneshot::channel();
     let peers = ask(cmds, Cmd::Publish { sealed, reply: tx }, rx).await?;
+    store.put_durable(entry).await.map_err(|e| {
+        format!(
+            "alert {id} was sent to {peers} peers but could not be stored in this node's log: {e}"
+        )
+    })?;
     Ok(Reply::Sent {
         id,
         channel,

@@ -835,8 +835,8 @@ impl Node {
         Ok(())
     }
 
-    /// Seals an alert for `channel` at time `now_us`. The caller stores the result durably
-    /// before publishing it; the sequence number is `max(last + 1, now_us)`.
+    /// Seals an alert for `channel` at time `now_us`. The caller publishes it only once a
+    /// durable lease covers its sequence number, `max(last + 1, now_us)` (proto/envelope.md).
     pub fn seal_alert(
         &mut self,
         channel: &str,

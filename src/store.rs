@@ -41,7 +41,7 @@ pub const DB_FILE: &str = "store.redb";
 const ENVELOPES: TableDefinition<(u32, u64), (u32, u64, &[u8])> = TableDefinition::new("envelopes");
 /// (received at µs, sender, seq) → (): retention order.
 const BY_TIME: TableDefinition<(u64, u32, u64), ()> = TableDefinition::new("by_time");
-/// Named counters: `own_last_seq`, `bytes`.
+/// Named counters: `own_last_seq`, `seq_lease`, `bytes`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// sender → replay floor: sequence numbers at or below it were removed by retention.
 const FLOORS: TableDefinition<u32, u64> = TableDefinition::new("floors");
@@ -52,6 +52,7 @@ const UPDATES: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("update
 pub const QUEUE: usize = 8192;
 
 const OWN_LAST_SEQ: &str = "own_last_seq";
+const SEQ_LEASE: &str = "seq_lease";
 const BYTES: &str = "bytes";
 
 /// How long and how much the log keeps.
@@ -339,6 +340,32 @@ impl Store {
         self.meta(OWN_LAST_SEQ)
     }
 
+    /// The sequence lease: this device may have published sequence numbers up to it that are
+    /// not in the log (0 if none). See [`StoreHandle::cover_seq`].
+    pub fn seq_lease(&self) -> Result<u64, StoreError> {
+        self.meta(SEQ_LEASE)
+    }
+
+    /// Raises the sequence lease to `to` (never lowers it) and returns once that is on disk.
+    /// Returns the lease now held.
+    pub fn raise_seq_lease(&mut self, to: u64) -> Result<u64, StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let lease;
+        {
+            let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+            let cur = meta
+                .get(SEQ_LEASE)
+                .map_err(|e| self.err(e))?
+                .map_or(0, |v| v.value());
+            lease = cur.max(to);
+            if lease > cur {
+                meta.insert(SEQ_LEASE, lease).map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(lease)
+    }
+
     /// Envelope bytes held.
     pub fn bytes(&self) -> u64 {
         self.bytes
@@ -469,7 +496,12 @@ enum Cmd {
     Stats(Reply<(u64, u64)>),
     PutUpdate(u64, u64, Vec<u8>, Reply<()>),
     PruneUpdates(u64, Reply<u64>),
+    Lease(u64, Option<Reply<u64>>),
 }
+
+/// How far beyond a sequence number [`StoreHandle::cover_seq`] takes the lease: 2 s of the
+/// sender's clock (a seq is a time in µs).
+pub const LEASE_AHEAD_US: u64 = 2_000_000;
 
 /// A cloneable handle to the store thread (the store actor).
 #[derive(Clone)]
@@ -477,6 +509,9 @@ pub struct StoreHandle {
     tx: Sender,
     dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
     commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The sequence lease on disk, and the highest one asked for.
+    lease: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    lease_asked: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The sending side of the store's queue: at most [`QUEUE`] commands wait. The queue is a list
@@ -542,14 +577,19 @@ impl StoreHandle {
         };
         let rx = Receiver { rx, queued };
         let commits = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        // Unreadable counts as no lease: the first publish then waits for a new one.
+        let held = store.seq_lease().unwrap_or(0);
+        let lease = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(held));
         let _ = std::thread::Builder::new().name("ptt-store".into()).spawn({
-            let commits = commits.clone();
-            move || run(store, own_device, rx, &commits)
+            let (commits, lease) = (commits.clone(), lease.clone());
+            move || run(store, own_device, rx, &commits, &lease)
         });
         StoreHandle {
             tx,
             dropped: Default::default(),
             commits,
+            lease,
+            lease_asked: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(held)),
         }
     }
 
@@ -570,6 +610,36 @@ impl StoreHandle {
     /// Envelope commits (groups) so far.
     pub fn commits(&self) -> u64 {
         self.commits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The sequence lease on disk.
+    pub fn lease(&self) -> u64 {
+        self.lease.load(Ordering::Acquire)
+    }
+
+    /// Returns once this device may publish `seq`: the lease on disk is at least `seq`, so a
+    /// restart never seals it again (the node restarts above the lease). Usually the lease
+    /// already covers it and this returns at once; when less than half of
+    /// [`LEASE_AHEAD_US`] is left, a longer lease is written in the background, so an alert
+    /// waits for the disk only when it is the first for a while.
+    pub async fn cover_seq(&self, seq: u64) -> Result<(), StoreError> {
+        let want = seq.saturating_add(LEASE_AHEAD_US);
+        if seq <= self.lease() {
+            let soon = seq.saturating_add(LEASE_AHEAD_US / 2);
+            // Less than half left, and no request already on its way that reaches far enough.
+            if self.lease() < soon && self.lease_asked.fetch_max(want, Ordering::AcqRel) < soon {
+                // Full or closed: the next alert asks again, or waits for it.
+                let _ = self.tx.try_send(Cmd::Lease(want, None));
+            }
+            return Ok(());
+        }
+        self.lease_asked.fetch_max(want, Ordering::AcqRel);
+        let lease = self.ask(|r| Cmd::Lease(want, Some(r))).await?;
+        if seq <= lease {
+            Ok(())
+        } else {
+            Err(StoreError::Write("sequence lease not raised".into()))
+        }
     }
 
     /// Keeps a domain update durably.
@@ -665,7 +735,13 @@ const GROUP_WINDOW: Duration = Duration::from_millis(100);
 /// already queued, so a commit holds at most this plus `QUEUE`).
 const GROUP_MAX: usize = 1024;
 
-fn run(mut store: Store, own_device: u32, rx: Receiver, commits: &AtomicU64) {
+fn run(
+    mut store: Store,
+    own_device: u32,
+    rx: Receiver,
+    commits: &AtomicU64,
+    lease: &std::sync::atomic::AtomicU64,
+) {
     let mut next: Option<Cmd> = None;
     loop {
         let cmd = match next.take() {
@@ -749,6 +825,18 @@ fn run(mut store: Store, own_device: u32, rx: Receiver, commits: &AtomicU64) {
             Cmd::PruneUpdates(before, r) => {
                 let _ = r.send(store.prune_updates(before));
             }
+            Cmd::Lease(to, r) => {
+                let res = store.raise_seq_lease(to);
+                match &res {
+                    Ok(v) => {
+                        lease.fetch_max(*v, Ordering::AcqRel);
+                    }
+                    Err(e) => tracing::error!(error = %e, "sequence lease not written"),
+                }
+                if let Some(r) = r {
+                    let _ = r.send(res);
+                }
+            }
         }
     }
 }
@@ -830,6 +918,38 @@ mod tests {
     }
 
     /// Opens the store again once the thread of the dropped handle has released the file.
+    #[tokio::test]
+    async fn cover_seq_waits_for_a_lease_only_when_none_covers_the_seq() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = StoreHandle::spawn(Store::open(dir.path()).unwrap(), 3);
+        assert_eq!(h.lease(), 0);
+        // No lease: cover_seq waits for one that reaches LEASE_AHEAD_US beyond the seq.
+        h.cover_seq(1_000).await.unwrap();
+        assert_eq!(h.lease(), 1_000 + LEASE_AHEAD_US);
+        // Well inside the lease: nothing is written.
+        let commits = h.commits();
+        h.cover_seq(2_000).await.unwrap();
+        h.flush().await.unwrap();
+        assert_eq!(h.lease(), 1_000 + LEASE_AHEAD_US);
+        // Less than half left: covered at once, and a longer lease is written behind it.
+        let seq = 1_000 + LEASE_AHEAD_US / 2 + 1;
+        h.cover_seq(seq).await.unwrap();
+        h.flush().await.unwrap();
+        assert_eq!(h.lease(), seq + LEASE_AHEAD_US);
+        assert_eq!(h.commits(), commits, "a lease is not an envelope commit");
+        // A lower request never lowers it.
+        drop(h);
+        let mut s = reopen(dir.path());
+        assert_eq!(s.seq_lease().unwrap(), seq + LEASE_AHEAD_US);
+        assert_eq!(s.raise_seq_lease(5).unwrap(), seq + LEASE_AHEAD_US);
+        assert_eq!(s.seq_lease().unwrap(), seq + LEASE_AHEAD_US);
+        assert_eq!(
+            s.own_last_seq().unwrap(),
+            0,
+            "the lease is not the log's last seq"
+        );
+    }
+
     fn reopen(dir: &Path) -> Store {
         for _ in 0..100 {
             if let Ok(s) = Store::open(dir) {

@@ -243,6 +243,52 @@ fn enrolment_rules_and_bundle_checks() {
     assert!(stderr(&o).contains("certificate.bin"), "{}", stderr(&o));
 }
 
+/// A crash after an alert was published but before it reached the log must not let the
+/// restarted daemon seal that seq again (one AES-GCM nonce twice). Before publishing, the
+/// daemon takes a durable sequence lease beyond the seq, and it restarts above the lease.
+#[test]
+fn a_restarted_daemon_seals_above_its_sequence_lease() {
+    let site = Site::new();
+    assert!(site.enroll("m1", &["--channel", "ops"]).status.success());
+    let data = site.path("m1-data");
+    let seq = |o: &Output| -> u64 {
+        assert!(o.status.success(), "{}", stderr(o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["seq"].as_u64().expect("a seq in the reply")
+    };
+    let d = site.run("m1");
+    let first = seq(&minor_alert(s(&data), &["--channel", "ops", "--json"]));
+    drop(d); // SIGKILL: no clean shutdown
+
+    let open = || {
+        for _ in 0..100 {
+            if let Ok(st) = ptt_node::store::Store::open(&data) {
+                return st;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the store did not reopen");
+    };
+    let mut store = open();
+    assert_eq!(
+        store.seq_lease().unwrap(),
+        first + ptt_node::store::LEASE_AHEAD_US,
+        "the first alert waits for a lease beyond it"
+    );
+    // As if alerts up to a minute ahead had been published and the crash came before any of
+    // them was logged: the log still ends at `first`, only the lease knows.
+    let lease = store.raise_seq_lease(first + 60_000_000).unwrap();
+    assert_eq!(store.own_last_seq().unwrap(), first);
+    drop(store);
+
+    let _d = site.run("m1");
+    let second = seq(&minor_alert(s(&data), &["--channel", "ops", "--json"]));
+    assert!(
+        second > lease,
+        "seq {second} after the restart is not above the lease {lease}"
+    );
+}
+
 #[test]
 fn daemon_refuses_bad_requests_and_keeps_working() {
     let site = Site::new();
