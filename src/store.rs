@@ -512,6 +512,8 @@ pub struct StoreHandle {
     /// The sequence lease on disk, and the highest one asked for.
     lease: std::sync::Arc<std::sync::atomic::AtomicU64>,
     lease_asked: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The store thread, woken by hand for commands somebody waits for (see `run`).
+    thread: Option<std::thread::Thread>,
 }
 
 /// The sending side of the store's queue: at most [`QUEUE`] commands wait. The queue is a list
@@ -560,10 +562,6 @@ impl Receiver {
     fn try_recv(&self) -> Option<Cmd> {
         self.rx.try_recv().ok().map(|c| self.took(c))
     }
-
-    fn recv_timeout(&self, d: Duration) -> Option<Cmd> {
-        self.rx.recv_timeout(d).ok().map(|c| self.took(c))
-    }
 }
 
 impl StoreHandle {
@@ -580,16 +578,21 @@ impl StoreHandle {
         // Unreadable counts as no lease: the first publish then waits for a new one.
         let held = store.seq_lease().unwrap_or(0);
         let lease = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(held));
-        let _ = std::thread::Builder::new().name("ptt-store".into()).spawn({
-            let (commits, lease) = (commits.clone(), lease.clone());
-            move || run(store, own_device, rx, &commits, &lease)
-        });
+        let thread = std::thread::Builder::new()
+            .name("ptt-store".into())
+            .spawn({
+                let (commits, lease) = (commits.clone(), lease.clone());
+                move || run(store, own_device, rx, &commits, &lease)
+            })
+            .ok()
+            .map(|j| j.thread().clone());
         StoreHandle {
             tx,
             dropped: Default::default(),
             commits,
             lease,
             lease_asked: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(held)),
+            thread,
         }
     }
 
@@ -599,6 +602,10 @@ impl StoreHandle {
             TrySendError::Full => StoreError::Busy,
             TrySendError::Disconnected => StoreError::Closed,
         })?;
+        // A group of received envelopes waits parked, without reading the queue: wake it.
+        if let Some(t) = &self.thread {
+            t.unpark();
+        }
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -758,27 +765,34 @@ fn run(
                 // it: a burst costs a few commits instead of hundreds, and a crash loses at
                 // most that window of received alerts, which catch-up fetches again. A durable
                 // put or any other command commits at once.
+                //
+                // While the group waits, the thread is parked rather than blocked on the queue:
+                // a received envelope only joins the queue, without a wake-up (a futex wake
+                // and two context switches per envelope, about a tenth of a receiver's CPU in
+                // a burst). Commands somebody waits for, durable puts included, unpark it
+                // (`StoreHandle::ask`).
                 let deadline = Instant::now() + GROUP_WINDOW;
                 let mut waited = reply.is_some();
                 let mut replies = vec![reply];
                 loop {
-                    let got = if waited || envs.len() >= GROUP_MAX {
-                        rx.try_recv()
-                    } else {
-                        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                    };
-                    match got {
+                    match rx.try_recv() {
                         Some(Cmd::Put(more, r)) => {
                             waited |= r.is_some();
                             envs.extend(more);
                             replies.push(r);
+                            continue;
                         }
                         Some(other) => {
                             next = Some(other);
                             break;
                         }
-                        None => break,
+                        None => {}
                     }
+                    let now = Instant::now();
+                    if waited || envs.len() >= GROUP_MAX || now >= deadline {
+                        break;
+                    }
+                    std::thread::park_timeout(deadline - now);
                 }
                 let res = store.put(&envs, own_device);
                 commits.fetch_add(1, Ordering::Relaxed);
