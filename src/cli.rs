@@ -227,9 +227,13 @@ fn parse_utc(s: &str) -> Option<u64> {
 /// `ptt-node run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The device bundle made by `ptt-node domain enroll`.
+    /// Configuration file (TOML; examples/ptt-node.toml documents every key). A flag given
+    /// here wins over the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The device bundle made by `ptt-node domain enroll` (or `bundle` in --config).
     #[arg(long)]
-    pub bundle: PathBuf,
+    pub bundle: Option<PathBuf>,
     /// Data directory (store and control socket). Default: $PTT_NODE_DATA, else the
     /// per-user state directory.
     #[arg(long)]
@@ -240,9 +244,9 @@ pub struct RunArgs {
     /// Peer to dial at start besides those mDNS finds (repeatable).
     #[arg(long = "peer", value_name = "MULTIADDR")]
     pub peers: Vec<Multiaddr>,
-    /// Seconds between mDNS queries.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub mdns_interval: u64,
+    /// Seconds between mDNS queries [default: 5].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub mdns_interval: Option<u64>,
     /// Do not use mDNS at all (neither query nor answer): peers come only from --peer.
     #[arg(long)]
     pub no_mdns: bool,
@@ -253,12 +257,16 @@ pub struct RunArgs {
     /// Rules file (TOML): run commands or send directed messages when alerts match.
     #[arg(long)]
     pub rules: Option<PathBuf>,
-    /// Hours the log keeps envelopes (sealed) for catch-up and history.
-    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=8760))]
-    pub retention_hours: u64,
-    /// MiB of envelopes the log keeps at most (oldest go first).
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
-    pub retention_mib: u64,
+    /// Hours the log keeps envelopes (sealed) for catch-up and history [default: 24].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=8760))]
+    pub retention_hours: Option<u64>,
+    /// MiB of envelopes the log keeps at most (oldest go first) [default: 64].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub retention_mib: Option<u64>,
+    /// Log filter in RUST_LOG syntax, e.g. info or ptt_node=debug,libp2p=warn; wins over
+    /// RUST_LOG and the file's `log` [default: info].
+    #[arg(long, value_name = "FILTER", value_parser = parse_log_filter)]
+    pub log: Option<String>,
     /// Testing only: seal beyond the channel's rate limit, as a compromised member would
     /// (the other members still enforce it).
     #[arg(long, hide = true)]
@@ -542,26 +550,66 @@ fn data_dir(d: &Option<PathBuf>) -> PathBuf {
     d.clone().unwrap_or_else(daemon::default_data_dir)
 }
 
+fn parse_log_filter(s: &str) -> Result<String, String> {
+    crate::config::check_log_filter(s).map(|()| s.to_string())
+}
+
+/// The settings of `ptt-node run`: its flags over its configuration file.
+pub fn run_settings(a: &RunArgs) -> Result<crate::config::Settings, CliError> {
+    let file = match &a.config {
+        Some(p) => {
+            crate::config::FileConfig::load(p).map_err(|e| CliError::Other(e.to_string()))?
+        }
+        None => crate::config::FileConfig::default(),
+    };
+    let flags = crate::config::Flags {
+        bundle: a.bundle.clone(),
+        data: a.data.clone(),
+        listen: a.listen.clone(),
+        peers: a.peers.clone(),
+        no_mdns: a.no_mdns,
+        mdns_interval_secs: a.mdns_interval,
+        broker: a.broker,
+        rules: a.rules.clone(),
+        retention_hours: a.retention_hours,
+        retention_mib: a.retention_mib,
+    };
+    crate::config::combine(flags, file).map_err(CliError::Other)
+}
+
+/// The log filter of `ptt-node run`: `--log`, else RUST_LOG, else the file's `log`, else
+/// info. A configuration file that cannot be read is reported by `run` itself.
+pub fn run_log_filter(a: &RunArgs) -> String {
+    let file = a
+        .config
+        .as_deref()
+        .and_then(|p| crate::config::FileConfig::load(p).ok())
+        .and_then(|c| c.log);
+    let env = std::env::var("RUST_LOG").ok();
+    crate::config::log_filter_for(a.log.as_deref(), env.as_deref(), file.as_deref())
+}
+
 async fn run(a: RunArgs) -> Result<(), CliError> {
+    let s = run_settings(&a)?;
     let cfg = RunConfig {
-        bundle: a.bundle,
-        data: data_dir(&a.data),
-        listen: a.listen,
-        peers: a.peers,
+        bundle: s.bundle,
+        data: data_dir(&s.data),
+        listen: s.listen,
+        peers: s.peers,
         net: NetConfig {
-            mdns_interval: std::time::Duration::from_secs(a.mdns_interval),
-            mdns: !a.no_mdns,
-            broker: a.broker,
+            mdns_interval: std::time::Duration::from_secs(s.mdns_interval_secs),
+            mdns: s.mdns,
+            broker: s.broker,
             // From the bundle, when the domain has a private network (set by the daemon).
             psk: None,
         },
-        rules: match &a.rules {
+        rules: match &s.rules {
             Some(p) => crate::rules::Rules::load(p).map_err(|e| CliError::Other(e.to_string()))?,
             None => crate::rules::Rules::default(),
         },
         retention: crate::store::Retention {
-            max_age_us: a.retention_hours * 3600 * 1_000_000,
-            max_bytes: a.retention_mib * 1024 * 1024,
+            max_age_us: s.retention_hours * 3600 * 1_000_000,
+            max_bytes: s.retention_mib * 1024 * 1024,
         },
         ignore_own_rate_limit: a.ignore_own_rate_limit,
     };

@@ -37,6 +37,7 @@ pub mod alert;
 pub mod bundle;
 pub mod cert;
 pub mod cli;
+pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod domain;

@@ -14,13 +14,17 @@ fn main() -> ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
-    let default = if matches!(cli.command, ptt_node::cli::Command::Run(_)) {
-        "info"
-    } else {
-        "warn"
+    // The daemon: --log, else RUST_LOG, else its configuration file, else info. A client
+    // command: RUST_LOG, else warnings only.
+    let (wanted, default) = match &cli.command {
+        ptt_node::cli::Command::Run(a) => (ptt_node::cli::run_log_filter(a), "info"),
+        _ => (std::env::var("RUST_LOG").unwrap_or_default(), "warn"),
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .parse(&wanted)
+        .ok()
+        .filter(|_| !wanted.is_empty())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -243,6 +243,106 @@ fn enrolment_rules_and_bundle_checks() {
     assert!(stderr(&o).contains("certificate.bin"), "{}", stderr(&o));
 }
 
+/// `run --config FILE`: the file alone is enough to start a device (bundle relative to the
+/// file, data directory, listen address, log filter), flags win over it, and a bad file stops
+/// the daemon with one line naming the line and the key, before anything is created.
+#[test]
+fn a_configuration_file_runs_a_device_and_flags_win_over_it() {
+    let site = Site::new();
+    assert!(site.enroll("m1", &["--channel", "ops"]).status.success());
+    let conf = site.path("ptt-node.toml");
+    let data = site.path("from-file");
+    std::fs::write(
+        &conf,
+        format!(
+            "bundle = \"m1\"\ndata = {data:?}\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nlog = \"debug\"\n\
+             [retention]\nhours = 2\n"
+        ),
+    )
+    .unwrap();
+    // mDNS stays off by flag: this test runs outside any namespace.
+    let start = |extra: &[&str], log: &Path| {
+        let mut args = vec!["run", "--no-mdns", "--config", s(&conf)];
+        args.extend_from_slice(extra);
+        Daemon(
+            Command::new(BIN)
+                .args(&args)
+                .env_remove("RUST_LOG")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(log).unwrap())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let up = |data: &Path| {
+        let end = Instant::now() + Duration::from_secs(20);
+        while !ptt(&["status", "--data", s(data)]).status.success() {
+            assert!(
+                Instant::now() < end,
+                "daemon did not come up at {}",
+                data.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+
+    let log1 = site.path("run1.log");
+    let d = start(&[], &log1);
+    up(&data);
+    let o = minor_alert(s(&data), &["--channel", "ops", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    drop(d);
+    let text = std::fs::read_to_string(&log1).unwrap();
+    assert!(
+        text.contains("DEBUG"),
+        "the file's log filter was not used:\n{text}"
+    );
+
+    // Flags win: another listen address, a quieter log. (Not another data directory: the
+    // bundle's channel keys moved into the first one at its first start.)
+    let log2 = site.path("run2.log");
+    let d = start(
+        &["--listen", "/ip4/127.0.0.2/tcp/0", "--log", "warn"],
+        &log2,
+    );
+    up(&data);
+    let st = ptt(&["status", "--json", "--data", s(&data)]);
+    let st: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    let addrs = st["listen_addrs"].to_string();
+    assert!(
+        addrs.contains("127.0.0.2") && !addrs.contains("127.0.0.1/"),
+        "--listen did not replace the file's: {addrs}"
+    );
+    drop(d);
+    let text = std::fs::read_to_string(&log2).unwrap();
+    assert!(
+        !text.contains("INFO") && !text.contains("DEBUG"),
+        "--log lost to the file:\n{text}"
+    );
+
+    // A bad value: one line with the line and the key, exit 1, nothing created.
+    let fresh = site.path("never-made");
+    std::fs::write(
+        &conf,
+        format!("bundle = \"m1\"\ndata = {fresh:?}\n\n[retention]\nhours = 0\n"),
+    )
+    .unwrap();
+    let o = ptt(&["run", "--no-mdns", "--config", s(&conf)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(
+        e.contains("line 5") && e.contains("retention.hours") && e.contains("1 to 8760"),
+        "{e}"
+    );
+    assert!(!fresh.exists());
+    // No bundle anywhere.
+    std::fs::write(&conf, "log = \"info\"\n").unwrap();
+    let o = ptt(&["run", "--no-mdns", "--config", s(&conf)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no device bundle"), "{}", stderr(&o));
+}
+
 /// A crash after an alert was published but before it reached the log must not let the
 /// restarted daemon seal that seq again (one AES-GCM nonce twice). Before publishing, the
 /// daemon takes a durable sequence lease beyond the seq, and it restarts above the lease.

@@ -303,6 +303,17 @@ fn stale_namespaces_of_dead_runs_are_swept() {
         .args(["netns", "exec", &stale, "sleep", "1000"])
         .spawn()
         .expect("spawn sleep in the stale namespace");
+    // `ip netns exec` enters the namespace, then execs sleep: wait for the exec, or the sweep
+    // may find the namespace empty, delete it, and leave `ip` to enter it afterwards.
+    let comm = format!("/proc/{}/comm", inside.id());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&comm).unwrap_or_default().trim() != "sleep" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sleep never started in the stale namespace"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 
     let tmp = std::env::temp_dir();
     let stale_dir = tmp.join(format!("{}-{dead_pid}-stale-test", netns::PREFIX));

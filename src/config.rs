@@ -1,0 +1,423 @@
+//! The daemon's configuration file (`ptt-node run --config FILE`, TOML) and how it combines
+//! with the command line: a flag given on the command line wins over the file, the file wins
+//! over the built-in default. `examples/ptt-node.toml` documents every key.
+//!
+//! Unknown keys and bad values are errors that name the key and the line (toml's spans);
+//! relative paths in the file are relative to the file's directory.
+
+use std::path::{Path, PathBuf};
+
+use libp2p::Multiaddr;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
+
+/// Built-in defaults (also the flags' documented defaults).
+pub mod defaults {
+    /// Seconds between mDNS queries.
+    pub const MDNS_INTERVAL_SECS: u64 = 5;
+    /// Hours the log keeps envelopes.
+    pub const RETENTION_HOURS: u64 = 24;
+    /// MiB of envelopes the log keeps at most.
+    pub const RETENTION_MIB: u64 = 64;
+    /// The daemon's log filter.
+    pub const LOG: &str = "info";
+}
+
+/// Why a configuration file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read the configuration file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Bad TOML, an unknown key or a bad value: toml's message names the line and column.
+    #[error("configuration file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong, and where.
+        message: String,
+    },
+}
+
+/// The configuration file, as written. Every key is optional.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// The device bundle (`--bundle`).
+    pub bundle: Option<PathBuf>,
+    /// Data directory (`--data`).
+    pub data: Option<PathBuf>,
+    /// Listen addresses (`--listen`).
+    #[serde(default, deserialize_with = "multiaddrs")]
+    pub listen: Vec<Multiaddr>,
+    /// Static peers dialled at start (`--peer`).
+    #[serde(default, deserialize_with = "multiaddrs")]
+    pub peers: Vec<Multiaddr>,
+    /// Act as a connection broker (`--broker`).
+    pub broker: Option<bool>,
+    /// Rules file (`--rules`).
+    pub rules: Option<PathBuf>,
+    /// Log filter, RUST_LOG syntax (`--log`).
+    #[serde(default, deserialize_with = "log_filter")]
+    pub log: Option<String>,
+    /// `[discovery]`.
+    #[serde(default)]
+    pub discovery: Discovery,
+    /// `[retention]`.
+    #[serde(default)]
+    pub retention: Retention,
+}
+
+/// `[discovery]`.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Discovery {
+    /// Use mDNS (`--no-mdns` turns it off).
+    pub mdns: Option<bool>,
+    /// Seconds between mDNS queries, 1 to 3600 (`--mdns-interval`).
+    #[serde(default, deserialize_with = "in_range::<_, 1, 3600>")]
+    pub mdns_interval_secs: Option<u64>,
+}
+
+/// `[retention]`.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Hours the log keeps envelopes, 1 to 8760 (`--retention-hours`).
+    #[serde(default, deserialize_with = "in_range::<_, 1, 8760>")]
+    pub hours: Option<u64>,
+    /// MiB of envelopes kept at most, 1 to 1048576 (`--retention-mib`).
+    #[serde(default, deserialize_with = "in_range::<_, 1, 1_048_576>")]
+    pub mib: Option<u64>,
+}
+
+fn in_range<'de, D: Deserializer<'de>, const LO: u64, const HI: u64>(
+    d: D,
+) -> Result<Option<u64>, D::Error> {
+    let v = i64::deserialize(d)?;
+    match u64::try_from(v) {
+        Ok(v) if (LO..=HI).contains(&v) => Ok(Some(v)),
+        _ => Err(D::Error::custom(format!(
+            "{v} is out of range: give {LO} to {HI}"
+        ))),
+    }
+}
+
+fn multiaddrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Multiaddr>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .into_iter()
+        .map(|s| {
+            s.parse::<Multiaddr>().map_err(|e| {
+                D::Error::custom(format!(
+                    "{s:?} is not a multiaddress ({e}); write e.g. \"/ip4/0.0.0.0/tcp/7000\""
+                ))
+            })
+        })
+        .collect()
+}
+
+fn log_filter<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let s = String::deserialize(d)?;
+    check_log_filter(&s).map_err(D::Error::custom)?;
+    Ok(Some(s))
+}
+
+/// Checks a log filter in RUST_LOG syntax ("info", "ptt_node=debug,libp2p=warn").
+pub fn check_log_filter(s: &str) -> Result<(), String> {
+    tracing_subscriber::EnvFilter::builder()
+        .parse(s)
+        .map(|_| ())
+        .map_err(|e| format!("{s:?} is not a log filter ({e}); write e.g. \"info\" or \"ptt_node=debug,libp2p=warn\""))
+}
+
+/// toml's error on one line: "line L, column C, key K: what is wrong" (the key when the
+/// error is in the value of a `key = value` line).
+fn one_line(text: &str, e: &toml::de::Error) -> String {
+    let what = e.message().trim().replace('\n', "; ");
+    let Some(span) = e.span() else {
+        return what;
+    };
+    let mut at = span.start.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    let this_line = &before[line_start..];
+    let key = this_line
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        });
+    match key {
+        Some(k) => {
+            let table = before[..line_start]
+                .lines()
+                .rev()
+                .map(str::trim)
+                .find(|l| l.starts_with('[') && l.ends_with(']'))
+                .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim());
+            let key = table.map_or(k.to_string(), |t| format!("{t}.{k}"));
+            format!("line {line}, column {column}, key {key}: {what}")
+        }
+        None => format!("line {line}, column {column}: {what}"),
+    }
+}
+
+impl FileConfig {
+    /// Parses a configuration; `path` names it in errors and relative paths in it are taken
+    /// relative to `path`'s directory.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut c: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: one_line(text, &e),
+        })?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        for p in [&mut c.bundle, &mut c.data, &mut c.rules]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(c)
+    }
+
+    /// Reads and parses a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+}
+
+/// The daemon's settings after the command line and the file are combined.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The device bundle.
+    pub bundle: PathBuf,
+    /// Data directory, if one was given (else the default).
+    pub data: Option<PathBuf>,
+    /// Listen addresses (empty: the daemon's default).
+    pub listen: Vec<Multiaddr>,
+    /// Static peers.
+    pub peers: Vec<Multiaddr>,
+    /// Use mDNS.
+    pub mdns: bool,
+    /// Seconds between mDNS queries.
+    pub mdns_interval_secs: u64,
+    /// Act as a connection broker.
+    pub broker: bool,
+    /// Rules file.
+    pub rules: Option<PathBuf>,
+    /// Hours the log keeps envelopes.
+    pub retention_hours: u64,
+    /// MiB of envelopes kept at most.
+    pub retention_mib: u64,
+}
+
+/// What the command line gave (`None`, empty or `false`: not given).
+#[derive(Debug, Default, Clone)]
+pub struct Flags {
+    /// `--bundle`.
+    pub bundle: Option<PathBuf>,
+    /// `--data`.
+    pub data: Option<PathBuf>,
+    /// `--listen`.
+    pub listen: Vec<Multiaddr>,
+    /// `--peer`.
+    pub peers: Vec<Multiaddr>,
+    /// `--no-mdns`.
+    pub no_mdns: bool,
+    /// `--mdns-interval`.
+    pub mdns_interval_secs: Option<u64>,
+    /// `--broker`.
+    pub broker: bool,
+    /// `--rules`.
+    pub rules: Option<PathBuf>,
+    /// `--retention-hours`.
+    pub retention_hours: Option<u64>,
+    /// `--retention-mib`.
+    pub retention_mib: Option<u64>,
+}
+
+/// Combines the command line with the file (flags win; a list given on the command line
+/// replaces the file's). Fails only when no bundle is named anywhere.
+pub fn combine(flags: Flags, file: FileConfig) -> Result<Settings, String> {
+    let bundle = flags.bundle.or(file.bundle).ok_or_else(|| {
+        "no device bundle: give --bundle DIR, or `bundle = \"DIR\"` in the configuration file (--config)"
+            .to_string()
+    })?;
+    let list = |f: Vec<Multiaddr>, c: Vec<Multiaddr>| if f.is_empty() { c } else { f };
+    Ok(Settings {
+        bundle,
+        data: flags.data.or(file.data),
+        listen: list(flags.listen, file.listen),
+        peers: list(flags.peers, file.peers),
+        mdns: !flags.no_mdns && file.discovery.mdns.unwrap_or(true),
+        mdns_interval_secs: flags
+            .mdns_interval_secs
+            .or(file.discovery.mdns_interval_secs)
+            .unwrap_or(defaults::MDNS_INTERVAL_SECS),
+        broker: flags.broker || file.broker.unwrap_or(false),
+        rules: flags.rules.or(file.rules),
+        retention_hours: flags
+            .retention_hours
+            .or(file.retention.hours)
+            .unwrap_or(defaults::RETENTION_HOURS),
+        retention_mib: flags
+            .retention_mib
+            .or(file.retention.mib)
+            .unwrap_or(defaults::RETENTION_MIB),
+    })
+}
+
+/// The daemon's log filter: `--log`, else RUST_LOG, else the file's `log`, else "info".
+pub fn log_filter_for(flag: Option<&str>, env: Option<&str>, file: Option<&str>) -> String {
+    flag.or(env).or(file).unwrap_or(defaults::LOG).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<FileConfig, String> {
+        FileConfig::parse(text, Path::new("/etc/ptt-node/ptt-node.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_example_file_parses_and_says_what_the_defaults_say() {
+        let c = FileConfig::parse(
+            include_str!("../examples/ptt-node.toml"),
+            Path::new("/etc/ptt-node/ptt-node.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.bundle.as_deref(), Some(Path::new("/etc/ptt-node/bundle")));
+        assert_eq!(c.data.as_deref(), Some(Path::new("/var/lib/ptt-node")));
+        assert_eq!(
+            c.discovery.mdns_interval_secs,
+            Some(defaults::MDNS_INTERVAL_SECS)
+        );
+        assert_eq!(c.retention.hours, Some(defaults::RETENTION_HOURS));
+        assert_eq!(c.retention.mib, Some(defaults::RETENTION_MIB));
+        assert_eq!(c.log.as_deref(), Some(defaults::LOG));
+        assert_eq!(c.listen.len(), 1);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key_and_the_line() {
+        let e = parse("bundle = \"b\"\n\n[discovery]\nmdns_intervall_secs = 5\n").unwrap_err();
+        assert!(e.contains("ptt-node.toml"), "{e}");
+        assert!(e.contains("line 4"), "{e}");
+        assert!(e.contains("mdns_intervall_secs"), "{e}");
+
+        let e = parse("[retention]\nhours = 0\n").unwrap_err();
+        assert!(e.contains("line 2") && e.contains("1 to 8760"), "{e}");
+        assert!(e.contains("key retention.hours"), "{e}");
+        let e = parse("[retention]\nmib = -3\n").unwrap_err();
+        assert!(e.contains("line 2") && e.contains("out of range"), "{e}");
+        let e = parse("listen = [\"/ip4/0.0.0.0/tcp/7000\", \"0.0.0.0:7000\"]\n").unwrap_err();
+        assert!(
+            e.contains("line 1") && e.contains("not a multiaddress"),
+            "{e}"
+        );
+        let e = parse("\nlog = \"info,=[\"\n").unwrap_err();
+        assert!(
+            e.contains("line 2") && e.contains("not a log filter"),
+            "{e}"
+        );
+        let e = parse("broker = \"yes\"\n").unwrap_err();
+        assert!(e.contains("line 1") && e.contains("bool"), "{e}");
+        let e = parse("bundle = \n").unwrap_err();
+        assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_are_taken_from_the_files_directory() {
+        let c =
+            parse("bundle = \"bundle\"\ndata = \"/srv/ptt\"\nrules = \"r/rules.toml\"\n").unwrap();
+        assert_eq!(c.bundle.unwrap(), Path::new("/etc/ptt-node/bundle"));
+        assert_eq!(c.data.unwrap(), Path::new("/srv/ptt"));
+        assert_eq!(c.rules.unwrap(), Path::new("/etc/ptt-node/r/rules.toml"));
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let file = parse(
+            "bundle = \"/b\"\npeers = [\"/ip4/10.0.0.2/tcp/7000\"]\nbroker = true\n\
+             [discovery]\nmdns = false\nmdns_interval_secs = 30\n[retention]\nhours = 48\n",
+        )
+        .unwrap();
+        let s = combine(Flags::default(), file).unwrap();
+        assert_eq!(s.bundle, Path::new("/b"));
+        assert_eq!(s.peers.len(), 1);
+        assert!(s.broker && !s.mdns);
+        assert_eq!(s.mdns_interval_secs, 30);
+        assert_eq!(
+            (s.retention_hours, s.retention_mib),
+            (48, defaults::RETENTION_MIB)
+        );
+
+        let file = parse(
+            "bundle = \"/b\"\npeers = [\"/ip4/10.0.0.2/tcp/7000\"]\n[retention]\nhours = 48\n",
+        )
+        .unwrap();
+        let flags = Flags {
+            bundle: Some("/other".into()),
+            peers: vec![
+                "/ip4/10.0.0.3/tcp/1".parse().unwrap(),
+                "/ip4/10.0.0.4/tcp/1".parse().unwrap(),
+            ],
+            retention_hours: Some(2),
+            no_mdns: true,
+            ..Flags::default()
+        };
+        let s = combine(flags, file).unwrap();
+        assert_eq!(s.bundle, Path::new("/other"));
+        assert_eq!(
+            s.peers.len(),
+            2,
+            "a list on the command line replaces the file's"
+        );
+        assert_eq!(s.retention_hours, 2);
+        assert!(!s.mdns);
+
+        let s = combine(
+            Flags {
+                bundle: Some("/b".into()),
+                ..Flags::default()
+            },
+            FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(s.mdns_interval_secs, defaults::MDNS_INTERVAL_SECS);
+        assert!(s.mdns && !s.broker);
+
+        let e = combine(Flags::default(), FileConfig::default()).unwrap_err();
+        assert!(e.contains("--bundle") && e.contains("--config"), "{e}");
+    }
+
+    #[test]
+    fn the_log_filter_comes_from_the_flag_then_rust_log_then_the_file() {
+        assert_eq!(
+            log_filter_for(Some("debug"), Some("warn"), Some("error")),
+            "debug"
+        );
+        assert_eq!(log_filter_for(None, Some("warn"), Some("error")), "warn");
+        assert_eq!(log_filter_for(None, None, Some("error")), "error");
+        assert_eq!(log_filter_for(None, None, None), "info");
+    }
+}
