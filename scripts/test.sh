@@ -22,6 +22,7 @@ need cargo || { echo "cargo not found: install Rust from https://rustup.rs" >&2;
 need ip || apt_install iproute2
 need ping || apt_install iputils-ping
 need nft || apt_install nftables
+need systemd-analyze || apt_install systemd
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy 2>/dev/null || true
 
 echo "==> cargo fmt --check"

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Installs ptt-node as a service: the binary, a dedicated system user, the default configuration
+# (from examples/ptt-node.toml), the state directory and a hardened systemd unit.
+#
+#   sudo scripts/install.sh                       # build (release) and install under /usr/local
+#   sudo scripts/install.sh --bundle ./cam-1      # also install this device's bundle
+#   sudo scripts/install.sh --bundle ./cam-1 --start   # and enable and start the service
+#
+# Options:
+#   --prefix DIR     where bin/ptt-node and share/doc/ptt-node go (default /usr/local)
+#   --bundle DIR     the device bundle from `ptt-node domain enroll`: copied to
+#                    /var/lib/ptt-node/bundle, owned by the service user, files 0600
+#   --binary FILE    install this binary instead of building one (cargo build --release)
+#   --root DIR       install into DIR as if it were / (packaging, tests): no user is created
+#                    and no service is started; files are owned by the caller
+#   --start          enable and start the service (needs a running systemd)
+#
+# An existing /etc/ptt-node/ptt-node.toml is kept. The unit is checked with
+# `systemd-analyze verify` when that tool is present. Run again to upgrade.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+prefix=/usr/local root= bundle= binary= start=
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+        --prefix) prefix="$2"; shift 2 ;;
+        --root) root="$2"; shift 2 ;;
+        --bundle) bundle="$2"; shift 2 ;;
+        --binary) binary="$2"; shift 2 ;;
+        --start) start=1; shift ;;
+        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+case "$prefix" in /*) ;; *) echo "install.sh: --prefix must be an absolute path" >&2; exit 2 ;; esac
+if [ -z "$root" ] && [ "$(id -u)" != 0 ]; then
+    echo "install.sh needs root to install a service: sudo $0 $*" >&2
+    exit 1
+fi
+if [ -n "$bundle" ] && [ ! -f "$bundle/certificate.bin" ]; then
+    echo "install.sh: $bundle is not a device bundle (no certificate.bin); make one with ptt-node domain enroll" >&2
+    exit 1
+fi
+if [ -n "$start" ] && [ -n "$root" ]; then
+    echo "install.sh: --start cannot be used with --root" >&2
+    exit 2
+fi
+
+if [ -z "$binary" ]; then
+    command -v cargo >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs, or pass --binary FILE" >&2; exit 1; }
+    echo "==> building ptt-node (release)"
+    cargo build --release --locked --bin ptt-node
+    binary=target/release/ptt-node
+fi
+[ -x "$binary" ] || { echo "install.sh: $binary is not an executable" >&2; exit 1; }
+
+bindir="$root$prefix/bin"
+docdir="$root$prefix/share/doc/ptt-node"
+etc="$root/etc/ptt-node"
+state="$root/var/lib/ptt-node"
+unitdir="$root/etc/systemd/system"
+user=ptt-node
+
+echo "==> binary: $prefix/bin/ptt-node"
+install -d -m 0755 "$bindir" "$docdir"
+install -m 0755 "$binary" "$bindir/ptt-node.new"
+mv -f "$bindir/ptt-node.new" "$bindir/ptt-node"
+install -m 0644 README.md "$docdir/README.md"
+install -m 0644 examples/ptt-node.toml "$docdir/ptt-node.toml.example"
+
+owner=()
+if [ -z "$root" ]; then
+    if ! id -u "$user" >/dev/null 2>&1; then
+        echo "==> system user $user"
+        nologin=$(command -v nologin || echo /usr/sbin/nologin)
+        useradd --system --user-group --no-create-home --home-dir /var/lib/ptt-node --shell "$nologin" "$user"
+    fi
+    owner=(-o "$user" -g "$user")
+fi
+
+echo "==> configuration: /etc/ptt-node/ptt-node.toml"
+install -d -m 0750 "$etc"
+[ -z "$root" ] && chgrp "$user" "$etc"
+if [ -e "$etc/ptt-node.toml" ]; then
+    echo "    kept the existing file"
+else
+    sed -e 's|^bundle = .*|bundle = "/var/lib/ptt-node/bundle"|' \
+        -e 's|^listen = .*|listen = ["/ip4/0.0.0.0/tcp/7000"]|' \
+        examples/ptt-node.toml > "$etc/ptt-node.toml.new"
+    chmod 0640 "$etc/ptt-node.toml.new"
+    [ -z "$root" ] && chgrp "$user" "$etc/ptt-node.toml.new"
+    mv "$etc/ptt-node.toml.new" "$etc/ptt-node.toml"
+fi
+
+echo "==> state: /var/lib/ptt-node"
+install -d -m 0700 "${owner[@]}" "$state"
+if [ -n "$bundle" ]; then
+    echo "==> bundle: /var/lib/ptt-node/bundle"
+    install -d -m 0700 "${owner[@]}" "$state/bundle"
+    for f in "$bundle"/*; do
+        [ -f "$f" ] && install -m 0600 "${owner[@]}" "$f" "$state/bundle/$(basename "$f")"
+    done
+fi
+
+echo "==> unit: /etc/systemd/system/ptt-node.service"
+install -d -m 0755 "$unitdir"
+sed -e "s|/usr/local/bin/ptt-node|$prefix/bin/ptt-node|g" \
+    -e "s|/usr/local/share/doc/ptt-node|$prefix/share/doc/ptt-node|g" \
+    scripts/ptt-node.service > "$unitdir/ptt-node.service"
+chmod 0644 "$unitdir/ptt-node.service"
+
+# systemd-analyze verify exits 0 on unknown keys and bad values (it only warns), so any output
+# fails the install. Under --root the unit is checked with its paths pointing into the root.
+if command -v systemd-analyze >/dev/null; then
+    echo "==> systemd-analyze verify"
+    check="$unitdir/ptt-node.service"
+    if [ -n "$root" ]; then
+        tmpdir=$(mktemp -d)
+        trap 'rm -rf "$tmpdir"' EXIT
+        check="$tmpdir/ptt-node.service"
+        sed -e "s|$prefix/bin/ptt-node|$bindir/ptt-node|g" "$unitdir/ptt-node.service" > "$check"
+    fi
+    if ! out=$(systemd-analyze verify "$check" 2>&1) || [ -n "$out" ]; then
+        echo "$out" >&2
+        echo "install.sh: systemd-analyze verify found problems in the unit (above)" >&2
+        exit 1
+    fi
+fi
+
+if [ -z "$root" ] && [ -d /run/systemd/system ]; then
+    systemctl daemon-reload
+    if [ -n "$start" ]; then
+        systemctl enable --now ptt-node.service
+        echo "==> started: systemctl status ptt-node; journalctl -u ptt-node -f"
+    fi
+elif [ -n "$start" ]; then
+    echo "install.sh: systemd is not running here: start the daemon with" >&2
+    echo "  sudo -u $user $prefix/bin/ptt-node run --config /etc/ptt-node/ptt-node.toml" >&2
+    exit 1
+fi
+
+echo
+echo "Installed. Next:"
+[ -z "$bundle" ] && echo "  put the device bundle in /var/lib/ptt-node/bundle (or run again with --bundle DIR)"
+echo "  edit /etc/ptt-node/ptt-node.toml, then: systemctl enable --now ptt-node"
+echo "  ptt-node status --data /var/lib/ptt-node      (as root)"

@@ -1,0 +1,238 @@
+//! `scripts/install.sh` as a new user would run it, then the installed binary with the
+//! installed configuration: two devices, each installed into a root of its own (`--root`) and
+//! run in its own network namespace on one LAN, find each other by mDNS, and an alert sent
+//! with one installed binary is shown by `listen` of the other. The unit is checked by
+//! `systemd-analyze verify` inside install.sh (any warning fails it), and a broken unit must
+//! fail the install.
+//!
+//! Needs root and iproute2 (fails on CI, skips otherwise); systemd-analyze when present.
+
+#[path = "support/netns.rs"]
+mod netns;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use netns::{Cond, Lan};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ptt-node");
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn install(root: &Path, extra: &[&str]) -> Output {
+    let mut c = Command::new("bash");
+    c.arg(Path::new(REPO).join("scripts/install.sh"))
+        .args(["--root", p(root), "--binary", BIN])
+        .args(extra);
+    c.output().expect("install.sh")
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn installed_devices_find_each_other_and_deliver_an_alert() {
+    if !netns::require_netns() {
+        return;
+    }
+    let lan = Lan::new("install").expect("create LAN");
+    let dir = lan.dir().to_path_buf();
+    let dom = dir.join("dom");
+    run(Command::new(BIN).args(["domain", "init", "--dir", p(&dom), "--name", "inst"]));
+
+    let mut devices = vec![];
+    for name in ["cam", "guard"] {
+        let bundle = dir.join(format!("{name}.bundle"));
+        run(Command::new(BIN).args([
+            "domain",
+            "enroll",
+            "--dir",
+            p(&dom),
+            "--device",
+            name,
+            "--out",
+            p(&bundle),
+        ]));
+        let root = dir.join(format!("{name}-root"));
+        let out = install(&root, &["--bundle", p(&bundle)]);
+        assert!(
+            out.status.success(),
+            "install.sh: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let state = root.join("var/lib/ptt-node");
+        assert_eq!(mode(&state), 0o700);
+        assert_eq!(mode(&state.join("bundle/identity.key")), 0o600);
+        assert_eq!(mode(&root.join("etc/ptt-node")), 0o750);
+        assert_eq!(mode(&root.join("etc/ptt-node/ptt-node.toml")), 0o640);
+        let unit =
+            std::fs::read_to_string(root.join("etc/systemd/system/ptt-node.service")).unwrap();
+        assert!(unit.contains(
+            "ExecStart=/usr/local/bin/ptt-node run --config /etc/ptt-node/ptt-node.toml"
+        ));
+        // A second run keeps the configuration an administrator may have edited.
+        let conf = root.join("etc/ptt-node/ptt-node.toml");
+        let edited = std::fs::read_to_string(&conf).unwrap() + "# edited\n";
+        std::fs::write(&conf, &edited).unwrap();
+        assert!(install(&root, &[]).status.success());
+        assert_eq!(std::fs::read_to_string(&conf).unwrap(), edited);
+        let host = lan.add_host(name).expect("add host");
+        devices.push((root, host));
+    }
+
+    // The installed binary with the installed configuration; only the paths, which name the
+    // final locations, point into each device's root (flags win over the file).
+    let mut daemons = vec![];
+    for (root, host) in &devices {
+        let bin = root.join("usr/local/bin/ptt-node");
+        let state = root.join("var/lib/ptt-node");
+        let conf = root.join("etc/ptt-node/ptt-node.toml");
+        let bundle = state.join("bundle");
+        daemons.push(
+            host.spawn(
+                &bin,
+                [
+                    "run",
+                    "--config",
+                    p(&conf),
+                    "--bundle",
+                    p(&bundle),
+                    "--data",
+                    p(&state),
+                ],
+                &[("RUST_LOG", "info")],
+            )
+            .expect("start the installed daemon"),
+        );
+    }
+    let cli = |i: usize, args: &[&str]| {
+        let (root, host) = &devices[i];
+        let bin = root.join("usr/local/bin/ptt-node");
+        let state = root.join("var/lib/ptt-node");
+        let mut a: Vec<&str> = args.to_vec();
+        a.extend(["--data", p(&state)]);
+        host.run(&bin, a)
+    };
+    lan.wait_until(
+        "the two installed devices authenticate each other",
+        Duration::from_secs(30),
+        || {
+            let o = match cli(0, &["status", "--json"]) {
+                Ok(o) if o.status.success() => o,
+                _ => return Cond::Pending("no status yet".into()),
+            };
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+            match v["peers"]["authenticated"].as_u64() {
+                Some(1) => Cond::Done(()),
+                n => Cond::Pending(format!("authenticated: {n:?}")),
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let (root1, host1) = &devices[1];
+    let listen = host1
+        .spawn(
+            root1.join("usr/local/bin/ptt-node"),
+            [
+                "listen",
+                "--json",
+                "--data",
+                p(&root1.join("var/lib/ptt-node")),
+            ],
+            &[],
+        )
+        .expect("listen");
+    std::thread::sleep(Duration::from_millis(500));
+    let o = cli(
+        0,
+        &[
+            "alert",
+            "--severity",
+            "severe",
+            "--kind",
+            "intrusion",
+            "--text",
+            "gate 3 forced",
+        ],
+    )
+    .expect("alert");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    lan.wait_until("guard shows the alert", Duration::from_secs(15), || {
+        let shown: Vec<serde_json::Value> = listen
+            .stdout_lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        match shown.iter().find(|v| v["text"] == "gate 3 forced") {
+            Some(v) if v["sender"] == "cam" && v["severity"] == "severe" => Cond::Done(()),
+            Some(v) => Cond::Failed(format!("wrong fields: {v}")),
+            None => Cond::Pending(format!("{} lines", shown.len())),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    drop(daemons);
+}
+
+/// install.sh refuses what it cannot install, and a unit systemd would not accept.
+#[test]
+fn install_refuses_bad_input_and_a_broken_unit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let out = install(&root, &["--bundle", p(tmp.path())]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a device bundle"));
+    let out = install(&root, &["--frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        if netns::in_ci() {
+            panic!("systemd-analyze is missing: CI must check the unit (apt-get install systemd)");
+        }
+        eprintln!("skipping the unit check: no systemd-analyze");
+        return;
+    }
+    // A copy of the repository's scripts with one misspelt directive in the unit.
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(repo.join("scripts")).unwrap();
+    std::fs::create_dir_all(repo.join("examples")).unwrap();
+    for f in ["README.md", "examples/ptt-node.toml", "scripts/install.sh"] {
+        std::fs::copy(Path::new(REPO).join(f), repo.join(f)).unwrap();
+    }
+    let unit = std::fs::read_to_string(Path::new(REPO).join("scripts/ptt-node.service")).unwrap();
+    std::fs::write(
+        repo.join("scripts/ptt-node.service"),
+        unit.replace("ProtectSystem=strict", "ProtectSytem=strict"),
+    )
+    .unwrap();
+    let out = Command::new("bash")
+        .arg(repo.join("scripts/install.sh"))
+        .args(["--root", p(&root), "--binary", BIN])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("ProtectSytem"), "{err}");
+}
