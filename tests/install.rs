@@ -7,6 +7,8 @@
 //!
 //! Needs root and iproute2 (fails on CI, skips otherwise); systemd-analyze when present.
 
+#[path = "support/common.rs"]
+mod common;
 #[path = "support/netns.rs"]
 mod netns;
 
@@ -15,25 +17,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use common::{BIN, ok, p};
 use netns::{Cond, Lan};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ptt-node");
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("run");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 fn install(root: &Path, extra: &[&str]) -> Output {
     let mut c = Command::new("bash");
@@ -55,12 +42,13 @@ fn installed_devices_find_each_other_and_deliver_an_alert() {
     let lan = Lan::new("install").expect("create LAN");
     let dir = lan.dir().to_path_buf();
     let dom = dir.join("dom");
-    run(Command::new(BIN).args(["domain", "init", "--dir", p(&dom), "--name", "inst"]));
+    ok(&["domain", "init", "--dir", p(&dom), "--name", "inst"]);
 
     let mut devices = vec![];
     for name in ["cam", "guard"] {
         let bundle = dir.join(format!("{name}.bundle"));
-        run(Command::new(BIN).args([
+        let out = p(&bundle);
+        ok(&[
             "domain",
             "enroll",
             "--dir",
@@ -68,8 +56,8 @@ fn installed_devices_find_each_other_and_deliver_an_alert() {
             "--device",
             name,
             "--out",
-            p(&bundle),
-        ]));
+            out,
+        ]);
         let root = dir.join(format!("{name}-root"));
         let out = install(&root, &["--bundle", p(&bundle)]);
         assert!(
