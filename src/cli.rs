@@ -225,7 +225,7 @@ fn parse_utc(s: &str) -> Option<u64> {
 }
 
 /// `ptt-node run`.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct RunArgs {
     /// Configuration file (TOML; examples/ptt-node.toml documents every key). A flag given
     /// here wins over the file.
@@ -492,9 +492,17 @@ fn now_secs() -> u64 {
 }
 
 /// Runs a parsed command line; returns the process exit code.
-pub async fn main(cli: Cli) -> ExitCode {
+/// Runs a parsed command line. `settings` are those of `ptt-node run` when `main` has read
+/// them already ([`run_settings`]).
+pub async fn main(
+    cli: Cli,
+    settings: Option<Result<crate::config::Settings, CliError>>,
+) -> ExitCode {
     let result = match cli.command {
-        Command::Run(a) => run(a).await,
+        Command::Run(a) => {
+            let s = settings.unwrap_or_else(|| run_settings(&a));
+            run(a, s).await
+        }
         Command::Domain(DomainCommand::Publish { client, updates }) => {
             publish(client, updates).await
         }
@@ -554,7 +562,8 @@ fn parse_log_filter(s: &str) -> Result<String, String> {
     crate::config::check_log_filter(s).map(|()| s.to_string())
 }
 
-/// The settings of `ptt-node run`: its flags over its configuration file.
+/// The settings of `ptt-node run`: its flags over its configuration file. `main` reads them
+/// once, before logging starts (the file may set the log filter), and hands them to [`main`].
 pub fn run_settings(a: &RunArgs) -> Result<crate::config::Settings, CliError> {
     let file = match &a.config {
         Some(p) => {
@@ -562,35 +571,11 @@ pub fn run_settings(a: &RunArgs) -> Result<crate::config::Settings, CliError> {
         }
         None => crate::config::FileConfig::default(),
     };
-    let flags = crate::config::Flags {
-        bundle: a.bundle.clone(),
-        data: a.data.clone(),
-        listen: a.listen.clone(),
-        peers: a.peers.clone(),
-        no_mdns: a.no_mdns,
-        mdns_interval_secs: a.mdns_interval,
-        broker: a.broker,
-        rules: a.rules.clone(),
-        retention_hours: a.retention_hours,
-        retention_mib: a.retention_mib,
-    };
-    crate::config::combine(flags, file).map_err(CliError::Other)
+    crate::config::combine(a, file).map_err(CliError::Other)
 }
 
-/// The log filter of `ptt-node run`: `--log`, else RUST_LOG, else the file's `log`, else
-/// info. A configuration file that cannot be read is reported by `run` itself.
-pub fn run_log_filter(a: &RunArgs) -> String {
-    let file = a
-        .config
-        .as_deref()
-        .and_then(|p| crate::config::FileConfig::load(p).ok())
-        .and_then(|c| c.log);
-    let env = std::env::var("RUST_LOG").ok();
-    crate::config::log_filter_for(a.log.as_deref(), env.as_deref(), file.as_deref())
-}
-
-async fn run(a: RunArgs) -> Result<(), CliError> {
-    let s = run_settings(&a)?;
+async fn run(a: RunArgs, s: Result<crate::config::Settings, CliError>) -> Result<(), CliError> {
+    let s = s?;
     let cfg = RunConfig {
         bundle: s.bundle,
         data: data_dir(&s.data),

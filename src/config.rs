@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use libp2p::Multiaddr;
+
+use crate::cli::RunArgs;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 
@@ -227,53 +229,30 @@ pub struct Settings {
     pub retention_hours: u64,
     /// MiB of envelopes kept at most.
     pub retention_mib: u64,
-}
-
-/// What the command line gave (`None`, empty or `false`: not given).
-#[derive(Debug, Default, Clone)]
-pub struct Flags {
-    /// `--bundle`.
-    pub bundle: Option<PathBuf>,
-    /// `--data`.
-    pub data: Option<PathBuf>,
-    /// `--listen`.
-    pub listen: Vec<Multiaddr>,
-    /// `--peer`.
-    pub peers: Vec<Multiaddr>,
-    /// `--no-mdns`.
-    pub no_mdns: bool,
-    /// `--mdns-interval`.
-    pub mdns_interval_secs: Option<u64>,
-    /// `--broker`.
-    pub broker: bool,
-    /// `--rules`.
-    pub rules: Option<PathBuf>,
-    /// `--retention-hours`.
-    pub retention_hours: Option<u64>,
-    /// `--retention-mib`.
-    pub retention_mib: Option<u64>,
+    /// The file's log filter (`--log` and RUST_LOG come before it: [`log_filter_for`]).
+    pub file_log: Option<String>,
 }
 
 /// Combines the command line with the file (flags win; a list given on the command line
 /// replaces the file's). Fails only when no bundle is named anywhere.
-pub fn combine(flags: Flags, file: FileConfig) -> Result<Settings, String> {
-    let bundle = flags.bundle.or(file.bundle).ok_or_else(|| {
+pub fn combine(flags: &RunArgs, file: FileConfig) -> Result<Settings, String> {
+    let bundle = flags.bundle.clone().or(file.bundle).ok_or_else(|| {
         "no device bundle: give --bundle DIR, or `bundle = \"DIR\"` in the configuration file (--config)"
             .to_string()
     })?;
     let list = |f: Vec<Multiaddr>, c: Vec<Multiaddr>| if f.is_empty() { c } else { f };
     Ok(Settings {
         bundle,
-        data: flags.data.or(file.data),
-        listen: list(flags.listen, file.listen),
-        peers: list(flags.peers, file.peers),
+        data: flags.data.clone().or(file.data),
+        listen: list(flags.listen.clone(), file.listen),
+        peers: list(flags.peers.clone(), file.peers),
         mdns: !flags.no_mdns && file.discovery.mdns.unwrap_or(true),
         mdns_interval_secs: flags
-            .mdns_interval_secs
+            .mdns_interval
             .or(file.discovery.mdns_interval_secs)
             .unwrap_or(defaults::MDNS_INTERVAL_SECS),
         broker: flags.broker || file.broker.unwrap_or(false),
-        rules: flags.rules.or(file.rules),
+        rules: flags.rules.clone().or(file.rules),
         retention_hours: flags
             .retention_hours
             .or(file.retention.hours)
@@ -282,6 +261,7 @@ pub fn combine(flags: Flags, file: FileConfig) -> Result<Settings, String> {
             .retention_mib
             .or(file.retention.mib)
             .unwrap_or(defaults::RETENTION_MIB),
+        file_log: file.log,
     })
 }
 
@@ -361,7 +341,7 @@ mod tests {
              [discovery]\nmdns = false\nmdns_interval_secs = 30\n[retention]\nhours = 48\n",
         )
         .unwrap();
-        let s = combine(Flags::default(), file).unwrap();
+        let s = combine(&RunArgs::default(), file).unwrap();
         assert_eq!(s.bundle, Path::new("/b"));
         assert_eq!(s.peers.len(), 1);
         assert!(s.broker && !s.mdns);
@@ -375,7 +355,7 @@ mod tests {
             "bundle = \"/b\"\npeers = [\"/ip4/10.0.0.2/tcp/7000\"]\n[retention]\nhours = 48\n",
         )
         .unwrap();
-        let flags = Flags {
+        let flags = RunArgs {
             bundle: Some("/other".into()),
             peers: vec![
                 "/ip4/10.0.0.3/tcp/1".parse().unwrap(),
@@ -383,9 +363,9 @@ mod tests {
             ],
             retention_hours: Some(2),
             no_mdns: true,
-            ..Flags::default()
+            ..RunArgs::default()
         };
-        let s = combine(flags, file).unwrap();
+        let s = combine(&flags, file).unwrap();
         assert_eq!(s.bundle, Path::new("/other"));
         assert_eq!(
             s.peers.len(),
@@ -396,9 +376,9 @@ mod tests {
         assert!(!s.mdns);
 
         let s = combine(
-            Flags {
+            &RunArgs {
                 bundle: Some("/b".into()),
-                ..Flags::default()
+                ..RunArgs::default()
             },
             FileConfig::default(),
         )
@@ -406,7 +386,7 @@ mod tests {
         assert_eq!(s.mdns_interval_secs, defaults::MDNS_INTERVAL_SECS);
         assert!(s.mdns && !s.broker);
 
-        let e = combine(Flags::default(), FileConfig::default()).unwrap_err();
+        let e = combine(&RunArgs::default(), FileConfig::default()).unwrap_err();
         assert!(e.contains("--bundle") && e.contains("--config"), "{e}");
     }
 

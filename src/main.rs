@@ -16,9 +16,20 @@ fn main() -> ExitCode {
     }
     // The daemon: --log, else RUST_LOG, else its configuration file, else info. A client
     // command: RUST_LOG, else warnings only.
-    let (wanted, default) = match &cli.command {
-        ptt_node::cli::Command::Run(a) => (ptt_node::cli::run_log_filter(a), "info"),
-        _ => (std::env::var("RUST_LOG").unwrap_or_default(), "warn"),
+    let env = std::env::var("RUST_LOG").ok();
+    let settings = match &cli.command {
+        ptt_node::cli::Command::Run(a) => Some(ptt_node::cli::run_settings(a)),
+        _ => None,
+    };
+    let (wanted, default) = match (&cli.command, &settings) {
+        (ptt_node::cli::Command::Run(a), s) => {
+            let file = s
+                .as_ref()
+                .and_then(|s| s.as_ref().ok()?.file_log.as_deref());
+            let f = ptt_node::config::log_filter_for(a.log.as_deref(), env.as_deref(), file);
+            (f, "info")
+        }
+        _ => (env.unwrap_or_default(), "warn"),
     };
     let filter = tracing_subscriber::EnvFilter::builder()
         .parse(&wanted)
@@ -43,7 +54,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = rt.block_on(ptt_node::cli::main(cli));
+    let code = rt.block_on(ptt_node::cli::main(cli, settings));
     // Do not wait for blocking reads that cannot be cancelled (standard input of `alert
     // --stdin` after a refusal): everything the command does is done.
     rt.shutdown_background();

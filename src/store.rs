@@ -635,7 +635,8 @@ impl StoreHandle {
             let soon = seq.saturating_add(LEASE_AHEAD_US / 2);
             // Less than half left, and no request already on its way that reaches far enough.
             if self.lease() < soon && self.lease_asked.fetch_max(want, Ordering::AcqRel) < soon {
-                // Full or closed: the next alert asks again, or waits for it.
+                // Full or closed, or the write fails on the thread: once the lease runs out,
+                // the next alert asks again and waits for the answer (the path below).
                 let _ = self.tx.try_send(Cmd::Lease(want, None));
             }
             return Ok(());
@@ -742,13 +743,7 @@ const GROUP_WINDOW: Duration = Duration::from_millis(100);
 /// already queued, so a commit holds at most this plus `QUEUE`).
 const GROUP_MAX: usize = 1024;
 
-fn run(
-    mut store: Store,
-    own_device: u32,
-    rx: Receiver,
-    commits: &AtomicU64,
-    lease: &std::sync::atomic::AtomicU64,
-) {
+fn run(mut store: Store, own_device: u32, rx: Receiver, commits: &AtomicU64, lease: &AtomicU64) {
     let mut next: Option<Cmd> = None;
     loop {
         let cmd = match next.take() {
@@ -931,7 +926,6 @@ mod tests {
         assert_eq!(s.index().len(), 4);
     }
 
-    /// Opens the store again once the thread of the dropped handle has released the file.
     #[tokio::test]
     async fn cover_seq_waits_for_a_lease_only_when_none_covers_the_seq() {
         let dir = tempfile::tempdir().unwrap();
@@ -964,6 +958,7 @@ mod tests {
         );
     }
 
+    /// Opens the store again once the thread of the dropped handle has released the file.
     fn reopen(dir: &Path) -> Store {
         for _ in 0..100 {
             if let Ok(s) = Store::open(dir) {
