@@ -135,7 +135,7 @@ if [ -z "$root" ] && [ -d /run/systemd/system ]; then
     fi
 elif [ -n "$start" ]; then
     echo "install.sh: systemd is not running here: start the daemon with" >&2
-    echo "  sudo -u $user $prefix/bin/ptt-node run --config /etc/ptt-node/ptt-node.toml" >&2
+    echo "  sudo -u $user env RUNTIME_DIRECTORY=/run/ptt-node $prefix/bin/ptt-node run --config /etc/ptt-node/ptt-node.toml" >&2
     exit 1
 fi
 
@@ -143,4 +143,5 @@ echo
 echo "Installed. Next:"
 [ -z "$bundle" ] && echo "  put the device bundle in /var/lib/ptt-node/bundle (or run again with --bundle DIR)"
 echo "  edit /etc/ptt-node/ptt-node.toml, then: systemctl enable --now ptt-node"
-echo "  ptt-node status --data /var/lib/ptt-node      (as root)"
+echo "  ptt-node status      (as root, or as a member of group $user: usermod -aG $user NAME)"
+echo "  ptt-node listen      (alerts as they arrive; --format json|cap)"

@@ -234,10 +234,18 @@ pub struct RunArgs {
     /// The device bundle made by `ptt-node domain enroll` (or `bundle` in --config).
     #[arg(long)]
     pub bundle: Option<PathBuf>,
-    /// Data directory (store and control socket). Default: $PTT_NODE_DATA, else the
-    /// per-user state directory.
+    /// Data directory (alert log, keys). Default: $PTT_NODE_DATA, else the service's
+    /// state directory (/var/lib/ptt-node), else ~/.local/state/ptt-node.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Control socket. Default: $PTT_NODE_SOCKET, else /run/ptt-node/control.sock for the
+    /// service, else DATA/control.sock.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics: PORT (on loopback) or HOST:PORT.
+    /// Off by default; `--metrics` alone serves on 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9464", value_parser = crate::metrics::parse_addr)]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Listen address (repeatable). Default: /ip4/0.0.0.0/tcp/0.
     #[arg(long = "listen", value_name = "MULTIADDR")]
     pub listen: Vec<Multiaddr>,
@@ -267,6 +275,9 @@ pub struct RunArgs {
     /// RUST_LOG and the file's `log` [default: info].
     #[arg(long, value_name = "FILTER", value_parser = parse_log_filter)]
     pub log: Option<String>,
+    /// Log lines as text (for people) or JSON (one object per line) [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<crate::config::LogFormat>,
     /// Testing only: seal beyond the channel's rate limit, as a compromised member would
     /// (the other members still enforce it).
     #[arg(long, hide = true)]
@@ -409,9 +420,13 @@ pub struct EnrollArgs {
 /// Arguments shared by the client commands.
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// Data directory of the running daemon.
+    /// Data directory of the running daemon. Without it (or --socket) the CLI looks for
+    /// $PTT_NODE_SOCKET, $PTT_NODE_DATA, the per-user daemon, then the service.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Control socket of the running daemon.
+    #[arg(long, value_name = "PATH", conflicts_with = "data")]
+    pub socket: Option<PathBuf>,
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
@@ -554,8 +569,9 @@ impl CliError {
     }
 }
 
-fn data_dir(d: &Option<PathBuf>) -> PathBuf {
-    d.clone().unwrap_or_else(daemon::default_data_dir)
+/// Connects to the daemon the client arguments name, or finds one.
+async fn connect_client(a: &ClientArgs) -> Result<Client, ClientError> {
+    Client::find(a.data.as_deref(), a.socket.as_deref()).await
 }
 
 fn parse_log_filter(s: &str) -> Result<String, String> {
@@ -565,7 +581,14 @@ fn parse_log_filter(s: &str) -> Result<String, String> {
 /// The settings of `ptt-node run`: its flags over its configuration file. `main` reads them
 /// once, before logging starts (the file may set the log filter), and hands them to [`main`].
 pub fn run_settings(a: &RunArgs) -> Result<crate::config::Settings, CliError> {
-    let file = match &a.config {
+    let env = crate::paths::Env::from_process();
+    // --config, else $PTT_NODE_CONFIG, else the service's configuration directory's file
+    // when there is one.
+    let path = a.config.clone().or_else(|| {
+        env.default_config()
+            .filter(|p| env.config.is_some() || p.exists())
+    });
+    let file = match &path {
         Some(p) => {
             crate::config::FileConfig::load(p).map_err(|e| CliError::Other(e.to_string()))?
         }
@@ -576,9 +599,15 @@ pub fn run_settings(a: &RunArgs) -> Result<crate::config::Settings, CliError> {
 
 async fn run(a: RunArgs, s: Result<crate::config::Settings, CliError>) -> Result<(), CliError> {
     let s = s?;
+    let env = crate::paths::Env::from_process();
+    let data = s.data.clone().unwrap_or_else(|| env.default_data_dir());
+    let socket = s.socket.clone().unwrap_or_else(|| env.daemon_socket(&data));
     let cfg = RunConfig {
         bundle: s.bundle,
-        data: data_dir(&s.data),
+        group_socket: s.socket.is_none() && env.group_socket(&socket),
+        socket,
+        data,
+        metrics: s.metrics,
         listen: s.listen,
         peers: s.peers,
         net: NetConfig {
@@ -592,6 +621,7 @@ async fn run(a: RunArgs, s: Result<crate::config::Settings, CliError>) -> Result
             Some(p) => crate::rules::Rules::load(p).map_err(|e| CliError::Other(e.to_string()))?,
             None => crate::rules::Rules::default(),
         },
+        rules_path: s.rules.clone(),
         retention: crate::store::Retention {
             max_age_us: s.retention_hours * 3600 * 1_000_000,
             max_bytes: s.retention_mib * 1024 * 1024,
@@ -857,7 +887,7 @@ async fn publish(client: ClientArgs, updates: Vec<PathBuf>) -> Result<(), CliErr
         }
         blobs.push(b);
     }
-    let mut c = Client::connect(&data_dir(&client.data)).await?;
+    let mut c = connect_client(&client).await?;
     for (p, b) in updates.iter().zip(blobs) {
         let r = c
             .call(&Request::Publish {
@@ -895,7 +925,7 @@ async fn publish(client: ClientArgs, updates: Vec<PathBuf>) -> Result<(), CliErr
 }
 
 async fn alert(a: AlertArgs) -> Result<(), CliError> {
-    let mut c = Client::connect(&data_dir(&a.client.data)).await?;
+    let mut c = connect_client(&a.client).await?;
     if a.stdin {
         return alert_stdin(c, &a.channel, a.client.json).await;
     }
@@ -1067,7 +1097,7 @@ fn json_line<T: serde::Serialize>(v: &T) -> String {
 
 async fn listen(a: ClientArgs) -> Result<(), CliError> {
     use std::io::Write;
-    let mut c = Client::connect(&data_dir(&a.data)).await?;
+    let mut c = connect_client(&a).await?;
     match c.call(&Request::Listen).await? {
         Reply::Listening => {}
         other => return Err(ClientError::Protocol(format!("{other:?}")).into()),
@@ -1147,7 +1177,7 @@ pub fn format_time_us(us: u64) -> String {
 }
 
 async fn send(a: SendArgs) -> Result<(), CliError> {
-    let mut c = Client::connect(&data_dir(&a.client.data)).await?;
+    let mut c = connect_client(&a.client).await?;
     let req = Request::Send {
         to: a.to,
         severity: a.severity,
@@ -1167,8 +1197,7 @@ async fn tag(a: TagArgs) -> Result<(), CliError> {
     let bundle = crate::bundle::Bundle::load(&a.bundle).map_err(DomainError::from)?;
     let mut addresses = a.addrs;
     if addresses.is_empty() {
-        let data = data_dir(&a.data);
-        let mut c = Client::connect(&data).await.map_err(|e| {
+        let mut c = Client::find(a.data.as_deref(), None).await.map_err(|e| {
             CliError::Other(format!(
                 "no --addr given and {e}; give the device's address with --addr MULTIADDR"
             ))
@@ -1178,8 +1207,10 @@ async fn tag(a: TagArgs) -> Result<(), CliError> {
         };
         if s.peer_id != bundle.cert.peer_id().to_string() {
             return Err(CliError::Other(format!(
-                "the daemon on {} runs device {}, not the bundle's device {}",
-                data.display(),
+                "the running daemon ({}) is device {}, not the bundle's device {}",
+                a.data
+                    .as_deref()
+                    .map_or("found by default".to_string(), |d| d.display().to_string()),
                 s.device,
                 bundle.cert.body.name
             )));
@@ -1220,7 +1251,7 @@ async fn tag(a: TagArgs) -> Result<(), CliError> {
 }
 
 async fn connect(a: ConnectArgs) -> Result<(), CliError> {
-    let mut c = Client::connect(&data_dir(&a.client.data)).await?;
+    let mut c = connect_client(&a.client).await?;
     match c.call(&Request::Connect { tag: a.tag }).await? {
         r @ Reply::Connected { .. } if a.client.json => println!("{}", json_line(&r)),
         Reply::Connected {
@@ -1238,7 +1269,7 @@ async fn connect(a: ConnectArgs) -> Result<(), CliError> {
 }
 
 async fn profile(a: ProfileArgs) -> Result<(), CliError> {
-    let mut c = Client::connect(&data_dir(&a.client.data)).await?;
+    let mut c = connect_client(&a.client).await?;
     let req = Request::Profile {
         kind: a.kind,
         location: a.location,
@@ -1273,7 +1304,7 @@ async fn profile(a: ProfileArgs) -> Result<(), CliError> {
 }
 
 async fn search(a: SearchArgs) -> Result<(), CliError> {
-    let mut c = Client::connect(&data_dir(&a.client.data)).await?;
+    let mut c = connect_client(&a.client).await?;
     let req = Request::Search {
         kind: a.kind,
         near: a.near,
@@ -1317,7 +1348,7 @@ async fn search(a: SearchArgs) -> Result<(), CliError> {
 }
 
 async fn history(a: HistoryArgs) -> Result<(), CliError> {
-    let mut c = Client::connect(&data_dir(&a.client.data)).await?;
+    let mut c = connect_client(&a.client).await?;
     let req = Request::History {
         since_us: a.since,
         channel: a.channel,
@@ -1346,7 +1377,7 @@ async fn history(a: HistoryArgs) -> Result<(), CliError> {
 }
 
 async fn peers(a: ClientArgs) -> Result<(), CliError> {
-    let mut c = Client::connect(&data_dir(&a.data)).await?;
+    let mut c = connect_client(&a).await?;
     let Reply::Peers { peers } = c.call(&Request::Peers).await? else {
         return Err(ClientError::Protocol("expected peers".into()).into());
     };
@@ -1389,7 +1420,7 @@ fn format_peer(p: &PeerInfo) -> String {
 }
 
 async fn status(a: ClientArgs) -> Result<(), CliError> {
-    let mut c = Client::connect(&data_dir(&a.data)).await?;
+    let mut c = connect_client(&a).await?;
     let Reply::Status(s) = c.call(&Request::Status).await? else {
         return Err(ClientError::Protocol("expected status".into()).into());
     };

@@ -67,6 +67,13 @@ pub struct FileConfig {
     /// Log filter, RUST_LOG syntax (`--log`).
     #[serde(default, deserialize_with = "log_filter")]
     pub log: Option<String>,
+    /// Log line format (`--log-format`).
+    pub log_format: Option<LogFormat>,
+    /// Control socket (`--socket`).
+    pub socket: Option<PathBuf>,
+    /// Prometheus endpoint, `"PORT"` or `"HOST:PORT"` (`--metrics`).
+    #[serde(default, deserialize_with = "metrics_addr")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// `[discovery]`.
     #[serde(default)]
     pub discovery: Discovery,
@@ -121,6 +128,24 @@ fn multiaddrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Multiaddr>, D::Erro
             })
         })
         .collect()
+}
+
+fn metrics_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::net::SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    crate::metrics::parse_addr(&s)
+        .map(Some)
+        .map_err(D::Error::custom)
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people: time, level, message, fields.
+    #[default]
+    Text,
+    /// One JSON object per line, for a log collector.
+    Json,
 }
 
 fn log_filter<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -185,7 +210,7 @@ impl FileConfig {
             message: one_line(text, &e),
         })?;
         let base = path.parent().unwrap_or(Path::new(""));
-        for p in [&mut c.bundle, &mut c.data, &mut c.rules]
+        for p in [&mut c.bundle, &mut c.data, &mut c.rules, &mut c.socket]
             .into_iter()
             .flatten()
         {
@@ -231,6 +256,12 @@ pub struct Settings {
     pub retention_mib: u64,
     /// The file's log filter (`--log` and RUST_LOG come before it: [`log_filter_for`]).
     pub file_log: Option<String>,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Control socket, if one was given (else the default).
+    pub socket: Option<PathBuf>,
+    /// Prometheus endpoint, if on.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Combines the command line with the file (flags win; a list given on the command line
@@ -262,6 +293,9 @@ pub fn combine(flags: &RunArgs, file: FileConfig) -> Result<Settings, String> {
             .or(file.retention.mib)
             .unwrap_or(defaults::RETENTION_MIB),
         file_log: file.log,
+        log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
+        socket: flags.socket.clone().or(file.socket),
+        metrics: flags.metrics.or(file.metrics),
     })
 }
 
@@ -323,6 +357,52 @@ mod tests {
         assert!(e.contains("line 1") && e.contains("bool"), "{e}");
         let e = parse("bundle = \n").unwrap_err();
         assert!(e.contains("line 1"), "{e}");
+        let e = parse("\n\nmetrics = \"localhost\"\n").unwrap_err();
+        assert!(
+            e.contains("line 3") && e.contains("key metrics") && e.contains("HOST:PORT"),
+            "{e}"
+        );
+        let e = parse("log_format = \"xml\"\n").unwrap_err();
+        assert!(
+            e.contains("line 1") && e.contains("log_format") && e.contains("json"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn metrics_socket_and_log_format_come_from_the_file_unless_flagged() {
+        let file = parse(
+            "bundle = \"/b\"\nmetrics = \"9100\"\nsocket = \"ctl.sock\"\nlog_format = \"json\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            file.socket.as_deref(),
+            Some(Path::new("/etc/ptt-node/ctl.sock"))
+        );
+        let s = combine(&RunArgs::default(), file).unwrap();
+        assert_eq!(s.metrics, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(s.log_format, LogFormat::Json);
+        let flags = RunArgs {
+            metrics: Some("0.0.0.0:1".parse().unwrap()),
+            socket: Some("/s".into()),
+            log_format: Some(LogFormat::Text),
+            ..RunArgs::default()
+        };
+        let s = combine(
+            &flags,
+            parse("bundle = \"/b\"\nmetrics = \"9100\"\nsocket = \"/f\"\nlog_format = \"json\"\n")
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(s.metrics, Some("0.0.0.0:1".parse().unwrap()));
+        assert_eq!(s.socket.as_deref(), Some(Path::new("/s")));
+        assert_eq!(s.log_format, LogFormat::Text);
+        // Off and text unless asked.
+        let s = combine(&RunArgs::default(), parse("bundle = \"/b\"\n").unwrap()).unwrap();
+        assert_eq!(
+            (s.metrics, s.socket, s.log_format),
+            (None, None, LogFormat::Text)
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::cert::{Location, Profile};
 use crate::node::Counters;
 
 /// Socket file name in the data directory.
-pub const SOCKET: &str = "control.sock";
+pub const SOCKET: &str = crate::paths::SOCKET;
 /// Longest request or reply line accepted, newline included (2 MiB + 64 KiB: a `publish`
 /// request carries an update of up to [`crate::update::MAX_UPDATE_LEN`] in hex).
 pub const MAX_LINE: usize = 2 * crate::update::MAX_UPDATE_LEN + 64 * 1024;
@@ -301,7 +301,7 @@ pub struct PeerCounts {
 }
 
 /// What `status` reports.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct StatusInfo {
     /// Own peer id.
     pub peer_id: String,
@@ -331,6 +331,9 @@ pub struct StatusInfo {
     pub actions: ActionInfo,
     /// Seconds since start.
     pub uptime_s: u64,
+    /// Where Prometheus metrics are served (`--metrics`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
     /// The domain descriptor revision held (serial of the last update applied).
     #[serde(default)]
     pub revision: u64,
@@ -402,18 +405,20 @@ fn default_channel() -> String {
 /// A CLI-side failure.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// No daemon listens on the data directory.
+    /// No daemon listens where the CLI looked.
     #[error(
-        "no ptt-node daemon is running with data directory {dir} ({reason}); start one with: ptt-node run --bundle BUNDLE --data {dir}"
+        "no ptt-node daemon is running at {looked} ({reason}); start one with `ptt-node run --bundle BUNDLE`, or point at the running one with --data DIR or --socket PATH"
     )]
     NotRunning {
-        /// Data directory.
-        dir: String,
-        /// The OS error.
+        /// The socket paths tried.
+        looked: String,
+        /// The OS error of the last one.
         reason: String,
     },
     /// The socket exists but this user may not open it.
-    #[error("{0}: permission denied; run as the user that runs the daemon")]
+    #[error(
+        "{0}: permission denied; run as the user that runs the daemon, or for the service as root or a member of the ptt-node group"
+    )]
     Permission(String),
     /// The connection broke.
     #[error("lost the connection to the daemon: {0}")]
@@ -472,7 +477,7 @@ impl Requests {
     }
 }
 
-/// The control socket path of a data directory.
+/// The control socket path of a data directory (when the daemon was given no other).
 pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join(SOCKET)
 }
@@ -480,15 +485,51 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 impl Client {
     /// Connects to the daemon using `data_dir`.
     pub async fn connect(data_dir: &Path) -> Result<Self, ClientError> {
-        let path = socket_path(data_dir);
-        let stream = UnixStream::connect(&path)
+        Self::connect_socket(&socket_path(data_dir)).await
+    }
+
+    /// Connects to the daemon the CLI should talk to: the socket given, else that of the
+    /// data directory given, else the first of the default places ([`crate::paths`]) where a
+    /// daemon answers.
+    pub async fn find(data: Option<&Path>, socket: Option<&Path>) -> Result<Self, ClientError> {
+        let candidates = match (socket, data) {
+            (Some(s), _) => vec![s.to_path_buf()],
+            (None, Some(d)) => vec![socket_path(d)],
+            (None, None) => crate::paths::Env::from_process().client_sockets(),
+        };
+        let mut last = None;
+        for path in &candidates {
+            match Self::connect_socket(path).await {
+                Ok(c) => return Ok(c),
+                // Permission denied is an answer: a daemon is there, for another user.
+                Err(e @ ClientError::Permission(_)) => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(match last {
+            Some(ClientError::NotRunning { reason, .. }) => ClientError::NotRunning {
+                looked: candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+                reason,
+            },
+            Some(e) => e,
+            None => ClientError::Protocol("no socket to try".into()),
+        })
+    }
+
+    /// Connects to the daemon listening on `path`.
+    pub async fn connect_socket(path: &Path) -> Result<Self, ClientError> {
+        let stream = UnixStream::connect(path)
             .await
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::PermissionDenied => {
                     ClientError::Permission(path.display().to_string())
                 }
                 _ => ClientError::NotRunning {
-                    dir: data_dir.display().to_string(),
+                    looked: path.display().to_string(),
                     reason: e.to_string(),
                 },
             })?;

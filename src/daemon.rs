@@ -7,7 +7,7 @@
 //! and stored durably before its client gets the reply.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -91,8 +91,14 @@ pub struct ProfileChange {
 pub struct RunConfig {
     /// The device bundle.
     pub bundle: PathBuf,
-    /// The data directory (store, control socket).
+    /// The data directory (store, keys; the control socket unless `socket` says otherwise).
     pub data: PathBuf,
+    /// The control socket.
+    pub socket: PathBuf,
+    /// The socket is shared with the daemon's group (mode 0660), as the service's is.
+    pub group_socket: bool,
+    /// Where to serve Prometheus metrics, if at all.
+    pub metrics: Option<std::net::SocketAddr>,
     /// Listen addresses.
     pub listen: Vec<Multiaddr>,
     /// Peers to dial at start and keep connected (besides mDNS).
@@ -103,6 +109,8 @@ pub struct RunConfig {
     pub retention: Retention,
     /// Rules acting on received alerts.
     pub rules: crate::rules::Rules,
+    /// The file `rules` came from, read again on SIGHUP.
+    pub rules_path: Option<PathBuf>,
     /// Testing only: seal beyond the channel rate limit (a compromised member).
     pub ignore_own_rate_limit: bool,
 }
@@ -217,6 +225,8 @@ enum Cmd {
     },
     /// Retention removed envelopes: raise replay floors so they stay refused.
     Pruned(Pruned),
+    /// SIGHUP: read the rules file again.
+    ReloadRules,
 }
 
 #[derive(Debug, Default)]
@@ -282,6 +292,12 @@ struct Daemon {
     retention: Retention,
     refused_ids: HashSet<Id>,
     rules: crate::rules::Rules,
+    /// Where `rules` came from (reloaded on SIGHUP).
+    rules_path: Option<PathBuf>,
+    /// Metrics recorders, with `--metrics`.
+    metrics: Option<crate::metrics::Recorders>,
+    /// Where metrics are served.
+    metrics_url: Option<String>,
     actions: Arc<ActionCounters>,
     broker: bool,
     brokers: HashSet<PeerId>,
@@ -428,7 +444,7 @@ pub async fn run(
     let bundle = Bundle::load(&cfg.bundle)?;
     let keypair = bundle.libp2p_keypair()?;
     fsutil::create_private_dir(&cfg.data)?;
-    let sock_path = control::socket_path(&cfg.data);
+    let sock_path = cfg.socket.clone();
     if UnixStream::connect(&sock_path).await.is_ok() {
         return Err(DaemonError::AlreadyRunning(cfg.data.display().to_string()));
     }
@@ -552,7 +568,23 @@ pub async fn run(
         })?;
         net_cfg.psk = Some(net::NetworkKey(key));
     }
-    let mut swarm = net::build_swarm(keypair, &net_cfg)?;
+    // The metrics endpoint is bound before anything else starts, so a taken port is an
+    // error at start, not a silent absence.
+    let metrics_listener =
+        match cfg.metrics {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                DaemonError::Listen {
+                    addr: format!("metrics {addr}"),
+                    reason: e.to_string(),
+                }
+            })?),
+            None => None,
+        };
+    let mut registry = metrics_listener
+        .as_ref()
+        .map(|_| prometheus_client::registry::Registry::default());
+    let mut swarm = net::build_swarm(keypair, &net_cfg, registry.as_mut())?;
+    let (exporter, recorders) = registry.map(crate::metrics::new).unzip();
     let listen = if cfg.listen.is_empty() {
         vec![
             "/ip4/0.0.0.0/tcp/0"
@@ -595,9 +627,11 @@ pub async fn run(
         path: sock_path.clone(),
         source: e,
     })?;
+    // The service's socket is for its group too (operators in group ptt-node); any other
+    // is for this user only.
     std::fs::set_permissions(
         &sock_path,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        std::os::unix::fs::PermissionsExt::from_mode(if cfg.group_socket { 0o660 } else { 0o600 }),
     )
     .map_err(|e| DaemonError::Socket {
         path: sock_path.clone(),
@@ -634,6 +668,46 @@ pub async fn run(
         store.clone(),
         alerts.clone(),
     ));
+    let metrics_url = metrics_listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| format!("http://{a}/metrics"));
+    let metrics_task = match (metrics_listener, exporter) {
+        (Some(l), Some(exporter)) => {
+            if let Ok(a) = l.local_addr() {
+                if !a.ip().is_loopback() {
+                    tracing::warn!(addr = %a, "metrics are served beyond this machine, to anyone who asks");
+                }
+                tracing::info!(addr = %a, "serving metrics at http://{a}/metrics");
+            }
+            let (cmds, store) = (cmd_tx.clone(), store.clone());
+            Some(tokio::spawn(crate::metrics::serve(
+                l,
+                Arc::new(exporter),
+                move || {
+                    let (cmds, store) = (cmds.clone(), store.clone());
+                    async move { full_status(&cmds, &store).await.ok() }
+                },
+            )))
+        }
+        _ => None,
+    };
+    // SIGHUP reads the rules file again.
+    let hup = {
+        let cmds = cmd_tx.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                tracing::warn!("cannot watch SIGHUP: rules will not be reloaded");
+                return;
+            };
+            while hup.recv().await.is_some() {
+                if cmds.send(Cmd::ReloadRules).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
 
     tracing::info!(
         peer_id = %swarm.local_peer_id(),
@@ -667,6 +741,9 @@ pub async fn run(
         sync_pending: HashMap::new(),
         refused_ids: HashSet::new(),
         rules: cfg.rules.clone(),
+        rules_path: cfg.rules_path.clone(),
+        metrics: recorders,
+        metrics_url,
         actions: Arc::new(ActionCounters {
             hooks: tokio::sync::Semaphore::new(MAX_HOOKS),
             waiting: Default::default(),
@@ -704,6 +781,10 @@ pub async fn run(
         tracing::warn!(error = %e, "store flush at shutdown failed");
     }
     accept.abort();
+    hup.abort();
+    if let Some(t) = metrics_task {
+        t.abort();
+    }
     let _ = std::fs::remove_file(&sock_path);
     tracing::info!("daemon stopped");
     Ok(())
@@ -798,6 +879,7 @@ impl Daemon {
             Cmd::Peers { reply } => {
                 let _ = reply.send(self.peer_infos());
             }
+            Cmd::ReloadRules => self.reload_rules(),
             Cmd::Status { reply } => {
                 let _ = reply.send(self.status());
             }
@@ -953,6 +1035,7 @@ impl Daemon {
                 failed: self.actions.failed.load(Ordering::Relaxed),
             },
             uptime_s: self.started.elapsed().as_secs(),
+            metrics: self.metrics_url.clone(),
             revision: self.node.revision(),
             revoked: self.node.is_revoked_self(),
             keys: self
@@ -1593,7 +1676,7 @@ impl Daemon {
                     a.via = Via::CatchUp;
                     self.node.counters_mut().alerts_received += 1;
                     self.apply_rules(&a);
-                    let _ = self.alerts.send(Arc::from(a));
+                    self.deliver(a);
                 }
                 Ok(Err(Unreadable::UnknownEpoch { .. })) => self.unread.push_back((bytes, at)),
                 _ => {}
@@ -1656,6 +1739,10 @@ impl Daemon {
     }
 
     fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        if let Some(m) = &self.metrics {
+            use libp2p::metrics::Recorder as _;
+            m.libp2p.record(&ev);
+        }
         match ev {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");
@@ -1740,6 +1827,17 @@ impl Daemon {
     }
 
     fn on_behaviour_event(&mut self, ev: BehaviourEvent) {
+        if let Some(m) = &self.metrics {
+            use libp2p::metrics::Recorder as _;
+            match &ev {
+                BehaviourEvent::Gossipsub(e) => m.libp2p.record(e),
+                BehaviourEvent::Identify(e) => m.libp2p.record(e),
+                BehaviourEvent::Ping(e) => m.libp2p.record(e),
+                BehaviourEvent::Relay(e) => m.libp2p.record(e),
+                BehaviourEvent::Dcutr(e) => m.libp2p.record(e),
+                _ => {}
+            }
+        }
         match ev {
             BehaviourEvent::Mdns(mdns::Event::Discovered(list)) => {
                 let me = *self.swarm.local_peer_id();
@@ -2341,7 +2439,7 @@ impl Daemon {
                         a.via = via;
                         self.apply_rules(&a);
                         tracing::debug!(id = %a.id, sender = %a.sender, ?via, late = a.late, "alert received");
-                        let _ = self.alerts.send(Arc::from(a));
+                        self.deliver(a);
                     }
                     Err(Unreadable::UnknownEpoch { .. }) => {
                         // Probably sealed under an epoch whose update has not reached this
@@ -2356,6 +2454,32 @@ impl Daemon {
                 Ok(())
             }
             Verdict::Reject(r) => Err(r),
+        }
+    }
+
+    /// Hands an opened alert to the listeners (and counts its latency).
+    fn deliver(&self, a: Box<ReceivedAlert>) {
+        if let Some(m) = &self.metrics {
+            m.delivered(a.created_at_us, a.received_at_us);
+        }
+        let _ = self.alerts.send(Arc::from(a));
+    }
+
+    /// Reads the rules file again (SIGHUP). A file that does not load leaves the rules as
+    /// they were.
+    fn reload_rules(&mut self) {
+        let Some(path) = &self.rules_path else {
+            tracing::info!("SIGHUP: no rules file to reload (start with --rules FILE)");
+            return;
+        };
+        match crate::rules::Rules::load(path) {
+            Ok(r) => {
+                tracing::info!(file = %path.display(), rules = r.rules.len(), "rules reloaded");
+                self.rules = r;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "rules not reloaded; the previous rules stay in force");
+            }
         }
     }
 
@@ -2948,28 +3072,29 @@ async fn serve_client(
                 channel,
                 limit,
             } => history(&mut w, &cmds, &store, since_us.unwrap_or(0), channel, limit).await,
-            Request::Status => {
-                let (tx, rx) = oneshot::channel();
-                match ask(&cmds, Cmd::Status { reply: tx }, rx).await {
-                    Ok(mut s) => {
-                        if let Ok((envelopes, bytes)) = store.stats().await {
-                            s.store = control::StoreInfo {
-                                envelopes,
-                                bytes,
-                                dropped: store.dropped(),
-                            };
-                        }
-                        Ok(Reply::Status(Box::new(s)))
-                    }
-                    Err(e) => Err(e),
-                }
-            }
+            Request::Status => full_status(&cmds, &store)
+                .await
+                .map(|s| Reply::Status(Box::new(s))),
         };
         let reply = reply.unwrap_or_else(|message| Reply::Error { message });
         if write_reply(&mut w, &reply).await.is_err() {
             return;
         }
     }
+}
+
+/// The daemon's status with the log's figures.
+async fn full_status(cmds: &mpsc::Sender<Cmd>, store: &StoreHandle) -> Result<StatusInfo, String> {
+    let (tx, rx) = oneshot::channel();
+    let mut s = ask(cmds, Cmd::Status { reply: tx }, rx).await?;
+    if let Ok((envelopes, bytes)) = store.stats().await {
+        s.store = control::StoreInfo {
+            envelopes,
+            bytes,
+            dropped: store.dropped(),
+        };
+    }
+    Ok(s)
 }
 
 /// Streams stored alerts this device can read (oldest first, at most `limit` after the
@@ -3143,18 +3268,9 @@ async fn listen(
     }
 }
 
-/// The default data directory for a bundle when `--data` is not given.
+/// The default data directory when `--data` is not given ([`crate::paths::Env::default_data_dir`]).
 pub fn default_data_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("PTT_NODE_DATA") {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = std::env::var_os("XDG_STATE_HOME") {
-        return Path::new(&d).join("ptt-node");
-    }
-    if let Some(h) = std::env::var_os("HOME") {
-        return Path::new(&h).join(".local/state/ptt-node");
-    }
-    PathBuf::from("/var/lib/ptt-node")
+    crate::paths::Env::from_process().default_data_dir()
 }
 
 #[cfg(test)]

@@ -25,6 +25,9 @@
 //! - [`tag`]: device tags (QR/NFC URI) for physical-world discovery.
 //! - [`rules`]: rules that run commands or send directed messages when alerts match.
 //! - [`control`]: the daemon's Unix control socket and its client.
+//! - [`paths`]: default places of the data directory, control socket and configuration.
+//! - [`metrics`]: the Prometheus endpoint (`--metrics`).
+//! - [`cap`]: alerts as OASIS CAP 1.2 documents (`listen --format cap`, `alert --cap`).
 //! - [`daemon`]: wires node, store, net and control together (`ptt-node run`).
 //! - [`cli`]: the `ptt-node` command line.
 #![cfg_attr(
@@ -35,6 +38,7 @@
 
 pub mod alert;
 pub mod bundle;
+pub mod cap;
 pub mod cert;
 pub mod cli;
 pub mod config;
@@ -44,8 +48,10 @@ pub mod domain;
 pub mod envelope;
 pub mod fsutil;
 pub mod keys;
+pub mod metrics;
 pub mod net;
 pub mod node;
+pub mod paths;
 pub mod presence;
 pub mod replay;
 pub mod rules;

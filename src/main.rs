@@ -36,11 +36,21 @@ fn main() -> ExitCode {
         .ok()
         .filter(|_| !wanted.is_empty())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let json = matches!(
+        &settings,
+        Some(Ok(s)) if s.log_format == ptt_node::config::LogFormat::Json
+    );
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        // One JSON object per line (time, level, target, message and fields), for journald
+        // or a log collector.
+        fmt.json().flatten_event(true).init();
+    } else {
+        fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
     // One thread: the daemon is an event loop around one swarm (plus the store's own thread),
     // so a second worker only adds cross-thread wake-ups; on a small device several daemons or
     // other processes share few cores (bench-mesh: about a third less CPU per alert).

@@ -438,9 +438,12 @@ pub fn topic_score() -> gossipsub::TopicScoreParams {
 }
 
 /// Builds the swarm for a device identity.
+/// With `metrics`, the transport counts the bytes it carries into that registry
+/// (`libp2p_bandwidth_bytes`).
 pub fn build_swarm(
     keypair: identity::Keypair,
     cfg: &NetConfig,
+    metrics: Option<&mut prometheus_client::registry::Registry>,
 ) -> Result<libp2p::Swarm<Behaviour>, NetError> {
     let gcfg = gossipsub_config()?;
     let mdns_cfg = mdns::Config {
@@ -507,44 +510,57 @@ pub fn build_swarm(
             ),
         })
     };
+    // The same last steps for both transports, with or without bandwidth metrics.
+    macro_rules! finish {
+        ($b:expr) => {{
+            let b = $b
+                .with_relay_client(noise::Config::new, yamux::Config::default)
+                .map_err(setup)?;
+            match metrics {
+                Some(r) => b
+                    .with_bandwidth_metrics(r)
+                    .with_behaviour(make)
+                    .map_err(setup)?
+                    .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
+                    .build(),
+                None => b
+                    .with_behaviour(make)
+                    .map_err(setup)?
+                    .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
+                    .build(),
+            }
+        }};
+    }
     let builder = libp2p::SwarmBuilder::with_existing_identity(keypair).with_tokio();
     let swarm = match &cfg.psk {
-        None => builder
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .map_err(setup)?
-            .with_relay_client(noise::Config::new, yamux::Config::default)
-            .map_err(setup)?
-            .with_behaviour(make)
-            .map_err(setup)?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
-            .build(),
+        None => finish!(
+            builder
+                .with_tcp(
+                    tcp::Config::default().nodelay(true),
+                    noise::Config::new,
+                    yamux::Config::default,
+                )
+                .map_err(setup)?
+        ),
         // The domain's private network: every TCP connection is first wrapped in the
         // libp2p pnet XSalsa20 stream under the pre-shared key, so a device without it fails
         // Noise at its first message and never sees a certificate.
-        Some(psk) => builder
-            .with_other_transport(|key| {
-                let psk = libp2p::pnet::PreSharedKey::new(*psk.0);
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
-                    tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-                        .and_then(move |socket, _| {
-                            libp2p::pnet::PnetConfig::new(psk).handshake(socket)
-                        })
-                        .upgrade(libp2p::core::upgrade::Version::V1Lazy)
-                        .authenticate(noise::Config::new(key)?)
-                        .multiplex(yamux::Config::default()),
-                )
-            })
-            .map_err(setup)?
-            .with_relay_client(noise::Config::new, yamux::Config::default)
-            .map_err(setup)?
-            .with_behaviour(make)
-            .map_err(setup)?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
-            .build(),
+        Some(psk) => finish!(
+            builder
+                .with_other_transport(|key| {
+                    let psk = libp2p::pnet::PreSharedKey::new(*psk.0);
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                        tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                            .and_then(move |socket, _| {
+                                libp2p::pnet::PnetConfig::new(psk).handshake(socket)
+                            })
+                            .upgrade(libp2p::core::upgrade::Version::V1Lazy)
+                            .authenticate(noise::Config::new(key)?)
+                            .multiplex(yamux::Config::default()),
+                    )
+                })
+                .map_err(setup)?
+        ),
     };
     Ok(swarm)
 }

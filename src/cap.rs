@@ -1,0 +1,1 @@
+//! Alerts as OASIS CAP 1.2 documents.
