@@ -23,6 +23,7 @@ need ip || apt_install iproute2
 need ping || apt_install iputils-ping
 need nft || apt_install nftables
 need systemd-analyze || apt_install systemd
+need xmllint || apt_install libxml2-utils
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy 2>/dev/null || true
 
 echo "==> cargo fmt --check"

@@ -1,1 +1,752 @@
-//! Alerts as OASIS CAP 1.2 documents.
+//! Alerts as OASIS CAP 1.2 documents (the Common Alerting Protocol of public-safety systems):
+//! `ptt-node listen --format cap` writes one per alert, `ptt-node alert --cap FILE` sends one.
+//! The mapping is specified in `proto/cap.md`; the output is checked against the CAP 1.2 schema
+//! by `tests/cap.rs`.
+//!
+//! Both directions are pure functions of their input. The reader is quick-xml's, which expands
+//! no entities but the five predefined ones and character references, and follows no DTD, so a
+//! document cannot make it fetch anything or grow without bound.
+
+use std::fmt::Write as _;
+
+use quick_xml::events::Event;
+use quick_xml::name::ResolveResult;
+
+use crate::alert::{AlertBody, MAX_ALERT_LEN, ReceivedAlert, Severity};
+use crate::cert::Location;
+
+/// The CAP 1.2 XML namespace.
+pub const NAMESPACE: &str = "urn:oasis:names:tc:emergency:cap:1.2";
+/// Largest CAP document `alert --cap` reads.
+pub const MAX_DOCUMENT: usize = 256 * 1024;
+/// Attribute names that carry CAP fields with no ptt-node equivalent across a round trip.
+pub mod attr {
+    /// `<status>` when not `Actual`.
+    pub const STATUS: &str = "cap:status";
+    /// `<urgency>` when not `Unknown`.
+    pub const URGENCY: &str = "cap:urgency";
+    /// `<certainty>` when not `Observed`.
+    pub const CERTAINTY: &str = "cap:certainty";
+    /// `<identifier>` of an imported document.
+    pub const IDENTIFIER: &str = "cap:identifier";
+    /// `<sender>` of an imported document.
+    pub const SENDER: &str = "cap:sender";
+    /// `<sent>` of an imported document.
+    pub const SENT: &str = "cap:sent";
+    /// `<instruction>`.
+    pub const INSTRUCTION: &str = "cap:instruction";
+    /// `<areaDesc>`.
+    pub const AREA: &str = "cap:area";
+    /// `<category>` when not `Security`.
+    pub const CATEGORY: &str = "cap:category";
+}
+
+const STATUSES: [&str; 5] = ["Actual", "Exercise", "System", "Test", "Draft"];
+const URGENCIES: [&str; 5] = ["Immediate", "Expected", "Future", "Past", "Unknown"];
+const CERTAINTIES: [&str; 5] = ["Observed", "Likely", "Possible", "Unlikely", "Unknown"];
+const CATEGORIES: [&str; 12] = [
+    "Geo",
+    "Met",
+    "Safety",
+    "Security",
+    "Rescue",
+    "Fire",
+    "Health",
+    "Env",
+    "Transport",
+    "Infra",
+    "CBRNE",
+    "Other",
+];
+
+/// Why a CAP document cannot be sent.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CapError {
+    /// Not well-formed XML.
+    #[error("not well-formed XML at byte {at}: {message}")]
+    Xml {
+        /// Byte offset.
+        at: u64,
+        /// quick-xml's message.
+        message: String,
+    },
+    /// The root is not a CAP 1.2 `alert`.
+    #[error(
+        "not a CAP 1.2 alert: the root element must be <alert xmlns=\"{NAMESPACE}\">, found {0}"
+    )]
+    NotCap(String),
+    /// A required element is missing.
+    #[error("<{0}> is missing; CAP 1.2 requires it")]
+    Missing(&'static str),
+    /// An element holds a value CAP 1.2 does not allow.
+    #[error("<{element}> is {value:?}: CAP 1.2 allows {allowed}")]
+    Bad {
+        /// The element.
+        element: &'static str,
+        /// What it holds.
+        value: String,
+        /// What it may hold.
+        allowed: String,
+    },
+    /// A message type that does not carry an alert.
+    #[error("<msgType> is {0}: only Alert and Update messages can be sent as alerts")]
+    MsgType(String),
+    /// Too large for one alert.
+    #[error("the alert would be {0} bytes; one alert holds at most {MAX_ALERT_LEN}")]
+    TooLarge(usize),
+}
+
+/// Text safe inside an XML 1.0 element: escaped, and with characters XML 1.0 cannot carry
+/// (controls other than tab, newline and carriage return; U+FFFE, U+FFFF) replaced by U+FFFD.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// An identifier or sender token: CAP forbids white space, commas, `<` and `&` in them.
+fn token(s: &str) -> String {
+    let t: String = s
+        .chars()
+        .map(|c| {
+            if c.is_whitespace() || c.is_control() || matches!(c, ',' | '<' | '&' | '>' | '"') {
+                '-'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if t.is_empty() { "-".into() } else { t }
+}
+
+/// `YYYY-MM-DDThh:mm:ss-00:00` (CAP's form of UTC: no `Z`, no fractions).
+pub fn cap_time(us: u64) -> String {
+    let t = crate::cli::format_time_us(us);
+    // format_time_us gives YYYY-MM-DDTHH:MM:SS.mmmZ
+    format!("{}-00:00", &t[..19.min(t.len())])
+}
+
+fn attribute<'a>(a: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    a.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+fn capitalized(s: Severity) -> &'static str {
+    match s {
+        Severity::Unknown => "Unknown",
+        Severity::Minor => "Minor",
+        Severity::Moderate => "Moderate",
+        Severity::Severe => "Severe",
+        Severity::Extreme => "Extreme",
+    }
+}
+
+/// The CAP 1.2 document of a received alert. `domain` names the domain (the `status` reply's
+/// `domain_name`) in the identifier, the sender and the restriction.
+pub fn to_cap(a: &ReceivedAlert, domain: &str) -> String {
+    let pick = |key: &str, allowed: &[&str], default: &'static str| -> String {
+        attribute(&a.attributes, key)
+            .and_then(|v| allowed.iter().find(|x| x.eq_ignore_ascii_case(v)))
+            .map_or(default.to_string(), |v| v.to_string())
+    };
+    let mut x = String::with_capacity(1024 + a.text.len() * 2);
+    let _ = write!(
+        x,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<alert xmlns=\"{NAMESPACE}\">\n  <identifier>{}</identifier>\n  <sender>{}</sender>\n  <sent>{}</sent>\n  <status>{}</status>\n  <msgType>Alert</msgType>\n",
+        esc(&token(&format!("ptt-node:{domain}:{}", a.id))),
+        esc(&token(&format!("{}@{domain}", a.sender))),
+        cap_time(a.created_at_us),
+        pick(attr::STATUS, &STATUSES, "Actual"),
+    );
+    match &a.recipient {
+        // A directed message: for one device.
+        Some(to) => {
+            let _ = write!(
+                x,
+                "  <scope>Private</scope>\n  <addresses>{}</addresses>\n",
+                esc(&if to.contains(' ') {
+                    format!("\"{to}\"")
+                } else {
+                    to.clone()
+                })
+            );
+        }
+        None => {
+            let _ = write!(
+                x,
+                "  <scope>Restricted</scope>\n  <restriction>members of ptt-node domain {} reading channel {}</restriction>\n",
+                esc(domain),
+                esc(&a.channel)
+            );
+        }
+    }
+    let headline: String = a
+        .text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(160)
+        .collect();
+    let _ = write!(
+        x,
+        "  <info>\n    <category>{}</category>\n    <event>{}</event>\n    <urgency>{}</urgency>\n    <severity>{}</severity>\n    <certainty>{}</certainty>\n    <senderName>{}</senderName>\n",
+        pick(attr::CATEGORY, &CATEGORIES, "Security"),
+        esc(&a.kind),
+        pick(attr::URGENCY, &URGENCIES, "Unknown"),
+        capitalized(a.severity),
+        pick(attr::CERTAINTY, &CERTAINTIES, "Observed"),
+        esc(&a.sender),
+    );
+    if !headline.is_empty() {
+        let _ = writeln!(x, "    <headline>{}</headline>", esc(&headline));
+    }
+    if !a.text.is_empty() {
+        let _ = writeln!(x, "    <description>{}</description>", esc(&a.text));
+    }
+    if let Some(i) = attribute(&a.attributes, attr::INSTRUCTION) {
+        let _ = writeln!(x, "    <instruction>{}</instruction>", esc(i));
+    }
+    let own = [
+        ("ptt:channel", a.channel.clone()),
+        ("ptt:seq", a.seq.to_string()),
+        ("ptt:sender_peer_id", a.sender_peer_id.clone()),
+        ("ptt:received", cap_time(a.received_at_us)),
+    ];
+    let carried = [
+        attr::STATUS,
+        attr::URGENCY,
+        attr::CERTAINTY,
+        attr::INSTRUCTION,
+        attr::AREA,
+        attr::CATEGORY,
+    ];
+    for (k, v) in own.iter().map(|(k, v)| (*k, v.as_str())).chain(
+        a.attributes
+            .iter()
+            .filter(|(k, _)| !carried.contains(&k.as_str()))
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    ) {
+        let _ = writeln!(
+            x,
+            "    <parameter>\n      <valueName>{}</valueName>\n      <value>{}</value>\n    </parameter>",
+            esc(k),
+            esc(v)
+        );
+    }
+    if let Some(l) = a.location {
+        let desc = attribute(&a.attributes, attr::AREA)
+            .map_or_else(|| format!("{:.5},{:.5}", l.lat, l.lon), str::to_string);
+        let _ = write!(
+            x,
+            "    <area>\n      <areaDesc>{}</areaDesc>\n      <circle>{:.5},{:.5} 0</circle>\n    </area>\n",
+            esc(&desc),
+            l.lat,
+            l.lon
+        );
+    }
+    x.push_str("  </info>\n</alert>\n");
+    x
+}
+
+/// What a CAP document's first `<info>` says, gathered while reading.
+#[derive(Default)]
+struct Doc {
+    identifier: Option<String>,
+    sender: Option<String>,
+    sent: Option<String>,
+    status: Option<String>,
+    msg_type: Option<String>,
+    infos: usize,
+    category: Option<String>,
+    event: Option<String>,
+    urgency: Option<String>,
+    severity: Option<String>,
+    certainty: Option<String>,
+    headline: Option<String>,
+    description: Option<String>,
+    instruction: Option<String>,
+    parameters: Vec<(String, String)>,
+    area_desc: Option<String>,
+    circle: Option<String>,
+    polygon: Option<String>,
+}
+
+/// Reads a CAP 1.2 document into an alert body: `<event>` is the kind, `<severity>` the
+/// severity, `<description>` (else `<headline>`) the text, the first `<area>`'s circle centre
+/// (else its polygon's first point) the location, `<parameter>`s the attributes; status,
+/// urgency, certainty, category, instruction, area description, identifier, sender and sent
+/// time are kept as `cap:*` attributes. Only the first `<info>` is read.
+pub fn from_cap(xml: &str) -> Result<AlertBody, CapError> {
+    let d = read(xml)?;
+    match d.msg_type.as_deref() {
+        None => return Err(CapError::Missing("msgType")),
+        Some("Alert" | "Update") => {}
+        Some(other) => return Err(CapError::MsgType(other.to_string())),
+    }
+    let status = d.status.clone().ok_or(CapError::Missing("status"))?;
+    check("status", &status, &STATUSES)?;
+    if d.infos == 0 {
+        return Err(CapError::Missing("info"));
+    }
+    let kind = d
+        .event
+        .clone()
+        .filter(|e| !e.trim().is_empty())
+        .ok_or(CapError::Missing("event"))?;
+    let sev = d.severity.clone().ok_or(CapError::Missing("severity"))?;
+    let severity = Severity::ALL
+        .into_iter()
+        .find(|s| capitalized(*s) == sev)
+        .ok_or_else(|| CapError::Bad {
+            element: "severity",
+            value: sev.clone(),
+            allowed: "Extreme, Severe, Moderate, Minor or Unknown".into(),
+        })?;
+    let mut attributes = Vec::new();
+    let mut keep = |k: &str, v: Option<&String>, default: Option<&str>| {
+        if let Some(v) = v.filter(|v| Some(v.as_str()) != default && !v.is_empty()) {
+            attributes.push((k.to_string(), v.clone()));
+        }
+    };
+    keep(attr::STATUS, Some(&status), Some("Actual"));
+    if let Some(u) = &d.urgency {
+        check("urgency", u, &URGENCIES)?;
+    }
+    if let Some(c) = &d.certainty {
+        check("certainty", c, &CERTAINTIES)?;
+    }
+    if let Some(c) = &d.category {
+        check("category", c, &CATEGORIES)?;
+    }
+    keep(attr::URGENCY, d.urgency.as_ref(), Some("Unknown"));
+    keep(attr::CERTAINTY, d.certainty.as_ref(), Some("Observed"));
+    keep(attr::CATEGORY, d.category.as_ref(), Some("Security"));
+    keep(attr::INSTRUCTION, d.instruction.as_ref(), None);
+    keep(attr::IDENTIFIER, d.identifier.as_ref(), None);
+    keep(attr::SENDER, d.sender.as_ref(), None);
+    keep(attr::SENT, d.sent.as_ref(), None);
+    let location = match (&d.circle, &d.polygon) {
+        (Some(c), _) => Some(point(c.split_whitespace().next().unwrap_or(""), "circle")?),
+        (None, Some(p)) => Some(point(p.split_whitespace().next().unwrap_or(""), "polygon")?),
+        (None, None) => None,
+    };
+    if location.is_some() || d.area_desc.is_some() {
+        keep(attr::AREA, d.area_desc.as_ref(), None);
+    }
+    // Parameters written by `to_cap` about the copy it came from are not the new alert's.
+    attributes.extend(
+        d.parameters
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("ptt:")),
+    );
+    let body = AlertBody {
+        severity,
+        kind,
+        text: d.description.or(d.headline).unwrap_or_default(),
+        location,
+        attributes,
+    };
+    let n = body.encode().len();
+    if n > MAX_ALERT_LEN {
+        return Err(CapError::TooLarge(n));
+    }
+    Ok(body)
+}
+
+fn check(element: &'static str, v: &str, allowed: &[&str]) -> Result<(), CapError> {
+    if allowed.contains(&v) {
+        Ok(())
+    } else {
+        Err(CapError::Bad {
+            element,
+            value: v.to_string(),
+            allowed: allowed.join(", "),
+        })
+    }
+}
+
+/// `lat,lon` of a CAP circle or polygon.
+fn point(s: &str, element: &'static str) -> Result<Location, CapError> {
+    let bad = || CapError::Bad {
+        element,
+        value: s.to_string(),
+        allowed: "WGS 84 points \"lat,lon\", lat -90 to 90, lon -180 to 180".into(),
+    };
+    let (lat, lon) = s.split_once(',').ok_or_else(bad)?;
+    let (lat, lon): (f64, f64) = (
+        lat.trim().parse().map_err(|_| bad())?,
+        lon.trim().parse().map_err(|_| bad())?,
+    );
+    if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+        return Err(bad());
+    }
+    Ok(Location { lat, lon })
+}
+
+/// Reads the elements [`from_cap`] uses, checking the root and the namespace.
+fn read(xml: &str) -> Result<Doc, CapError> {
+    let mut r = quick_xml::reader::NsReader::from_str(xml);
+    let mut d = Doc::default();
+    // Element names from the root down (local names of CAP elements; "?" for others).
+    let mut path: Vec<String> = Vec::new();
+    let mut text = String::new();
+    let mut param: (Option<String>, Option<String>) = (None, None);
+    let mut areas = 0usize;
+    let err = |r: &quick_xml::reader::NsReader<&[u8]>, e: &dyn std::fmt::Display| CapError::Xml {
+        at: r.buffer_position(),
+        message: e.to_string(),
+    };
+    loop {
+        let step = match r.read_resolved_event() {
+            Ok((ns, ev)) => Ok((
+                matches!(ns, ResolveResult::Bound(n) if n.as_ref() == NAMESPACE.as_bytes()),
+                match ns {
+                    ResolveResult::Bound(n) => String::from_utf8_lossy(n.as_ref()).into_owned(),
+                    _ => "no namespace".to_string(),
+                },
+                ev,
+            )),
+            Err(e) => Err(e.to_string()),
+        };
+        let (in_cap, ns, ev) = step.map_err(|m| err(&r, &m))?;
+        match ev {
+            Event::Start(e) if path.is_empty() => {
+                let local = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                if !in_cap || local != "alert" {
+                    return Err(CapError::NotCap(describe(&local, &ns)));
+                }
+                path.push(local);
+            }
+            Event::Empty(e) if path.is_empty() => {
+                let local = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                return Err(CapError::NotCap(format!(
+                    "an empty {}",
+                    describe(&local, &ns)
+                )));
+            }
+            Event::Start(e) => {
+                let local = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                let name = if in_cap { local } else { "?".into() };
+                if path.len() == 1 && name == "info" {
+                    d.infos += 1;
+                }
+                if path.len() == 2 && path[1] == "info" && name == "area" && d.infos == 1 {
+                    areas += 1;
+                }
+                path.push(name);
+                text.clear();
+                if path.len() > 64 {
+                    return Err(err(&r, &"elements nested deeper than 64"));
+                }
+            }
+            Event::Empty(_) => {}
+            Event::Text(t) => {
+                // XML 1.0 line ends (quick-xml's xml_content would apply XML 1.1's, which also
+                // turn U+0085 and U+2028 into newlines).
+                let raw = t.decode().map_err(|e| err(&r, &e))?;
+                text.push_str(&raw.replace("\r\n", "\n").replace('\r', "\n"));
+            }
+            Event::CData(t) => {
+                text.push_str(&t.decode().map_err(|e| err(&r, &e))?);
+            }
+            Event::GeneralRef(g) => match g.resolve_char_ref().map_err(|e| err(&r, &e))? {
+                Some(c) => text.push(c),
+                None => {
+                    let name = g.decode().map_err(|e| err(&r, &e))?;
+                    match quick_xml::escape::resolve_predefined_entity(&name) {
+                        Some(v) => text.push_str(v),
+                        None => return Err(err(&r, &format!("unknown entity &{name};"))),
+                    }
+                }
+            },
+            Event::End(_) => {
+                let p: Vec<&str> = path.iter().map(String::as_str).collect();
+                let v = std::mem::take(&mut text).trim().to_string();
+                let first_info = d.infos == 1;
+                let set = |slot: &mut Option<String>| {
+                    if slot.is_none() {
+                        *slot = Some(v.clone());
+                    }
+                };
+                match p.as_slice() {
+                    ["alert", "identifier"] => set(&mut d.identifier),
+                    ["alert", "sender"] => set(&mut d.sender),
+                    ["alert", "sent"] => set(&mut d.sent),
+                    ["alert", "status"] => set(&mut d.status),
+                    ["alert", "msgType"] => set(&mut d.msg_type),
+                    ["alert", "info", f] if first_info => match *f {
+                        "category" => set(&mut d.category),
+                        "event" => set(&mut d.event),
+                        "urgency" => set(&mut d.urgency),
+                        "severity" => set(&mut d.severity),
+                        "certainty" => set(&mut d.certainty),
+                        "headline" => set(&mut d.headline),
+                        "description" => set(&mut d.description),
+                        "instruction" => set(&mut d.instruction),
+                        "parameter" => {
+                            if let (Some(k), Some(v)) = std::mem::take(&mut param)
+                                && d.parameters.len() < 64
+                            {
+                                d.parameters.push((k, v));
+                            }
+                        }
+                        _ => {}
+                    },
+                    ["alert", "info", "parameter", "valueName"] if first_info => param.0 = Some(v),
+                    ["alert", "info", "parameter", "value"] if first_info => param.1 = Some(v),
+                    ["alert", "info", "area", f] if first_info && areas == 1 => match *f {
+                        "areaDesc" => set(&mut d.area_desc),
+                        "circle" => set(&mut d.circle),
+                        "polygon" => set(&mut d.polygon),
+                        _ => {}
+                    },
+                    _ => {}
+                }
+                path.pop();
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if d.msg_type.is_none() && d.status.is_none() && d.infos == 0 && path.is_empty() {
+        // Nothing but a prologue, comments or white space.
+        if !xml.contains('<') || !xml.contains("alert") {
+            return Err(CapError::NotCap("an empty document".into()));
+        }
+    }
+    Ok(d)
+}
+
+/// `<name> in NAMESPACE` for errors.
+fn describe(local: &str, ns: &str) -> String {
+    format!("<{local}> in {ns}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::Via;
+
+    fn received() -> ReceivedAlert {
+        ReceivedAlert {
+            id: "00c0ffee00c0ffee".into(),
+            channel: "alerts".into(),
+            sender: "cam-1".into(),
+            sender_peer_id: "12D3KooWtest".into(),
+            sender_device: 2,
+            seq: 9,
+            severity: Severity::Severe,
+            kind: "intrusion".into(),
+            text: "Gate <B> & fence\nsecond line".into(),
+            created_at_us: 1_795_000_000_123_456,
+            received_at_us: 1_795_000_000_200_000,
+            location: Some(Location {
+                lat: 37.5665,
+                lon: 126.978,
+            }),
+            attributes: vec![
+                ("zone".into(), "north".into()),
+                (attr::URGENCY.into(), "Immediate".into()),
+                (attr::AREA.into(), "North gate".into()),
+            ],
+            recipient: None,
+            via: Via::Gossip,
+            late: false,
+        }
+    }
+
+    #[test]
+    fn an_alert_maps_onto_cap_fields() {
+        let x = to_cap(&received(), "site a");
+        for want in [
+            "<alert xmlns=\"urn:oasis:names:tc:emergency:cap:1.2\">",
+            "<identifier>ptt-node:site-a:00c0ffee00c0ffee</identifier>",
+            "<sender>cam-1@site-a</sender>",
+            "<sent>2026-11-18T11:06:40-00:00</sent>",
+            "<status>Actual</status>",
+            "<scope>Restricted</scope>",
+            "<restriction>members of ptt-node domain site a reading channel alerts</restriction>",
+            "<event>intrusion</event>",
+            "<urgency>Immediate</urgency>",
+            "<severity>Severe</severity>",
+            "<certainty>Observed</certainty>",
+            "<headline>Gate &lt;B&gt; &amp; fence</headline>",
+            "<description>Gate &lt;B&gt; &amp; fence\nsecond line</description>",
+            "<valueName>zone</valueName>\n      <value>north</value>",
+            "<areaDesc>North gate</areaDesc>",
+            "<circle>37.56650,126.97800 0</circle>",
+        ] {
+            assert!(x.contains(want), "{want} missing from\n{x}");
+        }
+        assert!(
+            !x.contains("cap:urgency"),
+            "carried attributes are not parameters: {x}"
+        );
+        // A directed message is private to its recipient.
+        let mut d = received();
+        d.recipient = Some("guard 2".into());
+        let x = to_cap(&d, "s");
+        assert!(
+            x.contains("<scope>Private</scope>\n  <addresses>&quot;guard 2&quot;</addresses>"),
+            "{x}"
+        );
+    }
+
+    #[test]
+    fn characters_xml_cannot_carry_are_replaced() {
+        let mut a = received();
+        a.text = "bell\u{7}nul\u{0}tab\tok\u{FFFF}".into();
+        let x = to_cap(&a, "d");
+        assert!(x.contains("bell\u{FFFD}nul\u{FFFD}tab\tok\u{FFFD}"), "{x}");
+        // And it reads back.
+        assert!(from_cap(&x).is_ok());
+    }
+
+    #[test]
+    fn a_document_round_trips_into_the_same_alert_body() {
+        let a = received();
+        let body = from_cap(&to_cap(&a, "site")).unwrap();
+        assert_eq!(body.severity, a.severity);
+        assert_eq!(body.kind, a.kind);
+        assert_eq!(body.text, a.text);
+        let l = body.location.unwrap();
+        assert!((l.lat - 37.5665).abs() < 1e-5 && (l.lon - 126.978).abs() < 1e-5);
+        let get = |k: &str| attribute(&body.attributes, k).map(str::to_string);
+        assert_eq!(get("zone").as_deref(), Some("north"));
+        assert_eq!(get(attr::URGENCY).as_deref(), Some("Immediate"));
+        assert_eq!(get(attr::AREA).as_deref(), Some("North gate"));
+        assert_eq!(
+            get(attr::IDENTIFIER).as_deref(),
+            Some("ptt-node:site:00c0ffee00c0ffee")
+        );
+        assert_eq!(
+            get(attr::SENT).as_deref(),
+            Some("2026-11-18T11:06:40-00:00")
+        );
+        // Defaults are not kept, nor the copy's own ptt:* parameters.
+        assert_eq!(get(attr::STATUS), None);
+        assert_eq!(get(attr::CERTAINTY), None);
+        assert!(body.attributes.iter().all(|(k, _)| !k.starts_with("ptt:")));
+    }
+
+    const MINIMAL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<cap:alert xmlns:cap="urn:oasis:names:tc:emergency:cap:1.2">
+  <cap:identifier>X-1</cap:identifier><cap:sender>a@b</cap:sender>
+  <cap:sent>2026-11-22T10:00:00+09:00</cap:sent>
+  <cap:status>Exercise</cap:status><cap:msgType>Alert</cap:msgType><cap:scope>Public</cap:scope>
+  <cap:info><cap:category>Fire</cap:category><cap:event>smoke &#x26; heat</cap:event>
+    <cap:urgency>Expected</cap:urgency><cap:severity>Moderate</cap:severity>
+    <cap:certainty>Likely</cap:certainty><cap:headline><![CDATA[Smoke <2F>]]></cap:headline>
+    <cap:area><cap:areaDesc>Hall</cap:areaDesc>
+      <cap:polygon>10,20 10,21 11,21 10,20</cap:polygon></cap:area>
+    <cap:area><cap:areaDesc>Other</cap:areaDesc><cap:circle>1,1 2</cap:circle></cap:area>
+  </cap:info>
+  <cap:info><cap:event>second language</cap:event><cap:severity>Minor</cap:severity></cap:info>
+</cap:alert>"#;
+
+    #[test]
+    fn a_prefixed_document_from_elsewhere_reads() {
+        let b = from_cap(MINIMAL).unwrap();
+        assert_eq!(b.kind, "smoke & heat");
+        assert_eq!(b.severity, Severity::Moderate);
+        assert_eq!(
+            b.text, "Smoke <2F>",
+            "the headline when there is no description"
+        );
+        assert_eq!(
+            b.location,
+            Some(Location {
+                lat: 10.0,
+                lon: 20.0
+            })
+        );
+        let get = |k: &str| attribute(&b.attributes, k).map(str::to_string);
+        assert_eq!(get(attr::STATUS).as_deref(), Some("Exercise"));
+        assert_eq!(get(attr::CATEGORY).as_deref(), Some("Fire"));
+        assert_eq!(get(attr::AREA).as_deref(), Some("Hall"));
+    }
+
+    #[test]
+    fn bad_documents_say_what_is_wrong() {
+        let e = |x: &str| from_cap(x).unwrap_err().to_string();
+        assert!(e("").contains("not a CAP 1.2 alert"), "{}", e(""));
+        assert!(e("<alert>").contains("no namespace"), "{}", e("<alert>"));
+        let v11 = r#"<alert xmlns="urn:oasis:names:tc:emergency:cap:1.1"><status>Actual</status></alert>"#;
+        assert!(e(v11).contains("cap:1.1"), "{}", e(v11));
+        let broken = format!("<alert xmlns=\"{NAMESPACE}\"><status></alert>");
+        assert!(e(&broken).contains("not well-formed"), "{}", e(&broken));
+        let with = |inner: &str| {
+            format!(
+                r#"<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><status>Actual</status><msgType>Alert</msgType>{inner}</alert>"#
+            )
+        };
+        assert!(
+            e(&with("")).contains("<info> is missing"),
+            "{}",
+            e(&with(""))
+        );
+        assert!(e(&with("<info><severity>Minor</severity></info>")).contains("<event> is missing"));
+        let bad = e(&with(
+            "<info><event>x</event><severity>Huge</severity></info>",
+        ));
+        assert!(
+            bad.contains("<severity> is \"Huge\"") && bad.contains("Extreme"),
+            "{bad}"
+        );
+        let bad = e(&with(
+            "<info><event>x</event><severity>Minor</severity><area><areaDesc>a</areaDesc><circle>95,0 1</circle></area></info>",
+        ));
+        assert!(bad.contains("<circle>"), "{bad}");
+        let cancel = MINIMAL.replace("<cap:msgType>Alert", "<cap:msgType>Cancel");
+        assert!(
+            e(&cancel).contains("only Alert and Update"),
+            "{}",
+            e(&cancel)
+        );
+        let ent = with("<info><event>&xxe;</event><severity>Minor</severity></info>");
+        assert!(e(&ent).contains("unknown entity"), "{}", e(&ent));
+        let big = with(&format!(
+            "<info><event>x</event><severity>Minor</severity><description>{}</description></info>",
+            "a".repeat(MAX_ALERT_LEN)
+        ));
+        assert!(e(&big).contains("at most"), "{}", e(&big));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_input_gives_an_answer_not_a_panic(s in ".{0,400}") {
+            let _ = from_cap(&s);
+            let doc = format!("<alert xmlns=\"{NAMESPACE}\"><status>Actual</status><msgType>Alert</msgType><info><event>{s}</event><severity>Minor</severity></info></alert>");
+            let _ = from_cap(&doc);
+        }
+
+        #[test]
+        fn any_text_round_trips_as_xml_can_carry_it(text in ".{0,200}", kind in "[a-z]{1,12}") {
+            let mut a = received();
+            a.text = text.clone();
+            a.kind = kind.clone();
+            let b = from_cap(&to_cap(&a, "d")).unwrap();
+            // XML normalises \r\n to \n; trimming removes surrounding white space.
+            let want: String = text
+                .replace("\r\n", "\n")
+                .replace('\r', "\n")
+                .chars()
+                .map(|c| if ((c as u32) < 0x20 && !"\t\n".contains(c)) || c == '\u{FFFE}' || c == '\u{FFFF}' { '\u{FFFD}' } else { c })
+                .collect();
+            let got = if want.trim().is_empty() { String::new() } else { b.text.clone() };
+            proptest::prop_assert_eq!(got, if want.trim().is_empty() { String::new() } else { want.trim().to_string() });
+            proptest::prop_assert_eq!(b.kind, kind);
+        }
+    }
+}

@@ -35,7 +35,7 @@ pub enum Command {
     Domain(DomainCommand),
     /// Seal and broadcast an alert through the running daemon.
     #[command(
-        after_help = "Example:\n  ptt-node alert --severity severe --kind intrusion --text 'gate 3 forced'"
+        after_help = "Examples:\n  ptt-node alert --severity severe --kind intrusion --text 'gate 3 forced'\n  ptt-node alert --severity minor --kind motion --text 'hall' --location 37.5665,126.9780 --attr zone=north\n  ptt-node alert --cap warning.xml\n  sensor | ptt-node alert --stdin"
     )]
     Alert(AlertArgs),
     /// Send a directed message to one device (only it can read it; relays check it).
@@ -44,7 +44,10 @@ pub enum Command {
     )]
     Send(SendArgs),
     /// Print alerts as they arrive, until interrupted.
-    Listen(ClientArgs),
+    #[command(
+        after_help = "Examples:\n  ptt-node listen\n  ptt-node listen --format json | jq .text\n  ptt-node listen --format cap > alerts.xml"
+    )]
+    Listen(ListenArgs),
     /// List peers: device, peer id, addresses, authenticated or not.
     Peers(ClientArgs),
     /// Show this device, its domain, peer counts and counters.
@@ -176,6 +179,12 @@ pub struct HistoryArgs {
     /// At most this many alerts.
     #[arg(long, default_value_t = 10_000)]
     pub limit: usize,
+    /// Output format (`--json` is `--format json`).
+    #[arg(long, value_enum, conflicts_with = "json")]
+    pub format: Option<Format>,
+    /// Colour the severity in text output.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
 }
 
 /// Parses `--since`: a duration ago or an RFC 3339 UTC time; returns µs since the epoch.
@@ -455,6 +464,67 @@ pub struct SendArgs {
     pub attributes: Vec<(String, String)>,
 }
 
+/// How `listen` and `history` print alerts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One line per alert for people (severity in colour on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+    /// One OASIS CAP 1.2 XML document per alert.
+    Cap,
+}
+
+/// When to use colour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless NO_COLOR is set.
+    #[default]
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl ColorChoice {
+    fn enabled(self) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::io::IsTerminal::is_terminal(&std::io::stdout())
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        }
+    }
+}
+
+/// `ptt-node listen`.
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Common arguments (`--json` is `--format json`).
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Output format.
+    #[arg(long, value_enum, conflicts_with = "json")]
+    pub format: Option<Format>,
+    /// Colour the severity in text output.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+impl ListenArgs {
+    fn format(&self) -> Format {
+        self.format.unwrap_or(if self.client.json {
+            Format::Json
+        } else {
+            Format::Text
+        })
+    }
+}
+
 /// `ptt-node alert`.
 #[derive(Debug, Args)]
 pub struct AlertArgs {
@@ -462,14 +532,19 @@ pub struct AlertArgs {
     #[command(flatten)]
     pub client: ClientArgs,
     /// minor, moderate, severe, extreme or unknown.
-    #[arg(long, required_unless_present = "stdin")]
+    #[arg(long, required_unless_present_any = ["stdin", "cap"])]
     pub severity: Option<Severity>,
     /// What happened: motion, intrusion, temperature, …
-    #[arg(long, required_unless_present = "stdin")]
+    #[arg(long, required_unless_present_any = ["stdin", "cap"])]
     pub kind: Option<String>,
     /// Text for the people who read it.
-    #[arg(long, required_unless_present = "stdin")]
+    #[arg(long, required_unless_present_any = ["stdin", "cap"])]
     pub text: Option<String>,
+    /// Send the alert an OASIS CAP 1.2 document describes (FILE, or - for standard input):
+    /// its event is the kind, its severity the severity, its description the text, its area
+    /// the location, its parameters the attributes (proto/cap.md).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["severity", "kind", "text", "location", "attributes", "stdin"])]
+    pub cap: Option<PathBuf>,
     /// Read alerts from standard input instead, one JSON object per line
     /// ({"severity":"severe","kind":"motion","text":"…"} plus optional channel, location,
     /// attributes), as a sensor process pipes its events in; prints one id (or JSON reply)
@@ -925,22 +1000,39 @@ async fn publish(client: ClientArgs, updates: Vec<PathBuf>) -> Result<(), CliErr
 }
 
 async fn alert(a: AlertArgs) -> Result<(), CliError> {
+    // The document is read and checked before the daemon is asked anything.
+    let from_cap = match &a.cap {
+        Some(p) => Some(read_cap(p)?),
+        None => None,
+    };
     let mut c = connect_client(&a.client).await?;
     if a.stdin {
         return alert_stdin(c, &a.channel, a.client.json).await;
     }
-    let (Some(severity), Some(kind), Some(text)) = (a.severity, a.kind, a.text) else {
-        return Err(CliError::Other(
-            "--severity, --kind and --text are required".into(),
-        ));
-    };
-    let req = Request::Alert {
-        channel: a.channel,
-        severity,
-        kind,
-        text,
-        location: a.location,
-        attributes: a.attributes,
+    let req = match from_cap {
+        Some(b) => Request::Alert {
+            channel: a.channel,
+            severity: b.severity,
+            kind: b.kind,
+            text: b.text,
+            location: b.location,
+            attributes: b.attributes,
+        },
+        None => {
+            let (Some(severity), Some(kind), Some(text)) = (a.severity, a.kind, a.text) else {
+                return Err(CliError::Other(
+                    "--severity, --kind and --text are required".into(),
+                ));
+            };
+            Request::Alert {
+                channel: a.channel,
+                severity,
+                kind,
+                text,
+                location: a.location,
+                attributes: a.attributes,
+            }
+        }
     };
     match c.call(&req).await? {
         r @ Reply::Sent { .. } => {
@@ -958,6 +1050,37 @@ async fn alert(a: AlertArgs) -> Result<(), CliError> {
         }
         other => Err(ClientError::Protocol(format!("{other:?}")).into()),
     }
+}
+
+/// Reads and checks the CAP document of `alert --cap` (`-`: standard input).
+fn read_cap(p: &std::path::Path) -> Result<crate::alert::AlertBody, CliError> {
+    use std::io::Read;
+    let name = if p == std::path::Path::new("-") {
+        "standard input".to_string()
+    } else {
+        p.display().to_string()
+    };
+    let mut bytes = Vec::new();
+    let r: Result<_, std::io::Error> = if p == std::path::Path::new("-") {
+        std::io::stdin()
+            .take(crate::cap::MAX_DOCUMENT as u64 + 1)
+            .read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(p).and_then(|f| {
+            f.take(crate::cap::MAX_DOCUMENT as u64 + 1)
+                .read_to_end(&mut bytes)
+        })
+    };
+    r.map_err(|e| CliError::Other(format!("{name}: {e}")))?;
+    if bytes.len() > crate::cap::MAX_DOCUMENT {
+        return Err(CliError::Other(format!(
+            "{name}: larger than {} KiB; a CAP document for one alert is much smaller",
+            crate::cap::MAX_DOCUMENT / 1024
+        )));
+    }
+    let text =
+        String::from_utf8(bytes).map_err(|_| CliError::Other(format!("{name}: not UTF-8 text")))?;
+    crate::cap::from_cap(&text).map_err(|e| CliError::Other(format!("{name}: {e}")))
 }
 
 /// One alert read from standard input by `alert --stdin`.
@@ -1095,9 +1218,45 @@ fn json_line<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
-async fn listen(a: ClientArgs) -> Result<(), CliError> {
+/// Prints alerts in one of the formats of `listen` and `history`.
+struct Printer {
+    format: Format,
+    colour: bool,
+    /// The domain's name, for CAP documents.
+    domain: String,
+}
+
+impl Printer {
+    async fn new(c: &mut Client, format: Format, colour: ColorChoice) -> Result<Self, CliError> {
+        let domain = if format == Format::Cap {
+            match c.call(&Request::Status).await? {
+                Reply::Status(s) => s.domain_name,
+                other => return Err(ClientError::Protocol(format!("{other:?}")).into()),
+            }
+        } else {
+            String::new()
+        };
+        Ok(Printer {
+            format,
+            colour: format == Format::Text && colour.enabled(),
+            domain,
+        })
+    }
+
+    fn render(&self, a: &ReceivedAlert) -> String {
+        match self.format {
+            Format::Json => json_line(a),
+            Format::Cap => crate::cap::to_cap(a, &self.domain).trim_end().to_string(),
+            Format::Text if self.colour => format_alert_coloured(a),
+            Format::Text => format_alert(a),
+        }
+    }
+}
+
+async fn listen(a: ListenArgs) -> Result<(), CliError> {
     use std::io::Write;
-    let mut c = connect_client(&a).await?;
+    let mut c = connect_client(&a.client).await?;
+    let printer = Printer::new(&mut c, a.format(), a.color).await?;
     match c.call(&Request::Listen).await? {
         Reply::Listening => {}
         other => return Err(ClientError::Protocol(format!("{other:?}")).into()),
@@ -1111,8 +1270,7 @@ async fn listen(a: ClientArgs) -> Result<(), CliError> {
         let mut out = stdout.lock();
         let res = match next {
             None => return Err(CliError::Other("the daemon stopped".into())),
-            Some(Reply::Alert(al)) if a.json => writeln!(out, "{}", json_line(&al)),
-            Some(Reply::Alert(al)) => writeln!(out, "{}", format_alert(&al)),
+            Some(Reply::Alert(al)) => writeln!(out, "{}", printer.render(&al)),
             Some(Reply::Lagged { missed }) => {
                 eprintln!("ptt-node: this listener fell behind and missed {missed} alerts");
                 Ok(())
@@ -1123,6 +1281,26 @@ async fn listen(a: ClientArgs) -> Result<(), CliError> {
         if res.and_then(|_| out.flush()).is_err() {
             return Ok(());
         }
+    }
+}
+
+/// [`format_alert`] with the severity in colour (ANSI), for a terminal.
+pub fn format_alert_coloured(a: &ReceivedAlert) -> String {
+    let plain = format_alert(a);
+    let sev = a.severity.as_str().to_uppercase();
+    let code = match a.severity {
+        Severity::Extreme => "1;97;41", // bold white on red
+        Severity::Severe => "1;31",     // bold red
+        Severity::Moderate => "33",     // yellow
+        Severity::Minor => "36",        // cyan
+        Severity::Unknown => "2",       // dim
+    };
+    // The severity is the second field: "TIME SEVERITY …".
+    match plain.split_once(' ') {
+        Some((time, rest)) if rest.starts_with(&sev) => {
+            format!("{time} \x1b[{code}m{sev}\x1b[0m{}", &rest[sev.len()..])
+        }
+        _ => plain,
     }
 }
 
@@ -1349,6 +1527,12 @@ async fn search(a: SearchArgs) -> Result<(), CliError> {
 
 async fn history(a: HistoryArgs) -> Result<(), CliError> {
     let mut c = connect_client(&a.client).await?;
+    let format = a.format.unwrap_or(if a.client.json {
+        Format::Json
+    } else {
+        Format::Text
+    });
+    let printer = Printer::new(&mut c, format, a.color).await?;
     let req = Request::History {
         since_us: a.since,
         channel: a.channel,
@@ -1357,10 +1541,9 @@ async fn history(a: HistoryArgs) -> Result<(), CliError> {
     c.send(&req).await?;
     loop {
         match c.next().await? {
-            Some(Reply::Alert(al)) if a.client.json => println!("{}", json_line(&al)),
-            Some(Reply::Alert(al)) => println!("{}", format_alert(&al)),
+            Some(Reply::Alert(al)) => println!("{}", printer.render(&al)),
             Some(Reply::HistoryEnd { count }) => {
-                if count == 0 && !a.client.json {
+                if count == 0 && format == Format::Text {
                     println!("no stored alerts");
                 }
                 return Ok(());
