@@ -68,6 +68,15 @@ mv -f "$bindir/ptt-node.new" "$bindir/ptt-node"
 install -m 0644 README.md "$docdir/README.md"
 install -m 0644 examples/ptt-node.toml "$docdir/ptt-node.toml.example"
 
+echo "==> manual pages and shell completions"
+mandir="$root$prefix/share/man/man1"
+install -d -m 0755 "$mandir" "$root$prefix/share/bash-completion/completions" \
+    "$root$prefix/share/zsh/site-functions" "$root$prefix/share/fish/vendor_completions.d"
+"$bindir/ptt-node" man --dir "$mandir" >/dev/null
+"$bindir/ptt-node" completions bash >"$root$prefix/share/bash-completion/completions/ptt-node"
+"$bindir/ptt-node" completions zsh >"$root$prefix/share/zsh/site-functions/_ptt-node"
+"$bindir/ptt-node" completions fish >"$root$prefix/share/fish/vendor_completions.d/ptt-node.fish"
+
 owner=()
 if [ -z "$root" ]; then
     if ! id -u "$user" >/dev/null 2>&1; then

@@ -13,9 +13,31 @@ use crate::daemon::{self, RunConfig};
 use crate::domain::{Authority, DomainError, EnrollRequest};
 use crate::net::NetConfig;
 
+/// The version `--version` prints: the package version and the git revision it was built from.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("PTT_GIT_REV"), ")");
+
 /// Secure push-to-talk alerts for devices on a local network: no Internet, no server.
 #[derive(Debug, Parser)]
-#[command(name = "ptt-node", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "ptt-node",
+    version = VERSION,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_help = concat!(
+        "Examples:\n",
+        "  ptt-node domain init --dir ./site-a --name site-a\n",
+        "  ptt-node domain enroll --dir ./site-a --device cam-1 --out ./cam-1\n",
+        "  ptt-node run --bundle ./cam-1\n",
+        "  ptt-node alert --severity severe --kind intrusion --text 'gate 3 forced'\n",
+        "  ptt-node listen\n\n",
+        "Exit codes:\n",
+        "  0  success\n",
+        "  1  an error: a refused request, a bad file, a failure to start (the message says which)\n",
+        "  2  a usage error: unknown option, bad value (the message says which)\n",
+        "  3  no daemon running where the command looked (start one with `ptt-node run`)"
+    )
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -31,7 +53,10 @@ pub enum Command {
     )]
     Run(RunArgs),
     /// Provision a domain (offline, on the administrator's machine).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  ptt-node domain init --dir ./site-a --name site-a\n  ptt-node domain enroll --dir ./site-a --device cam-1 --out ./cam-1 --kind camera\n  ptt-node domain revoke --dir ./site-a --device cam-1 && ptt-node domain publish ./site-a/updates/*.update"
+    )]
     Domain(DomainCommand),
     /// Seal and broadcast an alert through the running daemon.
     #[command(
@@ -49,8 +74,14 @@ pub enum Command {
     )]
     Listen(ListenArgs),
     /// List peers: device, peer id, addresses, authenticated or not.
+    #[command(
+        after_help = "Examples:\n  ptt-node peers\n  ptt-node peers --json --socket /run/ptt-node/control.sock"
+    )]
     Peers(ClientArgs),
-    /// Show this device, its domain, peer counts and counters.
+    /// Show this device, its domain, peers, alerts, log and keys at a glance.
+    #[command(
+        after_help = "Examples:\n  ptt-node status\n  ptt-node status --data /var/lib/ptt-node --json"
+    )]
     Status(ClientArgs),
     /// Print this device's tag (a URI for a QR code or an NFC tag) and draw it as a QR code.
     #[command(
@@ -75,6 +106,24 @@ pub enum Command {
         after_help = "Examples:\n  ptt-node history --since 2h\n  ptt-node history --since 2026-11-22T08:00:00Z --channel alerts --json"
     )]
     History(HistoryArgs),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  ptt-node completions bash > /usr/share/bash-completion/completions/ptt-node\n  ptt-node completions zsh > \"${fpath[1]}/_ptt-node\"\n  ptt-node completions fish > ~/.config/fish/completions/ptt-node.fish"
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one per command into a directory.
+    #[command(
+        after_help = "Examples:\n  ptt-node man | man -l -\n  ptt-node man --dir /usr/local/share/man/man1"
+    )]
+    Man {
+        /// Write ptt-node.1 and ptt-node-COMMAND.1 for every command into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// `ptt-node tag`.
@@ -332,6 +381,9 @@ pub enum DomainCommand {
         remove: Option<String>,
     },
     /// List enrolled devices.
+    #[command(
+        after_help = "Examples:\n  ptt-node domain list --dir ./site-a\n  ptt-node domain list --dir ./site-a --json"
+    )]
     List {
         /// Authority directory.
         #[arg(long)]
@@ -378,6 +430,7 @@ pub enum DomainCommand {
     /// Hand a signed update (from the authority's `updates/` directory) to a running member,
     /// which applies it and spreads it to every member (members asleep get it when they
     /// come back).
+    #[command(after_help = "Example:\n  ptt-node domain publish ./site-a/updates/000001.update")]
     Publish {
         /// Common arguments.
         #[command(flatten)]
@@ -607,6 +660,12 @@ pub async fn main(
         Command::Profile(a) => profile(a).await,
         Command::Tag(a) => tag(a).await,
         Command::Connect(a) => connect(a).await,
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "ptt-node", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { dir } => man(dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -615,6 +674,50 @@ pub async fn main(
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// `ptt-node man`: the page of `ptt-node` on stdout, or every command's page into a directory.
+fn man(dir: Option<PathBuf>) -> Result<(), CliError> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let Some(dir) = dir else {
+        let mut out = std::io::stdout();
+        return clap_mangen::Man::new(cmd)
+            .render(&mut out)
+            .map_err(|e| CliError::Other(format!("writing the manual page: {e}")));
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError::Other(format!("{}: {e}", dir.display())))?;
+    // Every command, sub-commands included, named as git names its pages (ptt-node-domain-enroll).
+    fn pages(
+        cmd: clap::Command,
+        name: String,
+        bin: String,
+        out: &mut Vec<(String, clap::Command)>,
+    ) {
+        let subs: Vec<clap::Command> = cmd.get_subcommands().cloned().collect();
+        out.push((name.clone(), cmd.bin_name(bin.clone())));
+        for s in subs {
+            if s.get_name() != "help" {
+                let n = format!("{name}-{}", s.get_name());
+                let b = format!("{bin} {}", s.get_name());
+                pages(s, n, b, out);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    pages(cmd, "ptt-node".into(), "ptt-node".into(), &mut all);
+    for (name, c) in all {
+        let path = dir.join(format!("{name}.1"));
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(c)
+            .title(name.clone())
+            .render(&mut buf)
+            .map_err(|e| CliError::Other(format!("{}: {e}", path.display())))?;
+        std::fs::write(&path, buf)
+            .map_err(|e| CliError::Other(format!("{}: {e}", path.display())))?;
+        println!("{}", path.display());
+    }
+    Ok(())
 }
 
 /// An error at the edge, with its exit code.
@@ -1615,17 +1718,61 @@ async fn status(a: ClientArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The first line of `status`: one word a person can act on, and why.
+pub fn health(s: &StatusInfo) -> String {
+    if s.revoked {
+        return "REVOKED  the domain authority revoked this device: members refuse it; enrol it again".into();
+    }
+    if s.peers.authenticated == 0 {
+        return "ALONE    no authenticated peer: alerts sent now are stored here and reach nobody until one connects".into();
+    }
+    let mut why = Vec::new();
+    if s.peers.unreachable > 0 {
+        why.push(format!("{} peer(s) unreachable", s.peers.unreachable));
+    }
+    if s.store.dropped > 0 {
+        why.push(format!(
+            "{} received envelope(s) not logged (store busy)",
+            s.store.dropped
+        ));
+    }
+    if s.actions.failed > 0 {
+        why.push(format!("{} rule action(s) failed", s.actions.failed));
+    }
+    if why.is_empty() {
+        format!(
+            "OK       {} of {} known peer(s) authenticated",
+            s.peers.authenticated,
+            s.peers.authenticated + s.peers.asleep + s.peers.unreachable
+        )
+    } else {
+        format!("DEGRADED {}", why.join(", "))
+    }
+}
+
+/// `3d 4h`, `2h 5m`, `4m 10s`, `12s`.
+pub fn format_duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
 fn format_status(s: &StatusInfo) -> String {
     let c = &s.counters;
     let rejected: u64 = c.rejected.values().sum();
     let mut out = format!(
-        "device   {} (#{}){}\npeer id  {}\ndomain   {} ({})\nchannels {}\nlisten   {}\npeers    {} connected, {} authenticated, {} asleep, {} unreachable\nalerts   {} sent, {} received, {} relayed, {} rejected\nuptime   {} s\n",
+        "{}\ndevice   {} (#{}){}\npeer id  {}\ndomain   {} ({})\nchannels {}\nlisten   {}\npeers    {} connected, {} authenticated, {} asleep, {} unreachable\nalerts   {} sent, {} received, {} relayed, {} rejected\nuptime   {}\n",
+        health(s),
         s.device,
         s.device_number,
         if s.relay_only { ", relay-only" } else { "" },
         s.peer_id,
         s.domain_name,
-        &s.domain_id[..16],
+        s.domain_id.get(..16).unwrap_or(&s.domain_id),
         if s.channels.is_empty() {
             "(none: relay-only)".to_string()
         } else {
@@ -1640,8 +1787,11 @@ fn format_status(s: &StatusInfo) -> String {
         c.alerts_received,
         c.alerts_relayed,
         rejected,
-        s.uptime_s
+        format_duration(s.uptime_s)
     );
+    if let Some(m) = &s.metrics {
+        out.push_str(&format!("metrics  {m}\n"));
+    }
     for (k, v) in &c.rejected {
         out.push_str(&format!("  rejected {k}: {v}\n"));
     }
@@ -1707,6 +1857,66 @@ mod tests {
             format_time_us(1_763_781_234_567_000),
             "2025-11-22T03:13:54.567Z"
         );
+    }
+
+    #[test]
+    fn status_says_at_a_glance_what_is_wrong() {
+        let mut s = StatusInfo::default();
+        assert!(health(&s).starts_with("ALONE"), "{}", health(&s));
+        s.peers.authenticated = 2;
+        s.peers.asleep = 1;
+        assert_eq!(health(&s), "OK       2 of 3 known peer(s) authenticated");
+        s.peers.unreachable = 1;
+        s.store.dropped = 4;
+        let h = health(&s);
+        assert!(
+            h.starts_with("DEGRADED")
+                && h.contains("1 peer(s) unreachable")
+                && h.contains("4 received"),
+            "{h}"
+        );
+        s.revoked = true;
+        assert!(health(&s).starts_with("REVOKED"));
+        // The whole summary: the health first, nothing panics on a short domain id.
+        s.domain_id = "ab".into();
+        s.uptime_s = 3 * 3600 + 7 * 60;
+        s.metrics = Some("http://127.0.0.1:9464/metrics".into());
+        let text = format_status(&s);
+        assert!(text.starts_with("REVOKED"), "{text}");
+        assert!(
+            text.contains("uptime   3h 7m\n")
+                && text.contains("metrics  http://127.0.0.1:9464/metrics"),
+            "{text}"
+        );
+        assert_eq!(format_duration(59), "59s");
+        assert_eq!(format_duration(61), "1m 1s");
+        assert_eq!(format_duration(2 * 86_400 + 3600), "2d 1h");
+    }
+
+    #[test]
+    fn every_command_has_examples_in_its_help() {
+        fn check(c: &clap::Command, path: &str) {
+            let help = c
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            assert!(
+                help.contains("Example"),
+                "`{path}` has no example in its --help"
+            );
+            for s in c.get_subcommands() {
+                check(s, &format!("{path} {}", s.get_name()));
+            }
+        }
+        let cmd = <Cli as clap::CommandFactory>::command();
+        check(&cmd, "ptt-node");
+        assert!(
+            cmd.get_after_help()
+                .unwrap()
+                .to_string()
+                .contains("Exit codes")
+        );
+        cmd.debug_assert();
     }
 
     #[test]

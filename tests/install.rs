@@ -76,6 +76,21 @@ fn installed_devices_find_each_other_and_deliver_an_alert() {
         assert!(unit.contains(
             "ExecStart=/usr/local/bin/ptt-node run --config /etc/ptt-node/ptt-node.toml"
         ));
+        // Manual pages and completions from the installed binary.
+        let man = root.join("usr/local/share/man/man1");
+        assert!(
+            std::fs::read_to_string(man.join("ptt-node.1"))
+                .unwrap()
+                .contains(".TH ptt-node")
+        );
+        assert!(man.join("ptt-node-domain-enroll.1").exists());
+        assert!(
+            std::fs::read_to_string(
+                root.join("usr/local/share/bash-completion/completions/ptt-node")
+            )
+            .unwrap()
+            .contains("listen")
+        );
         // A second run keeps the configuration an administrator may have edited.
         let conf = root.join("etc/ptt-node/ptt-node.toml");
         let edited = std::fs::read_to_string(&conf).unwrap() + "# edited\n";
@@ -86,27 +101,39 @@ fn installed_devices_find_each_other_and_deliver_an_alert() {
         devices.push((root, host));
     }
 
-    // The installed binary with the installed configuration; only the paths, which name the
-    // final locations, point into each device's root (flags win over the file).
+    // The installed binary with the installed configuration, in the environment systemd gives
+    // the unit (STATE_DIRECTORY, RUNTIME_DIRECTORY), so the socket goes where the service's
+    // does; only the paths, which name the final locations, point into each device's root
+    // (flags win over the file). The first serves metrics on its namespace's loopback.
     let mut daemons = vec![];
-    for (root, host) in &devices {
+    for (i, (root, host)) in devices.iter().enumerate() {
         let bin = root.join("usr/local/bin/ptt-node");
         let state = root.join("var/lib/ptt-node");
+        let run = root.join("run/ptt-node");
+        std::fs::create_dir_all(&run).unwrap();
         let conf = root.join("etc/ptt-node/ptt-node.toml");
         let bundle = state.join("bundle");
+        let mut args = vec![
+            "run",
+            "--config",
+            p(&conf),
+            "--bundle",
+            p(&bundle),
+            "--data",
+            p(&state),
+        ];
+        if i == 0 {
+            args.extend(["--metrics", "9464"]);
+        }
         daemons.push(
             host.spawn(
                 &bin,
-                [
-                    "run",
-                    "--config",
-                    p(&conf),
-                    "--bundle",
-                    p(&bundle),
-                    "--data",
-                    p(&state),
+                args,
+                &[
+                    ("RUST_LOG", "info"),
+                    ("STATE_DIRECTORY", p(&state)),
+                    ("RUNTIME_DIRECTORY", p(&run)),
                 ],
-                &[("RUST_LOG", "info")],
             )
             .expect("start the installed daemon"),
         );
@@ -114,9 +141,9 @@ fn installed_devices_find_each_other_and_deliver_an_alert() {
     let cli = |i: usize, args: &[&str]| {
         let (root, host) = &devices[i];
         let bin = root.join("usr/local/bin/ptt-node");
-        let state = root.join("var/lib/ptt-node");
+        let sock = root.join("run/ptt-node/control.sock");
         let mut a: Vec<&str> = args.to_vec();
-        a.extend(["--data", p(&state)]);
+        a.extend(["--socket", p(&sock)]);
         host.run(&bin, a)
     };
     lan.wait_until(
@@ -143,8 +170,8 @@ fn installed_devices_find_each_other_and_deliver_an_alert() {
             [
                 "listen",
                 "--json",
-                "--data",
-                p(&root1.join("var/lib/ptt-node")),
+                "--socket",
+                p(&root1.join("run/ptt-node/control.sock")),
             ],
             &[],
         )
@@ -177,6 +204,17 @@ fn installed_devices_find_each_other_and_deliver_an_alert() {
         }
     })
     .unwrap_or_else(|e| panic!("{e}"));
+
+    // The sender's metrics, scraped inside its namespace, count the alert.
+    let scrape = "import urllib.request as u; print(u.urlopen('http://127.0.0.1:9464/metrics', timeout=5).read().decode())";
+    let o = devices[0].1.run("python3", ["-c", scrape]).expect("scrape");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.contains("ptt_alerts_sent_total 1"), "{text}");
+    assert!(
+        text.contains("ptt_peers{state=\"authenticated\"} 1"),
+        "{text}"
+    );
     drop(daemons);
 }
 

@@ -448,3 +448,62 @@ fn sighup_reloads_the_rules_and_a_bad_file_keeps_the_old_ones() {
     );
     assert!(logged.contains("daemon started"), "{logged}");
 }
+
+#[test]
+fn version_completions_and_manual_pages() {
+    let o = out(&["--version"], &[]);
+    assert!(o.status.success());
+    let v = text(&o.stdout);
+    assert!(
+        v.starts_with(&format!("ptt-node {} (", env!("CARGO_PKG_VERSION"))),
+        "{v}"
+    );
+    // The revision is the checkout's when built from one.
+    let repo = env!("CARGO_MANIFEST_DIR");
+    if let Ok(g) = Command::new("git")
+        .args(["-C", repo, "rev-parse", "--short=12", "HEAD"])
+        .output()
+        && g.status.success()
+    {
+        let rev = text(&g.stdout);
+        assert!(v.contains(rev.trim()), "{v} vs {rev}");
+    }
+    for (shell, marker) in [
+        ("bash", "complete -F _ptt__node"),
+        ("zsh", "#compdef ptt-node"),
+        ("fish", "complete -c ptt-node"),
+    ] {
+        let o = out(&["completions", shell], &[]);
+        assert!(o.status.success());
+        let s = text(&o.stdout);
+        assert!(s.contains(marker) && s.contains("listen"), "{shell}: {s}");
+    }
+    let o = out(&["completions", "tcsh"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    let page = text(&out(&["man"], &[]).stdout);
+    assert!(
+        page.contains(".TH ptt-node 1") && page.contains("Exit codes"),
+        "{page}"
+    );
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("man1");
+    let o = out(&["man", "--dir", p(&dir)], &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    for page in [
+        "ptt-node.1",
+        "ptt-node-alert.1",
+        "ptt-node-domain-enroll.1",
+        "ptt-node-listen.1",
+    ] {
+        let s = std::fs::read_to_string(dir.join(page)).unwrap();
+        assert!(s.contains(".SH SYNOPSIS"), "{page}");
+    }
+    // Every subcommand's help carries examples; the top-level help the exit codes.
+    let help = text(&out(&["--help"], &[]).stdout);
+    assert!(
+        help.contains("Exit codes:") && help.contains("3  no daemon running"),
+        "{help}"
+    );
+    let help = text(&out(&["listen", "--help"], &[]).stdout);
+    assert!(help.contains("--format cap"), "{help}");
+}
