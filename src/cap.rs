@@ -39,6 +39,8 @@ pub mod attr {
     pub const AREA: &str = "cap:area";
     /// `<category>` when not `Security`.
     pub const CATEGORY: &str = "cap:category";
+    /// The radius in km of `<circle>` when not 0.
+    pub const RADIUS_KM: &str = "cap:radius_km";
 }
 
 const STATUSES: [&str; 5] = ["Actual", "Exercise", "System", "Test", "Draft"];
@@ -130,9 +132,13 @@ fn token(s: &str) -> String {
     if t.is_empty() { "-".into() } else { t }
 }
 
-/// `YYYY-MM-DDThh:mm:ss-00:00` (CAP's form of UTC: no `Z`, no fractions).
+/// The last second CAP's four-digit years can say (9999-12-31T23:59:59).
+const LAST_CAP_SECOND_US: u64 = 253_402_300_799_000_000;
+
+/// `YYYY-MM-DDThh:mm:ss-00:00` (CAP's form of UTC: no `Z`, no fractions). A time beyond year
+/// 9999 (a sender's clock can say anything) is written as the last second of 9999.
 pub fn cap_time(us: u64) -> String {
-    let t = crate::cli::format_time_us(us);
+    let t = crate::cli::format_time_us(us.min(LAST_CAP_SECOND_US));
     // format_time_us gives YYYY-MM-DDTHH:MM:SS.mmmZ
     format!("{}-00:00", &t[..19.min(t.len())])
 }
@@ -230,6 +236,7 @@ pub fn to_cap(a: &ReceivedAlert, domain: &str) -> String {
         attr::INSTRUCTION,
         attr::AREA,
         attr::CATEGORY,
+        attr::RADIUS_KM,
     ];
     for (k, v) in own.iter().map(|(k, v)| (*k, v.as_str())).chain(
         a.attributes
@@ -244,12 +251,20 @@ pub fn to_cap(a: &ReceivedAlert, domain: &str) -> String {
             esc(v)
         );
     }
-    if let Some(l) = a.location {
+    // A location out of range (a peer's alert is not range-checked on receipt) has no area.
+    if let Some(l) = a
+        .location
+        .filter(|l| (-90.0..=90.0).contains(&l.lat) && (-180.0..=180.0).contains(&l.lon))
+    {
+        let radius = attribute(&a.attributes, attr::RADIUS_KM)
+            .and_then(|r| r.parse::<f64>().ok())
+            .filter(|r| r.is_finite() && *r >= 0.0)
+            .map_or_else(|| "0".to_string(), |r| format!("{r}"));
         let desc = attribute(&a.attributes, attr::AREA)
             .map_or_else(|| format!("{:.5},{:.5}", l.lat, l.lon), str::to_string);
         let _ = write!(
             x,
-            "    <area>\n      <areaDesc>{}</areaDesc>\n      <circle>{:.5},{:.5} 0</circle>\n    </area>\n",
+            "    <area>\n      <areaDesc>{}</areaDesc>\n      <circle>{:.5},{:.5} {radius}</circle>\n    </area>\n",
             esc(&desc),
             l.lat,
             l.lon
@@ -344,11 +359,20 @@ pub fn from_cap(xml: &str) -> Result<AlertBody, CapError> {
     if location.is_some() || d.area_desc.is_some() {
         keep(attr::AREA, d.area_desc.as_ref(), None);
     }
-    // Parameters written by `to_cap` about the copy it came from are not the new alert's.
+    if let Some(r) = d
+        .circle
+        .as_deref()
+        .and_then(|c| c.split_whitespace().nth(1))
+        .filter(|r| r.parse::<f64>().is_ok_and(|r| r.is_finite() && r > 0.0))
+    {
+        attributes.push((attr::RADIUS_KM.to_string(), r.to_string()));
+    }
+    // Parameters written by `to_cap` about the copy it came from are not the new alert's, and
+    // `cap:*` names are this mapping's own: a parameter may not set them.
     attributes.extend(
         d.parameters
             .into_iter()
-            .filter(|(k, _)| !k.starts_with("ptt:")),
+            .filter(|(k, _)| !k.starts_with("ptt:") && !k.starts_with("cap:")),
     );
     let body = AlertBody {
         severity,
@@ -403,6 +427,7 @@ fn read(xml: &str) -> Result<Doc, CapError> {
     let mut text = String::new();
     let mut param: (Option<String>, Option<String>) = (None, None);
     let mut areas = 0usize;
+    let mut roots = 0usize;
     let err = |r: &quick_xml::reader::NsReader<&[u8]>, e: &dyn std::fmt::Display| CapError::Xml {
         at: r.buffer_position(),
         message: e.to_string(),
@@ -423,10 +448,17 @@ fn read(xml: &str) -> Result<Doc, CapError> {
         match ev {
             Event::Start(e) if path.is_empty() => {
                 let local = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                if roots > 0 {
+                    return Err(err(&r, &"a second root element after </alert>"));
+                }
                 if !in_cap || local != "alert" {
                     return Err(CapError::NotCap(describe(&local, &ns)));
                 }
+                roots += 1;
                 path.push(local);
+            }
+            Event::Empty(_) if path.is_empty() && roots > 0 => {
+                return Err(err(&r, &"a second root element after </alert>"));
             }
             Event::Empty(e) if path.is_empty() => {
                 let local = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
@@ -475,7 +507,8 @@ fn read(xml: &str) -> Result<Doc, CapError> {
                 let v = std::mem::take(&mut text).trim().to_string();
                 let first_info = d.infos == 1;
                 let set = |slot: &mut Option<String>| {
-                    if slot.is_none() {
+                    // The first non-empty value counts.
+                    if slot.is_none() && !v.is_empty() {
                         *slot = Some(v.clone());
                     }
                 };
@@ -515,15 +548,22 @@ fn read(xml: &str) -> Result<Doc, CapError> {
                 }
                 path.pop();
             }
+            Event::Eof if !path.is_empty() => {
+                return Err(err(
+                    &r,
+                    &format!(
+                        "the document ends inside <{}>: it is cut short",
+                        path.join("><")
+                    ),
+                ));
+            }
             Event::Eof => break,
             _ => {}
         }
     }
-    if d.msg_type.is_none() && d.status.is_none() && d.infos == 0 && path.is_empty() {
+    if roots == 0 {
         // Nothing but a prologue, comments or white space.
-        if !xml.contains('<') || !xml.contains("alert") {
-            return Err(CapError::NotCap("an empty document".into()));
-        }
+        return Err(CapError::NotCap("an empty document".into()));
     }
     Ok(d)
 }
@@ -721,6 +761,58 @@ mod tests {
             "a".repeat(MAX_ALERT_LEN)
         ));
         assert!(e(&big).contains("at most"), "{}", e(&big));
+    }
+
+    #[test]
+    fn cut_short_doubled_and_edge_documents() {
+        let e = |x: &str| from_cap(x).unwrap_err().to_string();
+        let cut = &MINIMAL[..MINIMAL.find("</cap:info>").unwrap()];
+        assert!(e(cut).contains("cut short"), "{}", e(cut));
+        let twice = format!(
+            "{MINIMAL}{}",
+            &MINIMAL[MINIMAL.find("<cap:alert").unwrap()..]
+        );
+        assert!(e(&twice).contains("second root"), "{}", e(&twice));
+        // An empty description falls back to the headline; cap:* parameters cannot set
+        // the mapping's own attributes; a circle's radius is kept.
+        let doc = MINIMAL
+            .replace("<cap:area><cap:areaDesc>Hall</cap:areaDesc>\n      <cap:polygon>10,20 10,21 11,21 10,20</cap:polygon></cap:area>", "<cap:area><cap:areaDesc>Hall</cap:areaDesc><cap:circle>10,20 0.25</cap:circle></cap:area>")
+            .replace(
+                "<cap:headline>",
+                "<cap:description></cap:description><cap:parameter><cap:valueName>cap:status</cap:valueName><cap:value>Actual</cap:value></cap:parameter><cap:headline>",
+            );
+        let b = from_cap(&doc).unwrap();
+        assert_eq!(b.text, "Smoke <2F>");
+        assert_eq!(attribute(&b.attributes, attr::STATUS), Some("Exercise"));
+        assert_eq!(
+            b.attributes
+                .iter()
+                .filter(|(k, _)| k == attr::STATUS)
+                .count(),
+            1
+        );
+        assert_eq!(attribute(&b.attributes, attr::RADIUS_KM), Some("0.25"));
+        let mut a = received();
+        a.attributes = b.attributes.clone();
+        assert!(to_cap(&a, "d").contains("<circle>37.56650,126.97800 0.25</circle>"));
+    }
+
+    #[test]
+    fn times_beyond_year_9999_and_bad_locations_still_give_valid_cap() {
+        let mut a = received();
+        a.created_at_us = u64::MAX;
+        a.location = Some(Location {
+            lat: f64::NAN,
+            lon: 0.0,
+        });
+        let x = to_cap(&a, "d");
+        assert!(x.contains("<sent>9999-12-31T23:59:59-00:00</sent>"), "{x}");
+        assert!(!x.contains("<area>"), "{x}");
+        a.location = Some(Location {
+            lat: 91.0,
+            lon: 0.0,
+        });
+        assert!(!to_cap(&a, "d").contains("<area>"));
     }
 
     proptest::proptest! {

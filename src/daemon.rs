@@ -7,7 +7,7 @@
 //! and stored durably before its client gets the reply.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -441,12 +441,19 @@ pub async fn run(
     cfg: RunConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), DaemonError> {
+    // Taken first, so that a reload sent while the daemon starts is not SIGHUP's default
+    // action (termination).
+    let hup_signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let bundle = Bundle::load(&cfg.bundle)?;
     let keypair = bundle.libp2p_keypair()?;
     fsutil::create_private_dir(&cfg.data)?;
     let sock_path = cfg.socket.clone();
     if UnixStream::connect(&sock_path).await.is_ok() {
-        return Err(DaemonError::AlreadyRunning(cfg.data.display().to_string()));
+        return Err(DaemonError::AlreadyRunning(format!(
+            "{} (its control socket {} answers)",
+            cfg.data.display(),
+            sock_path.display()
+        )));
     }
     let store = Store::open(&cfg.data).map_err(|e| match e {
         StoreError::Db { source, .. } if matches!(*source, redb::Error::DatabaseAlreadyOpen) => {
@@ -622,21 +629,7 @@ pub async fn run(
         topics.insert(t.hash(), ch);
     }
 
-    let _ = std::fs::remove_file(&sock_path);
-    let listener = UnixListener::bind(&sock_path).map_err(|e| DaemonError::Socket {
-        path: sock_path.clone(),
-        source: e,
-    })?;
-    // The service's socket is for its group too (operators in group ptt-node); any other
-    // is for this user only.
-    std::fs::set_permissions(
-        &sock_path,
-        std::os::unix::fs::PermissionsExt::from_mode(if cfg.group_socket { 0o660 } else { 0o600 }),
-    )
-    .map_err(|e| DaemonError::Socket {
-        path: sock_path.clone(),
-        source: e,
-    })?;
+    let (listener, sock_link) = bind_control_socket(&sock_path, cfg.group_socket, &cfg.data)?;
 
     // Connection brokers: from the domain descriptor, and any --peer naming a peer id.
     let node_brokers: Vec<Multiaddr> = node
@@ -696,8 +689,7 @@ pub async fn run(
     let hup = {
         let cmds = cmd_tx.clone();
         tokio::spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            let Ok(mut hup) = hup_signal else {
                 tracing::warn!("cannot watch SIGHUP: rules will not be reloaded");
                 return;
             };
@@ -785,7 +777,10 @@ pub async fn run(
     if let Some(t) = metrics_task {
         t.abort();
     }
-    let _ = std::fs::remove_file(&sock_path);
+    remove_if(&sock_path, std::os::unix::fs::FileTypeExt::is_socket);
+    if let Some(l) = &sock_link {
+        remove_if(l, std::fs::FileType::is_symlink);
+    }
     tracing::info!("daemon stopped");
     Ok(())
 }
@@ -3079,6 +3074,86 @@ async fn serve_client(
         let reply = reply.unwrap_or_else(|message| Reply::Error { message });
         if write_reply(&mut w, &reply).await.is_err() {
             return;
+        }
+    }
+}
+
+/// Removes `path` if it is there and of the kind `is` accepts (never another kind of file).
+fn remove_if(path: &Path, is: impl Fn(&std::fs::FileType) -> bool) {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| is(&m.file_type())) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Binds the control socket at `path` (mode 0600, or 0660 for the service's group), creating
+/// its directory if missing. A stale socket there is replaced; any other file is an error, never
+/// removed. When the socket is not `DATA/control.sock`, a symbolic link there points at it, so
+/// `--data DATA` reaches the daemon wherever its socket is; the link is returned.
+fn bind_control_socket(
+    path: &Path,
+    group: bool,
+    data: &Path,
+) -> Result<(UnixListener, Option<PathBuf>), DaemonError> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let err = |p: &Path, e: std::io::Error| DaemonError::Socket {
+        path: p.to_path_buf(),
+        source: e,
+    };
+    match std::fs::symlink_metadata(path) {
+        // A stale socket, or the link an earlier run as a service left in its data directory.
+        Ok(m) if m.file_type().is_socket() || m.file_type().is_symlink() => {
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(_) => {
+            return Err(err(
+                path,
+                std::io::Error::other(
+                    "exists and is not a socket; refusing to replace it (choose another --socket)",
+                ),
+            ));
+        }
+        Err(_) => {}
+    }
+    if let Some(parent) = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty() && !p.exists())
+    {
+        std::fs::create_dir_all(parent).map_err(|e| err(parent, e))?;
+        std::fs::set_permissions(
+            parent,
+            std::os::unix::fs::PermissionsExt::from_mode(if group { 0o750 } else { 0o700 }),
+        )
+        .map_err(|e| err(parent, e))?;
+    }
+    let mode = if group { 0o660 } else { 0o600 };
+    // The socket is created with its final mode: no moment when others may connect.
+    // SAFETY: umask only changes this process's file creation mask; it is restored at once.
+    let old = unsafe { libc::umask(0o777 & !mode) };
+    let bound = UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    let listener = bound.map_err(|e| err(path, e))?;
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+        .map_err(|e| err(path, e))?;
+    let link = control::socket_path(data);
+    if link == path {
+        return Ok((listener, None));
+    }
+    match std::fs::symlink_metadata(&link) {
+        Ok(m) if m.file_type().is_symlink() || m.file_type().is_socket() => {
+            let _ = std::fs::remove_file(&link);
+        }
+        Ok(_) => {
+            tracing::warn!(path = %link.display(), "not a socket or link: left alone; --data will not reach this daemon");
+            return Ok((listener, None));
+        }
+        Err(_) => {}
+    }
+    match std::os::unix::fs::symlink(path, &link) {
+        Ok(()) => Ok((listener, Some(link))),
+        Err(e) => {
+            tracing::warn!(path = %link.display(), error = %e, "cannot link the control socket into the data directory");
+            Ok((listener, None))
         }
     }
 }

@@ -344,9 +344,10 @@ where
 
 /// The request line of what was read, when the headers are complete.
 fn request_line(buf: &[u8]) -> Option<&str> {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&buf[..end]).ok()?;
-    head.lines().next()
+    buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    // Only the request line is read: a header that is not UTF-8 does not matter.
+    let end = buf.windows(2).position(|w| w == b"\r\n")?;
+    Some(std::str::from_utf8(&buf[..end]).unwrap_or(""))
 }
 
 /// What a request gets: status, content type and body.
@@ -436,7 +437,12 @@ mod tests {
             request_line(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
             Some("GET /metrics HTTP/1.1")
         );
-        assert_eq!(request_line(b"\xff\xfe\r\n\r\n"), None);
+        // A request line that is not UTF-8 is answered (405); a bad header does not matter.
+        assert_eq!(request_line(b"\xff\xfe\r\n\r\n"), Some(""));
+        assert_eq!(
+            request_line(b"GET /metrics HTTP/1.1\r\nX: \xff\r\n\r\n"),
+            Some("GET /metrics HTTP/1.1")
+        );
     }
 
     #[test]

@@ -21,8 +21,14 @@ fn in_ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty())
 }
 
-/// The schema's path, or `None` (skip) outside CI when it cannot be had.
+/// The schema's path, or `None` (skip) outside CI when it cannot be had. Fetched once per test
+/// process.
 fn schema() -> Option<PathBuf> {
+    static SCHEMA: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(fetch_schema).clone()
+}
+
+fn fetch_schema() -> Option<PathBuf> {
     let missing = |why: String| {
         assert!(!in_ci(), "CI must validate CAP output: {why}");
         eprintln!("skipping the CAP schema check: {why}");
@@ -122,7 +128,14 @@ fn alert(i: usize) -> ReceivedAlert {
 #[test]
 fn every_document_written_is_valid_cap_1_2() {
     let Some(xsd) = schema() else { return };
-    let docs: Vec<String> = (0..24)
+    // Edge cases a peer can send: a clock beyond year 9999, a location out of range.
+    let mut edge = alert(5);
+    edge.created_at_us = u64::MAX;
+    edge.location = Some(Location {
+        lat: f64::NAN,
+        lon: 500.0,
+    });
+    let mut docs: Vec<String> = (0..24)
         .map(|i| {
             ptt_node::cap::to_cap(
                 &alert(i),
@@ -134,6 +147,7 @@ fn every_document_written_is_valid_cap_1_2() {
             )
         })
         .collect();
+    docs.push(ptt_node::cap::to_cap(&edge, "edge"));
     validate(&xsd, &docs);
     // The check can fail: a document missing a required element does not validate.
     let broken = docs[1].replace("<certainty>Observed</certainty>", "");
@@ -178,23 +192,23 @@ const DOC: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 </alert>
 "#;
 
-/// Reads CAP documents from a `listen --format cap` until `n` are complete.
-fn read_docs(r: &mut impl BufRead, n: usize, timeout: Duration) -> Vec<String> {
+/// Reads CAP documents from a `listen --format cap` until `n` are complete; fails after
+/// `timeout` (the lines are read on a thread of their own, so a lost alert cannot hang the test).
+fn read_docs(
+    lines: &std::sync::mpsc::Receiver<String>,
+    n: usize,
+    timeout: Duration,
+) -> Vec<String> {
     let end = Instant::now() + timeout;
     let mut docs = Vec::new();
     let mut cur = String::new();
-    let mut line = String::new();
     while docs.len() < n {
-        assert!(
-            Instant::now() < end,
-            "only {} CAP documents came",
-            docs.len()
-        );
-        line.clear();
-        if r.read_line(&mut line).unwrap() == 0 {
-            panic!("listen ended after {} documents", docs.len());
-        }
+        let left = end.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .unwrap_or_else(|e| panic!("only {} CAP documents came ({e})", docs.len()));
         cur.push_str(&line);
+        cur.push('\n');
         if line.trim_end() == "</alert>" {
             docs.push(std::mem::take(&mut cur));
         }
@@ -235,7 +249,15 @@ fn a_cap_document_sent_reaches_a_listener_as_valid_cap() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut out = BufReader::new(listen.stdout.take().unwrap());
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stdout = BufReader::new(listen.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for l in stdout.lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                return;
+            }
+        }
+    });
     // Gossip needs a heartbeat to learn the topic.
     std::thread::sleep(Duration::from_secs(2));
 
@@ -258,7 +280,7 @@ fn a_cap_document_sent_reaches_a_listener_as_valid_cap() {
         .unwrap();
     assert!(stdin_alert.wait_with_output().unwrap().status.success());
 
-    let docs = read_docs(&mut out, 2, Duration::from_secs(20));
+    let docs = read_docs(&lines, 2, Duration::from_secs(20));
     let _ = listen.kill();
     let _ = listen.wait();
     let first = &docs[0];
@@ -273,7 +295,7 @@ fn a_cap_document_sent_reaches_a_listener_as_valid_cap() {
         "<valueName>floor</valueName>\n      <value>2</value>",
         "<valueName>cap:identifier</valueName>\n      <value>KR-SEOUL-2026-0001</value>",
         "<areaDesc>Hall B</areaDesc>",
-        "<circle>37.56650,126.97800 0</circle>",
+        "<circle>37.56650,126.97800 0.1</circle>",
         "<restriction>members of ptt-node domain seoul reading channel alerts</restriction>",
     ] {
         assert!(first.contains(want), "{want} missing from\n{first}");
