@@ -2,9 +2,11 @@
 # Installs ptt-node as a service: the binary, a dedicated system user, the default configuration
 # (from examples/ptt-node.toml), the state directory and a hardened systemd unit.
 #
-#   sudo scripts/install.sh                       # build (release) and install under /usr/local
-#   sudo scripts/install.sh --bundle ./cam-1      # also install this device's bundle
-#   sudo scripts/install.sh --bundle ./cam-1 --start   # and enable and start the service
+#   scripts/install.sh                       # build (release) and install under /usr/local
+#   scripts/install.sh --bundle ./cam-1      # also install this device's bundle
+#   scripts/install.sh --bundle ./cam-1 --start   # and enable and start the service
+#
+# It builds as the calling user (whose cargo it finds), then re-runs itself with sudo to install.
 #
 # Options:
 #   --prefix DIR     where bin/ptt-node and share/doc/ptt-node go (default /usr/local)
@@ -18,25 +20,24 @@
 # An existing /etc/ptt-node/ptt-node.toml is kept. The unit is checked with
 # `systemd-analyze verify` when that tool is present. Run again to upgrade.
 set -euo pipefail
+args=("$@")
+here=$(pwd)
+abs() { case "$1" in /*) echo "$1" ;; *) echo "$here/$1" ;; esac; }
 cd "$(dirname "$0")/.."
 
 prefix=/usr/local root= bundle= binary= start=
 while [ "$#" -gt 0 ]; do
     case "$1" in
         --prefix) prefix="$2"; shift 2 ;;
-        --root) root="$2"; shift 2 ;;
-        --bundle) bundle="$2"; shift 2 ;;
-        --binary) binary="$2"; shift 2 ;;
+        --root) root=$(abs "$2"); shift 2 ;;
+        --bundle) bundle=$(abs "$2"); shift 2 ;;
+        --binary) binary=$(abs "$2"); shift 2 ;;
         --start) start=1; shift ;;
         -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 case "$prefix" in /*) ;; *) echo "install.sh: --prefix must be an absolute path" >&2; exit 2 ;; esac
-if [ -z "$root" ] && [ "$(id -u)" != 0 ]; then
-    echo "install.sh needs root to install a service: sudo $0 $*" >&2
-    exit 1
-fi
 if [ -n "$bundle" ] && [ ! -f "$bundle/certificate.bin" ]; then
     echo "install.sh: $bundle is not a device bundle (no certificate.bin); make one with ptt-node domain enroll" >&2
     exit 1
@@ -50,9 +51,19 @@ if [ -z "$binary" ]; then
     command -v cargo >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs, or pass --binary FILE" >&2; exit 1; }
     echo "==> building ptt-node (release)"
     cargo build --release --locked --bin ptt-node
-    binary=target/release/ptt-node
+    target=${CARGO_TARGET_DIR:-target}
+    case "$target" in /*) ;; *) target="$(pwd)/$target" ;; esac
+    binary="$target/release/ptt-node"
 fi
 [ -x "$binary" ] || { echo "install.sh: $binary is not an executable" >&2; exit 1; }
+binary=$(abs "$binary")
+if [ -z "$root" ] && [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "install.sh needs root to install a service: run it as root" >&2; exit 1; }
+    echo "==> installing needs root: re-running with sudo"
+    resolved=()
+    [ -n "$bundle" ] && resolved+=(--bundle "$bundle")
+    exec sudo -- bash "$(pwd)/scripts/install.sh" "${args[@]}" "${resolved[@]}" --binary "$binary"
+fi
 
 bindir="$root$prefix/bin"
 docdir="$root$prefix/share/doc/ptt-node"

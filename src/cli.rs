@@ -49,7 +49,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon on this device.
     #[command(
-        after_help = "Example:\n  ptt-node run --bundle /etc/ptt-node/bundle --data /var/lib/ptt-node"
+        after_help = "Examples:\n  ptt-node run --bundle ./cam-1\n  ptt-node run --config /etc/ptt-node/ptt-node.toml --metrics\n  ptt-node run --bundle ./cam-1 --data ./cam-1-data --listen /ip4/0.0.0.0/tcp/7000 --peer /ip4/10.0.0.2/tcp/7000"
     )]
     Run(RunArgs),
     /// Provision a domain (offline, on the administrator's machine).
@@ -300,7 +300,7 @@ pub struct RunArgs {
     /// service, else DATA/control.sock.
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// Serve Prometheus metrics at http://ADDR/metrics: PORT (on loopback) or HOST:PORT.
+    /// Serve Prometheus metrics at http://ADDR/metrics: PORT (on loopback) or IP:PORT.
     /// Off by default; `--metrics` alone serves on 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9464", value_parser = crate::metrics::parse_addr)]
     pub metrics: Option<std::net::SocketAddr>,

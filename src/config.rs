@@ -71,7 +71,7 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     /// Control socket (`--socket`).
     pub socket: Option<PathBuf>,
-    /// Prometheus endpoint, `"PORT"` or `"HOST:PORT"` (`--metrics`).
+    /// Prometheus endpoint, `"PORT"` or `"IP:PORT"` (`--metrics`).
     #[serde(default, deserialize_with = "metrics_addr")]
     pub metrics: Option<std::net::SocketAddr>,
     /// `[discovery]`.
@@ -319,7 +319,10 @@ mod tests {
             Path::new("/etc/ptt-node/ptt-node.toml"),
         )
         .unwrap();
-        assert_eq!(c.bundle.as_deref(), Some(Path::new("/etc/ptt-node/bundle")));
+        assert_eq!(
+            c.bundle.as_deref(),
+            Some(Path::new("/var/lib/ptt-node/bundle"))
+        );
         assert_eq!(c.data.as_deref(), Some(Path::new("/var/lib/ptt-node")));
         assert_eq!(
             c.discovery.mdns_interval_secs,
@@ -359,7 +362,7 @@ mod tests {
         assert!(e.contains("line 1"), "{e}");
         let e = parse("\n\nmetrics = \"localhost\"\n").unwrap_err();
         assert!(
-            e.contains("line 3") && e.contains("key metrics") && e.contains("HOST:PORT"),
+            e.contains("line 3") && e.contains("key metrics") && e.contains("IP:PORT"),
             "{e}"
         );
         let e = parse("log_format = \"xml\"\n").unwrap_err();

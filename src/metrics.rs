@@ -42,14 +42,14 @@ const MAX_CONNECTIONS: usize = 8;
 /// The OpenMetrics text content type.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Parses `--metrics`: `PORT` (on loopback) or `HOST:PORT`.
+/// Parses `--metrics`: `PORT` (on loopback) or `IP:PORT`.
 pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     if let Ok(port) = s.parse::<u16>() {
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }
     s.parse::<SocketAddr>().map_err(|_| {
         format!(
-            "{s:?} is not a metrics address: give PORT (served on loopback) or HOST:PORT, e.g. 127.0.0.1:{DEFAULT_PORT}"
+            "{s:?} is not a metrics address: give PORT (served on loopback) or IP:PORT, e.g. 127.0.0.1:{DEFAULT_PORT}"
         )
     })
 }
@@ -420,7 +420,7 @@ mod tests {
         );
         assert_eq!(parse_addr("[::1]:1").unwrap(), "[::1]:1".parse().unwrap());
         let e = parse_addr("localhost").unwrap_err();
-        assert!(e.contains("PORT") && e.contains("HOST:PORT"), "{e}");
+        assert!(e.contains("PORT") && e.contains("IP:PORT"), "{e}");
         assert!(parse_addr("70000").is_err());
     }
 

@@ -220,20 +220,7 @@ fn read_docs(
 fn a_cap_document_sent_reaches_a_listener_as_valid_cap() {
     let xsd = schema();
     let t = tempfile::tempdir().unwrap();
-    let dom = t.path().join("dom");
-    ok(&["domain", "init", "--dir", p(&dom), "--name", "seoul"]);
-    for d in ["cam", "guard"] {
-        ok(&[
-            "domain",
-            "enroll",
-            "--dir",
-            p(&dom),
-            "--device",
-            d,
-            "--out",
-            p(&t.path().join(d)),
-        ]);
-    }
+    common::provision(t.path(), "seoul", &["cam", "guard"]);
     let (cam_data, guard_data) = (t.path().join("cam-data"), t.path().join("guard-data"));
     let _g = common::start_loopback(&t.path().join("guard"), &guard_data, None);
     let guard_addr = common::address(&guard_data);

@@ -50,20 +50,23 @@ fn text(b: &[u8]) -> String {
 
 /// A domain with devices enrolled in `dir`.
 fn site(dir: &Path, devices: &[&str]) {
-    let dom = dir.join("dom");
-    ok(&["domain", "init", "--dir", p(&dom), "--name", "ops"]);
-    for d in devices {
-        ok(&[
-            "domain",
-            "enroll",
-            "--dir",
-            p(&dom),
-            "--device",
-            d,
-            "--out",
-            p(&dir.join(d)),
-        ]);
-    }
+    common::provision(dir, "ops", devices);
+}
+
+/// `ptt-node run` of the enrolled device `spare` with `extra` flags, to completion (for the
+/// start-up errors).
+fn run_spare(dir: &Path, extra: &[&str]) -> Output {
+    let (bundle, data) = (dir.join("spare"), dir.join("spare-data"));
+    let mut args = vec![
+        "run",
+        "--bundle",
+        p(&bundle),
+        "--data",
+        p(&data),
+        "--no-mdns",
+    ];
+    args.extend_from_slice(extra);
+    out(&args, &[])
 }
 
 fn start(args: &[&str], env: &[(&str, &Path)]) -> Daemon {
@@ -146,19 +149,7 @@ fn as_a_service_the_daemon_uses_systemds_directories_and_the_group_socket() {
     // --socket naming a file that is not a socket: refused, and the file is left alone.
     let precious = t.path().join("precious.txt");
     std::fs::write(&precious, "keep me").unwrap();
-    let o = out(
-        &[
-            "run",
-            "--bundle",
-            p(&t.path().join("spare")),
-            "--data",
-            p(&t.path().join("spare-data")),
-            "--no-mdns",
-            "--socket",
-            p(&precious),
-        ],
-        &[],
-    );
+    let o = run_spare(t.path(), &["--socket", p(&precious)]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
         text(&o.stderr).contains("not a socket"),
@@ -398,25 +389,13 @@ fn metrics_scrape_and_move() {
         });
     }
     // A taken port is an error at start.
-    let o = out(
-        &[
-            "run",
-            "--bundle",
-            p(&t.path().join("spare")),
-            "--data",
-            p(&t.path().join("spare-data")),
-            "--no-mdns",
-            "--metrics",
-            &addr,
-        ],
-        &[],
-    );
+    let o = run_spare(t.path(), &["--metrics", &addr]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o.stderr).contains("metrics"), "{}", text(&o.stderr));
     // A bad address is a usage error.
     let o = out(&["run", "--metrics", "localhost"], &[]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("HOST:PORT"), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("IP:PORT"), "{}", text(&o.stderr));
 }
 
 fn rules_count(data: &Path) -> Option<u64> {

@@ -28,6 +28,27 @@ pub fn ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Provisions a domain named `name` in `dir/dom` and enrols each device into `dir/DEVICE`
+/// (a bundle with the defaults); returns the authority directory.
+pub fn provision(dir: &Path, name: &str, devices: &[&str]) -> PathBuf {
+    let dom = dir.join("dom");
+    ok(&["domain", "init", "--dir", p(&dom), "--name", name]);
+    for d in devices {
+        let out = dir.join(d);
+        ok(&[
+            "domain",
+            "enroll",
+            "--dir",
+            p(&dom),
+            "--device",
+            d,
+            "--out",
+            p(&out),
+        ]);
+    }
+    dom
+}
+
 /// Every regular file under `dir` whose bytes contain `needle`.
 pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     let mut out = vec![];
