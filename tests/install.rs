@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{BIN, ok, p};
+use common::{BIN, p};
 use netns::{Cond, Lan};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -41,23 +41,11 @@ fn installed_devices_find_each_other_and_deliver_an_alert() {
     }
     let lan = Lan::new("install").expect("create LAN");
     let dir = lan.dir().to_path_buf();
-    let dom = dir.join("dom");
-    ok(&["domain", "init", "--dir", p(&dom), "--name", "inst"]);
+    common::provision(&dir, "inst", &["cam", "guard"]);
 
     let mut devices = vec![];
     for name in ["cam", "guard"] {
-        let bundle = dir.join(format!("{name}.bundle"));
-        let out = p(&bundle);
-        ok(&[
-            "domain",
-            "enroll",
-            "--dir",
-            p(&dom),
-            "--device",
-            name,
-            "--out",
-            out,
-        ]);
+        let bundle = dir.join(name);
         let root = dir.join(format!("{name}-root"));
         let out = install(&root, &["--bundle", p(&bundle)]);
         assert!(
