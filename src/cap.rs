@@ -138,8 +138,8 @@ const LAST_CAP_SECOND_US: u64 = 253_402_300_799_000_000;
 /// `YYYY-MM-DDThh:mm:ss-00:00` (CAP's form of UTC: no `Z`, no fractions). A time beyond year
 /// 9999 (a sender's clock can say anything) is written as the last second of 9999.
 pub fn cap_time(us: u64) -> String {
-    let t = crate::cli::format_time_us(us.min(LAST_CAP_SECOND_US));
-    // format_time_us gives YYYY-MM-DDTHH:MM:SS.mmmZ
+    let t = crate::alert::format_time_us(us.min(LAST_CAP_SECOND_US));
+    // YYYY-MM-DDTHH:MM:SS.mmmZ without the fraction and the Z.
     format!("{}-00:00", &t[..19.min(t.len())])
 }
 

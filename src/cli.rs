@@ -568,13 +568,10 @@ pub struct ListenArgs {
     pub color: ColorChoice,
 }
 
-impl ListenArgs {
-    fn format(&self) -> Format {
-        self.format.unwrap_or(if self.client.json {
-            Format::Json
-        } else {
-            Format::Text
-        })
+impl Format {
+    /// `--format`, else `--json` as `json`, else text.
+    fn chosen(format: Option<Format>, json: bool) -> Format {
+        format.unwrap_or(if json { Format::Json } else { Format::Text })
     }
 }
 
@@ -719,6 +716,8 @@ fn man(dir: Option<PathBuf>) -> Result<(), CliError> {
     }
     Ok(())
 }
+
+pub use crate::alert::format_time_us;
 
 /// An error at the edge, with its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -1359,7 +1358,7 @@ impl Printer {
 async fn listen(a: ListenArgs) -> Result<(), CliError> {
     use std::io::Write;
     let mut c = connect_client(&a.client).await?;
-    let printer = Printer::new(&mut c, a.format(), a.color).await?;
+    let printer = Printer::new(&mut c, Format::chosen(a.format, a.client.json), a.color).await?;
     match c.call(&Request::Listen).await? {
         Reply::Listening => {}
         other => return Err(ClientError::Protocol(format!("{other:?}")).into()),
@@ -1431,30 +1430,6 @@ pub fn format_alert(a: &ReceivedAlert) -> String {
         ));
     }
     s
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ` for µs since the Unix epoch.
-pub fn format_time_us(us: u64) -> String {
-    let secs = us / 1_000_000;
-    let ms = (us / 1000) % 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
 }
 
 async fn send(a: SendArgs) -> Result<(), CliError> {
@@ -1630,11 +1605,7 @@ async fn search(a: SearchArgs) -> Result<(), CliError> {
 
 async fn history(a: HistoryArgs) -> Result<(), CliError> {
     let mut c = connect_client(&a.client).await?;
-    let format = a.format.unwrap_or(if a.client.json {
-        Format::Json
-    } else {
-        Format::Text
-    });
+    let format = Format::chosen(a.format, a.client.json);
     let printer = Printer::new(&mut c, format, a.color).await?;
     let req = Request::History {
         since_us: a.since,

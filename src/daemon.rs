@@ -225,8 +225,8 @@ enum Cmd {
     },
     /// Retention removed envelopes: raise replay floors so they stay refused.
     Pruned(Pruned),
-    /// SIGHUP: read the rules file again.
-    ReloadRules,
+    /// SIGHUP: the rules file, read again off the event loop.
+    ReloadRules(crate::rules::Rules),
 }
 
 #[derive(Debug, Default)]
@@ -292,8 +292,6 @@ struct Daemon {
     retention: Retention,
     refused_ids: HashSet<Id>,
     rules: crate::rules::Rules,
-    /// Where `rules` came from (reloaded on SIGHUP).
-    rules_path: Option<PathBuf>,
     /// Metrics recorders, with `--metrics`.
     metrics: Option<crate::metrics::Recorders>,
     /// Where metrics are served.
@@ -685,17 +683,34 @@ pub async fn run(
         }
         _ => None,
     };
-    // SIGHUP reads the rules file again.
+    // SIGHUP reads the rules file again, off the event loop; a file that does not load
+    // leaves the rules as they were.
     let hup = {
         let cmds = cmd_tx.clone();
+        let path = cfg.rules_path.clone();
         tokio::spawn(async move {
             let Ok(mut hup) = hup_signal else {
                 tracing::warn!("cannot watch SIGHUP: rules will not be reloaded");
                 return;
             };
             while hup.recv().await.is_some() {
-                if cmds.send(Cmd::ReloadRules).await.is_err() {
-                    return;
+                let Some(path) = path.clone() else {
+                    tracing::info!("SIGHUP: no rules file to reload (start with --rules FILE)");
+                    continue;
+                };
+                let loaded =
+                    tokio::task::spawn_blocking(move || crate::rules::Rules::load(&path)).await;
+                match loaded {
+                    Ok(Ok(r)) => {
+                        if cmds.send(Cmd::ReloadRules(r)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Err(e)) => tracing::error!(
+                        error = %e,
+                        "rules not reloaded; the previous rules stay in force"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "rules not reloaded"),
                 }
             }
         })
@@ -733,7 +748,6 @@ pub async fn run(
         sync_pending: HashMap::new(),
         refused_ids: HashSet::new(),
         rules: cfg.rules.clone(),
-        rules_path: cfg.rules_path.clone(),
         metrics: recorders,
         metrics_url,
         actions: Arc::new(ActionCounters {
@@ -874,7 +888,10 @@ impl Daemon {
             Cmd::Peers { reply } => {
                 let _ = reply.send(self.peer_infos());
             }
-            Cmd::ReloadRules => self.reload_rules(),
+            Cmd::ReloadRules(r) => {
+                tracing::info!(rules = r.rules.len(), "rules reloaded");
+                self.rules = r;
+            }
             Cmd::Status { reply } => {
                 let _ = reply.send(self.status());
             }
@@ -2460,24 +2477,6 @@ impl Daemon {
         let _ = self.alerts.send(Arc::from(a));
     }
 
-    /// Reads the rules file again (SIGHUP). A file that does not load leaves the rules as
-    /// they were.
-    fn reload_rules(&mut self) {
-        let Some(path) = &self.rules_path else {
-            tracing::info!("SIGHUP: no rules file to reload (start with --rules FILE)");
-            return;
-        };
-        match crate::rules::Rules::load(path) {
-            Ok(r) => {
-                tracing::info!(file = %path.display(), rules = r.rules.len(), "rules reloaded");
-                self.rules = r;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "rules not reloaded; the previous rules stay in force");
-            }
-        }
-    }
-
     /// Carries out the rules an alert matches, each in a task of its own.
     fn apply_rules(&self, a: &ReceivedAlert) {
         let now = now_us();
@@ -3341,11 +3340,6 @@ async fn listen(
             }
         }
     }
-}
-
-/// The default data directory when `--data` is not given ([`crate::paths::Env::default_data_dir`]).
-pub fn default_data_dir() -> PathBuf {
-    crate::paths::Env::from_process().default_data_dir()
 }
 
 #[cfg(test)]

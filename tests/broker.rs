@@ -67,18 +67,7 @@ fn members_on_two_segments_talk_through_a_relay_only_broker() {
     let peer_a = format!("/ip4/{}/tcp/4777/p2p/{b1_id}", b1.addr());
     let peer_b = format!("/ip4/{b1_b}/tcp/4777/p2p/{b1_id}");
     ok(&["domain", "broker", "--dir", p(&dom), "--add", &peer_b]);
-    for n in ["m1", "m2"] {
-        ok(&[
-            "domain",
-            "enroll",
-            "--dir",
-            p(&dom),
-            "--device",
-            n,
-            "--out",
-            p(&root.join(n)),
-        ]);
-    }
+    common::enroll(&dom, &root, &["m1", "m2"]);
     let env = [("RUST_LOG", "info,ptt_node=debug")];
     let data = |h: &Host| h.dir().join("data");
     let _b = b1

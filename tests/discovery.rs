@@ -257,18 +257,7 @@ fn a_device_tag_connects_without_mdns_and_tampering_is_refused() {
     let (dom, other) = (root.join("dom"), root.join("other"));
     ok(&["domain", "init", "--dir", p(&dom), "--name", "tags"]);
     ok(&["domain", "init", "--dir", p(&other), "--name", "elsewhere"]);
-    for n in ["reader", "door"] {
-        ok(&[
-            "domain",
-            "enroll",
-            "--dir",
-            p(&dom),
-            "--device",
-            n,
-            "--out",
-            p(&root.join(n)),
-        ]);
-    }
+    common::enroll(&dom, &root, &["reader", "door"]);
     ok(&[
         "domain",
         "enroll",

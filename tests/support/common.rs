@@ -33,20 +33,26 @@ pub fn ok(args: &[&str]) -> String {
 pub fn provision(dir: &Path, name: &str, devices: &[&str]) -> PathBuf {
     let dom = dir.join("dom");
     ok(&["domain", "init", "--dir", p(&dom), "--name", name]);
+    enroll(&dom, dir, devices);
+    dom
+}
+
+/// Enrols each device of the authority `dom` into `dir/DEVICE` (a bundle with the defaults).
+pub fn enroll(dom: &Path, dir: &Path, devices: &[&str]) {
     for d in devices {
         let out = dir.join(d);
-        ok(&[
+        let args = [
             "domain",
             "enroll",
             "--dir",
-            p(&dom),
+            p(dom),
             "--device",
             d,
             "--out",
             p(&out),
-        ]);
+        ];
+        ok(&args);
     }
-    dom
 }
 
 /// Every regular file under `dir` whose bytes contain `needle`.
