@@ -49,6 +49,10 @@ fi
 
 if [ -z "$binary" ]; then
     command -v cargo >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs, or pass --binary FILE" >&2; exit 1; }
+    if ! { command -v pkg-config >/dev/null && pkg-config --exists opus; }; then
+        echo "install.sh: building needs libopus-dev and pkg-config (apt-get install pkg-config libopus-dev)" >&2
+        exit 1
+    fi
     echo "==> building ptt-node (release)"
     cargo build --release --locked --bin ptt-node
     target=${CARGO_TARGET_DIR:-target}
@@ -71,6 +75,17 @@ etc="$root/etc/ptt-node"
 state="$root/var/lib/ptt-node"
 unitdir="$root/etc/systemd/system"
 user=ptt-node
+
+# The binary links the system's libopus (voice).
+if [ -z "$root" ] && ! ldconfig -p 2>/dev/null | grep -q 'libopus\.so\.0'; then
+    if command -v apt-get >/dev/null; then
+        echo "==> installing libopus0 (voice)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopus0 >/dev/null
+    else
+        echo "install.sh: ptt-node needs libopus (libopus.so.0): install it with your package manager" >&2
+        exit 1
+    fi
+fi
 
 echo "==> binary: $prefix/bin/ptt-node"
 install -d -m 0755 "$bindir" "$docdir"

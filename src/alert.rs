@@ -12,7 +12,7 @@ use crate::wire::{self, DecodeError};
 pub const MAX_ALERT_LEN: usize = 16 * 1024;
 
 /// Severity on the scale of the Common Alerting Protocol (CAP 1.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Severity unknown.

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use libp2p::Multiaddr;
@@ -35,7 +36,8 @@ pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("PTT_GIT
         "  0  success\n",
         "  1  an error: a refused request, a bad file, a failure to start (the message says which)\n",
         "  2  a usage error: unknown option, bad value (the message says which)\n",
-        "  3  no daemon running where the command looked (start one with `ptt-node run`)"
+        "  3  no daemon running where the command looked (start one with `ptt-node run`)\n",
+        "  4  talk: the floor is taken (by another talker, at the same moment, or by a higher severity)"
     )
 )]
 pub struct Cli {
@@ -68,6 +70,11 @@ pub enum Command {
         after_help = "Example:\n  ptt-node send --to ac-1 --kind ac-on --text 'server room above 30 C'"
     )]
     Send(SendArgs),
+    /// Press to talk: send a recorded clip as one voice burst to every member of a channel.
+    #[command(
+        after_help = "Examples:\n  ptt-node talk --wav clip.wav\n  ptt-node talk --channel patrol --severity severe --queue --wav clip.wav"
+    )]
+    Talk(voice::TalkArgs),
     /// Print alerts as they arrive, until interrupted.
     #[command(
         after_help = "Examples:\n  ptt-node listen\n  ptt-node listen --format json | jq .text\n  ptt-node listen --format cap > alerts.xml"
@@ -566,6 +573,10 @@ pub struct ListenArgs {
     /// Colour the severity in text output.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+    /// Write each voice burst heard as a WAV file here (16 kHz mono), through a 60 ms jitter
+    /// buffer, lost frames concealed.
+    #[arg(long, value_name = "DIR")]
+    pub audio_dir: Option<PathBuf>,
 }
 
 impl Format {
@@ -649,6 +660,7 @@ pub async fn main(
         Command::Domain(d) => domain(d),
         Command::Alert(a) => alert(a).await,
         Command::Listen(a) => listen(a).await,
+        Command::Talk(a) => voice::talk(a).await,
         Command::Send(a) => send(a).await,
         Command::Peers(a) => peers(a).await,
         Command::Status(a) => status(a).await,
@@ -719,6 +731,9 @@ fn man(dir: Option<PathBuf>) -> Result<(), CliError> {
 
 pub use crate::alert::format_time_us;
 
+mod voice;
+pub use voice::TalkArgs;
+
 /// An error at the edge, with its exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -731,6 +746,12 @@ pub enum CliError {
     /// Talking to the daemon failed.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// Audio could not be read, coded or written.
+    #[error(transparent)]
+    Audio(#[from] crate::audio::AudioError),
+    /// `talk`: the floor is taken.
+    #[error("{0}")]
+    Floor(String),
     /// Something else.
     #[error("{0}")]
     Other(String),
@@ -741,6 +762,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Client(ClientError::NotRunning { .. }) => 3,
+            CliError::Floor(_) => 4,
             _ => 1,
         }
     }
@@ -1358,26 +1380,73 @@ impl Printer {
 async fn listen(a: ListenArgs) -> Result<(), CliError> {
     use std::io::Write;
     let mut c = connect_client(&a.client).await?;
-    let printer = Printer::new(&mut c, Format::chosen(a.format, a.client.json), a.color).await?;
-    match c.call(&Request::Listen).await? {
+    let format = Format::chosen(a.format, a.client.json);
+    let printer = Printer::new(&mut c, format, a.color).await?;
+    let mut recorder = a
+        .audio_dir
+        .as_deref()
+        .map(voice::Recorder::new)
+        .transpose()?;
+    let request = Request::Listen {
+        voice: recorder.is_some(),
+    };
+    match c.call(&request).await? {
         Reply::Listening => {}
         other => return Err(ClientError::Protocol(format!("{other:?}")).into()),
     }
     let stdout = std::io::stdout();
     loop {
+        // The jitter buffer plays its slots on time, between replies.
+        let due = recorder.as_ref().and_then(|r| r.next_due_us());
+        let wait = due.map_or(Duration::from_secs(3600), |d| {
+            Duration::from_micros(d.saturating_sub(daemon::now_us()))
+        });
         let next = tokio::select! {
             n = c.next() => n?,
+            _ = tokio::time::sleep(wait) => {
+                if let Some(r) = recorder.as_mut() {
+                    r.tick(daemon::now_us())?;
+                }
+                continue;
+            }
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
+        let Some(reply) = next else {
+            return Err(CliError::Other("the daemon stopped".into()));
+        };
+        let recorded = match recorder.as_mut() {
+            Some(r) => r.take(&reply, daemon::now_us())?,
+            None => None,
+        };
         let mut out = stdout.lock();
-        let res = match next {
-            None => return Err(CliError::Other("the daemon stopped".into())),
-            Some(Reply::Alert(al)) => writeln!(out, "{}", printer.render(&al)),
-            Some(Reply::Lagged { missed }) => {
-                eprintln!("ptt-node: this listener fell behind and missed {missed} alerts");
+        let res = match reply {
+            Reply::Alert(al) => writeln!(out, "{}", printer.render(&al)),
+            Reply::Lagged { missed } => {
+                eprintln!(
+                    "ptt-node: this listener fell behind and missed {missed} alerts or voice frames"
+                );
                 Ok(())
             }
-            Some(other) => return Err(ClientError::Protocol(format!("{other:?}")).into()),
+            Reply::BurstStart(b) if format != Format::Json => {
+                writeln!(out, "{}", voice::format_burst(true, &b))
+            }
+            Reply::BurstEnd(b) => match (recorded, format) {
+                (Some(r), Format::Json) => writeln!(out, "{}", json_line(&r)),
+                (Some(r), _) => writeln!(
+                    out,
+                    "{}{}",
+                    voice::format_burst(false, &b),
+                    r.file.map(|f| format!(" -> {f}")).unwrap_or_default()
+                ),
+                (None, Format::Json) => {
+                    let mut v = serde_json::to_value(&*b).unwrap_or_default();
+                    v["type"] = "burst".into();
+                    writeln!(out, "{}", json_line(&v))
+                }
+                (None, _) => writeln!(out, "{}", voice::format_burst(false, &b)),
+            },
+            Reply::BurstStart(_) | Reply::VoiceFrame { .. } => Ok(()),
+            other => return Err(ClientError::Protocol(format!("{other:?}")).into()),
         };
         // A closed pipe (`listen | head`) ends the listener quietly.
         if res.and_then(|_| out.flush()).is_err() {

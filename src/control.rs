@@ -57,8 +57,32 @@ pub enum Request {
         #[serde(default)]
         attributes: Vec<(String, String)>,
     },
-    /// Stream received alerts.
-    Listen,
+    /// Stream received alerts, and voice bursts.
+    Listen {
+        /// Also stream every voice frame (for a listener that plays or records audio).
+        #[serde(default)]
+        voice: bool,
+    },
+    /// Ask for the floor of a channel; on `floor_granted` the connection carries `frame`s
+    /// until `release` (proto/voice.md).
+    Talk {
+        /// Channel name (default `alerts`).
+        #[serde(default = "default_channel")]
+        channel: String,
+        /// The burst's severity: a higher one takes the floor from a talker.
+        #[serde(default = "default_severity")]
+        severity: Severity,
+        /// Wait (up to 30 s) for a busy floor to be free instead of being refused at once.
+        #[serde(default)]
+        queue: bool,
+    },
+    /// One 20 ms Opus frame of the burst being talked (hex).
+    Frame {
+        /// Opus bytes, hex.
+        opus: String,
+    },
+    /// End the burst being talked.
+    Release,
     /// List peers.
     Peers,
     /// Report identity, domain, peers and counters.
@@ -149,6 +173,55 @@ pub enum Reply {
     Listening,
     /// A received alert (only after `listening`).
     Alert(std::sync::Arc<ReceivedAlert>),
+    /// A voice burst took the floor of a channel (after `listening`).
+    BurstStart(std::sync::Arc<BurstInfo>),
+    /// One frame of a burst (only to `listen` with `voice`).
+    VoiceFrame {
+        /// The burst.
+        burst: u64,
+        /// The talker's device number.
+        device: u32,
+        /// Frame index (1…).
+        index: u32,
+        /// Opus bytes, hex.
+        opus: String,
+        /// When this node accepted it (µs since the Unix epoch).
+        received_at_us: u64,
+        /// The sender's clock when it sealed the frame.
+        sent_at_us: u64,
+    },
+    /// A voice burst ended.
+    BurstEnd(std::sync::Arc<BurstInfo>),
+    /// `talk`: the floor is this device's; send frames.
+    FloorGranted {
+        /// The burst id.
+        burst: u64,
+        /// The channel.
+        channel: String,
+    },
+    /// `talk`: the floor is held by another talker (or was just taken by one).
+    FloorBusy {
+        /// Who holds it.
+        holder: String,
+        /// Its severity.
+        severity: Severity,
+        /// Since when (µs since the Unix epoch, this node's clock).
+        since_us: u64,
+        /// What happened: `busy` (refused), `lost` (a simultaneous claim won),
+        /// `preempted` (a higher severity took it while talking), `timeout` (queued too long).
+        why: String,
+    },
+    /// `release` (or the end of the burst for another reason): what was sent.
+    TalkEnded {
+        /// The burst id.
+        burst: u64,
+        /// Frames sent.
+        frames: u32,
+        /// Length in ms.
+        duration_ms: u64,
+        /// The id of the `voice` alert recording the burst in the log, if it was stored.
+        alert_id: Option<String>,
+    },
     /// Alerts a slow listener missed.
     Lagged {
         /// How many.
@@ -196,6 +269,38 @@ pub enum Reply {
         /// The revision this device holds now.
         revision: u64,
     },
+}
+
+/// A voice burst as `listen` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BurstInfo {
+    /// Channel name.
+    pub channel: String,
+    /// Talker's name.
+    pub talker: String,
+    /// Talker's device number.
+    pub device: u32,
+    /// Burst id (the talker's clock when it claimed, µs).
+    pub burst: u64,
+    /// Severity.
+    pub severity: Severity,
+    /// When the first packet arrived here (µs since the Unix epoch).
+    pub started_at_us: u64,
+    /// Ended only: ms from the first packet to the last.
+    #[serde(default)]
+    pub duration_ms: u64,
+    /// Ended only: frames received.
+    #[serde(default)]
+    pub received: u32,
+    /// Ended only: frames the talker says it sent (from its release).
+    #[serde(default)]
+    pub sent: Option<u32>,
+    /// Ended only: frames that never arrived (of `sent`, or up to the highest index heard).
+    #[serde(default)]
+    pub lost: u32,
+    /// Ended only: `released`, `timed_out`, `too_long` or `preempted`.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// A peer as `peers` shows it.
@@ -381,6 +486,15 @@ pub struct CountersInfo {
     /// Ratchet periods erased.
     #[serde(default)]
     pub keys_erased: u64,
+    /// Voice packets sealed.
+    #[serde(default)]
+    pub voice_sent: u64,
+    /// Voice packets opened.
+    #[serde(default)]
+    pub voice_received: u64,
+    /// Voice packets forwarded unread.
+    #[serde(default)]
+    pub voice_relayed: u64,
 }
 
 impl From<&Counters> for CountersInfo {
@@ -394,8 +508,15 @@ impl From<&Counters> for CountersInfo {
             unknown_epoch: c.unknown_epoch,
             updates_applied: c.updates_applied,
             keys_erased: c.keys_erased,
+            voice_sent: c.voice_sent,
+            voice_received: c.voice_received,
+            voice_relayed: c.voice_relayed,
         }
     }
+}
+
+fn default_severity() -> Severity {
+    Severity::Moderate
 }
 
 fn default_channel() -> String {

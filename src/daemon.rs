@@ -35,6 +35,8 @@ use crate::store::{Pruned, Retention, Store, StoreError, StoreHandle, StoredEnve
 use crate::sync::Id;
 use crate::update::{Update, UpdateError};
 
+mod voice;
+
 /// Alerts held for `listen` clients that fall behind (see `broadcast::channel` in `run`): room
 /// for all of [`MAX_UNREAD`], which `reopen_unread` sends at once, and a margin.
 const LISTEN_BUFFER: usize = 2048;
@@ -227,6 +229,8 @@ enum Cmd {
     Pruned(Pruned),
     /// SIGHUP: the rules file, read again off the event loop.
     ReloadRules(crate::rules::Rules),
+    /// Voice: floor claims, frames, releases of this device's talk sessions.
+    Voice(voice::VoiceCmd),
 }
 
 #[derive(Debug, Default)]
@@ -286,6 +290,7 @@ struct Daemon {
     peers: HashMap<PeerId, PeerState>,
     blocked: HashMap<PeerId, Instant>,
     topics: HashMap<gossipsub::TopicHash, u32>,
+    voice: voice::VoiceState,
     static_peers: Vec<Multiaddr>,
     started: Instant,
     cmd_tx: mpsc::Sender<Cmd>,
@@ -611,6 +616,7 @@ pub async fn run(
             })?;
     }
     let mut topics = HashMap::new();
+    let mut voice_topics = HashMap::new();
     for ch in node.carried_channels() {
         let t = net::topic(node.domain(), ch);
         if let Err(e) = swarm.behaviour_mut().gossipsub.inner().subscribe(&t) {
@@ -625,7 +631,15 @@ pub async fn run(
             tracing::warn!(channel = ch, error = %e, "cannot set topic score parameters");
         }
         topics.insert(t.hash(), ch);
+        if ch != crate::node::DIRECT_CHANNEL {
+            let v = net::voice_topic(node.domain(), ch);
+            if let Err(e) = swarm.behaviour_mut().gossipsub.inner().subscribe(&v) {
+                tracing::warn!(channel = ch, error = %e, "cannot subscribe to voice");
+            }
+            voice_topics.insert(v.hash(), ch);
+        }
     }
+    let (voice_tx, _) = broadcast::channel(voice::VOICE_BUFFER);
 
     let (listener, sock_link) = bind_control_socket(&sock_path, cfg.group_socket, &cfg.data)?;
 
@@ -658,6 +672,7 @@ pub async fn run(
         cmd_tx.clone(),
         store.clone(),
         alerts.clone(),
+        voice_tx.clone(),
     ));
     let metrics_url = metrics_listener
         .as_ref()
@@ -730,6 +745,7 @@ pub async fn run(
         peers: HashMap::new(),
         blocked: HashMap::new(),
         topics,
+        voice: voice::VoiceState::new(voice_topics, voice_tx.clone()),
         // --peer addresses and the descriptor's brokers are dialled and kept connected.
         static_peers: cfg
             .peers
@@ -888,6 +904,7 @@ impl Daemon {
             Cmd::Peers { reply } => {
                 let _ = reply.send(self.peer_infos());
             }
+            Cmd::Voice(v) => self.on_voice_cmd(v),
             Cmd::ReloadRules(r) => {
                 tracing::info!(rules = r.rules.len(), "rules reloaded");
                 self.rules = r;
@@ -1089,6 +1106,7 @@ impl Daemon {
     }
 
     fn on_tick(&mut self) {
+        self.voice_tick();
         let now = Instant::now();
         let (late, rest): (Vec<PendingTag>, Vec<PendingTag>) =
             std::mem::take(&mut self.pending_tags)
@@ -2393,6 +2411,9 @@ impl Daemon {
     }
 
     fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, msg: gossipsub::Message) {
+        if let Some(ch) = self.voice.topics.get(&msg.topic).copied() {
+            return self.on_voice_gossip(source, id, msg, ch);
+        }
         let topic_channel = self.topics.get(&msg.topic).copied();
         let acceptance = match self.take_envelope(msg.data, Via::Gossip, topic_channel) {
             Ok(()) => gossipsub::MessageAcceptance::Accept,
@@ -2829,6 +2850,7 @@ async fn accept_loop(
     cmds: mpsc::Sender<Cmd>,
     store: StoreHandle,
     alerts: broadcast::Sender<Arc<ReceivedAlert>>,
+    voice: broadcast::Sender<Arc<Reply>>,
 ) {
     loop {
         match listener.accept().await {
@@ -2838,6 +2860,7 @@ async fn accept_loop(
                     cmds.clone(),
                     store.clone(),
                     alerts.clone(),
+                    voice.clone(),
                 ));
             }
             Err(e) => {
@@ -2866,6 +2889,7 @@ async fn serve_client(
     cmds: mpsc::Sender<Cmd>,
     store: StoreHandle,
     alerts: broadcast::Sender<Arc<ReceivedAlert>>,
+    voice_tx: broadcast::Sender<Arc<Reply>>,
 ) {
     use futures::StreamExt as _;
     let (r, mut w) = stream.into_split();
@@ -2972,9 +2996,30 @@ async fn serve_client(
             }
         };
         let reply = match req {
-            Request::Listen => {
-                listen(&mut reader, &mut w, alerts.subscribe()).await;
+            Request::Listen { voice } => {
+                listen(
+                    &mut reader,
+                    &mut w,
+                    alerts.subscribe(),
+                    voice_tx.subscribe(),
+                    voice,
+                )
+                .await;
                 return;
+            }
+            Request::Talk {
+                channel,
+                severity,
+                queue,
+            } => {
+                if !voice::talk(&mut reader, &mut w, &cmds, &store, channel, severity, queue).await
+                {
+                    return;
+                }
+                continue;
+            }
+            Request::Frame { .. } | Request::Release => {
+                Err("not talking: send `talk` first and wait for `floor_granted`".to_string())
             }
             // Taken above, pipelined.
             Request::Alert { .. } => continue,
@@ -3315,6 +3360,8 @@ async fn listen(
     reader: &mut tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
     w: &mut tokio::net::unix::OwnedWriteHalf,
     mut rx: broadcast::Receiver<Arc<ReceivedAlert>>,
+    mut voice_rx: broadcast::Receiver<Arc<Reply>>,
+    frames: bool,
 ) {
     if write_reply(w, &Reply::Listening).await.is_err() {
         return;
@@ -3322,6 +3369,17 @@ async fn listen(
     let mut buf = String::new();
     loop {
         tokio::select! {
+            r = voice_rx.recv() => {
+                let reply = match r {
+                    Ok(v) if !frames && matches!(*v, Reply::VoiceFrame { .. }) => continue,
+                    Ok(v) => v,
+                    Err(broadcast::error::RecvError::Lagged(n)) => Arc::new(Reply::Lagged { missed: n }),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if write_reply(w, &reply).await.is_err() {
+                    return;
+                }
+            }
             r = rx.recv() => {
                 let reply = match r {
                     Ok(a) => Reply::Alert(a),

@@ -14,7 +14,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::keys::{self, DomainId, LABEL_ALERT_ID, MessageKey, SIG_ENVELOPE, SIG_LEN};
+use crate::keys::{self, DomainId, LABEL_ALERT_ID, MessageKey, SIG_ENVELOPE, SIG_LEN, SIG_VOICE};
 use crate::wire::{self, DecodeError, MAX_ENVELOPE_LEN};
 
 /// Envelope format version.
@@ -71,6 +71,26 @@ impl EnvelopeError {
     }
 }
 
+/// What an envelope carries: an alert (or directed message), or a voice packet
+/// (`proto/voice.md`). The two are signed under different contexts, so one can never pass for
+/// the other, not even at a relay that cannot decrypt either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An alert or a directed message.
+    Alert,
+    /// A voice packet.
+    Voice,
+}
+
+impl Kind {
+    fn sig_context(self) -> &'static [u8] {
+        match self {
+            Kind::Alert => SIG_ENVELOPE,
+            Kind::Voice => SIG_VOICE,
+        }
+    }
+}
+
 /// The AES-GCM nonce of a message: sender ‖ seq, big-endian.
 pub fn nonce(sender: u32, seq: u64) -> [u8; 12] {
     let mut n = [0u8; 12];
@@ -103,8 +123,20 @@ fn signed_message(domain: &DomainId, body: &[u8]) -> Vec<u8> {
     m
 }
 
-/// Seals and signs `plaintext`; returns the envelope bytes.
+/// Seals and signs an alert's `plaintext`; returns the envelope bytes.
 pub fn seal(
+    sender_key: &SigningKey,
+    domain: &DomainId,
+    header: &Header,
+    key: &MessageKey,
+    plaintext: &[u8],
+) -> Vec<u8> {
+    seal_kind(Kind::Alert, sender_key, domain, header, key, plaintext)
+}
+
+/// Seals and signs `plaintext` as an envelope of `kind`; returns the envelope bytes.
+pub fn seal_kind(
+    kind: Kind,
     sender_key: &SigningKey,
     domain: &DomainId,
     header: &Header,
@@ -120,7 +152,11 @@ pub fn seal(
     let mut out = header_bytes;
     // postcard's encoding of a byte slice: varint length, then the bytes.
     out.extend_from_slice(&wire::encode(ct.as_slice()));
-    let sig = keys::sign(sender_key, SIG_ENVELOPE, &signed_message(domain, &out));
+    let sig = keys::sign(
+        sender_key,
+        kind.sig_context(),
+        &signed_message(domain, &out),
+    );
     out.extend_from_slice(&sig);
     out
 }
@@ -192,13 +228,28 @@ impl Envelope {
 
     /// Checks the domain tag and the sender's signature.
     pub fn verify(&self, domain: &DomainId, sender: &VerifyingKey) -> Result<(), EnvelopeError> {
+        self.verify_kind(Kind::Alert, domain, sender)
+    }
+
+    /// Checks the domain tag and the sender's signature of an envelope of `kind`.
+    pub fn verify_kind(
+        &self,
+        kind: Kind,
+        domain: &DomainId,
+        sender: &VerifyingKey,
+    ) -> Result<(), EnvelopeError> {
         if self.header.domain_tag != domain.tag() {
             return Err(EnvelopeError::WrongDomain);
         }
         let (body, sig) = self.bytes.split_at(self.bytes.len() - SIG_LEN);
         let mut s = [0u8; SIG_LEN];
         s.copy_from_slice(sig);
-        if !keys::verify(sender, SIG_ENVELOPE, &signed_message(domain, body), &s) {
+        if !keys::verify(
+            sender,
+            kind.sig_context(),
+            &signed_message(domain, body),
+            &s,
+        ) {
             return Err(EnvelopeError::BadSignature);
         }
         Ok(())

@@ -32,6 +32,10 @@ pub const SIG_DESCRIPTOR: &[u8] = b"ptt-node/v1/sig/descriptor";
 pub const SIG_SEALED_KEY: &[u8] = b"ptt-node/v1/sig/sealed-key";
 /// Signature context of an envelope.
 pub const SIG_ENVELOPE: &[u8] = b"ptt-node/v1/sig/envelope";
+/// Context of voice packet signatures (`proto/voice.md`).
+pub const SIG_VOICE: &[u8] = b"ptt-node/v1/sig/voice";
+/// HKDF info label of a channel's voice key (`proto/voice.md`).
+pub const LABEL_VOICE_KEY: &[u8] = b"ptt-node/v1/voice-key";
 /// Alert ids: SHA-256 of this label, the domain id, sender and sequence number.
 pub const LABEL_ALERT_ID: &[u8] = b"ptt-node/v1/alert-id";
 
@@ -175,9 +179,32 @@ impl ChannelSecret {
         epoch: u32,
         period: u64,
     ) -> MessageKey {
+        self.derive(LABEL_MESSAGE_KEY, domain, channel, epoch, period)
+    }
+
+    /// The AES-256-GCM key for the voice packets of this channel, epoch and period: as
+    /// [`ChannelSecret::message_key`] with info label [`LABEL_VOICE_KEY`].
+    pub fn voice_key(
+        &self,
+        domain: &DomainId,
+        channel: u32,
+        epoch: u32,
+        period: u64,
+    ) -> MessageKey {
+        self.derive(LABEL_VOICE_KEY, domain, channel, epoch, period)
+    }
+
+    fn derive(
+        &self,
+        label: &[u8],
+        domain: &DomainId,
+        channel: u32,
+        epoch: u32,
+        period: u64,
+    ) -> MessageKey {
         let hk = Hkdf::<Sha256>::new(Some(&domain.0), &self.0);
-        let mut info = Vec::with_capacity(LABEL_MESSAGE_KEY.len() + 16);
-        info.extend_from_slice(LABEL_MESSAGE_KEY);
+        let mut info = Vec::with_capacity(label.len() + 16);
+        info.extend_from_slice(label);
         info.extend_from_slice(&channel.to_be_bytes());
         info.extend_from_slice(&epoch.to_be_bytes());
         info.extend_from_slice(&period.to_be_bytes());

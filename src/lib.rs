@@ -14,6 +14,7 @@
 //! - [`node`]: the decisions of one device: authenticate peers, seal, validate, open, count.
 //! - [`presence`]: a device's signed statement of its addresses and current profile.
 //! - [`sync`]: catch-up: reconciling two logs of envelopes (digest, diff, missing).
+//! - [`voice`]: push-to-talk voice: the packet plaintext, floor control, the jitter buffer.
 //!
 //! The shell around it owns files, sockets and time:
 //!
@@ -29,6 +30,7 @@
 //! - [`metrics`]: the Prometheus endpoint (`--metrics`).
 //! - [`cap`]: alerts as OASIS CAP 1.2 documents (`listen --format cap`, `alert --cap`).
 //! - [`daemon`]: wires node, store, net and control together (`ptt-node run`).
+//! - [`audio`]: Opus encoding and decoding, WAV files and resampling (the CLI's side of voice).
 //! - [`cli`]: the `ptt-node` command line.
 #![cfg_attr(
     not(test),
@@ -37,6 +39,7 @@
 #![warn(missing_docs)]
 
 pub mod alert;
+pub mod audio;
 pub mod bundle;
 pub mod cap;
 pub mod cert;
@@ -59,4 +62,5 @@ pub mod store;
 pub mod sync;
 pub mod tag;
 pub mod update;
+pub mod voice;
 pub mod wire;

@@ -61,6 +61,15 @@ pub fn topic(domain: &DomainId, channel: u32) -> gossipsub::IdentTopic {
     gossipsub::IdentTopic::new(format!("/ptt/1/{}/{}", &domain.to_hex()[..16], channel))
 }
 
+/// The gossipsub topic of a channel's voice packets (proto/voice.md).
+pub fn voice_topic(domain: &DomainId, channel: u32) -> gossipsub::IdentTopic {
+    gossipsub::IdentTopic::new(format!(
+        "/ptt/1/{}/{}/voice",
+        &domain.to_hex()[..16],
+        channel
+    ))
+}
+
 /// A request of the authentication protocol.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AuthRequest {

@@ -143,6 +143,9 @@ pub enum Rejection {
     /// The sender was revoked.
     #[error("sender device {0} was revoked")]
     Revoked(u32),
+    /// A voice packet older than [`voice::VOICE_MAX_AGE_US`] by this node's clock.
+    #[error("voice packet from sender device {0} is too old to play")]
+    Stale(u32),
     /// The sender is over the channel's rate limit (live gossip only).
     #[error("sender device {sender} is over the rate limit of channel {channel}")]
     RateLimited {
@@ -167,6 +170,7 @@ impl Rejection {
             Rejection::WrongTopic { .. } => "wrong_topic",
             Rejection::Revoked(_) => "revoked",
             Rejection::RateLimited { .. } => "rate_limited",
+            Rejection::Stale(_) => "stale",
         }
     }
     /// Whether the forwarding peer is at fault (reject and penalise) or the message is
@@ -183,6 +187,8 @@ impl Rejection {
                 // Judged by the shell: the sender's own connection is at fault, a relay's
                 // (whose budget view differs) is not.
                 | Rejection::RateLimited { .. }
+                // Clocks differ; a forwarder may be ahead of this node's.
+                | Rejection::Stale(_)
                 // A relay cannot open the ciphertext, so it forwards these in good faith: the
                 // authenticated sender is at fault, not the peer that passed it on.
                 | Rejection::Envelope(EnvelopeError::Decrypt)
@@ -344,6 +350,12 @@ pub struct Counters {
     pub updates_applied: u64,
     /// Ratchet periods erased.
     pub keys_erased: u64,
+    /// Voice packets this node sealed.
+    pub voice_sent: u64,
+    /// Voice packets this node accepted and opened.
+    pub voice_received: u64,
+    /// Voice packets this node accepted but cannot read (forwarded only).
+    pub voice_relayed: u64,
 }
 
 /// One device's protocol state.
@@ -352,7 +364,9 @@ pub struct Node {
     cert: Certificate,
     descriptor: Descriptor,
     keys: HashMap<(u32, u32), Chain>,
-    key_cache: RefCell<HashMap<(u32, u32, u64), MessageKey>>,
+    key_cache: RefCell<HashMap<(u32, u32, u64, bool), MessageKey>>,
+    voice_buckets: HashMap<(u32, u32), Bucket>,
+    voice_replay: ReplayGuard,
     buckets: HashMap<(u32, u32), Bucket>,
     own_limit: bool,
     current_epoch: HashMap<u32, u32>,
@@ -389,6 +403,8 @@ impl Node {
             descriptor: cfg.descriptor,
             keys,
             key_cache: RefCell::new(HashMap::new()),
+            voice_buckets: HashMap::new(),
+            voice_replay: ReplayGuard::new(voice::VOICE_REPLAY_WINDOW),
             buckets: HashMap::new(),
             own_limit: true,
             current_epoch,
@@ -456,12 +472,28 @@ impl Node {
 
     /// The message key of (channel, epoch) for an envelope with sequence number `seq`.
     fn key_for(&self, channel: u32, epoch: u32, seq: u64) -> Result<MessageKey, Unreadable> {
+        self.key_of(channel, epoch, seq, false)
+    }
+
+    /// The message key (or, with `voice`, the voice key) of (channel, epoch) for `seq`'s
+    /// ratchet period.
+    fn key_of(
+        &self,
+        channel: u32,
+        epoch: u32,
+        seq: u64,
+        voice: bool,
+    ) -> Result<MessageKey, Unreadable> {
         let chain = self
             .keys
             .get(&(channel, epoch))
             .ok_or(Unreadable::UnknownEpoch { channel, epoch })?;
         let period = Chain::period_of(chain.rotate_secs, seq);
-        if let Some(k) = self.key_cache.borrow().get(&(channel, epoch, period)) {
+        if let Some(k) = self
+            .key_cache
+            .borrow()
+            .get(&(channel, epoch, period, voice))
+        {
             return Ok(k.clone());
         }
         let secret = chain.secret_at(period).ok_or(Unreadable::KeyErased {
@@ -469,12 +501,16 @@ impl Node {
             epoch,
             period,
         })?;
-        let key = secret.message_key(self.domain(), channel, epoch, period);
+        let key = if voice {
+            secret.voice_key(self.domain(), channel, epoch, period)
+        } else {
+            secret.message_key(self.domain(), channel, epoch, period)
+        };
         let mut cache = self.key_cache.borrow_mut();
         if cache.len() >= KEY_CACHE {
             cache.clear();
         }
-        cache.insert((channel, epoch, period), key.clone());
+        cache.insert((channel, epoch, period, voice), key.clone());
         Ok(key)
     }
 
@@ -500,7 +536,7 @@ impl Node {
             let keys = &self.keys;
             self.key_cache
                 .borrow_mut()
-                .retain(|(c, e, p), _| keys.get(&(*c, *e)).is_some_and(|k| *p >= k.period));
+                .retain(|(c, e, p, _), _| keys.get(&(*c, *e)).is_some_and(|k| *p >= k.period));
             self.counters.keys_erased += erased;
         }
         erased
@@ -835,14 +871,9 @@ impl Node {
         Ok(())
     }
 
-    /// Seals an alert for `channel` at time `now_us`. The caller publishes it only once a
-    /// durable lease covers its sequence number, `max(last + 1, now_us)` (proto/envelope.md).
-    pub fn seal_alert(
-        &mut self,
-        channel: &str,
-        body: &AlertBody,
-        now_us: u64,
-    ) -> Result<Sealed, SealError> {
+    /// The channel named `channel` as this device may write to it: (number, name, current
+    /// epoch), or why it may not.
+    fn writable(&self, channel: &str) -> Result<(u32, String, u32), SealError> {
         let info = self
             .descriptor
             .channel_by_name(channel)
@@ -869,6 +900,32 @@ impl Node {
             .current_epoch
             .get(&grant_channel)
             .ok_or_else(|| SealError::NoKey(channel.to_string()))?;
+        Ok((grant_channel, grant_name, epoch))
+    }
+
+    /// The next sequence number for an envelope of (channel, epoch) at `now_us`.
+    fn next_seq(&self, channel: u32, epoch: u32, now_us: u64) -> u64 {
+        // A clock behind the start of the key chain this device holds (say, behind the
+        // authority's at enrolment) would pick an erased period: start from the chain instead.
+        let chain_start_us = self.keys.get(&(channel, epoch)).map_or(0, |c| {
+            c.period
+                .saturating_mul(u64::from(c.rotate_secs))
+                .saturating_mul(1_000_000)
+        });
+        now_us
+            .max(chain_start_us)
+            .max(self.last_seq.saturating_add(1))
+    }
+
+    /// Seals an alert for `channel` at time `now_us`. The caller publishes it only once a
+    /// durable lease covers its sequence number, `max(last + 1, now_us)` (proto/envelope.md).
+    pub fn seal_alert(
+        &mut self,
+        channel: &str,
+        body: &AlertBody,
+        now_us: u64,
+    ) -> Result<Sealed, SealError> {
+        let (grant_channel, grant_name, epoch) = self.writable(channel)?;
         if let Some(loc) = &body.location {
             loc.check().map_err(SealError::Invalid)?;
         }
@@ -876,16 +933,7 @@ impl Node {
         if plain.len() > crate::alert::MAX_ALERT_LEN {
             return Err(SealError::TooLarge(plain.len()));
         }
-        // A clock behind the start of the key chain this device holds (say, behind the
-        // authority's at enrolment) would pick an erased period: start from the chain instead.
-        let chain_start_us = self.keys.get(&(grant_channel, epoch)).map_or(0, |c| {
-            c.period
-                .saturating_mul(u64::from(c.rotate_secs))
-                .saturating_mul(1_000_000)
-        });
-        let seq = now_us
-            .max(chain_start_us)
-            .max(self.last_seq.saturating_add(1));
+        let seq = self.next_seq(grant_channel, epoch, now_us);
         let key = self
             .key_for(grant_channel, epoch, seq)
             .map_err(|_| SealError::NoKey(channel.to_string()))?;
@@ -1196,3 +1244,4 @@ impl Node {
 
 #[cfg(test)]
 mod tests;
+pub mod voice;

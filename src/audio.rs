@@ -1,0 +1,329 @@
+//! The CLI's side of voice: WAV files in and out, resampling to the voice rate, and Opus
+//! through the system's libopus. The daemon never touches audio; it carries Opus frames.
+
+use std::path::{Path, PathBuf};
+
+use opusic_c::{Application, Bitrate, Channels, Decoder as OpusDecoder, Encoder as OpusEncoder};
+
+use crate::voice::{FRAME_SAMPLES, MAX_OPUS_FRAME, SAMPLE_RATE};
+
+/// Bit rate of the voice Opus stream (wideband speech).
+pub const BITRATE: u32 = 16_000;
+/// Longest clip `talk --wav` sends (the burst limit).
+pub const MAX_CLIP_SECS: u64 = crate::voice::MAX_BURST_US / 1_000_000;
+
+/// Why audio could not be read, coded or written.
+#[derive(Debug, thiserror::Error)]
+pub enum AudioError {
+    /// A WAV file could not be read or written.
+    #[error("{path}: {source}")]
+    Wav {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: hound::Error,
+    },
+    /// The WAV file holds nothing usable.
+    #[error("{path}: {why}")]
+    Unusable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// libopus refused.
+    #[error("opus: {0}")]
+    Opus(String),
+}
+
+fn opus_err(e: opusic_c::ErrorCode) -> AudioError {
+    AudioError::Opus(format!("{e:?}"))
+}
+
+/// Reads a WAV file (PCM 8–32 bit or float, any rate, any channels) as mono samples at
+/// [`SAMPLE_RATE`].
+pub fn read_wav(path: &Path) -> Result<Vec<i16>, AudioError> {
+    let wav = |source| AudioError::Wav {
+        path: path.to_path_buf(),
+        source,
+    };
+    let unusable = |why: String| AudioError::Unusable {
+        path: path.to_path_buf(),
+        why,
+    };
+    let mut r = hound::WavReader::open(path).map_err(wav)?;
+    let spec = r.spec();
+    if spec.channels == 0 || spec.sample_rate == 0 {
+        return Err(unusable("no channels or no sample rate".into()));
+    }
+    let frames = u64::from(r.duration());
+    if frames / u64::from(spec.sample_rate) > MAX_CLIP_SECS {
+        return Err(unusable(format!(
+            "{} s long; a burst lasts at most {MAX_CLIP_SECS} s",
+            frames / u64::from(spec.sample_rate)
+        )));
+    }
+    let samples: Vec<f32> = match spec.sample_format {
+        hound::SampleFormat::Float => r.samples::<f32>().collect::<Result<_, _>>().map_err(wav)?,
+        hound::SampleFormat::Int => {
+            let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
+            r.samples::<i32>()
+                .map(|s| s.map(|v| v as f32 * scale))
+                .collect::<Result<_, _>>()
+                .map_err(wav)?
+        }
+    };
+    let ch = usize::from(spec.channels);
+    let mono: Vec<f32> = samples
+        .chunks(ch)
+        .map(|c| c.iter().sum::<f32>() / c.len() as f32)
+        .collect();
+    if mono.is_empty() {
+        return Err(unusable("no samples".into()));
+    }
+    Ok(resample(&mono, spec.sample_rate, SAMPLE_RATE)
+        .into_iter()
+        .map(to_i16)
+        .collect())
+}
+
+fn to_i16(x: f32) -> i16 {
+    (x.clamp(-1.0, 1.0) * 32767.0).round() as i16
+}
+
+/// Band-limited resampling (windowed sinc, 16 taps each side, cut-off below the lower
+/// Nyquist frequency).
+pub fn resample(input: &[f32], from: u32, to: u32) -> Vec<f32> {
+    if from == to || input.is_empty() {
+        return input.to_vec();
+    }
+    const TAPS: i64 = 16;
+    let ratio = f64::from(from) / f64::from(to);
+    let cutoff = (1.0 / ratio).min(1.0) * 0.95;
+    let out_len = ((input.len() as f64) / ratio).floor() as usize;
+    let sinc = |x: f64| {
+        if x.abs() < 1e-9 {
+            1.0
+        } else {
+            (std::f64::consts::PI * x).sin() / (std::f64::consts::PI * x)
+        }
+    };
+    (0..out_len)
+        .map(|n| {
+            let t = n as f64 * ratio;
+            let centre = t.floor() as i64;
+            let mut acc = 0.0;
+            for k in (centre - TAPS + 1)..=(centre + TAPS) {
+                if k < 0 || k as usize >= input.len() {
+                    continue;
+                }
+                let d = t - k as f64;
+                // Hann window over the taps.
+                let w = 0.5 + 0.5 * (std::f64::consts::PI * d / TAPS as f64).cos();
+                acc += f64::from(input[k as usize]) * cutoff * sinc(cutoff * d) * w;
+            }
+            acc as f32
+        })
+        .collect()
+}
+
+/// Splits mono samples into 20 ms frames, the last padded with silence.
+pub fn frames(samples: &[i16]) -> Vec<[i16; FRAME_SAMPLES]> {
+    samples
+        .chunks(FRAME_SAMPLES)
+        .map(|c| {
+            let mut f = [0i16; FRAME_SAMPLES];
+            f[..c.len()].copy_from_slice(c);
+            f
+        })
+        .collect()
+}
+
+fn as_u16(s: &[i16]) -> Vec<u16> {
+    s.iter().map(|v| *v as u16).collect()
+}
+
+/// An Opus voice encoder: 16 kHz mono, 20 ms frames, [`BITRATE`].
+pub struct Encoder(OpusEncoder);
+
+impl Encoder {
+    /// A new encoder.
+    pub fn new() -> Result<Self, AudioError> {
+        let mut e = OpusEncoder::new(
+            Channels::Mono,
+            opusic_c::SampleRate::Hz16000,
+            Application::Voip,
+        )
+        .map_err(opus_err)?;
+        e.set_bitrate(Bitrate::Value(BITRATE)).map_err(opus_err)?;
+        Ok(Encoder(e))
+    }
+
+    /// Encodes one 20 ms frame.
+    pub fn encode(&mut self, frame: &[i16; FRAME_SAMPLES]) -> Result<Vec<u8>, AudioError> {
+        let mut out = vec![0u8; MAX_OPUS_FRAME];
+        let n = self
+            .0
+            .encode_to_slice(&as_u16(frame), &mut out)
+            .map_err(opus_err)?;
+        out.truncate(n);
+        Ok(out)
+    }
+}
+
+/// An Opus voice decoder with packet loss concealment.
+pub struct Decoder(OpusDecoder);
+
+impl Decoder {
+    /// A new decoder.
+    pub fn new() -> Result<Self, AudioError> {
+        Ok(Decoder(
+            OpusDecoder::new(Channels::Mono, opusic_c::SampleRate::Hz16000).map_err(opus_err)?,
+        ))
+    }
+
+    /// Decodes one frame; `None` conceals a lost one. A frame that does not decode (a
+    /// member's bad Opus) is concealed too: a listener never stops on it.
+    pub fn decode(&mut self, frame: Option<&[u8]>) -> Vec<i16> {
+        let mut out = vec![0u16; FRAME_SAMPLES];
+        let n = match frame.map(|f| self.0.decode_to_slice(f, &mut out, false)) {
+            Some(Ok(n)) => Ok(n),
+            _ => self.0.decode_to_slice(&[], &mut out, false),
+        };
+        let n = n.unwrap_or(0).min(FRAME_SAMPLES);
+        let mut pcm: Vec<i16> = out.iter().map(|v| *v as i16).collect();
+        // Always one frame's worth, so the timing of the file stays right.
+        pcm[n..].fill(0);
+        pcm
+    }
+}
+
+/// A WAV file being written: 16 kHz mono 16-bit.
+pub struct WavOut {
+    w: hound::WavWriter<std::io::BufWriter<std::fs::File>>,
+    path: PathBuf,
+    samples: u64,
+}
+
+impl WavOut {
+    /// Creates (or replaces) `path`.
+    pub fn create(path: &Path) -> Result<Self, AudioError> {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: SAMPLE_RATE,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let w = hound::WavWriter::create(path, spec).map_err(|source| AudioError::Wav {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(WavOut {
+            w,
+            path: path.to_path_buf(),
+            samples: 0,
+        })
+    }
+
+    /// Appends samples.
+    pub fn write(&mut self, pcm: &[i16]) -> Result<(), AudioError> {
+        for s in pcm {
+            self.w.write_sample(*s).map_err(|source| AudioError::Wav {
+                path: self.path.clone(),
+                source,
+            })?;
+        }
+        self.samples += pcm.len() as u64;
+        Ok(())
+    }
+
+    /// Samples written so far.
+    pub fn samples(&self) -> u64 {
+        self.samples
+    }
+
+    /// Finishes the header; returns the file's duration in ms.
+    pub fn finish(self) -> Result<u64, AudioError> {
+        let ms = self.samples * 1000 / u64::from(SAMPLE_RATE);
+        let path = self.path;
+        self.w
+            .finalize()
+            .map_err(|source| AudioError::Wav { path, source })?;
+        Ok(ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tone(hz: f32, rate: u32, secs: f32) -> Vec<f32> {
+        (0..(rate as f32 * secs) as usize)
+            .map(|i| (2.0 * std::f32::consts::PI * hz * i as f32 / rate as f32).sin() * 0.5)
+            .collect()
+    }
+
+    #[test]
+    fn resampling_keeps_length_and_pitch_and_removes_what_cannot_be_kept() {
+        let x = tone(440.0, 22_050, 1.0);
+        let y = resample(&x, 22_050, 16_000);
+        assert!((y.len() as i64 - 16_000).abs() <= 1, "{}", y.len());
+        // Zero crossings of a 440 Hz tone: 880 a second.
+        let zc = y
+            .windows(2)
+            .filter(|w| (w[0] < 0.0) != (w[1] < 0.0))
+            .count();
+        assert!((870..=890).contains(&zc), "{zc}");
+        // A 10 kHz tone is above 8 kHz, the Nyquist frequency of the output: filtered out.
+        let hi = resample(&tone(10_000.0, 22_050, 1.0), 22_050, 16_000);
+        let rms = (hi[100..hi.len() - 100].iter().map(|v| v * v).sum::<f32>()
+            / (hi.len() - 200) as f32)
+            .sqrt();
+        assert!(rms < 0.05, "{rms}");
+    }
+
+    #[test]
+    fn opus_round_trip_keeps_a_tone_and_conceals_a_lost_frame() {
+        let pcm: Vec<i16> = tone(300.0, 16_000, 0.4).into_iter().map(to_i16).collect();
+        let mut enc = Encoder::new().unwrap();
+        let mut dec = Decoder::new().unwrap();
+        let mut out = vec![];
+        for (i, f) in frames(&pcm).iter().enumerate() {
+            let pkt = enc.encode(f).unwrap();
+            assert!(!pkt.is_empty() && pkt.len() < 200, "{}", pkt.len());
+            out.extend(if i == 10 {
+                dec.decode(None)
+            } else {
+                dec.decode(Some(&pkt))
+            });
+        }
+        assert_eq!(out.len(), pcm.len());
+        let energy =
+            |s: &[i16]| s.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / s.len() as f64;
+        // The decoded tone keeps most of its energy, the concealed frame included.
+        let e_in = energy(&pcm[1600..]);
+        let e_out = energy(&out[1600..]);
+        assert!(e_out > e_in * 0.5 && e_out < e_in * 2.0, "{e_in} {e_out}");
+        let concealed = energy(&out[10 * FRAME_SAMPLES..11 * FRAME_SAMPLES]);
+        assert!(concealed > e_in * 0.1, "{concealed}");
+        // Garbage is concealed, not an error.
+        assert_eq!(dec.decode(Some(&[0xff; 7])).len(), FRAME_SAMPLES);
+    }
+
+    #[test]
+    fn wav_round_trip_and_bad_files() {
+        let dir = std::env::temp_dir().join(format!("ptt-audio-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("a.wav");
+        let mut w = WavOut::create(&p).unwrap();
+        w.write(&vec![1000i16; 16_000]).unwrap();
+        assert_eq!(w.finish().unwrap(), 1000);
+        assert_eq!(read_wav(&p).unwrap().len(), 16_000);
+        let bad = dir.join("bad.wav");
+        std::fs::write(&bad, b"RIFF....WAVEnot really").unwrap();
+        let e = read_wav(&bad).unwrap_err().to_string();
+        assert!(e.contains("bad.wav"), "{e}");
+        assert!(read_wav(&dir.join("missing.wav")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

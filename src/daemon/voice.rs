@@ -1,0 +1,737 @@
+//! The daemon's side of push-to-talk voice (proto/voice.md): the voice topics, the floor of
+//! every carried channel, this device's own talk sessions, and the events `listen` streams.
+//! Audio is never decoded here: frames are opaque Opus bytes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::{PeerId, gossipsub};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::{Cmd, Daemon, ask, now_us, write_reply};
+use crate::alert::{AlertBody, Severity};
+use crate::control::{self, BurstInfo, Reply, Request};
+use crate::node::Sealed;
+use crate::node::voice::VoiceVerdict;
+use crate::store::StoreHandle;
+use crate::voice::{
+    self, ARBITRATION_US, Floor, FloorEvent, MAX_BURST_FRAMES, MAX_BURST_US, Talker, VoiceBody,
+    VoiceKind,
+};
+
+/// Voice events held for a `listen` client that falls behind (5 s of frames).
+pub(super) const VOICE_BUFFER: usize = 256;
+/// How long a queued `talk` waits for a busy floor.
+const QUEUE_WAIT: Duration = Duration::from_secs(30);
+
+/// Requests of talk sessions to the event loop.
+pub(super) enum VoiceCmd {
+    /// Claim the floor: seal the claim (the caller publishes it).
+    Claim {
+        channel: String,
+        severity: Severity,
+        queue: bool,
+        reply: oneshot::Sender<Result<Claimed, Busy>>,
+    },
+    /// Seal the next frame of this device's burst.
+    Frame {
+        channel: u32,
+        burst: u64,
+        opus: Vec<u8>,
+        reply: oneshot::Sender<Result<Sealed, String>>,
+    },
+    /// End this device's burst: seal the release (the caller publishes it).
+    Release {
+        channel: u32,
+        burst: u64,
+        reply: oneshot::Sender<Result<Released, String>>,
+    },
+    /// Publish a sealed voice packet on its channel's voice topic.
+    Publish { sealed: Sealed },
+}
+
+/// A claim sealed.
+pub(super) struct Claimed {
+    sealed: Sealed,
+    burst: u64,
+    channel: u32,
+    channel_name: String,
+    /// Fires when the floor is lost (a simultaneous earlier claim, or a preemption).
+    lost: oneshot::Receiver<Reply>,
+}
+
+/// The floor is taken.
+pub(super) struct Busy {
+    reply: Reply,
+    /// With `queue`: fires when the holder's burst ends.
+    free: Option<oneshot::Receiver<()>>,
+}
+
+/// A release sealed.
+pub(super) struct Released {
+    sealed: Option<Sealed>,
+    frames: u32,
+    duration_ms: u64,
+    severity: Severity,
+    channel_name: String,
+}
+
+/// A burst this device is talking.
+struct OwnTalk {
+    burst: u64,
+    severity: Severity,
+    started_us: u64,
+    frames: u32,
+    lost: Option<oneshot::Sender<Reply>>,
+}
+
+/// Voice state of the daemon.
+pub(super) struct VoiceState {
+    /// Voice topic → channel.
+    pub(super) topics: HashMap<gossipsub::TopicHash, u32>,
+    floors: HashMap<u32, Floor>,
+    own: HashMap<u32, OwnTalk>,
+    waiters: HashMap<u32, Vec<oneshot::Sender<()>>>,
+    /// To `listen` clients.
+    pub(super) tx: broadcast::Sender<Arc<Reply>>,
+}
+
+impl VoiceState {
+    pub(super) fn new(
+        topics: HashMap<gossipsub::TopicHash, u32>,
+        tx: broadcast::Sender<Arc<Reply>>,
+    ) -> Self {
+        VoiceState {
+            topics,
+            floors: HashMap::new(),
+            own: HashMap::new(),
+            waiters: HashMap::new(),
+            tx,
+        }
+    }
+}
+
+impl Daemon {
+    fn talker_name(&self, device: u32) -> String {
+        self.node
+            .member(device)
+            .map_or_else(|| format!("device {device}"), |c| c.body.name.clone())
+    }
+
+    fn channel_name(&self, channel: u32) -> String {
+        self.node
+            .descriptor()
+            .body
+            .channels
+            .iter()
+            .find(|c| c.id == channel)
+            .map_or_else(|| channel.to_string(), |c| c.name.clone())
+    }
+
+    fn burst_info(&self, channel: u32, t: &Talker) -> BurstInfo {
+        BurstInfo {
+            channel: self.channel_name(channel),
+            talker: self.talker_name(t.sender),
+            device: t.sender,
+            burst: t.burst,
+            severity: t.severity,
+            // The floor runs on this node's wall clock (µs since the Unix epoch).
+            started_at_us: t.first_us,
+            duration_ms: 0,
+            received: 0,
+            sent: None,
+            lost: 0,
+            reason: None,
+        }
+    }
+
+    /// Carries out floor events of `channel`: to listeners, to this device's own talk.
+    fn floor_events(&mut self, channel: u32, events: Vec<FloorEvent>, sent_at_us: u64) {
+        let me = self.node.cert().body.device;
+        for e in events {
+            match e {
+                FloorEvent::Started(t) if t.sender != me => {
+                    let info = self.burst_info(channel, &t);
+                    tracing::info!(channel, talker = %info.talker, burst = t.burst, "voice burst started");
+                    let _ = self
+                        .voice
+                        .tx
+                        .send(Arc::new(Reply::BurstStart(Arc::new(info))));
+                }
+                FloorEvent::Started(_) => {}
+                FloorEvent::Frame {
+                    sender,
+                    burst,
+                    index,
+                    opus,
+                } if sender != me => {
+                    let _ = self.voice.tx.send(Arc::new(Reply::VoiceFrame {
+                        burst,
+                        device: sender,
+                        index,
+                        opus: hex::encode(opus),
+                        received_at_us: now_us(),
+                        sent_at_us,
+                    }));
+                }
+                FloorEvent::Frame { .. } => {}
+                FloorEvent::Ended {
+                    talker,
+                    reason,
+                    sent,
+                    by,
+                } => {
+                    if let Some(tx) = self.voice.waiters.remove(&channel) {
+                        for w in tx {
+                            let _ = w.send(());
+                        }
+                    }
+                    if talker.sender == me {
+                        // Only a preemption ends this device's own burst from outside.
+                        let holder = by.map(|d| self.talker_name(d)).unwrap_or_default();
+                        if let Some(own) = self.voice.own.get_mut(&channel)
+                            && own.burst == talker.burst
+                            && let Some(tx) = own.lost.take()
+                        {
+                            let severity = self
+                                .voice
+                                .floors
+                                .get(&channel)
+                                .and_then(|f| f.holder())
+                                .map_or(talker.severity, |h| h.severity);
+                            let why = if own.frames == 0 { "lost" } else { "preempted" };
+                            let _ = tx.send(Reply::FloorBusy {
+                                holder,
+                                severity,
+                                since_us: now_us(),
+                                why: why.into(),
+                            });
+                        }
+                        continue;
+                    }
+                    let mut info = self.burst_info(channel, &talker);
+                    info.duration_ms = talker.last_us.saturating_sub(talker.first_us) / 1000;
+                    info.received = talker.received;
+                    info.sent = sent;
+                    info.lost = sent
+                        .unwrap_or(talker.highest)
+                        .saturating_sub(talker.received);
+                    info.reason = Some(reason.as_str().into());
+                    tracing::info!(
+                        channel,
+                        talker = %info.talker,
+                        burst = talker.burst,
+                        received = info.received,
+                        lost = info.lost,
+                        reason = reason.as_str(),
+                        "voice burst ended"
+                    );
+                    let _ = self
+                        .voice
+                        .tx
+                        .send(Arc::new(Reply::BurstEnd(Arc::new(info))));
+                }
+            }
+        }
+    }
+
+    /// A message on a voice topic.
+    pub(super) fn on_voice_gossip(
+        &mut self,
+        source: PeerId,
+        id: gossipsub::MessageId,
+        msg: gossipsub::Message,
+        channel: u32,
+    ) {
+        let now = now_us();
+        let acceptance = match self.node.validate_voice(&msg.data, channel, now) {
+            VoiceVerdict::Accept(content) => {
+                if let Ok(v) = content {
+                    let events = self
+                        .voice
+                        .floors
+                        .entry(channel)
+                        .or_default()
+                        .on_packet(v.sender, v.body, now);
+                    self.floor_events(channel, events, v.seq);
+                }
+                gossipsub::MessageAcceptance::Accept
+            }
+            VoiceVerdict::Reject(r) => {
+                tracing::debug!(peer = %source, reason = r.reason(), error = %r, "voice packet refused");
+                if r.is_peer_fault() {
+                    gossipsub::MessageAcceptance::Reject
+                } else {
+                    gossipsub::MessageAcceptance::Ignore
+                }
+            }
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .inner()
+            .report_message_validation_result(&id, &source, acceptance);
+    }
+
+    /// Ends bursts whose talker went quiet (every tick).
+    pub(super) fn voice_tick(&mut self) {
+        let now = now_us();
+        let channels: Vec<u32> = self.voice.floors.keys().copied().collect();
+        for ch in channels {
+            let events = self
+                .voice
+                .floors
+                .get_mut(&ch)
+                .map(|f| f.tick(now))
+                .unwrap_or_default();
+            self.floor_events(ch, events, 0);
+        }
+        // This device's own bursts past the limit are ended by their sessions (each frame
+        // is checked); a session that vanished without a release is ended here.
+        let me = self.node.cert().body.device;
+        let stale: Vec<(u32, u64)> = self
+            .voice
+            .own
+            .iter()
+            .filter(|(_, o)| now.saturating_sub(o.started_us) > MAX_BURST_US + 5_000_000)
+            .map(|(c, o)| (*c, o.burst))
+            .collect();
+        for (ch, burst) in stale {
+            self.voice.own.remove(&ch);
+            if let Some(f) = self.voice.floors.get_mut(&ch) {
+                f.end_own(me, burst);
+            }
+        }
+    }
+
+    pub(super) fn on_voice_cmd(&mut self, cmd: VoiceCmd) {
+        let me = self.node.cert().body.device;
+        let now = now_us();
+        match cmd {
+            VoiceCmd::Claim {
+                channel,
+                severity,
+                queue,
+                reply,
+            } => {
+                let r = self.claim(&channel, severity, queue, now);
+                let _ = reply.send(r);
+            }
+            VoiceCmd::Frame {
+                channel,
+                burst,
+                opus,
+                reply,
+            } => {
+                let r = match self.voice.own.get(&channel) {
+                    Some(o) if o.burst == burst && o.lost.is_some() => {
+                        let (index, severity) = (o.frames + 1, o.severity);
+                        if index > MAX_BURST_FRAMES
+                            || now.saturating_sub(o.started_us) > MAX_BURST_US
+                        {
+                            Err(format!(
+                                "the burst reached the limit of {} s",
+                                MAX_BURST_US / 1_000_000
+                            ))
+                        } else {
+                            let name = self.channel_name(channel);
+                            let body = VoiceBody {
+                                burst,
+                                index,
+                                severity,
+                                kind: VoiceKind::Frame(opus),
+                            };
+                            match self.node.seal_voice(&name, now, |_| body.clone()) {
+                                Ok(s) => {
+                                    if let Some(o) = self.voice.own.get_mut(&channel) {
+                                        o.frames = index;
+                                    }
+                                    // Keeps this device's own floor alive.
+                                    let ev = self
+                                        .voice
+                                        .floors
+                                        .entry(channel)
+                                        .or_default()
+                                        .on_packet(me, body, now);
+                                    self.floor_events(channel, ev, s.seq);
+                                    Ok(s)
+                                }
+                                Err(e) => Err(e.to_string()),
+                            }
+                        }
+                    }
+                    _ => Err("this device does not hold the floor".into()),
+                };
+                let _ = reply.send(r);
+            }
+            VoiceCmd::Release {
+                channel,
+                burst,
+                reply,
+            } => {
+                let r = match self.voice.own.remove(&channel) {
+                    Some(o) if o.burst == burst => {
+                        if let Some(f) = self.voice.floors.get_mut(&channel) {
+                            f.end_own(me, burst);
+                        }
+                        let name = self.channel_name(channel);
+                        // A burst that lost the floor sends no release: it already stopped.
+                        let sealed = if o.lost.is_some() {
+                            self.node
+                                .seal_voice(&name, now, |_| VoiceBody {
+                                    burst,
+                                    index: o.frames + 1,
+                                    severity: o.severity,
+                                    kind: VoiceKind::Release { frames: o.frames },
+                                })
+                                .ok()
+                        } else {
+                            None
+                        };
+                        Ok(Released {
+                            sealed,
+                            frames: o.frames,
+                            duration_ms: now.saturating_sub(o.started_us) / 1000,
+                            severity: o.severity,
+                            channel_name: name,
+                        })
+                    }
+                    Some(o) => {
+                        self.voice.own.insert(channel, o);
+                        Err("not this device's burst".into())
+                    }
+                    None => Err("this device does not hold the floor".into()),
+                };
+                // Whoever queued for this floor may try now.
+                if let Some(tx) = self.voice.waiters.remove(&channel) {
+                    for w in tx {
+                        let _ = w.send(());
+                    }
+                }
+                let _ = reply.send(r);
+            }
+            VoiceCmd::Publish { sealed } => {
+                let topic = net_voice_topic(self, sealed.channel);
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .inner()
+                    .publish(topic, sealed.bytes)
+                {
+                    // No peer on the topic yet: the packet is gone (voice is never stored).
+                    tracing::debug!(error = %e, "voice packet not published");
+                }
+            }
+        }
+    }
+
+    fn claim(
+        &mut self,
+        channel: &str,
+        severity: Severity,
+        queue: bool,
+        now: u64,
+    ) -> Result<Claimed, Busy> {
+        let me = self.node.cert().body.device;
+        let refused = |message: String| Busy {
+            reply: Reply::Error { message },
+            free: None,
+        };
+        let ch = self
+            .node
+            .descriptor()
+            .channel_by_name(channel)
+            .map(|c| c.id)
+            .ok_or_else(|| refused(format!("no channel named {channel:?} in this domain")))?;
+        if self.voice.own.contains_key(&ch) {
+            return Err(refused(format!(
+                "this device is already talking on channel {channel}"
+            )));
+        }
+        let floor = self.voice.floors.entry(ch).or_default();
+        let ended = floor.tick(now);
+        let busy = floor
+            .holder()
+            .filter(|h| h.sender != me && !voice::challenger_wins(h, me, u64::MAX, severity, now));
+        if let Some(h) = busy.cloned() {
+            self.floor_events(ch, ended, 0);
+            let free = queue.then(|| {
+                let (tx, rx) = oneshot::channel();
+                self.voice.waiters.entry(ch).or_default().push(tx);
+                rx
+            });
+            return Err(Busy {
+                reply: Reply::FloorBusy {
+                    holder: self.talker_name(h.sender),
+                    severity: h.severity,
+                    since_us: h.first_us,
+                    why: "busy".into(),
+                },
+                free,
+            });
+        }
+        self.floor_events(ch, ended, 0);
+        let sealed = self
+            .node
+            .seal_voice(channel, now, |seq| VoiceBody {
+                burst: seq,
+                index: 0,
+                severity,
+                kind: VoiceKind::Claim,
+            })
+            .map_err(|e| refused(e.to_string()))?;
+        let burst = sealed.seq;
+        let ev = self.voice.floors.entry(ch).or_default().on_packet(
+            me,
+            VoiceBody {
+                burst,
+                index: 0,
+                severity,
+                kind: VoiceKind::Claim,
+            },
+            now,
+        );
+        let (tx, lost) = oneshot::channel();
+        self.voice.own.insert(
+            ch,
+            OwnTalk {
+                burst,
+                severity,
+                started_us: now,
+                frames: 0,
+                lost: Some(tx),
+            },
+        );
+        // A preempted holder's end goes to the listeners.
+        self.floor_events(ch, ev, 0);
+        tracing::info!(channel, burst, "floor claimed");
+        Ok(Claimed {
+            channel_name: sealed.channel_name.clone(),
+            sealed,
+            burst,
+            channel: ch,
+            lost,
+        })
+    }
+}
+
+fn net_voice_topic(d: &Daemon, channel: u32) -> gossipsub::IdentTopic {
+    crate::net::voice_topic(d.node.domain(), channel)
+}
+
+/// Publishes a sealed voice packet once the sequence lease covers it (as an alert).
+async fn publish(
+    cmds: &mpsc::Sender<Cmd>,
+    store: &StoreHandle,
+    sealed: Sealed,
+) -> Result<(), String> {
+    store
+        .cover_seq(sealed.seq)
+        .await
+        .map_err(|e| format!("voice not sent: could not reserve its sequence number: {e}"))?;
+    cmds.send(Cmd::Voice(VoiceCmd::Publish { sealed }))
+        .await
+        .map_err(|_| "the daemon is shutting down".to_string())
+}
+
+/// A `talk` request: claims the floor, waits out the arbitration, then carries the client's
+/// frames until it releases (or closes, or loses the floor). Returns whether the connection
+/// may carry more requests.
+pub(super) async fn talk(
+    reader: &mut tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
+    w: &mut tokio::net::unix::OwnedWriteHalf,
+    cmds: &mpsc::Sender<Cmd>,
+    store: &StoreHandle,
+    channel: String,
+    severity: Severity,
+    queue: bool,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + QUEUE_WAIT;
+    let claimed = loop {
+        let (tx, rx) = oneshot::channel();
+        let cmd = Cmd::Voice(VoiceCmd::Claim {
+            channel: channel.clone(),
+            severity,
+            queue,
+            reply: tx,
+        });
+        let r = match ask(cmds, cmd, rx).await {
+            Ok(r) => r,
+            Err(message) => return write_reply(w, &Reply::Error { message }).await.is_ok(),
+        };
+        match r {
+            Ok(c) => {
+                let mut c = c;
+                let sealed = c.sealed.clone();
+                if let Err(message) = publish(cmds, store, sealed).await {
+                    let _ = release(cmds, store, &mut c, false).await;
+                    return write_reply(w, &Reply::Error { message }).await.is_ok();
+                }
+                // The arbitration: a simultaneous claim that wins arrives within it.
+                let wait = tokio::time::sleep(Duration::from_micros(ARBITRATION_US));
+                tokio::select! {
+                    _ = wait => break c,
+                    lost = &mut c.lost => {
+                        let _ = release(cmds, store, &mut c, false).await;
+                        let Ok(reply) = lost else { return false };
+                        if queue && tokio::time::Instant::now() < deadline {
+                            // Lost to a simultaneous claim: wait for that burst's end.
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            continue;
+                        }
+                        return write_reply(w, &reply).await.is_ok();
+                    }
+                }
+            }
+            Err(Busy {
+                reply,
+                free: Some(free),
+            }) => match tokio::time::timeout_at(deadline, free).await {
+                Ok(_) => continue,
+                Err(_) => {
+                    let reply = match reply {
+                        Reply::FloorBusy {
+                            holder,
+                            severity,
+                            since_us,
+                            ..
+                        } => Reply::FloorBusy {
+                            holder,
+                            severity,
+                            since_us,
+                            why: "timeout".into(),
+                        },
+                        r => r,
+                    };
+                    return write_reply(w, &reply).await.is_ok();
+                }
+            },
+            Err(Busy { reply, free: None }) => return write_reply(w, &reply).await.is_ok(),
+        }
+    };
+    let mut c = claimed;
+    if write_reply(
+        w,
+        &Reply::FloorGranted {
+            burst: c.burst,
+            channel: c.channel_name.clone(),
+        },
+    )
+    .await
+    .is_err()
+    {
+        let _ = release(cmds, store, &mut c, true).await;
+        return false;
+    }
+    let mut buf = String::new();
+    loop {
+        tokio::select! {
+            lost = &mut c.lost => {
+                let _ = release(cmds, store, &mut c, false).await;
+                let Ok(reply) = lost else { return false };
+                return write_reply(w, &reply).await.is_ok();
+            }
+            line = control::read_line(reader, &mut buf) => {
+                let req = match line {
+                    Ok(Some(l)) => serde_json::from_str::<Request>(l),
+                    // Gone without a release: release for it.
+                    _ => {
+                        let _ = release(cmds, store, &mut c, true).await;
+                        return false;
+                    }
+                };
+                match req {
+                    Ok(Request::Frame { opus }) => {
+                        let opus = match hex::decode(opus.trim()) {
+                            Ok(b) if !b.is_empty() && b.len() <= voice::MAX_OPUS_FRAME => b,
+                            _ => {
+                                let message = "a frame is 1 to 1275 bytes of Opus, in hex".to_string();
+                                let _ = release(cmds, store, &mut c, true).await;
+                                return write_reply(w, &Reply::Error { message }).await.is_ok();
+                            }
+                        };
+                        let (tx, rx) = oneshot::channel();
+                        let cmd = Cmd::Voice(VoiceCmd::Frame { channel: c.channel, burst: c.burst, opus, reply: tx });
+                        let sealed = match ask(cmds, cmd, rx).await.and_then(|r| r) {
+                            Ok(s) => s,
+                            Err(message) => {
+                                let ended = release(cmds, store, &mut c, true).await;
+                                let _ = write_reply(w, &Reply::Error { message }).await;
+                                return ended.is_ok() && write_reply(w, &ended_reply(&c, ended)).await.is_ok();
+                            }
+                        };
+                        if let Err(message) = publish(cmds, store, sealed).await {
+                            let _ = release(cmds, store, &mut c, true).await;
+                            return write_reply(w, &Reply::Error { message }).await.is_ok();
+                        }
+                    }
+                    Ok(Request::Release) => {
+                        let ended = release(cmds, store, &mut c, true).await;
+                        return write_reply(w, &ended_reply(&c, ended)).await.is_ok();
+                    }
+                    Ok(_) | Err(_) => {
+                        let message = "while talking, only `frame` and `release` are taken".to_string();
+                        let _ = release(cmds, store, &mut c, true).await;
+                        return write_reply(w, &Reply::Error { message }).await.is_ok();
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn ended_reply(c: &Claimed, r: Result<(Released, Option<String>), String>) -> Reply {
+    match r {
+        Ok((rel, alert_id)) => Reply::TalkEnded {
+            burst: c.burst,
+            frames: rel.frames,
+            duration_ms: rel.duration_ms,
+            alert_id,
+        },
+        Err(message) => Reply::Error { message },
+    }
+}
+
+/// Ends this device's burst: the release is published and, when frames were sent and
+/// `record` is set, a `voice` alert recording the burst is sealed, published and stored.
+async fn release(
+    cmds: &mpsc::Sender<Cmd>,
+    store: &StoreHandle,
+    c: &mut Claimed,
+    record: bool,
+) -> Result<(Released, Option<String>), String> {
+    let (tx, rx) = oneshot::channel();
+    let cmd = Cmd::Voice(VoiceCmd::Release {
+        channel: c.channel,
+        burst: c.burst,
+        reply: tx,
+    });
+    let mut rel = ask(cmds, cmd, rx).await??;
+    if let Some(s) = rel.sealed.take() {
+        publish(cmds, store, s).await?;
+    }
+    if !record || rel.frames == 0 {
+        return Ok((rel, None));
+    }
+    let body = AlertBody {
+        severity: rel.severity,
+        kind: "voice".into(),
+        text: format!(
+            "voice burst of {:.1} s",
+            f64::from(rel.frames) * voice::FRAME_US as f64 / 1e6
+        ),
+        location: None,
+        attributes: vec![
+            ("burst".into(), c.burst.to_string()),
+            ("frames".into(), rel.frames.to_string()),
+            ("duration_ms".into(), rel.duration_ms.to_string()),
+        ],
+    };
+    let sealed = super::seal_alert(cmds, rel.channel_name.clone(), body).await?;
+    match super::store_and_publish(cmds, store, sealed).await? {
+        Reply::Sent { id, .. } => Ok((rel, Some(id))),
+        _ => Ok((rel, None)),
+    }
+}

@@ -1,0 +1,691 @@
+//! Push-to-talk voice, the pure part (specified in `proto/voice.md`): the plaintext of a voice
+//! packet, floor control (who may talk on a channel) and the listener's jitter buffer. No I/O:
+//! every function takes the time it runs at.
+//!
+//! A **burst** is one press of the talk button: a `Claim`, then one `Frame` of Opus audio per
+//! 20 ms, then a `Release`. Each packet is an envelope of its own (`envelope::Kind::Voice`),
+//! sealed under the channel's voice key; the daemon seals and opens them, and only the CLI
+//! encodes and decodes audio.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::alert::Severity;
+use crate::wire::{self, DecodeError};
+
+/// Audio frame length.
+pub const FRAME_US: u64 = 20_000;
+/// Sample rate of the audio a burst carries (Opus wideband).
+pub const SAMPLE_RATE: u32 = 16_000;
+/// Samples in one frame (20 ms at 16 kHz, mono).
+pub const FRAME_SAMPLES: usize = 320;
+/// Largest Opus packet (RFC 6716, §3.2.1).
+pub const MAX_OPUS_FRAME: usize = 1275;
+/// Largest voice plaintext accepted.
+pub const MAX_VOICE_PLAIN: usize = MAX_OPUS_FRAME + 32;
+/// How long a talker waits after its claim before it speaks, so that a claim made at the same
+/// moment elsewhere is heard and the same winner is chosen everywhere.
+pub const ARBITRATION_US: u64 = 100_000;
+/// Two claims whose first packets arrive within this of each other are simultaneous: the
+/// earlier burst wins even if the other already started (a lost claim packet).
+pub const CONTEST_US: u64 = 2 * ARBITRATION_US;
+/// A talker not heard for this long has released the floor (vanished, crashed, out of range).
+pub const FLOOR_TIMEOUT_US: u64 = 1_000_000;
+/// A burst ends after this long (a radio's time-out timer), so a stuck talk button cannot hold
+/// the channel for ever.
+pub const MAX_BURST_US: u64 = 120_000_000;
+/// Frames in the longest burst.
+pub const MAX_BURST_FRAMES: u32 = (MAX_BURST_US / FRAME_US) as u32;
+/// The listener's jitter buffer: a frame is played this long after its slot's earliest
+/// arrival time, and concealed if it has not arrived by then.
+pub const JITTER_US: u64 = 60_000;
+/// How far ahead of the next frame to play a frame may be and still be buffered (5 s).
+pub const MAX_AHEAD_FRAMES: u32 = 250;
+/// Bursts remembered after they ended, so their stragglers are not taken for new bursts.
+const ENDED_MEMORY: usize = 32;
+
+/// The plaintext of a voice packet (postcard).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoiceBody {
+    /// The burst: the seq of its `Claim` packet (unique per sender).
+    pub burst: u64,
+    /// 0 for the claim, 1… for frames, frames + 1 for the release.
+    pub index: u32,
+    /// The burst's severity: a higher one may take the floor from a talker.
+    pub severity: Severity,
+    /// What the packet carries.
+    pub kind: VoiceKind,
+}
+
+/// What a voice packet carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VoiceKind {
+    /// "I want to talk" (index 0).
+    Claim,
+    /// One 20 ms Opus frame.
+    Frame(Vec<u8>),
+    /// "I am done": the burst had `frames` frames.
+    Release {
+        /// Frames sent.
+        frames: u32,
+    },
+}
+
+impl VoiceBody {
+    /// Encodes with postcard.
+    pub fn encode(&self) -> Vec<u8> {
+        wire::encode(self)
+    }
+
+    /// Decodes and checks the fields against the burst limits.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let b: VoiceBody = wire::decode("voice packet", bytes, MAX_VOICE_PLAIN)?;
+        let bad = |reason: &str| DecodeError::Malformed {
+            what: "voice packet",
+            reason: reason.into(),
+        };
+        match &b.kind {
+            VoiceKind::Claim if b.index != 0 => return Err(bad("a claim has index 0")),
+            VoiceKind::Frame(_) if b.index == 0 || b.index > MAX_BURST_FRAMES => {
+                return Err(bad("frame index out of range"));
+            }
+            VoiceKind::Frame(f) if f.is_empty() || f.len() > MAX_OPUS_FRAME => {
+                return Err(bad("frame length out of range"));
+            }
+            VoiceKind::Release { frames }
+                if *frames > MAX_BURST_FRAMES || b.index != frames + 1 =>
+            {
+                return Err(bad("release index must be frames + 1"));
+            }
+            _ => {}
+        }
+        Ok(b)
+    }
+}
+
+/// One burst as a node's floor knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Talker {
+    /// Sender's device number.
+    pub sender: u32,
+    /// Burst id.
+    pub burst: u64,
+    /// Severity.
+    pub severity: Severity,
+    /// Local time its first packet arrived (µs).
+    pub first_us: u64,
+    /// Local time its last packet arrived.
+    pub last_us: u64,
+    /// Frames received.
+    pub received: u32,
+    /// Highest frame index received.
+    pub highest: u32,
+}
+
+impl Talker {
+    /// Whether it started speaking (a frame was heard): past its arbitration.
+    pub fn speaking(&self) -> bool {
+        self.highest > 0
+    }
+}
+
+/// Why a burst ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The talker released the floor.
+    Released,
+    /// The talker was not heard for [`FLOOR_TIMEOUT_US`].
+    TimedOut,
+    /// The burst reached [`MAX_BURST_US`].
+    TooLong,
+    /// Another talker took the floor (higher severity, or an earlier simultaneous claim).
+    Preempted,
+}
+
+impl EndReason {
+    /// Text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Released => "released",
+            EndReason::TimedOut => "timed_out",
+            EndReason::TooLong => "too_long",
+            EndReason::Preempted => "preempted",
+        }
+    }
+}
+
+/// What a packet or the passing of time did to a channel's floor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FloorEvent {
+    /// A burst took the floor.
+    Started(Talker),
+    /// A frame of the burst holding the floor.
+    Frame {
+        /// Sender.
+        sender: u32,
+        /// Burst.
+        burst: u64,
+        /// Frame index (1…).
+        index: u32,
+        /// Opus bytes.
+        opus: Vec<u8>,
+    },
+    /// The burst holding the floor ended.
+    Ended {
+        /// The burst as it stood.
+        talker: Talker,
+        /// Why.
+        reason: EndReason,
+        /// Frames the talker says it sent (from its release), when known.
+        sent: Option<u32>,
+        /// The burst that took the floor, for [`EndReason::Preempted`].
+        by: Option<u32>,
+    },
+}
+
+/// Who wins a contest between the burst holding the floor and a challenger whose first packet
+/// arrives at `now_us`: a higher severity always; at equal severity the earlier burst (then the
+/// lower device number) when the two are simultaneous ([`CONTEST_US`]), else the holder.
+pub fn challenger_wins(
+    holder: &Talker,
+    sender: u32,
+    burst: u64,
+    severity: Severity,
+    now_us: u64,
+) -> bool {
+    if severity != holder.severity {
+        return severity > holder.severity;
+    }
+    now_us.saturating_sub(holder.first_us) <= CONTEST_US
+        && (burst, sender) < (holder.burst, holder.sender)
+}
+
+/// The floor of one channel, as one node sees it.
+#[derive(Debug, Default)]
+pub struct Floor {
+    holder: Option<Talker>,
+    /// (sender, burst) of bursts that ended or lost: their later packets are ignored.
+    ended: VecDeque<(u32, u64)>,
+}
+
+impl Floor {
+    /// The burst holding the floor, if any.
+    pub fn holder(&self) -> Option<&Talker> {
+        self.holder.as_ref()
+    }
+
+    fn forget(&mut self, sender: u32, burst: u64) {
+        if self.ended.len() >= ENDED_MEMORY {
+            self.ended.pop_front();
+        }
+        self.ended.push_back((sender, burst));
+    }
+
+    /// Whether (sender, burst) ended or lost here.
+    pub fn is_ended(&self, sender: u32, burst: u64) -> bool {
+        self.ended.contains(&(sender, burst))
+    }
+
+    /// Takes a packet of `sender` (already authenticated and decrypted) that arrived at
+    /// `now_us`. Returns what changed, in order.
+    pub fn on_packet(&mut self, sender: u32, body: VoiceBody, now_us: u64) -> Vec<FloorEvent> {
+        let mut out = self.tick(now_us);
+        if self.is_ended(sender, body.burst) {
+            return out;
+        }
+        let is_holder = self
+            .holder
+            .as_ref()
+            .is_some_and(|h| h.sender == sender && h.burst == body.burst);
+        if !is_holder {
+            // A new burst: the floor is free, or it contests the holder.
+            if let Some(h) = self.holder.take() {
+                let same = h.sender == sender;
+                // An older burst of the holder's own talker is a straggler; another talker's
+                // burst must win the contest.
+                let loses = if same {
+                    body.burst < h.burst
+                } else {
+                    !challenger_wins(&h, sender, body.burst, body.severity, now_us)
+                };
+                if loses {
+                    self.holder = Some(h);
+                    if !same {
+                        self.forget(sender, body.burst);
+                    }
+                    return out;
+                }
+                self.forget(h.sender, h.burst);
+                out.push(FloorEvent::Ended {
+                    talker: h,
+                    // A talker's newer burst ends its older one.
+                    reason: if same {
+                        EndReason::Released
+                    } else {
+                        EndReason::Preempted
+                    },
+                    sent: None,
+                    by: (!same).then_some(sender),
+                });
+            }
+            if matches!(body.kind, VoiceKind::Release { .. }) {
+                // The release of a burst never heard: nothing to end.
+                self.forget(sender, body.burst);
+                return out;
+            }
+            let t = Talker {
+                sender,
+                burst: body.burst,
+                severity: body.severity,
+                first_us: now_us,
+                last_us: now_us,
+                received: 0,
+                highest: 0,
+            };
+            out.push(FloorEvent::Started(t.clone()));
+            self.holder = Some(t);
+        }
+        let Some(h) = self.holder.as_mut() else {
+            return out;
+        };
+        h.last_us = now_us;
+        match body.kind {
+            VoiceKind::Claim => {}
+            VoiceKind::Frame(opus) => {
+                h.received = h.received.saturating_add(1);
+                h.highest = h.highest.max(body.index);
+                out.push(FloorEvent::Frame {
+                    sender,
+                    burst: body.burst,
+                    index: body.index,
+                    opus,
+                });
+            }
+            VoiceKind::Release { frames } => {
+                if let Some(t) = self.holder.take() {
+                    self.forget(t.sender, t.burst);
+                    out.push(FloorEvent::Ended {
+                        talker: t,
+                        reason: EndReason::Released,
+                        sent: Some(frames),
+                        by: None,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Ends the burst holding the floor if its talker went quiet or talked too long.
+    pub fn tick(&mut self, now_us: u64) -> Vec<FloorEvent> {
+        let reason = match &self.holder {
+            Some(h) if now_us.saturating_sub(h.last_us) > FLOOR_TIMEOUT_US => EndReason::TimedOut,
+            Some(h) if now_us.saturating_sub(h.first_us) > MAX_BURST_US => EndReason::TooLong,
+            _ => return vec![],
+        };
+        let Some(t) = self.holder.take() else {
+            return vec![];
+        };
+        self.forget(t.sender, t.burst);
+        vec![FloorEvent::Ended {
+            talker: t,
+            reason,
+            sent: None,
+            by: None,
+        }]
+    }
+
+    /// Ends a burst this node itself holds (its talker is done, lost or gone): no event.
+    pub fn end_own(&mut self, sender: u32, burst: u64) {
+        if self
+            .holder
+            .as_ref()
+            .is_some_and(|h| h.sender == sender && h.burst == burst)
+        {
+            self.holder = None;
+        }
+        self.forget(sender, burst);
+    }
+}
+
+/// What the jitter buffer plays in one 20 ms slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Slot {
+    /// The frame for the slot, to decode.
+    Frame(Vec<u8>),
+    /// No frame arrived in time: conceal (Opus packet loss concealment).
+    Missing,
+}
+
+/// What [`JitterBuffer::push`] did with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Buffered for its slot.
+    Buffered,
+    /// Its slot was already played (concealed): dropped.
+    Late,
+    /// Already buffered: dropped.
+    Duplicate,
+    /// Too far ahead of the slot being played: dropped.
+    TooFarAhead,
+}
+
+/// A listener's jitter buffer for one burst: frame `i` is played at
+/// `base + (i − 1) × 20 ms + JITTER_US`, where `base` is the arrival time of the first frame
+/// heard, moved back by its index (so joining a burst late keeps the timing).
+#[derive(Debug)]
+pub struct JitterBuffer {
+    base_us: Option<u64>,
+    depth_us: u64,
+    next: u32,
+    frames: BTreeMap<u32, Vec<u8>>,
+    /// Frames dropped because they came after their slot was played.
+    pub late: u32,
+    /// Slots concealed.
+    pub concealed: u32,
+    /// Slots played (frames and concealed).
+    pub played: u32,
+}
+
+impl JitterBuffer {
+    /// An empty buffer that plays `depth_us` behind the earliest arrival.
+    pub fn new(depth_us: u64) -> Self {
+        JitterBuffer {
+            base_us: None,
+            depth_us,
+            next: 1,
+            frames: BTreeMap::new(),
+            late: 0,
+            concealed: 0,
+            played: 0,
+        }
+    }
+
+    fn due_us(&self, index: u32) -> Option<u64> {
+        self.base_us
+            .map(|b| b + u64::from(index.saturating_sub(1)) * FRAME_US + self.depth_us)
+    }
+
+    /// When the next slot is due (µs), if any frame was heard.
+    pub fn next_due_us(&self) -> Option<u64> {
+        self.due_us(self.next)
+    }
+
+    /// Takes frame `index` (1…) that arrived at `now_us`.
+    pub fn push(&mut self, index: u32, opus: Vec<u8>, now_us: u64) -> Pushed {
+        if index == 0 || index < self.next {
+            if index != 0 {
+                self.late += 1;
+            }
+            return Pushed::Late;
+        }
+        if index - self.next > MAX_AHEAD_FRAMES || index > MAX_BURST_FRAMES {
+            return Pushed::TooFarAhead;
+        }
+        if self.base_us.is_none() {
+            // The first frame heard: its slot is due JITTER after now. A frame `index` steps
+            // into the burst puts the burst's start that far back, and the slots before it
+            // are skipped (this listener joined late).
+            self.base_us = Some(now_us.saturating_sub(u64::from(index - 1) * FRAME_US));
+            self.next = index;
+        }
+        if self.frames.contains_key(&index) {
+            return Pushed::Duplicate;
+        }
+        self.frames.insert(index, opus);
+        Pushed::Buffered
+    }
+
+    /// The slots due at `now_us`, in order.
+    pub fn pop_due(&mut self, now_us: u64) -> Vec<Slot> {
+        let mut out = vec![];
+        while let Some(due) = self.due_us(self.next) {
+            if due > now_us || self.next > MAX_BURST_FRAMES {
+                break;
+            }
+            out.push(self.take_next());
+        }
+        out
+    }
+
+    fn take_next(&mut self) -> Slot {
+        let s = match self.frames.remove(&self.next) {
+            Some(f) => Slot::Frame(f),
+            None => {
+                self.concealed += 1;
+                Slot::Missing
+            }
+        };
+        self.next += 1;
+        self.played += 1;
+        s
+    }
+
+    /// The burst ended: every remaining slot up to `last` (the frame count from the release,
+    /// or the highest index buffered), at once.
+    pub fn finish(&mut self, last: Option<u32>) -> Vec<Slot> {
+        if self.base_us.is_none() {
+            return vec![];
+        }
+        let highest = self.frames.keys().next_back().copied().unwrap_or(0);
+        let last = last
+            .unwrap_or(highest)
+            .max(highest)
+            .min(self.next.saturating_add(MAX_AHEAD_FRAMES));
+        let mut out = vec![];
+        while self.next <= last {
+            out.push(self.take_next());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(burst: u64, index: u32, severity: Severity, kind: VoiceKind) -> VoiceBody {
+        VoiceBody {
+            burst,
+            index,
+            severity,
+            kind,
+        }
+    }
+    fn claim(burst: u64, s: Severity) -> VoiceBody {
+        body(burst, 0, s, VoiceKind::Claim)
+    }
+    fn frame(burst: u64, i: u32, s: Severity) -> VoiceBody {
+        body(burst, i, s, VoiceKind::Frame(vec![i as u8; 3]))
+    }
+    fn release(burst: u64, frames: u32, s: Severity) -> VoiceBody {
+        body(burst, frames + 1, s, VoiceKind::Release { frames })
+    }
+    const M: Severity = Severity::Moderate;
+
+    #[test]
+    fn body_round_trips_and_checks_indices() {
+        for b in [
+            claim(7, M),
+            frame(7, 1, M),
+            release(7, 10, Severity::Extreme),
+        ] {
+            assert_eq!(VoiceBody::decode(&b.encode()).unwrap(), b);
+        }
+        for bad in [
+            body(7, 1, M, VoiceKind::Claim),
+            body(7, 0, M, VoiceKind::Frame(vec![1])),
+            body(7, 3, M, VoiceKind::Frame(vec![])),
+            body(7, 3, M, VoiceKind::Frame(vec![0; MAX_OPUS_FRAME + 1])),
+            body(7, MAX_BURST_FRAMES + 1, M, VoiceKind::Frame(vec![1])),
+            body(7, 5, M, VoiceKind::Release { frames: 5 }),
+        ] {
+            assert!(VoiceBody::decode(&bad.encode()).is_err(), "{bad:?}");
+        }
+        let mut trailing = claim(1, M).encode();
+        trailing.push(0);
+        assert!(VoiceBody::decode(&trailing).is_err());
+    }
+
+    #[test]
+    fn a_burst_starts_streams_and_ends_on_release() {
+        let mut f = Floor::default();
+        let ev = f.on_packet(3, claim(100, M), 0);
+        assert!(matches!(&ev[..], [FloorEvent::Started(t)] if t.sender == 3 && t.burst == 100));
+        let ev = f.on_packet(3, frame(100, 1, M), 20_000);
+        assert!(matches!(&ev[..], [FloorEvent::Frame { index: 1, .. }]));
+        f.on_packet(3, frame(100, 3, M), 60_000);
+        let ev = f.on_packet(3, release(100, 3, M), 80_000);
+        match &ev[..] {
+            [
+                FloorEvent::Ended {
+                    talker,
+                    reason: EndReason::Released,
+                    sent: Some(3),
+                    ..
+                },
+            ] => {
+                assert_eq!((talker.received, talker.highest), (2, 3));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(f.holder().is_none());
+        // A straggler of the ended burst does not start it again.
+        assert!(f.on_packet(3, frame(100, 2, M), 90_000).is_empty());
+    }
+
+    #[test]
+    fn a_second_talker_is_refused_while_the_first_speaks() {
+        let mut f = Floor::default();
+        f.on_packet(1, claim(100, M), 0);
+        f.on_packet(1, frame(100, 1, M), 120_000);
+        // Device 2 claims later (beyond the contest window) at the same severity: ignored,
+        // and so are its frames.
+        assert!(f.on_packet(2, claim(50, M), 400_000).is_empty());
+        assert!(f.on_packet(2, frame(50, 1, M), 420_000).is_empty());
+        assert_eq!(f.holder().unwrap().sender, 1);
+    }
+
+    #[test]
+    fn simultaneous_claims_go_to_the_earlier_burst_everywhere() {
+        // Whatever order the two claims arrive in, the same burst wins.
+        for order in [[(1u32, 100u64), (2, 90)], [(2, 90), (1, 100)]] {
+            let mut f = Floor::default();
+            for (i, (s, b)) in order.iter().enumerate() {
+                f.on_packet(*s, claim(*b, M), i as u64 * 5_000);
+            }
+            assert_eq!(f.holder().map(|h| (h.sender, h.burst)), Some((2, 90)));
+        }
+        // Same burst id: the lower device number.
+        let mut f = Floor::default();
+        f.on_packet(9, claim(100, M), 0);
+        f.on_packet(4, claim(100, M), 1_000);
+        assert_eq!(f.holder().unwrap().sender, 4);
+    }
+
+    #[test]
+    fn higher_severity_preempts_and_lower_never_does() {
+        let mut f = Floor::default();
+        f.on_packet(1, claim(100, M), 0);
+        f.on_packet(1, frame(100, 1, M), 150_000);
+        assert!(
+            f.on_packet(2, claim(200, Severity::Minor), 300_000)
+                .is_empty()
+        );
+        let ev = f.on_packet(3, claim(300, Severity::Extreme), 310_000);
+        assert!(matches!(
+            &ev[..],
+            [
+                FloorEvent::Ended {
+                    reason: EndReason::Preempted,
+                    by: Some(3),
+                    ..
+                },
+                FloorEvent::Started(t)
+            ] if t.sender == 3
+        ));
+        // The preempted talker's later frames are ignored.
+        assert!(
+            f.on_packet(1, frame(100, 2, M), 320_000)
+                .iter()
+                .all(|e| !matches!(e, FloorEvent::Frame { sender: 1, .. }))
+        );
+    }
+
+    #[test]
+    fn a_vanished_talker_releases_the_floor_after_the_timeout() {
+        let mut f = Floor::default();
+        f.on_packet(1, claim(100, M), 0);
+        f.on_packet(1, frame(100, 1, M), 100_000);
+        assert!(f.tick(100_000 + FLOOR_TIMEOUT_US).is_empty());
+        let ev = f.tick(100_001 + FLOOR_TIMEOUT_US);
+        assert!(matches!(
+            &ev[..],
+            [FloorEvent::Ended {
+                reason: EndReason::TimedOut,
+                ..
+            }]
+        ));
+        // The floor is free: another talker gets it at once.
+        let ev = f.on_packet(2, claim(5, M), 2_000_000);
+        assert!(matches!(&ev[..], [FloorEvent::Started(t)] if t.sender == 2));
+    }
+
+    #[test]
+    fn a_burst_cannot_hold_the_floor_beyond_the_limit() {
+        let mut f = Floor::default();
+        f.on_packet(1, claim(100, M), 0);
+        let mut t = 0;
+        let mut i = 1;
+        let mut ended = None;
+        while ended.is_none() && t < MAX_BURST_US + 10 * FRAME_US {
+            t += FRAME_US;
+            for e in f.on_packet(1, frame(100, i, M), t) {
+                if let FloorEvent::Ended { reason, .. } = e {
+                    ended = Some(reason);
+                }
+            }
+            i += 1;
+        }
+        assert_eq!(ended, Some(EndReason::TooLong));
+    }
+
+    #[test]
+    fn jitter_buffer_plays_in_order_conceals_gaps_and_drops_late_frames() {
+        let mut j = JitterBuffer::new(JITTER_US);
+        assert_eq!(j.push(1, vec![1], 1_000_000), Pushed::Buffered);
+        // Nothing is due before the buffer depth.
+        assert!(j.pop_due(1_000_000 + JITTER_US - 1).is_empty());
+        assert_eq!(j.pop_due(1_000_000 + JITTER_US), vec![Slot::Frame(vec![1])]);
+        // Frame 3 arrives early and out of order; frame 2 never comes.
+        assert_eq!(j.push(3, vec![3], 1_030_000), Pushed::Buffered);
+        assert_eq!(j.push(3, vec![3], 1_031_000), Pushed::Duplicate);
+        let slots = j.pop_due(1_000_000 + JITTER_US + 2 * FRAME_US);
+        assert_eq!(slots, vec![Slot::Missing, Slot::Frame(vec![3])]);
+        // Frame 2 shows up after its slot: late.
+        assert_eq!(j.push(2, vec![2], 1_200_000), Pushed::Late);
+        assert_eq!((j.late, j.concealed, j.played), (1, 1, 3));
+        assert_eq!(j.push(10_000, vec![9], 1_200_000), Pushed::TooFarAhead);
+        // The end flushes the rest, concealing what never came.
+        assert_eq!(j.push(5, vec![5], 1_210_000), Pushed::Buffered);
+        assert_eq!(
+            j.finish(Some(6)),
+            vec![Slot::Missing, Slot::Frame(vec![5]), Slot::Missing]
+        );
+    }
+
+    #[test]
+    fn jitter_buffer_joined_mid_burst_keeps_the_timing() {
+        let mut j = JitterBuffer::new(JITTER_US);
+        j.push(50, vec![50], 5_000_000);
+        assert_eq!(j.next_due_us(), Some(5_000_000 + JITTER_US));
+        assert_eq!(
+            j.pop_due(5_000_000 + JITTER_US),
+            vec![Slot::Frame(vec![50])]
+        );
+        assert_eq!(j.played, 1);
+        assert!(JitterBuffer::new(JITTER_US).finish(Some(10)).is_empty());
+    }
+}

@@ -1,0 +1,371 @@
+//! Push-to-talk voice between real daemons in network namespaces (proto/voice.md): a clip
+//! spoken by espeak-ng is heard by every member as a WAV file of the same length whose sound
+//! follows the original; a relay-only member and an outsider hear nothing; two members
+//! pressing at once get exactly one floor. Needs root and espeak-ng; skipped without, never
+//! under CI.
+
+#[path = "support/netns.rs"]
+mod netns;
+
+#[path = "support/field.rs"]
+mod field;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use field::{BIN, Dev, Field, MEMBER, RELAY, p, run_ok};
+use netns::Cond;
+use serde_json::Value;
+
+/// Speaks `text` into a WAV file with espeak-ng (22.05 kHz mono).
+fn speak(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    let out = std::process::Command::new("espeak-ng")
+        .args(["-w", p(&path), text])
+        .output()
+        .expect("espeak-ng");
+    assert!(out.status.success(), "espeak-ng: {out:?}");
+    path
+}
+
+/// Mono samples of a WAV file, resampled to 16 kHz as `talk` does.
+fn samples(path: &Path) -> Vec<i16> {
+    ptt_node::audio::read_wav(path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The loudness envelope: RMS over 10 ms windows.
+fn envelope(s: &[i16]) -> Vec<f64> {
+    s.chunks(160)
+        .map(|c| (c.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / c.len() as f64).sqrt())
+        .collect()
+}
+
+/// The best Pearson correlation of two envelopes over shifts of up to ±300 ms.
+fn correlation(a: &[f64], b: &[f64]) -> f64 {
+    let mut best = f64::MIN;
+    for shift in -30i64..=30 {
+        let pairs: Vec<(f64, f64)> = (0..a.len() as i64)
+            .filter_map(|i| {
+                let j = i + shift;
+                (j >= 0 && (j as usize) < b.len()).then(|| (a[i as usize], b[j as usize]))
+            })
+            .collect();
+        if pairs.len() < 50 {
+            continue;
+        }
+        let n = pairs.len() as f64;
+        let (ma, mb) = (
+            pairs.iter().map(|p| p.0).sum::<f64>() / n,
+            pairs.iter().map(|p| p.1).sum::<f64>() / n,
+        );
+        let cov: f64 = pairs.iter().map(|p| (p.0 - ma) * (p.1 - mb)).sum();
+        let va: f64 = pairs.iter().map(|p| (p.0 - ma).powi(2)).sum();
+        let vb: f64 = pairs.iter().map(|p| (p.1 - mb).powi(2)).sum();
+        if va > 0.0 && vb > 0.0 {
+            best = best.max(cov / (va * vb).sqrt());
+        }
+    }
+    best
+}
+
+fn listen_audio(d: &mut Dev) -> PathBuf {
+    let dir = d.host.dir().join("audio");
+    let proc = d
+        .host
+        .spawn(
+            BIN,
+            [
+                "listen",
+                "--json",
+                "--data",
+                p(&d.data),
+                "--audio-dir",
+                p(&dir),
+            ],
+            &[],
+        )
+        .expect("listen");
+    d.listen.push(proc);
+    dir
+}
+
+/// The bursts reported by the device's `listen --audio-dir` (not by a plain `listen`).
+fn bursts(f: &Field, i: usize) -> Vec<Value> {
+    f.shown(i)
+        .into_iter()
+        .filter(|v| v["type"] == "burst" && v.get("audio_ms").is_some())
+        .collect()
+}
+
+fn wav_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|r| {
+            r.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "wav"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn talk(f: &Field, i: usize, args: &[&str]) -> std::process::Output {
+    let d = &f.devs[i];
+    let mut all = vec!["talk", "--data", p(&d.data)];
+    all.extend_from_slice(args);
+    netns::run_with_timeout(&mut d.host.command(BIN, all), Duration::from_secs(60)).expect("talk")
+}
+
+#[test]
+fn a_clip_is_heard_by_every_member_and_by_nobody_else() {
+    if !netns::require_netns() || !netns::require_program("espeak-ng") {
+        return;
+    }
+    let mut f = Field::new(
+        "voice",
+        &[
+            ("m1", MEMBER),
+            ("m2", MEMBER),
+            ("m3", MEMBER),
+            ("r1", RELAY),
+        ],
+    );
+    // An outsider: a device of another domain on the same LAN.
+    let root = f.lan.dir().to_path_buf();
+    let other = root.join("other-dom");
+    run_ok(&["domain", "init", "--dir", p(&other), "--name", "other"]);
+    let xb = root.join("x1.bundle");
+    run_ok(&[
+        "domain",
+        "enroll",
+        "--dir",
+        p(&other),
+        "--device",
+        "x1",
+        "--out",
+        p(&xb),
+    ]);
+    let host = f.lan.add_host("x1").expect("add host");
+    let data = host.dir().join("data");
+    f.devs.push(Dev {
+        name: "x1".into(),
+        host,
+        bundle: xb,
+        data,
+        daemon: None,
+        listen: vec![],
+        nice: false,
+    });
+    let x1 = f.devs.len() - 1;
+    f.start(x1);
+    let (m1, m2, m3, r1) = (f.idx("m1"), f.idx("m2"), f.idx("m3"), f.idx("r1"));
+    // The four members mesh (the outsider is never authenticated).
+    let members = [m1, m2, m3, r1];
+    f.lan
+        .wait_until("members meshed", Duration::from_secs(30), || {
+            let n: Vec<Option<u64>> = members
+                .iter()
+                .map(|&i| {
+                    f.status(i)
+                        .and_then(|s| s["peers"]["authenticated"].as_u64())
+                })
+                .collect();
+            if n.iter().all(|c| *c == Some(3)) {
+                Cond::Done(())
+            } else {
+                Cond::Pending(format!("{n:?}"))
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dirs: Vec<PathBuf> = [m2, m3, r1, x1]
+        .iter()
+        .map(|&i| listen_audio(&mut f.devs[i]))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+
+    let clip = speak(
+        &root,
+        "clip.wav",
+        "Intruder at the north gate. Two people, heading to the warehouse.",
+    );
+    let other_clip = speak(
+        &root,
+        "other.wav",
+        "All clear. Nothing to report on the east side.",
+    );
+    let out = talk(&f, m1, &["--json", "--wav", p(&clip)]);
+    assert!(out.status.success(), "talk: {out:?}");
+    let sent: Value = serde_json::from_slice(&out.stdout).expect("talk --json");
+    let frames = sent["frames"].as_u64().expect("frames");
+    let original = samples(&clip);
+    assert_eq!(
+        frames,
+        original.len().div_ceil(320) as u64,
+        "one frame per 20 ms"
+    );
+
+    for (k, &i) in [m2, m3].iter().enumerate() {
+        let b = f
+            .lan
+            .wait_until("burst heard", Duration::from_secs(20), || {
+                match bursts(&f, i).first() {
+                    Some(b) => Cond::Done(b.clone()),
+                    None => Cond::Pending("no burst yet".into()),
+                }
+            })
+            .unwrap_or_else(|e| panic!("{}: {e}", f.devs[i].name));
+        assert_eq!(b["talker"], "m1", "{b}");
+        assert_eq!(b["sent"].as_u64(), Some(frames), "{b}");
+        assert_eq!(b["reason"], "released", "{b}");
+        let file = PathBuf::from(b["file"].as_str().expect("a WAV file"));
+        assert_eq!(wav_files(&dirs[k]), vec![file.clone()]);
+        let heard = samples(&file);
+        // About the same length: every slot played, lost ones concealed.
+        let (lo, ho) = (heard.len() as f64, original.len() as f64);
+        assert!((lo - ho).abs() < 0.05 * ho + 640.0, "{lo} vs {ho} samples");
+        let same = correlation(&envelope(&original), &envelope(&heard));
+        let different = correlation(&envelope(&samples(&other_clip)), &envelope(&heard));
+        assert!(
+            same > 0.8 && same > different + 0.2,
+            "{}: correlation with the clip {same:.2}, with another clip {different:.2}",
+            f.devs[i].name
+        );
+        let lat = b["first_frame_latency_us"].as_u64().expect("latency");
+        assert!(
+            lat >= 60_000,
+            "the 60 ms jitter buffer is in the latency: {lat}"
+        );
+    }
+    // The burst is in the history of every member that reads the channel.
+    let h = f.devs[m2]
+        .host
+        .run(BIN, ["history", "--json", "--data", p(&f.devs[m2].data)])
+        .expect("history");
+    let h = String::from_utf8_lossy(&h.stdout);
+    assert!(
+        h.lines()
+            .any(|l| l.contains("\"kind\":\"voice\"")
+                && l.contains(&format!("\"frames\",\"{frames}\""))),
+        "history: {h}"
+    );
+    // The relay forwarded but heard nothing; the outsider got nothing at all.
+    std::thread::sleep(Duration::from_secs(2));
+    for (k, i) in [(2, r1), (3, x1)] {
+        assert!(
+            wav_files(&dirs[k]).is_empty(),
+            "{} wrote audio",
+            f.devs[i].name
+        );
+        assert!(bursts(&f, i).is_empty(), "{} saw a burst", f.devs[i].name);
+    }
+    let relayed = f.status(r1).expect("status")["counters"]["voice_relayed"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(relayed > 0, "the relay carried the voice packets");
+}
+
+#[test]
+fn two_members_pressing_at_once_get_one_floor() {
+    if !netns::require_netns() || !netns::require_program("espeak-ng") {
+        return;
+    }
+    let (mut f, m1, m2, m3) = Field::three_members("floor");
+    let dir = listen_audio(&mut f.devs[m3]);
+    let clip = speak(f.lan.dir(), "clip.wav", "Unit two responding. On my way.");
+    let spawn = |i: usize, extra: &[&str]| {
+        let d = &f.devs[i];
+        let mut args = vec!["talk", "--data", p(&d.data), "--wav", p(&clip)];
+        args.extend_from_slice(extra);
+        d.host.command(BIN, args).output()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| spawn(m1, &[]));
+        let b = s.spawn(|| spawn(m2, &[]));
+        (a.join().expect("m1"), b.join().expect("m2"))
+    });
+    let (a, b) = (a.expect("talk m1"), b.expect("talk m2"));
+    let codes = [a.status.code(), b.status.code()];
+    assert!(
+        codes.contains(&Some(0)) && codes.contains(&Some(4)),
+        "one talks, one is told: {codes:?}\nm1: {}\nm2: {}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    let loser = if a.status.code() == Some(4) { &a } else { &b };
+    let told = String::from_utf8_lossy(&loser.stderr);
+    assert!(told.contains("the floor"), "{told}");
+    // The listener heard exactly one burst, from the winner.
+    let winner = if a.status.code() == Some(0) {
+        "m1"
+    } else {
+        "m2"
+    };
+    let heard = f
+        .lan
+        .wait_until("burst heard", Duration::from_secs(20), || {
+            let b = bursts(&f, m3);
+            if b.is_empty() {
+                Cond::Pending("no burst yet".into())
+            } else {
+                Cond::Done(b)
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::thread::sleep(Duration::from_secs(1));
+    let heard_all = bursts(&f, m3);
+    assert_eq!(heard_all.len(), 1, "{heard:?}");
+    assert_eq!(heard_all[0]["talker"], winner);
+    assert_eq!(wav_files(&dir).len(), 1);
+
+    // A higher severity takes the floor from a talker; the talker is told.
+    let long = speak(
+        f.lan.dir(),
+        "long.wav",
+        "This is a long report from the north gate, with many details about what was seen there, \
+         and it goes on for a while so that someone else can take the floor from me.",
+    );
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| {
+            let d = &f.devs[m1];
+            d.host
+                .command(BIN, ["talk", "--data", p(&d.data), "--wav", p(&long)])
+                .output()
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        let b = s.spawn(|| spawn(m2, &["--severity", "extreme"]));
+        (a.join().expect("m1"), b.join().expect("m2"))
+    });
+    let (a, b) = (a.expect("talk m1"), b.expect("talk m2"));
+    assert_eq!(
+        b.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&b.stderr)
+    );
+    assert_eq!(
+        a.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&a.stderr)
+    );
+    assert!(String::from_utf8_lossy(&a.stderr).contains("higher severity"));
+    let ends = f
+        .lan
+        .wait_until("preemption heard", Duration::from_secs(20), || {
+            let b = bursts(&f, m3);
+            if b.len() >= 3 {
+                Cond::Done(b)
+            } else {
+                Cond::Pending(format!("{} bursts", b.len()))
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        ends.iter()
+            .any(|b| b["talker"] == "m1" && b["reason"] == "preempted"),
+        "{ends:?}"
+    );
+    assert!(
+        ends.iter()
+            .any(|b| b["talker"] == "m2" && b["severity"] == "extreme"),
+        "{ends:?}"
+    );
+}
