@@ -421,7 +421,7 @@ impl JitterBuffer {
             }
             return Pushed::Late;
         }
-        if index - self.next > MAX_AHEAD_FRAMES || index > MAX_BURST_FRAMES {
+        if index > MAX_BURST_FRAMES {
             return Pushed::TooFarAhead;
         }
         if self.base_us.is_none() {
@@ -430,6 +430,9 @@ impl JitterBuffer {
             // are skipped (this listener joined late).
             self.base_us = Some(now_us.saturating_sub(u64::from(index - 1) * FRAME_US));
             self.next = index;
+        }
+        if index - self.next > MAX_AHEAD_FRAMES {
+            return Pushed::TooFarAhead;
         }
         if self.frames.contains_key(&index) {
             return Pushed::Duplicate;
@@ -473,7 +476,8 @@ impl JitterBuffer {
         let last = last
             .unwrap_or(highest)
             .max(highest)
-            .min(self.next.saturating_add(MAX_AHEAD_FRAMES));
+            .min(self.next.saturating_add(MAX_AHEAD_FRAMES))
+            .min(MAX_BURST_FRAMES);
         let mut out = vec![];
         while self.next <= last {
             out.push(self.take_next());
@@ -687,5 +691,16 @@ mod tests {
         );
         assert_eq!(j.played, 1);
         assert!(JitterBuffer::new(JITTER_US).finish(Some(10)).is_empty());
+    }
+
+    #[test]
+    fn jitter_buffer_never_plays_beyond_the_longest_burst() {
+        // Found by the voice fuzz target: finishing near the limit played up to 250 slots more,
+        // and a listener joining beyond frame 251 never buffered anything.
+        let mut j = JitterBuffer::new(JITTER_US);
+        j.push(MAX_BURST_FRAMES - 1, vec![1], 0);
+        j.finish(Some(u32::MAX));
+        assert_eq!(j.played, 2);
+        assert!(j.finish(Some(u32::MAX)).is_empty());
     }
 }
