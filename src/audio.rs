@@ -57,10 +57,10 @@ pub fn read_wav(path: &Path) -> Result<Vec<i16>, AudioError> {
         return Err(unusable("no channels or no sample rate".into()));
     }
     let frames = u64::from(r.duration());
-    if frames / u64::from(spec.sample_rate) > MAX_CLIP_SECS {
+    if frames > MAX_CLIP_SECS * u64::from(spec.sample_rate) {
         return Err(unusable(format!(
-            "{} s long; a burst lasts at most {MAX_CLIP_SECS} s",
-            frames / u64::from(spec.sample_rate)
+            "{:.1} s long; a burst lasts at most {MAX_CLIP_SECS} s",
+            frames as f64 / f64::from(spec.sample_rate)
         )));
     }
     let samples: Vec<f32> = match spec.sample_format {

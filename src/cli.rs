@@ -1422,11 +1422,17 @@ async fn listen(a: ListenArgs) -> Result<(), CliError> {
         let res = match reply {
             Reply::Alert(al) => writeln!(out, "{}", printer.render(&al)),
             Reply::Lagged { missed } => {
+                // Perhaps the end of a burst among them: close the open ones.
+                if let Some(r) = recorder.as_mut() {
+                    r.lagged();
+                }
                 eprintln!(
                     "ptt-node: this listener fell behind and missed {missed} alerts or voice frames"
                 );
                 Ok(())
             }
+            // A CAP stream carries only CAP documents.
+            Reply::BurstStart(_) | Reply::BurstEnd(_) if format == Format::Cap => Ok(()),
             Reply::BurstStart(b) if format != Format::Json => {
                 writeln!(out, "{}", voice::format_burst(true, &b))
             }

@@ -796,6 +796,7 @@ pub async fn run(
         traffic_marks: (0, 0),
         pushes: Pushes::default(),
     };
+    d.node.start_voice_at(now_us());
     d.dial_static_peers();
     d.event_loop(cmd_rx, shutdown).await;
     // Commit what is still queued before going.
@@ -2411,35 +2412,41 @@ impl Daemon {
     }
 
     fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, msg: gossipsub::Message) {
-        if let Some(ch) = self.voice.topics.get(&msg.topic).copied() {
-            return self.on_voice_gossip(source, id, msg, ch);
-        }
-        let topic_channel = self.topics.get(&msg.topic).copied();
-        let acceptance = match self.take_envelope(msg.data, Via::Gossip, topic_channel) {
-            Ok(()) => gossipsub::MessageAcceptance::Accept,
-            Err(r) => {
-                tracing::debug!(peer = %source, reason = r.reason(), error = %r, "message refused");
-                // A sender over its rate limit: its own connection is penalised (scored down,
-                // then graylisted by gossipsub); a member that relayed it is not.
-                let flooder = match &r {
-                    crate::node::Rejection::RateLimited { sender, .. } => self
-                        .node
-                        .member(*sender)
-                        .is_some_and(|c| c.peer_id() == source),
-                    _ => false,
-                };
-                if r.is_peer_fault() || flooder {
-                    gossipsub::MessageAcceptance::Reject
-                } else {
-                    gossipsub::MessageAcceptance::Ignore
-                }
+        let taken = match self.voice.topics.get(&msg.topic).copied() {
+            Some(ch) => self.take_voice(&msg.data, ch),
+            None => {
+                let topic_channel = self.topics.get(&msg.topic).copied();
+                self.take_envelope(msg.data, Via::Gossip, topic_channel)
             }
+        };
+        let acceptance = match taken {
+            Ok(()) => gossipsub::MessageAcceptance::Accept,
+            Err(r) => self.refusal(source, &r),
         };
         self.swarm
             .behaviour_mut()
             .gossipsub
             .inner()
             .report_message_validation_result(&id, &source, acceptance);
+    }
+
+    /// How gossipsub treats the peer that forwarded a refused message (alert or voice).
+    fn refusal(&self, source: PeerId, r: &crate::node::Rejection) -> gossipsub::MessageAcceptance {
+        tracing::debug!(peer = %source, reason = r.reason(), error = %r, "message refused");
+        // A sender over its rate limit: its own connection is penalised (scored down, then
+        // graylisted by gossipsub); a member that relayed it is not.
+        let flooder = match r {
+            crate::node::Rejection::RateLimited { sender, .. } => self
+                .node
+                .member(*sender)
+                .is_some_and(|c| c.peer_id() == source),
+            _ => false,
+        };
+        if r.is_peer_fault() || flooder {
+            gossipsub::MessageAcceptance::Reject
+        } else {
+            gossipsub::MessageAcceptance::Ignore
+        }
     }
 
     /// Validates an envelope from the network (gossip or catch-up); when accepted, stores it

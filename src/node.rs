@@ -316,6 +316,41 @@ impl Bucket {
     }
 }
 
+/// Whether the bucket of `key` has a token at `now_us` under `p` (nothing taken).
+fn has_token(
+    buckets: &HashMap<(u32, u32), Bucket>,
+    key: (u32, u32),
+    p: &ChannelPolicy,
+    now_us: u64,
+) -> bool {
+    buckets.get(&key).is_none_or(|b| b.has_token(p, now_us))
+}
+
+/// Takes a token from the bucket of `key` under `p` at `now_us` (a new bucket starts full);
+/// `Err(µs until one is back)`. At [`MAX_BUCKETS`] buckets, the full ones are forgotten first.
+fn take_token(
+    buckets: &mut HashMap<(u32, u32), Bucket>,
+    key: (u32, u32),
+    p: &ChannelPolicy,
+    now_us: u64,
+) -> Result<(), u64> {
+    if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&key) {
+        // Forget the buckets that have refilled: they constrain nothing.
+        let cap = f64::from(p.burst.max(1));
+        buckets.retain(|_, b| b.tokens_at(p, now_us) < cap);
+        if buckets.len() >= MAX_BUCKETS {
+            buckets.clear();
+        }
+    }
+    buckets
+        .entry(key)
+        .or_insert(Bucket {
+            tokens: f64::from(p.burst.max(1)),
+            at_us: now_us,
+        })
+        .take(p, now_us)
+}
+
 /// A freshly sealed alert.
 #[derive(Debug, Clone)]
 pub struct Sealed {
@@ -367,6 +402,8 @@ pub struct Node {
     key_cache: RefCell<HashMap<(u32, u32, u64, bool), MessageKey>>,
     voice_buckets: HashMap<(u32, u32), Bucket>,
     voice_replay: ReplayGuard,
+    /// Voice packets with a seq below this are refused as stale (set at start-up).
+    voice_since_us: u64,
     buckets: HashMap<(u32, u32), Bucket>,
     own_limit: bool,
     current_epoch: HashMap<u32, u32>,
@@ -405,6 +442,7 @@ impl Node {
             key_cache: RefCell::new(HashMap::new()),
             voice_buckets: HashMap::new(),
             voice_replay: ReplayGuard::new(voice::VOICE_REPLAY_WINDOW),
+            voice_since_us: 0,
             buckets: HashMap::new(),
             own_limit: true,
             current_epoch,
@@ -644,11 +682,7 @@ impl Node {
     /// Whether the (sender, channel) budget has an alert left at `now_us` (nothing taken).
     fn has_budget(&self, sender: u32, channel: u32, now_us: u64) -> bool {
         let p = self.rate_policy(channel);
-        p.rate_per_min == 0
-            || self
-                .buckets
-                .get(&(sender, channel))
-                .is_none_or(|b| b.has_token(&p, now_us))
+        p.rate_per_min == 0 || has_token(&self.buckets, (sender, channel), &p, now_us)
     }
 
     /// Takes one alert from the (sender, channel) budget at `now_us`; `Err(µs to wait)`.
@@ -657,22 +691,9 @@ impl Node {
         if p.rate_per_min == 0 {
             return Ok(());
         }
-        if self.buckets.len() >= MAX_BUCKETS && !self.buckets.contains_key(&(sender, channel)) {
-            // Forget the buckets that have refilled: they constrain nothing.
-            let cap = f64::from(p.burst.max(1));
-            self.buckets.retain(|_, b| b.tokens_at(&p, now_us) < cap);
-            if self.buckets.len() >= MAX_BUCKETS {
-                self.buckets.clear();
-            }
-        }
-        self.buckets
-            .entry((sender, channel))
-            .or_insert(Bucket {
-                tokens: f64::from(p.burst.max(1)),
-                at_us: now_us,
-            })
-            .take(&p, now_us)
+        take_token(&mut self.buckets, (sender, channel), &p, now_us)
     }
+
     /// Learns a presence record; `Ok(true)` when it is new or newer than the one held.
     pub fn learn_presence(&mut self, bytes: &[u8]) -> Result<bool, PresenceError> {
         let device = Presence::claimed_device(bytes)?;
@@ -903,6 +924,37 @@ impl Node {
         Ok((grant_channel, grant_name, epoch))
     }
 
+    /// Seals `plain` as an envelope of `kind` from this device, with header (channel, epoch,
+    /// seq), and moves the sequence counter to `seq`.
+    fn seal_own(
+        &mut self,
+        kind: envelope::Kind,
+        channel: u32,
+        epoch: u32,
+        seq: u64,
+        key: &MessageKey,
+        plain: &[u8],
+    ) -> Vec<u8> {
+        let header = Header {
+            version: envelope::VERSION,
+            domain_tag: self.domain().tag(),
+            channel,
+            epoch,
+            sender: self.cert.body.device,
+            seq,
+        };
+        let bytes = envelope::seal_kind(
+            kind,
+            &self.secrets.identity,
+            self.domain(),
+            &header,
+            key,
+            plain,
+        );
+        self.last_seq = seq;
+        bytes
+    }
+
     /// The next sequence number for an envelope of (channel, epoch) at `now_us`.
     fn next_seq(&self, channel: u32, epoch: u32, now_us: u64) -> u64 {
         // A clock behind the start of the key chain this device holds (say, behind the
@@ -949,22 +1001,20 @@ impl Node {
                 retry_ms: wait_us.div_ceil(1000),
             });
         }
-        let header = Header {
-            version: envelope::VERSION,
-            domain_tag: self.domain().tag(),
-            channel: grant_channel,
+        let bytes = self.seal_own(
+            envelope::Kind::Alert,
+            grant_channel,
             epoch,
-            sender: me,
             seq,
-        };
-        let bytes = envelope::seal(&self.secrets.identity, self.domain(), &header, &key, &plain);
-        self.last_seq = seq;
+            &key,
+            &plain,
+        );
         // Our own alerts are never accepted back from the network.
-        let _ = self.replay.insert(header.sender, seq);
+        let _ = self.replay.insert(me, seq);
         self.counters.alerts_sent += 1;
         Ok(Sealed {
             bytes,
-            id: envelope::alert_id(self.domain(), header.sender, seq),
+            id: envelope::alert_id(self.domain(), me, seq),
             channel: grant_channel,
             channel_name: grant_name,
             seq,
@@ -1017,16 +1067,14 @@ impl Node {
                 retry_ms: wait_us.div_ceil(1000),
             });
         }
-        let header = Header {
-            version: envelope::VERSION,
-            domain_tag: self.domain().tag(),
-            channel: DIRECT_CHANNEL,
-            epoch: to_device,
-            sender: me,
+        let bytes = self.seal_own(
+            envelope::Kind::Alert,
+            DIRECT_CHANNEL,
+            to_device,
             seq,
-        };
-        let bytes = envelope::seal(&self.secrets.identity, self.domain(), &header, &key, &plain);
-        self.last_seq = seq;
+            &key,
+            &plain,
+        );
         let _ = self.replay.insert(me, seq);
         self.counters.alerts_sent += 1;
         Ok(Sealed {

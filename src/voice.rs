@@ -33,7 +33,8 @@ pub const CONTEST_US: u64 = 2 * ARBITRATION_US;
 /// A talker not heard for this long has released the floor (vanished, crashed, out of range).
 pub const FLOOR_TIMEOUT_US: u64 = 1_000_000;
 /// A burst ends after this long (a radio's time-out timer), so a stuck talk button cannot hold
-/// the channel for ever.
+/// the channel for ever. Listeners allow [`CONTEST_US`] more from the claim (the talker's
+/// arbitration and the network).
 pub const MAX_BURST_US: u64 = 120_000_000;
 /// Frames in the longest burst.
 pub const MAX_BURST_FRAMES: u32 = (MAX_BURST_US / FRAME_US) as u32;
@@ -239,6 +240,12 @@ impl Floor {
             .holder
             .as_ref()
             .is_some_and(|h| h.sender == sender && h.burst == body.burst);
+        if !is_holder && matches!(body.kind, VoiceKind::Release { .. }) {
+            // The release of a burst that does not hold the floor: nothing to end, nothing
+            // to contest.
+            self.forget(sender, body.burst);
+            return out;
+        }
         if !is_holder {
             // A new burst: the floor is free, or it contests the holder.
             if let Some(h) = self.holder.take() {
@@ -269,11 +276,6 @@ impl Floor {
                     sent: None,
                     by: (!same).then_some(sender),
                 });
-            }
-            if matches!(body.kind, VoiceKind::Release { .. }) {
-                // The release of a burst never heard: nothing to end.
-                self.forget(sender, body.burst);
-                return out;
             }
             let t = Talker {
                 sender,
@@ -322,7 +324,9 @@ impl Floor {
     pub fn tick(&mut self, now_us: u64) -> Vec<FloorEvent> {
         let reason = match &self.holder {
             Some(h) if now_us.saturating_sub(h.last_us) > FLOOR_TIMEOUT_US => EndReason::TimedOut,
-            Some(h) if now_us.saturating_sub(h.first_us) > MAX_BURST_US => EndReason::TooLong,
+            Some(h) if now_us.saturating_sub(h.first_us) > MAX_BURST_US + CONTEST_US => {
+                EndReason::TooLong
+            }
             _ => return vec![],
         };
         let Some(t) = self.holder.take() else {
@@ -408,8 +412,12 @@ impl JitterBuffer {
             .map(|b| b + u64::from(index.saturating_sub(1)) * FRAME_US + self.depth_us)
     }
 
-    /// When the next slot is due (µs), if any frame was heard.
+    /// When the next slot is due (µs): `None` before the first frame and after the last slot
+    /// a burst can have.
     pub fn next_due_us(&self) -> Option<u64> {
+        if self.next > MAX_BURST_FRAMES {
+            return None;
+        }
         self.due_us(self.next)
     }
 
@@ -444,8 +452,8 @@ impl JitterBuffer {
     /// The slots due at `now_us`, in order.
     pub fn pop_due(&mut self, now_us: u64) -> Vec<Slot> {
         let mut out = vec![];
-        while let Some(due) = self.due_us(self.next) {
-            if due > now_us || self.next > MAX_BURST_FRAMES {
+        while let Some(due) = self.next_due_us() {
+            if due > now_us {
                 break;
             }
             out.push(self.take_next());
@@ -644,7 +652,7 @@ mod tests {
         let mut t = 0;
         let mut i = 1;
         let mut ended = None;
-        while ended.is_none() && t < MAX_BURST_US + 10 * FRAME_US {
+        while ended.is_none() && t < MAX_BURST_US + CONTEST_US + 10 * FRAME_US {
             t += FRAME_US;
             for e in f.on_packet(1, frame(100, i, M), t) {
                 if let FloorEvent::Ended { reason, .. } = e {
@@ -702,5 +710,21 @@ mod tests {
         j.finish(Some(u32::MAX));
         assert_eq!(j.played, 2);
         assert!(j.finish(Some(u32::MAX)).is_empty());
+        // Nothing is ever due again (a listener that missed the end does not spin).
+        assert_eq!(j.next_due_us(), None);
+        assert!(j.pop_due(u64::MAX).is_empty());
+    }
+
+    #[test]
+    fn a_release_of_another_burst_does_not_touch_the_floor() {
+        let mut f = Floor::default();
+        f.on_packet(1, claim(100, M), 0);
+        f.on_packet(1, frame(100, 1, M), 120_000);
+        // A higher-severity, earlier release of a burst never heard: ignored.
+        assert!(
+            f.on_packet(2, release(50, 3, Severity::Extreme), 130_000)
+                .is_empty()
+        );
+        assert_eq!(f.holder().map(|h| h.sender), Some(1));
     }
 }

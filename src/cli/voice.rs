@@ -46,6 +46,17 @@ fn busy_error(reply: Reply) -> CliError {
             since_us,
             why,
         } => {
+            match why.as_str() {
+                "timed_out" => {
+                    return CliError::Floor(
+                        "the floor was given up: this device sent nothing for 1 s".into(),
+                    );
+                }
+                "too_long" => {
+                    return CliError::Floor("the burst reached the limit of 120 s".into());
+                }
+                _ => {}
+            }
             let what = match why.as_str() {
                 "lost" => "was taken at the same moment by",
                 "preempted" => "was taken (higher severity) by",
@@ -219,6 +230,12 @@ impl Recorder {
             dir: dir.to_path_buf(),
             bursts: HashMap::new(),
         })
+    }
+
+    /// The listener fell behind and may have missed the end of a burst: every open burst is
+    /// closed as it stands (its file keeps what was written).
+    pub fn lagged(&mut self) {
+        self.bursts.clear();
     }
 
     /// When the next slot of any burst is due (µs since the Unix epoch).

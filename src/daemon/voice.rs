@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use libp2p::{PeerId, gossipsub};
+use libp2p::gossipsub;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{Cmd, Daemon, ask, now_us, write_reply};
@@ -16,8 +16,8 @@ use crate::node::Sealed;
 use crate::node::voice::VoiceVerdict;
 use crate::store::StoreHandle;
 use crate::voice::{
-    self, ARBITRATION_US, Floor, FloorEvent, MAX_BURST_FRAMES, MAX_BURST_US, Talker, VoiceBody,
-    VoiceKind,
+    self, ARBITRATION_US, EndReason, Floor, FloorEvent, MAX_BURST_FRAMES, MAX_BURST_US, Talker,
+    VoiceBody, VoiceKind,
 };
 
 /// Voice events held for a `listen` client that falls behind (5 s of frames).
@@ -122,10 +122,7 @@ impl Daemon {
     fn channel_name(&self, channel: u32) -> String {
         self.node
             .descriptor()
-            .body
-            .channels
-            .iter()
-            .find(|c| c.id == channel)
+            .channel_by_id(channel)
             .map_or_else(|| channel.to_string(), |c| c.name.clone())
     }
 
@@ -188,23 +185,34 @@ impl Daemon {
                         }
                     }
                     if talker.sender == me {
-                        // Only a preemption ends this device's own burst from outside.
+                        // This device's own burst ended from outside: taken by another talker,
+                        // or given up while its talker sent nothing.
                         let holder = by.map(|d| self.talker_name(d)).unwrap_or_default();
+                        let new = self
+                            .voice
+                            .floors
+                            .get(&channel)
+                            .and_then(|f| f.holder())
+                            .cloned();
                         if let Some(own) = self.voice.own.get_mut(&channel)
                             && own.burst == talker.burst
                             && let Some(tx) = own.lost.take()
                         {
-                            let severity = self
-                                .voice
-                                .floors
-                                .get(&channel)
-                                .and_then(|f| f.holder())
-                                .map_or(talker.severity, |h| h.severity);
-                            let why = if own.frames == 0 { "lost" } else { "preempted" };
+                            let why = match reason {
+                                EndReason::Preempted
+                                    if new
+                                        .as_ref()
+                                        .is_some_and(|h| h.severity > talker.severity) =>
+                                {
+                                    "preempted"
+                                }
+                                EndReason::Preempted => "lost",
+                                other => other.as_str(),
+                            };
                             let _ = tx.send(Reply::FloorBusy {
                                 holder,
-                                severity,
-                                since_us: now_us(),
+                                severity: new.as_ref().map_or(talker.severity, |h| h.severity),
+                                since_us: new.as_ref().map_or_else(now_us, |h| h.first_us),
                                 why: why.into(),
                             });
                         }
@@ -236,48 +244,43 @@ impl Daemon {
         }
     }
 
-    /// A message on a voice topic.
-    pub(super) fn on_voice_gossip(
+    /// Validates a packet from the voice topic of `channel`; when this node reads it, moves
+    /// the channel's floor.
+    pub(super) fn take_voice(
         &mut self,
-        source: PeerId,
-        id: gossipsub::MessageId,
-        msg: gossipsub::Message,
+        bytes: &[u8],
         channel: u32,
-    ) {
+    ) -> Result<(), crate::node::Rejection> {
         let now = now_us();
-        let acceptance = match self.node.validate_voice(&msg.data, channel, now) {
-            VoiceVerdict::Accept(content) => {
-                if let Ok(v) = content {
-                    let events = self
-                        .voice
-                        .floors
-                        .entry(channel)
-                        .or_default()
-                        .on_packet(v.sender, v.body, now);
-                    self.floor_events(channel, events, v.seq);
-                }
-                gossipsub::MessageAcceptance::Accept
+        match self.node.validate_voice(bytes, channel, now) {
+            VoiceVerdict::Accept(Ok(v)) => {
+                let events = self
+                    .voice
+                    .floors
+                    .entry(channel)
+                    .or_default()
+                    .on_packet(v.sender, v.body, now);
+                self.floor_events(channel, events, v.seq);
+                Ok(())
             }
-            VoiceVerdict::Reject(r) => {
-                tracing::debug!(peer = %source, reason = r.reason(), error = %r, "voice packet refused");
-                if r.is_peer_fault() {
-                    gossipsub::MessageAcceptance::Reject
-                } else {
-                    gossipsub::MessageAcceptance::Ignore
-                }
-            }
-        };
-        self.swarm
-            .behaviour_mut()
-            .gossipsub
-            .inner()
-            .report_message_validation_result(&id, &source, acceptance);
+            VoiceVerdict::Accept(Err(_)) => Ok(()),
+            VoiceVerdict::Reject(r) => Err(r),
+        }
     }
 
     /// Ends bursts whose talker went quiet (every tick).
     pub(super) fn voice_tick(&mut self) {
         let now = now_us();
-        let channels: Vec<u32> = self.voice.floors.keys().copied().collect();
+        // This device's own bursts are ended by their sessions (the frame limit, the release,
+        // the client going away), not by the silence timer.
+        let me = self.node.cert().body.device;
+        let channels: Vec<u32> = self
+            .voice
+            .floors
+            .iter()
+            .filter(|(_, f)| f.holder().is_none_or(|h| h.sender != me))
+            .map(|(c, _)| *c)
+            .collect();
         for ch in channels {
             let events = self
                 .voice
@@ -287,9 +290,7 @@ impl Daemon {
                 .unwrap_or_default();
             self.floor_events(ch, events, 0);
         }
-        // This device's own bursts past the limit are ended by their sessions (each frame
-        // is checked); a session that vanished without a release is ended here.
-        let me = self.node.cert().body.device;
+        // A session that vanished without a release is ended here.
         let stale: Vec<(u32, u64)> = self
             .voice
             .own
@@ -327,9 +328,7 @@ impl Daemon {
                 let r = match self.voice.own.get(&channel) {
                     Some(o) if o.burst == burst && o.lost.is_some() => {
                         let (index, severity) = (o.frames + 1, o.severity);
-                        if index > MAX_BURST_FRAMES
-                            || now.saturating_sub(o.started_us) > MAX_BURST_US
-                        {
+                        if index > MAX_BURST_FRAMES {
                             Err(format!(
                                 "the burst reached the limit of {} s",
                                 MAX_BURST_US / 1_000_000
@@ -459,7 +458,10 @@ impl Daemon {
             self.floor_events(ch, ended, 0);
             let free = queue.then(|| {
                 let (tx, rx) = oneshot::channel();
-                self.voice.waiters.entry(ch).or_default().push(tx);
+                let waiting = self.voice.waiters.entry(ch).or_default();
+                // Sessions that gave up waiting.
+                waiting.retain(|w| !w.is_closed());
+                waiting.push(tx);
                 rx
             });
             return Err(Busy {
@@ -566,16 +568,16 @@ pub(super) async fn talk(
                 let mut c = c;
                 let sealed = c.sealed.clone();
                 if let Err(message) = publish(cmds, store, sealed).await {
-                    let _ = release(cmds, store, &mut c, false).await;
+                    let _ = release(cmds, store, &mut c).await;
                     return write_reply(w, &Reply::Error { message }).await.is_ok();
                 }
                 // The arbitration: a simultaneous claim that wins arrives within it.
                 let wait = tokio::time::sleep(Duration::from_micros(ARBITRATION_US));
                 tokio::select! {
-                    _ = wait => break c,
+                    biased;
                     lost = &mut c.lost => {
-                        let _ = release(cmds, store, &mut c, false).await;
-                        let Ok(reply) = lost else { return false };
+                        let _ = release(cmds, store, &mut c).await;
+                        let reply = lost.unwrap_or_else(|_| gone());
                         if queue && tokio::time::Instant::now() < deadline {
                             // Lost to a simultaneous claim: wait for that burst's end.
                             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -583,6 +585,7 @@ pub(super) async fn talk(
                         }
                         return write_reply(w, &reply).await.is_ok();
                     }
+                    _ = wait => break c,
                 }
             }
             Err(Busy {
@@ -622,64 +625,82 @@ pub(super) async fn talk(
     .await
     .is_err()
     {
-        let _ = release(cmds, store, &mut c, true).await;
+        let _ = release(cmds, store, &mut c).await;
         return false;
     }
     let mut buf = String::new();
-    loop {
+    let end = loop {
         tokio::select! {
-            lost = &mut c.lost => {
-                let _ = release(cmds, store, &mut c, false).await;
-                let Ok(reply) = lost else { return false };
-                return write_reply(w, &reply).await.is_ok();
-            }
+            // A lost floor is told before anything else the client sent.
+            biased;
+            lost = &mut c.lost => break End::Reply(lost.unwrap_or_else(|_| gone())),
             line = control::read_line(reader, &mut buf) => {
                 let req = match line {
                     Ok(Some(l)) => serde_json::from_str::<Request>(l),
                     // Gone without a release: release for it.
-                    _ => {
-                        let _ = release(cmds, store, &mut c, true).await;
-                        return false;
-                    }
+                    _ => break End::Gone,
                 };
                 match req {
                     Ok(Request::Frame { opus }) => {
-                        let opus = match hex::decode(opus.trim()) {
-                            Ok(b) if !b.is_empty() && b.len() <= voice::MAX_OPUS_FRAME => b,
-                            _ => {
-                                let message = "a frame is 1 to 1275 bytes of Opus, in hex".to_string();
-                                let _ = release(cmds, store, &mut c, true).await;
-                                return write_reply(w, &Reply::Error { message }).await.is_ok();
-                            }
-                        };
-                        let (tx, rx) = oneshot::channel();
-                        let cmd = Cmd::Voice(VoiceCmd::Frame { channel: c.channel, burst: c.burst, opus, reply: tx });
-                        let sealed = match ask(cmds, cmd, rx).await.and_then(|r| r) {
-                            Ok(s) => s,
-                            Err(message) => {
-                                let ended = release(cmds, store, &mut c, true).await;
-                                let _ = write_reply(w, &Reply::Error { message }).await;
-                                return ended.is_ok() && write_reply(w, &ended_reply(&c, ended)).await.is_ok();
-                            }
-                        };
-                        if let Err(message) = publish(cmds, store, sealed).await {
-                            let _ = release(cmds, store, &mut c, true).await;
-                            return write_reply(w, &Reply::Error { message }).await.is_ok();
+                        if let Err(message) = frame(cmds, store, &c, &opus).await {
+                            break End::Reply(Reply::Error { message });
                         }
                     }
-                    Ok(Request::Release) => {
-                        let ended = release(cmds, store, &mut c, true).await;
-                        return write_reply(w, &ended_reply(&c, ended)).await.is_ok();
-                    }
+                    Ok(Request::Release) => break End::Released,
                     Ok(_) | Err(_) => {
-                        let message = "while talking, only `frame` and `release` are taken".to_string();
-                        let _ = release(cmds, store, &mut c, true).await;
-                        return write_reply(w, &Reply::Error { message }).await.is_ok();
+                        break End::Reply(Reply::Error {
+                            message: "while talking, only `frame` and `release` are taken".into(),
+                        });
                     }
                 }
             }
         }
+    };
+    let ended = release(cmds, store, &mut c).await;
+    match end {
+        End::Gone => false,
+        End::Released => write_reply(w, &ended_reply(&c, ended)).await.is_ok(),
+        End::Reply(r) => write_reply(w, &r).await.is_ok(),
     }
+}
+
+/// How a granted talk session ends.
+enum End {
+    /// The client closed the connection.
+    Gone,
+    /// The client released.
+    Released,
+    /// The floor was lost, or a frame failed: this is the client's reply.
+    Reply(Reply),
+}
+
+/// The reply when the daemon ended a session itself (shutting down).
+fn gone() -> Reply {
+    Reply::Error {
+        message: "the daemon ended this burst (shutting down)".into(),
+    }
+}
+
+/// Seals and publishes one frame of the session's burst.
+async fn frame(
+    cmds: &mpsc::Sender<Cmd>,
+    store: &StoreHandle,
+    c: &Claimed,
+    opus: &str,
+) -> Result<(), String> {
+    let opus = match hex::decode(opus.trim()) {
+        Ok(b) if !b.is_empty() && b.len() <= voice::MAX_OPUS_FRAME => b,
+        _ => return Err("a frame is 1 to 1275 bytes of Opus, in hex".into()),
+    };
+    let (tx, rx) = oneshot::channel();
+    let cmd = Cmd::Voice(VoiceCmd::Frame {
+        channel: c.channel,
+        burst: c.burst,
+        opus,
+        reply: tx,
+    });
+    let sealed = ask(cmds, cmd, rx).await??;
+    publish(cmds, store, sealed).await
 }
 
 fn ended_reply(c: &Claimed, r: Result<(Released, Option<String>), String>) -> Reply {
@@ -694,13 +715,12 @@ fn ended_reply(c: &Claimed, r: Result<(Released, Option<String>), String>) -> Re
     }
 }
 
-/// Ends this device's burst: the release is published and, when frames were sent and
-/// `record` is set, a `voice` alert recording the burst is sealed, published and stored.
+/// Ends this device's burst: the release is published (unless the floor was lost) and, when
+/// frames were sent, a `voice` alert recording the burst is sealed, published and stored.
 async fn release(
     cmds: &mpsc::Sender<Cmd>,
     store: &StoreHandle,
     c: &mut Claimed,
-    record: bool,
 ) -> Result<(Released, Option<String>), String> {
     let (tx, rx) = oneshot::channel();
     let cmd = Cmd::Voice(VoiceCmd::Release {
@@ -712,7 +732,7 @@ async fn release(
     if let Some(s) = rel.sealed.take() {
         publish(cmds, store, s).await?;
     }
-    if !record || rel.frames == 0 {
+    if rel.frames == 0 {
         return Ok((rel, None));
     }
     let body = AlertBody {

@@ -711,3 +711,84 @@ fn a_sender_whose_clock_is_off_by_hours_is_still_read() {
         }
     ));
 }
+
+#[test]
+fn voice_packets_open_at_members_relay_unread_and_never_pass_for_alerts() {
+    use crate::alert::Severity;
+    use crate::node::voice::VoiceVerdict;
+    use crate::voice::{VoiceBody, VoiceKind};
+    let mut d = domain();
+    let ch = d.member.descriptor().channel_by_name("alerts").unwrap().id;
+    let reason = |v: VoiceVerdict| match v {
+        VoiceVerdict::Accept(Ok(_)) => "opened",
+        VoiceVerdict::Accept(Err(_)) => "relayed",
+        VoiceVerdict::Reject(r) => r.reason(),
+    };
+    let claim = |seq: u64| VoiceBody {
+        burst: seq,
+        index: 0,
+        severity: Severity::Severe,
+        kind: VoiceKind::Claim,
+    };
+    let c = d.sender.seal_voice("alerts", NOW_US, claim).unwrap();
+    match d.member.validate_voice(&c.bytes, ch, NOW_US) {
+        VoiceVerdict::Accept(Ok(v)) => {
+            assert_eq!((v.sender_name.as_str(), v.body.burst), ("s", c.seq));
+        }
+        v => panic!("{v:?}"),
+    }
+    assert_eq!(
+        reason(d.relay.validate_voice(&c.bytes, ch, NOW_US)),
+        "relayed"
+    );
+    assert_eq!(
+        reason(d.member.validate_voice(&c.bytes, ch, NOW_US)),
+        "duplicate"
+    );
+    // A voice packet is not an alert, and an alert is not a voice packet, even at a relay.
+    assert_eq!(
+        reject_reason(d.relay.validate(&c.bytes, NOW_US)),
+        "bad_signature"
+    );
+    let a = d.sender.seal_alert("alerts", &alert("x"), NOW_US).unwrap();
+    assert_eq!(
+        reason(d.relay.validate_voice(&a.bytes, ch, NOW_US)),
+        "bad_signature"
+    );
+    // A claim whose burst id is not its own seq (an early id wins contests): refused.
+    let forged = d
+        .sender
+        .seal_voice("alerts", NOW_US + 1_000, |_| claim(1))
+        .unwrap();
+    assert_eq!(
+        reason(d.member.validate_voice(&forged.bytes, ch, NOW_US)),
+        "bad_plaintext"
+    );
+    // A frame far past its burst's length: refused too.
+    let late = d
+        .sender
+        .seal_voice("alerts", NOW_US + 200_000_000, |_| VoiceBody {
+            burst: c.seq,
+            index: 1,
+            severity: Severity::Severe,
+            kind: VoiceKind::Frame(vec![1, 2, 3]),
+        })
+        .unwrap();
+    assert_eq!(
+        reason(
+            d.member
+                .validate_voice(&late.bytes, ch, NOW_US + 200_000_000)
+        ),
+        "bad_plaintext"
+    );
+    // Sealed before this node started (a recording replayed after a restart): stale.
+    let mut fresh = domain();
+    let old = fresh.sender.seal_voice("alerts", NOW_US, claim).unwrap();
+    fresh.member.start_voice_at(NOW_US + 1);
+    assert_eq!(
+        reason(fresh.member.validate_voice(&old.bytes, ch, NOW_US + 2)),
+        "stale"
+    );
+    assert_eq!(d.member.counters().voice_received, 1);
+    assert_eq!(d.relay.counters().voice_relayed, 1);
+}

@@ -2,18 +2,19 @@
 //! [`Kind::Voice`](crate::envelope::Kind), under the channel's voice key, with their own rate
 //! limit and replay window, never stored.
 
-use super::{Bucket, DIRECT_CHANNEL, Node, Rejection, SealError, Sealed, Unreadable};
+use super::{
+    DIRECT_CHANNEL, Node, Rejection, SealError, Sealed, Unreadable, has_token, take_token,
+};
 use crate::cert::ChannelPolicy;
-use crate::envelope::{self, Envelope, EnvelopeError, Header, Kind};
-use crate::voice::VoiceBody;
+use crate::envelope::{self, Envelope, EnvelopeError, Kind};
+use crate::voice::{MAX_BURST_US, VoiceBody, VoiceKind};
 
 /// Sequence numbers of voice packets remembered per sender (about 20 s of frames). Voice has
 /// a window of its own so that a long talk never pushes a sender's alert floor up (which would
 /// refuse its older alerts at catch-up).
 pub const VOICE_REPLAY_WINDOW: usize = 1024;
 /// A voice packet whose seq (its sender's clock) is more than this behind this node's clock is
-/// refused as stale: after a restart, when the replay window is empty, a recorded burst
-/// cannot be played again. Members' clocks must agree to within this for voice.
+/// refused as stale. Members' clocks must agree to within this for voice.
 pub const VOICE_MAX_AGE_US: u64 = 300_000_000;
 /// The rate limit of voice packets per sender and channel: 50 frames a second and the claim
 /// and release, with a second of slack.
@@ -70,7 +71,12 @@ impl Node {
             .key_of(channel, epoch, seq, true)
             .map_err(|_| SealError::NoKey(name.clone()))?;
         let me = self.cert.body.device;
-        if let Err(wait_us) = take(&mut self.voice_buckets, (me, channel), now_us) {
+        if let Err(wait_us) = take_token(
+            &mut self.voice_buckets,
+            (me, channel),
+            &VOICE_POLICY,
+            now_us,
+        ) {
             return Err(SealError::RateLimited {
                 channel: name,
                 rate_per_min: VOICE_POLICY.rate_per_min,
@@ -78,23 +84,7 @@ impl Node {
                 retry_ms: wait_us.div_ceil(1000),
             });
         }
-        let header = Header {
-            version: envelope::VERSION,
-            domain_tag: self.domain().tag(),
-            channel,
-            epoch,
-            sender: me,
-            seq,
-        };
-        let bytes = envelope::seal_kind(
-            Kind::Voice,
-            &self.secrets.identity,
-            self.domain(),
-            &header,
-            &key,
-            &plain,
-        );
-        self.last_seq = seq;
+        let bytes = self.seal_own(Kind::Voice, channel, epoch, seq, &key, &plain);
         let _ = self.voice_replay.insert(me, seq);
         self.counters.voice_sent += 1;
         Ok(Sealed {
@@ -104,6 +94,13 @@ impl Node {
             channel_name: name,
             seq,
         })
+    }
+
+    /// Refuses, from now on, voice packets sealed before `now_us` (the daemon calls it at
+    /// start-up): the voice replay window starts empty, so a burst recorded before the start
+    /// cannot be played again to this node.
+    pub fn start_voice_at(&mut self, now_us: u64) {
+        self.voice_since_us = now_us;
     }
 
     /// Validates a voice packet that arrived on the voice topic of `topic_channel` at
@@ -172,14 +169,19 @@ impl Node {
             .name
             .clone();
         let sender_name = sender.body.name.clone();
-        if h.seq.saturating_add(VOICE_MAX_AGE_US) < now_us {
+        if h.seq.saturating_add(VOICE_MAX_AGE_US) < now_us || h.seq < self.voice_since_us {
             return Err(Rejection::Stale(h.sender));
         }
         let limited = Rejection::RateLimited {
             sender: h.sender,
             channel: h.channel,
         };
-        if !has_token(&self.voice_buckets, (h.sender, h.channel), now_us) {
+        if !has_token(
+            &self.voice_buckets,
+            (h.sender, h.channel),
+            &VOICE_POLICY,
+            now_us,
+        ) {
             return Err(limited);
         }
         self.voice_replay.check(h.sender, h.seq)?;
@@ -187,7 +189,13 @@ impl Node {
         if self.descriptor.is_revoked(h.sender) {
             return Err(Rejection::Revoked(h.sender));
         }
-        take(&mut self.voice_buckets, (h.sender, h.channel), now_us).map_err(|_| limited)?;
+        take_token(
+            &mut self.voice_buckets,
+            (h.sender, h.channel),
+            &VOICE_POLICY,
+            now_us,
+        )
+        .map_err(|_| limited)?;
         self.voice_replay.insert(h.sender, h.seq)?;
         if !self.cert.grant(h.channel).is_some_and(|g| g.read) {
             return Ok(Err(Unreadable::NotReader));
@@ -198,6 +206,15 @@ impl Node {
         };
         let plain = env.open(self.domain(), &key)?;
         let body = VoiceBody::decode(&plain).map_err(|_| Rejection::BadPlaintext)?;
+        // The burst id is the claim's own seq, and a burst's packets follow it within the
+        // burst's length: a sender cannot pick an early id to win contests for the floor.
+        let in_burst = match body.kind {
+            VoiceKind::Claim => h.seq == body.burst,
+            _ => h.seq > body.burst && h.seq - body.burst <= MAX_BURST_US + 10_000_000,
+        };
+        if !in_burst {
+            return Err(Rejection::BadPlaintext);
+        }
         Ok(Ok(Box::new(ReceivedVoice {
             sender: h.sender,
             sender_name,
@@ -207,35 +224,4 @@ impl Node {
             body,
         })))
     }
-}
-
-fn has_token(
-    buckets: &std::collections::HashMap<(u32, u32), Bucket>,
-    key: (u32, u32),
-    now_us: u64,
-) -> bool {
-    buckets
-        .get(&key)
-        .is_none_or(|b| b.has_token(&VOICE_POLICY, now_us))
-}
-
-fn take(
-    buckets: &mut std::collections::HashMap<(u32, u32), Bucket>,
-    key: (u32, u32),
-    now_us: u64,
-) -> Result<(), u64> {
-    if buckets.len() >= super::MAX_BUCKETS && !buckets.contains_key(&key) {
-        let cap = f64::from(VOICE_POLICY.burst);
-        buckets.retain(|_, b| b.tokens_at(&VOICE_POLICY, now_us) < cap);
-        if buckets.len() >= super::MAX_BUCKETS {
-            buckets.clear();
-        }
-    }
-    buckets
-        .entry(key)
-        .or_insert(Bucket {
-            tokens: f64::from(VOICE_POLICY.burst),
-            at_us: now_us,
-        })
-        .take(&VOICE_POLICY, now_us)
 }
