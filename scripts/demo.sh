@@ -65,11 +65,11 @@ done
 if [[ -z $BIN ]]; then
     command -v cargo >/dev/null 2>&1 ||
         die "cargo not found. Install Rust (rustup), or pass --bin PATH to a built ptt-node."
-    if ! { command -v pkg-config >/dev/null 2>&1 && pkg-config --exists opus; }; then
-        command -v apt-get >/dev/null 2>&1 || die "libopus is missing: install libopus-dev and pkg-config."
-        say "Installing libopus-dev and pkg-config (ptt-node links the system's Opus for voice)"
+    if ! { command -v pkg-config >/dev/null 2>&1 && pkg-config --exists opus alsa; }; then
+        command -v apt-get >/dev/null 2>&1 || die "libopus or ALSA is missing: install libopus-dev, libasound2-dev and pkg-config."
+        say "Installing libopus-dev, libasound2-dev and pkg-config (ptt-node links the system's Opus and ALSA for voice)"
         as_root=(); [[ $EUID -eq 0 ]] || as_root=(sudo --)
-        "${as_root[@]}" apt-get update -qq && "${as_root[@]}" apt-get install -y -qq pkg-config libopus-dev >/dev/null
+        "${as_root[@]}" apt-get update -qq && "${as_root[@]}" apt-get install -y -qq pkg-config libopus-dev libasound2-dev >/dev/null
     fi
     say "Building ptt-node (cargo build --release)"
     (cd "$REPO" && cargo build --release --bin ptt-node)

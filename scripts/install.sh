@@ -49,8 +49,8 @@ fi
 
 if [ -z "$binary" ]; then
     command -v cargo >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs, or pass --binary FILE" >&2; exit 1; }
-    if ! { command -v pkg-config >/dev/null && pkg-config --exists opus; }; then
-        echo "install.sh: building needs libopus-dev and pkg-config (apt-get install pkg-config libopus-dev)" >&2
+    if ! { command -v pkg-config >/dev/null && pkg-config --exists opus alsa; }; then
+        echo "install.sh: building needs libopus-dev, libasound2-dev and pkg-config (apt-get install pkg-config libopus-dev libasound2-dev)" >&2
         exit 1
     fi
     echo "==> building ptt-node (release)"
@@ -76,14 +76,19 @@ state="$root/var/lib/ptt-node"
 unitdir="$root/etc/systemd/system"
 user=ptt-node
 
-# The binary links the system's libopus (voice).
-if [ -z "$root" ] && ! ldconfig -p 2>/dev/null | grep -q 'libopus\.so\.0'; then
-    if command -v apt-get >/dev/null; then
-        echo "==> installing libopus0 (voice)"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopus0 >/dev/null
-    else
-        echo "install.sh: ptt-node needs libopus (libopus.so.0): install it with your package manager" >&2
-        exit 1
+# The binary links the system's libopus and ALSA (voice).
+if [ -z "$root" ]; then
+    missing=()
+    ldconfig -p 2>/dev/null | grep -q 'libopus\.so\.0' || missing+=(libopus0)
+    ldconfig -p 2>/dev/null | grep -q 'libasound\.so\.2' || missing+=(libasound2)
+    if [ ${#missing[@]} -gt 0 ]; then
+        if command -v apt-get >/dev/null; then
+            echo "==> installing ${missing[*]} (voice)"
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+        else
+            echo "install.sh: ptt-node needs libopus.so.0 and libasound.so.2: install them with your package manager" >&2
+            exit 1
+        fi
     fi
 fi
 

@@ -24,8 +24,8 @@ need ping || apt_install iputils-ping
 need nft || apt_install nftables
 need systemd-analyze || apt_install systemd
 need xmllint || apt_install libxml2-utils
-# Voice: libopus (linked, not bundled) and espeak-ng (the clips of tests/voice.rs).
-{ need pkg-config && pkg-config --exists opus; } || apt_install pkg-config libopus-dev
+# Voice: libopus and ALSA (linked, not bundled) and espeak-ng (the clips of tests/voice.rs).
+{ need pkg-config && pkg-config --exists opus alsa; } || apt_install pkg-config libopus-dev libasound2-dev
 need espeak-ng || apt_install espeak-ng
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy 2>/dev/null || true
 

@@ -34,6 +34,14 @@ pub enum AudioError {
     /// libopus refused.
     #[error("opus: {0}")]
     Opus(String),
+    /// An ALSA device could not be opened, set up, read or written.
+    #[error("audio device {device}: {why}")]
+    Device {
+        /// The ALSA device name.
+        device: String,
+        /// Why.
+        why: String,
+    },
 }
 
 fn opus_err(e: opusic_c::ErrorCode) -> AudioError {
@@ -253,6 +261,167 @@ impl WavOut {
     }
 }
 
+/// The ALSA device `--mic` and `--play` use unless told otherwise.
+pub const DEFAULT_DEVICE: &str = "default";
+
+/// How much the speaker buffers ahead (µs): room for the scheduler's jitter on a busy device.
+pub const SPEAKER_BUFFER_US: u64 = 200_000;
+
+/// An ALSA PCM set up for voice: 16-bit, mono, [`SAMPLE_RATE`], interleaved, blocking.
+struct Pcm {
+    pcm: alsa::pcm::PCM,
+    device: String,
+}
+
+impl Pcm {
+    fn open(device: &str, dir: alsa::Direction) -> Result<Self, AudioError> {
+        use alsa::pcm::{Access, Format, HwParams};
+        let fail = |why: String| AudioError::Device {
+            device: device.to_string(),
+            why,
+        };
+        if device.is_empty() || device.contains('\0') {
+            return Err(fail("not an ALSA device name".into()));
+        }
+        let what = match dir {
+            alsa::Direction::Capture => "capture",
+            alsa::Direction::Playback => "playback",
+        };
+        let pcm = alsa::pcm::PCM::new(device, dir, false)
+            .map_err(|e| fail(format!("cannot open it for {what}: {}", alsa_why(e))))?;
+        {
+            let setup = |e: alsa::Error| fail(format!("cannot set it up: {}", alsa_why(e)));
+            let hw = HwParams::any(&pcm).map_err(setup)?;
+            hw.set_access(Access::RWInterleaved).map_err(setup)?;
+            hw.set_format(Format::s16()).map_err(|_| {
+                fail("does not take 16-bit samples (try plug:NAME or default)".into())
+            })?;
+            hw.set_channels(1)
+                .map_err(|_| fail("is not mono (try plug:NAME or default)".into()))?;
+            hw.set_rate(SAMPLE_RATE, alsa::ValueOr::Nearest)
+                .map_err(setup)?;
+            let rate = hw.get_rate().map_err(setup)?;
+            if rate != SAMPLE_RATE {
+                return Err(fail(format!(
+                    "runs at {rate} Hz, not {SAMPLE_RATE} (try plug:NAME or default)"
+                )));
+            }
+            let frame = FRAME_SAMPLES as alsa::pcm::Frames;
+            hw.set_period_size_near(frame, alsa::ValueOr::Nearest)
+                .map_err(setup)?;
+            let buffer = (SPEAKER_BUFFER_US * u64::from(SAMPLE_RATE) / 1_000_000) as i64;
+            hw.set_buffer_size_near(buffer).map_err(setup)?;
+            pcm.hw_params(&hw).map_err(setup)?;
+        }
+        if matches!(dir, alsa::Direction::Playback) {
+            // Start as soon as one frame is in: the jitter buffer has already waited.
+            let setup = |e: alsa::Error| fail(format!("cannot set it up: {}", alsa_why(e)));
+            let sw = pcm.sw_params_current().map_err(setup)?;
+            sw.set_start_threshold(FRAME_SAMPLES as alsa::pcm::Frames)
+                .map_err(setup)?;
+            pcm.sw_params(&sw).map_err(setup)?;
+        }
+        Ok(Pcm {
+            pcm,
+            device: device.to_string(),
+        })
+    }
+
+    fn fail(&self, what: &str, e: alsa::Error) -> AudioError {
+        AudioError::Device {
+            device: self.device.clone(),
+            why: format!("{what}: {}", alsa_why(e)),
+        }
+    }
+}
+
+/// An ALSA error as its errno text ("No such file or directory"), without the C function.
+fn alsa_why(e: alsa::Error) -> String {
+    std::io::Error::from_raw_os_error(e.errno()).to_string()
+}
+
+/// A microphone: 20 ms frames from an ALSA capture device.
+pub struct Mic(Pcm);
+
+impl Mic {
+    /// Opens `device` (`default`, `plughw:1,0`, a name from `~/.asoundrc`, …). Nothing is
+    /// read until [`Mic::read_frame`].
+    pub fn open(device: &str) -> Result<Self, AudioError> {
+        Pcm::open(device, alsa::Direction::Capture).map(Mic)
+    }
+
+    /// Blocks until the next 20 ms frame is in. An overrun (the reader fell behind) loses
+    /// what the device dropped and goes on.
+    pub fn read_frame(&mut self) -> Result<[i16; FRAME_SAMPLES], AudioError> {
+        let io = self.0.pcm.io_i16().map_err(|e| self.0.fail("read", e))?;
+        let mut frame = [0i16; FRAME_SAMPLES];
+        let mut got = 0;
+        let mut recoveries = 0;
+        while got < FRAME_SAMPLES {
+            match io.readi(&mut frame[got..]) {
+                // A capture device that has nothing more (a file source at its end).
+                Ok(0) => {
+                    return Err(AudioError::Device {
+                        device: self.0.device.clone(),
+                        why: "the input ended".into(),
+                    });
+                }
+                Ok(n) => got += n,
+                Err(e) if recoveries < 3 => {
+                    recoveries += 1;
+                    self.0
+                        .pcm
+                        .try_recover(e, true)
+                        .map_err(|e| self.0.fail("read", e))?;
+                }
+                Err(e) => return Err(self.0.fail("read", e)),
+            }
+        }
+        Ok(frame)
+    }
+}
+
+/// A speaker: PCM written to an ALSA playback device as it is decoded.
+pub struct Speaker(Pcm);
+
+impl Speaker {
+    /// Opens `device` for playback.
+    pub fn open(device: &str) -> Result<Self, AudioError> {
+        Pcm::open(device, alsa::Direction::Playback).map(Speaker)
+    }
+
+    /// Plays samples; blocks while the device's buffer is full. An underrun (the talker's
+    /// frames came late) restarts the device and goes on.
+    pub fn write(&mut self, pcm: &[i16]) -> Result<(), AudioError> {
+        let io = self.0.pcm.io_i16().map_err(|e| self.0.fail("write", e))?;
+        let mut done = 0;
+        let mut recoveries = 0;
+        while done < pcm.len() {
+            match io.writei(&pcm[done..]) {
+                Ok(n) => done += n,
+                Err(e) if recoveries < 3 => {
+                    recoveries += 1;
+                    self.0
+                        .pcm
+                        .try_recover(e, true)
+                        .map_err(|e| self.0.fail("write", e))?;
+                }
+                Err(e) => return Err(self.0.fail("write", e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Lets what is buffered play out (the end of a burst), ready for the next one.
+    pub fn drain(&mut self) -> Result<(), AudioError> {
+        // A device that never started has nothing to drain.
+        if self.0.pcm.state() == alsa::pcm::State::Running {
+            self.0.pcm.drain().map_err(|e| self.0.fail("drain", e))?;
+        }
+        self.0.pcm.prepare().map_err(|e| self.0.fail("prepare", e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,5 +494,19 @@ mod tests {
         assert!(e.contains("bad.wav"), "{e}");
         assert!(read_wav(&dir.join("missing.wav")).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_audio_device_is_a_clear_error() {
+        let e = Mic::open("ptt-node-no-such-device")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.starts_with("audio device ptt-node-no-such-device: cannot open it for capture"),
+            "{e}"
+        );
+        let e = Speaker::open("").err().unwrap().to_string();
+        assert!(e.contains("not an ALSA device name"), "{e}");
     }
 }

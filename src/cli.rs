@@ -72,12 +72,12 @@ pub enum Command {
     Send(SendArgs),
     /// Press to talk: send a recorded clip as one voice burst to every member of a channel.
     #[command(
-        after_help = "Examples:\n  ptt-node talk --wav clip.wav\n  ptt-node talk --channel patrol --severity severe --queue --wav clip.wav"
+        after_help = "Examples:\n  ptt-node talk --wav clip.wav\n  ptt-node talk --channel patrol --severity severe --queue --wav clip.wav\n  ptt-node talk --mic --audio-device plughw:1,0"
     )]
     Talk(voice::TalkArgs),
     /// Print alerts as they arrive, until interrupted.
     #[command(
-        after_help = "Examples:\n  ptt-node listen\n  ptt-node listen --format json | jq .text\n  ptt-node listen --format cap > alerts.xml"
+        after_help = "Examples:\n  ptt-node listen\n  ptt-node listen --format json | jq .text\n  ptt-node listen --format cap > alerts.xml\n  ptt-node listen --play --audio-dir ~/heard"
     )]
     Listen(ListenArgs),
     /// List peers: device, peer id, addresses, authenticated or not.
@@ -577,6 +577,13 @@ pub struct ListenArgs {
     /// buffer, lost frames concealed.
     #[arg(long, value_name = "DIR")]
     pub audio_dir: Option<PathBuf>,
+    /// Play each voice burst heard (one at a time; a higher severity takes the speaker),
+    /// through the same jitter buffer.
+    #[arg(long)]
+    pub play: bool,
+    /// The ALSA playback device for --play: default, plughw:0,0, a name from ~/.asoundrc, …
+    #[arg(long, value_name = "NAME", default_value = crate::audio::DEFAULT_DEVICE, requires = "play")]
+    pub audio_device: String,
 }
 
 impl Format {
@@ -1382,11 +1389,15 @@ async fn listen(a: ListenArgs) -> Result<(), CliError> {
     let mut c = connect_client(&a.client).await?;
     let format = Format::chosen(a.format, a.client.json);
     let printer = Printer::new(&mut c, format, a.color).await?;
-    let mut recorder = a
-        .audio_dir
-        .as_deref()
-        .map(voice::Recorder::new)
+    let player = a
+        .play
+        .then(|| voice::Player::open(&a.audio_device))
         .transpose()?;
+    let mut recorder = if a.audio_dir.is_some() || player.is_some() {
+        Some(voice::Recorder::new(a.audio_dir.as_deref(), player)?)
+    } else {
+        None
+    };
     let request = Request::Listen {
         voice: recorder.is_some(),
     };

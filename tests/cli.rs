@@ -133,6 +133,36 @@ fn no_daemon_and_bad_arguments() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("unknown severity"), "{}", stderr(&o));
 
+    // Voice arguments that do not go together, or a device that does not exist: refused
+    // before any daemon is asked (there is none here).
+    for (args, says) in [
+        (&["talk", "--mic", "--seconds", "0"][..], "--seconds"),
+        (
+            &["talk", "--wav", "a.wav", "--audio-device", "hw:0"][..],
+            "--audio-device",
+        ),
+        (&["listen", "--audio-device", "hw:0"][..], "--play"),
+        (&["talk"][..], "--wav"),
+    ] {
+        let o = ptt(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+    }
+    let o = ptt(&[
+        "talk",
+        "--mic",
+        "--audio-device",
+        "ptt-none",
+        "--data",
+        s(&site.path("nowhere")),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("audio device ptt-none: cannot open it for capture"),
+        "{}",
+        stderr(&o)
+    );
+
     let o = site.enroll("cam", &["--location", "100,0"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(

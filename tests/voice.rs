@@ -369,3 +369,190 @@ fn two_members_pressing_at_once_get_one_floor() {
         "{ends:?}"
     );
 }
+
+/// ALSA devices for a test: a microphone that reads `mic` (raw 16 kHz S16LE) and a speaker
+/// that writes `speaker`, both through ALSA's `file` plugin (no sound card needed). Returns
+/// the directory to use as HOME (ALSA reads `~/.asoundrc`).
+fn alsa_home(dir: &Path, mic: &Path, speaker: &Path) -> PathBuf {
+    let home = dir.join("alsa-home");
+    std::fs::create_dir_all(&home).expect("alsa home");
+    let conf = format!(
+        "pcm.pttmic {{\n type file\n slave.pcm null\n file \"/dev/null\"\n infile \"{}\"\n format \"raw\"\n}}\n\
+         pcm.pttspk {{\n type file\n slave.pcm null\n file \"{}\"\n format \"raw\"\n}}\n",
+        mic.display(),
+        speaker.display()
+    );
+    std::fs::write(home.join(".asoundrc"), conf).expect(".asoundrc");
+    home
+}
+
+#[test]
+fn the_microphone_and_the_speaker_are_alsa_devices_and_a_vanished_talker_loses_the_floor() {
+    if !netns::require_netns() || !netns::require_program("espeak-ng") {
+        return;
+    }
+    let (mut f, m1, m2, m3) = Field::three_members("alsa");
+    let root = f.lan.dir().to_path_buf();
+    let clip = speak(
+        &root,
+        "clip.wav",
+        "Shots fired near the loading dock. All units hold your positions.",
+    );
+    let original = samples(&clip);
+    let raw: Vec<u8> = original.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mic = root.join("mic.raw");
+    std::fs::write(&mic, &raw).expect("mic.raw");
+    let speaker = root.join("speaker.raw");
+    let home = alsa_home(&root, &mic, &speaker);
+    let home_env = [("HOME", p(&home))];
+
+    // m3 plays what it hears on its "speaker"; m2 writes files.
+    let d = &mut f.devs[m3];
+    let proc = d
+        .host
+        .spawn(
+            BIN,
+            [
+                "listen",
+                "--json",
+                "--data",
+                p(&d.data),
+                "--play",
+                "--audio-device",
+                "pttspk",
+            ],
+            &home_env,
+        )
+        .expect("listen --play");
+    d.listen.push(proc);
+    let dir = listen_audio(&mut f.devs[m2]);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let talk_mic = |device: &str, secs: &str| {
+        let d = &f.devs[m1];
+        let mut cmd = d.host.command(
+            BIN,
+            [
+                "talk",
+                "--json",
+                "--data",
+                p(&d.data),
+                "--mic",
+                "--audio-device",
+                device,
+                "--seconds",
+                secs,
+            ],
+        );
+        cmd.env("HOME", &home);
+        netns::run_with_timeout(&mut cmd, Duration::from_secs(60)).expect("talk --mic")
+    };
+    // A device that does not exist: a clear error, and the floor is never taken.
+    let bad = talk_mic("no-such-device", "1");
+    assert_eq!(bad.status.code(), Some(1), "{bad:?}");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("audio device no-such-device: cannot open it for capture"),
+        "{err}"
+    );
+
+    // The "microphone" reads the clip (its file runs ahead of real time; talk keeps real
+    // time), for as long as the clip lasts.
+    let secs = format!("{:.2}", original.len() as f64 / 16_000.0);
+    let out = talk_mic("pttmic", &secs);
+    assert!(out.status.success(), "talk --mic: {out:?}");
+    let sent: Value = serde_json::from_slice(&out.stdout).expect("talk --json");
+    let frames = sent["frames"].as_u64().expect("frames");
+    assert_eq!(frames, original.len().div_ceil(320) as u64, "{sent}");
+
+    let b = f
+        .lan
+        .wait_until("burst played", Duration::from_secs(20), || {
+            match bursts(&f, m3).first() {
+                Some(b) => Cond::Done(b.clone()),
+                None => Cond::Pending("no burst yet".into()),
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(b["played"], true, "{b}");
+    assert_eq!(b["file"], Value::Null, "{b}");
+    assert_eq!(b["sent"].as_u64(), Some(frames), "{b}");
+    std::thread::sleep(Duration::from_millis(500));
+    let played: Vec<i16> = std::fs::read(&speaker)
+        .expect("the speaker's file")
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    // What the speaker got is the clip: about its length (ALSA may pad the last period) and
+    // following its loudness.
+    let (lp, lo) = (played.len() as f64, original.len() as f64);
+    assert!(
+        lp >= lo - 640.0 && lp < lo * 1.05 + 4000.0,
+        "{lp} vs {lo} samples"
+    );
+    let same = correlation(&envelope(&original), &envelope(&played));
+    assert!(
+        same > 0.8,
+        "correlation of the speaker with the clip: {same:.2}"
+    );
+    // And m2's file is the same burst.
+    let heard = bursts(&f, m2);
+    assert_eq!(heard.len(), 1, "{heard:?}");
+    assert_eq!(wav_files(&dir).len(), 1);
+
+    // A talker whose device dies mid-burst: the others' floor frees itself after 1 s.
+    let long = speak(
+        &root,
+        "long.wav",
+        "This report from the south fence is long on purpose, so that the device can fail \
+         while it is still talking to everyone else in the domain.",
+    );
+    let talker = {
+        let d = &f.devs[m1];
+        d.host
+            .spawn(BIN, ["talk", "--data", p(&d.data), "--wav", p(&long)], &[])
+            .expect("talk")
+    };
+    f.lan
+        .wait_until("m2 hears the talker", Duration::from_secs(20), || {
+            let n = f.status(m2).expect("status")["counters"]["voice_received"]
+                .as_u64()
+                .unwrap_or(0);
+            // The first burst's frames and release, and the start of this one.
+            if n >= frames + 10 {
+                Cond::Done(())
+            } else {
+                Cond::Pending(format!("{n} voice packets"))
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::thread::sleep(Duration::from_millis(1000));
+    f.devs[m1].daemon = None; // SIGKILL: no release is ever sent
+    let ended = f
+        .lan
+        .wait_until(
+            "the floor times out",
+            Duration::from_secs(20),
+            || match bursts(&f, m2).into_iter().nth(1) {
+                Some(b) => Cond::Done(b),
+                None => Cond::Pending("the burst has not ended".into()),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(talker);
+    assert_eq!(ended["reason"], "timed_out", "{ended}");
+    assert_eq!(ended["sent"], Value::Null, "no release came: {ended}");
+    let frames_heard = ended["received"].as_u64().unwrap_or(0);
+    assert!(frames_heard >= 25, "about a second was heard: {ended}");
+    // The floor is free: m2 can talk at once.
+    let short = speak(&root, "short.wav", "Copy that.");
+    let d = &f.devs[m2];
+    let out = netns::run_with_timeout(
+        &mut d
+            .host
+            .command(BIN, ["talk", "--data", p(&d.data), "--wav", p(&short)]),
+        Duration::from_secs(30),
+    )
+    .expect("talk");
+    assert!(out.status.success(), "{out:?}");
+}
