@@ -46,6 +46,8 @@ struct Opts {
     size: usize,
     idle_secs: u64,
     systems: Vec<String>,
+    voice_bursts: u64,
+    voice_secs: f64,
     ptt: PathBuf,
     peer: PathBuf,
     out: PathBuf,
@@ -54,7 +56,8 @@ struct Opts {
 fn usage() -> ! {
     eprintln!(
         "usage: bench-mesh --ptt PATH --peer PATH --out DIR [--nodes 10] [--rate 100] [--secs 10] \
-         [--burst 2000] [--size 64] [--idle-secs 30] [--systems ptt,gossip,udp]"
+         [--burst 2000] [--size 64] [--idle-secs 30] [--systems ptt,gossip,udp,voice] \
+         [--voice-bursts 10] [--voice-secs 3]"
     );
     std::process::exit(2)
 }
@@ -67,7 +70,9 @@ fn parse_opts() -> Opts {
         burst: 2000,
         size: 64,
         idle_secs: 30,
-        systems: vec!["udp".into(), "gossip".into(), "ptt".into()],
+        systems: vec!["udp".into(), "gossip".into(), "ptt".into(), "voice".into()],
+        voice_bursts: 10,
+        voice_secs: 3.0,
         ptt: PathBuf::new(),
         peer: PathBuf::new(),
         out: PathBuf::new(),
@@ -84,6 +89,14 @@ fn parse_opts() -> Opts {
             "--size" => o.size = num(&v) as usize,
             "--idle-secs" => o.idle_secs = num(&v),
             "--systems" => o.systems = v.split(',').map(str::to_string).collect(),
+            "--voice-bursts" => o.voice_bursts = num(&v).max(1),
+            "--voice-secs" => {
+                o.voice_secs = v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| *s >= 0.1 && *s <= 120.0)
+                    .unwrap_or_else(|| usage())
+            }
             "--ptt" => o.ptt = v.into(),
             "--peer" => o.peer = v.into(),
             "--out" => o.out = v.into(),
@@ -788,6 +801,199 @@ fn run_system(o: &Opts, system: &str) -> Value {
     result
 }
 
+/// CPU seconds of this process's waited-for children (the `talk` runs of the voice bench).
+fn children_cpu_s() -> f64 {
+    // SAFETY: getrusage writes into the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) } != 0 {
+        return f64::NAN;
+    }
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// A speech-like clip: a 140 Hz voice with its harmonics, in syllables of about 200 ms with
+/// short pauses, so that Opus has voiced frames and silences to code.
+fn voice_clip(path: &Path, secs: f64) {
+    let rate = 16_000.0;
+    let n = (secs * rate) as usize;
+    let pcm: Vec<i16> = (0..n)
+        .map(|i| {
+            let t = i as f64 / rate;
+            let syllable = (t * 5.0).fract();
+            let env = if syllable < 0.8 {
+                (std::f64::consts::PI * syllable / 0.8).sin()
+            } else {
+                0.0
+            };
+            let f0 = 140.0 + 20.0 * (t * 1.3).sin();
+            let v: f64 = (1..=8)
+                .map(|h| (2.0 * std::f64::consts::PI * f0 * h as f64 * t).sin() / h as f64)
+                .sum();
+            (v * env * 6000.0).clamp(-32767.0, 32767.0) as i16
+        })
+        .collect();
+    let mut w = ptt_node::audio::WavOut::create(path).expect("write the clip");
+    w.write(&pcm).expect("write the clip");
+    w.finish().expect("write the clip");
+}
+
+/// The voice run: one talker sends `voice_bursts` clips of `voice_secs` with `talk --wav`; every
+/// other node writes them with `listen --audio-dir`. Mouth to ear is each listener's
+/// `first_frame_latency_us`.
+fn run_voice(o: &Opts) -> Value {
+    eprintln!("== voice: {} nodes", o.nodes);
+    let lan = Lan::new("bmvoice").expect("create LAN");
+    let dir = lan.dir().to_path_buf();
+    let (mut nodes, ready) = start_system(o, "ptt", &lan, &dir);
+    if ready.iter().any(|r| !r.is_finite()) {
+        eprintln!("   not every node was ready: {ready:?}");
+    }
+    for (i, n) in nodes.iter_mut().enumerate().skip(1) {
+        let args = [
+            "listen".to_string(),
+            "--json".into(),
+            "--data".into(),
+            n.data.display().to_string(),
+            "--audio-dir".into(),
+            dir.join(format!("audio-n{i}")).display().to_string(),
+        ];
+        n.listener = Some(spawn_in(&n.host, &o.ptt, &args, &n.listen_out, false));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let clip = dir.join("clip.wav");
+    voice_clip(&clip, o.voice_secs);
+    let cpu = |nodes: &[Node]| -> (Vec<f64>, Vec<f64>) {
+        (
+            nodes.iter().map(|n| proc_stat(n.child.id()).2).collect(),
+            nodes
+                .iter()
+                .map(|n| n.listener.as_ref().map_or(0.0, |l| proc_stat(l.id()).2))
+                .collect(),
+        )
+    };
+    let (d0, l0) = cpu(&nodes);
+    let c0 = children_cpu_s();
+    let tx0 = total_tx(&nodes);
+    let t0 = Instant::now();
+    let mut talking = Duration::ZERO;
+    let mut frames_sent = 0u64;
+    let data = nodes[0].data.display().to_string();
+    let clip_s = clip.display().to_string();
+    for b in 0..o.voice_bursts {
+        let t = Instant::now();
+        let out = nodes[0]
+            .host
+            .command(
+                &o.ptt,
+                [
+                    "talk", "--json", "--queue", "--data", &data, "--wav", &clip_s,
+                ],
+            )
+            .output()
+            .expect("run talk");
+        talking += t.elapsed();
+        frames_sent += serde_json::from_slice::<Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v["frames"].as_u64())
+            .unwrap_or(0);
+        if !out.status.success() {
+            eprintln!(
+                "   burst {b}: talk failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        // Let the release reach everyone before the next press.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let c1 = children_cpu_s();
+    let (d1, l1) = cpu(&nodes);
+    let tx1 = total_tx(&nodes);
+    // Every listener reports every burst.
+    let expected = (o.voice_bursts as usize) * (nodes.len() - 1);
+    let bursts = |nodes: &[Node]| -> Vec<Value> {
+        nodes
+            .iter()
+            .skip(1)
+            .flat_map(|n| {
+                std::fs::read_to_string(&n.listen_out)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .filter(|v| v["type"] == "burst")
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bursts(&nodes).len() < expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let heard = bursts(&nodes);
+    let mut lat: Vec<f64> = heard
+        .iter()
+        .filter_map(|b| b["first_frame_latency_us"].as_u64())
+        .map(|us| us as f64 / 1000.0)
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    let net: Vec<f64> = lat.iter().map(|l| l - 60.0).collect();
+    let sum = |k: &str| heard.iter().filter_map(|b| b[k].as_u64()).sum::<u64>();
+    let talk_s = talking.as_secs_f64().max(1e-9);
+    let listeners = (nodes.len() - 1).max(1) as f64;
+    let result = json!({
+        "nodes": nodes.len(),
+        "listeners": nodes.len() - 1,
+        "bursts": o.voice_bursts,
+        "secs_per_burst": o.voice_secs,
+        "heard": heard.len(),
+        "expected": expected,
+        "mouth_to_ear_ms": {"p50": percentile(&lat, 50.0), "p90": percentile(&lat, 90.0), "p99": percentile(&lat, 99.0), "max": lat.last()},
+        "network_ms": {"p50": percentile(&net, 50.0), "p99": percentile(&net, 99.0)},
+        "frames_lost": sum("lost"),
+        "frames_late": sum("late"),
+        "slots_concealed": sum("concealed"),
+        "talking_s": talk_s,
+        "wall_s": wall,
+        "talker_cpu_percent": {
+            "daemon": 100.0 * (d1[0] - d0[0]) / talk_s,
+            "talk": 100.0 * (c1 - c0) / talk_s,
+        },
+        "listener_cpu_percent": {
+            "daemon": 100.0 * d1.iter().zip(&d0).skip(1).map(|(a, b)| a - b).sum::<f64>() / listeners / talk_s,
+            "listen": 100.0 * l1.iter().zip(&l0).skip(1).map(|(a, b)| a - b).sum::<f64>() / listeners / talk_s,
+        },
+        "frames_sent": frames_sent,
+        "wire_kbytes_per_s": (tx1 - tx0) as f64 / 1000.0 / wall,
+        // All interfaces together, per frame and per listener: what gossip costs over one copy.
+        "wire_bytes_per_frame_per_listener": (tx1 - tx0) as f64 / frames_sent.max(1) as f64 / listeners,
+        "latency_cdf_ms": cdf(&lat),
+    });
+    eprintln!(
+        "   voice: {}/{expected} bursts heard, mouth to ear p50 {:.1} ms p99 {:.1} ms; talker CPU {:.1} % + {:.1} %",
+        heard.len(),
+        percentile(&lat, 50.0),
+        percentile(&lat, 99.0),
+        result["talker_cpu_percent"]["daemon"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
+        result["talker_cpu_percent"]["talk"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
+    );
+    drop(nodes);
+    let logs = o.out.join("logs").join("voice");
+    let _ = std::fs::create_dir_all(&logs);
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_file() && p.extension().is_none_or(|x| x != "wav") {
+            let _ = std::fs::copy(&p, logs.join(e.file_name()));
+        }
+    }
+    drop(lan);
+    result
+}
+
 /// 200 points of the latency distribution (for the CDF plot).
 fn cdf(sorted: &[f64]) -> Vec<(f64, f64)> {
     if sorted.is_empty() {
@@ -831,17 +1037,26 @@ fn main() {
     std::fs::create_dir_all(&o.out).expect("create output directory");
     let _arp = ArpRoom::make(o.nodes);
     let mut results = BTreeMap::new();
+    if o.systems
+        .iter()
+        .any(|s| !["ptt", "gossip", "udp", "voice"].contains(&s.as_str()))
+    {
+        usage();
+    }
+    let mut voice = Value::Null;
     for s in &o.systems {
-        if !["ptt", "gossip", "udp"].contains(&s.as_str()) {
-            usage();
+        if s == "voice" {
+            voice = run_voice(&o);
+        } else {
+            results.insert(s.clone(), run_system(&o, s));
         }
-        results.insert(s.clone(), run_system(&o, s));
     }
     let report = json!({
         "date_utc_s": now_us() / 1_000_000,
         "machine": machine(),
-        "options": {"nodes": o.nodes, "rate": o.rate, "secs": o.secs, "burst": o.burst, "size": o.size, "idle_secs": o.idle_secs},
+        "options": {"nodes": o.nodes, "rate": o.rate, "secs": o.secs, "burst": o.burst, "size": o.size, "idle_secs": o.idle_secs, "voice_bursts": o.voice_bursts, "voice_secs": o.voice_secs},
         "systems": results,
+        "voice": voice,
     });
     let path = o.out.join("report.json");
     std::fs::write(&path, serde_json::to_string_pretty(&report).expect("json"))
@@ -917,6 +1132,44 @@ fn markdown(r: &Value) -> String {
                 .sum::<f64>(),
             f(&v["max_cpu_idle_percent"]),
         ));
+    }
+    let v = &r["voice"];
+    if v.is_object() {
+        s.push_str(&format!(
+            "\n## Voice\n\n{} bursts of {} s from one talker to {} listeners (`talk --wav` → \
+             `listen --audio-dir`).\n\n",
+            v["bursts"], v["secs_per_burst"], v["listeners"]
+        ));
+        s.push_str("| mouth-to-ear p50 (ms) | p90 | p99 | max | of which network p50 / p99 (ms) | bursts heard | frames lost | late | concealed | talker CPU (% of a core: daemon + talk) | listener CPU (% of a core: daemon + listen, mean) | wire kB/s, all nodes | wire B per frame per listener |\n");
+        s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        let l = &v["mouth_to_ear_ms"];
+        let n = &v["network_ms"];
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} / {} | {}/{} | {} | {} | {} | {} + {} | {} + {} | {} | {} |\n",
+            f(&l["p50"]),
+            f(&l["p90"]),
+            f(&l["p99"]),
+            f(&l["max"]),
+            f(&n["p50"]),
+            f(&n["p99"]),
+            v["heard"],
+            v["expected"],
+            v["frames_lost"],
+            v["frames_late"],
+            v["slots_concealed"],
+            f(&v["talker_cpu_percent"]["daemon"]),
+            f(&v["talker_cpu_percent"]["talk"]),
+            f(&v["listener_cpu_percent"]["daemon"]),
+            f(&v["listener_cpu_percent"]["listen"]),
+            f(&v["wire_kbytes_per_s"]),
+            f0(&v["wire_bytes_per_frame_per_listener"]),
+        ));
+        s.push_str(
+            "\nMouth to ear is the talker's clock when its daemon sealed the first frame to the \
+             listener's clock when that frame was decoded and written, so it includes the 60 ms \
+             jitter buffer; network is that minus the buffer. Opus encoding runs in `talk` \
+             before the floor is asked for (a live microphone adds its 20 ms frame).\n",
+        );
     }
     if let Some(u) = udp_p99 {
         s.push_str("\nRatios to the UDP multicast floor (p99 latency):");
