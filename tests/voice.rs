@@ -368,6 +368,52 @@ fn two_members_pressing_at_once_get_one_floor() {
             .any(|b| b["talker"] == "m2" && b["severity"] == "extreme"),
         "{ends:?}"
     );
+
+    // A press with --queue while the floor is held waits, then talks after the holder.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| {
+            let d = &f.devs[m1];
+            d.host
+                .command(BIN, ["talk", "--data", p(&d.data), "--wav", p(&clip)])
+                .output()
+        });
+        std::thread::sleep(Duration::from_millis(1000));
+        let b = s.spawn(|| spawn(m2, &["--queue"]));
+        (a.join().expect("m1"), b.join().expect("m2"))
+    });
+    let (a, b) = (a.expect("talk m1"), b.expect("talk m2"));
+    for (who, o) in [("m1", &a), ("m2 --queue", &b)] {
+        assert!(
+            o.status.success(),
+            "{who}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let all = f
+        .lan
+        .wait_until("queued burst heard", Duration::from_secs(30), || {
+            let b = bursts(&f, m3);
+            if b.len() >= 5 {
+                Cond::Done(b)
+            } else {
+                Cond::Pending(format!("{} bursts", b.len()))
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (first, queued) = (&all[3], &all[4]);
+    assert_eq!(
+        (first["talker"].as_str(), queued["talker"].as_str()),
+        (Some("m1"), Some("m2")),
+        "{all:?}"
+    );
+    assert_eq!(first["reason"], "released", "{first}");
+    let end = first["started_at_us"].as_u64().unwrap_or(u64::MAX)
+        + first["duration_ms"].as_u64().unwrap_or(0) * 1000;
+    let next = queued["started_at_us"].as_u64().unwrap_or(0);
+    assert!(
+        next >= end,
+        "the queued talk began after the holder's end: {all:?}"
+    );
 }
 
 /// ALSA devices for a test: a microphone that reads `mic` (raw 16 kHz S16LE) and a speaker
@@ -555,4 +601,55 @@ fn the_microphone_and_the_speaker_are_alsa_devices_and_a_vanished_talker_loses_t
     )
     .expect("talk");
     assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn a_lossy_link_costs_late_frames_not_the_burst() {
+    if !netns::require_netns()
+        || !netns::require_program("espeak-ng")
+        || !netns::require_program("nft")
+    {
+        return;
+    }
+    let (mut f, m1, _m2, m3) = Field::three_members("vloss");
+    let dir = listen_audio(&mut f.devs[m3]);
+    // A fifth of what reaches m3 is dropped (TCP resends it, too late for some slots).
+    for rule in [
+        "add table inet loss",
+        "add chain inet loss input { type filter hook input priority 0 ; }",
+        "add rule inet loss input iifname eth0 numgen random mod 100 < 20 drop",
+    ] {
+        let args: Vec<&str> = rule.split(' ').collect();
+        let out = f.devs[m3].host.run("nft", &args).expect("nft");
+        assert!(out.status.success(), "nft {rule}: {out:?}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let clip = speak(
+        f.lan.dir(),
+        "clip.wav",
+        "Smoke on the third floor of the east wing. Evacuate by the north stairs.",
+    );
+    let out = talk(&f, m1, &["--json", "--wav", p(&clip)]);
+    assert!(out.status.success(), "talk: {out:?}");
+    let b = f
+        .lan
+        .wait_until("burst heard", Duration::from_secs(60), || {
+            match bursts(&f, m3).first() {
+                Some(b) => Cond::Done(b.clone()),
+                None => Cond::Pending("no burst yet".into()),
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let original = samples(&clip);
+    let heard = samples(&PathBuf::from(b["file"].as_str().expect("file")));
+    // Every slot is in the file, heard or concealed, and it still sounds like the clip.
+    let (lh, lo) = (heard.len() as f64, original.len() as f64);
+    assert!((lh - lo).abs() < 0.05 * lo + 640.0, "{lh} vs {lo}: {b}");
+    let same = correlation(&envelope(&original), &envelope(&heard));
+    assert!(same > 0.7, "correlation {same:.2}: {b}");
+    assert_eq!(wav_files(&dir).len(), 1);
+    eprintln!(
+        "lossy link: late {} concealed {} lost {} correlation {same:.2}",
+        b["late"], b["concealed"], b["lost"]
+    );
 }
