@@ -873,8 +873,9 @@ fn run_voice(o: &Opts) -> Value {
         )
     };
     let (d0, l0) = cpu(&nodes);
-    let c0 = children_cpu_s();
+    // After total_tx, whose `ip netns exec cat` children must not count as talk's CPU.
     let tx0 = total_tx(&nodes);
+    let c0 = children_cpu_s();
     let t0 = Instant::now();
     let mut talking = Duration::ZERO;
     let mut frames_sent = 0u64;
@@ -910,6 +911,8 @@ fn run_voice(o: &Opts) -> Value {
     let c1 = children_cpu_s();
     let (d1, l1) = cpu(&nodes);
     let tx1 = total_tx(&nodes);
+    // (talking counts each talk process from start to end: CPU per second of talking is
+    // slightly understated by the 100 ms arbitration and process start.)
     // Every listener reports every burst.
     let expected = (o.voice_bursts as usize) * (nodes.len() - 1);
     let bursts = |nodes: &[Node]| -> Vec<Value> {

@@ -264,7 +264,7 @@ impl WavOut {
 /// The ALSA device `--mic` and `--play` use unless told otherwise.
 pub const DEFAULT_DEVICE: &str = "default";
 
-/// How much the speaker buffers ahead (µs): room for the scheduler's jitter on a busy device.
+/// The ALSA buffer asked for (µs): what a writer may queue ahead of the device.
 pub const SPEAKER_BUFFER_US: u64 = 200_000;
 
 /// An ALSA PCM set up for voice: 16-bit, mono, [`SAMPLE_RATE`], interleaved, blocking.
@@ -287,8 +287,19 @@ impl Pcm {
             alsa::Direction::Capture => "capture",
             alsa::Direction::Playback => "playback",
         };
-        let pcm = alsa::pcm::PCM::new(device, dir, false)
-            .map_err(|e| fail(format!("cannot open it for {what}: {}", alsa_why(e))))?;
+        let pcm = alsa::pcm::PCM::new(device, dir, false).map_err(|e| {
+            if e.errno() == libc::ENOENT {
+                let list = match dir {
+                    alsa::Direction::Capture => "arecord -L",
+                    alsa::Direction::Playback => "aplay -L",
+                };
+                fail(format!(
+                    "cannot open it for {what}: no such ALSA device (`{list}` lists them)"
+                ))
+            } else {
+                fail(format!("cannot open it for {what}: {}", alsa_why(e)))
+            }
+        })?;
         {
             let setup = |e: alsa::Error| fail(format!("cannot set it up: {}", alsa_why(e)));
             let hw = HwParams::any(&pcm).map_err(setup)?;
@@ -359,7 +370,8 @@ impl Mic {
         let mut recoveries = 0;
         while got < FRAME_SAMPLES {
             match io.readi(&mut frame[got..]) {
-                // A capture device that has nothing more (a file source at its end).
+                // Blocking reads do not return 0; a device that does is treated as ended
+                // rather than read in a loop.
                 Ok(0) => {
                     return Err(AudioError::Device {
                         device: self.0.device.clone(),
@@ -381,19 +393,40 @@ impl Mic {
     }
 }
 
+/// Silence written ahead of a burst (and after an underrun): the device then holds this much
+/// more than the frame being played, room for the scheduler's jitter, since the jitter buffer
+/// hands over frames exactly on their 20 ms grid.
+pub const SPEAKER_LEAD_US: u64 = 40_000;
+
 /// A speaker: PCM written to an ALSA playback device as it is decoded.
-pub struct Speaker(Pcm);
+pub struct Speaker {
+    pcm: Pcm,
+    /// The next write starts a run of audio: put the lead in first.
+    fresh: bool,
+}
 
 impl Speaker {
     /// Opens `device` for playback.
     pub fn open(device: &str) -> Result<Self, AudioError> {
-        Pcm::open(device, alsa::Direction::Playback).map(Speaker)
+        Pcm::open(device, alsa::Direction::Playback).map(|pcm| Speaker { pcm, fresh: true })
     }
 
     /// Plays samples; blocks while the device's buffer is full. An underrun (the talker's
-    /// frames came late) restarts the device and goes on.
+    /// frames came late) restarts the device, with the lead again, and goes on.
     pub fn write(&mut self, pcm: &[i16]) -> Result<(), AudioError> {
-        let io = self.0.pcm.io_i16().map_err(|e| self.0.fail("write", e))?;
+        if std::mem::take(&mut self.fresh) {
+            let lead = vec![0i16; (SPEAKER_LEAD_US * u64::from(SAMPLE_RATE) / 1_000_000) as usize];
+            self.write_all(&lead)?;
+        }
+        self.write_all(pcm)
+    }
+
+    fn write_all(&mut self, pcm: &[i16]) -> Result<(), AudioError> {
+        let io = self
+            .pcm
+            .pcm
+            .io_i16()
+            .map_err(|e| self.pcm.fail("write", e))?;
         let mut done = 0;
         let mut recoveries = 0;
         while done < pcm.len() {
@@ -401,12 +434,16 @@ impl Speaker {
                 Ok(n) => done += n,
                 Err(e) if recoveries < 3 => {
                     recoveries += 1;
-                    self.0
+                    self.pcm
                         .pcm
                         .try_recover(e, true)
-                        .map_err(|e| self.0.fail("write", e))?;
+                        .map_err(|e| self.pcm.fail("write", e))?;
+                    let lead =
+                        vec![0i16; (SPEAKER_LEAD_US * u64::from(SAMPLE_RATE) / 1_000_000) as usize];
+                    // The lead goes in before the rest, best effort.
+                    let _ = io.writei(&lead);
                 }
-                Err(e) => return Err(self.0.fail("write", e)),
+                Err(e) => return Err(self.pcm.fail("write", e)),
             }
         }
         Ok(())
@@ -414,11 +451,22 @@ impl Speaker {
 
     /// Lets what is buffered play out (the end of a burst), ready for the next one.
     pub fn drain(&mut self) -> Result<(), AudioError> {
-        // A device that never started has nothing to drain.
-        if self.0.pcm.state() == alsa::pcm::State::Running {
-            self.0.pcm.drain().map_err(|e| self.0.fail("drain", e))?;
+        self.fresh = true;
+        // Prepared but not started (less than a frame in, after an underrun): drain starts it
+        // and plays it out, or just stops an empty one.
+        if matches!(
+            self.pcm.pcm.state(),
+            alsa::pcm::State::Running | alsa::pcm::State::Prepared
+        ) {
+            self.pcm
+                .pcm
+                .drain()
+                .map_err(|e| self.pcm.fail("drain", e))?;
         }
-        self.0.pcm.prepare().map_err(|e| self.0.fail("prepare", e))
+        self.pcm
+            .pcm
+            .prepare()
+            .map_err(|e| self.pcm.fail("prepare", e))
     }
 }
 

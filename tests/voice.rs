@@ -369,12 +369,13 @@ fn two_members_pressing_at_once_get_one_floor() {
         "{ends:?}"
     );
 
-    // A press with --queue while the floor is held waits, then talks after the holder.
+    // A press with --queue while the floor is held (a clip of several seconds) waits, then
+    // talks after the holder: without --queue it would be refused with exit code 4.
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| {
             let d = &f.devs[m1];
             d.host
-                .command(BIN, ["talk", "--data", p(&d.data), "--wav", p(&clip)])
+                .command(BIN, ["talk", "--data", p(&d.data), "--wav", p(&long)])
                 .output()
         });
         std::thread::sleep(Duration::from_millis(1000));
@@ -504,7 +505,8 @@ fn the_microphone_and_the_speaker_are_alsa_devices_and_a_vanished_talker_loses_t
 
     // The "microphone" reads the clip (its file runs ahead of real time; talk keeps real
     // time), for as long as the clip lasts.
-    let secs = format!("{:.2}", original.len() as f64 / 16_000.0);
+    // Exactly the clip's frames (20 ms each).
+    let secs = format!("{:.2}", original.len().div_ceil(320) as f64 * 0.02);
     let out = talk_mic("pttmic", &secs);
     assert!(out.status.success(), "talk --mic: {out:?}");
     let sent: Value = serde_json::from_slice(&out.stdout).expect("talk --json");
@@ -617,7 +619,7 @@ fn a_lossy_link_costs_late_frames_not_the_burst() {
     for rule in [
         "add table inet loss",
         "add chain inet loss input { type filter hook input priority 0 ; }",
-        "add rule inet loss input iifname eth0 numgen random mod 100 < 20 drop",
+        "add rule inet loss input iifname eth0 numgen random mod 100 < 20 counter drop",
     ] {
         let args: Vec<&str> = rule.split(' ').collect();
         let out = f.devs[m3].host.run("nft", &args).expect("nft");
@@ -648,6 +650,19 @@ fn a_lossy_link_costs_late_frames_not_the_burst() {
     let same = correlation(&envelope(&original), &envelope(&heard));
     assert!(same > 0.7, "correlation {same:.2}: {b}");
     assert_eq!(wav_files(&dir).len(), 1);
+    // The loss was real.
+    let rules = f.devs[m3]
+        .host
+        .run("nft", ["list", "table", "inet", "loss"])
+        .expect("nft list");
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    let dropped: u64 = rules
+        .split("counter packets ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(dropped > 20, "packets dropped at m3: {dropped}\n{rules}");
     eprintln!(
         "lossy link: late {} concealed {} lost {} correlation {same:.2}",
         b["late"], b["concealed"], b["lost"]

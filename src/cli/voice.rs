@@ -55,6 +55,10 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A live source that delivers nothing for this long has failed (listeners drop the floor after
+/// 1 s of silence anyway).
+const STALL: Duration = Duration::from_secs(1);
+
 /// Where the frames of a burst come from: encoded 20 ms frames, in order.
 type FrameSource = tokio::sync::mpsc::Receiver<Result<Vec<u8>, CliError>>;
 
@@ -102,13 +106,23 @@ fn mic_source(mut mic: audio::Mic, max_frames: usize) -> FrameSource {
     rx
 }
 
+/// Whether stdin is a terminal and this process is in its foreground (a `talk --mic &` in the
+/// background must not read it: the terminal would stop the process).
+fn stdin_is_foreground_terminal() -> bool {
+    use std::io::IsTerminal;
+    // SAFETY: both calls only read process state.
+    std::io::stdin().is_terminal() && unsafe { libc::tcgetpgrp(0) == libc::getpgrp() }
+}
+
 /// Resolves when Enter is pressed on a terminal; never otherwise (stdin may be a pipe or
 /// /dev/null, which says nothing about the button).
 async fn enter_pressed() {
-    use std::io::IsTerminal;
-    if !std::io::stdin().is_terminal() {
+    if !stdin_is_foreground_terminal() {
         return std::future::pending().await;
     }
+    // What was typed before the floor was granted (during a --queue wait) does not count.
+    // SAFETY: tcflush on fd 0 has no memory preconditions.
+    unsafe { libc::tcflush(0, libc::TCIFLUSH) };
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         let mut line = String::new();
@@ -159,8 +173,17 @@ pub async fn talk(a: TalkArgs) -> Result<(), CliError> {
     let max_frames = a
         .seconds
         .map_or(crate::voice::MAX_BURST_FRAMES as usize, |s| {
-            ((s * 1e6 / FRAME_US as f64).ceil() as usize).max(1)
+            ((s * 1e6).round() as u64).div_ceil(FRAME_US).max(1) as usize
         });
+    // A live source also stops on the clock, short of the burst limit the listeners enforce
+    // (a device's latency and drift must not push the last frames past it).
+    let max_talk = Duration::from_micros(
+        a.seconds
+            .map_or(crate::voice::MAX_BURST_US - 200_000, |s| {
+                (s * 1e6).round() as u64
+            })
+            .min(crate::voice::MAX_BURST_US - 200_000),
+    );
     // Everything that can fail on the file or the device fails before the floor is taken.
     enum Input {
         Clip(FrameSource, usize),
@@ -189,7 +212,8 @@ pub async fn talk(a: TalkArgs) -> Result<(), CliError> {
             return Err(ClientError::Protocol("the daemon closed the connection".into()).into());
         }
     };
-    // The microphone opens only now: what was said before the floor was granted is not sent.
+    // The microphone is read only from now on: what was said before the grant is not sent.
+    let live = matches!(input, Input::Mic(_));
     let mut source = match input {
         Input::Clip(rx, n) => {
             if !a.client.json {
@@ -203,8 +227,7 @@ pub async fn talk(a: TalkArgs) -> Result<(), CliError> {
         }
         Input::Mic(mic) => {
             if !a.client.json {
-                use std::io::IsTerminal;
-                let how = if std::io::stdin().is_terminal() {
+                let how = if stdin_is_foreground_terminal() {
                     "press Enter or Ctrl-C to let go"
                 } else {
                     "Ctrl-C to let go"
@@ -230,19 +253,29 @@ pub async fn talk(a: TalkArgs) -> Result<(), CliError> {
         tokio::pin!(stop);
         let mut failure = None;
         let mut i = 0u64;
+        let deadline = start + max_talk;
         loop {
             let f = tokio::select! {
-                f = source.recv() => f,
+                f = tokio::time::timeout(STALL, source.recv()) => f,
                 // Let go of the button: release what was said so far.
                 _ = &mut stop => break,
+                _ = tokio::time::sleep_until(deadline), if live => break,
             };
             let f = match f {
-                Some(Ok(f)) => f,
-                Some(Err(e)) => {
+                Ok(Some(Ok(f))) => f,
+                Ok(Some(Err(e))) => {
                     failure = Some(e);
                     break;
                 }
-                None => break,
+                Ok(None) => break,
+                Err(_) => {
+                    failure = Some(CliError::Other(format!(
+                        "audio device {}: it delivered nothing for {} s",
+                        a.audio_device,
+                        STALL.as_secs()
+                    )));
+                    break;
+                }
             };
             let at = start + Duration::from_micros(i * FRAME_US);
             tokio::select! {
@@ -451,11 +484,15 @@ impl Recorder {
         if !takes {
             return;
         }
+        if p.tx.send(ToSpeaker::Pcm(pcm)).is_err() {
+            // The speaker failed (its thread said why): go on without it.
+            self.player = None;
+            return;
+        }
         p.playing = Some(key);
         if let Some(b) = self.bursts.get_mut(&key) {
             b.played = true;
         }
-        let _ = p.tx.send(ToSpeaker::Pcm(pcm));
     }
 
     /// Plays what is due.

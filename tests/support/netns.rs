@@ -177,6 +177,7 @@ fn debian_package_for(program: &str) -> &str {
     match program {
         "ip" => "iproute2",
         "ping" => "iputils-ping",
+        "systemd-nspawn" => "systemd-container",
         other => other,
     }
 }
