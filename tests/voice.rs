@@ -107,6 +107,42 @@ fn wav_files(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// Waits (up to 60 s) until device `i`'s `listen --audio-dir/--play` has reported `n` bursts.
+fn wait_bursts(f: &Field, i: usize, n: usize, what: &str) -> Vec<Value> {
+    f.lan
+        .wait_until(what, Duration::from_secs(60), || {
+            let b = bursts(f, i);
+            if b.len() >= n {
+                Cond::Done(b)
+            } else {
+                Cond::Pending(format!("{} bursts", b.len()))
+            }
+        })
+        .unwrap_or_else(|e| panic!("{}: {e}", f.devs[i].name))
+}
+
+/// `talk --wav first` on device `a`, and after `delay` `talk --wav second EXTRA` on `b`, at
+/// the same time; their outputs.
+fn talk_over(
+    f: &Field,
+    (a, first): (usize, &Path),
+    delay: Duration,
+    (b, second, extra): (usize, &Path, &[&str]),
+) -> (std::process::Output, std::process::Output) {
+    let run = |i: usize, clip: &Path, extra: &[&str]| {
+        let d = &f.devs[i];
+        let mut args = vec!["talk", "--data", p(&d.data), "--wav", p(clip)];
+        args.extend_from_slice(extra);
+        d.host.command(BIN, args).output().expect("talk")
+    };
+    std::thread::scope(|s| {
+        let x = s.spawn(|| run(a, first, &[]));
+        std::thread::sleep(delay);
+        let y = s.spawn(|| run(b, second, extra));
+        (x.join().expect("talk"), y.join().expect("talk"))
+    })
+}
+
 fn talk(f: &Field, i: usize, args: &[&str]) -> std::process::Output {
     let d = &f.devs[i];
     let mut all = vec!["talk", "--data", p(&d.data)];
@@ -203,15 +239,7 @@ fn a_clip_is_heard_by_every_member_and_by_nobody_else() {
     );
 
     for (k, &i) in [m2, m3].iter().enumerate() {
-        let b = f
-            .lan
-            .wait_until("burst heard", Duration::from_secs(20), || {
-                match bursts(&f, i).first() {
-                    Some(b) => Cond::Done(b.clone()),
-                    None => Cond::Pending("no burst yet".into()),
-                }
-            })
-            .unwrap_or_else(|e| panic!("{}: {e}", f.devs[i].name));
+        let b = wait_bursts(&f, i, 1, "burst heard")[0].clone();
         assert_eq!(b["talker"], "m1", "{b}");
         assert_eq!(b["sent"].as_u64(), Some(frames), "{b}");
         assert_eq!(b["reason"], "released", "{b}");
@@ -270,18 +298,7 @@ fn two_members_pressing_at_once_get_one_floor() {
     let (mut f, m1, m2, m3) = Field::three_members("floor");
     let dir = listen_audio(&mut f.devs[m3]);
     let clip = speak(f.lan.dir(), "clip.wav", "Unit two responding. On my way.");
-    let spawn = |i: usize, extra: &[&str]| {
-        let d = &f.devs[i];
-        let mut args = vec!["talk", "--data", p(&d.data), "--wav", p(&clip)];
-        args.extend_from_slice(extra);
-        d.host.command(BIN, args).output()
-    };
-    let (a, b) = std::thread::scope(|s| {
-        let a = s.spawn(|| spawn(m1, &[]));
-        let b = s.spawn(|| spawn(m2, &[]));
-        (a.join().expect("m1"), b.join().expect("m2"))
-    });
-    let (a, b) = (a.expect("talk m1"), b.expect("talk m2"));
+    let (a, b) = talk_over(&f, (m1, &clip), Duration::ZERO, (m2, &clip, &[]));
     let codes = [a.status.code(), b.status.code()];
     assert!(
         codes.contains(&Some(0)) && codes.contains(&Some(4)),
@@ -298,17 +315,7 @@ fn two_members_pressing_at_once_get_one_floor() {
     } else {
         "m2"
     };
-    let heard = f
-        .lan
-        .wait_until("burst heard", Duration::from_secs(20), || {
-            let b = bursts(&f, m3);
-            if b.is_empty() {
-                Cond::Pending("no burst yet".into())
-            } else {
-                Cond::Done(b)
-            }
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
+    let heard = wait_bursts(&f, m3, 1, "burst heard");
     std::thread::sleep(Duration::from_secs(1));
     let heard_all = bursts(&f, m3);
     assert_eq!(heard_all.len(), 1, "{heard:?}");
@@ -322,18 +329,12 @@ fn two_members_pressing_at_once_get_one_floor() {
         "This is a long report from the north gate, with many details about what was seen there, \
          and it goes on for a while so that someone else can take the floor from me.",
     );
-    let (a, b) = std::thread::scope(|s| {
-        let a = s.spawn(|| {
-            let d = &f.devs[m1];
-            d.host
-                .command(BIN, ["talk", "--data", p(&d.data), "--wav", p(&long)])
-                .output()
-        });
-        std::thread::sleep(Duration::from_millis(1500));
-        let b = s.spawn(|| spawn(m2, &["--severity", "extreme"]));
-        (a.join().expect("m1"), b.join().expect("m2"))
-    });
-    let (a, b) = (a.expect("talk m1"), b.expect("talk m2"));
+    let (a, b) = talk_over(
+        &f,
+        (m1, &long),
+        Duration::from_millis(1500),
+        (m2, &clip, &["--severity", "extreme"]),
+    );
     assert_eq!(
         b.status.code(),
         Some(0),
@@ -347,17 +348,7 @@ fn two_members_pressing_at_once_get_one_floor() {
         String::from_utf8_lossy(&a.stderr)
     );
     assert!(String::from_utf8_lossy(&a.stderr).contains("higher severity"));
-    let ends = f
-        .lan
-        .wait_until("preemption heard", Duration::from_secs(20), || {
-            let b = bursts(&f, m3);
-            if b.len() >= 3 {
-                Cond::Done(b)
-            } else {
-                Cond::Pending(format!("{} bursts", b.len()))
-            }
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
+    let ends = wait_bursts(&f, m3, 3, "preemption heard");
     assert!(
         ends.iter()
             .any(|b| b["talker"] == "m1" && b["reason"] == "preempted"),
@@ -371,18 +362,12 @@ fn two_members_pressing_at_once_get_one_floor() {
 
     // A press with --queue while the floor is held (a clip of several seconds) waits, then
     // talks after the holder: without --queue it would be refused with exit code 4.
-    let (a, b) = std::thread::scope(|s| {
-        let a = s.spawn(|| {
-            let d = &f.devs[m1];
-            d.host
-                .command(BIN, ["talk", "--data", p(&d.data), "--wav", p(&long)])
-                .output()
-        });
-        std::thread::sleep(Duration::from_millis(1000));
-        let b = s.spawn(|| spawn(m2, &["--queue"]));
-        (a.join().expect("m1"), b.join().expect("m2"))
-    });
-    let (a, b) = (a.expect("talk m1"), b.expect("talk m2"));
+    let (a, b) = talk_over(
+        &f,
+        (m1, &long),
+        Duration::from_millis(1000),
+        (m2, &clip, &["--queue"]),
+    );
     for (who, o) in [("m1", &a), ("m2 --queue", &b)] {
         assert!(
             o.status.success(),
@@ -390,17 +375,7 @@ fn two_members_pressing_at_once_get_one_floor() {
             String::from_utf8_lossy(&o.stderr)
         );
     }
-    let all = f
-        .lan
-        .wait_until("queued burst heard", Duration::from_secs(30), || {
-            let b = bursts(&f, m3);
-            if b.len() >= 5 {
-                Cond::Done(b)
-            } else {
-                Cond::Pending(format!("{} bursts", b.len()))
-            }
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
+    let all = wait_bursts(&f, m3, 5, "queued burst heard");
     let (first, queued) = (&all[3], &all[4]);
     assert_eq!(
         (first["talker"].as_str(), queued["talker"].as_str()),
@@ -513,15 +488,7 @@ fn the_microphone_and_the_speaker_are_alsa_devices_and_a_vanished_talker_loses_t
     let frames = sent["frames"].as_u64().expect("frames");
     assert_eq!(frames, original.len().div_ceil(320) as u64, "{sent}");
 
-    let b = f
-        .lan
-        .wait_until("burst played", Duration::from_secs(20), || {
-            match bursts(&f, m3).first() {
-                Some(b) => Cond::Done(b.clone()),
-                None => Cond::Pending("no burst yet".into()),
-            }
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
+    let b = wait_bursts(&f, m3, 1, "burst played")[0].clone();
     assert_eq!(b["played"], true, "{b}");
     assert_eq!(b["file"], Value::Null, "{b}");
     assert_eq!(b["sent"].as_u64(), Some(frames), "{b}");
@@ -576,17 +543,7 @@ fn the_microphone_and_the_speaker_are_alsa_devices_and_a_vanished_talker_loses_t
         .unwrap_or_else(|e| panic!("{e}"));
     std::thread::sleep(Duration::from_millis(1000));
     f.devs[m1].daemon = None; // SIGKILL: no release is ever sent
-    let ended = f
-        .lan
-        .wait_until(
-            "the floor times out",
-            Duration::from_secs(20),
-            || match bursts(&f, m2).into_iter().nth(1) {
-                Some(b) => Cond::Done(b),
-                None => Cond::Pending("the burst has not ended".into()),
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+    let ended = wait_bursts(&f, m2, 2, "the floor times out")[1].clone();
     drop(talker);
     assert_eq!(ended["reason"], "timed_out", "{ended}");
     assert_eq!(ended["sent"], Value::Null, "no release came: {ended}");
@@ -633,15 +590,7 @@ fn a_lossy_link_costs_late_frames_not_the_burst() {
     );
     let out = talk(&f, m1, &["--json", "--wav", p(&clip)]);
     assert!(out.status.success(), "talk: {out:?}");
-    let b = f
-        .lan
-        .wait_until("burst heard", Duration::from_secs(60), || {
-            match bursts(&f, m3).first() {
-                Some(b) => Cond::Done(b.clone()),
-                None => Cond::Pending("no burst yet".into()),
-            }
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
+    let b = wait_bursts(&f, m3, 1, "burst heard")[0].clone();
     let original = samples(&clip);
     let heard = samples(&PathBuf::from(b["file"].as_str().expect("file")));
     // Every slot is in the file, heard or concealed, and it still sounds like the clip.
