@@ -68,24 +68,18 @@ fn correlation(a: &[f64], b: &[f64]) -> f64 {
     best
 }
 
+/// Starts `listen --json ARGS` on the device, with `env` added.
+fn listen_with(d: &mut Dev, args: &[&str], env: &[(&str, &str)]) {
+    let mut all = vec!["listen", "--json", "--data", p(&d.data)];
+    all.extend_from_slice(args);
+    let proc = d.host.spawn(BIN, all, env).expect("listen");
+    d.listen.push(proc);
+}
+
+/// Starts `listen --audio-dir` on the device; returns the directory.
 fn listen_audio(d: &mut Dev) -> PathBuf {
     let dir = d.host.dir().join("audio");
-    let proc = d
-        .host
-        .spawn(
-            BIN,
-            [
-                "listen",
-                "--json",
-                "--data",
-                p(&d.data),
-                "--audio-dir",
-                p(&dir),
-            ],
-            &[],
-        )
-        .expect("listen");
-    d.listen.push(proc);
+    listen_with(d, &["--audio-dir", p(&dir)], &[]);
     dir
 }
 
@@ -429,24 +423,11 @@ fn the_microphone_and_the_speaker_are_alsa_devices_and_a_vanished_talker_loses_t
     let home_env = [("HOME", p(&home))];
 
     // m3 plays what it hears on its "speaker"; m2 writes files.
-    let d = &mut f.devs[m3];
-    let proc = d
-        .host
-        .spawn(
-            BIN,
-            [
-                "listen",
-                "--json",
-                "--data",
-                p(&d.data),
-                "--play",
-                "--audio-device",
-                "pttspk",
-            ],
-            &home_env,
-        )
-        .expect("listen --play");
-    d.listen.push(proc);
+    listen_with(
+        &mut f.devs[m3],
+        &["--play", "--audio-device", "pttspk"],
+        &home_env,
+    );
     let dir = listen_audio(&mut f.devs[m2]);
     std::thread::sleep(Duration::from_millis(500));
 
