@@ -1091,8 +1091,13 @@ impl Daemon {
     /// since, so never in the middle of a burst.
     fn release_memory_after_traffic(&mut self) {
         let c = self.node.counters();
-        let traffic =
-            c.alerts_sent + c.alerts_received + c.alerts_relayed + c.rejected.values().sum::<u64>();
+        let traffic = c.alerts_sent
+            + c.alerts_received
+            + c.alerts_relayed
+            + c.rejected.values().sum::<u64>()
+            + c.voice_sent
+            + c.voice_received
+            + c.voice_relayed;
         let (seen, trimmed) = self.traffic_marks;
         self.traffic_marks.0 = traffic;
         if traffic != seen || traffic == trimmed {
