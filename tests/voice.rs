@@ -386,17 +386,20 @@ fn two_members_pressing_at_once_get_one_floor() {
     );
 }
 
-/// ALSA devices for a test: a microphone that reads `mic` (raw 16 kHz S16LE) and a speaker
-/// that writes `speaker`, both through ALSA's `file` plugin (no sound card needed). Returns
-/// the directory to use as HOME (ALSA reads `~/.asoundrc`).
-fn alsa_home(dir: &Path, mic: &Path, speaker: &Path) -> PathBuf {
+/// ALSA devices for a test: a microphone that reads `mic` (raw 16 kHz S16LE), a speaker that
+/// writes `speaker`, and a microphone that reads the FIFO `stall` (it stalls while nothing is
+/// written), all through ALSA's `file` plugin (no sound card needed). Returns the directory to
+/// use as HOME (ALSA reads `~/.asoundrc`).
+fn alsa_home(dir: &Path, mic: &Path, speaker: &Path, stall: &Path) -> PathBuf {
     let home = dir.join("alsa-home");
     std::fs::create_dir_all(&home).expect("alsa home");
     let conf = format!(
         "pcm.pttmic {{\n type file\n slave.pcm null\n file \"/dev/null\"\n infile \"{}\"\n format \"raw\"\n}}\n\
-         pcm.pttspk {{\n type file\n slave.pcm null\n file \"{}\"\n format \"raw\"\n}}\n",
+         pcm.pttspk {{\n type file\n slave.pcm null\n file \"{}\"\n format \"raw\"\n}}\n\
+         pcm.pttstall {{\n type file\n slave.pcm null\n file \"/dev/null\"\n infile \"{}\"\n format \"raw\"\n}}\n",
         mic.display(),
-        speaker.display()
+        speaker.display(),
+        stall.display()
     );
     std::fs::write(home.join(".asoundrc"), conf).expect(".asoundrc");
     home
@@ -419,7 +422,13 @@ fn the_microphone_and_the_speaker_are_alsa_devices_and_a_vanished_talker_loses_t
     let mic = root.join("mic.raw");
     std::fs::write(&mic, &raw).expect("mic.raw");
     let speaker = root.join("speaker.raw");
-    let home = alsa_home(&root, &mic, &speaker);
+    let stall = root.join("stall.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&stall)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let home = alsa_home(&root, &mic, &speaker, &stall);
     let home_env = [("HOME", p(&home))];
 
     // m3 plays what it hears on its "speaker"; m2 writes files.
@@ -541,6 +550,42 @@ fn the_microphone_and_the_speaker_are_alsa_devices_and_a_vanished_talker_loses_t
     )
     .expect("talk");
     assert!(out.status.success(), "{out:?}");
+
+    // A microphone that stops delivering (the FIFO is held open, nothing is written): the
+    // burst ends with a clear error instead of holding the floor forever.
+    let _held = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&stall)
+        .expect("hold the FIFO open");
+    let mut cmd = d.host.command(
+        BIN,
+        [
+            "talk",
+            "--data",
+            p(&d.data),
+            "--mic",
+            "--audio-device",
+            "pttstall",
+        ],
+    );
+    cmd.env("HOME", &home);
+    let out = netns::run_with_timeout(&mut cmd, Duration::from_secs(30)).expect("talk --mic");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("audio device pttstall: it delivered nothing for 1 s"),
+        "{err}"
+    );
+    // The floor it took was released: m2 can talk again at once.
+    let again = netns::run_with_timeout(
+        &mut d
+            .host
+            .command(BIN, ["talk", "--data", p(&d.data), "--wav", p(&short)]),
+        Duration::from_secs(30),
+    )
+    .expect("talk");
+    assert!(again.status.success(), "{again:?}");
 }
 
 #[test]
