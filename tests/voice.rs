@@ -541,14 +541,7 @@ fn the_microphone_and_the_speaker_are_alsa_devices_and_a_vanished_talker_loses_t
     assert!(frames_heard >= 25, "about a second was heard: {ended}");
     // The floor is free: m2 can talk at once.
     let short = speak(&root, "short.wav", "Copy that.");
-    let d = &f.devs[m2];
-    let out = netns::run_with_timeout(
-        &mut d
-            .host
-            .command(BIN, ["talk", "--data", p(&d.data), "--wav", p(&short)]),
-        Duration::from_secs(30),
-    )
-    .expect("talk");
+    let out = talk(&f, m2, &["--wav", p(&short)]);
     assert!(out.status.success(), "{out:?}");
 
     // A microphone that stops delivering (the FIFO is held open, nothing is written): the
@@ -558,6 +551,7 @@ fn the_microphone_and_the_speaker_are_alsa_devices_and_a_vanished_talker_loses_t
         .write(true)
         .open(&stall)
         .expect("hold the FIFO open");
+    let d = &f.devs[m2];
     let mut cmd = d.host.command(
         BIN,
         [
@@ -578,13 +572,7 @@ fn the_microphone_and_the_speaker_are_alsa_devices_and_a_vanished_talker_loses_t
         "{err}"
     );
     // The floor it took was released: m2 can talk again at once.
-    let again = netns::run_with_timeout(
-        &mut d
-            .host
-            .command(BIN, ["talk", "--data", p(&d.data), "--wav", p(&short)]),
-        Duration::from_secs(30),
-    )
-    .expect("talk");
+    let again = talk(&f, m2, &["--wav", p(&short)]);
     assert!(again.status.success(), "{again:?}");
 }
 
