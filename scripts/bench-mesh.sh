@@ -13,7 +13,8 @@
 # --size BYTES, --idle-secs S, --systems ptt,gossip,udp,voice, --voice-bursts N,
 # --voice-secs S, --out DIR. BENCH_PERF=K records node K
 # with perf (call graphs) during the burst, into DIR/perf-SYSTEM-K.data.
-# Needs root (ip netns); every namespace it makes is removed when it ends. Builds in release.
+# Needs root (ip netns); every namespace it makes is removed when it ends. Builds the systems
+# under test with profile dist (as installed) and the driver in release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench-mesh needs root (network namespaces): sudo $0 $*" >&2; exit 1; }
@@ -29,8 +30,13 @@ while [ "$#" -gt 0 ]; do
     esac
 done
 
-echo "==> building (release): ptt-node, examples/bench-peer, examples/bench-mesh"
-cargo build --release --locked --bin ptt-node --example bench-peer --example bench-mesh
+# The systems under test as they are installed (profile dist; the plain gossipsub baseline
+# too, so both get the same compiler); the driver in release (it must unwind: its namespaces
+# are removed on drop).
+echo "==> building (profile dist): ptt-node, examples/bench-peer"
+cargo build --profile dist --locked --bin ptt-node --example bench-peer
+echo "==> building (release): examples/bench-mesh"
+cargo build --release --locked --example bench-mesh
 mkdir -p "$out"
-exec target/release/examples/bench-mesh --ptt target/release/ptt-node \
-    --peer target/release/examples/bench-peer --out "$out" "${args[@]}"
+exec target/release/examples/bench-mesh --ptt target/dist/ptt-node \
+    --peer target/dist/examples/bench-peer --out "$out" "${args[@]}"

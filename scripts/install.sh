@@ -2,7 +2,7 @@
 # Installs ptt-node as a service: the binary, a dedicated system user, the default configuration
 # (from examples/ptt-node.toml), the state directory and a hardened systemd unit.
 #
-#   scripts/install.sh                       # build (release) and install under /usr/local
+#   scripts/install.sh                       # build (profile dist) and install under /usr/local
 #   scripts/install.sh --bundle ./cam-1      # also install this device's bundle
 #   scripts/install.sh --bundle ./cam-1 --start   # and enable and start the service
 #
@@ -12,7 +12,7 @@
 #   --prefix DIR     where bin/ptt-node and share/doc/ptt-node go (default /usr/local)
 #   --bundle DIR     the device bundle from `ptt-node domain enroll`: copied to
 #                    /var/lib/ptt-node/bundle, owned by the service user, files 0600
-#   --binary FILE    install this binary instead of building one (cargo build --release)
+#   --binary FILE    install this binary instead of building one (cargo build --profile dist)
 #   --root DIR       install into DIR as if it were / (packaging, tests): no user is created
 #                    and no service is started; files are owned by the caller
 #   --start          enable and start the service (needs a running systemd)
@@ -53,11 +53,11 @@ if [ -z "$binary" ]; then
         echo "install.sh: building needs libopus-dev, libasound2-dev and pkg-config (apt-get install pkg-config libopus-dev libasound2-dev)" >&2
         exit 1
     fi
-    echo "==> building ptt-node (release)"
-    cargo build --release --locked --bin ptt-node
+    echo "==> building ptt-node (profile dist: LTO, panic=abort; a few minutes)"
+    cargo build --profile dist --locked --bin ptt-node
     target=${CARGO_TARGET_DIR:-target}
     case "$target" in /*) ;; *) target="$(pwd)/$target" ;; esac
-    binary="$target/release/ptt-node"
+    binary="$target/dist/ptt-node"
 fi
 [ -x "$binary" ] || { echo "install.sh: $binary is not an executable" >&2; exit 1; }
 binary=$(abs "$binary")
