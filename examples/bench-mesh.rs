@@ -781,24 +781,25 @@ fn run_system(o: &Opts, system: &str) -> Value {
         "per_node": per_node,
     });
     drop(nodes);
-    // Keep every process's output for a look afterwards (the LAN's directory goes with it).
-    let logs = o.out.join("logs").join(system);
+    keep_logs(o, system, &dir);
+    drop(lan);
+    result
+}
+
+/// Keeps every process's output of a run under OUT/logs/NAME for a look afterwards (the LAN's
+/// directory goes with it): the files of `dir` but audio, and those of `dir/logs`.
+fn keep_logs(o: &Opts, name: &str, dir: &Path) {
+    let logs = o.out.join("logs").join(name);
     let _ = std::fs::create_dir_all(&logs);
-    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+    let files = [dir.to_path_buf(), dir.join("logs")]
+        .into_iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten());
+    for e in files {
         let p = e.path();
-        if p.is_file() {
+        if p.is_file() && p.extension().is_none_or(|x| x != "wav") {
             let _ = std::fs::copy(&p, logs.join(e.file_name()));
         }
     }
-    for e in std::fs::read_dir(dir.join("logs"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let _ = std::fs::copy(e.path(), logs.join(e.file_name()));
-    }
-    drop(lan);
-    result
 }
 
 /// CPU seconds of this process's waited-for children (the `talk` runs of the voice bench).
@@ -985,14 +986,7 @@ fn run_voice(o: &Opts) -> Value {
             .unwrap_or(f64::NAN),
     );
     drop(nodes);
-    let logs = o.out.join("logs").join("voice");
-    let _ = std::fs::create_dir_all(&logs);
-    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_file() && p.extension().is_none_or(|x| x != "wav") {
-            let _ = std::fs::copy(&p, logs.join(e.file_name()));
-        }
-    }
+    keep_logs(o, "voice", &dir);
     drop(lan);
     result
 }

@@ -287,6 +287,7 @@ impl Pcm {
             alsa::Direction::Capture => "capture",
             alsa::Direction::Playback => "playback",
         };
+        let setup = |e: alsa::Error| fail(format!("cannot set it up: {}", alsa_why(e)));
         let pcm = alsa::pcm::PCM::new(device, dir, false).map_err(|e| {
             if e.errno() == libc::ENOENT {
                 let list = match dir {
@@ -301,7 +302,6 @@ impl Pcm {
             }
         })?;
         {
-            let setup = |e: alsa::Error| fail(format!("cannot set it up: {}", alsa_why(e)));
             let hw = HwParams::any(&pcm).map_err(setup)?;
             hw.set_access(Access::RWInterleaved).map_err(setup)?;
             hw.set_format(Format::s16()).map_err(|_| {
@@ -326,7 +326,6 @@ impl Pcm {
         }
         if matches!(dir, alsa::Direction::Playback) {
             // Start as soon as one frame is in: the jitter buffer has already waited.
-            let setup = |e: alsa::Error| fail(format!("cannot set it up: {}", alsa_why(e)));
             let sw = pcm.sw_params_current().map_err(setup)?;
             sw.set_start_threshold(FRAME_SAMPLES as alsa::pcm::Frames)
                 .map_err(setup)?;
@@ -336,6 +335,18 @@ impl Pcm {
             pcm,
             device: device.to_string(),
         })
+    }
+
+    /// After a failed read or write: an overrun, underrun or suspend is recovered from (up to
+    /// three times per frame, counted in `tries`); anything else is the error.
+    fn recover(&self, what: &str, e: alsa::Error, tries: &mut u32) -> Result<(), AudioError> {
+        if *tries >= 3 {
+            return Err(self.fail(what, e));
+        }
+        *tries += 1;
+        self.pcm
+            .try_recover(e, true)
+            .map_err(|e| self.fail(what, e))
     }
 
     fn fail(&self, what: &str, e: alsa::Error) -> AudioError {
@@ -379,14 +390,7 @@ impl Mic {
                     });
                 }
                 Ok(n) => got += n,
-                Err(e) if recoveries < 3 => {
-                    recoveries += 1;
-                    self.0
-                        .pcm
-                        .try_recover(e, true)
-                        .map_err(|e| self.0.fail("read", e))?;
-                }
-                Err(e) => return Err(self.0.fail("read", e)),
+                Err(e) => self.0.recover("read", e, &mut recoveries)?,
             }
         }
         Ok(frame)
@@ -397,6 +401,10 @@ impl Mic {
 /// more than the frame being played, room for the scheduler's jitter, since the jitter buffer
 /// hands over frames exactly on their 20 ms grid.
 pub const SPEAKER_LEAD_US: u64 = 40_000;
+
+/// [`SPEAKER_LEAD_US`] of silence.
+const LEAD: [i16; (SPEAKER_LEAD_US * SAMPLE_RATE as u64 / 1_000_000) as usize] =
+    [0; (SPEAKER_LEAD_US * SAMPLE_RATE as u64 / 1_000_000) as usize];
 
 /// A speaker: PCM written to an ALSA playback device as it is decoded.
 pub struct Speaker {
@@ -415,8 +423,7 @@ impl Speaker {
     /// frames came late) restarts the device, with the lead again, and goes on.
     pub fn write(&mut self, pcm: &[i16]) -> Result<(), AudioError> {
         if std::mem::take(&mut self.fresh) {
-            let lead = vec![0i16; (SPEAKER_LEAD_US * u64::from(SAMPLE_RATE) / 1_000_000) as usize];
-            self.write_all(&lead)?;
+            self.write_all(&LEAD)?;
         }
         self.write_all(pcm)
     }
@@ -432,18 +439,11 @@ impl Speaker {
         while done < pcm.len() {
             match io.writei(&pcm[done..]) {
                 Ok(n) => done += n,
-                Err(e) if recoveries < 3 => {
-                    recoveries += 1;
-                    self.pcm
-                        .pcm
-                        .try_recover(e, true)
-                        .map_err(|e| self.pcm.fail("write", e))?;
-                    let lead =
-                        vec![0i16; (SPEAKER_LEAD_US * u64::from(SAMPLE_RATE) / 1_000_000) as usize];
+                Err(e) => {
+                    self.pcm.recover("write", e, &mut recoveries)?;
                     // The lead goes in before the rest, best effort.
-                    let _ = io.writei(&lead);
+                    let _ = io.writei(&LEAD);
                 }
-                Err(e) => return Err(self.pcm.fail("write", e)),
             }
         }
         Ok(())
