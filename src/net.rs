@@ -393,6 +393,14 @@ pub fn broker_config() -> relay::Config {
 /// benchmark's CPU fell from 16.4 s to 12.0 s (proto/network.md).
 pub const MESH_N: usize = 3;
 
+/// How long gossipsub remembers a message id to drop its duplicates (gossipsub's default is
+/// 60 s). A copy arrives at most a few seconds late: the message cache answers requests for 5
+/// heartbeats (3.5 s) and a copy still queued to a peer is dropped after 5 s. A later one costs
+/// one more verification and is then refused as a replay, which does not count against the peer
+/// that forwarded it. The ids of a 2,000-alert burst are released 15 s after it rather than a
+/// minute (vendor/libp2p-gossipsub/README.md).
+pub const DUPLICATE_CACHE_TIME: Duration = Duration::from_secs(15);
+
 /// The gossipsub configuration: anonymous messages (the envelope carries its own sender
 /// signature, so per-hop gossipsub signatures would be redundant work), manual validation
 /// (every node validates before forwarding), content-hash message ids, a small mesh
@@ -400,6 +408,7 @@ pub const MESH_N: usize = 3;
 pub fn gossipsub_config() -> Result<gossipsub::Config, NetError> {
     gossipsub::ConfigBuilder::default()
         .heartbeat_interval(Duration::from_millis(700))
+        .duplicate_cache_time(DUPLICATE_CACHE_TIME)
         .mesh_n(MESH_N)
         .mesh_n_low(MESH_N - 1)
         .mesh_n_high(MESH_N + 1)
