@@ -57,6 +57,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How often catch-up runs with one random authenticated peer (anti-entropy), besides the
 /// catch-up that starts whenever a peer is authenticated.
 const ANTI_ENTROPY_EVERY: Duration = Duration::from_secs(10);
+/// How long after the last message the daemon hands free heap back to the system
+/// (`release_memory_after_traffic`): soon, for the buffers and queues, and again once gossipsub
+/// has let the messages' ids go: its duplicate cache after [`net::DUPLICATE_CACHE_TIME`], its
+/// peer-score delivery records after 20 s (vendor/libp2p-gossipsub/README.md).
+const TRIM_AFTER_QUIET: [Duration; 2] = [Duration::from_secs(2), Duration::from_secs(25)];
 /// How often retention runs.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Catch-up ids refused here that are remembered, so they are not fetched again.
@@ -326,8 +331,9 @@ struct Daemon {
     unread: VecDeque<(Vec<u8>, u64)>,
     /// Certificates and presence records to pass on at the next tick.
     pushes: Pushes,
-    /// Alerts counted at the last check and at the last trim (`release_memory_after_traffic`).
-    traffic_marks: (u64, u64),
+    /// Traffic counted at the last tick, since when it has not changed, and how many of
+    /// [`TRIM_AFTER_QUIET`] were done since (`release_memory_after_traffic`).
+    traffic_marks: (u64, Instant, usize),
     key_path: PathBuf,
     /// Update pushes in flight: request → (peer, serial).
     update_pushes: HashMap<request_response::OutboundRequestId, (PeerId, u64)>,
@@ -793,7 +799,7 @@ pub async fn run(
         unread: VecDeque::new(),
         key_path,
         update_pushes: HashMap::new(),
-        traffic_marks: (0, 0),
+        traffic_marks: (0, Instant::now(), TRIM_AFTER_QUIET.len()),
         pushes: Pushes::default(),
     };
     d.node.start_voice_at(now_us());
@@ -1086,10 +1092,9 @@ impl Daemon {
 
     /// Once traffic has stopped, hands the allocator's free pages back to the system. A burst
     /// leaves megabytes of freed buffers, queues and cached messages inside glibc's heaps, which
-    /// it keeps by default; a small device wants them back. Checked every
-    /// [`ANTI_ENTROPY_EVERY`]: trims when there was traffic before the last check and none
-    /// since, so never in the middle of a burst.
-    fn release_memory_after_traffic(&mut self) {
+    /// it keeps by default; a small device wants them back. Checked at every tick: trims at each
+    /// of [`TRIM_AFTER_QUIET`] after the last message, so never in the middle of a burst.
+    fn release_memory_after_traffic(&mut self, now: Instant) {
         let c = self.node.counters();
         let traffic = c.alerts_sent
             + c.alerts_received
@@ -1098,12 +1103,15 @@ impl Daemon {
             + c.voice_sent
             + c.voice_received
             + c.voice_relayed;
-        let (seen, trimmed) = self.traffic_marks;
-        self.traffic_marks.0 = traffic;
-        if traffic != seen || traffic == trimmed {
+        let (seen, since, trims) = self.traffic_marks;
+        if traffic != seen {
+            self.traffic_marks = (traffic, now, 0);
             return;
         }
-        self.traffic_marks.1 = traffic;
+        match TRIM_AFTER_QUIET.get(trims) {
+            Some(quiet) if now.duration_since(since) >= *quiet => self.traffic_marks.2 += 1,
+            _ => return,
+        }
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         // SAFETY: malloc_trim only walks and shrinks the allocator's own free lists.
         unsafe {
@@ -1114,6 +1122,7 @@ impl Daemon {
     fn on_tick(&mut self) {
         self.voice_tick();
         let now = Instant::now();
+        self.release_memory_after_traffic(now);
         let (late, rest): (Vec<PendingTag>, Vec<PendingTag>) =
             std::mem::take(&mut self.pending_tags)
                 .into_iter()
@@ -1132,7 +1141,6 @@ impl Daemon {
         }
         if now >= self.next_anti_entropy {
             self.next_anti_entropy = now + ANTI_ENTROPY_EVERY;
-            self.release_memory_after_traffic();
             self.resend_updates();
             let candidates: Vec<PeerId> = self
                 .peers
