@@ -2283,7 +2283,6 @@ where
         }
     }
 
-    /// Heartbeat function which shifts the memcache and updates the mesh.
     /// ptt-node patch: drops expired entries of the time caches now rather than at the next
     /// message, and gives back the room a burst left in them, in the per-peer send queues and in
     /// the event queue (crate::shrink). Called at every heartbeat.
@@ -2298,6 +2297,7 @@ where
         crate::shrink::deque(&mut self.events);
     }
 
+    /// Heartbeat function which shifts the memcache and updates the mesh.
     fn heartbeat(&mut self) {
         #[cfg(feature = "metrics")]
         let start = Instant::now();

@@ -26,30 +26,3 @@ pub(crate) fn deque<T>(d: &mut VecDeque<T>) {
         d.shrink_to((d.len() * 2).max(KEEP));
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_burst_is_given_back_and_a_steady_load_is_kept() {
-        let mut m: HashMap<u32, u32> = (0..10_000).map(|i| (i, i)).collect();
-        let mut d: VecDeque<u32> = (0..10_000).collect();
-        let (mc, dc) = (m.capacity(), d.capacity());
-        // Still well used: kept.
-        m.retain(|k, _| *k < 5_000);
-        d.truncate(5_000);
-        map(&mut m);
-        deque(&mut d);
-        assert_eq!((m.capacity(), d.capacity()), (mc, dc));
-        // Nearly empty: given back, the entries left intact.
-        m.retain(|k, _| *k < 10);
-        d.truncate(10);
-        map(&mut m);
-        deque(&mut d);
-        assert!(m.capacity() <= 2 * KEEP && d.capacity() <= 2 * KEEP);
-        assert_eq!((m.len(), d.len()), (10, 10));
-        assert_eq!(m.get(&9), Some(&9));
-        assert_eq!(d.back(), Some(&9));
-    }
-}
