@@ -10,6 +10,8 @@
 //!   one clock, so receive time minus creation time is exact): p50, p90, p99, max;
 //! - a burst: COUNT messages as fast as the sender takes them; time until the last node has
 //!   the last one, messages per second delivered to all, and how many were lost;
+//! - for ptt-node, how many deliveries of each run came by catch-up (a live copy was lost and
+//!   the receiver's repair fetched it) rather than live;
 //! - bytes sent on every namespace's interface per message (all nodes together);
 //! - per node: RSS (peak and after the runs), CPU seconds during the runs and at idle.
 //!
@@ -115,6 +117,8 @@ struct Recv {
     seq: u64,
     sent_us: u64,
     recv_us: u64,
+    /// Delivered by catch-up (ptt-node's repair) rather than live.
+    repaired: bool,
 }
 
 /// A node under test: its namespace and its process.
@@ -276,6 +280,7 @@ fn receptions(system: &str, path: &Path) -> Vec<Recv> {
                     seq,
                     sent_us: s,
                     recv_us: r,
+                    repaired: v["via"] == "catch_up",
                 });
             }
         } else if let Some(rest) = line.strip_prefix("recv ") {
@@ -288,6 +293,7 @@ fn receptions(system: &str, path: &Path) -> Vec<Recv> {
                     seq: f[0],
                     sent_us: f[1],
                     recv_us: f[2],
+                    repaired: false,
                 });
             }
         }
@@ -560,6 +566,11 @@ fn send(o: &Opts, system: &str, nodes: &mut [Node], first_seq: u64, count: u64, 
 
 /// Waits until every receiver has every message of `seqs` (or `timeout` passes without any
 /// new one); returns each receiver's records of them.
+/// How many of the deliveries came by catch-up: each one is a live delivery that was lost.
+fn repaired(per_node: &[Vec<Recv>]) -> usize {
+    per_node.iter().flatten().filter(|r| r.repaired).count()
+}
+
 fn collect(
     system: &str,
     nodes: &[Node],
@@ -647,8 +658,9 @@ fn run_system(o: &Opts, system: &str) -> Value {
         .collect();
     lat.sort_by(f64::total_cmp);
     let steady_got: usize = steady.iter().map(Vec::len).sum();
+    let steady_repaired = repaired(&steady);
     eprintln!(
-        "   steady {}/s: {steady_got}/{} deliveries, p50 {:.2} ms p99 {:.2} ms",
+        "   steady {}/s: {steady_got}/{} deliveries ({steady_repaired} by catch-up), p50 {:.2} ms p99 {:.2} ms",
         o.rate,
         count as usize * (nodes.len() - 1),
         percentile(&lat, 50.0),
@@ -694,6 +706,7 @@ fn run_system(o: &Opts, system: &str) -> Value {
     }
     let tx3 = total_tx(&nodes);
     let burst_got: usize = burst.iter().map(Vec::len).sum();
+    let burst_repaired = repaired(&burst);
     let first_sent = burst.iter().flatten().map(|r| r.sent_us).min().unwrap_or(0);
     let last_recv = burst.iter().flatten().map(|r| r.recv_us).max().unwrap_or(0);
     let complete = burst.iter().all(|v| v.len() as u64 == o.burst);
@@ -710,7 +723,7 @@ fn run_system(o: &Opts, system: &str) -> Value {
         .collect();
     blat.sort_by(f64::total_cmp);
     eprintln!(
-        "   burst {}: {burst_got}/{} deliveries in {burst_secs:.3} s = {burst_rate:.0}/s to all",
+        "   burst {}: {burst_got}/{} deliveries ({burst_repaired} by catch-up) in {burst_secs:.3} s = {burst_rate:.0}/s to all",
         o.burst,
         o.burst as usize * (nodes.len() - 1)
     );
@@ -761,13 +774,13 @@ fn run_system(o: &Opts, system: &str) -> Value {
         "ready_s": {"max": sorted_ready.last(), "p50": percentile(&sorted_ready, 50.0), "all_ready": sorted_ready.len() == nodes.len()},
         "steady": {
             "rate": o.rate, "secs": o.secs, "messages": count,
-            "deliveries": steady_got, "expected": count as usize * (nodes.len() - 1),
+            "deliveries": steady_got, "expected": count as usize * (nodes.len() - 1), "by_catch_up": steady_repaired,
             "latency_ms": {"p50": percentile(&lat, 50.0), "p90": percentile(&lat, 90.0), "p99": percentile(&lat, 99.0), "max": lat.last()},
             "wire_bytes_per_message": (tx1 - tx0) as f64 / count.max(1) as f64,
             "latency_cdf_ms": cdf(&lat),
         },
         "burst": {
-            "messages": o.burst, "deliveries": burst_got, "expected": o.burst as usize * (nodes.len() - 1),
+            "messages": o.burst, "deliveries": burst_got, "expected": o.burst as usize * (nodes.len() - 1), "by_catch_up": burst_repaired,
             "complete": complete, "secs": burst_secs, "delivered_to_all_per_s": burst_rate,
             "latency_ms": {"p50": percentile(&blat, 50.0), "p99": percentile(&blat, 99.0), "max": blat.last()},
             "wire_bytes_per_message": (tx3 - tx2) as f64 / o.burst.max(1) as f64,
@@ -1090,6 +1103,11 @@ fn machine() -> String {
 fn markdown(r: &Value) -> String {
     let f = |v: &Value| v.as_f64().map_or("-".into(), |x| format!("{x:.2}"));
     let f0 = |v: &Value| v.as_f64().map_or("-".into(), |x| format!("{x:.0}"));
+    // Deliveries that came by catch-up rather than live, when there were any.
+    let caught_up = |run: &Value| match run["by_catch_up"].as_u64() {
+        Some(n) if n > 0 => format!(" ({n} by catch-up)"),
+        _ => String::new(),
+    };
     let mut s = format!(
         "# Mesh benchmark\n\n{} nodes, {} B payload, steady {}/s for {} s, burst {}; {}.\n\n",
         r["options"]["nodes"],
@@ -1106,7 +1124,7 @@ fn markdown(r: &Value) -> String {
         let st = &v["steady"];
         let b = &v["burst"];
         s.push_str(&format!(
-            "| {name} | {} | {} | {} | {} | {} | {}/{} | {} | {}/{} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} |\n",
+            "| {name} | {} | {} | {} | {} | {} | {}/{}{} | {} | {}/{}{} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} |\n",
             f(&v["ready_s"]["max"]),
             f(&st["latency_ms"]["p50"]),
             f(&st["latency_ms"]["p90"]),
@@ -1114,9 +1132,11 @@ fn markdown(r: &Value) -> String {
             f(&st["latency_ms"]["max"]),
             st["deliveries"],
             st["expected"],
+            caught_up(st),
             f0(&b["delivered_to_all_per_s"]),
             b["deliveries"],
             b["expected"],
+            caught_up(b),
             f0(&st["wire_bytes_per_message"]),
             v["max_rss_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0,
             v["max_rss_anon_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0,

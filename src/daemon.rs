@@ -2011,6 +2011,16 @@ impl Daemon {
                 message_id,
                 message,
             }) => self.on_gossip(propagation_source, message_id, message),
+            // A peer's send queue filled up since the last heartbeat: the copies that did not fit
+            // were dropped (a member repairs missed alerts by catch-up, later).
+            BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer {
+                peer_id,
+                failed_messages: f,
+            }) => tracing::warn!(
+                peer = %peer_id,
+                dropped = f.priority + f.non_priority,
+                "gossip messages to a slow peer dropped: its send queue was full"
+            ),
             BehaviourEvent::Identify(libp2p::identify::Event::Received {
                 peer_id, info, ..
             }) => {
