@@ -31,7 +31,10 @@ pub const ARBITRATION_US: u64 = 100_000;
 /// earlier burst wins even if the other already started (a lost claim packet).
 pub const CONTEST_US: u64 = 2 * ARBITRATION_US;
 /// A talker not heard for this long has released the floor (vanished, crashed, out of range).
-pub const FLOOR_TIMEOUT_US: u64 = 1_000_000;
+/// Two seconds, not one: on a link that loses a fifth of its packets, TCP resends a segment
+/// lost four times in a row 1.46 s after it was first sent (fast retransmit, then 200, 400 and
+/// 800 ms of backoff), and a burst still in flight must not end for that.
+pub const FLOOR_TIMEOUT_US: u64 = 2_000_000;
 /// A burst ends after this long (a radio's time-out timer), so a stuck talk button cannot hold
 /// the channel for ever. Listeners allow [`CONTEST_US`] more from the claim (the talker's
 /// arbitration and the network).
@@ -41,6 +44,10 @@ pub const MAX_BURST_FRAMES: u32 = (MAX_BURST_US / FRAME_US) as u32;
 /// The listener's jitter buffer: a frame is played this long after its slot's earliest
 /// arrival time, and concealed if it has not arrived by then.
 pub const JITTER_US: u64 = 60_000;
+/// The jitter buffer of a burst's recording (a WAV file): it has no speaker to feed, so it
+/// waits for a frame as long as the floor waits for its talker, and a frame that TCP resent
+/// late is in the file instead of concealed.
+pub const RECORD_JITTER_US: u64 = FLOOR_TIMEOUT_US;
 /// How far ahead of the next frame to play a frame may be and still be buffered (5 s).
 pub const MAX_AHEAD_FRAMES: u32 = 250;
 /// Bursts remembered after they ended, so their stragglers are not taken for new bursts.

@@ -505,7 +505,7 @@ fn the_microphone_and_the_speaker_are_alsa_devices_and_a_vanished_talker_loses_t
     assert_eq!(heard.len(), 1, "{heard:?}");
     assert_eq!(wav_files(&dir).len(), 1);
 
-    // A talker whose device dies mid-burst: the others' floor frees itself after 1 s.
+    // A talker whose device dies mid-burst: the others' floor frees itself after 2 s.
     let long = speak(
         &root,
         "long.wav",
@@ -605,13 +605,21 @@ fn a_lossy_link_costs_late_frames_not_the_burst() {
     let out = talk(&f, m1, &["--json", "--wav", p(&clip)]);
     assert!(out.status.success(), "talk: {out:?}");
     let b = wait_bursts(&f, m3, 1, "burst heard")[0].clone();
+    // TCP's resends stall the stream for hundreds of ms, not for the floor's 2 s.
+    assert_eq!(b["reason"], "released", "{b}");
     let original = samples(&clip);
     let heard = samples(&PathBuf::from(b["file"].as_str().expect("file")));
-    // Every slot is in the file, heard or concealed, and it still sounds like the clip.
+    // Every slot is in the file, and the recording, which waits for what TCP resends, has at
+    // most the slots the live schedule concealed: it sounds like the clip.
     let (lh, lo) = (heard.len() as f64, original.len() as f64);
     assert!((lh - lo).abs() < 0.05 * lo + 640.0, "{lh} vs {lo}: {b}");
+    let (file_concealed, concealed) = (
+        b["file_concealed"].as_u64().expect("file_concealed"),
+        b["concealed"].as_u64().expect("concealed"),
+    );
+    assert!(file_concealed <= concealed, "{b}");
     let same = correlation(&envelope(&original), &envelope(&heard));
-    assert!(same > 0.7, "correlation {same:.2}: {b}");
+    assert!(same > 0.8, "correlation {same:.2}: {b}");
     assert_eq!(wav_files(&dir).len(), 1);
     // The loss was real.
     let rules = f.devs[m3]
@@ -627,7 +635,8 @@ fn a_lossy_link_costs_late_frames_not_the_burst() {
         .unwrap_or(0);
     assert!(dropped > 20, "packets dropped at m3: {dropped}\n{rules}");
     eprintln!(
-        "lossy link: late {} concealed {} lost {} correlation {same:.2}",
+        "lossy link: live late {} concealed {}, file concealed {file_concealed}, lost {}, \
+         correlation {same:.2}",
         b["late"], b["concealed"], b["lost"]
     );
 }

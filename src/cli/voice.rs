@@ -11,7 +11,7 @@ use super::{CliError, ClientArgs, connect_client, format_time_us, json_line};
 use crate::alert::Severity;
 use crate::audio::{self, Decoder, Encoder, WavOut};
 use crate::control::{BurstInfo, ClientError, Reply, Request};
-use crate::voice::{FRAME_US, JITTER_US, JitterBuffer, Pushed, Slot};
+use crate::voice::{FRAME_US, JITTER_US, JitterBuffer, Pushed, RECORD_JITTER_US, Slot};
 
 /// `ptt-node talk`.
 #[derive(Debug, Args)]
@@ -327,38 +327,83 @@ pub async fn talk(a: TalkArgs) -> Result<(), CliError> {
     }
 }
 
-/// A burst being received: decoded through its jitter buffer, written and played.
+/// A burst being received. Two schedules: the live one (a 60 ms jitter buffer) is what a
+/// speaker plays and what `late`, `concealed` and the latency report, played or not; the
+/// recording waits up to [`RECORD_JITTER_US`] for a frame, so that a frame resent late by TCP is
+/// in the file rather than concealed.
 struct Incoming {
-    jitter: JitterBuffer,
-    decoder: Decoder,
-    wav: Option<WavOut>,
-    path: Option<PathBuf>,
+    live: JitterBuffer,
+    /// Decodes the live schedule for the speaker (with `--play`).
+    live_decoder: Option<Decoder>,
+    record: Option<Recording>,
     severity: Severity,
     played: bool,
+    /// Samples of the live schedule.
     samples: u64,
-    first_written_us: Option<u64>,
+    first_due_us: Option<u64>,
     first_sent_us: Option<u64>,
 }
 
-impl Incoming {
-    /// Decodes the slots (concealing what is missing) and writes them to the file.
-    fn decode(&mut self, slots: Vec<Slot>) -> Result<Vec<i16>, CliError> {
-        let mut out = Vec::with_capacity(slots.len() * crate::voice::FRAME_SAMPLES);
+/// The recording of a burst: its own jitter buffer, decoder and WAV file.
+struct Recording {
+    jitter: JitterBuffer,
+    decoder: Decoder,
+    wav: WavOut,
+    path: PathBuf,
+}
+
+impl Recording {
+    fn write(&mut self, slots: Vec<Slot>) -> Result<(), CliError> {
         for s in slots {
             let pcm = match &s {
                 Slot::Frame(f) => self.decoder.decode(Some(f)),
                 Slot::Missing => self.decoder.decode(None),
             };
-            if let Some(w) = self.wav.as_mut() {
-                w.write(&pcm)?;
-            }
-            if self.first_written_us.is_none() {
-                self.first_written_us = Some(crate::daemon::now_us());
-            }
-            self.samples += pcm.len() as u64;
-            out.extend(pcm);
+            self.wav.write(&pcm)?;
+        }
+        Ok(())
+    }
+}
+
+impl Incoming {
+    /// Plays the live slots (decoded if there is a speaker) and writes the recording's.
+    fn play(&mut self, live: Vec<Slot>, record: Vec<Slot>) -> Result<Vec<i16>, CliError> {
+        if let Some(r) = self.record.as_mut() {
+            r.write(record)?;
+        }
+        if !live.is_empty() && self.first_due_us.is_none() {
+            self.first_due_us = Some(crate::daemon::now_us());
+        }
+        self.samples += (live.len() * crate::voice::FRAME_SAMPLES) as u64;
+        let Some(d) = self.live_decoder.as_mut() else {
+            return Ok(vec![]);
+        };
+        let mut out = Vec::with_capacity(live.len() * crate::voice::FRAME_SAMPLES);
+        for s in live {
+            out.extend(match &s {
+                Slot::Frame(f) => d.decode(Some(f)),
+                Slot::Missing => d.decode(None),
+            });
         }
         Ok(out)
+    }
+
+    /// The slots due at `now_us` on both schedules.
+    fn due(&mut self, now_us: u64) -> Result<Vec<i16>, CliError> {
+        let live = self.live.pop_due(now_us);
+        let record = match self.record.as_mut() {
+            Some(r) => r.jitter.pop_due(now_us),
+            None => vec![],
+        };
+        self.play(live, record)
+    }
+
+    fn next_due_us(&self) -> Option<u64> {
+        let r = self.record.as_ref().and_then(|r| r.jitter.next_due_us());
+        match (self.live.next_due_us(), r) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -427,8 +472,12 @@ pub struct Recorded {
     pub late: u32,
     /// Slots concealed (lost or late frames).
     pub concealed: u32,
-    /// The talker's clock at its first frame to this node's at writing it (µs): mouth to ear,
-    /// with the jitter buffer.
+    /// Slots of the file concealed: frames that never came, or more than
+    /// [`RECORD_JITTER_US`] late (with `--audio-dir`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_concealed: Option<u32>,
+    /// The talker's clock at its first frame to this node's when its slot was played (µs):
+    /// mouth to ear, with the 60 ms jitter buffer.
     pub first_frame_latency_us: Option<u64>,
 }
 
@@ -460,10 +509,7 @@ impl Recorder {
 
     /// When the next slot of any burst is due (µs since the Unix epoch).
     pub fn next_due_us(&self) -> Option<u64> {
-        self.bursts
-            .values()
-            .filter_map(|b| b.jitter.next_due_us())
-            .min()
+        self.bursts.values().filter_map(Incoming::next_due_us).min()
     }
 
     /// Sends decoded audio of burst `key` to the speaker if it holds it, or takes it.
@@ -500,10 +546,7 @@ impl Recorder {
         let keys: Vec<_> = self.bursts.keys().copied().collect();
         for k in keys {
             let pcm = match self.bursts.get_mut(&k) {
-                Some(b) => {
-                    let due = b.jitter.pop_due(now_us);
-                    b.decode(due)?
-                }
+                Some(b) => b.due(now_us)?,
                 None => continue,
             };
             self.speak(k, pcm);
@@ -523,15 +566,23 @@ impl Recorder {
                         info.burst
                     ))
                 });
+                let record = match path {
+                    Some(path) => Some(Recording {
+                        jitter: JitterBuffer::new(RECORD_JITTER_US),
+                        decoder: Decoder::new()?,
+                        wav: WavOut::create(&path)?,
+                        path,
+                    }),
+                    None => None,
+                };
                 let b = Incoming {
-                    jitter: JitterBuffer::new(JITTER_US),
-                    decoder: Decoder::new()?,
-                    wav: path.as_deref().map(WavOut::create).transpose()?,
-                    path,
+                    live: JitterBuffer::new(JITTER_US),
+                    live_decoder: self.player.is_some().then(Decoder::new).transpose()?,
+                    record,
                     severity: info.severity,
                     played: false,
                     samples: 0,
-                    first_written_us: None,
+                    first_due_us: None,
                     first_sent_us: None,
                 };
                 self.bursts.insert((info.device, info.burst), b);
@@ -549,14 +600,16 @@ impl Recorder {
                 let pcm = match self.bursts.get_mut(&key) {
                     Some(b) => {
                         let opus = hex::decode(opus).unwrap_or_default();
-                        if b.jitter.push(*index, opus, now_us) == Pushed::Buffered
+                        if let Some(r) = b.record.as_mut() {
+                            r.jitter.push(*index, opus.clone(), now_us);
+                        }
+                        if b.live.push(*index, opus, now_us) == Pushed::Buffered
                             && b.first_sent_us.is_none()
                             && *index == 1
                         {
                             b.first_sent_us = Some(*sent_at_us);
                         }
-                        let due = b.jitter.pop_due(now_us);
-                        b.decode(due)?
+                        b.due(now_us)?
                     }
                     None => return Ok(None),
                 };
@@ -568,8 +621,12 @@ impl Recorder {
                 // What is still buffered plays now; what never came is concealed.
                 let rest = match self.bursts.get_mut(&key) {
                     Some(b) => {
-                        let rest = b.jitter.finish(info.sent);
-                        b.decode(rest)?
+                        let live = b.live.finish(info.sent);
+                        let record = match b.record.as_mut() {
+                            Some(r) => r.jitter.finish(info.sent),
+                            None => vec![],
+                        };
+                        b.play(live, record)?
                     }
                     None => return Ok(None),
                 };
@@ -583,30 +640,33 @@ impl Recorder {
                 let Some(b) = self.bursts.remove(&key) else {
                     return Ok(None);
                 };
-                let file = match (b.wav, b.path) {
-                    (Some(wav), Some(path)) => {
-                        let samples = wav.samples();
-                        wav.finish()?;
-                        if samples == 0 {
-                            let _ = std::fs::remove_file(&path);
+                let (file, file_concealed, file_samples) = match b.record {
+                    Some(r) => {
+                        let samples = r.wav.samples();
+                        r.wav.finish()?;
+                        let file = if samples == 0 {
+                            let _ = std::fs::remove_file(&r.path);
                             None
                         } else {
-                            Some(path.display().to_string())
-                        }
+                            Some(r.path.display().to_string())
+                        };
+                        (file, Some(r.jitter.concealed), Some(samples))
                     }
-                    _ => None,
+                    None => (None, None, None),
                 };
                 Ok(Some(Recorded {
                     kind: "burst",
                     info: (**info).clone(),
                     file,
-                    audio_ms: b.samples * 1000 / u64::from(crate::voice::SAMPLE_RATE),
+                    audio_ms: file_samples.unwrap_or(b.samples) * 1000
+                        / u64::from(crate::voice::SAMPLE_RATE),
                     played: self.player.is_some().then_some(b.played),
-                    late: b.jitter.late,
-                    concealed: b.jitter.concealed,
+                    late: b.live.late,
+                    concealed: b.live.concealed,
+                    file_concealed,
                     first_frame_latency_us: b
                         .first_sent_us
-                        .zip(b.first_written_us)
+                        .zip(b.first_due_us)
                         .map(|(s, w)| w.saturating_sub(s)),
                 }))
             }
@@ -637,5 +697,123 @@ pub fn format_burst(start: bool, b: &BurstInfo) -> String {
             b.lost,
             b.reason.as_deref().unwrap_or("ended")
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::voice::{FRAME_SAMPLES, SAMPLE_RATE};
+    use std::sync::Arc;
+
+    fn info(sent: Option<u32>) -> Arc<BurstInfo> {
+        Arc::new(BurstInfo {
+            channel: "alerts".into(),
+            talker: "m1".into(),
+            device: 1,
+            burst: 77,
+            severity: Severity::Moderate,
+            started_at_us: 0,
+            duration_ms: 0,
+            received: 0,
+            sent,
+            lost: 0,
+            reason: sent.map(|_| "released".into()),
+        })
+    }
+
+    /// A TCP stall: frame 11 comes 500 ms after its time, and the frames behind it with it, in
+    /// one rush. The live schedule conceals them; the recording waits and has them all.
+    #[test]
+    fn the_recording_keeps_frames_the_live_schedule_had_to_conceal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Recorder::new(Some(dir.path()), None).unwrap();
+        let mut enc = Encoder::new().unwrap();
+        let tone: Vec<[i16; FRAME_SAMPLES]> = (0..50u32)
+            .map(|f| {
+                std::array::from_fn(|i| {
+                    let t = (f as usize * FRAME_SAMPLES + i) as f64 / f64::from(SAMPLE_RATE);
+                    ((t * 440.0 * std::f64::consts::TAU).sin() * 8000.0) as i16
+                })
+            })
+            .collect();
+        let t0 = 1_000_000_000u64;
+        assert!(
+            r.take(&Reply::BurstStart(info(None)), t0)
+                .unwrap()
+                .is_none()
+        );
+        let arrival = |i: u32| {
+            let on_time = t0 + u64::from(i) * FRAME_US;
+            if i >= 11 {
+                on_time.max(t0 + 11 * FRAME_US + 500_000)
+            } else {
+                on_time
+            }
+        };
+        for i in 1..=50 {
+            let now = arrival(i);
+            // The listener's timer plays what is due before the frame is taken.
+            r.tick(now).unwrap();
+            let opus = enc.encode(&tone[i as usize - 1]).unwrap();
+            let frame = Reply::VoiceFrame {
+                burst: 77,
+                device: 1,
+                index: i,
+                opus: hex::encode(opus),
+                received_at_us: now,
+                sent_at_us: t0 + u64::from(i) * FRAME_US,
+            };
+            assert!(r.take(&frame, now).unwrap().is_none());
+        }
+        let end = t0 + 51 * FRAME_US;
+        r.tick(end).unwrap();
+        let done = r
+            .take(&Reply::BurstEnd(info(Some(50))), end)
+            .unwrap()
+            .expect("the burst is reported at its end");
+        assert!(done.late >= 20, "the live schedule was late: {}", done.late);
+        assert_eq!(done.concealed, done.late, "every late frame was concealed");
+        assert_eq!(done.file_concealed, Some(0), "the file has every frame");
+        assert_eq!(done.audio_ms, 1000);
+        let file = PathBuf::from(done.file.expect("a file"));
+        let mut wav = hound::WavReader::open(&file).unwrap();
+        let pcm: Vec<i16> = wav.samples::<i16>().map(Result::unwrap).collect();
+        assert_eq!(pcm.len(), 50 * FRAME_SAMPLES);
+        // The stalled frames are the tone, not concealment fading out.
+        let energy =
+            |s: &[i16]| s.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / s.len() as f64;
+        let stalled = energy(&pcm[15 * FRAME_SAMPLES..30 * FRAME_SAMPLES]);
+        let before = energy(&pcm[2 * FRAME_SAMPLES..10 * FRAME_SAMPLES]);
+        assert!(stalled > before * 0.5, "{stalled} vs {before}");
+    }
+
+    /// Without a file only the live schedule runs: nothing is recorded, the figures are there.
+    #[test]
+    fn without_a_directory_nothing_is_written_and_the_figures_are_reported() {
+        let mut r = Recorder::new(None, None).unwrap();
+        let t0 = 5_000_000u64;
+        r.take(&Reply::BurstStart(info(None)), t0).unwrap();
+        for i in [1u32, 2, 4] {
+            let now = t0 + u64::from(i) * FRAME_US;
+            r.tick(now).unwrap();
+            let frame = Reply::VoiceFrame {
+                burst: 77,
+                device: 1,
+                index: i,
+                opus: "f8ff".into(),
+                received_at_us: now,
+                sent_at_us: now - 3_000,
+            };
+            r.take(&frame, now).unwrap();
+        }
+        let done = r
+            .take(&Reply::BurstEnd(info(Some(4))), t0 + 200_000)
+            .unwrap()
+            .unwrap();
+        assert_eq!((done.file, done.file_concealed), (None, None));
+        assert_eq!((done.late, done.concealed), (0, 1));
+        assert_eq!(done.audio_ms, 80);
+        assert!(done.first_frame_latency_us.is_some());
     }
 }
