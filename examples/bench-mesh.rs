@@ -1183,7 +1183,7 @@ fn markdown(r: &Value) -> String {
         ));
         s.push_str(
             "\nMouth to ear is the talker's clock when its daemon sealed the first frame to the \
-             listener's clock when that frame was decoded and written, so it includes the 60 ms \
+             listener's clock when that frame's slot was due on the live schedule, so it includes the 60 ms \
              jitter buffer; network is that minus the buffer. Opus encoding runs in `talk` \
              before the floor is asked for (a live microphone adds its 20 ms frame).\n",
         );

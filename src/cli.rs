@@ -573,12 +573,12 @@ pub struct ListenArgs {
     /// Colour the severity in text output.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
-    /// Write each voice burst heard as a WAV file here (16 kHz mono), through a 60 ms jitter
-    /// buffer, lost frames concealed.
+    /// Write each voice burst heard as a WAV file here (16 kHz mono), through a 2 s jitter
+    /// buffer (a frame resent late is still in it), lost frames concealed.
     #[arg(long, value_name = "DIR")]
     pub audio_dir: Option<PathBuf>,
     /// Play each voice burst heard (one at a time; a higher severity takes the speaker),
-    /// through the same jitter buffer.
+    /// through a 60 ms jitter buffer, late frames concealed.
     #[arg(long)]
     pub play: bool,
     /// The ALSA playback device for --play: default, plughw:0,0, a name from ~/.asoundrc, …
@@ -1420,9 +1420,15 @@ async fn listen(a: ListenArgs) -> Result<(), CliError> {
                 }
                 continue;
             }
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => {
+                // The recordings still buffering are written out before leaving.
+                return recorder.as_mut().map_or(Ok(()), voice::Recorder::close_all);
+            }
         };
         let Some(reply) = next else {
+            if let Some(r) = recorder.as_mut() {
+                r.close_all()?;
+            }
             return Err(CliError::Other("the daemon stopped".into()));
         };
         let recorded = match recorder.as_mut() {
@@ -1435,7 +1441,7 @@ async fn listen(a: ListenArgs) -> Result<(), CliError> {
             Reply::Lagged { missed } => {
                 // Perhaps the end of a burst among them: close the open ones.
                 if let Some(r) = recorder.as_mut() {
-                    r.lagged();
+                    r.lagged()?;
                 }
                 eprintln!(
                     "ptt-node: this listener fell behind and missed {missed} alerts or voice frames"

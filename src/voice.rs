@@ -384,7 +384,7 @@ pub enum Pushed {
 }
 
 /// A listener's jitter buffer for one burst: frame `i` is played at
-/// `base + (i − 1) × 20 ms + JITTER_US`, where `base` is the arrival time of the first frame
+/// `base + (i − 1) × 20 ms + depth` (`JITTER_US` live, `RECORD_JITTER_US` for a recording), where `base` is the arrival time of the first frame
 /// heard, moved back by its index (so joining a burst late keeps the timing).
 #[derive(Debug)]
 pub struct JitterBuffer {
@@ -648,7 +648,7 @@ mod tests {
             }]
         ));
         // The floor is free: another talker gets it at once.
-        let ev = f.on_packet(2, claim(5, M), 2_000_000);
+        let ev = f.on_packet(2, claim(5, M), 100_001 + FLOOR_TIMEOUT_US);
         assert!(matches!(&ev[..], [FloorEvent::Started(t)] if t.sender == 2));
     }
 

@@ -56,7 +56,7 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
 }
 
 /// A live source that delivers nothing for this long has failed (listeners drop the floor after
-/// 1 s of silence anyway).
+/// 2 s of silence anyway).
 const STALL: Duration = Duration::from_secs(1);
 
 /// Where the frames of a burst come from: encoded 20 ms frames, in order.
@@ -142,9 +142,10 @@ fn busy_error(reply: Reply) -> CliError {
         } => {
             match why.as_str() {
                 "timed_out" => {
-                    return CliError::Floor(
-                        "the floor was given up: this device sent nothing for 1 s".into(),
-                    );
+                    return CliError::Floor(format!(
+                        "the floor was given up: this device sent nothing for {} s",
+                        crate::voice::FLOOR_TIMEOUT_US / 1_000_000
+                    ));
                 }
                 "too_long" => {
                     return CliError::Floor("the burst reached the limit of 120 s".into());
@@ -444,8 +445,8 @@ impl Player {
     }
 }
 
-/// The voice half of `listen --audio-dir/--play`: per burst a jitter buffer and a decoder,
-/// lost and late frames concealed, then a WAV file and/or the speaker.
+/// The voice half of `listen --audio-dir/--play`: per burst a live jitter buffer (and a
+/// decoder for the speaker) and a recording's deeper one with its decoder and WAV file.
 pub struct Recorder {
     dir: Option<PathBuf>,
     player: Option<Player>,
@@ -497,14 +498,37 @@ impl Recorder {
     }
 
     /// The listener fell behind and may have missed the end of a burst: every open burst is
-    /// closed as it stands (its file keeps what was written).
-    pub fn lagged(&mut self) {
-        self.bursts.clear();
+    /// closed as it stands (its file keeps every frame received).
+    pub fn lagged(&mut self) -> Result<(), CliError> {
+        self.close_all()
+    }
+
+    /// Closes every open burst (the listener stops or fell behind): what the recordings still
+    /// buffer is written, the files are finished, an empty one is removed.
+    pub fn close_all(&mut self) -> Result<(), CliError> {
+        let mut first_err = None;
+        for (_, b) in self.bursts.drain() {
+            let Some(mut r) = b.record else { continue };
+            let rest = r.jitter.finish(None);
+            let res = r
+                .write(rest)
+                .and_then(|()| r.wav.finish().map_err(CliError::from));
+            match res {
+                Ok(0) => {
+                    let _ = std::fs::remove_file(&r.path);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
         if let Some(p) = self.player.as_mut()
             && p.playing.take().is_some()
         {
             let _ = p.tx.send(ToSpeaker::End);
         }
+        first_err.map_or(Ok(()), Err)
     }
 
     /// When the next slot of any burst is due (µs since the Unix epoch).
@@ -815,5 +839,42 @@ mod tests {
         assert_eq!((done.late, done.concealed), (0, 1));
         assert_eq!(done.audio_ms, 80);
         assert!(done.first_frame_latency_us.is_some());
+    }
+
+    /// A listener that falls behind (or stops) writes what its recordings still buffered, and
+    /// leaves no empty file for a burst it had no frame of.
+    #[test]
+    fn closing_writes_what_the_recording_buffered_and_removes_empty_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Recorder::new(Some(dir.path()), None).unwrap();
+        let mut enc = Encoder::new().unwrap();
+        let t0 = 7_000_000u64;
+        r.take(&Reply::BurstStart(info(None)), t0).unwrap();
+        let mut silent = (*info(None)).clone();
+        silent.burst = 78;
+        r.take(&Reply::BurstStart(Arc::new(silent)), t0).unwrap();
+        for i in 1..=10u32 {
+            let now = t0 + u64::from(i) * FRAME_US;
+            r.tick(now).unwrap();
+            let opus = enc.encode(&[1000; FRAME_SAMPLES]).unwrap();
+            let frame = Reply::VoiceFrame {
+                burst: 77,
+                device: 1,
+                index: i,
+                opus: hex::encode(opus),
+                received_at_us: now,
+                sent_at_us: now,
+            };
+            r.take(&frame, now).unwrap();
+        }
+        r.lagged().unwrap();
+        assert!(r.next_due_us().is_none(), "no burst is open");
+        let files: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        let wav = hound::WavReader::open(&files[0]).unwrap();
+        assert_eq!(wav.len() as usize, 10 * FRAME_SAMPLES);
     }
 }
