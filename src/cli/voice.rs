@@ -345,6 +345,14 @@ struct Incoming {
     first_sent_us: Option<u64>,
 }
 
+/// One slot decoded: its frame, or Opus's concealment of a missing one.
+fn decode_slot(d: &mut Decoder, s: &Slot) -> Vec<i16> {
+    match s {
+        Slot::Frame(f) => d.decode(Some(f)),
+        Slot::Missing => d.decode(None),
+    }
+}
+
 /// The recording of a burst: its own jitter buffer, decoder and WAV file.
 struct Recording {
     jitter: JitterBuffer,
@@ -356,11 +364,7 @@ struct Recording {
 impl Recording {
     fn write(&mut self, slots: Vec<Slot>) -> Result<(), CliError> {
         for s in slots {
-            let pcm = match &s {
-                Slot::Frame(f) => self.decoder.decode(Some(f)),
-                Slot::Missing => self.decoder.decode(None),
-            };
-            self.wav.write(&pcm)?;
+            self.wav.write(&decode_slot(&mut self.decoder, &s))?;
         }
         Ok(())
     }
@@ -381,10 +385,7 @@ impl Incoming {
         };
         let mut out = Vec::with_capacity(live.len() * crate::voice::FRAME_SAMPLES);
         for s in live {
-            out.extend(match &s {
-                Slot::Frame(f) => d.decode(Some(f)),
-                Slot::Missing => d.decode(None),
-            });
+            out.extend(decode_slot(d, &s));
         }
         Ok(out)
     }
@@ -746,6 +747,21 @@ mod tests {
         })
     }
 
+    /// Frame `index` of burst 77, sealed at `sent_at_us`, taken by the recorder at `now`
+    /// after its timer played what was due.
+    fn give(r: &mut Recorder, index: u32, opus: &[u8], sent_at_us: u64, now: u64) {
+        r.tick(now).unwrap();
+        let frame = Reply::VoiceFrame {
+            burst: 77,
+            device: 1,
+            index,
+            opus: hex::encode(opus),
+            received_at_us: now,
+            sent_at_us,
+        };
+        assert!(r.take(&frame, now).unwrap().is_none());
+    }
+
     /// A TCP stall: frame 11 comes 500 ms after its time, and the frames behind it with it, in
     /// one rush. The live schedule conceals them; the recording waits and has them all.
     #[test]
@@ -776,19 +792,8 @@ mod tests {
             }
         };
         for i in 1..=50 {
-            let now = arrival(i);
-            // The listener's timer plays what is due before the frame is taken.
-            r.tick(now).unwrap();
             let opus = enc.encode(&tone[i as usize - 1]).unwrap();
-            let frame = Reply::VoiceFrame {
-                burst: 77,
-                device: 1,
-                index: i,
-                opus: hex::encode(opus),
-                received_at_us: now,
-                sent_at_us: t0 + u64::from(i) * FRAME_US,
-            };
-            assert!(r.take(&frame, now).unwrap().is_none());
+            give(&mut r, i, &opus, t0 + u64::from(i) * FRAME_US, arrival(i));
         }
         let end = t0 + 51 * FRAME_US;
         r.tick(end).unwrap();
@@ -820,16 +825,7 @@ mod tests {
         r.take(&Reply::BurstStart(info(None)), t0).unwrap();
         for i in [1u32, 2, 4] {
             let now = t0 + u64::from(i) * FRAME_US;
-            r.tick(now).unwrap();
-            let frame = Reply::VoiceFrame {
-                burst: 77,
-                device: 1,
-                index: i,
-                opus: "f8ff".into(),
-                received_at_us: now,
-                sent_at_us: now - 3_000,
-            };
-            r.take(&frame, now).unwrap();
+            give(&mut r, i, &[0xf8, 0xff], now - 3_000, now);
         }
         let done = r
             .take(&Reply::BurstEnd(info(Some(4))), t0 + 200_000)
@@ -855,17 +851,8 @@ mod tests {
         r.take(&Reply::BurstStart(Arc::new(silent)), t0).unwrap();
         for i in 1..=10u32 {
             let now = t0 + u64::from(i) * FRAME_US;
-            r.tick(now).unwrap();
             let opus = enc.encode(&[1000; FRAME_SAMPLES]).unwrap();
-            let frame = Reply::VoiceFrame {
-                burst: 77,
-                device: 1,
-                index: i,
-                opus: hex::encode(opus),
-                received_at_us: now,
-                sent_at_us: now,
-            };
-            r.take(&frame, now).unwrap();
+            give(&mut r, i, &opus, now, now);
         }
         r.lagged().unwrap();
         assert!(r.next_due_us().is_none(), "no burst is open");
