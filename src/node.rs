@@ -1270,7 +1270,7 @@ impl Node {
                     id: envelope::alert_id(self.domain(), h.sender, h.seq),
                     channel: channel_name,
                     sender: sender.body.name.clone(),
-                    sender_peer_id: sender.peer_id().to_string(),
+                    sender_peer_id: sender.peer_id_text().to_owned(),
                     sender_device: h.sender,
                     seq: h.seq,
                     severity: body.severity,
