@@ -1441,7 +1441,7 @@ async fn listen(a: ListenArgs) -> Result<(), CliError> {
             Reply::Lagged { missed } => {
                 // Perhaps the end of a burst among them: close the open ones.
                 if let Some(r) = recorder.as_mut() {
-                    r.lagged()?;
+                    r.close_all()?;
                 }
                 eprintln!(
                     "ptt-node: this listener fell behind and missed {missed} alerts or voice frames"

@@ -2011,18 +2011,19 @@ impl Daemon {
                 message_id,
                 message,
             }) => self.on_gossip(propagation_source, message_id, message),
-            // Copies to a peer were dropped since the last heartbeat: gossipsub gives each queued
-            // copy a deadline (its defaults: 1 s for a forwarded copy, 5 s for a published one)
-            // and bounds the queue. A member repairs missed alerts by catch-up, later.
+            // Copies to a peer were dropped since the last heartbeat: each queued copy has a
+            // deadline (net::FORWARD_QUEUE_DEADLINE, net::PUBLISH_QUEUE_DEADLINE) and the queue
+            // is bounded. A member repairs missed alerts by catch-up, later.
             BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer {
                 peer_id,
                 failed_messages: f,
             }) => tracing::warn!(
                 peer = %peer_id,
                 dropped = f.priority + f.non_priority,
+                forward_deadline = ?crate::net::FORWARD_QUEUE_DEADLINE,
+                publish_deadline = ?crate::net::PUBLISH_QUEUE_DEADLINE,
                 "gossip messages to a slow peer dropped: they waited in its send queue past \
-                 their deadline (1 s for a forwarded copy, 5 s for one this node published) \
-                 or found the queue full"
+                 their deadline or found the queue full"
             ),
             BehaviourEvent::Identify(libp2p::identify::Event::Received {
                 peer_id, info, ..

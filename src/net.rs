@@ -401,6 +401,14 @@ pub const MESH_N: usize = 3;
 /// minute (vendor/libp2p-gossipsub/README.md).
 pub const DUPLICATE_CACHE_TIME: Duration = Duration::from_secs(15);
 
+/// How long a copy this node forwards may wait in a peer's send queue before gossipsub drops
+/// it (gossipsub's default): another mesh member or catch-up covers for it.
+pub const FORWARD_QUEUE_DEADLINE: Duration = Duration::from_secs(1);
+
+/// How long a copy this node published may wait in a peer's send queue before gossipsub drops
+/// it (gossipsub's default): past it, catch-up delivers the alert.
+pub const PUBLISH_QUEUE_DEADLINE: Duration = Duration::from_secs(5);
+
 /// The gossipsub configuration: anonymous messages (the envelope carries its own sender
 /// signature, so per-hop gossipsub signatures would be redundant work), manual validation
 /// (every node validates before forwarding), content-hash message ids, a small mesh
@@ -409,6 +417,8 @@ pub fn gossipsub_config() -> Result<gossipsub::Config, NetError> {
     gossipsub::ConfigBuilder::default()
         .heartbeat_interval(Duration::from_millis(700))
         .duplicate_cache_time(DUPLICATE_CACHE_TIME)
+        .forward_queue_duration(FORWARD_QUEUE_DEADLINE)
+        .publish_queue_duration(PUBLISH_QUEUE_DEADLINE)
         .mesh_n(MESH_N)
         .mesh_n_low(MESH_N - 1)
         .mesh_n_high(MESH_N + 1)
@@ -618,6 +628,8 @@ mod tests {
         assert!(c.mesh_n_low() <= c.mesh_n() && c.mesh_n() <= c.mesh_n_high());
         assert!(c.mesh_outbound_min() * 2 <= c.mesh_n());
         assert!(c.mesh_n_low() >= 1 && c.flood_publish());
+        assert_eq!(c.forward_queue_duration(), FORWARD_QUEUE_DEADLINE);
+        assert_eq!(c.publish_queue_duration(), PUBLISH_QUEUE_DEADLINE);
     }
 
     #[test]

@@ -384,8 +384,9 @@ pub enum Pushed {
 }
 
 /// A listener's jitter buffer for one burst: frame `i` is played at
-/// `base + (i − 1) × 20 ms + depth` (`JITTER_US` live, `RECORD_JITTER_US` for a recording), where `base` is the arrival time of the first frame
-/// heard, moved back by its index (so joining a burst late keeps the timing).
+/// `base + (i − 1) × 20 ms + depth` ([`JITTER_US`] live, [`RECORD_JITTER_US`] for a
+/// recording), where `base` is the arrival time of the first frame heard, moved back by its
+/// index (so joining a burst late keeps the timing).
 #[derive(Debug)]
 pub struct JitterBuffer {
     base_us: Option<u64>,

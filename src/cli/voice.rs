@@ -56,7 +56,7 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
 }
 
 /// A live source that delivers nothing for this long has failed (listeners drop the floor after
-/// 2 s of silence anyway).
+/// [`crate::voice::FLOOR_TIMEOUT_US`] of silence anyway).
 const STALL: Duration = Duration::from_secs(1);
 
 /// Where the frames of a burst come from: encoded 20 ms frames, in order.
@@ -498,14 +498,9 @@ impl Recorder {
         })
     }
 
-    /// The listener fell behind and may have missed the end of a burst: every open burst is
-    /// closed as it stands (its file keeps every frame received).
-    pub fn lagged(&mut self) -> Result<(), CliError> {
-        self.close_all()
-    }
-
-    /// Closes every open burst (the listener stops or fell behind): what the recordings still
-    /// buffer is written, the files are finished, an empty one is removed.
+    /// Closes every open burst as it stands (the listener stops, or fell behind and may have
+    /// missed the end of a burst): what the recordings still buffer is written, so a file keeps
+    /// every frame received; the files are finished, an empty one is removed.
     pub fn close_all(&mut self) -> Result<(), CliError> {
         let mut first_err = None;
         for (_, b) in self.bursts.drain() {
@@ -854,7 +849,7 @@ mod tests {
             let opus = enc.encode(&[1000; FRAME_SAMPLES]).unwrap();
             give(&mut r, i, &opus, now, now);
         }
-        r.lagged().unwrap();
+        r.close_all().unwrap();
         assert!(r.next_due_us().is_none(), "no burst is open");
         let files: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
