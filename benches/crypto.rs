@@ -128,6 +128,32 @@ fn parts(c: &mut Criterion) {
         b.iter(|| Certificate::from_bytes(black_box(&cert), &authority, &f.domain).unwrap())
     });
 
+    // One signature check, as every received alert costs: ed25519-dalek's verify_strict on the
+    // joined message, and keys::verify, which checks the same without decompressing R or
+    // copying the message (src/keys.rs).
+    let msg = [0x5au8; 300];
+    let sig = ptt_node::keys::sign(&f.sender, ptt_node::keys::SIG_ENVELOPE, &msg);
+    let vk = f.sender.verifying_key();
+    g.bench_function("ed25519 verify_strict (ed25519-dalek)", |b| {
+        b.iter(|| {
+            let mut full = ptt_node::keys::SIG_ENVELOPE.to_vec();
+            full.push(0);
+            full.extend_from_slice(black_box(&msg));
+            vk.verify_strict(&full, &ed25519_dalek::Signature::from_bytes(&sig))
+                .unwrap()
+        })
+    });
+    g.bench_function("ed25519 verify (keys::verify)", |b| {
+        b.iter(|| {
+            assert!(ptt_node::keys::verify(
+                &vk,
+                ptt_node::keys::SIG_ENVELOPE,
+                black_box(&msg),
+                &sig
+            ))
+        })
+    });
+
     // The replay window: one sender, and 50 senders whose windows are full (65,536 sequence
     // numbers each, as a node keeps), so every insert also evicts the lowest.
     g.bench_function("replay insert, 1 sender", |b| {
