@@ -409,6 +409,19 @@ pub const FORWARD_QUEUE_DEADLINE: Duration = Duration::from_secs(1);
 /// it (gossipsub's default): past it, catch-up delivers the alert.
 pub const PUBLISH_QUEUE_DEADLINE: Duration = Duration::from_secs(5);
 
+/// Length of a gossipsub message id: the first bytes of the SHA-256 of the message.
+pub const MESSAGE_ID_LEN: usize = 20;
+
+/// The most message ids one IHAVE may advertise (gossipsub's default is 5,000). A receiver
+/// refuses an RPC whose control part is over 16 KB (`max_control_message_size`, gossipsub's
+/// default) by dropping the whole inbound stream, with the messages still in it; after five
+/// such failures the connection's gossipsub handler stops for good. At each heartbeat a node
+/// advertises the ids of the last three heartbeats to the peers outside its mesh, so a burst
+/// above about 350 messages/s made an IHAVE too large and cut those peers off the sender's live
+/// alerts (`tests/gossip_ihave.rs`). 512 ids take 11.3 KB; a random 512 of them are advertised, and catch-up
+/// repairs what gossip no longer advertises.
+pub const MAX_IHAVE_IDS: usize = 512;
+
 /// The gossipsub configuration: anonymous messages (the envelope carries its own sender
 /// signature, so per-hop gossipsub signatures would be redundant work), manual validation
 /// (every node validates before forwarding), content-hash message ids, a small mesh
@@ -426,8 +439,9 @@ pub fn gossipsub_config() -> Result<gossipsub::Config, NetError> {
         .validation_mode(gossipsub::ValidationMode::Anonymous)
         .validate_messages()
         .max_transmit_size(MAX_ENVELOPE_LEN + 1024)
+        .max_control_messages_sent(MAX_IHAVE_IDS)
         .message_id_fn(|m: &gossipsub::Message| {
-            gossipsub::MessageId::from(sha2::Sha256::digest(&m.data)[..20].to_vec())
+            gossipsub::MessageId::from(sha2::Sha256::digest(&m.data)[..MESSAGE_ID_LEN].to_vec())
         })
         .build()
         .map_err(setup)
@@ -630,6 +644,10 @@ mod tests {
         assert!(c.mesh_n_low() >= 1 && c.flood_publish());
         assert_eq!(c.forward_queue_duration(), FORWARD_QUEUE_DEADLINE);
         assert_eq!(c.publish_queue_duration(), PUBLISH_QUEUE_DEADLINE);
+        // The largest IHAVE this node sends fits what a receiver takes: each id costs its
+        // protobuf tag and length, and 1 KB is left for the topic and the RPC around it.
+        assert_eq!(c.max_control_messages_sent(), MAX_IHAVE_IDS);
+        assert!(MAX_IHAVE_IDS * (MESSAGE_ID_LEN + 2) + 1024 <= c.max_control_message_size());
     }
 
     #[test]
