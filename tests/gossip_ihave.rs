@@ -16,73 +16,53 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use libp2p::core::transport::MemoryTransport;
-use libp2p::core::upgrade::Version;
-use libp2p::core::{Multiaddr, Transport};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Swarm, SwarmBuilder, gossipsub, identity, noise, yamux};
+use libp2p::{Swarm, gossipsub};
+
+#[path = "support/memory_swarm.rs"]
+mod memory_swarm;
 
 const PEERS: usize = 5;
 /// Messages sent in `ROUNDS` rounds 100 ms apart: several heartbeats (700 ms) fall inside the
-/// burst, each advertising the ids of the last three (about 1,400 at this rate).
+/// burst, each advertising the ids of the last three (about 2,000 at this rate).
 const PER_ROUND: usize = 100;
 const ROUNDS: usize = 30;
 
-fn node() -> Swarm<gossipsub::Behaviour> {
-    SwarmBuilder::with_existing_identity(identity::Keypair::generate_ed25519())
-        .with_tokio()
-        .with_other_transport(|key| {
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
-                MemoryTransport::default()
-                    .upgrade(Version::V1)
-                    .authenticate(noise::Config::new(key)?)
-                    .multiplex(yamux::Config::default()),
-            )
-        })
-        .unwrap()
-        .with_behaviour(|_| {
-            gossipsub::Behaviour::new(
-                gossipsub::MessageAuthenticity::Anonymous,
-                ptt_node::net::gossipsub_config().unwrap(),
-            )
-            .unwrap()
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build()
+/// The publisher, the peers connected to it, and what each peer has received.
+struct Star {
+    publisher: Swarm<gossipsub::Behaviour>,
+    peers: Vec<Swarm<gossipsub::Behaviour>>,
+    received: Vec<usize>,
 }
 
-/// Runs every swarm for `d`. The receivers accept what they are given (ptt-node validates
-/// every message) and count it.
-async fn run_for(
-    publisher: &mut Swarm<gossipsub::Behaviour>,
-    peers: &mut [Swarm<gossipsub::Behaviour>],
-    d: Duration,
-    received: &mut [usize],
-) {
-    let end = tokio::time::sleep(d);
-    tokio::pin!(end);
-    loop {
-        let any_peer = futures::future::select_all(
-            peers
-                .iter_mut()
-                .enumerate()
-                .map(|(i, s)| Box::pin(async move { (i, s.select_next_some().await) })),
-        );
-        tokio::select! {
-            _ = &mut end => return,
-            _ = publisher.select_next_some() => {}
-            ((i, e), _, _) = any_peer => {
-                if let SwarmEvent::Behaviour(gossipsub::Event::Message {
-                    propagation_source, message_id, ..
-                }) = e
-                {
-                    received[i] += 1;
-                    peers[i].behaviour_mut().report_message_validation_result(
-                        &message_id,
-                        &propagation_source,
-                        gossipsub::MessageAcceptance::Accept,
-                    );
+impl Star {
+    /// Runs every swarm for `d`. The peers accept what they are given (ptt-node validates
+    /// every message) and count it.
+    async fn run(&mut self, d: Duration) {
+        let end = tokio::time::sleep(d);
+        tokio::pin!(end);
+        loop {
+            let any_peer = futures::future::select_all(
+                self.peers
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(i, s)| Box::pin(async move { (i, s.select_next_some().await) })),
+            );
+            tokio::select! {
+                _ = &mut end => return,
+                _ = self.publisher.select_next_some() => {}
+                ((i, e), _, _) = any_peer => {
+                    if let SwarmEvent::Behaviour(gossipsub::Event::Message {
+                        propagation_source, message_id, ..
+                    }) = e
+                    {
+                        self.received[i] += 1;
+                        self.peers[i].behaviour_mut().report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            gossipsub::MessageAcceptance::Accept,
+                        );
+                    }
                 }
             }
         }
@@ -91,54 +71,45 @@ async fn run_for(
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_member_outside_the_mesh_gets_every_message_of_a_burst() {
+    let config = || ptt_node::net::gossipsub_config().unwrap();
     let topic = gossipsub::IdentTopic::new("alerts");
-    let mut publisher = node();
+    let mut publisher = memory_swarm::node(config());
     publisher.behaviour_mut().subscribe(&topic).unwrap();
-    let addr: Multiaddr = "/memory/0".parse().unwrap();
-    publisher.listen_on(addr).unwrap();
-    let listening = loop {
-        if let SwarmEvent::NewListenAddr { address, .. } = publisher.select_next_some().await {
-            break address;
-        }
-    };
-    let mut peers: Vec<_> = (0..PEERS).map(|_| node()).collect();
+    let listening = memory_swarm::listen(&mut publisher).await;
+    let mut peers: Vec<_> = (0..PEERS).map(|_| memory_swarm::node(config())).collect();
     for p in &mut peers {
         p.behaviour_mut().subscribe(&topic).unwrap();
         p.dial(listening.clone()).unwrap();
     }
-    let mut received = vec![0; PEERS];
+    let mut net = Star {
+        publisher,
+        peers,
+        received: vec![0; PEERS],
+    };
     // Connected, subscribed, and the publisher's mesh formed. Gossipsub's first heartbeat
-    // comes 5 s after start (`heartbeat_initial_delay`): the burst must come after it.
-    run_for(
-        &mut publisher,
-        &mut peers,
-        Duration::from_secs(6),
-        &mut received,
-    )
-    .await;
+    // comes 5 s after start (`heartbeat_initial_delay`): the burst must come after it, or
+    // no IHAVE is sent during it.
+    net.run(Duration::from_secs(6)).await;
     for _ in 0..50 {
-        run_for(
-            &mut publisher,
-            &mut peers,
-            Duration::from_millis(200),
-            &mut received,
-        )
-        .await;
-        let subscribed = publisher
+        let subscribed = net
+            .publisher
             .behaviour()
             .all_peers()
             .filter(|(_, topics)| topics.contains(&&topic.hash()))
             .count();
-        if subscribed == PEERS && publisher.behaviour().mesh_peers(&topic.hash()).count() > 0 {
+        if subscribed == PEERS && net.publisher.behaviour().mesh_peers(&topic.hash()).count() > 0 {
             break;
         }
+        net.run(Duration::from_millis(200)).await;
     }
-    let mesh: Vec<_> = publisher
+    let mesh: Vec<_> = net
+        .publisher
         .behaviour()
         .mesh_peers(&topic.hash())
         .copied()
         .collect();
-    let outside = peers
+    let outside = net
+        .peers
         .iter()
         .filter(|p| !mesh.contains(p.local_peer_id()))
         .count();
@@ -152,33 +123,21 @@ async fn a_member_outside_the_mesh_gets_every_message_of_a_burst() {
     for round in 0..ROUNDS {
         for i in 0..PER_ROUND {
             let text = format!("alert {round:03} {i:05} {}", "x".repeat(300));
-            publisher
+            net.publisher
                 .behaviour_mut()
                 .publish(topic.clone(), text.into_bytes())
                 .unwrap();
         }
-        run_for(
-            &mut publisher,
-            &mut peers,
-            Duration::from_millis(100),
-            &mut received,
-        )
-        .await;
+        net.run(Duration::from_millis(100)).await;
     }
     for _ in 0..50 {
-        if received.iter().all(|r| *r == total) {
+        if net.received.iter().all(|r| *r == total) {
             break;
         }
-        run_for(
-            &mut publisher,
-            &mut peers,
-            Duration::from_millis(100),
-            &mut received,
-        )
-        .await;
+        net.run(Duration::from_millis(100)).await;
     }
     assert_eq!(
-        received,
+        net.received,
         vec![total; PEERS],
         "messages received by each peer ({outside} outside the publisher's mesh)"
     );

@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use futures::StreamExt;
-use libp2p::core::transport::MemoryTransport;
-use libp2p::core::upgrade::Version;
-use libp2p::core::{Multiaddr, Transport};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Swarm, SwarmBuilder, gossipsub, identity, noise, yamux};
+use libp2p::{Swarm, gossipsub};
+
+#[path = "support/memory_swarm.rs"]
+mod memory_swarm;
 
 /// Bytes alive on the heap.
 static LIVE: AtomicIsize = AtomicIsize::new(0);
@@ -63,36 +63,21 @@ const DUPLICATES: Duration = Duration::from_millis(500);
 const BURST: usize = 3_000;
 
 fn node() -> Swarm<gossipsub::Behaviour> {
-    SwarmBuilder::with_existing_identity(identity::Keypair::generate_ed25519())
-        .with_tokio()
-        .with_other_transport(|key| {
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
-                MemoryTransport::default()
-                    .upgrade(Version::V1)
-                    .authenticate(noise::Config::new(key)?)
-                    .multiplex(yamux::Config::default()),
-            )
-        })
-        .unwrap()
-        .with_behaviour(|_| {
-            let cfg = gossipsub::ConfigBuilder::default()
-                .heartbeat_initial_delay(HEARTBEAT)
-                .heartbeat_interval(HEARTBEAT)
-                .duplicate_cache_time(DUPLICATES)
-                .validation_mode(gossipsub::ValidationMode::Anonymous)
-                // Anonymous messages have no sequence number: ids from their content.
-                .message_id_fn(|m: &gossipsub::Message| {
-                    let mut h = DefaultHasher::new();
-                    m.data.hash(&mut h);
-                    gossipsub::MessageId::from(h.finish().to_string())
-                })
-                .build()
-                .unwrap();
-            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, cfg).unwrap()
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build()
+    memory_swarm::node(
+        gossipsub::ConfigBuilder::default()
+            .heartbeat_initial_delay(HEARTBEAT)
+            .heartbeat_interval(HEARTBEAT)
+            .duplicate_cache_time(DUPLICATES)
+            .validation_mode(gossipsub::ValidationMode::Anonymous)
+            // Anonymous messages have no sequence number: ids from their content.
+            .message_id_fn(|m: &gossipsub::Message| {
+                let mut h = DefaultHasher::new();
+                m.data.hash(&mut h);
+                gossipsub::MessageId::from(h.finish().to_string())
+            })
+            .build()
+            .unwrap(),
+    )
 }
 
 /// Runs both swarms for `d`, counting the messages `b` receives.
@@ -124,13 +109,7 @@ async fn a_burst_leaves_no_memory_behind_once_the_caches_expire() {
     for s in [&mut a, &mut b] {
         s.behaviour_mut().subscribe(&topic).unwrap();
     }
-    let addr: Multiaddr = "/memory/0".parse().unwrap();
-    b.listen_on(addr).unwrap();
-    let listening = loop {
-        if let SwarmEvent::NewListenAddr { address, .. } = b.select_next_some().await {
-            break address;
-        }
-    };
+    let listening = memory_swarm::listen(&mut b).await;
     a.dial(listening).unwrap();
     let mut received = 0;
     // Connected, subscriptions exchanged, both in each other's mesh.
