@@ -134,6 +134,12 @@ pub struct ReceivedAlert {
 /// Alerts received longer than this after creation (by the sender's clock) are marked late.
 pub const LATE_AFTER_US: u64 = 10_000_000;
 
+/// Whether an alert created at `created_at_us` (sender's clock) and received at
+/// `received_at_us` (this node's) is late: more than [`LATE_AFTER_US`] between them.
+pub fn is_late(created_at_us: u64, received_at_us: u64) -> bool {
+    received_at_us.saturating_sub(created_at_us) > LATE_AFTER_US
+}
+
 /// How an alert reached this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -168,4 +174,18 @@ pub fn format_time_us(us: u64) -> String {
         (rem / 60) % 60,
         rem % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn late_means_strictly_more_than_ten_seconds_after_creation() {
+        let created = 1_795_000_000_000_000;
+        assert!(!is_late(created, created + LATE_AFTER_US));
+        assert!(is_late(created, created + LATE_AFTER_US + 1));
+        // A sender clock ahead of this node's never marks late.
+        assert!(!is_late(created, created - 1));
+    }
 }

@@ -2509,8 +2509,7 @@ impl Daemon {
                     Ok(mut a) => {
                         a.via = via;
                         a.received_at_us = now_us();
-                        a.late = a.received_at_us.saturating_sub(a.created_at_us)
-                            > crate::alert::LATE_AFTER_US;
+                        a.late = crate::alert::is_late(a.created_at_us, a.received_at_us);
                         self.apply_rules(&a);
                         tracing::debug!(id = %a.id, sender = %a.sender, ?via, late = a.late, "alert received");
                         self.deliver(a);

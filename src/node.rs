@@ -1282,7 +1282,7 @@ impl Node {
                     attributes: body.attributes,
                     recipient: if direct { recipient_name } else { None },
                     via: crate::alert::Via::Gossip,
-                    late: now_us.saturating_sub(h.seq) > crate::alert::LATE_AFTER_US,
+                    late: crate::alert::is_late(h.seq, now_us),
                 }))
             }
         };
