@@ -610,6 +610,46 @@ fn collect(
     }
 }
 
+/// `BENCH_PERF=K` records node K's process with perf (call graphs) during one phase:
+/// `BENCH_PERF_PHASE=steady` or `burst` (the default).
+fn start_perf(o: &Opts, system: &str, nodes: &[Node], phase: &str) -> Option<Child> {
+    let k = std::env::var("BENCH_PERF")
+        .ok()
+        .and_then(|k| k.parse::<usize>().ok())
+        .filter(|k| *k < nodes.len())?;
+    let want = std::env::var("BENCH_PERF_PHASE").unwrap_or_else(|_| "burst".into());
+    if want != phase {
+        return None;
+    }
+    let out = o.out.join(format!("perf-{system}-{k}.data"));
+    Command::new("perf")
+        .args([
+            "record",
+            "-q",
+            "-F",
+            "4000",
+            "--call-graph",
+            "dwarf,32768",
+            "-o",
+        ])
+        .arg(&out)
+        .args(["-p", &nodes[k].child.id().to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .ok()
+}
+
+/// Stops a perf recording started by [`start_perf`].
+fn stop_perf(perf: Option<Child>) {
+    if let Some(mut p) = perf {
+        // SIGINT makes perf write its file and stop.
+        let _ = Command::new("kill")
+            .args(["-INT", &p.id().to_string()])
+            .status();
+        let _ = p.wait();
+    }
+}
+
 fn run_system(o: &Opts, system: &str) -> Value {
     eprintln!("== {system}: {} nodes", o.nodes);
     let lan = Lan::new(&format!("bm{system}")).expect("create LAN");
@@ -648,8 +688,10 @@ fn run_system(o: &Opts, system: &str) -> Value {
     // Steady rate.
     let count = o.rate * o.secs;
     let tx0 = total_tx(&nodes);
+    let perf = start_perf(o, system, &nodes, "steady");
     send(o, system, &mut nodes, 0, count, o.rate);
     let steady = collect(system, &nodes, 0..count, Duration::from_secs(10));
+    stop_perf(perf);
     let tx1 = total_tx(&nodes);
     let mut lat: Vec<f64> = steady
         .iter()
@@ -672,38 +714,10 @@ fn run_system(o: &Opts, system: &str) -> Value {
     // Sequence numbers go on from the steady run's (the baseline peers number what they send).
     let b0 = count;
     let tx2 = total_tx(&nodes);
-    // BENCH_PERF=K records node K's process with perf (call graphs) during the burst.
-    let perf = std::env::var("BENCH_PERF")
-        .ok()
-        .and_then(|k| k.parse::<usize>().ok())
-        .filter(|k| *k < nodes.len())
-        .and_then(|k| {
-            let out = o.out.join(format!("perf-{system}-{k}.data"));
-            Command::new("perf")
-                .args([
-                    "record",
-                    "-q",
-                    "-F",
-                    "4000",
-                    "--call-graph",
-                    "dwarf,32768",
-                    "-o",
-                ])
-                .arg(&out)
-                .args(["-p", &nodes[k].child.id().to_string()])
-                .stdout(Stdio::null())
-                .spawn()
-                .ok()
-        });
+    let perf = start_perf(o, system, &nodes, "burst");
     send(o, system, &mut nodes, b0, o.burst, 0);
     let burst = collect(system, &nodes, b0..b0 + o.burst, Duration::from_secs(15));
-    if let Some(mut p) = perf {
-        // SIGINT makes perf write its file and stop.
-        let _ = Command::new("kill")
-            .args(["-INT", &p.id().to_string()])
-            .status();
-        let _ = p.wait();
-    }
+    stop_perf(perf);
     let tx3 = total_tx(&nodes);
     let burst_got: usize = burst.iter().map(Vec::len).sum();
     let burst_repaired = repaired(&burst);

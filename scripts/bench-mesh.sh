@@ -11,8 +11,8 @@
 #
 # Options (all passed to examples/bench-mesh.rs): --nodes N, --rate R, --secs S, --burst B,
 # --size BYTES, --idle-secs S, --systems ptt,gossip,udp,voice, --voice-bursts N,
-# --voice-secs S, --out DIR. BENCH_PERF=K records node K
-# with perf (call graphs) during the burst, into DIR/perf-SYSTEM-K.data.
+# --voice-secs S, --out DIR. BENCH_PERF=K records node K with perf (call graphs) during the
+# burst, or during the steady run with BENCH_PERF_PHASE=steady, into DIR/perf-SYSTEM-K.data.
 # Needs root (ip netns); every namespace it makes is removed when it ends. Builds the systems
 # under test with profile dist (as installed) and the driver in release.
 set -euo pipefail

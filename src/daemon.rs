@@ -29,7 +29,7 @@ use crate::fsutil::{self, FileError};
 use crate::net::{self, AuthHello, AuthReply, AuthRequest, Behaviour, BehaviourEvent, NetConfig};
 use crate::net::{SyncRequest, SyncResponse};
 use crate::node::{Applied, Node, Sealed, Unreadable, Verdict};
-use crate::presence::Presence;
+use crate::presence::{Presence, PresenceError};
 use crate::replay::ReplayError;
 use crate::store::{Pruned, Retention, Store, StoreError, StoreHandle, StoredEnvelope};
 use crate::sync::Id;
@@ -51,6 +51,8 @@ const MAX_PEERS: usize = 4096;
 /// When both sides discover each other, the larger peer id waits this long before dialling,
 /// so the pair usually ends up with one connection.
 const DIAL_DEFER: Duration = Duration::from_millis(1500);
+/// How long a queued roster or presence push waits for more to send with it.
+const PUSH_BATCH: Duration = Duration::from_millis(20);
 /// Re-dial back-off bounds.
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -836,15 +838,16 @@ fn direct_ipv4(a: &Multiaddr) -> Option<std::net::Ipv4Addr> {
     }
 }
 
-/// Items queued for the peers, each with the peer not to send it to (the one it came from).
-/// Presence records wait one tick more than certificates: a record that reaches a peer before
-/// the certificate of its device is dropped there (`UnknownDevice`), and the two requests of
-/// one tick travel on parallel streams.
+/// Items queued for the peers, each with the peer not to send it to (the one it came from),
+/// sent together [`PUSH_BATCH`] after the first was queued. Certificates and presence records
+/// travel on parallel streams: a record that reaches a peer before its device's certificate
+/// waits there for it ([`Node::learn_waiting_presence`](crate::node::Node::learn_waiting_presence)).
 #[derive(Default)]
 struct Pushes {
     roster: Vec<(Vec<u8>, Option<PeerId>)>,
     presence: Vec<(Vec<u8>, Option<PeerId>)>,
-    presence_next: Vec<(Vec<u8>, Option<PeerId>)>,
+    /// When the queued items go out.
+    due: Option<Instant>,
 }
 
 impl Daemon {
@@ -854,13 +857,23 @@ impl Daemon {
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
-        tokio::pin!(shutdown);
+        // Queued roster and presence pushes go out when `self.pushes.due` says.
+        let push = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(shutdown, push);
+        let mut push_at: Option<Instant> = None;
         loop {
+            if self.pushes.due != push_at {
+                push_at = self.pushes.due;
+                if let Some(at) = push_at {
+                    push.as_mut().reset(at.into());
+                }
+            }
             tokio::select! {
                 _ = &mut shutdown => break,
                 ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
                 Some(cmd) = cmds.recv() => self.on_cmd(cmd),
                 _ = tick.tick() => self.on_tick(),
+                () = &mut push, if push_at.is_some() => self.flush_pushes(),
             }
         }
     }
@@ -1156,7 +1169,6 @@ impl Daemon {
             }
         }
         self.refresh_presence();
-        self.flush_pushes();
         if now >= self.next_static {
             self.next_static = now + ANTI_ENTROPY_EVERY;
             self.dial_static_peers();
@@ -1456,8 +1468,8 @@ impl Daemon {
 
     /// A peer was found at `addrs` (mDNS, or a member's presence on this LAN): remembers them
     /// (at most [`MAX_ADDRS_PER_PEER`]) and, if the two are not connected and no dial is
-    /// scheduled, dials at once when this node's peer id is the smaller, else after
-    /// [`DIAL_DEFER`], so that a pair usually ends up with one connection.
+    /// scheduled, dials at once (not at the next tick) when this node's peer id is the
+    /// smaller, else after [`DIAL_DEFER`], so that a pair usually ends up with one connection.
     fn found_at(&mut self, peer: PeerId, addrs: impl IntoIterator<Item = Multiaddr>) {
         let me = *self.swarm.local_peer_id();
         let st = self.peers.entry(peer).or_default();
@@ -1466,13 +1478,13 @@ impl Daemon {
                 st.addresses.insert(a);
             }
         }
-        if st.connections == 0 && st.redial_at.is_none() {
-            let delay = if me < peer {
-                Duration::ZERO
-            } else {
-                DIAL_DEFER
-            };
-            st.redial_at = Some(Instant::now() + delay);
+        if st.connections > 0 || st.redial_at.is_some() {
+            return;
+        }
+        if me < peer {
+            self.dial(peer);
+        } else {
+            st.redial_at = Some(Instant::now() + DIAL_DEFER);
         }
     }
 
@@ -1762,6 +1774,7 @@ impl Daemon {
         st.last_error = None;
         st.cert = Some(cert);
         st.refused = false;
+        self.learn_waiting_presence();
         self.circuit_next.remove(&peer);
         self.swarm.behaviour_mut().gossipsub.open(peer);
         self.swarm.behaviour_mut().relay.open(peer);
@@ -1885,11 +1898,19 @@ impl Daemon {
         match ev {
             BehaviourEvent::Mdns(mdns::Event::Discovered(list)) => {
                 let me = *self.swarm.local_peer_id();
+                // One dial per peer with every address it answered with.
+                let mut found: Vec<(PeerId, Vec<Multiaddr>)> = vec![];
                 for (peer, addr) in list {
                     if peer == me {
                         continue;
                     }
-                    self.found_at(peer, [addr]);
+                    match found.iter_mut().find(|(p, _)| *p == peer) {
+                        Some((_, addrs)) => addrs.push(addr),
+                        None => found.push((peer, vec![addr])),
+                    }
+                }
+                for (peer, addrs) in found {
+                    self.found_at(peer, addrs);
                 }
             }
             BehaviourEvent::Mdns(mdns::Event::Expired(_)) => {}
@@ -2076,17 +2097,13 @@ impl Daemon {
                     for r in records.into_iter().take(net::MAX_ROSTER_PUSH) {
                         match self.node.learn_presence(&r) {
                             Ok(true) => {
-                                // New addresses (a fresh reservation): try them at once.
-                                if let Ok(device) = Presence::claimed_device(&r)
-                                    && let Some(peer) =
-                                        self.node.member(device).map(|c| c.peer_id())
-                                {
-                                    self.circuit_next.remove(&peer);
-                                    self.dial_from_presence(device, peer);
-                                }
+                                self.presence_learned(&r);
                                 new.push(r)
                             }
                             Ok(false) => {}
+                            Err(PresenceError::UnknownDevice(device)) => {
+                                tracing::debug!(%peer, device, "presence held until its certificate arrives")
+                            }
                             Err(e) => tracing::debug!(%peer, error = %e, "presence ignored"),
                         }
                     }
@@ -2185,31 +2202,37 @@ impl Daemon {
     /// (sent by [`Daemon::flush_pushes`]). Each receiver forwards only what is new to it, so a
     /// certificate floods the mesh once.
     fn push_roster(&mut self, certs: Vec<Vec<u8>>, except: PeerId) {
+        if certs.is_empty() {
+            return;
+        }
         self.pushes
             .roster
             .extend(certs.into_iter().map(|c| (c, Some(except))));
+        self.pushes.due.get_or_insert(Instant::now() + PUSH_BATCH);
     }
 
     /// Queues presence records for every authenticated peer but `except`.
     fn push_presence(&mut self, records: Vec<Vec<u8>>, except: Option<PeerId>) {
+        if records.is_empty() {
+            return;
+        }
         self.pushes
-            .presence_next
+            .presence
             .extend(records.into_iter().map(|r| (r, except)));
+        self.pushes.due.get_or_insert(Instant::now() + PUSH_BATCH);
     }
 
-    /// Sends what `push_roster` queued since the last tick and what `push_presence` queued
-    /// before it: one request of each kind per peer per tick (more only past
-    /// [`net::MAX_ROSTER_PUSH`] items).
-    /// Pushing each item at once cost every connection a stream per item and per peer
-    /// admitted: when 50 members start together that is thousands of streams, far past
-    /// [`net::MAX_CONCURRENT_STREAMS`] per connection, and the hellos refused with them left
-    /// members unauthenticated for a minute.
+    /// Sends what `push_roster` and `push_presence` queued: one request of each kind per peer
+    /// per batch (more only past [`net::MAX_ROSTER_PUSH`] items). Pushing each item at once
+    /// cost every connection a stream per item and per peer admitted: when 50 members start
+    /// together that is thousands of streams, far past [`net::MAX_CONCURRENT_STREAMS`] per
+    /// connection, and the hellos refused with them left members unauthenticated for a
+    /// minute. Waiting [`PUSH_BATCH`] gathers a start-up's items into a few requests without
+    /// holding up a newcomer's address for a whole tick.
     fn flush_pushes(&mut self) {
+        self.pushes.due = None;
         let roster = std::mem::take(&mut self.pushes.roster);
-        let presence = std::mem::replace(
-            &mut self.pushes.presence,
-            std::mem::take(&mut self.pushes.presence_next),
-        );
+        let presence = std::mem::take(&mut self.pushes.presence);
         if roster.is_empty() && presence.is_empty() {
             return;
         }
@@ -2435,7 +2458,32 @@ impl Daemon {
                 }
             }
         }
+        if !new.is_empty() {
+            self.learn_waiting_presence();
+        }
         new
+    }
+
+    /// Learns the presence records that arrived before their device's certificate (a
+    /// newcomer is sent every record and the roster at once, on parallel streams), acts on
+    /// them and passes them on.
+    fn learn_waiting_presence(&mut self) {
+        let learned = self.node.learn_waiting_presence();
+        for r in &learned {
+            self.presence_learned(r);
+        }
+        self.push_presence(learned, None);
+    }
+
+    /// A presence record new to this node: its addresses may be new (a fresh reservation,
+    /// a member this node has not met), so they are tried at once.
+    fn presence_learned(&mut self, record: &[u8]) {
+        if let Ok(device) = Presence::claimed_device(record)
+            && let Some(peer) = self.node.member(device).map(|c| c.peer_id())
+        {
+            self.circuit_next.remove(&peer);
+            self.dial_from_presence(device, peer);
+        }
     }
 
     fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, msg: gossipsub::Message) {

@@ -5,7 +5,7 @@
 //! the roster of known member certificates, the replay state and the counters.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use libp2p::PeerId;
 use serde::Serialize;
@@ -36,6 +36,9 @@ pub const KEY_CACHE: usize = 64;
 /// How many (sender, channel) rate-limit buckets a node keeps; when full, the fullest
 /// (idle) buckets go first, which forgets nothing a limit depends on.
 pub const MAX_BUCKETS: usize = 4096;
+/// How many presence records of devices with no known certificate a node holds until the
+/// certificate arrives (the oldest go first): 64 records of at most 4 KiB.
+pub const MAX_PRESENCE_WAITING: usize = 64;
 
 /// Everything a node starts from (loaded from a bundle by the shell).
 pub struct NodeConfig {
@@ -409,6 +412,10 @@ pub struct Node {
     current_epoch: HashMap<u32, u32>,
     roster: HashMap<u32, Certificate>,
     presence: HashMap<u32, Presence>,
+    /// Presence records of devices whose certificate is not known yet, newest per device, at
+    /// most [`MAX_PRESENCE_WAITING`]: learned by [`Node::learn_waiting_presence`] once the
+    /// certificate arrives (a roster push and a presence push travel on parallel streams).
+    presence_waiting: VecDeque<(u32, Vec<u8>)>,
     replay: ReplayGuard,
     last_seq: u64,
     counters: Counters,
@@ -448,6 +455,7 @@ impl Node {
             current_epoch,
             roster,
             presence: HashMap::new(),
+            presence_waiting: VecDeque::new(),
             replay: ReplayGuard::new(DEFAULT_REPLAY_WINDOW),
             last_seq,
             counters: Counters::default(),
@@ -694,17 +702,26 @@ impl Node {
         take_token(&mut self.buckets, (sender, channel), &p, now_us)
     }
 
-    /// Learns a presence record; `Ok(true)` when it is new or newer than the one held.
+    /// Learns a presence record; `Ok(true)` when it is new or newer than the one held. A
+    /// record of a device whose certificate is not known yet is refused with
+    /// [`PresenceError::UnknownDevice`] and held (bounded) until
+    /// [`Node::learn_waiting_presence`] finds the certificate.
     pub fn learn_presence(&mut self, bytes: &[u8]) -> Result<bool, PresenceError> {
         let device = Presence::claimed_device(bytes)?;
         // This device speaks for itself; an old record of ours echoed back is ignored.
         if device == self.cert.body.device {
             return Ok(false);
         }
-        let cert = self
-            .roster
-            .get(&device)
-            .ok_or(PresenceError::UnknownDevice(device))?;
+        let Some(cert) = self.roster.get(&device) else {
+            if bytes.len() <= crate::presence::MAX_PRESENCE_LEN {
+                self.presence_waiting.retain(|(d, _)| *d != device);
+                if self.presence_waiting.len() >= MAX_PRESENCE_WAITING {
+                    self.presence_waiting.pop_front();
+                }
+                self.presence_waiting.push_back((device, bytes.to_vec()));
+            }
+            return Err(PresenceError::UnknownDevice(device));
+        };
         let p = Presence::verify(bytes, cert)?;
         match self.presence.get(&device) {
             Some(old) if old.body.issued_us >= p.body.issued_us => Ok(false),
@@ -713,6 +730,25 @@ impl Node {
                 Ok(true)
             }
         }
+    }
+
+    /// Learns the held presence records whose device now has a certificate (see
+    /// [`Node::learn_presence`]); returns those that were new, to act on and pass on. Records
+    /// that fail verification are dropped.
+    pub fn learn_waiting_presence(&mut self) -> Vec<Vec<u8>> {
+        if self.presence_waiting.is_empty() {
+            return vec![];
+        }
+        let (ready, waiting): (VecDeque<_>, VecDeque<_>) =
+            std::mem::take(&mut self.presence_waiting)
+                .into_iter()
+                .partition(|(d, _)| self.roster.contains_key(d));
+        self.presence_waiting = waiting;
+        ready
+            .into_iter()
+            .filter(|(_, r)| self.learn_presence(r) == Ok(true))
+            .map(|(_, r)| r)
+            .collect()
     }
 
     /// Signs this device's presence (addresses, and profile when it differs from the

@@ -11,7 +11,7 @@ mod field;
 
 use std::time::Duration;
 
-use field::{BIN, Field, MEMBER, RELAY, p};
+use field::{BIN, Field, MEMBER, RELAY, nft, p};
 use netns::Cond;
 use serde_json::Value;
 
@@ -73,19 +73,14 @@ fn quarter_of_packets_lost_everywhere_loses_no_alert() {
     }
     let mut f = Field::new("loss", &[("m1", MEMBER), ("m2", MEMBER), ("m3", MEMBER)]);
     for d in &f.devs {
-        for rule in [
-            "add table inet loss",
-            "add chain inet loss input { type filter hook input priority 0 ; }",
-            "add rule inet loss input iifname eth0 numgen random mod 100 < 25 drop",
-        ] {
-            let args: Vec<&str> = rule.split(' ').collect();
-            let out = d.host.run("nft", &args).expect("nft");
-            assert!(
-                out.status.success(),
-                "nft {rule}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        nft(
+            d,
+            &[
+                "add table inet loss",
+                "add chain inet loss input { type filter hook input priority 0 ; }",
+                "add rule inet loss input iifname eth0 numgen random mod 100 < 25 drop",
+            ],
+        );
     }
     f.wait_mesh(Duration::from_secs(90));
     let (m1, m2, m3) = (f.idx("m1"), f.idx("m2"), f.idx("m3"));
@@ -100,6 +95,61 @@ fn quarter_of_packets_lost_everywhere_loses_no_alert() {
     f.wait_all(m3, "lossy", 50, Duration::from_secs(120));
     f.assert_once(m2, "lossy", 50);
     f.assert_once(m3, "lossy", 50);
+}
+
+/// Two members that never hear each other's mDNS (every packet between them to port 5353 is
+/// dropped, as if their answers were always lost) still meet directly: the member both found
+/// pushes each the other's presence record, whose LAN address each then dials.
+#[test]
+fn members_deaf_to_each_others_mdns_meet_through_presence() {
+    if !netns::require_netns() || !netns::require_program("nft") {
+        return;
+    }
+    let mut f = Field::provision(
+        "deaf",
+        &[],
+        &[("m1", MEMBER), ("m2", MEMBER), ("m3", MEMBER)],
+    );
+    let (m1, m2, m3) = (f.idx("m1"), f.idx("m2"), f.idx("m3"));
+    for (me, other) in [(m2, m3), (m3, m2)] {
+        let drop = format!(
+            "add rule inet deaf input ip saddr {} udp dport 5353 drop",
+            f.devs[other].host.addr()
+        );
+        nft(
+            &f.devs[me],
+            &[
+                "add table inet deaf",
+                "add chain inet deaf input { type filter hook input priority 0 ; }",
+                &drop,
+            ],
+        );
+    }
+    for i in [m1, m2, m3] {
+        f.start(i);
+    }
+    f.wait_mesh(Duration::from_secs(60));
+    // mDNS did find the others (so it ran), and never the deaf pair: they met by presence.
+    for (me, other, third) in [(m2, m3, m1), (m3, m2, m1)] {
+        let log = f.devs[me].daemon.as_ref().expect("daemon").stderr();
+        let discovered = |i: usize| {
+            let at = format!("/ip4/{}/tcp/", f.devs[i].host.addr());
+            log.lines()
+                .any(|l| l.contains("discovered peer") && l.contains(&at))
+        };
+        assert!(
+            discovered(third),
+            "{} never found {} by mDNS",
+            f.devs[me].name,
+            f.devs[third].name
+        );
+        assert!(
+            !discovered(other),
+            "{} heard {} over mDNS",
+            f.devs[me].name,
+            f.devs[other].name
+        );
+    }
 }
 
 #[test]

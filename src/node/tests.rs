@@ -343,6 +343,69 @@ fn search_by_kind_radius_and_tag_with_presence_updates() {
 }
 
 #[test]
+fn presence_before_its_certificate_is_held_until_the_certificate_arrives() {
+    let mut a = Authority::create("site", NOW_S, &mut OsRng).unwrap();
+    let me = enroll(&mut a, "me", false);
+    let cam = enroll(&mut a, "cam", false);
+    let late = enroll(&mut a, "late", false);
+    let (cam_cert, late_cert) = (cam.cert.clone(), late.cert.clone());
+    let mut n = node(me);
+    let mut c = node(cam);
+    let mut l = node(late);
+    let p = c.issue_presence(vec!["/ip4/10.0.0.2/tcp/1".into()], None, NOW_US);
+    let cam_dev = cam_cert.body.device;
+    assert_eq!(
+        n.learn_presence(p.as_bytes()),
+        Err(PresenceError::UnknownDevice(cam_dev))
+    );
+    assert!(n.learn_waiting_presence().is_empty(), "no certificate yet");
+    // Another device's certificate does not release it.
+    n.learn_certificate(late_cert.as_bytes(), NOW_S).unwrap();
+    assert!(n.learn_waiting_presence().is_empty());
+    n.learn_certificate(cam_cert.as_bytes(), NOW_S).unwrap();
+    assert_eq!(n.learn_waiting_presence(), vec![p.as_bytes().to_vec()]);
+    assert!(n.learn_waiting_presence().is_empty(), "learned once");
+    let held = n
+        .presence_records()
+        .find(|r| r.body.device == cam_dev)
+        .unwrap();
+    assert_eq!(held.body.addresses, vec!["/ip4/10.0.0.2/tcp/1".to_string()]);
+
+    // A record with a broken signature is held like any other (its device is unknown), and
+    // dropped when the certificate shows it is not the device's.
+    let mut m = node(enroll(&mut a, "m", false));
+    let mut forged = l.issue_presence(vec![], None, NOW_US).as_bytes().to_vec();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert!(m.learn_presence(&forged).is_err());
+    m.learn_certificate(late_cert.as_bytes(), NOW_S).unwrap();
+    assert!(m.learn_waiting_presence().is_empty());
+    assert!(
+        m.presence_records()
+            .all(|r| r.body.device != late_cert.body.device)
+    );
+
+    // At most MAX_PRESENCE_WAITING records wait; the oldest go first.
+    let mut w = node(enroll(&mut a, "w", false));
+    let mut certs = vec![];
+    for k in 0..=MAX_PRESENCE_WAITING {
+        let mut d = node(enroll(&mut a, &format!("d{k}"), false));
+        let r = d.issue_presence(vec![], None, NOW_US);
+        assert!(w.learn_presence(r.as_bytes()).is_err());
+        certs.push(d.cert().clone());
+    }
+    for c in &certs {
+        w.learn_certificate(c.as_bytes(), NOW_S).unwrap();
+    }
+    let learned = w.learn_waiting_presence();
+    assert_eq!(learned.len(), MAX_PRESENCE_WAITING);
+    assert!(
+        w.presence_records()
+            .all(|r| r.body.device != certs[0].body.device)
+    );
+}
+
+#[test]
 fn directed_messages_open_only_at_their_recipient() {
     let mut a = Authority::create("site", NOW_S, &mut OsRng).unwrap();
     let s = enroll(&mut a, "s", false);

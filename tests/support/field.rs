@@ -46,6 +46,15 @@ impl Field {
 
     /// Like [`Field::new`], with extra `domain init` arguments.
     pub fn new_with(hint: &str, init: &[&str], specs: &[(&str, &[&str])]) -> Field {
+        let mut f = Field::provision(hint, init, specs);
+        for i in 0..f.devs.len() {
+            f.start(i);
+        }
+        f
+    }
+
+    /// Provisions the devices and their namespaces without starting any daemon.
+    pub fn provision(hint: &str, init: &[&str], specs: &[(&str, &[&str])]) -> Field {
         let lan = Lan::new(hint).expect("create LAN");
         let root = lan.dir().to_path_buf();
         let dom = root.join("dom");
@@ -71,11 +80,7 @@ impl Field {
                 nice: false,
             });
         }
-        let mut f = Field { lan, devs };
-        for i in 0..f.devs.len() {
-            f.start(i);
-        }
-        f
+        Field { lan, devs }
     }
 
     /// Three meshed members m1, m2, m3 on one LAN, with `listen` running on m2 and m3.
@@ -277,4 +282,17 @@ pub fn run_ok(args: &[&str]) {
 }
 
 pub const MEMBER: &[&str] = &[];
+
+/// Applies nftables commands (one per line, words split on spaces) in a device's namespace.
+pub fn nft(d: &Dev, rules: &[&str]) {
+    for rule in rules {
+        let args: Vec<&str> = rule.split(' ').collect();
+        let out = d.host.run("nft", &args).expect("nft");
+        assert!(
+            out.status.success(),
+            "nft {rule}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
 pub const RELAY: &[&str] = &["--relay-only"];
