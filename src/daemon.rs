@@ -1470,8 +1470,15 @@ impl Daemon {
     /// (at most [`MAX_ADDRS_PER_PEER`]) and, if the two are not connected and no dial is
     /// scheduled, dials at once (not at the next tick) when this node's peer id is the
     /// smaller, else after [`DIAL_DEFER`], so that a pair usually ends up with one connection.
+    /// A node with no connection and no dial under way dials at once whatever the ids: a
+    /// node that starts after the others hears their mDNS answers, but they do not hear of it
+    /// until their next query, so waiting for them would leave it alone for `DIAL_DEFER`; its
+    /// first connection brings every member's presence record, and the others learn its own
+    /// from that member.
     fn found_at(&mut self, peer: PeerId, addrs: impl IntoIterator<Item = Multiaddr>) {
         let me = *self.swarm.local_peer_id();
+        let info = self.swarm.network_info();
+        let alone = info.num_peers() == 0 && info.connection_counters().num_pending_outgoing() == 0;
         let st = self.peers.entry(peer).or_default();
         for a in addrs {
             if st.addresses.len() < MAX_ADDRS_PER_PEER {
@@ -1481,7 +1488,7 @@ impl Daemon {
         if st.connections > 0 || st.redial_at.is_some() {
             return;
         }
-        if me < peer {
+        if me < peer || alone {
             self.dial(peer);
         } else {
             st.redial_at = Some(Instant::now() + DIAL_DEFER);
