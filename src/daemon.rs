@@ -1470,7 +1470,8 @@ impl Daemon {
     /// (at most [`MAX_ADDRS_PER_PEER`]) and, if the two are not connected and no dial is
     /// scheduled, dials at once (not at the next tick) when this node's peer id is the
     /// smaller, else after [`DIAL_DEFER`], so that a pair usually ends up with one connection.
-    /// A node with no connection and no dial under way dials at once whatever the ids: a
+    /// A node with no connection, no dial under way and none coming in dials at once whatever
+    /// the ids: a
     /// node that starts after the others hears their mDNS answers, but they do not hear of it
     /// until their next query, so waiting for them would leave it alone for `DIAL_DEFER`; its
     /// first connection brings every member's presence record, and the others learn its own
@@ -1478,7 +1479,10 @@ impl Daemon {
     fn found_at(&mut self, peer: PeerId, addrs: impl IntoIterator<Item = Multiaddr>) {
         let me = *self.swarm.local_peer_id();
         let info = self.swarm.network_info();
-        let alone = info.num_peers() == 0 && info.connection_counters().num_pending_outgoing() == 0;
+        let pending = info.connection_counters();
+        let alone = info.num_peers() == 0
+            && pending.num_pending_outgoing() == 0
+            && pending.num_pending_incoming() == 0;
         let st = self.peers.entry(peer).or_default();
         for a in addrs {
             if st.addresses.len() < MAX_ADDRS_PER_PEER {
@@ -1676,6 +1680,7 @@ impl Daemon {
                 a.new_certs.clone(),
                 from.unwrap_or(*self.swarm.local_peer_id()),
             );
+            self.learn_waiting_presence();
         }
         // Pass it on to every member but the one it came from.
         let targets: Vec<PeerId> = self

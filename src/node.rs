@@ -412,7 +412,8 @@ pub struct Node {
     current_epoch: HashMap<u32, u32>,
     roster: HashMap<u32, Certificate>,
     presence: HashMap<u32, Presence>,
-    /// Presence records of devices whose certificate is not known yet, newest per device, at
+    /// Presence records of devices whose certificate is not known yet, the newest claimed per
+    /// device, at
     /// most [`MAX_PRESENCE_WAITING`]: learned by [`Node::learn_waiting_presence`] once the
     /// certificate arrives (a roster push and a presence push travel on parallel streams).
     presence_waiting: VecDeque<(u32, Vec<u8>)>,
@@ -707,13 +708,18 @@ impl Node {
     /// [`PresenceError::UnknownDevice`] and held (bounded) until
     /// [`Node::learn_waiting_presence`] finds the certificate.
     pub fn learn_presence(&mut self, bytes: &[u8]) -> Result<bool, PresenceError> {
-        let device = Presence::claimed_device(bytes)?;
+        let (device, issued_us) = Presence::claimed(bytes)?;
         // This device speaks for itself; an old record of ours echoed back is ignored.
         if device == self.cert.body.device {
             return Ok(false);
         }
         let Some(cert) = self.roster.get(&device) else {
-            if bytes.len() <= crate::presence::MAX_PRESENCE_LEN {
+            // The newest claim per device waits (a device may sign two records at start-up,
+            // and they may arrive in either order).
+            let newer_held = self.presence_waiting.iter().any(|(d, r)| {
+                *d == device && Presence::claimed(r).is_ok_and(|(_, t)| t >= issued_us)
+            });
+            if bytes.len() <= crate::presence::MAX_PRESENCE_LEN && !newer_held {
                 self.presence_waiting.retain(|(d, _)| *d != device);
                 if self.presence_waiting.len() >= MAX_PRESENCE_WAITING {
                     self.presence_waiting.pop_front();

@@ -78,9 +78,14 @@ impl Presence {
 
     /// The device number a record claims, read without verifying (to find its certificate).
     pub fn claimed_device(bytes: &[u8]) -> Result<u32, PresenceError> {
+        Self::claimed(bytes).map(|(device, _)| device)
+    }
+
+    /// The device and `issued_us` a record claims, unverified.
+    pub fn claimed(bytes: &[u8]) -> Result<(u32, u64), PresenceError> {
         let (body, _) = keys::split_signed("presence", bytes)?;
         let b: PresenceBody = wire::decode("presence", body, MAX_PRESENCE_LEN)?;
-        Ok(b.device)
+        Ok((b.device, b.issued_us))
     }
 
     /// Parses and verifies a record against the certificate of the device it names.

@@ -385,6 +385,17 @@ fn presence_before_its_certificate_is_held_until_the_certificate_arrives() {
             .all(|r| r.body.device != late_cert.body.device)
     );
 
+    // Of two records of one device, the newer waits whatever the order they came in.
+    let mut d2 = node(enroll(&mut a, "twice", false));
+    let older = d2.issue_presence(vec!["/ip4/10.0.0.9/tcp/1".into()], None, NOW_US);
+    let newer = d2.issue_presence(vec!["/ip4/10.0.0.3/tcp/1".into()], None, NOW_US);
+    assert!(newer.body.issued_us > older.body.issued_us);
+    let mut v = node(enroll(&mut a, "v", false));
+    assert!(v.learn_presence(newer.as_bytes()).is_err());
+    assert!(v.learn_presence(older.as_bytes()).is_err());
+    v.learn_certificate(d2.cert().as_bytes(), NOW_S).unwrap();
+    assert_eq!(v.learn_waiting_presence(), vec![newer.as_bytes().to_vec()]);
+
     // At most MAX_PRESENCE_WAITING records wait; the oldest go first.
     let mut w = node(enroll(&mut a, "w", false));
     let mut certs = vec![];
