@@ -53,6 +53,8 @@ const MAX_PEERS: usize = 4096;
 const DIAL_DEFER: Duration = Duration::from_millis(1500);
 /// How long a queued roster or presence push waits for more to send with it.
 const PUSH_BATCH: Duration = Duration::from_millis(20);
+/// At most one batch of roster and presence pushes per this long.
+const PUSH_EVERY: Duration = Duration::from_millis(250);
 /// Re-dial back-off bounds.
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -848,6 +850,22 @@ struct Pushes {
     presence: Vec<(Vec<u8>, Option<PeerId>)>,
     /// When the queued items go out.
     due: Option<Instant>,
+    /// When the last batch went out.
+    last: Option<Instant>,
+}
+
+impl Pushes {
+    /// Sets when the queued items go out, if not set: [`PUSH_BATCH`] from now, but not sooner
+    /// than [`PUSH_EVERY`] after the last batch, so a lone change goes out at once and a
+    /// start-up's storm of them once per `PUSH_EVERY`.
+    fn schedule(&mut self) {
+        let now = Instant::now();
+        let at = match self.last {
+            Some(last) => (now + PUSH_BATCH).max(last + PUSH_EVERY),
+            None => now + PUSH_BATCH,
+        };
+        self.due.get_or_insert(at);
+    }
 }
 
 impl Daemon {
@@ -2220,7 +2238,7 @@ impl Daemon {
         self.pushes
             .roster
             .extend(certs.into_iter().map(|c| (c, Some(except))));
-        self.pushes.due.get_or_insert(Instant::now() + PUSH_BATCH);
+        self.pushes.schedule();
     }
 
     /// Queues presence records for every authenticated peer but `except`.
@@ -2231,7 +2249,7 @@ impl Daemon {
         self.pushes
             .presence
             .extend(records.into_iter().map(|r| (r, except)));
-        self.pushes.due.get_or_insert(Instant::now() + PUSH_BATCH);
+        self.pushes.schedule();
     }
 
     /// Sends what `push_roster` and `push_presence` queued: one request of each kind per peer
@@ -2239,10 +2257,12 @@ impl Daemon {
     /// cost every connection a stream per item and per peer admitted: when 50 members start
     /// together that is thousands of streams, far past [`net::MAX_CONCURRENT_STREAMS`] per
     /// connection, and the hellos refused with them left members unauthenticated for a
-    /// minute. Waiting [`PUSH_BATCH`] gathers a start-up's items into a few requests without
-    /// holding up a newcomer's address for a whole tick.
+    /// minute. Batches go out [`PUSH_BATCH`] after the first item, at most one per
+    /// [`PUSH_EVERY`]: a newcomer's address is not held up for a whole tick, and a start-up's
+    /// items still go in a few requests.
     fn flush_pushes(&mut self) {
         self.pushes.due = None;
+        self.pushes.last = Some(Instant::now());
         let roster = std::mem::take(&mut self.pushes.roster);
         let presence = std::mem::take(&mut self.pushes.presence);
         if roster.is_empty() && presence.is_empty() {

@@ -417,6 +417,57 @@ fn presence_before_its_certificate_is_held_until_the_certificate_arrives() {
 }
 
 #[test]
+fn known_certificates_and_presence_skip_only_the_checks_already_made() {
+    let mut a = Authority::create("site", NOW_S, &mut OsRng).unwrap();
+    let mut n = node(enroll(&mut a, "me", false));
+    let cam = enroll(&mut a, "cam", false);
+    let cert = cam.cert.clone();
+    let mut c = node(cam);
+    assert_eq!(n.learn_certificate(cert.as_bytes(), NOW_S), Ok(true));
+    assert_eq!(n.learn_certificate(cert.as_bytes(), NOW_S), Ok(false));
+    // Same device, other bytes (a broken authority signature): checked in full, refused.
+    let mut bad = cert.as_bytes().to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert!(matches!(
+        n.learn_certificate(&bad, NOW_S),
+        Err(AuthError::Cert(CertError::BadSignature))
+    ));
+    assert!(n.authenticate_peer(&cert.peer_id(), &bad, NOW_S).is_err());
+    // The known bytes still go through the time check.
+    assert!(matches!(
+        n.authenticate_peer(&cert.peer_id(), cert.as_bytes(), NOW_S + 400 * 86_400),
+        Err(AuthError::Cert(CertError::Expired { .. }))
+    ));
+    assert!(
+        n.authenticate_peer(&cert.peer_id(), cert.as_bytes(), NOW_S)
+            .is_ok()
+    );
+
+    // Presence: a newer record with a broken signature is refused; one no newer than the
+    // record held is ignored.
+    let first = c.issue_presence(vec!["/ip4/10.0.0.2/tcp/1".into()], None, NOW_US);
+    assert_eq!(n.learn_presence(first.as_bytes()), Ok(true));
+    let second = c.issue_presence(vec!["/ip4/10.0.0.3/tcp/1".into()], None, NOW_US);
+    let mut forged = second.as_bytes().to_vec();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert!(matches!(
+        n.learn_presence(&forged),
+        Err(PresenceError::BadSignature(_))
+    ));
+    assert_eq!(n.learn_presence(first.as_bytes()), Ok(false));
+    assert_eq!(n.learn_presence(second.as_bytes()), Ok(true));
+    let held = n
+        .presence_records()
+        .find(|r| r.body.device == cert.body.device);
+    assert_eq!(
+        held.unwrap().body.addresses,
+        vec!["/ip4/10.0.0.3/tcp/1".to_string()]
+    );
+}
+
+#[test]
 fn directed_messages_open_only_at_their_recipient() {
     let mut a = Authority::create("site", NOW_S, &mut OsRng).unwrap();
     let s = enroll(&mut a, "s", false);
