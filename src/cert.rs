@@ -181,6 +181,13 @@ impl Certificate {
         })
     }
 
+    /// The device number a certificate claims, read without verifying (to find the one held).
+    pub fn claimed_device(bytes: &[u8]) -> Result<u32, CertError> {
+        let (body, _) = keys::split_signed("certificate", bytes)?;
+        let b: CertBody = wire::decode("certificate", body, MAX_CERT_LEN)?;
+        Ok(b.device)
+    }
+
     /// Parses and checks the signature and domain; validity in time is checked by
     /// [`Certificate::check_time`] so that a stored certificate can be read after expiry.
     pub fn from_bytes(

@@ -841,7 +841,8 @@ fn direct_ipv4(a: &Multiaddr) -> Option<std::net::Ipv4Addr> {
 }
 
 /// Items queued for the peers, each with the peer not to send it to (the one it came from),
-/// sent together [`PUSH_BATCH`] after the first was queued. Certificates and presence records
+/// sent together [`PUSH_BATCH`] after the first was queued (at most one batch per
+/// [`PUSH_EVERY`]). Certificates and presence records
 /// travel on parallel streams: a record that reaches a peer before its device's certificate
 /// waits there for it ([`Node::learn_waiting_presence`](crate::node::Node::learn_waiting_presence)).
 #[derive(Default)]
@@ -1489,11 +1490,10 @@ impl Daemon {
     /// scheduled, dials at once (not at the next tick) when this node's peer id is the
     /// smaller, else after [`DIAL_DEFER`], so that a pair usually ends up with one connection.
     /// A node with no connection, no dial under way and none coming in dials at once whatever
-    /// the ids: a
-    /// node that starts after the others hears their mDNS answers, but they do not hear of it
-    /// until their next query, so waiting for them would leave it alone for `DIAL_DEFER`; its
-    /// first connection brings every member's presence record, and the others learn its own
-    /// from that member.
+    /// the ids: a node that starts after the others hears their mDNS answers, but they do not
+    /// hear of it until their next query, so waiting for them would leave it alone for
+    /// `DIAL_DEFER`; its first connection brings every member's presence record, and the
+    /// others learn its own from that member.
     fn found_at(&mut self, peer: PeerId, addrs: impl IntoIterator<Item = Multiaddr>) {
         let me = *self.swarm.local_peer_id();
         let info = self.swarm.network_info();

@@ -412,11 +412,11 @@ pub struct Node {
     current_epoch: HashMap<u32, u32>,
     roster: HashMap<u32, Certificate>,
     presence: HashMap<u32, Presence>,
-    /// Presence records of devices whose certificate is not known yet, the newest claimed per
-    /// device, at
-    /// most [`MAX_PRESENCE_WAITING`]: learned by [`Node::learn_waiting_presence`] once the
-    /// certificate arrives (a roster push and a presence push travel on parallel streams).
-    presence_waiting: VecDeque<(u32, Vec<u8>)>,
+    /// Presence records of devices whose certificate is not known yet, as (device, claimed
+    /// `issued_us`, bytes): the newest claimed per device, at most [`MAX_PRESENCE_WAITING`].
+    /// Learned by [`Node::learn_waiting_presence`] once the certificate arrives (a roster push
+    /// and a presence push travel on parallel streams).
+    presence_waiting: VecDeque<(u32, u64, Vec<u8>)>,
     replay: ReplayGuard,
     last_seq: u64,
     counters: Counters,
@@ -716,15 +716,17 @@ impl Node {
         let Some(cert) = self.roster.get(&device) else {
             // The newest claim per device waits (a device may sign two records at start-up,
             // and they may arrive in either order).
-            let newer_held = self.presence_waiting.iter().any(|(d, r)| {
-                *d == device && Presence::claimed(r).is_ok_and(|(_, t)| t >= issued_us)
-            });
+            let newer_held = self
+                .presence_waiting
+                .iter()
+                .any(|(d, t, _)| *d == device && *t >= issued_us);
             if bytes.len() <= crate::presence::MAX_PRESENCE_LEN && !newer_held {
-                self.presence_waiting.retain(|(d, _)| *d != device);
+                self.presence_waiting.retain(|(d, _, _)| *d != device);
                 if self.presence_waiting.len() >= MAX_PRESENCE_WAITING {
                     self.presence_waiting.pop_front();
                 }
-                self.presence_waiting.push_back((device, bytes.to_vec()));
+                self.presence_waiting
+                    .push_back((device, issued_us, bytes.to_vec()));
             }
             return Err(PresenceError::UnknownDevice(device));
         };
@@ -737,14 +739,10 @@ impl Node {
         {
             return Ok(false);
         }
+        // Verified, the record says what it claimed: newer than the one held.
         let p = Presence::verify(bytes, cert)?;
-        match self.presence.get(&device) {
-            Some(old) if old.body.issued_us >= p.body.issued_us => Ok(false),
-            _ => {
-                self.presence.insert(device, p);
-                Ok(true)
-            }
-        }
+        self.presence.insert(device, p);
+        Ok(true)
     }
 
     /// Learns the held presence records whose device now has a certificate (see
@@ -757,12 +755,12 @@ impl Node {
         let (ready, waiting): (VecDeque<_>, VecDeque<_>) =
             std::mem::take(&mut self.presence_waiting)
                 .into_iter()
-                .partition(|(d, _)| self.roster.contains_key(d));
+                .partition(|(d, _, _)| self.roster.contains_key(d));
         self.presence_waiting = waiting;
         ready
             .into_iter()
-            .filter(|(_, r)| self.learn_presence(r) == Ok(true))
-            .map(|(_, r)| r)
+            .map(|(_, _, r)| r)
+            .filter(|r| self.learn_presence(r) == Ok(true))
             .collect()
     }
 
@@ -925,17 +923,9 @@ impl Node {
         // The same bytes as a certificate in the roster (verified when it was admitted): no
         // second signature check. Every admission and roster push brings the whole roster
         // again, so without this a 30-node start verified each certificate dozens of times.
-        let known = crate::keys::split_signed("certificate", cert_bytes)
+        let known = Certificate::claimed_device(cert_bytes)
             .ok()
-            .and_then(|(body, _)| {
-                crate::wire::decode::<crate::cert::CertBody>(
-                    "certificate",
-                    body,
-                    crate::wire::MAX_CERT_LEN,
-                )
-                .ok()
-            })
-            .and_then(|b| self.roster.get(&b.device))
+            .and_then(|device| self.roster.get(&device))
             .filter(|c| c.as_bytes() == cert_bytes)
             .cloned();
         let cert = match known {
