@@ -106,9 +106,13 @@ async fn a_burst_leaves_no_buffer_room_behind_once_traffic_is_light() {
     pass(&mut a, &mut b, &burst, CHUNK).await;
     let held = LIVE.load(Relaxed) - before_burst;
 
-    // Light traffic again, each way: a flush of a small frame is when the room goes back.
-    pass(&mut a, &mut b, &small, small.len()).await;
-    pass(&mut b, &mut a, &small, small.len()).await;
+    // Light traffic again, twice each way: the room goes back at a flush with no large frame
+    // since the flush before it (the burst's last flush and, for the receiver, its first flush
+    // after reading the burst do not count).
+    for _ in 0..2 {
+        pass(&mut a, &mut b, &small, small.len()).await;
+        pass(&mut b, &mut a, &small, small.len()).await;
+    }
     drop(burst);
     let left = LIVE.load(Relaxed) - base;
     eprintln!(

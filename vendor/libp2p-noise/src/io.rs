@@ -48,9 +48,11 @@ pub struct Output<T> {
     recv_offset: usize,
     send_buffer: Vec<u8>,
     send_offset: usize,
-    // ptt-node patch: a frame larger than `KEEP_BUFFER` went either way since the buffers were
-    // last released, and the bytes framed since the last completed flush.
+    // ptt-node patch (see `release_buffers`): a large frame went either way since the buffers
+    // were last released (`grown`) or since the last completed flush (`large_in_batch`), and
+    // the bytes framed since the last completed flush.
     grown: bool,
+    large_in_batch: bool,
     unflushed: usize,
 }
 
@@ -69,6 +71,7 @@ impl<T> Output<T> {
             send_buffer: Vec::new(),
             send_offset: 0,
             grown: false,
+            large_in_batch: false,
             unflushed: 0,
         }
     }
@@ -85,28 +88,30 @@ impl<T: Unpin> Output<T> {
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Output<T> {
-    /// ptt-node patch. Called when a flush has completed: if a large frame went either way since
-    /// the last call and the batch just flushed was small (the burst is over), gives back the
-    /// room the burst left in the send buffer and in the codec's read and write buffers. Upstream
+    /// ptt-node patch. Called when a flush has completed: if a frame over `KEEP_BUFFER` went
+    /// either way since the last release but none since the flush before this one (the burst
+    /// is over, not paused for a window update or a ping), gives back the room the burst left in
+    /// the send buffer, the encryption buffer and the codec's read and write buffers. Upstream
     /// keeps each at its largest for the life of the connection: after a burst of alerts, about
-    /// 150 KiB per connection, 1.3 MiB for a daemon with nine peers. Buffers that still hold
-    /// data are kept as they are.
+    /// 100 KiB per connection, 0.9 MiB for a daemon with nine peers (heaptrack). Buffers that
+    /// still hold data are kept as they are. Empty ones are replaced whatever capacity they
+    /// report (a consumed `BytesMut` can report less than the allocation behind it).
     fn release_buffers(&mut self) {
-        if !self.grown || self.unflushed > KEEP_BUFFER || self.send_offset != 0 {
+        let large_in_batch = std::mem::take(&mut self.large_in_batch);
+        if !self.grown || large_in_batch || self.send_offset != 0 {
             return;
         }
         self.grown = false;
-        if self.send_buffer.capacity() > KEEP_BUFFER {
-            self.send_buffer = Vec::new();
-        }
+        self.send_buffer = Vec::new();
         let Some(io) = self.io.take() else {
             return;
         };
         let mut parts = io.into_parts();
-        if parts.write_buffer.is_empty() && parts.write_buffer.capacity() > KEEP_BUFFER {
+        parts.codec.release_encrypt_buffer();
+        if parts.write_buffer.is_empty() {
             parts.write_buffer = BytesMut::new();
         }
-        if parts.read_buffer.is_empty() && parts.read_buffer.capacity() > KEEP_BUFFER {
+        if parts.read_buffer.is_empty() {
             parts.read_buffer = BytesMut::new();
         }
         self.io = Some(Framed::from_parts(parts));
@@ -142,7 +147,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for Output<T> {
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
                 Poll::Ready(Some(Ok(frame))) => {
                     // ptt-node patch: see `release_buffers`.
-                    self.grown |= frame.len() > KEEP_BUFFER;
+                    if frame.len() > KEEP_BUFFER {
+                        self.grown = true;
+                        self.large_in_batch = true;
+                    }
                     self.recv_buffer = frame;
                     self.recv_offset = 0;
                 }
@@ -209,7 +217,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Output<T> {
         Pin::new(io).start_send(&self.send_buffer)?;
         // ptt-node patch: see `release_buffers`.
         self.unflushed = self.unflushed.saturating_add(self.send_offset);
-        self.grown |= self.send_offset > KEEP_BUFFER || self.unflushed > KEEP_BUFFER;
+        if self.send_offset > KEEP_BUFFER || self.unflushed > KEEP_BUFFER {
+            self.grown = true;
+            self.large_in_batch = true;
+        }
         self.send_offset = 0;
         Ok(())
     }

@@ -61,6 +61,12 @@ impl<S> Codec<S> {
             encrypt_buffer: BytesMut::default(),
         }
     }
+
+    /// ptt-node patch: gives back the room of the encryption buffer (up to 64 KiB after large
+    /// frames; it is resized for every frame anyway). Called by `Output::release_buffers`.
+    pub(crate) fn release_encrypt_buffer(&mut self) {
+        self.encrypt_buffer = BytesMut::new();
+    }
 }
 
 impl Codec<snow::HandshakeState> {
@@ -176,13 +182,6 @@ fn encrypt(
 ) -> io::Result<()> {
     tracing::trace!("Encrypting {} bytes", cleartext.len());
 
-    // ptt-node patch: a small frame after large ones gives back the room they took (up to
-    // 64 KiB per connection and direction, kept for good upstream).
-    if cleartext.len() + EXTRA_ENCRYPT_SPACE <= crate::io::KEEP_BUFFER
-        && encrypt_buffer.capacity() > crate::io::KEEP_BUFFER
-    {
-        *encrypt_buffer = BytesMut::new();
-    }
     encrypt_buffer.resize(cleartext.len() + EXTRA_ENCRYPT_SPACE, 0);
     let n = encrypt_fn(cleartext, encrypt_buffer).map_err(into_io_error)?;
 
