@@ -5,9 +5,7 @@
 //! network), and a global allocator that counts the bytes alive. One test, because the count is
 //! the whole process's.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -17,45 +15,9 @@ use libp2p::{Swarm, gossipsub};
 #[path = "support/memory_swarm.rs"]
 mod memory_swarm;
 
-/// Bytes alive on the heap.
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-struct Counting;
-
-// SAFETY: every call is passed to the system allocator unchanged; only the sizes are counted.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(l) };
-        if !p.is_null() {
-            LIVE.fetch_add(l.size() as isize, Relaxed);
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(l) };
-        if !p.is_null() {
-            LIVE.fetch_add(l.size() as isize, Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) };
-        LIVE.fetch_sub(l.size() as isize, Relaxed);
-    }
-
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        let q = unsafe { System.realloc(p, l, new) };
-        if !q.is_null() {
-            LIVE.fetch_add(new as isize - l.size() as isize, Relaxed);
-        }
-        q
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::live;
 
 const HEARTBEAT: Duration = Duration::from_millis(100);
 /// Message ids are kept this long (ptt-node keeps them 15 s; short here to keep the test short).
@@ -125,7 +87,7 @@ async fn a_burst_leaves_no_memory_behind_once_the_caches_expire() {
     // A few heartbeats with nothing sent, so that what the connection itself holds is counted
     // in the base.
     run_for(&mut a, &mut b, 5 * HEARTBEAT, &mut received).await;
-    let base = LIVE.load(Relaxed);
+    let base = live();
 
     for i in 0..BURST {
         let text = format!("alert {i:05} {}", "x".repeat(50));
@@ -133,10 +95,10 @@ async fn a_burst_leaves_no_memory_behind_once_the_caches_expire() {
             .publish(topic.clone(), text.into_bytes())
             .unwrap();
     }
-    let mut peak = LIVE.load(Relaxed);
+    let mut peak = live();
     for _ in 0..200 {
         run_for(&mut a, &mut b, Duration::from_millis(20), &mut received).await;
-        peak = peak.max(LIVE.load(Relaxed));
+        peak = peak.max(live());
         if received == BURST {
             break;
         }
@@ -148,7 +110,7 @@ async fn a_burst_leaves_no_memory_behind_once_the_caches_expire() {
     // held 5.4 MB; upstream's crate left 4.4 MB of it, the patched one 0.25 MB (buffers of the
     // connection that grew with the burst).
     run_for(&mut a, &mut b, DUPLICATES + 10 * HEARTBEAT, &mut received).await;
-    let after = LIVE.load(Relaxed);
+    let after = live();
     let (held, left) = (peak - base, after - base);
     eprintln!("burst held {held} B above the base; {left} B left after the caches expired");
     assert!(held > 2 << 20, "the burst should fill the caches: {held} B");

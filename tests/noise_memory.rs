@@ -6,53 +6,14 @@
 //! global allocator that counts the bytes alive. One test, because the count is the whole
 //! process's.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
-
 use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::core::upgrade::{InboundConnectionUpgrade, OutboundConnectionUpgrade};
 use libp2p::{identity, noise};
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
-/// Bytes alive on the heap.
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-struct Counting;
-
-// SAFETY: every call is passed to the system allocator unchanged; only the sizes are counted.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(l) };
-        if !p.is_null() {
-            LIVE.fetch_add(l.size() as isize, Relaxed);
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(l) };
-        if !p.is_null() {
-            LIVE.fetch_add(l.size() as isize, Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) };
-        LIVE.fetch_sub(l.size() as isize, Relaxed);
-    }
-
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        let q = unsafe { System.realloc(p, l, new) };
-        if !q.is_null() {
-            LIVE.fetch_add(new as isize - l.size() as isize, Relaxed);
-        }
-        q
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::live;
 
 /// What the burst sends, in writes of `CHUNK` with one flush at the end, as yamux does when
 /// many messages are queued.
@@ -99,12 +60,12 @@ async fn a_burst_leaves_no_buffer_room_behind_once_traffic_is_light() {
     let small = b"ping".repeat(25);
     pass(&mut a, &mut b, &small, small.len()).await;
     pass(&mut b, &mut a, &small, small.len()).await;
-    let base = LIVE.load(Relaxed);
+    let base = live();
 
     let burst: Vec<u8> = (0..BURST).map(|i| (i % 251) as u8).collect();
-    let before_burst = LIVE.load(Relaxed);
+    let before_burst = live();
     pass(&mut a, &mut b, &burst, CHUNK).await;
-    let held = LIVE.load(Relaxed) - before_burst;
+    let held = live() - before_burst;
 
     // Light traffic again, twice each way: the room goes back at a flush with no large frame
     // since the flush before it (the burst's last flush and, for the receiver, its first flush
@@ -114,7 +75,7 @@ async fn a_burst_leaves_no_buffer_room_behind_once_traffic_is_light() {
         pass(&mut b, &mut a, &small, small.len()).await;
     }
     drop(burst);
-    let left = LIVE.load(Relaxed) - base;
+    let left = live() - base;
     eprintln!(
         "after the burst the sessions held {held} B more; {left} B left once traffic was light"
     );
