@@ -47,6 +47,8 @@ struct Opts {
     burst: u64,
     size: usize,
     idle_secs: u64,
+    isolated: u64,
+    isolated_gap: f64,
     systems: Vec<String>,
     voice_bursts: u64,
     voice_secs: f64,
@@ -58,7 +60,7 @@ struct Opts {
 fn usage() -> ! {
     eprintln!(
         "usage: bench-mesh --ptt PATH --peer PATH --out DIR [--nodes 10] [--rate 100] [--secs 10] \
-         [--burst 2000] [--size 64] [--idle-secs 30] [--systems ptt,gossip,udp,voice] \
+         [--burst 2000] [--size 64] [--idle-secs 30] [--isolated 5] [--isolated-gap 3] [--systems ptt,gossip,udp,voice] \
          [--voice-bursts 10] [--voice-secs 3]"
     );
     std::process::exit(2)
@@ -72,6 +74,8 @@ fn parse_opts() -> Opts {
         burst: 2000,
         size: 64,
         idle_secs: 30,
+        isolated: 5,
+        isolated_gap: 3.0,
         systems: vec!["udp".into(), "gossip".into(), "ptt".into(), "voice".into()],
         voice_bursts: 10,
         voice_secs: 3.0,
@@ -90,6 +94,14 @@ fn parse_opts() -> Opts {
             "--burst" => o.burst = num(&v),
             "--size" => o.size = num(&v) as usize,
             "--idle-secs" => o.idle_secs = num(&v),
+            "--isolated" => o.isolated = num(&v),
+            "--isolated-gap" => {
+                o.isolated_gap = v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| *s >= 0.0 && *s <= 600.0)
+                    .unwrap_or_else(|| usage())
+            }
             "--systems" => o.systems = v.split(',').map(str::to_string).collect(),
             "--voice-bursts" => o.voice_bursts = num(&v).max(1),
             "--voice-secs" => {
@@ -776,6 +788,31 @@ fn run_system(o: &Opts, system: &str) -> Value {
             })
         })
         .collect();
+    // Isolated alerts: one at a time after a quiet gap, as a sensor that fires now and then
+    // sends them (the steady run's alerts each follow another by 10 ms).
+    let i0 = b0 + o.burst;
+    for k in 0..o.isolated {
+        std::thread::sleep(Duration::from_secs_f64(o.isolated_gap));
+        send(o, system, &mut nodes, i0 + k, 1, 0);
+    }
+    let isolated = collect(system, &nodes, i0..i0 + o.isolated, Duration::from_secs(10));
+    let isolated_got: usize = isolated.iter().map(Vec::len).sum();
+    let mut ilat: Vec<f64> = isolated
+        .iter()
+        .flatten()
+        .map(|r| r.recv_us.saturating_sub(r.sent_us) as f64 / 1000.0)
+        .collect();
+    ilat.sort_by(f64::total_cmp);
+    if o.isolated > 0 {
+        eprintln!(
+            "   isolated ({} after {:.1} s quiet each): {isolated_got}/{} deliveries, p50 {:.2} ms max {:.2} ms",
+            o.isolated,
+            o.isolated_gap,
+            o.isolated as usize * (nodes.len() - 1),
+            percentile(&ilat, 50.0),
+            ilat.last().copied().unwrap_or(f64::NAN)
+        );
+    }
     let max_of = |k: &str| {
         per_node
             .iter()
@@ -798,6 +835,11 @@ fn run_system(o: &Opts, system: &str) -> Value {
             "complete": complete, "secs": burst_secs, "delivered_to_all_per_s": burst_rate,
             "latency_ms": {"p50": percentile(&blat, 50.0), "p99": percentile(&blat, 99.0), "max": blat.last()},
             "wire_bytes_per_message": (tx3 - tx2) as f64 / o.burst.max(1) as f64,
+        },
+        "isolated": {
+            "messages": o.isolated, "gap_s": o.isolated_gap, "deliveries": isolated_got,
+            "expected": o.isolated as usize * (nodes.len() - 1),
+            "latency_ms": {"p50": percentile(&ilat, 50.0), "max": ilat.last()},
         },
         "listener_cpu_s_runs": lcpu1 - lcpu0,
         "max_rss_kib": max_of("rss_kib"),
@@ -1078,7 +1120,7 @@ fn main() {
     let report = json!({
         "date_utc_s": now_us() / 1_000_000,
         "machine": machine(),
-        "options": {"nodes": o.nodes, "rate": o.rate, "secs": o.secs, "burst": o.burst, "size": o.size, "idle_secs": o.idle_secs, "voice_bursts": o.voice_bursts, "voice_secs": o.voice_secs},
+        "options": {"nodes": o.nodes, "rate": o.rate, "secs": o.secs, "burst": o.burst, "size": o.size, "idle_secs": o.idle_secs, "isolated": o.isolated, "isolated_gap": o.isolated_gap, "voice_bursts": o.voice_bursts, "voice_secs": o.voice_secs},
         "systems": results,
         "voice": voice,
     });
@@ -1162,6 +1204,30 @@ fn markdown(r: &Value) -> String {
                 .filter_map(|n| n["cpu_s_runs"].as_f64())
                 .sum::<f64>(),
             f(&v["max_cpu_idle_percent"]),
+        ));
+    }
+    let isolated: Vec<String> = r["systems"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, v)| v["isolated"]["messages"].as_u64().unwrap_or(0) > 0)
+        .map(|(name, v)| {
+            let i = &v["isolated"];
+            format!(
+                "{name} p50 {} ms, max {} ms ({}/{})",
+                f(&i["latency_ms"]["p50"]),
+                f(&i["latency_ms"]["max"]),
+                i["deliveries"],
+                i["expected"]
+            )
+        })
+        .collect();
+    if !isolated.is_empty() {
+        s.push_str(&format!(
+            "\nIsolated alerts ({} sent one at a time, each after {} s without traffic): {}.\n",
+            r["options"]["isolated"],
+            r["options"]["isolated_gap"],
+            isolated.join("; ")
         ));
     }
     let v = &r["voice"];
