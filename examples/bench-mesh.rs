@@ -87,6 +87,13 @@ fn parse_opts() -> Opts {
     while let Some(a) = args.next() {
         let v = args.next().unwrap_or_else(|| usage());
         let num = |v: &str| v.parse::<u64>().unwrap_or_else(|_| usage());
+        // Seconds within [lo, hi].
+        let secs = |v: &str, lo: f64, hi: f64| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|s| *s >= lo && *s <= hi)
+                .unwrap_or_else(|| usage())
+        };
         match a.as_str() {
             "--nodes" => o.nodes = num(&v) as usize,
             "--rate" => o.rate = num(&v),
@@ -95,22 +102,10 @@ fn parse_opts() -> Opts {
             "--size" => o.size = num(&v) as usize,
             "--idle-secs" => o.idle_secs = num(&v),
             "--isolated" => o.isolated = num(&v),
-            "--isolated-gap" => {
-                o.isolated_gap = v
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|s| *s >= 0.0 && *s <= 600.0)
-                    .unwrap_or_else(|| usage())
-            }
+            "--isolated-gap" => o.isolated_gap = secs(&v, 0.0, 600.0),
             "--systems" => o.systems = v.split(',').map(str::to_string).collect(),
             "--voice-bursts" => o.voice_bursts = num(&v).max(1),
-            "--voice-secs" => {
-                o.voice_secs = v
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|s| *s >= 0.1 && *s <= 120.0)
-                    .unwrap_or_else(|| usage())
-            }
+            "--voice-secs" => o.voice_secs = secs(&v, 0.1, 120.0),
             "--ptt" => o.ptt = v.into(),
             "--peer" => o.peer = v.into(),
             "--out" => o.out = v.into(),
@@ -583,6 +578,17 @@ fn repaired(per_node: &[Vec<Recv>]) -> usize {
     per_node.iter().flatten().filter(|r| r.repaired).count()
 }
 
+/// One-way latencies of the deliveries, in ms, ascending.
+fn latencies_ms(per_node: &[Vec<Recv>]) -> Vec<f64> {
+    let mut lat: Vec<f64> = per_node
+        .iter()
+        .flatten()
+        .map(|r| r.recv_us.saturating_sub(r.sent_us) as f64 / 1000.0)
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    lat
+}
+
 fn collect(
     system: &str,
     nodes: &[Node],
@@ -705,12 +711,7 @@ fn run_system(o: &Opts, system: &str) -> Value {
     let steady = collect(system, &nodes, 0..count, Duration::from_secs(10));
     stop_perf(perf);
     let tx1 = total_tx(&nodes);
-    let mut lat: Vec<f64> = steady
-        .iter()
-        .flatten()
-        .map(|r| r.recv_us.saturating_sub(r.sent_us) as f64 / 1000.0)
-        .collect();
-    lat.sort_by(f64::total_cmp);
+    let lat = latencies_ms(&steady);
     let steady_got: usize = steady.iter().map(Vec::len).sum();
     let steady_repaired = repaired(&steady);
     eprintln!(
@@ -742,12 +743,7 @@ fn run_system(o: &Opts, system: &str) -> Value {
     } else {
         f64::NAN
     };
-    let mut blat: Vec<f64> = burst
-        .iter()
-        .flatten()
-        .map(|r| r.recv_us.saturating_sub(r.sent_us) as f64 / 1000.0)
-        .collect();
-    blat.sort_by(f64::total_cmp);
+    let blat = latencies_ms(&burst);
     eprintln!(
         "   burst {}: {burst_got}/{} deliveries ({burst_repaired} by catch-up) in {burst_secs:.3} s = {burst_rate:.0}/s to all",
         o.burst,
@@ -797,12 +793,7 @@ fn run_system(o: &Opts, system: &str) -> Value {
     }
     let isolated = collect(system, &nodes, i0..i0 + o.isolated, Duration::from_secs(10));
     let isolated_got: usize = isolated.iter().map(Vec::len).sum();
-    let mut ilat: Vec<f64> = isolated
-        .iter()
-        .flatten()
-        .map(|r| r.recv_us.saturating_sub(r.sent_us) as f64 / 1000.0)
-        .collect();
-    ilat.sort_by(f64::total_cmp);
+    let ilat = latencies_ms(&isolated);
     if o.isolated > 0 {
         eprintln!(
             "   isolated ({} after {:.1} s quiet each): {isolated_got}/{} deliveries, p50 {:.2} ms max {:.2} ms",
