@@ -512,6 +512,11 @@ pub struct StoreHandle {
     /// The sequence lease on disk, and the highest one asked for.
     lease: std::sync::Arc<std::sync::atomic::AtomicU64>,
     lease_asked: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Lease commits written so far (waited for or not).
+    lease_commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Held by the one alert that waits for a lease commit: the alerts sealed meanwhile wait
+    /// behind it for that commit rather than each queuing one of their own.
+    lease_wait: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// The store thread, woken by hand for commands somebody waits for (see `run`).
     thread: Option<std::thread::Thread>,
 }
@@ -575,14 +580,19 @@ impl StoreHandle {
         };
         let rx = Receiver { rx, queued };
         let commits = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let lease_commits = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         // Unreadable counts as no lease: the first publish then waits for a new one.
         let held = store.seq_lease().unwrap_or(0);
         let lease = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(held));
         let thread = std::thread::Builder::new()
             .name("ptt-store".into())
             .spawn({
-                let (commits, lease) = (commits.clone(), lease.clone());
-                move || run(store, own_device, rx, &commits, &lease)
+                let counters = Counters {
+                    commits: commits.clone(),
+                    lease: lease.clone(),
+                    lease_commits: lease_commits.clone(),
+                };
+                move || run(store, own_device, rx, &counters)
             })
             .ok()
             .map(|j| j.thread().clone());
@@ -592,6 +602,8 @@ impl StoreHandle {
             commits,
             lease,
             lease_asked: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(held)),
+            lease_commits,
+            lease_wait: Default::default(),
             thread,
         }
     }
@@ -624,23 +636,28 @@ impl StoreHandle {
         self.lease.load(Ordering::Acquire)
     }
 
+    /// Lease commits so far.
+    pub fn lease_commits(&self) -> u64 {
+        self.lease_commits.load(Ordering::Relaxed)
+    }
+
     /// Returns once this device may publish `seq`: the lease on disk is at least `seq`, so a
     /// restart never seals it again (the node restarts above the lease). Usually the lease
     /// already covers it and this returns at once; when less than half of
     /// [`LEASE_AHEAD_US`] is left, a longer lease is written in the background, so an alert
-    /// waits for the disk only when it is the first for a while.
+    /// waits for the disk only when it is the first for a while. Alerts sealed while one waits
+    /// (a burst that starts after a quiet spell) wait for that same commit: one commit covers
+    /// them all, where each used to queue its own and the n-th waited for n commits.
     pub async fn cover_seq(&self, seq: u64) -> Result<(), StoreError> {
-        let want = seq.saturating_add(LEASE_AHEAD_US);
-        if seq <= self.lease() {
-            let soon = seq.saturating_add(LEASE_AHEAD_US / 2);
-            // Less than half left, and no request already on its way that reaches far enough.
-            if self.lease() < soon && self.lease_asked.fetch_max(want, Ordering::AcqRel) < soon {
-                // Full or closed, or the write fails on the thread: once the lease runs out,
-                // the next alert asks again and waits for the answer (the path below).
-                let _ = self.tx.try_send(Cmd::Lease(want, None));
-            }
+        if self.covered(seq) {
             return Ok(());
         }
+        let _one_at_a_time = self.lease_wait.lock().await;
+        // The commit the last holder waited for may cover this seq too.
+        if self.covered(seq) {
+            return Ok(());
+        }
+        let want = seq.saturating_add(LEASE_AHEAD_US);
         self.lease_asked.fetch_max(want, Ordering::AcqRel);
         let lease = self.ask(|r| Cmd::Lease(want, Some(r))).await?;
         if seq <= lease {
@@ -648,6 +665,23 @@ impl StoreHandle {
         } else {
             Err(StoreError::Write("sequence lease not raised".into()))
         }
+    }
+
+    /// Whether the lease on disk covers `seq`; when less than half of [`LEASE_AHEAD_US`] is
+    /// left beyond it, also queues a longer lease without waiting for it.
+    fn covered(&self, seq: u64) -> bool {
+        if seq > self.lease() {
+            return false;
+        }
+        let want = seq.saturating_add(LEASE_AHEAD_US);
+        let soon = seq.saturating_add(LEASE_AHEAD_US / 2);
+        // Less than half left, and no request already on its way that reaches far enough.
+        if self.lease() < soon && self.lease_asked.fetch_max(want, Ordering::AcqRel) < soon {
+            // Full or closed, or the write fails on the thread: once the lease runs out, the
+            // next alert asks again and waits for the answer (`cover_seq`).
+            let _ = self.tx.try_send(Cmd::Lease(want, None));
+        }
+        true
     }
 
     /// Keeps a domain update durably.
@@ -747,7 +781,19 @@ const GROUP_WINDOW: Duration = Duration::from_millis(100);
 /// already queued, so a commit holds at most this plus `QUEUE`).
 const GROUP_MAX: usize = 1024;
 
-fn run(mut store: Store, own_device: u32, rx: Receiver, commits: &AtomicU64, lease: &AtomicU64) {
+/// What the store thread counts for its handles.
+struct Counters {
+    commits: std::sync::Arc<AtomicU64>,
+    lease: std::sync::Arc<AtomicU64>,
+    lease_commits: std::sync::Arc<AtomicU64>,
+}
+
+fn run(mut store: Store, own_device: u32, rx: Receiver, counters: &Counters) {
+    let Counters {
+        commits,
+        lease,
+        lease_commits,
+    } = counters;
     let mut next: Option<Cmd> = None;
     loop {
         let cmd = match next.take() {
@@ -840,6 +886,7 @@ fn run(mut store: Store, own_device: u32, rx: Receiver, commits: &AtomicU64, lea
             }
             Cmd::Lease(to, r) => {
                 let res = store.raise_seq_lease(to);
+                lease_commits.fetch_add(1, Ordering::Relaxed);
                 match &res {
                     Ok(v) => {
                         lease.fetch_max(*v, Ordering::AcqRel);
@@ -960,6 +1007,29 @@ mod tests {
             0,
             "the lease is not the log's last seq"
         );
+    }
+
+    #[tokio::test]
+    async fn alerts_sealed_while_one_waits_for_a_lease_share_its_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = StoreHandle::spawn(Store::open(dir.path()).unwrap(), 3);
+        // A burst after a quiet spell: 50 alerts a µs apart, none covered, all waiting at once
+        // (polled together, each reaches the store before the first commit is done).
+        let base = 5_000_000;
+        let waits = (0..50).map(|k| h.cover_seq(base + k));
+        for r in futures::future::join_all(waits).await {
+            r.unwrap();
+        }
+        assert_eq!(h.lease(), base + LEASE_AHEAD_US);
+        assert_eq!(h.lease_commits(), 1, "one commit covers the whole burst");
+        // After the lease ran out, the next burst again costs one commit.
+        let next = base + 3 * LEASE_AHEAD_US;
+        let waits = (0..50).map(|k| h.cover_seq(next + k));
+        for r in futures::future::join_all(waits).await {
+            r.unwrap();
+        }
+        assert_eq!(h.lease(), next + LEASE_AHEAD_US);
+        assert_eq!(h.lease_commits(), 2);
     }
 
     /// Opens the store again once the thread of the dropped handle has released the file.
