@@ -514,12 +514,18 @@ pub struct StoreHandle {
     lease_asked: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Lease commits written so far (waited for or not).
     lease_commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    /// Held by the one alert that waits for a lease commit: the alerts sealed meanwhile wait
-    /// behind it for that commit rather than each queuing one of their own.
-    lease_wait: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The lease commit alerts wait for, with the lease it asks for: the alerts sealed while
+    /// it is under way wait for the same commit rather than each queuing one of their own.
+    /// Every waiter holds the shared future, so none depends on another being polled.
+    lease_wait: std::sync::Arc<std::sync::Mutex<Option<(u64, LeaseCommit)>>>,
     /// The store thread, woken by hand for commands somebody waits for (see `run`).
     thread: Option<std::thread::Thread>,
 }
+
+/// A lease commit some alerts wait for: the lease held after it, or why it failed.
+type LeaseCommit = futures::future::Shared<
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>> + Send>>,
+>;
 
 /// The sending side of the store's queue: at most [`QUEUE`] commands wait. The queue is a list
 /// that grows and shrinks with its contents (`std::sync::mpsc::sync_channel` would allocate all
@@ -609,6 +615,14 @@ impl StoreHandle {
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, StoreError> {
+        self.request(make)?.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues a command somebody will wait for; returns where its answer comes.
+    fn request<T>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Cmd,
+    ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.tx.try_send(make(tx)).map_err(|e| match e {
             TrySendError::Full => StoreError::Busy,
@@ -618,7 +632,7 @@ impl StoreHandle {
         if let Some(t) = &self.thread {
             t.unpark();
         }
-        rx.await.map_err(|_| StoreError::Closed)?
+        Ok(rx)
     }
 
     /// Received envelopes not logged because the queue was full.
@@ -645,25 +659,40 @@ impl StoreHandle {
     /// restart never seals it again (the node restarts above the lease). Usually the lease
     /// already covers it and this returns at once; when less than half of
     /// [`LEASE_AHEAD_US`] is left, a longer lease is written in the background, so an alert
-    /// waits for the disk only when it is the first for a while. Alerts sealed while one waits
-    /// (a burst that starts after a quiet spell) wait for that same commit: one commit covers
-    /// them all, where each used to queue its own and the n-th waited for n commits.
+    /// waits for the disk only when it is the first for a while. Alerts sealed while a commit
+    /// is under way (a burst that starts after a quiet spell) wait for that same commit when it
+    /// asks for enough: one commit covers them all, where each used to queue its own and the
+    /// n-th waited for n commits.
     pub async fn cover_seq(&self, seq: u64) -> Result<(), StoreError> {
         if self.covered(seq) {
             return Ok(());
         }
-        let _one_at_a_time = self.lease_wait.lock().await;
-        // The commit the last holder waited for may cover this seq too.
-        if self.covered(seq) {
-            return Ok(());
-        }
-        let want = seq.saturating_add(LEASE_AHEAD_US);
-        self.lease_asked.fetch_max(want, Ordering::AcqRel);
-        let lease = self.ask(|r| Cmd::Lease(want, Some(r))).await?;
-        if seq <= lease {
-            Ok(())
-        } else {
-            Err(StoreError::Write("sequence lease not raised".into()))
+        let commit = {
+            let mut wait = self.lease_wait.lock().unwrap_or_else(|e| e.into_inner());
+            match &*wait {
+                // A commit under way that asks for enough: wait for it too.
+                Some((to, c)) if seq <= *to && c.peek().is_none() => c.clone(),
+                _ => {
+                    let want = seq.saturating_add(LEASE_AHEAD_US);
+                    self.lease_asked.fetch_max(want, Ordering::AcqRel);
+                    let rx = self.request(|r| Cmd::Lease(want, Some(r)))?;
+                    let answer: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
+                        Box::pin(async move {
+                            match rx.await {
+                                Ok(r) => r.map_err(|e| e.to_string()),
+                                Err(_) => Err(StoreError::Closed.to_string()),
+                            }
+                        });
+                    let c = futures::FutureExt::shared(answer);
+                    *wait = Some((want, c.clone()));
+                    c
+                }
+            }
+        };
+        match commit.await {
+            Ok(lease) if seq <= lease => Ok(()),
+            Ok(_) => Err(StoreError::Write("sequence lease not raised".into())),
+            Err(e) => Err(StoreError::Write(e)),
         }
     }
 
@@ -1030,6 +1059,27 @@ mod tests {
         }
         assert_eq!(h.lease(), next + LEASE_AHEAD_US);
         assert_eq!(h.lease_commits(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_lease_waiter_never_polled_again_holds_nobody_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = StoreHandle::spawn(Store::open(dir.path()).unwrap(), 3);
+        let base = 5_000_000;
+        // The first alert asks for a commit, then is not polled again (its connection is
+        // stuck writing a reply, say). A later one beyond what that commit asks for must
+        // still get through.
+        let mut first = Box::pin(h.cover_seq(base));
+        assert!(futures::poll!(first.as_mut()).is_pending());
+        let later = base + LEASE_AHEAD_US + 1;
+        let second = tokio::time::timeout(Duration::from_secs(30), h.cover_seq(later)).await;
+        assert!(
+            matches!(second, Ok(Ok(()))),
+            "the second alert waited on the first: {second:?}"
+        );
+        assert_eq!(h.lease(), later + LEASE_AHEAD_US);
+        assert_eq!(h.lease_commits(), 2);
+        first.await.unwrap();
     }
 
     /// Opens the store again once the thread of the dropped handle has released the file.
