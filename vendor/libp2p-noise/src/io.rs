@@ -78,12 +78,20 @@ impl<T> Output<T> {
 }
 
 impl<T: Unpin> Output<T> {
-    /// ptt-node patch: the `Framed`, or an error in the state `release_buffers` never leaves.
+    /// ptt-node patch: the `Framed` (see [`framed`]).
     fn io(&mut self) -> io::Result<Pin<&mut Framed<T, Codec<snow::TransportState>>>> {
-        match self.io.as_mut() {
-            Some(io) => Ok(Pin::new(io)),
-            None => Err(io::Error::other("noise session lost its transport")),
-        }
+        framed(&mut self.io)
+    }
+}
+
+/// ptt-node patch: the `Framed` of an `Output`, or an error in the state `release_buffers` never
+/// leaves. Takes the field, so that the caller may borrow the other fields meanwhile.
+fn framed<T: Unpin>(
+    io: &mut Option<Framed<T, Codec<snow::TransportState>>>,
+) -> io::Result<Pin<&mut Framed<T, Codec<snow::TransportState>>>> {
+    match io.as_mut() {
+        Some(io) => Ok(Pin::new(io)),
+        None => Err(io::Error::other("noise session lost its transport")),
     }
 }
 
@@ -115,6 +123,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Output<T> {
             parts.read_buffer = BytesMut::new();
         }
         self.io = Some(Framed::from_parts(parts));
+    }
+
+    /// Hands the buffered bytes to the codec as one frame (once `poll_ready` said yes).
+    fn send_frame(&mut self) -> io::Result<()> {
+        framed(&mut self.io)?.start_send(&self.send_buffer)?;
+        // ptt-node patch: see `release_buffers`.
+        self.unflushed = self.unflushed.saturating_add(self.send_offset);
+        if self.send_offset > KEEP_BUFFER || self.unflushed > KEEP_BUFFER {
+            self.grown = true;
+            self.large_in_batch = true;
+        }
+        self.send_offset = 0;
+        Ok(())
     }
 }
 
@@ -205,23 +226,5 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Output<T> {
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.as_mut().poll_flush(cx))?;
         self.io()?.poll_close(cx)
-    }
-}
-
-impl<T: AsyncRead + AsyncWrite + Unpin> Output<T> {
-    /// Hands the buffered bytes to the codec as one frame (once `poll_ready` said yes).
-    fn send_frame(&mut self) -> io::Result<()> {
-        let Some(io) = self.io.as_mut() else {
-            return Err(io::Error::other("noise session lost its transport"));
-        };
-        Pin::new(io).start_send(&self.send_buffer)?;
-        // ptt-node patch: see `release_buffers`.
-        self.unflushed = self.unflushed.saturating_add(self.send_offset);
-        if self.send_offset > KEEP_BUFFER || self.unflushed > KEEP_BUFFER {
-            self.grown = true;
-            self.large_in_batch = true;
-        }
-        self.send_offset = 0;
-        Ok(())
     }
 }
