@@ -20,8 +20,10 @@ fn main() {
             .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .filter(|s| !s.is_empty())
     });
-    // Rebuilt when HEAD moves: HEAD itself (a checkout) and the branch it points at (a commit).
-    // git names the files, so a worktree (where .git is a file) is covered too.
+    // Rebuilt when HEAD moves: HEAD itself (a checkout) and the branch it points at (a commit),
+    // loose or packed. git names the files, so a worktree (where .git is a file) is covered too.
+    // Only files that exist are watched: cargo takes a missing watched file for a changed one
+    // and would rebuild the crate at every invocation (a fresh clone has no packed-refs).
     let git_path = |p: &str| -> Option<String> {
         let o = Command::new("git")
             .args(["rev-parse", "--git-path", p])
@@ -31,20 +33,35 @@ fn main() {
             .success()
             .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
-    if let Some(head) = git_path("HEAD") {
-        println!("cargo:rerun-if-changed={head}");
-        if let Some(packed) = git_path("packed-refs") {
-            println!("cargo:rerun-if-changed={packed}");
+    let watch = |p: Option<String>| {
+        if let Some(p) = p.filter(|p| Path::new(p).exists()) {
+            println!("cargo:rerun-if-changed={p}");
         }
+    };
+    if let Some(head) = git_path("HEAD") {
+        watch(Some(head));
+        watch(git_path("packed-refs"));
         if let Ok(o) = Command::new("git")
             .args(["symbolic-ref", "-q", "HEAD"])
             .output()
             && o.status.success()
-            && let Some(r) = git_path(String::from_utf8_lossy(&o.stdout).trim())
         {
-            println!("cargo:rerun-if-changed={r}");
+            // A branch only in packed-refs gets a loose file at its next commit: then watch
+            // the folder the file will appear in.
+            let r = git_path(String::from_utf8_lossy(&o.stdout).trim());
+            let dir = r
+                .as_ref()
+                .and_then(|r| Path::new(r).parent())
+                .map(|d| d.display().to_string());
+            match r {
+                Some(r) if Path::new(&r).exists() => watch(Some(r)),
+                _ => watch(dir),
+            }
         }
     }
+    // With no rerun-if-changed line cargo would re-run this script whenever any file of the
+    // package changes; outside a git checkout watch this script alone.
+    println!("cargo:rerun-if-changed=build.rs");
     println!(
         "cargo:rustc-env=PTT_GIT_REV={}",
         rev.unwrap_or_else(|| "unknown".into())

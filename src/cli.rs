@@ -245,7 +245,7 @@ pub struct HistoryArgs {
 
 /// Parses `--since`: a duration ago or an RFC 3339 UTC time; returns µs since the epoch.
 pub fn parse_since(s: &str) -> Result<u64, String> {
-    let now = daemon::now_us();
+    let now = crate::clock::now_us();
     let unit = |c: char| match c {
         's' => Some(1_000_000u64),
         'm' => Some(60_000_000),
@@ -646,7 +646,7 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 }
 
 fn now_secs() -> u64 {
-    daemon::now_us() / 1_000_000
+    crate::clock::now_us() / 1_000_000
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -1410,13 +1410,13 @@ async fn listen(a: ListenArgs) -> Result<(), CliError> {
         // The jitter buffer plays its slots on time, between replies.
         let due = recorder.as_ref().and_then(|r| r.next_due_us());
         let wait = due.map_or(Duration::from_secs(3600), |d| {
-            Duration::from_micros(d.saturating_sub(daemon::now_us()))
+            Duration::from_micros(d.saturating_sub(crate::clock::now_us()))
         });
         let next = tokio::select! {
             n = c.next() => n?,
             _ = tokio::time::sleep(wait) => {
                 if let Some(r) = recorder.as_mut() {
-                    r.tick(daemon::now_us())?;
+                    r.tick(crate::clock::now_us())?;
                 }
                 continue;
             }
@@ -1432,7 +1432,7 @@ async fn listen(a: ListenArgs) -> Result<(), CliError> {
             return Err(CliError::Other("the daemon stopped".into()));
         };
         let recorded = match recorder.as_mut() {
-            Some(r) => r.take(&reply, daemon::now_us())?,
+            Some(r) => r.take(&reply, crate::clock::now_us())?,
             None => None,
         };
         let mut out = stdout.lock();
@@ -1913,7 +1913,7 @@ mod tests {
         );
         assert_eq!(parse_utc("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_utc("2025-13-01T00:00:00Z"), None);
-        assert!(parse_since("2h").unwrap() < daemon::now_us());
+        assert!(parse_since("2h").unwrap() < crate::clock::now_us());
         assert!(parse_since("yesterday").is_err());
         assert_eq!(format_time_us(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(

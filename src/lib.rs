@@ -18,6 +18,7 @@
 //!
 //! The shell around it owns files, sockets and time:
 //!
+//! - [`clock`]: the wall clock (microseconds since the epoch), read only by the shell.
 //! - [`fsutil`]: atomic 0600 writes and permission checks for secret files.
 //! - [`domain`]: the offline authority's directory (`ptt-node domain …`).
 //! - [`bundle`]: what one device carries: identity, certificate, sealed channel keys.
@@ -44,6 +45,7 @@ pub mod bundle;
 pub mod cap;
 pub mod cert;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod daemon;

@@ -377,7 +377,7 @@ impl Incoming {
             r.write(record)?;
         }
         if !live.is_empty() && self.first_due_us.is_none() {
-            self.first_due_us = Some(crate::daemon::now_us());
+            self.first_due_us = Some(crate::clock::now_us());
         }
         self.samples += (live.len() * crate::voice::FRAME_SAMPLES) as u64;
         let Some(d) = self.live_decoder.as_mut() else {
