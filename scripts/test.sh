@@ -36,6 +36,10 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+# The patched crates: vendor/NAME must be the published crate + vendor/patches/ (nothing edited
+# in place and left out of the patch), and Cargo.lock must still use every copy.
+echo "==> vendor: vendor/ = the published crates + vendor/patches/"
+scripts/vendor.sh --check
 echo "==> cargo test"
 cargo test --lib --bins --tests --examples --locked -- --test-threads="${PTT_TEST_THREADS:-2}"
 # Criterion benchmarks run each benchmark once in test mode (their harness takes no libtest flags).
