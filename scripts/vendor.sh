@@ -138,7 +138,7 @@ write)
         mv "$out" "vendor/$name"
         if [ "$failed" = 1 ]; then
             echo "vendor/$name: $name $version with the hunks of its patch that apply; the rest:" >&2
-            (cd "vendor/$name" && find . -name '*.rej' | sed 's|^\./|    |') >&2
+            (cd "vendor/$name" && find . -name '*.rej' | sort | sed 's|^\./|    |') >&2
             die "merge each .rej by hand, delete it, then scripts/vendor.sh --save and --check"
         fi
         echo "vendor/$name: re-created ($name $version + vendor/patches/$name-$version.patch)"
@@ -189,7 +189,7 @@ check)
         sed -n '/^\[\[patch.unused\]\]/,/^$/p' Cargo.lock >&2
         failed=1
     fi
-    [ "$failed" = 0 ] || die "vendor/ is not what vendor/patches/ says"
+    [ "$failed" = 0 ] || die "vendor/ check failed (above)"
     echo "vendor/: ${names[*]} are their published versions + vendor/patches/ (and Cargo.lock uses them)"
     ;;
 esac
