@@ -97,10 +97,25 @@ restore_lock() {
 }
 trap restore_lock EXIT
 
+# One build of every target; the fuzzers then run as the built programs, so no target can
+# trigger a second compilation of the product (each `cargo fuzz run` asks cargo again).
 echo "==> building the fuzz targets (release, debug assertions, AddressSanitizer)"
 build_start=$SECONDS
 cargo fuzz build
 echo "    built in $((SECONDS - build_start)) s"
+host="$(rustc -vV | sed -n 's/^host: //p')"
+bins="fuzz/target/$host/release"
+# As cargo fuzz run does: ASan's one-definition-rule check trips on Rust's duplicate symbols.
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_odr_violation=0}"
+fuzz_bin() { # target, libFuzzer arguments...
+    local t="$1"
+    shift
+    mkdir -p "fuzz/artifacts/$t"
+    "$bins/$t" -artifact_prefix="fuzz/artifacts/$t/" "$@"
+}
+for t in "${targets[@]}"; do
+    [ -x "$bins/$t" ] || { echo "cargo fuzz build made no $bins/$t" >&2; exit 1; }
+done
 
 failed=()
 for t in "${targets[@]}"; do
@@ -115,8 +130,9 @@ for t in "${targets[@]}"; do
     # -timeout: one input running longer than 10 s is a hang, reported as a failure.
     # The outer timeout only guards against a fuzzer that ignores -max_total_time.
     status=0
+    mkdir -p "fuzz/artifacts/$t"
     timeout --kill-after=30 "$((secs + 300))" \
-        cargo fuzz run "$t" "$corpus" -- \
+        "$bins/$t" -artifact_prefix="fuzz/artifacts/$t/" "$corpus" \
         -max_total_time="$secs" -timeout=10 -print_final_stats=1 >"$log" 2>&1 || status=$?
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
     cov=$(grep -Eo 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -n 1 || true)
@@ -131,7 +147,7 @@ for t in "${targets[@]}"; do
     if [ "${FUZZ_MERGE:-0}" = 1 ]; then
         mkdir -p "$kept"
         n0=$(find "$kept" -type f | wc -l)
-        cargo fuzz run "$t" "$kept" "$corpus" -- -merge=1 >"$log.merge" 2>&1 ||
+        fuzz_bin "$t" "$kept" "$corpus" -merge=1 >"$log.merge" 2>&1 ||
             { tail -n 30 "$log.merge" >&2; failed+=("$t (merge)"); continue; }
         echo "     merged into $kept: $n0 -> $(find "$kept" -type f | wc -l) inputs"
     fi
