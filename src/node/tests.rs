@@ -1,9 +1,13 @@
 use super::*;
-use crate::alert::Severity;
+use crate::alert::{AlertBody, ReceivedAlert, Severity};
 use crate::bundle::Bundle;
+use crate::cert::CertError;
 use crate::domain::{Authority, EnrollRequest};
+use crate::envelope::{self, Envelope};
 use crate::keys::Chain;
+use crate::presence::PresenceError;
 use crate::update::UpdateError;
+use libp2p::PeerId;
 use rand_core::OsRng;
 
 const NOW_S: u64 = 1_800_000_000;
