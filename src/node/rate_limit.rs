@@ -105,3 +105,47 @@ impl Node {
         take_token(&mut self.buckets, (sender, channel), &p, now_us)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One alert a second, two at once.
+    const P: ChannelPolicy = ChannelPolicy {
+        rate_per_min: 60,
+        burst: 2,
+        rotate_secs: 0,
+    };
+    const SECOND: u64 = 1_000_000;
+
+    #[test]
+    fn a_new_bucket_starts_full_and_an_empty_one_says_when_a_token_is_back() {
+        let mut b = HashMap::new();
+        assert!(take_token(&mut b, (1, 1), &P, 0).is_ok());
+        assert!(take_token(&mut b, (1, 1), &P, 0).is_ok());
+        assert!(!has_token(&b, (1, 1), &P, 0));
+        assert_eq!(take_token(&mut b, (1, 1), &P, SECOND / 2), Err(SECOND / 2));
+        assert!(has_token(&b, (1, 1), &P, SECOND));
+        assert!(take_token(&mut b, (1, 1), &P, SECOND).is_ok());
+        // Another sender, or another channel, has a budget of its own.
+        assert!(has_token(&b, (2, 1), &P, SECOND));
+        assert!(has_token(&b, (1, 2), &P, SECOND));
+    }
+
+    #[test]
+    fn a_full_table_forgets_refilled_buckets_and_keeps_spent_ones() {
+        let mut b = HashMap::new();
+        // A flooding sender spends its whole burst; every other bucket spends one token.
+        take_token(&mut b, (0, 0), &P, 0).unwrap();
+        take_token(&mut b, (0, 0), &P, 0).unwrap();
+        for i in 1..MAX_BUCKETS as u32 {
+            take_token(&mut b, (i, 1), &P, 0).unwrap();
+        }
+        assert_eq!(b.len(), MAX_BUCKETS);
+        // A second later the others are full again, the flooder has one token back.
+        take_token(&mut b, (u32::MAX, 1), &P, SECOND).unwrap();
+        assert_eq!(b.len(), 2);
+        assert!(take_token(&mut b, (0, 0), &P, SECOND).is_ok());
+        assert!(take_token(&mut b, (0, 0), &P, SECOND).is_err());
+    }
+}

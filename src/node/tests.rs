@@ -806,6 +806,32 @@ fn ratchet_periods_are_erased_after_the_window_with_simulated_time() {
 }
 
 #[test]
+fn a_clock_behind_the_held_key_chain_seals_from_the_chain_start() {
+    let (_, mut n, _) = domain_with_authority();
+    let day = 24 * 3_600_000_000u64;
+    // The sender holds the chain from now on only; then its clock falls a day behind.
+    n[0].erase_keys(NOW_US, 0);
+    let period = n[0].key_period(1, 1).unwrap();
+    let state = n[0].key_state();
+    let rotate = state
+        .iter()
+        .find(|(c, e, _)| (*c, *e) == (1, 1))
+        .unwrap()
+        .2
+        .rotate_secs;
+    let chain_start_us = period * u64::from(rotate) * 1_000_000;
+    assert!(chain_start_us > NOW_US - day);
+    let s = n[0]
+        .seal_alert("alerts", &alert("behind"), NOW_US - day)
+        .unwrap();
+    assert_eq!(s.seq, chain_start_us);
+    match n[1].validate(&s.bytes, NOW_US) {
+        Verdict::Accept { content: Ok(a), .. } => assert_eq!(a.text, "behind"),
+        v => panic!("{v:?}"),
+    }
+}
+
+#[test]
 fn a_sender_whose_clock_is_off_by_hours_is_still_read() {
     let (_, mut n, _) = domain_with_authority();
     let hour = 3_600_000_000u64;
