@@ -3,6 +3,12 @@
 //!
 //! The daemon feeds it bytes and `now` and carries out what it returns. It holds the keys,
 //! the roster of known member certificates, the replay state and the counters.
+//!
+//! One concern per file under `node/`: `validate` (envelopes from the network and the log),
+//! `seal` (this device's own alerts), `roster` (member certificates), `presence` (members'
+//! signed addresses and profiles), `search`, `update` (applying the authority's updates),
+//! `keyring` (key chains, the key cache, erasure), `rate_limit` (token buckets) and `voice`.
+//! The reserved channel numbers are the core's and live here.
 
 mod keyring;
 mod presence;
