@@ -44,8 +44,8 @@ pub mod files {
 /// periods, so 60 s still covers a retention window of three days).
 pub const MIN_ROTATE_SECS: u32 = 60;
 
-/// The pseudo-channel under which the domain's private-network key is kept and sealed.
-pub const NETWORK_KEY_CHANNEL: u32 = u32::MAX;
+// The reserved channel numbers belong to the core; this path stays for the shell's code.
+pub use crate::node::NETWORK_KEY_CHANNEL;
 
 /// How far behind the authority's clock a device's may run: keys are sealed from the ratchet
 /// period this long ago, certificates are valid from this long ago.

@@ -1,9 +1,13 @@
 use super::*;
-use crate::alert::Severity;
+use crate::alert::{AlertBody, ReceivedAlert, Severity};
 use crate::bundle::Bundle;
+use crate::cert::CertError;
 use crate::domain::{Authority, EnrollRequest};
+use crate::envelope::{self, Envelope};
 use crate::keys::Chain;
+use crate::presence::PresenceError;
 use crate::update::UpdateError;
+use libp2p::PeerId;
 use rand_core::OsRng;
 
 const NOW_S: u64 = 1_800_000_000;
@@ -799,6 +803,32 @@ fn ratchet_periods_are_erased_after_the_window_with_simulated_time() {
     assert_eq!(chain.secret_at(chain.period - 1), None);
     // Erasing again at the same time erases nothing more.
     assert_eq!(reader.erase_keys(now, day), 0);
+}
+
+#[test]
+fn a_clock_behind_the_held_key_chain_seals_from_the_chain_start() {
+    let (_, mut n, _) = domain_with_authority();
+    let day = 24 * 3_600_000_000u64;
+    // The sender holds the chain from now on only; then its clock falls a day behind.
+    n[0].erase_keys(NOW_US, 0);
+    let period = n[0].key_period(1, 1).unwrap();
+    let state = n[0].key_state();
+    let rotate = state
+        .iter()
+        .find(|(c, e, _)| (*c, *e) == (1, 1))
+        .unwrap()
+        .2
+        .rotate_secs;
+    let chain_start_us = period * u64::from(rotate) * 1_000_000;
+    assert!(chain_start_us > NOW_US - day);
+    let s = n[0]
+        .seal_alert("alerts", &alert("behind"), NOW_US - day)
+        .unwrap();
+    assert_eq!(s.seq, chain_start_us);
+    match n[1].validate(&s.bytes, NOW_US) {
+        Verdict::Accept { content: Ok(a), .. } => assert_eq!(a.text, "behind"),
+        v => panic!("{v:?}"),
+    }
 }
 
 #[test]

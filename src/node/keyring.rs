@@ -1,0 +1,107 @@
+//! The channel key chains this device holds: message and voice keys derived per ratchet
+//! period and cached, old periods erased, the state to save. Never writes the state itself.
+
+use super::{KEY_CACHE, NETWORK_KEY_CHANNEL, Node, Unreadable};
+use crate::keys::{Chain, MessageKey};
+
+impl Node {
+    /// The domain's private-network key, when this device holds it.
+    pub fn network_key(&self) -> Option<zeroize::Zeroizing<[u8; 32]>> {
+        self.keys
+            .get(&(NETWORK_KEY_CHANNEL, 0))
+            .map(|c| zeroize::Zeroizing::new(c.secret.0))
+    }
+
+    /// The message key of (channel, epoch) for an envelope with sequence number `seq`.
+    pub(super) fn key_for(
+        &self,
+        channel: u32,
+        epoch: u32,
+        seq: u64,
+    ) -> Result<MessageKey, Unreadable> {
+        self.key_of(channel, epoch, seq, false)
+    }
+
+    /// The message key (or, with `voice`, the voice key) of (channel, epoch) for `seq`'s
+    /// ratchet period.
+    pub(super) fn key_of(
+        &self,
+        channel: u32,
+        epoch: u32,
+        seq: u64,
+        voice: bool,
+    ) -> Result<MessageKey, Unreadable> {
+        let chain = self
+            .keys
+            .get(&(channel, epoch))
+            .ok_or(Unreadable::UnknownEpoch { channel, epoch })?;
+        let period = Chain::period_of(chain.rotate_secs, seq);
+        if let Some(k) = self
+            .key_cache
+            .borrow()
+            .get(&(channel, epoch, period, voice))
+        {
+            return Ok(k.clone());
+        }
+        let secret = chain.secret_at(period).ok_or(Unreadable::KeyErased {
+            channel,
+            epoch,
+            period,
+        })?;
+        let key = if voice {
+            secret.voice_key(self.domain(), channel, epoch, period)
+        } else {
+            secret.message_key(self.domain(), channel, epoch, period)
+        };
+        let mut cache = self.key_cache.borrow_mut();
+        if cache.len() >= KEY_CACHE {
+            cache.clear();
+        }
+        cache.insert((channel, epoch, period, voice), key.clone());
+        Ok(key)
+    }
+
+    /// Erases every ratchet period that ended before `now_us - window_us` (the retention
+    /// window): the keys are gone from memory, and the caller saves [`Node::key_state`] so
+    /// they are gone from disk. Returns how many periods were erased.
+    pub fn erase_keys(&mut self, now_us: u64, window_us: u64) -> u64 {
+        let mut erased = 0;
+        for chain in self.keys.values_mut() {
+            // Never keep more periods than can be derived forward to now: with a short
+            // rotation and a long window the oldest ones go early.
+            let reach = u64::from(chain.rotate_secs)
+                .saturating_mul(crate::keys::MAX_RATCHET_AHEAD / 2)
+                .saturating_mul(1_000_000);
+            let floor_us = now_us.saturating_sub(window_us.min(reach));
+            let target = Chain::period_of(chain.rotate_secs, floor_us);
+            let before = chain.period;
+            if chain.advance_to(target) {
+                erased += chain.period - before;
+            }
+        }
+        if erased > 0 {
+            let keys = &self.keys;
+            self.key_cache
+                .borrow_mut()
+                .retain(|(c, e, p, _), _| keys.get(&(*c, *e)).is_some_and(|k| *p >= k.period));
+            self.counters.keys_erased += erased;
+        }
+        erased
+    }
+
+    /// The key chains held, to be saved (secret: the caller writes them 0600 and zeroizes).
+    pub fn key_state(&self) -> Vec<(u32, u32, Chain)> {
+        let mut v: Vec<(u32, u32, Chain)> = self
+            .keys
+            .iter()
+            .map(|((c, e), k)| (*c, *e, k.clone()))
+            .collect();
+        v.sort_by_key(|(c, e, _)| (*c, *e));
+        v
+    }
+
+    /// The oldest ratchet period held for (channel, epoch).
+    pub fn key_period(&self, channel: u32, epoch: u32) -> Option<u64> {
+        self.keys.get(&(channel, epoch)).map(|c| c.period)
+    }
+}

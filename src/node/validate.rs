@@ -1,0 +1,348 @@
+//! Validating envelopes from the network and the log: parse, topic, domain, sender, rights,
+//! rate limit, signature, revocation and replay, then opening what this device may read.
+//! Counts every outcome; never decides what the shell does with a peer at fault.
+
+use super::{DIRECT_CHANNEL, DIRECT_CHANNEL_NAME, Node};
+use crate::alert::{AlertBody, ReceivedAlert};
+use crate::envelope::{self, Envelope, EnvelopeError};
+use crate::replay::ReplayError;
+
+/// Why a message from the network is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Rejection {
+    /// The envelope itself is bad.
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    /// No certificate for the sender's device number.
+    #[error("unknown sender device {0}")]
+    UnknownSender(u32),
+    /// The sender's certificate is outside its validity period.
+    #[error("sender device {0} has an expired certificate")]
+    SenderExpired(u32),
+    /// The sender may not write to this channel.
+    #[error("sender device {sender} may not write to channel {channel}")]
+    NotAllowed {
+        /// Sender device number.
+        sender: u32,
+        /// Channel number.
+        channel: u32,
+    },
+    /// Already accepted, or too old.
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+    /// The plaintext inside a valid envelope does not decode.
+    #[error("the plaintext is not a valid alert")]
+    BadPlaintext,
+    /// Published on the topic of another channel than its header names.
+    #[error("envelope for channel {header} arrived on the topic of channel {topic}")]
+    WrongTopic {
+        /// Channel in the header.
+        header: u32,
+        /// Channel of the topic.
+        topic: u32,
+    },
+    /// The sender was revoked.
+    #[error("sender device {0} was revoked")]
+    Revoked(u32),
+    /// A voice packet older than [`super::voice::VOICE_MAX_AGE_US`] by this node's clock.
+    #[error("voice packet from sender device {0} is too old to play")]
+    Stale(u32),
+    /// The sender is over the channel's rate limit (live gossip only).
+    #[error("sender device {sender} is over the rate limit of channel {channel}")]
+    RateLimited {
+        /// Sender device number.
+        sender: u32,
+        /// Channel number.
+        channel: u32,
+    },
+}
+
+impl Rejection {
+    /// A short stable name for counters.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::Envelope(e) => e.reason(),
+            Rejection::UnknownSender(_) => "unknown_sender",
+            Rejection::SenderExpired(_) => "sender_expired",
+            Rejection::NotAllowed { .. } => "not_allowed",
+            Rejection::Replay(ReplayError::Duplicate) => "duplicate",
+            Rejection::Replay(ReplayError::TooOld) => "too_old",
+            Rejection::BadPlaintext => "bad_plaintext",
+            Rejection::WrongTopic { .. } => "wrong_topic",
+            Rejection::Revoked(_) => "revoked",
+            Rejection::RateLimited { .. } => "rate_limited",
+            Rejection::Stale(_) => "stale",
+        }
+    }
+    /// Whether the forwarding peer is at fault (reject and penalise) or the message is
+    /// merely unusable here (ignore: drop without forwarding, no penalty).
+    pub fn is_peer_fault(&self) -> bool {
+        use crate::wire::DecodeError;
+        !matches!(
+            self,
+            Rejection::UnknownSender(_)
+                | Rejection::Replay(_)
+                | Rejection::SenderExpired(_)
+                // A member that has not applied the revocation yet forwards in good faith.
+                | Rejection::Revoked(_)
+                // Judged by the shell: the sender's own connection is at fault, a relay's
+                // (whose budget view differs) is not.
+                | Rejection::RateLimited { .. }
+                // Clocks differ; a forwarder may be ahead of this node's.
+                | Rejection::Stale(_)
+                // A relay cannot open the ciphertext, so it forwards these in good faith: the
+                // authenticated sender is at fault, not the peer that passed it on.
+                | Rejection::Envelope(EnvelopeError::Decrypt)
+                | Rejection::BadPlaintext
+                // A newer version is not an attack.
+                | Rejection::Envelope(EnvelopeError::Decode(DecodeError::Version { .. }))
+        )
+    }
+}
+
+/// The outcome of validating a message.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Authentic and new: forward and store it; `content` is the opened alert, or why this
+    /// node cannot read it.
+    Accept {
+        /// The envelope.
+        envelope: Envelope,
+        /// The opened alert, or why it stays sealed here.
+        content: Result<Box<ReceivedAlert>, Unreadable>,
+    },
+    /// Refused.
+    Reject(Rejection),
+}
+
+/// Why an authentic envelope stays sealed on this node (it is still forwarded and stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unreadable {
+    /// This device may not read the channel (relay-only, or not granted).
+    #[error("this device does not read the channel")]
+    NotReader,
+    /// This device reads the channel but holds no key for that epoch.
+    #[error("no key for channel {channel} epoch {epoch}")]
+    UnknownEpoch {
+        /// Channel number.
+        channel: u32,
+        /// Key epoch.
+        epoch: u32,
+    },
+    /// The key of the envelope's ratchet period is erased (older than the retention
+    /// window), or more than [`crate::keys::MAX_RATCHET_AHEAD`] periods ahead.
+    #[error("the key of channel {channel} epoch {epoch} period {period} is erased or out of reach")]
+    KeyErased {
+        /// Channel number.
+        channel: u32,
+        /// Key epoch.
+        epoch: u32,
+        /// Ratchet period.
+        period: u64,
+    },
+}
+
+impl Node {
+    /// Validates a message from the network at `now_us`: counts the outcome and, when
+    /// accepted, records it in the replay state.
+    pub fn validate(&mut self, bytes: &[u8], now_us: u64) -> Verdict {
+        self.validate_on(bytes, None, now_us)
+    }
+
+    /// Like [`Node::validate`], for a message that arrived on the topic of `topic_channel`.
+    pub fn validate_on(
+        &mut self,
+        bytes: &[u8],
+        topic_channel: Option<u32>,
+        now_us: u64,
+    ) -> Verdict {
+        let v = self.check(bytes, topic_channel, now_us);
+        match &v {
+            Verdict::Accept { content: Ok(_), .. } => self.counters.alerts_received += 1,
+            Verdict::Accept {
+                content: Err(u), ..
+            } => {
+                self.counters.alerts_relayed += 1;
+                if let Unreadable::UnknownEpoch { .. } = u {
+                    self.counters.unknown_epoch += 1;
+                }
+            }
+            Verdict::Reject(r) => {
+                *self
+                    .counters
+                    .rejected
+                    .entry(r.reason().to_string())
+                    .or_default() += 1;
+            }
+        }
+        v
+    }
+
+    fn check(&mut self, bytes: &[u8], topic_channel: Option<u32>, now_us: u64) -> Verdict {
+        match self.check_inner(bytes, topic_channel, now_us) {
+            Ok((envelope, content)) => Verdict::Accept { envelope, content },
+            Err(r) => Verdict::Reject(r),
+        }
+    }
+
+    fn check_inner(
+        &mut self,
+        bytes: &[u8],
+        topic_channel: Option<u32>,
+        now_us: u64,
+    ) -> Result<(Envelope, Result<Box<ReceivedAlert>, Unreadable>), Rejection> {
+        // Live traffic spends the sender's budget (after every check passed, so forgeries in a
+        // sender's name cannot use it up); catch-up is paced by the puller.
+        let (env, content) = self.examine(bytes, topic_channel, now_us, true)?;
+        if topic_channel.is_some() {
+            let (sender, channel) = (env.header.sender, env.header.channel);
+            self.take_budget(sender, channel, now_us)
+                .map_err(|_| Rejection::RateLimited { sender, channel })?;
+        }
+        self.replay.insert(env.header.sender, env.header.seq)?;
+        Ok((env, content))
+    }
+
+    /// Opens an envelope from this node's own log (for `history`): every check of
+    /// validation but the replay check, with the sender's certificate judged at the time the
+    /// envelope was stored.
+    pub fn open_stored(
+        &self,
+        bytes: &[u8],
+        received_at_us: u64,
+    ) -> Result<Result<Box<ReceivedAlert>, Unreadable>, Rejection> {
+        let (_, content) = self.examine(bytes, None, received_at_us, false)?;
+        Ok(content.map(|mut a| {
+            a.via = crate::alert::Via::Log;
+            a
+        }))
+    }
+
+    /// Every check but recording: parse, topic, domain, sender, rights, signature, optionally
+    /// replay, then open when this node reads the channel.
+    fn examine(
+        &self,
+        bytes: &[u8],
+        topic_channel: Option<u32>,
+        now_us: u64,
+        check_replay: bool,
+    ) -> Result<(Envelope, Result<Box<ReceivedAlert>, Unreadable>), Rejection> {
+        let env = Envelope::parse(bytes)?;
+        let h = env.header;
+        if let Some(t) = topic_channel.filter(|t| *t != h.channel) {
+            return Err(Rejection::WrongTopic {
+                header: h.channel,
+                topic: t,
+            });
+        }
+        if h.domain_tag != self.domain().tag() {
+            return Err(EnvelopeError::WrongDomain.into());
+        }
+        let sender = self
+            .roster
+            .get(&h.sender)
+            .ok_or(Rejection::UnknownSender(h.sender))?;
+
+        sender
+            .check_time(now_us / 1_000_000)
+            .map_err(|_| Rejection::SenderExpired(h.sender))?;
+        let direct = h.channel == DIRECT_CHANNEL;
+        let channel_name = if direct {
+            if sender.body.relay_only {
+                return Err(Rejection::NotAllowed {
+                    sender: h.sender,
+                    channel: h.channel,
+                });
+            }
+            DIRECT_CHANNEL_NAME.to_string()
+        } else {
+            sender
+                .grant(h.channel)
+                .filter(|g| g.write)
+                .ok_or(Rejection::NotAllowed {
+                    sender: h.sender,
+                    channel: h.channel,
+                })?
+                .name
+                .clone()
+        };
+        // Live gossip of a sender whose budget is spent is refused here, after the header
+        // checks and before the signature check and decryption: a flood past its limit costs
+        // a parse and lookups, and a forwarder is still blamed for a malformed, misdirected or
+        // unauthorised envelope.
+        if topic_channel.is_some() && !self.has_budget(h.sender, h.channel, now_us) {
+            return Err(Rejection::RateLimited {
+                sender: h.sender,
+                channel: h.channel,
+            });
+        }
+        env.verify(self.domain(), sender.verifying_key())?;
+        // A revoked sender's new alerts are refused (after the signature: only a verified
+        // refusal is remembered); what this node stored before the revocation stays
+        // readable in its log.
+        if check_replay && self.descriptor.is_revoked(h.sender) {
+            return Err(Rejection::Revoked(h.sender));
+        }
+        if check_replay {
+            self.replay.check(h.sender, h.seq)?;
+        }
+        let me = self.cert.body.device;
+        // A directed message opens at its recipient, and at its sender (its own log): the
+        // pairwise key is the same from both ends.
+        let other = if !direct {
+            None
+        } else if h.epoch == me {
+            Some(sender)
+        } else if h.sender == me {
+            self.roster.get(&h.epoch)
+        } else {
+            None
+        };
+        let direct_key = other.map(|o| {
+            crate::keys::direct_key(
+                self.domain(),
+                &self.secrets.x25519,
+                &o.body.x25519,
+                h.sender,
+                h.epoch,
+            )
+        });
+        let recipient_name = if h.epoch == me {
+            Some(self.cert.body.name.clone())
+        } else {
+            self.roster.get(&h.epoch).map(|c| c.body.name.clone())
+        };
+        let can_read = direct_key.is_some() || self.cert.grant(h.channel).is_some_and(|g| g.read);
+        let key = match direct_key {
+            _ if !can_read => Err(Unreadable::NotReader),
+            Some(k) => Ok(k),
+            None => self.key_for(h.channel, h.epoch, h.seq),
+        };
+        let content = match key {
+            Err(u) => Err(u),
+            Ok(key) => {
+                let plain = env.open(self.domain(), &key)?;
+                let body = AlertBody::decode(&plain).map_err(|_| Rejection::BadPlaintext)?;
+                Ok(Box::new(ReceivedAlert {
+                    id: envelope::alert_id(self.domain(), h.sender, h.seq),
+                    channel: channel_name,
+                    sender: sender.body.name.clone(),
+                    sender_peer_id: sender.peer_id_text().to_owned(),
+                    sender_device: h.sender,
+                    seq: h.seq,
+                    severity: body.severity,
+                    kind: body.kind,
+                    text: body.text,
+                    created_at_us: h.seq,
+                    received_at_us: now_us,
+                    location: body.location,
+                    attributes: body.attributes,
+                    recipient: if direct { recipient_name } else { None },
+                    via: crate::alert::Via::Gossip,
+                    late: crate::alert::is_late(h.seq, now_us),
+                }))
+            }
+        };
+        Ok((env, content))
+    }
+}
