@@ -3,16 +3,12 @@
 //! Each test asserts what a user would check: every alert shown by every member, exactly once.
 //! Needs root (and nftables for the loss test); skipped without, never under CI.
 
-#[path = "support/netns.rs"]
-mod netns;
-
-#[path = "support/field.rs"]
-mod field;
-
 use std::time::Duration;
 
-use field::{BIN, Field, MEMBER, RELAY, nft, p};
-use netns::Cond;
+use crate::support::common::{BIN, p};
+use crate::support::field::{Field, MEMBER, RELAY, nft};
+use crate::support::netns;
+use crate::support::netns::Cond;
 use serde_json::Value;
 
 #[test]

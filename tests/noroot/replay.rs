@@ -16,9 +16,8 @@ use ptt_node::net::{AUTH_PROTOCOL, AuthCodec, AuthHello, AuthReply, AuthRequest,
 
 use sha2::Digest;
 
-#[path = "support/common.rs"]
-mod common;
-use common::{BIN, Daemon, address, ok, p, start_loopback, status, wait_for};
+use crate::support::common::{BIN, ok, p};
+use crate::support::loopback::{Daemon, address, start_loopback, status, wait_for};
 
 #[derive(NetworkBehaviour)]
 struct Peer {

@@ -2,17 +2,13 @@
 //! while the mesh runs (and a member asleep through it), and a member flooding a channel.
 //! Needs root; skipped without, never under CI.
 
-#[path = "support/netns.rs"]
-mod netns;
-
-#[path = "support/field.rs"]
-mod field;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use field::{BIN, Field, MEMBER, p};
-use netns::Cond;
+use crate::support::common::{BIN, p};
+use crate::support::field::{Field, MEMBER};
+use crate::support::netns;
+use crate::support::netns::Cond;
 use serde_json::Value;
 
 fn newest_update(dom: &std::path::Path) -> PathBuf {
