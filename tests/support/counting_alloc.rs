@@ -7,6 +7,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 /// Bytes alive on the heap.
 pub static LIVE: AtomicIsize = AtomicIsize::new(0);
@@ -53,11 +54,15 @@ pub fn live() -> isize {
     LIVE.load(Relaxed)
 }
 
-/// Held by each test of the whole-process binary for all of its run, before it builds a
+/// Held by each test of the whole-process binary for all of its run, taken before it builds a
 /// runtime or allocates anything: libtest runs tests on parallel threads, and a second test's
 /// heap (a Tokio runtime alone holds kilobytes) or threads would blur what the first measures.
 /// A test that failed does not stop the others (the poison is ignored: the lock guards nothing).
 pub fn alone() -> MutexGuard<'static, ()> {
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+    let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // The test before released the lock on its way out: let its thread finish exiting (the
+    // thread-locals it frees moved noise_memory's count by 10 KB with two test threads).
+    std::thread::sleep(Duration::from_millis(100));
+    guard
 }
