@@ -5,12 +5,11 @@
 
 use std::time::Duration;
 
-use crate::support::netns::{Cond, Host, Lan};
 use serde_json::Value;
 
 use crate::support::common::{self, BIN, ok, p};
 use crate::support::field::files_containing;
-use crate::support::netns;
+use crate::support::netns::{self, Cond, Host, Lan};
 
 fn json(h: &Host, args: &[&str]) -> Vec<Value> {
     let o = h.run(BIN, args).expect("ptt-node");

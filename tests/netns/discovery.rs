@@ -4,11 +4,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::netns::{Cond, Host, Lan, Proc};
 use serde_json::Value;
 
 use crate::support::common::{self, BIN, ok, p};
-use crate::support::netns;
+use crate::support::netns::{self, Cond, Host, Lan, Proc};
 
 fn search(h: &Host, data: &Path, args: &[&str]) -> Vec<String> {
     let mut full = vec!["search", "--json", "--data", p(data)];

@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::support::common::{BIN, p};
 use crate::support::field::{Field, MEMBER, RELAY, nft};
-use crate::support::netns;
-use crate::support::netns::Cond;
-use serde_json::Value;
+use crate::support::netns::{self, Cond};
 
 #[test]
 fn frozen_member_shows_all_100_alerts_once() {

@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::support::common::{BIN, p};
 use crate::support::field::{Field, MEMBER};
-use crate::support::netns;
-use crate::support::netns::Cond;
-use serde_json::Value;
+use crate::support::netns::{self, Cond};
 
 fn newest_update(dom: &std::path::Path) -> PathBuf {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dom.join("updates"))

@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::support::common::{BIN, p};
-use crate::support::netns;
-use crate::support::netns::{Cond, Host, Lan, Proc};
 use ptt_node::clock::now_us;
 use serde_json::Value;
+
+use crate::support::common::{BIN, p};
+use crate::support::netns::{self, Cond, Host, Lan, Proc};
 
 /// Offline provisioning commands (domain init / enroll).
 const PROVISION_TIMEOUT: Duration = Duration::from_secs(60);

@@ -7,8 +7,7 @@ use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::netns;
-use crate::support::netns::{Cond, Lan};
+use crate::support::netns::{self, Cond, Lan};
 
 /// Skips (or, on CI, fails) unless namespaces and `ping` are available.
 fn ready() -> bool {

@@ -6,10 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::support::netns::{Cond, Host, Lan};
-
 use crate::support::common::{BIN, ok, p};
-use crate::support::netns;
+use crate::support::netns::{self, Cond, Host, Lan};
 
 fn example(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -7,12 +7,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::netns::{Cond, Host, Lan, Proc};
 use serde_json::Value;
 
 use crate::support::common::{BIN, p};
 use crate::support::field::files_containing;
-use crate::support::netns;
+use crate::support::netns::{self, Cond, Host, Lan, Proc};
 
 fn provision(args: &[&str]) {
     let out = std::process::Command::new(BIN)

@@ -7,11 +7,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::support::common::{BIN, ok, p};
 use crate::support::field::{Dev, Field, MEMBER, RELAY};
-use crate::support::netns;
-use crate::support::netns::Cond;
-use serde_json::Value;
+use crate::support::netns::{self, Cond};
 
 /// Speaks `text` into a WAV file with espeak-ng (22.05 kHz mono).
 fn speak(dir: &Path, name: &str, text: &str) -> PathBuf {

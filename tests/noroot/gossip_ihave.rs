@@ -15,10 +15,11 @@
 
 use std::time::Duration;
 
-use crate::support::memory_swarm;
 use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Swarm, gossipsub};
+
+use crate::support::memory_swarm;
 
 const PEERS: usize = 5;
 /// Messages sent in `ROUNDS` rounds 100 ms apart: several heartbeats (700 ms) fall inside the

@@ -13,7 +13,6 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, gossipsub, noise, request_response, tcp, yamux};
 use ptt_node::bundle::Bundle;
 use ptt_node::net::{AUTH_PROTOCOL, AuthCodec, AuthHello, AuthReply, AuthRequest, topic};
-
 use sha2::Digest;
 
 use crate::support::common::{BIN, ok, p};
