@@ -24,10 +24,10 @@ need ping || apt_install iputils-ping
 need nft || apt_install nftables
 need systemd-analyze || apt_install systemd
 need xmllint || apt_install libxml2-utils
-# Voice: libopus and ALSA (linked, not bundled) and espeak-ng (the clips of tests/voice.rs).
+# Voice: libopus and ALSA (linked, not bundled) and espeak-ng (the clips of tests/netns/voice.rs).
 { need pkg-config && pkg-config --exists opus alsa; } || apt_install pkg-config libopus-dev libasound2-dev
 need espeak-ng || apt_install espeak-ng
-# The service under a real systemd (tests/systemd.rs): a Debian root booted with systemd-nspawn.
+# The service under a real systemd (tests/netns/systemd.rs): a Debian root booted with systemd-nspawn.
 need debootstrap || apt_install debootstrap
 need systemd-nspawn || apt_install systemd-container
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy 2>/dev/null || true

@@ -1,9 +1,13 @@
-//! A global allocator that counts the bytes alive on the heap, for the memory tests (one test
-//! per binary: the count is the whole process's). Include with
-//! `#[path = "support/counting_alloc.rs"] mod counting_alloc;` and read [`live`].
+//! A global allocator that counts the bytes alive on the heap ([`live`]), and the lock
+//! ([`alone`]) under which the tests of the whole-process binary (`tests/process/main.rs`) run
+//! one at a time: the count is the whole process's, and so are its threads. A
+//! `#[global_allocator]` applies to every test of the binary that includes this module, so only
+//! that binary may include it.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 /// Bytes alive on the heap.
 pub static LIVE: AtomicIsize = AtomicIsize::new(0);
@@ -48,4 +52,17 @@ static ALLOC: Counting = Counting;
 /// Bytes alive on the heap now.
 pub fn live() -> isize {
     LIVE.load(Relaxed)
+}
+
+/// Held by each test of the whole-process binary for all of its run, taken before it builds a
+/// runtime or allocates anything: libtest runs tests on parallel threads, and a second test's
+/// heap (a Tokio runtime alone holds kilobytes) or threads would blur what the first measures.
+/// A test that failed does not stop the others (the poison is ignored: the lock guards nothing).
+pub fn alone() -> MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // The test before released the lock on its way out: let its thread finish exiting (the
+    // thread-locals it frees moved noise_memory's count by 10 KB with two test threads).
+    std::thread::sleep(Duration::from_millis(100));
+    guard
 }

@@ -1,7 +1,6 @@
-//! A test domain of real daemons on one LAN, one namespace each (shared by the field and
-//! key-lifecycle tests).
-
-#![allow(dead_code)]
+//! Real daemons in network namespaces: a test domain of devices on one LAN, one namespace each
+//! ([`Field`], shared by the field, key-lifecycle and voice tests), and what their data
+//! directories hold on disk. Needs the netns harness; never used by the no-root tests.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -9,14 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use super::netns::{Cond, Host, Lan, Proc};
 use serde_json::Value;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_ptt-node");
-
-pub fn p(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
+use super::common::{BIN, ok, p};
+use super::netns::{Cond, Host, Lan, Proc};
 
 /// One device of the test domain.
 pub struct Dev {
@@ -60,14 +55,14 @@ impl Field {
         let dom = root.join("dom");
         let mut args = vec!["domain", "init", "--dir", p(&dom), "--name", hint];
         args.extend_from_slice(init);
-        run_ok(&args);
+        ok(&args);
         let mut devs = vec![];
         for (name, extra) in specs {
             let bundle = root.join(format!("{name}.bundle"));
             let mut args = vec!["domain", "enroll", "--dir", p(&dom), "--device", name];
             args.extend(["--out", p(&bundle)]);
             args.extend(extra.iter());
-            run_ok(&args);
+            ok(&args);
             let host = lan.add_host(name).expect("add host");
             let data = host.dir().join("data");
             devs.push(Dev {
@@ -269,18 +264,6 @@ impl Field {
     }
 }
 
-pub fn run_ok(args: &[&str]) {
-    let out = std::process::Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("ptt-node");
-    assert!(
-        out.status.success(),
-        "ptt-node {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 pub const MEMBER: &[&str] = &[];
 
 /// Applies nftables commands (one per line, words split on spaces) in a device's namespace.
@@ -296,3 +279,17 @@ pub fn nft(d: &Dev, rules: &[&str]) {
     }
 }
 pub const RELAY: &[&str] = &["--relay-only"];
+
+/// Every regular file under `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(files_containing(&path, needle));
+        } else if std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -1,5 +1,5 @@
 //! A gossipsub swarm over libp2p's in-memory transport (noise, yamux; no sockets), for the
-//! in-process gossip tests. Include with `#[path = "support/memory_swarm.rs"] mod memory_swarm;`.
+//! in-process gossip tests (of the no-root and the whole-process binaries).
 
 use std::time::Duration;
 

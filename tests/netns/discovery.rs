@@ -1,18 +1,13 @@
 //! Digital-world discovery: device search by kind, place and tag across a real domain in
 //! namespaces, with profiles from certificates and from the devices' own presence records.
 
-#[path = "support/netns.rs"]
-mod netns;
-
 use std::path::Path;
 use std::time::Duration;
 
-use netns::{Cond, Host, Lan, Proc};
 use serde_json::Value;
 
-#[path = "support/common.rs"]
-mod common;
-use common::{BIN, ok, p};
+use crate::support::common::{self, BIN, ok, p};
+use crate::support::netns::{self, Cond, Host, Lan, Proc};
 
 fn search(h: &Host, data: &Path, args: &[&str]) -> Vec<String> {
     let mut full = vec!["search", "--json", "--data", p(data)];

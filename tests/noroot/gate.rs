@@ -15,9 +15,8 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, gossipsub, noise, request_response, tcp, yamux};
 use ptt_node::net::{AUTH_PROTOCOL, AuthCodec, gossipsub_config, topic};
 
-#[path = "support/common.rs"]
-mod common;
-use common::{BIN, start_loopback as start, status, wait_for};
+use crate::support::common::BIN;
+use crate::support::loopback::{start_loopback as start, status, wait_for};
 
 fn cli(args: &[&str]) -> (bool, String) {
     let out = Command::new(BIN).args(args).output().expect("run ptt-node");

@@ -8,17 +8,12 @@
 //!
 //! Needs root, debootstrap and systemd-nspawn (fails on CI, skips otherwise).
 
-#[path = "support/common.rs"]
-mod common;
-#[path = "support/netns.rs"]
-mod netns;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, p};
-use netns::Cond;
+use crate::support::common::{self, BIN, p};
+use crate::support::netns::{self, Cond};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 

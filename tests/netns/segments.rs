@@ -4,18 +4,14 @@
 //!
 //! Real `ptt-node` processes in namespaces (see `tests/support/netns.rs`); needs root.
 
-#[path = "support/netns.rs"]
-mod netns;
-
 use std::path::Path;
 use std::time::Duration;
 
-use netns::{Cond, Host, Lan, Proc};
 use serde_json::Value;
 
-#[path = "support/common.rs"]
-mod common;
-use common::{BIN, files_containing, p};
+use crate::support::common::{BIN, p};
+use crate::support::field::files_containing;
+use crate::support::netns::{self, Cond, Host, Lan, Proc};
 
 fn provision(args: &[&str]) {
     let out = std::process::Command::new(BIN)

@@ -13,12 +13,10 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, gossipsub, noise, request_response, tcp, yamux};
 use ptt_node::bundle::Bundle;
 use ptt_node::net::{AUTH_PROTOCOL, AuthCodec, AuthHello, AuthReply, AuthRequest, topic};
-
 use sha2::Digest;
 
-#[path = "support/common.rs"]
-mod common;
-use common::{BIN, Daemon, address, ok, p, start_loopback, status, wait_for};
+use crate::support::common::{BIN, ok, p};
+use crate::support::loopback::{Daemon, address, start_loopback, status, wait_for};
 
 #[derive(NetworkBehaviour)]
 struct Peer {

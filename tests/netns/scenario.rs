@@ -3,17 +3,11 @@
 //! sends the air conditioner a directed command above 30 °C (and below 24 °C), and the air
 //! conditioner's hook switches it (writes its state file). Real daemons in namespaces.
 
-#[path = "support/netns.rs"]
-mod netns;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use netns::{Cond, Host, Lan};
-
-#[path = "support/common.rs"]
-mod common;
-use common::{BIN, ok, p};
+use crate::support::common::{BIN, ok, p};
+use crate::support::netns::{self, Cond, Host, Lan};
 
 fn example(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

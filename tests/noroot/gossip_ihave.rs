@@ -19,8 +19,7 @@ use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Swarm, gossipsub};
 
-#[path = "support/memory_swarm.rs"]
-mod memory_swarm;
+use crate::support::memory_swarm;
 
 const PEERS: usize = 5;
 /// Messages sent in `ROUNDS` rounds 100 ms apart: several heartbeats (700 ms) fall inside the

@@ -1,6 +1,7 @@
 //! Golden test vectors: every format in proto/ is rebuilt here from fixed inputs and must
 //! match `proto/vectors/v1.txt` byte for byte. Regenerate (after a deliberate format change,
-//! with a version bump) with `PTT_WRITE_VECTORS=1 cargo test --test vectors -- --test-threads=1`.
+//! with a version bump) with
+//! `PTT_WRITE_VECTORS=1 cargo test --test noroot vectors:: -- --test-threads=1`.
 
 use std::collections::BTreeMap;
 

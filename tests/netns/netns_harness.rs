@@ -3,14 +3,11 @@
 //! They need root and iproute2 (and `ping` from iputils-ping); without them
 //! they skip with a message, except on CI (`CI` set) where they fail.
 
-#[path = "support/netns.rs"]
-mod netns;
-
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use netns::{Cond, Lan};
+use crate::support::netns::{self, Cond, Lan};
 
 /// Skips (or, on CI, fails) unless namespaces and `ping` are available.
 fn ready() -> bool {

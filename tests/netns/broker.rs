@@ -3,17 +3,13 @@
 //! know it from `--peer`. The members authenticate each other end to end through the broker,
 //! exchange alerts, and the broker never sees a plaintext. Real daemons in namespaces.
 
-#[path = "support/netns.rs"]
-mod netns;
-
 use std::time::Duration;
 
-use netns::{Cond, Host, Lan};
 use serde_json::Value;
 
-#[path = "support/common.rs"]
-mod common;
-use common::{BIN, files_containing, ok, p};
+use crate::support::common::{self, BIN, ok, p};
+use crate::support::field::files_containing;
+use crate::support::netns::{self, Cond, Host, Lan};
 
 fn json(h: &Host, args: &[&str]) -> Vec<Value> {
     let o = h.run(BIN, args).expect("ptt-node");

@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 use ptt_node::alert::{ReceivedAlert, Severity, Via};
 use ptt_node::cert::Location;
 
-#[path = "support/common.rs"]
-mod common;
-use common::{BIN, ok, p, wait_for};
+use crate::support::common::{self, BIN, ok, p};
+use crate::support::loopback::{self, wait_for};
 
 fn in_ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty())
@@ -222,11 +221,11 @@ fn a_cap_document_sent_reaches_a_listener_as_valid_cap() {
     let t = tempfile::tempdir().unwrap();
     common::provision(t.path(), "seoul", &["cam", "guard"]);
     let (cam_data, guard_data) = (t.path().join("cam-data"), t.path().join("guard-data"));
-    let _g = common::start_loopback(&t.path().join("guard"), &guard_data, None);
-    let guard_addr = common::address(&guard_data);
-    let _c = common::start_loopback(&t.path().join("cam"), &cam_data, Some(&guard_addr));
+    let _g = loopback::start_loopback(&t.path().join("guard"), &guard_data, None);
+    let guard_addr = loopback::address(&guard_data);
+    let _c = loopback::start_loopback(&t.path().join("cam"), &cam_data, Some(&guard_addr));
     wait_for("guard authenticates cam", 30, || {
-        common::status(&guard_data)
+        loopback::status(&guard_data)
             .filter(|s| s["peers"]["authenticated"] == 1)
             .map(|_| ())
     });
@@ -307,7 +306,7 @@ fn a_cap_document_sent_reaches_a_listener_as_valid_cap() {
     );
 
     // A bad document: one line naming the file and what is wrong; nothing is sent.
-    let sent_before = common::status(&cam_data).unwrap()["counters"]["alerts_sent"].clone();
+    let sent_before = loopback::status(&cam_data).unwrap()["counters"]["alerts_sent"].clone();
     let bad = t.path().join("bad.xml");
     for (doc, says) in [
         (
@@ -349,7 +348,7 @@ fn a_cap_document_sent_reaches_a_listener_as_valid_cap() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(
-        common::status(&cam_data).unwrap()["counters"]["alerts_sent"],
+        loopback::status(&cam_data).unwrap()["counters"]["alerts_sent"],
         sent_before
     );
 }

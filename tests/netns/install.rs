@@ -7,18 +7,13 @@
 //!
 //! Needs root and iproute2 (fails on CI, skips otherwise); systemd-analyze when present.
 
-#[path = "support/common.rs"]
-mod common;
-#[path = "support/netns.rs"]
-mod netns;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{BIN, p};
-use netns::{Cond, Lan};
+use crate::support::common::{self, BIN, p};
+use crate::support::netns::{self, Cond, Lan};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 

@@ -2,18 +2,14 @@
 //! while the mesh runs (and a member asleep through it), and a member flooding a channel.
 //! Needs root; skipped without, never under CI.
 
-#[path = "support/netns.rs"]
-mod netns;
-
-#[path = "support/field.rs"]
-mod field;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use field::{BIN, Field, MEMBER, p};
-use netns::Cond;
 use serde_json::Value;
+
+use crate::support::common::{BIN, p};
+use crate::support::field::{Field, MEMBER};
+use crate::support::netns::{self, Cond};
 
 fn newest_update(dom: &std::path::Path) -> PathBuf {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dom.join("updates"))

@@ -9,9 +9,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-#[path = "support/common.rs"]
-mod common;
-use common::{BIN, Daemon, ok, p, wait_for};
+use crate::support::common::{self, BIN, ok, p};
+use crate::support::loopback::{self, Daemon, wait_for};
 
 /// The environment variables that choose default paths, removed so the test sets its own.
 const PATH_VARS: &[&str] = &[
@@ -285,7 +284,7 @@ fn metrics_scrape_and_move() {
         ],
         &[],
     );
-    let guard_addr = common::address(&guard_data);
+    let guard_addr = loopback::address(&guard_data);
     // Port 0: the system's choice, which status reports.
     let st = status_json(&["--data", p(&guard_data)], &[]).unwrap();
     let url = st["metrics"].as_str().unwrap().to_string();
@@ -307,7 +306,7 @@ fn metrics_scrape_and_move() {
     );
 
     let cam_data = t.path().join("cam-data");
-    let _c = common::start_loopback(&t.path().join("cam"), &cam_data, Some(&guard_addr));
+    let _c = loopback::start_loopback(&t.path().join("cam"), &cam_data, Some(&guard_addr));
     wait_for("guard authenticates cam", 30, || {
         let b = scrape(&addr);
         (sample(&b, "ptt_peers{state=\"authenticated\"}") == Some(1.0)).then_some(())

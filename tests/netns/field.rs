@@ -3,17 +3,13 @@
 //! Each test asserts what a user would check: every alert shown by every member, exactly once.
 //! Needs root (and nftables for the loss test); skipped without, never under CI.
 
-#[path = "support/netns.rs"]
-mod netns;
-
-#[path = "support/field.rs"]
-mod field;
-
 use std::time::Duration;
 
-use field::{BIN, Field, MEMBER, RELAY, nft, p};
-use netns::Cond;
 use serde_json::Value;
+
+use crate::support::common::{BIN, p};
+use crate::support::field::{Field, MEMBER, RELAY, nft};
+use crate::support::netns::{self, Cond};
 
 #[test]
 fn frozen_member_shows_all_100_alerts_once() {

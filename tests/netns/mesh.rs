@@ -12,17 +12,15 @@
 //! process are printed. `PTT_NETNS_KEEP=1` keeps the temp dir (data dirs,
 //! bundles, logs) for inspection.
 
-#[path = "support/netns.rs"]
-mod netns;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use netns::{Cond, Host, Lan, Proc};
+use ptt_node::clock::now_us;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ptt-node");
+use crate::support::common::{BIN, p};
+use crate::support::netns::{self, Cond, Host, Lan, Proc};
 
 /// Offline provisioning commands (domain init / enroll).
 const PROVISION_TIMEOUT: Duration = Duration::from_secs(60);
@@ -58,7 +56,7 @@ impl Node {
     /// Runs `ptt-node SUBCOMMAND --data DATA ARGS...` inside the node's
     /// namespace.
     fn cli(&self, subcommand: &str, args: &[&str]) -> Result<Output, String> {
-        let data = path_str(&self.data);
+        let data = p(&self.data);
         let mut full = vec![subcommand, "--data", data];
         full.extend_from_slice(args);
         self.host
@@ -116,17 +114,6 @@ impl Node {
             Err(e) => Err(format!("{}: cannot check daemon: {e}", self.name)),
         }
     }
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("temp paths are UTF-8")
-}
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_micros() as u64
 }
 
 /// Runs an offline provisioning command (outside any namespace) and panics
@@ -256,7 +243,7 @@ fn alert_reaches_members_only() {
         "domain",
         "init",
         "--dir",
-        path_str(&domain_a),
+        p(&domain_a),
         "--name",
         "domain-a",
     ]);
@@ -264,7 +251,7 @@ fn alert_reaches_members_only() {
         "domain",
         "init",
         "--dir",
-        path_str(&domain_b),
+        p(&domain_b),
         "--name",
         "domain-b",
     ]);
@@ -289,11 +276,11 @@ fn alert_reaches_members_only() {
             "domain",
             "enroll",
             "--dir",
-            path_str(domain),
+            p(domain),
             "--device",
             name,
             "--out",
-            path_str(&bundle),
+            p(&bundle),
         ];
         match role {
             Role::Relay => args.push("--relay-only"),
@@ -330,9 +317,9 @@ fn alert_reaches_members_only() {
                 [
                     "run",
                     "--bundle",
-                    path_str(&bundle),
+                    p(&bundle),
                     "--data",
-                    path_str(&data),
+                    p(&data),
                     "--listen",
                     &listen,
                 ],
@@ -471,11 +458,7 @@ fn alert_reaches_members_only() {
             let node = &nodes[i];
             let p = node
                 .host
-                .spawn(
-                    BIN,
-                    ["listen", "--data", path_str(&node.data), "--json"],
-                    &env,
-                )
+                .spawn(BIN, ["listen", "--data", p(&node.data), "--json"], &env)
                 .unwrap_or_else(|e| panic!("start listen on {}: {e}", node.name));
             (i, p)
         })

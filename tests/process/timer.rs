@@ -1,11 +1,14 @@
 //! The patched futures-timer (vendor/futures-timer): inside a Tokio runtime a `Delay` is a Tokio
 //! timer, so libp2p's per-message timeouts never wake the global timer thread; outside a
-//! runtime it is upstream's timer thread. One test, because the thread, once started, stays
-//! for the life of the process.
+//! runtime it is upstream's timer thread. One test, run alone in the whole-process binary
+//! (`counting_alloc::alone`), because the thread, once started, stays for the life of the
+//! process: no other test may start it first.
 
 use std::time::{Duration, Instant};
 
 use futures_timer::Delay;
+
+use crate::support::counting_alloc::alone;
 
 fn timer_thread_running() -> bool {
     std::fs::read_dir("/proc/self/task")
@@ -16,6 +19,7 @@ fn timer_thread_running() -> bool {
 
 #[test]
 fn delays_use_tokio_inside_a_runtime_and_the_timer_thread_outside() {
+    let _alone = alone();
     assert!(!timer_thread_running());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -4,18 +4,14 @@
 //! pressing at once get exactly one floor. Needs root and espeak-ng; skipped without, never
 //! under CI.
 
-#[path = "support/netns.rs"]
-mod netns;
-
-#[path = "support/field.rs"]
-mod field;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use field::{BIN, Dev, Field, MEMBER, RELAY, p, run_ok};
-use netns::Cond;
 use serde_json::Value;
+
+use crate::support::common::{BIN, ok, p};
+use crate::support::field::{Dev, Field, MEMBER, RELAY};
+use crate::support::netns::{self, Cond};
 
 /// Speaks `text` into a WAV file with espeak-ng (22.05 kHz mono).
 fn speak(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -161,9 +157,9 @@ fn a_clip_is_heard_by_every_member_and_by_nobody_else() {
     // An outsider: a device of another domain on the same LAN.
     let root = f.lan.dir().to_path_buf();
     let other = root.join("other-dom");
-    run_ok(&["domain", "init", "--dir", p(&other), "--name", "other"]);
+    ok(&["domain", "init", "--dir", p(&other), "--name", "other"]);
     let xb = root.join("x1.bundle");
-    run_ok(&[
+    ok(&[
         "domain",
         "enroll",
         "--dir",
