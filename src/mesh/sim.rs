@@ -1,13 +1,17 @@
-//! Several nodes' [`PeerBook`]s driven in memory with simulated time: discovery, dials,
-//! the authentication hello, refusals, nodes going down and coming back. No sockets, no
-//! clock, no tokio: the network is a queue of events, a link is a counter, a dial reaches a
-//! node after [`LATENCY`] or fails when it is down. Each node ticks every [`TICK`] as the
-//! daemon does. Test-only.
+//! Several nodes' [`PeerBook`]s driven in memory with simulated time: discovery by mDNS and
+//! by presence records pushed in batches ([`Pushes`], [`Timer::Push`]), dials, the
+//! authentication hello, refusals, nodes going down and coming back. No sockets, no clock,
+//! no tokio: the network is a queue of events, a link is a counter, a dial reaches a node
+//! after [`LATENCY`] or fails when it is down. Each node ticks every [`TICK`] as the daemon
+//! does. Test-only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use super::{AUTH_TIMEOUT, BACKOFF_MAX, BLOCK_FOR, Dial, PeerBook, PeerStatus, TICK};
+use super::{
+    AUTH_TIMEOUT, BACKOFF_MAX, BLOCK_FOR, Dial, PUSH_BATCH, PeerBook, PeerStatus, Pushes, TICK,
+    Timer, TimerTable,
+};
 
 /// How long a message or a dial takes to arrive.
 const LATENCY: Duration = Duration::from_millis(1);
@@ -40,6 +44,14 @@ enum Ev {
         from: Key,
         to: Key,
     },
+    /// Presence records (here: the device's key, its address derives from it).
+    Presence {
+        from: Key,
+        to: Key,
+        records: Vec<Key>,
+    },
+    /// A node's timer table may have something due.
+    Wake(Key),
 }
 
 struct SimNode {
@@ -49,6 +61,24 @@ struct SimNode {
     book: PeerBook<Key, String>,
     /// When it started a dial, to whom.
     dials: Vec<(Instant, Key)>,
+    /// The presence records it holds (its own included).
+    known: BTreeSet<Key>,
+    pushes: Pushes<Key>,
+    timers: TimerTable,
+}
+
+impl SimNode {
+    fn new(k: Key, domain: u32) -> Self {
+        SimNode {
+            domain,
+            up: true,
+            book: PeerBook::new(k),
+            dials: vec![],
+            known: BTreeSet::from([k]),
+            pushes: Pushes::default(),
+            timers: TimerTable::default(),
+        }
+    }
 }
 
 struct Sim {
@@ -60,6 +90,8 @@ struct Sim {
     /// Open connections between two nodes (smaller key first).
     links: BTreeMap<(Key, Key), usize>,
     rng: u64,
+    /// Presence requests sent.
+    presence_msgs: usize,
 }
 
 fn addr(k: Key) -> String {
@@ -82,20 +114,27 @@ impl Sim {
             nodes: BTreeMap::new(),
             links: BTreeMap::new(),
             rng: 0x9E37_79B9_7F4A_7C15,
+            presence_msgs: 0,
         };
         for (i, (k, domain)) in nodes.iter().enumerate() {
-            s.nodes.insert(
-                *k,
-                SimNode {
-                    domain: *domain,
-                    up: true,
-                    book: PeerBook::new(*k),
-                    dials: vec![],
-                },
-            );
+            s.nodes.insert(*k, SimNode::new(*k, *domain));
             s.at(t0 + Duration::from_millis(7 * i as u64), Ev::Tick(*k));
+            // Its own record, issued at start (to nobody yet, as in the daemon).
+            s.push_presence(*k, vec![*k], None);
         }
         s
+    }
+
+    /// Queues records for `k`'s authenticated peers and arms its push timer.
+    fn push_presence(&mut self, k: Key, records: Vec<Key>, except: Option<Key>) {
+        let now = self.now;
+        let bytes = records.iter().map(|r| r.to_be_bytes().to_vec()).collect();
+        let n = self.node(k);
+        let due = n.pushes.push_presence(bytes, except, now);
+        n.timers.set_or_cancel(Timer::Push, due);
+        if let Some(at) = due {
+            self.at(at, Ev::Wake(k));
+        }
     }
 
     fn at(&mut self, when: Instant, ev: Ev) {
@@ -188,9 +227,25 @@ impl Sim {
     }
 
     fn up(&mut self, k: Key) {
-        let n = self.node(k);
-        n.up = true;
-        n.book = PeerBook::new(k);
+        let domain = self.nodes[&k].domain;
+        let dials = std::mem::take(&mut self.node(k).dials);
+        *self.node(k) = SimNode {
+            dials,
+            ..SimNode::new(k, domain)
+        };
+    }
+
+    /// `to` proved membership to `k`: on the first proof, `k` tells it where everyone is.
+    fn admit(&mut self, k: Key, to: Key) {
+        if self.node(k).book.admit(&to, false) == Some(true) {
+            let records = self.nodes[&k].known.iter().copied().collect();
+            self.presence_msgs += 1;
+            self.send(Ev::Presence {
+                from: k,
+                to,
+                records,
+            });
+        }
     }
 
     fn run_until(&mut self, until: Instant) {
@@ -273,7 +328,7 @@ impl Sim {
                     return;
                 }
                 if domain == self.nodes[&to].domain {
-                    self.node(to).book.admit(&from, false);
+                    self.admit(to, from);
                     self.send(Ev::Welcome { from: to, to: from });
                 } else {
                     self.node(to)
@@ -284,7 +339,55 @@ impl Sim {
                 }
             }
             Ev::Welcome { from, to } => {
-                self.node(to).book.admit(&from, false);
+                if self.links.contains_key(&pair(from, to)) {
+                    self.admit(to, from);
+                }
+            }
+            Ev::Presence { from, to, records } => {
+                let n = &self.nodes[&to];
+                if !n.up || !n.book.get(&from).is_some_and(|p| p.is_authenticated()) {
+                    return;
+                }
+                let new: Vec<Key> = records
+                    .into_iter()
+                    .filter(|r| !n.known.contains(r))
+                    .collect();
+                self.node(to).known.extend(&new);
+                self.push_presence(to, new.clone(), Some(from));
+                // dial_from_presence: a member on this LAN this node is not connected to.
+                for r in new {
+                    let b = &self.nodes[&to].book;
+                    if r == to || b.is_blocked(&r) || b.is_connected(&r) {
+                        continue;
+                    }
+                    let alone = self.alone(to);
+                    if let Some(d) = self.node(to).book.found_at(r, [addr(r)], alone, now) {
+                        self.start_dial(to, d);
+                    }
+                }
+            }
+            Ev::Wake(k) => {
+                if !self.nodes[&k].up {
+                    return;
+                }
+                for t in self.node(k).timers.poll(now) {
+                    assert_eq!(t, Timer::Push, "only pushes are armed here");
+                    let n = self.node(k);
+                    let ready: Vec<Key> = n.book.ready().copied().collect();
+                    for b in n.pushes.flush(ready, now) {
+                        let records = b
+                            .presence
+                            .iter()
+                            .filter_map(|r| Some(Key::from_be_bytes(r.as_slice().try_into().ok()?)))
+                            .collect();
+                        self.presence_msgs += 1;
+                        self.send(Ev::Presence {
+                            from: k,
+                            to: b.peer,
+                            records,
+                        });
+                    }
+                }
             }
             Ev::Refused { from, to } => {
                 if self.nodes[&to].up {
@@ -444,4 +547,37 @@ fn a_peer_that_never_says_hello_is_dropped_after_the_timeout() {
         !s.nodes[&1].book.is_blocked(&2),
         "not blocked: not proof of anything"
     );
+}
+
+#[test]
+fn a_member_mdns_missed_is_found_through_presence_pushed_in_batches() {
+    // Node 1 and node 3 never hear each other's mDNS answers; both hear node 2.
+    let mut s = Sim::new(&[(1, 1), (2, 1), (3, 1)]);
+    let t0 = s.t0;
+    for (a, b) in [(1, 2), (2, 1), (2, 3), (3, 2)] {
+        s.at(t0, Ev::Found { at: a, peer: b });
+    }
+    s.run_until(t0 + Duration::from_millis(3));
+    assert_eq!(s.status(1, 2), Some(PeerStatus::Authenticated));
+    assert_eq!(s.status(1, 3), None, "1 has not heard of 3 yet");
+    // 2 learns each newcomer's record in its welcome, and passes it on in one batch
+    // PUSH_BATCH later: 1 dials 3 as if mDNS had found it.
+    s.run_until(t0 + PUSH_BATCH + Duration::from_millis(10));
+    assert_eq!(s.status(1, 3), Some(PeerStatus::Authenticated));
+    assert_eq!(s.status(3, 1), Some(PeerStatus::Authenticated));
+    assert_eq!(
+        s.dials(1, 3).len() + s.dials(3, 1).len(),
+        1,
+        "one dial for the pair"
+    );
+    assert!(s.nodes.values().all(|n| n.known.len() == 3));
+    // Once every batch queued went out, nothing new: nothing more is sent.
+    s.run_until(t0 + Duration::from_secs(1));
+    let sent = s.presence_msgs;
+    s.run_until(t0 + Duration::from_secs(30));
+    assert_eq!(s.presence_msgs, sent);
+    // Six welcomes (each side of three pairs), and batches: 2's first one (its own record
+    // and both newcomers', to 1 and to 3), 1's and 3's first (their own, to 2), then theirs
+    // with what they learned (to each other). Not one request per record and per peer.
+    assert_eq!(sent, 6 + 2 + 2 + 2);
 }
