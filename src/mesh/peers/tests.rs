@@ -341,3 +341,41 @@ fn same_lan_addresses_only() {
         .collect();
     assert_eq!(got, vec!["/ip4/192.168.1.20/tcp/4001"]);
 }
+
+#[test]
+fn no_dial_without_an_address_or_to_a_connected_peer() {
+    let t0 = Instant::now();
+    let mut b = Book::new(5);
+    assert_eq!(b.found_at(9, [], false, t0), None, "nothing to dial");
+    assert_eq!(b.dial(&4), None, "unknown");
+    b.found_at(8, [addr(1)], false, t0);
+    b.established(8, 1, None, None, t0, 0);
+    assert_eq!(
+        b.found_at(8, [addr(2)], true, t0),
+        None,
+        "connected already"
+    );
+    assert_eq!(b.dial(&8), None);
+    assert_eq!(b.get(&8).and_then(|p| p.redial_at()), None);
+}
+
+#[test]
+fn a_tag_dials_at_once_past_a_deferred_dial() {
+    let t0 = Instant::now();
+    let mut b = Book::new(5);
+    b.found_at(2, [addr(1)], false, t0);
+    assert_eq!(b.get(&2).and_then(|p| p.redial_at()), Some(t0 + DIAL_DEFER));
+    assert_eq!(b.next_deadline(), Some(t0 + DIAL_DEFER));
+    // A tag's addresses count against its own bound, not the peer's.
+    b.add_tag_addresses(2, (10..30).map(addr));
+    assert_eq!(
+        b.get(&2).map(|p| p.addresses().len()),
+        Some(1 + MAX_ADDRS_PER_PEER)
+    );
+    let d = b.dial_at_once(&2).expect("dialled now");
+    assert_eq!(d.addresses.len(), 1 + MAX_ADDRS_PER_PEER);
+    assert_eq!(b.next_deadline(), None, "the deferred dial was this one");
+    b.refuse(&2, "no".into(), t0);
+    assert_eq!(b.dial_at_once(&2), None, "blocked");
+    assert_eq!(b.next_deadline(), Some(t0 + BLOCK_FOR));
+}
