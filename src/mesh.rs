@@ -81,3 +81,29 @@ pub const MAX_PENDING_UPDATES: usize = 64;
 /// Authentic envelopes kept in memory that this node could not open for want of a key
 /// epoch, re-opened (and shown) when an update brings the key.
 pub const MAX_UNREAD: usize = 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libp2p::request_response::OutboundRequestId;
+    use libp2p::{Multiaddr, PeerId};
+    use std::time::Instant;
+
+    /// The daemon's own types fit the core: libp2p keys, addresses and request ids.
+    #[test]
+    fn the_daemon_types_fit() {
+        let now = Instant::now();
+        let me = PeerId::random();
+        let peer = PeerId::random();
+        let a: Multiaddr = "/ip4/192.168.1.20/tcp/4001".parse().expect("address");
+        let mut book = Peers::new(me);
+        let dial = book
+            .found_at(peer, [a.clone()], true, now)
+            .expect("alone: at once");
+        assert_eq!(dial.addresses, vec![a]);
+        let mut pushes = Pushes::<PeerId>::default();
+        assert!(pushes.push_roster(vec![vec![1]], peer, now).is_some());
+        let held = HeldUpdates::<PeerId, OutboundRequestId>::default();
+        assert!(held.missing(&peer, 0).is_empty());
+    }
+}
