@@ -12,6 +12,8 @@
 //! - [`envelope`]: an alert sealed for a channel and signed by its sender; the bytes on the wire.
 //! - [`replay`]: per-sender memory of what was already accepted.
 //! - [`node`]: the decisions of one device: authenticate peers, seal, validate, open, count.
+//! - [`mesh`]: the decisions of the mesh: peer states, dial policy and back-off, update order,
+//!   push batching, the unread queue, the daemon's timers.
 //! - [`presence`]: a device's signed statement of its addresses and current profile.
 //! - [`sync`]: catch-up: reconciling two logs of envelopes (digest, diff, missing).
 //! - [`voice`]: push-to-talk voice: the packet plaintext, floor control, the jitter buffer.
@@ -53,6 +55,7 @@ pub mod domain;
 pub mod envelope;
 pub mod fsutil;
 pub mod keys;
+pub mod mesh;
 pub mod metrics;
 pub mod net;
 pub mod node;

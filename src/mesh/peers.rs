@@ -1,0 +1,729 @@
+//! The [`PeerBook`]: what this node knows about each peer (addresses, connections, whether it
+//! proved membership, its back-off) and the dial policy built on it: who to dial now, who
+//! waits and how long, who is blocked, who took too long to authenticate, who is forgotten.
+//!
+//! It returns decisions ([`Dial`], peers to disconnect or unblock) for the daemon to carry
+//! out; it never touches the swarm, a socket or the clock, and the jitter of a re-dial is a
+//! random number the caller draws. Generic over the peer key `K` and the address `A`
+//! (`PeerId` and `Multiaddr` in the daemon; small integers and strings in the tests).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use libp2p::{Multiaddr, PeerId};
+
+use super::{
+    ANTI_ENTROPY_EVERY, AUTH_TIMEOUT, BACKOFF_MAX, BACKOFF_MIN, BLOCK_FOR, CIRCUIT_BACKOFF_MAX,
+    DIAL_DEFER, MAX_ADDRS_PER_PEER, MAX_AUTH_ATTEMPTS, MAX_PEERS, MAX_PING_FAILURES,
+};
+
+/// A dial to start: the peer and every address remembered for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dial<K, A> {
+    /// Who to dial.
+    pub peer: K,
+    /// Where (never empty).
+    pub addresses: Vec<A>,
+}
+
+/// What `peers` shows for a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeerStatus {
+    /// It proved it is not a member (or not a ptt-node).
+    Refused,
+    /// Connected and proved membership.
+    Authenticated,
+    /// Connected, membership not proved yet.
+    Connecting,
+    /// A sleeping member that is away.
+    Asleep,
+    /// A member that is away and does not sleep.
+    Unreachable,
+    /// Found (mDNS, a presence record, a tag), never a member.
+    Discovered,
+}
+
+impl PeerStatus {
+    /// The word `ptt-node peers` prints (control protocol).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerStatus::Refused => "refused",
+            PeerStatus::Authenticated => "authenticated",
+            PeerStatus::Connecting => "connecting",
+            PeerStatus::Asleep => "asleep",
+            PeerStatus::Unreachable => "unreachable",
+            PeerStatus::Discovered => "discovered",
+        }
+    }
+}
+
+impl std::fmt::Display for PeerStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The outcome of one ping, as the daemon's ping behaviour reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ping {
+    /// Answered.
+    Ok,
+    /// The peer does not speak ping: not dead, authentication decides about it.
+    Unsupported,
+    /// Failed (twice in a row, libp2p reports only then), with why.
+    Failed(String),
+}
+
+/// One peer's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer<A> {
+    addresses: BTreeSet<A>,
+    connections: usize,
+    authenticated: bool,
+    /// A member seen before: re-dialled when it drops.
+    member: bool,
+    /// Refused at authentication (not a member).
+    refused: bool,
+    /// Its certificate says it sleeps (for [`PeerStatus::Asleep`]).
+    sleeps: bool,
+    last_error: Option<String>,
+    connected_at: Option<Instant>,
+    backoff: Duration,
+    redial_at: Option<Instant>,
+    /// Authentication requests re-sent on the current connection.
+    auth_attempts: u8,
+    /// The address this node last reached the peer at (when it dialled).
+    dialled_addr: Option<A>,
+    ping_failures: u8,
+    since_us: u64,
+    revision: u64,
+}
+
+impl<A> Default for Peer<A> {
+    fn default() -> Self {
+        Peer {
+            addresses: BTreeSet::new(),
+            connections: 0,
+            authenticated: false,
+            member: false,
+            refused: false,
+            sleeps: false,
+            last_error: None,
+            connected_at: None,
+            backoff: Duration::ZERO,
+            redial_at: None,
+            auth_attempts: 0,
+            dialled_addr: None,
+            ping_failures: 0,
+            since_us: 0,
+            revision: 0,
+        }
+    }
+}
+
+impl<A> Peer<A> {
+    /// What `peers` shows: a sleeping member that is away is asleep, not failed.
+    pub fn status(&self) -> PeerStatus {
+        match () {
+            _ if self.refused => PeerStatus::Refused,
+            _ if self.connections > 0 && self.authenticated => PeerStatus::Authenticated,
+            _ if self.connections > 0 => PeerStatus::Connecting,
+            _ if self.member && self.sleeps => PeerStatus::Asleep,
+            _ if self.member => PeerStatus::Unreachable,
+            _ => PeerStatus::Discovered,
+        }
+    }
+
+    /// The addresses remembered (at most [`MAX_ADDRS_PER_PEER`] from discovery).
+    pub fn addresses(&self) -> &BTreeSet<A> {
+        &self.addresses
+    }
+
+    /// Open connections.
+    pub fn connections(&self) -> usize {
+        self.connections
+    }
+
+    /// It proved membership on its current connection (the flag alone, as a roster or
+    /// presence push is judged by it).
+    pub fn is_authenticated(&self) -> bool {
+        self.authenticated
+    }
+
+    /// Connected and authenticated: a peer pushes, updates and catch-up go to.
+    pub fn is_ready(&self) -> bool {
+        self.authenticated && self.connections > 0
+    }
+
+    /// A member seen before, re-dialled when it drops.
+    pub fn is_member(&self) -> bool {
+        self.member
+    }
+
+    /// Refused at authentication.
+    pub fn is_refused(&self) -> bool {
+        self.refused
+    }
+
+    /// The last thing that went wrong with it.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    /// The current re-dial back-off (zero after a success).
+    pub fn backoff(&self) -> Duration {
+        self.backoff
+    }
+
+    /// When it is dialled next, if scheduled.
+    pub fn redial_at(&self) -> Option<Instant> {
+        self.redial_at
+    }
+
+    /// The direct address this node last reached it at.
+    pub fn dialled_addr(&self) -> Option<&A> {
+        self.dialled_addr.as_ref()
+    }
+
+    /// When it last changed between connected and not (µs since the Unix epoch).
+    pub fn since_us(&self) -> u64 {
+        self.since_us
+    }
+
+    /// The domain revision it is known to hold: updates after it are pushed until
+    /// acknowledged.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+}
+
+/// What one tick of the peer checks decided, in the order the daemon carries it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerTick<K, A> {
+    /// Peers whose block expired: unblock them in the swarm.
+    pub unblocked: Vec<K>,
+    /// Connected peers that did not authenticate in time: disconnect them (no block).
+    pub late: Vec<K>,
+    /// Dials and re-dials due.
+    pub dials: Vec<Dial<K, A>>,
+    /// Disconnected strangers forgotten beyond [`MAX_PEERS`].
+    pub forgotten: Vec<K>,
+}
+
+/// Every peer this node knows of, who is blocked, and the per-member circuit back-off.
+#[derive(Debug, Clone)]
+pub struct PeerBook<K, A> {
+    me: K,
+    peers: BTreeMap<K, Peer<A>>,
+    blocked: BTreeMap<K, Instant>,
+    /// Per member dialled through a broker: when to try again, and the wait that was used.
+    circuits: BTreeMap<K, (Instant, Duration)>,
+}
+
+impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
+    /// An empty book for the node whose key is `me`.
+    pub fn new(me: K) -> Self {
+        PeerBook {
+            me,
+            peers: BTreeMap::new(),
+            blocked: BTreeMap::new(),
+            circuits: BTreeMap::new(),
+        }
+    }
+
+    /// This node's own key.
+    pub fn me(&self) -> &K {
+        &self.me
+    }
+
+    /// One peer's record.
+    pub fn get(&self, peer: &K) -> Option<&Peer<A>> {
+        self.peers.get(peer)
+    }
+
+    /// Every peer, by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &Peer<A>)> {
+        self.peers.iter()
+    }
+
+    /// How many peers are remembered.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// No peer remembered.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// At least one connection open.
+    pub fn is_connected(&self, peer: &K) -> bool {
+        self.peers.get(peer).is_some_and(|p| p.connections > 0)
+    }
+
+    /// Any peer connected.
+    pub fn any_connected(&self) -> bool {
+        self.peers.values().any(|p| p.connections > 0)
+    }
+
+    /// Connected and authenticated peers: where pushes, updates and catch-up go.
+    pub fn ready(&self) -> impl Iterator<Item = &K> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.is_ready())
+            .map(|(k, _)| k)
+    }
+
+    /// Whether the peer is blocked (refused, until [`BLOCK_FOR`] after).
+    pub fn is_blocked(&self, peer: &K) -> bool {
+        self.blocked.contains_key(peer)
+    }
+
+    /// A peer was found at `addrs` (mDNS, a member's presence on this LAN): remembers them
+    /// (at most [`MAX_ADDRS_PER_PEER`]) and, if the two are not connected and no dial is
+    /// scheduled, dials at once when this node's key is the smaller, else after
+    /// [`DIAL_DEFER`], so that a pair usually ends up with one connection. `alone` (no
+    /// connection, none pending either way) dials at once whatever the keys: a node that
+    /// starts after the others would otherwise wait for them to hear of it.
+    pub fn found_at(
+        &mut self,
+        peer: K,
+        addrs: impl IntoIterator<Item = A>,
+        alone: bool,
+        now: Instant,
+    ) -> Option<Dial<K, A>> {
+        let st = self.peers.entry(peer.clone()).or_default();
+        for a in addrs {
+            if st.addresses.len() < MAX_ADDRS_PER_PEER {
+                st.addresses.insert(a);
+            }
+        }
+        if st.connections > 0 || st.redial_at.is_some() {
+            return None;
+        }
+        if self.me < peer || alone {
+            self.dial(&peer)
+        } else {
+            st.redial_at = Some(now + DIAL_DEFER);
+            None
+        }
+    }
+
+    /// A dial to `peer` with every address remembered, unless it is blocked, connected or
+    /// has no address. Clears a scheduled re-dial (this is it).
+    pub fn dial(&mut self, peer: &K) -> Option<Dial<K, A>> {
+        if self.is_blocked(peer) || self.is_connected(peer) {
+            return None;
+        }
+        let st = self.peers.get_mut(peer)?;
+        st.redial_at = None;
+        if st.addresses.is_empty() {
+            return None;
+        }
+        Some(Dial {
+            peer: peer.clone(),
+            addresses: st.addresses.iter().cloned().collect(),
+        })
+    }
+
+    /// `connect` with a device tag: remembers the tag's addresses (its first
+    /// [`MAX_ADDRS_PER_PEER`], whatever is known already).
+    pub fn add_tag_addresses(&mut self, peer: K, addrs: impl IntoIterator<Item = A>) {
+        let st = self.peers.entry(peer).or_default();
+        for a in addrs.into_iter().take(MAX_ADDRS_PER_PEER) {
+            st.addresses.insert(a);
+        }
+    }
+
+    /// Dials now whatever was scheduled (`connect` with a tag not yet authenticated).
+    pub fn dial_at_once(&mut self, peer: &K) -> Option<Dial<K, A>> {
+        if let Some(st) = self.peers.get_mut(peer) {
+            st.redial_at = None;
+        }
+        self.dial(peer)
+    }
+
+    /// Addresses a connected peer announced (identify), loopback ones already left out:
+    /// remembered while there is room.
+    pub fn learned_addrs(&mut self, peer: &K, addrs: impl IntoIterator<Item = A>) {
+        if let Some(st) = self.peers.get_mut(peer) {
+            for a in addrs {
+                if st.addresses.len() >= MAX_ADDRS_PER_PEER {
+                    break;
+                }
+                st.addresses.insert(a);
+            }
+        }
+    }
+
+    /// A connection to `peer` is up (`num_established` now open). `remote` is its address
+    /// when this node dialled, `direct` the same without relay (`None` through a circuit).
+    /// True for the first connection: send the authentication hello.
+    pub fn established(
+        &mut self,
+        peer: K,
+        num_established: usize,
+        remote: Option<A>,
+        direct: Option<A>,
+        now: Instant,
+        now_us: u64,
+    ) -> bool {
+        let st = self.peers.entry(peer).or_default();
+        st.connections = num_established;
+        st.redial_at = None;
+        if st.connected_at.is_none() || num_established == 1 {
+            st.connected_at = Some(now);
+        }
+        if direct.is_some() {
+            st.dialled_addr = direct;
+        }
+        if let Some(a) = remote
+            && st.addresses.len() < MAX_ADDRS_PER_PEER
+        {
+            st.addresses.insert(a);
+        }
+        let first = num_established == 1;
+        if first {
+            st.auth_attempts = 0;
+            st.ping_failures = 0;
+            st.since_us = now_us;
+        }
+        first
+    }
+
+    /// A connection to `peer` closed (`num_established` still open, `cause` when it failed).
+    /// When the last one of a member closes, it is re-dialled after its back-off: returns when
+    /// (`jitter` is a random number the caller drew).
+    pub fn closed(
+        &mut self,
+        peer: &K,
+        num_established: usize,
+        cause: Option<String>,
+        jitter: u64,
+        now: Instant,
+        now_us: u64,
+    ) -> Option<Instant> {
+        let st = self.peers.get_mut(peer)?;
+        st.connections = num_established;
+        if num_established == 0 {
+            st.authenticated = false;
+            st.since_us = now_us;
+            st.connected_at = None;
+            // A refused peer keeps the reason it was refused for.
+            if let Some(c) = cause.filter(|_| !st.refused) {
+                st.last_error = Some(c);
+            }
+        }
+        if st.member && num_established == 0 {
+            self.schedule_redial(peer, jitter, now)
+        } else {
+            None
+        }
+    }
+
+    /// A dial to `peer` failed: unless it is connected (another connection won) or blocked,
+    /// it is dialled again after its back-off; returns when.
+    pub fn dial_failed(
+        &mut self,
+        peer: &K,
+        error: String,
+        jitter: u64,
+        now: Instant,
+    ) -> Option<Instant> {
+        if let Some(st) = self.peers.get_mut(peer).filter(|s| !s.refused) {
+            st.last_error = Some(error);
+        }
+        if self.is_connected(peer) || self.is_blocked(peer) {
+            return None;
+        }
+        self.schedule_redial(peer, jitter, now)
+    }
+
+    /// Doubles the peer's back-off (from [`BACKOFF_MIN`] to at most [`BACKOFF_MAX`]) and
+    /// schedules a re-dial at 50 to 100 % of it, chosen by `jitter`, so peers that lost each
+    /// other together do not all come back at the same instant.
+    pub fn schedule_redial(&mut self, peer: &K, jitter: u64, now: Instant) -> Option<Instant> {
+        let st = self.peers.get_mut(peer)?;
+        st.backoff = if st.backoff.is_zero() {
+            BACKOFF_MIN
+        } else {
+            (st.backoff * 2).min(BACKOFF_MAX)
+        };
+        let ms = st.backoff.as_millis() as u64;
+        let wait = ms / 2 + (jitter % (ms / 2 + 1));
+        let at = now + Duration::from_millis(wait);
+        st.redial_at = Some(at);
+        Some(at)
+    }
+
+    /// The peer proved membership (its certificate says whether it `sleeps`): resets its
+    /// back-off and clears its error. `None` when it is no longer connected (the verdict is
+    /// moot: its next connection proves membership again), else whether it was not
+    /// authenticated before.
+    pub fn admit(&mut self, peer: &K, sleeps: bool) -> Option<bool> {
+        if !self.is_connected(peer) {
+            return None;
+        }
+        let st = self.peers.get_mut(peer)?;
+        let newly = !st.authenticated;
+        st.authenticated = true;
+        st.member = true;
+        st.backoff = Duration::ZERO;
+        st.last_error = None;
+        st.sleeps = sleeps;
+        st.refused = false;
+        self.circuits.remove(peer);
+        Some(newly)
+    }
+
+    /// The peer proved it is not a member: no more re-dials, and blocked for [`BLOCK_FOR`].
+    /// The daemon blocks it in the swarm and disconnects it.
+    pub fn refuse(&mut self, peer: &K, reason: String, now: Instant) {
+        if let Some(st) = self.peers.get_mut(peer) {
+            st.last_error = Some(reason);
+            st.redial_at = None;
+            st.member = false;
+            st.refused = true;
+        }
+        self.blocked.insert(peer.clone(), now + BLOCK_FOR);
+    }
+
+    /// An authentication request to `peer` failed: true when the hello is to be sent again
+    /// (still connected, not authenticated, fewer than [`MAX_AUTH_ATTEMPTS`] re-sent).
+    pub fn auth_failed(&mut self, peer: &K, error: &str) -> bool {
+        match self.peers.get_mut(peer) {
+            // A failed roster push to a member is not an authentication problem.
+            Some(st) if st.authenticated => false,
+            Some(st) => {
+                if !st.refused {
+                    st.last_error = Some(format!("authentication: {error}"));
+                }
+                let again = st.connections > 0 && st.auth_attempts < MAX_AUTH_ATTEMPTS;
+                st.auth_attempts += u8::from(again);
+                again
+            }
+            None => false,
+        }
+    }
+
+    /// A ping result: true when the connection is to be closed (it stopped answering).
+    pub fn ping(&mut self, peer: &K, result: Ping) -> bool {
+        let Some(st) = self.peers.get_mut(peer) else {
+            return false;
+        };
+        match result {
+            Ping::Ok => st.ping_failures = 0,
+            Ping::Unsupported => {}
+            Ping::Failed(e) => {
+                st.ping_failures = st.ping_failures.saturating_add(1);
+                if st.ping_failures >= MAX_PING_FAILURES {
+                    st.last_error = Some(format!("ping: {e}"));
+                    st.ping_failures = 0;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// The peer said (hello) it holds `revision`.
+    pub fn set_revision(&mut self, peer: &K, revision: u64) {
+        if let Some(st) = self.peers.get_mut(peer) {
+            st.revision = revision;
+        }
+    }
+
+    /// The peer acknowledged update `serial`: it holds at least that revision.
+    pub fn acknowledged(&mut self, peer: &K, serial: u64) {
+        if let Some(st) = self.peers.get_mut(peer) {
+            st.revision = st.revision.max(serial);
+        }
+    }
+
+    /// An authenticated peer sent update `serial`: it holds at least that revision.
+    pub fn sent_update(&mut self, peer: &K, serial: u64) {
+        if let Some(st) = self.peers.get_mut(peer).filter(|s| s.authenticated) {
+            st.revision = st.revision.max(serial);
+        }
+    }
+
+    /// Ready peers known to hold a revision before `mine`, with theirs: updates are pushed
+    /// to them again.
+    pub fn behind(&self, mine: u64) -> Vec<(K, u64)> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.is_ready() && p.revision < mine)
+            .map(|(k, p)| (k.clone(), p.revision))
+            .collect()
+    }
+
+    /// Which static addresses (`--peer`, brokers; each with the peer it names, if any) to
+    /// dial: one naming a peer when that peer is neither connected nor blocked, the others
+    /// when no peer at all is connected.
+    pub fn static_dials<'a>(&self, statics: &'a [(A, Option<K>)]) -> Vec<&'a A> {
+        let connected_any = self.any_connected();
+        statics
+            .iter()
+            .filter(|(_, peer)| match peer {
+                Some(id) => !self.is_connected(id) && !self.is_blocked(id),
+                None => !connected_any,
+            })
+            .map(|(a, _)| a)
+            .collect()
+    }
+
+    /// Whether a member may be dialled through a broker now (`target` not connected, not
+    /// blocked, not waiting for its circuit back-off).
+    pub fn circuit_due(&self, target: &K, now: Instant) -> bool {
+        !self.is_connected(target)
+            && !self.is_blocked(target)
+            && self.circuits.get(target).is_none_or(|(t, _)| *t <= now)
+    }
+
+    /// A circuit dial to `target` started: it waits [`ANTI_ENTROPY_EVERY`] before the next,
+    /// doubling while it stays unreachable, up to [`CIRCUIT_BACKOFF_MAX`]. Returns the wait.
+    pub fn circuit_dialled(&mut self, target: K, now: Instant) -> Duration {
+        let wait = self
+            .circuits
+            .get(&target)
+            .map_or(ANTI_ENTROPY_EVERY, |(_, w)| {
+                (*w * 2).min(CIRCUIT_BACKOFF_MAX)
+            });
+        self.circuits.insert(target, (now + wait, wait));
+        wait
+    }
+
+    /// The peer checks of one tick, in the daemon's order: unblock peers whose block
+    /// expired (a `revoked` one stays blocked for another [`BLOCK_FOR`]), find peers that did
+    /// not authenticate within [`AUTH_TIMEOUT`], start the dials due, forget the disconnected
+    /// strangers beyond [`MAX_PEERS`].
+    pub fn tick(&mut self, now: Instant, revoked: impl Fn(&K) -> bool) -> PeerTick<K, A> {
+        let expired: Vec<K> = self
+            .blocked
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
+        let mut unblocked = vec![];
+        for p in expired {
+            // A revoked device stays blocked: nothing it can do makes it a member again.
+            if revoked(&p) {
+                self.blocked.insert(p, now + BLOCK_FOR);
+                continue;
+            }
+            self.blocked.remove(&p);
+            unblocked.push(p);
+        }
+        let late = self.late(now);
+        let due: Vec<K> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.connections == 0 && p.redial_at.is_some_and(|t| t <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let dials = due.iter().filter_map(|p| self.dial(p)).collect();
+        let forgotten = self.forget_strangers();
+        PeerTick {
+            unblocked,
+            late,
+            dials,
+            forgotten,
+        }
+    }
+
+    /// Connected peers that did not authenticate within [`AUTH_TIMEOUT`] of connecting. Not
+    /// proof of anything: the daemon drops the connection without blocking, and re-dials.
+    pub fn late(&mut self, now: Instant) -> Vec<K> {
+        let mut late = vec![];
+        for (k, p) in self.peers.iter_mut() {
+            if p.connections > 0
+                && !p.authenticated
+                && p.connected_at.is_some_and(|t| now - t > AUTH_TIMEOUT)
+            {
+                p.last_error = Some("did not authenticate in time".into());
+                late.push(k.clone());
+            }
+        }
+        late
+    }
+
+    /// Forgets disconnected strangers (never members) beyond [`MAX_PEERS`].
+    pub fn forget_strangers(&mut self) -> Vec<K> {
+        if self.peers.len() <= MAX_PEERS {
+            return vec![];
+        }
+        let drop: Vec<K> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.connections == 0 && !p.member)
+            .map(|(k, _)| k.clone())
+            .take(self.peers.len() - MAX_PEERS)
+            .collect();
+        for k in &drop {
+            self.peers.remove(k);
+        }
+        drop
+    }
+
+    /// The earliest instant at which [`PeerBook::tick`] has something to do (a block
+    /// expiring, an authentication deadline, a dial due), for a loop that sleeps until then.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let blocks = self.blocked.values().copied();
+        let peers = self.peers.values().filter_map(|p| {
+            if p.connections > 0 {
+                // `late` wants strictly more than AUTH_TIMEOUT.
+                (!p.authenticated)
+                    .then_some(p.connected_at)
+                    .flatten()
+                    .map(|t| t + AUTH_TIMEOUT + Duration::from_nanos(1))
+            } else {
+                p.redial_at
+            }
+        });
+        blocks.chain(peers).min()
+    }
+}
+
+/// The IPv4 address of a direct TCP address (`/ip4/A/tcp/P…`, not through a relay).
+pub fn direct_ipv4(a: &Multiaddr) -> Option<Ipv4Addr> {
+    use libp2p::multiaddr::Protocol;
+    let mut it = a.iter();
+    match (it.next(), it.next()) {
+        (Some(Protocol::Ip4(ip)), Some(Protocol::Tcp(_)))
+            if !a.iter().any(|p| matches!(p, Protocol::P2pCircuit)) =>
+        {
+            Some(ip)
+        }
+        _ => None,
+    }
+}
+
+/// The addresses of a member's presence record that are on this node's own LAN (the same
+/// IPv4 /24 as one of its direct listen addresses `own`, but none of them): those worth
+/// dialling as if mDNS had found them. Other addresses are left to the broker paths: a dial
+/// to an unreachable private address could hang for seconds.
+pub fn on_same_lan<'a>(
+    own: impl IntoIterator<Item = &'a Multiaddr>,
+    theirs: &[String],
+) -> Vec<Multiaddr> {
+    let own: Vec<Ipv4Addr> = own
+        .into_iter()
+        .filter_map(direct_ipv4)
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+        .collect();
+    let same_lan = |ip: &Ipv4Addr| {
+        !own.contains(ip) && own.iter().any(|o| o.octets()[..3] == ip.octets()[..3])
+    };
+    theirs
+        .iter()
+        .filter_map(|a| a.parse::<Multiaddr>().ok())
+        .filter(|a| direct_ipv4(a).is_some_and(|ip| same_lan(&ip)))
+        .collect()
+}
+
+/// The daemon's book: libp2p peer ids and multiaddresses.
+pub type Peers = PeerBook<PeerId, Multiaddr>;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,381 @@
+use super::*;
+
+type Book = PeerBook<u32, String>;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn addr(n: usize) -> String {
+    format!("/ip4/10.0.0.{n}/tcp/4001")
+}
+
+/// A book for node 5 in which `peer` is a connected, authenticated member.
+fn with_member(peer: u32, t0: Instant) -> Book {
+    let mut b = Book::new(5);
+    b.found_at(peer, [addr(1)], false, t0);
+    assert!(b.established(peer, 1, None, None, t0, 0));
+    assert_eq!(b.admit(&peer, false), Some(true));
+    b
+}
+
+#[test]
+fn smaller_key_dials_at_once_larger_defers() {
+    let t0 = Instant::now();
+    let mut b = Book::new(5);
+    let d = b.found_at(9, [addr(1)], false, t0).expect("5 < 9 dials");
+    assert_eq!((d.peer, d.addresses), (9, vec![addr(1)]));
+    assert_eq!(b.found_at(2, [addr(2)], false, t0), None);
+    assert_eq!(b.get(&2).and_then(|p| p.redial_at()), Some(t0 + DIAL_DEFER));
+    // Found again meanwhile: the deferred dial stays as it was.
+    assert_eq!(b.found_at(2, [addr(3)], false, t0 + ms(100)), None);
+    assert!(b.tick(t0 + DIAL_DEFER - ms(1), |_| false).dials.is_empty());
+    let t = b.tick(t0 + DIAL_DEFER, |_| false);
+    assert_eq!(t.dials.len(), 1);
+    assert_eq!(t.dials[0].addresses, vec![addr(2), addr(3)]);
+    assert_eq!(b.get(&2).and_then(|p| p.redial_at()), None);
+}
+
+#[test]
+fn a_node_alone_dials_at_once_whatever_the_keys() {
+    let t0 = Instant::now();
+    let mut b = Book::new(5);
+    assert!(b.found_at(2, [addr(1)], true, t0).is_some());
+}
+
+#[test]
+fn backoff_doubles_to_the_cap_and_jitter_stays_within_half() {
+    let t0 = Instant::now();
+    let mut b = with_member(9, t0);
+    let mut expected = BACKOFF_MIN;
+    for i in 0..12 {
+        let now = t0 + ms(i * 1000);
+        // Jitter 0 is the earliest (half), u64::MAX some point up to the full back-off.
+        let at = if i == 0 {
+            b.closed(&9, 0, Some("reset".into()), 0, now, 1)
+                .expect("member re-dialled")
+        } else {
+            b.dial_failed(&9, "refused".into(), 0, now)
+                .expect("re-dialled")
+        };
+        assert_eq!(
+            b.get(&9).map(|p| p.backoff()),
+            Some(expected),
+            "failure {i}"
+        );
+        assert_eq!(at, now + expected / 2);
+        let late = b.schedule_redial(&9, u64::MAX, now).expect("scheduled");
+        let next = (expected * 2).min(BACKOFF_MAX);
+        assert!(late >= now + next / 2 && late <= now + next, "failure {i}");
+        expected = (next * 2).min(BACKOFF_MAX);
+    }
+    assert_eq!(b.get(&9).map(|p| p.backoff()), Some(BACKOFF_MAX));
+}
+
+#[test]
+fn success_resets_the_backoff() {
+    let t0 = Instant::now();
+    let mut b = with_member(9, t0);
+    b.closed(&9, 0, None, 0, t0, 1);
+    b.dial_failed(&9, "x".into(), 0, t0);
+    b.dial_failed(&9, "x".into(), 0, t0);
+    assert_eq!(b.get(&9).map(|p| p.backoff()), Some(BACKOFF_MIN * 4));
+    assert!(b.established(9, 1, Some(addr(1)), Some(addr(1)), t0, 2));
+    assert_eq!(b.get(&9).and_then(|p| p.redial_at()), None);
+    assert_eq!(b.admit(&9, false), Some(true));
+    assert_eq!(b.get(&9).map(|p| p.backoff()), Some(Duration::ZERO));
+    assert_eq!(b.get(&9).and_then(|p| p.last_error()), None);
+    b.closed(&9, 0, None, 0, t0, 3);
+    assert_eq!(b.get(&9).map(|p| p.backoff()), Some(BACKOFF_MIN));
+}
+
+#[test]
+fn a_flapping_member_backs_off_while_it_never_authenticates() {
+    let t0 = Instant::now();
+    let mut b = with_member(9, t0);
+    let mut now = t0;
+    let mut waits = vec![];
+    // It connects and drops again before proving membership, over and over.
+    for i in 0..8 {
+        let at = b
+            .closed(&9, 0, Some("connection reset".into()), 0, now, i)
+            .expect("a member is re-dialled");
+        waits.push(at - now);
+        let t = b.tick(at, |_| false);
+        assert_eq!(t.dials.len(), 1, "re-dial {i} due at its back-off");
+        now = at + ms(10);
+        assert!(b.established(9, 1, Some(addr(1)), None, now, i));
+        assert_eq!(b.get(&9).map(|p| p.status()), Some(PeerStatus::Connecting));
+    }
+    assert_eq!(
+        waits,
+        [250, 500, 1000, 2000, 4000, 8000, 15_000, 15_000].map(ms)
+    );
+    assert_eq!(
+        b.get(&9).and_then(|p| p.last_error()),
+        Some("connection reset")
+    );
+}
+
+#[test]
+fn a_stranger_that_drops_is_not_redialled() {
+    let t0 = Instant::now();
+    let mut b = Book::new(5);
+    b.found_at(9, [addr(1)], false, t0);
+    b.established(9, 1, None, None, t0, 0);
+    assert_eq!(b.closed(&9, 0, None, 0, t0, 1), None);
+    assert_eq!(b.get(&9).map(|p| p.status()), Some(PeerStatus::Discovered));
+}
+
+#[test]
+fn addresses_are_bounded_per_peer() {
+    let t0 = Instant::now();
+    let mut b = Book::new(5);
+    b.found_at(9, (0..20).map(addr), false, t0);
+    assert_eq!(
+        b.get(&9).map(|p| p.addresses().len()),
+        Some(MAX_ADDRS_PER_PEER)
+    );
+    b.learned_addrs(&9, (20..30).map(addr));
+    b.established(9, 1, Some(addr(40)), Some(addr(40)), t0, 0);
+    let p = b.get(&9).expect("known");
+    assert_eq!(p.addresses().len(), MAX_ADDRS_PER_PEER);
+    assert!(!p.addresses().contains(&addr(40)));
+    assert_eq!(p.dialled_addr(), Some(&addr(40)));
+    // Identify about an unknown peer is ignored.
+    b.learned_addrs(&7, [addr(1)]);
+    assert!(b.get(&7).is_none());
+}
+
+#[test]
+fn strangers_beyond_the_bound_are_forgotten_members_kept() {
+    let t0 = Instant::now();
+    let mut b = with_member(1, t0);
+    b.closed(&1, 0, None, 0, t0, 1);
+    for k in 10..(10 + MAX_PEERS as u32 + 5) {
+        b.found_at(k, [addr(1)], false, t0);
+    }
+    assert_eq!(b.len(), MAX_PEERS + 6);
+    let t = b.tick(t0, |_| false);
+    assert_eq!(t.forgotten.len(), 6);
+    assert_eq!(b.len(), MAX_PEERS);
+    assert!(b.get(&1).is_some(), "a member is never forgotten");
+}
+
+#[test]
+fn refused_peers_are_blocked_then_unblocked_unless_revoked() {
+    let t0 = Instant::now();
+    let mut b = Book::new(5);
+    b.found_at(9, [addr(1)], false, t0);
+    b.found_at(8, [addr(2)], false, t0);
+    b.established(9, 1, None, None, t0, 0);
+    b.established(8, 1, None, None, t0, 0);
+    b.refuse(&9, "belongs to another domain".into(), t0);
+    b.refuse(&8, "revoked by the domain authority".into(), t0);
+    assert!(b.is_blocked(&9));
+    assert_eq!(b.dial(&9), None);
+    // Dropping keeps the refusal's reason and does not re-dial.
+    assert_eq!(b.closed(&9, 0, Some("closed".into()), 0, t0, 1), None);
+    assert_eq!(
+        b.get(&9).and_then(|p| p.last_error()),
+        Some("belongs to another domain")
+    );
+    assert_eq!(b.get(&9).map(|p| p.status()), Some(PeerStatus::Refused));
+    b.closed(&8, 0, None, 0, t0, 1);
+    assert!(
+        b.tick(t0 + BLOCK_FOR - ms(1), |_| false)
+            .unblocked
+            .is_empty()
+    );
+    let t = b.tick(t0 + BLOCK_FOR, |p| *p == 8);
+    assert_eq!(t.unblocked, vec![9]);
+    assert!(!b.is_blocked(&9));
+    assert!(b.is_blocked(&8), "a revoked device stays blocked");
+    assert_eq!(b.dial(&9).map(|d| d.peer), Some(9));
+}
+
+#[test]
+fn a_peer_that_does_not_authenticate_in_time_is_late() {
+    let t0 = Instant::now();
+    let mut b = Book::new(5);
+    b.found_at(9, [addr(1)], false, t0);
+    b.established(9, 1, None, None, t0, 0);
+    assert!(b.tick(t0 + AUTH_TIMEOUT, |_| false).late.is_empty());
+    assert_eq!(
+        b.next_deadline(),
+        Some(t0 + AUTH_TIMEOUT + Duration::from_nanos(1))
+    );
+    assert_eq!(b.tick(t0 + AUTH_TIMEOUT + ms(1), |_| false).late, vec![9]);
+    assert_eq!(
+        b.get(&9).and_then(|p| p.last_error()),
+        Some("did not authenticate in time")
+    );
+}
+
+#[test]
+fn auth_is_retried_three_times_per_connection() {
+    let t0 = Instant::now();
+    let mut b = Book::new(5);
+    b.found_at(9, [addr(1)], false, t0);
+    b.established(9, 1, None, None, t0, 0);
+    let retries: Vec<bool> = (0..5).map(|_| b.auth_failed(&9, "timeout")).collect();
+    assert_eq!(retries, [true, true, true, false, false]);
+    assert_eq!(
+        b.get(&9).and_then(|p| p.last_error()),
+        Some("authentication: timeout")
+    );
+    // A new connection starts counting again.
+    b.closed(&9, 0, None, 0, t0, 1);
+    b.established(9, 1, None, None, t0, 2);
+    assert!(b.auth_failed(&9, "timeout"));
+    b.admit(&9, false);
+    assert!(
+        !b.auth_failed(&9, "push failed"),
+        "not an authentication problem"
+    );
+}
+
+#[test]
+fn ping_failure_closes_and_unsupported_does_not() {
+    let t0 = Instant::now();
+    let mut b = with_member(9, t0);
+    assert!(!b.ping(&9, Ping::Unsupported));
+    assert!(!b.ping(&9, Ping::Ok));
+    assert!(b.ping(&9, Ping::Failed("timeout".into())));
+    assert_eq!(
+        b.get(&9).and_then(|p| p.last_error()),
+        Some("ping: timeout")
+    );
+    assert!(!b.ping(&7, Ping::Failed("x".into())));
+}
+
+#[test]
+fn status_words() {
+    let t0 = Instant::now();
+    let mut b = with_member(9, t0);
+    assert_eq!(
+        b.get(&9).map(|p| p.status().as_str()),
+        Some("authenticated")
+    );
+    b.closed(&9, 0, None, 0, t0, 1);
+    assert_eq!(b.get(&9).map(|p| p.status().as_str()), Some("unreachable"));
+    b.established(9, 1, None, None, t0, 2);
+    b.admit(&9, true);
+    b.closed(&9, 0, None, 0, t0, 3);
+    assert_eq!(b.get(&9).map(|p| p.status().as_str()), Some("asleep"));
+    assert_eq!(b.admit(&9, true), None, "a verdict after it left is moot");
+}
+
+#[test]
+fn revisions_and_peers_behind() {
+    let t0 = Instant::now();
+    let mut b = with_member(9, t0);
+    b.found_at(7, [addr(2)], false, t0);
+    b.established(7, 1, None, None, t0, 0);
+    b.set_revision(&9, 3);
+    b.sent_update(&7, 9);
+    assert_eq!(
+        b.get(&7).map(|p| p.revision()),
+        Some(0),
+        "not authenticated"
+    );
+    assert_eq!(b.behind(5), vec![(9, 3)]);
+    b.acknowledged(&9, 5);
+    b.acknowledged(&9, 4);
+    assert_eq!(b.behind(5), vec![]);
+}
+
+#[test]
+fn static_addresses_dialled_when_their_peer_is_away() {
+    let t0 = Instant::now();
+    let mut b = with_member(9, t0);
+    let statics = vec![(addr(1), Some(9)), (addr(2), Some(8)), (addr(3), None)];
+    assert_eq!(b.static_dials(&statics), vec![&addr(2)]);
+    b.closed(&9, 0, None, 0, t0, 1);
+    assert_eq!(b.static_dials(&statics), vec![&addr(1), &addr(2), &addr(3)]);
+    b.found_at(8, [addr(2)], false, t0);
+    b.refuse(&8, "no".into(), t0);
+    assert_eq!(b.static_dials(&statics), vec![&addr(1), &addr(3)]);
+}
+
+#[test]
+fn circuit_backoff_doubles_to_five_minutes_and_admit_clears_it() {
+    let t0 = Instant::now();
+    let mut b = with_member(9, t0);
+    b.closed(&9, 0, None, 0, t0, 1);
+    let mut now = t0;
+    let mut waits = vec![];
+    for _ in 0..7 {
+        assert!(b.circuit_due(&9, now));
+        let w = b.circuit_dialled(9, now);
+        assert!(!b.circuit_due(&9, now + w - ms(1)));
+        waits.push(w.as_secs());
+        now += w;
+    }
+    assert_eq!(waits, [10, 20, 40, 80, 160, 300, 300]);
+    b.established(9, 1, None, None, now, 2);
+    b.admit(&9, false);
+    b.closed(&9, 0, None, 0, now, 3);
+    assert_eq!(b.circuit_dialled(9, now).as_secs(), 10);
+}
+
+#[test]
+fn same_lan_addresses_only() {
+    let own: Vec<Multiaddr> = ["/ip4/192.168.1.10/tcp/4001", "/ip4/127.0.0.1/tcp/4001"]
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let theirs: Vec<String> = [
+        "/ip4/192.168.1.20/tcp/4001",
+        "/ip4/192.168.1.10/tcp/4002",
+        "/ip4/192.168.2.20/tcp/4001",
+        "/ip4/127.0.0.2/tcp/4001",
+        "/ip4/192.168.1.30/tcp/4001/p2p/12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDEp/p2p-circuit",
+        "garbage",
+    ]
+    .map(String::from)
+    .to_vec();
+    let got: Vec<String> = on_same_lan(&own, &theirs)
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    assert_eq!(got, vec!["/ip4/192.168.1.20/tcp/4001"]);
+}
+
+#[test]
+fn no_dial_without_an_address_or_to_a_connected_peer() {
+    let t0 = Instant::now();
+    let mut b = Book::new(5);
+    assert_eq!(b.found_at(9, [], false, t0), None, "nothing to dial");
+    assert_eq!(b.dial(&4), None, "unknown");
+    b.found_at(8, [addr(1)], false, t0);
+    b.established(8, 1, None, None, t0, 0);
+    assert_eq!(
+        b.found_at(8, [addr(2)], true, t0),
+        None,
+        "connected already"
+    );
+    assert_eq!(b.dial(&8), None);
+    assert_eq!(b.get(&8).and_then(|p| p.redial_at()), None);
+}
+
+#[test]
+fn a_tag_dials_at_once_past_a_deferred_dial() {
+    let t0 = Instant::now();
+    let mut b = Book::new(5);
+    b.found_at(2, [addr(1)], false, t0);
+    assert_eq!(b.get(&2).and_then(|p| p.redial_at()), Some(t0 + DIAL_DEFER));
+    assert_eq!(b.next_deadline(), Some(t0 + DIAL_DEFER));
+    // A tag's addresses count against its own bound, not the peer's.
+    b.add_tag_addresses(2, (10..30).map(addr));
+    assert_eq!(
+        b.get(&2).map(|p| p.addresses().len()),
+        Some(1 + MAX_ADDRS_PER_PEER)
+    );
+    let d = b.dial_at_once(&2).expect("dialled now");
+    assert_eq!(d.addresses.len(), 1 + MAX_ADDRS_PER_PEER);
+    assert_eq!(b.next_deadline(), None, "the deferred dial was this one");
+    b.refuse(&2, "no".into(), t0);
+    assert_eq!(b.dial_at_once(&2), None, "blocked");
+    assert_eq!(b.next_deadline(), Some(t0 + BLOCK_FOR));
+}
