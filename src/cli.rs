@@ -12,7 +12,7 @@
 //! - `man`: the manual pages and shell completions, generated from the clap types.
 //!
 //! The command line never holds protocol state of its own: a client command asks the daemon
-//! over the control socket and prints the reply; it never opens the daemon's log or keys.
+//! over the control socket and prints the reply; it never opens the daemon's data directory.
 
 use std::process::ExitCode;
 
@@ -39,7 +39,7 @@ pub use output::{format_alert, format_alert_coloured, format_duration, health};
 pub use run::run_settings;
 pub use voice::TalkArgs;
 
-// For `voice`, which reaches them as `super::…`.
+// For the rooms that reach them as `super::…` (alert, provision, voice).
 use client::connect_client;
 use output::json_line;
 

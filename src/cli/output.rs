@@ -2,8 +2,9 @@
 //! or device for people (the severity in colour on a terminal), one JSON object per line for
 //! programs, or CAP documents; and the `status` summary.
 //!
-//! Every function here is pure: it takes the reply and returns the text. This room never
-//! talks to the daemon and never writes to stdout itself.
+//! Every function here takes the reply and returns the text (only `--color auto` looks at
+//! the terminal and NO_COLOR). This room never talks to the daemon and never writes to
+//! stdout itself.
 
 use crate::alert::{ReceivedAlert, Severity};
 use crate::cert::Profile;
