@@ -4,12 +4,14 @@
 //!
 //! Unknown keys and bad values are errors that name the key and the line (toml's spans);
 //! relative paths in the file are relative to the file's directory.
+//!
+//! This module never depends on the command line's types: the CLI hands [`combine`] the
+//! flags it parsed as plain [`Overrides`].
 
 use std::path::{Path, PathBuf};
 
 use libp2p::Multiaddr;
 
-use crate::cli::RunArgs;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 
@@ -44,6 +46,11 @@ pub enum ConfigError {
         /// What is wrong, and where.
         message: String,
     },
+    /// Neither the command line nor the file names the device bundle.
+    #[error(
+        "no device bundle: give --bundle DIR, or `bundle = \"DIR\"` in the configuration file (--config)"
+    )]
+    NoBundle,
 }
 
 /// The configuration file, as written. Every key is optional.
@@ -264,13 +271,46 @@ pub struct Settings {
     pub metrics: Option<std::net::SocketAddr>,
 }
 
+/// What the command line of `ptt-node run` sets over the file: `None`, empty or `false`
+/// where the flag was not given.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// `--bundle`.
+    pub bundle: Option<PathBuf>,
+    /// `--data`.
+    pub data: Option<PathBuf>,
+    /// `--socket`.
+    pub socket: Option<PathBuf>,
+    /// `--metrics`.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// `--listen` (empty: the file's).
+    pub listen: Vec<Multiaddr>,
+    /// `--peer` (empty: the file's).
+    pub peers: Vec<Multiaddr>,
+    /// `--mdns-interval`.
+    pub mdns_interval: Option<u64>,
+    /// `--no-mdns`.
+    pub no_mdns: bool,
+    /// `--broker`.
+    pub broker: bool,
+    /// `--rules`.
+    pub rules: Option<PathBuf>,
+    /// `--retention-hours`.
+    pub retention_hours: Option<u64>,
+    /// `--retention-mib`.
+    pub retention_mib: Option<u64>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+}
+
 /// Combines the command line with the file (flags win; a list given on the command line
 /// replaces the file's). Fails only when no bundle is named anywhere.
-pub fn combine(flags: &RunArgs, file: FileConfig) -> Result<Settings, String> {
-    let bundle = flags.bundle.clone().or(file.bundle).ok_or_else(|| {
-        "no device bundle: give --bundle DIR, or `bundle = \"DIR\"` in the configuration file (--config)"
-            .to_string()
-    })?;
+pub fn combine(flags: &Overrides, file: FileConfig) -> Result<Settings, ConfigError> {
+    let bundle = flags
+        .bundle
+        .clone()
+        .or(file.bundle)
+        .ok_or(ConfigError::NoBundle)?;
     let list = |f: Vec<Multiaddr>, c: Vec<Multiaddr>| if f.is_empty() { c } else { f };
     Ok(Settings {
         bundle,
@@ -382,14 +422,14 @@ mod tests {
             file.socket.as_deref(),
             Some(Path::new("/etc/ptt-node/ctl.sock"))
         );
-        let s = combine(&RunArgs::default(), file).unwrap();
+        let s = combine(&Overrides::default(), file).unwrap();
         assert_eq!(s.metrics, Some("127.0.0.1:9100".parse().unwrap()));
         assert_eq!(s.log_format, LogFormat::Json);
-        let flags = RunArgs {
+        let flags = Overrides {
             metrics: Some("0.0.0.0:1".parse().unwrap()),
             socket: Some("/s".into()),
             log_format: Some(LogFormat::Text),
-            ..RunArgs::default()
+            ..Overrides::default()
         };
         let s = combine(
             &flags,
@@ -401,7 +441,7 @@ mod tests {
         assert_eq!(s.socket.as_deref(), Some(Path::new("/s")));
         assert_eq!(s.log_format, LogFormat::Text);
         // Off and text unless asked.
-        let s = combine(&RunArgs::default(), parse("bundle = \"/b\"\n").unwrap()).unwrap();
+        let s = combine(&Overrides::default(), parse("bundle = \"/b\"\n").unwrap()).unwrap();
         assert_eq!(
             (s.metrics, s.socket, s.log_format),
             (None, None, LogFormat::Text)
@@ -424,7 +464,7 @@ mod tests {
              [discovery]\nmdns = false\nmdns_interval_secs = 30\n[retention]\nhours = 48\n",
         )
         .unwrap();
-        let s = combine(&RunArgs::default(), file).unwrap();
+        let s = combine(&Overrides::default(), file).unwrap();
         assert_eq!(s.bundle, Path::new("/b"));
         assert_eq!(s.peers.len(), 1);
         assert!(s.broker && !s.mdns);
@@ -438,7 +478,7 @@ mod tests {
             "bundle = \"/b\"\npeers = [\"/ip4/10.0.0.2/tcp/7000\"]\n[retention]\nhours = 48\n",
         )
         .unwrap();
-        let flags = RunArgs {
+        let flags = Overrides {
             bundle: Some("/other".into()),
             peers: vec![
                 "/ip4/10.0.0.3/tcp/1".parse().unwrap(),
@@ -446,7 +486,7 @@ mod tests {
             ],
             retention_hours: Some(2),
             no_mdns: true,
-            ..RunArgs::default()
+            ..Overrides::default()
         };
         let s = combine(&flags, file).unwrap();
         assert_eq!(s.bundle, Path::new("/other"));
@@ -459,9 +499,9 @@ mod tests {
         assert!(!s.mdns);
 
         let s = combine(
-            &RunArgs {
+            &Overrides {
                 bundle: Some("/b".into()),
-                ..RunArgs::default()
+                ..Overrides::default()
             },
             FileConfig::default(),
         )
@@ -469,7 +509,9 @@ mod tests {
         assert_eq!(s.mdns_interval_secs, defaults::MDNS_INTERVAL_SECS);
         assert!(s.mdns && !s.broker);
 
-        let e = combine(&RunArgs::default(), FileConfig::default()).unwrap_err();
+        let e = combine(&Overrides::default(), FileConfig::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--bundle") && e.contains("--config"), "{e}");
     }
 

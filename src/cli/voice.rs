@@ -270,11 +270,10 @@ pub async fn talk(a: TalkArgs) -> Result<(), CliError> {
                 }
                 Ok(None) => break,
                 Err(_) => {
-                    failure = Some(CliError::Other(format!(
-                        "audio device {}: it delivered nothing for {} s",
-                        a.audio_device,
-                        STALL.as_secs()
-                    )));
+                    failure = Some(CliError::MicStalled {
+                        device: a.audio_device.clone(),
+                        secs: STALL.as_secs(),
+                    });
                     break;
                 }
             };
@@ -488,8 +487,10 @@ impl Recorder {
     /// given.
     pub fn new(dir: Option<&Path>, player: Option<Player>) -> Result<Self, CliError> {
         if let Some(dir) = dir {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| CliError::Other(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|source| CliError::Io {
+                what: dir.display().to_string(),
+                source,
+            })?;
         }
         Ok(Recorder {
             dir: dir.map(Path::to_path_buf),

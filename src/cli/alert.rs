@@ -1,0 +1,221 @@
+//! `ptt-node alert`: one alert from its flags or from a CAP document, or a stream of alerts
+//! from standard input (one JSON object per line), pipelined to the running daemon.
+//!
+//! A document or a line is read and checked before the daemon is asked anything about it;
+//! the daemon seals and sends. This room never builds an envelope itself.
+
+use super::{AlertArgs, CliError, connect_client, json_line};
+use crate::alert::Severity;
+use crate::cert::Location;
+use crate::control::{Client, ClientError, Reply, Request};
+
+/// `ptt-node alert`.
+pub(super) async fn alert(a: AlertArgs) -> Result<(), CliError> {
+    // The document is read and checked before the daemon is asked anything.
+    let from_cap = match &a.cap {
+        Some(p) => Some(read_cap(p)?),
+        None => None,
+    };
+    let mut c = connect_client(&a.client).await?;
+    if a.stdin {
+        return alert_stdin(c, &a.channel, a.client.json).await;
+    }
+    let req = match from_cap {
+        Some(b) => Request::Alert {
+            channel: a.channel,
+            severity: b.severity,
+            kind: b.kind,
+            text: b.text,
+            location: b.location,
+            attributes: b.attributes,
+        },
+        None => {
+            let (Some(severity), Some(kind), Some(text)) = (a.severity, a.kind, a.text) else {
+                return Err(CliError::AlertFieldsMissing);
+            };
+            Request::Alert {
+                channel: a.channel,
+                severity,
+                kind,
+                text,
+                location: a.location,
+                attributes: a.attributes,
+            }
+        }
+    };
+    match c.call(&req).await? {
+        r @ Reply::Sent { .. } => {
+            if a.client.json {
+                println!("{}", json_line(&r));
+            } else if let Reply::Sent { id, peers, .. } = r {
+                println!("{id}");
+                if peers == 0 {
+                    eprintln!(
+                        "ptt-node: warning: no authenticated peer is connected; the alert is stored here but reached nobody"
+                    );
+                }
+            }
+            Ok(())
+        }
+        other => Err(ClientError::Protocol(format!("{other:?}")).into()),
+    }
+}
+
+/// Reads and checks the CAP document of `alert --cap` (`-`: standard input).
+fn read_cap(p: &std::path::Path) -> Result<crate::alert::AlertBody, CliError> {
+    use std::io::Read;
+    let name = if p == std::path::Path::new("-") {
+        "standard input".to_string()
+    } else {
+        p.display().to_string()
+    };
+    let mut bytes = Vec::new();
+    let r: Result<_, std::io::Error> = if p == std::path::Path::new("-") {
+        std::io::stdin()
+            .take(crate::cap::MAX_DOCUMENT as u64 + 1)
+            .read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(p).and_then(|f| {
+            f.take(crate::cap::MAX_DOCUMENT as u64 + 1)
+                .read_to_end(&mut bytes)
+        })
+    };
+    if let Err(source) = r {
+        return Err(CliError::Io { what: name, source });
+    }
+    if bytes.len() > crate::cap::MAX_DOCUMENT {
+        return Err(CliError::CapTooLarge { name });
+    }
+    let Ok(text) = String::from_utf8(bytes) else {
+        return Err(CliError::CapNotUtf8(name));
+    };
+    crate::cap::from_cap(&text).map_err(|source| CliError::Cap { name, source })
+}
+
+/// One alert read from standard input by `alert --stdin`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StdinAlert {
+    severity: Severity,
+    kind: String,
+    text: String,
+    channel: Option<String>,
+    #[serde(default)]
+    location: Option<Location>,
+    #[serde(default)]
+    attributes: Vec<(String, String)>,
+}
+
+/// Alerts `alert --stdin` keeps in flight (sent, reply not yet read).
+const STDIN_WINDOW: usize = 64;
+
+/// `alert --stdin`: reads alerts line by line and keeps up to [`STDIN_WINDOW`] in flight.
+async fn alert_stdin(c: Client, channel: &str, json: bool) -> Result<(), CliError> {
+    use tokio::io::AsyncBufReadExt;
+    // Pipelined: up to STDIN_WINDOW alerts are sent before their replies are read, so a burst
+    // is not paced by one round trip per alert. A task prints the replies in order; each names
+    // the standard input line it answers.
+    let (mut replies, mut requests) = c.split();
+    let window = std::sync::Arc::new(tokio::sync::Semaphore::new(STDIN_WINDOW));
+    let (line_tx, mut line_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
+    let freed = window.clone();
+    let printer = tokio::spawn(async move {
+        let result = print_replies(&mut replies, &mut line_rx, &freed, json).await;
+        // Stops the sender at once, also while it waits for input or for room.
+        freed.close();
+        let _ = done_tx.send(());
+        result
+    });
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut n = 0u64;
+    let mut input_error = None;
+    let mut send_error = None;
+    loop {
+        let line = tokio::select! {
+            biased;
+            _ = &mut done_rx => break,
+            l = lines.next_line() => l,
+        };
+        let line = match line {
+            Ok(Some(l)) => l,
+            Ok(None) => break,
+            Err(e) => {
+                input_error = Some(CliError::Stdin(e));
+                break;
+            }
+        };
+        n += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let a: StdinAlert = match serde_json::from_str(&line) {
+            Ok(a) => a,
+            Err(e) => {
+                input_error = Some(CliError::StdinLine { line: n, source: e });
+                break;
+            }
+        };
+        // A refused alert or a lost connection ends the run: the printer closes the window.
+        let Ok(permit) = window.acquire().await else {
+            break;
+        };
+        permit.forget();
+        let req = Request::Alert {
+            channel: a.channel.unwrap_or_else(|| channel.to_string()),
+            severity: a.severity,
+            kind: a.kind,
+            text: a.text,
+            location: a.location,
+            attributes: a.attributes,
+        };
+        let _ = line_tx.send(n);
+        if let Err(e) = requests.send(&req).await {
+            send_error = Some(CliError::StdinSend { line: n, source: e });
+            break;
+        }
+    }
+    // No more requests: the daemon answers those sent, then closes the connection.
+    let _ = requests.finish().await;
+    drop(line_tx);
+    printer.await.map_err(CliError::ReplyPrinter)??;
+    match input_error.or(send_error) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Prints the replies of `alert --stdin` in order, freeing a window slot for each; stops at
+/// the first refusal.
+async fn print_replies(
+    replies: &mut crate::control::Replies,
+    line_rx: &mut tokio::sync::mpsc::UnboundedReceiver<u64>,
+    freed: &tokio::sync::Semaphore,
+    json: bool,
+) -> Result<(), CliError> {
+    loop {
+        let Some(reply) = replies.next().await? else {
+            // The connection ended: fine once every request sent has its reply.
+            return match line_rx.try_recv() {
+                Ok(n) => Err(CliError::StdinUnanswered(n)),
+                Err(_) => Ok(()),
+            };
+        };
+        // The line a reply answers was queued before its request was sent.
+        let n = line_rx.recv().await.unwrap_or(0);
+        match reply {
+            r @ Reply::Sent { .. } => {
+                if json {
+                    println!("{}", json_line(&r));
+                } else if let Reply::Sent { id, .. } = r {
+                    println!("{id}");
+                }
+                freed.add_permits(1);
+            }
+            Reply::Error { message } => {
+                return Err(CliError::StdinRefused { line: n, message });
+            }
+            other => return Err(ClientError::Protocol(format!("{other:?}")).into()),
+        }
+    }
+}
