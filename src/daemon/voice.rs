@@ -9,7 +9,9 @@ use std::time::Duration;
 use libp2p::gossipsub;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::{Cmd, Daemon, ask, now_us, write_reply};
+use super::handle::{Cmd, ask};
+use super::server::write_reply;
+use super::{Daemon, now_us};
 use crate::alert::{AlertBody, Severity};
 use crate::control::{self, BurstInfo, Reply, Request};
 use crate::node::Sealed;
@@ -749,8 +751,8 @@ async fn release(
             ("duration_ms".into(), rel.duration_ms.to_string()),
         ],
     };
-    let sealed = super::seal_alert(cmds, rel.channel_name.clone(), body).await?;
-    match super::store_and_publish(cmds, store, sealed).await? {
+    let sealed = super::send::seal_alert(cmds, rel.channel_name.clone(), body).await?;
+    match super::send::store_and_publish(cmds, store, sealed).await? {
         Reply::Sent { id, .. } => Ok((rel, Some(id))),
         _ => Ok((rel, None)),
     }

@@ -1,0 +1,401 @@
+//! The control socket's server: one task per client, reading requests (JSON lines) and
+//! writing replies, pipelining `alert` requests, streaming `listen` and `history`.
+//!
+//! Talks to the event loop only through [`Cmd`]; the reply texts are the control protocol and
+//! must not change.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::handle::{Cmd, ask};
+use super::profile::ProfileChange;
+use super::send::{seal_alert, send_direct, store_and_publish};
+use super::status::full_status;
+use super::voice;
+use crate::alert::{AlertBody, ReceivedAlert};
+use crate::control::{self, Reply, Request};
+use crate::store::{StoreHandle, StoredEnvelope};
+use crate::sync::Id;
+
+pub(super) async fn accept_loop(
+    listener: UnixListener,
+    cmds: mpsc::Sender<Cmd>,
+    store: StoreHandle,
+    alerts: broadcast::Sender<Arc<ReceivedAlert>>,
+    voice: broadcast::Sender<Arc<Reply>>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(serve_client(
+                    stream,
+                    cmds.clone(),
+                    store.clone(),
+                    alerts.clone(),
+                    voice.clone(),
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+pub(super) async fn write_reply(
+    w: &mut tokio::net::unix::OwnedWriteHalf,
+    r: &Reply,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut line = serde_json::to_string(r).map_err(std::io::Error::other)?;
+    line.push('\n');
+    w.write_all(line.as_bytes()).await
+}
+
+/// Alert requests of one control connection in flight at once at most.
+const PIPELINE: usize = 64;
+
+/// Request bytes of one control connection in flight at once at most (beyond, the replies are
+/// written before more is read).
+const PIPELINE_BYTES: usize = 1024 * 1024;
+
+pub(super) async fn serve_client(
+    stream: UnixStream,
+    cmds: mpsc::Sender<Cmd>,
+    store: StoreHandle,
+    alerts: broadcast::Sender<Arc<ReceivedAlert>>,
+    voice_tx: broadcast::Sender<Arc<Reply>>,
+) {
+    use futures::StreamExt as _;
+    let (r, mut w) = stream.into_split();
+    let mut reader = tokio::io::BufReader::new(r);
+    let mut buf = String::new();
+    // Pipelined `alert` requests: a client may send many before reading a reply (`alert
+    // --stdin`). Those already received are taken together, up to PIPELINE, and run
+    // concurrently (their durable puts share a commit); replies keep the request order.
+    type Pending<'a> = std::pin::Pin<Box<dyn Future<Output = Result<Reply, String>> + Send + 'a>>;
+    let mut pending: futures::stream::FuturesOrdered<Pending<'_>> =
+        futures::stream::FuturesOrdered::new();
+    // Bytes of the requests in `pending`: drained early past PIPELINE_BYTES, so a client
+    // sending huge lines cannot make the daemon hold 64 of them.
+    let mut pending_bytes = 0usize;
+    // Every alert taken is carried through (sealed, stored, published) even when the client
+    // went away: a reply that cannot be written ends the connection after the others finish.
+    macro_rules! drain {
+        () => {
+            let mut gone = false;
+            while let Some(reply) = pending.next().await {
+                let reply = reply.unwrap_or_else(|message| Reply::Error { message });
+                if !gone && write_reply(&mut w, &reply).await.is_err() {
+                    gone = true;
+                }
+            }
+            #[allow(unused_assignments)]
+            {
+                pending_bytes = 0;
+            }
+            if gone {
+                return;
+            }
+        };
+    }
+    loop {
+        // Another whole request already received: take it first (up to the limits).
+        let more = reader.buffer().contains(&b'\n');
+        if !pending.is_empty()
+            && (!more || pending.len() >= PIPELINE || pending_bytes >= PIPELINE_BYTES)
+        {
+            drain!();
+        }
+        let line = match control::read_line(&mut reader, &mut buf).await {
+            Ok(Some(l)) => l.to_string(),
+            Ok(None) => {
+                drain!();
+                return;
+            }
+            Err(e) => {
+                drain!();
+                let _ = write_reply(
+                    &mut w,
+                    &Reply::Error {
+                        message: e.to_string(),
+                    },
+                )
+                .await;
+                return;
+            }
+        };
+        let req: Request = match serde_json::from_str(&line) {
+            Ok(Request::Alert {
+                channel,
+                severity,
+                kind,
+                text,
+                location,
+                attributes,
+            }) => {
+                let body = AlertBody {
+                    severity,
+                    kind,
+                    text,
+                    location,
+                    attributes,
+                };
+                pending_bytes += line.len();
+                // Sealed here, in request order (so sequence numbers ascend with the
+                // requests); stored and published concurrently.
+                match seal_alert(&cmds, channel, body).await {
+                    Ok(sealed) => {
+                        pending.push_back(Box::pin(store_and_publish(&cmds, &store, sealed)))
+                    }
+                    Err(e) => {
+                        pending.push_back(Box::pin(std::future::ready(Err::<Reply, String>(e))))
+                    }
+                }
+                continue;
+            }
+            Ok(r) => {
+                drain!();
+                r
+            }
+            Err(e) => {
+                drain!();
+                let msg = format!("bad request: {e}");
+                if write_reply(&mut w, &Reply::Error { message: msg })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+        };
+        let reply = match req {
+            Request::Listen { voice } => {
+                listen(
+                    &mut reader,
+                    &mut w,
+                    alerts.subscribe(),
+                    voice_tx.subscribe(),
+                    voice,
+                )
+                .await;
+                return;
+            }
+            Request::Talk {
+                channel,
+                severity,
+                queue,
+            } => {
+                if !voice::talk(&mut reader, &mut w, &cmds, &store, channel, severity, queue).await
+                {
+                    return;
+                }
+                continue;
+            }
+            Request::Frame { .. } | Request::Release => {
+                Err("not talking: send `talk` first and wait for `floor_granted`".to_string())
+            }
+            // Taken above, pipelined.
+            Request::Alert { .. } => continue,
+            Request::Send {
+                to,
+                severity,
+                kind,
+                text,
+                attributes,
+            } => {
+                let body = AlertBody {
+                    severity,
+                    kind,
+                    text,
+                    location: None,
+                    attributes,
+                };
+                send_direct(&cmds, &store, to, body).await
+            }
+            Request::Peers => {
+                let (tx, rx) = oneshot::channel();
+                ask(&cmds, Cmd::Peers { reply: tx }, rx)
+                    .await
+                    .map(|peers| Reply::Peers { peers })
+            }
+            Request::Connect { tag } => match crate::tag::DeviceTag::parse(&tag) {
+                Err(e) => Err(e.to_string()),
+                Ok(tag) => {
+                    let (tx, rx) = oneshot::channel();
+                    match ask(&cmds, Cmd::Connect { tag, reply: tx }, rx).await {
+                        Ok(r) => r,
+                        Err(e) => Err(e),
+                    }
+                }
+            },
+            Request::Profile {
+                kind,
+                location,
+                tags,
+                sleeps,
+                reset,
+            } => {
+                let change = ProfileChange {
+                    kind,
+                    location,
+                    tags,
+                    sleeps,
+                    reset,
+                };
+                let (tx, rx) = oneshot::channel();
+                match ask(&cmds, Cmd::Profile { change, reply: tx }, rx).await {
+                    Ok(Ok(profile)) => Ok(Reply::Profile { profile }),
+                    Ok(Err(e)) | Err(e) => Err(e),
+                }
+            }
+            Request::Search {
+                kind,
+                near,
+                radius_m,
+                tags,
+            } => {
+                let near = match (near, radius_m) {
+                    (Some(at), Some(r)) if r >= 0.0 => Some((at, r)),
+                    (Some(at), None) => Some((at, 1_000.0)),
+                    (None, None) => None,
+                    _ => {
+                        let m = "--radius needs --near LAT,LON and a radius of 0 or more metres";
+                        let _ = write_reply(&mut w, &Reply::Error { message: m.into() }).await;
+                        continue;
+                    }
+                };
+                let q = crate::node::Search { kind, near, tags };
+                let (tx, rx) = oneshot::channel();
+                ask(&cmds, Cmd::Search { q, reply: tx }, rx)
+                    .await
+                    .map(|devices| Reply::Devices { devices })
+            }
+            Request::Publish { update } => match hex::decode(update.trim()) {
+                Err(e) => Err(format!("the update is not hex: {e}")),
+                Ok(bytes) => {
+                    let (tx, rx) = oneshot::channel();
+                    ask(&cmds, Cmd::Update { bytes, reply: tx }, rx)
+                        .await
+                        .and_then(|r| r)
+                }
+            },
+            Request::History {
+                since_us,
+                channel,
+                limit,
+            } => history(&mut w, &cmds, &store, since_us.unwrap_or(0), channel, limit).await,
+            Request::Status => full_status(&cmds, &store)
+                .await
+                .map(|s| Reply::Status(Box::new(s))),
+        };
+        let reply = reply.unwrap_or_else(|message| Reply::Error { message });
+        if write_reply(&mut w, &reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Streams stored alerts this device can read (oldest first, at most `limit` after the
+/// channel filter) as `alert` lines, then `history_end`.
+pub(super) async fn history(
+    w: &mut tokio::net::unix::OwnedWriteHalf,
+    cmds: &mpsc::Sender<Cmd>,
+    store: &StoreHandle,
+    since_us: u64,
+    channel: Option<String>,
+    limit: usize,
+) -> Result<Reply, String> {
+    const PAGE: usize = 1000;
+    let mut since = since_us;
+    let mut seen: std::collections::HashSet<Id> = std::collections::HashSet::new();
+    let mut count = 0;
+    while count < limit {
+        let envelopes = store
+            .envelopes(since, PAGE)
+            .await
+            .map_err(|e| e.to_string())?;
+        let last_page = envelopes.len() < PAGE;
+        let Some(newest) = envelopes.last().map(|e| e.received_at_us) else {
+            break;
+        };
+        let fresh: Vec<StoredEnvelope> = envelopes
+            .into_iter()
+            .filter(|e| seen.insert((e.sender, e.seq)))
+            .collect();
+        if fresh.is_empty() && !last_page {
+            // A whole page stored in one microsecond: step past it.
+            since = newest + 1;
+            continue;
+        }
+        let (tx, rx) = oneshot::channel();
+        let open = Cmd::Open {
+            envelopes: fresh,
+            channel: channel.clone(),
+            reply: tx,
+        };
+        for a in ask(cmds, open, rx).await? {
+            if count >= limit {
+                break;
+            }
+            write_reply(w, &Reply::Alert(Arc::new(a)))
+                .await
+                .map_err(|e| e.to_string())?;
+            count += 1;
+        }
+        if last_page {
+            break;
+        }
+        since = newest;
+    }
+    Ok(Reply::HistoryEnd { count })
+}
+
+pub(super) async fn listen(
+    reader: &mut tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
+    w: &mut tokio::net::unix::OwnedWriteHalf,
+    mut rx: broadcast::Receiver<Arc<ReceivedAlert>>,
+    mut voice_rx: broadcast::Receiver<Arc<Reply>>,
+    frames: bool,
+) {
+    if write_reply(w, &Reply::Listening).await.is_err() {
+        return;
+    }
+    let mut buf = String::new();
+    loop {
+        tokio::select! {
+            r = voice_rx.recv() => {
+                let reply = match r {
+                    Ok(v) if !frames && matches!(*v, Reply::VoiceFrame { .. }) => continue,
+                    Ok(v) => v,
+                    Err(broadcast::error::RecvError::Lagged(n)) => Arc::new(Reply::Lagged { missed: n }),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if write_reply(w, &reply).await.is_err() {
+                    return;
+                }
+            }
+            r = rx.recv() => {
+                let reply = match r {
+                    Ok(a) => Reply::Alert(a),
+                    Err(broadcast::error::RecvError::Lagged(n)) => Reply::Lagged { missed: n },
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if write_reply(w, &reply).await.is_err() {
+                    return;
+                }
+            }
+            r = control::read_line(reader, &mut buf) => {
+                // The client only ever closes a listen connection.
+                if !matches!(r, Ok(Some(_))) {
+                    return;
+                }
+            }
+        }
+    }
+}
