@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, request_response};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, oneshot};
 
 use crate::alert::ReceivedAlert;
 use crate::fsutil::FileError;
@@ -45,7 +45,7 @@ mod updates;
 mod voice;
 
 use catchup::CatchUpCounters;
-use handle::Cmd;
+use handle::Handle;
 use hooks::ActionCounters;
 use peer::PeerState;
 pub use profile::{PROFILE_FILE, ProfileChange};
@@ -155,7 +155,7 @@ struct Daemon {
     voice: voice::VoiceState,
     static_peers: Vec<Multiaddr>,
     started: Instant,
-    cmd_tx: mpsc::Sender<Cmd>,
+    handle: Handle,
     retention: Retention,
     refused_ids: HashSet<Id>,
     rules: crate::rules::Rules,

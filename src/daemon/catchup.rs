@@ -5,9 +5,8 @@
 //! they never validate envelopes themselves (the loop does, like gossiped ones).
 
 use libp2p::{PeerId, request_response};
-use tokio::sync::{mpsc, oneshot};
 
-use super::handle::Cmd;
+use super::handle::Handle;
 use super::{Daemon, now_us};
 use crate::net::{self};
 use crate::net::{SyncRequest, SyncResponse};
@@ -36,7 +35,7 @@ impl Daemon {
             cutoff,
             self.node.carried_channels(),
             self.store.clone(),
-            self.cmd_tx.clone(),
+            self.handle.clone(),
         ));
     }
 
@@ -71,7 +70,7 @@ impl Daemon {
         // Only channels both carry and the requester's certificate grants.
         let mine = self.node.carried_channels();
         self.catch_up.served += 1;
-        let (store, tx) = (self.store.clone(), self.cmd_tx.clone());
+        let (store, tx) = (self.store.clone(), self.handle.clone());
         tokio::spawn(async move {
             let response = match request {
                 SyncRequest::Digest {
@@ -113,7 +112,7 @@ impl Daemon {
             let response = response.unwrap_or_else(|e| SyncResponse::Refused {
                 reason: e.to_string(),
             });
-            let _ = tx.send(Cmd::SyncRespond { channel, response }).await;
+            let _ = tx.sync_respond(channel, response).await;
         });
     }
 }
@@ -125,36 +124,26 @@ async fn sync_session(
     cutoff: u64,
     channels: Vec<u32>,
     store: StoreHandle,
-    cmds: mpsc::Sender<Cmd>,
+    cmds: Handle,
 ) {
     let result = pull_from(peer, cutoff, channels, &store, &cmds).await;
     let (fetched, error) = match result {
         Ok(n) => (n, None),
         Err((n, e)) => (n, Some(e)),
     };
-    let _ = cmds
-        .send(Cmd::SyncDone {
-            peer,
-            fetched,
-            error,
-        })
-        .await;
+    let _ = cmds.sync_done(peer, fetched, error).await;
 }
 
 async fn sync_request(
-    cmds: &mpsc::Sender<Cmd>,
+    cmds: &Handle,
     peer: PeerId,
     request: SyncRequest,
 ) -> Result<SyncResponse, String> {
-    let (tx, rx) = oneshot::channel();
-    cmds.send(Cmd::SyncSend {
-        peer,
-        request,
-        reply: tx,
-    })
-    .await
-    .map_err(|_| "daemon stopping".to_string())?;
-    match rx.await.map_err(|_| "daemon stopping".to_string())?? {
+    match cmds
+        .sync_send(peer, request)
+        .await
+        .map_err(|_| "daemon stopping".to_string())??
+    {
         SyncResponse::Refused { reason } => Err(format!("refused: {reason}")),
         r => Ok(r),
     }
@@ -165,7 +154,7 @@ async fn pull_from(
     cutoff: u64,
     channels: Vec<u32>,
     store: &StoreHandle,
-    cmds: &mpsc::Sender<Cmd>,
+    cmds: &Handle,
 ) -> Result<usize, (usize, String)> {
     let mut fetched = 0;
     let mut after: Option<crate::sync::Key> = None;
@@ -203,14 +192,10 @@ async fn pull_from(
             .map_err(|e| (fetched, e.to_string()))?;
         // Ids this node refused for good after verifying them (do not open, too old) are not
         // fetched again.
-        let (tx, rx) = oneshot::channel();
-        cmds.send(Cmd::NotRefused {
-            ids: missing,
-            reply: tx,
-        })
-        .await
-        .map_err(|_| (fetched, "daemon stopping".to_string()))?;
-        let missing = rx.await.unwrap_or_default();
+        let missing = cmds
+            .not_refused(missing)
+            .await
+            .map_err(|_| (fetched, "daemon stopping".to_string()))?;
         for chunk in missing.chunks(crate::sync::MAX_FETCH_IDS) {
             let mut want: Vec<Id> = chunk.to_vec();
             // A responder sends what fits in its byte budget; ask again for the rest, and
@@ -232,14 +217,10 @@ async fn pull_from(
                     .filter_map(|e| crate::envelope::Envelope::parse(e).ok())
                     .map(|e| (e.header.sender, e.header.seq))
                     .collect();
-                let (tx, rx) = oneshot::channel();
-                cmds.send(Cmd::Ingest {
-                    envelopes,
-                    reply: tx,
-                })
-                .await
-                .map_err(|_| (fetched, "daemon stopping".to_string()))?;
-                fetched += rx.await.unwrap_or(0);
+                fetched += cmds
+                    .ingest(envelopes)
+                    .await
+                    .map_err(|_| (fetched, "daemon stopping".to_string()))?;
                 let before = want.len();
                 want.retain(|id| !got.contains(id));
                 if want.len() == before {

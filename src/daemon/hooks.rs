@@ -130,7 +130,7 @@ impl Daemon {
                         ("trigger".into(), a.id.clone()),
                     ],
                 };
-                let (cmds, store, to) = (self.cmd_tx.clone(), self.store.clone(), send.to.clone());
+                let (cmds, store, to) = (self.handle.clone(), self.store.clone(), send.to.clone());
                 let (actions, name) = (self.actions.clone(), rule.name.clone());
                 tokio::spawn(async move {
                     match send_direct(&cmds, &store, to.clone(), body).await {

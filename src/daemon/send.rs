@@ -3,9 +3,7 @@
 //!
 //! An alert is never published before its sequence number is covered.
 
-use tokio::sync::{mpsc, oneshot};
-
-use super::handle::{Cmd, ask};
+use super::handle::Handle;
 use super::now_us;
 use crate::alert::AlertBody;
 use crate::control::Reply;
@@ -13,50 +11,33 @@ use crate::store::{StoreHandle, StoredEnvelope};
 
 /// Seals a directed message for one device, then [`store_and_publish`].
 pub(super) async fn send_direct(
-    cmds: &mpsc::Sender<Cmd>,
+    cmds: &Handle,
     store: &StoreHandle,
     to: String,
     body: AlertBody,
 ) -> Result<Reply, String> {
-    let (tx, rx) = oneshot::channel();
-    let sealed = ask(
-        cmds,
-        Cmd::SealDirect {
-            to,
-            body,
-            reply: tx,
-        },
-        rx,
-    )
-    .await??;
+    let sealed = cmds
+        .seal_direct(to, body)
+        .await
+        .map_err(|e| e.to_string())??;
     store_and_publish(cmds, store, sealed).await
 }
 
 /// Seals an alert for a channel (then [`store_and_publish`]; `serve_client` pipelines the
 /// second half).
 pub(super) async fn seal_alert(
-    cmds: &mpsc::Sender<Cmd>,
+    cmds: &Handle,
     channel: String,
     body: AlertBody,
 ) -> Result<crate::node::Sealed, String> {
-    let (tx, rx) = oneshot::channel();
-    ask(
-        cmds,
-        Cmd::Seal {
-            channel,
-            body,
-            reply: tx,
-        },
-        rx,
-    )
-    .await?
+    cmds.seal(channel, body).await.map_err(|e| e.to_string())?
 }
 
 /// Publishes a sealed alert or directed message once the sequence lease covers its seq, then
 /// stores it durably; replies when it is in the log. The disk is not on the alert's path: the
 /// lease is normally already on disk (see [`StoreHandle::cover_seq`]).
 pub(super) async fn store_and_publish(
-    cmds: &mpsc::Sender<Cmd>,
+    cmds: &Handle,
     store: &StoreHandle,
     sealed: crate::node::Sealed,
 ) -> Result<Reply, String> {
@@ -73,8 +54,7 @@ pub(super) async fn store_and_publish(
         bytes: sealed.bytes.clone(),
     };
     let (id, seq, channel) = (sealed.id.clone(), sealed.seq, sealed.channel_name.clone());
-    let (tx, rx) = oneshot::channel();
-    let peers = ask(cmds, Cmd::Publish { sealed, reply: tx }, rx).await?;
+    let peers = cmds.publish(sealed).await.map_err(|e| e.to_string())?;
     store.put_durable(entry).await.map_err(|e| {
         format!(
             "alert {id} was sent to {peers} peers but could not be stored in this node's log: {e}"

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::broadcast;
 
-use super::handle::{Cmd, ask};
+use super::handle::Handle;
 use super::profile::ProfileChange;
 use super::send::{seal_alert, send_direct, store_and_publish};
 use super::status::full_status;
@@ -22,7 +22,7 @@ use crate::sync::Id;
 
 pub(super) async fn accept_loop(
     listener: UnixListener,
-    cmds: mpsc::Sender<Cmd>,
+    cmds: Handle,
     store: StoreHandle,
     alerts: broadcast::Sender<Arc<ReceivedAlert>>,
     voice: broadcast::Sender<Arc<Reply>>,
@@ -65,7 +65,7 @@ const PIPELINE_BYTES: usize = 1024 * 1024;
 
 pub(super) async fn serve_client(
     stream: UnixStream,
-    cmds: mpsc::Sender<Cmd>,
+    cmds: Handle,
     store: StoreHandle,
     alerts: broadcast::Sender<Arc<ReceivedAlert>>,
     voice_tx: broadcast::Sender<Arc<Reply>>,
@@ -218,21 +218,17 @@ pub(super) async fn serve_client(
                 };
                 send_direct(&cmds, &store, to, body).await
             }
-            Request::Peers => {
-                let (tx, rx) = oneshot::channel();
-                ask(&cmds, Cmd::Peers { reply: tx }, rx)
-                    .await
-                    .map(|peers| Reply::Peers { peers })
-            }
+            Request::Peers => cmds
+                .peers()
+                .await
+                .map(|peers| Reply::Peers { peers })
+                .map_err(|e| e.to_string()),
             Request::Connect { tag } => match crate::tag::DeviceTag::parse(&tag) {
                 Err(e) => Err(e.to_string()),
-                Ok(tag) => {
-                    let (tx, rx) = oneshot::channel();
-                    match ask(&cmds, Cmd::Connect { tag, reply: tx }, rx).await {
-                        Ok(r) => r,
-                        Err(e) => Err(e),
-                    }
-                }
+                Ok(tag) => match cmds.connect(tag).await {
+                    Ok(r) => r,
+                    Err(e) => Err(e.to_string()),
+                },
             },
             Request::Profile {
                 kind,
@@ -248,10 +244,10 @@ pub(super) async fn serve_client(
                     sleeps,
                     reset,
                 };
-                let (tx, rx) = oneshot::channel();
-                match ask(&cmds, Cmd::Profile { change, reply: tx }, rx).await {
+                match cmds.profile(change).await {
                     Ok(Ok(profile)) => Ok(Reply::Profile { profile }),
-                    Ok(Err(e)) | Err(e) => Err(e),
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(e.to_string()),
                 }
             }
             Request::Search {
@@ -271,19 +267,18 @@ pub(super) async fn serve_client(
                     }
                 };
                 let q = crate::node::Search { kind, near, tags };
-                let (tx, rx) = oneshot::channel();
-                ask(&cmds, Cmd::Search { q, reply: tx }, rx)
+                cmds.search(q)
                     .await
                     .map(|devices| Reply::Devices { devices })
+                    .map_err(|e| e.to_string())
             }
             Request::Publish { update } => match hex::decode(update.trim()) {
                 Err(e) => Err(format!("the update is not hex: {e}")),
-                Ok(bytes) => {
-                    let (tx, rx) = oneshot::channel();
-                    ask(&cmds, Cmd::Update { bytes, reply: tx }, rx)
-                        .await
-                        .and_then(|r| r)
-                }
+                Ok(bytes) => cmds
+                    .update(bytes)
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r),
             },
             Request::History {
                 since_us,
@@ -305,7 +300,7 @@ pub(super) async fn serve_client(
 /// channel filter) as `alert` lines, then `history_end`.
 pub(super) async fn history(
     w: &mut tokio::net::unix::OwnedWriteHalf,
-    cmds: &mpsc::Sender<Cmd>,
+    cmds: &Handle,
     store: &StoreHandle,
     since_us: u64,
     channel: Option<String>,
@@ -333,13 +328,11 @@ pub(super) async fn history(
             since = newest + 1;
             continue;
         }
-        let (tx, rx) = oneshot::channel();
-        let open = Cmd::Open {
-            envelopes: fresh,
-            channel: channel.clone(),
-            reply: tx,
-        };
-        for a in ask(cmds, open, rx).await? {
+        let opened = cmds
+            .open(fresh, channel.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        for a in opened {
             if count >= limit {
                 break;
             }

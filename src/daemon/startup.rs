@@ -12,10 +12,10 @@ use std::time::Instant;
 
 use libp2p::{Multiaddr, PeerId};
 use tokio::net::UnixStream;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 use super::catchup::CatchUpCounters;
-use super::handle::Cmd;
+use super::handle::Handle;
 use super::hooks::{ActionCounters, MAX_HOOKS};
 use super::profile::PROFILE_FILE;
 use super::roster::Pushes;
@@ -256,14 +256,14 @@ pub async fn run(
             })
         })
         .collect();
-    let (cmd_tx, cmd_rx) = mpsc::channel(256);
+    let (handle, cmd_rx) = Handle::channel(256);
     // Slots hold their alert until overwritten, so the capacity is also what a burst leaves
     // behind in memory (about 1 MiB of typical alerts; an alert's text may be up to 64 KiB);
     // a listener further behind gets `lagged`.
     let (alerts, _) = broadcast::channel(LISTEN_BUFFER);
     let accept = tokio::spawn(accept_loop(
         listener,
-        cmd_tx.clone(),
+        handle.clone(),
         store.clone(),
         alerts.clone(),
         voice_tx.clone(),
@@ -280,7 +280,7 @@ pub async fn run(
                 }
                 tracing::info!(addr = %a, "serving metrics at http://{a}/metrics");
             }
-            let (cmds, store) = (cmd_tx.clone(), store.clone());
+            let (cmds, store) = (handle.clone(), store.clone());
             Some(tokio::spawn(crate::metrics::serve(
                 l,
                 Arc::new(exporter),
@@ -295,7 +295,7 @@ pub async fn run(
     // SIGHUP reads the rules file again, off the event loop; a file that does not load
     // leaves the rules as they were.
     let hup = {
-        let cmds = cmd_tx.clone();
+        let cmds = handle.clone();
         let path = cfg.rules_path.clone();
         tokio::spawn(async move {
             let Ok(mut hup) = hup_signal else {
@@ -311,7 +311,7 @@ pub async fn run(
                     tokio::task::spawn_blocking(move || crate::rules::Rules::load(&path)).await;
                 match loaded {
                     Ok(Ok(r)) => {
-                        if cmds.send(Cmd::ReloadRules(r)).await.is_err() {
+                        if cmds.reload_rules(r).await.is_err() {
                             return;
                         }
                     }
@@ -353,7 +353,7 @@ pub async fn run(
             )
             .collect(),
         started: Instant::now(),
-        cmd_tx,
+        handle,
         retention: cfg.retention,
         sync_pending: HashMap::new(),
         refused_ids: HashSet::new(),

@@ -5,10 +5,8 @@
 
 use std::sync::atomic::Ordering;
 
-use tokio::sync::{mpsc, oneshot};
-
 use super::Daemon;
-use super::handle::{Cmd, ask};
+use super::handle::Handle;
 use crate::control::{self, PeerCounts, PeerInfo, StatusInfo};
 use crate::store::StoreHandle;
 
@@ -101,12 +99,8 @@ impl Daemon {
 }
 
 /// The daemon's status with the log's figures.
-pub(super) async fn full_status(
-    cmds: &mpsc::Sender<Cmd>,
-    store: &StoreHandle,
-) -> Result<StatusInfo, String> {
-    let (tx, rx) = oneshot::channel();
-    let mut s = ask(cmds, Cmd::Status { reply: tx }, rx).await?;
+pub(super) async fn full_status(cmds: &Handle, store: &StoreHandle) -> Result<StatusInfo, String> {
+    let mut s = cmds.status().await.map_err(|e| e.to_string())?;
     if let Ok((envelopes, bytes)) = store.stats().await {
         s.store = control::StoreInfo {
             envelopes,

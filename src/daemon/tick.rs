@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use libp2p::PeerId;
 use rand_core::RngCore;
 
-use super::handle::Cmd;
 use super::tags::PendingTag;
 use super::{ANTI_ENTROPY_EVERY, AUTH_TIMEOUT, BLOCK_FOR, Daemon, TRIM_AFTER_QUIET, now_us};
 
@@ -108,11 +107,11 @@ impl Daemon {
         if now >= self.next_prune {
             self.next_prune = now + PRUNE_EVERY;
             self.erase_keys();
-            let (store, tx, retention) = (self.store.clone(), self.cmd_tx.clone(), self.retention);
+            let (store, tx, retention) = (self.store.clone(), self.handle.clone(), self.retention);
             tokio::spawn(async move {
                 match store.prune(now_us(), retention).await {
                     Ok(p) => {
-                        let _ = tx.send(Cmd::Pruned(p)).await;
+                        let _ = tx.pruned(p).await;
                     }
                     Err(e) => tracing::warn!(error = %e, "retention failed"),
                 }

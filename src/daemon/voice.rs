@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::gossipsub;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, oneshot};
 
-use super::handle::{Cmd, ask};
+use super::handle::Handle;
 use super::server::write_reply;
 use super::{Daemon, now_us};
 use crate::alert::{AlertBody, Severity};
@@ -526,18 +526,12 @@ fn net_voice_topic(d: &Daemon, channel: u32) -> gossipsub::IdentTopic {
 }
 
 /// Publishes a sealed voice packet once the sequence lease covers it (as an alert).
-async fn publish(
-    cmds: &mpsc::Sender<Cmd>,
-    store: &StoreHandle,
-    sealed: Sealed,
-) -> Result<(), String> {
+async fn publish(cmds: &Handle, store: &StoreHandle, sealed: Sealed) -> Result<(), String> {
     store
         .cover_seq(sealed.seq)
         .await
         .map_err(|e| format!("voice not sent: could not reserve its sequence number: {e}"))?;
-    cmds.send(Cmd::Voice(VoiceCmd::Publish { sealed }))
-        .await
-        .map_err(|_| "the daemon is shutting down".to_string())
+    cmds.voice_publish(sealed).await.map_err(|e| e.to_string())
 }
 
 /// A `talk` request: claims the floor, waits out the arbitration, then carries the client's
@@ -546,7 +540,7 @@ async fn publish(
 pub(super) async fn talk(
     reader: &mut tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
     w: &mut tokio::net::unix::OwnedWriteHalf,
-    cmds: &mpsc::Sender<Cmd>,
+    cmds: &Handle,
     store: &StoreHandle,
     channel: String,
     severity: Severity,
@@ -554,16 +548,12 @@ pub(super) async fn talk(
 ) -> bool {
     let deadline = tokio::time::Instant::now() + QUEUE_WAIT;
     let claimed = loop {
-        let (tx, rx) = oneshot::channel();
-        let cmd = Cmd::Voice(VoiceCmd::Claim {
-            channel: channel.clone(),
-            severity,
-            queue,
-            reply: tx,
-        });
-        let r = match ask(cmds, cmd, rx).await {
+        let r = match cmds.voice_claim(channel.clone(), severity, queue).await {
             Ok(r) => r,
-            Err(message) => return write_reply(w, &Reply::Error { message }).await.is_ok(),
+            Err(e) => {
+                let message = e.to_string();
+                return write_reply(w, &Reply::Error { message }).await.is_ok();
+            }
         };
         match r {
             Ok(c) => {
@@ -684,24 +674,15 @@ fn gone() -> Reply {
 }
 
 /// Seals and publishes one frame of the session's burst.
-async fn frame(
-    cmds: &mpsc::Sender<Cmd>,
-    store: &StoreHandle,
-    c: &Claimed,
-    opus: &str,
-) -> Result<(), String> {
+async fn frame(cmds: &Handle, store: &StoreHandle, c: &Claimed, opus: &str) -> Result<(), String> {
     let opus = match hex::decode(opus.trim()) {
         Ok(b) if !b.is_empty() && b.len() <= voice::MAX_OPUS_FRAME => b,
         _ => return Err("a frame is 1 to 1275 bytes of Opus, in hex".into()),
     };
-    let (tx, rx) = oneshot::channel();
-    let cmd = Cmd::Voice(VoiceCmd::Frame {
-        channel: c.channel,
-        burst: c.burst,
-        opus,
-        reply: tx,
-    });
-    let sealed = ask(cmds, cmd, rx).await??;
+    let sealed = cmds
+        .voice_frame(c.channel, c.burst, opus)
+        .await
+        .map_err(|e| e.to_string())??;
     publish(cmds, store, sealed).await
 }
 
@@ -720,17 +701,14 @@ fn ended_reply(c: &Claimed, r: Result<(Released, Option<String>), String>) -> Re
 /// Ends this device's burst: the release is published (unless the floor was lost) and, when
 /// frames were sent, a `voice` alert recording the burst is sealed, published and stored.
 async fn release(
-    cmds: &mpsc::Sender<Cmd>,
+    cmds: &Handle,
     store: &StoreHandle,
     c: &mut Claimed,
 ) -> Result<(Released, Option<String>), String> {
-    let (tx, rx) = oneshot::channel();
-    let cmd = Cmd::Voice(VoiceCmd::Release {
-        channel: c.channel,
-        burst: c.burst,
-        reply: tx,
-    });
-    let mut rel = ask(cmds, cmd, rx).await??;
+    let mut rel = cmds
+        .voice_release(c.channel, c.burst)
+        .await
+        .map_err(|e| e.to_string())??;
     if let Some(s) = rel.sealed.take() {
         publish(cmds, store, s).await?;
     }
