@@ -44,7 +44,7 @@ mod tick;
 mod updates;
 mod voice;
 
-use catchup::CatchUpCounters;
+use catchup::{CatchUpCounters, SyncError};
 use handle::Handle;
 use hooks::ActionCounters;
 use peer::PeerState;
@@ -170,8 +170,10 @@ struct Daemon {
     circuit_next: HashMap<PeerId, (Instant, Duration)>,
     next_circuit: Instant,
     pending_tags: Vec<PendingTag>,
-    sync_pending:
-        HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>>,
+    sync_pending: HashMap<
+        request_response::OutboundRequestId,
+        oneshot::Sender<Result<SyncResponse, SyncError>>,
+    >,
     syncing: HashSet<PeerId>,
     next_anti_entropy: Instant,
     next_prune: Instant,

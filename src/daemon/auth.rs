@@ -14,6 +14,18 @@ use crate::net::{self, AuthHello, AuthReply, AuthRequest};
 use crate::presence::PresenceError;
 use crate::update::Update;
 
+/// Why a peer's hello was refused. The text goes to the peer in the refusal (wire: a string)
+/// and into `peers`.
+#[derive(Debug, thiserror::Error)]
+enum HelloRefused {
+    /// The hello names another domain.
+    #[error("belongs to another domain")]
+    OtherDomain,
+    /// Its certificate did not authenticate it.
+    #[error(transparent)]
+    Auth(#[from] crate::node::AuthError),
+}
+
 impl Daemon {
     /// Drops and blocks a peer that proved it is not a member (or not a ptt-node).
     pub(super) fn refuse(&mut self, peer: PeerId, reason: String) {
@@ -138,11 +150,11 @@ impl Daemon {
         let now = now_us() / 1_000_000;
         let known = self.node.knows_peer(&peer);
         let result = if hello.domain != *self.node.domain() {
-            Err("belongs to another domain".to_string())
+            Err(HelloRefused::OtherDomain)
         } else {
             self.node
                 .authenticate_peer(&peer, &hello.cert, now)
-                .map_err(|e| e.to_string())
+                .map_err(HelloRefused::from)
         };
         match result {
             Ok(cert) => {
@@ -171,7 +183,8 @@ impl Daemon {
                     self.send_updates(peer, hello.revision);
                 }
             }
-            Err(reason) => {
+            Err(refused) => {
+                let reason = refused.to_string();
                 let _ = self.swarm.behaviour_mut().auth.send_response(
                     channel,
                     AuthReply::Refused {
@@ -226,4 +239,25 @@ impl Daemon {
 /// kept, logged and printed safely.
 fn sanitize(s: &str, max: usize) -> String {
     s.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hello_from_another_domain_is_refused_with_the_same_words() {
+        // Peers of older versions read this reason; `peers` shows it.
+        assert_eq!(
+            HelloRefused::OtherDomain.to_string(),
+            "belongs to another domain"
+        );
+    }
+
+    #[test]
+    fn text_from_a_peer_is_cut_and_stripped_of_control_characters() {
+        assert_eq!(sanitize("ok\u{1b}[31m red\n", 200), "ok[31m red");
+        assert_eq!(sanitize("abcdef", 3), "abc");
+        assert_eq!(sanitize("é€x", 2), "é€");
+    }
 }

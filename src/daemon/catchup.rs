@@ -8,9 +8,9 @@ use libp2p::{PeerId, request_response};
 
 use super::handle::Handle;
 use super::{Daemon, now_us};
-use crate::net::{self};
+use crate::net;
 use crate::net::{SyncRequest, SyncResponse};
-use crate::store::StoreHandle;
+use crate::store::{StoreError, StoreHandle};
 use crate::sync::Id;
 
 /// Catch-up activity, reported by `status`.
@@ -117,6 +117,32 @@ impl Daemon {
     }
 }
 
+/// Why a catch-up session ended early, or a request of it failed.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SyncError {
+    /// The event loop is gone.
+    #[error("daemon stopping")]
+    Stopping,
+    /// The peer is no longer connected.
+    #[error("peer disconnected")]
+    Disconnected,
+    /// The request failed on its way (timeout, stream closed, …).
+    #[error(transparent)]
+    Failed(#[from] request_response::OutboundFailure),
+    /// The peer refused (its reason, as it gave it).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The peer answered with another kind of reply than the request asks for.
+    #[error("unexpected reply {0:?}")]
+    Unexpected(Box<SyncResponse>),
+    /// The diff has too many ids or does not move forward.
+    #[error("diff out of bounds or not advancing")]
+    OutOfBounds,
+    /// This node's store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// One catch-up session: pull from `peer` everything this node lacks (digest → diff → fetch,
 /// repeated while the diff says there is more), validating each envelope like a gossiped one.
 async fn sync_session(
@@ -138,13 +164,13 @@ async fn sync_request(
     cmds: &Handle,
     peer: PeerId,
     request: SyncRequest,
-) -> Result<SyncResponse, String> {
+) -> Result<SyncResponse, SyncError> {
     match cmds
         .sync_send(peer, request)
         .await
-        .map_err(|_| "daemon stopping".to_string())??
+        .map_err(|_| SyncError::Stopping)??
     {
-        SyncResponse::Refused { reason } => Err(format!("refused: {reason}")),
+        SyncResponse::Refused { reason } => Err(SyncError::Refused(reason)),
         r => Ok(r),
     }
 }
@@ -155,7 +181,7 @@ async fn pull_from(
     channels: Vec<u32>,
     store: &StoreHandle,
     cmds: &Handle,
-) -> Result<usize, (usize, String)> {
+) -> Result<usize, (usize, SyncError)> {
     let mut fetched = 0;
     let mut after: Option<crate::sync::Key> = None;
     // Bounded: each round moves `after` forward; a peer cannot keep us here forever.
@@ -163,7 +189,7 @@ async fn pull_from(
         let buckets = store
             .digest(cutoff, channels.clone())
             .await
-            .map_err(|e| (fetched, e.to_string()))?;
+            .map_err(|e| (fetched, e.into()))?;
         let request = SyncRequest::Digest {
             cutoff,
             channels: channels.clone(),
@@ -175,12 +201,12 @@ async fn pull_from(
             .map_err(|e| (fetched, e))?
         {
             SyncResponse::Diff(d) => d,
-            other => return Err((fetched, format!("unexpected reply {other:?}"))),
+            other => return Err((fetched, SyncError::Unexpected(Box::new(other)))),
         };
         if diff.keys.len() > crate::sync::MAX_DIFF_IDS
             || (after.is_some() && !diff.keys.is_empty() && diff.keys.last().copied() <= after)
         {
-            return Err((fetched, "diff out of bounds or not advancing".into()));
+            return Err((fetched, SyncError::OutOfBounds));
         }
         if diff.keys.is_empty() {
             break;
@@ -189,13 +215,13 @@ async fn pull_from(
         let missing = store
             .missing(diff.keys)
             .await
-            .map_err(|e| (fetched, e.to_string()))?;
+            .map_err(|e| (fetched, e.into()))?;
         // Ids this node refused for good after verifying them (do not open, too old) are not
         // fetched again.
         let missing = cmds
             .not_refused(missing)
             .await
-            .map_err(|_| (fetched, "daemon stopping".to_string()))?;
+            .map_err(|_| (fetched, SyncError::Stopping))?;
         for chunk in missing.chunks(crate::sync::MAX_FETCH_IDS) {
             let mut want: Vec<Id> = chunk.to_vec();
             // A responder sends what fits in its byte budget; ask again for the rest, and
@@ -207,7 +233,7 @@ async fn pull_from(
                         .map_err(|e| (fetched, e))?
                     {
                         SyncResponse::Envelopes { envelopes } => envelopes,
-                        other => return Err((fetched, format!("unexpected reply {other:?}"))),
+                        other => return Err((fetched, SyncError::Unexpected(Box::new(other)))),
                     };
                 if envelopes.is_empty() {
                     break;
@@ -220,7 +246,7 @@ async fn pull_from(
                 fetched += cmds
                     .ingest(envelopes)
                     .await
-                    .map_err(|_| (fetched, "daemon stopping".to_string()))?;
+                    .map_err(|_| (fetched, SyncError::Stopping))?;
                 let before = want.len();
                 want.retain(|id| !got.contains(id));
                 if want.len() == before {
@@ -233,4 +259,28 @@ async fn pull_from(
         }
     }
     Ok(fetched)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_errors_read_as_the_log_always_said() {
+        assert_eq!(SyncError::Stopping.to_string(), "daemon stopping");
+        assert_eq!(SyncError::Disconnected.to_string(), "peer disconnected");
+        assert_eq!(
+            SyncError::Refused("not authenticated".into()).to_string(),
+            "refused: not authenticated"
+        );
+        assert_eq!(
+            SyncError::OutOfBounds.to_string(),
+            "diff out of bounds or not advancing"
+        );
+        let other = SyncResponse::Refused { reason: "x".into() };
+        assert_eq!(
+            SyncError::Unexpected(Box::new(other.clone())).to_string(),
+            format!("unexpected reply {other:?}")
+        );
+    }
 }

@@ -3,18 +3,16 @@
 //!
 //! Runs on the loop: it must never wait (slow work is spawned and answers with a `Cmd`).
 
+use super::catchup::SyncError;
 use super::handle::Cmd;
 use super::{Daemon, now_us};
-use crate::net::{self};
+use crate::net;
 
 impl Daemon {
     pub(super) fn on_cmd(&mut self, cmd: Cmd) {
         match cmd {
             Cmd::SealDirect { to, body, reply } => {
-                let r = self
-                    .node
-                    .seal_direct(&to, &body, now_us())
-                    .map_err(|e| e.to_string());
+                let r = self.node.seal_direct(&to, &body, now_us());
                 let _ = reply.send(r);
             }
             Cmd::Seal {
@@ -22,10 +20,7 @@ impl Daemon {
                 body,
                 reply,
             } => {
-                let r = self
-                    .node
-                    .seal_alert(&channel, &body, now_us())
-                    .map_err(|e| e.to_string());
+                let r = self.node.seal_alert(&channel, &body, now_us());
                 let _ = reply.send(r);
             }
             Cmd::Publish { sealed, reply } => {
@@ -95,7 +90,7 @@ impl Daemon {
                     let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
                     self.sync_pending.insert(id, reply);
                 } else {
-                    let _ = reply.send(Err("peer disconnected".into()));
+                    let _ = reply.send(Err(SyncError::Disconnected));
                 }
             }
             Cmd::SyncRespond { channel, response } => {

@@ -245,7 +245,7 @@ impl Daemon {
                 ..
             }) => {
                 if let Some(tx) = self.sync_pending.remove(&request_id) {
-                    let _ = tx.send(Err(error.to_string()));
+                    let _ = tx.send(Err(error.into()));
                 }
             }
             BehaviourEvent::Ping(libp2p::ping::Event {

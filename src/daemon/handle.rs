@@ -7,26 +7,29 @@
 use libp2p::{PeerId, request_response};
 use tokio::sync::{mpsc, oneshot};
 
-use super::profile::ProfileChange;
+use super::catchup::SyncError;
+use super::profile::{ProfileChange, ProfileError};
+use super::tags::ConnectError;
 use super::voice;
 use crate::alert::{AlertBody, ReceivedAlert, Severity};
 use crate::control::{self, PeerInfo, Reply, StatusInfo};
 use crate::net::{SyncRequest, SyncResponse};
-use crate::node::Sealed;
+use crate::node::{SealError, Sealed};
 use crate::store::{Pruned, StoredEnvelope};
 use crate::sync::Id;
+use crate::update::UpdateError;
 
 /// Messages from control clients to the event loop.
 pub(super) enum Cmd {
     Seal {
         channel: String,
         body: AlertBody,
-        reply: oneshot::Sender<Result<Sealed, String>>,
+        reply: oneshot::Sender<Result<Sealed, SealError>>,
     },
     SealDirect {
         to: String,
         body: AlertBody,
-        reply: oneshot::Sender<Result<Sealed, String>>,
+        reply: oneshot::Sender<Result<Sealed, SealError>>,
     },
     Publish {
         sealed: Sealed,
@@ -41,12 +44,12 @@ pub(super) enum Cmd {
     /// Dials a tagged device.
     Connect {
         tag: crate::tag::DeviceTag,
-        reply: oneshot::Sender<Result<Reply, String>>,
+        reply: oneshot::Sender<Result<Reply, ConnectError>>,
     },
     /// Shows or changes this device's profile.
     Profile {
         change: ProfileChange,
-        reply: oneshot::Sender<Result<crate::cert::Profile, String>>,
+        reply: oneshot::Sender<Result<crate::cert::Profile, ProfileError>>,
     },
     /// Searches member profiles.
     Search {
@@ -56,7 +59,7 @@ pub(super) enum Cmd {
     /// Applies and spreads a domain update.
     Update {
         bytes: Vec<u8>,
-        reply: oneshot::Sender<Result<Reply, String>>,
+        reply: oneshot::Sender<Result<Reply, UpdateError>>,
     },
     /// Opens envelopes from the log for `history`.
     Open {
@@ -68,7 +71,7 @@ pub(super) enum Cmd {
     SyncSend {
         peer: PeerId,
         request: SyncRequest,
-        reply: oneshot::Sender<Result<SyncResponse, String>>,
+        reply: oneshot::Sender<Result<SyncResponse, SyncError>>,
     },
     /// A spawned responder hands back its answer.
     SyncRespond {
@@ -89,7 +92,7 @@ pub(super) enum Cmd {
     SyncDone {
         peer: PeerId,
         fetched: usize,
-        error: Option<String>,
+        error: Option<SyncError>,
     },
     /// Retention removed envelopes: raise replay floors so they stay refused.
     Pruned(Pruned),
@@ -139,7 +142,7 @@ impl Handle {
         &self,
         channel: String,
         body: AlertBody,
-    ) -> Result<Result<Sealed, String>, LoopGone> {
+    ) -> Result<Result<Sealed, SealError>, LoopGone> {
         self.request(|reply| Cmd::Seal {
             channel,
             body,
@@ -153,7 +156,7 @@ impl Handle {
         &self,
         to: String,
         body: AlertBody,
-    ) -> Result<Result<Sealed, String>, LoopGone> {
+    ) -> Result<Result<Sealed, SealError>, LoopGone> {
         self.request(|reply| Cmd::SealDirect { to, body, reply })
             .await
     }
@@ -177,7 +180,7 @@ impl Handle {
     pub(super) async fn connect(
         &self,
         tag: crate::tag::DeviceTag,
-    ) -> Result<Result<Reply, String>, LoopGone> {
+    ) -> Result<Result<Reply, ConnectError>, LoopGone> {
         self.request(|reply| Cmd::Connect { tag, reply }).await
     }
 
@@ -185,7 +188,7 @@ impl Handle {
     pub(super) async fn profile(
         &self,
         change: ProfileChange,
-    ) -> Result<Result<crate::cert::Profile, String>, LoopGone> {
+    ) -> Result<Result<crate::cert::Profile, ProfileError>, LoopGone> {
         self.request(|reply| Cmd::Profile { change, reply }).await
     }
 
@@ -198,7 +201,10 @@ impl Handle {
     }
 
     /// Applies and spreads a domain update.
-    pub(super) async fn update(&self, bytes: Vec<u8>) -> Result<Result<Reply, String>, LoopGone> {
+    pub(super) async fn update(
+        &self,
+        bytes: Vec<u8>,
+    ) -> Result<Result<Reply, UpdateError>, LoopGone> {
         self.request(|reply| Cmd::Update { bytes, reply }).await
     }
 
@@ -221,7 +227,7 @@ impl Handle {
         &self,
         peer: PeerId,
         request: SyncRequest,
-    ) -> Result<Result<SyncResponse, String>, LoopGone> {
+    ) -> Result<Result<SyncResponse, SyncError>, LoopGone> {
         self.request(|reply| Cmd::SyncSend {
             peer,
             request,
@@ -254,7 +260,7 @@ impl Handle {
         &self,
         peer: PeerId,
         fetched: usize,
-        error: Option<String>,
+        error: Option<SyncError>,
     ) -> Result<(), LoopGone> {
         self.tell(Cmd::SyncDone {
             peer,
@@ -298,7 +304,7 @@ impl Handle {
         channel: u32,
         burst: u64,
         opus: Vec<u8>,
-    ) -> Result<Result<Sealed, String>, LoopGone> {
+    ) -> Result<Result<Sealed, voice::FloorError>, LoopGone> {
         self.request(|reply| {
             Cmd::Voice(voice::VoiceCmd::Frame {
                 channel,
@@ -315,7 +321,7 @@ impl Handle {
         &self,
         channel: u32,
         burst: u64,
-    ) -> Result<Result<voice::Released, String>, LoopGone> {
+    ) -> Result<Result<voice::Released, voice::FloorError>, LoopGone> {
         self.request(|reply| {
             Cmd::Voice(voice::VoiceCmd::Release {
                 channel,

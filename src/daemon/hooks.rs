@@ -34,6 +34,36 @@ const MAX_HOOK_QUEUE: usize = 256;
 /// Bytes of a hook's stderr kept for the log.
 const HOOK_STDERR: u64 = 4096;
 
+/// Why a hook failed (logged; counted as failed).
+#[derive(Debug, thiserror::Error)]
+enum HookError {
+    /// The command could not be started.
+    #[error("cannot start {program}: {source}")]
+    Start {
+        /// The command.
+        program: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The alert could not be encoded as its input.
+    #[error(transparent)]
+    Input(#[from] serde_json::Error),
+    /// It ran past its timeout (in seconds).
+    #[error("timed out after {0} s and was killed")]
+    TimedOut(u64),
+    /// Waiting for it failed.
+    #[error(transparent)]
+    Wait(#[from] std::io::Error),
+    /// It exited with a failure: its status and the start of its stderr.
+    #[error("{status} {stderr}")]
+    Failed {
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// Its stderr, trimmed, at most 200 characters.
+        stderr: String,
+    },
+}
+
 /// Runs a rule's command with the message as JSON on stdin, killed after its timeout (which
 /// covers writing its input too).
 async fn run_hook(rule: crate::rules::Rule, a: ReceivedAlert, actions: Arc<ActionCounters>) {
@@ -51,12 +81,13 @@ async fn run_hook(rule: crate::rules::Rule, a: ReceivedAlert, actions: Arc<Actio
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
-    let result = async {
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", rule.run[0]))?;
+    let result: Result<(), HookError> = async {
+        let mut child = cmd.spawn().map_err(|source| HookError::Start {
+            program: rule.run[0].clone(),
+            source,
+        })?;
         let group = child.id();
-        let mut json = serde_json::to_vec(&a).map_err(|e| e.to_string())?;
+        let mut json = serde_json::to_vec(&a)?;
         json.push(b'\n');
         let stdin = child.stdin.take();
         let stderr = child.stderr.take();
@@ -79,17 +110,17 @@ async fn run_hook(rule: crate::rules::Rule, a: ReceivedAlert, actions: Arc<Actio
                     // SAFETY: signals the process group this hook leads (created above).
                     unsafe { libc::kill(-pgid, libc::SIGKILL) };
                 }
-                format!("timed out after {} s and was killed", rule.timeout_s)
+                HookError::TimedOut(rule.timeout_s)
             })?;
-        let status = status.map_err(|e| e.to_string())?;
+        let status = status?;
         if status.success() {
             Ok(())
         } else {
             let err = String::from_utf8_lossy(&err);
-            Err(format!(
-                "{status} {}",
-                err.trim().chars().take(200).collect::<String>()
-            ))
+            Err(HookError::Failed {
+                status,
+                stderr: err.trim().chars().take(200).collect::<String>(),
+            })
         }
     }
     .await;

@@ -25,11 +25,38 @@ pub struct ProfileChange {
     pub reset: bool,
 }
 
+/// Why this device's profile was not changed. The text is the `error` reply's message.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ProfileError {
+    /// A kind or tags beyond the bounds a profile record allows.
+    #[error(
+        "a profile has a kind of at most 64 bytes and at most 16 tags of at most 64 bytes each"
+    )]
+    TooLarge,
+    /// The location is out of range.
+    #[error("{0}")]
+    Location(String),
+    /// The saved profile could not be removed (`--reset`).
+    #[error("{}: {source}", path.display())]
+    Remove {
+        /// The profile file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The profile could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
+    /// The profile could not be saved.
+    #[error(transparent)]
+    Save(#[from] crate::fsutil::FileError),
+}
+
 impl Daemon {
     pub(super) fn change_profile(
         &mut self,
         c: ProfileChange,
-    ) -> Result<crate::cert::Profile, String> {
+    ) -> Result<crate::cert::Profile, ProfileError> {
         let unchanged =
             c.kind.is_none() && c.location.is_none() && c.tags.is_none() && c.sleeps.is_none();
         if unchanged && !c.reset {
@@ -45,13 +72,13 @@ impl Daemon {
                 t.len() > 16 || t.iter().any(|(k, v)| k.len() > 64 || v.len() > 64)
             })
         {
-            return Err("a profile has a kind of at most 64 bytes and at most 16 tags of at most 64 bytes each".into());
+            return Err(ProfileError::TooLarge);
         }
         if let Some(k) = c.kind {
             p.kind = k;
         }
         if let Some(l) = c.location {
-            l.check()?;
+            l.check().map_err(ProfileError::Location)?;
             p.location = Some(l);
         }
         if let Some(t) = c.tags {
@@ -65,12 +92,12 @@ impl Daemon {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("{}: {e}", path.display())),
+                Err(source) => return Err(ProfileError::Remove { path, source }),
             }
             self.profile_override = None;
         } else {
-            let json = serde_json::to_vec_pretty(&p).map_err(|e| e.to_string())?;
-            fsutil::write_secret(&path, &json).map_err(|e| e.to_string())?;
+            let json = serde_json::to_vec_pretty(&p)?;
+            fsutil::write_secret(&path, &json)?;
             self.profile_override = Some(p.clone());
         }
         self.presence_dirty = true;
@@ -107,5 +134,26 @@ impl Daemon {
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_errors_read_as_the_replies_always_did() {
+        assert_eq!(
+            ProfileError::TooLarge.to_string(),
+            "a profile has a kind of at most 64 bytes and at most 16 tags of at most 64 bytes each"
+        );
+        assert_eq!(
+            ProfileError::Location("latitude out of range".into()).to_string(),
+            "latitude out of range"
+        );
+        let path = std::path::PathBuf::from("/data/profile.json");
+        let e = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let text = format!("{}: {e}", path.display());
+        assert_eq!(ProfileError::Remove { path, source: e }.to_string(), text);
     }
 }

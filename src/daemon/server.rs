@@ -10,15 +10,53 @@ use std::time::Duration;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::broadcast;
 
-use super::handle::Handle;
-use super::profile::ProfileChange;
-use super::send::{seal_alert, send_direct, store_and_publish};
+use super::handle::{Handle, LoopGone};
+use super::profile::{ProfileChange, ProfileError};
+use super::send::{SendError, seal_alert, send_direct, store_and_publish};
 use super::status::full_status;
+use super::tags::ConnectError;
 use super::voice;
 use crate::alert::{AlertBody, ReceivedAlert};
 use crate::control::{self, Reply, Request};
-use crate::store::{StoreHandle, StoredEnvelope};
+use crate::store::{StoreError, StoreHandle, StoredEnvelope};
 use crate::sync::Id;
+use crate::update::UpdateError;
+
+/// Why a control request failed. The text is the `error` reply's message (the control
+/// protocol: clients and tests read it).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum RequestError {
+    /// An alert or directed message was not sent or not logged.
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// The event loop is gone.
+    #[error(transparent)]
+    LoopGone(#[from] LoopGone),
+    /// The tag does not parse.
+    #[error(transparent)]
+    BadTag(#[from] crate::tag::TagError),
+    /// The tagged device was not connected.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The profile was not changed.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    /// The update is not hex.
+    #[error("the update is not hex: {0}")]
+    NotHex(#[from] hex::FromHexError),
+    /// The update was not applied.
+    #[error(transparent)]
+    Update(#[from] UpdateError),
+    /// A `frame` or `release` outside a talk session.
+    #[error("not talking: send `talk` first and wait for `floor_granted`")]
+    NotTalking,
+    /// The log could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A reply could not be written.
+    #[error(transparent)]
+    Write(#[from] std::io::Error),
+}
 
 pub(super) async fn accept_loop(
     listener: UnixListener,
@@ -77,7 +115,8 @@ pub(super) async fn serve_client(
     // Pipelined `alert` requests: a client may send many before reading a reply (`alert
     // --stdin`). Those already received are taken together, up to PIPELINE, and run
     // concurrently (their durable puts share a commit); replies keep the request order.
-    type Pending<'a> = std::pin::Pin<Box<dyn Future<Output = Result<Reply, String>> + Send + 'a>>;
+    type Pending<'a> =
+        std::pin::Pin<Box<dyn Future<Output = Result<Reply, SendError>> + Send + 'a>>;
     let mut pending: futures::stream::FuturesOrdered<Pending<'_>> =
         futures::stream::FuturesOrdered::new();
     // Bytes of the requests in `pending`: drained early past PIPELINE_BYTES, so a client
@@ -89,7 +128,9 @@ pub(super) async fn serve_client(
         () => {
             let mut gone = false;
             while let Some(reply) = pending.next().await {
-                let reply = reply.unwrap_or_else(|message| Reply::Error { message });
+                let reply = reply.unwrap_or_else(|e| Reply::Error {
+                    message: e.to_string(),
+                });
                 if !gone && write_reply(&mut w, &reply).await.is_err() {
                     gone = true;
                 }
@@ -153,7 +194,7 @@ pub(super) async fn serve_client(
                         pending.push_back(Box::pin(store_and_publish(&cmds, &store, sealed)))
                     }
                     Err(e) => {
-                        pending.push_back(Box::pin(std::future::ready(Err::<Reply, String>(e))))
+                        pending.push_back(Box::pin(std::future::ready(Err::<Reply, SendError>(e))))
                     }
                 }
                 continue;
@@ -197,9 +238,7 @@ pub(super) async fn serve_client(
                 }
                 continue;
             }
-            Request::Frame { .. } | Request::Release => {
-                Err("not talking: send `talk` first and wait for `floor_granted`".to_string())
-            }
+            Request::Frame { .. } | Request::Release => Err(RequestError::NotTalking),
             // Taken above, pipelined.
             Request::Alert { .. } => continue,
             Request::Send {
@@ -216,18 +255,20 @@ pub(super) async fn serve_client(
                     location: None,
                     attributes,
                 };
-                send_direct(&cmds, &store, to, body).await
+                send_direct(&cmds, &store, to, body)
+                    .await
+                    .map_err(RequestError::from)
             }
             Request::Peers => cmds
                 .peers()
                 .await
                 .map(|peers| Reply::Peers { peers })
-                .map_err(|e| e.to_string()),
+                .map_err(RequestError::from),
             Request::Connect { tag } => match crate::tag::DeviceTag::parse(&tag) {
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e.into()),
                 Ok(tag) => match cmds.connect(tag).await {
-                    Ok(r) => r,
-                    Err(e) => Err(e.to_string()),
+                    Ok(r) => r.map_err(RequestError::from),
+                    Err(e) => Err(e.into()),
                 },
             },
             Request::Profile {
@@ -246,8 +287,8 @@ pub(super) async fn serve_client(
                 };
                 match cmds.profile(change).await {
                     Ok(Ok(profile)) => Ok(Reply::Profile { profile }),
-                    Ok(Err(e)) => Err(e),
-                    Err(e) => Err(e.to_string()),
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(e) => Err(e.into()),
                 }
             }
             Request::Search {
@@ -270,15 +311,14 @@ pub(super) async fn serve_client(
                 cmds.search(q)
                     .await
                     .map(|devices| Reply::Devices { devices })
-                    .map_err(|e| e.to_string())
+                    .map_err(RequestError::from)
             }
             Request::Publish { update } => match hex::decode(update.trim()) {
-                Err(e) => Err(format!("the update is not hex: {e}")),
-                Ok(bytes) => cmds
-                    .update(bytes)
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r),
+                Err(e) => Err(e.into()),
+                Ok(bytes) => match cmds.update(bytes).await {
+                    Ok(r) => r.map_err(RequestError::from),
+                    Err(e) => Err(e.into()),
+                },
             },
             Request::History {
                 since_us,
@@ -287,9 +327,12 @@ pub(super) async fn serve_client(
             } => history(&mut w, &cmds, &store, since_us.unwrap_or(0), channel, limit).await,
             Request::Status => full_status(&cmds, &store)
                 .await
-                .map(|s| Reply::Status(Box::new(s))),
+                .map(|s| Reply::Status(Box::new(s)))
+                .map_err(RequestError::from),
         };
-        let reply = reply.unwrap_or_else(|message| Reply::Error { message });
+        let reply = reply.unwrap_or_else(|e| Reply::Error {
+            message: e.to_string(),
+        });
         if write_reply(&mut w, &reply).await.is_err() {
             return;
         }
@@ -305,16 +348,13 @@ pub(super) async fn history(
     since_us: u64,
     channel: Option<String>,
     limit: usize,
-) -> Result<Reply, String> {
+) -> Result<Reply, RequestError> {
     const PAGE: usize = 1000;
     let mut since = since_us;
     let mut seen: std::collections::HashSet<Id> = std::collections::HashSet::new();
     let mut count = 0;
     while count < limit {
-        let envelopes = store
-            .envelopes(since, PAGE)
-            .await
-            .map_err(|e| e.to_string())?;
+        let envelopes = store.envelopes(since, PAGE).await?;
         let last_page = envelopes.len() < PAGE;
         let Some(newest) = envelopes.last().map(|e| e.received_at_us) else {
             break;
@@ -328,17 +368,12 @@ pub(super) async fn history(
             since = newest + 1;
             continue;
         }
-        let opened = cmds
-            .open(fresh, channel.clone())
-            .await
-            .map_err(|e| e.to_string())?;
+        let opened = cmds.open(fresh, channel.clone()).await?;
         for a in opened {
             if count >= limit {
                 break;
             }
-            write_reply(w, &Reply::Alert(Arc::new(a)))
-                .await
-                .map_err(|e| e.to_string())?;
+            write_reply(w, &Reply::Alert(Arc::new(a))).await?;
             count += 1;
         }
         if last_page {
@@ -390,5 +425,34 @@ pub(super) async fn listen(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_errors_read_as_the_replies_always_did() {
+        assert_eq!(
+            RequestError::NotTalking.to_string(),
+            "not talking: send `talk` first and wait for `floor_granted`"
+        );
+        let Err(e) = hex::decode("zz") else {
+            panic!("zz is not hex");
+        };
+        assert_eq!(
+            RequestError::from(e).to_string(),
+            format!("the update is not hex: {e}")
+        );
+        // Wrapped errors say what they said before, unchanged.
+        assert_eq!(
+            RequestError::from(LoopGone).to_string(),
+            "the daemon is shutting down"
+        );
+        assert_eq!(
+            RequestError::from(ConnectError::OwnTag).to_string(),
+            "this tag is this device's own tag"
+        );
     }
 }

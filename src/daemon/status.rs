@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 
 use super::Daemon;
-use super::handle::Handle;
+use super::handle::{Handle, LoopGone};
 use crate::control::{self, PeerCounts, PeerInfo, StatusInfo};
 use crate::store::StoreHandle;
 
@@ -99,8 +99,11 @@ impl Daemon {
 }
 
 /// The daemon's status with the log's figures.
-pub(super) async fn full_status(cmds: &Handle, store: &StoreHandle) -> Result<StatusInfo, String> {
-    let mut s = cmds.status().await.map_err(|e| e.to_string())?;
+pub(super) async fn full_status(
+    cmds: &Handle,
+    store: &StoreHandle,
+) -> Result<StatusInfo, LoopGone> {
+    let mut s = cmds.status().await?;
     if let Ok((envelopes, bytes)) = store.stats().await {
         s.store = control::StoreInfo {
             envelopes,

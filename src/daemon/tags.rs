@@ -17,7 +17,40 @@ pub(super) struct PendingTag {
     pub(super) peer: PeerId,
     fingerprint: [u8; 32],
     pub(super) deadline: Instant,
-    pub(super) reply: oneshot::Sender<Result<Reply, String>>,
+    pub(super) reply: oneshot::Sender<Result<Reply, ConnectError>>,
+}
+
+/// Why a `connect` failed. The text is the `error` reply's message.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ConnectError {
+    /// The tag names another domain.
+    #[error(
+        "this tag belongs to domain {tag}, not to this device's domain {mine} ({name}): refused"
+    )]
+    OtherDomain {
+        /// The tag's domain id (its first 16 hex digits).
+        tag: String,
+        /// This device's domain id (its first 16 hex digits).
+        mine: String,
+        /// This device's domain name.
+        name: String,
+    },
+    /// The tag is this device's own.
+    #[error("this tag is this device's own tag")]
+    OwnTag,
+    /// The device reached holds another certificate than the tag pins (named here).
+    #[error(
+        "the device at the tag's address is {0} but its certificate does not match the tag's fingerprint: tag refused (tampered or out of date)"
+    )]
+    Mismatch(String),
+    /// The device did not authenticate in time.
+    #[error("could not reach and authenticate the tagged device within {secs} s ({why})")]
+    Timeout {
+        /// The time allowed.
+        secs: u64,
+        /// The last error seen with the peer, or "no answer".
+        why: String,
+    },
 }
 
 impl Daemon {
@@ -26,19 +59,18 @@ impl Daemon {
     pub(super) fn connect_tag(
         &mut self,
         tag: crate::tag::DeviceTag,
-        reply: oneshot::Sender<Result<Reply, String>>,
+        reply: oneshot::Sender<Result<Reply, ConnectError>>,
     ) {
         if tag.domain != *self.node.domain() {
-            let _ = reply.send(Err(format!(
-                "this tag belongs to domain {}, not to this device's domain {} ({}): refused",
-                &tag.domain.to_hex()[..16],
-                &self.node.domain().to_hex()[..16],
-                self.node.descriptor().body.name
-            )));
+            let _ = reply.send(Err(ConnectError::OtherDomain {
+                tag: tag.domain.to_hex()[..16].to_string(),
+                mine: self.node.domain().to_hex()[..16].to_string(),
+                name: self.node.descriptor().body.name.clone(),
+            }));
             return;
         }
         if tag.peer == *self.swarm.local_peer_id() {
-            let _ = reply.send(Err("this tag is this device's own tag".into()));
+            let _ = reply.send(Err(ConnectError::OwnTag));
             return;
         }
         let st = self.peers.entry(tag.peer).or_default();
@@ -81,12 +113,43 @@ impl Daemon {
                     peer_id: peer.to_string(),
                 })
             } else {
-                Err(format!(
-                    "the device at the tag's address is {} but its certificate does not match the tag's fingerprint: tag refused (tampered or out of date)",
-                    cert.body.name
-                ))
+                Err(ConnectError::Mismatch(cert.body.name.clone()))
             };
             let _ = t.reply.send(r);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_errors_read_as_the_replies_always_did() {
+        let e = ConnectError::OtherDomain {
+            tag: "0123456789abcdef".into(),
+            mine: "fedcba9876543210".into(),
+            name: "site".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "this tag belongs to domain 0123456789abcdef, not to this device's domain fedcba9876543210 (site): refused"
+        );
+        assert_eq!(
+            ConnectError::OwnTag.to_string(),
+            "this tag is this device's own tag"
+        );
+        assert_eq!(
+            ConnectError::Mismatch("cam-1".into()).to_string(),
+            "the device at the tag's address is cam-1 but its certificate does not match the tag's fingerprint: tag refused (tampered or out of date)"
+        );
+        assert_eq!(
+            ConnectError::Timeout {
+                secs: 15,
+                why: "no answer".into()
+            }
+            .to_string(),
+            "could not reach and authenticate the tagged device within 15 s (no answer)"
+        );
     }
 }

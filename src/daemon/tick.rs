@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use libp2p::PeerId;
 use rand_core::RngCore;
 
-use super::tags::PendingTag;
+use super::tags::{ConnectError, PendingTag};
 use super::{ANTI_ENTROPY_EVERY, AUTH_TIMEOUT, BLOCK_FOR, Daemon, TRIM_AFTER_QUIET, now_us};
 
 /// Peers remembered (connected ones are never forgotten).
@@ -63,10 +63,10 @@ impl Daemon {
                 .get(&t.peer)
                 .and_then(|p| p.last_error.clone())
                 .unwrap_or_else(|| "no answer".into());
-            let _ = t.reply.send(Err(format!(
-                "could not reach and authenticate the tagged device within {} s ({why})",
-                AUTH_TIMEOUT.as_secs()
-            )));
+            let _ = t.reply.send(Err(ConnectError::Timeout {
+                secs: AUTH_TIMEOUT.as_secs(),
+                why,
+            }));
         }
         if now >= self.next_anti_entropy {
             self.next_anti_entropy = now + ANTI_ENTROPY_EVERY;

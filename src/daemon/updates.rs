@@ -57,8 +57,8 @@ impl Daemon {
         &mut self,
         bytes: Vec<u8>,
         from: Option<PeerId>,
-    ) -> Result<Reply, String> {
-        let serial = Update::claimed_serial(&bytes).map_err(|e| e.to_string())?;
+    ) -> Result<Reply, UpdateError> {
+        let serial = Update::claimed_serial(&bytes)?;
         match self.node.apply_update(&bytes, now_us() / 1_000_000) {
             Ok(applied) => {
                 let note = applied.note.clone();
@@ -107,13 +107,13 @@ impl Daemon {
                 if self.pending_updates.len() < MAX_PENDING_UPDATES {
                     self.pending_updates.insert(serial, bytes);
                 }
-                Err(e.to_string())
+                Err(e)
             }
             Err(e) => {
                 if let Some(peer) = from {
                     tracing::warn!(%peer, error = %e, "update refused");
                 }
-                Err(e.to_string())
+                Err(e)
             }
         }
     }
