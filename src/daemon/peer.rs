@@ -38,15 +38,93 @@ pub(super) struct PeerState {
 
 impl PeerState {
     /// What `peers` shows: a sleeping member that is away is asleep, not failed.
-    pub(super) fn state(&self) -> &'static str {
+    pub(super) fn state(&self) -> PeerStatus {
         let sleeps = self.cert.as_ref().is_some_and(|c| c.body.profile.sleeps);
         match () {
-            _ if self.refused => "refused",
-            _ if self.connections > 0 && self.authenticated => "authenticated",
-            _ if self.connections > 0 => "connecting",
-            _ if self.member && sleeps => "asleep",
-            _ if self.member => "unreachable",
-            _ => "discovered",
+            _ if self.refused => PeerStatus::Refused,
+            _ if self.connections > 0 && self.authenticated => PeerStatus::Authenticated,
+            _ if self.connections > 0 => PeerStatus::Connecting,
+            _ if self.member && sleeps => PeerStatus::Asleep,
+            _ if self.member => PeerStatus::Unreachable,
+            _ => PeerStatus::Discovered,
         }
+    }
+}
+
+/// A peer's state as `peers` and `search` show it (the `state` field of the control
+/// protocol's JSON: the texts of [`PeerStatus::as_str`] are part of the protocol).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PeerStatus {
+    /// Refused at authentication (not a member), blocked for a while.
+    Refused,
+    /// Connected and proved membership.
+    Authenticated,
+    /// Connected, membership not proved yet.
+    Connecting,
+    /// A sleeping member that is away.
+    Asleep,
+    /// A member that is away.
+    Unreachable,
+    /// Found (mDNS, a tag, a presence record) but never a member here.
+    Discovered,
+}
+
+impl PeerStatus {
+    /// The text the control protocol carries.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Self::Refused => "refused",
+            Self::Authenticated => "authenticated",
+            Self::Connecting => "connecting",
+            Self::Asleep => "asleep",
+            Self::Unreachable => "unreachable",
+            Self::Discovered => "discovered",
+        }
+    }
+}
+
+impl std::fmt::Display for PeerStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_status_texts_are_the_protocols() {
+        // `peers --json` and `search` carry these; scripts compare them.
+        let all = [
+            (PeerStatus::Refused, "refused"),
+            (PeerStatus::Authenticated, "authenticated"),
+            (PeerStatus::Connecting, "connecting"),
+            (PeerStatus::Asleep, "asleep"),
+            (PeerStatus::Unreachable, "unreachable"),
+            (PeerStatus::Discovered, "discovered"),
+        ];
+        for (s, text) in all {
+            assert_eq!(s.as_str(), text);
+            assert_eq!(s.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn a_peer_state_follows_what_is_known_of_it() {
+        let mut p = PeerState::default();
+        assert_eq!(p.state(), PeerStatus::Discovered);
+        p.connections = 1;
+        assert_eq!(p.state(), PeerStatus::Connecting);
+        p.authenticated = true;
+        assert_eq!(p.state(), PeerStatus::Authenticated);
+        // Gone: a member is unreachable, not discovered.
+        p.connections = 0;
+        p.member = true;
+        assert_eq!(p.state(), PeerStatus::Unreachable);
+        // Refused wins over everything.
+        p.connections = 1;
+        p.refused = true;
+        assert_eq!(p.state(), PeerStatus::Refused);
     }
 }

@@ -129,7 +129,7 @@ impl Daemon {
                     state: if f.cert.body.device == me {
                         "self".into()
                     } else {
-                        st.map_or("known", |s| s.state()).into()
+                        st.map_or("known", |s| s.state().as_str()).into()
                     },
                 }
             })

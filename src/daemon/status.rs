@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use super::Daemon;
 use super::handle::{Handle, LoopGone};
+use super::peer::PeerStatus;
 use crate::control::{self, PeerCounts, PeerInfo, StatusInfo};
 use crate::store::StoreHandle;
 
@@ -49,17 +50,17 @@ impl Daemon {
                 authenticated: self
                     .peers
                     .values()
-                    .filter(|p| p.state() == "authenticated")
+                    .filter(|p| p.state() == PeerStatus::Authenticated)
                     .count(),
                 asleep: self
                     .peers
                     .values()
-                    .filter(|p| p.state() == "asleep")
+                    .filter(|p| p.state() == PeerStatus::Asleep)
                     .count(),
                 unreachable: self
                     .peers
                     .values()
-                    .filter(|p| p.state() == "unreachable")
+                    .filter(|p| p.state() == PeerStatus::Unreachable)
                     .count(),
             },
             counters: self.node.counters().into(),
