@@ -189,3 +189,26 @@ impl Daemon {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lone_push_waits_one_batch_and_a_storm_one_batch_interval() {
+        let mut p = Pushes::default();
+        let before = Instant::now();
+        p.schedule();
+        let first = p.due.unwrap();
+        assert!(first >= before + PUSH_BATCH && first <= Instant::now() + PUSH_BATCH);
+        // More items before it goes out do not move it.
+        p.schedule();
+        assert_eq!(p.due, Some(first));
+        // Right after a batch went out, the next waits out PUSH_EVERY.
+        let last = Instant::now();
+        p.due = None;
+        p.last = Some(last);
+        p.schedule();
+        assert_eq!(p.due, Some(last + PUSH_EVERY));
+    }
+}

@@ -89,3 +89,29 @@ pub(super) fn bind_control_socket(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_in_the_sockets_place_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        std::fs::write(&path, b"precious").unwrap();
+        let e = bind_control_socket(&path, false, dir.path()).err().unwrap();
+        assert!(e.to_string().contains("exists and is not a socket"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn remove_if_removes_only_the_kind_it_is_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        remove_if(&file, std::fs::FileType::is_symlink);
+        assert!(file.exists());
+        remove_if(&file, std::fs::FileType::is_file);
+        assert!(!file.exists());
+    }
+}
