@@ -2,9 +2,16 @@
 //! and the control socket together.
 //!
 //! One task owns the swarm and the node and runs the event loop; each control client gets a
-//! task of its own that talks to the loop through [`Cmd`] messages with oneshot replies; the
-//! store runs on its own thread. An alert is published once the store's sequence lease covers it
-//! and stored durably before its client gets the reply.
+//! task of its own that talks to the loop through a `Handle` (one method per `Cmd`, each with
+//! a oneshot reply); the store runs on its own thread. An alert is published once the store's
+//! sequence lease covers it and stored durably before its client gets the reply.
+//!
+//! Layout, one concern per file: `startup` (run: from the bundle to a running loop), `events`
+//! (the loop and its event dispatch), `commands` (the loop's side of the handle), `tick` (the
+//! periodic duties), `auth`, `dial`, `updates`, `gossip`, `catchup`, `roster` (roster and
+//! presence pushes), `tags`, `profile`, `hooks`, `voice`, `status`; on the control side `handle`,
+//! `server`, `socket` and `send`; `peer` (what is known of a peer) and `addr` (multiaddr
+//! helpers).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;

@@ -1,8 +1,9 @@
 //! Catch-up (anti-entropy): sessions that pull what this node lacks from a member, and the
 //! answers to other members' requests.
 //!
-//! Sessions and responders run in their own tasks and reach the loop only through [`Cmd`];
-//! they never validate envelopes themselves (the loop does, like gossiped ones).
+//! Sessions and responders run in their own tasks and reach the loop only through its
+//! [`Handle`]; they never validate envelopes themselves (the loop does,
+//! like gossiped ones).
 
 use libp2p::{PeerId, request_response};
 

@@ -1,8 +1,8 @@
 //! The control socket's server: one task per client, reading requests (JSON lines) and
 //! writing replies, pipelining `alert` requests, streaming `listen` and `history`.
 //!
-//! Talks to the event loop only through [`Cmd`]; the reply texts are the control protocol and
-//! must not change.
+//! Talks to the event loop only through its [`Handle`]; the reply texts
+//! are the control protocol and must not change.
 
 use std::sync::Arc;
 use std::time::Duration;
