@@ -21,7 +21,6 @@ use ed25519_dalek::SigningKey;
 use crate::cert::{Certificate, Descriptor};
 use crate::fsutil::{self, FileError, KeyKind};
 use crate::keys::{Chain, ChannelSecret, DeviceSecrets, SealedKey};
-use crate::node::NodeConfig;
 use crate::wire;
 
 /// File names in a bundle.
@@ -225,27 +224,6 @@ impl Bundle {
             cert,
             descriptor,
             sealed,
-        })
-    }
-
-    /// Opens the sealed keys and hands everything to a node.
-    pub fn into_node_config(self, dir: &Path) -> Result<NodeConfig, FileError> {
-        let mut channel_secrets = vec![];
-        for s in &self.sealed {
-            let secret = s
-                .open(
-                    &self.descriptor.domain,
-                    self.cert.body.device,
-                    &self.secrets.x25519,
-                )
-                .map_err(|e| FileError::invalid(&dir.join(files::CHANNEL_KEYS), e))?;
-            channel_secrets.push((s.body.channel, s.body.epoch, secret));
-        }
-        Ok(NodeConfig {
-            secrets: self.secrets,
-            cert: self.cert,
-            descriptor: self.descriptor,
-            channel_secrets,
         })
     }
 

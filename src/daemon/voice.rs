@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::gossipsub;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, oneshot};
 
-use super::{Cmd, Daemon, ask, now_us, write_reply};
+use super::handle::Handle;
+use super::server::write_reply;
+use super::{Daemon, now_us};
 use crate::alert::{AlertBody, Severity};
 use crate::control::{self, BurstInfo, Reply, Request};
 use crate::node::Sealed;
@@ -39,16 +41,54 @@ pub(super) enum VoiceCmd {
         channel: u32,
         burst: u64,
         opus: Vec<u8>,
-        reply: oneshot::Sender<Result<Sealed, String>>,
+        reply: oneshot::Sender<Result<Sealed, FloorError>>,
     },
     /// End this device's burst: seal the release (the caller publishes it).
     Release {
         channel: u32,
         burst: u64,
-        reply: oneshot::Sender<Result<Released, String>>,
+        reply: oneshot::Sender<Result<Released, FloorError>>,
     },
     /// Publish a sealed voice packet on its channel's voice topic.
     Publish { sealed: Sealed },
+}
+
+/// Why the event loop did not seal a frame or a release of this device's burst.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum FloorError {
+    /// The burst is as long as a burst may be (in seconds).
+    #[error("the burst reached the limit of {0} s")]
+    BurstTooLong(u64),
+    /// The node would not seal it.
+    #[error(transparent)]
+    Seal(#[from] crate::node::SealError),
+    /// This device does not hold the channel's floor (never did, or lost it).
+    #[error("this device does not hold the floor")]
+    NotHolder,
+    /// The floor is held by another burst of this device.
+    #[error("not this device's burst")]
+    NotOwnBurst,
+}
+
+/// Why a talk session's frame, release or voice alert failed. The text is the `error` reply's
+/// message.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum TalkError {
+    /// The store could not extend the sequence lease: the packet was not published.
+    #[error("voice not sent: could not reserve its sequence number: {0}")]
+    Lease(crate::store::StoreError),
+    /// A frame that is not 1 to [`voice::MAX_OPUS_FRAME`] bytes of hex.
+    #[error("a frame is 1 to 1275 bytes of Opus, in hex")]
+    BadFrame,
+    /// The event loop refused the frame or release.
+    #[error(transparent)]
+    Floor(#[from] FloorError),
+    /// The voice alert recording the burst was not sent.
+    #[error(transparent)]
+    Send(#[from] super::send::SendError),
+    /// The event loop is gone.
+    #[error(transparent)]
+    LoopGone(#[from] super::handle::LoopGone),
 }
 
 /// A claim sealed.
@@ -329,10 +369,7 @@ impl Daemon {
                     Some(o) if o.burst == burst && o.lost.is_some() => {
                         let (index, severity) = (o.frames + 1, o.severity);
                         if index > MAX_BURST_FRAMES {
-                            Err(format!(
-                                "the burst reached the limit of {} s",
-                                MAX_BURST_US / 1_000_000
-                            ))
+                            Err(FloorError::BurstTooLong(MAX_BURST_US / 1_000_000))
                         } else {
                             let name = self.channel_name(channel);
                             let body = VoiceBody {
@@ -356,11 +393,11 @@ impl Daemon {
                                     self.floor_events(channel, ev, s.seq);
                                     Ok(s)
                                 }
-                                Err(e) => Err(e.to_string()),
+                                Err(e) => Err(e.into()),
                             }
                         }
                     }
-                    _ => Err("this device does not hold the floor".into()),
+                    _ => Err(FloorError::NotHolder),
                 };
                 let _ = reply.send(r);
             }
@@ -398,9 +435,9 @@ impl Daemon {
                     }
                     Some(o) => {
                         self.voice.own.insert(channel, o);
-                        Err("not this device's burst".into())
+                        Err(FloorError::NotOwnBurst)
                     }
-                    None => Err("this device does not hold the floor".into()),
+                    None => Err(FloorError::NotHolder),
                 };
                 // Whoever queued for this floor may try now.
                 if let Some(tx) = self.voice.waiters.remove(&channel) {
@@ -524,18 +561,12 @@ fn net_voice_topic(d: &Daemon, channel: u32) -> gossipsub::IdentTopic {
 }
 
 /// Publishes a sealed voice packet once the sequence lease covers it (as an alert).
-async fn publish(
-    cmds: &mpsc::Sender<Cmd>,
-    store: &StoreHandle,
-    sealed: Sealed,
-) -> Result<(), String> {
+async fn publish(cmds: &Handle, store: &StoreHandle, sealed: Sealed) -> Result<(), TalkError> {
     store
         .cover_seq(sealed.seq)
         .await
-        .map_err(|e| format!("voice not sent: could not reserve its sequence number: {e}"))?;
-    cmds.send(Cmd::Voice(VoiceCmd::Publish { sealed }))
-        .await
-        .map_err(|_| "the daemon is shutting down".to_string())
+        .map_err(TalkError::Lease)?;
+    Ok(cmds.voice_publish(sealed).await?)
 }
 
 /// A `talk` request: claims the floor, waits out the arbitration, then carries the client's
@@ -544,7 +575,7 @@ async fn publish(
 pub(super) async fn talk(
     reader: &mut tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
     w: &mut tokio::net::unix::OwnedWriteHalf,
-    cmds: &mpsc::Sender<Cmd>,
+    cmds: &Handle,
     store: &StoreHandle,
     channel: String,
     severity: Severity,
@@ -552,23 +583,20 @@ pub(super) async fn talk(
 ) -> bool {
     let deadline = tokio::time::Instant::now() + QUEUE_WAIT;
     let claimed = loop {
-        let (tx, rx) = oneshot::channel();
-        let cmd = Cmd::Voice(VoiceCmd::Claim {
-            channel: channel.clone(),
-            severity,
-            queue,
-            reply: tx,
-        });
-        let r = match ask(cmds, cmd, rx).await {
+        let r = match cmds.voice_claim(channel.clone(), severity, queue).await {
             Ok(r) => r,
-            Err(message) => return write_reply(w, &Reply::Error { message }).await.is_ok(),
+            Err(e) => {
+                let message = e.to_string();
+                return write_reply(w, &Reply::Error { message }).await.is_ok();
+            }
         };
         match r {
             Ok(c) => {
                 let mut c = c;
                 let sealed = c.sealed.clone();
-                if let Err(message) = publish(cmds, store, sealed).await {
+                if let Err(e) = publish(cmds, store, sealed).await {
                     let _ = release(cmds, store, &mut c).await;
+                    let message = e.to_string();
                     return write_reply(w, &Reply::Error { message }).await.is_ok();
                 }
                 // The arbitration: a simultaneous claim that wins arrives within it.
@@ -642,8 +670,8 @@ pub(super) async fn talk(
                 };
                 match req {
                     Ok(Request::Frame { opus }) => {
-                        if let Err(message) = frame(cmds, store, &c, &opus).await {
-                            break End::Reply(Reply::Error { message });
+                        if let Err(e) = frame(cmds, store, &c, &opus).await {
+                            break End::Reply(Reply::Error { message: e.to_string() });
                         }
                     }
                     Ok(Request::Release) => break End::Released,
@@ -683,27 +711,20 @@ fn gone() -> Reply {
 
 /// Seals and publishes one frame of the session's burst.
 async fn frame(
-    cmds: &mpsc::Sender<Cmd>,
+    cmds: &Handle,
     store: &StoreHandle,
     c: &Claimed,
     opus: &str,
-) -> Result<(), String> {
+) -> Result<(), TalkError> {
     let opus = match hex::decode(opus.trim()) {
         Ok(b) if !b.is_empty() && b.len() <= voice::MAX_OPUS_FRAME => b,
-        _ => return Err("a frame is 1 to 1275 bytes of Opus, in hex".into()),
+        _ => return Err(TalkError::BadFrame),
     };
-    let (tx, rx) = oneshot::channel();
-    let cmd = Cmd::Voice(VoiceCmd::Frame {
-        channel: c.channel,
-        burst: c.burst,
-        opus,
-        reply: tx,
-    });
-    let sealed = ask(cmds, cmd, rx).await??;
+    let sealed = cmds.voice_frame(c.channel, c.burst, opus).await??;
     publish(cmds, store, sealed).await
 }
 
-fn ended_reply(c: &Claimed, r: Result<(Released, Option<String>), String>) -> Reply {
+fn ended_reply(c: &Claimed, r: Result<(Released, Option<String>), TalkError>) -> Reply {
     match r {
         Ok((rel, alert_id)) => Reply::TalkEnded {
             burst: c.burst,
@@ -711,24 +732,20 @@ fn ended_reply(c: &Claimed, r: Result<(Released, Option<String>), String>) -> Re
             duration_ms: rel.duration_ms,
             alert_id,
         },
-        Err(message) => Reply::Error { message },
+        Err(e) => Reply::Error {
+            message: e.to_string(),
+        },
     }
 }
 
 /// Ends this device's burst: the release is published (unless the floor was lost) and, when
 /// frames were sent, a `voice` alert recording the burst is sealed, published and stored.
 async fn release(
-    cmds: &mpsc::Sender<Cmd>,
+    cmds: &Handle,
     store: &StoreHandle,
     c: &mut Claimed,
-) -> Result<(Released, Option<String>), String> {
-    let (tx, rx) = oneshot::channel();
-    let cmd = Cmd::Voice(VoiceCmd::Release {
-        channel: c.channel,
-        burst: c.burst,
-        reply: tx,
-    });
-    let mut rel = ask(cmds, cmd, rx).await??;
+) -> Result<(Released, Option<String>), TalkError> {
+    let mut rel = cmds.voice_release(c.channel, c.burst).await??;
     if let Some(s) = rel.sealed.take() {
         publish(cmds, store, s).await?;
     }
@@ -749,9 +766,44 @@ async fn release(
             ("duration_ms".into(), rel.duration_ms.to_string()),
         ],
     };
-    let sealed = super::seal_alert(cmds, rel.channel_name.clone(), body).await?;
-    match super::store_and_publish(cmds, store, sealed).await? {
+    let sealed = super::send::seal_alert(cmds, rel.channel_name.clone(), body).await?;
+    match super::send::store_and_publish(cmds, store, sealed).await? {
         Reply::Sent { id, .. } => Ok((rel, Some(id))),
         _ => Ok((rel, None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn talk_errors_read_as_the_replies_always_did() {
+        assert_eq!(
+            TalkError::from(FloorError::NotHolder).to_string(),
+            "this device does not hold the floor"
+        );
+        assert_eq!(
+            FloorError::NotOwnBurst.to_string(),
+            "not this device's burst"
+        );
+        assert_eq!(
+            FloorError::BurstTooLong(MAX_BURST_US / 1_000_000).to_string(),
+            format!(
+                "the burst reached the limit of {} s",
+                MAX_BURST_US / 1_000_000
+            )
+        );
+        // The text names the bound: keep the two in step.
+        assert_eq!(voice::MAX_OPUS_FRAME, 1275);
+        assert_eq!(
+            TalkError::BadFrame.to_string(),
+            "a frame is 1 to 1275 bytes of Opus, in hex"
+        );
+        let e = crate::store::StoreError::Closed;
+        assert_eq!(
+            TalkError::Lease(crate::store::StoreError::Closed).to_string(),
+            format!("voice not sent: could not reserve its sequence number: {e}")
+        );
     }
 }

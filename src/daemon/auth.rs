@@ -1,0 +1,263 @@
+//! Authentication: the hello exchange, admitting members, refusing and blocking the others,
+//! and the roster, presence and update pushes carried on the same protocol.
+//!
+//! Only a certificate the node verifies admits a peer; text from a peer is sanitized before
+//! it is kept or logged.
+
+use std::time::{Duration, Instant};
+
+use libp2p::{PeerId, request_response};
+
+use super::{BLOCK_FOR, Daemon, now_us};
+use crate::cert::Certificate;
+use crate::net::{self, AuthHello, AuthReply, AuthRequest};
+use crate::presence::PresenceError;
+use crate::update::Update;
+
+/// Why a peer's hello was refused. The text goes to the peer in the refusal (wire: a string)
+/// and into `peers`.
+#[derive(Debug, thiserror::Error)]
+enum HelloRefused {
+    /// The hello names another domain.
+    #[error("belongs to another domain")]
+    OtherDomain,
+    /// Its certificate did not authenticate it.
+    #[error(transparent)]
+    Auth(#[from] crate::node::AuthError),
+}
+
+impl Daemon {
+    /// Drops and blocks a peer that proved it is not a member (or not a ptt-node).
+    pub(super) fn refuse(&mut self, peer: PeerId, reason: String) {
+        tracing::warn!(%peer, %reason, "peer refused");
+        self.node.counters_mut().peers_refused += 1;
+        if let Some(st) = self.peers.get_mut(&peer) {
+            st.last_error = Some(reason);
+            st.redial_at = None;
+            st.member = false;
+            st.refused = true;
+        }
+        self.blocked.insert(peer, Instant::now() + BLOCK_FOR);
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    pub(super) fn send_hello(&mut self, peer: PeerId) {
+        let hello = AuthHello {
+            domain: *self.node.domain(),
+            cert: self.node.cert().as_bytes().to_vec(),
+            revision: self.node.revision(),
+        };
+        self.swarm
+            .behaviour_mut()
+            .auth
+            .send_request(&peer, AuthRequest::Hello(hello));
+    }
+
+    /// Opens the gate for an authenticated peer; `announce` pushes its certificate to the
+    /// other authenticated peers (when this node had not known it), so members further away
+    /// learn it.
+    fn admit(&mut self, peer: PeerId, cert: Certificate, announce: bool) {
+        // A verdict that arrives after the peer left is moot: its next connection proves
+        // membership again.
+        if !self.swarm.is_connected(&peer) {
+            return;
+        }
+        if announce {
+            self.push_roster(vec![cert.as_bytes().to_vec()], peer);
+        }
+        let st = self.peers.entry(peer).or_default();
+        if !st.authenticated {
+            tracing::info!(%peer, device = %cert.body.name, "peer authenticated");
+        }
+        st.authenticated = true;
+        st.member = true;
+        st.backoff = Duration::ZERO;
+        st.last_error = None;
+        st.cert = Some(cert);
+        st.refused = false;
+        self.learn_waiting_presence();
+        self.circuit_next.remove(&peer);
+        self.swarm.behaviour_mut().gossipsub.open(peer);
+        self.swarm.behaviour_mut().relay.open(peer);
+        self.reserve_on_broker(peer);
+        // Tell the newcomer where everyone is.
+        let records: Vec<Vec<u8>> = self
+            .node
+            .presence_records()
+            .map(|p| p.as_bytes().to_vec())
+            .collect();
+        self.send_presence(peer, &records);
+        // Whatever either side missed while apart: fetch it now.
+        self.start_sync(peer);
+        if self.pending_tags.iter().any(|t| t.peer == peer)
+            && let Some(cert) = self.peers.get(&peer).and_then(|p| p.cert.clone())
+        {
+            self.check_tag(peer, &cert);
+        }
+    }
+
+    pub(super) fn on_auth_request(
+        &mut self,
+        peer: PeerId,
+        request: AuthRequest,
+        channel: request_response::ResponseChannel<AuthReply>,
+    ) {
+        let hello = match request {
+            AuthRequest::Hello(h) => h,
+            AuthRequest::Roster { certs } => {
+                if self.ack_from_member(peer, channel) {
+                    let new = self.learn_roster(peer, &certs);
+                    self.push_roster(new, peer);
+                }
+                return;
+            }
+            AuthRequest::Update { update } => {
+                if let (Some(st), Ok(serial)) =
+                    (self.peers.get_mut(&peer), Update::claimed_serial(&update))
+                    && st.authenticated
+                {
+                    st.revision = st.revision.max(serial);
+                }
+                if self.ack_from_member(peer, channel)
+                    && let Err(e) = self.take_update(update, Some(peer))
+                {
+                    tracing::debug!(%peer, error = %e, "update from peer not applied");
+                }
+                return;
+            }
+            AuthRequest::Presence { records } => {
+                if self.ack_from_member(peer, channel) {
+                    let mut new = vec![];
+                    for r in records.into_iter().take(net::MAX_ROSTER_PUSH) {
+                        match self.node.learn_presence(&r) {
+                            Ok(true) => {
+                                self.presence_learned(&r);
+                                new.push(r)
+                            }
+                            Ok(false) => {}
+                            Err(PresenceError::UnknownDevice(device)) => {
+                                tracing::debug!(%peer, device, "presence held until its certificate arrives")
+                            }
+                            Err(e) => tracing::debug!(%peer, error = %e, "presence ignored"),
+                        }
+                    }
+                    self.push_presence(new, Some(peer));
+                }
+                return;
+            }
+        };
+        let now = now_us() / 1_000_000;
+        let known = self.node.knows_peer(&peer);
+        let result = if hello.domain != *self.node.domain() {
+            Err(HelloRefused::OtherDomain)
+        } else {
+            self.node
+                .authenticate_peer(&peer, &hello.cert, now)
+                .map_err(HelloRefused::from)
+        };
+        match result {
+            Ok(cert) => {
+                let own = self.node.cert().body.device;
+                let roster: Vec<Vec<u8>> = self
+                    .node
+                    .roster()
+                    .filter(|c| c.peer_id() != peer && c.body.device != own)
+                    .take(net::MAX_ROSTER_SHARE)
+                    .map(|c| c.as_bytes().to_vec())
+                    .collect();
+                let reply = AuthReply::Welcome {
+                    cert: self.node.cert().as_bytes().to_vec(),
+                    roster,
+                };
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .auth
+                    .send_response(channel, reply);
+                self.admit(peer, cert, !known);
+                if let Some(st) = self.peers.get_mut(&peer) {
+                    st.revision = hello.revision;
+                }
+                if hello.revision < self.node.revision() {
+                    self.send_updates(peer, hello.revision);
+                }
+            }
+            Err(refused) => {
+                let reason = refused.to_string();
+                let _ = self.swarm.behaviour_mut().auth.send_response(
+                    channel,
+                    AuthReply::Refused {
+                        reason: reason.clone(),
+                    },
+                );
+                self.refuse(peer, reason);
+            }
+        }
+    }
+
+    /// Acknowledges a roster or presence push; true when it came from an authenticated
+    /// member (only members may tell us about members).
+    fn ack_from_member(
+        &mut self,
+        peer: PeerId,
+        channel: request_response::ResponseChannel<AuthReply>,
+    ) -> bool {
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .auth
+            .send_response(channel, AuthReply::Ack);
+        self.peers.get(&peer).is_some_and(|p| p.authenticated)
+    }
+
+    pub(super) fn on_auth_reply(&mut self, peer: PeerId, reply: AuthReply) {
+        let now = now_us() / 1_000_000;
+        match reply {
+            AuthReply::Welcome { cert, roster } => {
+                let known = self.node.knows_peer(&peer);
+                match self.node.authenticate_peer(&peer, &cert, now) {
+                    Ok(cert) => {
+                        self.admit(peer, cert, !known);
+                        let new = self.learn_roster(peer, &roster);
+                        self.push_roster(new, peer);
+                    }
+                    Err(e) => self.refuse(peer, e.to_string()),
+                }
+            }
+            AuthReply::Refused { reason } => {
+                let reason = sanitize(&reason, 200);
+                tracing::warn!(%peer, %reason, "refused by peer");
+                self.refuse(peer, format!("refused us: {reason}"));
+            }
+            AuthReply::Ack => {}
+        }
+    }
+}
+
+/// Text from a peer, cut to `max` characters and stripped of control characters, so it can be
+/// kept, logged and printed safely.
+fn sanitize(s: &str, max: usize) -> String {
+    s.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hello_from_another_domain_is_refused_with_the_same_words() {
+        // Peers of older versions read this reason; `peers` shows it.
+        assert_eq!(
+            HelloRefused::OtherDomain.to_string(),
+            "belongs to another domain"
+        );
+    }
+
+    #[test]
+    fn text_from_a_peer_is_cut_and_stripped_of_control_characters() {
+        assert_eq!(sanitize("ok\u{1b}[31m red\n", 200), "ok[31m red");
+        assert_eq!(sanitize("abcdef", 3), "abc");
+        assert_eq!(sanitize("é€x", 2), "é€");
+    }
+}

@@ -1,0 +1,316 @@
+//! The event loop and its dispatch of swarm and behaviour events to the rooms that handle
+//! them.
+//!
+//! Routes events; the decisions live in the rooms (auth, dial, gossip, catch-up, roster).
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, gossipsub, mdns, request_response};
+use tokio::sync::mpsc;
+
+use super::addr::{is_circuit, is_loopback, strip_p2p};
+use super::handle::Cmd;
+use super::{Daemon, MAX_ADDRS_PER_PEER, now_us};
+use crate::net::BehaviourEvent;
+
+/// Reported ping failures after which a connection is closed (and the peer re-dialled).
+/// libp2p reports a failure only when a second ping in a row failed, so one report is enough.
+const MAX_PING_FAILURES: u8 = 1;
+
+impl Daemon {
+    pub(super) async fn event_loop(
+        &mut self,
+        mut cmds: mpsc::Receiver<Cmd>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        // Queued roster and presence pushes go out when `self.pushes.due` says.
+        let push = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(shutdown, push);
+        let mut push_at: Option<Instant> = None;
+        loop {
+            if self.pushes.due != push_at {
+                push_at = self.pushes.due;
+                if let Some(at) = push_at {
+                    push.as_mut().reset(at.into());
+                }
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
+                Some(cmd) = cmds.recv() => self.on_cmd(cmd),
+                _ = tick.tick() => self.on_tick(),
+                () = &mut push, if push_at.is_some() => self.flush_pushes(),
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        if let Some(m) = &self.metrics {
+            use libp2p::metrics::Recorder as _;
+            m.libp2p.record(&ev);
+        }
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+                self.presence_dirty = true;
+                // A broker hands its addresses out in reservations; on a LAN its listen
+                // addresses are the ones members reach it at.
+                if self.broker && !is_loopback(&address) && !is_circuit(&address) {
+                    self.swarm.add_external_address(address);
+                }
+            }
+            SwarmEvent::ExpiredListenAddr { .. } => self.presence_dirty = true,
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                let st = self.peers.entry(peer_id).or_default();
+                st.connections = num_established.get() as usize;
+                st.redial_at = None;
+                if st.connected_at.is_none() || num_established.get() == 1 {
+                    st.connected_at = Some(Instant::now());
+                }
+                if endpoint.is_dialer() && !is_circuit(endpoint.get_remote_address()) {
+                    st.dialled_addr = Some(strip_p2p(endpoint.get_remote_address().clone()));
+                }
+                if endpoint.is_dialer() && st.addresses.len() < MAX_ADDRS_PER_PEER {
+                    st.addresses.insert(endpoint.get_remote_address().clone());
+                }
+                if num_established.get() == 1 {
+                    st.auth_attempts = 0;
+                    st.ping_failures = 0;
+                    st.since_us = now_us();
+                    self.send_hello(peer_id);
+                }
+            }
+            SwarmEvent::ListenerClosed { listener_id, .. } => {
+                self.reservations.retain(|_, id| *id != listener_id);
+                self.presence_dirty = true;
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                cause,
+                ..
+            } => {
+                let member = if let Some(st) = self.peers.get_mut(&peer_id) {
+                    st.connections = num_established as usize;
+                    if num_established == 0 {
+                        st.authenticated = false;
+                        st.since_us = now_us();
+                        st.connected_at = None;
+                        // A refused peer keeps the reason it was refused for.
+                        if let Some(c) = cause.filter(|_| !st.refused) {
+                            st.last_error = Some(c.to_string());
+                        }
+                    }
+                    st.member && num_established == 0
+                } else {
+                    false
+                };
+                if member {
+                    tracing::info!(peer = %peer_id, "member disconnected; will re-dial");
+                    self.schedule_redial(peer_id);
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } => {
+                if let Some(st) = self.peers.get_mut(&peer).filter(|s| !s.refused) {
+                    st.last_error = Some(error.to_string());
+                }
+                if !self.swarm.is_connected(&peer) && !self.blocked.contains_key(&peer) {
+                    self.schedule_redial(peer);
+                }
+            }
+            SwarmEvent::Behaviour(b) => self.on_behaviour_event(b),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, ev: BehaviourEvent) {
+        if let Some(m) = &self.metrics {
+            use libp2p::metrics::Recorder as _;
+            match &ev {
+                BehaviourEvent::Gossipsub(e) => m.libp2p.record(e),
+                BehaviourEvent::Identify(e) => m.libp2p.record(e),
+                BehaviourEvent::Ping(e) => m.libp2p.record(e),
+                BehaviourEvent::Relay(e) => m.libp2p.record(e),
+                BehaviourEvent::Dcutr(e) => m.libp2p.record(e),
+                _ => {}
+            }
+        }
+        match ev {
+            BehaviourEvent::Mdns(mdns::Event::Discovered(list)) => {
+                let me = *self.swarm.local_peer_id();
+                // One dial per peer with every address it answered with.
+                let mut found: Vec<(PeerId, Vec<Multiaddr>)> = vec![];
+                for (peer, addr) in list {
+                    if peer == me {
+                        continue;
+                    }
+                    match found.iter_mut().find(|(p, _)| *p == peer) {
+                        Some((_, addrs)) => addrs.push(addr),
+                        None => found.push((peer, vec![addr])),
+                    }
+                }
+                for (peer, addrs) in found {
+                    self.found_at(peer, addrs);
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Expired(_)) => {}
+            BehaviourEvent::Auth(request_response::Event::Message { peer, message, .. }) => {
+                match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => self.on_auth_request(peer, request, channel),
+                    request_response::Message::Response {
+                        response,
+                        request_id,
+                    } => {
+                        if let Some((p, serial)) = self.update_pushes.remove(&request_id)
+                            && let Some(st) = self.peers.get_mut(&p)
+                        {
+                            st.revision = st.revision.max(serial);
+                        }
+                        self.on_auth_reply(peer, response)
+                    }
+                }
+            }
+            BehaviourEvent::Auth(request_response::Event::OutboundFailure {
+                peer,
+                error,
+                request_id,
+                ..
+            }) => {
+                self.update_pushes.remove(&request_id);
+                tracing::debug!(%peer, %error, "authentication request failed");
+                if let request_response::OutboundFailure::UnsupportedProtocols = error {
+                    self.refuse(
+                        peer,
+                        "does not speak the ptt-node authentication protocol".into(),
+                    );
+                    return;
+                }
+                let retry = match self.peers.get_mut(&peer) {
+                    // A failed roster push to a member is not an authentication problem.
+                    Some(st) if st.authenticated => false,
+                    Some(st) => {
+                        if !st.refused {
+                            st.last_error = Some(format!("authentication: {error}"));
+                        }
+                        let again = st.connections > 0 && st.auth_attempts < 3;
+                        st.auth_attempts += u8::from(again);
+                        again
+                    }
+                    None => false,
+                };
+                // The peer's own hello may still authenticate it; if not, ask again while
+                // the connection lasts (the authentication timeout bounds this).
+                if retry {
+                    self.send_hello(peer);
+                }
+            }
+            BehaviourEvent::Auth(request_response::Event::InboundFailure {
+                peer, error, ..
+            }) => {
+                tracing::debug!(%peer, %error, "authentication request from peer failed");
+            }
+            BehaviourEvent::Auth(request_response::Event::ResponseSent { .. }) => {}
+            BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => {
+                match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => self.on_sync_request(peer, request, channel),
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    } => {
+                        if let Some(tx) = self.sync_pending.remove(&request_id) {
+                            let _ = tx.send(Ok(response));
+                        }
+                    }
+                }
+            }
+            BehaviourEvent::Sync(request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                ..
+            }) => {
+                if let Some(tx) = self.sync_pending.remove(&request_id) {
+                    let _ = tx.send(Err(error.into()));
+                }
+            }
+            BehaviourEvent::Ping(libp2p::ping::Event {
+                peer,
+                connection,
+                result,
+            }) => {
+                let Some(st) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                match result {
+                    Ok(_) => st.ping_failures = 0,
+                    // A peer without ping is not dead; authentication decides about it.
+                    Err(libp2p::ping::Failure::Unsupported) => {}
+                    Err(e) => {
+                        st.ping_failures = st.ping_failures.saturating_add(1);
+                        if st.ping_failures >= MAX_PING_FAILURES {
+                            tracing::info!(%peer, error = %e, "peer stopped answering pings; closing the connection");
+                            st.last_error = Some(format!("ping: {e}"));
+                            st.ping_failures = 0;
+                            self.swarm.close_connection(connection);
+                        }
+                    }
+                }
+            }
+            BehaviourEvent::RelayClient(e) => {
+                tracing::info!(event = ?e, "connection broker");
+                if let libp2p::relay::client::Event::ReservationReqAccepted { .. } = e {
+                    self.presence_dirty = true;
+                }
+            }
+            BehaviourEvent::Relay(e) => tracing::debug!(event = ?e, "acting as connection broker"),
+            BehaviourEvent::Dcutr(e) => tracing::info!(event = ?e, "direct connection upgrade"),
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => self.on_gossip(propagation_source, message_id, message),
+            // Copies to a peer were dropped since the last heartbeat: each queued copy has a
+            // deadline (net::FORWARD_QUEUE_DEADLINE, net::PUBLISH_QUEUE_DEADLINE) and the queue
+            // is bounded. A member repairs missed alerts by catch-up, later.
+            BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer {
+                peer_id,
+                failed_messages: f,
+            }) => tracing::warn!(
+                peer = %peer_id,
+                dropped = f.priority + f.non_priority,
+                forward_deadline = ?crate::net::FORWARD_QUEUE_DEADLINE,
+                publish_deadline = ?crate::net::PUBLISH_QUEUE_DEADLINE,
+                "gossip messages to a slow peer dropped: they waited in its send queue past \
+                 their deadline or found the queue full"
+            ),
+            BehaviourEvent::Identify(libp2p::identify::Event::Received {
+                peer_id, info, ..
+            }) => {
+                if let Some(st) = self.peers.get_mut(&peer_id) {
+                    for a in info.listen_addrs.into_iter().filter(|a| !is_loopback(a)) {
+                        if st.addresses.len() >= MAX_ADDRS_PER_PEER {
+                            break;
+                        }
+                        st.addresses.insert(a);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}

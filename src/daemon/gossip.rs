@@ -1,0 +1,184 @@
+//! Envelopes from the network (gossip and catch-up): validation through the node, storing,
+//! delivery to listeners, and envelopes kept until their key arrives.
+//!
+//! Each (sender, seq) is accepted once whichever way it comes; nothing unverified is
+//! remembered.
+
+use std::sync::Arc;
+
+use libp2p::{PeerId, gossipsub};
+
+use super::{Daemon, MAX_UNREAD, now_us};
+use crate::alert::ReceivedAlert;
+use crate::alert::Via;
+use crate::node::{Unreadable, Verdict};
+use crate::replay::ReplayError;
+use crate::store::StoredEnvelope;
+use crate::sync::Id;
+
+/// Catch-up ids refused here that are remembered, so they are not fetched again.
+const MAX_REFUSED_IDS: usize = 65_536;
+
+impl Daemon {
+    /// Opens the envelopes that waited for a key epoch this node now holds.
+    pub(super) fn reopen_unread(&mut self) {
+        let waiting = std::mem::take(&mut self.unread);
+        for (bytes, at) in waiting {
+            match self.node.open_stored(&bytes, at) {
+                Ok(Ok(mut a)) => {
+                    a.via = Via::CatchUp;
+                    self.node.counters_mut().alerts_received += 1;
+                    self.apply_rules(&a);
+                    self.deliver(a);
+                }
+                Ok(Err(Unreadable::UnknownEpoch { .. })) => self.unread.push_back((bytes, at)),
+                _ => {}
+            }
+        }
+    }
+
+    pub(super) fn on_gossip(
+        &mut self,
+        source: PeerId,
+        id: gossipsub::MessageId,
+        msg: gossipsub::Message,
+    ) {
+        let taken = match self.voice.topics.get(&msg.topic).copied() {
+            Some(ch) => self.take_voice(&msg.data, ch),
+            None => {
+                let topic_channel = self.topics.get(&msg.topic).copied();
+                self.take_envelope(msg.data, Via::Gossip, topic_channel)
+            }
+        };
+        let acceptance = match taken {
+            Ok(()) => gossipsub::MessageAcceptance::Accept,
+            Err(r) => self.refusal(source, &r),
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .inner()
+            .report_message_validation_result(&id, &source, acceptance);
+    }
+
+    /// How gossipsub treats the peer that forwarded a refused message (alert or voice).
+    fn refusal(&self, source: PeerId, r: &crate::node::Rejection) -> gossipsub::MessageAcceptance {
+        tracing::debug!(peer = %source, reason = r.reason(), error = %r, "message refused");
+        // A sender over its rate limit: its own connection is penalised (scored down, then
+        // graylisted by gossipsub); a member that relayed it is not.
+        let flooder = match r {
+            crate::node::Rejection::RateLimited { sender, .. } => self
+                .node
+                .member(*sender)
+                .is_some_and(|c| c.peer_id() == source),
+            _ => false,
+        };
+        if r.is_peer_fault() || flooder {
+            gossipsub::MessageAcceptance::Reject
+        } else {
+            gossipsub::MessageAcceptance::Ignore
+        }
+    }
+
+    /// Validates an envelope from the network (gossip or catch-up); when accepted, stores it
+    /// and shows it to listeners if this node can read it. Each (sender, seq) is accepted
+    /// once, whichever way it comes.
+    fn take_envelope(
+        &mut self,
+        bytes: Vec<u8>,
+        via: Via,
+        topic_channel: Option<u32>,
+    ) -> Result<(), crate::node::Rejection> {
+        // The store and the unread queue keep the instant the sender's certificate was judged
+        // at, because reopening the envelope later judges it at that time again (control.md).
+        // The live alert is stamped when it is accepted: verified, checked against replay and
+        // opened. The benchmark's latency runs to that stamp.
+        let now = now_us();
+        match self.node.validate_on(&bytes, topic_channel, now) {
+            Verdict::Accept { envelope, content } => {
+                let h = envelope.header;
+                let bytes_for_unread = if matches!(content, Err(Unreadable::UnknownEpoch { .. })) {
+                    bytes.clone()
+                } else {
+                    Vec::new()
+                };
+                self.store.put(StoredEnvelope {
+                    sender: h.sender,
+                    seq: h.seq,
+                    channel: h.channel,
+                    received_at_us: now,
+                    bytes,
+                });
+                match content {
+                    Ok(mut a) => {
+                        a.via = via;
+                        a.received_at_us = now_us();
+                        a.late = crate::alert::is_late(a.created_at_us, a.received_at_us);
+                        self.apply_rules(&a);
+                        tracing::debug!(id = %a.id, sender = %a.sender, ?via, late = a.late, "alert received");
+                        self.deliver(a);
+                    }
+                    Err(Unreadable::UnknownEpoch { .. }) => {
+                        // Probably sealed under an epoch whose update has not reached this
+                        // node yet: open it when the update comes.
+                        if self.unread.len() >= MAX_UNREAD {
+                            self.unread.pop_front();
+                        }
+                        self.unread.push_back((bytes_for_unread, now));
+                    }
+                    Err(_) => {}
+                }
+                Ok(())
+            }
+            Verdict::Reject(r) => Err(r),
+        }
+    }
+
+    /// Hands an opened alert to the listeners (and counts its latency).
+    fn deliver(&self, a: Box<ReceivedAlert>) {
+        if let Some(m) = &self.metrics {
+            m.delivered(a.created_at_us, a.received_at_us);
+        }
+        let _ = self.alerts.send(Arc::from(a));
+    }
+
+    /// Takes an envelope fetched by catch-up. One refused for good after its signature
+    /// verified (it does not open, or is older than the replay floor) is remembered, so later
+    /// sessions do not fetch it again; nothing unverified is remembered, and an unknown
+    /// sender is not final (its certificate may still arrive).
+    pub(super) fn ingest(&mut self, bytes: Vec<u8>) -> bool {
+        use crate::node::Rejection;
+        let header = crate::envelope::Envelope::parse(&bytes)
+            .ok()
+            .map(|e| e.header);
+        let carried = header.is_some_and(|h| self.node.carried_channels().contains(&h.channel));
+        if !carried {
+            return false;
+        }
+        match self.take_envelope(bytes, Via::CatchUp, None) {
+            Ok(()) => true,
+            Err(r) => {
+                tracing::debug!(reason = r.reason(), error = %r, "fetched envelope refused");
+                let settled = matches!(
+                    r,
+                    Rejection::Envelope(crate::envelope::EnvelopeError::Decrypt)
+                        | Rejection::BadPlaintext
+                        | Rejection::Replay(ReplayError::TooOld)
+                        | Rejection::Revoked(_)
+                );
+                if let (true, Some(h)) = (settled, header) {
+                    self.remember_refused((h.sender, h.seq));
+                }
+                false
+            }
+        }
+    }
+
+    fn remember_refused(&mut self, id: Id) {
+        if self.refused_ids.len() >= MAX_REFUSED_IDS {
+            // Forget everything rather than grow: at worst some are fetched once more.
+            self.refused_ids.clear();
+        }
+        self.refused_ids.insert(id);
+    }
+}
