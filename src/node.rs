@@ -36,7 +36,7 @@ pub use roster::AuthError;
 pub use seal::{SealError, Sealed};
 pub use search::{Found, Search};
 pub use update::Applied;
-pub use validate::{Rejection, Unreadable, Verdict};
+pub use validate::{Arrival, Rejection, Unreadable, Verdict};
 
 use rate_limit::{Bucket, has_token, take_token};
 

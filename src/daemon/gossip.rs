@@ -11,7 +11,7 @@ use libp2p::{PeerId, gossipsub};
 use super::{Daemon, MAX_UNREAD, now_us};
 use crate::alert::ReceivedAlert;
 use crate::alert::Via;
-use crate::node::{Unreadable, Verdict};
+use crate::node::{Arrival, Unreadable, Verdict};
 use crate::replay::ReplayError;
 use crate::store::StoredEnvelope;
 use crate::sync::Id;
@@ -43,16 +43,21 @@ impl Daemon {
         id: gossipsub::MessageId,
         msg: gossipsub::Message,
     ) {
-        let taken = match self.voice.topics.get(&msg.topic).copied() {
-            Some(ch) => self.take_voice(&msg.data, ch),
-            None => {
-                let topic_channel = self.topics.get(&msg.topic).copied();
-                self.take_envelope(msg.data, Via::Gossip, topic_channel)
-            }
+        let taken = if let Some(ch) = self.voice.topics.get(&msg.topic).copied() {
+            Some(self.take_voice(&msg.data, ch))
+        } else if let Some(ch) = self.topics.get(&msg.topic).copied() {
+            let arrival = Arrival::Live { topic_channel: ch };
+            Some(self.take_envelope(msg.data, Via::Gossip, arrival))
+        } else {
+            // gossipsub hands over only the topics this node subscribed, all of them in one
+            // of the two maps; anything else is dropped unread, never taken as catch-up.
+            tracing::debug!(peer = %source, topic = %msg.topic, "message on an unknown topic");
+            None
         };
         let acceptance = match taken {
-            Ok(()) => gossipsub::MessageAcceptance::Accept,
-            Err(r) => self.refusal(source, &r),
+            Some(Ok(())) => gossipsub::MessageAcceptance::Accept,
+            Some(Err(r)) => self.refusal(source, &r),
+            None => gossipsub::MessageAcceptance::Ignore,
         };
         self.swarm
             .behaviour_mut()
@@ -87,14 +92,14 @@ impl Daemon {
         &mut self,
         bytes: Vec<u8>,
         via: Via,
-        topic_channel: Option<u32>,
+        arrival: Arrival,
     ) -> Result<(), crate::node::Rejection> {
         // The store and the unread queue keep the instant the sender's certificate was judged
         // at, because reopening the envelope later judges it at that time again (control.md).
         // The live alert is stamped when it is accepted: verified, checked against replay and
         // opened. The benchmark's latency runs to that stamp.
         let now = now_us();
-        match self.node.validate_on(&bytes, topic_channel, now) {
+        match self.node.validate(&bytes, arrival, now) {
             Verdict::Accept { envelope, content } => {
                 let h = envelope.header;
                 let bytes_for_unread = if matches!(content, Err(Unreadable::UnknownEpoch { .. })) {
@@ -155,7 +160,7 @@ impl Daemon {
         if !carried {
             return false;
         }
-        match self.take_envelope(bytes, Via::CatchUp, None) {
+        match self.take_envelope(bytes, Via::CatchUp, Arrival::CatchUp) {
             Ok(()) => true,
             Err(r) => {
                 tracing::debug!(reason = r.reason(), error = %r, "fetched envelope refused");

@@ -81,7 +81,10 @@ fn member_opens_relay_verifies_only() {
         .sender
         .seal_alert("alerts", &alert("gate 3 open"), NOW_US)
         .unwrap();
-    match d.member.validate(&sealed.bytes, NOW_US + 5) {
+    match d
+        .member
+        .validate(&sealed.bytes, Arrival::CatchUp, NOW_US + 5)
+    {
         Verdict::Accept { content: Ok(a), .. } => {
             assert_eq!(a.text, "gate 3 open");
             assert_eq!(a.sender, "s");
@@ -93,7 +96,7 @@ fn member_opens_relay_verifies_only() {
         v => panic!("member: {v:?}"),
     }
     assert!(matches!(
-        d.relay.validate(&sealed.bytes, NOW_US),
+        d.relay.validate(&sealed.bytes, Arrival::CatchUp, NOW_US),
         Verdict::Accept {
             content: Err(Unreadable::NotReader),
             ..
@@ -122,11 +125,11 @@ fn replay_is_rejected_and_counted() {
     let mut d = domain();
     let sealed = d.sender.seal_alert("alerts", &alert("a"), NOW_US).unwrap();
     assert!(matches!(
-        d.member.validate(&sealed.bytes, NOW_US),
+        d.member.validate(&sealed.bytes, Arrival::CatchUp, NOW_US),
         Verdict::Accept { .. }
     ));
     assert_eq!(
-        reject_reason(d.member.validate(&sealed.bytes, NOW_US)),
+        reject_reason(d.member.validate(&sealed.bytes, Arrival::CatchUp, NOW_US)),
         "duplicate"
     );
     assert_eq!(d.member.counters().rejected.get("duplicate"), Some(&1));
@@ -164,7 +167,7 @@ fn each_fault_has_its_own_error() {
     let mut other = Authority::create("other", NOW_S, &mut OsRng).unwrap();
     let mut outsider = node(enroll(&mut other, "x", false));
     assert_eq!(
-        reject_reason(outsider.validate(&sealed.bytes, NOW_US)),
+        reject_reason(outsider.validate(&sealed.bytes, Arrival::CatchUp, NOW_US)),
         "wrong_domain"
     );
 
@@ -174,7 +177,7 @@ fn each_fault_has_its_own_error() {
     let key = crate::keys::ChannelSecret([1; 32]).message_key(d.member.domain(), 1, 1, 0);
     let forged = envelope::seal(&forger, d.member.domain(), &env.header, &key, b"x");
     assert_eq!(
-        reject_reason(d.member.validate(&forged, NOW_US)),
+        reject_reason(d.member.validate(&forged, Arrival::CatchUp, NOW_US)),
         "bad_signature"
     );
 
@@ -183,7 +186,7 @@ fn each_fault_has_its_own_error() {
     h.sender = 99;
     let unknown = envelope::seal(&forger, d.member.domain(), &h, &key, b"x");
     assert_eq!(
-        reject_reason(d.member.validate(&unknown, NOW_US)),
+        reject_reason(d.member.validate(&unknown, Arrival::CatchUp, NOW_US)),
         "unknown_sender"
     );
 
@@ -204,7 +207,9 @@ fn each_fault_has_its_own_error() {
     let sk = ed25519_dalek::SigningKey::from_bytes(&fresh.sender.secrets.identity.to_bytes());
     let wrong_epoch = envelope::seal(&sk, fresh.member.domain(), &h, &key, &alert("a").encode());
     assert!(matches!(
-        fresh.member.validate(&wrong_epoch, NOW_US),
+        fresh
+            .member
+            .validate(&wrong_epoch, Arrival::CatchUp, NOW_US),
         Verdict::Accept {
             content: Err(Unreadable::UnknownEpoch {
                 channel: 1,
@@ -220,7 +225,7 @@ fn each_fault_has_its_own_error() {
     h.seq += 1;
     let wrong_key = envelope::seal(&sk, fresh.member.domain(), &h, &key, &alert("a").encode());
     assert_eq!(
-        reject_reason(fresh.member.validate(&wrong_key, NOW_US)),
+        reject_reason(fresh.member.validate(&wrong_key, Arrival::CatchUp, NOW_US)),
         "decrypt"
     );
 
@@ -234,7 +239,10 @@ fn each_fault_has_its_own_error() {
         let mut t = good.clone();
         t[i] ^= 0x20;
         assert!(
-            matches!(fresh.member.validate(&t, NOW_US), Verdict::Reject(_)),
+            matches!(
+                fresh.member.validate(&t, Arrival::CatchUp, NOW_US),
+                Verdict::Reject(_)
+            ),
             "byte {i}"
         );
     }
@@ -494,7 +502,7 @@ fn directed_messages_open_only_at_their_recipient() {
         .seal_direct("m", &alert("turn the AC on"), NOW_US)
         .unwrap();
     assert_eq!(sealed.channel, DIRECT_CHANNEL);
-    match nodes[1].validate(&sealed.bytes, NOW_US) {
+    match nodes[1].validate(&sealed.bytes, Arrival::CatchUp, NOW_US) {
         Verdict::Accept { content: Ok(a), .. } => {
             assert_eq!(a.text, "turn the AC on");
             assert_eq!(a.channel, "direct");
@@ -505,7 +513,7 @@ fn directed_messages_open_only_at_their_recipient() {
     for i in [2, 3] {
         assert!(
             matches!(
-                nodes[i].validate(&sealed.bytes, NOW_US),
+                nodes[i].validate(&sealed.bytes, Arrival::CatchUp, NOW_US),
                 Verdict::Accept {
                     content: Err(Unreadable::NotReader),
                     ..
@@ -616,7 +624,7 @@ fn revocation_update_applies_in_order_and_shuts_the_device_out() {
         .seal_alert("alerts", &alert("after"), NOW_US + 70_000_000)
         .unwrap();
     assert_eq!(Envelope::parse(&after.bytes).unwrap().header.epoch, 2);
-    match n[1].validate(&after.bytes, NOW_US + 70_000_001) {
+    match n[1].validate(&after.bytes, Arrival::CatchUp, NOW_US + 70_000_001) {
         Verdict::Accept { content: Ok(a), .. } => assert_eq!(a.text, "after"),
         v => panic!("member: {v:?}"),
     }
@@ -654,7 +662,10 @@ fn revoked_sender_is_refused_live() {
     // "s" seals before it hears of its revocation; the member has applied it.
     let late = n[0].seal_alert("alerts", &alert("late"), NOW_US).unwrap();
     n[1].apply_update(u.as_bytes(), NOW_S).unwrap();
-    assert_eq!(reject_reason(n[1].validate(&late.bytes, NOW_US)), "revoked");
+    assert_eq!(
+        reject_reason(n[1].validate(&late.bytes, Arrival::CatchUp, NOW_US)),
+        "revoked"
+    );
 }
 
 #[test]
@@ -672,7 +683,11 @@ fn flooding_sender_is_rate_limited_per_channel_and_others_are_not() {
         seals.push(n[0].seal_alert("alerts", &alert("f"), NOW_US + i).unwrap());
     }
     for s in &seals {
-        match n[1].validate_on(&s.bytes, Some(1), NOW_US + 2 * burst) {
+        match n[1].validate(
+            &s.bytes,
+            Arrival::Live { topic_channel: 1 },
+            NOW_US + 2 * burst,
+        ) {
             Verdict::Accept { .. } => accepted += 1,
             Verdict::Reject(Rejection::RateLimited { .. }) => limited += 1,
             v => panic!("{v:?}"),
@@ -684,12 +699,20 @@ fn flooding_sender_is_rate_limited_per_channel_and_others_are_not() {
         .seal_alert("alerts", &alert("honest"), NOW_US + 3 * burst)
         .unwrap();
     assert!(matches!(
-        n[1].validate_on(&honest.bytes, Some(1), NOW_US + 3 * burst),
+        n[1].validate(
+            &honest.bytes,
+            Arrival::Live { topic_channel: 1 },
+            NOW_US + 3 * burst
+        ),
         Verdict::Accept { .. }
     ));
     // The limited ones were not recorded as seen: catch-up (no topic) takes them later.
     assert!(matches!(
-        n[1].validate(&seals.last().unwrap().bytes, NOW_US + 60_000_000),
+        n[1].validate(
+            &seals.last().unwrap().bytes,
+            Arrival::CatchUp,
+            NOW_US + 60_000_000
+        ),
         Verdict::Accept { .. }
     ));
     // After a minute the budget is back (rate 3000/min > burst): live ones pass again.
@@ -698,7 +721,11 @@ fn flooding_sender_is_rate_limited_per_channel_and_others_are_not() {
         .seal_alert("alerts", &alert("later"), NOW_US + 61_000_000)
         .unwrap();
     assert!(matches!(
-        n[1].validate_on(&later.bytes, Some(1), NOW_US + 61_000_000),
+        n[1].validate(
+            &later.bytes,
+            Arrival::Live { topic_channel: 1 },
+            NOW_US + 61_000_000
+        ),
         Verdict::Accept { .. }
     ));
     // The sender's own node refuses beyond its burst with a clear error.
@@ -731,14 +758,22 @@ fn over_the_limit_is_refused_before_the_signature_and_forgeries_spend_no_budget(
         let last = forged.len() - 1;
         forged[last] ^= 1;
         assert_eq!(
-            reject_reason(n[1].validate_on(&forged, Some(1), NOW_US + burst)),
+            reject_reason(n[1].validate(
+                &forged,
+                Arrival::Live { topic_channel: 1 },
+                NOW_US + burst
+            )),
             "bad_signature"
         );
     }
     for i in 0..burst {
         let s = seal(&mut n[0], burst + i);
         assert!(matches!(
-            n[1].validate_on(&s.bytes, Some(1), NOW_US + 2 * burst),
+            n[1].validate(
+                &s.bytes,
+                Arrival::Live { topic_channel: 1 },
+                NOW_US + 2 * burst
+            ),
             Verdict::Accept { .. }
         ));
     }
@@ -748,12 +783,16 @@ fn over_the_limit_is_refused_before_the_signature_and_forgeries_spend_no_budget(
     let last = forged.len() - 1;
     forged[last] ^= 1;
     assert_eq!(
-        reject_reason(n[1].validate_on(&forged, Some(1), NOW_US + 3 * burst)),
+        reject_reason(n[1].validate(
+            &forged,
+            Arrival::Live { topic_channel: 1 },
+            NOW_US + 3 * burst
+        )),
         "rate_limited"
     );
     // By catch-up (no topic) the forgery is still checked and refused for its signature.
     assert_eq!(
-        reject_reason(n[1].validate(&forged, NOW_US + 3 * burst)),
+        reject_reason(n[1].validate(&forged, Arrival::CatchUp, NOW_US + 3 * burst)),
         "bad_signature"
     );
 }
@@ -825,7 +864,7 @@ fn a_clock_behind_the_held_key_chain_seals_from_the_chain_start() {
         .seal_alert("alerts", &alert("behind"), NOW_US - day)
         .unwrap();
     assert_eq!(s.seq, chain_start_us);
-    match n[1].validate(&s.bytes, NOW_US) {
+    match n[1].validate(&s.bytes, Arrival::CatchUp, NOW_US) {
         Verdict::Accept { content: Ok(a), .. } => assert_eq!(a.text, "behind"),
         v => panic!("{v:?}"),
     }
@@ -847,7 +886,7 @@ fn a_sender_whose_clock_is_off_by_hours_is_still_read() {
         let s = n[0]
             .seal_alert("alerts", &alert(&format!("skew {i}")), sender_now)
             .unwrap();
-        match n[1].validate(&s.bytes, NOW_US) {
+        match n[1].validate(&s.bytes, Arrival::CatchUp, NOW_US) {
             Verdict::Accept { content: Ok(a), .. } => assert_eq!(a.text, format!("skew {i}")),
             v => panic!("skew {skew} µs: {v:?}"),
         }
@@ -859,7 +898,7 @@ fn a_sender_whose_clock_is_off_by_hours_is_still_read() {
         .seal_alert("alerts", &alert("stale clock"), NOW_US)
         .unwrap();
     assert!(matches!(
-        old.1[1].validate(&s.bytes, NOW_US + 48 * hour),
+        old.1[1].validate(&s.bytes, Arrival::CatchUp, NOW_US + 48 * hour),
         Verdict::Accept {
             content: Err(Unreadable::KeyErased { .. }),
             ..
@@ -902,7 +941,7 @@ fn voice_packets_open_at_members_relay_unread_and_never_pass_for_alerts() {
     );
     // A voice packet is not an alert, and an alert is not a voice packet, even at a relay.
     assert_eq!(
-        reject_reason(d.relay.validate(&c.bytes, NOW_US)),
+        reject_reason(d.relay.validate(&c.bytes, Arrival::CatchUp, NOW_US)),
         "bad_signature"
     );
     let a = d.sender.seal_alert("alerts", &alert("x"), NOW_US).unwrap();
@@ -946,4 +985,34 @@ fn voice_packets_open_at_members_relay_unread_and_never_pass_for_alerts() {
     );
     assert_eq!(d.member.counters().voice_received, 1);
     assert_eq!(d.relay.counters().voice_relayed, 1);
+}
+
+#[test]
+fn only_a_live_envelope_is_held_to_the_topic_it_came_on() {
+    let mut d = domain();
+    let sealed = d
+        .sender
+        .seal_alert("alerts", &alert("door 4 forced"), NOW_US)
+        .unwrap();
+    // Live on the topic of another channel: refused before any other check.
+    let elsewhere = Arrival::Live {
+        topic_channel: sealed.channel + 1,
+    };
+    assert_eq!(
+        reject_reason(d.member.validate(&sealed.bytes, elsewhere, NOW_US)),
+        "wrong_topic"
+    );
+    // The same bytes pulled by catch-up have no topic: accepted.
+    assert!(matches!(
+        d.member.validate(&sealed.bytes, Arrival::CatchUp, NOW_US),
+        Verdict::Accept { content: Ok(_), .. }
+    ));
+    // On its own topic (at a relay, which has not seen it yet): accepted too.
+    let own = Arrival::Live {
+        topic_channel: sealed.channel,
+    };
+    assert!(matches!(
+        d.relay.validate(&sealed.bytes, own, NOW_US),
+        Verdict::Accept { .. }
+    ));
 }

@@ -142,21 +142,24 @@ pub enum Unreadable {
     },
 }
 
-impl Node {
-    /// Validates a message from the network at `now_us`: counts the outcome and, when
-    /// accepted, records it in the replay state.
-    pub fn validate(&mut self, bytes: &[u8], now_us: u64) -> Verdict {
-        self.validate_on(bytes, None, now_us)
-    }
+/// How an envelope reached this node; the checks differ by path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Live, on the gossip topic of `topic_channel`: the header must name that channel, and
+    /// the sender's rate budget pays for it.
+    Live {
+        /// The channel whose topic carried the envelope.
+        topic_channel: u32,
+    },
+    /// Pulled by catch-up: the puller paces it, so no rate budget is spent.
+    CatchUp,
+}
 
-    /// Like [`Node::validate`], for a message that arrived on the topic of `topic_channel`.
-    pub fn validate_on(
-        &mut self,
-        bytes: &[u8],
-        topic_channel: Option<u32>,
-        now_us: u64,
-    ) -> Verdict {
-        let v = self.check(bytes, topic_channel, now_us);
+impl Node {
+    /// Validates an envelope that came by `arrival` at `now_us`: counts the outcome and,
+    /// when accepted, records it in the replay state.
+    pub fn validate(&mut self, bytes: &[u8], arrival: Arrival, now_us: u64) -> Verdict {
+        let v = self.check(bytes, arrival, now_us);
         match &v {
             Verdict::Accept { content: Ok(_), .. } => self.counters.alerts_received += 1,
             Verdict::Accept {
@@ -178,8 +181,8 @@ impl Node {
         v
     }
 
-    fn check(&mut self, bytes: &[u8], topic_channel: Option<u32>, now_us: u64) -> Verdict {
-        match self.check_inner(bytes, topic_channel, now_us) {
+    fn check(&mut self, bytes: &[u8], arrival: Arrival, now_us: u64) -> Verdict {
+        match self.check_inner(bytes, arrival, now_us) {
             Ok((envelope, content)) => Verdict::Accept { envelope, content },
             Err(r) => Verdict::Reject(r),
         }
@@ -188,13 +191,13 @@ impl Node {
     fn check_inner(
         &mut self,
         bytes: &[u8],
-        topic_channel: Option<u32>,
+        arrival: Arrival,
         now_us: u64,
     ) -> Result<(Envelope, Result<Box<ReceivedAlert>, Unreadable>), Rejection> {
         // Live traffic spends the sender's budget (after every check passed, so forgeries in a
         // sender's name cannot use it up); catch-up is paced by the puller.
-        let (env, content) = self.examine(bytes, topic_channel, now_us, true)?;
-        if topic_channel.is_some() {
+        let (env, content) = self.examine(bytes, Some(arrival), now_us)?;
+        if let Arrival::Live { .. } = arrival {
             let (sender, channel) = (env.header.sender, env.header.channel);
             self.take_budget(sender, channel, now_us)
                 .map_err(|_| Rejection::RateLimited { sender, channel })?;
@@ -211,25 +214,30 @@ impl Node {
         bytes: &[u8],
         received_at_us: u64,
     ) -> Result<Result<Box<ReceivedAlert>, Unreadable>, Rejection> {
-        let (_, content) = self.examine(bytes, None, received_at_us, false)?;
+        let (_, content) = self.examine(bytes, None, received_at_us)?;
         Ok(content.map(|mut a| {
             a.via = crate::alert::Via::Log;
             a
         }))
     }
 
-    /// Every check but recording: parse, topic, domain, sender, rights, signature, optionally
-    /// replay, then open when this node reads the channel.
+    /// Every check but recording: parse, topic, domain, sender, rights, signature, then (for
+    /// an envelope that arrived, not one read from this node's log: `arrival` is `None`)
+    /// revocation and replay, then open when this node reads the channel.
     fn examine(
         &self,
         bytes: &[u8],
-        topic_channel: Option<u32>,
+        arrival: Option<Arrival>,
         now_us: u64,
-        check_replay: bool,
     ) -> Result<(Envelope, Result<Box<ReceivedAlert>, Unreadable>), Rejection> {
         let env = Envelope::parse(bytes)?;
         let h = env.header;
-        if let Some(t) = topic_channel.filter(|t| *t != h.channel) {
+        let live = match arrival {
+            Some(Arrival::Live { topic_channel }) => Some(topic_channel),
+            _ => None,
+        };
+        let check_replay = arrival.is_some();
+        if let Some(t) = live.filter(|t| *t != h.channel) {
             return Err(Rejection::WrongTopic {
                 header: h.channel,
                 topic: t,
@@ -270,7 +278,7 @@ impl Node {
         // checks and before the signature check and decryption: a flood past its limit costs
         // a parse and lookups, and a forwarder is still blamed for a malformed, misdirected or
         // unauthorised envelope.
-        if topic_channel.is_some() && !self.has_budget(h.sender, h.channel, now_us) {
+        if live.is_some() && !self.has_budget(h.sender, h.channel, now_us) {
             return Err(Rejection::RateLimited {
                 sender: h.sender,
                 channel: h.channel,
