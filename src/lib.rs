@@ -17,6 +17,8 @@
 //! - [`presence`]: a device's signed statement of its addresses and current profile.
 //! - [`sync`]: catch-up: reconciling two logs of envelopes (digest, diff, missing).
 //! - [`voice`]: push-to-talk voice: the packet plaintext, floor control, the jitter buffer.
+//! - [`update`]: domain updates from the authority: signed, numbered, applied in order.
+//! - [`wire`]: postcard encoding with the bounds every decoder respects.
 //!
 //! The shell around it owns files, sockets and time:
 //!
@@ -31,7 +33,8 @@
 //! - [`control`]: the daemon's Unix control socket and its client.
 //! - [`paths`]: default places of the data directory, control socket and configuration.
 //! - [`metrics`]: the Prometheus endpoint (`--metrics`).
-//! - [`cap`]: alerts as OASIS CAP 1.2 documents (`listen --format cap`, `alert --cap`).
+//! - [`cap`]: alerts as OASIS CAP 1.2 documents (`listen --format cap`, `alert --cap`); pure
+//!   conversion, listed here because only the CLI and the daemon's edges use it.
 //! - [`daemon`]: wires node, store, net and control together (`ptt-node run`).
 //! - [`audio`]: Opus encoding and decoding, WAV files and resampling (the CLI's side of voice).
 //! - [`cli`]: the `ptt-node` command line.
