@@ -23,6 +23,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::alert::ReceivedAlert;
 use crate::fsutil::FileError;
+use crate::mesh::{Quiet, TimerTable};
 use crate::net::SyncResponse;
 use crate::net::{self, Behaviour, NetConfig};
 use crate::node::Node;
@@ -64,28 +65,8 @@ use tags::PendingTag;
 /// for all of [`MAX_UNREAD`], which `reopen_unread` sends at once, and a margin.
 const LISTEN_BUFFER: usize = 2048;
 
-/// How long a connected peer may take to prove membership.
-const AUTH_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// How long a refused peer stays blocked.
-const BLOCK_FOR: Duration = Duration::from_secs(60);
-
-/// Addresses remembered per peer.
-const MAX_ADDRS_PER_PEER: usize = 8;
-
-/// How often catch-up runs with one random authenticated peer (anti-entropy), besides the
-/// catch-up that starts whenever a peer is authenticated.
-const ANTI_ENTROPY_EVERY: Duration = Duration::from_secs(10);
-
-/// How long after the last message the daemon hands free heap back to the system
-/// (`release_memory_after_traffic`): soon, for the buffers and queues, and again once gossipsub
-/// has let the messages' ids go: its duplicate cache after [`net::DUPLICATE_CACHE_TIME`], its
-/// peer-score delivery records after 20 s (vendor/libp2p-gossipsub/README.md).
-const TRIM_AFTER_QUIET: [Duration; 2] = [Duration::from_secs(2), Duration::from_secs(25)];
-
-/// Authentic envelopes kept in memory that this node could not open for want of a key
-/// epoch, re-opened (and shown) when an update brings the key.
-const MAX_UNREAD: usize = 1024;
+// The mesh core's constants, which the rooms share.
+use crate::mesh::{ANTI_ENTROPY_EVERY, AUTH_TIMEOUT, BLOCK_FOR, MAX_ADDRS_PER_PEER, MAX_UNREAD};
 
 /// What `ptt-node run` needs.
 #[derive(Debug, Clone)]
@@ -175,16 +156,12 @@ struct Daemon {
     brokers: HashSet<PeerId>,
     reservations: HashMap<PeerId, libp2p::core::transport::ListenerId>,
     circuit_next: HashMap<PeerId, (Instant, Duration)>,
-    next_circuit: Instant,
     pending_tags: Vec<PendingTag>,
     sync_pending: HashMap<
         request_response::OutboundRequestId,
         oneshot::Sender<Result<SyncResponse, SyncError>>,
     >,
     syncing: HashSet<PeerId>,
-    next_anti_entropy: Instant,
-    next_prune: Instant,
-    next_static: Instant,
     presence_dirty: bool,
     profile_override: Option<crate::cert::Profile>,
     data: PathBuf,
@@ -197,9 +174,11 @@ struct Daemon {
     unread: VecDeque<(Vec<u8>, u64)>,
     /// Certificates and presence records to pass on at the next tick.
     pushes: Pushes,
-    /// Traffic counted at the last tick, since when it has not changed, and how many of
-    /// [`TRIM_AFTER_QUIET`] were done since (`release_memory_after_traffic`).
-    traffic_marks: (u64, Instant, usize),
+    /// Every deadline of the loop: the tick, anti-entropy, static and broker dials,
+    /// retention, pushes.
+    timers: TimerTable,
+    /// When heap is handed back after traffic (`release_memory_after_traffic`).
+    quiet: Quiet,
     key_path: PathBuf,
     /// Update pushes in flight: request → (peer, serial).
     update_pushes: HashMap<request_response::OutboundRequestId, (PeerId, u64)>,

@@ -25,24 +25,25 @@ impl Daemon {
         mut cmds: mpsc::Receiver<Cmd>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
-        // Queued roster and presence pushes go out when `self.pushes.due` says.
-        let push = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(shutdown, push);
-        let mut push_at: Option<Instant> = None;
+        // One sleep for every timer: until the table's earliest deadline (the tick is always
+        // armed, so there is one).
+        let sleep = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(shutdown, sleep);
         loop {
-            if self.pushes.due != push_at {
-                push_at = self.pushes.due;
-                if let Some(at) = push_at {
-                    push.as_mut().reset(at.into());
-                }
+            let wake = self
+                .timers
+                .next_timeout()
+                .map(tokio::time::Instant::from_std);
+            if let Some(at) = wake
+                && sleep.deadline() != at
+            {
+                sleep.as_mut().reset(at);
             }
             tokio::select! {
                 _ = &mut shutdown => break,
                 ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
                 Some(cmd) = cmds.recv() => self.on_cmd(cmd),
-                _ = tick.tick() => self.on_tick(),
-                () = &mut push, if push_at.is_some() => self.flush_pushes(),
+                () = &mut sleep, if wake.is_some() => self.on_timers(),
             }
         }
     }

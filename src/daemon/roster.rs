@@ -10,6 +10,7 @@ use libp2p::PeerId;
 
 use super::addr::{is_loopback, is_unspecified};
 use super::{Daemon, now_us};
+use crate::mesh::Timer;
 use crate::net::{self, AuthRequest};
 use crate::presence::Presence;
 
@@ -59,6 +60,7 @@ impl Daemon {
             .roster
             .extend(certs.into_iter().map(|c| (c, Some(except))));
         self.pushes.schedule();
+        self.timers.set_or_cancel(Timer::Push, self.pushes.due);
     }
 
     /// Queues presence records for every authenticated peer but `except`.
@@ -70,6 +72,7 @@ impl Daemon {
             .presence
             .extend(records.into_iter().map(|r| (r, except)));
         self.pushes.schedule();
+        self.timers.set_or_cancel(Timer::Push, self.pushes.due);
     }
 
     /// Sends what `push_roster` and `push_presence` queued: one request of each kind per peer

@@ -23,11 +23,10 @@ use super::server::accept_loop;
 use super::socket::{bind_control_socket, remove_if};
 use super::status::full_status;
 use super::voice;
-use super::{
-    ANTI_ENTROPY_EVERY, Daemon, DaemonError, LISTEN_BUFFER, RunConfig, TRIM_AFTER_QUIET, now_us,
-};
+use super::{Daemon, DaemonError, LISTEN_BUFFER, RunConfig, now_us};
 use crate::bundle::{Bundle, files};
 use crate::fsutil::{self, FileError};
+use crate::mesh::{Quiet, Timer, TimerTable};
 use crate::net;
 use crate::node::{Node, NodeConfig};
 use crate::store::{Store, StoreError, StoreHandle};
@@ -372,12 +371,8 @@ pub async fn run(
         brokers,
         reservations: HashMap::new(),
         circuit_next: HashMap::new(),
-        next_circuit: Instant::now(),
         pending_tags: Vec::new(),
         syncing: HashSet::new(),
-        next_anti_entropy: Instant::now() + ANTI_ENTROPY_EVERY,
-        next_prune: Instant::now(),
-        next_static: Instant::now() + ANTI_ENTROPY_EVERY,
         presence_dirty: true,
         profile_override,
         data: cfg.data.clone(),
@@ -387,7 +382,13 @@ pub async fn run(
         unread: VecDeque::new(),
         key_path,
         update_pushes: HashMap::new(),
-        traffic_marks: (0, Instant::now(), TRIM_AFTER_QUIET.len()),
+        timers: {
+            // The tick runs at once, as the interval it replaced did.
+            let mut t = TimerTable::at_start(Instant::now());
+            t.set(Timer::Tick, Instant::now());
+            t
+        },
+        quiet: Quiet::new(Instant::now()),
         pushes: Pushes::default(),
     };
     d.node.start_voice_at(now_us());
