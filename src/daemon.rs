@@ -23,7 +23,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::alert::ReceivedAlert;
 use crate::fsutil::FileError;
-use crate::mesh::{Quiet, TimerTable};
+use crate::mesh::{Pushes, Quiet, TimerTable};
 use crate::net::SyncResponse;
 use crate::net::{self, Behaviour, NetConfig};
 use crate::node::Node;
@@ -57,7 +57,6 @@ use handle::Handle;
 use hooks::ActionCounters;
 use peer::PeerState;
 pub use profile::{PROFILE_FILE, ProfileChange};
-use roster::Pushes;
 pub use startup::run;
 use tags::PendingTag;
 
@@ -173,7 +172,7 @@ struct Daemon {
     /// Envelopes of an epoch this node holds no key for yet: (bytes, received at).
     unread: VecDeque<(Vec<u8>, u64)>,
     /// Certificates and presence records to pass on at the next tick.
-    pushes: Pushes,
+    pushes: Pushes<PeerId>,
     /// Every deadline of the loop: the tick, anti-entropy, static and broker dials,
     /// retention, pushes.
     timers: TimerTable,
