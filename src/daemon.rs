@@ -13,7 +13,7 @@
 //! `server`, `socket` and `send`; `peer` (what is known of a peer) and `addr` (multiaddr
 //! helpers).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::alert::ReceivedAlert;
 use crate::fsutil::FileError;
-use crate::mesh::{Pushes, Quiet, TimerTable};
+use crate::mesh::{Pushes, Quiet, TimerTable, Unread};
 use crate::net::SyncResponse;
 use crate::net::{self, Behaviour, NetConfig};
 use crate::node::Node;
@@ -61,11 +61,11 @@ pub use startup::run;
 use tags::PendingTag;
 
 /// Alerts held for `listen` clients that fall behind (see `broadcast::channel` in `run`): room
-/// for all of [`MAX_UNREAD`], which `reopen_unread` sends at once, and a margin.
+/// for all of [`MAX_UNREAD`](crate::mesh::MAX_UNREAD), which `reopen_unread` sends at once, and a margin.
 const LISTEN_BUFFER: usize = 2048;
 
 // The mesh core's constants, which the rooms share.
-use crate::mesh::{ANTI_ENTROPY_EVERY, AUTH_TIMEOUT, BLOCK_FOR, MAX_ADDRS_PER_PEER, MAX_UNREAD};
+use crate::mesh::{ANTI_ENTROPY_EVERY, AUTH_TIMEOUT, BLOCK_FOR, MAX_ADDRS_PER_PEER};
 
 /// What `ptt-node run` needs.
 #[derive(Debug, Clone)]
@@ -169,8 +169,8 @@ struct Daemon {
     pending_updates: BTreeMap<u64, Vec<u8>>,
     /// Updates held (to pass on to members behind), by serial.
     updates: BTreeMap<u64, (u64, Vec<u8>)>,
-    /// Envelopes of an epoch this node holds no key for yet: (bytes, received at).
-    unread: VecDeque<(Vec<u8>, u64)>,
+    /// Envelopes of an epoch this node holds no key for yet.
+    unread: Unread,
     /// Certificates and presence records to pass on at the next tick.
     pushes: Pushes<PeerId>,
     /// Every deadline of the loop: the tick, anti-entropy, static and broker dials,

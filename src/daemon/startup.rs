@@ -4,7 +4,7 @@
 //! Everything that may fail at start fails here, with a [`DaemonError`] naming the file or
 //! address; nothing here runs once the loop has started.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -25,7 +25,7 @@ use super::voice;
 use super::{Daemon, DaemonError, LISTEN_BUFFER, RunConfig, now_us};
 use crate::bundle::{Bundle, files};
 use crate::fsutil::{self, FileError};
-use crate::mesh::{Pushes, Quiet, Timer, TimerTable};
+use crate::mesh::{Pushes, Quiet, Timer, TimerTable, Unread};
 use crate::net;
 use crate::node::{Node, NodeConfig};
 use crate::store::{Store, StoreError, StoreHandle};
@@ -378,7 +378,7 @@ pub async fn run(
         catch_up: CatchUpCounters::default(),
         pending_updates: BTreeMap::new(),
         updates: held_updates,
-        unread: VecDeque::new(),
+        unread: Unread::default(),
         key_path,
         update_pushes: HashMap::new(),
         timers: {
