@@ -13,7 +13,7 @@
 //! `server`, `socket` and `send`; `peer` (what is known of a peer) and `addr` (multiaddr
 //! helpers).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::alert::ReceivedAlert;
 use crate::fsutil::FileError;
-use crate::mesh::{Pushes, Quiet, TimerTable, Unread};
+use crate::mesh::{HeldUpdates, PendingUpdates, Pushes, Quiet, TimerTable, Unread};
 use crate::net::SyncResponse;
 use crate::net::{self, Behaviour, NetConfig};
 use crate::node::Node;
@@ -166,9 +166,9 @@ struct Daemon {
     data: PathBuf,
     catch_up: CatchUpCounters,
     /// Updates that arrived before the one they follow.
-    pending_updates: BTreeMap<u64, Vec<u8>>,
-    /// Updates held (to pass on to members behind), by serial.
-    updates: BTreeMap<u64, (u64, Vec<u8>)>,
+    pending_updates: PendingUpdates,
+    /// Updates held (to pass on to members behind), and the pushes of them in flight.
+    updates: HeldUpdates<PeerId, request_response::OutboundRequestId>,
     /// Envelopes of an epoch this node holds no key for yet.
     unread: Unread,
     /// Certificates and presence records to pass on at the next tick.
@@ -179,6 +179,4 @@ struct Daemon {
     /// When heap is handed back after traffic (`release_memory_after_traffic`).
     quiet: Quiet,
     key_path: PathBuf,
-    /// Update pushes in flight: request → (peer, serial).
-    update_pushes: HashMap<request_response::OutboundRequestId, (PeerId, u64)>,
 }

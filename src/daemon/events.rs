@@ -176,7 +176,7 @@ impl Daemon {
                         response,
                         request_id,
                     } => {
-                        if let Some((p, serial)) = self.update_pushes.remove(&request_id)
+                        if let Some((p, serial)) = self.updates.done(&request_id)
                             && let Some(st) = self.peers.get_mut(&p)
                         {
                             st.revision = st.revision.max(serial);
@@ -191,7 +191,7 @@ impl Daemon {
                 request_id,
                 ..
             }) => {
-                self.update_pushes.remove(&request_id);
+                self.updates.done(&request_id);
                 tracing::debug!(%peer, %error, "authentication request failed");
                 if let request_response::OutboundFailure::UnsupportedProtocols = error {
                     self.refuse(

@@ -25,7 +25,7 @@ use super::voice;
 use super::{Daemon, DaemonError, LISTEN_BUFFER, RunConfig, now_us};
 use crate::bundle::{Bundle, files};
 use crate::fsutil::{self, FileError};
-use crate::mesh::{Pushes, Quiet, Timer, TimerTable, Unread};
+use crate::mesh::{HeldUpdates, PendingUpdates, Pushes, Quiet, Timer, TimerTable, Unread};
 use crate::net;
 use crate::node::{Node, NodeConfig};
 use crate::store::{Store, StoreError, StoreHandle};
@@ -376,11 +376,10 @@ pub async fn run(
         profile_override,
         data: cfg.data.clone(),
         catch_up: CatchUpCounters::default(),
-        pending_updates: BTreeMap::new(),
-        updates: held_updates,
+        pending_updates: PendingUpdates::default(),
+        updates: HeldUpdates::new(held_updates),
         unread: Unread::default(),
         key_path,
-        update_pushes: HashMap::new(),
         timers: {
             // The tick runs at once, as the interval it replaced did.
             let mut t = TimerTable::at_start(Instant::now());
