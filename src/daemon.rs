@@ -10,20 +10,21 @@
 //! (the loop and its event dispatch), `commands` (the loop's side of the handle), `tick` (the
 //! periodic duties), `auth`, `dial`, `updates`, `gossip`, `catchup`, `roster` (roster and
 //! presence pushes), `tags`, `profile`, `hooks`, `voice`, `status`; on the control side `handle`,
-//! `server`, `socket` and `send`; `peer` (what is known of a peer) and `addr` (multiaddr
-//! helpers).
+//! `server`, `socket` and `send`; `addr` (multiaddr helpers). The decisions about peers,
+//! timers, pushes, updates and unread envelopes are the mesh core's ([`crate::mesh`]).
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, request_response};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::alert::ReceivedAlert;
+use crate::cert::Certificate;
 use crate::fsutil::FileError;
-use crate::mesh::{HeldUpdates, PendingUpdates, Pushes, Quiet, TimerTable, Unread};
+use crate::mesh::{HeldUpdates, Peers, PendingUpdates, Pushes, Quiet, TimerTable, Unread};
 use crate::net::SyncResponse;
 use crate::net::{self, Behaviour, NetConfig};
 use crate::node::Node;
@@ -39,7 +40,6 @@ mod events;
 mod gossip;
 mod handle;
 mod hooks;
-mod peer;
 mod profile;
 mod roster;
 mod send;
@@ -55,7 +55,6 @@ mod voice;
 use catchup::{CatchUpCounters, SyncError};
 use handle::Handle;
 use hooks::ActionCounters;
-use peer::PeerState;
 pub use profile::{PROFILE_FILE, ProfileChange};
 pub use startup::run;
 use tags::PendingTag;
@@ -65,7 +64,7 @@ use tags::PendingTag;
 const LISTEN_BUFFER: usize = 2048;
 
 // The mesh core's constants, which the rooms share.
-use crate::mesh::{ANTI_ENTROPY_EVERY, AUTH_TIMEOUT, BLOCK_FOR, MAX_ADDRS_PER_PEER};
+use crate::mesh::AUTH_TIMEOUT;
 
 /// What `ptt-node run` needs.
 #[derive(Debug, Clone)]
@@ -136,8 +135,10 @@ struct Daemon {
     node: Node,
     store: StoreHandle,
     alerts: broadcast::Sender<Arc<ReceivedAlert>>,
-    peers: HashMap<PeerId, PeerState>,
-    blocked: HashMap<PeerId, Instant>,
+    /// Every peer known, who is blocked, and the circuit back-off (the mesh core).
+    peers: Peers,
+    /// The certificate each admitted peer proved, while the book remembers the peer.
+    certs: HashMap<PeerId, Certificate>,
     topics: HashMap<gossipsub::TopicHash, u32>,
     voice: voice::VoiceState,
     static_peers: Vec<Multiaddr>,
@@ -154,7 +155,6 @@ struct Daemon {
     broker: bool,
     brokers: HashSet<PeerId>,
     reservations: HashMap<PeerId, libp2p::core::transport::ListenerId>,
-    circuit_next: HashMap<PeerId, (Instant, Duration)>,
     pending_tags: Vec<PendingTag>,
     sync_pending: HashMap<
         request_response::OutboundRequestId,

@@ -38,12 +38,7 @@ impl Daemon {
     /// item, at most one per [`PUSH_EVERY`](crate::mesh::PUSH_EVERY): a newcomer's address
     /// is not held up for a whole tick, and a start-up's items still go in a few requests.
     pub(super) fn flush_pushes(&mut self) {
-        let targets: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.authenticated && p.connections > 0)
-            .map(|(id, _)| *id)
-            .collect();
+        let targets: Vec<PeerId> = self.peers.ready().copied().collect();
         for batch in self.pushes.flush(targets, Instant::now()) {
             for chunk in batch.roster.chunks(net::MAX_ROSTER_PUSH) {
                 self.swarm.behaviour_mut().auth.send_request(
@@ -124,7 +119,7 @@ impl Daemon {
         if let Ok(device) = Presence::claimed_device(record)
             && let Some(peer) = self.node.member(device).map(|c| c.peer_id())
         {
-            self.circuit_next.remove(&peer);
+            self.peers.circuit_reset(&peer);
             self.dial_from_presence(device, peer);
         }
     }

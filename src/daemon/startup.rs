@@ -25,7 +25,7 @@ use super::voice;
 use super::{Daemon, DaemonError, LISTEN_BUFFER, RunConfig, now_us};
 use crate::bundle::{Bundle, files};
 use crate::fsutil::{self, FileError};
-use crate::mesh::{HeldUpdates, PendingUpdates, Pushes, Quiet, Timer, TimerTable, Unread};
+use crate::mesh::{HeldUpdates, Peers, PendingUpdates, Pushes, Quiet, Timer, TimerTable, Unread};
 use crate::net;
 use crate::node::{Node, NodeConfig};
 use crate::store::{Store, StoreError, StoreHandle};
@@ -329,13 +329,14 @@ pub async fn run(
         domain = %node.domain().to_hex(),
         "daemon started"
     );
+    let local_peer_id = *swarm.local_peer_id();
     let mut d = Daemon {
         swarm,
         node,
         store,
         alerts,
-        peers: HashMap::new(),
-        blocked: HashMap::new(),
+        peers: Peers::new(local_peer_id),
+        certs: HashMap::new(),
         topics,
         voice: voice::VoiceState::new(voice_topics, voice_tx.clone()),
         // --peer addresses and the descriptor's brokers are dialled and kept connected.
@@ -369,7 +370,6 @@ pub async fn run(
         broker: cfg.net.broker,
         brokers,
         reservations: HashMap::new(),
-        circuit_next: HashMap::new(),
         pending_tags: Vec::new(),
         syncing: HashSet::new(),
         presence_dirty: true,

@@ -12,8 +12,8 @@ use libp2p::PeerId;
 use rand_core::RngCore;
 
 use super::tags::{ConnectError, PendingTag};
-use super::{AUTH_TIMEOUT, BLOCK_FOR, Daemon, now_us};
-use crate::mesh::{MAX_PEERS, Timer};
+use super::{AUTH_TIMEOUT, Daemon, now_us};
+use crate::mesh::Timer;
 
 impl Daemon {
     /// Once traffic has stopped, hands the allocator's free pages back to the system. A burst
@@ -85,7 +85,7 @@ impl Daemon {
             let why = self
                 .peers
                 .get(&t.peer)
-                .and_then(|p| p.last_error.clone())
+                .and_then(|p| p.last_error().map(str::to_owned))
                 .unwrap_or_else(|| "no answer".into());
             let _ = t.reply.send(Err(ConnectError::Timeout {
                 secs: AUTH_TIMEOUT.as_secs(),
@@ -100,7 +100,7 @@ impl Daemon {
         let candidates: Vec<PeerId> = self
             .peers
             .iter()
-            .filter(|(id, p)| p.authenticated && p.connections > 0 && !self.syncing.contains(id))
+            .filter(|(id, p)| p.is_ready() && !self.syncing.contains(id))
             .map(|(id, _)| *id)
             .collect();
         if !candidates.is_empty() {
@@ -115,11 +115,7 @@ impl Daemon {
         // Reservations refused or expired while a broker stayed connected: ask again.
         let brokers: Vec<PeerId> = self.brokers.iter().copied().collect();
         for b in brokers {
-            if self
-                .peers
-                .get(&b)
-                .is_some_and(|p| p.authenticated && p.connections > 0)
-            {
+            if self.peers.get(&b).is_some_and(|p| p.is_ready()) {
                 self.reserve_on_broker(b);
             }
         }
@@ -142,68 +138,27 @@ impl Daemon {
     /// The tick's peer checks: block expiry, authentication timeouts, due re-dials, the peer
     /// table's bound.
     fn check_peers(&mut self, now: Instant) {
-        // Unblock peers whose block expired.
-        let expired: Vec<PeerId> = self
-            .blocked
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(p, _)| *p)
-            .collect();
-        for p in expired {
-            // A revoked device stays blocked: nothing it can do makes it a member again.
-            let revoked = self
-                .peers
-                .get(&p)
-                .and_then(|s| s.cert.as_ref())
-                .is_some_and(|c| self.node.descriptor().is_revoked(c.body.device));
-            if revoked {
-                self.blocked.insert(p, now + BLOCK_FOR);
-                continue;
-            }
-            self.blocked.remove(&p);
+        // A revoked device stays blocked: nothing it can do makes it a member again.
+        let (certs, descriptor) = (&self.certs, self.node.descriptor());
+        let tick = self.peers.tick(now, |p| {
+            certs
+                .get(p)
+                .is_some_and(|c| descriptor.is_revoked(c.body.device))
+        });
+        for p in tick.unblocked {
             self.swarm.behaviour_mut().blocked.unblock_peer(p);
         }
-        // Disconnect peers that did not authenticate in time.
-        let late: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| {
-                p.connections > 0
-                    && !p.authenticated
-                    && p.connected_at.is_some_and(|t| now - t > AUTH_TIMEOUT)
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for p in late {
+        for p in tick.late {
             // Not proof of anything: drop the connection without blocking, re-dial later.
             tracing::info!(peer = %p, "peer did not authenticate in time");
-            if let Some(st) = self.peers.get_mut(&p) {
-                st.last_error = Some("did not authenticate in time".into());
-            }
             let _ = self.swarm.disconnect_peer_id(p);
         }
-        // Due dials and re-dials.
-        let due: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.connections == 0 && p.redial_at.is_some_and(|t| t <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        for p in due {
-            self.dial(p);
+        for d in tick.dials {
+            self.start_dial(d);
         }
-        // Forget the oldest disconnected strangers beyond the bound.
-        if self.peers.len() > MAX_PEERS {
-            let drop: Vec<PeerId> = self
-                .peers
-                .iter()
-                .filter(|(_, p)| p.connections == 0 && !p.member)
-                .map(|(id, _)| *id)
-                .take(self.peers.len() - MAX_PEERS)
-                .collect();
-            for p in drop {
-                self.peers.remove(&p);
-            }
+        // The oldest disconnected strangers beyond the bound were forgotten.
+        for p in tick.forgotten {
+            self.certs.remove(&p);
         }
     }
 }

@@ -136,7 +136,7 @@ impl Daemon {
         }
         for (device, peer) in &a.revoked {
             tracing::warn!(device, %peer, "member revoked: disconnecting");
-            if self.swarm.is_connected(peer) || self.peers.contains_key(peer) {
+            if self.swarm.is_connected(peer) || self.peers.get(peer).is_some() {
                 self.refuse(*peer, "revoked by the domain authority".into());
             }
         }
@@ -154,9 +154,9 @@ impl Daemon {
         // Pass it on to every member but the one it came from.
         let targets: Vec<PeerId> = self
             .peers
-            .iter()
-            .filter(|(id, p)| Some(**id) != from && p.authenticated && p.connections > 0)
-            .map(|(id, _)| *id)
+            .ready()
+            .filter(|id| Some(**id) != from)
+            .copied()
             .collect();
         for t in targets {
             let id = self.swarm.behaviour_mut().auth.send_request(
@@ -185,13 +185,7 @@ impl Daemon {
     /// dropped stream would otherwise wait for the next connection).
     pub(super) fn resend_updates(&mut self) {
         let mine = self.node.revision();
-        let behind: Vec<(PeerId, u64)> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.authenticated && p.connections > 0 && p.revision < mine)
-            .map(|(id, p)| (*id, p.revision))
-            .collect();
-        for (peer, rev) in behind {
+        for (peer, rev) in self.peers.behind(mine) {
             self.send_updates(peer, rev);
         }
     }
