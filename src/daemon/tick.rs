@@ -1,7 +1,7 @@
-//! The daemon's timers ([`TimerTable`]): the 250 ms tick (voice, `connect` deadlines,
-//! presence, block expiry, authentication timeouts, due re-dials, the peer table's bound,
-//! handing free memory back after traffic), anti-entropy, static and broker dials,
-//! retention, and the roster and presence pushes.
+//! The daemon's timers ([`TimerTable`](crate::mesh::TimerTable)): the 250 ms tick (voice,
+//! `connect` deadlines, presence, block expiry, authentication timeouts, due re-dials, the
+//! peer table's bound, handing free memory back after traffic), anti-entropy, static and
+//! broker dials, retention, and the roster and presence pushes.
 //!
 //! Runs on the loop when the table's earliest deadline passes: each duty is cheap or spawned.
 //! Never decides when a timer is due; the table does.
