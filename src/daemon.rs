@@ -10,19 +10,21 @@
 //! (the loop and its event dispatch), `commands` (the loop's side of the handle), `tick` (the
 //! periodic duties), `auth`, `dial`, `updates`, `gossip`, `catchup`, `roster` (roster and
 //! presence pushes), `tags`, `profile`, `hooks`, `voice`, `status`; on the control side `handle`,
-//! `server`, `socket` and `send`; `peer` (what is known of a peer) and `addr` (multiaddr
-//! helpers).
+//! `server`, `socket` and `send`; `addr` (multiaddr helpers). The decisions about peers,
+//! timers, pushes, updates and unread envelopes are the mesh core's ([`crate::mesh`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, request_response};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::alert::ReceivedAlert;
+use crate::cert::Certificate;
 use crate::fsutil::FileError;
+use crate::mesh::{HeldUpdates, Peers, PendingUpdates, Pushes, Quiet, TimerTable, Unread};
 use crate::net::SyncResponse;
 use crate::net::{self, Behaviour, NetConfig};
 use crate::node::Node;
@@ -38,7 +40,6 @@ mod events;
 mod gossip;
 mod handle;
 mod hooks;
-mod peer;
 mod profile;
 mod roster;
 mod send;
@@ -54,38 +55,16 @@ mod voice;
 use catchup::{CatchUpCounters, SyncError};
 use handle::Handle;
 use hooks::ActionCounters;
-use peer::PeerState;
 pub use profile::{PROFILE_FILE, ProfileChange};
-use roster::Pushes;
 pub use startup::run;
 use tags::PendingTag;
 
 /// Alerts held for `listen` clients that fall behind (see `broadcast::channel` in `run`): room
-/// for all of [`MAX_UNREAD`], which `reopen_unread` sends at once, and a margin.
+/// for all of [`MAX_UNREAD`](crate::mesh::MAX_UNREAD), which `reopen_unread` sends at once, and a margin.
 const LISTEN_BUFFER: usize = 2048;
 
-/// How long a connected peer may take to prove membership.
-const AUTH_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// How long a refused peer stays blocked.
-const BLOCK_FOR: Duration = Duration::from_secs(60);
-
-/// Addresses remembered per peer.
-const MAX_ADDRS_PER_PEER: usize = 8;
-
-/// How often catch-up runs with one random authenticated peer (anti-entropy), besides the
-/// catch-up that starts whenever a peer is authenticated.
-const ANTI_ENTROPY_EVERY: Duration = Duration::from_secs(10);
-
-/// How long after the last message the daemon hands free heap back to the system
-/// (`release_memory_after_traffic`): soon, for the buffers and queues, and again once gossipsub
-/// has let the messages' ids go: its duplicate cache after [`net::DUPLICATE_CACHE_TIME`], its
-/// peer-score delivery records after 20 s (vendor/libp2p-gossipsub/README.md).
-const TRIM_AFTER_QUIET: [Duration; 2] = [Duration::from_secs(2), Duration::from_secs(25)];
-
-/// Authentic envelopes kept in memory that this node could not open for want of a key
-/// epoch, re-opened (and shown) when an update brings the key.
-const MAX_UNREAD: usize = 1024;
+// The mesh core's constants, which the rooms share.
+use crate::mesh::AUTH_TIMEOUT;
 
 /// What `ptt-node run` needs.
 #[derive(Debug, Clone)]
@@ -156,8 +135,10 @@ struct Daemon {
     node: Node,
     store: StoreHandle,
     alerts: broadcast::Sender<Arc<ReceivedAlert>>,
-    peers: HashMap<PeerId, PeerState>,
-    blocked: HashMap<PeerId, Instant>,
+    /// Every peer known, who is blocked, and the circuit back-off (the mesh core).
+    peers: Peers,
+    /// The certificate each admitted peer proved, while the book remembers the peer.
+    certs: HashMap<PeerId, Certificate>,
     topics: HashMap<gossipsub::TopicHash, u32>,
     voice: voice::VoiceState,
     static_peers: Vec<Multiaddr>,
@@ -174,33 +155,28 @@ struct Daemon {
     broker: bool,
     brokers: HashSet<PeerId>,
     reservations: HashMap<PeerId, libp2p::core::transport::ListenerId>,
-    circuit_next: HashMap<PeerId, (Instant, Duration)>,
-    next_circuit: Instant,
     pending_tags: Vec<PendingTag>,
     sync_pending: HashMap<
         request_response::OutboundRequestId,
         oneshot::Sender<Result<SyncResponse, SyncError>>,
     >,
     syncing: HashSet<PeerId>,
-    next_anti_entropy: Instant,
-    next_prune: Instant,
-    next_static: Instant,
     presence_dirty: bool,
     profile_override: Option<crate::cert::Profile>,
     data: PathBuf,
     catch_up: CatchUpCounters,
     /// Updates that arrived before the one they follow.
-    pending_updates: BTreeMap<u64, Vec<u8>>,
-    /// Updates held (to pass on to members behind), by serial.
-    updates: BTreeMap<u64, (u64, Vec<u8>)>,
-    /// Envelopes of an epoch this node holds no key for yet: (bytes, received at).
-    unread: VecDeque<(Vec<u8>, u64)>,
+    pending_updates: PendingUpdates,
+    /// Updates held (to pass on to members behind), and the pushes of them in flight.
+    updates: HeldUpdates<PeerId, request_response::OutboundRequestId>,
+    /// Envelopes of an epoch this node holds no key for yet.
+    unread: Unread,
     /// Certificates and presence records to pass on at the next tick.
-    pushes: Pushes,
-    /// Traffic counted at the last tick, since when it has not changed, and how many of
-    /// [`TRIM_AFTER_QUIET`] were done since (`release_memory_after_traffic`).
-    traffic_marks: (u64, Instant, usize),
+    pushes: Pushes<PeerId>,
+    /// Every deadline of the loop: the tick, anti-entropy, static and broker dials,
+    /// retention, pushes.
+    timers: TimerTable,
+    /// When heap is handed back after traffic (`release_memory_after_traffic`).
+    quiet: Quiet,
     key_path: PathBuf,
-    /// Update pushes in flight: request → (peer, serial).
-    update_pushes: HashMap<request_response::OutboundRequestId, (PeerId, u64)>,
 }

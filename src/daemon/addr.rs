@@ -4,20 +4,6 @@
 
 use libp2p::Multiaddr;
 
-/// The IPv4 address of a direct TCP address (`/ip4/A/tcp/P…`, not through a relay).
-pub(super) fn direct_ipv4(a: &Multiaddr) -> Option<std::net::Ipv4Addr> {
-    use libp2p::multiaddr::Protocol;
-    let mut it = a.iter();
-    match (it.next(), it.next()) {
-        (Some(Protocol::Ip4(ip)), Some(Protocol::Tcp(_)))
-            if !a.iter().any(|p| matches!(p, Protocol::P2pCircuit)) =>
-        {
-            Some(ip)
-        }
-        _ => None,
-    }
-}
-
 pub(super) fn is_circuit(a: &Multiaddr) -> bool {
     a.iter()
         .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
@@ -89,22 +75,5 @@ mod tests {
             assert_eq!(is_unspecified(&addr(s)), unspecified, "{s}");
             assert_eq!(is_loopback(&addr(s)), loopback, "{s}");
         }
-    }
-
-    #[test]
-    fn direct_ipv4_takes_direct_tcp_addresses_only() {
-        let ip = |s: &str| direct_ipv4(&s.parse().unwrap());
-        assert_eq!(
-            ip("/ip4/10.0.0.7/tcp/4001/p2p/12D3KooWAe1AuNR6C8KnymD6Cd9BkgfAS88Up4LuLynrff7TBVxi"),
-            Some([10, 0, 0, 7].into())
-        );
-        assert_eq!(ip("/ip4/10.0.0.7/udp/4001"), None);
-        assert_eq!(ip("/ip6/::1/tcp/4001"), None);
-        assert_eq!(
-            ip(
-                "/ip4/10.0.0.1/tcp/4001/p2p/12D3KooWAe1AuNR6C8KnymD6Cd9BkgfAS88Up4LuLynrff7TBVxi/p2p-circuit"
-            ),
-            None
-        );
     }
 }

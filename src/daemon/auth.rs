@@ -4,11 +4,11 @@
 //! Only a certificate the node verifies admits a peer; text from a peer is sanitized before
 //! it is kept or logged.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use libp2p::{PeerId, request_response};
 
-use super::{BLOCK_FOR, Daemon, now_us};
+use super::{Daemon, now_us};
 use crate::cert::Certificate;
 use crate::net::{self, AuthHello, AuthReply, AuthRequest};
 use crate::presence::PresenceError;
@@ -31,13 +31,7 @@ impl Daemon {
     pub(super) fn refuse(&mut self, peer: PeerId, reason: String) {
         tracing::warn!(%peer, %reason, "peer refused");
         self.node.counters_mut().peers_refused += 1;
-        if let Some(st) = self.peers.get_mut(&peer) {
-            st.last_error = Some(reason);
-            st.redial_at = None;
-            st.member = false;
-            st.refused = true;
-        }
-        self.blocked.insert(peer, Instant::now() + BLOCK_FOR);
+        self.peers.refuse(&peer, reason, Instant::now());
         self.swarm.behaviour_mut().blocked.block_peer(peer);
         let _ = self.swarm.disconnect_peer_id(peer);
     }
@@ -59,25 +53,18 @@ impl Daemon {
     /// learn it.
     fn admit(&mut self, peer: PeerId, cert: Certificate, announce: bool) {
         // A verdict that arrives after the peer left is moot: its next connection proves
-        // membership again.
-        if !self.swarm.is_connected(&peer) {
+        // membership again. Admitting also clears its back-offs.
+        let Some(newly) = self.peers.admit(&peer, cert.body.profile.sleeps) else {
             return;
-        }
+        };
         if announce {
             self.push_roster(vec![cert.as_bytes().to_vec()], peer);
         }
-        let st = self.peers.entry(peer).or_default();
-        if !st.authenticated {
+        if newly {
             tracing::info!(%peer, device = %cert.body.name, "peer authenticated");
         }
-        st.authenticated = true;
-        st.member = true;
-        st.backoff = Duration::ZERO;
-        st.last_error = None;
-        st.cert = Some(cert);
-        st.refused = false;
+        self.certs.insert(peer, cert);
         self.learn_waiting_presence();
-        self.circuit_next.remove(&peer);
         self.swarm.behaviour_mut().gossipsub.open(peer);
         self.swarm.behaviour_mut().relay.open(peer);
         self.reserve_on_broker(peer);
@@ -91,7 +78,7 @@ impl Daemon {
         // Whatever either side missed while apart: fetch it now.
         self.start_sync(peer);
         if self.pending_tags.iter().any(|t| t.peer == peer)
-            && let Some(cert) = self.peers.get(&peer).and_then(|p| p.cert.clone())
+            && let Some(cert) = self.certs.get(&peer).cloned()
         {
             self.check_tag(peer, &cert);
         }
@@ -113,11 +100,8 @@ impl Daemon {
                 return;
             }
             AuthRequest::Update { update } => {
-                if let (Some(st), Ok(serial)) =
-                    (self.peers.get_mut(&peer), Update::claimed_serial(&update))
-                    && st.authenticated
-                {
-                    st.revision = st.revision.max(serial);
+                if let Ok(serial) = Update::claimed_serial(&update) {
+                    self.peers.sent_update(&peer, serial);
                 }
                 if self.ack_from_member(peer, channel)
                     && let Err(e) = self.take_update(update, Some(peer))
@@ -176,9 +160,7 @@ impl Daemon {
                     .auth
                     .send_response(channel, reply);
                 self.admit(peer, cert, !known);
-                if let Some(st) = self.peers.get_mut(&peer) {
-                    st.revision = hello.revision;
-                }
+                self.peers.set_revision(&peer, hello.revision);
                 if hello.revision < self.node.revision() {
                     self.send_updates(peer, hello.revision);
                 }
@@ -208,7 +190,7 @@ impl Daemon {
             .behaviour_mut()
             .auth
             .send_response(channel, AuthReply::Ack);
-        self.peers.get(&peer).is_some_and(|p| p.authenticated)
+        self.peers.get(&peer).is_some_and(|p| p.is_authenticated())
     }
 
     pub(super) fn on_auth_reply(&mut self, peer: PeerId, reply: AuthReply) {

@@ -50,8 +50,8 @@ impl Daemon {
         let grants: Option<Vec<u32>> = self
             .peers
             .get(&peer)
-            .filter(|p| p.authenticated)
-            .and_then(|p| p.cert.as_ref())
+            .filter(|p| p.is_authenticated())
+            .and(self.certs.get(&peer))
             .map(|c| {
                 std::iter::once(crate::node::DIRECT_CHANNEL)
                     .chain(c.body.grants.iter().map(|g| g.channel))

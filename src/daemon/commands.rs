@@ -25,11 +25,7 @@ impl Daemon {
             }
             Cmd::Publish { sealed, reply } => {
                 let topic = net::topic(self.node.domain(), sealed.channel);
-                let n = self
-                    .peers
-                    .values()
-                    .filter(|p| p.authenticated && p.connections > 0)
-                    .count();
+                let n = self.peers.ready().count();
                 match self
                     .swarm
                     .behaviour_mut()

@@ -8,16 +8,14 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, gossipsub, mdns, request_response};
+use rand_core::RngCore;
 use tokio::sync::mpsc;
 
 use super::addr::{is_circuit, is_loopback, strip_p2p};
 use super::handle::Cmd;
-use super::{Daemon, MAX_ADDRS_PER_PEER, now_us};
+use super::{Daemon, now_us};
+use crate::mesh::Ping;
 use crate::net::BehaviourEvent;
-
-/// Reported ping failures after which a connection is closed (and the peer re-dialled).
-/// libp2p reports a failure only when a second ping in a row failed, so one report is enough.
-const MAX_PING_FAILURES: u8 = 1;
 
 impl Daemon {
     pub(super) async fn event_loop(
@@ -25,24 +23,25 @@ impl Daemon {
         mut cmds: mpsc::Receiver<Cmd>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
-        // Queued roster and presence pushes go out when `self.pushes.due` says.
-        let push = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(shutdown, push);
-        let mut push_at: Option<Instant> = None;
+        // One sleep for every timer: until the table's earliest deadline (the tick is always
+        // armed, so there is one).
+        let sleep = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(shutdown, sleep);
         loop {
-            if self.pushes.due != push_at {
-                push_at = self.pushes.due;
-                if let Some(at) = push_at {
-                    push.as_mut().reset(at.into());
-                }
+            let wake = self
+                .timers
+                .next_timeout()
+                .map(tokio::time::Instant::from_std);
+            if let Some(at) = wake
+                && sleep.deadline() != at
+            {
+                sleep.as_mut().reset(at);
             }
             tokio::select! {
                 _ = &mut shutdown => break,
                 ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
                 Some(cmd) = cmds.recv() => self.on_cmd(cmd),
-                _ = tick.tick() => self.on_tick(),
-                () = &mut push, if push_at.is_some() => self.flush_pushes(),
+                () = &mut sleep, if wake.is_some() => self.on_timers(),
             }
         }
     }
@@ -69,22 +68,21 @@ impl Daemon {
                 num_established,
                 ..
             } => {
-                let st = self.peers.entry(peer_id).or_default();
-                st.connections = num_established.get() as usize;
-                st.redial_at = None;
-                if st.connected_at.is_none() || num_established.get() == 1 {
-                    st.connected_at = Some(Instant::now());
-                }
-                if endpoint.is_dialer() && !is_circuit(endpoint.get_remote_address()) {
-                    st.dialled_addr = Some(strip_p2p(endpoint.get_remote_address().clone()));
-                }
-                if endpoint.is_dialer() && st.addresses.len() < MAX_ADDRS_PER_PEER {
-                    st.addresses.insert(endpoint.get_remote_address().clone());
-                }
-                if num_established.get() == 1 {
-                    st.auth_attempts = 0;
-                    st.ping_failures = 0;
-                    st.since_us = now_us();
+                let remote = endpoint.get_remote_address();
+                let dialled = endpoint.is_dialer().then(|| remote.clone());
+                let direct = dialled
+                    .as_ref()
+                    .filter(|a| !is_circuit(a))
+                    .map(|a| strip_p2p(a.clone()));
+                let first = self.peers.established(
+                    peer_id,
+                    num_established.get() as usize,
+                    dialled,
+                    direct,
+                    Instant::now(),
+                    now_us(),
+                );
+                if first {
                     self.send_hello(peer_id);
                 }
             }
@@ -98,24 +96,16 @@ impl Daemon {
                 cause,
                 ..
             } => {
-                let member = if let Some(st) = self.peers.get_mut(&peer_id) {
-                    st.connections = num_established as usize;
-                    if num_established == 0 {
-                        st.authenticated = false;
-                        st.since_us = now_us();
-                        st.connected_at = None;
-                        // A refused peer keeps the reason it was refused for.
-                        if let Some(c) = cause.filter(|_| !st.refused) {
-                            st.last_error = Some(c.to_string());
-                        }
-                    }
-                    st.member && num_established == 0
-                } else {
-                    false
-                };
-                if member {
+                let redial = self.peers.closed(
+                    &peer_id,
+                    num_established as usize,
+                    cause.map(|c| c.to_string()),
+                    rand_core::OsRng.next_u64(),
+                    Instant::now(),
+                    now_us(),
+                );
+                if redial.is_some() {
                     tracing::info!(peer = %peer_id, "member disconnected; will re-dial");
-                    self.schedule_redial(peer_id);
                 }
             }
             SwarmEvent::OutgoingConnectionError {
@@ -123,12 +113,12 @@ impl Daemon {
                 error,
                 ..
             } => {
-                if let Some(st) = self.peers.get_mut(&peer).filter(|s| !s.refused) {
-                    st.last_error = Some(error.to_string());
-                }
-                if !self.swarm.is_connected(&peer) && !self.blocked.contains_key(&peer) {
-                    self.schedule_redial(peer);
-                }
+                self.peers.dial_failed(
+                    &peer,
+                    error.to_string(),
+                    rand_core::OsRng.next_u64(),
+                    Instant::now(),
+                );
             }
             SwarmEvent::Behaviour(b) => self.on_behaviour_event(b),
             _ => {}
@@ -175,10 +165,8 @@ impl Daemon {
                         response,
                         request_id,
                     } => {
-                        if let Some((p, serial)) = self.update_pushes.remove(&request_id)
-                            && let Some(st) = self.peers.get_mut(&p)
-                        {
-                            st.revision = st.revision.max(serial);
+                        if let Some((p, serial)) = self.updates.done(&request_id) {
+                            self.peers.acknowledged(&p, serial);
                         }
                         self.on_auth_reply(peer, response)
                     }
@@ -190,7 +178,7 @@ impl Daemon {
                 request_id,
                 ..
             }) => {
-                self.update_pushes.remove(&request_id);
+                self.updates.done(&request_id);
                 tracing::debug!(%peer, %error, "authentication request failed");
                 if let request_response::OutboundFailure::UnsupportedProtocols = error {
                     self.refuse(
@@ -199,19 +187,7 @@ impl Daemon {
                     );
                     return;
                 }
-                let retry = match self.peers.get_mut(&peer) {
-                    // A failed roster push to a member is not an authentication problem.
-                    Some(st) if st.authenticated => false,
-                    Some(st) => {
-                        if !st.refused {
-                            st.last_error = Some(format!("authentication: {error}"));
-                        }
-                        let again = st.connections > 0 && st.auth_attempts < 3;
-                        st.auth_attempts += u8::from(again);
-                        again
-                    }
-                    None => false,
-                };
+                let retry = self.peers.auth_failed(&peer, &error.to_string());
                 // The peer's own hello may still authenticate it; if not, ask again while
                 // the connection lasts (the authentication timeout bounds this).
                 if retry {
@@ -253,22 +229,16 @@ impl Daemon {
                 connection,
                 result,
             }) => {
-                let Some(st) = self.peers.get_mut(&peer) else {
-                    return;
-                };
-                match result {
-                    Ok(_) => st.ping_failures = 0,
+                let (ping, why) = match result {
+                    Ok(_) => (Ping::Ok, None),
                     // A peer without ping is not dead; authentication decides about it.
-                    Err(libp2p::ping::Failure::Unsupported) => {}
-                    Err(e) => {
-                        st.ping_failures = st.ping_failures.saturating_add(1);
-                        if st.ping_failures >= MAX_PING_FAILURES {
-                            tracing::info!(%peer, error = %e, "peer stopped answering pings; closing the connection");
-                            st.last_error = Some(format!("ping: {e}"));
-                            st.ping_failures = 0;
-                            self.swarm.close_connection(connection);
-                        }
-                    }
+                    Err(libp2p::ping::Failure::Unsupported) => (Ping::Unsupported, None),
+                    Err(e) => (Ping::Failed(e.to_string()), Some(e.to_string())),
+                };
+                if self.peers.ping(&peer, ping) {
+                    let error = why.unwrap_or_default();
+                    tracing::info!(%peer, %error, "peer stopped answering pings; closing the connection");
+                    self.swarm.close_connection(connection);
                 }
             }
             BehaviourEvent::RelayClient(e) => {
@@ -301,14 +271,10 @@ impl Daemon {
             BehaviourEvent::Identify(libp2p::identify::Event::Received {
                 peer_id, info, ..
             }) => {
-                if let Some(st) = self.peers.get_mut(&peer_id) {
-                    for a in info.listen_addrs.into_iter().filter(|a| !is_loopback(a)) {
-                        if st.addresses.len() >= MAX_ADDRS_PER_PEER {
-                            break;
-                        }
-                        st.addresses.insert(a);
-                    }
-                }
+                self.peers.learned_addrs(
+                    &peer_id,
+                    info.listen_addrs.into_iter().filter(|a| !is_loopback(a)),
+                );
             }
             _ => {}
         }

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use libp2p::{PeerId, gossipsub};
 
-use super::{Daemon, MAX_UNREAD, now_us};
+use super::{Daemon, now_us};
 use crate::alert::ReceivedAlert;
 use crate::alert::Via;
+use crate::mesh::Reopened;
 use crate::node::{Arrival, Unreadable, Verdict};
 use crate::replay::ReplayError;
 use crate::store::StoredEnvelope;
@@ -22,18 +23,19 @@ const MAX_REFUSED_IDS: usize = 65_536;
 impl Daemon {
     /// Opens the envelopes that waited for a key epoch this node now holds.
     pub(super) fn reopen_unread(&mut self) {
-        let waiting = std::mem::take(&mut self.unread);
-        for (bytes, at) in waiting {
-            match self.node.open_stored(&bytes, at) {
-                Ok(Ok(mut a)) => {
-                    a.via = Via::CatchUp;
-                    self.node.counters_mut().alerts_received += 1;
-                    self.apply_rules(&a);
-                    self.deliver(a);
-                }
-                Ok(Err(Unreadable::UnknownEpoch { .. })) => self.unread.push_back((bytes, at)),
-                _ => {}
-            }
+        let node = &mut self.node;
+        let opened = self
+            .unread
+            .reopen(|bytes, at| match node.open_stored(bytes, at) {
+                Ok(Ok(a)) => Reopened::Opened(a),
+                Ok(Err(Unreadable::UnknownEpoch { .. })) => Reopened::StillUnknown,
+                _ => Reopened::Dropped,
+            });
+        for mut a in opened {
+            a.via = Via::CatchUp;
+            self.node.counters_mut().alerts_received += 1;
+            self.apply_rules(&a);
+            self.deliver(a);
         }
     }
 
@@ -126,10 +128,7 @@ impl Daemon {
                     Err(Unreadable::UnknownEpoch { .. }) => {
                         // Probably sealed under an epoch whose update has not reached this
                         // node yet: open it when the update comes.
-                        if self.unread.len() >= MAX_UNREAD {
-                            self.unread.pop_front();
-                        }
-                        self.unread.push_back((bytes_for_unread, now));
+                        self.unread.push(bytes_for_unread, now);
                     }
                     Err(_) => {}
                 }

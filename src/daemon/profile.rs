@@ -116,7 +116,7 @@ impl Daemon {
                 if addresses.is_empty()
                     && let Some(st) = st
                 {
-                    addresses = st.addresses.iter().map(|a| a.to_string()).collect();
+                    addresses = st.addresses().iter().map(|a| a.to_string()).collect();
                 }
                 control::DeviceInfo {
                     name: f.cert.body.name.clone(),
@@ -129,7 +129,7 @@ impl Daemon {
                     state: if f.cert.body.device == me {
                         "self".into()
                     } else {
-                        st.map_or("known", |s| s.state().as_str()).into()
+                        st.map_or("known", |s| s.status().as_str()).into()
                     },
                 }
             })

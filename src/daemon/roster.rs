@@ -1,75 +1,32 @@
 //! Roster and presence: learning member certificates and presence records from members,
-//! and passing them on in batches ([`Pushes`]).
+//! and passing them on in the batches the mesh core's [`Pushes`](crate::mesh::Pushes)
+//! makes.
 //!
 //! Only authenticated members are told about members; nothing here authenticates a peer.
 
-use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use libp2p::PeerId;
 
 use super::addr::{is_loopback, is_unspecified};
 use super::{Daemon, now_us};
+use crate::mesh::Timer;
 use crate::net::{self, AuthRequest};
 use crate::presence::Presence;
-
-/// How long a queued roster or presence push waits for more to send with it.
-const PUSH_BATCH: Duration = Duration::from_millis(20);
-/// At most one batch of roster and presence pushes per this long.
-const PUSH_EVERY: Duration = Duration::from_millis(250);
-
-/// Items queued for the peers, each with the peer not to send it to (the one it came from),
-/// sent together [`PUSH_BATCH`] after the first was queued (at most one batch per
-/// [`PUSH_EVERY`]). Certificates and presence records
-/// travel on parallel streams: a record that reaches a peer before its device's certificate
-/// waits there for it ([`Node::learn_waiting_presence`](crate::node::Node::learn_waiting_presence)).
-#[derive(Default)]
-pub(super) struct Pushes {
-    pub(super) roster: Vec<(Vec<u8>, Option<PeerId>)>,
-    presence: Vec<(Vec<u8>, Option<PeerId>)>,
-    /// When the queued items go out.
-    pub(super) due: Option<Instant>,
-    /// When the last batch went out.
-    pub(super) last: Option<Instant>,
-}
-
-impl Pushes {
-    /// Sets when the queued items go out, if not set: [`PUSH_BATCH`] from now, but not sooner
-    /// than [`PUSH_EVERY`] after the last batch, so a lone change goes out at once and a
-    /// start-up's storm of them once per `PUSH_EVERY`.
-    fn schedule(&mut self) {
-        let now = Instant::now();
-        let at = match self.last {
-            Some(last) => (now + PUSH_BATCH).max(last + PUSH_EVERY),
-            None => now + PUSH_BATCH,
-        };
-        self.due.get_or_insert(at);
-    }
-}
 
 impl Daemon {
     /// Queues newly learned member certificates for every authenticated peer but `except`
     /// (sent by [`Daemon::flush_pushes`]). Each receiver forwards only what is new to it, so a
     /// certificate floods the mesh once.
     pub(super) fn push_roster(&mut self, certs: Vec<Vec<u8>>, except: PeerId) {
-        if certs.is_empty() {
-            return;
-        }
-        self.pushes
-            .roster
-            .extend(certs.into_iter().map(|c| (c, Some(except))));
-        self.pushes.schedule();
+        let due = self.pushes.push_roster(certs, except, Instant::now());
+        self.timers.set_or_cancel(Timer::Push, due);
     }
 
     /// Queues presence records for every authenticated peer but `except`.
     pub(super) fn push_presence(&mut self, records: Vec<Vec<u8>>, except: Option<PeerId>) {
-        if records.is_empty() {
-            return;
-        }
-        self.pushes
-            .presence
-            .extend(records.into_iter().map(|r| (r, except)));
-        self.pushes.schedule();
+        let due = self.pushes.push_presence(records, except, Instant::now());
+        self.timers.set_or_cancel(Timer::Push, due);
     }
 
     /// Sends what `push_roster` and `push_presence` queued: one request of each kind per peer
@@ -77,43 +34,21 @@ impl Daemon {
     /// cost every connection a stream per item and per peer admitted: when 50 members start
     /// together that is thousands of streams, far past [`net::MAX_CONCURRENT_STREAMS`] per
     /// connection, and the hellos refused with them left members unauthenticated for a
-    /// minute. Batches go out [`PUSH_BATCH`] after the first item, at most one per
-    /// [`PUSH_EVERY`]: a newcomer's address is not held up for a whole tick, and a start-up's
-    /// items still go in a few requests.
+    /// minute. Batches go out [`PUSH_BATCH`](crate::mesh::PUSH_BATCH) after the first
+    /// item, at most one per [`PUSH_EVERY`](crate::mesh::PUSH_EVERY): a newcomer's address
+    /// is not held up for a whole tick, and a start-up's items still go in a few requests.
     pub(super) fn flush_pushes(&mut self) {
-        self.pushes.due = None;
-        self.pushes.last = Some(Instant::now());
-        let roster = std::mem::take(&mut self.pushes.roster);
-        let presence = std::mem::take(&mut self.pushes.presence);
-        if roster.is_empty() && presence.is_empty() {
-            return;
-        }
-        let targets: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.authenticated && p.connections > 0)
-            .map(|(id, _)| *id)
-            .collect();
-        for t in targets {
-            let pick = |items: &[(Vec<u8>, Option<PeerId>)]| -> Vec<Vec<u8>> {
-                let mut seen = HashSet::new();
-                items
-                    .iter()
-                    .filter(|(item, except)| *except != Some(t) && seen.insert(item.as_slice()))
-                    .map(|(item, _)| item.clone())
-                    .collect()
-            };
-            let certs = pick(&roster);
-            for chunk in certs.chunks(net::MAX_ROSTER_PUSH) {
+        let targets: Vec<PeerId> = self.peers.ready().copied().collect();
+        for batch in self.pushes.flush(targets, Instant::now()) {
+            for chunk in batch.roster.chunks(net::MAX_ROSTER_PUSH) {
                 self.swarm.behaviour_mut().auth.send_request(
-                    &t,
+                    &batch.peer,
                     AuthRequest::Roster {
                         certs: chunk.to_vec(),
                     },
                 );
             }
-            let records = pick(&presence);
-            self.send_presence(t, &records);
+            self.send_presence(batch.peer, &batch.presence);
         }
     }
 
@@ -184,31 +119,8 @@ impl Daemon {
         if let Ok(device) = Presence::claimed_device(record)
             && let Some(peer) = self.node.member(device).map(|c| c.peer_id())
         {
-            self.circuit_next.remove(&peer);
+            self.peers.circuit_reset(&peer);
             self.dial_from_presence(device, peer);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_lone_push_waits_one_batch_and_a_storm_one_batch_interval() {
-        let mut p = Pushes::default();
-        let before = Instant::now();
-        p.schedule();
-        let first = p.due.unwrap();
-        assert!(first >= before + PUSH_BATCH && first <= Instant::now() + PUSH_BATCH);
-        // More items before it goes out do not move it.
-        p.schedule();
-        assert_eq!(p.due, Some(first));
-        // Right after a batch went out, the next waits out PUSH_EVERY.
-        let last = Instant::now();
-        p.due = None;
-        p.last = Some(last);
-        p.schedule();
-        assert_eq!(p.due, Some(last + PUSH_EVERY));
     }
 }

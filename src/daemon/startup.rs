@@ -4,7 +4,7 @@
 //! Everything that may fail at start fails here, with a [`DaemonError`] naming the file or
 //! address; nothing here runs once the loop has started.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -18,16 +18,14 @@ use super::catchup::CatchUpCounters;
 use super::handle::Handle;
 use super::hooks::{ActionCounters, MAX_HOOKS};
 use super::profile::PROFILE_FILE;
-use super::roster::Pushes;
 use super::server::accept_loop;
 use super::socket::{bind_control_socket, remove_if};
 use super::status::full_status;
 use super::voice;
-use super::{
-    ANTI_ENTROPY_EVERY, Daemon, DaemonError, LISTEN_BUFFER, RunConfig, TRIM_AFTER_QUIET, now_us,
-};
+use super::{Daemon, DaemonError, LISTEN_BUFFER, RunConfig, now_us};
 use crate::bundle::{Bundle, files};
 use crate::fsutil::{self, FileError};
+use crate::mesh::{HeldUpdates, Peers, PendingUpdates, Pushes, Quiet, Timer, TimerTable, Unread};
 use crate::net;
 use crate::node::{Node, NodeConfig};
 use crate::store::{Store, StoreError, StoreHandle};
@@ -331,13 +329,14 @@ pub async fn run(
         domain = %node.domain().to_hex(),
         "daemon started"
     );
+    let local_peer_id = *swarm.local_peer_id();
     let mut d = Daemon {
         swarm,
         node,
         store,
         alerts,
-        peers: HashMap::new(),
-        blocked: HashMap::new(),
+        peers: Peers::new(local_peer_id),
+        certs: HashMap::new(),
         topics,
         voice: voice::VoiceState::new(voice_topics, voice_tx.clone()),
         // --peer addresses and the descriptor's brokers are dialled and kept connected.
@@ -371,23 +370,23 @@ pub async fn run(
         broker: cfg.net.broker,
         brokers,
         reservations: HashMap::new(),
-        circuit_next: HashMap::new(),
-        next_circuit: Instant::now(),
         pending_tags: Vec::new(),
         syncing: HashSet::new(),
-        next_anti_entropy: Instant::now() + ANTI_ENTROPY_EVERY,
-        next_prune: Instant::now(),
-        next_static: Instant::now() + ANTI_ENTROPY_EVERY,
         presence_dirty: true,
         profile_override,
         data: cfg.data.clone(),
         catch_up: CatchUpCounters::default(),
-        pending_updates: BTreeMap::new(),
-        updates: held_updates,
-        unread: VecDeque::new(),
+        pending_updates: PendingUpdates::default(),
+        updates: HeldUpdates::new(held_updates),
+        unread: Unread::default(),
         key_path,
-        update_pushes: HashMap::new(),
-        traffic_marks: (0, Instant::now(), TRIM_AFTER_QUIET.len()),
+        timers: {
+            // The tick runs at once, as the interval it replaced did.
+            let mut t = TimerTable::at_start(Instant::now());
+            t.set(Timer::Tick, Instant::now());
+            t
+        },
+        quiet: Quiet::new(Instant::now()),
         pushes: Pushes::default(),
     };
     d.node.start_voice_at(now_us());

@@ -7,31 +7,40 @@ use std::sync::atomic::Ordering;
 
 use super::Daemon;
 use super::handle::{Handle, LoopGone};
-use super::peer::PeerStatus;
 use crate::control::{self, PeerCounts, PeerInfo, StatusInfo};
+use crate::mesh::{Peer, PeerStatus};
 use crate::store::StoreHandle;
+use libp2p::Multiaddr;
 
 impl Daemon {
     pub(super) fn peer_infos(&self) -> Vec<PeerInfo> {
         let mut v: Vec<PeerInfo> = self
             .peers
             .iter()
-            .map(|(id, p)| PeerInfo {
-                peer_id: id.to_string(),
-                name: p.cert.as_ref().map(|c| c.body.name.clone()),
-                device: p.cert.as_ref().map(|c| c.body.device),
-                addresses: p.addresses.iter().map(|a| a.to_string()).collect(),
-                connected: p.connections > 0,
-                authenticated: p.authenticated && p.connections > 0,
-                relay_only: p.cert.as_ref().map(|c| c.body.relay_only),
-                state: p.state().to_string(),
-                since_us: p.since_us,
-                profile: p.cert.as_ref().map(|c| c.body.profile.clone()),
-                last_error: p.last_error.clone(),
+            .map(|(id, p)| {
+                let cert = self.certs.get(id);
+                PeerInfo {
+                    peer_id: id.to_string(),
+                    name: cert.map(|c| c.body.name.clone()),
+                    device: cert.map(|c| c.body.device),
+                    addresses: p.addresses().iter().map(|a| a.to_string()).collect(),
+                    connected: p.connections() > 0,
+                    authenticated: p.is_ready(),
+                    relay_only: cert.map(|c| c.body.relay_only),
+                    state: p.status().to_string(),
+                    since_us: p.since_us(),
+                    profile: cert.map(|c| c.body.profile.clone()),
+                    last_error: p.last_error().map(str::to_owned),
+                }
             })
             .collect();
         v.sort_by(|a, b| (&a.name, &a.peer_id).cmp(&(&b.name, &b.peer_id)));
         v
+    }
+
+    /// How many peers `f` holds for.
+    fn count(&self, f: impl Fn(&Peer<Multiaddr>) -> bool) -> usize {
+        self.peers.iter().filter(|(_, p)| f(p)).count()
     }
 
     pub(super) fn status(&self) -> StatusInfo {
@@ -46,22 +55,10 @@ impl Daemon {
             channels: self.node.readable_channels(),
             listen_addrs: self.swarm.listeners().map(|a| a.to_string()).collect(),
             peers: PeerCounts {
-                connected: self.peers.values().filter(|p| p.connections > 0).count(),
-                authenticated: self
-                    .peers
-                    .values()
-                    .filter(|p| p.state() == PeerStatus::Authenticated)
-                    .count(),
-                asleep: self
-                    .peers
-                    .values()
-                    .filter(|p| p.state() == PeerStatus::Asleep)
-                    .count(),
-                unreachable: self
-                    .peers
-                    .values()
-                    .filter(|p| p.state() == PeerStatus::Unreachable)
-                    .count(),
+                connected: self.count(|p| p.connections() > 0),
+                authenticated: self.count(|p| p.status() == PeerStatus::Authenticated),
+                asleep: self.count(|p| p.status() == PeerStatus::Asleep),
+                unreachable: self.count(|p| p.status() == PeerStatus::Unreachable),
             },
             counters: self.node.counters().into(),
             catch_up: control::CatchUpInfo {

@@ -8,7 +8,7 @@ use std::time::Instant;
 use libp2p::PeerId;
 use tokio::sync::oneshot;
 
-use super::{AUTH_TIMEOUT, Daemon, MAX_ADDRS_PER_PEER};
+use super::{AUTH_TIMEOUT, Daemon};
 use crate::cert::Certificate;
 use crate::control::Reply;
 
@@ -73,12 +73,10 @@ impl Daemon {
             let _ = reply.send(Err(ConnectError::OwnTag));
             return;
         }
-        let st = self.peers.entry(tag.peer).or_default();
-        for a in tag.addresses.iter().take(MAX_ADDRS_PER_PEER) {
-            st.addresses.insert(a.clone());
-        }
-        let ready = st.authenticated && st.connections > 0;
-        let known = st.cert.clone();
+        self.peers
+            .add_tag_addresses(tag.peer, tag.addresses.iter().cloned());
+        let ready = self.peers.get(&tag.peer).is_some_and(|p| p.is_ready());
+        let known = self.certs.get(&tag.peer).cloned();
         self.pending_tags.push(PendingTag {
             peer: tag.peer,
             fingerprint: tag.fingerprint,
@@ -88,10 +86,9 @@ impl Daemon {
         match known {
             Some(cert) if ready => self.check_tag(tag.peer, &cert),
             _ => {
-                if let Some(st) = self.peers.get_mut(&tag.peer) {
-                    st.redial_at = None;
+                if let Some(d) = self.peers.dial_at_once(&tag.peer) {
+                    self.start_dial(d);
                 }
-                self.dial(tag.peer);
             }
         }
     }

@@ -9,12 +9,10 @@ use libp2p::{Multiaddr, PeerId};
 use super::{Daemon, now_us};
 use crate::control::Reply;
 use crate::fsutil::{self};
+use crate::mesh::Taken;
 use crate::net::AuthRequest;
 use crate::node::Applied;
 use crate::update::{Update, UpdateError};
-
-/// Updates held that arrived ahead of a missing one, at most.
-const MAX_PENDING_UPDATES: usize = 64;
 
 impl Daemon {
     /// Erases ratchet periods older than the retention window, from memory and disk, and
@@ -26,16 +24,7 @@ impl Daemon {
         }
         let before = now_us().saturating_sub(window) / 1_000_000;
         // By when this node received them, not the authority's clock.
-        let old: Vec<u64> = self
-            .updates
-            .iter()
-            .filter(|(_, (received, _))| *received < before)
-            .map(|(s, _)| *s)
-            .collect();
-        if !old.is_empty() {
-            for s in &old {
-                self.updates.remove(s);
-            }
+        if !self.updates.forget_before(before).is_empty() {
             let store = self.store.clone();
             tokio::spawn(async move {
                 if let Err(e) = store.prune_updates(before).await {
@@ -63,32 +52,23 @@ impl Daemon {
             Ok(applied) => {
                 let note = applied.note.clone();
                 self.after_update(applied, bytes, from);
-                // Later ones that were waiting for it, in order.
-                loop {
-                    self.pending_updates
-                        .retain(|s, _| *s > self.node.revision());
-                    let mut applied_one = false;
-                    let serials: Vec<u64> = self.pending_updates.keys().copied().collect();
-                    for s in serials {
-                        let Some(next) = self.pending_updates.remove(&s) else {
-                            continue;
-                        };
-                        match self.node.apply_update(&next, now_us() / 1_000_000) {
-                            Ok(a) => {
-                                self.after_update(a, next, None);
-                                applied_one = true;
-                                break;
-                            }
-                            Err(UpdateError::Gap { .. }) => {
-                                self.pending_updates.insert(s, next);
-                            }
-                            Err(e) => tracing::warn!(error = %e, "held update not applied"),
+                // Later ones that were waiting for it, in order. Taken out for the scan:
+                // carrying out each one applied needs the whole daemon.
+                let mut pending = std::mem::take(&mut self.pending_updates);
+                pending.release(self.node.revision(), |_, next| {
+                    match self.node.apply_update(next, now_us() / 1_000_000) {
+                        Ok(a) => {
+                            self.after_update(a, next.to_vec(), None);
+                            Taken::Applied(())
+                        }
+                        Err(UpdateError::Gap { .. }) => Taken::Gap,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "held update not applied");
+                            Taken::Refused
                         }
                     }
-                    if !applied_one {
-                        break;
-                    }
-                }
+                });
+                self.pending_updates = pending;
                 Ok(Reply::Published {
                     serial,
                     note,
@@ -104,9 +84,7 @@ impl Daemon {
             }),
             Err(e @ UpdateError::Gap { .. }) => {
                 // Verified (a gap is found after the signature check): hold it for later.
-                if self.pending_updates.len() < MAX_PENDING_UPDATES {
-                    self.pending_updates.insert(serial, bytes);
-                }
+                self.pending_updates.hold(serial, bytes);
                 Err(e)
             }
             Err(e) => {
@@ -122,7 +100,7 @@ impl Daemon {
     fn after_update(&mut self, a: Applied, bytes: Vec<u8>, from: Option<PeerId>) {
         tracing::info!(serial = a.serial, note = %a.note, "domain update applied");
         let received = now_us() / 1_000_000;
-        self.updates.insert(a.serial, (received, bytes.clone()));
+        self.updates.insert(a.serial, received, bytes.clone());
         let store = self.store.clone();
         let b = bytes.clone();
         tokio::spawn(async move {
@@ -158,7 +136,7 @@ impl Daemon {
         }
         for (device, peer) in &a.revoked {
             tracing::warn!(device, %peer, "member revoked: disconnecting");
-            if self.swarm.is_connected(peer) || self.peers.contains_key(peer) {
+            if self.swarm.is_connected(peer) || self.peers.get(peer).is_some() {
                 self.refuse(*peer, "revoked by the domain authority".into());
             }
         }
@@ -176,9 +154,9 @@ impl Daemon {
         // Pass it on to every member but the one it came from.
         let targets: Vec<PeerId> = self
             .peers
-            .iter()
-            .filter(|(id, p)| Some(**id) != from && p.authenticated && p.connections > 0)
-            .map(|(id, _)| *id)
+            .ready()
+            .filter(|id| Some(**id) != from)
+            .copied()
             .collect();
         for t in targets {
             let id = self.swarm.behaviour_mut().auth.send_request(
@@ -187,27 +165,19 @@ impl Daemon {
                     update: bytes.clone(),
                 },
             );
-            self.update_pushes.insert(id, (t, a.serial));
+            self.updates.sent(id, t, a.serial);
         }
     }
 
     /// Sends a member the updates it lacks (it is known to hold `revision`).
     pub(super) fn send_updates(&mut self, peer: PeerId, revision: u64) {
-        let missing: Vec<(u64, Vec<u8>)> = self
-            .updates
-            .range(revision + 1..)
-            .map(|(s, (_, b))| (*s, b.clone()))
-            .collect();
-        for (serial, update) in missing {
-            if self.update_pushes.values().any(|p| *p == (peer, serial)) {
-                continue;
-            }
+        for (serial, update) in self.updates.missing(&peer, revision) {
             let id = self
                 .swarm
                 .behaviour_mut()
                 .auth
                 .send_request(&peer, AuthRequest::Update { update });
-            self.update_pushes.insert(id, (peer, serial));
+            self.updates.sent(id, peer, serial);
         }
     }
 
@@ -215,13 +185,7 @@ impl Daemon {
     /// dropped stream would otherwise wait for the next connection).
     pub(super) fn resend_updates(&mut self) {
         let mine = self.node.revision();
-        let behind: Vec<(PeerId, u64)> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.authenticated && p.connections > 0 && p.revision < mine)
-            .map(|(id, p)| (*id, p.revision))
-            .collect();
-        for (peer, rev) in behind {
+        for (peer, rev) in self.peers.behind(mine) {
             self.send_updates(peer, rev);
         }
     }

@@ -594,6 +594,12 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
         wait
     }
 
+    /// A fresh presence record of `target` came: its circuit dial need not wait for the
+    /// back-off (the record may name a new reservation).
+    pub fn circuit_reset(&mut self, target: &K) {
+        self.circuits.remove(target);
+    }
+
     /// The peer checks of one tick, in the daemon's order: unblock peers whose block
     /// expired (a `revoked` one stays blocked for another [`BLOCK_FOR`]), find peers that did
     /// not authenticate within [`AUTH_TIMEOUT`], start the dials due, forget the disconnected

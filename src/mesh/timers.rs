@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{ANTI_ENTROPY_EVERY, CIRCUIT_EVERY, PRUNE_EVERY, TRIM_AFTER_QUIET};
+use super::{ANTI_ENTROPY_EVERY, CIRCUIT_EVERY, PRUNE_EVERY, TICK, TRIM_AFTER_QUIET};
 
 /// A kind of deadline. The order of the variants is the order in which timers that expire at
 /// the same instant are handed out (the daemon's tick checks them in this order).
@@ -25,17 +25,21 @@ pub enum Timer {
     Push,
     /// Hand free heap back to the system after traffic stopped ([`Quiet`]).
     Trim,
+    /// The daemon's tick, every [`TICK`]: voice, `connect` deadlines, presence, and the
+    /// peer checks (block expiry, authentication timeouts, due re-dials, the table's bound).
+    Tick,
 }
 
 impl Timer {
     /// Every kind, in tie-break order.
-    pub const ALL: [Timer; 6] = [
+    pub const ALL: [Timer; 7] = [
         Timer::AntiEntropy,
         Timer::Static,
         Timer::Circuit,
         Timer::Prune,
         Timer::Push,
         Timer::Trim,
+        Timer::Tick,
     ];
 
     /// How long after it fired a periodic timer fires again; `None` for one-shot timers,
@@ -45,6 +49,7 @@ impl Timer {
             Timer::AntiEntropy | Timer::Static => Some(ANTI_ENTROPY_EVERY),
             Timer::Circuit => Some(CIRCUIT_EVERY),
             Timer::Prune => Some(PRUNE_EVERY),
+            Timer::Tick => Some(TICK),
             Timer::Push | Timer::Trim => None,
         }
     }
@@ -62,7 +67,8 @@ pub struct TimerTable {
 
 impl TimerTable {
     /// The table of a daemon that starts at `now`: retention and circuit dials at once,
-    /// anti-entropy and static dials one period later, pushes and trims unarmed.
+    /// anti-entropy and static dials one period later, pushes, trims and the tick unarmed
+    /// (the daemon arms [`Timer::Tick`] itself; the simulation has no tick).
     pub fn at_start(now: Instant) -> Self {
         let mut t = TimerTable::default();
         t.set(Timer::AntiEntropy, now + ANTI_ENTROPY_EVERY);

@@ -267,6 +267,23 @@ fn status_words() {
 }
 
 #[test]
+fn peer_status_texts_are_the_protocols() {
+    // `peers --json` and `search` carry these; scripts compare them.
+    let all = [
+        (PeerStatus::Refused, "refused"),
+        (PeerStatus::Authenticated, "authenticated"),
+        (PeerStatus::Connecting, "connecting"),
+        (PeerStatus::Asleep, "asleep"),
+        (PeerStatus::Unreachable, "unreachable"),
+        (PeerStatus::Discovered, "discovered"),
+    ];
+    for (s, text) in all {
+        assert_eq!(s.as_str(), text);
+        assert_eq!(s.to_string(), text);
+    }
+}
+
+#[test]
 fn revisions_and_peers_behind() {
     let t0 = Instant::now();
     let mut b = with_member(9, t0);
@@ -317,6 +334,27 @@ fn circuit_backoff_doubles_to_five_minutes_and_admit_clears_it() {
     b.admit(&9, false);
     b.closed(&9, 0, None, 0, now, 3);
     assert_eq!(b.circuit_dialled(9, now).as_secs(), 10);
+    b.circuit_dialled(9, now);
+    assert!(!b.circuit_due(&9, now));
+    b.circuit_reset(&9);
+    assert!(b.circuit_due(&9, now), "a fresh presence record: no wait");
+}
+
+#[test]
+fn direct_ipv4_takes_direct_tcp_addresses_only() {
+    let ip = |s: &str| direct_ipv4(&s.parse().expect("address"));
+    assert_eq!(
+        ip("/ip4/10.0.0.7/tcp/4001/p2p/12D3KooWAe1AuNR6C8KnymD6Cd9BkgfAS88Up4LuLynrff7TBVxi"),
+        Some([10, 0, 0, 7].into())
+    );
+    assert_eq!(ip("/ip4/10.0.0.7/udp/4001"), None);
+    assert_eq!(ip("/ip6/::1/tcp/4001"), None);
+    assert_eq!(
+        ip(
+            "/ip4/10.0.0.1/tcp/4001/p2p/12D3KooWAe1AuNR6C8KnymD6Cd9BkgfAS88Up4LuLynrff7TBVxi/p2p-circuit"
+        ),
+        None
+    );
 }
 
 #[test]
