@@ -50,6 +50,9 @@ impl Daemon {
             }
             self.send_presence(batch.peer, &batch.presence);
         }
+        // A push queued after the timer fired in this same wake (the tick's presence refresh)
+        // went out with this batch: the timer must not fire again for it.
+        self.timers.set_or_cancel(Timer::Push, self.pushes.due());
     }
 
     pub(super) fn send_presence(&mut self, peer: PeerId, records: &[Vec<u8>]) {
