@@ -97,6 +97,12 @@ install -d -m 0755 "$bindir" "$docdir"
 install -m 0755 "$binary" "$bindir/ptt-node.new"
 mv -f "$bindir/ptt-node.new" "$bindir/ptt-node"
 install -m 0644 README.md "$docdir/README.md"
+# The README links to docs/ and proto/: install them beside it so the links resolve.
+for f in docs/*.md proto/*.md; do
+    [ -f "$f" ] || continue
+    install -d -m 0755 "$docdir/$(dirname "$f")"
+    install -m 0644 "$f" "$docdir/$f"
+done
 install -m 0644 examples/ptt-node.toml "$docdir/ptt-node.toml.example"
 
 echo "==> manual pages and shell completions"
