@@ -671,6 +671,11 @@ pub(super) async fn talk(
                 match req {
                     Ok(Request::Frame { opus }) => {
                         if let Err(e) = frame(cmds, store, &c, &opus).await {
+                            // The loop takes a higher claim before this frame, tells this
+                            // session through `lost`, then refuses the frame: say why.
+                            if let Ok(lost) = c.lost.try_recv() {
+                                break End::Reply(lost);
+                            }
                             break End::Reply(Reply::Error { message: e.to_string() });
                         }
                     }
