@@ -1,14 +1,23 @@
 //! Baseline peer for the mesh benchmark (`scripts/bench-mesh.sh`).
 //!
-//! The benchmark measures ptt-node against two floors, run in the same Linux network
-//! namespaces: raw UDP multicast, and plain rust-libp2p gossipsub (default configuration, no
-//! application crypto). The driver spawns one `bench-peer` per namespace and talks to it over
-//! stdin/stdout:
+//! The benchmark measures ptt-node against three floors, run in the same Linux network
+//! namespaces: raw UDP multicast; UDP multicast whose receivers verify one Ed25519 signature
+//! per message (`udpv`, the floor of a multicast data plane that authenticates each alert,
+//! issue 23); and plain rust-libp2p gossipsub (default configuration, no application crypto).
+//! The driver spawns one `bench-peer` per namespace and talks to it over stdin/stdout:
 //!
 //! ```text
 //! bench-peer gossip --listen /ip4/10.213.0.11/tcp/4001 [--peer MULTIADDR]... --expect K
 //! bench-peer udp --addr 10.213.0.11 --group 239.255.77.1:5077 --expect K
+//! bench-peer udpv --addr 10.213.0.11 --group 239.255.77.1:5077 --expect K
 //! ```
+//!
+//! `udpv` is `udp` with one difference: the sender signs each payload with `ptt_node::keys::sign`
+//! (a key derived from [`UDPV_SEED`], which every peer knows) and appends the 64-byte signature;
+//! a receiver checks it with `ptt_node::keys::verify`, the product's own strict verification,
+//! and takes RECV_US only after it passed. A datagram that fails is not reported; the count of
+//! those is written to stderr on exit. SENT_US is stamped before signing, so a latency covers
+//! one signature and one verification, as an alert's does.
 //!
 //! stdout, one line per event (all times are µs since the Unix epoch):
 //! - `ready T` once: gossip, when K distinct peers have subscribed to the topic; udp, as soon as
@@ -27,22 +36,31 @@ use std::io::{BufWriter, StdoutLock, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, gossipsub, noise, tcp, yamux};
+use ptt_node::keys::{self, SIG_LEN};
 use tokio::io::AsyncBufReadExt;
 use tokio::net::UdpSocket;
 use tokio::time::{Interval, MissedTickBehavior};
 
 const USAGE: &str = "usage:
   bench-peer gossip --listen MULTIADDR [--peer MULTIADDR]... --expect K
-  bench-peer udp --addr IPV4 --group GROUP_IPV4:PORT --expect K";
+  bench-peer udp --addr IPV4 --group GROUP_IPV4:PORT --expect K
+  bench-peer udpv --addr IPV4 --group GROUP_IPV4:PORT --expect K";
 /// Messages published per turn at RATE 0, between two polls of the swarm / socket.
 const CHUNK: u64 = 50;
 /// SEQ ‖ SENT_US.
 const HEADER: usize = 16;
 /// Datagrams drained per wake-up before stdout is flushed and other work gets a turn.
 const UDP_DRAIN: usize = 1024;
+/// Seed of the `udpv` signing key: a test key every peer derives, so no key needs exchanging.
+const UDPV_SEED: [u8; 32] = [0x5a; 32];
+/// Signature context of `udpv` payloads (`keys::sign` signs `context ‖ 0x00 ‖ msg`).
+const UDPV_CONTEXT: &[u8] = b"ptt-bench-udpv";
+/// `udpv` datagrams that failed verification, reported on exit.
+static REJECTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 type Res = Result<(), Box<dyn std::error::Error>>;
 
@@ -56,6 +74,8 @@ enum Mode {
         addr: Ipv4Addr,
         group: SocketAddrV4,
         expect: usize,
+        /// `udpv`: sign each message and verify it on receipt.
+        verify: bool,
     },
 }
 
@@ -99,11 +119,14 @@ fn parse_args() -> Mode {
             peers,
             expect,
         },
-        ("udp", None, Some(expect), Some(addr), Some(group)) if peers.is_empty() => Mode::Udp {
-            addr,
-            group,
-            expect,
-        },
+        ("udp" | "udpv", None, Some(expect), Some(addr), Some(group)) if peers.is_empty() => {
+            Mode::Udp {
+                addr,
+                group,
+                expect,
+                verify: mode == "udpv",
+            }
+        }
         _ => usage(),
     }
 }
@@ -129,6 +152,10 @@ impl Out {
     }
     fn quit(&mut self) -> ! {
         self.flush();
+        let rejected = REJECTED.load(std::sync::atomic::Ordering::Relaxed);
+        if rejected > 0 {
+            eprintln!("bench-peer: {rejected} datagrams failed verification");
+        }
         std::process::exit(0)
     }
     /// Prints `recv` for a received payload; payloads shorter than the header are skipped.
@@ -311,7 +338,8 @@ async fn main() {
             addr,
             group,
             expect,
-        } => run_udp(addr, group, expect).await,
+            verify,
+        } => run_udp(addr, group, expect, verify).await,
     };
     if let Err(e) = result {
         eprintln!("bench-peer: {e}");
@@ -397,7 +425,16 @@ async fn run_gossip(listen: Multiaddr, peers: Vec<Multiaddr>, expect: usize) -> 
     }
 }
 
-async fn run_udp(addr: Ipv4Addr, group: SocketAddrV4, expect: usize) -> Res {
+/// The payload of a `udpv` datagram (`payload ‖ signature`) whose signature verifies.
+fn verified<'a>(key: &VerifyingKey, datagram: &'a [u8]) -> Option<&'a [u8]> {
+    let (body, sig) = datagram.split_at_checked(datagram.len().checked_sub(SIG_LEN)?)?;
+    let sig = <&[u8; SIG_LEN]>::try_from(sig).ok()?;
+    keys::verify(key, UDPV_CONTEXT, body, sig).then_some(body)
+}
+
+async fn run_udp(addr: Ipv4Addr, group: SocketAddrV4, expect: usize, verify: bool) -> Res {
+    let signer = verify.then(|| SigningKey::from_bytes(&UDPV_SEED));
+    let key = signer.as_ref().map(SigningKey::verifying_key);
     let rx = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, group.port())).await?;
     rx.join_multicast_v4(*group.ip(), addr)?;
     // The route 224.0.0.0/4 dev eth0 in each namespace picks the outgoing interface.
@@ -408,7 +445,8 @@ async fn run_udp(addr: Ipv4Addr, group: SocketAddrV4, expect: usize) -> Res {
 
     let mut out = Out::new();
     out.line(format_args!("ready {}", now_us()));
-    eprintln!("bench-peer: udp {addr} joined {group}, expecting {expect} peers");
+    let mode = if verify { "udpv" } else { "udp" };
+    eprintln!("bench-peer: {mode} {addr} joined {group}, expecting {expect} peers");
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut buf = vec![0u8; 65536];
     let (mut seq, mut queue, mut job) = (0u64, VecDeque::new(), None::<Job>);
@@ -423,11 +461,21 @@ async fn run_udp(addr: Ipv4Addr, group: SocketAddrV4, expect: usize) -> Res {
                 for drained in 1.. {
                     let recv_us = now_us();
                     match result {
-                        Ok((len, from)) => {
-                            if from.ip() != std::net::IpAddr::V4(addr) {
-                                out.recv(buf.get(..len).unwrap_or_default(), recv_us);
+                        Ok((len, from)) if from.ip() != std::net::IpAddr::V4(addr) => {
+                            let data = buf.get(..len).unwrap_or_default();
+                            match &key {
+                                None => out.recv(data, recv_us),
+                                // Verified before the receive time is taken: its cost is part
+                                // of the latency, as in a receiver that checks each alert.
+                                Some(key) => match verified(key, data) {
+                                    Some(body) => out.recv(body, now_us()),
+                                    None => {
+                                        REJECTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                    }
+                                },
                             }
                         }
+                        Ok(_) => {}
                         Err(e) => {
                             if e.kind() != std::io::ErrorKind::WouldBlock {
                                 eprintln!("bench-peer: recv: {e}");
@@ -445,7 +493,11 @@ async fn run_udp(addr: Ipv4Addr, group: SocketAddrV4, expect: usize) -> Res {
             () = tick(&mut job), if job.is_some() => {
                 if let Some(j) = job.as_mut() {
                     for _ in 0..j.batch() {
-                        let data = j.payload(&mut seq);
+                        let mut data = j.payload(&mut seq);
+                        if let Some(signer) = &signer {
+                            let sig = keys::sign(signer, UDPV_CONTEXT, &data);
+                            data.extend_from_slice(&sig);
+                        }
                         let result = tx.send_to(&data, dest).await;
                         j.done(result.map(|_| ()));
                     }

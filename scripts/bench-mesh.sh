@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# The mesh benchmark: N ptt-node daemons in network namespaces on one bridge, against two floors
-# run between the same namespaces in the same run (raw UDP multicast, plain libp2p gossipsub).
+# The mesh benchmark: N ptt-node daemons in network namespaces on one bridge, against three
+# floors run between the same namespaces in the same run (raw UDP multicast, UDP multicast whose
+# receivers verify one Ed25519 signature per message, plain libp2p gossipsub).
 # Measures time-to-ready, one-way latency at a steady rate, burst throughput, bytes on the wire,
 # RSS and CPU, and push-to-talk voice (mouth to ear, CPU per talker); writes report.json and
 # report.md under target/bench-report/ (or --out DIR).
 #
 #   sudo scripts/bench-mesh.sh                    # 10 nodes, 100 alerts/s for 10 s, burst 2000
 #   sudo scripts/bench-mesh.sh --nodes 3
-#   sudo scripts/bench-mesh.sh --nodes 30 --systems ptt,udp --idle-secs 5
+#   sudo scripts/bench-mesh.sh --nodes 30 --systems ptt,udp,udpv --idle-secs 5
 #
 # Options (all passed to examples/bench-mesh.rs): --nodes N, --rate R, --secs S, --burst B,
-# --size BYTES, --idle-secs S, --systems ptt,gossip,udp,voice, --voice-bursts N,
+# --size BYTES, --idle-secs S, --systems udp,udpv,gossip,ptt,voice, --voice-bursts N,
 # --voice-secs S, --out DIR. BENCH_PERF=K records node K with perf (call graphs) during the
 # burst, or during the steady run with BENCH_PERF_PHASE=steady, into DIR/perf-SYSTEM-K.data.
 # Needs root (ip netns); every namespace it makes is removed when it ends. Builds the systems
