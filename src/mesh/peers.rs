@@ -671,24 +671,6 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
         }
         drop
     }
-
-    /// The earliest instant at which [`PeerBook::tick`] has something to do (a block
-    /// expiring, an authentication deadline, a dial due), for a loop that sleeps until then.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        let blocks = self.blocked.values().copied();
-        let peers = self.peers.values().filter_map(|p| {
-            if p.connections > 0 {
-                // `late` wants strictly more than AUTH_TIMEOUT.
-                (!p.authenticated)
-                    .then_some(p.connected_at)
-                    .flatten()
-                    .map(|t| t + AUTH_TIMEOUT + Duration::from_nanos(1))
-            } else {
-                p.redial_at
-            }
-        });
-        blocks.chain(peers).min()
-    }
 }
 
 /// The IPv4 address of a direct TCP address (`/ip4/A/tcp/P…`, not through a relay).

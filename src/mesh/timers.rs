@@ -23,8 +23,6 @@ pub enum Timer {
     Prune,
     /// Send the queued roster and presence pushes ([`Pushes`](super::Pushes)).
     Push,
-    /// Hand free heap back to the system after traffic stopped ([`Quiet`]).
-    Trim,
     /// The daemon's tick, every [`TICK`]: voice, `connect` deadlines, presence, and the
     /// peer checks (block expiry, authentication timeouts, due re-dials, the table's bound).
     Tick,
@@ -32,13 +30,12 @@ pub enum Timer {
 
 impl Timer {
     /// Every kind, in tie-break order.
-    pub const ALL: [Timer; 7] = [
+    pub const ALL: [Timer; 6] = [
         Timer::AntiEntropy,
         Timer::Static,
         Timer::Circuit,
         Timer::Prune,
         Timer::Push,
-        Timer::Trim,
         Timer::Tick,
     ];
 
@@ -50,7 +47,7 @@ impl Timer {
             Timer::Circuit => Some(CIRCUIT_EVERY),
             Timer::Prune => Some(PRUNE_EVERY),
             Timer::Tick => Some(TICK),
-            Timer::Push | Timer::Trim => None,
+            Timer::Push => None,
         }
     }
 
@@ -174,11 +171,6 @@ impl Quiet {
             _ => false,
         }
     }
-
-    /// When the next trim is due if traffic stays as it is (for [`Timer::Trim`]).
-    pub fn next_trim(&self) -> Option<Instant> {
-        TRIM_AFTER_QUIET.get(self.trims).map(|q| self.since + *q)
-    }
 }
 
 #[cfg(test)]
@@ -206,14 +198,19 @@ mod tests {
     fn expired_yields_in_deadline_order_then_kind_order() {
         let t0 = Instant::now();
         let mut t = TimerTable::default();
-        t.set(Timer::Trim, t0 + ms(5));
+        t.set(Timer::Static, t0 + ms(5));
         t.set(Timer::Push, t0 + ms(10));
         t.set(Timer::AntiEntropy, t0 + ms(10));
         t.set(Timer::Circuit, t0 + ms(1));
         t.set(Timer::Prune, t0 + ms(50));
         assert_eq!(
             t.expired(t0 + ms(10)),
-            vec![Timer::Circuit, Timer::Trim, Timer::AntiEntropy, Timer::Push]
+            vec![
+                Timer::Circuit,
+                Timer::Static,
+                Timer::AntiEntropy,
+                Timer::Push
+            ]
         );
         // Taken: not handed out twice.
         assert!(t.expired(t0 + ms(10)).is_empty());
@@ -244,16 +241,12 @@ mod tests {
     fn quiet_trims_at_each_delay_after_the_last_message() {
         let t0 = Instant::now();
         let mut q = Quiet::new(t0);
-        assert_eq!(q.next_trim(), None, "nothing to trim before any traffic");
         assert!(!q.check(0, t0 + ms(60_000)));
         assert!(!q.check(5, t0 + ms(100)));
-        assert_eq!(q.next_trim(), Some(t0 + ms(2100)));
         assert!(!q.check(5, t0 + ms(2099)));
         assert!(q.check(5, t0 + ms(2100)));
         assert!(!q.check(5, t0 + ms(2350)), "one trim per delay");
-        assert_eq!(q.next_trim(), Some(t0 + ms(25_100)));
         assert!(q.check(5, t0 + ms(25_100)));
-        assert_eq!(q.next_trim(), None);
         assert!(!q.check(5, t0 + ms(90_000)));
         // New traffic starts over.
         assert!(!q.check(6, t0 + ms(90_000)));
