@@ -271,7 +271,8 @@ mod tests {
         let loaded = Bundle::load(&d).unwrap();
         assert_eq!(loaded.cert, b.cert);
         let cfg = loaded.into_node_config(&d).unwrap();
-        assert_eq!(cfg.channel_secrets.len(), 1);
+        // The default channel's key and the plane key.
+        assert_eq!(cfg.channel_secrets.len(), 2);
 
         // A certificate from another domain is refused, naming the file.
         let mut other = Authority::create("other", 1_000_000, &mut OsRng).unwrap();

@@ -448,6 +448,16 @@ pub struct StatusInfo {
     /// Channel keys held: one per channel epoch.
     #[serde(default)]
     pub keys: Vec<KeyInfo>,
+    /// The data plane as this device holds it.
+    #[serde(default)]
+    pub plane: PlaneInfo,
+}
+
+/// The data plane in `status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PlaneInfo {
+    /// The plane epoch this device sends under (`null`: it holds no plane key).
+    pub epoch: Option<u32>,
 }
 
 /// A channel key epoch as held.

@@ -1,5 +1,5 @@
-//! The offline domain authority: its key, descriptor, channel secrets and device registry,
-//! and enrolment of devices into bundles.
+//! The offline domain authority: its key, descriptor, channel secrets, plane epochs and
+//! device registry, and enrolment of devices into bundles.
 //!
 //! [`Authority`] is pure state plus an RNG argument; [`Authority::load`] and
 //! [`Authority::save`] are the only functions here that touch files.
@@ -45,7 +45,7 @@ pub mod files {
 pub const MIN_ROTATE_SECS: u32 = 60;
 
 // The reserved channel numbers belong to the core; this path stays for the shell's code.
-pub use crate::node::NETWORK_KEY_CHANNEL;
+pub use crate::node::{NETWORK_KEY_CHANNEL, PLANE_CHANNEL};
 
 /// How far behind the authority's clock a device's may run: keys are sealed from the ratchet
 /// period this long ago, certificates are valid from this long ago.
@@ -196,11 +196,33 @@ impl Authority {
         Self::create_with(name, false, now_secs, rng)
     }
 
-    /// A new domain; with `private_network`, also a pre-shared key that every device gets
-    /// and without which no connection to a member completes.
+    /// A new domain, with plane epoch 1; with `private_network`, also a pre-shared key that
+    /// every device gets and without which no connection to a member completes.
     pub fn create_with(
         name: &str,
         private_network: bool,
+        now_secs: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Self, DomainError> {
+        Self::create_inner(name, private_network, true, now_secs, rng)
+    }
+
+    /// A new domain as made before the data plane existed: no plane epoch, so its bundles
+    /// carry no plane key until [`Authority::enable_plane`] (`domain init --no-plane`, which
+    /// exists to test that upgrade).
+    pub fn create_without_plane(
+        name: &str,
+        private_network: bool,
+        now_secs: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Self, DomainError> {
+        Self::create_inner(name, private_network, false, now_secs, rng)
+    }
+
+    fn create_inner(
+        name: &str,
+        private_network: bool,
+        plane: bool,
         now_secs: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Self, DomainError> {
@@ -237,6 +259,9 @@ impl Authority {
                 secret: ChannelSecret::random(rng).0,
             });
         }
+        if plane {
+            a.epochs.push(plane_record(1, 0, rng));
+        }
         a.edit_descriptor(|b| b.revision = 1);
         Ok(a)
     }
@@ -255,8 +280,9 @@ impl Authority {
     }
 
     /// Numbers the changes made to the descriptor as the next revision, starts a new key
-    /// epoch for each of `rekey` sealed to every current member that reads the channel, and
-    /// records the signed update.
+    /// epoch for each of `rekey` sealed to every current member that reads the channel (for
+    /// [`PLANE_CHANNEL`]: to every current device, relay-only ones included), and records the
+    /// signed update.
     fn commit(
         &mut self,
         note: String,
@@ -280,15 +306,20 @@ impl Authority {
                 .max()
                 .unwrap_or(0)
                 + 1;
-            let rotate_secs = self.descriptor.policy(channel).rotate_secs;
-            let start = now_secs.saturating_sub(CLOCK_SLACK_SECS);
-            let record = EpochRecord {
-                channel,
-                epoch,
-                rotate_secs,
-                period: Chain::period_of(rotate_secs, start.saturating_mul(1_000_000)),
-                serial,
-                secret: ChannelSecret::random(rng).0,
+            let plane = channel == PLANE_CHANNEL;
+            let record = if plane {
+                plane_record(epoch, serial, rng)
+            } else {
+                let rotate_secs = self.descriptor.policy(channel).rotate_secs;
+                let start = now_secs.saturating_sub(CLOCK_SLACK_SECS);
+                EpochRecord {
+                    channel,
+                    epoch,
+                    rotate_secs,
+                    period: Chain::period_of(rotate_secs, start.saturating_mul(1_000_000)),
+                    serial,
+                    secret: ChannelSecret::random(rng).0,
+                }
             };
             let chain = record.chain_at(now_secs);
             self.epochs.push(record);
@@ -296,7 +327,9 @@ impl Authority {
                 let Some(cert) = e.cert(&self.descriptor) else {
                     continue;
                 };
-                if cert.grant(channel).is_some_and(|g| g.read) && !cert.body.relay_only {
+                // Relay-only devices hear the plane to store and serve what they carry.
+                let reads = cert.grant(channel).is_some_and(|g| g.read) && !cert.body.relay_only;
+                if plane || reads {
                     keys.push(
                         SealedKey::seal(
                             &self.key,
@@ -369,7 +402,7 @@ impl Authority {
     }
 
     /// Marks devices revoked in the registry and the descriptor; returns the channels they
-    /// could read (to be re-keyed).
+    /// could read and the plane, if the domain has one (to be re-keyed).
     fn revoke_devices(&mut self, devices: &[u32]) -> Vec<u32> {
         let mut rekey = vec![];
         for e in self.registry.iter_mut() {
@@ -392,6 +425,10 @@ impl Authority {
             }
         }
         rekey.sort_unstable();
+        // Every device holds the plane key, relay-only ones included.
+        if self.plane_epoch().is_some() {
+            rekey.push(PLANE_CHANNEL);
+        }
         let devices = devices.to_vec();
         self.edit_descriptor(|b| {
             b.revoked.extend(devices);
@@ -457,6 +494,60 @@ impl Authority {
     /// The descriptor.
     pub fn descriptor(&self) -> &Descriptor {
         &self.descriptor
+    }
+
+    /// The newest plane epoch (`None`: a domain made without a plane, not enabled yet).
+    pub fn plane_epoch(&self) -> Option<u32> {
+        self.epochs
+            .iter()
+            .filter(|e| e.channel == PLANE_CHANNEL)
+            .map(|e| e.epoch)
+            .max()
+    }
+
+    /// Gives a domain made without a data plane its plane epoch 1, sealed to every current
+    /// device (relay-only ones included) in one update: members apply it like any key update,
+    /// with no re-enrolment. Refused when the domain has a plane.
+    pub fn enable_plane(
+        &mut self,
+        now_secs: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Update, DomainError> {
+        if let Some(e) = self.plane_epoch() {
+            return Err(DomainError::Invalid(format!(
+                "the domain already has a data-plane key (epoch {e}); to draw a new one use: ptt-node domain plane --rotate"
+            )));
+        }
+        self.commit(
+            "plane: enable (epoch 1)".into(),
+            vec![],
+            vec![],
+            &[PLANE_CHANNEL],
+            now_secs,
+            rng,
+        )
+    }
+
+    /// Starts a new plane epoch, sealed to every current device (for an operator who suspects
+    /// the plane key leaked). Refused when the domain has no plane yet.
+    pub fn rotate_plane(
+        &mut self,
+        now_secs: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Update, DomainError> {
+        let Some(e) = self.plane_epoch() else {
+            return Err(DomainError::Invalid(
+                "the domain has no data-plane key yet; give it one with: ptt-node domain plane --enable".into(),
+            ));
+        };
+        self.commit(
+            format!("plane: new epoch {}", e.saturating_add(1)),
+            vec![],
+            vec![],
+            &[PLANE_CHANNEL],
+            now_secs,
+            rng,
+        )
     }
 
     /// The registry.
@@ -533,11 +624,16 @@ impl Authority {
                 self.epochs
                     .iter()
                     .map(|e| e.channel)
-                    .filter(|c| *c != NETWORK_KEY_CHANNEL),
+                    .filter(|c| !is_reserved(*c)),
             )
             .max()
             .unwrap_or(0)
             + 1;
+        if is_reserved(id) {
+            return Err(DomainError::Invalid(format!(
+                "no channel number is left for {name:?}: {id} and above are reserved"
+            )));
+        }
         let policy = ChannelPolicy::default();
         self.edit_descriptor(|b| {
             b.channels.push(ChannelInfo {
@@ -678,7 +774,8 @@ impl Authority {
             rng,
         )?;
         let mut sealed = vec![];
-        // Every device (relays too) needs the private-network key to connect at all.
+        // Every device (relays too) needs the private-network key to connect at all, and the
+        // plane key to hear the plane.
         let network = self
             .descriptor
             .body
@@ -688,7 +785,8 @@ impl Authority {
             .iter()
             .filter(|g| g.read)
             .map(|g| g.channel)
-            .chain(network);
+            .chain(network)
+            .chain(std::iter::once(PLANE_CHANNEL));
         for channel in channels {
             if let Some((epoch, chain)) = self.current_chain(channel, now_secs) {
                 sealed.push(SealedKey::seal(
@@ -808,6 +906,24 @@ impl Authority {
     }
 }
 
+/// A plane epoch's record: 32 fresh random bytes that never ratchet (`rotate_secs` 0, period 0).
+fn plane_record(epoch: u32, serial: u64, rng: &mut impl CryptoRngCore) -> EpochRecord {
+    EpochRecord {
+        channel: PLANE_CHANNEL,
+        epoch,
+        rotate_secs: 0,
+        period: 0,
+        serial,
+        secret: ChannelSecret::random(rng).0,
+    }
+}
+
+/// The pseudo-channels (the plane's and the network key's): no channel, grant or envelope
+/// ever has their numbers.
+fn is_reserved(channel: u32) -> bool {
+    channel >= PLANE_CHANNEL
+}
+
 /// Where the update with this serial is kept in an authority directory.
 pub fn update_path(dir: &Path, serial: u64) -> std::path::PathBuf {
     dir.join(files::UPDATES).join(format!("{serial:06}.update"))
@@ -864,13 +980,25 @@ mod tests {
         };
         let (b3, created) = a.enroll(&ops, 1_000, &mut OsRng).unwrap();
         assert_eq!(created, vec!["ops".to_string()]);
-        assert_eq!(b3.sealed.len(), 2);
+        // Numbers follow the highest channel's, never the plane's pseudo-channel.
+        assert_eq!(a.descriptor().channel_by_name("ops").map(|c| c.id), Some(2));
+        assert!(b3.cert.body.grants.iter().all(|g| !is_reserved(g.channel)));
+        assert_eq!(b3.sealed.len(), 3, "ops, alerts and the plane");
         let relay = EnrollRequest {
             relay_only: true,
             ..req("relay")
         };
         let (b4, _) = a.enroll(&relay, 1_000, &mut OsRng).unwrap();
-        assert!(b4.sealed.is_empty(), "a relay gets no keys");
+        let relay_keys: Vec<(u32, u32)> = b4
+            .sealed
+            .iter()
+            .map(|k| (k.body.channel, k.body.epoch))
+            .collect();
+        assert_eq!(
+            relay_keys,
+            vec![(PLANE_CHANNEL, 2)],
+            "a relay gets the plane key only (epoch 2: the forced re-enrolment re-keyed it)"
+        );
         assert_eq!(
             b4.cert.body.grants.len(),
             2,
@@ -941,17 +1069,33 @@ mod tests {
         assert_eq!(u.body.serial, before + 1);
         assert_eq!(u.body.revoked, vec![gone.cert.body.device]);
         assert!(a.descriptor().is_revoked(gone.cert.body.device));
-        let to: Vec<u32> = u
+        let sealed: Vec<SealedKey> = u
             .body
             .keys
             .iter()
             .map(|k| SealedKey::from_bytes(k, &a.descriptor().authority).unwrap())
-            .map(|k| {
-                assert_eq!((k.body.channel, k.body.epoch), (1, 2));
-                k.body.device
-            })
             .collect();
-        assert_eq!(to, vec![m1.cert.body.device, m2.cert.body.device]);
+        let to = |channel: u32| -> Vec<u32> {
+            sealed
+                .iter()
+                .filter(|k| k.body.channel == channel)
+                .map(|k| {
+                    assert_eq!(k.body.epoch, 2);
+                    k.body.device
+                })
+                .collect()
+        };
+        assert_eq!(to(1), vec![m1.cert.body.device, m2.cert.body.device]);
+        // The plane is re-keyed in the same update, for the relay too.
+        assert_eq!(
+            to(PLANE_CHANNEL),
+            vec![
+                m1.cert.body.device,
+                m2.cert.body.device,
+                _relay.cert.body.device
+            ]
+        );
+        assert_eq!(sealed.len(), 5);
         // The revoked device's key does not open the new epoch's keys.
         let k = SealedKey::from_bytes(&u.body.keys[0], &a.descriptor().authority).unwrap();
         assert!(
@@ -992,5 +1136,84 @@ mod tests {
             .unwrap();
         assert_eq!(u.body.keys.len(), 2);
         assert_eq!(a.descriptor().policy(1).rotate_secs, 60);
+    }
+
+    #[test]
+    fn plane_epochs_are_sealed_to_every_device_and_only_enabled_once() {
+        let now = 1_800_000_000;
+        let req = |name: &str, relay_only: bool, force: bool| EnrollRequest {
+            name: name.into(),
+            relay_only,
+            force,
+            ..Default::default()
+        };
+        let plane_keys = |u: &Update, a: &Authority| -> Vec<(u32, u32)> {
+            u.body
+                .keys
+                .iter()
+                .map(|k| SealedKey::from_bytes(k, &a.descriptor().authority).unwrap())
+                .filter(|k| k.body.channel == PLANE_CHANNEL)
+                .map(|k| {
+                    assert_eq!((k.body.rotate_secs, k.body.period), (0, 0));
+                    (k.body.device, k.body.epoch)
+                })
+                .collect()
+        };
+        // A domain made before the plane existed: no plane key anywhere.
+        let mut a = Authority::create_without_plane("old", false, now, &mut OsRng).unwrap();
+        assert_eq!(a.plane_epoch(), None);
+        let (m, _) = a.enroll(&req("m", false, false), now, &mut OsRng).unwrap();
+        let (r, _) = a.enroll(&req("r", true, false), now, &mut OsRng).unwrap();
+        assert!(m.sealed.iter().all(|k| k.body.channel != PLANE_CHANNEL));
+        assert!(r.sealed.is_empty());
+        let e = a.rotate_plane(now, &mut OsRng).unwrap_err().to_string();
+        assert!(e.contains("plane --enable"), "{e}");
+        // Enabling: epoch 1 to every device, the relay included, in one update.
+        let u = a.enable_plane(now, &mut OsRng).unwrap();
+        let (md, rd) = (m.cert.body.device, r.cert.body.device);
+        assert_eq!(plane_keys(&u, &a), vec![(md, 1), (rd, 1)]);
+        assert_eq!(u.body.requires, 0, "nothing before it carried keys");
+        let e = a.enable_plane(now, &mut OsRng).unwrap_err().to_string();
+        assert!(e.contains("already has a data-plane key (epoch 1)"), "{e}");
+        // Later bundles carry the current epoch; a rotation starts the next.
+        let (late, _) = a
+            .enroll(&req("late", false, false), now, &mut OsRng)
+            .unwrap();
+        assert!(
+            late.sealed
+                .iter()
+                .any(|k| (k.body.channel, k.body.epoch) == (PLANE_CHANNEL, 1))
+        );
+        let rot = a.rotate_plane(now, &mut OsRng).unwrap();
+        assert_eq!(
+            rot.body.requires, u.body.serial,
+            "members cannot skip a plane key"
+        );
+        let ld = late.cert.body.device;
+        assert_eq!(plane_keys(&rot, &a), vec![(md, 2), (rd, 2), (ld, 2)]);
+        // A forced re-enrolment re-keys the plane without the device it replaces; its new
+        // bundle holds the new epoch.
+        let (again, _) = a.enroll(&req("r", true, true), now, &mut OsRng).unwrap();
+        let forced = a.new_updates().last().unwrap().clone();
+        let ad = again.cert.body.device;
+        assert_eq!(plane_keys(&forced, &a), vec![(md, 3), (ld, 3), (ad, 3)]);
+        assert_eq!(
+            again
+                .sealed
+                .iter()
+                .map(|k| (k.body.channel, k.body.epoch))
+                .collect::<Vec<_>>(),
+            vec![(PLANE_CHANNEL, 3)]
+        );
+        // The epochs survive saving and loading the directory.
+        let dir = tempfile::tempdir().unwrap();
+        a.save(dir.path()).unwrap();
+        let mut b = Authority::load(dir.path()).unwrap();
+        assert_eq!(b.plane_epoch(), Some(3));
+        // A new domain has a plane from the start.
+        let mut fresh = Authority::create("new", now, &mut OsRng).unwrap();
+        assert_eq!(fresh.plane_epoch(), Some(1));
+        assert!(fresh.enable_plane(now, &mut OsRng).is_err());
+        assert!(b.rotate_plane(now, &mut OsRng).is_ok());
     }
 }

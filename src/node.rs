@@ -8,7 +8,8 @@
 //! `seal` (this device's own alerts), `roster` (member certificates), `presence` (members'
 //! signed addresses and profiles), `search`, `update` (applying the authority's updates),
 //! `keyring` (key chains, the key cache, erasure), `rate_limit` (token buckets) and `voice`.
-//! The reserved channel numbers are the core's and live here.
+//! The reserved channel numbers are the core's and live here, as does the plane key's
+//! overlap.
 
 mod keyring;
 mod presence;
@@ -47,6 +48,12 @@ pub const DIRECT_CHANNEL: u32 = 0;
 pub const DIRECT_CHANNEL_NAME: &str = "direct";
 /// The pseudo-channel under which the domain's private-network key is kept and sealed.
 pub const NETWORK_KEY_CHANNEL: u32 = u32::MAX;
+/// The pseudo-channel under which the data plane's secret of each plane epoch is kept and
+/// sealed (`proto/keys.md`, "Plane epochs"). No grant names it, so no envelope uses it.
+pub const PLANE_CHANNEL: u32 = u32::MAX - 1;
+/// How long a member keeps the previous plane epoch for receiving after it applied the
+/// update that brought the next one (600 s).
+pub const PLANE_OVERLAP_US: u64 = 600 * 1_000_000;
 
 /// How many sequence numbers per sender the replay guard remembers by default.
 pub const DEFAULT_REPLAY_WINDOW: usize = 65_536;
@@ -115,6 +122,11 @@ pub struct Node {
     buckets: HashMap<(u32, u32), Bucket>,
     own_limit: bool,
     current_epoch: HashMap<u32, u32>,
+    /// When this node applied the update that brought its newest plane epoch (Unix µs): the
+    /// previous epoch's overlap runs from then. `None` when unknown (the newest came with the
+    /// bundle, or the update was not recalled at start-up): a previous epoch then goes at the
+    /// next [`Node::expire_plane`].
+    plane_since_us: Option<u64>,
     roster: HashMap<u32, Certificate>,
     presence: HashMap<u32, Presence>,
     /// Presence records of devices whose certificate is not known yet, as (device, claimed
@@ -159,6 +171,7 @@ impl Node {
             buckets: HashMap::new(),
             own_limit: true,
             current_epoch,
+            plane_since_us: None,
             roster,
             presence: HashMap::new(),
             presence_waiting: VecDeque::new(),

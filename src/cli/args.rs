@@ -384,6 +384,10 @@ pub enum DomainCommand {
         /// and a device without it cannot complete even the transport handshake with a member.
         #[arg(long)]
         private_network: bool,
+        /// Make the domain as before the data plane existed, with no plane key (to test
+        /// `domain plane --enable`).
+        #[arg(long, hide = true)]
+        no_plane: bool,
     },
     /// Enrol a device: make its keys, certificate and sealed channel keys as a bundle.
     #[command(
@@ -452,6 +456,24 @@ pub enum DomainCommand {
         /// Key rotation period in seconds (0: no rotation).
         #[arg(long)]
         rotate: Option<u32>,
+    },
+    /// The data plane's key: give a domain made without one its first plane epoch, or start
+    /// a new epoch. Either makes an update, sealed to every device, relay-only ones included;
+    /// publish it with `ptt-node domain publish`.
+    #[command(after_help = "Examples:
+  ptt-node domain plane --dir ./site-a --enable
+  ptt-node domain plane --dir ./site-a --rotate
+  ptt-node domain publish --data /var/lib/ptt-node ./site-a/updates/000008.update")]
+    Plane {
+        /// Authority directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Give the domain its first plane epoch (no re-enrolment: members apply the update).
+        #[arg(long, conflicts_with = "rotate", required_unless_present = "rotate")]
+        enable: bool,
+        /// Start a new plane epoch (members keep the previous one for 10 minutes).
+        #[arg(long)]
+        rotate: bool,
     },
     /// Hand a signed update (from the authority's `updates/` directory) to a running member,
     /// which applies it and spreads it to every member (members asleep get it when they
@@ -885,6 +907,14 @@ mod tests {
         assert!(refused(&["profile", "--sleeps", "--awake"]));
         assert!(refused(&["alert", "--stdin", "--text", "t"]));
         assert!(refused(&["domain", "broker", "--dir", "d"]));
+        assert!(
+            refused(&["domain", "plane", "--dir", "d"]),
+            "one of the two"
+        );
+        assert!(refused(&[
+            "domain", "plane", "--dir", "d", "--enable", "--rotate"
+        ]));
+        assert!(!refused(&["domain", "plane", "--dir", "d", "--rotate"]));
         assert!(!refused(&[
             "search",
             "--near",

@@ -1,5 +1,5 @@
 //! Provisioning: `ptt-node domain …` run offline on the administrator's machine against the
-//! authority directory (init, enroll, broker, list, revoke, channel), and `domain publish`,
+//! authority directory (init, enroll, broker, list, revoke, channel, plane), and `domain publish`,
 //! which hands the signed updates those make to a running member.
 //!
 //! Every change is made by `crate::domain::Authority` under its directory lock; this room
@@ -21,17 +21,25 @@ pub(super) fn domain(cmd: DomainCommand) -> Result<(), CliError> {
             dir,
             name,
             private_network,
+            no_plane,
         } => {
             if Authority::exists(&dir) {
                 return Err(DomainError::AlreadyExists(dir.display().to_string()).into());
             }
-            let a = Authority::create_with(&name, private_network, now_secs(), &mut rng)?;
+            let a = if no_plane {
+                Authority::create_without_plane(&name, private_network, now_secs(), &mut rng)?
+            } else {
+                Authority::create_with(&name, private_network, now_secs(), &mut rng)?
+            };
             a.save(&dir)?;
             println!("domain {name} created in {}", dir.display());
             println!("domain id {}", a.descriptor().domain.to_hex());
             println!("channels: {}", channel_list(&a));
             if private_network {
                 println!("private network: on (every bundle carries the network key)");
+            }
+            if let Some(e) = a.plane_epoch() {
+                println!("data plane: key epoch {e} (every bundle carries it)");
             }
             println!("keep {} offline: it holds the authority key", dir.display());
         }
@@ -118,6 +126,23 @@ pub(super) fn domain(cmd: DomainCommand) -> Result<(), CliError> {
             println!(
                 "revoked {device}: update {} starts new key epochs sealed in {} key(s) to the remaining members",
                 u.body.serial,
+                u.body.keys.len()
+            );
+            print_updates(&a, &dir);
+        }
+        DomainCommand::Plane { dir, enable, .. } => {
+            let _lock = Authority::lock(&dir)?;
+            let mut a = Authority::load(&dir)?;
+            let u = if enable {
+                a.enable_plane(now_secs(), &mut rng)?
+            } else {
+                a.rotate_plane(now_secs(), &mut rng)?
+            };
+            a.save(&dir)?;
+            println!(
+                "data plane: update {} starts plane epoch {}, sealed in {} key(s) to every device",
+                u.body.serial,
+                a.plane_epoch().unwrap_or(0),
                 u.body.keys.len()
             );
             print_updates(&a, &dir);

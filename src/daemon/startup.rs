@@ -133,6 +133,9 @@ pub async fn run(
                 Err(e) => tracing::warn!(serial, error = %e, "stored update not applied"),
             }
         }
+        // The overlap of a previous plane epoch runs from when its successor was applied,
+        // which is when the update was stored (proto/keys.md, "Plane epochs").
+        node.recall_update(&bytes, received.saturating_mul(1_000_000));
         held_updates.insert(serial, (received, bytes));
     }
     if replayed {
@@ -147,6 +150,7 @@ pub async fn run(
         tracing::error!("this device was revoked by the domain authority: members refuse it");
     }
     node.erase_keys(now_us(), cfg.retention.max_age_us);
+    node.expire_plane(now_us());
     crate::bundle::save_key_state(&key_path, &node.key_state())?;
     if from_bundle {
         crate::bundle::consume_keys(&cfg.bundle, &cfg.data)?;

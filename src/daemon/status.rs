@@ -83,7 +83,10 @@ impl Daemon {
                 .node
                 .key_state()
                 .into_iter()
-                .filter(|(channel, _, _)| *channel != crate::domain::NETWORK_KEY_CHANNEL)
+                .filter(|(channel, _, _)| {
+                    *channel != crate::domain::NETWORK_KEY_CHANNEL
+                        && *channel != crate::domain::PLANE_CHANNEL
+                })
                 .map(|(channel, epoch, c)| control::KeyInfo {
                     channel,
                     epoch,
@@ -92,6 +95,9 @@ impl Daemon {
                     current: self.node.current_epoch(channel) == Some(epoch),
                 })
                 .collect(),
+            plane: control::PlaneInfo {
+                epoch: self.node.plane_epoch(),
+            },
         }
     }
 }

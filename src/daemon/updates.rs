@@ -15,11 +15,13 @@ use crate::node::Applied;
 use crate::update::{Update, UpdateError};
 
 impl Daemon {
-    /// Erases ratchet periods older than the retention window, from memory and disk, and
-    /// drops the updates received before it (their sealed keys are at least as old).
+    /// Erases ratchet periods older than the retention window and a previous plane epoch
+    /// past its overlap, from memory and disk, and drops the updates received before the
+    /// window (their sealed keys are at least as old).
     pub(super) fn erase_keys(&mut self) {
         let window = self.retention.max_age_us;
-        if self.node.erase_keys(now_us(), window) > 0 {
+        let erased = self.node.erase_keys(now_us(), window) > 0;
+        if self.node.expire_plane(now_us()) || erased {
             self.save_keys();
         }
         let before = now_us().saturating_sub(window) / 1_000_000;

@@ -1,7 +1,8 @@
 //! The channel key chains this device holds: message and voice keys derived per ratchet
-//! period and cached, old periods erased, the state to save. Never writes the state itself.
+//! period and cached, old periods erased, the plane epochs and their overlap, the state to
+//! save. Never writes the state itself and reads no clock.
 
-use super::{KEY_CACHE, NETWORK_KEY_CHANNEL, Node, Unreadable};
+use super::{KEY_CACHE, NETWORK_KEY_CHANNEL, Node, PLANE_CHANNEL, PLANE_OVERLAP_US, Unreadable};
 use crate::keys::{Chain, MessageKey};
 
 impl Node {
@@ -10,6 +11,57 @@ impl Node {
         self.keys
             .get(&(NETWORK_KEY_CHANNEL, 0))
             .map(|c| zeroize::Zeroizing::new(c.secret.0))
+    }
+
+    /// The newest plane epoch held: the one this device sends under.
+    pub fn plane_epoch(&self) -> Option<u32> {
+        self.plane_epochs().first().copied()
+    }
+
+    /// The plane secrets held, newest first: the newest epoch's and, until its overlap ends
+    /// ([`Node::expire_plane`]), the previous one's. At most two.
+    pub fn plane_secrets(&self) -> Vec<(u32, zeroize::Zeroizing<[u8; 32]>)> {
+        self.plane_epochs()
+            .into_iter()
+            .take(2)
+            .filter_map(|e| {
+                let c = self.keys.get(&(PLANE_CHANNEL, e))?;
+                Some((e, zeroize::Zeroizing::new(c.secret.0)))
+            })
+            .collect()
+    }
+
+    /// Erases the plane epochs this device no longer receives under: the previous epoch once
+    /// [`PLANE_OVERLAP_US`] has passed since the update that brought the newest was applied
+    /// (at once when that time is unknown), any older one always. Returns whether something
+    /// was erased: the caller then saves [`Node::key_state`] so it is gone from disk too.
+    pub fn expire_plane(&mut self, now_us: u64) -> bool {
+        let over = self
+            .plane_since_us
+            .is_none_or(|t| now_us >= t.saturating_add(PLANE_OVERLAP_US));
+        self.keep_plane(if over { 1 } else { 2 })
+    }
+
+    /// Erases every plane epoch but the `keep` newest; whether one was erased.
+    pub(super) fn keep_plane(&mut self, keep: usize) -> bool {
+        let gone: Vec<u32> = self.plane_epochs().into_iter().skip(keep).collect();
+        for e in &gone {
+            // The chain's secret zeroizes on drop.
+            self.keys.remove(&(PLANE_CHANNEL, *e));
+        }
+        !gone.is_empty()
+    }
+
+    /// The plane epochs held, newest first.
+    fn plane_epochs(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self
+            .keys
+            .keys()
+            .filter(|(c, _)| *c == PLANE_CHANNEL)
+            .map(|(_, e)| *e)
+            .collect();
+        v.sort_unstable_by(|a, b| b.cmp(a));
+        v
     }
 
     /// The message key of (channel, epoch) for an envelope with sequence number `seq`.
@@ -31,6 +83,10 @@ impl Node {
         seq: u64,
         voice: bool,
     ) -> Result<MessageKey, Unreadable> {
+        // The pseudo-channels' secrets are never message keys, whatever a header names.
+        if channel == PLANE_CHANNEL || channel == NETWORK_KEY_CHANNEL {
+            return Err(Unreadable::UnknownEpoch { channel, epoch });
+        }
         let chain = self
             .keys
             .get(&(channel, epoch))

@@ -596,7 +596,7 @@ fn revocation_update_applies_in_order_and_shuts_the_device_out() {
         applied.revoked,
         vec![(certs[2].body.device, certs[2].peer_id())]
     );
-    assert_eq!(applied.new_keys, vec![(1, 2)]);
+    assert_eq!(applied.new_keys, vec![(1, 2), (PLANE_CHANNEL, 2)]);
     assert!(n[1].apply_update(u2.as_bytes(), NOW_S).is_ok());
     assert!(matches!(
         n[1].apply_update(u1.as_bytes(), NOW_S),

@@ -4,9 +4,10 @@
 
 use libp2p::PeerId;
 
-use super::Node;
-use crate::keys::SealedKey;
+use super::{Node, PLANE_CHANNEL};
+use crate::keys::{SealedKey, SealedKeyBody};
 use crate::update::{Update, UpdateError};
+use crate::wire;
 
 /// What applying an update changed.
 #[derive(Debug, Clone)]
@@ -27,7 +28,9 @@ pub struct Applied {
 
 impl Node {
     /// Applies a domain update: it must be signed by the authority and be the next one in
-    /// order. Takes its descriptor, certificates and the keys sealed to this device.
+    /// order. Takes its descriptor, certificates and the keys sealed to this device. A new
+    /// plane epoch is sent under at once; the previous one is kept for receiving until
+    /// [`super::PLANE_OVERLAP_US`] after `now_secs` ([`Node::expire_plane`]).
     pub fn apply_update(&mut self, bytes: &[u8], now_secs: u64) -> Result<Applied, UpdateError> {
         let u = Update::from_bytes(bytes, &self.descriptor.authority, self.domain())?;
         let have = self.revision();
@@ -79,11 +82,20 @@ impl Node {
             if self.keys.contains_key(&(channel, epoch)) {
                 continue;
             }
+            if channel == PLANE_CHANNEL {
+                // An epoch older than the newest held is never sent under again.
+                if self.plane_epoch().is_some_and(|n| epoch < n) {
+                    continue;
+                }
+                self.plane_since_us = Some(now_secs.saturating_mul(1_000_000));
+            }
             self.keys.insert((channel, epoch), chain);
             let e = self.current_epoch.entry(channel).or_insert(epoch);
             *e = (*e).max(epoch);
             new_keys.push((channel, epoch));
         }
+        // At most two plane epochs: the new one and the one in its overlap.
+        self.keep_plane(2);
         let revoked = newly
             .iter()
             .filter(|d| **d != me)
@@ -98,5 +110,33 @@ impl Node {
             new_certs,
             new_keys,
         })
+    }
+
+    /// Tells the node when it applied an earlier update (at start-up, from the store, with the
+    /// time the update was stored when applied): if that update brought the newest plane epoch
+    /// held while an older one is still held, that older one's overlap runs from
+    /// `applied_us`, as it did before the restart. Returns whether it did.
+    pub fn recall_update(&mut self, bytes: &[u8], applied_us: u64) -> bool {
+        let Some(newest) = self.plane_epoch() else {
+            return false;
+        };
+        if self.plane_secrets().len() < 2 {
+            return false;
+        }
+        let Ok(u) = Update::from_bytes(bytes, &self.descriptor.authority, self.domain()) else {
+            return false;
+        };
+        let me = self.cert.body.device;
+        // The update's signature covers its keys: their bodies are read, not verified again.
+        let brought = u.body.keys.iter().any(|k| {
+            crate::keys::split_signed("sealed key", k)
+                .ok()
+                .and_then(|(body, _)| wire::decode::<SealedKeyBody>("sealed key", body, 1024).ok())
+                .is_some_and(|b| (b.channel, b.epoch, b.device) == (PLANE_CHANNEL, newest, me))
+        });
+        if brought {
+            self.plane_since_us = Some(applied_us);
+        }
+        brought
     }
 }
