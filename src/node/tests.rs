@@ -1016,3 +1016,142 @@ fn only_a_live_envelope_is_held_to_the_topic_it_came_on() {
         Verdict::Accept { .. }
     ));
 }
+
+/// The node a restart makes of `n`: its bundle's identity and certificate, the descriptor it
+/// holds and its saved key state.
+fn reload(n: &Node) -> Node {
+    Node::new(
+        NodeConfig {
+            secrets: crate::keys::DeviceSecrets {
+                identity: n.secrets.identity.clone(),
+                x25519: n.secrets.x25519.clone(),
+            },
+            cert: n.cert.clone(),
+            descriptor: n.descriptor.clone(),
+            channel_secrets: n.key_state(),
+        },
+        0,
+    )
+}
+
+fn plane_epochs(n: &Node) -> Vec<u32> {
+    n.plane_secrets().iter().map(|(e, _)| *e).collect()
+}
+
+#[test]
+fn every_device_of_a_new_domain_holds_plane_epoch_1_and_no_envelope_uses_it() {
+    let d = domain();
+    for n in [&d.sender, &d.member, &d.relay] {
+        assert_eq!(n.plane_epoch(), Some(1));
+        assert_eq!(plane_epochs(n), vec![1]);
+    }
+    // One secret for the whole domain, which is no channel key.
+    assert_eq!(d.sender.plane_secrets()[0].1, d.relay.plane_secrets()[0].1);
+    assert!(d.relay.readable_channels().is_empty());
+    assert!(!d.member.carried_channels().contains(&PLANE_CHANNEL));
+    assert!(matches!(
+        d.member.key_for(PLANE_CHANNEL, 1, NOW_US),
+        Err(Unreadable::UnknownEpoch { .. })
+    ));
+}
+
+#[test]
+fn enabling_the_plane_reaches_every_member_by_update_without_re_enrolment() {
+    let mut a = Authority::create_without_plane("old", false, NOW_S, &mut OsRng).unwrap();
+    let mut nodes: Vec<Node> = [("m", false), ("r", true)]
+        .iter()
+        .map(|(name, relay)| node(enroll(&mut a, name, *relay)))
+        .collect();
+    let earlier: Vec<Vec<u8>> = a
+        .new_updates()
+        .iter()
+        .map(|u| u.as_bytes().to_vec())
+        .collect();
+    let u = a.enable_plane(NOW_S, &mut OsRng).unwrap();
+    for n in nodes.iter_mut() {
+        assert_eq!(n.plane_epoch(), None);
+        for e in &earlier {
+            let _ = n.apply_update(e, NOW_S);
+        }
+        let applied = n.apply_update(u.as_bytes(), NOW_S).unwrap();
+        assert_eq!(applied.new_keys, vec![(PLANE_CHANNEL, 1)]);
+        assert_eq!(n.plane_epoch(), Some(1));
+        // Nothing to expire: one epoch held.
+        assert!(!n.expire_plane(NOW_US + PLANE_OVERLAP_US));
+        assert!(
+            n.key_state()
+                .iter()
+                .any(|(c, e, _)| (*c, *e) == (PLANE_CHANNEL, 1))
+        );
+    }
+    assert_eq!(nodes[0].plane_secrets()[0].1, nodes[1].plane_secrets()[0].1);
+}
+
+#[test]
+fn after_a_new_plane_epoch_the_previous_one_is_kept_600_s_then_erased_for_good() {
+    let (mut a, mut n, _) = domain_with_authority();
+    let u = a.revoke("lost", NOW_S, &mut OsRng).unwrap();
+    let old = n[0].plane_secrets()[0].1.clone();
+    // The revoked device gets no key of the new epoch.
+    n[2].apply_update(u.as_bytes(), NOW_S).unwrap();
+    assert_eq!(n[2].plane_epoch(), Some(1));
+    let member = &mut n[0];
+    member.apply_update(u.as_bytes(), NOW_S).unwrap();
+    // It sends under epoch 2 at once and still receives under 1.
+    assert_eq!(member.plane_epoch(), Some(2));
+    assert_eq!(plane_epochs(member), vec![2, 1]);
+    assert_eq!(member.plane_secrets()[1].1, old);
+    assert_ne!(member.plane_secrets()[0].1, old);
+    // A restart within the overlap: the saved state holds both, and the stored update (with
+    // the time it was applied) tells the reloaded node when the overlap started.
+    let mut restarted = reload(member);
+    assert!(restarted.recall_update(u.as_bytes(), NOW_US));
+    let end = NOW_US + PLANE_OVERLAP_US;
+    for m in [&mut *member, &mut restarted] {
+        assert!(!m.expire_plane(end - 1));
+        assert_eq!(plane_epochs(m), vec![2, 1]);
+        assert!(m.expire_plane(end));
+        assert_eq!(plane_epochs(m), vec![2]);
+        assert!(!m.expire_plane(end + 1), "nothing left to erase");
+        assert!(
+            m.key_state()
+                .iter()
+                .all(|(c, e, _)| (*c, *e) != (PLANE_CHANNEL, 1)),
+            "the erased epoch is gone from the state to save"
+        );
+    }
+    // And it stays gone after a reload.
+    let again = reload(member);
+    assert_eq!(plane_epochs(&again), vec![2]);
+    // Restarted without the stored update (pruned): the overlap's start is unknown, so the
+    // previous epoch goes at the first expiry.
+    let (mut a, mut n, _) = domain_with_authority();
+    let u = a.rotate_plane(NOW_S, &mut OsRng).unwrap();
+    n[1].apply_update(u.as_bytes(), NOW_S).unwrap();
+    let mut forgot = reload(&n[1]);
+    assert_eq!(plane_epochs(&forgot), vec![2, 1]);
+    // Another update (no plane key in it) tells it nothing.
+    assert!(!forgot.recall_update(a.new_updates()[0].as_bytes(), NOW_US));
+    assert!(forgot.expire_plane(NOW_US));
+    assert_eq!(plane_epochs(&forgot), vec![2]);
+}
+
+#[test]
+fn two_plane_epochs_in_a_row_keep_only_the_two_newest() {
+    let (mut a, mut n, _) = domain_with_authority();
+    let u2 = a.rotate_plane(NOW_S, &mut OsRng).unwrap();
+    let u3 = a.rotate_plane(NOW_S + 10, &mut OsRng).unwrap();
+    let m = &mut n[1];
+    m.apply_update(u2.as_bytes(), NOW_S).unwrap();
+    m.apply_update(u3.as_bytes(), NOW_S + 10).unwrap();
+    assert_eq!(plane_epochs(m), vec![3, 2]);
+    assert!(
+        m.key_state()
+            .iter()
+            .all(|(c, e, _)| (*c, *e) != (PLANE_CHANNEL, 1))
+    );
+    // Epoch 2's overlap runs from the update that brought epoch 3.
+    assert!(!m.expire_plane((NOW_S + 10) * 1_000_000 + PLANE_OVERLAP_US - 1));
+    assert!(m.expire_plane((NOW_S + 10) * 1_000_000 + PLANE_OVERLAP_US));
+    assert_eq!(plane_epochs(m), vec![3]);
+}

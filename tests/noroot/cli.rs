@@ -601,3 +601,102 @@ fn daemon_refuses_bad_requests_and_keeps_working() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("may not write"), "{}", stderr(&o));
 }
+
+/// `status --json` of a running device.
+fn status_of(site: &Site, name: &str) -> serde_json::Value {
+    let data = site.path(&format!("{name}-data"));
+    let o = ptt(&["status", "--json", "--data", s(&data)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).expect("status JSON")
+}
+
+/// Every update file of the authority directory, in serial order.
+fn update_files(site: &Site) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(site.path("dom").join("updates"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+fn publish_all(site: &Site, name: &str) {
+    let data = site.path(&format!("{name}-data"));
+    let mut args = vec!["domain".to_string(), "publish".into(), "--data".into()];
+    args.push(s(&data).into());
+    args.extend(update_files(site).iter().map(|p| s(p).to_string()));
+    let o = Command::new(BIN).args(&args).output().unwrap();
+    assert!(o.status.success(), "publish: {}", stderr(&o));
+}
+
+/// The data plane's key through the command line: a new domain's devices hold plane epoch 1,
+/// the relay-only one included; a domain made without a plane gets one by `domain plane
+/// --enable` and a published update, without re-enrolment; enabling twice is refused; a
+/// revocation moves the remaining devices to the next epoch, and the epoch survives a
+/// restart. The pseudo-channel never shows among the channel keys.
+#[test]
+fn plane_keys_are_enabled_and_re_keyed_by_published_updates() {
+    let fresh = Site::new();
+    assert!(fresh.enroll("r", &["--relay-only"]).status.success());
+    let _r = fresh.run("r");
+    let st = status_of(&fresh, "r");
+    assert_eq!(st["plane"]["epoch"], 1, "{st}");
+    assert_eq!(st["keys"], serde_json::json!([]), "{st}");
+
+    let old = Site {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let dom = old.path("dom");
+    let o = ptt(&[
+        "domain",
+        "init",
+        "--dir",
+        s(&dom),
+        "--name",
+        "old",
+        "--no-plane",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (name, extra) in [
+        ("relay", &["--relay-only"][..]),
+        ("cam", &[]),
+        ("lost", &[]),
+    ] {
+        assert!(old.enroll(name, extra).status.success());
+    }
+    let relay = old.run("relay");
+    assert!(status_of(&old, "relay")["plane"]["epoch"].is_null());
+    let o = ptt(&["domain", "plane", "--dir", s(&dom), "--enable"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(said.contains("starts plane epoch 1"), "{said}");
+    let o = ptt(&["domain", "plane", "--dir", s(&dom), "--enable"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("already has a data-plane key (epoch 1)"),
+        "{}",
+        stderr(&o)
+    );
+    publish_all(&old, "relay");
+    assert_eq!(status_of(&old, "relay")["plane"]["epoch"], 1);
+
+    let o = ptt(&["domain", "revoke", "--dir", s(&dom), "--device", "lost"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    publish_all(&old, "relay");
+    let st = status_of(&old, "relay");
+    assert_eq!(st["plane"]["epoch"], 2, "{st}");
+    assert_eq!(st["keys"], serde_json::json!([]), "{st}");
+    drop(relay);
+    let _relay = old.run("relay");
+    assert_eq!(status_of(&old, "relay")["plane"]["epoch"], 2);
+    // A device enrolled now starts at the current epoch, from its bundle.
+    assert!(old.enroll("late", &[]).status.success());
+    let _late = old.run("late");
+    let st = status_of(&old, "late");
+    assert_eq!(st["plane"]["epoch"], 2, "{st}");
+    assert_eq!(
+        st["keys"].as_array().map(Vec::len),
+        Some(1),
+        "alerts only: {st}"
+    );
+}
