@@ -5,7 +5,8 @@ A second implementation of the v1 formats, written from the specification alone 
 no code with src/). It decodes every vector field by field (every varint must be minimal),
 verifies every signature, unwraps the sealed key, takes one ratchet step, derives the message
 key of the envelope's ratchet period, opens the envelope, decodes and checks the domain update
-(its descriptor and sealed key must be the `descriptor` and `sealed_key` vectors) and recomputes
+(its descriptor and sealed key must be the `descriptor` and `sealed_key` vectors), opens the
+plane's sealed key (`plane_sealed_key`) and recomputes
 the derived ids (domain id, peer id and its base58 text, alert id, topic). It also recomputes the
 envelope budget, the authentication size limits and the control socket's line limit (with the
 largest update a `publish` line holds) from their formulas and checks that the documents print
@@ -115,6 +116,22 @@ try:
     AESGCM(wk).decrypt(b'\x00'*12, w, struct.pack('>IIIIQ', ch, ep, dv, rot, per + 1)); assert False
 except Exception as x:
     assert type(x).__name__ == 'InvalidTag'
+
+# plane sealed key (keys.md, Plane epochs): the sealed-key format under the pseudo-channel 2^32 - 2,
+# epoch 1, rotate_secs 0, period 0, secret 66x32, sealed to device 7
+s = V['plane_sealed_key']; body, sig = s[:-64], s[-64:]
+verify(apk, b'ptt-node/v1/sig/sealed-key', body, sig)
+r = R(body); pf = (r.u8(), r.raw(32), r.var(), r.var(), r.var(), r.var(), r.var()); pE = r.raw(32); pw = r.bytes_(); r.end()
+assert pf == (1, did, 2**32 - 2, 1, 7, 0, 0) and len(pw) == 48
+assert len(body) == 123 and len(s) == 187
+pwk = hkdf(did, devx.exchange(X25519PublicKey.from_public_bytes(pE)), b'ptt-node/v1/key-wrap' + pE + devx_pk)
+assert AESGCM(pwk).decrypt(b'\x00'*12, pw, struct.pack('>IIIIQ', *pf[2:])) == b'\x66'*32
+# the AAD binds the channel number: the plane secret never opens as a key of channel 1
+try:
+    AESGCM(pwk).decrypt(b'\x00'*12, pw, struct.pack('>IIIIQ', 1, *pf[3:])); assert False
+except Exception as x:
+    assert type(x).__name__ == 'InvalidTag'
+print('plane sealed key ok: epoch 1, %d bytes' % len(s))
 
 # ratchet (keys.md): next period's secret = HKDF-SHA256(salt none, ikm secret, info "ptt-node/v1/ratchet")
 def ratchet(sec): return hkdf(None, sec, b'ptt-node/v1/ratchet')

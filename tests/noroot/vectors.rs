@@ -154,6 +154,24 @@ fn vectors() -> BTreeMap<&'static str, Vec<u8>> {
         &mut VectorRng::new("sealed-key"),
     );
     v.insert("sealed_key", sealed.to_bytes());
+    // The plane secret of epoch 1 (32 x 0x66), sealed to device 7 under the plane's
+    // pseudo-channel 2^32 - 2 like any key (proto/keys.md, "Plane epochs").
+    assert_eq!(ptt_node::domain::PLANE_CHANNEL, 4_294_967_294);
+    let plane = SealedKey::seal(
+        &authority,
+        domain,
+        4_294_967_294,
+        1,
+        7,
+        &device_x_pk,
+        &Chain {
+            rotate_secs: 0,
+            period: 0,
+            secret: ChannelSecret([0x66; 32]),
+        },
+        &mut VectorRng::new("plane-sealed-key"),
+    );
+    v.insert("plane_sealed_key", plane.to_bytes());
     let update = Update::issue(
         &authority,
         UpdateBody {
@@ -287,6 +305,20 @@ fn stored_vectors_verify_and_open() {
     assert_eq!(secret.secret.0, [0x44; 32]);
     assert_eq!((secret.rotate_secs, secret.period), (3600, 498_611));
     assert_eq!(secret.secret.ratchet().0.to_vec(), stored["ratchet_next"]);
+    let plane = SealedKey::from_bytes(&stored["plane_sealed_key"], &descriptor.authority)
+        .expect("plane sealed key verifies");
+    assert_eq!((plane.body.channel, plane.body.epoch), (4_294_967_294, 1));
+    let plane = plane
+        .open(
+            &descriptor.domain,
+            7,
+            &x25519_dalek::StaticSecret::from([0x33; 32]),
+        )
+        .expect("plane sealed key opens");
+    assert_eq!(
+        (plane.secret.0, plane.rotate_secs, plane.period),
+        ([0x66; 32], 0, 0)
+    );
     let update = Update::from_bytes(&stored["update"], &descriptor.authority, &descriptor.domain)
         .expect("update verifies");
     assert_eq!(update.body.revoked, vec![3]);
