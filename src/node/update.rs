@@ -22,7 +22,8 @@ pub struct Applied {
     pub revoked_self: bool,
     /// Certificates it added that were new here.
     pub new_certs: Vec<Vec<u8>>,
-    /// Channel epochs whose keys this device received: (channel, epoch).
+    /// Channel epochs whose keys this device received: (channel, epoch), a plane epoch as
+    /// ([`super::PLANE_CHANNEL`], epoch).
     pub new_keys: Vec<(u32, u32)>,
 }
 
