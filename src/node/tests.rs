@@ -871,26 +871,51 @@ fn a_clock_behind_the_held_key_chain_seals_from_the_chain_start() {
 }
 
 #[test]
-fn a_sender_whose_clock_is_off_by_hours_is_still_read() {
+fn a_sender_whose_clock_is_behind_by_hours_or_ahead_by_minutes_is_still_read() {
     let (_, mut n, _) = domain_with_authority();
     let hour = 3_600_000_000u64;
     // The receiver erased what is older than its one-day window.
     n[1].erase_keys(NOW_US, 24 * hour);
-    for (i, skew) in [-(5 * hour as i64), 5 * hour as i64, -(23 * hour as i64)]
-        .into_iter()
-        .enumerate()
-    {
+    // In increasing order: a clock set back keeps seq strictly increasing.
+    let skews = [
+        -(23 * hour as i64),
+        -(5 * hour as i64),
+        MAX_AHEAD_US as i64 - 1,
+        MAX_AHEAD_US as i64,
+    ];
+    for (i, skew) in skews.into_iter().enumerate() {
         let sender_now = (NOW_US as i64 + skew) as u64;
         n[0].buckets.clear();
-        // A fresh sequence space per case: a clock set back keeps seq strictly increasing.
         let s = n[0]
             .seal_alert("alerts", &alert(&format!("skew {i}")), sender_now)
             .unwrap();
+        if skew > 0 {
+            // (Behind the chain it holds, the sender seals from the chain's start instead.)
+            assert_eq!(s.seq, sender_now);
+        }
         match n[1].validate(&s.bytes, Arrival::CatchUp, NOW_US) {
             Verdict::Accept { content: Ok(a), .. } => assert_eq!(a.text, format!("skew {i}")),
             v => panic!("skew {skew} µs: {v:?}"),
         }
     }
+    // Ahead by hours: refused until this node's clock is within reach of it, then accepted
+    // (by catch-up, which fetches it again: the refusal is not final).
+    n[0].buckets.clear();
+    let ahead = n[0]
+        .seal_alert("alerts", &alert("ahead"), NOW_US + 5 * hour)
+        .unwrap();
+    assert_eq!(
+        reject_reason(n[1].validate(&ahead.bytes, Arrival::CatchUp, NOW_US)),
+        "too_far_ahead"
+    );
+    assert!(matches!(
+        n[1].validate(
+            &ahead.bytes,
+            Arrival::CatchUp,
+            NOW_US + 5 * hour - MAX_AHEAD_US
+        ),
+        Verdict::Accept { content: Ok(_), .. }
+    ));
     // Beyond the window behind: authentic, forwarded, but its key is gone here.
     let mut old = domain_with_authority();
     old.1[1].erase_keys(NOW_US + 48 * hour, 24 * hour);
