@@ -13,7 +13,8 @@ use crate::replay::ReplayError;
 /// arrival; further is [`Rejection::TooFarAhead`]. The same bound as voice's staleness
 /// ([`super::voice::VOICE_MAX_AGE_US`]) the other way, so members' clocks must agree within it.
 /// It also bounds the key ratchet: an arriving envelope asks for at most
-/// `MAX_AHEAD_US / rotate_secs + 1` periods past the one of this node's clock.
+/// ⌈300 s / `rotate_secs`⌉ periods past the one of this node's clock (5 at the shortest
+/// rotation, 60 s), instead of [`crate::keys::MAX_RATCHET_AHEAD`] past the oldest one held.
 pub const MAX_AHEAD_US: u64 = 300_000_000;
 
 /// Why a message from the network is refused.
