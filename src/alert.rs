@@ -150,6 +150,11 @@ pub enum Via {
     CatchUp,
     /// Read back from this node's own log (`history`).
     Log,
+    /// Live, in a datagram of the sealed multicast plane.
+    Multicast,
+    /// Asked for again from a peer after its datagram on the plane was missed (gossip acting
+    /// as repair for the plane).
+    Repair,
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for µs since the Unix epoch.
@@ -179,6 +184,21 @@ pub fn format_time_us(us: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_via_has_its_json_name() {
+        for (via, name) in [
+            (Via::Gossip, "gossip"),
+            (Via::CatchUp, "catch_up"),
+            (Via::Log, "log"),
+            (Via::Multicast, "multicast"),
+            (Via::Repair, "repair"),
+        ] {
+            let json = serde_json::to_string(&via).unwrap();
+            assert_eq!(json, format!("\"{name}\""));
+            assert_eq!(serde_json::from_str::<Via>(&json).unwrap(), via);
+        }
+    }
 
     #[test]
     fn late_means_strictly_more_than_ten_seconds_after_creation() {

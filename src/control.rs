@@ -505,6 +505,9 @@ pub struct CountersInfo {
     /// Voice packets forwarded unread.
     #[serde(default)]
     pub voice_relayed: u64,
+    /// Signatures of arriving envelopes and voice packets checked.
+    #[serde(default)]
+    pub signatures_verified: u64,
 }
 
 impl From<&Counters> for CountersInfo {
@@ -521,6 +524,7 @@ impl From<&Counters> for CountersInfo {
             voice_sent: c.voice_sent,
             voice_received: c.voice_received,
             voice_relayed: c.voice_relayed,
+            signatures_verified: c.signatures_verified,
         }
     }
 }

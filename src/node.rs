@@ -37,7 +37,7 @@ pub use roster::AuthError;
 pub use seal::{SealError, Sealed};
 pub use search::{Found, Search};
 pub use update::Applied;
-pub use validate::{Arrival, Rejection, Unreadable, Verdict};
+pub use validate::{Arrival, MAX_AHEAD_US, Rejection, Unreadable, Verdict};
 
 use rate_limit::{Bucket, has_token, take_token};
 
@@ -106,6 +106,9 @@ pub struct Counters {
     pub voice_received: u64,
     /// Voice packets this node accepted but cannot read (forwarded only).
     pub voice_relayed: u64,
+    /// Signatures of arriving envelopes and voice packets checked, whatever the result (not
+    /// those of `history`): what a flood of replays or junk would cost, and must not.
+    pub signatures_verified: u64,
 }
 
 /// One device's protocol state.

@@ -166,7 +166,7 @@ pub(super) fn format_status(s: &StatusInfo) -> String {
     let c = &s.counters;
     let rejected: u64 = c.rejected.values().sum();
     let mut out = format!(
-        "{}\ndevice   {} (#{}){}\npeer id  {}\ndomain   {} ({})\nchannels {}\nlisten   {}\npeers    {} connected, {} authenticated, {} asleep, {} unreachable\nalerts   {} sent, {} received, {} relayed, {} rejected\nuptime   {}\n",
+        "{}\ndevice   {} (#{}){}\npeer id  {}\ndomain   {} ({})\nchannels {}\nlisten   {}\npeers    {} connected, {} authenticated, {} asleep, {} unreachable\nalerts   {} sent, {} received, {} relayed, {} rejected, {} signatures checked\nuptime   {}\n",
         health(s),
         s.device,
         s.device_number,
@@ -188,6 +188,7 @@ pub(super) fn format_status(s: &StatusInfo) -> String {
         c.alerts_received,
         c.alerts_relayed,
         rejected,
+        c.signatures_verified,
         format_duration(s.uptime_s)
     );
     if let Some(m) = &s.metrics {
@@ -335,10 +336,12 @@ mod tests {
         s.domain_id = "ab".into();
         s.uptime_s = 3 * 3600 + 7 * 60;
         s.metrics = Some("http://127.0.0.1:9464/metrics".into());
+        s.counters.signatures_verified = 7;
         let text = format_status(&s);
         assert!(text.starts_with("REVOKED"), "{text}");
         assert!(
             text.contains("uptime   3h 7m\n")
+                && text.contains(" 0 rejected, 7 signatures checked\n")
                 && text.contains("metrics  http://127.0.0.1:9464/metrics"),
             "{text}"
         );

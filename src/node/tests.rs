@@ -871,26 +871,51 @@ fn a_clock_behind_the_held_key_chain_seals_from_the_chain_start() {
 }
 
 #[test]
-fn a_sender_whose_clock_is_off_by_hours_is_still_read() {
+fn a_sender_whose_clock_is_behind_by_hours_or_ahead_by_minutes_is_still_read() {
     let (_, mut n, _) = domain_with_authority();
     let hour = 3_600_000_000u64;
     // The receiver erased what is older than its one-day window.
     n[1].erase_keys(NOW_US, 24 * hour);
-    for (i, skew) in [-(5 * hour as i64), 5 * hour as i64, -(23 * hour as i64)]
-        .into_iter()
-        .enumerate()
-    {
+    // In increasing order: a clock set back keeps seq strictly increasing.
+    let skews = [
+        -(23 * hour as i64),
+        -(5 * hour as i64),
+        MAX_AHEAD_US as i64 - 1,
+        MAX_AHEAD_US as i64,
+    ];
+    for (i, skew) in skews.into_iter().enumerate() {
         let sender_now = (NOW_US as i64 + skew) as u64;
         n[0].buckets.clear();
-        // A fresh sequence space per case: a clock set back keeps seq strictly increasing.
         let s = n[0]
             .seal_alert("alerts", &alert(&format!("skew {i}")), sender_now)
             .unwrap();
+        if skew > 0 {
+            // (Behind the chain it holds, the sender seals from the chain's start instead.)
+            assert_eq!(s.seq, sender_now);
+        }
         match n[1].validate(&s.bytes, Arrival::CatchUp, NOW_US) {
             Verdict::Accept { content: Ok(a), .. } => assert_eq!(a.text, format!("skew {i}")),
             v => panic!("skew {skew} µs: {v:?}"),
         }
     }
+    // Ahead by hours: refused until this node's clock is within reach of it, then accepted
+    // (by catch-up, which fetches it again: the refusal is not final).
+    n[0].buckets.clear();
+    let ahead = n[0]
+        .seal_alert("alerts", &alert("ahead"), NOW_US + 5 * hour)
+        .unwrap();
+    assert_eq!(
+        reject_reason(n[1].validate(&ahead.bytes, Arrival::CatchUp, NOW_US)),
+        "too_far_ahead"
+    );
+    assert!(matches!(
+        n[1].validate(
+            &ahead.bytes,
+            Arrival::CatchUp,
+            NOW_US + 5 * hour - MAX_AHEAD_US
+        ),
+        Verdict::Accept { content: Ok(_), .. }
+    ));
     // Beyond the window behind: authentic, forwarded, but its key is gone here.
     let mut old = domain_with_authority();
     old.1[1].erase_keys(NOW_US + 48 * hour, 24 * hour);
@@ -1154,4 +1179,235 @@ fn two_plane_epochs_in_a_row_keep_only_the_two_newest() {
     assert!(!m.expire_plane((NOW_S + 10) * 1_000_000 + PLANE_OVERLAP_US - 1));
     assert!(m.expire_plane((NOW_S + 10) * 1_000_000 + PLANE_OVERLAP_US));
     assert_eq!(plane_epochs(m), vec![3]);
+}
+
+/// Every way an envelope arrives, for the `alerts` channel (1) of [`domain_with_authority`].
+const ARRIVALS: [Arrival; 4] = [
+    Arrival::Live { topic_channel: 1 },
+    Arrival::CatchUp,
+    Arrival::Multicast,
+    Arrival::Repair,
+];
+
+fn voice_reason(v: voice::VoiceVerdict) -> &'static str {
+    match v {
+        voice::VoiceVerdict::Accept(Ok(_)) => "opened",
+        voice::VoiceVerdict::Accept(Err(_)) => "relayed",
+        voice::VoiceVerdict::Reject(r) => r.reason(),
+    }
+}
+
+fn claim(seq: u64) -> crate::voice::VoiceBody {
+    crate::voice::VoiceBody {
+        burst: seq,
+        index: 0,
+        severity: Severity::Severe,
+        kind: crate::voice::VoiceKind::Claim,
+    }
+}
+
+/// Flips the last bit of the signature: the header, and so the id, stay genuine.
+fn forge(bytes: &[u8]) -> Vec<u8> {
+    let mut f = bytes.to_vec();
+    let last = f.len() - 1;
+    f[last] ^= 1;
+    f
+}
+
+#[test]
+fn a_replay_costs_no_signature_whichever_way_it_comes() {
+    let (_, mut n, _) = domain_with_authority();
+    let sent = n[0].seal_alert("alerts", &alert("a"), NOW_US).unwrap();
+    assert!(matches!(
+        n[1].validate(&sent.bytes, Arrival::CatchUp, NOW_US),
+        Verdict::Accept { content: Ok(_), .. }
+    ));
+    let verified = n[1].counters().signatures_verified;
+    assert_eq!(verified, 1);
+    for arrival in ARRIVALS {
+        assert_eq!(
+            reject_reason(n[1].validate(&sent.bytes, arrival, NOW_US)),
+            "duplicate",
+            "{arrival:?}"
+        );
+    }
+    // Below the sender's floor: too old, also without a signature check.
+    let old = n[0].seal_alert("alerts", &alert("b"), NOW_US + 1).unwrap();
+    let sender = n[0].cert().body.device;
+    n[1].replay().raise_floor(sender, old.seq);
+    for arrival in ARRIVALS {
+        assert_eq!(
+            reject_reason(n[1].validate(&old.bytes, arrival, NOW_US)),
+            "too_old",
+            "{arrival:?}"
+        );
+    }
+    assert_eq!(n[1].counters().signatures_verified, verified);
+
+    // Voice: its own window, the same order.
+    let c = n[0].seal_voice("alerts", NOW_US + 2, claim).unwrap();
+    assert_eq!(
+        voice_reason(n[1].validate_voice(&c.bytes, 1, NOW_US + 2)),
+        "opened"
+    );
+    let verified = n[1].counters().signatures_verified;
+    for arrival in ARRIVALS {
+        assert_eq!(
+            voice_reason(n[1].validate_voice_arrival(&c.bytes, arrival, NOW_US + 2)),
+            "duplicate",
+            "{arrival:?}"
+        );
+    }
+    assert_eq!(n[1].counters().signatures_verified, verified);
+    assert_eq!(n[1].counters().rejected.get("voice_duplicate"), Some(&4));
+}
+
+#[test]
+fn a_forged_header_with_a_genuine_unseen_id_never_shadows_the_genuine_envelope() {
+    let (_, mut n, _) = domain_with_authority();
+    for (i, arrival) in ARRIVALS.into_iter().enumerate() {
+        let now = NOW_US + i as u64 * 1_000;
+        let genuine = n[0].seal_alert("alerts", &alert("real"), now).unwrap();
+        let before = n[1].counters().signatures_verified;
+        assert_eq!(
+            reject_reason(n[1].validate(&forge(&genuine.bytes), arrival, now)),
+            "bad_signature",
+            "{arrival:?}"
+        );
+        // The forgery reached the signature (its id was new), and recorded nothing.
+        assert_eq!(n[1].counters().signatures_verified, before + 1);
+        match n[1].validate(&genuine.bytes, arrival, now) {
+            Verdict::Accept { content: Ok(a), .. } => assert_eq!(a.text, "real"),
+            v => panic!("{arrival:?}: {v:?}"),
+        }
+        let v = n[0].seal_voice("alerts", now + 1, claim).unwrap();
+        assert_eq!(
+            voice_reason(n[1].validate_voice_arrival(&forge(&v.bytes), arrival, now + 1)),
+            "bad_signature",
+            "{arrival:?}"
+        );
+        assert_eq!(
+            voice_reason(n[1].validate_voice_arrival(&v.bytes, arrival, now + 1)),
+            "opened",
+            "{arrival:?}"
+        );
+    }
+}
+
+#[test]
+fn a_seq_more_than_300_s_ahead_is_refused_before_the_signature() {
+    let (_, mut n, _) = domain_with_authority();
+    for (i, arrival) in ARRIVALS.into_iter().enumerate() {
+        let now = NOW_US + i as u64 * 1_000_000;
+        n[0].buckets.clear();
+        n[0].voice_buckets.clear();
+        let edge = n[0]
+            .seal_alert("alerts", &alert("edge"), now + MAX_AHEAD_US)
+            .unwrap();
+        let beyond = n[0]
+            .seal_alert("alerts", &alert("beyond"), now + MAX_AHEAD_US + 1)
+            .unwrap();
+        assert_eq!(beyond.seq, now + MAX_AHEAD_US + 1);
+        let voice_edge = n[0]
+            .seal_voice("alerts", now + MAX_AHEAD_US + 2, claim)
+            .unwrap();
+        let voice_beyond = n[0]
+            .seal_voice("alerts", now + MAX_AHEAD_US + 3, claim)
+            .unwrap();
+        let before = n[1].counters().signatures_verified;
+        assert_eq!(
+            reject_reason(n[1].validate(&beyond.bytes, arrival, now)),
+            "too_far_ahead",
+            "{arrival:?}"
+        );
+        assert_eq!(
+            voice_reason(n[1].validate_voice_arrival(&voice_beyond.bytes, arrival, now + 2)),
+            "too_far_ahead",
+            "{arrival:?}"
+        );
+        assert_eq!(n[1].counters().signatures_verified, before);
+        assert!(matches!(
+            n[1].validate(&edge.bytes, arrival, now),
+            Verdict::Accept { content: Ok(_), .. }
+        ));
+        assert_eq!(
+            voice_reason(n[1].validate_voice_arrival(&voice_edge.bytes, arrival, now + 2)),
+            "opened",
+            "{arrival:?}"
+        );
+    }
+    assert_eq!(n[1].counters().rejected.get("too_far_ahead"), Some(&4));
+    assert_eq!(
+        n[1].counters().rejected.get("voice_too_far_ahead"),
+        Some(&4)
+    );
+    // Clocks differ: the peer that passed it on is not at fault.
+    assert!(!Rejection::TooFarAhead(1).is_peer_fault());
+}
+
+#[test]
+fn multicast_spends_the_senders_budget_and_repair_does_not() {
+    let (mut a, mut n, _) = domain_with_authority();
+    let one = crate::domain::PolicyChange {
+        rate_per_min: Some(1),
+        burst: Some(1),
+        ..Default::default()
+    };
+    let u = a
+        .set_policy("alerts", &one, NOW_S, &mut OsRng)
+        .unwrap()
+        .unwrap();
+    n[1].apply_update(u.as_bytes(), NOW_S).unwrap();
+    let sent: Vec<Sealed> = (0..4)
+        .map(|i| {
+            n[0].buckets.clear();
+            n[0].seal_alert("alerts", &alert("m"), NOW_US + i).unwrap()
+        })
+        .collect();
+    let at = NOW_US + 10;
+    assert!(matches!(
+        n[1].validate(&sent[0].bytes, Arrival::Multicast, at),
+        Verdict::Accept { .. }
+    ));
+    let before = n[1].counters().signatures_verified;
+    assert_eq!(
+        reject_reason(n[1].validate(&sent[1].bytes, Arrival::Multicast, at)),
+        "rate_limited"
+    );
+    // Live gossip draws on the same budget.
+    assert_eq!(
+        reject_reason(n[1].validate(&sent[2].bytes, Arrival::Live { topic_channel: 1 }, at)),
+        "rate_limited"
+    );
+    assert_eq!(n[1].counters().signatures_verified, before);
+    // A repair (like catch-up) is paced by this node: no budget, the limited ones come so.
+    for s in &sent[1..] {
+        assert!(matches!(
+            n[1].validate(&s.bytes, Arrival::Repair, at),
+            Verdict::Accept { .. }
+        ));
+    }
+
+    // Voice: multicast spends the voice budget (100 packets at once), repair does not.
+    let burst = u64::from(voice::VOICE_POLICY.burst);
+    let packets: Vec<Sealed> = (0..=burst)
+        .map(|i| {
+            n[0].voice_buckets.clear();
+            n[0].seal_voice("alerts", at + i, claim).unwrap()
+        })
+        .collect();
+    let reasons: Vec<&str> = packets
+        .iter()
+        .map(|p| voice_reason(n[1].validate_voice_arrival(&p.bytes, Arrival::Multicast, at)))
+        .collect();
+    assert!(reasons[..burst as usize].iter().all(|r| *r == "opened"));
+    assert_eq!(reasons[burst as usize], "rate_limited");
+    assert_eq!(
+        voice_reason(n[1].validate_voice_arrival(
+            &packets[burst as usize].bytes,
+            Arrival::Repair,
+            at
+        )),
+        "opened"
+    );
 }

@@ -1,11 +1,21 @@
 //! Validating envelopes from the network and the log: parse, topic, domain, sender, rights,
-//! rate limit, signature, revocation and replay, then opening what this device may read.
-//! Counts every outcome; never decides what the shell does with a peer at fault.
+//! rate limit, replay and clock, then signature and revocation, then opening what this device
+//! may read. One function for every arrival path (gossip, multicast, catch-up, repair), with
+//! every refusal that costs a lookup before the signature. Counts every outcome; never
+//! decides what the shell does with a peer at fault.
 
 use super::{DIRECT_CHANNEL, DIRECT_CHANNEL_NAME, Node};
 use crate::alert::{AlertBody, ReceivedAlert};
 use crate::envelope::{self, Envelope, EnvelopeError};
 use crate::replay::ReplayError;
+
+/// How far an envelope's `seq` (its sender's clock, µs) may be ahead of this node's clock on
+/// arrival; further is [`Rejection::TooFarAhead`]. The same bound as voice's staleness
+/// ([`super::voice::VOICE_MAX_AGE_US`]) the other way, so members' clocks must agree within it.
+/// It also bounds the key ratchet: an arriving envelope asks for at most
+/// ⌈300 s / `rotate_secs`⌉ periods past the one of this node's clock (5 at the shortest
+/// rotation, 60 s), instead of [`crate::keys::MAX_RATCHET_AHEAD`] past the oldest one held.
+pub const MAX_AHEAD_US: u64 = 300_000_000;
 
 /// Why a message from the network is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -47,7 +57,11 @@ pub enum Rejection {
     /// A voice packet older than [`super::voice::VOICE_MAX_AGE_US`] by this node's clock.
     #[error("voice packet from sender device {0} is too old to play")]
     Stale(u32),
-    /// The sender is over the channel's rate limit (live gossip only).
+    /// An envelope or voice packet whose seq is more than [`MAX_AHEAD_US`] ahead of this
+    /// node's clock.
+    #[error("envelope from sender device {0} is more than 300 s ahead of this node's clock")]
+    TooFarAhead(u32),
+    /// The sender is over the channel's rate limit (live gossip and multicast only).
     #[error("sender device {sender} is over the rate limit of channel {channel}")]
     RateLimited {
         /// Sender device number.
@@ -72,6 +86,7 @@ impl Rejection {
             Rejection::Revoked(_) => "revoked",
             Rejection::RateLimited { .. } => "rate_limited",
             Rejection::Stale(_) => "stale",
+            Rejection::TooFarAhead(_) => "too_far_ahead",
         }
     }
     /// Whether the forwarding peer is at fault (reject and penalise) or the message is
@@ -88,8 +103,9 @@ impl Rejection {
                 // Judged by the shell: the sender's own connection is at fault, a relay's
                 // (whose budget view differs) is not.
                 | Rejection::RateLimited { .. }
-                // Clocks differ; a forwarder may be ahead of this node's.
+                // Clocks differ; a forwarder's may be behind or ahead of this node's.
                 | Rejection::Stale(_)
+                | Rejection::TooFarAhead(_)
                 // A relay cannot open the ciphertext, so it forwards these in good faith: the
                 // authenticated sender is at fault, not the peer that passed it on.
                 | Rejection::Envelope(EnvelopeError::Decrypt)
@@ -142,7 +158,21 @@ pub enum Unreadable {
     },
 }
 
-/// How an envelope reached this node; the checks differ by path.
+/// How an envelope reached this node; the checks differ by path. The step numbers are those
+/// of `proto/envelope.md` ("Validation order"):
+///
+/// | Arrival | topic (3) | rate budget (7a, 11a) | replay, clock (7b, 7c) | no forwarder to blame |
+/// |---|---|---|---|---|
+/// | [`Arrival::Live`] | checked | spent | checked | — |
+/// | [`Arrival::Multicast`] | — | spent | checked | yes |
+/// | [`Arrival::CatchUp`] | — | — | checked | — |
+/// | [`Arrival::Repair`] | — | — | checked | — |
+///
+/// Every other step (parse, domain, sender, rights, signature, revocation, opening,
+/// recording) applies to all four. Voice packets take the same table
+/// ([`Node::validate_voice_arrival`]). What the shell does with the peer that passed on a
+/// refused envelope is its own choice ([`Rejection::is_peer_fault`]); a multicast datagram
+/// has no authenticated forwarder, so nobody is at fault for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arrival {
     /// Live, on the gossip topic of `topic_channel`: the header must name that channel, and
@@ -153,6 +183,35 @@ pub enum Arrival {
     },
     /// Pulled by catch-up: the puller paces it, so no rate budget is spent.
     CatchUp,
+    /// Live, in a datagram of the sealed multicast plane: as [`Arrival::Live`] without a topic
+    /// (the shell checked that this node carries the header's channel); the sender's rate
+    /// budget pays for it.
+    Multicast,
+    /// A repair this node asked for (gossip acting as repair for the plane): paced by the
+    /// requester like [`Arrival::CatchUp`], so no rate budget is spent.
+    Repair,
+}
+
+impl Arrival {
+    /// The channel whose gossip topic carried the envelope, when one did.
+    pub(super) fn topic(self) -> Option<u32> {
+        match self {
+            Arrival::Live { topic_channel } => Some(topic_channel),
+            _ => None,
+        }
+    }
+
+    /// Whether the sender's rate budget pays: for what the sender pushes (gossip, multicast),
+    /// not for what this node pulls at its own pace (catch-up, repair).
+    pub(super) fn spends_budget(self) -> bool {
+        matches!(self, Arrival::Live { .. } | Arrival::Multicast)
+    }
+}
+
+/// An envelope that passed every check before the signature, and its channel's name.
+struct Screened {
+    env: Envelope,
+    channel_name: String,
 }
 
 impl Node {
@@ -194,50 +253,51 @@ impl Node {
         arrival: Arrival,
         now_us: u64,
     ) -> Result<(Envelope, Result<Box<ReceivedAlert>, Unreadable>), Rejection> {
-        // Live traffic spends the sender's budget (after every check passed, so forgeries in a
-        // sender's name cannot use it up); catch-up is paced by the puller.
-        let (env, content) = self.examine(bytes, Some(arrival), now_us)?;
-        if let Arrival::Live { .. } = arrival {
+        let screened = self.screen(bytes, Some(arrival), now_us)?;
+        self.counters.signatures_verified += 1;
+        let (env, content) = self.verify_and_open(screened, true, now_us)?;
+        // Pushed traffic spends the sender's budget (after every check passed, so forgeries
+        // in a sender's name cannot use it up); pulled traffic is paced by the puller.
+        if arrival.spends_budget() {
             let (sender, channel) = (env.header.sender, env.header.channel);
             self.take_budget(sender, channel, now_us)
                 .map_err(|_| Rejection::RateLimited { sender, channel })?;
         }
+        // Recorded only now that the envelope verified: a forgery carrying a genuine id that
+        // is not seen yet fails at the signature and never shadows the genuine envelope.
         self.replay.insert(env.header.sender, env.header.seq)?;
         Ok((env, content))
     }
 
     /// Opens an envelope from this node's own log (for `history`): every check of
-    /// validation but the replay check, with the sender's certificate judged at the time the
-    /// envelope was stored.
+    /// validation but the replay and clock checks and revocation, with the sender's
+    /// certificate judged at the time the envelope was stored.
     pub fn open_stored(
         &self,
         bytes: &[u8],
         received_at_us: u64,
     ) -> Result<Result<Box<ReceivedAlert>, Unreadable>, Rejection> {
-        let (_, content) = self.examine(bytes, None, received_at_us)?;
+        let screened = self.screen(bytes, None, received_at_us)?;
+        let (_, content) = self.verify_and_open(screened, false, received_at_us)?;
         Ok(content.map(|mut a| {
             a.via = crate::alert::Via::Log;
             a
         }))
     }
 
-    /// Every check but recording: parse, topic, domain, sender, rights, signature, then (for
-    /// an envelope that arrived, not one read from this node's log: `arrival` is `None`)
-    /// revocation and replay, then open when this node reads the channel.
-    fn examine(
+    /// Steps 1 to 7c: parse, topic, domain, sender, rights, then (for an envelope that
+    /// arrived, not one read from this node's log: `arrival` is `None`) budget, replay and
+    /// clock. Each costs a parse or a lookup, none a signature or a key derivation, so a
+    /// replayed or far-ahead envelope is refused for the price of a lookup on every path.
+    fn screen(
         &self,
         bytes: &[u8],
         arrival: Option<Arrival>,
         now_us: u64,
-    ) -> Result<(Envelope, Result<Box<ReceivedAlert>, Unreadable>), Rejection> {
+    ) -> Result<Screened, Rejection> {
         let env = Envelope::parse(bytes)?;
         let h = env.header;
-        let live = match arrival {
-            Some(Arrival::Live { topic_channel }) => Some(topic_channel),
-            _ => None,
-        };
-        let check_replay = arrival.is_some();
-        if let Some(t) = live.filter(|t| *t != h.channel) {
+        if let Some(t) = arrival.and_then(Arrival::topic).filter(|t| *t != h.channel) {
             return Err(Rejection::WrongTopic {
                 header: h.channel,
                 topic: t,
@@ -254,8 +314,7 @@ impl Node {
         sender
             .check_time(now_us / 1_000_000)
             .map_err(|_| Rejection::SenderExpired(h.sender))?;
-        let direct = h.channel == DIRECT_CHANNEL;
-        let channel_name = if direct {
+        let channel_name = if h.channel == DIRECT_CHANNEL {
             if sender.body.relay_only {
                 return Err(Rejection::NotAllowed {
                     sender: h.sender,
@@ -274,26 +333,52 @@ impl Node {
                 .name
                 .clone()
         };
-        // Live gossip of a sender whose budget is spent is refused here, after the header
-        // checks and before the signature check and decryption: a flood past its limit costs
-        // a parse and lookups, and a forwarder is still blamed for a malformed, misdirected or
-        // unauthorised envelope.
-        if live.is_some() && !self.has_budget(h.sender, h.channel, now_us) {
+        let Some(arrival) = arrival else {
+            return Ok(Screened { env, channel_name });
+        };
+        // A sender whose budget is spent is refused after the header checks and before the
+        // signature check and decryption: a flood past its limit costs a parse and lookups,
+        // and a forwarder is still blamed for a malformed, misdirected or unauthorised
+        // envelope.
+        if arrival.spends_budget() && !self.has_budget(h.sender, h.channel, now_us) {
             return Err(Rejection::RateLimited {
                 sender: h.sender,
                 channel: h.channel,
             });
         }
+        // Looked up, not recorded (that waits for the signature): a replay costs a lookup
+        // whichever path it comes by, and a forged header cannot shadow a genuine id.
+        self.replay.check(h.sender, h.seq)?;
+        // Bounds the clock skew accepted, and with it the ratchet steps a signed envelope
+        // can make this node derive.
+        if h.seq > now_us.saturating_add(MAX_AHEAD_US) {
+            return Err(Rejection::TooFarAhead(h.sender));
+        }
+        Ok(Screened { env, channel_name })
+    }
+
+    /// Steps 8 to 11: the signature, then (for an envelope that `arrived`) revocation, then
+    /// opening when this node reads the channel.
+    fn verify_and_open(
+        &self,
+        screened: Screened,
+        arrived: bool,
+        now_us: u64,
+    ) -> Result<(Envelope, Result<Box<ReceivedAlert>, Unreadable>), Rejection> {
+        let Screened { env, channel_name } = screened;
+        let h = env.header;
+        let sender = self
+            .roster
+            .get(&h.sender)
+            .ok_or(Rejection::UnknownSender(h.sender))?;
         env.verify(self.domain(), sender.verifying_key())?;
         // A revoked sender's new alerts are refused (after the signature: only a verified
         // refusal is remembered); what this node stored before the revocation stays
         // readable in its log.
-        if check_replay && self.descriptor.is_revoked(h.sender) {
+        if arrived && self.descriptor.is_revoked(h.sender) {
             return Err(Rejection::Revoked(h.sender));
         }
-        if check_replay {
-            self.replay.check(h.sender, h.seq)?;
-        }
+        let direct = h.channel == DIRECT_CHANNEL;
         let me = self.cert.body.device;
         // A directed message opens at its recipient, and at its sender (its own log): the
         // pairwise key is the same from both ends.

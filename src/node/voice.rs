@@ -1,9 +1,11 @@
 //! Sealing and validating voice packets (`proto/voice.md`): envelopes of
 //! [`Kind::Voice`](crate::envelope::Kind), under the channel's voice key, with their own rate
-//! limit and replay window, never stored.
+//! limit and replay window, never stored. As for alerts, every refusal that costs a lookup
+//! (replay and clock included) comes before the signature.
 
 use super::{
-    DIRECT_CHANNEL, Node, Rejection, SealError, Sealed, Unreadable, has_token, take_token,
+    Arrival, DIRECT_CHANNEL, MAX_AHEAD_US, Node, Rejection, SealError, Sealed, Unreadable,
+    has_token, take_token,
 };
 use crate::cert::ChannelPolicy;
 use crate::envelope::{self, Envelope, EnvelopeError, Kind};
@@ -103,15 +105,27 @@ impl Node {
         self.voice_since_us = now_us;
     }
 
-    /// Validates a voice packet that arrived on the voice topic of `topic_channel` at
-    /// `now_us`; counts the outcome.
+    /// Validates a voice packet that arrived live on the voice topic of `topic_channel` at
+    /// `now_us`; counts the outcome. [`Node::validate_voice_arrival`] with
+    /// [`Arrival::Live`].
     pub fn validate_voice(
         &mut self,
         bytes: &[u8],
         topic_channel: u32,
         now_us: u64,
     ) -> VoiceVerdict {
-        match self.check_voice(bytes, topic_channel, now_us) {
+        self.validate_voice_arrival(bytes, Arrival::Live { topic_channel }, now_us)
+    }
+
+    /// Validates a voice packet that came by `arrival` at `now_us` (the checks per path are
+    /// those of [`Arrival`]); counts the outcome.
+    pub fn validate_voice_arrival(
+        &mut self,
+        bytes: &[u8],
+        arrival: Arrival,
+        now_us: u64,
+    ) -> VoiceVerdict {
+        match self.check_voice(bytes, arrival, now_us) {
             Ok(content) => {
                 if content.is_ok() {
                     self.counters.voice_received += 1;
@@ -134,15 +148,15 @@ impl Node {
     fn check_voice(
         &mut self,
         bytes: &[u8],
-        topic_channel: u32,
+        arrival: Arrival,
         now_us: u64,
     ) -> Result<Result<Box<ReceivedVoice>, Unreadable>, Rejection> {
         let env = Envelope::parse(bytes)?;
         let h = env.header;
-        if h.channel != topic_channel {
+        if let Some(t) = arrival.topic().filter(|t| *t != h.channel) {
             return Err(Rejection::WrongTopic {
                 header: h.channel,
-                topic: topic_channel,
+                topic: t,
             });
         }
         if h.domain_tag != self.domain().tag() {
@@ -172,30 +186,41 @@ impl Node {
         if h.seq.saturating_add(VOICE_MAX_AGE_US) < now_us || h.seq < self.voice_since_us {
             return Err(Rejection::Stale(h.sender));
         }
+        // As for alerts: bounds the clock skew, and the ratchet steps a packet can ask for.
+        if h.seq > now_us.saturating_add(MAX_AHEAD_US) {
+            return Err(Rejection::TooFarAhead(h.sender));
+        }
+        let spends = arrival.spends_budget();
         let limited = Rejection::RateLimited {
             sender: h.sender,
             channel: h.channel,
         };
-        if !has_token(
-            &self.voice_buckets,
-            (h.sender, h.channel),
-            &VOICE_POLICY,
-            now_us,
-        ) {
+        if spends
+            && !has_token(
+                &self.voice_buckets,
+                (h.sender, h.channel),
+                &VOICE_POLICY,
+                now_us,
+            )
+        {
             return Err(limited);
         }
+        // Looked up before the signature, recorded only after it (as for alerts).
         self.voice_replay.check(h.sender, h.seq)?;
+        self.counters.signatures_verified += 1;
         env.verify_kind(Kind::Voice, self.domain(), sender.verifying_key())?;
         if self.descriptor.is_revoked(h.sender) {
             return Err(Rejection::Revoked(h.sender));
         }
-        take_token(
-            &mut self.voice_buckets,
-            (h.sender, h.channel),
-            &VOICE_POLICY,
-            now_us,
-        )
-        .map_err(|_| limited)?;
+        if spends {
+            take_token(
+                &mut self.voice_buckets,
+                (h.sender, h.channel),
+                &VOICE_POLICY,
+                now_us,
+            )
+            .map_err(|_| limited)?;
+        }
         self.voice_replay.insert(h.sender, h.seq)?;
         if !self.cert.grant(h.channel).is_some_and(|g| g.read) {
             return Ok(Err(Unreadable::NotReader));
