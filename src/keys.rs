@@ -51,6 +51,40 @@ pub const MAX_RATCHET_AHEAD: u64 = 10_000;
 /// HKDF info prefix for the pairwise key of directed messages.
 pub const LABEL_DIRECT_KEY: &[u8] = b"ptt-node/v1/direct-key";
 
+/// HKDF info prefix of a plane epoch's datagram key: info = label ‖ u32be(epoch).
+pub const LABEL_PLANE_KEY: &[u8] = b"ptt-node/v1/plane-key";
+/// Prefix of the associated data of a plane datagram (`proto/plane.md`).
+pub const LABEL_PLANE_AAD: &[u8] = b"ptt-node/v1/plane";
+/// A domain's plane group address and port: SHA-256 of this label and the domain id.
+pub const LABEL_PLANE_GROUP: &[u8] = b"ptt-node/v1/plane-group";
+/// Signature context of a device's plane beacon.
+pub const SIG_BEACON: &[u8] = b"ptt-node/v1/sig/beacon";
+
+/// The XChaCha20-Poly1305 key of one plane epoch: every device of the domain holds it, so it
+/// keeps outsiders off the plane and proves nothing about which member sent a datagram.
+#[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+pub struct PlaneKey(pub [u8; 32]);
+
+impl std::fmt::Debug for PlaneKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlaneKey(..)")
+    }
+}
+
+/// The plane key of `epoch`: `HKDF-SHA256(salt = domain id, ikm = the epoch's secret,
+/// info = LABEL_PLANE_KEY ‖ u32be(epoch), L = 32)`. The epoch in the info makes two epochs'
+/// keys differ even if the authority's random secrets did not.
+pub fn plane_key(domain_id: &[u8; 32], epoch: u32, secret: &[u8; 32]) -> PlaneKey {
+    let hk = Hkdf::<Sha256>::new(Some(domain_id), secret);
+    let mut info = [0u8; LABEL_PLANE_KEY.len() + 4];
+    info[..LABEL_PLANE_KEY.len()].copy_from_slice(LABEL_PLANE_KEY);
+    info[LABEL_PLANE_KEY.len()..].copy_from_slice(&epoch.to_be_bytes());
+    let mut key = PlaneKey([0u8; 32]);
+    // 32 bytes is always a valid HKDF-SHA256 output length.
+    let _ = hk.expand(&info, &mut key.0);
+    key
+}
+
 /// The AES-256-GCM key of directed messages from `sender` to `recipient`:
 /// `HKDF-SHA256(salt = domain id, ikm = X25519(own secret, other's public key),
 /// info = LABEL_DIRECT_KEY ‖ sender u32 BE ‖ recipient u32 BE)`. Both ends compute it (static
@@ -816,6 +850,23 @@ mod tests {
         }
         // Only the unmodified signatures verify.
         assert_eq!((accepted, refused), (300, 1200));
+    }
+
+    #[test]
+    fn plane_keys_differ_per_epoch_domain_and_secret_and_never_print() {
+        let d1 = [1u8; 32];
+        let k = plane_key(&d1, 1, &[0x66; 32]);
+        assert_eq!(k, plane_key(&d1, 1, &[0x66; 32]));
+        assert_ne!(k, plane_key(&d1, 2, &[0x66; 32]));
+        assert_ne!(k, plane_key(&[2u8; 32], 1, &[0x66; 32]));
+        assert_ne!(k, plane_key(&d1, 1, &[0x67; 32]));
+        // The info is the label and the epoch big-endian: what RFC 5869 gives for it.
+        let hk = Hkdf::<Sha256>::new(Some(&d1), &[0x66; 32]);
+        let mut okm = [0u8; 32];
+        hk.expand(b"ptt-node/v1/plane-key\x00\x00\x00\x01", &mut okm)
+            .unwrap();
+        assert_eq!(k.0, okm);
+        assert_eq!(format!("{k:?}"), "PlaneKey(..)");
     }
 
     #[test]

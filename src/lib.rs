@@ -10,6 +10,8 @@
 //! - [`cert`]: device certificates and the domain descriptor, signed by the domain authority.
 //! - [`alert`]: what a sensing device says (severity, kind, text, place, attributes).
 //! - [`envelope`]: an alert sealed for a channel and signed by its sender; the bytes on the wire.
+//! - [`plane`]: the sealed multicast data plane's datagrams: seal, open, beacons, the
+//!   domain's group and port, the plane keys a receiver holds.
 //! - [`replay`]: per-sender memory of what was already accepted.
 //! - [`node`]: the decisions of one device: authenticate peers, seal, validate, open, count.
 //! - [`mesh`]: the decisions of the mesh: peer states, dial policy and back-off, update order,
@@ -63,6 +65,7 @@ pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod paths;
+pub mod plane;
 pub mod presence;
 pub mod replay;
 pub mod rules;

@@ -14,7 +14,9 @@ those values. There are no golden vectors for catch-up,
 presence records, device tags, directed messages or the store: the informative examples of
 sync.md, presence.md, tag.md and the direct-key example of keys.md are rebuilt from their text
 and compared with the bytes the documents print, and the catch-up frame limits are recomputed;
-storage.md, broker.md and rules.md are not checked. Requires the Python 'cryptography' package.
+storage.md, broker.md and rules.md are not checked. The plane vectors of plane.md are opened
+with an XChaCha20-Poly1305 built here from HChaCha20 (checked against the draft's test vector)
+and the package's ChaCha20-Poly1305, sealed again to the same bytes, and the beacon verified. Requires the Python 'cryptography' package.
 Usage: python3 proto/vectors/check_spec.py
 """
 import datetime, hashlib, os, struct
@@ -439,3 +441,111 @@ assert dct[-16:].hex() in KEYS and ('a ciphertext of %d bytes' % len(dct)) in KE
 assert ('an envelope of %d bytes' % len(denv)) in KEYS.replace('\n', ' ')
 assert len(pt) == 50 and '(50 bytes)' in KEYS and len(denv) - len(pt) == 97
 print('direct key example ok (not a golden vector):', k79.hex()[:16] + '…; directed envelope', len(denv), 'bytes')
+
+# ---------------------------------------------------------------------------------------------
+# the multicast data plane (plane.md): plane key, group and port, datagrams, tail, beacon.
+# XChaCha20-Poly1305 is built from HChaCha20 (draft-irtf-cfrg-xchacha-03, section 2.2) and the
+# package's ChaCha20-Poly1305 (RFC 8439) with the subkey and nonce 00000000 ‖ nonce[16..24].
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+PLANE = doc('plane.md')
+M32 = 0xffffffff
+def _rotl(v, c): return ((v << c) & M32) | (v >> (32 - c))
+def _qr(s, a, b, c, d):
+    s[a] = (s[a] + s[b]) & M32; s[d] = _rotl(s[d] ^ s[a], 16)
+    s[c] = (s[c] + s[d]) & M32; s[b] = _rotl(s[b] ^ s[c], 12)
+    s[a] = (s[a] + s[b]) & M32; s[d] = _rotl(s[d] ^ s[a], 8)
+    s[c] = (s[c] + s[d]) & M32; s[b] = _rotl(s[b] ^ s[c], 7)
+def hchacha20(key, nonce16):
+    s = [0x61707865, 0x3320646e, 0x79622d32, 0x6b206574] + list(struct.unpack('<8I', key)) \
+        + list(struct.unpack('<4I', nonce16))
+    for _ in range(10):  # 20 rounds: a column round and a diagonal round each time
+        _qr(s, 0, 4, 8, 12); _qr(s, 1, 5, 9, 13); _qr(s, 2, 6, 10, 14); _qr(s, 3, 7, 11, 15)
+        _qr(s, 0, 5, 10, 15); _qr(s, 1, 6, 11, 12); _qr(s, 2, 7, 8, 13); _qr(s, 3, 4, 9, 14)
+    return struct.pack('<8I', *(s[0:4] + s[12:16]))
+# the draft's HChaCha20 test vector (section 2.2.1)
+assert hchacha20(bytes(range(32)), bytes.fromhex('000000090000004a0000000031415927')).hex() == \
+    '82413b4227b27bfed30e42508a877d73a0f9e4d58a74a853c12ec41326d3ecdc'
+def xchacha(key, nonce24): return ChaCha20Poly1305(hchacha20(key, nonce24[:16])), b'\0' * 4 + nonce24[16:]
+
+# key: HKDF-SHA256(salt = domain id, ikm = secret, info = label ‖ u32be(epoch))
+pinfo = b'ptt-node/v1/plane-key' + struct.pack('>I', 1)
+assert len(pinfo) == 25 and '25 bytes' in PLANE
+pkey = hkdf(did, b'\x66' * 32, pinfo); assert pkey == V['plane_key']
+
+# group and port
+h = hashlib.sha256(b'ptt-node/v1/plane-group' + did).digest()
+v4 = bytes([239, 255, h[0], h[1]])
+if v4 == bytes([239, 255, 255, 250]): v4 = bytes([239, 255, h[2], h[3]])
+if v4 == bytes([239, 255, 255, 250]): v4 = bytes([239, 255, 255, 251])
+v6 = bytes([0xff, 0x12]) + bytes(10) + h[2:6]
+port = 20000 + int.from_bytes(h[6:8], 'big') % 10000
+assert V['plane_group'] == v4 + v6 + struct.pack('>H', port)
+import ipaddress
+v4s, v6s = str(ipaddress.IPv4Address(v4)), str(ipaddress.IPv6Address(v6))
+assert v4s in PLANE and v6s in PLANE and str(port) in PLANE, (v4s, v6s, port)
+
+# limits: a u32 varint takes at most 5 bytes
+CLEAR, NONCE, TAG, MAXDG = 2, 24, 16, 1200
+assert len(varint(2**32 - 1)) == 5
+MIN_DG = CLEAR + NONCE + 1 + 1 + 1 + TAG
+MAX_OVERHEAD = CLEAR + NONCE + 1 + 5 + 5 + TAG
+MAX_BODY = MAXDG - MAX_OVERHEAD
+assert (MIN_DG, MAX_OVERHEAD, MAX_BODY) == (45, 53, 1147)
+for n in (MIN_DG, MAX_OVERHEAD, MAX_BODY, MAXDG):
+    assert grouped(n) in PLANE, n
+assert grouped(MAX_BODY) in README and grouped(MAXDG) in README
+
+def plane_open(d, key, domain):
+    """The receive order of plane.md, steps 1 to 4, for one held key."""
+    assert MIN_DG <= len(d) <= MAXDG and d[0] == 1
+    clear, nonce, ct = d[:2], d[2:26], d[26:]
+    aad = b'ptt-node/v1/plane' + domain + clear
+    assert len(aad) == 51
+    c, n = xchacha(key, nonce)
+    inner = c.decrypt(n, ct, aad)
+    r = R(inner); kind = r.u8(); assert kind in (1, 2, 3, 4)
+    sender = r.var(5); pseq = r.var(5); assert sender < 2**32 and pseq < 2**32
+    body = inner[r.i:]; assert len(body) <= MAX_BODY
+    if kind == 3: assert body == b''
+    return clear, nonce, kind, sender, pseq, body
+
+def plane_seal(key, epoch, domain, prefix, counter, kind, sender, pseq, body):
+    clear = bytes([1, epoch % 256]); nonce = prefix + struct.pack('>Q', counter)
+    c, n = xchacha(key, nonce)
+    return clear + nonce + c.encrypt(n, bytes([kind]) + varint(sender) + varint(pseq) + body,
+                                     b'ptt-node/v1/plane' + domain + clear)
+
+prefix = b'\x77' * 16
+for name, counter, kind in (('plane_datagram', 1, 1), ('plane_tail', 2, 3), ('plane_beacon', 3, 4)):
+    d = V[name]
+    clear, nonce, k, sender, pseq, body = plane_open(d, pkey, did)
+    assert (clear, nonce, k, sender, pseq) == (b'\x01\x01', prefix + struct.pack('>Q', counter), kind, 7, 1), name
+    # sealing again from the text gives the same bytes (the nonce is the only varying input)
+    assert plane_seal(pkey, 1, did, prefix, counter, kind, 7, 1, body) == d, name
+    # any other domain id, epoch key or changed byte fails the AEAD
+    for bad in (lambda: plane_open(d, pkey, b'\x00' * 32),
+                lambda: plane_open(d, hkdf(did, b'\x66' * 32, b'ptt-node/v1/plane-key' + struct.pack('>I', 2)), did),
+                lambda: plane_open(d[:1] + b'\x02' + d[2:], pkey, did),
+                lambda: plane_open(d[:-1] + bytes([d[-1] ^ 1]), pkey, did)):
+        try: bad()
+        except Exception: continue  # InvalidTag from the AEAD
+        raise SystemExit('%s opened when it must not' % name)
+    if k == 1:
+        assert body == V['envelope'], 'the envelope inside is the envelope vector, byte for byte'
+        assert len(d) == len(V['envelope']) + 2 + 24 + 1 + 1 + 1 + 16
+        assert ('%d bytes' % len(d)) in PLANE
+        dg_len = len(d)
+    if k == 3:
+        assert len(d) == MIN_DG
+    if k == 4:
+        r = R(body); issued = r.var(10); heard = r.var(5); sig = r.raw(64); r.end()
+        assert (issued, heard) == (1_795_000_001_000_000, 2)
+        msg = did + struct.pack('>IIQI', sender, pseq, issued, heard)
+        assert len(msg) == 52
+        verify(pub(dev), b'ptt-node/v1/sig/beacon', msg, sig)
+        assert ('%d bytes' % len(d)) in PLANE
+        beacon_len = len(d)
+hdr = V['plane_datagram'][:26].hex()
+assert '%s %s %s' % (hdr[:4], hdr[4:36], hdr[36:52]) in PLANE
+print('plane ok: key', pkey.hex()[:16] + '…; group', v4s, v6s, 'port', port, '; datagram', dg_len,
+      'bytes, tail', MIN_DG, ', beacon', beacon_len, '; PLANE_MAX_BODY =', MAX_BODY)

@@ -12,8 +12,9 @@ use ptt_node::cert::{
     Profile,
 };
 use ptt_node::envelope::{self, Envelope, Header};
-use ptt_node::keys::{Chain, ChannelSecret, DomainId, SealedKey};
+use ptt_node::keys::{Chain, ChannelSecret, DomainId, SealedKey, plane_key};
 use ptt_node::net::{AuthHello, AuthReply, AuthRequest};
+use ptt_node::plane::{self, Kind};
 use ptt_node::update::{Update, UpdateBody};
 use ptt_node::wire;
 use rand_core::{CryptoRng, RngCore};
@@ -230,7 +231,38 @@ fn vectors() -> BTreeMap<&'static str, Vec<u8>> {
             reason: "belongs to another domain".into(),
         }),
     );
+    plane_vectors(&mut v, &domain, &device, &env);
     v
+}
+
+/// The plane inputs (proto/plane.md): plane epoch 1 with secret 66×32, nonce prefix 77×16;
+/// device 7 sends the `envelope` vector (pseq 1, counter 1), then a tail and a beacon.
+const PLANE_SECRET: [u8; 32] = [0x66; 32];
+const PLANE_PREFIX: [u8; 16] = [0x77; 16];
+const BEACON_ISSUED_US: u64 = 1_795_000_001_000_000;
+const BEACON_HEARD: u32 = 2;
+
+fn plane_vectors(
+    v: &mut BTreeMap<&'static str, Vec<u8>>,
+    domain: &DomainId,
+    device: &SigningKey,
+    env: &[u8],
+) {
+    let key = plane_key(&domain.0, 1, &PLANE_SECRET);
+    v.insert("plane_key", key.0.to_vec());
+    let g = plane::group_for(&domain.0);
+    let mut group = g.v4.octets().to_vec();
+    group.extend_from_slice(&g.v6.octets());
+    group.extend_from_slice(&g.port.to_be_bytes());
+    v.insert("plane_group", group);
+    let seal = |counter, kind, body: &[u8]| {
+        plane::seal(&key, 1, &domain.0, &PLANE_PREFIX, counter, kind, 7, 1, body)
+            .expect("fits a datagram")
+    };
+    v.insert("plane_datagram", seal(1, Kind::Alert, env));
+    v.insert("plane_tail", seal(2, Kind::Tail, &[]));
+    let beacon = plane::beacon_body(device, &domain.0, 7, 1, BEACON_ISSUED_US, BEACON_HEARD);
+    v.insert("plane_beacon", seal(3, Kind::Beacon, &beacon));
 }
 
 fn path() -> std::path::PathBuf {
@@ -254,7 +286,8 @@ fn golden_vectors_match() {
         let mut out = String::from(
             "# ptt-node wire format v1 golden vectors (see proto/README.md and tests/vectors.rs).\n\
              # Inputs: authority key = 32 x 0x11, device Ed25519 = 32 x 0x22, device X25519 = 32 x 0x33,\n\
-             # channel secret = 32 x 0x44; the sealed key's ephemeral key comes from VectorRng(\"sealed-key\").\n",
+             # channel secret = 32 x 0x44; the sealed key's ephemeral key comes from VectorRng(\"sealed-key\").\n\
+             # Plane: epoch 1, plane secret = 32 x 0x66, nonce prefix = 16 x 0x77 (proto/plane.md).\n",
         );
         for (k, v) in &built {
             out.push_str(&format!("{k} = {}\n", hex::encode(v)));
@@ -346,4 +379,40 @@ fn stored_vectors_verify_and_open() {
         "envelope overhead {} bytes",
         env.overhead()
     );
+}
+
+#[test]
+fn stored_plane_vectors_open() {
+    let stored = parse(&std::fs::read_to_string(path()).expect("vectors"));
+    let domain: [u8; 32] = stored["domain_id"].clone().try_into().expect("32 bytes");
+    let key = plane_key(&domain, 1, &PLANE_SECRET);
+    assert_eq!(key.0.to_vec(), stored["plane_key"]);
+    let mut keys = plane::PlaneKeys::new();
+    keys.insert(1, key);
+    let mut d = stored["plane_datagram"].clone();
+    let (epoch, inner) = keys.open(&domain, &mut d).expect("datagram opens");
+    assert_eq!(
+        (epoch, inner.kind, inner.sender, inner.pseq),
+        (1, Kind::Alert, 7, 1)
+    );
+    assert_eq!(
+        inner.body, stored["envelope"],
+        "the envelope, byte for byte"
+    );
+    let mut t = stored["plane_tail"].clone();
+    let (_, tail) = keys.open(&domain, &mut t).expect("tail opens");
+    assert_eq!(
+        (tail.kind, tail.sender, tail.pseq, tail.body),
+        (Kind::Tail, 7, 1, &[][..])
+    );
+    let mut b = stored["plane_beacon"].clone();
+    let (_, beacon) = keys.open(&domain, &mut b).expect("beacon opens");
+    assert_eq!(beacon.kind, Kind::Beacon);
+    let device = SigningKey::from_bytes(&[0x22; 32]).verifying_key();
+    let fields = plane::verify_beacon(&device, &domain, 7, 1, beacon.body).expect("signed");
+    assert_eq!(
+        (fields.issued_us, fields.heard_count),
+        (BEACON_ISSUED_US, BEACON_HEARD)
+    );
+    assert!(stored["plane_datagram"].len() <= plane::PLANE_MAX_DATAGRAM);
 }
