@@ -87,6 +87,88 @@ pub struct FileConfig {
     /// `[retention]`.
     #[serde(default)]
     pub retention: Retention,
+    /// `[plane]`.
+    #[serde(default)]
+    pub plane: PlaneFile,
+}
+
+/// `[plane]`: the multicast data plane.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PlaneFile {
+    /// Use the data plane (`--no-plane` turns it off).
+    pub enabled: Option<bool>,
+    /// Interfaces to use, by name (`--plane-interface`); default: those the swarm listens on.
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    /// Group addresses, at most one per family (`--plane-group`); default: from the domain.
+    #[serde(default, deserialize_with = "plane_groups")]
+    pub groups: Vec<std::net::IpAddr>,
+    /// UDP port (`--plane-port`); default: from the domain.
+    #[serde(default, deserialize_with = "plane_port")]
+    pub port: Option<u16>,
+}
+
+/// The data plane's settings after the command line and the file are combined.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlaneSettings {
+    /// Use the plane at all.
+    pub enabled: bool,
+    /// Interfaces named (empty: those the swarm listens on).
+    pub interfaces: Vec<String>,
+    /// The IPv4 group, if not the domain's.
+    pub group4: Option<std::net::Ipv4Addr>,
+    /// The IPv6 group, if not the domain's.
+    pub group6: Option<std::net::Ipv6Addr>,
+    /// The port, if not the domain's.
+    pub port: Option<u16>,
+}
+
+/// Checks a data-plane group address: IPv4 multicast, or IPv6 multicast of link-local scope
+/// (the plane never leaves the segment).
+pub fn check_plane_group(a: std::net::IpAddr) -> Result<std::net::IpAddr, String> {
+    match a {
+        std::net::IpAddr::V4(v) if v.is_multicast() => Ok(a),
+        std::net::IpAddr::V6(v) if v.is_multicast() && (v.segments()[0] & 0x000f) == 2 => Ok(a),
+        std::net::IpAddr::V4(_) => Err(format!(
+            "{a} is not an IPv4 multicast address (224.0.0.0/4)"
+        )),
+        std::net::IpAddr::V6(_) => Err(format!(
+            "{a} is not a link-local IPv6 multicast address (ff02::/16 or ff12::/16)"
+        )),
+    }
+}
+
+/// Parses and checks `--plane-group`.
+pub fn parse_plane_group(s: &str) -> Result<std::net::IpAddr, String> {
+    let a: std::net::IpAddr = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not an IP address"))?;
+    check_plane_group(a)
+}
+
+fn plane_groups<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<std::net::IpAddr>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| parse_plane_group(s).map_err(D::Error::custom))
+        .collect::<Result<Vec<_>, _>>()?;
+    if v.iter().filter(|a| a.is_ipv4()).count() > 1 || v.iter().filter(|a| a.is_ipv6()).count() > 1
+    {
+        return Err(D::Error::custom(
+            "give at most one group per address family",
+        ));
+    }
+    Ok(v)
+}
+
+fn plane_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    let v = i64::deserialize(d)?;
+    match u16::try_from(v) {
+        Ok(p) if p >= 1024 => Ok(Some(p)),
+        _ => Err(D::Error::custom(format!(
+            "{v} is out of range: give 1024 to 65535"
+        ))),
+    }
 }
 
 /// `[discovery]`.
@@ -269,6 +351,8 @@ pub struct Settings {
     pub socket: Option<PathBuf>,
     /// Prometheus endpoint, if on.
     pub metrics: Option<std::net::SocketAddr>,
+    /// The multicast data plane.
+    pub plane: PlaneSettings,
 }
 
 /// What the command line of `ptt-node run` sets over the file: `None`, empty or `false`
@@ -301,6 +385,14 @@ pub struct Overrides {
     pub retention_mib: Option<u64>,
     /// `--log-format`.
     pub log_format: Option<LogFormat>,
+    /// `--no-plane`.
+    pub no_plane: bool,
+    /// `--plane-interface` (empty: the file's).
+    pub plane_interfaces: Vec<String>,
+    /// `--plane-group` (empty: the file's).
+    pub plane_groups: Vec<std::net::IpAddr>,
+    /// `--plane-port`.
+    pub plane_port: Option<u16>,
 }
 
 /// Combines the command line with the file (flags win; a list given on the command line
@@ -336,6 +428,30 @@ pub fn combine(flags: &Overrides, file: FileConfig) -> Result<Settings, ConfigEr
         log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
         socket: flags.socket.clone().or(file.socket),
         metrics: flags.metrics.or(file.metrics),
+        plane: {
+            let groups = if flags.plane_groups.is_empty() {
+                file.plane.groups
+            } else {
+                flags.plane_groups.clone()
+            };
+            PlaneSettings {
+                enabled: !flags.no_plane && file.plane.enabled.unwrap_or(true),
+                interfaces: if flags.plane_interfaces.is_empty() {
+                    file.plane.interfaces
+                } else {
+                    flags.plane_interfaces.clone()
+                },
+                group4: groups.iter().find_map(|a| match a {
+                    std::net::IpAddr::V4(v) => Some(*v),
+                    std::net::IpAddr::V6(_) => None,
+                }),
+                group6: groups.iter().find_map(|a| match a {
+                    std::net::IpAddr::V6(v) => Some(*v),
+                    std::net::IpAddr::V4(_) => None,
+                }),
+                port: flags.plane_port.or(file.plane.port),
+            }
+        },
     })
 }
 

@@ -448,16 +448,55 @@ pub struct StatusInfo {
     /// Channel keys held: one per channel epoch.
     #[serde(default)]
     pub keys: Vec<KeyInfo>,
-    /// The data plane as this device holds it.
+    /// The multicast data plane.
     #[serde(default)]
     pub plane: PlaneInfo,
 }
 
-/// The data plane in `status`.
+/// The multicast data plane in `status`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PlaneInfo {
+    /// `active`, `off` (`--no-plane`), `no_key` (this device holds no plane key),
+    /// `no_interface` (no interface carries it) or `socket_error`.
+    pub state: String,
     /// The plane epoch this device sends under (`null`: it holds no plane key).
     pub epoch: Option<u32>,
+    /// The IPv4 group.
+    #[serde(default)]
+    pub group4: String,
+    /// The IPv6 group.
+    #[serde(default)]
+    pub group6: String,
+    /// The UDP port.
+    #[serde(default)]
+    pub port: u16,
+    /// The interfaces it is sent and heard on.
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    /// The receive buffer the kernel granted, in bytes.
+    #[serde(default)]
+    pub recv_buffer: u64,
+    /// Datagrams sent (once each, whatever the number of interfaces).
+    #[serde(default)]
+    pub sent: u64,
+    /// Copies the kernel refused.
+    #[serde(default)]
+    pub send_failed: u64,
+    /// Envelopes too large for one datagram (gossip only).
+    #[serde(default)]
+    pub too_large: u64,
+    /// Datagrams received.
+    #[serde(default)]
+    pub received: u64,
+    /// Envelopes from the plane that validation accepted.
+    #[serde(default)]
+    pub accepted: u64,
+    /// Datagrams dropped before validation, by reason.
+    #[serde(default)]
+    pub dropped: std::collections::BTreeMap<String, u64>,
+    /// Why the sockets are not open, when they are not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A channel key epoch as held.

@@ -40,6 +40,8 @@ mod events;
 mod gossip;
 mod handle;
 mod hooks;
+mod plane;
+mod plane_io;
 mod profile;
 mod roster;
 mod send;
@@ -93,6 +95,8 @@ pub struct RunConfig {
     pub rules_path: Option<PathBuf>,
     /// Testing only: seal beyond the channel rate limit (a compromised member).
     pub ignore_own_rate_limit: bool,
+    /// The multicast data plane.
+    pub plane: crate::config::PlaneSettings,
 }
 
 /// Why the daemon could not start or stopped.
@@ -179,4 +183,6 @@ struct Daemon {
     /// When heap is handed back after traffic (`release_memory_after_traffic`).
     quiet: Quiet,
     key_path: PathBuf,
+    /// The multicast data plane, unless `--no-plane`.
+    plane: Option<plane::PlaneState>,
 }

@@ -16,6 +16,7 @@
 //! caller. It never trusts `sender` or `pseq` for acceptance: they are only authenticated as
 //! "from some member", and the envelope inside carries its own signed sender.
 
+pub mod ring;
 #[cfg(test)]
 mod tests;
 

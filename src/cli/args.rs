@@ -341,6 +341,20 @@ pub struct RunArgs {
     /// Log lines as text (for people) or JSON (one object per line) [default: text].
     #[arg(long, value_enum)]
     pub log_format: Option<crate::config::LogFormat>,
+    /// Do not use the multicast data plane: alerts and voice go by gossip only.
+    #[arg(long)]
+    pub no_plane: bool,
+    /// Interface for the multicast data plane (repeatable). Default: every interface the
+    /// daemon listens on (all but loopback for a 0.0.0.0 listen address).
+    #[arg(long = "plane-interface", value_name = "NAME")]
+    pub plane_interfaces: Vec<String>,
+    /// Multicast group of the data plane, one per address family (repeatable); for switches
+    /// that pass only some groups. Default: derived from the domain.
+    #[arg(long = "plane-group", value_name = "ADDR", value_parser = crate::config::parse_plane_group)]
+    pub plane_groups: Vec<std::net::IpAddr>,
+    /// UDP port of the data plane. Default: derived from the domain (20000-29999).
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1024..))]
+    pub plane_port: Option<u16>,
     /// Testing only: seal beyond the channel's rate limit, as a compromised member would
     /// (the other members still enforce it).
     #[arg(long, hide = true)]
@@ -364,6 +378,10 @@ impl RunArgs {
             retention_hours: self.retention_hours,
             retention_mib: self.retention_mib,
             log_format: self.log_format,
+            no_plane: self.no_plane,
+            plane_interfaces: self.plane_interfaces.clone(),
+            plane_groups: self.plane_groups.clone(),
+            plane_port: self.plane_port,
         }
     }
 }

@@ -26,6 +26,8 @@ impl Daemon {
             Cmd::Publish { sealed, reply } => {
                 let topic = net::topic(self.node.domain(), sealed.channel);
                 let n = self.peers.ready().count();
+                // The plane's copy first: it is the one most members keep.
+                self.plane_send(&sealed.bytes);
                 match self
                     .swarm
                     .behaviour_mut()

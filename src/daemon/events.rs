@@ -42,6 +42,7 @@ impl Daemon {
                 ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
                 Some(cmd) = cmds.recv() => self.on_cmd(cmd),
                 () = &mut sleep, if wake.is_some() => self.on_timers(),
+                () = plane_readable(&self.plane) => self.on_plane_readable(),
             }
         }
     }
@@ -278,5 +279,13 @@ impl Daemon {
             }
             _ => {}
         }
+    }
+}
+
+/// Resolves when the plane has a datagram; never without a plane.
+async fn plane_readable(plane: &Option<super::plane::PlaneState>) {
+    match plane {
+        Some(p) => p.readable().await,
+        None => std::future::pending().await,
     }
 }

@@ -90,7 +90,7 @@ impl Daemon {
     /// Validates an envelope from the network (gossip or catch-up); when accepted, stores it
     /// and shows it to listeners if this node can read it. Each (sender, seq) is accepted
     /// once, whichever way it comes.
-    fn take_envelope(
+    pub(super) fn take_envelope(
         &mut self,
         bytes: Vec<u8>,
         via: Via,

@@ -203,6 +203,7 @@ pub async fn run(
     } else {
         cfg.listen.clone()
     };
+    let plane_listen = listen.clone();
     for a in listen {
         swarm
             .listen_on(a.clone())
@@ -392,7 +393,16 @@ pub async fn run(
         },
         quiet: Quiet::new(Instant::now()),
         pushes: Pushes::default(),
+        plane: None,
     };
+    if cfg.plane.enabled {
+        d.plane = Some(super::plane::PlaneState::new(
+            cfg.plane.clone(),
+            plane_listen,
+            d.node.domain(),
+        ));
+        d.plane_tick(Instant::now());
+    }
     d.node.start_voice_at(now_us());
     d.dial_static_peers();
     d.event_loop(cmd_rx, shutdown).await;

@@ -79,6 +79,7 @@ impl Daemon {
             metrics: self.metrics_url.clone(),
             revision: self.node.revision(),
             revoked: self.node.is_revoked_self(),
+            plane: self.plane_status(),
             keys: self
                 .node
                 .key_state()
@@ -95,9 +96,6 @@ impl Daemon {
                     current: self.node.current_epoch(channel) == Some(epoch),
                 })
                 .collect(),
-            plane: control::PlaneInfo {
-                epoch: self.node.plane_epoch(),
-            },
         }
     }
 }

@@ -72,6 +72,9 @@ impl Daemon {
         if fired(Timer::Push) {
             self.flush_pushes();
         }
+        if fired(Timer::Tick) {
+            self.plane_tick(now);
+        }
     }
 
     /// Answers the `connect` commands whose peer did not authenticate in time.

@@ -29,6 +29,7 @@ mod install;
 mod lifecycle;
 mod mesh;
 mod netns_harness;
+mod plane;
 mod scenario;
 mod segments;
 mod systemd;

@@ -1,0 +1,318 @@
+//! The multicast data plane in the daemon: seals each outgoing envelope into one datagram
+//! per interface, opens what the plane's sockets hear, and hands the envelopes to the same
+//! validation gossip uses (`Arrival::Multicast`).
+//!
+//! The datagram format and its checks are the core's ([`crate::plane`]); the sockets are
+//! [`super::plane_io`]'s. Gossip still carries every alert (the repair and suppression
+//! steps come later): whichever copy verifies first is shown, the other is a duplicate
+//! refused before any signature work.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use libp2p::Multiaddr;
+use rand_core::RngCore;
+
+use super::Daemon;
+use super::plane_io::{GroupAddrs, PlaneIface, PlaneSockets, choose_interfaces};
+use crate::alert::Via;
+use crate::config::PlaneSettings;
+use crate::control::PlaneInfo;
+use crate::node::Arrival;
+use crate::plane::{self, KeyMatch, Kind, PlaneKeys};
+
+/// How often the interfaces are read again.
+const IFACE_EVERY: Duration = Duration::from_secs(10);
+/// How often memberships are renewed (snooping switches without a querier forget them).
+const REJOIN_EVERY: Duration = Duration::from_secs(60);
+/// Datagrams taken per wake-up before the loop serves its other work.
+const DRAIN: usize = 64;
+/// The receive buffer: the largest UDP payload, so a longer datagram shows as truncated.
+const BUF: usize = 1_500;
+
+/// The plane's state in the daemon.
+pub(super) struct PlaneState {
+    settings: PlaneSettings,
+    listen: Vec<Multiaddr>,
+    group: GroupAddrs,
+    sockets: Option<PlaneSockets>,
+    /// Why there are no sockets, when there are none.
+    socket_error: Option<String>,
+    /// The epochs `keys` holds, newest first (to notice a new epoch or an erased one).
+    epochs: Vec<u32>,
+    keys: PlaneKeys,
+    /// This run's nonce prefix and datagram counter (XChaCha20 nonces never repeat).
+    prefix: [u8; 16],
+    counter: u64,
+    /// This run's per-sender datagram counter (loss detection), from a random start.
+    pseq: u32,
+    buf: Vec<u8>,
+    counters: PlaneCounters,
+    last_iface_read: Instant,
+    last_rejoin: Instant,
+}
+
+/// What the plane did, for `status`.
+#[derive(Debug, Default, Clone)]
+pub(super) struct PlaneCounters {
+    /// Datagrams sealed and sent (once per datagram, whatever the number of interfaces).
+    pub sent: u64,
+    /// Copies the kernel refused (full buffer, interface down).
+    pub send_failed: u64,
+    /// Envelopes too large for one datagram (gossip only).
+    pub too_large: u64,
+    /// Datagrams received.
+    pub received: u64,
+    /// Envelopes from the plane that validation accepted.
+    pub accepted: u64,
+    /// Datagrams dropped, by reason.
+    pub dropped: BTreeMap<&'static str, u64>,
+}
+
+impl PlaneState {
+    /// The plane of a domain, as `settings` configure it; sockets open at the first
+    /// [`Daemon::plane_tick`] that finds an interface.
+    pub(super) fn new(
+        settings: PlaneSettings,
+        listen: Vec<Multiaddr>,
+        domain: &crate::keys::DomainId,
+    ) -> Self {
+        let g = plane::group_for(&domain.0);
+        let group = GroupAddrs {
+            v4: settings.group4.unwrap_or(g.v4),
+            v6: settings.group6.unwrap_or(g.v6),
+            port: settings.port.unwrap_or(g.port),
+        };
+        let mut prefix = [0u8; 16];
+        rand_core::OsRng.fill_bytes(&mut prefix);
+        let long_ago = Instant::now()
+            .checked_sub(REJOIN_EVERY)
+            .unwrap_or_else(Instant::now);
+        PlaneState {
+            settings,
+            listen,
+            group,
+            sockets: None,
+            socket_error: None,
+            epochs: Vec::new(),
+            keys: PlaneKeys::new(),
+            prefix,
+            counter: 0,
+            pseq: rand_core::OsRng.next_u32(),
+            buf: vec![0; BUF],
+            counters: PlaneCounters::default(),
+            last_iface_read: long_ago,
+            last_rejoin: Instant::now(),
+        }
+    }
+
+    fn drop_as(&mut self, reason: &'static str) {
+        *self.counters.dropped.entry(reason).or_default() += 1;
+    }
+
+    /// Waits for a datagram (forever without sockets).
+    pub(super) async fn readable(&self) {
+        match &self.sockets {
+            Some(s) => s.readable().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Daemon {
+    /// Sends a sealed envelope (alert or directed message) as one datagram per interface,
+    /// when the plane is on, this node holds its key and the envelope fits.
+    pub(super) fn plane_send(&mut self, envelope: &[u8]) {
+        let sender = self.node.cert().body.device;
+        let domain = self.node.domain().0;
+        let Some(p) = self.plane.as_mut() else {
+            return;
+        };
+        let Some(s) = &p.sockets else { return };
+        let Some((epoch, key)) = p.keys.newest() else {
+            return;
+        };
+        if envelope.len() > plane::PLANE_MAX_BODY {
+            p.counters.too_large += 1;
+            return;
+        }
+        p.counter += 1;
+        p.pseq = p.pseq.wrapping_add(1);
+        match plane::seal(
+            key,
+            epoch,
+            &domain,
+            &p.prefix,
+            p.counter,
+            Kind::Alert,
+            sender,
+            p.pseq,
+            envelope,
+        ) {
+            Ok(d) => {
+                let (_, failed) = s.send(&d);
+                p.counters.sent += 1;
+                p.counters.send_failed += u64::from(failed);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "plane: not sealed");
+                p.counters.too_large += 1;
+            }
+        }
+    }
+
+    /// Takes what the plane's sockets hold, at most [`DRAIN`] datagrams.
+    pub(super) fn on_plane_readable(&mut self) {
+        let Some(p) = self.plane.as_mut() else { return };
+        let mut buf = std::mem::take(&mut p.buf);
+        for _ in 0..DRAIN {
+            let Some(p) = self.plane.as_mut() else { break };
+            let Some((n, _from)) = p.sockets.as_ref().and_then(|s| s.try_recv(&mut buf)) else {
+                break;
+            };
+            p.counters.received += 1;
+            self.on_datagram(&mut buf[..n]);
+        }
+        if let Some(p) = self.plane.as_mut() {
+            p.buf = buf;
+        }
+    }
+
+    fn on_datagram(&mut self, d: &mut [u8]) {
+        let own = self.node.cert().body.device;
+        let domain = self.node.domain().0;
+        let Some(p) = self.plane.as_mut() else { return };
+        let key_id = match plane::peek(d) {
+            Ok(k) => k,
+            Err(e) => return p.drop_as(e.reason()),
+        };
+        match p.keys.classify(key_id) {
+            KeyMatch::Held(_) => {}
+            KeyMatch::Ahead => return p.drop_as("plane_key_ahead"),
+            KeyMatch::Unknown => return p.drop_as("plane_unknown_key"),
+        }
+        let inner = match p.keys.open(&domain, d) {
+            Ok((_, inner)) => inner,
+            Err(e) => return p.drop_as(e.reason()),
+        };
+        if inner.sender == own {
+            return p.drop_as("plane_own");
+        }
+        match inner.kind {
+            Kind::Alert => {}
+            // Voice, tails and beacons come in later steps of the plane.
+            Kind::Voice | Kind::Tail | Kind::Beacon => return p.drop_as("plane_unsupported"),
+        }
+        let header = match crate::envelope::Envelope::parse(inner.body) {
+            Ok(e) => e.header,
+            Err(_) => return p.drop_as("plane_malformed"),
+        };
+        if header.sender != inner.sender {
+            return p.drop_as("plane_mismatch");
+        }
+        if !self.topics.values().any(|c| *c == header.channel) {
+            return p.drop_as("plane_not_carried");
+        }
+        let body = inner.body.to_vec();
+        if self
+            .take_envelope(body, Via::Multicast, Arrival::Multicast)
+            .is_ok()
+            && let Some(p) = self.plane.as_mut()
+        {
+            p.counters.accepted += 1;
+        }
+    }
+
+    /// The plane's periodic duties: keys after an update or an overlap's end (the retention
+    /// pass erases an old epoch), interfaces
+    /// every 10 s, memberships every 60 s.
+    pub(super) fn plane_tick(&mut self, now: Instant) {
+        let secrets = self.node.plane_secrets();
+        let domain = self.node.domain().0;
+        let Some(p) = self.plane.as_mut() else { return };
+        let epochs: Vec<u32> = secrets.iter().map(|(e, _)| *e).collect();
+        if epochs != p.epochs {
+            let mut keys = PlaneKeys::new();
+            for (e, s) in &secrets {
+                keys.insert(*e, crate::keys::plane_key(&domain, *e, s));
+            }
+            p.keys = keys;
+            tracing::info!(epochs = ?epochs, "plane: keys");
+            p.epochs = epochs;
+        }
+        if now.duration_since(p.last_iface_read) < IFACE_EVERY {
+            return;
+        }
+        p.last_iface_read = now;
+        let rejoin = now.duration_since(p.last_rejoin) >= REJOIN_EVERY;
+        if rejoin {
+            p.last_rejoin = now;
+        }
+        let host = match if_addrs::get_if_addrs() {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "plane: cannot read the interfaces");
+                return;
+            }
+        };
+        let ifaces = choose_interfaces(&host, &p.listen, &p.settings.interfaces);
+        let r = match &mut p.sockets {
+            Some(s) => s.refresh(ifaces, rejoin).map(|_| ()),
+            None if ifaces.is_empty() => Ok(()),
+            None => PlaneSockets::open(p.group, ifaces).map(|s| p.sockets = Some(s)),
+        };
+        match r {
+            Ok(()) => p.socket_error = None,
+            Err(e) => {
+                if p.socket_error.is_none() {
+                    tracing::warn!(error = %e, "plane: cannot open its sockets; gossip only");
+                }
+                p.socket_error = Some(e.to_string());
+                p.sockets = None;
+            }
+        }
+    }
+
+    /// The plane's part of `status`.
+    pub(super) fn plane_status(&self) -> PlaneInfo {
+        let epoch = self.node.plane_epoch();
+        let Some(p) = &self.plane else {
+            return PlaneInfo {
+                state: "off".into(),
+                epoch,
+                ..PlaneInfo::default()
+            };
+        };
+        let ifaces: &[PlaneIface] = p.sockets.as_ref().map_or(&[], |s| s.interfaces());
+        let state = if epoch.is_none() {
+            "no_key"
+        } else if p.socket_error.is_some() {
+            "socket_error"
+        } else if ifaces.is_empty() {
+            "no_interface"
+        } else {
+            "active"
+        };
+        let c = &p.counters;
+        PlaneInfo {
+            state: state.into(),
+            epoch,
+            group4: p.group.v4.to_string(),
+            group6: p.group.v6.to_string(),
+            port: p.group.port,
+            interfaces: ifaces.iter().map(|i| i.name.clone()).collect(),
+            recv_buffer: p.sockets.as_ref().map_or(0, |s| s.recv_buffer as u64),
+            sent: c.sent,
+            send_failed: c.send_failed,
+            too_large: c.too_large,
+            received: c.received,
+            accepted: c.accepted,
+            dropped: c
+                .dropped
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), *v))
+                .collect(),
+            error: p.socket_error.clone(),
+        }
+    }
+}

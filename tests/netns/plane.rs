@@ -1,0 +1,257 @@
+//! The multicast data plane between real daemons in namespaces: alerts arrive by it (`via`
+//! `multicast`) with gossip still beside it, and what an outsider on the segment sends to the
+//! group (junk, or genuine datagrams recorded and replayed) is dropped before any signature
+//! work while honest alerts keep arriving.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::field::{Field, MEMBER};
+use crate::support::netns::{self, Cond, Host, Proc};
+
+/// The `via` of each alert shown by device `i` whose text starts with `prefix`.
+fn vias(f: &Field, i: usize, prefix: &str) -> Vec<String> {
+    f.shown(i)
+        .iter()
+        .filter(|v| v["text"].as_str().is_some_and(|t| t.starts_with(prefix)))
+        .map(|v| v["via"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// The plane's status object of device `i`.
+fn plane(f: &Field, i: usize) -> Value {
+    f.status(i).expect("status")["plane"].clone()
+}
+
+/// Waits until every device's plane is active (its sockets joined on eth0).
+fn wait_active(f: &Field) {
+    for i in 0..f.devs.len() {
+        let what = format!("{}'s plane is active", f.devs[i].name);
+        f.lan
+            .wait_until(&what, Duration::from_secs(20), || {
+                let p = f.status(i).map(|s| s["plane"].clone());
+                match p {
+                    Some(p) if p["state"] == "active" => Cond::Done(()),
+                    Some(p) => Cond::Pending(p.to_string()),
+                    None => Cond::Pending("no status".into()),
+                }
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// A Python program in an outsider's namespace: sends UDP datagrams to the plane's group.
+/// `mode` is `junk` (version 1, the current key id, random bytes: each one costs a receiver an
+/// AEAD) or `replay` (joins the group, records what members send for `record_s` seconds,
+/// then sends those datagrams again, round and round). Prints `sent N` when done.
+fn outsider(host: &Host, group: &str, port: u64, mode: &str, rate: u32, secs: u32) -> Proc {
+    const PROG: &str = r#"
+import os, socket, struct, sys, time
+group, port, mode, rate, secs = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+if mode == 'junk':
+    pool = [bytes([1, 1]) + os.urandom(60 + (i % 200)) for i in range(512)]
+else:
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    rx.bind((group, port))
+    rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack('4s4s', socket.inet_aton(group), socket.inet_aton('0.0.0.0')))
+    rx.settimeout(0.2)
+    pool, until = [], time.time() + float(os.environ.get('RECORD_S', '4'))
+    while time.time() < until:
+        try:
+            pool.append(rx.recv(2048))
+        except socket.timeout:
+            pass
+    print('recorded', len(pool), flush=True)
+    if not pool:
+        sys.exit(3)
+sent, start, i = 0, time.time(), 0
+while time.time() - start < secs:
+    for _ in range(250):
+        tx.sendto(pool[i % len(pool)], (group, port))
+        i += 1
+    sent += 250
+    ahead = sent / rate - (time.time() - start)
+    if ahead > 0:
+        time.sleep(ahead)
+print('sent', sent, flush=True)
+"#;
+    host.spawn(
+        "python3",
+        [
+            "-c",
+            PROG,
+            group,
+            &port.to_string(),
+            mode,
+            &rate.to_string(),
+            &secs.to_string(),
+        ],
+        &[("RECORD_S", "4")],
+    )
+    .expect("start the outsider")
+}
+
+/// The number the outsider printed after `word`.
+fn printed(p: &mut Proc, word: &str) -> u64 {
+    p.wait_timeout(Duration::from_secs(60))
+        .expect("outsider")
+        .expect("outsider finished");
+    p.stdout_lines()
+        .iter()
+        .find_map(|l| l.strip_prefix(word)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("outsider printed no {word:?}: {}", p.stderr()))
+}
+
+fn counter(v: &Value, path: &[&str]) -> u64 {
+    path.iter().fold(v, |v, k| &v[*k]).as_u64().unwrap_or(0)
+}
+
+#[test]
+fn alerts_arrive_by_multicast_once_each() {
+    if !netns::require_netns() {
+        return;
+    }
+    let (f, m1, m2, m3) = Field::three_members("plane");
+    wait_active(&f);
+    let before = plane(&f, m2);
+    f.send(m1, "plane", 0..40);
+    for i in [m2, m3] {
+        f.wait_all(i, "plane", 40, Duration::from_secs(30));
+        f.assert_once(i, "plane", 40);
+        let v = vias(&f, i, "plane");
+        let by_plane = v.iter().filter(|v| *v == "multicast").count();
+        // The datagram leaves before the gossip copy and needs no TCP, Noise or yamux: it
+        // wins nearly always; gossip still carries every alert beside it.
+        assert!(
+            by_plane >= 30,
+            "{}: only {by_plane} of 40 by multicast: {v:?}",
+            f.devs[i].name
+        );
+    }
+    let sent = plane(&f, m1);
+    assert!(counter(&sent, &["sent"]) >= 40, "m1 sent: {sent}");
+    let after = plane(&f, m2);
+    assert!(
+        counter(&after, &["accepted"]) >= counter(&before, &["accepted"]) + 30,
+        "m2's plane accepted too few: {after}"
+    );
+    assert_eq!(after["interfaces"], serde_json::json!(["eth0"]), "{after}");
+}
+
+#[test]
+fn no_plane_means_gossip_only() {
+    if !netns::require_netns() {
+        return;
+    }
+    let mut f = Field::provision("noplane", &[], &[("m1", MEMBER), ("m2", MEMBER)]);
+    f.start_with(0, &["--no-plane"]);
+    f.start(1);
+    f.wait_mesh(Duration::from_secs(30));
+    f.listen(1);
+    std::thread::sleep(Duration::from_millis(500));
+    f.send(0, "np", 0..10);
+    f.wait_all(1, "np", 10, Duration::from_secs(30));
+    assert!(
+        vias(&f, 1, "np").iter().all(|v| v == "gossip"),
+        "{:?}",
+        vias(&f, 1, "np")
+    );
+    assert_eq!(plane(&f, 0)["state"], "off");
+    assert_eq!(counter(&plane(&f, 1), &["accepted"]), 0);
+}
+
+/// Runs `mode` from an outsider's namespace at 20,000 datagrams/s for 6 s while m1 sends 30
+/// alerts; returns (field, m2, what the outsider sent, m2's plane and counters before/after).
+fn under_attack(hint: &str, mode: &str) -> (Field, usize, u64, Value, Value) {
+    let (f, m1, m2, _m3) = Field::three_members(hint);
+    wait_active(&f);
+    let st = plane(&f, m2);
+    let group = st["group4"].as_str().expect("group4").to_string();
+    let port = st["port"].as_u64().expect("port");
+    let rogue = f.lan.add_host("rogue").expect("outsider host");
+    let mut out = outsider(&rogue, &group, port, mode, 20_000, 6);
+    let before = f.status(m2).expect("status");
+    if mode == "replay" {
+        // Genuine traffic for the outsider to record (it records for 4 s, then replays).
+        std::thread::sleep(Duration::from_millis(500));
+        f.send(m1, "early", 0..20);
+        std::thread::sleep(Duration::from_secs(4));
+    } else {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    f.send(m1, hint, 0..30);
+    f.wait_all(m2, hint, 30, Duration::from_secs(30));
+    let sent = printed(&mut out, "sent");
+    let after = f.status(m2).expect("status");
+    (f, m2, sent, before, after)
+}
+
+#[test]
+fn outsider_junk_is_dropped_at_the_aead() {
+    if !netns::require_netns() {
+        return;
+    }
+    let (f, m2, sent, before, after) = under_attack("junk", "junk");
+    let junk = counter(&after, &["plane", "dropped", "plane_junk"])
+        - counter(&before, &["plane", "dropped", "plane_junk"]);
+    println!("junk: outsider sent {sent}, m2 dropped {junk} at the AEAD");
+    assert!(sent > 10_000, "the outsider sent only {sent}");
+    // Most junk reaches the AEAD and fails there (the kernel may drop some under load).
+    assert!(
+        junk > sent / 2,
+        "m2 dropped {junk} of {sent} as junk: {after}"
+    );
+    let by_plane = vias(&f, m2, "junk")
+        .iter()
+        .filter(|v| *v == "multicast")
+        .count();
+    assert!(
+        by_plane >= 20,
+        "honest alerts left the plane under junk: {by_plane} of 30"
+    );
+    let verified = |v: &Value| counter(v, &["counters", "signatures_verified"]);
+    assert!(
+        verified(&after) - verified(&before) < 200,
+        "junk reached signature checks: {} verifications",
+        verified(&after) - verified(&before)
+    );
+}
+
+#[test]
+fn replayed_datagrams_cost_no_signature() {
+    if !netns::require_netns() {
+        return;
+    }
+    let (f, m2, sent, before, after) = under_attack("replay", "replay");
+    let dup = |v: &Value| counter(v, &["counters", "rejected", "duplicate"]);
+    let verified = |v: &Value| counter(v, &["counters", "signatures_verified"]);
+    let (d, s) = (
+        dup(&after) - dup(&before),
+        verified(&after) - verified(&before),
+    );
+    println!("replay: outsider sent {sent}; m2 refused {d} as duplicates, verified {s} signatures");
+    assert!(sent > 10_000, "the outsider sent only {sent}");
+    assert!(
+        d > sent / 2,
+        "replays were not refused as duplicates: {d} of {sent}"
+    );
+    // The 30 honest alerts, their gossip copies are refused before verification too: a
+    // handful of verifications more than the alerts themselves at most.
+    assert!(
+        s < 200,
+        "replays reached signature checks: {s} verifications"
+    );
+    let by_plane = vias(&f, m2, "replay")
+        .iter()
+        .filter(|v| *v == "multicast")
+        .count();
+    assert!(
+        by_plane >= 20,
+        "honest alerts left the plane under replay: {by_plane} of 30"
+    );
+}
