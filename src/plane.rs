@@ -15,7 +15,11 @@
 //! draws no randomness: the nonce prefix (random per daemon run) and the counter come from the
 //! caller. It never trusts `sender` or `pseq` for acceptance: they are only authenticated as
 //! "from some member", and the envelope inside carries its own signed sender.
+//!
+//! `gaps` is the receiver's loss detection over `pseq`s (which gaps are due for a repair);
+//! `ring` keeps what this node sent or verified, to serve repairs.
 
+pub mod gaps;
 pub mod ring;
 #[cfg(test)]
 mod tests;
