@@ -165,7 +165,7 @@ fn no_plane_means_gossip_only() {
     assert_eq!(counter(&plane(&f, 1), &["accepted"]), 0);
 }
 
-/// Runs `mode` from an outsider's namespace at 20,000 datagrams/s for 6 s while m1 sends 30
+/// Runs `mode` from an outsider's namespace at 10,000 datagrams/s for 6 s while m1 sends 30
 /// alerts; returns (field, m2, what the outsider sent, m2's plane and counters before/after).
 fn under_attack(hint: &str, mode: &str) -> (Field, usize, u64, Value, Value) {
     let (f, m1, m2, _m3) = Field::three_members(hint);
@@ -174,7 +174,7 @@ fn under_attack(hint: &str, mode: &str) -> (Field, usize, u64, Value, Value) {
     let group = st["group4"].as_str().expect("group4").to_string();
     let port = st["port"].as_u64().expect("port");
     let rogue = f.lan.add_host("rogue").expect("outsider host");
-    let mut out = outsider(&rogue, &group, port, mode, 20_000, 6);
+    let mut out = outsider(&rogue, &group, port, mode, 10_000, 6);
     let before = f.status(m2).expect("status");
     if mode == "replay" {
         // Genuine traffic for the outsider to record (it records for 4 s, then replays).
@@ -197,14 +197,19 @@ fn outsider_junk_is_dropped_at_the_aead() {
         return;
     }
     let (f, m2, sent, before, after) = under_attack("junk", "junk");
-    let junk = counter(&after, &["plane", "dropped", "plane_junk"])
-        - counter(&before, &["plane", "dropped", "plane_junk"]);
-    println!("junk: outsider sent {sent}, m2 dropped {junk} at the AEAD");
+    let delta = |path: &[&str]| counter(&after, path) - counter(&before, path);
+    let junk = delta(&["plane", "dropped", "plane_junk"]);
+    let got = delta(&["plane", "received"]);
+    println!(
+        "junk: outsider sent {sent}, m2 took {got} off its socket, dropped {junk} at the AEAD"
+    );
     assert!(sent > 10_000, "the outsider sent only {sent}");
-    // Most junk reaches the AEAD and fails there (the kernel may drop some under load).
+    // Every junk datagram that reaches the daemon (the kernel drops some when a debug build
+    // falls behind: see the replay test) fails the AEAD; the 30 honest ones open.
+    assert!(got > sent / 20, "little junk reached m2: {got} of {sent}");
     assert!(
-        junk > sent / 2,
-        "m2 dropped {junk} of {sent} as junk: {after}"
+        junk + 30 >= got,
+        "m2 dropped only {junk} of {got} as junk: {after}"
     );
     let by_plane = vias(&f, m2, "junk")
         .iter()
@@ -234,11 +239,18 @@ fn replayed_datagrams_cost_no_signature() {
         dup(&after) - dup(&before),
         verified(&after) - verified(&before),
     );
-    println!("replay: outsider sent {sent}; m2 refused {d} as duplicates, verified {s} signatures");
+    let got = counter(&after, &["plane", "received"]) - counter(&before, &["plane", "received"]);
+    println!(
+        "replay: outsider sent {sent}; m2 took {got} datagrams off its socket, refused {d} as duplicates, verified {s} signatures"
+    );
     assert!(sent > 10_000, "the outsider sent only {sent}");
+    // What the kernel does not drop (a debug build on a shared machine falls behind the
+    // flood) reaches the daemon, and every replay that does is refused as a duplicate: all
+    // but the 30 honest datagrams (their gossip copies are duplicates too).
+    assert!(got > sent / 20, "few replays reached m2: {got} of {sent}");
     assert!(
-        d > sent / 2,
-        "replays were not refused as duplicates: {d} of {sent}"
+        d + 30 >= got,
+        "replays were not refused as duplicates: {d} of {got} datagrams"
     );
     // The 30 honest alerts, their gossip copies are refused before verification too: a
     // handful of verifications more than the alerts themselves at most.
