@@ -46,6 +46,9 @@ pub enum ConfigError {
         /// What is wrong, and where.
         message: String,
     },
+    /// `--plane-group` given twice for one address family.
+    #[error("--plane-group: give at most one group per address family")]
+    PlaneGroups,
     /// Neither the command line nor the file names the device bundle.
     #[error(
         "no device bundle: give --bundle DIR, or `bundle = \"DIR\"` in the configuration file (--config)"
@@ -404,6 +407,10 @@ pub fn combine(flags: &Overrides, file: FileConfig) -> Result<Settings, ConfigEr
         .or(file.bundle)
         .ok_or(ConfigError::NoBundle)?;
     let list = |f: Vec<Multiaddr>, c: Vec<Multiaddr>| if f.is_empty() { c } else { f };
+    let v4 = flags.plane_groups.iter().filter(|a| a.is_ipv4()).count();
+    if v4 > 1 || flags.plane_groups.len() - v4 > 1 {
+        return Err(ConfigError::PlaneGroups);
+    }
     Ok(Settings {
         bundle,
         data: flags.data.clone().or(file.data),
@@ -466,6 +473,75 @@ mod tests {
 
     fn parse(text: &str) -> Result<FileConfig, String> {
         FileConfig::parse(text, Path::new("/etc/ptt-node/ptt-node.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_plane_section_is_checked_and_flags_win_over_it() {
+        let c = parse("[plane]\nenabled = false\ninterfaces = [\"eth1\"]\ngroups = [\"239.255.1.2\", \"ff12::7\"]\nport = 24000\n")
+            .unwrap();
+        let s = combine(
+            &Overrides {
+                bundle: Some("b".into()),
+                ..Overrides::default()
+            },
+            c,
+        )
+        .unwrap();
+        assert_eq!(
+            s.plane,
+            PlaneSettings {
+                enabled: false,
+                interfaces: vec!["eth1".into()],
+                group4: Some("239.255.1.2".parse().unwrap()),
+                group6: Some("ff12::7".parse().unwrap()),
+                port: Some(24000),
+            }
+        );
+        let c = parse("[plane]\ninterfaces = [\"eth1\"]\nport = 24000\n").unwrap();
+        let flags = Overrides {
+            bundle: Some("b".into()),
+            no_plane: true,
+            plane_interfaces: vec!["wlan0".into()],
+            plane_port: Some(25000),
+            ..Overrides::default()
+        };
+        let s = combine(&flags, c).unwrap();
+        assert!(!s.plane.enabled);
+        assert_eq!(s.plane.interfaces, ["wlan0"]);
+        assert_eq!(s.plane.port, Some(25000));
+        let two = Overrides {
+            plane_groups: vec!["239.1.1.1".parse().unwrap(), "239.1.1.2".parse().unwrap()],
+            ..flags_with_bundle()
+        };
+        assert!(matches!(
+            combine(&two, FileConfig::default()),
+            Err(ConfigError::PlaneGroups)
+        ));
+        // The plane is on by default.
+        let s = combine(&flags_with_bundle(), FileConfig::default()).unwrap();
+        assert!(s.plane.enabled && s.plane.interfaces.is_empty() && s.plane.group4.is_none());
+        for (bad, why) in [
+            ("groups = [\"10.0.0.1\"]", "not an IPv4 multicast"),
+            ("groups = [\"ff05::1\"]", "not a link-local IPv6 multicast"),
+            (
+                "groups = [\"239.1.1.1\", \"239.1.1.2\"]",
+                "at most one group per address family",
+            ),
+            ("groups = [\"nonsense\"]", "is not an IP address"),
+            ("port = 80", "out of range"),
+            ("port = 70000", "out of range"),
+            ("colour = 1", "unknown field"),
+        ] {
+            let e = parse(&format!("[plane]\n{bad}\n")).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    fn flags_with_bundle() -> Overrides {
+        Overrides {
+            bundle: Some("b".into()),
+            ..Overrides::default()
+        }
     }
 
     #[test]

@@ -161,6 +161,33 @@ pub fn format_duration(secs: u64) -> String {
     }
 }
 
+/// The data plane's line of `status` (and its drop reasons, one line each).
+fn format_plane(p: &crate::control::PlaneInfo) -> String {
+    let epoch = p.epoch.map_or("none".to_string(), |e| e.to_string());
+    let mut out = if p.state == "active" {
+        format!(
+            "plane    active, epoch {epoch}, {}:{} and [{}]:{} on {}; {} sent, {} received, {} accepted\n",
+            p.group4,
+            p.port,
+            p.group6,
+            p.port,
+            p.interfaces.join(", "),
+            p.sent,
+            p.received,
+            p.accepted
+        )
+    } else {
+        format!("plane    {}, epoch {epoch}\n", p.state)
+    };
+    if let Some(e) = &p.error {
+        out.push_str(&format!("  error  {e}\n"));
+    }
+    for (k, v) in &p.dropped {
+        out.push_str(&format!("  dropped {k}: {v}\n"));
+    }
+    out
+}
+
 /// The whole `status` summary, [`health`] first, one line per topic.
 pub(super) fn format_status(s: &StatusInfo) -> String {
     let c = &s.counters;
@@ -197,6 +224,7 @@ pub(super) fn format_status(s: &StatusInfo) -> String {
     for (k, v) in &c.rejected {
         out.push_str(&format!("  rejected {k}: {v}\n"));
     }
+    out.push_str(&format_plane(&s.plane));
     out.push_str(&format!(
         "domain   revision {}, {} updates applied, {} key periods erased{}\n",
         s.revision,
@@ -442,5 +470,35 @@ mod tests {
             "cam-1            camera         authenticated      412 m 12D3KooWpeer \
              [/ip4/10.0.0.2/tcp/7000] zone=n,floor=2 (sleeps)"
         );
+    }
+
+    #[test]
+    fn status_shows_the_plane_and_its_drops() {
+        let mut s = StatusInfo {
+            plane: crate::control::PlaneInfo {
+                state: "active".into(),
+                epoch: Some(2),
+                group4: "239.255.1.2".into(),
+                group6: "ff12::7".into(),
+                port: 24000,
+                interfaces: vec!["eth0".into()],
+                sent: 5,
+                received: 9,
+                accepted: 7,
+                dropped: [("plane_junk".to_string(), 2)].into_iter().collect(),
+                ..Default::default()
+            },
+            ..StatusInfo::default()
+        };
+        let text = format_status(&s);
+        assert!(
+            text.contains("plane    active, epoch 2, 239.255.1.2:24000 and [ff12::7]:24000 on eth0; 5 sent, 9 received, 7 accepted\n  dropped plane_junk: 2\n"),
+            "{text}"
+        );
+        s.plane = crate::control::PlaneInfo {
+            state: "no_key".into(),
+            ..Default::default()
+        };
+        assert!(format_status(&s).contains("plane    no_key, epoch none\n"));
     }
 }
