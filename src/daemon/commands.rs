@@ -27,7 +27,7 @@ impl Daemon {
                 let topic = net::topic(self.node.domain(), sealed.channel);
                 let n = self.peers.ready().count();
                 // The plane's copy first: it is the one most members keep.
-                self.plane_send(&sealed.bytes);
+                self.plane_send(crate::plane::Kind::Alert, &sealed.bytes);
                 match self
                     .swarm
                     .behaviour_mut()

@@ -46,7 +46,7 @@ impl Daemon {
         msg: gossipsub::Message,
     ) {
         let taken = if let Some(ch) = self.voice.topics.get(&msg.topic).copied() {
-            Some(self.take_voice(&msg.data, ch))
+            Some(self.take_voice(&msg.data, Arrival::Live { topic_channel: ch }))
         } else if let Some(ch) = self.topics.get(&msg.topic).copied() {
             let arrival = Arrival::Live { topic_channel: ch };
             Some(self.take_envelope(msg.data, Via::Gossip, arrival))

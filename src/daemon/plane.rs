@@ -120,9 +120,10 @@ impl PlaneState {
 }
 
 impl Daemon {
-    /// Sends a sealed envelope (alert or directed message) as one datagram per interface,
-    /// when the plane is on, this node holds its key and the envelope fits.
-    pub(super) fn plane_send(&mut self, envelope: &[u8]) {
+    /// Sends a sealed envelope (`Alert`: an alert or a directed message; `Voice`: a voice
+    /// packet) as one datagram per interface, when the plane is on, this node holds its key
+    /// and the envelope fits.
+    pub(super) fn plane_send(&mut self, kind: Kind, envelope: &[u8]) {
         let sender = self.node.cert().body.device;
         let domain = self.node.domain().0;
         let Some(p) = self.plane.as_mut() else {
@@ -144,7 +145,7 @@ impl Daemon {
             &domain,
             &p.prefix,
             p.counter,
-            Kind::Alert,
+            kind,
             sender,
             p.pseq,
             envelope,
@@ -198,11 +199,12 @@ impl Daemon {
         if inner.sender == own {
             return p.drop_as("plane_own");
         }
-        match inner.kind {
-            Kind::Alert => {}
-            // Voice, tails and beacons come in later steps of the plane.
-            Kind::Voice | Kind::Tail | Kind::Beacon => return p.drop_as("plane_unsupported"),
-        }
+        let voice = match inner.kind {
+            Kind::Alert => false,
+            Kind::Voice => true,
+            // Tails and beacons come in later steps of the plane.
+            Kind::Tail | Kind::Beacon => return p.drop_as("plane_unsupported"),
+        };
         let header = match crate::envelope::Envelope::parse(inner.body) {
             Ok(e) => e.header,
             Err(_) => return p.drop_as("plane_malformed"),
@@ -210,13 +212,20 @@ impl Daemon {
         if header.sender != inner.sender {
             return p.drop_as("plane_mismatch");
         }
-        if !self.topics.values().any(|c| *c == header.channel) {
+        let carried = if voice {
+            self.voice.topics.values().any(|c| *c == header.channel)
+        } else {
+            self.topics.values().any(|c| *c == header.channel)
+        };
+        if !carried {
             return p.drop_as("plane_not_carried");
         }
-        let body = inner.body.to_vec();
-        if self
-            .take_envelope(body, Via::Multicast, Arrival::Multicast)
-            .is_ok()
+        let taken = if voice {
+            self.take_voice(inner.body, Arrival::Multicast)
+        } else {
+            self.take_envelope(inner.body.to_vec(), Via::Multicast, Arrival::Multicast)
+        };
+        if taken.is_ok()
             && let Some(p) = self.plane.as_mut()
         {
             p.counters.accepted += 1;

@@ -284,16 +284,17 @@ impl Daemon {
         }
     }
 
-    /// Validates a packet from the voice topic of `channel`; when this node reads it, moves
-    /// the channel's floor.
+    /// Validates a voice packet that came by `arrival` (the voice topic of a channel, or the
+    /// data plane); when this node reads it, moves the channel's floor.
     pub(super) fn take_voice(
         &mut self,
         bytes: &[u8],
-        channel: u32,
+        arrival: crate::node::Arrival,
     ) -> Result<(), crate::node::Rejection> {
         let now = now_us();
-        match self.node.validate_voice(bytes, channel, now) {
+        match self.node.validate_voice_arrival(bytes, arrival, now) {
             VoiceVerdict::Accept(Ok(v)) => {
+                let channel = v.channel;
                 let events = self
                     .voice
                     .floors
@@ -448,6 +449,8 @@ impl Daemon {
                 let _ = reply.send(r);
             }
             VoiceCmd::Publish { sealed } => {
+                // The plane's copy first, as for alerts; live voice is never repaired.
+                self.plane_send(crate::plane::Kind::Voice, &sealed.bytes);
                 let topic = net_voice_topic(self, sealed.channel);
                 if let Err(e) = self
                     .swarm

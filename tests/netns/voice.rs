@@ -230,6 +230,16 @@ fn a_clip_is_heard_by_every_member_and_by_nobody_else() {
 
     for (k, &i) in [m2, m3].iter().enumerate() {
         let b = wait_bursts(&f, i, 1, "burst heard")[0].clone();
+        // The frames came by the data plane (gossip carries a copy beside it, refused as a
+        // duplicate): the claim, the frames and the release, most of them datagrams.
+        let st = f.status(i).expect("status");
+        let by_plane = st["plane"]["accepted"].as_u64().unwrap_or(0);
+        assert!(
+            by_plane >= frames * 3 / 4,
+            "{}: {by_plane} of {frames} voice packets by the plane: {}",
+            f.devs[i].name,
+            st["plane"]
+        );
         assert_eq!(b["talker"], "m1", "{b}");
         assert_eq!(b["sent"].as_u64(), Some(frames), "{b}");
         assert_eq!(b["reason"], "released", "{b}");
