@@ -29,6 +29,9 @@ const REJOIN_EVERY: Duration = Duration::from_secs(60);
 const DRAIN: usize = 64;
 /// The receive buffer: the largest UDP payload, so a longer datagram shows as truncated.
 const BUF: usize = 1_500;
+/// Datagrams of a plane epoch not held yet that are kept, at most, and for how long.
+const HOLD_MAX: usize = 256;
+const HOLD_FOR: Duration = Duration::from_secs(15);
 
 /// The plane's state in the daemon.
 pub(super) struct PlaneState {
@@ -47,6 +50,9 @@ pub(super) struct PlaneState {
     /// This run's per-sender datagram counter (loss detection), from a random start.
     pseq: u32,
     buf: Vec<u8>,
+    /// Datagrams under a plane epoch this node does not hold yet (its update is on the way),
+    /// with when they came: opened when the epoch arrives, dropped after [`HOLD_FOR`].
+    held: std::collections::VecDeque<(Instant, Vec<u8>)>,
     counters: PlaneCounters,
     last_iface_read: Instant,
     last_rejoin: Instant,
@@ -100,6 +106,7 @@ impl PlaneState {
             counter: 0,
             pseq: rand_core::OsRng.next_u32(),
             buf: vec![0; BUF],
+            held: std::collections::VecDeque::new(),
             counters: PlaneCounters::default(),
             last_iface_read: long_ago,
             last_rejoin: Instant::now(),
@@ -140,15 +147,7 @@ impl Daemon {
         p.counter += 1;
         p.pseq = p.pseq.wrapping_add(1);
         match plane::seal(
-            key,
-            epoch,
-            &domain,
-            &p.prefix,
-            p.counter,
-            kind,
-            sender,
-            p.pseq,
-            envelope,
+            key, epoch, &domain, &p.prefix, p.counter, kind, sender, p.pseq, envelope,
         ) {
             Ok(d) => {
                 let (_, failed) = s.send(&d);
@@ -189,7 +188,15 @@ impl Daemon {
         };
         match p.keys.classify(key_id) {
             KeyMatch::Held(_) => {}
-            KeyMatch::Ahead => return p.drop_as("plane_key_ahead"),
+            KeyMatch::Ahead => {
+                // Sealed under an epoch whose update has not reached this node yet.
+                if p.held.len() >= HOLD_MAX {
+                    p.held.pop_front();
+                    p.drop_as("plane_key_ahead_dropped");
+                }
+                p.held.push_back((Instant::now(), d.to_vec()));
+                return p.drop_as("plane_key_ahead");
+            }
             KeyMatch::Unknown => return p.drop_as("plane_unknown_key"),
         }
         let inner = match p.keys.open(&domain, d) {
@@ -233,13 +240,19 @@ impl Daemon {
     }
 
     /// The plane's periodic duties: keys after an update or an overlap's end (the retention
-    /// pass erases an old epoch), interfaces
-    /// every 10 s, memberships every 60 s.
+    /// pass erases an old epoch), interfaces every 10 s, memberships every 60 s.
     pub(super) fn plane_tick(&mut self, now: Instant) {
+        self.plane_keys(now);
+        self.plane_interfaces(now);
+    }
+
+    /// Takes the plane keys the node holds now; opens what waited for a new epoch.
+    pub(super) fn plane_keys(&mut self, now: Instant) {
         let secrets = self.node.plane_secrets();
         let domain = self.node.domain().0;
         let Some(p) = self.plane.as_mut() else { return };
         let epochs: Vec<u32> = secrets.iter().map(|(e, _)| *e).collect();
+        let mut reopen = Vec::new();
         if epochs != p.epochs {
             let mut keys = PlaneKeys::new();
             for (e, s) in &secrets {
@@ -248,7 +261,28 @@ impl Daemon {
             p.keys = keys;
             tracing::info!(epochs = ?epochs, "plane: keys");
             p.epochs = epochs;
+            reopen = std::mem::take(&mut p.held)
+                .into_iter()
+                .filter(|(at, _)| now.duration_since(*at) <= HOLD_FOR)
+                .map(|(_, d)| d)
+                .collect();
         }
+        while p
+            .held
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > HOLD_FOR)
+        {
+            p.held.pop_front();
+            p.drop_as("plane_key_ahead_dropped");
+        }
+        for mut d in reopen {
+            self.on_datagram(&mut d);
+        }
+    }
+
+    /// Re-reads the interfaces (every 10 s) and renews memberships (every 60 s).
+    fn plane_interfaces(&mut self, now: Instant) {
+        let Some(p) = self.plane.as_mut() else { return };
         if now.duration_since(p.last_iface_read) < IFACE_EVERY {
             return;
         }

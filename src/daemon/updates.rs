@@ -145,6 +145,8 @@ impl Daemon {
         if !a.new_keys.is_empty() {
             self.save_keys();
             self.reopen_unread();
+            // A new plane epoch is sent under at once, and what waited for it is opened.
+            self.plane_keys(std::time::Instant::now());
         }
         if !a.new_certs.is_empty() {
             self.push_roster(

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::field::{Field, MEMBER};
+use crate::support::common::{ok, p};
+use crate::support::field::{Field, MEMBER, nft};
 use crate::support::netns::{self, Cond, Host, Proc};
 
 /// The `via` of each alert shown by device `i` whose text starts with `prefix`.
@@ -265,5 +266,181 @@ fn replayed_datagrams_cost_no_signature() {
     assert!(
         by_plane >= 20,
         "honest alerts left the plane under replay: {by_plane} of 30"
+    );
+}
+
+/// The newest update the authority in `dom` wrote.
+fn newest_update(dom: &std::path::Path) -> std::path::PathBuf {
+    let mut v: Vec<std::path::PathBuf> = std::fs::read_dir(dom.join("updates"))
+        .expect("updates dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    v.sort();
+    v.pop().expect("an update")
+}
+
+/// Has the authority of the field write `args` as an update and publishes it on device `on`.
+fn update_and_publish(f: &Field, on: usize, args: &[&str]) {
+    let dom = f.lan.dir().join("dom");
+    let mut all = vec!["domain"];
+    all.extend_from_slice(args);
+    all.extend(["--dir", p(&dom)]);
+    ok(&all);
+    let update = newest_update(&dom);
+    let out = ok(&[
+        "domain",
+        "publish",
+        "--data",
+        p(&f.devs[on].data),
+        p(&update),
+    ]);
+    assert!(out.contains("applied"), "{out}");
+}
+
+/// Waits until device `i` sends under plane epoch `epoch`.
+fn wait_epoch(f: &Field, i: usize, epoch: u64) {
+    let what = format!("{} holds plane epoch {epoch}", f.devs[i].name);
+    f.lan
+        .wait_until(&what, Duration::from_secs(30), || {
+            match f.status(i).map(|s| s["plane"]["epoch"].as_u64()) {
+                Some(Some(e)) if e == epoch => Cond::Done(()),
+                other => Cond::Pending(format!("{other:?}")),
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn a_member_that_slept_through_a_plane_rotation_reads_the_plane_again() {
+    if !netns::require_netns() {
+        return;
+    }
+    let (mut f, m1, m2, m3) = Field::three_members("rotate");
+    wait_active(&f);
+    f.devs[m3]
+        .daemon
+        .as_mut()
+        .expect("m3")
+        .stop()
+        .expect("SIGSTOP");
+    update_and_publish(&f, m1, &["plane", "--rotate"]);
+    wait_epoch(&f, m2, 2);
+    // Sent under epoch 2 while m3 sleeps: its socket keeps them for when it wakes.
+    f.send(m1, "asleep", 0..10);
+    f.wait_all(m2, "asleep", 10, Duration::from_secs(30));
+    // It wakes cut off from TCP (no update, no gossip) but hearing the plane: what it hears
+    // under epoch 2 waits for the update.
+    nft(
+        &f.devs[m3],
+        &[
+            "add table inet t",
+            "add chain inet t input { type filter hook input priority 0 ; }",
+            "add rule inet t input meta l4proto tcp drop",
+        ],
+    );
+    f.devs[m3]
+        .daemon
+        .as_mut()
+        .expect("m3")
+        .cont()
+        .expect("SIGCONT");
+    std::thread::sleep(Duration::from_millis(500));
+    f.send(m1, "held", 0..5);
+    std::thread::sleep(Duration::from_secs(2));
+    let held = counter(&plane(&f, m3), &["dropped", "plane_key_ahead"]);
+    assert!(
+        held >= 5,
+        "m3 did not keep the datagrams of the epoch ahead: {}",
+        plane(&f, m3)
+    );
+    assert_eq!(plane(&f, m3)["epoch"], 1);
+    nft(&f.devs[m3], &["delete table inet t"]);
+    // It gets the update from the members (never locked out), opens what it kept (no other
+    // copy could reach it first), and catches up on the rest.
+    wait_epoch(&f, m3, 2);
+    f.wait_all(m3, "held", 5, Duration::from_secs(30));
+    f.wait_all(m3, "asleep", 10, Duration::from_secs(30));
+    let kept = vias(&f, m3, "held")
+        .iter()
+        .filter(|v| *v == "multicast")
+        .count();
+    assert!(
+        kept >= 4,
+        "m3 opened {kept} of the 5 kept datagrams: {:?}",
+        vias(&f, m3, "held")
+    );
+    // And it reads the plane under the new epoch.
+    f.send(m1, "awake", 0..20);
+    f.wait_all(m3, "awake", 20, Duration::from_secs(30));
+    f.assert_once(m3, "asleep", 10);
+    let by_plane = vias(&f, m3, "awake")
+        .iter()
+        .filter(|v| *v == "multicast")
+        .count();
+    assert!(
+        by_plane >= 15,
+        "m3 reads {by_plane} of 20 by multicast after the rotation"
+    );
+}
+
+#[test]
+fn a_revoked_member_can_neither_read_nor_speak_on_the_plane() {
+    if !netns::require_netns() {
+        return;
+    }
+    let (mut f, m1, m2, lost) = Field::three_members("plrevoke");
+    wait_active(&f);
+    let lost_name = f.devs[lost].name.clone();
+    update_and_publish(&f, m1, &["revoke", "--device", &lost_name]);
+    wait_epoch(&f, m1, 2);
+    wait_epoch(&f, m2, 2);
+    let before = plane(&f, lost);
+    f.send(m1, "secret", 0..10);
+    f.wait_all(m2, "secret", 10, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(1));
+    let after = plane(&f, lost);
+    // The revoked device still holds epoch 1 only: every datagram under epoch 2 stays shut.
+    assert_eq!(after["epoch"], 1, "{after}");
+    assert_eq!(
+        counter(&after, &["accepted"]),
+        counter(&before, &["accepted"]),
+        "the revoked device accepted plane traffic: {after}"
+    );
+    assert!(
+        counter(&after, &["dropped", "plane_key_ahead"])
+            >= counter(&before, &["dropped", "plane_key_ahead"]) + 10,
+        "{after}"
+    );
+    assert!(
+        f.counts(lost, "secret").is_empty(),
+        "the revoked device read an alert"
+    );
+    // What it still sends under epoch 1 opens at the members during the overlap, and the
+    // envelope inside is refused as revoked.
+    let refused = |i: usize| {
+        counter(
+            &f.status(i).expect("status"),
+            &["counters", "rejected", "revoked"],
+        )
+    };
+    let r0 = refused(m2);
+    f.send(lost, "forged", 0..5);
+    f.lan
+        .wait_until(
+            "m2 refuses the revoked device's alerts",
+            Duration::from_secs(20),
+            || {
+                let r = refused(m2);
+                if r >= r0 + 5 {
+                    Cond::Done(())
+                } else {
+                    Cond::Pending(format!("{} refused", r - r0))
+                }
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        f.counts(m2, "forged").is_empty(),
+        "m2 showed a revoked device's alert"
     );
 }
