@@ -57,6 +57,7 @@ fn heard(origins: &[u32]) -> Arc<BTreeSet<u32>> {
 /// The nodes and what the application of each was handed: (data, the peer it came from).
 struct Net {
     nodes: Vec<Swarm<gossipsub::Behaviour>>,
+    addrs: Vec<libp2p::Multiaddr>,
     received: Vec<Vec<(Vec<u8>, PeerId)>>,
     /// Whether a node's application accepts what it is handed at once (else it stays pending).
     accept: Vec<bool>,
@@ -79,35 +80,42 @@ impl Net {
         for (from, to) in links {
             nodes[*from].dial(addrs[*to].clone()).unwrap();
         }
+        let neighbours = links.len();
         let mut net = Net {
             nodes,
+            addrs,
             received: vec![Vec::new(); n],
             accept: vec![true; n],
             pending: vec![Vec::new(); n],
         };
-        // Every node knows its neighbours' subscriptions and its mesh is formed.
-        let mut neighbours = vec![0; n];
-        for (a, b) in links {
-            neighbours[*a] += 1;
-            neighbours[*b] += 1;
-        }
+        net.settle(neighbours).await;
+        net
+    }
+
+    /// Runs until every node knows its neighbours' subscriptions (`links` in all) and has a
+    /// mesh, then for more heartbeats, which prune a mesh over its bound.
+    async fn settle(&mut self, links: usize) {
         for _ in 0..100 {
-            let ready = net.nodes.iter().enumerate().all(|(i, s)| {
-                s.behaviour()
-                    .all_peers()
-                    .filter(|(_, t)| !t.is_empty())
-                    .count()
-                    == neighbours[i]
-                    && s.behaviour().mesh_peers(&topic().hash()).count() > 0
-            });
-            if ready {
+            let known: usize = self
+                .nodes
+                .iter()
+                .map(|s| {
+                    s.behaviour()
+                        .all_peers()
+                        .filter(|(_, t)| !t.is_empty())
+                        .count()
+                })
+                .sum();
+            let meshes = self
+                .nodes
+                .iter()
+                .all(|s| s.behaviour().mesh_peers(&topic().hash()).count() > 0);
+            if known == 2 * links && meshes {
                 break;
             }
-            net.run(Duration::from_millis(100)).await;
+            self.run(Duration::from_millis(100)).await;
         }
-        // One more heartbeat, which prunes a mesh over its bound.
-        net.run(Duration::from_millis(500)).await;
-        net
+        self.run(Duration::from_millis(500)).await;
     }
 
     fn id(&self, i: usize) -> PeerId {
@@ -288,4 +296,32 @@ async fn no_ihave_to_a_peer_that_hears_the_origin() {
     net.run(SETTLE).await;
     assert_eq!(net.data(inside), vec![msg(1, "heard"), msg(2, "not heard")]);
     assert_eq!(net.data(outside), vec![msg(2, "not heard")]);
+}
+
+/// What a peer hears is forgotten when it disconnects: after it comes back it gets full copies
+/// until it reports again.
+#[tokio::test(flavor = "current_thread")]
+async fn heard_origins_are_forgotten_on_disconnect() {
+    let mut net = Net::new(2, || config(3, true), &[(B, A)]).await;
+    let b = net.id(B);
+    net.gossip(A).set_heard(&b, heard(&[1]));
+    net.gossip(A).publish(topic(), msg(1, "heard")).unwrap();
+    net.run(SETTLE).await;
+    assert!(net.received[B].is_empty());
+
+    net.nodes[A].disconnect_peer_id(b).unwrap();
+    for _ in 0..50 {
+        if !net.nodes[A].is_connected(&b) && !net.nodes[B].is_connected(&net.id(A)) {
+            break;
+        }
+        net.run(Duration::from_millis(100)).await;
+    }
+    let addr = net.addrs[A].clone();
+    net.nodes[B].dial(addr).unwrap();
+    net.settle(1).await;
+    net.gossip(A)
+        .publish(topic(), msg(1, "after reconnecting"))
+        .unwrap();
+    net.run(SETTLE).await;
+    assert_eq!(net.data(B), vec![msg(1, "after reconnecting")]);
 }
