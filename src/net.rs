@@ -7,14 +7,16 @@
 
 pub mod gate;
 
+use std::collections::BTreeSet;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::Transport as _;
 use libp2p::{
-    StreamProtocol, allow_block_list, dcutr, gossipsub, identify, identity, mdns, noise, ping,
-    relay, request_response, tcp, yamux,
+    PeerId, StreamProtocol, allow_block_list, dcutr, gossipsub, identify, identity, mdns, noise,
+    ping, relay, request_response, tcp, yamux,
 };
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
@@ -64,10 +66,29 @@ pub fn topic(domain: &DomainId, channel: u32) -> gossipsub::IdentTopic {
 /// The gossipsub topic of a channel's voice packets (proto/voice.md).
 pub fn voice_topic(domain: &DomainId, channel: u32) -> gossipsub::IdentTopic {
     gossipsub::IdentTopic::new(format!(
-        "/ptt/1/{}/{}/voice",
+        "/ptt/1/{}/{}{VOICE_TOPIC_SUFFIX}",
         &domain.to_hex()[..16],
         channel
     ))
+}
+
+/// How a voice topic ends ([`voice_topic`]).
+const VOICE_TOPIC_SUFFIX: &str = "/voice";
+
+/// The device that originated a gossipsub message, for gossipsub's suppression of copies to
+/// peers that hear it on the multicast plane (`message_origin_fn`,
+/// vendor/libp2p-gossipsub/README.md): the `sender` of the envelope's header, read without
+/// verifying anything. `None`, so the message goes to every peer as before, for what never goes
+/// on the plane: a voice packet (voice is not on the plane yet), an envelope over
+/// [`crate::plane::PLANE_MAX_BODY`], and anything whose header does not parse. A forged
+/// `sender` only withholds gossip copies of a message the receivers then refuse anyway.
+pub fn message_origin(m: &gossipsub::RawMessage) -> Option<u32> {
+    if m.data.len() > crate::plane::PLANE_MAX_BODY || m.topic.as_str().ends_with(VOICE_TOPIC_SUFFIX)
+    {
+        return None;
+    }
+    let (h, _) = postcard::take_from_bytes::<crate::envelope::Header>(&m.data).ok()?;
+    (h.version == crate::envelope::VERSION).then_some(h.sender)
 }
 
 /// A request of the authentication protocol.
@@ -434,7 +455,7 @@ pub const HISTORY_GOSSIP: usize = 1;
 /// The gossipsub configuration: anonymous messages (the envelope carries its own sender
 /// signature, so per-hop gossipsub signatures would be redundant work), manual validation
 /// (every node validates before forwarding), content-hash message ids, a small mesh
-/// ([`MESH_N`]).
+/// ([`MESH_N`]), origins for the plane's suppression ([`message_origin`]).
 pub fn gossipsub_config() -> Result<gossipsub::Config, NetError> {
     gossipsub::ConfigBuilder::default()
         .heartbeat_interval(Duration::from_millis(700))
@@ -453,8 +474,35 @@ pub fn gossipsub_config() -> Result<gossipsub::Config, NetError> {
         .message_id_fn(|m: &gossipsub::Message| {
             gossipsub::MessageId::from(sha2::Sha256::digest(&m.data)[..MESSAGE_ID_LEN].to_vec())
         })
+        .message_origin_fn(message_origin)
         .build()
         .map_err(setup)
+}
+
+/// The multicast plane's hooks into gossipsub (vendor/libp2p-gossipsub/README.md), through
+/// the gate: they neither open nor check it.
+impl gate::Gate<gossipsub::Behaviour> {
+    /// `peer` hears these senders on the plane: gossipsub sends it no copy and no IHAVE of
+    /// their envelopes ([`message_origin`]). Replaces the previous set; gossipsub forgets it
+    /// when the peer disconnects, and ignores it for a peer not connected.
+    pub fn set_heard(&mut self, peer: &PeerId, senders: Arc<BTreeSet<u32>>) {
+        self.inner().set_heard(peer, senders);
+    }
+    /// `peer` hears no sender on the plane any more: full copies again.
+    pub fn clear_heard(&mut self, peer: &PeerId) {
+        self.inner().clear_heard(peer);
+    }
+    /// An envelope accepted from the plane or a repair: gossipsub takes it as received and
+    /// validated (a later gossip copy is a duplicate, IWANT is served) and forwards it to the
+    /// mesh peers of `topic` that do not hear its sender. `Err(Duplicate)` when gossipsub
+    /// already had it.
+    pub fn forward_external(
+        &mut self,
+        topic: gossipsub::TopicHash,
+        envelope: Vec<u8>,
+    ) -> Result<gossipsub::MessageId, gossipsub::PublishError> {
+        self.inner().forward_external(topic, envelope)
+    }
 }
 
 /// Peer scoring (gossipsub v1.1): what matters here is P4, invalid messages. A member whose
@@ -660,6 +708,63 @@ mod tests {
         assert_eq!(c.history_gossip(), HISTORY_GOSSIP);
         assert!(c.history_gossip() <= c.history_length());
         assert!(MAX_IHAVE_IDS * (MESSAGE_ID_LEN + 2) + 1024 <= c.max_control_message_size());
+    }
+
+    #[test]
+    fn message_origin_is_the_envelope_sender() {
+        use crate::envelope::{Header, VERSION, seal};
+        use crate::keys::ChannelSecret;
+        let domain = DomainId([5; 32]);
+        let key = ChannelSecret([7; 32]).message_key(&domain, 1, 1, 0);
+        let sk = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let header = |sender| Header {
+            version: VERSION,
+            domain_tag: domain.tag(),
+            channel: 1,
+            epoch: 1,
+            sender,
+            seq: 1_795_000_000_123_456,
+        };
+        let raw = |topic: &gossipsub::IdentTopic, data: Vec<u8>| gossipsub::RawMessage {
+            source: None,
+            data,
+            sequence_number: None,
+            topic: topic.hash(),
+            signature: None,
+            key: None,
+            validated: false,
+        };
+        let t = topic(&domain, 1);
+        for sender in [0, 7, 300, u32::MAX] {
+            let env = seal(&sk, &domain, &header(sender), &key, b"alert");
+            assert_eq!(message_origin(&raw(&t, env)), Some(sender));
+        }
+        let env = seal(&sk, &domain, &header(7), &key, b"alert");
+        // Voice packets are not on the plane: never suppressed.
+        assert_eq!(
+            message_origin(&raw(&voice_topic(&domain, 1), env.clone())),
+            None
+        );
+        // Another version, a cut header, junk.
+        let mut v2 = env.clone();
+        v2[0] = VERSION + 1;
+        assert_eq!(message_origin(&raw(&t, v2)), None);
+        assert_eq!(message_origin(&raw(&t, env[..7].to_vec())), None);
+        assert_eq!(message_origin(&raw(&t, vec![])), None);
+        assert_eq!(message_origin(&raw(&t, vec![0xff; 40])), None);
+        // Too long for the plane: it went by gossip only.
+        let long = seal(
+            &sk,
+            &domain,
+            &header(7),
+            &key,
+            &[0; crate::plane::PLANE_MAX_BODY],
+        );
+        assert!(long.len() > crate::plane::PLANE_MAX_BODY);
+        assert_eq!(message_origin(&raw(&t, long)), None);
+        let fits = seal(&sk, &domain, &header(7), &key, &[0; 1000]);
+        assert!(fits.len() <= crate::plane::PLANE_MAX_BODY);
+        assert_eq!(message_origin(&raw(&t, fits)), Some(7));
     }
 
     #[test]

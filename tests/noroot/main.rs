@@ -21,6 +21,7 @@ mod cap;
 mod cli;
 mod gate;
 mod gossip_ihave;
+mod gossip_plane;
 mod operate;
 mod replay;
 mod vectors;

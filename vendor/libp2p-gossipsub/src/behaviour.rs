@@ -26,6 +26,7 @@ use std::{
     collections::{BTreeSet, HashMap, HashSet, VecDeque},
     fmt::{self, Debug},
     net::IpAddr,
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
@@ -378,6 +379,10 @@ pub struct Behaviour<
 
     /// Tracks recently sent `IWANT` messages and checks if peers respond to them.
     gossip_promises: GossipPromises,
+
+    /// ptt-node patch: the message origins each connected peer hears by other means
+    /// ([`Behaviour::set_heard`]); such a peer gets no copy and no IHAVE of their messages.
+    heard: HashMap<PeerId, Arc<BTreeSet<u32>>>,
 }
 
 impl<D, F> Behaviour<D, F>
@@ -491,6 +496,7 @@ where
             gossip_promises: Default::default(),
             #[cfg(feature = "partial-messages")]
             partial_messages_extension: Default::default(),
+            heard: HashMap::new(), // ptt-node patch
         })
     }
 
@@ -695,6 +701,13 @@ where
         if recipients.is_empty() {
             return Err(PublishError::NoPeersSubscribedToTopic);
         }
+        // ptt-node patch: no copy to a peer that hears the origin. With every recipient skipped
+        // the message is still published (cached for IWANT, a copy coming back is a duplicate).
+        let origin = self.message_origin(&raw_message);
+        let recipients: Vec<PeerId> = recipients
+            .into_iter()
+            .filter(|p| !self.hears(p, origin))
+            .collect();
 
         // If the message isn't a duplicate and we have sent it to some peers add it to the
         // duplicate cache and memcache.
@@ -733,7 +746,8 @@ where
             }
         }
 
-        if publish_failed {
+        // ptt-node patch: `&& !recipients.is_empty()`, see above.
+        if publish_failed && !recipients.is_empty() {
             return Err(PublishError::AllQueuesFull(recipients.len()));
         }
 
@@ -952,6 +966,10 @@ where
         propagation_source: &PeerId,
         acceptance: MessageAcceptance,
     ) -> bool {
+        // ptt-node patch: `forward_external` has validated and forwarded this message already.
+        if self.mcache.is_validated(msg_id) == Some(true) {
+            return true;
+        }
         let reject_reason = match acceptance {
             MessageAcceptance::Accept => {
                 let (raw_message, originating_peers) = match self.mcache.validate(msg_id) {
@@ -1012,6 +1030,90 @@ where
             tracing::warn!(message_id=%msg_id, "Rejected message not in cache");
             false
         }
+    }
+
+    /// ptt-node patch (vendor/libp2p-gossipsub/README.md): `peer` hears the messages of these
+    /// origins ([`crate::ConfigBuilder::message_origin_fn`]) by other means, so this node sends
+    /// it no copy (publish, forward) and no IHAVE of them. Mesh membership, GRAFT/PRUNE, IWANT
+    /// replies and scoring are unchanged. Replaces the previous set; forgotten when the peer's
+    /// last connection closes; ignored for a peer that is not connected.
+    pub fn set_heard(&mut self, peer: &PeerId, senders: Arc<BTreeSet<u32>>) {
+        if senders.is_empty() || !self.connected_peers.contains_key(peer) {
+            self.heard.remove(peer);
+        } else {
+            self.heard.insert(*peer, senders);
+        }
+    }
+
+    /// ptt-node patch: `peer` hears no origin any more (see [`Behaviour::set_heard`]).
+    pub fn clear_heard(&mut self, peer: &PeerId) {
+        self.heard.remove(peer);
+    }
+
+    /// ptt-node patch (vendor/libp2p-gossipsub/README.md): `data` on `topic` was received and
+    /// validated by other means than gossipsub. Handles it as a message received from the
+    /// network and validated: its id goes into the duplicate cache (a later copy from a peer
+    /// stops here and is not handed to the application) and the message cache (IHAVE, IWANT),
+    /// and it is forwarded to the mesh peers of `topic` that do not hear its origin, with this
+    /// node as forwarder. The message is built as [`Behaviour::publish`] builds it
+    /// ([`MessageAuthenticity`]): anonymous, the copy is the one its author published, byte for
+    /// byte; signed, this node is its author. If a copy from a peer is waiting for the
+    /// application's verdict, that copy is taken as validated now and forwarded, and the
+    /// verdict reported later for it is ignored. Returns [`PublishError::Duplicate`] if the
+    /// message was already handled otherwise.
+    pub fn forward_external(
+        &mut self,
+        topic: impl Into<TopicHash>,
+        data: impl Into<Vec<u8>>,
+    ) -> Result<MessageId, PublishError> {
+        let data = data.into();
+        let topic = topic.into();
+        let transformed = self
+            .data_transform
+            .outbound_transform(&topic, data.clone())?;
+        if transformed.len()
+            > self
+                .config
+                .protocol_config()
+                .max_transmit_size_for_topic(&topic)
+        {
+            return Err(PublishError::MessageTooLarge);
+        }
+        let raw_message = self.build_raw_message(topic, transformed)?;
+        let msg_id = self.config.message_id(&Message {
+            source: raw_message.source,
+            data,
+            sequence_number: raw_message.sequence_number,
+            topic: raw_message.topic.clone(),
+        });
+        let (raw_message, originating_peers) = if self.duplicate_cache.insert(msg_id.clone()) {
+            self.mcache.put(&msg_id, raw_message.clone());
+            (raw_message, HashSet::new())
+        } else if self.mcache.is_validated(&msg_id) == Some(false) {
+            // A copy from a peer awaits the application's verdict (validate_messages).
+            match self.mcache.validate(&msg_id) {
+                Some((m, peers)) => (m.clone(), peers),
+                None => return Err(PublishError::Duplicate),
+            }
+        } else {
+            return Err(PublishError::Duplicate);
+        };
+        self.gossip_promises.message_delivered(&msg_id);
+        self.forward_msg(&msg_id, raw_message, None, originating_peers);
+        Ok(msg_id)
+    }
+
+    /// ptt-node patch: the origin of `message` when some peer hears any.
+    fn message_origin(&self, message: &RawMessage) -> Option<u32> {
+        if self.heard.is_empty() {
+            return None;
+        }
+        self.config.message_origin(message)
+    }
+
+    /// ptt-node patch: whether `peer` hears `origin` ([`Behaviour::set_heard`]).
+    fn hears(&self, peer: &PeerId, origin: Option<u32>) -> bool {
+        origin.is_some_and(|o| self.heard.get(peer).is_some_and(|h| h.contains(&o)))
     }
 
     /// Adds a new peer to the list of explicitly connected peers.
@@ -2860,8 +2962,28 @@ where
 
             tracing::debug!("Gossiping IHAVE to {} peers", to_msg_peers.len());
 
+            // ptt-node patch: no IHAVE of a message to a peer that hears its origin.
+            let origins: Vec<Option<u32>> = if self.heard.is_empty() {
+                Vec::new()
+            } else {
+                let origin = |id| self.mcache.get(id).and_then(|m| self.message_origin(m));
+                message_ids.iter().map(origin).collect()
+            };
+
             for peer_id in to_msg_peers {
-                let mut peer_message_ids = message_ids.clone();
+                let mut peer_message_ids = match self.heard.get(&peer_id) {
+                    // ptt-node patch, see above.
+                    Some(heard) => message_ids
+                        .iter()
+                        .zip(&origins)
+                        .filter(|(_, o)| !o.is_some_and(|o| heard.contains(&o)))
+                        .map(|(id, _)| id.clone())
+                        .collect(),
+                    None => message_ids.clone(),
+                };
+                if peer_message_ids.is_empty() {
+                    continue; // ptt-node patch
+                }
 
                 if peer_message_ids.len() > self.config.max_control_messages_sent() {
                     // We do this per peer so that we emit a different set for each peer.
@@ -3020,6 +3142,10 @@ where
                 }
             }
         }
+
+        // ptt-node patch: no copy to a peer that hears the origin.
+        let origin = self.message_origin(&message);
+        recipient_peers.retain(|p| !self.hears(p, origin));
 
         if recipient_peers.is_empty() {
             return false;
@@ -3357,6 +3483,7 @@ where
 
             // Forget px and outbound status for this peer
             self.px_peers.remove(&peer_id);
+            self.heard.remove(&peer_id); // ptt-node patch
 
             // If metrics are enabled, register the disconnection of a peer based on its protocol.
             #[cfg(feature = "metrics")]

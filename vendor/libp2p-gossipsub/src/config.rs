@@ -27,7 +27,7 @@ use crate::{
     TopicHash,
     error::ConfigBuilderError,
     protocol::{FLOODSUB_PROTOCOL, ProtocolConfig, ProtocolId},
-    types::{Message, MessageId, PeerKind},
+    types::{Message, MessageId, PeerKind, RawMessage},
 };
 
 /// The types of message validation that can be employed by gossipsub.
@@ -112,6 +112,8 @@ pub struct Config {
     duplicate_cache_time: Duration,
     validate_messages: bool,
     message_id_fn: Arc<dyn Fn(&Message) -> MessageId + Send + Sync + 'static>,
+    /// ptt-node patch: see [`ConfigBuilder::message_origin_fn`].
+    message_origin_fn: Option<Arc<dyn Fn(&RawMessage) -> Option<u32> + Send + Sync + 'static>>,
     allow_self_origin: bool,
     do_px: bool,
     prune_peers: usize,
@@ -302,6 +304,11 @@ impl Config {
     /// the message id.
     pub fn message_id(&self, message: &Message) -> MessageId {
         (self.message_id_fn)(message)
+    }
+
+    /// ptt-node patch: the origin of `message` (see [`ConfigBuilder::message_origin_fn`]).
+    pub(crate) fn message_origin(&self, message: &RawMessage) -> Option<u32> {
+        self.message_origin_fn.as_ref().and_then(|f| f(message))
     }
 
     /// By default, gossipsub will reject messages that are sent to us that have the same message
@@ -537,6 +544,7 @@ impl Default for ConfigBuilder {
                         .push_str(&message.sequence_number.unwrap_or_default().to_string());
                     MessageId::from(source_string)
                 }),
+                message_origin_fn: None, // ptt-node patch
                 allow_self_origin: false,
                 do_px: false,
                 // NOTE: Increasing this currently has little effect until Signed
@@ -844,6 +852,19 @@ impl ConfigBuilder {
         F: Fn(&Message) -> MessageId + Send + Sync + 'static,
     {
         self.config.message_id_fn = Arc::new(id_fn);
+        self
+    }
+
+    /// ptt-node patch (vendor/libp2p-gossipsub/README.md): maps a message, as it goes on the
+    /// wire (after the [`crate::DataTransform`]), to the device that originated it, or `None`.
+    /// A peer that [`crate::Behaviour::set_heard`] says hears a message's origin gets no copy of
+    /// it and no IHAVE for it from this node. Without this function (the default) every message
+    /// has no origin and nothing is skipped.
+    pub fn message_origin_fn<F>(&mut self, origin_fn: F) -> &mut Self
+    where
+        F: Fn(&RawMessage) -> Option<u32> + Send + Sync + 'static,
+    {
+        self.config.message_origin_fn = Some(Arc::new(origin_fn));
         self
     }
 

@@ -112,9 +112,16 @@ impl MessageCache {
     }
 
     /// Get a message with `message_id`
-    #[cfg(test)]
+    // ptt-node patch: not only in tests (emit_gossip reads the origin of each message).
     pub(crate) fn get(&self, message_id: &MessageId) -> Option<&RawMessage> {
         self.msgs.get(message_id).map(|(message, _)| message)
+    }
+
+    /// ptt-node patch: whether the message is validated, `None` if it is not in the cache.
+    pub(crate) fn is_validated(&self, message_id: &MessageId) -> Option<bool> {
+        self.msgs
+            .get(message_id)
+            .map(|(message, _)| message.validated)
     }
 
     /// Increases the iwant count for the given message by one and returns the message together
