@@ -388,7 +388,7 @@ fn a_revoked_member_can_neither_read_nor_speak_on_the_plane() {
     if !netns::require_netns() {
         return;
     }
-    let (mut f, m1, m2, lost) = Field::three_members("plrevoke");
+    let (f, m1, m2, lost) = Field::three_members("plrevoke");
     wait_active(&f);
     let lost_name = f.devs[lost].name.clone();
     update_and_publish(&f, m1, &["revoke", "--device", &lost_name]);
