@@ -13,7 +13,16 @@
 //!   the last one, messages per second delivered to all, and how many were lost;
 //! - for ptt-node, how many deliveries of each run came by catch-up (a live copy was lost and
 //!   the receiver's repair fetched it) rather than live;
-//! - bytes sent on every namespace's interface per message (all nodes together);
+//! - bytes sent on every namespace's interface per message (all nodes together), and the same
+//!   by path from an nftables table in each namespace: the plane (UDP multicast to its port),
+//!   TCP (libp2p), mDNS and the rest; per alert, and per voice frame over all links;
+//! - the idle background: bytes/s by path and CPU of the meshed daemons before the runs;
+//! - for ptt-node, deliveries by `via` (multicast, gossip, repair, catch-up);
+//! - `--mcast-loss PCT`: every node drops PCT % of incoming plane multicast (nftables);
+//! - `--junk RATE`: an outsider namespace floods the plane's group with random datagrams; the
+//!   CPU µs per junk datagram of each daemon, and the honest p99 under it;
+//! - `ptt-gossip` and `voice-gossip`: the same daemons with `--no-plane`, for comparison;
+//! - a table of issue 23's targets with a pass or fail mark each;
 //! - per node: RSS (peak and after the runs), CPU seconds during the runs and at idle.
 //!
 //! It writes `report.json` and `report.md` in the output directory (the script plots them).
@@ -53,6 +62,14 @@ struct Opts {
     systems: Vec<String>,
     voice_bursts: u64,
     voice_secs: f64,
+    /// Seconds of idle background measured before the runs (0: none).
+    background_secs: f64,
+    /// Percent of incoming plane multicast every node drops (ptt and voice runs).
+    mcast_loss: u64,
+    /// Junk datagrams per second an outsider sends to the plane during the ptt steady run.
+    junk: u64,
+    /// Seconds of junk alone, for its CPU cost, before the steady run.
+    junk_secs: f64,
     ptt: PathBuf,
     peer: PathBuf,
     out: PathBuf,
@@ -61,8 +78,17 @@ struct Opts {
 fn usage() -> ! {
     eprintln!(
         "usage: bench-mesh --ptt PATH --peer PATH --out DIR [--nodes 10] [--rate 100] [--secs 10] \
-         [--burst 2000] [--size 64] [--idle-secs 30] [--isolated 5] [--isolated-gap 3] [--systems udp,udpv,gossip,ptt,voice] \
-         [--voice-bursts 10] [--voice-secs 3]"
+         [--burst 2000] [--size 64] [--idle-secs 30] [--isolated 5] [--isolated-gap 3] \
+         [--systems udp,udpv,gossip,ptt,voice] [--voice-bursts 10] [--voice-secs 3] \
+         [--background-secs 10] [--mcast-loss PCT] [--junk RATE] [--junk-secs 5]\n\
+         systems: udp, udpv (floors), gossip (plain gossipsub), ptt, ptt-gossip (daemons run with \
+         --no-plane), voice, voice-gossip (voice with --no-plane)\n\
+         --background-secs S: idle bytes/s per path and CPU of the meshed daemons, before the runs\n\
+         --mcast-loss PCT: every node of the ptt and voice runs drops PCT % of incoming multicast \
+         to the plane's port (nftables; unicast untouched)\n\
+         --junk RATE: an outsider namespace sends RATE random 200-byte datagrams/s (version 1, \
+         the current key id) to the plane's group and port, alone for --junk-secs (CPU µs per \
+         junk datagram of each daemon) and then during the ptt steady run (honest p99)"
     );
     std::process::exit(2)
 }
@@ -86,6 +112,10 @@ fn parse_opts() -> Opts {
         ],
         voice_bursts: 10,
         voice_secs: 3.0,
+        background_secs: 10.0,
+        mcast_loss: 0,
+        junk: 0,
+        junk_secs: 5.0,
         ptt: PathBuf::new(),
         peer: PathBuf::new(),
         out: PathBuf::new(),
@@ -113,6 +143,10 @@ fn parse_opts() -> Opts {
             "--systems" => o.systems = v.split(',').map(str::to_string).collect(),
             "--voice-bursts" => o.voice_bursts = num(&v).max(1),
             "--voice-secs" => o.voice_secs = secs(&v, 0.1, 120.0),
+            "--background-secs" => o.background_secs = secs(&v, 0.0, 600.0),
+            "--mcast-loss" => o.mcast_loss = num(&v).min(100),
+            "--junk" => o.junk = num(&v),
+            "--junk-secs" => o.junk_secs = secs(&v, 0.5, 600.0),
             "--ptt" => o.ptt = v.into(),
             "--peer" => o.peer = v.into(),
             "--out" => o.out = v.into(),
@@ -131,8 +165,8 @@ struct Recv {
     seq: u64,
     sent_us: u64,
     recv_us: u64,
-    /// Delivered by catch-up (ptt-node's repair) rather than live.
-    repaired: bool,
+    /// ptt-node's `via`: `multicast`, `gossip`, `repair` or `catch_up` (empty for the floors).
+    via: &'static str,
 }
 
 /// A node under test: its namespace and its process.
@@ -211,6 +245,392 @@ fn total_tx(nodes: &[Node]) -> u64 {
     nodes.iter().map(|n| tx_bytes(&n.host)).sum()
 }
 
+/// The paths the nftables table of each namespace counts output bytes on: UDP multicast to the
+/// plane's port (the UDP floors' group port for them), TCP (libp2p: gossip, catch-up, ping,
+/// identify), mDNS (UDP port 5353), and everything else (IGMP, other UDP, ICMP).
+const PATHS: [&str; 4] = ["plane", "tcp", "mdns", "other"];
+/// Ethernet header bytes per frame, which the IP-layer counters do not see but `tx_bytes`
+/// does: added per packet so that the paths add up to `tx_bytes` (ARP aside).
+const ETH_HEADER: u64 = 14;
+/// The name of the bench's nftables table in each namespace (gone with the namespace).
+const NFT_TABLE: &str = "benchwire";
+
+/// Output bytes of one or more namespaces by path, in the order of [`PATHS`].
+#[derive(Clone, Copy, Debug, Default)]
+struct Wire([u64; 4]);
+
+impl Wire {
+    fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    fn since(&self, before: &Wire) -> Wire {
+        Wire(std::array::from_fn(|i| {
+            self.0[i].saturating_sub(before.0[i])
+        }))
+    }
+
+    fn add(&mut self, other: &Wire) {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
+        }
+    }
+
+    /// Each path and the total divided by `per` (messages, frames or seconds).
+    fn per(&self, per: f64) -> Value {
+        let per = per.max(1e-9);
+        let mut m: serde_json::Map<String, Value> = PATHS
+            .iter()
+            .zip(self.0)
+            .map(|(p, b)| ((*p).to_string(), json!(b as f64 / per)))
+            .collect();
+        m.insert("total".into(), json!(self.total() as f64 / per));
+        Value::Object(m)
+    }
+}
+
+/// The nftables table of one namespace: named counters of eth0's output by path and, with
+/// `loss` > 0, a rule dropping that percentage of incoming multicast to the plane's port.
+/// `meta pkttype multicast` is not set on the output hook (tried: it counts nothing there), so
+/// multicast is told by its destination address.
+fn nft_ruleset(port: Option<u16>, loss: u64) -> String {
+    let plane = port.map_or(String::new(), |p| {
+        format!(
+            "ip daddr 224.0.0.0/4 udp dport {p} counter name \"wire_plane\" accept\n\
+             ip6 daddr ff00::/8 udp dport {p} counter name \"wire_plane\" accept\n"
+        )
+    });
+    let drop = match port {
+        Some(p) if loss > 0 => format!(
+            "chain in {{\ntype filter hook input priority 0; policy accept;\n\
+             ip daddr 224.0.0.0/4 udp dport {p} numgen random mod 100 < {loss} counter name \"lost\" drop\n\
+             ip6 daddr ff00::/8 udp dport {p} numgen random mod 100 < {loss} counter name \"lost\" drop\n}}\n"
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "table inet {NFT_TABLE} {{\n\
+         counter wire_plane {{}}\ncounter wire_tcp {{}}\ncounter wire_mdns {{}}\n\
+         counter wire_other {{}}\ncounter lost {{}}\n\
+         chain out {{\ntype filter hook output priority 0; policy accept;\n\
+         oifname != \"eth0\" accept\n\
+         udp dport 5353 counter name \"wire_mdns\" accept\n\
+         {plane}\
+         meta l4proto tcp counter name \"wire_tcp\" accept\n\
+         counter name \"wire_other\" accept\n}}\n{drop}}}\n"
+    )
+}
+
+/// Installs the bench's nftables table in a node's namespace.
+fn nft_install(host: &Host, port: Option<u16>, loss: u64) {
+    let mut child = host
+        .command("nft", ["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run nft (apt-get install nftables)");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(nft_ruleset(port, loss).as_bytes());
+    }
+    let out = child.wait_with_output().expect("run nft");
+    assert!(
+        out.status.success(),
+        "nft in {}: {}",
+        host.name(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// One namespace's named counters: (name, packets, bytes).
+fn nft_counters(host: &Host) -> Vec<(String, u64, u64)> {
+    let Ok(out) = host.run(
+        "nft",
+        ["-j", "list", "counters", "table", "inet", NFT_TABLE],
+    ) else {
+        return vec![];
+    };
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let c = &e["counter"];
+            Some((
+                c["name"].as_str()?.to_string(),
+                c["packets"].as_u64()?,
+                c["bytes"].as_u64()?,
+            ))
+        })
+        .collect()
+}
+
+/// One namespace's output bytes by path, Ethernet headers included.
+fn wire_of(host: &Host) -> Wire {
+    let c = nft_counters(host);
+    Wire(std::array::from_fn(|i| {
+        c.iter()
+            .find(|(n, _, _)| n.strip_prefix("wire_") == Some(PATHS[i]))
+            .map_or(0, |(_, p, b)| b + p * ETH_HEADER)
+    }))
+}
+
+/// Every node's output bytes by path.
+fn wires(nodes: &[Node]) -> Vec<Wire> {
+    nodes.iter().map(|n| wire_of(&n.host)).collect()
+}
+
+/// The sum of [`wires`] over the nodes.
+fn wire_sum(w: &[Wire]) -> Wire {
+    let mut t = Wire::default();
+    w.iter().for_each(|x| t.add(x));
+    t
+}
+
+/// Incoming plane datagrams the `--mcast-loss` rules dropped, all nodes together.
+fn nft_lost(nodes: &[Node]) -> u64 {
+    nodes
+        .iter()
+        .flat_map(|n| nft_counters(&n.host))
+        .filter(|(n, _, _)| n == "lost")
+        .map(|(_, p, _)| p)
+        .sum()
+}
+
+/// A daemon's `status --json`.
+fn ptt_status(o: &Opts, n: &Node) -> Value {
+    let data = n.data.display().to_string();
+    n.host
+        .run(&o.ptt, ["status", "--json", "--data", &data])
+        .ok()
+        .and_then(|out| serde_json::from_slice(&out.stdout).ok())
+        .unwrap_or_default()
+}
+
+/// The port whose multicast the `plane` counter counts: the daemons' plane port (from node 0's
+/// status), the UDP floors' group port, none for plain gossipsub and `--no-plane`.
+fn plane_port(o: &Opts, system: &str, nodes: &[Node]) -> (Option<u16>, Value) {
+    match system {
+        "udp" | "udpv" => (
+            UDP_GROUP
+                .parse::<std::net::SocketAddrV4>()
+                .ok()
+                .map(|a| a.port()),
+            Value::Null,
+        ),
+        "ptt" => {
+            let plane = ptt_status(o, &nodes[0])["plane"].clone();
+            let port = plane["port"]
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| *p > 0 && plane["state"] == "active");
+            if port.is_none() {
+                eprintln!("   the plane is not active on n0: {plane}");
+            }
+            (port, plane)
+        }
+        _ => (None, Value::Null),
+    }
+}
+
+/// Installs the counters (and the loss rules, for ptt-node with a plane) in every node.
+fn wire_setup(o: &Opts, system: &str, nodes: &[Node]) -> (Option<u16>, Value) {
+    let (port, plane) = plane_port(o, system, nodes);
+    let loss = if system == "ptt" { o.mcast_loss } else { 0 };
+    for n in nodes {
+        nft_install(&n.host, port, loss);
+    }
+    (port, plane)
+}
+
+/// The idle background: with every node meshed and idle, output bytes/s by path, per node
+/// and in total, and each node's CPU, over `--background-secs`.
+fn background(o: &Opts, nodes: &[Node]) -> Value {
+    if o.background_secs <= 0.0 {
+        return Value::Null;
+    }
+    let w0 = wires(nodes);
+    let c0: Vec<f64> = nodes.iter().map(|n| proc_stat(n.child.id()).2).collect();
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(o.background_secs));
+    let w1 = wires(nodes);
+    let c1: Vec<f64> = nodes.iter().map(|n| proc_stat(n.child.id()).2).collect();
+    let secs = t.elapsed().as_secs_f64();
+    let per: Vec<Wire> = w1.iter().zip(&w0).map(|(a, b)| a.since(b)).collect();
+    let total = wire_sum(&per);
+    let per_node: Vec<Value> = per
+        .iter()
+        .zip(c1.iter().zip(&c0))
+        .map(|(w, (a, b))| json!({"bytes_per_s": w.per(secs), "cpu_percent": 100.0 * (a - b) / secs}))
+        .collect();
+    let max = per.iter().map(Wire::total).max().unwrap_or(0) as f64 / secs;
+    eprintln!(
+        "   idle background over {secs:.1} s: {:.0} B/s all nodes ({:.0} plane, {:.0} tcp, {:.0} mdns, {:.0} other), {max:.0} B/s max per node",
+        total.total() as f64 / secs,
+        total.0[0] as f64 / secs,
+        total.0[1] as f64 / secs,
+        total.0[2] as f64 / secs,
+        total.0[3] as f64 / secs,
+    );
+    json!({
+        "secs": secs,
+        "bytes_per_s": total.per(secs),
+        "bytes_per_s_per_node_mean": total.per(secs * nodes.len().max(1) as f64),
+        "bytes_per_s_per_node_max": max,
+        "per_node": per_node,
+    })
+}
+
+/// The outsider of `--junk`: its namespace and its sender.
+struct Junk {
+    child: Child,
+    out: PathBuf,
+    _host: Host,
+}
+
+impl Drop for Junk {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Junk {
+    /// Datagrams the sender has sent so far (its last `junk SENT T ERRORS` line).
+    fn sent(&self) -> u64 {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .rev()
+            .find_map(|l| {
+                l.strip_prefix("junk ")?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// A daemon's count of datagrams that failed the AEAD (`plane_junk`).
+fn plane_junk(o: &Opts, n: &Node) -> u64 {
+    ptt_status(o, n)["plane"]["dropped"]["plane_junk"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Starts the outsider and measures `--junk-secs` of junk alone: per daemon, the junk
+/// datagrams it counted and its CPU µs per datagram (all of its CPU in that time, and that
+/// minus its idle CPU from the background measurement). The outsider keeps sending until the
+/// returned [`Junk`] is dropped.
+fn start_junk(
+    o: &Opts,
+    lan: &Lan,
+    nodes: &[Node],
+    plane: &Value,
+    background: &Value,
+    dir: &Path,
+) -> Option<(Junk, Value)> {
+    let group = plane["group4"].as_str()?;
+    let port = plane["port"].as_u64()?;
+    let key_id = ptt_node::plane::key_id(u32::try_from(plane["epoch"].as_u64()?).ok()?);
+    let host = lan.add_host("junk").expect("add the junk host");
+    let out = dir.join("junk.out");
+    let args: Vec<String> = vec![
+        "junk".into(),
+        "--addr".into(),
+        host.addr().to_string(),
+        "--group".into(),
+        format!("{group}:{port}"),
+        "--rate".into(),
+        o.junk.to_string(),
+        "--key-id".into(),
+        key_id.to_string(),
+    ];
+    let child = spawn_in(&host, &o.peer, &args, &out, true);
+    let junk = Junk {
+        child,
+        out,
+        _host: host,
+    };
+    // Let the sender reach its rate before the measurement starts.
+    std::thread::sleep(Duration::from_millis(500));
+    let j0: Vec<u64> = nodes.iter().map(|n| plane_junk(o, n)).collect();
+    let c0: Vec<f64> = nodes.iter().map(|n| proc_stat(n.child.id()).2).collect();
+    let s0 = junk.sent();
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(o.junk_secs));
+    let j1: Vec<u64> = nodes.iter().map(|n| plane_junk(o, n)).collect();
+    let c1: Vec<f64> = nodes.iter().map(|n| proc_stat(n.child.id()).2).collect();
+    let secs = t.elapsed().as_secs_f64();
+    let sent = junk.sent().saturating_sub(s0);
+    let per_node: Vec<Value> = (0..nodes.len())
+        .map(|i| {
+            let got = j1[i].saturating_sub(j0[i]);
+            let cpu = c1[i] - c0[i];
+            // Without a background measurement (--background-secs 0) there is no idle to subtract.
+            let idle = background["per_node"][i]["cpu_percent"]
+                .as_f64()
+                .unwrap_or(f64::NAN)
+                / 100.0
+                * secs;
+            let us = |c: f64| {
+                if got > 0 {
+                    1e6 * c / got as f64
+                } else {
+                    f64::NAN
+                }
+            };
+            json!({
+                "junk_received": got,
+                "cpu_s": cpu,
+                "cpu_us_per_junk": us(cpu),
+                "cpu_us_per_junk_above_idle": if idle.is_nan() { f64::NAN } else { us((cpu - idle).max(0.0)) },
+            })
+        })
+        .collect();
+    let mean = |k: &str| {
+        let v: Vec<f64> = per_node
+            .iter()
+            .filter_map(|n| n[k].as_f64())
+            .filter(|x| x.is_finite())
+            .collect();
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
+    let received: u64 = per_node
+        .iter()
+        .filter_map(|n| n["junk_received"].as_u64())
+        .sum();
+    let result = json!({
+        "rate": o.junk,
+        "secs": secs,
+        "sent": sent,
+        "sent_per_s": sent as f64 / secs,
+        "received_per_node_mean": received as f64 / nodes.len().max(1) as f64,
+        "cpu_us_per_junk_mean": mean("cpu_us_per_junk"),
+        "cpu_us_per_junk_above_idle_mean": mean("cpu_us_per_junk_above_idle"),
+        "per_node": per_node,
+    });
+    eprintln!(
+        "   junk {}/s for {secs:.1} s: {sent} sent, {:.0} received per daemon, {:.2} µs CPU per junk datagram ({:.2} above idle)",
+        o.junk,
+        result["received_per_node_mean"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
+        result["cpu_us_per_junk_mean"].as_f64().unwrap_or(f64::NAN),
+        result["cpu_us_per_junk_above_idle_mean"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
+    );
+    Some((junk, result))
+}
+
 /// Room in the kernel's ARP table for every node to know every other. The table and its limits
 /// are shared by all network namespaces: with the default `gc_thresh3` of 1,024 entries, 50
 /// nodes (2,450 neighbour entries) overflow it ("neighbor table overflow!" in the kernel log),
@@ -270,6 +690,7 @@ fn spawn_in(host: &Host, program: &Path, args: &[String], out: &Path, stdin: boo
 
 /// Receive records of one node, parsed from its output file.
 fn receptions(system: &str, path: &Path) -> Vec<Recv> {
+    let system = if is_ptt(system) { "ptt" } else { system };
     let Ok(f) = std::fs::File::open(path) else {
         return vec![];
     };
@@ -294,7 +715,7 @@ fn receptions(system: &str, path: &Path) -> Vec<Recv> {
                     seq,
                     sent_us: s,
                     recv_us: r,
-                    repaired: v["via"] == "catch_up",
+                    via: VIAS.into_iter().find(|w| v["via"] == *w).unwrap_or("other"),
                 });
             }
         } else if let Some(rest) = line.strip_prefix("recv ") {
@@ -307,7 +728,7 @@ fn receptions(system: &str, path: &Path) -> Vec<Recv> {
                     seq: f[0],
                     sent_us: f[1],
                     recv_us: f[2],
-                    repaired: false,
+                    via: "",
                 });
             }
         }
@@ -412,7 +833,7 @@ fn provision(ptt: &Path, dir: &Path, n: usize) -> Vec<PathBuf> {
 
 /// Starts the nodes of one system and waits until all are ready (or 60 s).
 fn start_system(o: &Opts, system: &str, lan: &Lan, dir: &Path) -> (Vec<Node>, Vec<f64>) {
-    let bundles = if system == "ptt" {
+    let bundles = if is_ptt(system) {
         provision(&o.ptt, dir, o.nodes)
     } else {
         vec![]
@@ -426,9 +847,8 @@ fn start_system(o: &Opts, system: &str, lan: &Lan, dir: &Path) -> (Vec<Node>, Ve
         let data = dir.join(format!("n{i}.data"));
         let addr = host.addr();
         let (program, args): (&Path, Vec<String>) = match system {
-            "ptt" => (
-                &o.ptt,
-                vec![
+            "ptt" | "ptt-gossip" => {
+                let mut a: Vec<String> = vec![
                     "run".into(),
                     "--bundle".into(),
                     bundles[i].display().to_string(),
@@ -436,8 +856,12 @@ fn start_system(o: &Opts, system: &str, lan: &Lan, dir: &Path) -> (Vec<Node>, Ve
                     data.display().to_string(),
                     "--listen".into(),
                     format!("/ip4/{addr}/tcp/4001"),
-                ],
-            ),
+                ];
+                if system == "ptt-gossip" {
+                    a.push("--no-plane".into());
+                }
+                (&o.ptt, a)
+            }
             "gossip" => {
                 let mut a = vec![
                     "gossip".into(),
@@ -468,7 +892,7 @@ fn start_system(o: &Opts, system: &str, lan: &Lan, dir: &Path) -> (Vec<Node>, Ve
             ),
         };
         let started_us = now_us();
-        let mut child = spawn_in(&host, program, &args, &out, system != "ptt");
+        let mut child = spawn_in(&host, program, &args, &out, !is_ptt(system));
         let stdin = child.stdin.take();
         if system == "gossip" {
             // Later nodes dial this one: wait until it listens (a refused dial is not retried).
@@ -501,7 +925,7 @@ fn start_system(o: &Opts, system: &str, lan: &Lan, dir: &Path) -> (Vec<Node>, Ve
             if ready[i].is_some() {
                 continue;
             }
-            let at = if system == "ptt" {
+            let at = if is_ptt(system) {
                 ptt_ready_from_log(&stderr_path(&n.stdout), o.nodes - 1)
             } else {
                 ready_line(&n.stdout)
@@ -524,7 +948,7 @@ fn nodes_addr(lan: &Lan, i: usize) -> std::net::Ipv4Addr {
 
 /// Sends `count` messages at `rate`/s (0: as fast as the sender takes them) from node 0.
 fn send(o: &Opts, system: &str, nodes: &mut [Node], first_seq: u64, count: u64, rate: u64) {
-    if system == "ptt" {
+    if is_ptt(system) {
         let data = nodes[0].data.display().to_string();
         let mut sender = nodes[0]
             .host
@@ -583,7 +1007,40 @@ fn send(o: &Opts, system: &str, nodes: &mut [Node], first_seq: u64, count: u64, 
 /// new one); returns each receiver's records of them.
 /// How many of the deliveries came by catch-up: each one is a live delivery that was lost.
 fn repaired(per_node: &[Vec<Recv>]) -> usize {
-    per_node.iter().flatten().filter(|r| r.repaired).count()
+    per_node
+        .iter()
+        .flatten()
+        .filter(|r| r.via == "catch_up")
+        .count()
+}
+
+/// The `via` values of `listen --json`, in the order the report shows them.
+const VIAS: [&str; 4] = ["multicast", "gossip", "repair", "catch_up"];
+
+/// Deliveries by `via`, each with its share of all deliveries (ptt-node only).
+fn by_via(per_node: &[Vec<Recv>]) -> Value {
+    let all = per_node.iter().map(Vec::len).sum::<usize>().max(1) as f64;
+    let mut m = serde_json::Map::new();
+    for w in VIAS {
+        let n = per_node.iter().flatten().filter(|r| r.via == w).count();
+        m.insert(w.into(), json!({"count": n, "share": n as f64 / all}));
+    }
+    Value::Object(m)
+}
+
+/// ", N multicast, N gossip, N repair" for ptt-node's deliveries (empty for the floors).
+fn via_note(per_node: &[Vec<Recv>]) -> String {
+    VIAS[..3]
+        .iter()
+        .map(|w| (w, per_node.iter().flatten().filter(|r| r.via == *w).count()))
+        .filter(|(_, n)| *n > 0)
+        .map(|(w, n)| format!(", {n} {w}"))
+        .collect()
+}
+
+/// ptt-node under its system names: `ptt` (the plane and gossip) and `ptt-gossip` (`--no-plane`).
+fn is_ptt(system: &str) -> bool {
+    system == "ptt" || system == "ptt-gossip"
 }
 
 /// One-way latencies of the deliveries, in ms, ascending.
@@ -609,7 +1066,7 @@ fn collect(
         let per: Vec<Vec<Recv>> = nodes[1..]
             .iter()
             .map(|n| {
-                let path = if system == "ptt" {
+                let path = if is_ptt(system) {
                     &n.listen_out
                 } else {
                     &n.stdout
@@ -689,7 +1146,7 @@ fn run_system(o: &Opts, system: &str) -> Value {
         nodes.len(),
         sorted_ready.last().copied().unwrap_or(f64::NAN)
     );
-    if system == "ptt" {
+    if is_ptt(system) {
         for n in nodes.iter_mut().skip(1) {
             let args = [
                 "listen".to_string(),
@@ -701,6 +1158,14 @@ fn run_system(o: &Opts, system: &str) -> Value {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+    let (port, plane) = wire_setup(o, system, &nodes);
+    let idle = background(o, &nodes);
+    let junk = if system == "ptt" && o.junk > 0 && port.is_some() {
+        start_junk(o, &lan, &nodes, &plane, &idle, &dir)
+    } else {
+        None
+    };
+    let lost0 = nft_lost(&nodes);
     let cpu0: Vec<f64> = nodes.iter().map(|n| proc_stat(n.child.id()).2).collect();
     let listener_cpu = |nodes: &[Node]| -> f64 {
         nodes
@@ -714,18 +1179,27 @@ fn run_system(o: &Opts, system: &str) -> Value {
     // Steady rate.
     let count = o.rate * o.secs;
     let tx0 = total_tx(&nodes);
+    let w0 = wire_sum(&wires(&nodes));
     let perf = start_perf(o, system, &nodes, "steady");
     send(o, system, &mut nodes, 0, count, o.rate);
     let steady = collect(system, &nodes, 0..count, Duration::from_secs(10));
     stop_perf(perf);
     let tx1 = total_tx(&nodes);
+    let w1 = wire_sum(&wires(&nodes));
+    // The junk ran alone and then through the steady run: its p99 is the honest p99 under junk.
+    let junk = junk.map(|(j, mut v)| {
+        v["sent_total"] = json!(j.sent());
+        drop(j);
+        v
+    });
     let lat = latencies_ms(&steady);
     let steady_got: usize = steady.iter().map(Vec::len).sum();
     let steady_repaired = repaired(&steady);
     eprintln!(
-        "   steady {}/s: {steady_got}/{} deliveries ({steady_repaired} by catch-up), p50 {:.2} ms p99 {:.2} ms",
+        "   steady {}/s: {steady_got}/{} deliveries ({steady_repaired} by catch-up{}), p50 {:.2} ms p99 {:.2} ms",
         o.rate,
         count as usize * (nodes.len() - 1),
+        via_note(&steady),
         percentile(&lat, 50.0),
         percentile(&lat, 99.0)
     );
@@ -735,11 +1209,13 @@ fn run_system(o: &Opts, system: &str) -> Value {
     // Sequence numbers go on from the steady run's (the baseline peers number what they send).
     let b0 = count;
     let tx2 = total_tx(&nodes);
+    let w2 = wire_sum(&wires(&nodes));
     let perf = start_perf(o, system, &nodes, "burst");
     send(o, system, &mut nodes, b0, o.burst, 0);
     let burst = collect(system, &nodes, b0..b0 + o.burst, Duration::from_secs(15));
     stop_perf(perf);
     let tx3 = total_tx(&nodes);
+    let w3 = wire_sum(&wires(&nodes));
     let burst_got: usize = burst.iter().map(Vec::len).sum();
     let burst_repaired = repaired(&burst);
     let first_sent = burst.iter().flatten().map(|r| r.sent_us).min().unwrap_or(0);
@@ -753,9 +1229,10 @@ fn run_system(o: &Opts, system: &str) -> Value {
     };
     let blat = latencies_ms(&burst);
     eprintln!(
-        "   burst {}: {burst_got}/{} deliveries ({burst_repaired} by catch-up) in {burst_secs:.3} s = {burst_rate:.0}/s to all",
+        "   burst {}: {burst_got}/{} deliveries ({burst_repaired} by catch-up{}) in {burst_secs:.3} s = {burst_rate:.0}/s to all",
         o.burst,
-        o.burst as usize * (nodes.len() - 1)
+        o.burst as usize * (nodes.len() - 1),
+        via_note(&burst)
     );
     let cpu1: Vec<f64> = nodes.iter().map(|n| proc_stat(n.child.id()).2).collect();
     let lcpu1 = listener_cpu(&nodes);
@@ -802,6 +1279,7 @@ fn run_system(o: &Opts, system: &str) -> Value {
     let isolated = collect(system, &nodes, i0..i0 + o.isolated, Duration::from_secs(10));
     let isolated_got: usize = isolated.iter().map(Vec::len).sum();
     let ilat = latencies_ms(&isolated);
+    let lost = nft_lost(&nodes).saturating_sub(lost0);
     if o.isolated > 0 {
         eprintln!(
             "   isolated ({} after {:.1} s quiet each): {isolated_got}/{} deliveries, p50 {:.2} ms max {:.2} ms",
@@ -825,21 +1303,32 @@ fn run_system(o: &Opts, system: &str) -> Value {
         "steady": {
             "rate": o.rate, "secs": o.secs, "messages": count,
             "deliveries": steady_got, "expected": count as usize * (nodes.len() - 1), "by_catch_up": steady_repaired,
+            "by_via": by_via(&steady),
+            "during_junk": junk.is_some(),
             "latency_ms": {"p50": percentile(&lat, 50.0), "p90": percentile(&lat, 90.0), "p99": percentile(&lat, 99.0), "max": lat.last()},
             "wire_bytes_per_message": (tx1 - tx0) as f64 / count.max(1) as f64,
+            "wire_bytes_per_message_by_path": w1.since(&w0).per(count as f64),
             "latency_cdf_ms": cdf(&lat),
         },
         "burst": {
             "messages": o.burst, "deliveries": burst_got, "expected": o.burst as usize * (nodes.len() - 1), "by_catch_up": burst_repaired,
+            "by_via": by_via(&burst),
             "complete": complete, "secs": burst_secs, "delivered_to_all_per_s": burst_rate,
             "latency_ms": {"p50": percentile(&blat, 50.0), "p99": percentile(&blat, 99.0), "max": blat.last()},
             "wire_bytes_per_message": (tx3 - tx2) as f64 / o.burst.max(1) as f64,
+            "wire_bytes_per_message_by_path": w3.since(&w2).per(o.burst as f64),
         },
         "isolated": {
             "messages": o.isolated, "gap_s": o.isolated_gap, "deliveries": isolated_got,
             "expected": o.isolated as usize * (nodes.len() - 1),
             "latency_ms": {"p50": percentile(&ilat, 50.0), "max": ilat.last()},
         },
+        "plane": plane,
+        "plane_port_counted": port,
+        "mcast_loss_percent": if system == "ptt" { o.mcast_loss } else { 0 },
+        "mcast_dropped": lost,
+        "background": idle,
+        "junk": junk,
         "listener_cpu_s_runs": lcpu1 - lcpu0,
         "max_rss_kib": max_of("rss_kib"),
         "max_peak_rss_kib": max_of("peak_rss_kib"),
@@ -910,11 +1399,17 @@ fn voice_clip(path: &Path, secs: f64) {
 /// The voice run: one talker sends `voice_bursts` clips of `voice_secs` with `talk --wav`; every
 /// other node writes them with `listen --audio-dir`. Mouth to ear is each listener's
 /// `first_frame_latency_us`.
-fn run_voice(o: &Opts) -> Value {
-    eprintln!("== voice: {} nodes", o.nodes);
-    let lan = Lan::new("bmvoice").expect("create LAN");
+/// `name` is `voice` (the daemons as installed) or `voice-gossip` (`--no-plane`).
+fn run_voice(o: &Opts, name: &str) -> Value {
+    eprintln!("== {name}: {} nodes", o.nodes);
+    let lan = Lan::new(&format!("bm{name}")).expect("create LAN");
     let dir = lan.dir().to_path_buf();
-    let (mut nodes, ready) = start_system(o, "ptt", &lan, &dir);
+    let system = if name == "voice-gossip" {
+        "ptt-gossip"
+    } else {
+        "ptt"
+    };
+    let (mut nodes, ready) = start_system(o, system, &lan, &dir);
     if ready.iter().any(|r| !r.is_finite()) {
         eprintln!("   not every node was ready: {ready:?}");
     }
@@ -930,6 +1425,8 @@ fn run_voice(o: &Opts) -> Value {
         n.listener = Some(spawn_in(&n.host, &o.ptt, &args, &n.listen_out, false));
     }
     std::thread::sleep(Duration::from_millis(500));
+    let (port, _) = wire_setup(o, system, &nodes);
+    let lost0 = nft_lost(&nodes);
     let clip = dir.join("clip.wav");
     voice_clip(&clip, o.voice_secs);
     let cpu = |nodes: &[Node]| -> (Vec<f64>, Vec<f64>) {
@@ -944,6 +1441,7 @@ fn run_voice(o: &Opts) -> Value {
     let (d0, l0) = cpu(&nodes);
     // After total_tx, whose `ip netns exec cat` children must not count as talk's CPU.
     let tx0 = total_tx(&nodes);
+    let w0 = wire_sum(&wires(&nodes));
     let c0 = children_cpu_s();
     let t0 = Instant::now();
     let mut talking = Duration::ZERO;
@@ -980,6 +1478,8 @@ fn run_voice(o: &Opts) -> Value {
     let c1 = children_cpu_s();
     let (d1, l1) = cpu(&nodes);
     let tx1 = total_tx(&nodes);
+    let w1 = wire_sum(&wires(&nodes));
+    let lost = nft_lost(&nodes).saturating_sub(lost0);
     // (talking counts each talk process from start to end: CPU per second of talking is
     // slightly understated by the 100 ms arbitration and process start.)
     // Every listener reports every burst.
@@ -1039,6 +1539,13 @@ fn run_voice(o: &Opts) -> Value {
         "wire_kbytes_per_s": (tx1 - tx0) as f64 / 1000.0 / wall,
         // All interfaces together, per frame and per listener: what gossip costs over one copy.
         "wire_bytes_per_frame_per_listener": (tx1 - tx0) as f64 / frames_sent.max(1) as f64 / listeners,
+        // All interfaces together per frame sent, whatever the number of listeners: what
+        // issue 23 judges (at most 500), with the same bytes by path.
+        "wire_bytes_per_frame": (tx1 - tx0) as f64 / frames_sent.max(1) as f64,
+        "wire_bytes_per_frame_by_path": w1.since(&w0).per(frames_sent as f64),
+        "plane_port_counted": port,
+        "mcast_loss_percent": if system == "ptt" { o.mcast_loss } else { 0 },
+        "mcast_dropped": lost,
         "latency_cdf_ms": cdf(&lat),
     });
     eprintln!(
@@ -1054,7 +1561,7 @@ fn run_voice(o: &Opts) -> Value {
             .unwrap_or(f64::NAN),
     );
     drop(nodes);
-    keep_logs(o, "voice", &dir);
+    keep_logs(o, name, &dir);
     drop(lan);
     result
 }
@@ -1071,6 +1578,17 @@ fn cdf(sorted: &[f64]) -> Vec<(f64, f64)> {
         })
         .collect()
 }
+
+/// The systems `--systems` names.
+const SYSTEMS: [&str; 7] = [
+    "udp",
+    "udpv",
+    "gossip",
+    "ptt",
+    "ptt-gossip",
+    "voice",
+    "voice-gossip",
+];
 
 fn main() {
     // `bench-mesh --plot report.json`: only draw the plots of an earlier report, beside it.
@@ -1102,16 +1620,16 @@ fn main() {
     std::fs::create_dir_all(&o.out).expect("create output directory");
     let _arp = ArpRoom::make(o.nodes);
     let mut results = BTreeMap::new();
-    if o.systems
-        .iter()
-        .any(|s| !["ptt", "gossip", "udp", "udpv", "voice"].contains(&s.as_str()))
-    {
+    if o.systems.iter().any(|s| !SYSTEMS.contains(&s.as_str())) {
         usage();
     }
     let mut voice = Value::Null;
+    let mut voice_gossip = Value::Null;
     for s in &o.systems {
         if s == "voice" {
-            voice = run_voice(&o);
+            voice = run_voice(&o, s);
+        } else if s == "voice-gossip" {
+            voice_gossip = run_voice(&o, s);
         } else {
             results.insert(s.clone(), run_system(&o, s));
         }
@@ -1119,9 +1637,10 @@ fn main() {
     let report = json!({
         "date_utc_s": now_us() / 1_000_000,
         "machine": machine(),
-        "options": {"nodes": o.nodes, "rate": o.rate, "secs": o.secs, "burst": o.burst, "size": o.size, "idle_secs": o.idle_secs, "isolated": o.isolated, "isolated_gap": o.isolated_gap, "voice_bursts": o.voice_bursts, "voice_secs": o.voice_secs},
+        "options": {"nodes": o.nodes, "rate": o.rate, "secs": o.secs, "burst": o.burst, "size": o.size, "idle_secs": o.idle_secs, "isolated": o.isolated, "isolated_gap": o.isolated_gap, "voice_bursts": o.voice_bursts, "voice_secs": o.voice_secs, "background_secs": o.background_secs, "mcast_loss": o.mcast_loss, "junk": o.junk, "junk_secs": o.junk_secs},
         "systems": results,
         "voice": voice,
+        "voice-gossip": voice_gossip,
     });
     let path = o.out.join("report.json");
     std::fs::write(&path, serde_json::to_string_pretty(&report).expect("json"))
@@ -1234,19 +1753,25 @@ fn markdown(r: &Value) -> String {
             isolated.join("; ")
         ));
     }
-    let v = &r["voice"];
-    if v.is_object() {
+    let voices: Vec<(&str, &Value)> = ["voice", "voice-gossip"]
+        .into_iter()
+        .map(|k| (k, &r[k]))
+        .filter(|(_, v)| v.is_object())
+        .collect();
+    if let Some((_, v)) = voices.first() {
         s.push_str(&format!(
             "\n## Voice\n\n{} bursts of {} s from one talker to {} listeners (`talk --wav` → \
-             `listen --audio-dir`).\n\n",
+             `listen --audio-dir`); voice-gossip runs the daemons with `--no-plane`.\n\n",
             v["bursts"], v["secs_per_burst"], v["listeners"]
         ));
-        s.push_str("| mouth-to-ear p50 (ms) | p90 | p99 | max | of which network p50 / p99 (ms) | bursts heard | frames lost | late | concealed | talker CPU (% of a core: daemon + talk) | listener CPU (% of a core: daemon + listen, mean) | wire kB/s, all nodes | wire B per frame per listener |\n");
-        s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        s.push_str("| run | mouth-to-ear p50 (ms) | p90 | p99 | max | of which network p50 / p99 (ms) | bursts heard | frames lost | late | concealed | talker CPU (% of a core: daemon + talk) | listener CPU (% of a core: daemon + listen, mean) | wire kB/s, all nodes | wire B per frame, all links | wire B per frame per listener |\n");
+        s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    }
+    for (name, v) in &voices {
         let l = &v["mouth_to_ear_ms"];
         let n = &v["network_ms"];
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} / {} | {}/{} | {} | {} | {} | {} + {} | {} + {} | {} | {} |\n",
+            "| {name} | {} | {} | {} | {} | {} / {} | {}/{} | {} | {} | {} | {} + {} | {} + {} | {} | {} | {} |\n",
             f(&l["p50"]),
             f(&l["p90"]),
             f(&l["p99"]),
@@ -1263,8 +1788,11 @@ fn markdown(r: &Value) -> String {
             f(&v["listener_cpu_percent"]["daemon"]),
             f(&v["listener_cpu_percent"]["listen"]),
             f(&v["wire_kbytes_per_s"]),
+            f0(&v["wire_bytes_per_frame"]),
             f0(&v["wire_bytes_per_frame_per_listener"]),
         ));
+    }
+    if !voices.is_empty() {
         s.push_str(
             "\nMouth to ear is the talker's clock when its daemon sealed the first frame to the \
              listener's clock when that frame's slot was due on the live schedule, so it includes the 60 ms \
@@ -1291,7 +1819,245 @@ fn markdown(r: &Value) -> String {
         s.push('\n');
         sep = "";
     }
+    s.push_str(&markdown_paths(r));
+    s.push_str(&markdown_targets(r));
     s
+}
+
+/// The per-path sections: wire bytes by path per alert and per voice frame, the idle
+/// background, deliveries by `via`, multicast loss and junk.
+fn markdown_paths(r: &Value) -> String {
+    let f0 = |v: &Value| v.as_f64().map_or("-".into(), |x| format!("{x:.0}"));
+    let f2 = |v: &Value| v.as_f64().map_or("-".into(), |x| format!("{x:.2}"));
+    let systems: Vec<(&String, &Value)> = r["systems"].as_object().into_iter().flatten().collect();
+    let row = |label: String, paths: &Value, tx: &Value| {
+        let mut l = format!("| {label} |");
+        for p in PATHS.iter().chain(&["total"]) {
+            l.push_str(&format!(" {} |", f0(&paths[*p])));
+        }
+        l.push_str(&format!(" {} |\n", f0(tx)));
+        l
+    };
+    let mut s = String::from(
+        "\n## Wire bytes by path\n\nAll nodes' output on their interface, from an nftables table in \
+         each namespace (output hook; Ethernet headers included, ARP not): plane is UDP multicast \
+         to the plane's port (the UDP floors: their group's port), tcp is libp2p (gossip, \
+         catch-up, ping, identify), mdns is UDP port 5353, other the rest (IGMP, ICMP). \
+         tx_bytes is the interfaces' own count.\n\n\
+         | system, run | plane | tcp | mdns | other | total | tx_bytes |\n|---|---|---|---|---|---|---|\n",
+    );
+    for (name, v) in &systems {
+        for run in ["steady", "burst"] {
+            s.push_str(&row(
+                format!("{name}, B per alert ({run})"),
+                &v[run]["wire_bytes_per_message_by_path"],
+                &v[run]["wire_bytes_per_message"],
+            ));
+        }
+    }
+    for k in ["voice", "voice-gossip"] {
+        let v = &r[k];
+        if v.is_object() {
+            s.push_str(&row(
+                format!("{k}, B per frame (all links)"),
+                &v["wire_bytes_per_frame_by_path"],
+                &v["wire_bytes_per_frame"],
+            ));
+        }
+    }
+    let idle: Vec<&(&String, &Value)> = systems
+        .iter()
+        .filter(|(_, v)| v["background"].is_object())
+        .collect();
+    if let Some((_, v)) = idle.first() {
+        s.push_str(&format!(
+            "\n## Idle background\n\nEvery node meshed and idle for {} s before the runs: \
+             bytes/s on the wire, all nodes together by path, and per node.\n\n\
+             | system | plane | tcp | mdns | other | total | per node, mean | per node, max |\n\
+             |---|---|---|---|---|---|---|---|\n",
+            f2(&v["background"]["secs"])
+        ));
+    }
+    for (name, v) in &idle {
+        let b = &v["background"];
+        s.push_str(&format!("| {name} |"));
+        for p in PATHS.iter().chain(&["total"]) {
+            s.push_str(&format!(" {} |", f0(&b["bytes_per_s"][*p])));
+        }
+        s.push_str(&format!(
+            " {} | {} |\n",
+            f0(&b["bytes_per_s_per_node_mean"]["total"]),
+            f0(&b["bytes_per_s_per_node_max"])
+        ));
+    }
+    let ptts: Vec<&(&String, &Value)> = systems.iter().filter(|(n, _)| is_ptt(n)).collect();
+    if !ptts.is_empty() {
+        s.push_str(
+            "\n## Deliveries by path\n\nHow each delivery reached the listener (`listen --json` \
+             `via`): count and share.\n\n\
+             | system, run | by_multicast | by_gossip | by_repair | by_catch_up |\n|---|---|---|---|---|\n",
+        );
+    }
+    for (name, v) in &ptts {
+        for run in ["steady", "burst"] {
+            let b = &v[run]["by_via"];
+            s.push_str(&format!("| {name}, {run} |"));
+            for w in VIAS {
+                s.push_str(&format!(
+                    " {} ({:.1} %) |",
+                    b[w]["count"],
+                    100.0 * b[w]["share"].as_f64().unwrap_or(f64::NAN)
+                ));
+            }
+            s.push('\n');
+        }
+    }
+    let loss = r["options"]["mcast_loss"].as_u64().unwrap_or(0);
+    if loss > 0 {
+        let dropped: Vec<String> = systems
+            .iter()
+            .map(|(n, v)| (n.as_str(), *v))
+            .chain(
+                ["voice", "voice-gossip"]
+                    .into_iter()
+                    .map(|k| (k, &r[k]))
+                    .filter(|(_, v)| v.is_object()),
+            )
+            .filter(|(_, v)| v["mcast_loss_percent"].as_u64().unwrap_or(0) > 0)
+            .map(|(n, v)| format!("{n} {}", v["mcast_dropped"]))
+            .collect();
+        s.push_str(&format!(
+            "\nMulticast loss {loss} %: every node of the ptt and voice runs dropped that share of \
+             incoming multicast to the plane's port (nftables, unicast untouched); datagrams \
+             dropped (outsider junk included): {}.\n",
+            dropped.join(", ")
+        ));
+    }
+    for (name, v) in &systems {
+        let j = &v["junk"];
+        if !j.is_object() {
+            continue;
+        }
+        s.push_str(&format!(
+            "\n## Outsider junk ({name})\n\n{} random datagrams/s (version 1, the current key id) \
+             to the plane's group and port: {} sent in {} s alone, {} counted as `plane_junk` per \
+             daemon (mean). CPU per junk datagram: {} µs (all of the daemon's CPU in that time), \
+             {} µs above its idle CPU. The steady run then ran under the same junk: honest p99 \
+             {} ms.\n\n| node | junk received | CPU µs per junk | above idle |\n|---|---|---|---|\n",
+            j["rate"],
+            j["sent"],
+            f2(&j["secs"]),
+            f0(&j["received_per_node_mean"]),
+            f2(&j["cpu_us_per_junk_mean"]),
+            f2(&j["cpu_us_per_junk_above_idle_mean"]),
+            f2(&v["steady"]["latency_ms"]["p99"]),
+        ));
+        for (i, n) in j["per_node"].as_array().into_iter().flatten().enumerate() {
+            s.push_str(&format!(
+                "| n{i} | {} | {} | {} |\n",
+                n["junk_received"],
+                f2(&n["cpu_us_per_junk"]),
+                f2(&n["cpu_us_per_junk_above_idle"])
+            ));
+        }
+    }
+    s
+}
+
+/// Issue 23's targets (its "What must hold"), as one table with a mark for each: those of 10
+/// nodes for runs of up to 10 nodes, those of 30 nodes above.
+fn markdown_targets(r: &Value) -> String {
+    let nodes = r["options"]["nodes"].as_u64().unwrap_or(0);
+    let ten = nodes <= 10;
+    let (alert_bytes, burst_min) = if ten {
+        (1000.0, 2500.0)
+    } else {
+        (1500.0, 800.0)
+    };
+    let p99 = |sys: &str| r["systems"][sys]["steady"]["latency_ms"]["p99"].as_f64();
+    let mark = |ok: bool| if ok { "pass" } else { "FAIL" };
+    let mut rows: Vec<String> = vec![];
+    for (name, v) in r["systems"].as_object().into_iter().flatten() {
+        if !is_ptt(name) {
+            continue;
+        }
+        let st = &v["steady"];
+        let Some(p) = p99(name) else { continue };
+        for (floor, limit) in [("udpv", 1.5), ("udp", 4.0)] {
+            if let Some(u) = p99(floor) {
+                let ratio = p / u;
+                rows.push(format!(
+                    "| {name} | alert p99 ≤ {limit}× {floor} | {p:.2} ms = {ratio:.1}× {floor} ({u:.2} ms) | {} |",
+                    mark(ratio <= limit)
+                ));
+            }
+        }
+        if !ten {
+            rows.push(format!(
+                "| {name} | alert p99 ≤ 3 ms | {p:.2} ms | {} |",
+                mark(p <= 3.0)
+            ));
+        }
+        if let Some(b) = st["wire_bytes_per_message"].as_f64() {
+            rows.push(format!(
+                "| {name} | wire B per alert, all links ≤ {alert_bytes:.0} | {b:.0} (plane {:.0}, tcp {:.0}) | {} |",
+                st["wire_bytes_per_message_by_path"]["plane"].as_f64().unwrap_or(f64::NAN),
+                st["wire_bytes_per_message_by_path"]["tcp"].as_f64().unwrap_or(f64::NAN),
+                mark(b <= alert_bytes)
+            ));
+        }
+        if let Some(b) = v["burst"]["delivered_to_all_per_s"].as_f64() {
+            rows.push(format!(
+                "| {name} | burst to all ≥ {burst_min:.0}/s | {b:.0}/s | {} |",
+                mark(b >= burst_min)
+            ));
+        }
+        let got =
+            st["deliveries"].as_u64().unwrap_or(0) + v["burst"]["deliveries"].as_u64().unwrap_or(0);
+        let want =
+            st["expected"].as_u64().unwrap_or(0) + v["burst"]["expected"].as_u64().unwrap_or(0);
+        rows.push(format!(
+            "| {name} | nothing lost (steady + burst) | {got}/{want} | {} |",
+            mark(got == want)
+        ));
+        if v["junk"].is_object() {
+            rows.push(format!(
+                "| {name} | honest p99 < 10 ms under {} junk/s | {p:.2} ms | {} |",
+                v["junk"]["rate"],
+                mark(p < 10.0)
+            ));
+        }
+    }
+    for k in ["voice", "voice-gossip"] {
+        if let Some(b) = r[k]["wire_bytes_per_frame"].as_f64() {
+            rows.push(format!(
+                "| {k} | voice wire B per frame, all links ≤ 500 | {b:.0} | {} |",
+                mark(b <= 500.0)
+            ));
+        }
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    // The issue judges latency and bytes on a clean segment: say when ptt's were not.
+    let mut caveat = String::new();
+    let loss = r["options"]["mcast_loss"].as_u64().unwrap_or(0);
+    if loss > 0 {
+        caveat.push_str(&format!(
+            " ptt and voice ran with {loss} % multicast loss (`--mcast-loss`)."
+        ));
+    }
+    if let Some(j) = r["systems"]["ptt"]["junk"]["rate"].as_u64() {
+        caveat.push_str(&format!(
+            " ptt's steady run (its p99) ran under {j} junk datagrams/s (`--junk`)."
+        ));
+    }
+    format!(
+        "\n## Issue 23 targets\n\n{nodes} nodes, judged against the issue's {} targets.{caveat}\n\n\
+         | system | target | measured | |\n|---|---|---|---|\n{}\n",
+        if ten { "10-node" } else { "30-node" },
+        rows.join("\n")
+    )
 }
 
 /// PNG plots of a report: the latency distribution of each system and the burst throughput.
@@ -1315,11 +2081,13 @@ fn plots(r: &Value, out: &Path) -> Result<Vec<PathBuf>, Box<dyn std::error::Erro
     let colour = |name: &str| match name {
         "ptt" => palette[0],
         "gossip" => palette[1],
+        "ptt-gossip" => RGBColor(214, 39, 40),
         "udpv" => palette[3],
         _ => palette[2],
     };
     let label = |name: &str| match name {
         "ptt" => "ptt-node",
+        "ptt-gossip" => "ptt-node --no-plane",
         "gossip" => "plain gossipsub",
         "udpv" => "UDP + verify (floor)",
         _ => "UDP multicast",

@@ -10,6 +10,7 @@
 //! bench-peer gossip --listen /ip4/10.213.0.11/tcp/4001 [--peer MULTIADDR]... --expect K
 //! bench-peer udp --addr 10.213.0.11 --group 239.255.77.1:5077 --expect K
 //! bench-peer udpv --addr 10.213.0.11 --group 239.255.77.1:5077 --expect K
+//! bench-peer junk --addr 10.213.0.20 --group 239.255.12.34:24567 --rate R --key-id K
 //! ```
 //!
 //! `udpv` is `udp` with one difference: the sender signs each payload with `ptt_node::keys::sign`
@@ -30,6 +31,13 @@
 //! second (0 = as fast as possible); the payload is SEQ (u64 BE, never reused within the
 //! process) ‖ SENT_US (u64 BE) ‖ zero padding. Commands arriving during a send are queued.
 //! `quit` or EOF exits 0.
+//!
+//! `junk` is the outsider of the benchmark's `--junk`: it sends R datagrams per second to the
+//! plane's group and port, each of 200 bytes that look like a plane datagram to a receiver's
+//! first checks (version byte 1, the current key id K) and are random after them, so every one
+//! costs a member one failed XChaCha20-Poly1305 open. It prints `junk SENT T ERRORS` every
+//! 100 ms (datagrams the kernel took and refused since the start) and runs until it is killed
+//! or stdin closes.
 
 use std::collections::{HashSet, VecDeque};
 use std::io::{BufWriter, StdoutLock, Write};
@@ -48,7 +56,8 @@ use tokio::time::{Interval, MissedTickBehavior};
 const USAGE: &str = "usage:
   bench-peer gossip --listen MULTIADDR [--peer MULTIADDR]... --expect K
   bench-peer udp --addr IPV4 --group GROUP_IPV4:PORT --expect K
-  bench-peer udpv --addr IPV4 --group GROUP_IPV4:PORT --expect K";
+  bench-peer udpv --addr IPV4 --group GROUP_IPV4:PORT --expect K
+  bench-peer junk --addr IPV4 --group GROUP_IPV4:PORT --rate R --key-id K";
 /// Messages published per turn at RATE 0, between two polls of the swarm / socket.
 const CHUNK: u64 = 50;
 /// SEQ ‖ SENT_US.
@@ -77,6 +86,12 @@ enum Mode {
         /// `udpv`: sign each message and verify it on receipt.
         verify: bool,
     },
+    Junk {
+        addr: Ipv4Addr,
+        group: SocketAddrV4,
+        rate: u64,
+        key_id: u8,
+    },
 }
 
 fn usage() -> ! {
@@ -95,6 +110,7 @@ fn parse_args() -> Mode {
     let mode = args.next().unwrap_or_else(|| usage());
     let (mut listen, mut peers, mut expect, mut addr, mut group) =
         (None, Vec::new(), None, None, None);
+    let (mut rate, mut key_id) = (None, None);
     while let Some(flag) = args.next() {
         let Some(value) = args.next() else { usage() };
         let ok = match flag.as_str() {
@@ -106,12 +122,30 @@ fn parse_args() -> Mode {
                 .parse::<SocketAddrV4>()
                 .map(|v| group = Some(v))
                 .is_ok(),
+            "--rate" => value.parse::<u64>().map(|v| rate = Some(v)).is_ok(),
+            "--key-id" => value.parse::<u8>().map(|v| key_id = Some(v)).is_ok(),
             _ => false,
         };
         if !ok {
             eprintln!("bench-peer: bad argument {flag} {value:?}");
             usage()
         }
+    }
+    if mode == "junk" {
+        return match (listen, expect, addr, group, rate, key_id) {
+            (None, None, Some(addr), Some(group), Some(rate), Some(key_id)) if peers.is_empty() => {
+                Mode::Junk {
+                    addr,
+                    group,
+                    rate,
+                    key_id,
+                }
+            }
+            _ => usage(),
+        };
+    }
+    if rate.is_some() || key_id.is_some() {
+        usage()
     }
     match (mode.as_str(), listen, expect, addr, group) {
         ("gossip", Some(listen), Some(expect), None, None) => Mode::Gossip {
@@ -340,6 +374,12 @@ async fn main() {
             expect,
             verify,
         } => run_udp(addr, group, expect, verify).await,
+        Mode::Junk {
+            addr,
+            group,
+            rate,
+            key_id,
+        } => run_junk(addr, group, rate, key_id),
     };
     if let Err(e) = result {
         eprintln!("bench-peer: {e}");
@@ -504,5 +544,61 @@ async fn run_udp(addr: Ipv4Addr, group: SocketAddrV4, expect: usize, verify: boo
                 }
             }
         }
+    }
+}
+
+/// Length of a junk datagram: about an alert's.
+const JUNK_LEN: usize = 200;
+
+/// The `junk` mode: R datagrams/s of version 1, key id K and random bytes after them.
+fn run_junk(addr: Ipv4Addr, group: SocketAddrV4, rate: u64, key_id: u8) -> Res {
+    let tx = std::net::UdpSocket::bind((addr, 0))?;
+    tx.set_multicast_loop_v4(false)?;
+    tx.set_multicast_ttl_v4(1)?;
+    // stdin closing (the driver gone) ends the process.
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0)
+    });
+    // xorshift64*, seeded once: random enough that no two datagrams share a nonce or tag, and
+    // cheap enough that 50,000/s leaves the sender's core to the sending.
+    let mut seed = [0u8; 8];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+    let mut x = u64::from_le_bytes(seed) | 1;
+    let mut next = move || {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    let mut buf = [0u8; JUNK_LEN];
+    let start = std::time::Instant::now();
+    let (mut attempted, mut sent, mut errors, mut reported) = (0u64, 0u64, 0u64, 0u64);
+    let mut out = Out::new();
+    loop {
+        let elapsed = start.elapsed();
+        // Catch up to the schedule, then sleep a millisecond: R/s on average, in small batches.
+        let due = (elapsed.as_secs_f64() * rate as f64) as u64;
+        while attempted < due {
+            attempted += 1;
+            for chunk in buf[2..].chunks_mut(8) {
+                let r = next().to_le_bytes();
+                chunk.copy_from_slice(&r[..chunk.len()]);
+            }
+            buf[0] = 1;
+            buf[1] = key_id;
+            match tx.send_to(&buf, group) {
+                Ok(_) => sent += 1,
+                Err(_) => errors += 1,
+            }
+        }
+        // Every 100 ms, so that the driver's reading of SENT is never far behind.
+        let tenths = elapsed.as_millis() as u64 / 100;
+        if tenths > reported {
+            reported = tenths;
+            out.line(format_args!("junk {sent} {} {errors}", now_us()));
+            out.flush();
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }

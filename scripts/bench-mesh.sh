@@ -2,25 +2,33 @@
 # The mesh benchmark: N ptt-node daemons in network namespaces on one bridge, against three
 # floors run between the same namespaces in the same run (raw UDP multicast, UDP multicast whose
 # receivers verify one Ed25519 signature per message, plain libp2p gossipsub).
-# Measures time-to-ready, one-way latency at a steady rate, burst throughput, bytes on the wire,
-# RSS and CPU, and push-to-talk voice (mouth to ear, CPU per talker); writes report.json and
-# report.md under target/bench-report/ (or --out DIR).
+# Measures time-to-ready, one-way latency at a steady rate, burst throughput, bytes on the wire
+# (also by path: plane multicast, TCP, mDNS), the idle background, RSS and CPU, and push-to-talk
+# voice (mouth to ear, CPU per talker, bytes per frame); writes report.json and report.md under
+# target/bench-report/ (or --out DIR).
 #
 #   sudo scripts/bench-mesh.sh                    # 10 nodes, 100 alerts/s for 10 s, burst 2000
 #   sudo scripts/bench-mesh.sh --nodes 3
 #   sudo scripts/bench-mesh.sh --nodes 30 --systems ptt,udp,udpv --idle-secs 5
 #
 # Options (all passed to examples/bench-mesh.rs): --nodes N, --rate R, --secs S, --burst B,
-# --size BYTES, --idle-secs S, --systems udp,udpv,gossip,ptt,voice, --voice-bursts N,
-# --voice-secs S, --out DIR. BENCH_PERF=K records node K with perf (call graphs) during the
-# burst, or during the steady run with BENCH_PERF_PHASE=steady, into DIR/perf-SYSTEM-K.data.
-# Needs root (ip netns); every namespace it makes is removed when it ends. Builds the systems
-# under test with profile dist (as installed) and the driver in release.
+# --size BYTES, --idle-secs S, --systems udp,udpv,gossip,ptt,ptt-gossip,voice,voice-gossip
+# (the -gossip ones run the daemons with --no-plane), --voice-bursts N, --voice-secs S,
+# --background-secs S (idle bytes/s per path before the runs), --mcast-loss PCT (every node
+# drops PCT % of incoming plane multicast), --junk RATE and --junk-secs S (an outsider floods
+# the plane; CPU per junk datagram), --out DIR. BENCH_PERF=K records node K with perf (call
+# graphs) during the burst, or during the steady run with BENCH_PERF_PHASE=steady, into
+# DIR/perf-SYSTEM-K.data.
+# Needs root (ip netns) and nft; every namespace it makes is removed when it ends (its nftables
+# tables with it). Builds the systems under test with profile dist (as installed) and the
+# driver in release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench-mesh needs root (network namespaces): sudo $0 $*" >&2; exit 1; }
 command -v cargo >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs" >&2; exit 1; }
 command -v ip >/dev/null || { apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null; }
+# The wire bytes per path are nftables counters in each namespace.
+command -v nft >/dev/null || { apt-get update -qq && apt-get install -y -qq nftables >/dev/null; }
 
 out=target/bench-report
 args=()
