@@ -79,12 +79,11 @@ const VOICE_TOPIC_SUFFIX: &str = "/voice";
 /// peers that hear it on the multicast plane (`message_origin_fn`,
 /// vendor/libp2p-gossipsub/README.md): the `sender` of the envelope's header, read without
 /// verifying anything. `None`, so the message goes to every peer as before, for what never goes
-/// on the plane: a voice packet (voice is not on the plane yet), an envelope over
+/// on the plane: an envelope (alert, directed message or voice packet) over
 /// [`crate::plane::PLANE_MAX_BODY`], and anything whose header does not parse. A forged
 /// `sender` only withholds gossip copies of a message the receivers then refuse anyway.
 pub fn message_origin(m: &gossipsub::RawMessage) -> Option<u32> {
-    if m.data.len() > crate::plane::PLANE_MAX_BODY || m.topic.as_str().ends_with(VOICE_TOPIC_SUFFIX)
-    {
+    if m.data.len() > crate::plane::PLANE_MAX_BODY {
         return None;
     }
     let (h, _) = postcard::take_from_bytes::<crate::envelope::Header>(&m.data).ok()?;
@@ -740,10 +739,11 @@ mod tests {
             assert_eq!(message_origin(&raw(&t, env)), Some(sender));
         }
         let env = seal(&sk, &domain, &header(7), &key, b"alert");
-        // Voice packets are not on the plane: never suppressed.
+        // Voice packets go on the plane too (live frames are never repaired: a peer that
+        // hears the talker gets no gossip copy, a lost frame is concealed).
         assert_eq!(
             message_origin(&raw(&voice_topic(&domain, 1), env.clone())),
-            None
+            Some(7)
         );
         // Another version, a cut header, junk.
         let mut v2 = env.clone();
