@@ -37,6 +37,7 @@ mod catchup;
 mod commands;
 mod dial;
 mod events;
+mod evidence;
 mod gossip;
 mod handle;
 mod hooks;
@@ -185,4 +186,6 @@ struct Daemon {
     key_path: PathBuf,
     /// The multicast data plane, unless `--no-plane`.
     plane: Option<plane::PlaneState>,
+    /// Who hears whom on the plane: beacons, `Heard` reports, each peer's path.
+    evidence: evidence::EvidenceState,
 }

@@ -110,6 +110,50 @@ impl PlaneState {
         *self.counters.dropped.entry(reason).or_default() += 1;
     }
 
+    /// Seals and sends a datagram that consumes no `pseq` (a beacon or a tail): `body` gets
+    /// this run's last data `pseq`. False when nothing went out (no sockets, no key, or the
+    /// body does not fit its kind).
+    pub(super) fn send_unnumbered(
+        &mut self,
+        domain: &[u8; 32],
+        sender: u32,
+        kind: Kind,
+        body: impl FnOnce(u32) -> Vec<u8>,
+    ) -> bool {
+        let Some(s) = &self.sockets else { return false };
+        let Some((epoch, key)) = self.keys.newest() else {
+            return false;
+        };
+        let body = body(self.pseq);
+        self.counter += 1;
+        match plane::seal(
+            key,
+            epoch,
+            domain,
+            &self.prefix,
+            self.counter,
+            kind,
+            sender,
+            self.pseq,
+            &body,
+        ) {
+            Ok(d) => {
+                let (_, failed) = s.send(&d);
+                self.counters.send_failed += u64::from(failed);
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "plane: not sealed");
+                false
+            }
+        }
+    }
+
+    /// Whether the plane can send now: sockets open and a key held.
+    pub(super) fn can_send(&self) -> bool {
+        self.sockets.is_some() && self.keys.newest().is_some()
+    }
+
     /// Waits for a datagram (forever without sockets).
     pub(super) async fn readable(&self) {
         match &self.sockets {
@@ -200,8 +244,9 @@ impl Daemon {
         }
         match inner.kind {
             Kind::Alert => {}
-            // Voice, tails and beacons come in later steps of the plane.
-            Kind::Voice | Kind::Tail | Kind::Beacon => return p.drop_as("plane_unsupported"),
+            Kind::Beacon => return self.on_beacon(inner.sender, inner.pseq, inner.body),
+            // Voice and tails come in later steps of the plane.
+            Kind::Voice | Kind::Tail => return p.drop_as("plane_unsupported"),
         }
         let header = match crate::envelope::Envelope::parse(inner.body) {
             Ok(e) => e.header,
@@ -213,6 +258,7 @@ impl Daemon {
         if !self.topics.values().any(|c| *c == header.channel) {
             return p.drop_as("plane_not_carried");
         }
+        let (sender, pseq) = (inner.sender, inner.pseq);
         let body = inner.body.to_vec();
         if self
             .take_envelope(body, Via::Multicast, Arrival::Multicast)
@@ -220,6 +266,7 @@ impl Daemon {
             && let Some(p) = self.plane.as_mut()
         {
             p.counters.accepted += 1;
+            self.evidence_on_data(sender, pseq);
         }
     }
 
@@ -313,6 +360,7 @@ impl Daemon {
                 .map(|(k, v)| ((*k).to_string(), *v))
                 .collect(),
             error: p.socket_error.clone(),
+            ..PlaneInfo::default()
         }
     }
 }
