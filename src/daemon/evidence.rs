@@ -20,6 +20,9 @@ use crate::net::{AuthRequest, MAX_HEARD_SENDERS};
 use crate::plane::evidence::{BeaconStale, Evidence, SLOT_US};
 use crate::plane::{self, Kind};
 
+/// An envelope fetched by catch-up shows a silent miss only if it was made longer ago than
+/// this: a younger one may still be under repair, or have just been sent.
+const SILENT_MISS_AGE_US: u64 = 4_000_000;
 /// The beacon interval's jitter either way, in per mille (5 s ± 10 %).
 const JITTER_PER_MILLE: u64 = 100;
 
@@ -133,14 +136,16 @@ impl Daemon {
     /// plane misses `sender` silently.
     pub(super) fn evidence_on_catch_up(&mut self, sender: u32, seq_us: u64, len: usize) {
         let core = &mut self.evidence.core;
-        if len > plane::PLANE_MAX_BODY || !core.hears(sender) || self.plane.is_none() {
+        if len > plane::PLANE_MAX_BODY || self.plane.is_none() {
             return;
         }
         // Only an envelope made while the plane was heard, and not in its last seconds
         // (a repair may still be on its way).
-        let since = core.since(sender).unwrap_or(u64::MAX);
+        let Some(since) = core.heard_since(sender) else {
+            return;
+        };
         let now = now_us();
-        if seq_us > since && seq_us + 2 * crate::plane::evidence::REPORT_EVERY_US < now {
+        if seq_us > since && seq_us.saturating_add(SILENT_MISS_AGE_US) < now {
             tracing::info!(
                 sender,
                 "plane: an envelope came by catch-up only; sender not heard"

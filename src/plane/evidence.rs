@@ -103,8 +103,9 @@ struct Sender {
     last_pseq: Option<u32>,
     run: u32,
     heard: bool,
-    /// The slot in which it entered (slots up to it never count as missed).
+    /// The slot in which it entered (slots up to it never count as missed), and when.
     entered_slot: u64,
+    entered_us: u64,
     left_us: Option<u64>,
     /// The last beacon held (its `issued_us`) and when one was last verified.
     beacon_issued_us: Option<u64>,
@@ -311,6 +312,14 @@ impl Evidence {
         self.heard.contains(&sender)
     }
 
+    /// When `sender` last entered the heard set, while it is in it.
+    pub fn heard_since(&self, sender: u32) -> Option<u64> {
+        self.senders
+            .get(&sender)
+            .filter(|s| s.heard)
+            .map(|s| s.entered_us)
+    }
+
     /// The share of `sender`'s last `pseq`s (up to 64) that came by repair, 0 without any.
     pub fn plane_loss(&self, sender: u32) -> f64 {
         match self.senders.get(&sender) {
@@ -392,6 +401,7 @@ impl Evidence {
         if !s.heard && s.may_enter(now_us) {
             s.heard = true;
             s.entered_slot = s.slot;
+            s.entered_us = now_us;
             self.heard.insert(sender);
             self.report_dirty = true;
             self.refresh_path(sender, now_us);
@@ -684,6 +694,8 @@ mod tests {
     fn the_path_combines_both_sides_and_the_epoch() {
         let (mut e, t) = heard_after_two_slots();
         let since_heard = e.since(S);
+        assert_eq!(e.heard_since(S), since_heard);
+        assert_eq!(e.heard_since(9), None);
         assert_eq!(e.path(S), Path::Mixed, "heard, no report");
         assert!(!e.hears_me(S) && e.heard_by(S).is_none());
         e.set_report(S, 1, [ME, 3].into(), t + 1);
