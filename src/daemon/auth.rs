@@ -113,9 +113,8 @@ impl Daemon {
                 return;
             }
             AuthRequest::Heard { epoch, senders } => {
-                if self.ack_from_member(peer, channel) {
-                    self.on_heard(peer, epoch, senders);
-                }
+                let member = self.ack_from_member(peer, channel);
+                self.on_heard(peer, member, epoch, senders);
                 return;
             }
             AuthRequest::Presence { records } => {

@@ -7,7 +7,7 @@
 //! ([`crate::plane::evidence`]); this room only moves bytes and passes the clock in. It never
 //! trusts a report for anything but what it sends that peer.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use libp2p::{PeerId, request_response::OutboundRequestId};
@@ -23,6 +23,8 @@ use crate::plane::{self, Kind};
 /// An envelope fetched by catch-up shows a silent miss only if it was made longer ago than
 /// this: a younger one may still be under repair, or have just been sent.
 const SILENT_MISS_AGE_US: u64 = 4_000_000;
+/// Reports held from peers not admitted yet, at most (one per peer, the latest).
+const MAX_EARLY_REPORTS: usize = 64;
 /// The beacon interval's jitter either way, in per mille (5 s ± 10 %).
 const JITTER_PER_MILLE: u64 = 100;
 
@@ -31,6 +33,9 @@ pub(super) struct EvidenceState {
     core: Evidence,
     /// `Heard` reports in flight (their failure says nothing about authentication).
     reports: HashSet<OutboundRequestId>,
+    /// A peer's report that arrived before this node admitted it (the peer admitted this
+    /// node first and reported at once): taken when the peer is admitted, dropped if it leaves.
+    early: HashMap<PeerId, (u32, Vec<u32>)>,
     counters: BeaconCounters,
 }
 
@@ -50,6 +55,7 @@ impl EvidenceState {
         EvidenceState {
             core: Evidence::new(own, epoch),
             reports: HashSet::new(),
+            early: HashMap::new(),
             counters: BeaconCounters::default(),
         }
     }
@@ -178,8 +184,12 @@ impl Daemon {
         }
     }
 
-    /// Sends the current heard set to a peer just admitted.
+    /// Sends the current heard set to a peer just admitted, and takes the report it sent
+    /// before this node admitted it, if any.
     pub(super) fn report_heard_to(&mut self, peer: PeerId) {
+        if let Some((epoch, senders)) = self.evidence.early.remove(&peer) {
+            self.on_heard(peer, true, epoch, senders);
+        }
         let senders: Vec<u32> = self.evidence.core.heard().iter().copied().collect();
         self.send_heard(peer, senders);
     }
@@ -216,9 +226,15 @@ impl Daemon {
         true
     }
 
-    /// A peer's `Heard` report (already acknowledged); only an authenticated member's counts.
-    pub(super) fn on_heard(&mut self, peer: PeerId, epoch: u32, senders: Vec<u32>) {
-        let Some(device) = self.certs.get(&peer).map(|c| c.body.device) else {
+    /// A peer's `Heard` report (already acknowledged). Only an authenticated `member`'s
+    /// counts; one from a peer not admitted yet waits for its admission.
+    pub(super) fn on_heard(&mut self, peer: PeerId, member: bool, epoch: u32, senders: Vec<u32>) {
+        let device = self.certs.get(&peer).map(|c| c.body.device);
+        let Some(device) = device.filter(|_| member) else {
+            let early = &mut self.evidence.early;
+            if early.len() < MAX_EARLY_REPORTS || early.contains_key(&peer) {
+                early.insert(peer, (epoch, senders));
+            }
             return;
         };
         let ascending = senders.windows(2).all(|w| w[0] < w[1]);
@@ -234,6 +250,7 @@ impl Daemon {
 
     /// A peer's last connection closed: its report goes with it.
     pub(super) fn evidence_peer_gone(&mut self, peer: &PeerId) {
+        self.evidence.early.remove(peer);
         if let Some(c) = self.certs.get(peer) {
             self.evidence.core.clear_report(c.body.device, now_us());
         }
