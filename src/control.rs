@@ -304,7 +304,7 @@ pub struct BurstInfo {
 }
 
 /// A peer as `peers` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PeerInfo {
     /// libp2p peer id.
     pub peer_id: String,
@@ -329,6 +329,22 @@ pub struct PeerInfo {
     pub state: String,
     /// When the peer last connected or disconnected (µs since the Unix epoch; 0: never).
     pub since_us: u64,
+    /// Authenticated peers: `multicast` (this node hears the peer on the plane and the peer
+    /// reports hearing this node), `gossip` (neither) or `mixed` (one of the two).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The peer reports hearing this node on the plane.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hears_me: Option<bool>,
+    /// This node hears the peer on the plane.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heard: Option<bool>,
+    /// The share of the peer's last 64 plane datagrams that came by repair (0 to 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plane_loss: Option<f64>,
+    /// Since when `path` has held (µs since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_since_us: Option<u64>,
 }
 
 /// A member as `search` shows it.
@@ -497,6 +513,19 @@ pub struct PlaneInfo {
     /// Why the sockets are not open, when they are not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Senders this node hears on the plane (its heard set).
+    #[serde(default)]
+    pub heard: usize,
+    /// Beacons sent.
+    #[serde(default)]
+    pub beacons_sent: u64,
+    /// Beacons whose signature verified.
+    #[serde(default)]
+    pub beacons_verified: u64,
+    /// Beacons not verified: not newer than the last held, over 30 s off this node's clock,
+    /// or too soon after the last verification of their sender.
+    #[serde(default)]
+    pub beacon_stale: u64,
 }
 
 /// A channel key epoch as held.

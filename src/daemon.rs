@@ -9,7 +9,8 @@
 //! Layout, one concern per file: `startup` (run: from the bundle to a running loop), `events`
 //! (the loop and its event dispatch), `commands` (the loop's side of the handle), `tick` (the
 //! periodic duties), `auth`, `dial`, `updates`, `gossip`, `catchup`, `roster` (roster and
-//! presence pushes), `tags`, `profile`, `hooks`, `voice`, `status`; on the control side `handle`,
+//! presence pushes), `tags`, `profile`, `hooks`, `voice`, `status`, `evidence` (plane beacons,
+//! `Heard` reports, each peer's path); on the control side `handle`,
 //! `server`, `socket` and `send`; `addr` (multiaddr helpers). The decisions about peers,
 //! timers, pushes, updates and unread envelopes are the mesh core's ([`crate::mesh`]).
 
@@ -37,6 +38,7 @@ mod catchup;
 mod commands;
 mod dial;
 mod events;
+mod evidence;
 mod gossip;
 mod handle;
 mod hooks;
@@ -185,4 +187,6 @@ struct Daemon {
     key_path: PathBuf,
     /// The multicast data plane, unless `--no-plane`.
     plane: Option<plane::PlaneState>,
+    /// Who hears whom on the plane: beacons, `Heard` reports, each peer's path.
+    evidence: evidence::EvidenceState,
 }

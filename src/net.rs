@@ -113,7 +113,20 @@ pub enum AuthRequest {
         /// The update's bytes.
         update: Vec<u8>,
     },
+    /// The senders the requester hears on the plane (`proto/plane.md`, Evidence), sent to
+    /// every authenticated peer at admission and when the set changes; answered by
+    /// [`AuthReply::Ack`]. A peer that does not know this variant fails the request, and is
+    /// taken to hear nobody.
+    Heard {
+        /// The plane epoch the requester holds (a report under another epoch counts for none).
+        epoch: u32,
+        /// Device numbers, ascending, at most [`MAX_HEARD_SENDERS`].
+        senders: Vec<u32>,
+    },
 }
+
+/// The most senders one [`AuthRequest::Heard`] names (a domain's roster bound).
+pub const MAX_HEARD_SENDERS: usize = crate::plane::evidence::MAX_REPORT_SENDERS;
 
 /// The hello: who the sender is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -679,6 +692,18 @@ mod tests {
         assert_eq!(
             wire::decode::<AuthRequest>("x", &b, MAX_AUTH_REQUEST).unwrap(),
             h
+        );
+        // The new variant comes last, so the others keep their bytes: index 4, epoch, count,
+        // then each device number as a varint.
+        let heard = AuthRequest::Heard {
+            epoch: 1,
+            senders: vec![2, 300],
+        };
+        assert_eq!(wire::encode(&heard), [4, 1, 2, 2, 0xac, 0x02]);
+        let b = wire::encode(&heard);
+        assert_eq!(
+            wire::decode::<AuthRequest>("x", &b, MAX_AUTH_REQUEST).unwrap(),
+            heard
         );
         let r = AuthReply::Welcome {
             cert: vec![9],

@@ -16,9 +16,10 @@
 //! caller. It never trusts `sender` or `pseq` for acceptance: they are only authenticated as
 //! "from some member", and the envelope inside carries its own signed sender.
 //!
-//! `gaps` is the receiver's loss detection over `pseq`s (which gaps are due for a repair);
+//! `evidence` is who hears whom (the heard set, peers' reports, each peer's path); `gaps` is the receiver's loss detection over `pseq`s (which gaps are due for a repair);
 //! `ring` keeps what this node sent or verified, to serve repairs.
 
+pub mod evidence;
 pub mod gaps;
 pub mod ring;
 #[cfg(test)]

@@ -112,6 +112,12 @@ pub(super) fn format_peer(p: &PeerInfo) -> String {
     if !p.addresses.is_empty() {
         s.push_str(&format!(" [{}]", p.addresses.join(" ")));
     }
+    if let Some(path) = &p.path {
+        s.push_str(&format!(" path={path}"));
+        if let Some(loss) = p.plane_loss.filter(|l| *l > 0.0) {
+            s.push_str(&format!(" plane_loss={:.0}%", loss * 100.0));
+        }
+    }
     if let (false, Some(e)) = (p.authenticated, &p.last_error) {
         s.push_str(&format!(" last error: {e}"));
     }
@@ -428,6 +434,7 @@ mod tests {
             last_error: Some("refused".into()),
             state: "unreachable".into(),
             since_us: 0,
+            ..PeerInfo::default()
         };
         // Name in 16 columns, state in 13, no "since" (33 blank columns), then the peer id.
         assert_eq!(
@@ -446,6 +453,14 @@ mod tests {
         assert_eq!(
             format_peer(&p),
             "?                unreachable   since 2025-11-22T03:13:54.567Z   12D3KooWpeer kind=camera"
+        );
+        // An authenticated peer shows its path, and its plane loss when there is any.
+        p.path = Some("mixed".into());
+        p.plane_loss = Some(0.25);
+        assert!(
+            format_peer(&p).ends_with(" kind=camera path=mixed plane_loss=25%"),
+            "{}",
+            format_peer(&p)
         );
         assert_eq!(
             format_profile(&profile),

@@ -77,6 +77,8 @@ impl Daemon {
         self.send_presence(peer, &records);
         // Whatever either side missed while apart: fetch it now.
         self.start_sync(peer);
+        // Which senders this node hears on the plane, so the newcomer knows what to send.
+        self.report_heard_to(peer);
         if self.pending_tags.iter().any(|t| t.peer == peer)
             && let Some(cert) = self.certs.get(&peer).cloned()
         {
@@ -108,6 +110,11 @@ impl Daemon {
                 {
                     tracing::debug!(%peer, error = %e, "update from peer not applied");
                 }
+                return;
+            }
+            AuthRequest::Heard { epoch, senders } => {
+                let member = self.ack_from_member(peer, channel);
+                self.on_heard(peer, member, epoch, senders);
                 return;
             }
             AuthRequest::Presence { records } => {

@@ -108,6 +108,9 @@ impl Daemon {
                 if redial.is_some() {
                     tracing::info!(peer = %peer_id, "member disconnected; will re-dial");
                 }
+                if num_established == 0 {
+                    self.evidence_peer_gone(&peer_id);
+                }
             }
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer),
@@ -166,6 +169,9 @@ impl Daemon {
                         response,
                         request_id,
                     } => {
+                        if self.heard_report_done(&request_id, None) {
+                            return;
+                        }
                         if let Some((p, serial)) = self.updates.done(&request_id) {
                             self.peers.acknowledged(&p, serial);
                         }
@@ -179,6 +185,10 @@ impl Daemon {
                 request_id,
                 ..
             }) => {
+                if self.heard_report_done(&request_id, Some(peer)) {
+                    tracing::debug!(%peer, %error, "heard report not taken: the peer hears nobody");
+                    return;
+                }
                 self.updates.done(&request_id);
                 tracing::debug!(%peer, %error, "authentication request failed");
                 if let request_response::OutboundFailure::UnsupportedProtocols = error {

@@ -159,8 +159,14 @@ impl Daemon {
         if !carried {
             return false;
         }
+        let len = bytes.len();
         match self.take_envelope(bytes, Via::CatchUp, Arrival::CatchUp) {
-            Ok(()) => true,
+            Ok(()) => {
+                if let Some(h) = header {
+                    self.evidence_on_catch_up(h.sender, h.seq, len);
+                }
+                true
+            }
             Err(r) => {
                 tracing::debug!(reason = r.reason(), error = %r, "fetched envelope refused");
                 let settled = matches!(

@@ -117,6 +117,50 @@ impl PlaneState {
         *self.counters.dropped.entry(reason).or_default() += 1;
     }
 
+    /// Seals and sends a datagram that consumes no `pseq` (a beacon or a tail): `body` gets
+    /// this run's last data `pseq`. False when nothing went out (no sockets, no key, or the
+    /// body does not fit its kind).
+    pub(super) fn send_unnumbered(
+        &mut self,
+        domain: &[u8; 32],
+        sender: u32,
+        kind: Kind,
+        body: impl FnOnce(u32) -> Vec<u8>,
+    ) -> bool {
+        let Some(s) = &self.sockets else { return false };
+        let Some((epoch, key)) = self.keys.newest() else {
+            return false;
+        };
+        let body = body(self.pseq);
+        self.counter += 1;
+        match plane::seal(
+            key,
+            epoch,
+            domain,
+            &self.prefix,
+            self.counter,
+            kind,
+            sender,
+            self.pseq,
+            &body,
+        ) {
+            Ok(d) => {
+                let (_, failed) = s.send(&d);
+                self.counters.send_failed += u64::from(failed);
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "plane: not sealed");
+                false
+            }
+        }
+    }
+
+    /// Whether the plane can send now: sockets open and a key held.
+    pub(super) fn can_send(&self) -> bool {
+        self.sockets.is_some() && self.keys.newest().is_some()
+    }
+
     /// Waits for a datagram (forever without sockets).
     pub(super) async fn readable(&self) {
         match &self.sockets {
@@ -209,8 +253,9 @@ impl Daemon {
         let voice = match inner.kind {
             Kind::Alert => false,
             Kind::Voice => true,
-            // Tails and beacons come in later steps of the plane.
-            Kind::Tail | Kind::Beacon => return p.drop_as("plane_unsupported"),
+            Kind::Beacon => return self.on_beacon(inner.sender, inner.pseq, inner.body),
+            // Tails come in a later step of the plane.
+            Kind::Tail => return p.drop_as("plane_unsupported"),
         };
         let header = match crate::envelope::Envelope::parse(inner.body) {
             Ok(e) => e.header,
@@ -227,6 +272,7 @@ impl Daemon {
         if !carried {
             return p.drop_as("plane_not_carried");
         }
+        let (sender, pseq) = (inner.sender, inner.pseq);
         let taken = if voice {
             self.take_voice(inner.body, Arrival::Multicast)
         } else {
@@ -236,6 +282,7 @@ impl Daemon {
             && let Some(p) = self.plane.as_mut()
         {
             p.counters.accepted += 1;
+            self.evidence_on_data(sender, pseq);
         }
     }
 
@@ -356,6 +403,7 @@ impl Daemon {
                 .map(|(k, v)| ((*k).to_string(), *v))
                 .collect(),
             error: p.socket_error.clone(),
+            ..PlaneInfo::default()
         }
     }
 }

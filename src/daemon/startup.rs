@@ -335,6 +335,7 @@ pub async fn run(
         "daemon started"
     );
     let local_peer_id = *swarm.local_peer_id();
+    let (node_device, node_plane_epoch) = (node.cert().body.device, node.plane_epoch());
     let mut d = Daemon {
         swarm,
         node,
@@ -394,6 +395,7 @@ pub async fn run(
         quiet: Quiet::new(Instant::now()),
         pushes: Pushes::default(),
         plane: None,
+        evidence: super::evidence::EvidenceState::new(node_device, node_plane_epoch),
     };
     if cfg.plane.enabled {
         d.plane = Some(super::plane::PlaneState::new(

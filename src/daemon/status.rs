@@ -31,7 +31,12 @@ impl Daemon {
                     since_us: p.since_us(),
                     profile: cert.map(|c| c.body.profile.clone()),
                     last_error: p.last_error().map(str::to_owned),
+                    ..PeerInfo::default()
                 }
+            })
+            .map(|mut info| {
+                self.evidence_peer_info(&mut info);
+                info
             })
             .collect();
         v.sort_by(|a, b| (&a.name, &a.peer_id).cmp(&(&b.name, &b.peer_id)));
@@ -79,7 +84,11 @@ impl Daemon {
             metrics: self.metrics_url.clone(),
             revision: self.node.revision(),
             revoked: self.node.is_revoked_self(),
-            plane: self.plane_status(),
+            plane: {
+                let mut p = self.plane_status();
+                self.evidence_status(&mut p);
+                p
+            },
             keys: self
                 .node
                 .key_state()

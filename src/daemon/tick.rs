@@ -74,6 +74,10 @@ impl Daemon {
         }
         if fired(Timer::Tick) {
             self.plane_tick(now);
+            self.evidence_tick(now);
+        }
+        if fired(Timer::Beacon) {
+            self.send_beacon(now);
         }
     }
 

@@ -23,6 +23,8 @@ pub enum Timer {
     Prune,
     /// Send the queued roster and presence pushes ([`Pushes`](super::Pushes)).
     Push,
+    /// Send this node's plane beacon (armed by its owner 5 s ± 10 % after the last one).
+    Beacon,
     /// The daemon's tick, every [`TICK`]: voice, `connect` deadlines, presence, and the
     /// peer checks (block expiry, authentication timeouts, due re-dials, the table's bound).
     Tick,
@@ -30,12 +32,13 @@ pub enum Timer {
 
 impl Timer {
     /// Every kind, in tie-break order.
-    pub const ALL: [Timer; 6] = [
+    pub const ALL: [Timer; 7] = [
         Timer::AntiEntropy,
         Timer::Static,
         Timer::Circuit,
         Timer::Prune,
         Timer::Push,
+        Timer::Beacon,
         Timer::Tick,
     ];
 
@@ -47,7 +50,7 @@ impl Timer {
             Timer::Circuit => Some(CIRCUIT_EVERY),
             Timer::Prune => Some(PRUNE_EVERY),
             Timer::Tick => Some(TICK),
-            Timer::Push => None,
+            Timer::Push | Timer::Beacon => None,
         }
     }
 

@@ -18,6 +18,20 @@ impl Node {
         self.plane_epochs().first().copied()
     }
 
+    /// The body of this device's beacon (`proto/plane.md`, Beacon), signed with its device
+    /// key: `pseq` is its last data `pseq`, `issued_us` the time, `heard_count` how many
+    /// senders it hears.
+    pub fn beacon_body(&self, pseq: u32, issued_us: u64, heard_count: u32) -> Vec<u8> {
+        crate::plane::beacon_body(
+            &self.secrets.identity,
+            &self.domain().0,
+            self.cert().body.device,
+            pseq,
+            issued_us,
+            heard_count,
+        )
+    }
+
     /// The plane secrets held, newest first: the newest epoch's and, until its overlap ends
     /// ([`Node::expire_plane`]), the previous one's. At most two.
     pub fn plane_secrets(&self) -> Vec<(u32, zeroize::Zeroizing<[u8; 32]>)> {

@@ -1,13 +1,14 @@
 //! The multicast data plane between real daemons in namespaces: alerts arrive by it (`via`
 //! `multicast`) with gossip still beside it, and what an outsider on the segment sends to the
 //! group (junk, or genuine datagrams recorded and replayed) is dropped before any signature
-//! work while honest alerts keep arriving.
+//! work while honest alerts keep arriving. Evidence: every pair on one segment shows `path`
+//! `multicast`; a pair whose multicast is blocked falls back to gossip and comes back.
 
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::common::{ok, p};
+use crate::support::common::{BIN, ok, p};
 use crate::support::field::{Field, MEMBER, nft};
 use crate::support::netns::{self, Cond, Host, Proc};
 
@@ -443,4 +444,146 @@ fn a_revoked_member_can_neither_read_nor_speak_on_the_plane() {
         f.counts(m2, "forged").is_empty(),
         "m2 showed a revoked device's alert"
     );
+}
+
+/// The `path` device `i` shows for each authenticated peer, by name (`peers --json`).
+fn paths(f: &Field, i: usize) -> std::collections::BTreeMap<String, String> {
+    let d = &f.devs[i];
+    let out = d
+        .host
+        .run(BIN, ["peers", "--json", "--data", p(&d.data)])
+        .expect("peers");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["authenticated"] == true)
+        .filter_map(|v| {
+            let name = v["name"].as_str()?.to_string();
+            Some((name, v["path"].as_str().unwrap_or("none").to_string()))
+        })
+        .collect()
+}
+
+/// Waits until every (viewer, peer) pair of `want` shows its path, where a path `!multicast`
+/// is anything else; returns how long it took.
+fn wait_paths(f: &Field, want: &[(usize, usize, &str)], timeout: Duration, what: &str) -> Duration {
+    let start = std::time::Instant::now();
+    f.lan
+        .wait_until(what, timeout, || {
+            let views: Vec<_> = (0..f.devs.len()).map(|i| paths(f, i)).collect();
+            let wrong: Vec<String> = want
+                .iter()
+                .filter_map(|(i, j, w)| {
+                    let got = views[*i]
+                        .get(&f.devs[*j].name)
+                        .map_or("absent", String::as_str);
+                    let ok = match w.strip_prefix('!') {
+                        Some(not) => got != not && got != "absent",
+                        None => got == *w,
+                    };
+                    (!ok).then(|| {
+                        format!("{}->{}: {got} (want {w})", f.devs[*i].name, f.devs[*j].name)
+                    })
+                })
+                .collect();
+            if wrong.is_empty() {
+                Cond::Done(())
+            } else {
+                Cond::Pending(wrong.join(", "))
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    start.elapsed()
+}
+
+#[test]
+fn a_pair_without_multicast_goes_to_gossip_and_comes_back() {
+    if !netns::require_netns() || !netns::require_program("nft") {
+        return;
+    }
+    let (f, a, b, c) = Field::three_members("evid");
+    wait_active(&f);
+    let all = |path: &'static str| -> Vec<(usize, usize, &'static str)> {
+        let mut v = vec![];
+        for i in [a, b, c] {
+            for j in [a, b, c] {
+                if i != j {
+                    v.push((i, j, path));
+                }
+            }
+        }
+        v
+    };
+    let took = wait_paths(
+        &f,
+        &all("multicast"),
+        Duration::from_secs(30),
+        "every pair multicast",
+    );
+    println!("every pair multicast after {took:?}");
+    let st = plane(&f, b);
+    assert_eq!(counter(&st, &["heard"]), 2, "b hears a and c: {st}");
+    assert!(counter(&st, &["beacons_verified"]) >= 2, "{st}");
+
+    // Multicast from a is dropped at b, and from b at a; c is untouched.
+    let block = |at: usize, from: usize| {
+        let drop = format!(
+            "add rule inet t input meta pkttype multicast ip saddr {} drop",
+            f.devs[from].host.addr()
+        );
+        nft(
+            &f.devs[at],
+            &[
+                "add table inet t",
+                "add chain inet t input { type filter hook input priority 0 ; }",
+                &drop,
+            ],
+        );
+    };
+    block(b, a);
+    block(a, b);
+    let mut want = vec![(a, b, "!multicast"), (b, a, "!multicast")];
+    want.extend([
+        (a, c, "multicast"),
+        (c, a, "multicast"),
+        (b, c, "multicast"),
+        (c, b, "multicast"),
+    ]);
+    let took = wait_paths(
+        &f,
+        &want,
+        Duration::from_secs(45),
+        "a-b off multicast, the rest on",
+    );
+    println!("a-b off multicast after {took:?}");
+    want[0].2 = "gossip";
+    want[1].2 = "gossip";
+    wait_paths(&f, &want, Duration::from_secs(10), "a-b gossip both ways");
+    assert_eq!(counter(&plane(&f, b), &["heard"]), 1, "b hears only c");
+
+    // Gossip still carries everything: b gets a's alerts, none of them by multicast.
+    f.send(a, "blocked", 0..10);
+    f.wait_all(b, "blocked", 10, Duration::from_secs(30));
+    f.wait_all(c, "blocked", 10, Duration::from_secs(30));
+    let vb = vias(&f, b, "blocked");
+    assert!(
+        vb.iter().all(|v| v != "multicast"),
+        "b heard a through the block: {vb:?}"
+    );
+    let vc = vias(&f, c, "blocked");
+    assert!(
+        vc.iter().filter(|v| *v == "multicast").count() >= 7,
+        "c: {vc:?}"
+    );
+
+    for i in [a, b] {
+        nft(&f.devs[i], &["delete table inet t"]);
+    }
+    let took = wait_paths(
+        &f,
+        &all("multicast"),
+        Duration::from_secs(45),
+        "multicast back",
+    );
+    println!("multicast back after {took:?}");
 }

@@ -102,7 +102,7 @@ fn restarted_member_refuses_a_replayed_envelope() {
                         })) => {
                             let reply = match request {
                                 AuthRequest::Hello(_) => AuthReply::Welcome { cert: hello.cert.clone(), roster: vec![] },
-                                AuthRequest::Roster { .. } | AuthRequest::Presence { .. } | AuthRequest::Update { .. } => AuthReply::Ack,
+                                AuthRequest::Roster { .. } | AuthRequest::Presence { .. } | AuthRequest::Update { .. } | AuthRequest::Heard { .. } => AuthReply::Ack,
                             };
                             let _ = swarm.behaviour_mut().auth.send_response(channel, reply);
                         }
