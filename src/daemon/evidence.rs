@@ -223,6 +223,9 @@ impl Daemon {
         {
             self.evidence.core.clear_report(device, now_us());
         }
+        if let Some(peer) = failed_peer {
+            self.swarm.behaviour_mut().gossipsub.clear_heard(&peer);
+        }
         true
     }
 
@@ -243,6 +246,17 @@ impl Daemon {
         } else {
             BTreeSet::new()
         };
+        // Gossipsub stops sending this peer full copies (and IHAVEs) of what it hears on the
+        // plane, and of its own messages; repair covers what its plane loses. A report of
+        // another plane epoch, or of nobody, gets full copies as before.
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        if self.node.plane_epoch() == Some(epoch) && !senders.is_empty() {
+            let mut skip = senders.clone();
+            skip.insert(device);
+            gossipsub.set_heard(&peer, std::sync::Arc::new(skip));
+        } else {
+            gossipsub.clear_heard(&peer);
+        }
         self.evidence
             .core
             .set_report(device, epoch, senders, now_us());

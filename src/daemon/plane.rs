@@ -273,16 +273,18 @@ impl Daemon {
             return p.drop_as("plane_not_carried");
         }
         let (sender, pseq) = (inner.sender, inner.pseq);
+        let body = inner.body.to_vec();
         let taken = if voice {
-            self.take_voice(inner.body, Arrival::Multicast)
+            self.take_voice(&body, Arrival::Multicast)
         } else {
-            self.take_envelope(inner.body.to_vec(), Via::Multicast, Arrival::Multicast)
+            self.take_envelope(body.clone(), Via::Multicast, Arrival::Multicast)
         };
         if taken.is_ok()
             && let Some(p) = self.plane.as_mut()
         {
             p.counters.accepted += 1;
             self.evidence_on_data(sender, pseq);
+            self.forward_to_gossip(voice, header.channel, body);
         }
     }
 
@@ -404,6 +406,29 @@ impl Daemon {
                 .collect(),
             error: p.socket_error.clone(),
             ..PlaneInfo::default()
+        }
+    }
+}
+
+impl Daemon {
+    /// Hands an envelope accepted from the plane (or a repair) to gossipsub: its id goes into
+    /// the duplicate cache, so a later gossip copy stops there unvalidated, and it is forwarded
+    /// to the mesh peers that do not hear its sender on the plane (another segment, a broker,
+    /// a filtering access point).
+    pub(super) fn forward_to_gossip(&mut self, voice: bool, channel: u32, envelope: Vec<u8>) {
+        let topic = if voice {
+            crate::net::voice_topic(self.node.domain(), channel)
+        } else {
+            crate::net::topic(self.node.domain(), channel)
+        };
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .forward_external(topic.hash(), envelope)
+        {
+            // A duplicate: gossip brought it first, or it was already forwarded.
+            tracing::trace!(error = %e, "plane envelope not forwarded");
         }
     }
 }
