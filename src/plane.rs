@@ -20,6 +20,7 @@
 //! `ring` keeps what this node sent or verified, to serve repairs.
 
 pub mod gaps;
+pub mod repair;
 pub mod ring;
 #[cfg(test)]
 mod tests;
