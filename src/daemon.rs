@@ -43,6 +43,7 @@ mod hooks;
 mod plane;
 mod plane_io;
 mod profile;
+mod repair;
 mod roster;
 mod send;
 mod server;

@@ -48,6 +48,8 @@ pub(super) struct PlaneState {
     pseq: u32,
     buf: Vec<u8>,
     counters: PlaneCounters,
+    /// Repair: loss detection, the recent ring, requests outstanding, tails.
+    pub(super) repair: super::repair::PlaneRepair,
     last_iface_read: Instant,
     last_rejoin: Instant,
 }
@@ -101,6 +103,7 @@ impl PlaneState {
             pseq: rand_core::OsRng.next_u32(),
             buf: vec![0; BUF],
             counters: PlaneCounters::default(),
+            repair: super::repair::PlaneRepair::default(),
             last_iface_read: long_ago,
             last_rejoin: Instant::now(),
         }
@@ -108,6 +111,56 @@ impl PlaneState {
 
     fn drop_as(&mut self, reason: &'static str) {
         *self.counters.dropped.entry(reason).or_default() += 1;
+    }
+
+    /// Seals `body` as one datagram and sends it on every interface; false when there is no
+    /// socket or key, or it does not seal.
+    pub(super) fn seal_send(
+        &mut self,
+        domain: &[u8; 32],
+        kind: Kind,
+        sender: u32,
+        pseq: u32,
+        body: &[u8],
+    ) -> bool {
+        let Some(s) = &self.sockets else { return false };
+        let Some((epoch, key)) = self.keys.newest() else {
+            return false;
+        };
+        self.counter += 1;
+        match plane::seal(
+            key,
+            epoch,
+            domain,
+            &self.prefix,
+            self.counter,
+            kind,
+            sender,
+            pseq,
+            body,
+        ) {
+            Ok(d) => {
+                let (_, failed) = s.send(&d);
+                self.counters.sent += 1;
+                self.counters.send_failed += u64::from(failed);
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "plane: not sealed");
+                self.counters.too_large += 1;
+                false
+            }
+        }
+    }
+
+    /// The `pseq` of this node's last data datagram (tails carry it).
+    pub(super) fn last_pseq(&self) -> u32 {
+        self.pseq
+    }
+
+    /// Whether an alert on the plane skips gossip (`--plane-only`, testing only).
+    pub(super) fn plane_only(&self) -> bool {
+        self.settings.plane_only
     }
 
     /// Waits for a datagram (forever without sockets).
@@ -121,44 +174,28 @@ impl PlaneState {
 
 impl Daemon {
     /// Sends a sealed envelope (alert or directed message) as one datagram per interface,
-    /// when the plane is on, this node holds its key and the envelope fits.
-    pub(super) fn plane_send(&mut self, envelope: &[u8]) {
+    /// when the plane is on, this node holds its key and the envelope fits; returns whether
+    /// it went on the plane.
+    pub(super) fn plane_send(&mut self, envelope: &[u8]) -> bool {
         let sender = self.node.cert().body.device;
         let domain = self.node.domain().0;
         let Some(p) = self.plane.as_mut() else {
-            return;
+            return false;
         };
-        let Some(s) = &p.sockets else { return };
-        let Some((epoch, key)) = p.keys.newest() else {
-            return;
-        };
+        if p.sockets.is_none() || p.keys.newest().is_none() {
+            return false;
+        }
         if envelope.len() > plane::PLANE_MAX_BODY {
             p.counters.too_large += 1;
-            return;
+            return false;
         }
-        p.counter += 1;
-        p.pseq = p.pseq.wrapping_add(1);
-        match plane::seal(
-            key,
-            epoch,
-            &domain,
-            &p.prefix,
-            p.counter,
-            Kind::Alert,
-            sender,
-            p.pseq,
-            envelope,
-        ) {
-            Ok(d) => {
-                let (_, failed) = s.send(&d);
-                p.counters.sent += 1;
-                p.counters.send_failed += u64::from(failed);
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "plane: not sealed");
-                p.counters.too_large += 1;
-            }
+        let pseq = p.pseq.wrapping_add(1);
+        if !p.seal_send(&domain, Kind::Alert, sender, pseq, envelope) {
+            return false;
         }
+        p.pseq = pseq;
+        self.plane_sent(sender, pseq, envelope);
+        true
     }
 
     /// Takes what the plane's sockets hold, at most [`DRAIN`] datagrams.
@@ -200,8 +237,9 @@ impl Daemon {
         }
         match inner.kind {
             Kind::Alert => {}
-            // Voice, tails and beacons come in later steps of the plane.
-            Kind::Voice | Kind::Tail | Kind::Beacon => return p.drop_as("plane_unsupported"),
+            Kind::Tail => return self.plane_tail_heard(inner.sender, inner.pseq),
+            // Voice and beacons come in later steps of the plane.
+            Kind::Voice | Kind::Beacon => return p.drop_as("plane_unsupported"),
         }
         let header = match crate::envelope::Envelope::parse(inner.body) {
             Ok(e) => e.header,
@@ -214,12 +252,14 @@ impl Daemon {
             return p.drop_as("plane_not_carried");
         }
         let body = inner.body.to_vec();
+        let (sender, pseq) = (inner.sender, inner.pseq);
         if self
             .take_envelope(body, Via::Multicast, Arrival::Multicast)
             .is_ok()
             && let Some(p) = self.plane.as_mut()
         {
             p.counters.accepted += 1;
+            self.plane_accepted(sender, pseq, inner.body);
         }
     }
 
@@ -313,6 +353,7 @@ impl Daemon {
                 .map(|(k, v)| ((*k).to_string(), *v))
                 .collect(),
             error: p.socket_error.clone(),
+            ..p.repair.info()
         }
     }
 }

@@ -23,6 +23,10 @@ pub enum Timer {
     Prune,
     /// Send the queued roster and presence pushes ([`Pushes`](super::Pushes)).
     Push,
+    /// The plane's next tail after this node's last data datagram.
+    PlaneTail,
+    /// The plane's next repair duty: a gap out of its reorder hold, a retry or a give-up.
+    PlaneRepair,
     /// The daemon's tick, every [`TICK`]: voice, `connect` deadlines, presence, and the
     /// peer checks (block expiry, authentication timeouts, due re-dials, the table's bound).
     Tick,
@@ -30,12 +34,14 @@ pub enum Timer {
 
 impl Timer {
     /// Every kind, in tie-break order.
-    pub const ALL: [Timer; 6] = [
+    pub const ALL: [Timer; 8] = [
         Timer::AntiEntropy,
         Timer::Static,
         Timer::Circuit,
         Timer::Prune,
         Timer::Push,
+        Timer::PlaneTail,
+        Timer::PlaneRepair,
         Timer::Tick,
     ];
 
@@ -47,7 +53,7 @@ impl Timer {
             Timer::Circuit => Some(CIRCUIT_EVERY),
             Timer::Prune => Some(PRUNE_EVERY),
             Timer::Tick => Some(TICK),
-            Timer::Push => None,
+            Timer::Push | Timer::PlaneTail | Timer::PlaneRepair => None,
         }
     }
 

@@ -271,11 +271,8 @@ impl<P: Clone + PartialEq> Repairs<P> {
     /// sender's datagrams, the best first (the sender itself when connected); a retry goes to
     /// the first one not tried yet for that `pseq`, else the first.
     pub fn poll(&mut self, now_us: u64, mut targets: impl FnMut(u32) -> Vec<P>) -> Outgoing<P> {
-        let mut given_up: Vec<(u32, u32, Option<P>)> = self
-            .overflow
-            .drain(..)
-            .map(|(s, p)| (s, p, None))
-            .collect();
+        let mut given_up: Vec<(u32, u32, Option<P>)> =
+            self.overflow.drain(..).map(|(s, p)| (s, p, None)).collect();
         self.pending.retain(|&(sender, pseq), p| {
             let over = now_us.saturating_sub(p.first_us) >= GIVE_UP_AFTER_US;
             if over {
@@ -484,7 +481,10 @@ mod tests {
             ]
         );
         assert_eq!(out.requests[1].0, "b");
-        assert_eq!(out.requests[1].1.asked().into_iter().collect::<Vec<_>>(), [(9, 2)]);
+        assert_eq!(
+            out.requests[1].1.asked().into_iter().collect::<Vec<_>>(),
+            [(9, 2)]
+        );
         assert_eq!((r.counters.asked, r.counters.requests), (5, 2));
         // Nothing more until the first retry.
         assert!(r.poll(100 * MS, peers(&["a"])).requests.is_empty());
@@ -562,10 +562,10 @@ mod tests {
         forged.envelope = envelope(8, 11);
         let items = vec![
             item(7, 10),
-            item(7, 10),          // a repeat
-            item(7, 12),          // not asked
-            item(9, 10),          // a sender not asked about
-            forged,               // header names another sender
+            item(7, 10), // a repeat
+            item(7, 12), // not asked
+            item(9, 10), // a sender not asked about
+            forged,      // header names another sender
             RepairItem {
                 sender: 7,
                 pseq: 11,
@@ -691,7 +691,11 @@ mod tests {
         let many: Vec<u32> = (1..=MAX_OUTSTANDING as u32 + 10).collect();
         r.add(8, &many, 0, 0);
         let out = r.poll(1, peers(&["a"]));
-        assert_eq!(out.given_up.len(), 12, "beyond the bound: straight to catch-up");
+        assert_eq!(
+            out.given_up.len(),
+            12,
+            "beyond the bound: straight to catch-up"
+        );
         assert!(out.requests.iter().all(|(_, q)| q.check().is_ok()));
     }
 }
