@@ -578,6 +578,11 @@ mod tests {
             kept.iter().map(|i| (i.sender, i.pseq)).collect::<Vec<_>>(),
             [(7, 10), (7, 11)]
         );
+        assert_eq!(
+            kept[1].envelope,
+            envelope(7, 11),
+            "the honest copy, not the forged one"
+        );
         assert_eq!(r.counters.unrequested, 5);
     }
 
