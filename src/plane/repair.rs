@@ -480,6 +480,15 @@ mod tests {
                 },
             ]
         );
+        // The worked example of proto/plane.md.
+        let example = RepairRequest {
+            wants: vec![Want {
+                sender: 7,
+                from: 10,
+                bitmap: 0b1011,
+            }],
+        };
+        assert_eq!(crate::wire::encode(&example), [0x01, 0x07, 0x0a, 0x0b]);
         assert_eq!(out.requests[1].0, "b");
         assert_eq!(
             out.requests[1].1.asked().into_iter().collect::<Vec<_>>(),
