@@ -9,7 +9,8 @@
 //! Layout, one concern per file: `startup` (run: from the bundle to a running loop), `events`
 //! (the loop and its event dispatch), `commands` (the loop's side of the handle), `tick` (the
 //! periodic duties), `auth`, `dial`, `updates`, `gossip`, `catchup`, `roster` (roster and
-//! presence pushes), `tags`, `profile`, `hooks`, `voice`, `status`; on the control side `handle`,
+//! presence pushes), `tags`, `profile`, `hooks`, `voice`, `status`, `plane`, `plane_io` and `repair` (the
+//! multicast data plane and its repair); on the control side `handle`,
 //! `server`, `socket` and `send`; `addr` (multiaddr helpers). The decisions about peers,
 //! timers, pushes, updates and unread envelopes are the mesh core's ([`crate::mesh`]).
 

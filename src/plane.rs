@@ -17,7 +17,8 @@
 //! "from some member", and the envelope inside carries its own signed sender.
 //!
 //! `gaps` is the receiver's loss detection over `pseq`s (which gaps are due for a repair);
-//! `ring` keeps what this node sent or verified, to serve repairs.
+//! `ring` keeps what this node sent or verified, to serve repairs; `repair` is the repair
+//! protocol's messages, serving, and the requester's retries and give-ups.
 
 pub mod gaps;
 pub mod repair;

@@ -3,9 +3,10 @@
 //! validation gossip uses (`Arrival::Multicast`).
 //!
 //! The datagram format and its checks are the core's ([`crate::plane`]); the sockets are
-//! [`super::plane_io`]'s. Gossip still carries every alert (the repair and suppression
-//! steps come later): whichever copy verifies first is shown, the other is a duplicate
-//! refused before any signature work.
+//! [`super::plane_io`]'s; the ring, tails and repair requests are [`super::repair`]'s. Gossip
+//! still carries every alert (suppression comes later; `--plane-only` turns it off for tests):
+//! whichever copy verifies first is shown, the other is a duplicate refused before any
+//! signature work.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
