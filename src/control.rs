@@ -497,6 +497,9 @@ pub struct PlaneInfo {
     /// Why the sockets are not open, when they are not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Tails heard from other members.
+    #[serde(default)]
+    pub tails_heard: u64,
     /// Missed datagrams asked for by repair (once each).
     #[serde(default)]
     pub repairs_asked: u64,

@@ -42,6 +42,8 @@ pub(super) struct PlaneRepair {
     tails_sent: usize,
     /// Envelopes handed out to other members' requests.
     served: u64,
+    /// Tails heard (opened; whether they opened a gap or not).
+    tails_heard: u64,
 }
 
 impl PlaneRepair {
@@ -53,6 +55,7 @@ impl PlaneRepair {
             repairs_asked: c.asked,
             repair_requests: c.requests,
             repairs_served: self.served,
+            tails_heard: self.tails_heard,
             repairs_received: c.received,
             repairs_given_up: c.given_up,
             repair_unrequested: c.unrequested,
@@ -101,6 +104,7 @@ impl Daemon {
     pub(super) fn plane_tail_heard(&mut self, sender: u32, pseq: u32) {
         let t = self.plane_clock();
         let Some(p) = self.plane.as_mut() else { return };
+        p.repair.tails_heard += 1;
         p.repair.gaps.on_tail(sender, pseq, t);
         self.arm_plane_repair();
     }

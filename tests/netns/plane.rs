@@ -230,15 +230,27 @@ fn replayed_datagrams_cost_no_signature() {
     let (f, m2, sent, before, after) = under_attack("replay", "replay");
     let dup = |v: &Value| counter(v, &["counters", "rejected", "duplicate"]);
     let verified = |v: &Value| counter(v, &["counters", "signatures_verified"]);
+    let delta = |path: &[&str]| counter(&after, path) - counter(&before, path);
     let (d, s) = (
         dup(&after) - dup(&before),
         verified(&after) - verified(&before),
     );
-    println!("replay: outsider sent {sent}; m2 refused {d} as duplicates, verified {s} signatures");
+    let (received, tails) = (
+        delta(&["plane", "received"]),
+        delta(&["plane", "tails_heard"]),
+    );
+    println!(
+        "replay: outsider sent {sent}; m2 received {received}, refused {d} as duplicates, \
+         took {tails} as tails, verified {s} signatures"
+    );
     assert!(sent > 10_000, "the outsider sent only {sent}");
+    // The kernel drops part of 20,000/s on a loaded machine; of what m2 read, every replayed
+    // data datagram is a duplicate and every replayed tail goes to loss detection (which a
+    // tail never moves back), all but the 50 honest datagrams.
+    assert!(received > sent / 8, "m2 read only {received} of {sent}");
     assert!(
-        d > sent / 2,
-        "replays were not refused as duplicates: {d} of {sent}"
+        d + tails + 100 >= received,
+        "replays were not refused as duplicates: {d} (+ {tails} tails) of {received} read"
     );
     // The 30 honest alerts, their gossip copies are refused before verification too: a
     // handful of verifications more than the alerts themselves at most.
