@@ -125,6 +125,9 @@ pub struct PlaneSettings {
     pub group6: Option<std::net::Ipv6Addr>,
     /// The port, if not the domain's.
     pub port: Option<u16>,
+    /// Testing only (`--plane-only`): alerts that went on the plane are not also published by
+    /// gossip, so a test measures the plane and its repair alone.
+    pub plane_only: bool,
 }
 
 /// Checks a data-plane group address: IPv4 multicast, or IPv6 multicast of link-local scope
@@ -396,6 +399,8 @@ pub struct Overrides {
     pub plane_groups: Vec<std::net::IpAddr>,
     /// `--plane-port`.
     pub plane_port: Option<u16>,
+    /// `--plane-only` (testing only).
+    pub plane_only: bool,
 }
 
 /// Combines the command line with the file (flags win; a list given on the command line
@@ -457,6 +462,7 @@ pub fn combine(flags: &Overrides, file: FileConfig) -> Result<Settings, ConfigEr
                     std::net::IpAddr::V4(_) => None,
                 }),
                 port: flags.plane_port.or(file.plane.port),
+                plane_only: flags.plane_only,
             }
         },
     })
@@ -495,6 +501,7 @@ mod tests {
                 group4: Some("239.255.1.2".parse().unwrap()),
                 group6: Some("ff12::7".parse().unwrap()),
                 port: Some(24000),
+                plane_only: false,
             }
         );
         let c = parse("[plane]\ninterfaces = [\"eth1\"]\nport = 24000\n").unwrap();

@@ -526,6 +526,33 @@ pub struct PlaneInfo {
     /// or too soon after the last verification of their sender.
     #[serde(default)]
     pub beacon_stale: u64,
+    /// Tails heard from other members.
+    #[serde(default)]
+    pub tails_heard: u64,
+    /// Missed datagrams asked for by repair (once each).
+    #[serde(default)]
+    pub repairs_asked: u64,
+    /// Repair requests sent (first requests and retries).
+    #[serde(default)]
+    pub repair_requests: u64,
+    /// Envelopes handed out to other members' repair requests.
+    #[serde(default)]
+    pub repairs_served: u64,
+    /// Missed datagrams whose envelope a repair delivered and validation accepted.
+    #[serde(default)]
+    pub repairs_received: u64,
+    /// Missed datagrams given up after 1.5 s (catch-up takes over).
+    #[serde(default)]
+    pub repairs_given_up: u64,
+    /// Repair reply items dropped unvalidated: not asked for, or naming another sender.
+    #[serde(default)]
+    pub repair_unrequested: u64,
+    /// Median time from a gap being seen to its envelope accepted by repair, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair_ms_p50: Option<f64>,
+    /// 99th percentile of the same, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair_ms_p99: Option<f64>,
 }
 
 /// A channel key epoch as held.

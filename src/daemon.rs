@@ -10,7 +10,8 @@
 //! (the loop and its event dispatch), `commands` (the loop's side of the handle), `tick` (the
 //! periodic duties), `auth`, `dial`, `updates`, `gossip`, `catchup`, `roster` (roster and
 //! presence pushes), `tags`, `profile`, `hooks`, `voice`, `status`, `evidence` (plane beacons,
-//! `Heard` reports, each peer's path); on the control side `handle`,
+//! `Heard` reports, each peer's path), `plane`, `plane_io` and `repair` (the multicast data
+//! plane and its repair); on the control side `handle`,
 //! `server`, `socket` and `send`; `addr` (multiaddr helpers). The decisions about peers,
 //! timers, pushes, updates and unread envelopes are the mesh core's ([`crate::mesh`]).
 
@@ -45,6 +46,7 @@ mod hooks;
 mod plane;
 mod plane_io;
 mod profile;
+mod repair;
 mod roster;
 mod send;
 mod server;

@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use crate::keys::DomainId;
+use crate::plane::repair::{
+    MAX_REPAIR_REQUEST, MAX_REPAIR_RESPONSE, RepairRequest, RepairResponse,
+};
 use crate::sync::{self, BucketSummary, Diff, Id, Key};
 use crate::wire::{self, MAX_CERT_LEN, MAX_ENVELOPE_LEN};
 
@@ -44,6 +47,10 @@ pub const MAX_SYNC_REQUEST: usize = sync::MAX_DIGEST_BUCKETS * 30 + 1024;
 pub const SYNC_FETCH_BYTES: usize = 1024 * 1024;
 /// Largest catch-up response.
 pub const MAX_SYNC_RESPONSE: usize = SYNC_FETCH_BYTES + MAX_ENVELOPE_LEN + 64 * 1024 + 8192 * 16;
+/// The plane's repair protocol (`proto/plane.md`, "Repair").
+pub const REPAIR_PROTOCOL: StreamProtocol = StreamProtocol::new("/ptt-node/repair/1");
+/// How long a repair request may take: past it, the requester asks another peer.
+pub const REPAIR_TIMEOUT: Duration = Duration::from_secs(1);
 /// Certificates in one roster push at most (a longer roster goes in several pushes).
 pub const MAX_ROSTER_PUSH: usize = 64;
 /// Largest authentication request: one domain update (an update is bounded by
@@ -51,7 +58,8 @@ pub const MAX_ROSTER_PUSH: usize = 64;
 /// [`MAX_CONCURRENT_STREAMS`] at once per connection; only a member's is acted on. With the
 /// domain's private-network key, only members complete Noise.
 pub const MAX_AUTH_REQUEST: usize = crate::update::MAX_UPDATE_LEN + 1024;
-/// Concurrent inbound streams per connection for the authentication and catch-up protocols.
+/// Concurrent inbound streams per connection for the authentication, catch-up and repair
+/// protocols.
 pub const MAX_CONCURRENT_STREAMS: usize = 8;
 /// Largest authentication response (a roster of up to 1,000 certificates).
 pub const MAX_AUTH_RESPONSE: usize = (MAX_ROSTER_SHARE + 1) * (MAX_CERT_LEN + 4) + 1024;
@@ -181,6 +189,8 @@ impl<Req, Resp> Clone for FramedCodec<Req, Resp> {
 pub type AuthCodec = FramedCodec<AuthRequest, AuthReply>;
 /// The catch-up protocol's codec.
 pub type SyncCodec = FramedCodec<SyncRequest, SyncResponse>;
+/// The repair protocol's codec.
+pub type RepairCodec = FramedCodec<RepairRequest, RepairResponse>;
 
 impl Default for AuthCodec {
     fn default() -> Self {
@@ -197,6 +207,16 @@ impl Default for SyncCodec {
         FramedCodec {
             max_request: MAX_SYNC_REQUEST,
             max_response: MAX_SYNC_RESPONSE,
+            _types: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Default for RepairCodec {
+    fn default() -> Self {
+        FramedCodec {
+            max_request: MAX_REPAIR_REQUEST,
+            max_response: MAX_REPAIR_RESPONSE,
             _types: std::marker::PhantomData,
         }
     }
@@ -338,6 +358,8 @@ mod behaviour {
         pub auth: request_response::Behaviour<AuthCodec>,
         /// Catch-up of missed envelopes, served to authenticated members only.
         pub sync: request_response::Behaviour<SyncCodec>,
+        /// Repair of missed plane datagrams, served to authenticated members only.
+        pub repair: request_response::Behaviour<RepairCodec>,
         /// Alert broadcast, gated until a peer is authenticated.
         pub gossipsub: gate::Gate<gossipsub::Behaviour>,
         /// LAN discovery.
@@ -588,6 +610,12 @@ pub fn build_swarm(
                 [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
                 request_response::Config::default()
                     .with_request_timeout(Duration::from_secs(20))
+                    .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
+            ),
+            repair: request_response::Behaviour::new(
+                [(REPAIR_PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(REPAIR_TIMEOUT)
                     .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
             ),
             gossipsub: gate::Gate::new(gossipsub),

@@ -16,11 +16,14 @@
 //! caller. It never trusts `sender` or `pseq` for acceptance: they are only authenticated as
 //! "from some member", and the envelope inside carries its own signed sender.
 //!
-//! `evidence` is who hears whom (the heard set, peers' reports, each peer's path); `gaps` is the receiver's loss detection over `pseq`s (which gaps are due for a repair);
-//! `ring` keeps what this node sent or verified, to serve repairs.
+//! `evidence` is who hears whom (the heard set, peers' reports, each peer's path); `gaps` is
+//! the receiver's loss detection over `pseq`s (which gaps are due for a repair); `ring` keeps
+//! what this node sent or verified, to serve repairs; `repair` is the repair protocol's
+//! messages, serving, and the requester's retries and give-ups.
 
 pub mod evidence;
 pub mod gaps;
+pub mod repair;
 pub mod ring;
 #[cfg(test)]
 mod tests;

@@ -359,6 +359,10 @@ pub struct RunArgs {
     /// (the other members still enforce it).
     #[arg(long, hide = true)]
     pub ignore_own_rate_limit: bool,
+    /// Testing only: an alert sent on the multicast plane is not also published by gossip
+    /// (catch-up and everything else unchanged), to measure the plane's repair alone.
+    #[arg(long, hide = true)]
+    pub plane_only: bool,
 }
 
 impl RunArgs {
@@ -382,6 +386,7 @@ impl RunArgs {
             plane_interfaces: self.plane_interfaces.clone(),
             plane_groups: self.plane_groups.clone(),
             plane_port: self.plane_port,
+            plane_only: self.plane_only,
         }
     }
 }

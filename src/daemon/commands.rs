@@ -27,7 +27,11 @@ impl Daemon {
                 let topic = net::topic(self.node.domain(), sealed.channel);
                 let n = self.peers.ready().count();
                 // The plane's copy first: it is the one most members keep.
-                self.plane_send(crate::plane::Kind::Alert, &sealed.bytes);
+                let on_plane = self.plane_send(crate::plane::Kind::Alert, &sealed.bytes);
+                if on_plane && self.plane.as_ref().is_some_and(|p| p.plane_only()) {
+                    let _ = reply.send(n);
+                    return;
+                }
                 match self
                     .swarm
                     .behaviour_mut()

@@ -235,6 +235,20 @@ impl Daemon {
                     let _ = tx.send(Err(error.into()));
                 }
             }
+            BehaviourEvent::Repair(request_response::Event::Message { peer, message, .. }) => {
+                match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => self.on_repair_request(peer, request, channel),
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    } => self.on_repair_response(request_id, response),
+                }
+            }
+            BehaviourEvent::Repair(request_response::Event::OutboundFailure {
+                request_id, ..
+            }) => self.on_repair_failure(request_id),
             BehaviourEvent::Ping(libp2p::ping::Event {
                 peer,
                 connection,

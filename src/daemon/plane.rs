@@ -3,9 +3,10 @@
 //! validation gossip uses (`Arrival::Multicast`).
 //!
 //! The datagram format and its checks are the core's ([`crate::plane`]); the sockets are
-//! [`super::plane_io`]'s. Gossip still carries every alert (the repair and suppression
-//! steps come later): whichever copy verifies first is shown, the other is a duplicate
-//! refused before any signature work.
+//! [`super::plane_io`]'s; the ring, tails and repair requests are [`super::repair`]'s; beacons
+//! and reports are [`super::evidence`]'s. Gossipsub skips the peers that report hearing a
+//! sender and forwards plane envelopes to the others (`forward_to_gossip`); `--plane-only`
+//! (tests) sends no gossip copy at all.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -50,6 +51,8 @@ pub(super) struct PlaneState {
     /// This run's per-sender datagram counter (loss detection), from a random start.
     pseq: u32,
     buf: Vec<u8>,
+    /// Repair: loss detection, the recent ring, requests outstanding, tails.
+    pub(super) repair: super::repair::PlaneRepair,
     /// Datagrams under a plane epoch this node does not hold yet (its update is on the way),
     /// with when they came: opened when the epoch arrives, dropped after [`HOLD_FOR`].
     held: std::collections::VecDeque<(Instant, Vec<u8>)>,
@@ -106,6 +109,7 @@ impl PlaneState {
             counter: 0,
             pseq: rand_core::OsRng.next_u32(),
             buf: vec![0; BUF],
+            repair: super::repair::PlaneRepair::default(),
             held: std::collections::VecDeque::new(),
             counters: PlaneCounters::default(),
             last_iface_read: long_ago,
@@ -161,6 +165,56 @@ impl PlaneState {
         self.sockets.is_some() && self.keys.newest().is_some()
     }
 
+    /// Seals `body` as one datagram and sends it on every interface; false when there is no
+    /// socket or key, or it does not seal.
+    pub(super) fn seal_send(
+        &mut self,
+        domain: &[u8; 32],
+        kind: Kind,
+        sender: u32,
+        pseq: u32,
+        body: &[u8],
+    ) -> bool {
+        let Some(s) = &self.sockets else { return false };
+        let Some((epoch, key)) = self.keys.newest() else {
+            return false;
+        };
+        self.counter += 1;
+        match plane::seal(
+            key,
+            epoch,
+            domain,
+            &self.prefix,
+            self.counter,
+            kind,
+            sender,
+            pseq,
+            body,
+        ) {
+            Ok(d) => {
+                let (_, failed) = s.send(&d);
+                self.counters.sent += 1;
+                self.counters.send_failed += u64::from(failed);
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "plane: not sealed");
+                self.counters.too_large += 1;
+                false
+            }
+        }
+    }
+
+    /// The `pseq` of this node's last data datagram (tails carry it).
+    pub(super) fn last_pseq(&self) -> u32 {
+        self.pseq
+    }
+
+    /// Whether an alert on the plane skips gossip (`--plane-only`, testing only).
+    pub(super) fn plane_only(&self) -> bool {
+        self.settings.plane_only
+    }
+
     /// Waits for a datagram (forever without sockets).
     pub(super) async fn readable(&self) {
         match &self.sockets {
@@ -173,36 +227,33 @@ impl PlaneState {
 impl Daemon {
     /// Sends a sealed envelope (`Alert`: an alert or a directed message; `Voice`: a voice
     /// packet) as one datagram per interface, when the plane is on, this node holds its key
-    /// and the envelope fits.
-    pub(super) fn plane_send(&mut self, kind: Kind, envelope: &[u8]) {
+    /// and the envelope fits; returns whether it went on the plane. An alert takes the next
+    /// `pseq` (receivers notice its loss and ask for it); a voice packet carries the last one
+    /// and is never repaired (a lost frame is concealed).
+    pub(super) fn plane_send(&mut self, kind: Kind, envelope: &[u8]) -> bool {
         let sender = self.node.cert().body.device;
         let domain = self.node.domain().0;
         let Some(p) = self.plane.as_mut() else {
-            return;
+            return false;
         };
-        let Some(s) = &p.sockets else { return };
-        let Some((epoch, key)) = p.keys.newest() else {
-            return;
-        };
+        if !p.can_send() {
+            return false;
+        }
         if envelope.len() > plane::PLANE_MAX_BODY {
             p.counters.too_large += 1;
-            return;
+            return false;
         }
-        p.counter += 1;
-        p.pseq = p.pseq.wrapping_add(1);
-        match plane::seal(
-            key, epoch, &domain, &p.prefix, p.counter, kind, sender, p.pseq, envelope,
-        ) {
-            Ok(d) => {
-                let (_, failed) = s.send(&d);
-                p.counters.sent += 1;
-                p.counters.send_failed += u64::from(failed);
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "plane: not sealed");
-                p.counters.too_large += 1;
-            }
+        if kind == Kind::Voice {
+            let pseq = p.pseq;
+            return p.seal_send(&domain, kind, sender, pseq, envelope);
         }
+        let pseq = p.pseq.wrapping_add(1);
+        if !p.seal_send(&domain, kind, sender, pseq, envelope) {
+            return false;
+        }
+        p.pseq = pseq;
+        self.plane_sent(sender, pseq, envelope);
+        true
     }
 
     /// Takes what the plane's sockets hold, at most [`DRAIN`] datagrams.
@@ -254,8 +305,7 @@ impl Daemon {
             Kind::Alert => false,
             Kind::Voice => true,
             Kind::Beacon => return self.on_beacon(inner.sender, inner.pseq, inner.body),
-            // Tails come in a later step of the plane.
-            Kind::Tail => return p.drop_as("plane_unsupported"),
+            Kind::Tail => return self.plane_tail_heard(inner.sender, inner.pseq),
         };
         let header = match crate::envelope::Envelope::parse(inner.body) {
             Ok(e) => e.header,
@@ -283,7 +333,11 @@ impl Daemon {
             && let Some(p) = self.plane.as_mut()
         {
             p.counters.accepted += 1;
-            self.evidence_on_data(sender, pseq);
+            if !voice {
+                // Voice packets carry the last data pseq: no loss detection, no repair.
+                self.plane_accepted(sender, pseq, &body);
+                self.evidence_on_data(sender, pseq);
+            }
             self.forward_to_gossip(voice, header.channel, body);
         }
     }
@@ -405,7 +459,7 @@ impl Daemon {
                 .map(|(k, v)| ((*k).to_string(), *v))
                 .collect(),
             error: p.socket_error.clone(),
-            ..PlaneInfo::default()
+            ..p.repair.info()
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The daemon's timers ([`TimerTable`](crate::mesh::TimerTable)): the 250 ms tick (voice,
 //! `connect` deadlines, presence, block expiry, authentication timeouts, due re-dials, the
 //! peer table's bound, handing free memory back after traffic), anti-entropy, static and
-//! broker dials, retention, and the roster and presence pushes.
+//! broker dials, retention, the roster and presence pushes, and the plane's tails and
+//! repairs.
 //!
 //! Runs on the loop when the table's earliest deadline passes: each duty is cheap or spawned.
 //! Never decides when a timer is due; the table does.
@@ -78,6 +79,12 @@ impl Daemon {
         }
         if fired(Timer::Beacon) {
             self.send_beacon(now);
+        }
+        if fired(Timer::PlaneTail) {
+            self.plane_tails(now);
+        }
+        if fired(Timer::PlaneRepair) {
+            self.plane_repair();
         }
     }
 

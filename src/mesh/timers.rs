@@ -25,6 +25,10 @@ pub enum Timer {
     Push,
     /// Send this node's plane beacon (armed by its owner 5 s ± 10 % after the last one).
     Beacon,
+    /// The plane's next tail after this node's last data datagram.
+    PlaneTail,
+    /// The plane's next repair duty: a gap out of its reorder hold, a retry or a give-up.
+    PlaneRepair,
     /// The daemon's tick, every [`TICK`]: voice, `connect` deadlines, presence, and the
     /// peer checks (block expiry, authentication timeouts, due re-dials, the table's bound).
     Tick,
@@ -32,13 +36,15 @@ pub enum Timer {
 
 impl Timer {
     /// Every kind, in tie-break order.
-    pub const ALL: [Timer; 7] = [
+    pub const ALL: [Timer; 9] = [
         Timer::AntiEntropy,
         Timer::Static,
         Timer::Circuit,
         Timer::Prune,
         Timer::Push,
         Timer::Beacon,
+        Timer::PlaneTail,
+        Timer::PlaneRepair,
         Timer::Tick,
     ];
 
@@ -50,7 +56,7 @@ impl Timer {
             Timer::Circuit => Some(CIRCUIT_EVERY),
             Timer::Prune => Some(PRUNE_EVERY),
             Timer::Tick => Some(TICK),
-            Timer::Push | Timer::Beacon => None,
+            Timer::Push | Timer::Beacon | Timer::PlaneTail | Timer::PlaneRepair => None,
         }
     }
 
