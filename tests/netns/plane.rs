@@ -209,8 +209,9 @@ fn outsider_junk_is_dropped_at_the_aead() {
     // Every junk datagram that reaches the daemon (the kernel drops some when a debug build
     // falls behind: see the replay test) fails the AEAD; the 30 honest ones open.
     assert!(got > sent / 20, "little junk reached m2: {got} of {sent}");
+    // Besides the junk, m2 read only the honest traffic: 30 alerts, tails and beacons.
     assert!(
-        junk + 30 >= got,
+        got - junk <= 100,
         "m2 dropped only {junk} of {got} as junk: {after}"
     );
     let by_plane = vias(&f, m2, "junk")
@@ -253,13 +254,18 @@ fn replayed_datagrams_cost_no_signature() {
     );
     assert!(sent > 10_000, "the outsider sent only {sent}");
     // The kernel drops part of the flood when a debug build on a loaded machine falls
-    // behind; of what m2 read, every replayed data datagram is a duplicate, every replayed
-    // tail goes to loss detection (which a tail never moves back) and every replayed beacon
-    // is stale (not verified), all but the honest datagrams.
+    // behind. Most of what the outsider recorded are data datagrams (the 20 early alerts),
+    // each refused as a duplicate; tails go to loss detection (which a tail never moves
+    // back), beacons are stale (not verified), m2's own are dropped: none reaches a signature.
     assert!(received > sent / 20, "m2 read only {received} of {sent}");
     assert!(
-        d + tails + beacons + 100 >= received,
-        "replays were not refused as duplicates: {d} (+ {tails} tails) of {received} read"
+        d > received / 2,
+        "replays were not refused as duplicates: {d} (+ {tails} tails, {beacons} stale beacons) of {received} read"
+    );
+    let accepted = delta(&["plane", "accepted"]);
+    assert!(
+        accepted <= 60,
+        "m2 accepted {accepted} datagrams during the replay"
     );
     // The 30 honest alerts, their gossip copies are refused before verification too: a
     // handful of verifications more than the alerts themselves at most.
