@@ -329,6 +329,11 @@ impl Daemon {
         } else {
             self.take_envelope(body.clone(), Via::Multicast, Arrival::Multicast)
         };
+        if let Err(crate::node::Rejection::RateLimited { .. }) = taken
+            && !voice
+        {
+            self.plane_rate_limited(sender, pseq);
+        }
         if taken.is_ok()
             && let Some(p) = self.plane.as_mut()
         {
