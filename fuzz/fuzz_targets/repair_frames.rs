@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
         let mut ring = Ring::default();
         for s in 1..=3u32 {
             for i in 0..200u32 {
-                let pseq = u32::MAX - 100 + i;
+                let pseq = (u32::MAX - 100).wrapping_add(i);
                 ring.insert(
                     0,
                     s,

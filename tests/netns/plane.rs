@@ -741,3 +741,220 @@ fn repair_recovers_a_fifth_of_the_plane_lost() {
     let repaired = all.get("repair").copied().unwrap_or(0);
     assert!(repaired >= 60, "only {repaired} of 600 by repair: {all:?}");
 }
+
+/// `peers --json` of a host's daemon.
+fn peers_of(h: &Host) -> Vec<Value> {
+    let o = h
+        .run(BIN, ["peers", "--json", "--data", p(&h.dir().join("data"))])
+        .expect("peers");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// `status --json` of a host's daemon.
+fn status_of(h: &Host) -> Value {
+    let o = h
+        .run(
+            BIN,
+            ["status", "--json", "--data", p(&h.dir().join("data"))],
+        )
+        .expect("status");
+    serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
+}
+
+#[test]
+fn two_segments_through_a_broker_use_the_plane_inside_and_gossip_across() {
+    if !netns::require_netns() {
+        return;
+    }
+    let lan_a = crate::support::netns::Lan::new("plsega").expect("LAN A");
+    let lan_b = crate::support::netns::Lan::new("plsegb").expect("LAN B");
+    let root = lan_a.dir().to_path_buf();
+    let dom = root.join("dom");
+    ok(&["domain", "init", "--dir", p(&dom), "--name", "segments"]);
+    ok(&[
+        "domain",
+        "enroll",
+        "--dir",
+        p(&dom),
+        "--device",
+        "b1",
+        "--relay-only",
+        "--out",
+        p(&root.join("b1")),
+    ]);
+    let b1 = lan_a.add_host("b1").expect("b1");
+    let b1_b = lan_b.attach(&b1).expect("b1's leg in B");
+    let hosts: Vec<(&str, Host)> = vec![
+        ("a1", lan_a.add_host("a1").expect("a1")),
+        ("a2", lan_a.add_host("a2").expect("a2")),
+        ("b2", lan_b.add_host("b2").expect("b2")),
+        ("b3", lan_b.add_host("b3").expect("b3")),
+    ];
+    let list = ok(&["domain", "list", "--dir", p(&dom), "--json"]);
+    let b1_id = list
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|d| d["name"] == "b1")
+        .and_then(|d| d["peer_id"].as_str().map(str::to_owned))
+        .expect("b1's peer id");
+    // Segment B's members learn the broker from the descriptor, segment A's from --peer.
+    let peer_a = format!("/ip4/{}/tcp/4777/p2p/{b1_id}", b1.addr());
+    let peer_b = format!("/ip4/{b1_b}/tcp/4777/p2p/{b1_id}");
+    ok(&["domain", "broker", "--dir", p(&dom), "--add", &peer_b]);
+    crate::support::common::enroll(&dom, &root, &["a1", "a2", "b2", "b3"]);
+    let env = [("RUST_LOG", "info,ptt_node=debug")];
+    let run = |h: &Host, name: &str, extra: &[&str]| {
+        let data = h.dir().join("data");
+        let bundle = root.join(name);
+        let mut args = vec!["run", "--bundle", p(&bundle), "--data", p(&data)];
+        args.extend_from_slice(extra);
+        h.spawn(BIN, args, &env).expect("daemon")
+    };
+    let _b = run(
+        &b1,
+        "b1",
+        &["--broker", "--no-mdns", "--listen", "/ip4/0.0.0.0/tcp/4777"],
+    );
+    let mut daemons = vec![];
+    for (name, h) in &hosts {
+        let listen = format!("/ip4/{}/tcp/0", h.addr());
+        let mut extra = vec!["--listen", &listen, "--mdns-interval", "2"];
+        if name.starts_with('a') {
+            extra.extend(["--peer", &peer_a]);
+        }
+        daemons.push(run(h, name, &extra));
+    }
+    // Every pair authenticated; inside a segment the plane, across it gossip (through b1).
+    let want = |a: &str, b: &str| -> &'static str {
+        if a.as_bytes()[0] == b.as_bytes()[0] {
+            "multicast"
+        } else {
+            "gossip"
+        }
+    };
+    lan_a
+        .wait_until(
+            "paths: multicast inside, gossip across",
+            Duration::from_secs(60),
+            || {
+                let mut pending = vec![];
+                for (name, h) in &hosts {
+                    let peers = peers_of(h);
+                    for (other, _) in &hosts {
+                        if other == name {
+                            continue;
+                        }
+                        let seen = peers
+                            .iter()
+                            .find(|v| v["name"] == *other && v["authenticated"] == true)
+                            .map(|v| v["path"].as_str().unwrap_or("none").to_string());
+                        if seen.as_deref() != Some(want(name, other)) {
+                            pending.push(format!("{name}→{other}: {seen:?}"));
+                        }
+                    }
+                }
+                if pending.is_empty() {
+                    Cond::Done(())
+                } else {
+                    Cond::Pending(pending.join(", "))
+                }
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", lan_b.dump_logs()));
+    let mut listens = vec![];
+    for (_, h) in &hosts {
+        listens.push(
+            h.spawn(
+                BIN,
+                ["listen", "--json", "--data", p(&h.dir().join("data"))],
+                &[],
+            )
+            .expect("listen"),
+        );
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    let send = |h: &Host, text: &str| {
+        let o = h
+            .run(
+                BIN,
+                [
+                    "alert",
+                    "--data",
+                    p(&h.dir().join("data")),
+                    "--severity",
+                    "minor",
+                    "--kind",
+                    "motion",
+                    "--text",
+                    text,
+                ],
+            )
+            .expect("alert");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    for k in 0..5 {
+        send(&hosts[0].1, &format!("from-a {k}"));
+        send(&hosts[2].1, &format!("from-b {k}"));
+    }
+    // Everything everywhere, once; by the plane inside the sender's segment, by gossip (or
+    // catch-up) across it.
+    for (i, (name, _)) in hosts.iter().enumerate() {
+        // A sender is not shown its own alerts.
+        let expect = if i == 0 || i == 2 { 5 } else { 10 };
+        let what = format!("{name} shows the {expect} alerts");
+        lan_a
+            .wait_until(&what, Duration::from_secs(30), || {
+                let lines: Vec<Value> = listens[i]
+                    .stdout_lines()
+                    .iter()
+                    .filter_map(|l| serde_json::from_str(l).ok())
+                    .collect();
+                let n = lines
+                    .iter()
+                    .filter(|v| v["text"].as_str().is_some_and(|t| t.starts_with("from-")))
+                    .count();
+                match n {
+                    n if n == expect => Cond::Done(()),
+                    n if n > expect => Cond::Failed(format!("{n} shown")),
+                    n => Cond::Pending(format!("{n} of {expect}")),
+                }
+            })
+            .unwrap_or_else(|e| panic!("{e}\n{}", lan_b.dump_logs()));
+        let lines: Vec<Value> = listens[i]
+            .stdout_lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        for v in &lines {
+            let (Some(text), Some(via)) = (v["text"].as_str(), v["via"].as_str()) else {
+                continue;
+            };
+            let own_segment = text.starts_with(&format!("from-{}", &name[..1]));
+            if own_segment {
+                // The sender's own segment: the plane (or its repair) carries it.
+                assert!(
+                    via == "multicast" || via == "repair",
+                    "{name}: {text:?} came via {via} inside its segment"
+                );
+            } else {
+                assert!(
+                    via == "gossip" || via == "catch_up",
+                    "{name}: {text:?} came via {via} across segments"
+                );
+            }
+        }
+    }
+    // Each segment's plane carried only its own sender's alerts: a2 and b3 took the 5 of
+    // their segment's sender off the plane, the senders nothing (the other segment's came by
+    // gossip through the relay-only broker, which hears both planes).
+    for (i, (name, h)) in hosts.iter().enumerate() {
+        let st = status_of(h);
+        assert_eq!(st["plane"]["state"], "active", "{name}: {}", st["plane"]);
+        let accepted = st["plane"]["accepted"].as_u64().unwrap_or(0);
+        let expect = if i == 0 || i == 2 { 0 } else { 5 };
+        assert_eq!(accepted, expect, "{name}'s plane accepted: {}", st["plane"]);
+    }
+}
