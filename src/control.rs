@@ -492,7 +492,8 @@ pub struct PlaneInfo {
     /// The receive buffer the kernel granted, in bytes.
     #[serde(default)]
     pub recv_buffer: u64,
-    /// Datagrams sent (once each, whatever the number of interfaces).
+    /// Datagrams sent: alerts, voice packets, tails and beacons (once each, whatever the
+    /// number of interfaces).
     #[serde(default)]
     pub sent: u64,
     /// Copies the kernel refused.

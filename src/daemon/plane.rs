@@ -123,7 +123,7 @@ impl PlaneState {
 
     /// Seals and sends a datagram that consumes no `pseq` (a beacon or a tail): `body` gets
     /// this run's last data `pseq`. False when nothing went out (no sockets, no key, or the
-    /// body does not fit its kind).
+    /// body does not fit its kind). Counted in `sent` like every datagram.
     pub(super) fn send_unnumbered(
         &mut self,
         domain: &[u8; 32],
@@ -131,33 +131,12 @@ impl PlaneState {
         kind: Kind,
         body: impl FnOnce(u32) -> Vec<u8>,
     ) -> bool {
-        let Some(s) = &self.sockets else { return false };
-        let Some((epoch, key)) = self.keys.newest() else {
+        if !self.can_send() {
             return false;
-        };
-        let body = body(self.pseq);
-        self.counter += 1;
-        match plane::seal(
-            key,
-            epoch,
-            domain,
-            &self.prefix,
-            self.counter,
-            kind,
-            sender,
-            self.pseq,
-            &body,
-        ) {
-            Ok(d) => {
-                let (_, failed) = s.send(&d);
-                self.counters.send_failed += u64::from(failed);
-                true
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "plane: not sealed");
-                false
-            }
         }
+        let pseq = self.pseq;
+        let body = body(pseq);
+        self.seal_send(domain, kind, sender, pseq, &body)
     }
 
     /// Whether the plane can send now: sockets open and a key held.
