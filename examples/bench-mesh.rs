@@ -64,6 +64,7 @@ struct Opts {
     voice_secs: f64,
     /// Seconds of idle background measured before the runs (0: none).
     background_secs: f64,
+    warmup_secs: f64,
     /// Percent of incoming plane multicast every node drops (ptt and voice runs).
     mcast_loss: u64,
     /// Junk datagrams per second an outsider sends to the plane during the ptt steady run.
@@ -84,6 +85,8 @@ fn usage() -> ! {
          systems: udp, udpv (floors), gossip (plain gossipsub), ptt, ptt-gossip (daemons run with \
          --no-plane), voice, voice-gossip (voice with --no-plane)\n\
          --background-secs S: idle bytes/s per path and CPU of the meshed daemons, before the runs\n\
+         --warmup-secs S: wait S seconds after the daemons are meshed, before the idle window and\n\
+           the voice bursts (the plane's heard sets form in 5-10 s) [default: 0]\n\
          --mcast-loss PCT: every node of the ptt and voice runs drops PCT % of incoming multicast \
          to the plane's port (nftables; unicast untouched)\n\
          --junk RATE: an outsider namespace sends RATE random 200-byte datagrams/s (version 1, \
@@ -113,6 +116,7 @@ fn parse_opts() -> Opts {
         voice_bursts: 10,
         voice_secs: 3.0,
         background_secs: 10.0,
+        warmup_secs: 0.0,
         mcast_loss: 0,
         junk: 0,
         junk_secs: 5.0,
@@ -144,6 +148,7 @@ fn parse_opts() -> Opts {
             "--voice-bursts" => o.voice_bursts = num(&v).max(1),
             "--voice-secs" => o.voice_secs = secs(&v, 0.1, 120.0),
             "--background-secs" => o.background_secs = secs(&v, 0.0, 600.0),
+            "--warmup-secs" => o.warmup_secs = secs(&v, 0.0, 600.0),
             "--mcast-loss" => o.mcast_loss = num(&v).min(100),
             "--junk" => o.junk = num(&v),
             "--junk-secs" => o.junk_secs = secs(&v, 0.5, 600.0),
@@ -1159,6 +1164,7 @@ fn run_system(o: &Opts, system: &str) -> Value {
         std::thread::sleep(Duration::from_millis(500));
     }
     let (port, plane) = wire_setup(o, system, &nodes);
+    std::thread::sleep(Duration::from_secs_f64(o.warmup_secs));
     let idle = background(o, &nodes);
     let junk = if system == "ptt" && o.junk > 0 && port.is_some() {
         start_junk(o, &lan, &nodes, &plane, &idle, &dir)
@@ -1426,6 +1432,7 @@ fn run_voice(o: &Opts, name: &str) -> Value {
     }
     std::thread::sleep(Duration::from_millis(500));
     let (port, _) = wire_setup(o, system, &nodes);
+    std::thread::sleep(Duration::from_secs_f64(o.warmup_secs));
     let lost0 = nft_lost(&nodes);
     let clip = dir.join("clip.wav");
     voice_clip(&clip, o.voice_secs);
@@ -1637,7 +1644,7 @@ fn main() {
     let report = json!({
         "date_utc_s": now_us() / 1_000_000,
         "machine": machine(),
-        "options": {"nodes": o.nodes, "rate": o.rate, "secs": o.secs, "burst": o.burst, "size": o.size, "idle_secs": o.idle_secs, "isolated": o.isolated, "isolated_gap": o.isolated_gap, "voice_bursts": o.voice_bursts, "voice_secs": o.voice_secs, "background_secs": o.background_secs, "mcast_loss": o.mcast_loss, "junk": o.junk, "junk_secs": o.junk_secs},
+        "options": {"nodes": o.nodes, "rate": o.rate, "secs": o.secs, "burst": o.burst, "size": o.size, "idle_secs": o.idle_secs, "isolated": o.isolated, "isolated_gap": o.isolated_gap, "voice_bursts": o.voice_bursts, "voice_secs": o.voice_secs, "background_secs": o.background_secs, "warmup_secs": o.warmup_secs, "mcast_loss": o.mcast_loss, "junk": o.junk, "junk_secs": o.junk_secs},
         "systems": results,
         "voice": voice,
         "voice-gossip": voice_gossip,

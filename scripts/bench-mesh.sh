@@ -14,7 +14,8 @@
 # Options (all passed to examples/bench-mesh.rs): --nodes N, --rate R, --secs S, --burst B,
 # --size BYTES, --idle-secs S, --systems udp,udpv,gossip,ptt,ptt-gossip,voice,voice-gossip
 # (the -gossip ones run the daemons with --no-plane), --voice-bursts N, --voice-secs S,
-# --background-secs S (idle bytes/s per path before the runs), --mcast-loss PCT (every node
+# --background-secs S (idle bytes/s per path before the runs), --warmup-secs S (wait after the
+# mesh forms, before the idle window and the voice bursts), --mcast-loss PCT (every node
 # drops PCT % of incoming plane multicast), --junk RATE and --junk-secs S (an outsider floods
 # the plane; CPU per junk datagram), --out DIR. BENCH_PERF=K records node K with perf (call
 # graphs) during the burst, or during the steady run with BENCH_PERF_PHASE=steady, into
