@@ -2,23 +2,13 @@
 //! while the mesh runs (and a member asleep through it), and a member flooding a channel.
 //! Needs root; skipped without, never under CI.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::support::common::{BIN, p};
-use crate::support::field::{Field, MEMBER};
+use crate::support::field::{Field, MEMBER, newest_update};
 use crate::support::netns::{self, Cond};
-
-fn newest_update(dom: &std::path::Path) -> PathBuf {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dom.join("updates"))
-        .expect("updates dir")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    v.sort();
-    v.pop().expect("an update")
-}
 
 fn ptt(args: &[&str]) -> String {
     let out = std::process::Command::new(BIN)

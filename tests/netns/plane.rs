@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::common::{BIN, ok, p};
-use crate::support::field::{Field, MEMBER, nft};
+use crate::support::field::{Field, MEMBER, newest_update, nft};
 use crate::support::netns::{self, Cond, Host, Proc};
 
 /// The `via` of each alert shown by device `i` whose text starts with `prefix`.
@@ -281,16 +281,6 @@ fn replayed_datagrams_cost_no_signature() {
         by_plane >= 20,
         "honest alerts left the plane under replay: {by_plane} of 30"
     );
-}
-
-/// The newest update the authority in `dom` wrote.
-fn newest_update(dom: &std::path::Path) -> std::path::PathBuf {
-    let mut v: Vec<std::path::PathBuf> = std::fs::read_dir(dom.join("updates"))
-        .expect("updates dir")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    v.sort();
-    v.pop().expect("an update")
 }
 
 /// Has the authority of the field write `args` as an update and publishes it on device `on`.

@@ -293,3 +293,13 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The newest update the domain authority in `dom` wrote (`dom/updates/`, numbered).
+pub fn newest_update(dom: &Path) -> PathBuf {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dom.join("updates"))
+        .expect("updates dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    v.sort();
+    v.pop().expect("an update")
+}
