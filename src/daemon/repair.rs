@@ -44,14 +44,7 @@ pub(super) struct PlaneRepair {
     served: u64,
     /// Tails heard (opened; whether they opened a gap or not).
     tails_heard: u64,
-    /// `(sender, pseq)` of datagrams this node took off the plane and refused over the
-    /// sender's rate limit, newest last: never asked for again by repair (a flooding member's
-    /// excess must not come back through the path that spends no budget).
-    refused: std::collections::VecDeque<(u32, u32)>,
 }
-
-/// Rate-limited datagrams remembered, at most.
-const MAX_REFUSED: usize = 4_096;
 
 impl PlaneRepair {
     /// The repair part of `status.plane` (the other fields left at their defaults).
@@ -110,12 +103,9 @@ impl Daemon {
     /// A datagram refused over its sender's rate limit: repair never asks for that `pseq`
     /// (catch-up may still fetch the envelope later, paced by this node).
     pub(super) fn plane_rate_limited(&mut self, sender: u32, pseq: u32) {
-        let Some(p) = self.plane.as_mut() else { return };
-        let r = &mut p.repair;
-        if r.refused.len() >= MAX_REFUSED {
-            r.refused.pop_front();
+        if let Some(p) = self.plane.as_mut() {
+            p.repair.gaps.refuse(sender, pseq);
         }
-        r.refused.push_back((sender, pseq));
     }
 
     /// A tail heard on the plane (not signed: it only opens gaps of a sender tracked).
@@ -171,18 +161,7 @@ impl Daemon {
         let node = &self.node;
         let Some(p) = self.plane.as_mut() else { return };
         let r = &mut p.repair;
-        for (sender, mut pseqs) in r.gaps.due(t) {
-            // Refused over the rate limit when it came: settled, not missing.
-            pseqs.retain(|q| {
-                let refused = r.refused.contains(&(sender, *q));
-                if refused {
-                    r.gaps.give_up(sender, *q);
-                }
-                !refused
-            });
-            if pseqs.is_empty() {
-                continue;
-            }
+        for (sender, pseqs) in r.gaps.due(t) {
             // A gap is due one reorder hold after it was seen.
             r.repairs
                 .add(sender, &pseqs, t.saturating_sub(REORDER_HOLD_US), t);

@@ -24,6 +24,8 @@ pub const MAX_MISSING_PER_SENDER: usize = 1024;
 pub const RESYNC_JUMP: u32 = 4096;
 /// The most senders tracked; more are not tracked (the roster holds at most 10,000 members).
 pub const MAX_TRACKED_SENDERS: usize = 10_000;
+/// Datagrams refused over their sender's rate limit that are remembered, at most.
+pub const MAX_REFUSED: usize = 4_096;
 
 /// Per-sender loss state of one receiver.
 #[derive(Debug, Clone, Default)]
@@ -33,6 +35,10 @@ pub struct Gaps {
     pub dropped: u64,
     /// Resynchronisations (new runs of a sender, or jumps), for `status`.
     pub resyncs: u64,
+    /// `(sender, pseq)` of datagrams refused over the sender's rate limit, newest last: settled,
+    /// never due (a flooder's excess must not come back through repair, which spends no
+    /// budget).
+    refused: VecDeque<(u32, u32)>,
 }
 
 #[derive(Debug, Clone)]
@@ -126,6 +132,16 @@ impl Gaps {
         }
     }
 
+    /// A datagram whose envelope was refused over its sender's rate limit: its `pseq` is
+    /// settled now if missing, and never falls due later (the last [`MAX_REFUSED`] are kept).
+    pub fn refuse(&mut self, sender: u32, pseq: u32) {
+        self.give_up(sender, pseq);
+        if self.refused.len() >= MAX_REFUSED {
+            self.refused.pop_front();
+        }
+        self.refused.push_back((sender, pseq));
+    }
+
     /// Forgets a sender (revoked, or gone from the roster).
     pub fn forget(&mut self, sender: u32) {
         self.senders.remove(&sender);
@@ -137,7 +153,14 @@ impl Gaps {
     /// by a resynchronisation.
     pub fn due(&mut self, now_us: u64) -> Vec<(u32, Vec<u32>)> {
         let mut out = Vec::new();
+        let refused = &self.refused;
         for (sender, s) in &mut self.senders {
+            if !refused.is_empty() {
+                // A gap opened after its datagram was refused: settled, not missing.
+                s.missing.retain(|m| {
+                    m.reported || m.due_us > now_us || !refused.contains(&(*sender, m.pseq))
+                });
+            }
             let pseqs: Vec<u32> = s
                 .missing
                 .iter_mut()
@@ -238,6 +261,22 @@ mod tests {
 
     fn due(g: &mut Gaps, now: u64) -> Vec<(u32, Vec<u32>)> {
         g.due(now)
+    }
+
+    #[test]
+    fn a_refused_datagram_never_falls_due() {
+        let mut g = Gaps::new();
+        g.on_data(7, 10, 0);
+        // 11 and 12 refused over the rate limit as they came, 13 lost; 14 accepted.
+        g.refuse(7, 11);
+        g.refuse(7, 12);
+        g.on_data(7, 14, MS);
+        assert_eq!(due(&mut g, 20 * MS), vec![(7, vec![13])]);
+        assert_eq!(g.missing(7), 1);
+        // Refused after its gap opened: settled at once.
+        g.on_data(7, 17, 30 * MS);
+        g.refuse(7, 15);
+        assert_eq!(due(&mut g, 50 * MS), vec![(7, vec![16])]);
     }
 
     #[test]
