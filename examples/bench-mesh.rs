@@ -20,7 +20,9 @@
 //! - for ptt-node, deliveries by `via` (multicast, gossip, repair, catch-up);
 //! - `--mcast-loss PCT`: every node drops PCT % of incoming plane multicast (nftables);
 //! - `--junk RATE`: an outsider namespace floods the plane's group with random datagrams; the
-//!   CPU µs per junk datagram of each daemon, and the honest p99 under it;
+//!   CPU µs per junk datagram of each daemon, and the honest p99 under it; with
+//!   `--junk-kind replay` the outsider first records genuine datagrams of the segment (200
+//!   alerts from node 0 among them) and floods those instead;
 //! - `ptt-gossip` and `voice-gossip`: the same daemons with `--no-plane`, for comparison;
 //! - a table of issue 23's targets with a pass or fail mark each;
 //! - per node: RSS (peak and after the runs), CPU seconds during the runs and at idle.
@@ -71,6 +73,8 @@ struct Opts {
     junk: u64,
     /// Seconds of junk alone, for its CPU cost, before the steady run.
     junk_secs: f64,
+    /// The outsider replays recorded genuine datagrams instead of random ones.
+    replay: bool,
     ptt: PathBuf,
     peer: PathBuf,
     out: PathBuf,
@@ -81,7 +85,7 @@ fn usage() -> ! {
         "usage: bench-mesh --ptt PATH --peer PATH --out DIR [--nodes 10] [--rate 100] [--secs 10] \
          [--burst 2000] [--size 64] [--idle-secs 30] [--isolated 5] [--isolated-gap 3] \
          [--systems udp,udpv,gossip,ptt,voice] [--voice-bursts 10] [--voice-secs 3] \
-         [--background-secs 10] [--mcast-loss PCT] [--junk RATE] [--junk-secs 5]\n\
+         [--background-secs 10] [--mcast-loss PCT] [--junk RATE] [--junk-secs 5] [--junk-kind random|replay]\n\
          systems: udp, udpv (floors), gossip (plain gossipsub), ptt, ptt-gossip (daemons run with \
          --no-plane), voice, voice-gossip (voice with --no-plane)\n\
          --background-secs S: idle bytes/s per path and CPU of the meshed daemons, before the runs\n\
@@ -91,7 +95,9 @@ fn usage() -> ! {
          to the plane's port (nftables; unicast untouched)\n\
          --junk RATE: an outsider namespace sends RATE random 200-byte datagrams/s (version 1, \
          the current key id) to the plane's group and port, alone for --junk-secs (CPU µs per \
-         junk datagram of each daemon) and then during the ptt steady run (honest p99)"
+         junk datagram of each daemon) and then during the ptt steady run (honest p99); \
+         --junk-kind replay: it records genuine datagrams of the segment (node 0 sends 200 \
+         alerts) and floods those, each one a successful AEAD open and a replay lookup"
     );
     std::process::exit(2)
 }
@@ -120,6 +126,7 @@ fn parse_opts() -> Opts {
         mcast_loss: 0,
         junk: 0,
         junk_secs: 5.0,
+        replay: false,
         ptt: PathBuf::new(),
         peer: PathBuf::new(),
         out: PathBuf::new(),
@@ -152,6 +159,13 @@ fn parse_opts() -> Opts {
             "--mcast-loss" => o.mcast_loss = num(&v).min(100),
             "--junk" => o.junk = num(&v),
             "--junk-secs" => o.junk_secs = secs(&v, 0.5, 600.0),
+            "--junk-kind" => {
+                o.replay = match v.as_str() {
+                    "random" => false,
+                    "replay" => true,
+                    _ => usage(),
+                }
+            }
             "--ptt" => o.ptt = v.into(),
             "--peer" => o.peer = v.into(),
             "--out" => o.out = v.into(),
@@ -519,11 +533,29 @@ impl Junk {
     }
 }
 
-/// A daemon's count of datagrams that failed the AEAD (`plane_junk`).
+/// A daemon's count of the outsider's datagrams: those that failed the AEAD (`plane_junk`),
+/// or with `--junk-kind replay` every datagram received (the members' own few included).
 fn plane_junk(o: &Opts, n: &Node) -> u64 {
-    ptt_status(o, n)["plane"]["dropped"]["plane_junk"]
-        .as_u64()
-        .unwrap_or(0)
+    let s = ptt_status(o, n);
+    if o.replay {
+        s["plane"]["received"].as_u64().unwrap_or(0)
+    } else {
+        s["plane"]["dropped"]["plane_junk"].as_u64().unwrap_or(0)
+    }
+}
+
+/// First sequence number of the alerts the replaying outsider records (far above the runs').
+const REPLAY_SEQ: u64 = 1_000_000_000;
+/// Alerts node 0 sends for the replaying outsider to record.
+const REPLAY_ALERTS: u64 = 200;
+
+/// The last line of `out` that starts with `prefix`, after it.
+fn last_line(out: &Path, prefix: &str) -> Option<String> {
+    std::fs::read_to_string(out)
+        .unwrap_or_default()
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(prefix).map(str::to_string))
 }
 
 /// Starts the outsider and measures `--junk-secs` of junk alone: per daemon, the junk
@@ -533,7 +565,7 @@ fn plane_junk(o: &Opts, n: &Node) -> u64 {
 fn start_junk(
     o: &Opts,
     lan: &Lan,
-    nodes: &[Node],
+    nodes: &mut [Node],
     plane: &Value,
     background: &Value,
     dir: &Path,
@@ -543,23 +575,47 @@ fn start_junk(
     let key_id = ptt_node::plane::key_id(u32::try_from(plane["epoch"].as_u64()?).ok()?);
     let host = lan.add_host("junk").expect("add the junk host");
     let out = dir.join("junk.out");
-    let args: Vec<String> = vec![
-        "junk".into(),
+    let mut args: Vec<String> = vec![
+        if o.replay { "replay" } else { "junk" }.into(),
         "--addr".into(),
         host.addr().to_string(),
         "--group".into(),
         format!("{group}:{port}"),
         "--rate".into(),
         o.junk.to_string(),
-        "--key-id".into(),
-        key_id.to_string(),
     ];
+    if o.replay {
+        args.extend(["--record".into(), (REPLAY_ALERTS + 10).to_string()]);
+    } else {
+        args.extend(["--key-id".into(), key_id.to_string()]);
+    }
     let child = spawn_in(&host, &o.peer, &args, &out, true);
     let junk = Junk {
         child,
         out,
         _host: host,
     };
+    if o.replay {
+        // Record: the outsider listens, node 0 sends alerts (their datagrams, beacons and
+        // tails are what it keeps), then it starts replaying.
+        let t = Instant::now();
+        while last_line(&junk.out, "listening ").is_none() && t.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        send(o, "ptt", nodes, REPLAY_SEQ, REPLAY_ALERTS, 200);
+        let t = Instant::now();
+        while last_line(&junk.out, "recorded ").is_none() && t.elapsed() < Duration::from_secs(70) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let recorded = last_line(&junk.out, "recorded ")
+            .and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        eprintln!("   replay: the outsider recorded {recorded} genuine datagrams");
+        if recorded == 0 {
+            return None;
+        }
+    }
     // Let the sender reach its rate before the measurement starts.
     std::thread::sleep(Duration::from_millis(500));
     let j0: Vec<u64> = nodes.iter().map(|n| plane_junk(o, n)).collect();
@@ -613,6 +669,7 @@ fn start_junk(
         .filter_map(|n| n["junk_received"].as_u64())
         .sum();
     let result = json!({
+        "kind": if o.replay { "replay" } else { "random" },
         "rate": o.junk,
         "secs": secs,
         "sent": sent,
@@ -623,7 +680,8 @@ fn start_junk(
         "per_node": per_node,
     });
     eprintln!(
-        "   junk {}/s for {secs:.1} s: {sent} sent, {:.0} received per daemon, {:.2} µs CPU per junk datagram ({:.2} above idle)",
+        "   {} {}/s for {secs:.1} s: {sent} sent, {:.0} received per daemon, {:.2} µs CPU per junk datagram ({:.2} above idle)",
+        if o.replay { "replayed" } else { "junk" },
         o.junk,
         result["received_per_node_mean"]
             .as_f64()
@@ -1167,7 +1225,7 @@ fn run_system(o: &Opts, system: &str) -> Value {
     std::thread::sleep(Duration::from_secs_f64(o.warmup_secs));
     let idle = background(o, &nodes);
     let junk = if system == "ptt" && o.junk > 0 && port.is_some() {
-        start_junk(o, &lan, &nodes, &plane, &idle, &dir)
+        start_junk(o, &lan, &mut nodes, &plane, &idle, &dir)
     } else {
         None
     };
@@ -1644,7 +1702,7 @@ fn main() {
     let report = json!({
         "date_utc_s": now_us() / 1_000_000,
         "machine": machine(),
-        "options": {"nodes": o.nodes, "rate": o.rate, "secs": o.secs, "burst": o.burst, "size": o.size, "idle_secs": o.idle_secs, "isolated": o.isolated, "isolated_gap": o.isolated_gap, "voice_bursts": o.voice_bursts, "voice_secs": o.voice_secs, "background_secs": o.background_secs, "warmup_secs": o.warmup_secs, "mcast_loss": o.mcast_loss, "junk": o.junk, "junk_secs": o.junk_secs},
+        "options": {"nodes": o.nodes, "rate": o.rate, "secs": o.secs, "burst": o.burst, "size": o.size, "idle_secs": o.idle_secs, "isolated": o.isolated, "isolated_gap": o.isolated_gap, "voice_bursts": o.voice_bursts, "voice_secs": o.voice_secs, "background_secs": o.background_secs, "warmup_secs": o.warmup_secs, "mcast_loss": o.mcast_loss, "junk": o.junk, "junk_secs": o.junk_secs, "junk_kind": if o.replay { "replay" } else { "random" }},
         "systems": results,
         "voice": voice,
         "voice-gossip": voice_gossip,

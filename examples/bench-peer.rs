@@ -11,6 +11,7 @@
 //! bench-peer udp --addr 10.213.0.11 --group 239.255.77.1:5077 --expect K
 //! bench-peer udpv --addr 10.213.0.11 --group 239.255.77.1:5077 --expect K
 //! bench-peer junk --addr 10.213.0.20 --group 239.255.12.34:24567 --rate R --key-id K
+//! bench-peer replay --addr 10.213.0.20 --group 239.255.12.34:24567 --rate R --record N
 //! ```
 //!
 //! `udpv` is `udp` with one difference: the sender signs each payload with `ptt_node::keys::sign`
@@ -38,6 +39,13 @@
 //! costs a member one failed XChaCha20-Poly1305 open. It prints `junk SENT T ERRORS` every
 //! 100 ms (datagrams the kernel took and refused since the start) and runs until it is killed
 //! or stdin closes.
+//!
+//! `replay` is the other outsider of `--junk` (`--junk-kind replay`): it joins the group, prints
+//! `listening T`, records the first N distinct datagrams the members send (genuine ones, sealed
+//! under the current plane key: alerts, beacons, tails), prints `recorded K T` (after N, or 20 s
+//! after the first one, or 60 s), and then sends them again, round after round, R per second,
+//! printing `junk SENT T ERRORS` as `junk` does. Each costs a member one successful AEAD open and
+//! a replay lookup (an alert's id, a beacon's or tail's sequence), never a signature.
 
 use std::collections::{HashSet, VecDeque};
 use std::io::{BufWriter, StdoutLock, Write};
@@ -57,7 +65,8 @@ const USAGE: &str = "usage:
   bench-peer gossip --listen MULTIADDR [--peer MULTIADDR]... --expect K
   bench-peer udp --addr IPV4 --group GROUP_IPV4:PORT --expect K
   bench-peer udpv --addr IPV4 --group GROUP_IPV4:PORT --expect K
-  bench-peer junk --addr IPV4 --group GROUP_IPV4:PORT --rate R --key-id K";
+  bench-peer junk --addr IPV4 --group GROUP_IPV4:PORT --rate R --key-id K
+  bench-peer replay --addr IPV4 --group GROUP_IPV4:PORT --rate R --record N";
 /// Messages published per turn at RATE 0, between two polls of the swarm / socket.
 const CHUNK: u64 = 50;
 /// SEQ ‖ SENT_US.
@@ -92,6 +101,12 @@ enum Mode {
         rate: u64,
         key_id: u8,
     },
+    Replay {
+        addr: Ipv4Addr,
+        group: SocketAddrV4,
+        rate: u64,
+        record: usize,
+    },
 }
 
 fn usage() -> ! {
@@ -110,7 +125,7 @@ fn parse_args() -> Mode {
     let mode = args.next().unwrap_or_else(|| usage());
     let (mut listen, mut peers, mut expect, mut addr, mut group) =
         (None, Vec::new(), None, None, None);
-    let (mut rate, mut key_id) = (None, None);
+    let (mut rate, mut key_id, mut record) = (None, None, None);
     while let Some(flag) = args.next() {
         let Some(value) = args.next() else { usage() };
         let ok = match flag.as_str() {
@@ -124,12 +139,31 @@ fn parse_args() -> Mode {
                 .is_ok(),
             "--rate" => value.parse::<u64>().map(|v| rate = Some(v)).is_ok(),
             "--key-id" => value.parse::<u8>().map(|v| key_id = Some(v)).is_ok(),
+            "--record" => value.parse::<usize>().map(|v| record = Some(v)).is_ok(),
             _ => false,
         };
         if !ok {
             eprintln!("bench-peer: bad argument {flag} {value:?}");
             usage()
         }
+    }
+    if mode == "replay" {
+        return match (listen, expect, addr, group, rate, key_id, record) {
+            (None, None, Some(addr), Some(group), Some(rate), None, Some(record))
+                if peers.is_empty() && record > 0 =>
+            {
+                Mode::Replay {
+                    addr,
+                    group,
+                    rate,
+                    record,
+                }
+            }
+            _ => usage(),
+        };
+    }
+    if record.is_some() {
+        usage()
     }
     if mode == "junk" {
         return match (listen, expect, addr, group, rate, key_id) {
@@ -380,6 +414,12 @@ async fn main() {
             rate,
             key_id,
         } => run_junk(addr, group, rate, key_id),
+        Mode::Replay {
+            addr,
+            group,
+            rate,
+            record,
+        } => run_replay(addr, group, rate, record),
     };
     if let Err(e) = result {
         eprintln!("bench-peer: {e}");
@@ -552,14 +592,6 @@ const JUNK_LEN: usize = 200;
 
 /// The `junk` mode: R datagrams/s of version 1, key id K and random bytes after them.
 fn run_junk(addr: Ipv4Addr, group: SocketAddrV4, rate: u64, key_id: u8) -> Res {
-    let tx = std::net::UdpSocket::bind((addr, 0))?;
-    tx.set_multicast_loop_v4(false)?;
-    tx.set_multicast_ttl_v4(1)?;
-    // stdin closing (the driver gone) ends the process.
-    std::thread::spawn(|| {
-        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-        std::process::exit(0)
-    });
     // xorshift64*, seeded once: random enough that no two datagrams share a nonce or tag, and
     // cheap enough that 50,000/s leaves the sender's core to the sending.
     let mut seed = [0u8; 8];
@@ -572,6 +604,81 @@ fn run_junk(addr: Ipv4Addr, group: SocketAddrV4, rate: u64, key_id: u8) -> Res {
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     };
     let mut buf = [0u8; JUNK_LEN];
+    flood(addr, group, rate, |send| {
+        for chunk in buf[2..].chunks_mut(8) {
+            let r = next().to_le_bytes();
+            chunk.copy_from_slice(&r[..chunk.len()]);
+        }
+        buf[0] = 1;
+        buf[1] = key_id;
+        send(&buf)
+    })
+}
+
+/// The `replay` mode: records N genuine datagrams of the group, then sends them again at R/s.
+fn run_replay(addr: Ipv4Addr, group: SocketAddrV4, rate: u64, record: usize) -> Res {
+    let rx = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, group.port()))?;
+    rx.join_multicast_v4(group.ip(), &addr)?;
+    rx.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let mut out = Out::new();
+    out.line(format_args!("listening {}", now_us()));
+    out.flush();
+    let start = std::time::Instant::now();
+    let mut first: Option<std::time::Instant> = None;
+    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    let mut recorded: Vec<Vec<u8>> = Vec::new();
+    let mut buf = [0u8; 2048];
+    while recorded.len() < record
+        && start.elapsed() < Duration::from_secs(60)
+        && first.is_none_or(|f| f.elapsed() < Duration::from_secs(20))
+    {
+        match rx.recv_from(&mut buf) {
+            Ok((n, _)) => {
+                first.get_or_insert_with(std::time::Instant::now);
+                let d = buf[..n].to_vec();
+                if seen.insert(d.clone()) {
+                    recorded.push(d);
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    drop(rx);
+    out.line(format_args!("recorded {} {}", recorded.len(), now_us()));
+    out.flush();
+    drop(out);
+    if recorded.is_empty() {
+        return Err("nothing to replay: no datagram was heard".into());
+    }
+    let mut k = 0usize;
+    flood(addr, group, rate, |send| {
+        let d = &recorded[k % recorded.len()];
+        k += 1;
+        send(d)
+    })
+}
+
+/// Sends R datagrams/s to the group, each made by `make` (which hands it to `send`), until
+/// stdin closes; prints `junk SENT T ERRORS` every 100 ms.
+fn flood(
+    addr: Ipv4Addr,
+    group: SocketAddrV4,
+    rate: u64,
+    mut make: impl FnMut(&mut dyn FnMut(&[u8]) -> bool) -> bool,
+) -> Res {
+    let tx = std::net::UdpSocket::bind((addr, 0))?;
+    tx.set_multicast_loop_v4(false)?;
+    tx.set_multicast_ttl_v4(1)?;
+    // stdin closing (the driver gone) ends the process.
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0)
+    });
     let start = std::time::Instant::now();
     let (mut attempted, mut sent, mut errors, mut reported) = (0u64, 0u64, 0u64, 0u64);
     let mut out = Out::new();
@@ -581,15 +688,11 @@ fn run_junk(addr: Ipv4Addr, group: SocketAddrV4, rate: u64, key_id: u8) -> Res {
         let due = (elapsed.as_secs_f64() * rate as f64) as u64;
         while attempted < due {
             attempted += 1;
-            for chunk in buf[2..].chunks_mut(8) {
-                let r = next().to_le_bytes();
-                chunk.copy_from_slice(&r[..chunk.len()]);
-            }
-            buf[0] = 1;
-            buf[1] = key_id;
-            match tx.send_to(&buf, group) {
-                Ok(_) => sent += 1,
-                Err(_) => errors += 1,
+            let ok = make(&mut |d: &[u8]| tx.send_to(d, group).is_ok());
+            if ok {
+                sent += 1;
+            } else {
+                errors += 1;
             }
         }
         // Every 100 ms, so that the driver's reading of SENT is never far behind.

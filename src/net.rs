@@ -32,12 +32,18 @@ use crate::wire::{self, MAX_CERT_LEN, MAX_ENVELOPE_LEN};
 pub const AUTH_PROTOCOL: StreamProtocol = StreamProtocol::new("/ptt-node/auth/1");
 /// Identify protocol version string.
 pub const IDENTIFY_VERSION: &str = "/ptt-node/1";
-/// How often a connection is pinged.
-pub const PING_INTERVAL: Duration = Duration::from_secs(2);
+/// How often a connection is pinged. Every connection pays for its pings in both directions
+/// (a Noise frame, a yamux header, TCP/IP and the ACKs: about 320 B/s per connection at 2 s),
+/// which in a full mesh was most of an idle domain's traffic (22 kB/s for 10 nodes,
+/// docs/performance.md) and about 420 B of every voice frame. 10 s, libp2p's neighbourhood (its
+/// default is 15 s), is the design's lever (docs/design/multicast.md §5): a frozen peer is
+/// dropped later (see [`PING_TIMEOUT`]); a crashed one at once (its kernel resets the
+/// connection).
+pub const PING_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a ping may take. libp2p's ping handler keeps the first failure to itself and
 /// reports the second in a row; the daemon closes the connection on that report. A frozen
-/// peer is thus dropped after about 16 s (4 s, then 2 s, then a new stream's 10 s
-/// negotiation timeout).
+/// peer is thus dropped after about 34 s at most (the interval, 4 s, the interval again, then a
+/// new stream's 10 s negotiation timeout).
 pub const PING_TIMEOUT: Duration = Duration::from_secs(4);
 /// The catch-up protocol.
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/ptt-node/sync/1");

@@ -388,6 +388,55 @@ fn a_member_that_slept_through_a_plane_rotation_reads_the_plane_again() {
 }
 
 #[test]
+fn a_domain_made_before_the_plane_gets_it_by_an_update() {
+    if !netns::require_netns() {
+        return;
+    }
+    // A domain from before the plane: no plane key anywhere, gossip only.
+    let mut f = Field::new_with(
+        "upgrade",
+        &["--no-plane"],
+        &[("m1", MEMBER), ("m2", MEMBER), ("m3", MEMBER)],
+    );
+    f.wait_mesh(Duration::from_secs(30));
+    let (m1, m2, m3) = (f.idx("m1"), f.idx("m2"), f.idx("m3"));
+    f.listen(m2);
+    f.listen(m3);
+    std::thread::sleep(Duration::from_millis(500));
+    for i in [m1, m2, m3] {
+        assert_eq!(plane(&f, i)["state"], "no_key", "{}", plane(&f, i));
+    }
+    f.send(m1, "before", 0..5);
+    f.wait_all(m3, "before", 5, Duration::from_secs(20));
+    assert!(
+        vias(&f, m3, "before").iter().all(|v| v == "gossip"),
+        "{:?}",
+        vias(&f, m3, "before")
+    );
+    // One update enables it: the devices keep their enrolment and their daemons run on.
+    update_and_publish(&f, m1, &["plane", "--enable"]);
+    for i in [m1, m2, m3] {
+        wait_epoch(&f, i, 1);
+    }
+    wait_active(&f);
+    f.send(m1, "after", 0..20);
+    for i in [m2, m3] {
+        f.wait_all(i, "after", 20, Duration::from_secs(30));
+        f.assert_once(i, "after", 20);
+        let by_plane = vias(&f, i, "after")
+            .iter()
+            .filter(|v| *v == "multicast")
+            .count();
+        assert!(
+            by_plane >= 15,
+            "{} reads {by_plane} of 20 by multicast after the update: {:?}",
+            f.devs[i].name,
+            vias(&f, i, "after")
+        );
+    }
+}
+
+#[test]
 fn a_revoked_member_can_neither_read_nor_speak_on_the_plane() {
     if !netns::require_netns() {
         return;
