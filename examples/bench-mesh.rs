@@ -2003,9 +2003,20 @@ fn markdown_paths(r: &Value) -> String {
         if !j.is_object() {
             continue;
         }
+        let what = if j["kind"] == "replay" {
+            "genuine datagrams/s recorded on the segment and replayed (each opens under the \
+             current key; a lookup refuses it)"
+        } else {
+            "random datagrams/s (version 1, the current key id)"
+        };
+        let counted = if j["kind"] == "replay" {
+            "received (`plane.received`)"
+        } else {
+            "counted as `plane_junk`"
+        };
         s.push_str(&format!(
-            "\n## Outsider junk ({name})\n\n{} random datagrams/s (version 1, the current key id) \
-             to the plane's group and port: {} sent in {} s alone, {} counted as `plane_junk` per \
+            "\n## Outsider junk ({name})\n\n{} {what} \
+             to the plane's group and port: {} sent in {} s alone, {} {counted} per \
              daemon (mean). CPU per junk datagram: {} µs (all of the daemon's CPU in that time), \
              {} µs above its idle CPU. The steady run then ran under the same junk: honest p99 \
              {} ms.\n\n| node | junk received | CPU µs per junk | above idle |\n|---|---|---|---|\n",
