@@ -10,6 +10,8 @@
 //! the tests drive many nodes in memory with simulated time (`sim`).
 //!
 //! - [`timers`]: the [`Timer`] kinds and the [`TimerTable`] that says which is next.
+//! - [`degree`]: the bounded [`Overlay`]: which members a node keeps connections to once the
+//!   domain is larger than `max_peers + 1`.
 //! - [`peers`]: the [`PeerBook`]: per-peer state, bounded addresses, dial policy and back-off,
 //!   blocking, authentication and ping deadlines.
 //! - [`updates`]: domain updates that arrived out of order ([`PendingUpdates`]) and those
@@ -19,6 +21,7 @@
 
 use std::time::Duration;
 
+pub mod degree;
 pub mod peers;
 pub mod pushes;
 pub mod timers;
@@ -28,6 +31,7 @@ pub mod updates;
 #[cfg(test)]
 mod sim;
 
+pub use degree::{DEFAULT_MAX_PEERS, MIN_MAX_PEERS, Overlay, ring_position};
 pub use peers::{
     Dial, Peer, PeerBook, PeerStatus, PeerTick, Peers, Ping, direct_ipv4, on_same_lan,
 };
