@@ -35,6 +35,8 @@ pub fn ring_position(id: &[u8]) -> u64 {
 pub struct Overlay<K> {
     /// Every member, by key.
     members: BTreeSet<K>,
+    /// Every member in ring order.
+    ring: Vec<K>,
     /// Each member's neighbours; `None`: a full mesh (small domain).
     edges: Option<BTreeMap<K, BTreeSet<K>>>,
 }
@@ -50,9 +52,11 @@ impl<K: Ord + Clone> Overlay<K> {
         ring.retain(|(_, k)| seen.insert(k.clone()));
         let members = seen;
         let n = ring.len();
+        let order: Vec<K> = ring.iter().map(|(_, k)| k.clone()).collect();
         if n <= max + 1 {
             return Overlay {
                 members,
+                ring: order,
                 edges: None,
             };
         }
@@ -95,6 +99,7 @@ impl<K: Ord + Clone> Overlay<K> {
             .collect();
         Overlay {
             members,
+            ring: order,
             edges: Some(edges),
         }
     }
@@ -119,6 +124,21 @@ impl<K: Ord + Clone> Overlay<K> {
             None => true,
             Some(e) => e.get(a).is_some_and(|s| s.contains(b)),
         }
+    }
+
+    /// The nearest member on each side of `a` on the ring for which `away` is false: its ring
+    /// neighbours when they are there, else the ones past the members that are away. Two
+    /// members that both see the same gap between them find each other.
+    pub fn ring_neighbours(&self, a: &K, away: impl Fn(&K) -> bool) -> BTreeSet<K> {
+        let n = self.ring.len();
+        let Some(i) = self.ring.iter().position(|k| k == a) else {
+            return BTreeSet::new();
+        };
+        let forward = (1..n).map(|d| &self.ring[(i + d) % n]).find(|k| !away(k));
+        let backward = (1..n)
+            .map(|d| &self.ring[(i + n - d) % n])
+            .find(|k| !away(k));
+        forward.into_iter().chain(backward).cloned().collect()
     }
 
     /// The members `a` keeps connections to (every other member in a full mesh).
