@@ -31,7 +31,7 @@ pub mod updates;
 #[cfg(test)]
 mod sim;
 
-pub use degree::{DEFAULT_MAX_PEERS, MIN_MAX_PEERS, Overlay, ring_position};
+pub use degree::{DEFAULT_MAX_PEERS, MIN_MAX_PEERS, Overlay, peer_position, ring_position};
 pub use peers::{
     Dial, Peer, PeerBook, PeerStatus, PeerTick, Peers, Ping, direct_ipv4, on_same_lan,
 };

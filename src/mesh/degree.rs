@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use libp2p::PeerId;
 use sha2::{Digest, Sha256};
 
 /// Connections to members a node keeps by default (`--max-peers`).
@@ -28,6 +29,11 @@ pub fn ring_position(id: &[u8]) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&h[..8]);
     u64::from_be_bytes(b)
+}
+
+/// A libp2p peer's place on the ring: [`ring_position`] of its peer id's multihash bytes.
+pub fn peer_position(p: &PeerId) -> u64 {
+    ring_position(&p.to_bytes())
 }
 
 /// The graph of connections for one member set and bound.

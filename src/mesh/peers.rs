@@ -43,6 +43,9 @@ pub enum PeerStatus {
     Asleep,
     /// A member that is away and does not sleep.
     Unreachable,
+    /// A member on this LAN with no connection because the bound on connections does not
+    /// want the pair: others carry its traffic.
+    Standby,
     /// Found (mDNS, a presence record, a tag), never a member.
     Discovered,
 }
@@ -56,6 +59,7 @@ impl PeerStatus {
             PeerStatus::Connecting => "connecting",
             PeerStatus::Asleep => "asleep",
             PeerStatus::Unreachable => "unreachable",
+            PeerStatus::Standby => "standby",
             PeerStatus::Discovered => "discovered",
         }
     }
@@ -362,6 +366,17 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
         self.peers.is_empty()
     }
 
+    /// What `peers` shows for `peer`: its [`Peer::status`], except that a member this node
+    /// does not [want](PeerBook::wants) and is not connected to is on standby, not
+    /// unreachable.
+    pub fn status(&self, peer: &K) -> Option<PeerStatus> {
+        let s = self.peers.get(peer)?.status();
+        Some(match s {
+            PeerStatus::Unreachable if !self.wants(peer) => PeerStatus::Standby,
+            s => s,
+        })
+    }
+
     /// At least one connection open.
     pub fn is_connected(&self, peer: &K) -> bool {
         self.peers.get(peer).is_some_and(|p| p.connections > 0)
@@ -569,8 +584,8 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
     }
 
     /// A dial to `peer` failed: unless it is connected (another connection won) or blocked,
-    /// it is dialled again after its back-off; returns when. Under a bound, a LAN peer is
-    /// away instead: the ring goes round it, and it is tried again after [`AWAY_FOR`] if the
+    /// it is dialled again after its back-off; returns when. Under a bound larger than the
+    /// domain's LAN (the overlay is not a full mesh), a LAN peer is away instead: the ring goes round it, and it is tried again after [`AWAY_FOR`] if the
     /// overlay wants it.
     pub fn dial_failed(
         &mut self,
@@ -585,7 +600,7 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
         if self.is_connected(peer) || self.is_blocked(peer) {
             return None;
         }
-        if self.bound.is_some()
+        if self.overlay().is_some_and(|o| o.is_bounded())
             && let Some(st) = self.peers.get_mut(peer).filter(|p| p.lan && !p.pinned)
         {
             st.away_until = Some(now + AWAY_FOR);
@@ -821,6 +836,9 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
             .iter()
             .filter(|(k, p)| {
                 p.lan
+                    // A member, or a peer never tried: not a stranger that failed to
+                    // authenticate (it is not dialled again, as without a bound).
+                    && (p.member || p.last_error.is_none())
                     && p.connections == 0
                     && p.redial_at.is_none()
                     && p.away_until.is_none_or(|t| t <= now)

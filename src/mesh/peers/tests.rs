@@ -490,6 +490,10 @@ fn a_surplus_connection_is_closed_after_a_while_and_not_redialled() {
     // Closed: not re-dialled; a wanted one that drops is.
     assert_eq!(b.closed(&surplus, 0, None, 0, t0 + secs(31), 1), None);
     assert!(b.closed(&wanted[0], 0, None, 0, t0 + secs(31), 1).is_some());
+    // `peers` shows the one left out on standby, the wanted one unreachable.
+    assert_eq!(b.status(&surplus), Some(PeerStatus::Standby));
+    assert_eq!(b.status(&wanted[0]), Some(PeerStatus::Unreachable));
+    assert_eq!(b.status(&wanted[1]), Some(PeerStatus::Authenticated));
     // At the bound (two ready would be fine; one now): nothing more to close.
     assert_eq!(b.surplus(t0 + secs(60), |_| false), None);
     // A peer the user asked for (a tag) is never surplus.
