@@ -10,7 +10,7 @@ use super::handle::{Handle, LoopGone};
 use crate::control::{self, PeerCounts, PeerInfo, StatusInfo};
 use crate::mesh::{Peer, PeerStatus};
 use crate::store::StoreHandle;
-use libp2p::Multiaddr;
+use libp2p::{Multiaddr, PeerId};
 
 impl Daemon {
     pub(super) fn peer_infos(&self) -> Vec<PeerInfo> {
@@ -27,7 +27,7 @@ impl Daemon {
                     connected: p.connections() > 0,
                     authenticated: p.is_ready(),
                     relay_only: cert.map(|c| c.body.relay_only),
-                    state: self.peers.status(id).unwrap_or(p.status()).to_string(),
+                    state: self.peer_state(id, p).to_string(),
                     since_us: p.since_us(),
                     profile: cert.map(|c| c.body.profile.clone()),
                     last_error: p.last_error().map(str::to_owned),
@@ -52,8 +52,20 @@ impl Daemon {
     fn count_state(&self, state: PeerStatus) -> usize {
         self.peers
             .iter()
-            .filter(|(id, _)| self.peers.status(id) == Some(state))
+            .filter(|(id, p)| self.peer_state(id, p) == state)
             .count()
+    }
+
+    /// The state `peers` shows: the book's, except that a peer never connected whose
+    /// certificate is in the roster, and which the bound on connections leaves to others, is
+    /// a member on standby rather than merely discovered.
+    fn peer_state(&self, id: &PeerId, p: &Peer<Multiaddr>) -> PeerStatus {
+        match self.peers.status(id).unwrap_or(p.status()) {
+            PeerStatus::Discovered if !self.peers.wants(id) && self.node.knows_peer(id) => {
+                PeerStatus::Standby
+            }
+            s => s,
+        }
     }
 
     pub(super) fn status(&self) -> StatusInfo {

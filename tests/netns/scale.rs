@@ -110,9 +110,18 @@ fn bounded_lan(hint: &str, extra: &[&str]) -> Field {
             if ok {
                 Cond::Done((g, status))
             } else {
+                let states: Vec<BTreeMap<String, usize>> = (0..N)
+                    .map(|i| {
+                        let mut m = BTreeMap::new();
+                        for (_, s) in peers(&f, i) {
+                            *m.entry(s).or_insert(0) += 1;
+                        }
+                        m
+                    })
+                    .collect();
                 Cond::Pending(format!(
                     "authenticated peers {degrees:?}, authenticated + standby {known:?}, \
-                     connected {}",
+                     connected {}, states {states:?}",
                     connected(&g)
                 ))
             }
