@@ -836,9 +836,10 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
             .iter()
             .filter(|(k, p)| {
                 p.lan
-                    // A member, or a peer never tried: not a stranger that failed to
-                    // authenticate (it is not dialled again, as without a bound).
-                    && (p.member || p.last_error.is_none())
+                    // A member, one away (a dial failed), or a peer never tried: not a
+                    // stranger that connected and failed to authenticate (it is not dialled
+                    // again, as without a bound).
+                    && (p.member || p.away_until.is_some() || p.last_error.is_none())
                     && p.connections == 0
                     && p.redial_at.is_none()
                     && p.away_until.is_none_or(|t| t <= now)

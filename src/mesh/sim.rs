@@ -700,3 +700,46 @@ fn a_bounded_domain_keeps_a_connected_graph_within_the_bound() {
     assert_eq!(s.surplus_closed, closed);
     assert_eq!(s.links, links);
 }
+
+#[test]
+fn outsiders_among_a_bounded_domain_are_refused_and_the_members_stay_joined() {
+    // Twelve members and three devices of another domain on one LAN, bounded at 4.
+    let mut nodes: Vec<(Key, u32)> = (1..=12).map(|k| (k, 1)).collect();
+    nodes.extend([(20, 2), (21, 2), (22, 2)]);
+    let mut s = Sim::new(&nodes).bounded(4);
+    let t0 = s.t0;
+    for i in 0..40 {
+        s.discover_all(t0 + secs(5 * i));
+    }
+    s.run_until(t0 + secs(180));
+    // Each outsider was dialled by a member (its ring neighbours want it), refused, and is
+    // out of every member's overlay that tried it; no member keeps a link to one.
+    for o in [20, 21, 22] {
+        let refused_by = (1..=12)
+            .filter(|m| s.status(*m, o) == Some(PeerStatus::Refused))
+            .count();
+        assert!(refused_by >= 1, "outsider {o} refused by nobody");
+        assert!((1..=12).all(|m| !s.links.contains_key(&pair(m, o))));
+    }
+    // The members: a connected graph within the bound.
+    let members: BTreeSet<Key> = (1..=12).collect();
+    let d = degrees(&s);
+    assert!(members.iter().all(|m| d[m] <= 4), "{d:?}");
+    let mut seen = BTreeSet::from([1]);
+    let mut todo = vec![1];
+    while let Some(a) = todo.pop() {
+        for (x, y) in s.links.keys() {
+            let other = if *x == a {
+                *y
+            } else if *y == a {
+                *x
+            } else {
+                continue;
+            };
+            if members.contains(&other) && seen.insert(other) {
+                todo.push(other);
+            }
+        }
+    }
+    assert_eq!(seen, members, "{:?}", s.links);
+}
