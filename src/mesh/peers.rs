@@ -426,8 +426,9 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
     }
 
     /// A peer was found on the LAN at `addrs`: remembers them (at most
-    /// [`MAX_ADDRS_PER_PEER`]) and, being a sign of life, no longer counts it away. Dials nobody: the daemon tells the book of every peer an mDNS answer
-    /// names before [`PeerBook::found_at`] decides, so the first decisions see them all.
+    /// [`MAX_ADDRS_PER_PEER`]) and, being a sign of life, no longer counts it away. Dials
+    /// nobody: the daemon tells the book of every peer an mDNS answer names before
+    /// [`PeerBook::found_at`] decides, so the first decisions see them all.
     pub fn discovered(&mut self, peer: K, addrs: impl IntoIterator<Item = A>) {
         let st = self.peers.entry(peer).or_default();
         for a in addrs {
@@ -584,9 +585,9 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
     }
 
     /// A dial to `peer` failed: unless it is connected (another connection won) or blocked,
-    /// it is dialled again after its back-off; returns when. Under a bound larger than the
-    /// domain's LAN (the overlay is not a full mesh), a LAN peer is away instead: the ring goes round it, and it is tried again after [`AWAY_FOR`] if the
-    /// overlay wants it.
+    /// it is dialled again after its back-off; returns when. Under a bound smaller than the
+    /// domain's LAN (the overlay is not a full mesh), a LAN peer is away instead: the ring
+    /// goes round it, and it is tried again after [`AWAY_FOR`] if the overlay wants it.
     pub fn dial_failed(
         &mut self,
         peer: &K,
