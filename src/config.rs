@@ -25,7 +25,12 @@ pub mod defaults {
     pub const RETENTION_MIB: u64 = 64;
     /// The daemon's log filter.
     pub const LOG: &str = "info";
+    /// Connections to LAN members a node keeps (`--max-peers`).
+    pub const MAX_PEERS: u64 = crate::mesh::DEFAULT_MAX_PEERS as u64;
 }
+
+/// The largest `--max-peers`.
+pub const MAX_PEERS_LIMIT: u64 = 4096;
 
 /// Why a configuration file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +89,9 @@ pub struct FileConfig {
     /// Prometheus endpoint, `"PORT"` or `"IP:PORT"` (`--metrics`).
     #[serde(default, deserialize_with = "metrics_addr")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Connections to LAN members kept at most once the domain is larger (`--max-peers`).
+    #[serde(default, deserialize_with = "in_range::<_, 2, MAX_PEERS_LIMIT>")]
+    pub max_peers: Option<u64>,
     /// `[discovery]`.
     #[serde(default)]
     pub discovery: Discovery,
@@ -143,6 +151,20 @@ pub fn check_plane_group(a: std::net::IpAddr) -> Result<std::net::IpAddr, String
             "{a} is not a link-local IPv6 multicast address (ff02::/16 or ff12::/16)"
         )),
     }
+}
+
+/// Parses and checks `--max-peers`: 2 to [`MAX_PEERS_LIMIT`].
+pub fn parse_max_peers(s: &str) -> Result<u64, String> {
+    let n: u64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of connections"))?;
+    if !(2..=MAX_PEERS_LIMIT).contains(&n) {
+        return Err(format!(
+            "{n} is out of range: give 2 to {MAX_PEERS_LIMIT} (each member keeps at least its \
+             two neighbours on the ring)"
+        ));
+    }
+    Ok(n)
 }
 
 /// Parses and checks `--plane-group`.
@@ -357,6 +379,8 @@ pub struct Settings {
     pub socket: Option<PathBuf>,
     /// Prometheus endpoint, if on.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Connections to LAN members kept at most once the domain is larger.
+    pub max_peers: u64,
     /// The multicast data plane.
     pub plane: PlaneSettings,
 }
@@ -401,6 +425,8 @@ pub struct Overrides {
     pub plane_port: Option<u16>,
     /// `--plane-only` (testing only).
     pub plane_only: bool,
+    /// `--max-peers`.
+    pub max_peers: Option<u64>,
 }
 
 /// Combines the command line with the file (flags win; a list given on the command line
@@ -440,6 +466,10 @@ pub fn combine(flags: &Overrides, file: FileConfig) -> Result<Settings, ConfigEr
         log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
         socket: flags.socket.clone().or(file.socket),
         metrics: flags.metrics.or(file.metrics),
+        max_peers: flags
+            .max_peers
+            .or(file.max_peers)
+            .unwrap_or(defaults::MAX_PEERS),
         plane: {
             let groups = if flags.plane_groups.is_empty() {
                 file.plane.groups
@@ -542,6 +572,29 @@ mod tests {
             let e = parse(&format!("[plane]\n{bad}\n")).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn max_peers_comes_from_the_flag_else_the_file_else_eight() {
+        let s = combine(&flags_with_bundle(), FileConfig::default()).unwrap();
+        assert_eq!(s.max_peers, 8);
+        let s = combine(&flags_with_bundle(), parse("max_peers = 12\n").unwrap()).unwrap();
+        assert_eq!(s.max_peers, 12);
+        let flags = Overrides {
+            max_peers: Some(3),
+            ..flags_with_bundle()
+        };
+        let s = combine(&flags, parse("max_peers = 12\n").unwrap()).unwrap();
+        assert_eq!(s.max_peers, 3);
+        let e = parse("\nmax_peers = 1\n").unwrap_err();
+        assert!(e.contains("line 2") && e.contains("give 2 to 4096"), "{e}");
+        let e = parse_max_peers("1").unwrap_err();
+        assert!(
+            e.contains("2 to 4096") && e.contains("two neighbours"),
+            "{e}"
+        );
+        assert!(parse_max_peers("eight").is_err());
+        assert_eq!(parse_max_peers("2"), Ok(2));
     }
 
     fn flags_with_bundle() -> Overrides {

@@ -419,6 +419,9 @@ pub struct PeerCounts {
     pub asleep: usize,
     /// Other members that are away (being re-dialled).
     pub unreachable: usize,
+    /// Members on this LAN left unconnected by the bound on connections (`max_peers`).
+    #[serde(default)]
+    pub standby: usize,
 }
 
 /// What `status` reports.
@@ -442,6 +445,10 @@ pub struct StatusInfo {
     pub listen_addrs: Vec<String>,
     /// Peer counts.
     pub peers: PeerCounts,
+    /// Connections to members on this LAN kept at most once the domain is larger
+    /// (`--max-peers`; 0 from a daemon that predates it).
+    #[serde(default)]
+    pub max_peers: usize,
     /// Counters.
     pub counters: CountersInfo,
     /// Catch-up activity.

@@ -99,6 +99,8 @@ pub struct RunConfig {
     pub rules_path: Option<PathBuf>,
     /// Testing only: seal beyond the channel rate limit (a compromised member).
     pub ignore_own_rate_limit: bool,
+    /// Connections to LAN members kept at most once the domain is larger (`--max-peers`).
+    pub max_peers: usize,
     /// The multicast data plane.
     pub plane: crate::config::PlaneSettings,
 }

@@ -10,6 +10,8 @@
 //! the tests drive many nodes in memory with simulated time (`sim`).
 //!
 //! - [`timers`]: the [`Timer`] kinds and the [`TimerTable`] that says which is next.
+//! - [`degree`]: the bounded [`Overlay`]: which members a node keeps connections to once the
+//!   domain is larger than `max_peers + 1`.
 //! - [`peers`]: the [`PeerBook`]: per-peer state, bounded addresses, dial policy and back-off,
 //!   blocking, authentication and ping deadlines.
 //! - [`updates`]: domain updates that arrived out of order ([`PendingUpdates`]) and those
@@ -19,6 +21,7 @@
 
 use std::time::Duration;
 
+pub mod degree;
 pub mod peers;
 pub mod pushes;
 pub mod timers;
@@ -28,6 +31,7 @@ pub mod updates;
 #[cfg(test)]
 mod sim;
 
+pub use degree::{DEFAULT_MAX_PEERS, MIN_MAX_PEERS, Overlay, peer_position, ring_position};
 pub use peers::{
     Dial, Peer, PeerBook, PeerStatus, PeerTick, Peers, Ping, direct_ipv4, on_same_lan,
 };
@@ -57,6 +61,16 @@ pub const PUSH_EVERY: Duration = Duration::from_millis(250);
 pub const BACKOFF_MIN: Duration = Duration::from_millis(500);
 /// The longest re-dial back-off.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Under the bound on connections: how long after a failed dial a LAN member the overlay
+/// wants is tried again (meanwhile the ring goes round it). A member that comes back dials
+/// its own neighbours, which ends its absence at once.
+pub const AWAY_FOR: Duration = Duration::from_secs(30);
+/// Under the bound: a connection the overlay does not want is closed only after it has been
+/// up this long (a newcomer's first connections, views that have not converged yet).
+pub const SURPLUS_AFTER: Duration = Duration::from_secs(30);
+/// Under the bound: a wanted peer a dial did not reach (and no failure came back) is dialled
+/// again after this long.
+pub const WANT_RETRY: Duration = Duration::from_secs(10);
 /// How often catch-up runs with one random authenticated peer (anti-entropy), and how often
 /// the static peers are dialled again.
 pub const ANTI_ENTROPY_EVERY: Duration = Duration::from_secs(10);

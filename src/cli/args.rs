@@ -341,6 +341,11 @@ pub struct RunArgs {
     /// Log lines as text (for people) or JSON (one object per line) [default: text].
     #[arg(long, value_enum)]
     pub log_format: Option<crate::config::LogFormat>,
+    /// Connections to members on this LAN a node keeps once the domain has more than N+1
+    /// of them (each keeps its ring neighbours and a few long links; 2 to 4096). Static
+    /// peers, brokers and `connect` are not counted against it [default: 8].
+    #[arg(long, value_name = "N", value_parser = crate::config::parse_max_peers)]
+    pub max_peers: Option<u64>,
     /// Do not use the multicast data plane: alerts and voice go by gossip only.
     #[arg(long)]
     pub no_plane: bool,
@@ -387,6 +392,7 @@ impl RunArgs {
             plane_groups: self.plane_groups.clone(),
             plane_port: self.plane_port,
             plane_only: self.plane_only,
+            max_peers: self.max_peers,
         }
     }
 }
@@ -874,6 +880,8 @@ mod tests {
             "debug",
             "--log-format",
             "json",
+            "--max-peers",
+            "5",
         ])
         .unwrap()
         .command
@@ -881,6 +889,7 @@ mod tests {
             panic!("not run")
         };
         let o = a.overrides();
+        assert_eq!(o.max_peers, Some(5));
         assert_eq!(o.bundle.as_deref(), Some(std::path::Path::new("/b")));
         assert_eq!(o.data.as_deref(), Some(std::path::Path::new("/d")));
         assert_eq!(o.socket.as_deref(), Some(std::path::Path::new("/s")));

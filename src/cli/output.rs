@@ -199,7 +199,7 @@ pub(super) fn format_status(s: &StatusInfo) -> String {
     let c = &s.counters;
     let rejected: u64 = c.rejected.values().sum();
     let mut out = format!(
-        "{}\ndevice   {} (#{}){}\npeer id  {}\ndomain   {} ({})\nchannels {}\nlisten   {}\npeers    {} connected, {} authenticated, {} asleep, {} unreachable\nalerts   {} sent, {} received, {} relayed, {} rejected, {} signatures checked\nuptime   {}\n",
+        "{}\ndevice   {} (#{}){}\npeer id  {}\ndomain   {} ({})\nchannels {}\nlisten   {}\npeers    {} connected, {} authenticated, {} asleep, {} unreachable, {} standby (at most {} kept)\nalerts   {} sent, {} received, {} relayed, {} rejected, {} signatures checked\nuptime   {}\n",
         health(s),
         s.device,
         s.device_number,
@@ -217,6 +217,8 @@ pub(super) fn format_status(s: &StatusInfo) -> String {
         s.peers.authenticated,
         s.peers.asleep,
         s.peers.unreachable,
+        s.peers.standby,
+        s.max_peers,
         c.alerts_sent,
         c.alerts_received,
         c.alerts_relayed,

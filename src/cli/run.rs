@@ -59,6 +59,7 @@ pub(super) async fn run(
             max_bytes: s.retention_mib * 1024 * 1024,
         },
         ignore_own_rate_limit: a.ignore_own_rate_limit,
+        max_peers: s.max_peers as usize,
         plane: s.plane.clone(),
     };
     daemon::run(cfg, shutdown_signal()).await?;

@@ -65,8 +65,11 @@ impl Daemon {
                 continue;
             };
             let target = cert.peer_id();
+            // A member on this LAN that the bound on connections leaves to others is not
+            // worth a circuit either.
             if target == me
                 || self.brokers.contains(&target)
+                || !self.peers.wants(&target)
                 || self.swarm.is_connected(&target)
                 || !self.peers.circuit_due(&target, now)
             {

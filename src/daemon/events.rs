@@ -155,6 +155,11 @@ impl Daemon {
                         None => found.push((peer, vec![addr])),
                     }
                 }
+                // Every peer of the answer is known before the first decision: under the bound
+                // the overlay is computed from all of them, not grown one dial at a time.
+                for (peer, addrs) in &found {
+                    self.peers.discovered(*peer, addrs.iter().cloned());
+                }
                 for (peer, addrs) in found {
                     self.found_at(peer, addrs);
                 }

@@ -341,7 +341,11 @@ pub async fn run(
         node,
         store,
         alerts,
-        peers: Peers::new(local_peer_id),
+        peers: {
+            let mut p = Peers::new(local_peer_id);
+            p.set_max_peers(cfg.max_peers, crate::mesh::peer_position);
+            p
+        },
         certs: HashMap::new(),
         topics,
         voice: voice::VoiceState::new(voice_topics, voice_tx.clone()),

@@ -10,7 +10,7 @@ use super::handle::{Handle, LoopGone};
 use crate::control::{self, PeerCounts, PeerInfo, StatusInfo};
 use crate::mesh::{Peer, PeerStatus};
 use crate::store::StoreHandle;
-use libp2p::Multiaddr;
+use libp2p::{Multiaddr, PeerId};
 
 impl Daemon {
     pub(super) fn peer_infos(&self) -> Vec<PeerInfo> {
@@ -27,7 +27,7 @@ impl Daemon {
                     connected: p.connections() > 0,
                     authenticated: p.is_ready(),
                     relay_only: cert.map(|c| c.body.relay_only),
-                    state: p.status().to_string(),
+                    state: self.peer_state(id, p).to_string(),
                     since_us: p.since_us(),
                     profile: cert.map(|c| c.body.profile.clone()),
                     last_error: p.last_error().map(str::to_owned),
@@ -48,6 +48,26 @@ impl Daemon {
         self.peers.iter().filter(|(_, p)| f(p)).count()
     }
 
+    /// How many peers are in `state` (as `peers` shows it).
+    fn count_state(&self, state: PeerStatus) -> usize {
+        self.peers
+            .iter()
+            .filter(|(id, p)| self.peer_state(id, p) == state)
+            .count()
+    }
+
+    /// The state `peers` shows: the book's, except that a peer never connected whose
+    /// certificate is in the roster, and which the bound on connections leaves to others, is
+    /// a member on standby rather than merely discovered.
+    fn peer_state(&self, id: &PeerId, p: &Peer<Multiaddr>) -> PeerStatus {
+        match self.peers.status(id).unwrap_or(p.status()) {
+            PeerStatus::Discovered if !self.peers.wants(id) && self.node.knows_peer(id) => {
+                PeerStatus::Standby
+            }
+            s => s,
+        }
+    }
+
     pub(super) fn status(&self) -> StatusInfo {
         let cert = self.node.cert();
         StatusInfo {
@@ -63,8 +83,10 @@ impl Daemon {
                 connected: self.count(|p| p.connections() > 0),
                 authenticated: self.count(|p| p.status() == PeerStatus::Authenticated),
                 asleep: self.count(|p| p.status() == PeerStatus::Asleep),
-                unreachable: self.count(|p| p.status() == PeerStatus::Unreachable),
+                unreachable: self.count_state(PeerStatus::Unreachable),
+                standby: self.count_state(PeerStatus::Standby),
             },
+            max_peers: self.peers.max_peers().unwrap_or(0),
             counters: self.node.counters().into(),
             catch_up: control::CatchUpInfo {
                 sessions: self.catch_up.sessions,

@@ -7,11 +7,13 @@
 //! Runs on the loop when the table's earliest deadline passes: each duty is cheap or spawned.
 //! Never decides when a timer is due; the table does.
 
+use std::collections::HashSet;
 use std::time::Instant;
 
 use libp2p::PeerId;
 use rand_core::RngCore;
 
+use super::addr::strip_p2p;
 use super::tags::{ConnectError, PendingTag};
 use super::{AUTH_TIMEOUT, Daemon, now_us};
 use crate::mesh::Timer;
@@ -149,6 +151,27 @@ impl Daemon {
         });
     }
 
+    /// Peers never closed as surplus: the brokers, and the static peers (`--peer`, named by
+    /// peer id or reached at the address given).
+    fn unbounded_peers(&self) -> HashSet<PeerId> {
+        let mut keep: HashSet<PeerId> = self.brokers.iter().copied().collect();
+        for a in &self.static_peers {
+            let named = a.iter().find_map(|p| match p {
+                libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+                _ => None,
+            });
+            keep.extend(named);
+            let bare = strip_p2p(a.clone());
+            keep.extend(
+                self.peers
+                    .iter()
+                    .filter(|(_, p)| p.dialled_addr() == Some(&bare))
+                    .map(|(id, _)| *id),
+            );
+        }
+        keep
+    }
+
     /// The tick's peer checks: block expiry, authentication timeouts, due re-dials, the peer
     /// table's bound.
     fn check_peers(&mut self, now: Instant) {
@@ -169,6 +192,12 @@ impl Daemon {
         }
         for d in tick.dials {
             self.start_dial(d);
+        }
+        // Under the bound: one surplus connection at a time (never a static peer or broker).
+        let keep = self.unbounded_peers();
+        if let Some(p) = self.peers.surplus(now, |p| keep.contains(p)) {
+            tracing::info!(peer = %p, "closing a connection the bound on connections does not want");
+            let _ = self.swarm.disconnect_peer_id(p);
         }
         // The oldest disconnected strangers beyond the bound were forgotten.
         for p in tick.forgotten {

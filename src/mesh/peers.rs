@@ -1,6 +1,8 @@
 //! The [`PeerBook`]: what this node knows about each peer (addresses, connections, whether it
 //! proved membership, its back-off) and the dial policy built on it: who to dial now, who
-//! waits and how long, who is blocked, who took too long to authenticate, who is forgotten.
+//! waits and how long, who is blocked, who took too long to authenticate, who is forgotten,
+//! and, under a bound ([`PeerBook::set_max_peers`]), which members the [`Overlay`] wants and
+//! which surplus connection to close.
 //!
 //! It returns decisions ([`Dial`], peers to disconnect or unblock) for the daemon to carry
 //! out; it never touches the swarm, a socket or the clock, and the jitter of a re-dial is a
@@ -14,8 +16,9 @@ use std::time::{Duration, Instant};
 use libp2p::{Multiaddr, PeerId};
 
 use super::{
-    ANTI_ENTROPY_EVERY, AUTH_TIMEOUT, BACKOFF_MAX, BACKOFF_MIN, BLOCK_FOR, CIRCUIT_BACKOFF_MAX,
-    DIAL_DEFER, MAX_ADDRS_PER_PEER, MAX_AUTH_ATTEMPTS, MAX_PEERS, MAX_PING_FAILURES,
+    ANTI_ENTROPY_EVERY, AUTH_TIMEOUT, AWAY_FOR, BACKOFF_MAX, BACKOFF_MIN, BLOCK_FOR,
+    CIRCUIT_BACKOFF_MAX, DIAL_DEFER, MAX_ADDRS_PER_PEER, MAX_AUTH_ATTEMPTS, MAX_PEERS,
+    MAX_PING_FAILURES, Overlay, SURPLUS_AFTER, WANT_RETRY,
 };
 
 /// A dial to start: the peer and every address remembered for it.
@@ -40,6 +43,9 @@ pub enum PeerStatus {
     Asleep,
     /// A member that is away and does not sleep.
     Unreachable,
+    /// A member on this LAN with no connection because the bound on connections does not
+    /// want the pair: others carry its traffic.
+    Standby,
     /// Found (mDNS, a presence record, a tag), never a member.
     Discovered,
 }
@@ -53,6 +59,7 @@ impl PeerStatus {
             PeerStatus::Connecting => "connecting",
             PeerStatus::Asleep => "asleep",
             PeerStatus::Unreachable => "unreachable",
+            PeerStatus::Standby => "standby",
             PeerStatus::Discovered => "discovered",
         }
     }
@@ -98,6 +105,14 @@ pub struct Peer<A> {
     ping_failures: u8,
     since_us: u64,
     revision: u64,
+    /// Found on this LAN (mDNS, a presence record with an address here): a member of the
+    /// overlay's member set, subject to the bound.
+    lan: bool,
+    /// Asked for by the user (`connect` with a device tag): never closed as surplus.
+    pinned: bool,
+    /// Under a bound: a dial to it failed (it is away) and when it is tried again. It stays
+    /// in the member set (every node keeps the same one); only the ring goes round it.
+    away_until: Option<Instant>,
 }
 
 impl<A> Default for Peer<A> {
@@ -118,6 +133,9 @@ impl<A> Default for Peer<A> {
             ping_failures: 0,
             since_us: 0,
             revision: 0,
+            lan: false,
+            pinned: false,
+            away_until: None,
         }
     }
 }
@@ -219,6 +237,20 @@ pub struct PeerBook<K, A> {
     blocked: BTreeMap<K, Instant>,
     /// Per member dialled through a broker: when to try again, and the wait that was used.
     circuits: BTreeMap<K, (Instant, Duration)>,
+    /// The bound on connections, when set.
+    bound: Option<Bound<K>>,
+}
+
+/// A bound on connections: the overlay of the LAN members known now.
+#[derive(Debug, Clone)]
+struct Bound<K> {
+    max_peers: usize,
+    position: fn(&K) -> u64,
+    overlay: Overlay<K>,
+    /// The nearest members on each side of the ring that are not away: this node's ring
+    /// neighbours when nobody near is away, else the ones past the gap (whose own walk
+    /// finds this node, so both ends agree).
+    bypass: BTreeSet<K>,
 }
 
 impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
@@ -229,6 +261,83 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
             peers: BTreeMap::new(),
             blocked: BTreeMap::new(),
             circuits: BTreeMap::new(),
+            bound: None,
+        }
+    }
+
+    /// Bounds the connections to LAN members at `max_peers` (see [`Overlay`]), each member
+    /// placed on the ring at `position(key)`. Without it every member is dialled, as when the
+    /// domain has at most `max_peers + 1` members.
+    pub fn set_max_peers(&mut self, max_peers: usize, position: fn(&K) -> u64) {
+        let overlay = Overlay::new([(position(&self.me), self.me.clone())], max_peers);
+        self.bound = Some(Bound {
+            max_peers,
+            position,
+            overlay,
+            bypass: BTreeSet::new(),
+        });
+    }
+
+    /// The bound on connections, if set.
+    pub fn max_peers(&self) -> Option<usize> {
+        self.bound.as_ref().map(|b| b.max_peers)
+    }
+
+    /// The overlay as last computed (under a bound).
+    pub fn overlay(&self) -> Option<&Overlay<K>> {
+        self.bound.as_ref().map(|b| &b.overlay)
+    }
+
+    /// Recomputes the overlay when the member set changed (this node and every peer found on
+    /// the LAN that is neither refused nor blocked), and the ring bypass round away members.
+    fn refresh(&mut self) {
+        let Some(bound) = &self.bound else {
+            return;
+        };
+        let members: BTreeSet<&K> = self
+            .peers
+            .iter()
+            .filter(|(k, p)| p.lan && !p.refused && !self.blocked.contains_key(*k))
+            .map(|(k, _)| k)
+            .chain([&self.me])
+            .collect();
+        let same = members.len() == bound.overlay.members().len()
+            && members.iter().all(|k| bound.overlay.members().contains(*k));
+        let overlay = if same {
+            None
+        } else {
+            let position = bound.position;
+            Some(Overlay::new(
+                members.into_iter().map(|k| (position(k), k.clone())),
+                bound.max_peers,
+            ))
+        };
+        let Some(b) = &mut self.bound else {
+            return;
+        };
+        if let Some(o) = overlay {
+            b.overlay = o;
+        }
+        let away = |k: &K| {
+            self.peers
+                .get(k)
+                .is_some_and(|p| p.away_until.is_some() && p.connections == 0)
+        };
+        b.bypass = b.overlay.ring_neighbours(&self.me, away);
+    }
+
+    /// Whether this node keeps (and dials) a connection to `peer`: always without a bound, and
+    /// for a peer not found on the LAN (a static peer, a broker, a circuit, a tag); else when
+    /// the overlay has the pair (which the other end computes the same way).
+    pub fn wants(&self, peer: &K) -> bool {
+        let Some(bound) = &self.bound else {
+            return true;
+        };
+        match self.peers.get(peer) {
+            Some(p) if p.lan && !p.pinned => {
+                bound.overlay.wants(&self.me, peer) || bound.bypass.contains(peer)
+            }
+            _ => true,
         }
     }
 
@@ -255,6 +364,17 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
     /// No peer remembered.
     pub fn is_empty(&self) -> bool {
         self.peers.is_empty()
+    }
+
+    /// What `peers` shows for `peer`: its [`Peer::status`], except that a member this node
+    /// does not [want](PeerBook::wants) and is not connected to is on standby, not
+    /// unreachable.
+    pub fn status(&self, peer: &K) -> Option<PeerStatus> {
+        let s = self.peers.get(peer)?.status();
+        Some(match s {
+            PeerStatus::Unreachable if !self.wants(peer) => PeerStatus::Standby,
+            s => s,
+        })
     }
 
     /// At least one connection open.
@@ -293,19 +413,52 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
         alone: bool,
         now: Instant,
     ) -> Option<Dial<K, A>> {
-        let st = self.peers.entry(peer.clone()).or_default();
+        self.discovered(peer.clone(), addrs);
+        let st = self.peers.get(&peer)?;
+        if st.connections > 0 || st.redial_at.is_some() {
+            return None;
+        }
+        self.refresh();
+        if !self.wants(&peer) {
+            return None;
+        }
+        self.dial_wanted(peer, alone, now)
+    }
+
+    /// A peer was found on the LAN at `addrs`: remembers them (at most
+    /// [`MAX_ADDRS_PER_PEER`]) and, being a sign of life, no longer counts it away. Dials
+    /// nobody: the daemon tells the book of every peer an mDNS answer names before
+    /// [`PeerBook::found_at`] decides, so the first decisions see them all.
+    pub fn discovered(&mut self, peer: K, addrs: impl IntoIterator<Item = A>) {
+        let st = self.peers.entry(peer).or_default();
         for a in addrs {
             if st.addresses.len() < MAX_ADDRS_PER_PEER {
                 st.addresses.insert(a);
             }
         }
-        if st.connections > 0 || st.redial_at.is_some() {
-            return None;
-        }
+        st.lan = true;
+        st.away_until = None;
+        self.refresh();
+    }
+
+    /// The pair rule for a peer to dial: at once when this node's key is the smaller (or it
+    /// is `alone`), else after [`DIAL_DEFER`]. Under a bound, a dial started is tried again
+    /// after [`WANT_RETRY`] if it led nowhere (the swarm reports nothing for a dial it
+    /// refused to start).
+    fn dial_wanted(&mut self, peer: K, alone: bool, now: Instant) -> Option<Dial<K, A>> {
         if self.me < peer || alone {
-            self.dial(&peer)
+            let d = self.dial(&peer);
+            if d.is_some()
+                && self.bound.is_some()
+                && let Some(st) = self.peers.get_mut(&peer)
+            {
+                st.redial_at = Some(now + WANT_RETRY);
+            }
+            d
         } else {
-            st.redial_at = Some(now + DIAL_DEFER);
+            if let Some(st) = self.peers.get_mut(&peer) {
+                st.redial_at = Some(now + DIAL_DEFER);
+            }
             None
         }
     }
@@ -328,9 +481,11 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
     }
 
     /// `connect` with a device tag: remembers the tag's addresses (its first
-    /// [`MAX_ADDRS_PER_PEER`], whatever is known already).
+    /// [`MAX_ADDRS_PER_PEER`], whatever is known already). The user asked for this peer:
+    /// it is dialled and kept whatever the bound.
     pub fn add_tag_addresses(&mut self, peer: K, addrs: impl IntoIterator<Item = A>) {
         let st = self.peers.entry(peer).or_default();
+        st.pinned = true;
         for a in addrs.into_iter().take(MAX_ADDRS_PER_PEER) {
             st.addresses.insert(a);
         }
@@ -372,6 +527,7 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
         let st = self.peers.entry(peer).or_default();
         st.connections = num_established;
         st.redial_at = None;
+        let was_away = st.away_until.take().is_some();
         if st.connected_at.is_none() || num_established == 1 {
             st.connected_at = Some(now);
         }
@@ -389,12 +545,16 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
             st.ping_failures = 0;
             st.since_us = now_us;
         }
+        if was_away {
+            self.refresh();
+        }
         first
     }
 
     /// A connection to `peer` closed (`num_established` still open, `cause` when it failed).
-    /// When the last one of a member closes, it is re-dialled after its back-off: returns when
-    /// (`jitter` is a random number the caller drew).
+    /// When the last one of a member closes, it is re-dialled after its back-off if this node
+    /// [wants](PeerBook::wants) it (a surplus connection closed under the bound is not):
+    /// returns when (`jitter` is a random number the caller drew).
     pub fn closed(
         &mut self,
         peer: &K,
@@ -415,7 +575,9 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
                 st.last_error = Some(c);
             }
         }
-        if st.member && num_established == 0 {
+        let member = st.member;
+        self.refresh();
+        if member && num_established == 0 && self.wants(peer) {
             self.schedule_redial(peer, jitter, now)
         } else {
             None
@@ -423,7 +585,9 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
     }
 
     /// A dial to `peer` failed: unless it is connected (another connection won) or blocked,
-    /// it is dialled again after its back-off; returns when.
+    /// it is dialled again after its back-off; returns when. Under a bound smaller than the
+    /// domain's LAN (the overlay is not a full mesh), a LAN peer is away instead: the ring
+    /// goes round it, and it is tried again after [`AWAY_FOR`] if the overlay wants it.
     pub fn dial_failed(
         &mut self,
         peer: &K,
@@ -435,6 +599,14 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
             st.last_error = Some(error);
         }
         if self.is_connected(peer) || self.is_blocked(peer) {
+            return None;
+        }
+        if self.overlay().is_some_and(|o| o.is_bounded())
+            && let Some(st) = self.peers.get_mut(peer).filter(|p| p.lan && !p.pinned)
+        {
+            st.away_until = Some(now + AWAY_FOR);
+            st.redial_at = None;
+            self.refresh();
             return None;
         }
         self.schedule_redial(peer, jitter, now)
@@ -622,13 +794,28 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
             unblocked.push(p);
         }
         let late = self.late(now);
+        let mut dials = self.dial_newly_wanted(now);
         let due: Vec<K> = self
             .peers
             .iter()
             .filter(|(_, p)| p.connections == 0 && p.redial_at.is_some_and(|t| t <= now))
             .map(|(k, _)| k.clone())
             .collect();
-        let dials = due.iter().filter_map(|p| self.dial(p)).collect();
+        for p in due {
+            if !self.wants(&p) {
+                // The overlay moved on (or the peer was closed as surplus): no re-dial.
+                if let Some(st) = self.peers.get_mut(&p) {
+                    st.redial_at = None;
+                }
+                continue;
+            }
+            dials.extend(self.dial(&p));
+            if self.bound.is_some()
+                && let Some(st) = self.peers.get_mut(&p)
+            {
+                st.redial_at = Some(now + WANT_RETRY);
+            }
+        }
         let forgotten = self.forget_strangers();
         PeerTick {
             unblocked,
@@ -636,6 +823,60 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
             dials,
             forgotten,
         }
+    }
+
+    /// Under a bound: the overlay wants peers that are neither connected nor scheduled (a
+    /// member joined or left, or one came back from away): the pair rule dials them.
+    fn dial_newly_wanted(&mut self, now: Instant) -> Vec<Dial<K, A>> {
+        if self.bound.is_none() {
+            return vec![];
+        }
+        self.refresh();
+        let idle: Vec<K> = self
+            .peers
+            .iter()
+            .filter(|(k, p)| {
+                p.lan
+                    // A member, one away (a dial failed), or a peer never tried: not a
+                    // stranger that connected and failed to authenticate (it is not dialled
+                    // again, as without a bound).
+                    && (p.member || p.away_until.is_some() || p.last_error.is_none())
+                    && p.connections == 0
+                    && p.redial_at.is_none()
+                    && p.away_until.is_none_or(|t| t <= now)
+                    && !self.blocked.contains_key(*k)
+            })
+            .map(|(k, _)| k.clone())
+            .filter(|k| self.wants(k))
+            .collect();
+        idle.into_iter()
+            .filter_map(|k| self.dial_wanted(k, false, now))
+            .collect()
+    }
+
+    /// Under a bound, the surplus connection to close now, if any: an authenticated LAN
+    /// member neither end of the pair wants, connected for at least [`SURPLUS_AFTER`], while
+    /// more than `max_peers` peers are ready. One at a time, so the graph does not flap; the
+    /// pairs the overlay wants stay, so no member loses its path. `keep` names the peers the
+    /// daemon never closes (static peers, brokers).
+    pub fn surplus(&mut self, now: Instant, keep: impl Fn(&K) -> bool) -> Option<K> {
+        let max = self.max_peers()?;
+        self.refresh();
+        if self.ready().count() <= max {
+            return None;
+        }
+        self.peers
+            .iter()
+            .filter(|(k, p)| {
+                p.is_ready()
+                    && p.lan
+                    && !p.pinned
+                    && p.connected_at.is_some_and(|t| now - t >= SURPLUS_AFTER)
+                    && !self.wants(k)
+                    && !keep(k)
+            })
+            .map(|(k, _)| k.clone())
+            .next()
     }
 
     /// Connected peers that did not authenticate within [`AUTH_TIMEOUT`] of connecting. Not

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use super::{
-    AUTH_TIMEOUT, BACKOFF_MAX, BLOCK_FOR, Dial, PUSH_BATCH, PeerBook, PeerStatus, Pushes, TICK,
-    Timer, TimerTable,
+    AUTH_TIMEOUT, BACKOFF_MAX, BLOCK_FOR, Dial, PUSH_BATCH, PeerBook, PeerStatus, Pushes,
+    SURPLUS_AFTER, TICK, Timer, TimerTable, ring_position,
 };
 
 /// How long a message or a dial takes to arrive.
@@ -92,6 +92,15 @@ struct Sim {
     rng: u64,
     /// Presence requests sent.
     presence_msgs: usize,
+    /// The bound on connections every node runs with, if any.
+    max_peers: Option<usize>,
+    /// Connections closed as surplus.
+    surplus_closed: usize,
+}
+
+/// A simulated node's place on the overlay's ring.
+fn position(k: &Key) -> u64 {
+    ring_position(&k.to_be_bytes())
 }
 
 fn addr(k: Key) -> String {
@@ -115,6 +124,8 @@ impl Sim {
             links: BTreeMap::new(),
             rng: 0x9E37_79B9_7F4A_7C15,
             presence_msgs: 0,
+            max_peers: None,
+            surplus_closed: 0,
         };
         for (i, (k, domain)) in nodes.iter().enumerate() {
             s.nodes.insert(*k, SimNode::new(*k, *domain));
@@ -123,6 +134,15 @@ impl Sim {
             s.push_presence(*k, vec![*k], None);
         }
         s
+    }
+
+    /// Every node bounds its connections at `max` (as `--max-peers`).
+    fn bounded(mut self, max: usize) -> Self {
+        self.max_peers = Some(max);
+        for n in self.nodes.values_mut() {
+            n.book.set_max_peers(max, position);
+        }
+        self
     }
 
     /// Queues records for `k`'s authenticated peers and arms its push timer.
@@ -233,6 +253,9 @@ impl Sim {
             dials,
             ..SimNode::new(k, domain)
         };
+        if let Some(max) = self.max_peers {
+            self.node(k).book.set_max_peers(max, position);
+        }
     }
 
     /// `to` proved membership to `k`: on the first proof, `k` tells it where everyone is.
@@ -275,9 +298,14 @@ impl Sim {
                 for p in t.late {
                     self.close(k, p, "did not authenticate in time");
                 }
+                if let Some(p) = self.node(k).book.surplus(now, |_| false) {
+                    self.surplus_closed += 1;
+                    self.close(k, p, "surplus");
+                }
             }
             Ev::Found { at, peer } => {
-                if !self.nodes[&at].up {
+                // mDNS hears only nodes that are up (answers queued before one went down).
+                if !self.nodes[&at].up || !self.nodes[&peer].up {
                     return;
                 }
                 let alone = self.alone(at);
@@ -580,4 +608,138 @@ fn a_member_mdns_missed_is_found_through_presence_pushed_in_batches() {
     // and both newcomers', to 1 and to 3), 1's and 3's first (their own, to 2), then theirs
     // with what they learned (to each other). Not one request per record and per peer.
     assert_eq!(sent, 6 + 2 + 2 + 2);
+}
+
+/// Each node's open connections to nodes that are up.
+fn degrees(s: &Sim) -> BTreeMap<Key, usize> {
+    let mut d: BTreeMap<Key, usize> = s.nodes.keys().map(|k| (*k, 0)).collect();
+    for ((a, b), n) in &s.links {
+        if *n > 0 {
+            *d.entry(*a).or_default() += 1;
+            *d.entry(*b).or_default() += 1;
+        }
+    }
+    d
+}
+
+/// Whether the links join every node that is up.
+fn connected(s: &Sim) -> bool {
+    let up: BTreeSet<Key> = s
+        .nodes
+        .iter()
+        .filter(|(_, n)| n.up)
+        .map(|(k, _)| *k)
+        .collect();
+    let Some(first) = up.first().copied() else {
+        return true;
+    };
+    let mut seen = BTreeSet::from([first]);
+    let mut todo = vec![first];
+    while let Some(a) = todo.pop() {
+        for (x, y) in s.links.iter().filter(|(_, n)| **n > 0).map(|(p, _)| *p) {
+            let other = if x == a {
+                y
+            } else if y == a {
+                x
+            } else {
+                continue;
+            };
+            if up.contains(&other) && seen.insert(other) {
+                todo.push(other);
+            }
+        }
+    }
+    seen == up
+}
+
+#[test]
+fn a_bounded_domain_keeps_a_connected_graph_within_the_bound() {
+    let nodes: Vec<(Key, u32)> = (1..=14).map(|k| (k, 1)).collect();
+    let mut s = Sim::new(&nodes).bounded(4);
+    let t0 = s.t0;
+    // mDNS answers again every 5 s, as the daemon's default query interval.
+    for i in 0..60 {
+        s.discover_all(t0 + secs(5 * i));
+    }
+    s.run_until(t0 + SURPLUS_AFTER + secs(30));
+    let d = degrees(&s);
+    assert!(d.values().all(|n| *n <= 4), "{d:?}");
+    assert!(connected(&s), "{:?}", s.links);
+    // Every pair the overlay wants is connected and authenticated.
+    for (k, n) in &s.nodes {
+        let o = n.book.overlay().expect("bounded");
+        assert_eq!(o.members().len(), 14, "{k} knows everyone");
+        for p in o.neighbours(k) {
+            assert_eq!(
+                s.status(*k, p),
+                Some(PeerStatus::Authenticated),
+                "{k} sees {p}"
+            );
+        }
+    }
+    // Far fewer than the 91 connections of a full mesh.
+    assert!(s.links.len() <= 14 * 4 / 2, "{} links", s.links.len());
+
+    // A node goes down: its neighbours route round it, still within the bound.
+    s.down(3);
+    s.run_until(t0 + secs(180));
+    let d = degrees(&s);
+    assert!(d.values().all(|n| *n <= 4), "{d:?}");
+    assert!(connected(&s), "without 3: {:?}", s.links);
+    assert_eq!(d[&3], 0);
+    // It comes back (with an empty book): it is found again and rejoins the graph.
+    s.up(3);
+    s.run_until(t0 + secs(300));
+    s.run_until(t0 + secs(300));
+    assert!(degrees(&s).values().all(|n| *n <= 4));
+    assert!(connected(&s));
+    assert!(degrees(&s)[&3] >= 2, "3 has its ring neighbours back");
+    // Settled: no connection is closed and re-opened any more (no flapping).
+    let (closed, links) = (s.surplus_closed, s.links.clone());
+    s.run_until(t0 + secs(420));
+    assert_eq!(s.surplus_closed, closed);
+    assert_eq!(s.links, links);
+}
+
+#[test]
+fn outsiders_among_a_bounded_domain_are_refused_and_the_members_stay_joined() {
+    // Twelve members and three devices of another domain on one LAN, bounded at 4.
+    let mut nodes: Vec<(Key, u32)> = (1..=12).map(|k| (k, 1)).collect();
+    nodes.extend([(20, 2), (21, 2), (22, 2)]);
+    let mut s = Sim::new(&nodes).bounded(4);
+    let t0 = s.t0;
+    for i in 0..40 {
+        s.discover_all(t0 + secs(5 * i));
+    }
+    s.run_until(t0 + secs(180));
+    // Each outsider was dialled by a member (its ring neighbours want it), refused, and is
+    // out of every member's overlay that tried it; no member keeps a link to one.
+    for o in [20, 21, 22] {
+        let refused_by = (1..=12)
+            .filter(|m| s.status(*m, o) == Some(PeerStatus::Refused))
+            .count();
+        assert!(refused_by >= 1, "outsider {o} refused by nobody");
+        assert!((1..=12).all(|m| !s.links.contains_key(&pair(m, o))));
+    }
+    // The members: a connected graph within the bound.
+    let members: BTreeSet<Key> = (1..=12).collect();
+    let d = degrees(&s);
+    assert!(members.iter().all(|m| d[m] <= 4), "{d:?}");
+    let mut seen = BTreeSet::from([1]);
+    let mut todo = vec![1];
+    while let Some(a) = todo.pop() {
+        for (x, y) in s.links.keys() {
+            let other = if *x == a {
+                *y
+            } else if *y == a {
+                *x
+            } else {
+                continue;
+            };
+            if members.contains(&other) && seen.insert(other) {
+                todo.push(other);
+            }
+        }
+    }
+    assert_eq!(seen, members, "{:?}", s.links);
 }

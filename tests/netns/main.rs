@@ -30,6 +30,7 @@ mod lifecycle;
 mod mesh;
 mod netns_harness;
 mod plane;
+mod scale;
 mod scenario;
 mod segments;
 mod systemd;

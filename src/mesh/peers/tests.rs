@@ -415,3 +415,127 @@ fn a_tag_dials_at_once_past_a_deferred_dial() {
     b.refuse(&2, "no".into(), t0);
     assert_eq!(b.dial_at_once(&2), None, "blocked");
 }
+
+/// A test key's place on the overlay's ring.
+fn pos(k: &u32) -> u64 {
+    super::super::ring_position(&k.to_be_bytes())
+}
+
+/// Node 5's book bounded at `max`, having found members 1..=12 on the LAN (no dial yet), and
+/// the overlay every member computes.
+fn bounded(max: usize) -> (Book, Overlay<u32>) {
+    let mut b = Book::new(5);
+    b.set_max_peers(max, pos);
+    for k in (1..=12).filter(|k| *k != 5) {
+        b.discovered(k, [addr(k as usize)]);
+    }
+    let o = Overlay::new((1..=12).map(|k| (pos(&k), k)), max);
+    (b, o)
+}
+
+/// Connects and admits `peer` at `now`.
+fn connect(b: &mut Book, peer: u32, now: Instant) {
+    b.established(peer, 1, None, None, now, 0);
+    assert_eq!(b.admit(&peer, false), Some(true));
+}
+
+#[test]
+fn a_bounded_book_dials_only_the_members_the_overlay_wants() {
+    let t0 = Instant::now();
+    let (mut b, o) = bounded(2);
+    let wanted = o.neighbours(&5);
+    assert_eq!(wanted.len(), 2, "a ring: two neighbours");
+    let mut dialled = BTreeSet::new();
+    for k in (1..=12).filter(|k| *k != 5) {
+        dialled.extend(b.found_at(k, [addr(k as usize)], false, t0).map(|d| d.peer));
+    }
+    dialled.extend(
+        b.tick(t0 + DIAL_DEFER, |_| false)
+            .dials
+            .iter()
+            .map(|d| d.peer),
+    );
+    assert_eq!(dialled, wanted);
+    assert_eq!(b.overlay().map(|o| o.members().len()), Some(12));
+    // Nothing else is dialled later either.
+    let later = b.tick(t0 + secs(60), |_| false);
+    assert!(
+        later.dials.iter().all(|d| wanted.contains(&d.peer)),
+        "{later:?}"
+    );
+    // Unbounded (the default), the same book dials everyone, as before the bound.
+    let mut all = Book::new(5);
+    let n = (1..=12)
+        .filter(|k| *k != 5)
+        .filter(|k| all.found_at(*k, [addr(*k as usize)], true, t0).is_some())
+        .count();
+    assert_eq!(n, 11);
+}
+
+#[test]
+fn a_surplus_connection_is_closed_after_a_while_and_not_redialled() {
+    let t0 = Instant::now();
+    let (mut b, o) = bounded(2);
+    let wanted: Vec<u32> = o.neighbours(&5).into_iter().collect();
+    let surplus = (1..=12)
+        .find(|k| *k != 5 && !wanted.contains(k))
+        .expect("one not wanted");
+    for k in wanted.iter().chain([&surplus]) {
+        connect(&mut b, *k, t0);
+    }
+    assert!(!b.wants(&surplus));
+    assert_eq!(b.surplus(t0 + secs(10), |_| false), None, "too young");
+    assert_eq!(b.surplus(t0 + SURPLUS_AFTER, |_| true), None, "kept");
+    assert_eq!(b.surplus(t0 + SURPLUS_AFTER, |_| false), Some(surplus));
+    // Closed: not re-dialled; a wanted one that drops is.
+    assert_eq!(b.closed(&surplus, 0, None, 0, t0 + secs(31), 1), None);
+    assert!(b.closed(&wanted[0], 0, None, 0, t0 + secs(31), 1).is_some());
+    // `peers` shows the one left out on standby, the wanted one unreachable.
+    assert_eq!(b.status(&surplus), Some(PeerStatus::Standby));
+    assert_eq!(b.status(&wanted[0]), Some(PeerStatus::Unreachable));
+    assert_eq!(b.status(&wanted[1]), Some(PeerStatus::Authenticated));
+    // At the bound (two ready would be fine; one now): nothing more to close.
+    assert_eq!(b.surplus(t0 + secs(60), |_| false), None);
+    // A peer the user asked for (a tag) is never surplus.
+    let (mut b, _) = bounded(2);
+    for k in wanted.iter().chain([&surplus]) {
+        connect(&mut b, *k, t0);
+    }
+    b.add_tag_addresses(surplus, [addr(99)]);
+    assert!(b.wants(&surplus));
+    assert_eq!(b.surplus(t0 + secs(60), |_| false), None);
+}
+
+#[test]
+fn an_unreachable_ring_neighbour_is_bypassed_and_tried_again_later() {
+    let t0 = Instant::now();
+    let (mut b, o) = bounded(2);
+    let ring_next = |o: &Overlay<u32>, away: &[u32]| o.ring_neighbours(&5, |k| away.contains(k));
+    let before = ring_next(&o, &[]);
+    let gone = *before.iter().next().expect("a neighbour");
+    assert!(b.wants(&gone));
+    assert_eq!(b.dial_failed(&gone, "no route".into(), 0, t0), None);
+    assert!(
+        b.wants(&gone),
+        "still an edge of the overlay, tried again later"
+    );
+    let past = ring_next(&o, &[gone]);
+    let new: Vec<u32> = past.difference(&before).copied().collect();
+    assert_eq!(new.len(), 1, "{before:?} -> {past:?}");
+    assert!(b.wants(&new[0]), "the member past the gap");
+    let t = b.tick(t0 + DIAL_DEFER * 2, |_| false);
+    assert!(
+        t.dials.iter().any(|d| d.peer == new[0]) || 5 > new[0],
+        "dialled (or left to the smaller key): {t:?}"
+    );
+    assert!(t.dials.iter().all(|d| d.peer != gone));
+    // After AWAY_FOR it is tried again; an answer ends its absence.
+    let t = b.tick(t0 + AWAY_FOR, |_| false);
+    assert!(t.dials.iter().any(|d| d.peer == gone) || 5 > gone, "{t:?}");
+    connect(&mut b, gone, t0 + AWAY_FOR);
+    assert!(b.wants(&gone));
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
