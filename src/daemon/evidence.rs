@@ -121,6 +121,7 @@ impl Daemon {
             Ok(b) if !self.node.descriptor().is_revoked(sender) => {
                 ev.counters.verified += 1;
                 ev.core.on_beacon(sender, b.issued_us, now);
+                self.plane_beacon_heard(sender, pseq);
             }
             _ => ev.counters.bad_signature += 1,
         }

@@ -117,6 +117,16 @@ impl Daemon {
         self.arm_plane_repair();
     }
 
+    /// A beacon whose signature verified names its sender's last data `pseq`: a sender not
+    /// tracked yet is tracked from there, so that the loss of its very next datagram (the first
+    /// alert after a quiet spell) shows as a gap and is repaired, not left to catch-up.
+    pub(super) fn plane_beacon_heard(&mut self, sender: u32, pseq: u32) {
+        let t = self.plane_clock();
+        let Some(p) = self.plane.as_mut() else { return };
+        p.repair.gaps.on_beacon(sender, pseq, t);
+        self.arm_plane_repair();
+    }
+
     /// [`Timer::PlaneTail`]: sends the tail that is due and arms the next one.
     pub(super) fn plane_tails(&mut self, now: Instant) {
         let sender = self.node.cert().body.device;

@@ -654,6 +654,59 @@ fn via_counts(f: &Field, i: usize, prefix: &str) -> std::collections::BTreeMap<S
 /// every alert, once, without catch-up, whether the loss shows at the next datagram (bursts)
 /// or only at a tail (isolated alerts).
 #[test]
+fn the_first_alert_after_a_quiet_spell_is_repaired_not_caught_up() {
+    if !netns::require_netns() || !netns::require_program("nft") {
+        return;
+    }
+    let names = [("m1", MEMBER), ("m2", MEMBER), ("m3", MEMBER)];
+    let mut f = Field::provision("first", &[], &names);
+    for i in 0..3 {
+        f.start_with(i, &["--plane-only"]);
+    }
+    f.wait_mesh(Duration::from_secs(60));
+    let (m1, m3) = (f.idx("m1"), f.idx("m3"));
+    f.listen(m3);
+    wait_active(&f);
+    // m1 has sent no alert yet: m3 knows of it only from its beacons (every 5 s, each
+    // sender's verified at most every 4 s: four verified means both senders' were).
+    f.lan
+        .wait_until("m3 verified beacons", Duration::from_secs(40), || {
+            let v = counter(&plane(&f, m3), &["beacons_verified"]);
+            if v >= 4 {
+                Cond::Done(())
+            } else {
+                Cond::Pending(format!("{v} verified"))
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let port = plane(&f, m3)["port"].as_u64().expect("port");
+    nft(
+        &f.devs[m3],
+        &[
+            "add table inet t",
+            "add chain inet t input { type filter hook input priority 0 ; }",
+            &format!("add rule inet t input meta pkttype multicast udp dport {port} counter drop"),
+        ],
+    );
+    // m1's first alert (and its first tail) never reaches m3 on the plane; the later tails do.
+    f.send(m1, "first", 0..1);
+    let rules = f.devs[m3]
+        .host
+        .run("nft", ["list", "table", "inet", "t"])
+        .expect("nft list");
+    nft(&f.devs[m3], &["delete table inet t"]);
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    assert!(
+        !rules.contains("counter packets 0 "),
+        "the alert was not dropped at m3: {rules}"
+    );
+    f.wait_all(m3, "first", 1, Duration::from_secs(30));
+    // The tails revealed the gap (m3 tracks m1 from its beacon) and repair fetched it, in
+    // well under catch-up's time.
+    assert_eq!(vias(&f, m3, "first"), ["repair"], "{}", plane(&f, m3));
+}
+
+#[test]
 fn repair_recovers_a_fifth_of_the_plane_lost() {
     if !netns::require_netns() || !netns::require_program("nft") {
         return;
@@ -689,8 +742,9 @@ fn repair_recovers_a_fifth_of_the_plane_lost() {
     }
     std::thread::sleep(Duration::from_millis(500));
     let (a, b) = (0, 1);
-    // Warm-up: a receiver tracks a sender from the first datagram of it that it accepts
-    // (beacons are not sent yet); all five of these lost costs a catch-up, 0.2^5.
+    // Warm-up: a receiver tracks a sender from its first beacon or the first datagram of it
+    // that it accepts, whichever comes first (beacons are not sent yet: 5 s after the start);
+    // all five of these lost costs a catch-up, 0.2^5.
     f.send(a, "wa", 0..5);
     f.send(b, "wb", 0..5);
     for i in 0..4 {
