@@ -6,7 +6,10 @@
 //!
 //! For each system it measures:
 //! - time-to-ready: from a node's start until it is authenticated with (ptt-node) or
-//!   subscribed to (gossipsub) every other node;
+//!   subscribed to (gossipsub) every other node; with more nodes than ptt-node's
+//!   `--max-peers` + 1 (`--max-peers`, default 8, passed to every daemon) a daemon keeps a
+//!   bounded number of connections, and ready means authenticated with two members (its ring
+//!   neighbours at least): joined, not meshed;
 //! - one-way latency from one sender to every other node at a steady rate (all namespaces share
 //!   one clock, so receive time minus creation time is exact): p50, p90, p99, max;
 //! - a burst: COUNT messages as fast as the sender takes them; time until the last node has
@@ -75,6 +78,8 @@ struct Opts {
     junk_secs: f64,
     /// The outsider replays recorded genuine datagrams instead of random ones.
     replay: bool,
+    /// ptt-node's `--max-peers` for every daemon.
+    max_peers: usize,
     ptt: PathBuf,
     peer: PathBuf,
     out: PathBuf,
@@ -85,7 +90,7 @@ fn usage() -> ! {
         "usage: bench-mesh --ptt PATH --peer PATH --out DIR [--nodes 10] [--rate 100] [--secs 10] \
          [--burst 2000] [--size 64] [--idle-secs 30] [--isolated 5] [--isolated-gap 3] \
          [--systems udp,udpv,gossip,ptt,voice] [--voice-bursts 10] [--voice-secs 3] \
-         [--background-secs 10] [--mcast-loss PCT] [--junk RATE] [--junk-secs 5] [--junk-kind random|replay]\n\
+         [--background-secs 10] [--mcast-loss PCT] [--junk RATE] [--junk-secs 5] [--junk-kind random|replay] [--max-peers 8]\n\
          systems: udp, udpv (floors), gossip (plain gossipsub), ptt, ptt-gossip (daemons run with \
          --no-plane), voice, voice-gossip (voice with --no-plane)\n\
          --background-secs S: idle bytes/s per path and CPU of the meshed daemons, before the runs\n\
@@ -127,6 +132,7 @@ fn parse_opts() -> Opts {
         junk: 0,
         junk_secs: 5.0,
         replay: false,
+        max_peers: ptt_node::mesh::DEFAULT_MAX_PEERS,
         ptt: PathBuf::new(),
         peer: PathBuf::new(),
         out: PathBuf::new(),
@@ -159,6 +165,7 @@ fn parse_opts() -> Opts {
             "--mcast-loss" => o.mcast_loss = num(&v).min(100),
             "--junk" => o.junk = num(&v),
             "--junk-secs" => o.junk_secs = secs(&v, 0.5, 600.0),
+            "--max-peers" => o.max_peers = (num(&v) as usize).max(ptt_node::mesh::MIN_MAX_PEERS),
             "--junk-kind" => {
                 o.replay = match v.as_str() {
                     "random" => false,
@@ -799,6 +806,16 @@ fn receptions(system: &str, path: &Path) -> Vec<Recv> {
     out
 }
 
+/// Members a daemon must have authenticated to count as ready: every other node, or two (its
+/// ring neighbours at least) when the nodes outnumber the bound on connections.
+fn ptt_need(o: &Opts) -> usize {
+    if o.nodes - 1 <= o.max_peers {
+        o.nodes - 1
+    } else {
+        2
+    }
+}
+
 fn ready_line(path: &Path) -> Option<u64> {
     let text = std::fs::read_to_string(path).ok()?;
     text.lines()
@@ -919,6 +936,8 @@ fn start_system(o: &Opts, system: &str, lan: &Lan, dir: &Path) -> (Vec<Node>, Ve
                     data.display().to_string(),
                     "--listen".into(),
                     format!("/ip4/{addr}/tcp/4001"),
+                    "--max-peers".into(),
+                    o.max_peers.to_string(),
                 ];
                 if system == "ptt-gossip" {
                     a.push("--no-plane".into());
@@ -989,7 +1008,7 @@ fn start_system(o: &Opts, system: &str, lan: &Lan, dir: &Path) -> (Vec<Node>, Ve
                 continue;
             }
             let at = if is_ptt(system) {
-                ptt_ready_from_log(&stderr_path(&n.stdout), o.nodes - 1)
+                ptt_ready_from_log(&stderr_path(&n.stdout), ptt_need(o))
             } else {
                 ready_line(&n.stdout)
             };
@@ -1702,7 +1721,7 @@ fn main() {
     let report = json!({
         "date_utc_s": now_us() / 1_000_000,
         "machine": machine(),
-        "options": {"nodes": o.nodes, "rate": o.rate, "secs": o.secs, "burst": o.burst, "size": o.size, "idle_secs": o.idle_secs, "isolated": o.isolated, "isolated_gap": o.isolated_gap, "voice_bursts": o.voice_bursts, "voice_secs": o.voice_secs, "background_secs": o.background_secs, "warmup_secs": o.warmup_secs, "mcast_loss": o.mcast_loss, "junk": o.junk, "junk_secs": o.junk_secs, "junk_kind": if o.replay { "replay" } else { "random" }},
+        "options": {"nodes": o.nodes, "rate": o.rate, "secs": o.secs, "burst": o.burst, "size": o.size, "idle_secs": o.idle_secs, "isolated": o.isolated, "isolated_gap": o.isolated_gap, "voice_bursts": o.voice_bursts, "voice_secs": o.voice_secs, "background_secs": o.background_secs, "warmup_secs": o.warmup_secs, "mcast_loss": o.mcast_loss, "junk": o.junk, "junk_secs": o.junk_secs, "junk_kind": if o.replay { "replay" } else { "random" }, "max_peers": o.max_peers},
         "systems": results,
         "voice": voice,
         "voice-gossip": voice_gossip,
