@@ -623,6 +623,7 @@ mod tests {
         assert_eq!(c.retention.hours, Some(defaults::RETENTION_HOURS));
         assert_eq!(c.retention.mib, Some(defaults::RETENTION_MIB));
         assert_eq!(c.log.as_deref(), Some(defaults::LOG));
+        assert_eq!(c.max_peers, Some(defaults::MAX_PEERS));
         assert_eq!(c.listen.len(), 1);
     }
 
