@@ -59,6 +59,7 @@ impl Daemon {
         };
         if announce {
             self.push_roster(vec![cert.as_bytes().to_vec()], peer);
+            self.sync_roster();
         }
         if newly {
             tracing::info!(%peer, device = %cert.body.name, "peer authenticated");

@@ -86,6 +86,19 @@ impl Daemon {
         self.push_presence(vec![p.as_bytes().to_vec()], None);
     }
 
+    /// Tells the peer book which peers hold a member certificate that is not revoked: only
+    /// they take places in the bounded overlay (a stranger's mDNS announcements do not).
+    pub(super) fn sync_roster(&mut self) {
+        let desc = self.node.descriptor();
+        let members: Vec<PeerId> = self
+            .node
+            .roster()
+            .filter(|c| !desc.is_revoked(c.body.device))
+            .map(|c| c.peer_id())
+            .collect();
+        self.peers.set_roster(members);
+    }
+
     /// Learns certificates sent by an authenticated peer; returns those that were new.
     pub(super) fn learn_roster(&mut self, from: PeerId, certs: &[Vec<u8>]) -> Vec<Vec<u8>> {
         let now = now_us() / 1_000_000;
@@ -101,6 +114,7 @@ impl Daemon {
         }
         if !new.is_empty() {
             self.learn_waiting_presence();
+            self.sync_roster();
         }
         new
     }

@@ -410,6 +410,7 @@ pub async fn run(
         d.plane_tick(Instant::now());
     }
     d.node.start_voice_at(now_us());
+    d.sync_roster();
     d.dial_static_peers();
     d.event_loop(cmd_rx, shutdown).await;
     // Commit what is still queued before going.

@@ -136,6 +136,7 @@ impl Daemon {
                 self.static_peers.push(b);
             }
         }
+        self.sync_roster();
         for (device, peer) in &a.revoked {
             tracing::warn!(device, %peer, "member revoked: disconnecting");
             if self.swarm.is_connected(peer) || self.peers.get(peer).is_some() {

@@ -239,6 +239,9 @@ pub struct PeerBook<K, A> {
     circuits: BTreeMap<K, (Instant, Duration)>,
     /// The bound on connections, when set.
     bound: Option<Bound<K>>,
+    /// The peers that hold a member certificate (not revoked), when the caller said: only
+    /// those count in the overlay. A peer id anyone can announce by mDNS is no member.
+    roster: Option<BTreeSet<K>>,
 }
 
 /// A bound on connections: the overlay of the LAN members known now.
@@ -262,6 +265,7 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
             blocked: BTreeMap::new(),
             circuits: BTreeMap::new(),
             bound: None,
+            roster: None,
         }
     }
 
@@ -288,16 +292,30 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
         self.bound.as_ref().map(|b| &b.overlay)
     }
 
+    /// The peers that hold a member certificate: from now on only they (found on the LAN)
+    /// count in the overlay, so peer ids announced by a stranger cannot take places on the
+    /// ring nor the bound's room. Called again whenever the roster changes.
+    pub fn set_roster(&mut self, roster: impl IntoIterator<Item = K>) {
+        let roster: BTreeSet<K> = roster.into_iter().collect();
+        if self.roster.as_ref() != Some(&roster) {
+            self.roster = Some(roster);
+            self.refresh();
+        }
+    }
+
     /// Recomputes the overlay when the member set changed (this node and every peer found on
-    /// the LAN that is neither refused nor blocked), and the ring bypass round away members.
+    /// the LAN that is neither refused nor blocked, and in the roster when one was given), and
+    /// the ring bypass round away members.
     fn refresh(&mut self) {
         let Some(bound) = &self.bound else {
             return;
         };
+        let roster = &self.roster;
         let members: BTreeSet<&K> = self
             .peers
             .iter()
             .filter(|(k, p)| p.lan && !p.refused && !self.blocked.contains_key(*k))
+            .filter(|(k, _)| roster.as_ref().is_none_or(|r| r.contains(*k)))
             .map(|(k, _)| k)
             .chain([&self.me])
             .collect();
@@ -326,15 +344,20 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
         b.bypass = b.overlay.ring_neighbours(&self.me, away);
     }
 
-    /// Whether this node keeps (and dials) a connection to `peer`: always without a bound, and
-    /// for a peer not found on the LAN (a static peer, a broker, a circuit, a tag); else when
-    /// the overlay has the pair (which the other end computes the same way).
+    /// Whether this node keeps (and dials) a connection to `peer`: always without a bound, for
+    /// a peer not found on the LAN (a static peer, a broker, a circuit, a tag) and for one
+    /// outside the roster (see [`PeerBook::set_roster`]); else when the overlay has the pair
+    /// (which the other end computes the same way).
     pub fn wants(&self, peer: &K) -> bool {
         let Some(bound) = &self.bound else {
             return true;
         };
+        // A peer outside the roster is no part of the overlay: it is dialled as without a
+        // bound, and authentication refuses it (or admits a member this node had not heard
+        // of, whose certificate then joins the roster).
+        let in_roster = self.roster.as_ref().is_none_or(|r| r.contains(peer));
         match self.peers.get(peer) {
-            Some(p) if p.lan && !p.pinned => {
+            Some(p) if p.lan && !p.pinned && in_roster => {
                 bound.overlay.wants(&self.me, peer) || bound.bypass.contains(peer)
             }
             _ => true,

@@ -539,3 +539,28 @@ fn an_unreachable_ring_neighbour_is_bypassed_and_tried_again_later() {
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
+
+#[test]
+fn peer_ids_outside_the_roster_take_no_place_in_the_overlay() {
+    let t0 = Instant::now();
+    let (mut b, o) = bounded(2);
+    b.set_roster(1..=12);
+    assert_eq!(b.overlay(), Some(&o), "the roster holds every member found");
+    // A stranger announces 50 peer ids on the LAN: none joins the ring, so the members keep
+    // the same overlay (the one every member computes).
+    for k in 100..150 {
+        b.discovered(k, [addr(k as usize)]);
+    }
+    assert_eq!(b.overlay(), Some(&o));
+    // Each is still dialled as without a bound (authentication refuses it) ...
+    assert!((100..150).all(|k| b.wants(&k)));
+    assert!(b.found_at(120, [addr(120)], true, t0).is_some());
+    // ... and a member this node had not heard of joins once its certificate is learned.
+    b.set_roster((1..=12).chain([120]));
+    let with_new = Overlay::new((1..=12).chain([120]).map(|k| (pos(&k), k)), 2);
+    assert_eq!(b.overlay(), Some(&with_new));
+    // Without a roster (the book's default), every peer found counts, as before.
+    let (mut plain, _) = bounded(2);
+    plain.discovered(100, [addr(100)]);
+    assert_eq!(plain.overlay().map(|o| o.members().len()), Some(13));
+}
