@@ -101,11 +101,13 @@ impl Daemon {
     }
 
     /// A datagram refused over its sender's rate limit: repair never asks for that `pseq`
-    /// (catch-up may still fetch the envelope later, paced by this node).
+    /// (catch-up may still fetch the envelope later, paced by this node), and a loss it
+    /// reveals before it is asked for as any other.
     pub(super) fn plane_rate_limited(&mut self, sender: u32, pseq: u32) {
-        if let Some(p) = self.plane.as_mut() {
-            p.repair.gaps.refuse(sender, pseq);
-        }
+        let t = self.plane_clock();
+        let Some(p) = self.plane.as_mut() else { return };
+        p.repair.gaps.refuse(sender, pseq, t);
+        self.arm_plane_repair();
     }
 
     /// A tail heard on the plane (not signed: it only opens gaps of a sender tracked).

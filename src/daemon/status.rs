@@ -56,16 +56,9 @@ impl Daemon {
             .count()
     }
 
-    /// The state `peers` shows: the book's, except that a peer never connected whose
-    /// certificate is in the roster, and which the bound on connections leaves to others, is
-    /// a member on standby rather than merely discovered.
+    /// The state `peers` shows ([`crate::mesh::PeerBook::status`]).
     fn peer_state(&self, id: &PeerId, p: &Peer<Multiaddr>) -> PeerStatus {
-        match self.peers.status(id).unwrap_or(p.status()) {
-            PeerStatus::Discovered if !self.peers.wants(id) && self.node.knows_peer(id) => {
-                PeerStatus::Standby
-            }
-            s => s,
-        }
+        self.peers.status(id).unwrap_or(p.status())
     }
 
     pub(super) fn status(&self) -> StatusInfo {

@@ -390,12 +390,15 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
     }
 
     /// What `peers` shows for `peer`: its [`Peer::status`], except that a member this node
-    /// does not [want](PeerBook::wants) and is not connected to is on standby, not
-    /// unreachable.
+    /// does not [want](PeerBook::wants) and is not connected to is on standby: one that was
+    /// connected (not unreachable), or one never connected that is in the roster (not merely
+    /// discovered).
     pub fn status(&self, peer: &K) -> Option<PeerStatus> {
         let s = self.peers.get(peer)?.status();
+        let in_roster = self.roster.as_ref().is_some_and(|r| r.contains(peer));
         Some(match s {
             PeerStatus::Unreachable if !self.wants(peer) => PeerStatus::Standby,
+            PeerStatus::Discovered if in_roster && !self.wants(peer) => PeerStatus::Standby,
             s => s,
         })
     }
@@ -436,12 +439,12 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
         alone: bool,
         now: Instant,
     ) -> Option<Dial<K, A>> {
+        // Remembers the addresses and refreshes the overlay.
         self.discovered(peer.clone(), addrs);
         let st = self.peers.get(&peer)?;
         if st.connections > 0 || st.redial_at.is_some() {
             return None;
         }
-        self.refresh();
         if !self.wants(&peer) {
             return None;
         }

@@ -24,8 +24,6 @@ pub const MAX_MISSING_PER_SENDER: usize = 1024;
 pub const RESYNC_JUMP: u32 = 4096;
 /// The most senders tracked; more are not tracked (the roster holds at most 10,000 members).
 pub const MAX_TRACKED_SENDERS: usize = 10_000;
-/// Datagrams refused over their sender's rate limit that are remembered, at most.
-pub const MAX_REFUSED: usize = 4_096;
 
 /// Per-sender loss state of one receiver.
 #[derive(Debug, Clone, Default)]
@@ -35,10 +33,6 @@ pub struct Gaps {
     pub dropped: u64,
     /// Resynchronisations (new runs of a sender, or jumps), for `status`.
     pub resyncs: u64,
-    /// `(sender, pseq)` of datagrams refused over the sender's rate limit, newest last: settled,
-    /// never due (a flooder's excess must not come back through repair, which spends no
-    /// budget).
-    refused: VecDeque<(u32, u32)>,
 }
 
 #[derive(Debug, Clone)]
@@ -132,14 +126,11 @@ impl Gaps {
         }
     }
 
-    /// A datagram whose envelope was refused over its sender's rate limit: its `pseq` is
-    /// settled now if missing, and never falls due later (the last [`MAX_REFUSED`] are kept).
-    pub fn refuse(&mut self, sender: u32, pseq: u32) {
-        self.give_up(sender, pseq);
-        if self.refused.len() >= MAX_REFUSED {
-            self.refused.pop_front();
-        }
-        self.refused.push_back((sender, pseq));
+    /// A datagram whose envelope was refused over its sender's rate limit: it arrived, so for
+    /// loss detection it counts as [`Gaps::on_data`] does (filled if missing, never missing
+    /// later): a flooder's excess must not come back through repair, which spends no budget.
+    pub fn refuse(&mut self, sender: u32, pseq: u32, now_us: u64) {
+        self.on_data(sender, pseq, now_us);
     }
 
     /// Forgets a sender (revoked, or gone from the roster).
@@ -153,14 +144,7 @@ impl Gaps {
     /// by a resynchronisation.
     pub fn due(&mut self, now_us: u64) -> Vec<(u32, Vec<u32>)> {
         let mut out = Vec::new();
-        let refused = &self.refused;
         for (sender, s) in &mut self.senders {
-            if !refused.is_empty() {
-                // A gap opened after its datagram was refused: settled, not missing.
-                s.missing.retain(|m| {
-                    m.reported || m.due_us > now_us || !refused.contains(&(*sender, m.pseq))
-                });
-            }
             let pseqs: Vec<u32> = s
                 .missing
                 .iter_mut()
@@ -268,14 +252,14 @@ mod tests {
         let mut g = Gaps::new();
         g.on_data(7, 10, 0);
         // 11 and 12 refused over the rate limit as they came, 13 lost; 14 accepted.
-        g.refuse(7, 11);
-        g.refuse(7, 12);
+        g.refuse(7, 11, 0);
+        g.refuse(7, 12, 0);
         g.on_data(7, 14, MS);
         assert_eq!(due(&mut g, 20 * MS), vec![(7, vec![13])]);
         assert_eq!(g.missing(7), 1);
         // Refused after its gap opened: settled at once.
         g.on_data(7, 17, 30 * MS);
-        g.refuse(7, 15);
+        g.refuse(7, 15, 40 * MS);
         assert_eq!(due(&mut g, 50 * MS), vec![(7, vec![16])]);
     }
 

@@ -552,6 +552,12 @@ fn peer_ids_outside_the_roster_take_no_place_in_the_overlay() {
         b.discovered(k, [addr(k as usize)]);
     }
     assert_eq!(b.overlay(), Some(&o));
+    // A member the overlay leaves to others is on standby; a stranger is merely discovered.
+    let left_out = (1..=12)
+        .find(|k| *k != 5 && !o.neighbours(&5).contains(k))
+        .expect("a member not wanted");
+    assert_eq!(b.status(&left_out), Some(PeerStatus::Standby));
+    assert_eq!(b.status(&100), Some(PeerStatus::Discovered));
     // Each is still dialled as without a bound (authentication refuses it) ...
     assert!((100..150).all(|k| b.wants(&k)));
     assert!(b.found_at(120, [addr(120)], true, t0).is_some());
