@@ -603,15 +603,14 @@ fn run_junk(addr: Ipv4Addr, group: SocketAddrV4, rate: u64, key_id: u8) -> Res {
         x ^= x >> 27;
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     };
-    let mut buf = [0u8; JUNK_LEN];
-    flood(addr, group, rate, |send| {
+    flood(addr, group, rate, |buf| {
+        buf.resize(JUNK_LEN, 0);
+        buf[0] = 1;
+        buf[1] = key_id;
         for chunk in buf[2..].chunks_mut(8) {
             let r = next().to_le_bytes();
             chunk.copy_from_slice(&r[..chunk.len()]);
         }
-        buf[0] = 1;
-        buf[1] = key_id;
-        send(&buf)
     })
 }
 
@@ -655,22 +654,22 @@ fn run_replay(addr: Ipv4Addr, group: SocketAddrV4, rate: u64, record: usize) -> 
     if recorded.is_empty() {
         return Err("nothing to replay: no datagram was heard".into());
     }
-    let mut k = 0usize;
-    flood(addr, group, rate, |send| {
-        let d = &recorded[k % recorded.len()];
-        k += 1;
-        send(d)
+    let mut round = recorded.iter().cycle();
+    flood(addr, group, rate, |buf| {
+        buf.clear();
+        buf.extend_from_slice(round.next().map_or(&[][..], Vec::as_slice));
     })
 }
 
-/// Sends R datagrams/s to the group, each made by `make` (which hands it to `send`), until
+/// Sends R datagrams/s to the group, each written into one reused buffer by `fill`, until
 /// stdin closes; prints `junk SENT T ERRORS` every 100 ms.
 fn flood(
     addr: Ipv4Addr,
     group: SocketAddrV4,
     rate: u64,
-    mut make: impl FnMut(&mut dyn FnMut(&[u8]) -> bool) -> bool,
+    mut fill: impl FnMut(&mut Vec<u8>),
 ) -> Res {
+    let mut buf = Vec::new();
     let tx = std::net::UdpSocket::bind((addr, 0))?;
     tx.set_multicast_loop_v4(false)?;
     tx.set_multicast_ttl_v4(1)?;
@@ -688,8 +687,8 @@ fn flood(
         let due = (elapsed.as_secs_f64() * rate as f64) as u64;
         while attempted < due {
             attempted += 1;
-            let ok = make(&mut |d: &[u8]| tx.send_to(d, group).is_ok());
-            if ok {
+            fill(&mut buf);
+            if tx.send_to(&buf, group).is_ok() {
                 sent += 1;
             } else {
                 errors += 1;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::common::{self, BIN, ok, p};
-use crate::support::field::files_containing;
-use crate::support::netns::{self, Cond, Host, Lan};
+use crate::support::field::{Segments, files_containing};
+use crate::support::netns::{self, Cond, Host};
 
 fn json(h: &Host, args: &[&str]) -> Vec<Value> {
     let o = h.run(BIN, args).expect("ptt-node");
@@ -24,41 +24,21 @@ fn members_on_two_segments_talk_through_a_relay_only_broker() {
     if !netns::require_netns() {
         return;
     }
-    let lan_a = Lan::new("brka").expect("LAN A");
-    let lan_b = Lan::new("brkb").expect("LAN B");
-    let root = lan_a.dir().to_path_buf();
-    let dom = root.join("dom");
-    ok(&["domain", "init", "--dir", p(&dom), "--name", "broker"]);
-    ok(&[
-        "domain",
-        "enroll",
-        "--dir",
-        p(&dom),
-        "--device",
-        "b1",
-        "--relay-only",
-        "--out",
-        p(&root.join("b1")),
-    ]);
-    let b1 = lan_a.add_host("b1").expect("b1");
-    let b1_b = lan_b.attach(&b1).expect("b1 leg in B");
+    let Segments {
+        a: lan_a,
+        b: lan_b,
+        root,
+        dom,
+        b1,
+        b1_b,
+        b1_id,
+    } = Segments::new("brka", "brkb", "broker");
     let m1 = lan_a.add_host("m1").expect("m1");
     let m2 = lan_b.add_host("m2").expect("m2");
     assert!(
         !m1.ping(m2.addr()).expect("ping"),
         "the segments must not route to each other"
     );
-    let b1_id = {
-        let o = ok(&["domain", "list", "--dir", p(&dom), "--json"]);
-        let v: Vec<Value> = o
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        v.iter().find(|d| d["name"] == "b1").unwrap()["peer_id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
     // m2 learns the broker from the domain descriptor in its bundle; m1 from --peer.
     let peer_a = format!("/ip4/{}/tcp/4777/p2p/{b1_id}", b1.addr());
     let peer_b = format!("/ip4/{b1_b}/tcp/4777/p2p/{b1_id}");

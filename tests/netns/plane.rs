@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::common::{BIN, ok, p};
-use crate::support::field::{Field, MEMBER, newest_update, nft};
+use crate::support::field::{Field, MEMBER, Segments, newest_update, nft};
 use crate::support::netns::{self, Cond, Host, Proc};
 
 /// The `via` of each alert shown by device `i` whose text starts with `prefix`.
@@ -862,37 +862,21 @@ fn two_segments_through_a_broker_use_the_plane_inside_and_gossip_across() {
     if !netns::require_netns() {
         return;
     }
-    let lan_a = crate::support::netns::Lan::new("plsega").expect("LAN A");
-    let lan_b = crate::support::netns::Lan::new("plsegb").expect("LAN B");
-    let root = lan_a.dir().to_path_buf();
-    let dom = root.join("dom");
-    ok(&["domain", "init", "--dir", p(&dom), "--name", "segments"]);
-    ok(&[
-        "domain",
-        "enroll",
-        "--dir",
-        p(&dom),
-        "--device",
-        "b1",
-        "--relay-only",
-        "--out",
-        p(&root.join("b1")),
-    ]);
-    let b1 = lan_a.add_host("b1").expect("b1");
-    let b1_b = lan_b.attach(&b1).expect("b1's leg in B");
+    let Segments {
+        a: lan_a,
+        b: lan_b,
+        root,
+        dom,
+        b1,
+        b1_b,
+        b1_id,
+    } = Segments::new("plsega", "plsegb", "segments");
     let hosts: Vec<(&str, Host)> = vec![
         ("a1", lan_a.add_host("a1").expect("a1")),
         ("a2", lan_a.add_host("a2").expect("a2")),
         ("b2", lan_b.add_host("b2").expect("b2")),
         ("b3", lan_b.add_host("b3").expect("b3")),
     ];
-    let list = ok(&["domain", "list", "--dir", p(&dom), "--json"]);
-    let b1_id = list
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|d| d["name"] == "b1")
-        .and_then(|d| d["peer_id"].as_str().map(str::to_owned))
-        .expect("b1's peer id");
     // Segment B's members learn the broker from the descriptor, segment A's from --peer.
     let peer_a = format!("/ip4/{}/tcp/4777/p2p/{b1_id}", b1.addr());
     let peer_b = format!("/ip4/{b1_b}/tcp/4777/p2p/{b1_id}");

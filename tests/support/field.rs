@@ -303,3 +303,59 @@ pub fn newest_update(dom: &Path) -> PathBuf {
     v.sort();
     v.pop().expect("an update")
 }
+
+/// Two segments that cannot route to each other and a relay-only broker `b1` with a leg in
+/// each, in a fresh domain (authority in `root/dom`, b1's bundle in `root/b1`; no other device
+/// enrolled yet).
+pub struct Segments {
+    pub a: Lan,
+    pub b: Lan,
+    pub root: PathBuf,
+    pub dom: PathBuf,
+    /// The broker's host, on segment A.
+    pub b1: Host,
+    /// The broker's address on segment B.
+    pub b1_b: std::net::Ipv4Addr,
+    /// The broker's peer id.
+    pub b1_id: String,
+}
+
+impl Segments {
+    /// Creates both LANs (named after `hint_a`, `hint_b`), the domain `name` and the broker.
+    pub fn new(hint_a: &str, hint_b: &str, name: &str) -> Segments {
+        let a = Lan::new(hint_a).expect("LAN A");
+        let b = Lan::new(hint_b).expect("LAN B");
+        let root = a.dir().to_path_buf();
+        let dom = root.join("dom");
+        ok(&["domain", "init", "--dir", p(&dom), "--name", name]);
+        ok(&[
+            "domain",
+            "enroll",
+            "--dir",
+            p(&dom),
+            "--device",
+            "b1",
+            "--relay-only",
+            "--out",
+            p(&root.join("b1")),
+        ]);
+        let b1 = a.add_host("b1").expect("b1");
+        let b1_b = b.attach(&b1).expect("b1's leg in B");
+        let list = ok(&["domain", "list", "--dir", p(&dom), "--json"]);
+        let b1_id = list
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|d| d["name"] == "b1")
+            .and_then(|d| d["peer_id"].as_str().map(str::to_owned))
+            .expect("b1's peer id");
+        Segments {
+            a,
+            b,
+            root,
+            dom,
+            b1,
+            b1_b,
+            b1_id,
+        }
+    }
+}
