@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::common::{self, BIN, ok, p};
+use crate::support::field::{Dev, Field, MEMBER, nft};
 use crate::support::netns::{self, Cond, Host, Lan, Proc};
 
 fn search(h: &Host, data: &Path, args: &[&str]) -> Vec<String> {
@@ -411,5 +412,69 @@ fn a_device_tag_connects_without_mdns_and_tampering_is_refused() {
     assert!(
         !peers.contains("stranger"),
         "the stranger was never dialled or admitted: {peers}"
+    );
+}
+
+/// Queries sent by one device so far: the packet count of the `queries` counter that
+/// [`count_queries_drop_answers`] put in its namespace.
+fn queries_sent(d: &Dev) -> u64 {
+    let o = d
+        .host
+        .run("nft", ["list", "counter", "inet", "q", "queries"])
+        .expect("nft list");
+    let text = String::from_utf8_lossy(&o.stdout);
+    text.split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no packet count in {text}"))
+}
+
+/// Counts the mDNS queries a device sends (a DNS header's QR bit is 0 in a query), and drops
+/// every mDNS answer it receives, so that no answer ever resets its query timer.
+fn count_queries_drop_answers(d: &Dev) {
+    nft(
+        d,
+        &[
+            "add table inet q",
+            "add counter inet q queries",
+            "add chain inet q out { type filter hook output priority 0 ; }",
+            "add rule inet q out udp dport 5353 @th,80,1 0 counter name queries",
+            "add chain inet q in { type filter hook input priority 0 ; }",
+            "add rule inet q in udp dport 5353 @th,80,1 1 drop",
+        ],
+    );
+}
+
+/// Duplicate question suppression (the `ptt-node patch` in vendor/libp2p-mdns): every member
+/// answers a query by multicast, so a member that hears another's query puts its own off. Six
+/// daemons with a 2 s interval, none hearing any answer (dropped: nothing else resets their
+/// timers), send about one query per interval between them; each would send its own every 2 s
+/// without the patch (about 60 in the 20 s counted).
+#[test]
+fn members_that_hear_a_query_do_not_send_their_own() {
+    if !netns::require_netns() || !netns::require_program("nft") {
+        return;
+    }
+    let names: Vec<String> = (1..=6).map(|i| format!("q{i}")).collect();
+    let specs: Vec<(&str, &[&str])> = names.iter().map(|n| (n.as_str(), MEMBER)).collect();
+    let mut f = Field::provision("mdnsq", &[], &specs);
+    for i in 0..f.devs.len() {
+        count_queries_drop_answers(&f.devs[i]);
+        f.start(i);
+    }
+    // Probing (0, 0.5, 1 s: no answer ends it) is over after about 2 s.
+    std::thread::sleep(Duration::from_secs(5));
+    let before: u64 = f.devs.iter().map(queries_sent).sum();
+    let window = Duration::from_secs(20);
+    std::thread::sleep(window);
+    let sent: u64 = f.devs.iter().map(queries_sent).sum::<u64>() - before;
+    let each: Vec<u64> = f.devs.iter().map(queries_sent).collect();
+    eprintln!("{sent} mDNS queries in {window:?} from six members");
+    // About 20 s / (2 s + the smallest of six draws over 1 s) = 9, plus the rare pair that
+    // fires within a query's delay of each other.
+    assert!(
+        (3..=20).contains(&sent),
+        "{sent} queries in {window:?} from six members (totals per member {each:?})"
     );
 }
