@@ -43,6 +43,7 @@ mod evidence;
 mod gossip;
 mod handle;
 mod hooks;
+mod liveness;
 mod plane;
 mod plane_io;
 mod profile;
@@ -193,4 +194,6 @@ struct Daemon {
     plane: Option<plane::PlaneState>,
     /// Who hears whom on the plane: beacons, `Heard` reports, each peer's path.
     evidence: evidence::EvidenceState,
+    /// Liveness probes in flight (empty repair requests), by request.
+    probes: HashMap<request_response::OutboundRequestId, PeerId>,
 }

@@ -13,7 +13,7 @@
 //! - [`degree`]: the bounded [`Overlay`]: which members a node keeps connections to once the
 //!   domain is larger than `max_peers + 1`.
 //! - [`peers`]: the [`PeerBook`]: per-peer state, bounded addresses, dial policy and back-off,
-//!   blocking, authentication and ping deadlines.
+//!   blocking, authentication and ping deadlines, and which quiet peer to probe.
 //! - [`updates`]: domain updates that arrived out of order ([`PendingUpdates`]) and those
 //!   held to pass on ([`HeldUpdates`]).
 //! - [`pushes`]: the batching window and spacing of roster and presence pushes ([`Pushes`]).
@@ -88,6 +88,16 @@ pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Reported ping failures after which a connection is closed (and the peer re-dialled).
 /// libp2p reports a failure only when a second ping in a row failed, so one report is enough.
 pub const MAX_PING_FAILURES: u8 = 1;
+/// Liveness by evidence (proto/network.md, "Liveness"): a connected member this node has heard
+/// nothing from for this long (no verified plane beacon, no gossip message, no request or
+/// answer, no ping) is probed: one empty request on its connection.
+pub const QUIET_BEFORE_PROBE: Duration = Duration::from_secs(15);
+/// While a peer stays quiet, a probe per this long (each may take up to the repair protocol's
+/// 1 s timeout).
+pub const PROBE_EVERY: Duration = Duration::from_secs(5);
+/// Probes in a row left unanswered after which the connection is closed (the peer is
+/// re-dialled if a member): a frozen peer is dropped about 26 s after it last spoke.
+pub const MAX_PROBE_FAILURES: u8 = 3;
 /// Authentication requests re-sent on one connection at most.
 pub const MAX_AUTH_ATTEMPTS: u8 = 3;
 /// Updates held that arrived ahead of a missing one, at most.

@@ -32,18 +32,17 @@ use crate::wire::{self, MAX_CERT_LEN, MAX_ENVELOPE_LEN};
 pub const AUTH_PROTOCOL: StreamProtocol = StreamProtocol::new("/ptt-node/auth/1");
 /// Identify protocol version string.
 pub const IDENTIFY_VERSION: &str = "/ptt-node/1";
-/// How often a connection is pinged. Every connection pays for its pings in both directions
-/// (a Noise frame, a yamux header, TCP/IP and the ACKs: about 320 B/s per connection at 2 s),
-/// which in a full mesh was most of an idle domain's traffic (22 kB/s for 10 nodes,
-/// docs/performance.md) and about 420 B of every voice frame. 10 s, libp2p's neighbourhood (its
-/// default is 15 s), is the design's lever (docs/design/multicast.md §5): a frozen peer is
-/// dropped later (see [`PING_TIMEOUT`]); a crashed one at once (its kernel resets the
+/// How often a connection is pinged: a slow backstop (a connection that died while the
+/// plane still carries its peer's beacons). Every ping costs its connection four Noise frames
+/// and the ACKs, both ways: about 100 B/s per connection at 10 s, which was 85 % of an idle
+/// domain's TCP traffic and, at 30 nodes, about 220 B of every voice frame (docs/performance.md).
+/// Liveness comes from evidence instead (`daemon/liveness.rs`): a member heard from (beacons
+/// every 5 s on the plane, gossip, requests) is alive, and one quiet for 15 s is probed; a frozen
+/// peer is dropped about 26 s after it last spoke, a crashed one at once (its kernel resets the
 /// connection).
-pub const PING_INTERVAL: Duration = Duration::from_secs(10);
+pub const PING_INTERVAL: Duration = Duration::from_secs(60);
 /// How long a ping may take. libp2p's ping handler keeps the first failure to itself and
-/// reports the second in a row; the daemon closes the connection on that report. A frozen
-/// peer is thus dropped after about 34 s at most (the interval, 4 s, the interval again, then a
-/// new stream's 10 s negotiation timeout).
+/// reports the second in a row; the daemon closes the connection on that report.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(4);
 /// The catch-up protocol.
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/ptt-node/sync/1");

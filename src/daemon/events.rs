@@ -141,6 +141,9 @@ impl Daemon {
                 _ => {}
             }
         }
+        if let Some(peer) = Self::alive_in(&ev) {
+            self.heard_from(&peer);
+        }
         match ev {
             BehaviourEvent::Mdns(mdns::Event::Discovered(list)) => {
                 let me = *self.swarm.local_peer_id();
@@ -248,12 +251,19 @@ impl Daemon {
                     request_response::Message::Response {
                         request_id,
                         response,
-                    } => self.on_repair_response(request_id, response),
+                    } => {
+                        if !self.probe_answered(&request_id) {
+                            self.on_repair_response(request_id, response)
+                        }
+                    }
                 }
             }
             BehaviourEvent::Repair(request_response::Event::OutboundFailure {
-                request_id, ..
-            }) => self.on_repair_failure(request_id),
+                request_id,
+                error,
+                ..
+            }) if !self.probe_failed(&request_id, &error) => self.on_repair_failure(request_id),
+            BehaviourEvent::Repair(request_response::Event::OutboundFailure { .. }) => {}
             BehaviourEvent::Ping(libp2p::ping::Event {
                 peer,
                 connection,

@@ -122,6 +122,7 @@ impl Daemon {
                 ev.counters.verified += 1;
                 ev.core.on_beacon(sender, b.issued_us, now);
                 self.plane_beacon_heard(sender, pseq);
+                self.heard_on_plane(sender);
             }
             _ => ev.counters.bad_signature += 1,
         }

@@ -400,6 +400,7 @@ pub async fn run(
         pushes: Pushes::default(),
         plane: None,
         evidence: super::evidence::EvidenceState::new(node_device, node_plane_epoch),
+        probes: HashMap::new(),
     };
     if cfg.plane.enabled {
         d.plane = Some(super::plane::PlaneState::new(

@@ -199,6 +199,7 @@ impl Daemon {
             tracing::info!(peer = %p, "closing a connection the bound on connections does not want");
             let _ = self.swarm.disconnect_peer_id(p);
         }
+        self.send_probes(now);
         // The oldest disconnected strangers beyond the bound were forgotten.
         for p in tick.forgotten {
             self.certs.remove(&p);

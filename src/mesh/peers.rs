@@ -18,7 +18,8 @@ use libp2p::{Multiaddr, PeerId};
 use super::{
     ANTI_ENTROPY_EVERY, AUTH_TIMEOUT, AWAY_FOR, BACKOFF_MAX, BACKOFF_MIN, BLOCK_FOR,
     CIRCUIT_BACKOFF_MAX, DIAL_DEFER, MAX_ADDRS_PER_PEER, MAX_AUTH_ATTEMPTS, MAX_PEERS,
-    MAX_PING_FAILURES, Overlay, SURPLUS_AFTER, WANT_RETRY,
+    MAX_PING_FAILURES, MAX_PROBE_FAILURES, Overlay, PROBE_EVERY, QUIET_BEFORE_PROBE, SURPLUS_AFTER,
+    WANT_RETRY,
 };
 
 /// A dial to start: the peer and every address remembered for it.
@@ -103,6 +104,13 @@ pub struct Peer<A> {
     /// The address this node last reached the peer at (when it dialled).
     dialled_addr: Option<A>,
     ping_failures: u8,
+    /// The last time this node heard anything from the peer on its current connection (a
+    /// verified plane beacon, a gossip message, a request or an answer, a ping).
+    last_heard: Option<Instant>,
+    /// When the last liveness probe left, and whether it is still unanswered.
+    probed_at: Option<Instant>,
+    probe_in_flight: bool,
+    probe_failures: u8,
     since_us: u64,
     revision: u64,
     /// Found on this LAN (mDNS, a presence record with an address here): a member of the
@@ -131,6 +139,10 @@ impl<A> Default for Peer<A> {
             auth_attempts: 0,
             dialled_addr: None,
             ping_failures: 0,
+            last_heard: None,
+            probed_at: None,
+            probe_in_flight: false,
+            probe_failures: 0,
             since_us: 0,
             revision: 0,
             lan: false,
@@ -596,6 +608,10 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
             st.authenticated = false;
             st.since_us = now_us;
             st.connected_at = None;
+            st.last_heard = None;
+            st.probed_at = None;
+            st.probe_in_flight = false;
+            st.probe_failures = 0;
             // A refused peer keeps the reason it was refused for.
             if let Some(c) = cause.filter(|_| !st.refused) {
                 st.last_error = Some(c);
@@ -721,6 +737,71 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
                     return true;
                 }
             }
+        }
+        false
+    }
+
+    /// Something from `peer` arrived on its connection (a verified plane beacon, a gossip
+    /// message, a request or an answer, a ping): it is alive, no probe is needed for a while.
+    pub fn heard(&mut self, peer: &K, now: Instant) {
+        if let Some(st) = self.peers.get_mut(peer).filter(|s| s.connections > 0) {
+            st.last_heard = Some(now);
+            st.probe_failures = 0;
+        }
+    }
+
+    /// The connected, authenticated peers to probe now: heard from for nothing for
+    /// [`QUIET_BEFORE_PROBE`] (counted from the connection when nothing came yet), no probe
+    /// in flight, none sent in the last [`PROBE_EVERY`]. Each is marked probed; the caller
+    /// sends the probes and reports with [`PeerBook::probe_answered`] or
+    /// [`PeerBook::probe_failed`].
+    pub fn probes_due(&mut self, now: Instant) -> Vec<K> {
+        let mut due = vec![];
+        for (k, st) in self.peers.iter_mut() {
+            if !(st.authenticated && st.connections > 0) || st.probe_in_flight {
+                continue;
+            }
+            let Some(since) = st.last_heard.or(st.connected_at) else {
+                continue;
+            };
+            let quiet = now.saturating_duration_since(since) >= QUIET_BEFORE_PROBE;
+            let spaced = st
+                .probed_at
+                .is_none_or(|t| now.saturating_duration_since(t) >= PROBE_EVERY);
+            if quiet && spaced {
+                st.probed_at = Some(now);
+                st.probe_in_flight = true;
+                due.push(k.clone());
+            }
+        }
+        due
+    }
+
+    /// A probe was answered (any answer: the peer's loop runs).
+    pub fn probe_answered(&mut self, peer: &K, now: Instant) {
+        if let Some(st) = self.peers.get_mut(peer) {
+            st.probe_in_flight = false;
+        }
+        self.heard(peer, now);
+    }
+
+    /// A probe went unanswered: true when the connection is to be closed
+    /// ([`MAX_PROBE_FAILURES`] in a row without anything heard in between).
+    pub fn probe_failed(&mut self, peer: &K, why: &str) -> bool {
+        let Some(st) = self.peers.get_mut(peer) else {
+            return false;
+        };
+        st.probe_in_flight = false;
+        if st.connections == 0 {
+            return false;
+        }
+        st.probe_failures = st.probe_failures.saturating_add(1);
+        if st.probe_failures >= MAX_PROBE_FAILURES {
+            st.probe_failures = 0;
+            st.last_error = Some(format!(
+                "silent, {MAX_PROBE_FAILURES} probes unanswered: {why}"
+            ));
+            return true;
         }
         false
     }

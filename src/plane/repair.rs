@@ -595,6 +595,25 @@ mod tests {
         assert_eq!(r.counters.unrequested, 5);
     }
 
+    /// The liveness probe of proto/network.md: a request with no wants, answered `Repaired`
+    /// with both lists empty, bytes as proto/plane.md gives them.
+    #[test]
+    fn an_empty_request_is_a_probe_answered_with_nothing() {
+        let mut ring = Ring::default();
+        ring.insert(0, 7, 1, Kind::Alert, envelope(7, 1));
+        let probe = RepairRequest { wants: vec![] };
+        assert_eq!(crate::wire::encode(&probe), [0x00]);
+        let answer = serve(&ring, &probe);
+        assert_eq!(
+            answer,
+            RepairResponse::Repaired {
+                items: vec![],
+                not_held: vec![]
+            }
+        );
+        assert_eq!(crate::wire::encode(&answer), [0x00, 0x00, 0x00]);
+    }
+
     #[test]
     fn the_responder_serves_what_its_ring_holds_within_the_limits() {
         let mut ring = Ring::default();

@@ -246,6 +246,84 @@ fn ping_failure_closes_and_unsupported_does_not() {
 }
 
 #[test]
+fn a_quiet_member_is_probed_and_one_heard_is_not() {
+    let t0 = Instant::now();
+    let mut b = with_member(9, t0);
+    // Counted from the connection while nothing came.
+    assert!(b.probes_due(t0 + QUIET_BEFORE_PROBE - ms(1)).is_empty());
+    // Heard (a beacon) just before: the quiet spell starts again.
+    b.heard(&9, t0 + QUIET_BEFORE_PROBE - ms(1));
+    assert!(b.probes_due(t0 + QUIET_BEFORE_PROBE).is_empty());
+    let t1 = t0 + 2 * QUIET_BEFORE_PROBE;
+    assert_eq!(b.probes_due(t1), vec![9]);
+    // One probe in flight at a time.
+    assert!(b.probes_due(t1 + PROBE_EVERY).is_empty());
+    b.probe_answered(&9, t1 + ms(3));
+    assert!(b.probes_due(t1 + PROBE_EVERY).is_empty());
+    assert_eq!(b.probes_due(t1 + ms(3) + QUIET_BEFORE_PROBE), vec![9]);
+}
+
+#[test]
+fn a_silent_member_is_closed_after_its_probes_fail_in_a_row() {
+    let t0 = Instant::now();
+    let mut b = with_member(9, t0);
+    let mut t = t0 + QUIET_BEFORE_PROBE;
+    for i in 1..=MAX_PROBE_FAILURES {
+        assert_eq!(b.probes_due(t), vec![9], "probe {i}");
+        let close = b.probe_failed(&9, "timeout");
+        assert_eq!(close, i == MAX_PROBE_FAILURES, "after {i} failures");
+        assert!(b.probes_due(t + PROBE_EVERY - ms(1)).is_empty());
+        t += PROBE_EVERY;
+    }
+    assert!(
+        b.get(&9)
+            .and_then(|p| p.last_error())
+            .is_some_and(|e| e.contains("probes unanswered")),
+        "{:?}",
+        b.get(&9)
+    );
+    // Anything heard between failures starts the count again.
+    let mut b = with_member(9, t0);
+    let t = t0 + QUIET_BEFORE_PROBE;
+    assert_eq!(b.probes_due(t), vec![9]);
+    assert!(!b.probe_failed(&9, "timeout"));
+    assert_eq!(b.probes_due(t + PROBE_EVERY), vec![9]);
+    assert!(!b.probe_failed(&9, "timeout"));
+    b.heard(&9, t + PROBE_EVERY + ms(10));
+    let mut t = t + PROBE_EVERY + ms(10) + QUIET_BEFORE_PROBE;
+    for _ in 1..MAX_PROBE_FAILURES {
+        assert_eq!(b.probes_due(t), vec![9]);
+        assert!(!b.probe_failed(&9, "timeout"));
+        t += PROBE_EVERY;
+    }
+}
+
+#[test]
+fn only_connected_members_are_probed_and_a_new_connection_starts_afresh() {
+    let t0 = Instant::now();
+    let mut b = with_member(9, t0);
+    // Connected, not authenticated: authentication's own deadline decides.
+    b.found_at(3, [addr(3)], false, t0);
+    assert!(b.established(3, 1, None, None, t0, 0));
+    let late = t0 + 4 * QUIET_BEFORE_PROBE;
+    assert_eq!(b.probes_due(late), vec![9]);
+    assert!(!b.probe_failed(&9, "timeout"));
+    // The connection closes: nothing is probed, nothing counts against the next one.
+    b.closed(&9, 0, None, 0, late, 1);
+    assert!(b.probes_due(late + PROBE_EVERY).is_empty());
+    assert!(!b.probe_failed(&9, "late report"));
+    let again = late + PROBE_EVERY;
+    assert!(b.established(9, 1, None, None, again, 2));
+    assert_eq!(b.admit(&9, false), Some(true));
+    assert!(b.probes_due(again + QUIET_BEFORE_PROBE - ms(1)).is_empty());
+    assert_eq!(b.probes_due(again + QUIET_BEFORE_PROBE), vec![9]);
+    // The failure before the close counts no more: three new ones close it.
+    for i in 1..=MAX_PROBE_FAILURES {
+        assert_eq!(b.probe_failed(&9, "timeout"), i == MAX_PROBE_FAILURES);
+    }
+}
+
+#[test]
 fn status_words() {
     let t0 = Instant::now();
     let mut b = with_member(9, t0);
