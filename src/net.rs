@@ -32,15 +32,17 @@ use crate::wire::{self, MAX_CERT_LEN, MAX_ENVELOPE_LEN};
 pub const AUTH_PROTOCOL: StreamProtocol = StreamProtocol::new("/ptt-node/auth/1");
 /// Identify protocol version string.
 pub const IDENTIFY_VERSION: &str = "/ptt-node/1";
-/// How often a connection is pinged: a slow backstop (a connection that died while the
-/// plane still carries its peer's beacons). Every ping costs its connection four Noise frames
-/// and the ACKs, both ways: about 100 B/s per connection at 10 s, which was 85 % of an idle
-/// domain's TCP traffic and, at 30 nodes, about 220 B of every voice frame (docs/performance.md).
+/// How often a connection is pinged: a slow backstop, for a connection that died silently
+/// while the plane still carries its peer's beacons (a send on it fails at once anyway). Every
+/// ping costs its connection about 1 kB with the echo, the window updates and the ACKs, both
+/// ways: at 10 s that was 85 % of an idle domain's TCP traffic and at 30 nodes about 220 B of
+/// every voice frame; at 60 s, with the connections of a domain started together pinging in
+/// step, still about 70 B of a voice frame in a 35 s window (docs/performance.md).
 /// Liveness comes from evidence instead (`daemon/liveness.rs`): a member heard from (beacons
 /// every 5 s on the plane, gossip, requests) is alive, and one quiet for 15 s is probed; a frozen
 /// peer is dropped about 26 s after it last spoke, a crashed one at once (its kernel resets the
 /// connection).
-pub const PING_INTERVAL: Duration = Duration::from_secs(60);
+pub const PING_INTERVAL: Duration = Duration::from_secs(300);
 /// How long a ping may take. libp2p's ping handler keeps the first failure to itself and
 /// reports the second in a row; the daemon closes the connection on that report.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(4);

@@ -217,7 +217,7 @@ fn relay_holds_alerts_for_a_sleeping_member() {
         .kill()
         .expect("SIGKILL");
     // Nothing heard from m2 for 15 s, then three probes unanswered: the relay drops it about
-    // 26 s after it froze (the 60 s ping alone would take up to two minutes).
+    // 26 s after it froze (the 300 s ping alone would take up to ten minutes).
     f.lan
         .wait_until("the relay shows m2 asleep", Duration::from_secs(60), || {
             let out = f.devs[r1]
