@@ -797,6 +797,77 @@ fn over_the_limit_is_refused_before_the_signature_and_forgeries_spend_no_budget(
     );
 }
 
+/// Issue 24, finding 1: signed ciphertext that does not open, or opens to no alert, is the
+/// sender's doing. It takes a token of the sender's budget like a good alert (so a member
+/// cannot make every reader derive keys and decrypt for free), and a copy of it sent again is
+/// a replay, refused for a lookup, on every path.
+#[test]
+fn signed_garbage_spends_the_senders_budget_and_is_a_replay_after() {
+    let (_, mut n, _) = domain_with_authority();
+    let burst = n[1].descriptor().policy(1).burst as u64;
+    let domain = *n[0].domain();
+    let wrong_key = crate::keys::ChannelSecret([7; 32]).message_key(&domain, 1, 1, 0);
+    // The sender's own signature over a header of its own and a ciphertext under a key
+    // nobody holds (or over a plaintext that is no alert, under the right key).
+    let garbage = |node: &mut Node, i: u64, good_key: bool| {
+        node.buckets.clear();
+        let real = node.seal_alert("alerts", &alert("g"), NOW_US + i).unwrap();
+        let env = Envelope::parse(&real.bytes).unwrap();
+        let key = if good_key {
+            node.key_for(1, env.header.epoch, env.header.seq).unwrap()
+        } else {
+            wrong_key.clone()
+        };
+        envelope::seal(
+            &node.secrets.identity,
+            &domain,
+            &env.header,
+            &key,
+            b"not an alert",
+        )
+    };
+    let live = Arrival::Live { topic_channel: 1 };
+    let at = NOW_US + 10 * burst;
+    let mut sent = vec![];
+    for i in 0..burst {
+        let g = garbage(&mut n[0], i, i % 2 == 0);
+        let want = if i % 2 == 0 {
+            "bad_plaintext"
+        } else {
+            "decrypt"
+        };
+        assert_eq!(
+            reject_reason(n[1].validate(&g, live, at)),
+            want,
+            "garbage {i}"
+        );
+        sent.push(g);
+    }
+    // The whole burst went on garbage: the sender's next genuine alert waits for a token.
+    n[0].buckets.clear();
+    let good = n[0]
+        .seal_alert("alerts", &alert("late"), NOW_US + burst)
+        .unwrap();
+    assert_eq!(
+        reject_reason(n[1].validate(&good.bytes, live, at)),
+        "rate_limited"
+    );
+    // Sent again, by anyone and by any path, each garbage envelope is a replay: no signature
+    // check, no key, no decryption.
+    let verified = n[1].counters().signatures_verified;
+    for g in &sent {
+        assert_eq!(
+            reject_reason(n[1].validate(g, Arrival::CatchUp, at)),
+            "duplicate"
+        );
+        assert_eq!(
+            reject_reason(n[1].validate(g, Arrival::Repair, at)),
+            "duplicate"
+        );
+    }
+    assert_eq!(n[1].counters().signatures_verified, verified);
+}
+
 #[test]
 fn ratchet_periods_are_erased_after_the_window_with_simulated_time() {
     let (_, mut n, _) = domain_with_authority();

@@ -161,7 +161,7 @@ pub enum Unreadable {
 /// How an envelope reached this node; the checks differ by path. The step numbers are those
 /// of `proto/envelope.md` ("Validation order"):
 ///
-/// | Arrival | topic (3) | rate budget (7a, 11a) | replay, clock (7b, 7c) | no forwarder to blame |
+/// | Arrival | topic (3) | rate budget (7a, 8b) | replay, clock (7b, 7c) | no forwarder to blame |
 /// |---|---|---|---|---|
 /// | [`Arrival::Live`] | checked | spent | checked | — |
 /// | [`Arrival::Multicast`] | — | spent | checked | yes |
@@ -255,18 +255,24 @@ impl Node {
     ) -> Result<(Envelope, Result<Box<ReceivedAlert>, Unreadable>), Rejection> {
         let screened = self.screen(bytes, Some(arrival), now_us)?;
         self.counters.signatures_verified += 1;
-        let (env, content) = self.verify_and_open(screened, true, now_us)?;
-        // Pushed traffic spends the sender's budget (after every check passed, so forgeries
-        // in a sender's name cannot use it up); pulled traffic is paced by the puller.
+        let verified = self.verify(screened, true)?;
+        let h = verified.env.header;
+        // Pushed traffic spends the sender's budget once the signature proved the sender sent
+        // it (so forgeries in a sender's name cannot use it up), and before any key
+        // derivation or decryption: signed ciphertext that does not open, or opens to no
+        // alert, is the sender's doing and costs it as much as a good alert. Pulled traffic
+        // is paced by the puller.
         if arrival.spends_budget() {
-            let (sender, channel) = (env.header.sender, env.header.channel);
+            let (sender, channel) = (h.sender, h.channel);
             self.take_budget(sender, channel, now_us)
                 .map_err(|_| Rejection::RateLimited { sender, channel })?;
         }
         // Recorded only now that the envelope verified: a forgery carrying a genuine id that
-        // is not seen yet fails at the signature and never shadows the genuine envelope.
-        self.replay.insert(env.header.sender, env.header.seq)?;
-        Ok((env, content))
+        // is not seen yet fails at the signature and never shadows the genuine envelope. And
+        // recorded before opening: a signed envelope that does not open is refused once, then
+        // costs a replay lookup on every path, whoever sends it again.
+        self.replay.insert(h.sender, h.seq)?;
+        self.open(verified, now_us)
     }
 
     /// Opens an envelope from this node's own log (for `history`): every check of
@@ -278,7 +284,8 @@ impl Node {
         received_at_us: u64,
     ) -> Result<Result<Box<ReceivedAlert>, Unreadable>, Rejection> {
         let screened = self.screen(bytes, None, received_at_us)?;
-        let (_, content) = self.verify_and_open(screened, false, received_at_us)?;
+        let verified = self.verify(screened, false)?;
+        let (_, content) = self.open(verified, received_at_us)?;
         Ok(content.map(|mut a| {
             a.via = crate::alert::Via::Log;
             a
@@ -357,27 +364,35 @@ impl Node {
         Ok(Screened { env, channel_name })
     }
 
-    /// Steps 8 to 11: the signature, then (for an envelope that `arrived`) revocation, then
-    /// opening when this node reads the channel.
-    fn verify_and_open(
-        &self,
-        screened: Screened,
-        arrived: bool,
-        now_us: u64,
-    ) -> Result<(Envelope, Result<Box<ReceivedAlert>, Unreadable>), Rejection> {
-        let Screened { env, channel_name } = screened;
-        let h = env.header;
+    /// Steps 8 and 9: the signature, then (for an envelope that `arrived`) revocation.
+    fn verify(&self, screened: Screened, arrived: bool) -> Result<Screened, Rejection> {
+        let h = screened.env.header;
         let sender = self
             .roster
             .get(&h.sender)
             .ok_or(Rejection::UnknownSender(h.sender))?;
-        env.verify(self.domain(), sender.verifying_key())?;
+        screened.env.verify(self.domain(), sender.verifying_key())?;
         // A revoked sender's new alerts are refused (after the signature: only a verified
         // refusal is remembered); what this node stored before the revocation stays
         // readable in its log.
         if arrived && self.descriptor.is_revoked(h.sender) {
             return Err(Rejection::Revoked(h.sender));
         }
+        Ok(screened)
+    }
+
+    /// Steps 10 and 11, for a verified envelope: opening when this node reads the channel.
+    fn open(
+        &self,
+        verified: Screened,
+        now_us: u64,
+    ) -> Result<(Envelope, Result<Box<ReceivedAlert>, Unreadable>), Rejection> {
+        let Screened { env, channel_name } = verified;
+        let h = env.header;
+        let sender = self
+            .roster
+            .get(&h.sender)
+            .ok_or(Rejection::UnknownSender(h.sender))?;
         let direct = h.channel == DIRECT_CHANNEL;
         let me = self.cert.body.device;
         // A directed message opens at its recipient, and at its sender (its own log): the
