@@ -45,6 +45,11 @@ impl Daemon {
         id: gossipsub::MessageId,
         msg: gossipsub::Message,
     ) {
+        // The header's sender, for a refusal only its author could cause (the message itself
+        // moves into validation).
+        let msg_sender = crate::envelope::Envelope::parse(&msg.data)
+            .ok()
+            .map(|e| e.header.sender);
         let taken = if let Some(ch) = self.voice.topics.get(&msg.topic).copied() {
             Some(self.take_voice(&msg.data, Arrival::Live { topic_channel: ch }))
         } else if let Some(ch) = self.topics.get(&msg.topic).copied() {
@@ -58,7 +63,7 @@ impl Daemon {
         };
         let acceptance = match taken {
             Some(Ok(())) => gossipsub::MessageAcceptance::Accept,
-            Some(Err(r)) => self.refusal(source, &r),
+            Some(Err(r)) => self.refusal(source, &r, &msg_sender),
             None => gossipsub::MessageAcceptance::Ignore,
         };
         self.swarm
@@ -69,17 +74,26 @@ impl Daemon {
     }
 
     /// How gossipsub treats the peer that forwarded a refused message (alert or voice).
-    fn refusal(&self, source: PeerId, r: &crate::node::Rejection) -> gossipsub::MessageAcceptance {
+    fn refusal(
+        &self,
+        source: PeerId,
+        r: &crate::node::Rejection,
+        header_sender: &Option<u32>,
+    ) -> gossipsub::MessageAcceptance {
+        use crate::envelope::EnvelopeError;
+        use crate::node::Rejection;
         tracing::debug!(peer = %source, reason = r.reason(), error = %r, "message refused");
-        // A sender over its rate limit: its own connection is penalised (scored down, then
-        // graylisted by gossipsub); a member that relayed it is not.
-        let flooder = match r {
-            crate::node::Rejection::RateLimited { sender, .. } => self
-                .node
-                .member(*sender)
-                .is_some_and(|c| c.peer_id() == source),
-            _ => false,
+        // A sender over its rate limit, or one whose signed envelope does not open or opens to
+        // no alert: its own connection is penalised (scored down, then graylisted by
+        // gossipsub); a member that relayed it is not (a relay cannot tell).
+        let author = match r {
+            Rejection::RateLimited { sender, .. } => Some(*sender),
+            Rejection::Envelope(EnvelopeError::Decrypt) | Rejection::BadPlaintext => *header_sender,
+            _ => None,
         };
+        let flooder = author
+            .and_then(|a| self.node.member(a))
+            .is_some_and(|c| c.peer_id() == source);
         if r.is_peer_fault() || flooder {
             gossipsub::MessageAcceptance::Reject
         } else {
