@@ -139,6 +139,10 @@ pub(super) enum SyncError {
     /// The diff has too many ids or does not move forward.
     #[error("diff out of bounds or not advancing")]
     OutOfBounds,
+    /// A fetch reply carried envelopes that were not asked for (or one id twice, or an
+    /// unparsable one): an honest responder never does; the responder is refused.
+    #[error("{0} envelopes not asked for in a fetch reply")]
+    Unrequested(usize),
     /// This node's store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -239,15 +243,24 @@ async fn pull_from(
                 if envelopes.is_empty() {
                     break;
                 }
-                let got: std::collections::HashSet<Id> = envelopes
+                // Only what was asked for reaches validation, in slices that let the loop
+                // serve everything else between them; anything else ends the session.
+                let screened = crate::sync::screen_reply(&want, envelopes);
+                if screened.unrequested > 0 {
+                    return Err((fetched, SyncError::Unrequested(screened.unrequested)));
+                }
+                let got: std::collections::HashSet<Id> = screened
+                    .kept
                     .iter()
                     .filter_map(|e| crate::envelope::Envelope::parse(e).ok())
                     .map(|e| (e.header.sender, e.header.seq))
                     .collect();
-                fetched += cmds
-                    .ingest(envelopes)
-                    .await
-                    .map_err(|_| (fetched, SyncError::Stopping))?;
+                for slice in screened.kept.chunks(crate::sync::INGEST_SLICE) {
+                    fetched += cmds
+                        .ingest(slice.to_vec())
+                        .await
+                        .map_err(|_| (fetched, SyncError::Stopping))?;
+                }
                 let before = want.len();
                 want.retain(|id| !got.contains(id));
                 if want.len() == before {

@@ -123,6 +123,10 @@ impl Daemon {
                 self.syncing.remove(&peer);
                 self.catch_up.fetched += fetched as u64;
                 match error {
+                    Some(e @ super::catchup::SyncError::Unrequested(_)) => {
+                        self.catch_up.failed += 1;
+                        self.refuse(peer, format!("catch-up: {e}"));
+                    }
                     Some(e) => {
                         self.catch_up.failed += 1;
                         tracing::debug!(%peer, error = %e, "catch-up ended early");
