@@ -66,18 +66,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileErro
     let name = path
         .file_name()
         .ok_or_else(|| FileError::invalid(path, "not a file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    // A fresh random name, created exclusively and never through a symlink: whoever may
+    // write in the directory cannot plant a file or a link at a name it can predict and have
+    // the secret written through it (issue 24, finding 7).
+    let (tmp, mut f) = {
+        let mut tries = 0;
+        loop {
+            let tag = rand_core::RngCore::next_u64(&mut rand_core::OsRng);
+            let tmp = dir.join(format!(".{}.tmp.{tag:016x}", name.to_string_lossy()));
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .mode(mode)
+                .open(&tmp)
+            {
+                Ok(f) => break (tmp, f),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 8 => tries += 1,
+                Err(e) => return Err(FileError::io(path, e)),
+            }
+        }
+    };
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
         // The umask may have narrowed the mode; secrets must not be wider than asked.
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.write_all(bytes)?;
@@ -191,9 +201,76 @@ pub fn read_key32(path: &Path, kind: KeyKind) -> Result<Zeroizing<[u8; 32]>, Fil
     Ok(k)
 }
 
+/// Keeps this process's memory (device, channel and authority keys) out of core files: the
+/// core size limit is set to 0, and the process is marked not dumpable, which also stops a
+/// core pipe (systemd-coredump, apport), which ignores the size limit, and other processes of
+/// the same user from reading its memory through /proc or ptrace. The `dist` profile aborts
+/// on panic, so without this a panic would write every secret the process holds to disk.
+/// Called first thing by every `ptt-node` command.
+pub fn no_core_dumps() -> std::io::Result<()> {
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit and prctl take plain values and change only this process's limits
+    // and flags.
+    if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    #[cfg(target_os = "linux")]
+    // SAFETY: as above.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Someone who may write in the directory plants links at the temporary names the old
+    /// code used (`.NAME.tmp.PID`) and at a few others: the secret is never written through
+    /// one, and lands in the target with mode 0600.
+    #[test]
+    fn a_secret_is_never_written_through_a_planted_link() {
+        let t = tempfile::tempdir().unwrap();
+        let victim = t.path().join("victim");
+        fs::write(&victim, b"untouched").unwrap();
+        let target = t.path().join("device.key");
+        let planted = t
+            .path()
+            .join(format!(".device.key.tmp.{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        write_secret(&target, b"secret").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"untouched");
+        assert_eq!(fs::read(&target).unwrap(), b"secret");
+        let meta = fs::symlink_metadata(&target).unwrap();
+        assert!(meta.file_type().is_file());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        // No temporary file is left behind but the planted link.
+        let left: Vec<String> = fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp."))
+            .collect();
+        assert_eq!(left, [planted.file_name().unwrap().to_string_lossy()]);
+    }
+
+    /// Core files are off for this process once asked.
+    #[test]
+    fn no_core_dumps_sets_the_core_limit_to_zero() {
+        no_core_dumps().unwrap();
+        let limits = fs::read_to_string("/proc/self/limits").unwrap();
+        let core = limits
+            .lines()
+            .find(|l| l.starts_with("Max core file size"))
+            .unwrap();
+        let fields: Vec<&str> = core.split_whitespace().collect();
+        assert_eq!(&fields[4..6], ["0", "0"], "{core}");
+        // SAFETY: reads this process's flag.
+        assert_eq!(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) }, 0);
+    }
 
     #[test]
     fn secret_round_trip_and_loose_mode_refused() {

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Before anything reads a key: no core file may ever hold one.
+    let core = ptt_node::fsutil::no_core_dumps();
     let cli = ptt_node::cli::Cli::parse();
     if !matches!(cli.command, ptt_node::cli::Command::Run(_)) {
         // Client commands behave like other Unix tools in a pipe: `ptt-node listen | head -1`
@@ -50,6 +52,9 @@ fn main() -> ExitCode {
     } else {
         fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init();
+    }
+    if let Err(e) = core {
+        tracing::warn!(error = %e, "cannot turn core dumps off: a crash could write keys to disk");
     }
     // One thread: the daemon is an event loop around one swarm (plus the store's own thread),
     // so a second worker only adds cross-thread wake-ups; on a small device several daemons or

@@ -203,6 +203,17 @@ fn per_user_the_cli_finds_the_daemon_without_data_or_socket() {
     );
     let st = wait_for("the per-user daemon", 20, || status_json(&[], &env));
     assert_eq!(st["device"], "cam");
+    // No core file can hold its keys.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", _d.0.id())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap_or_default();
+    assert_eq!(
+        core.split_whitespace().skip(4).take(2).collect::<Vec<_>>(),
+        ["0", "0"],
+        "{core}"
+    );
     let data = home.join(".local/state/ptt-node");
     assert!(data.join("store.redb").exists());
     assert_eq!(
