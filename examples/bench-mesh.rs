@@ -364,26 +364,12 @@ fn nft_ruleset(port: Option<u16>, loss: u64) -> String {
 /// `--block-pair`: `host` drops every multicast datagram from `from` but mDNS's (its own table,
 /// beside the counters).
 fn block_multicast(host: &Host, from: std::net::Ipv4Addr) {
-    let rules = format!(
-        "table inet benchblock {{\nchain in {{\ntype filter hook input priority -10; policy accept;\n\
-         ip saddr {from} ip daddr 224.0.0.0/4 udp dport != 5353 drop\n}}\n}}\n"
-    );
-    let mut child = host
-        .command("nft", ["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run nft");
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(rules.as_bytes());
-    }
-    let out = child.wait_with_output().expect("run nft");
-    assert!(
-        out.status.success(),
-        "nft in {}: {}",
-        host.name(),
-        String::from_utf8_lossy(&out.stderr)
+    nft_apply(
+        host,
+        &format!(
+            "table inet benchblock {{\nchain in {{\ntype filter hook input priority -10; policy accept;\n\
+             ip saddr {from} ip daddr 224.0.0.0/4 udp dport != 5353 drop\n}}\n}}\n"
+        ),
     );
 }
 
@@ -404,6 +390,11 @@ fn path_shown(o: &Opts, n: &Node, name: &str) -> Value {
 
 /// Installs the bench's nftables table in a node's namespace.
 fn nft_install(host: &Host, port: Option<u16>, loss: u64) {
+    nft_apply(host, &nft_ruleset(port, loss));
+}
+
+/// Loads an nftables ruleset (`nft -f -`) in a node's namespace.
+fn nft_apply(host: &Host, rules: &str) {
     let mut child = host
         .command("nft", ["-f", "-"])
         .stdin(Stdio::piped())
@@ -412,7 +403,7 @@ fn nft_install(host: &Host, port: Option<u16>, loss: u64) {
         .spawn()
         .expect("run nft (apt-get install nftables)");
     if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(nft_ruleset(port, loss).as_bytes());
+        let _ = stdin.write_all(rules.as_bytes());
     }
     let out = child.wait_with_output().expect("run nft");
     assert!(
