@@ -1,4 +1,5 @@
 use super::*;
+use crate::mesh::{MAX_PROBE_FAILURES, PROBE_EVERY, QUIET_BEFORE_PROBE};
 
 type Book = PeerBook<u32, String>;
 
