@@ -161,6 +161,14 @@ pub fn seal_kind(
     out
 }
 
+/// The header of envelope bytes, read without copying or checking the rest: for decisions
+/// that need only the sender or the id before (or without) validation. `None` when the header
+/// does not decode or is of another version.
+pub fn header_of(bytes: &[u8]) -> Option<Header> {
+    let (h, _) = postcard::take_from_bytes::<Header>(bytes).ok()?;
+    (h.version == VERSION).then_some(h)
+}
+
 /// A parsed (not yet verified) envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {

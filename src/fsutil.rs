@@ -77,7 +77,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileErro
             match OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .custom_flags(libc::O_NOFOLLOW)
                 .mode(mode)
                 .open(&tmp)
             {

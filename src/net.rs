@@ -101,8 +101,7 @@ pub fn message_origin(m: &gossipsub::RawMessage) -> Option<u32> {
     if m.data.len() > crate::plane::PLANE_MAX_BODY {
         return None;
     }
-    let (h, _) = postcard::take_from_bytes::<crate::envelope::Header>(&m.data).ok()?;
-    (h.version == crate::envelope::VERSION).then_some(h.sender)
+    crate::envelope::header_of(&m.data).map(|h| h.sender)
 }
 
 /// A request of the authentication protocol.

@@ -224,28 +224,31 @@ pub const INGEST_SLICE: usize = 32;
 /// A fetch reply, screened against the ids asked for ([`screen_reply`]).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ScreenedReply {
-    /// The envelopes whose header parses and names an id asked for, each id once, in the
-    /// reply's order.
+    /// The envelopes whose header names an id asked for, each id once, in the reply's order.
     pub kept: Vec<Vec<u8>>,
-    /// The others: a header that does not parse, an id not asked for, an id again.
+    /// The ids asked for that the reply did not bring, in the order asked.
+    pub still_wanted: Vec<Id>,
+    /// The others: a header that does not decode, an id not asked for, an id again.
     pub unrequested: usize,
 }
 
 /// The requester's screen of a `Fetch` reply: only envelopes that claim an id of `want` are
 /// kept, each id once; an honest responder sends nothing else, so anything else is counted
-/// and dropped unread (no signature is checked for it). Costs a header parse per envelope.
+/// and dropped unread (no signature is checked for it). Costs a header decode per envelope.
 pub fn screen_reply(want: &[Id], envelopes: Vec<Vec<u8>>) -> ScreenedReply {
     let mut open: HashSet<Id> = want.iter().copied().collect();
     let mut out = ScreenedReply::default();
     for e in envelopes {
-        let id = crate::envelope::Envelope::parse(&e)
-            .ok()
-            .map(|env| (env.header.sender, env.header.seq));
-        match id {
+        match crate::envelope::header_of(&e).map(|h| (h.sender, h.seq)) {
             Some(id) if open.remove(&id) => out.kept.push(e),
             _ => out.unrequested += 1,
         }
     }
+    out.still_wanted = want
+        .iter()
+        .copied()
+        .filter(|id| open.contains(id))
+        .collect();
     out
 }
 
@@ -287,10 +290,15 @@ mod tests {
             vec![reply[0].clone(), reply[2].clone(), reply[5].clone()]
         );
         assert_eq!(s.unrequested, 3);
-        // An honest reply: all kept, nothing unrequested; an empty one, nothing at all.
+        assert!(s.still_wanted.is_empty());
+        // An honest reply: all kept, nothing unrequested, the rest still wanted; an empty one
+        // brings nothing.
         let s = screen_reply(&want, vec![env(2, 10), env(1, 11)]);
         assert_eq!((s.kept.len(), s.unrequested), (2, 0));
-        assert_eq!(screen_reply(&want, vec![]), ScreenedReply::default());
+        assert_eq!(s.still_wanted, [(1, 10)]);
+        let s = screen_reply(&want, vec![]);
+        assert_eq!((s.kept.len(), s.unrequested), (0, 0));
+        assert_eq!(s.still_wanted, want);
         // 13,500 envelopes for one id asked: one kept, the rest never reach a signature check.
         let flood: Vec<Vec<u8>> = (0..13_500).map(|i| env(1, 1000 + i)).collect();
         let s = screen_reply(&[(1, 1000)], flood);

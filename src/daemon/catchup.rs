@@ -249,23 +249,22 @@ async fn pull_from(
                 if screened.unrequested > 0 {
                     return Err((fetched, SyncError::Unrequested(screened.unrequested)));
                 }
-                let got: std::collections::HashSet<Id> = screened
-                    .kept
-                    .iter()
-                    .filter_map(|e| crate::envelope::Envelope::parse(e).ok())
-                    .map(|e| (e.header.sender, e.header.seq))
-                    .collect();
-                for slice in screened.kept.chunks(crate::sync::INGEST_SLICE) {
+                let mut kept = screened.kept.into_iter();
+                loop {
+                    let slice: Vec<Vec<u8>> =
+                        kept.by_ref().take(crate::sync::INGEST_SLICE).collect();
+                    if slice.is_empty() {
+                        break;
+                    }
                     fetched += cmds
-                        .ingest(slice.to_vec())
+                        .ingest(slice)
                         .await
                         .map_err(|_| (fetched, SyncError::Stopping))?;
                 }
-                let before = want.len();
-                want.retain(|id| !got.contains(id));
-                if want.len() == before {
+                if screened.still_wanted.len() == want.len() {
                     break;
                 }
+                want = screened.still_wanted;
             }
         }
         if !diff.more {

@@ -46,10 +46,8 @@ impl Daemon {
         msg: gossipsub::Message,
     ) {
         // The header's sender, for a refusal only its author could cause (the message itself
-        // moves into validation).
-        let msg_sender = crate::envelope::Envelope::parse(&msg.data)
-            .ok()
-            .map(|e| e.header.sender);
+        // moves into validation; the header is read in place, nothing is copied).
+        let msg_sender = crate::envelope::header_of(&msg.data).map(|h| h.sender);
         let taken = if let Some(ch) = self.voice.topics.get(&msg.topic).copied() {
             Some(self.take_voice(&msg.data, Arrival::Live { topic_channel: ch }))
         } else if let Some(ch) = self.topics.get(&msg.topic).copied() {
@@ -63,7 +61,7 @@ impl Daemon {
         };
         let acceptance = match taken {
             Some(Ok(())) => gossipsub::MessageAcceptance::Accept,
-            Some(Err(r)) => self.refusal(source, &r, &msg_sender),
+            Some(Err(r)) => self.refusal(source, &r, msg_sender),
             None => gossipsub::MessageAcceptance::Ignore,
         };
         self.swarm
@@ -78,7 +76,7 @@ impl Daemon {
         &self,
         source: PeerId,
         r: &crate::node::Rejection,
-        header_sender: &Option<u32>,
+        header_sender: Option<u32>,
     ) -> gossipsub::MessageAcceptance {
         use crate::envelope::EnvelopeError;
         use crate::node::Rejection;
@@ -88,7 +86,7 @@ impl Daemon {
         // gossipsub); a member that relayed it is not (a relay cannot tell).
         let author = match r {
             Rejection::RateLimited { sender, .. } => Some(*sender),
-            Rejection::Envelope(EnvelopeError::Decrypt) | Rejection::BadPlaintext => *header_sender,
+            Rejection::Envelope(EnvelopeError::Decrypt) | Rejection::BadPlaintext => header_sender,
             _ => None,
         };
         let flooder = author

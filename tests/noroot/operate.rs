@@ -190,7 +190,7 @@ fn per_user_the_cli_finds_the_daemon_without_data_or_socket() {
     }
 
     let bundle = t.path().join("cam");
-    let _d = start(
+    let daemon = start(
         &[
             "run",
             "--bundle",
@@ -204,7 +204,7 @@ fn per_user_the_cli_finds_the_daemon_without_data_or_socket() {
     let st = wait_for("the per-user daemon", 20, || status_json(&[], &env));
     assert_eq!(st["device"], "cam");
     // No core file can hold its keys.
-    let limits = std::fs::read_to_string(format!("/proc/{}/limits", _d.0.id())).unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", daemon.0.id())).unwrap();
     let core = limits
         .lines()
         .find(|l| l.starts_with("Max core file size"))
