@@ -515,6 +515,10 @@ pub struct PlaneInfo {
     /// Envelopes from the plane that validation accepted.
     #[serde(default)]
     pub accepted: u64,
+    /// Kept data datagrams (alerts, voice) of an epoch ahead that its key opened once the
+    /// update arrived.
+    #[serde(default)]
+    pub reopened: u64,
     /// Datagrams dropped before validation, by reason.
     #[serde(default)]
     pub dropped: std::collections::BTreeMap<String, u64>,

@@ -74,6 +74,9 @@ pub(super) struct PlaneCounters {
     pub received: u64,
     /// Envelopes from the plane that validation accepted.
     pub accepted: u64,
+    /// Kept data datagrams (alerts, voice) of an epoch ahead that its key opened once the
+    /// update arrived.
+    pub reopened: u64,
     /// Datagrams dropped, by reason.
     pub dropped: BTreeMap<&'static str, u64>,
 }
@@ -252,13 +255,20 @@ impl Daemon {
         }
     }
 
-    fn on_datagram(&mut self, d: &mut [u8]) {
+    /// Handles one datagram; whether it was data (an alert or voice) that a held plane key
+    /// opened, whatever validation made of its envelope then.
+    fn on_datagram(&mut self, d: &mut [u8]) -> bool {
         let own = self.node.cert().body.device;
         let domain = self.node.domain().0;
-        let Some(p) = self.plane.as_mut() else { return };
+        let Some(p) = self.plane.as_mut() else {
+            return false;
+        };
         let key_id = match plane::peek(d) {
             Ok(k) => k,
-            Err(e) => return p.drop_as(e.reason()),
+            Err(e) => {
+                p.drop_as(e.reason());
+                return false;
+            }
         };
         match p.keys.classify(key_id) {
             KeyMatch::Held(_) => {}
@@ -269,29 +279,47 @@ impl Daemon {
                     p.drop_as("plane_key_ahead_dropped");
                 }
                 p.held.push_back((Instant::now(), d.to_vec()));
-                return p.drop_as("plane_key_ahead");
+                p.drop_as("plane_key_ahead");
+                return false;
             }
-            KeyMatch::Unknown => return p.drop_as("plane_unknown_key"),
+            KeyMatch::Unknown => {
+                p.drop_as("plane_unknown_key");
+                return false;
+            }
         }
         let inner = match p.keys.open(&domain, d) {
             Ok((_, inner)) => inner,
-            Err(e) => return p.drop_as(e.reason()),
+            Err(e) => {
+                p.drop_as(e.reason());
+                return false;
+            }
         };
         if inner.sender == own {
-            return p.drop_as("plane_own");
+            p.drop_as("plane_own");
+            return true;
         }
         let voice = match inner.kind {
             Kind::Alert => false,
             Kind::Voice => true,
-            Kind::Beacon => return self.on_beacon(inner.sender, inner.pseq, inner.body),
-            Kind::Tail => return self.plane_tail_heard(inner.sender, inner.pseq),
+            Kind::Beacon => {
+                self.on_beacon(inner.sender, inner.pseq, inner.body);
+                return false;
+            }
+            Kind::Tail => {
+                self.plane_tail_heard(inner.sender, inner.pseq);
+                return false;
+            }
         };
         let header = match crate::envelope::Envelope::parse(inner.body) {
             Ok(e) => e.header,
-            Err(_) => return p.drop_as("plane_malformed"),
+            Err(_) => {
+                p.drop_as("plane_malformed");
+                return true;
+            }
         };
         if header.sender != inner.sender {
-            return p.drop_as("plane_mismatch");
+            p.drop_as("plane_mismatch");
+            return true;
         }
         let carried = if voice {
             self.voice.topics.values().any(|c| *c == header.channel)
@@ -299,7 +327,8 @@ impl Daemon {
             self.topics.values().any(|c| *c == header.channel)
         };
         if !carried {
-            return p.drop_as("plane_not_carried");
+            p.drop_as("plane_not_carried");
+            return true;
         }
         let (sender, pseq) = (inner.sender, inner.pseq);
         let body = inner.body.to_vec();
@@ -324,6 +353,7 @@ impl Daemon {
             }
             self.forward_to_gossip(voice, header.channel, body);
         }
+        true
     }
 
     /// The plane's periodic duties: keys after an update or an overlap's end (the retention
@@ -363,7 +393,11 @@ impl Daemon {
             p.drop_as("plane_key_ahead_dropped");
         }
         for mut d in reopen {
-            self.on_datagram(&mut d);
+            if self.on_datagram(&mut d)
+                && let Some(p) = self.plane.as_mut()
+            {
+                p.counters.reopened += 1;
+            }
         }
     }
 
@@ -437,6 +471,7 @@ impl Daemon {
             too_large: c.too_large,
             received: c.received,
             accepted: c.accepted,
+            reopened: c.reopened,
             dropped: c
                 .dropped
                 .iter()
