@@ -113,12 +113,14 @@ pub enum AuthRequest {
     /// that every member learns every other member, also without a direct connection.
     Roster {
         /// Certificates (at most [`MAX_ROSTER_PUSH`]).
+        #[serde(deserialize_with = "wire::bounded::<MAX_ROSTER_PUSH, _, _>")]
         certs: Vec<Vec<u8>>,
     },
     /// Presence records (addresses, current profiles) the sender holds and the receiver may
     /// not: pushed after authentication and whenever one changes, flooded like certificates.
     Presence {
         /// Records (at most [`MAX_ROSTER_PUSH`]).
+        #[serde(deserialize_with = "wire::bounded::<MAX_ROSTER_PUSH, _, _>")]
         records: Vec<Vec<u8>>,
     },
     /// A domain update signed by the authority: pushed to a member whose hello showed an
@@ -135,6 +137,7 @@ pub enum AuthRequest {
         /// The plane epoch the requester holds (a report under another epoch counts for none).
         epoch: u32,
         /// Device numbers, ascending, at most [`MAX_HEARD_SENDERS`].
+        #[serde(deserialize_with = "wire::bounded::<MAX_HEARD_SENDERS, _, _>")]
         senders: Vec<u32>,
     },
 }
@@ -161,7 +164,8 @@ pub enum AuthReply {
     Welcome {
         /// Responder's certificate.
         cert: Vec<u8>,
-        /// Other members' certificates.
+        /// Other members' certificates (at most [`MAX_ROSTER_SHARE`]).
+        #[serde(deserialize_with = "wire::bounded::<MAX_ROSTER_SHARE, _, _>")]
         roster: Vec<Vec<u8>>,
     },
     /// The requester was refused.
@@ -238,14 +242,24 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::
             format!("frame of {len} bytes exceeds {max}"),
         ));
     }
-    // Grow with what actually arrives: a length prefix alone reserves nothing.
-    let mut buf = Vec::with_capacity(len.min(64 * 1024));
-    let n = io.take(len as u64).read_to_end(&mut buf).await?;
-    if n != len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("frame ended after {n} of {len} bytes"),
-        ));
+    // Grow with what actually arrives (a length prefix alone reserves at most 64 KiB),
+    // doubling, but never past the frame: `read_to_end` would leave up to twice its size.
+    let mut buf: Vec<u8> = Vec::new();
+    let mut n = 0;
+    while n < len {
+        if n == buf.len() {
+            let grow = (len - n).min(n.max(64 * 1024));
+            buf.reserve_exact(grow);
+            buf.resize(n + grow, 0);
+        }
+        let r = io.read(&mut buf[n..]).await?;
+        if r == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("frame ended after {n} of {len} bytes"),
+            ));
+        }
+        n += r;
     }
     Ok(buf)
 }
@@ -316,16 +330,19 @@ pub enum SyncRequest {
         /// Sequence numbers below this are not compared.
         cutoff: u64,
         /// The channels the requester carries (the responder also keeps to the requester's
-        /// certificate and its own channels).
+        /// certificate and its own channels; at most [`sync::MAX_DIGEST_CHANNELS`]).
+        #[serde(deserialize_with = "wire::bounded::<{ sync::MAX_DIGEST_CHANNELS }, _, _>")]
         channels: Vec<u32>,
         /// Where the previous diff of this session stopped.
         after: Option<Key>,
         /// Bucket summaries (at most [`sync::MAX_DIGEST_BUCKETS`]).
+        #[serde(deserialize_with = "wire::bounded::<{ sync::MAX_DIGEST_BUCKETS }, _, _>")]
         buckets: Vec<BucketSummary>,
     },
     /// Envelopes by id (at most [`sync::MAX_FETCH_IDS`]).
     Fetch {
         /// The ids.
+        #[serde(deserialize_with = "wire::bounded::<{ sync::MAX_FETCH_IDS }, _, _>")]
         ids: Vec<Id>,
     },
 }
@@ -337,7 +354,8 @@ pub enum SyncResponse {
     Diff(Diff),
     /// Envelopes asked for (those the responder still holds, up to about 1 MiB).
     Envelopes {
-        /// Envelope bytes.
+        /// Envelope bytes (at most one per id asked for: [`sync::MAX_FETCH_IDS`]).
+        #[serde(deserialize_with = "wire::bounded::<{ sync::MAX_FETCH_IDS }, _, _>")]
         envelopes: Vec<Vec<u8>>,
     },
     /// The responder does not serve this peer (not authenticated).
@@ -714,6 +732,137 @@ pub fn build_swarm(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A frame of a list of `count` elements, as a peer can write one: `prefix` (variant index
+    /// and any fields before the list), the count as a varint, then `count` zero bytes (each an
+    /// empty byte string, or the number 0). With `count` None, as many as fill `max` bytes.
+    /// Every such frame is a valid encoding: only a bound on the list refuses it.
+    fn list_frame(prefix: &[u8], count: Option<usize>, max: usize) -> Vec<u8> {
+        let varint = |mut n: usize| {
+            let mut v = Vec::new();
+            loop {
+                let byte = (n & 0x7f) as u8;
+                n >>= 7;
+                if n == 0 {
+                    v.push(byte);
+                    return v;
+                }
+                v.push(byte | 0x80);
+            }
+        };
+        let count = count.unwrap_or_else(|| {
+            let mut n = max - prefix.len();
+            while prefix.len() + varint(n).len() + n > max {
+                n -= 1;
+            }
+            n
+        });
+        let mut b = prefix.to_vec();
+        b.extend(varint(count));
+        b.resize(b.len() + count, 0);
+        b
+    }
+
+    #[test]
+    fn a_list_longer_than_its_bound_is_refused_at_its_length() {
+        // (what, prefix, bound, the frame's limit, decoder)
+        type Decode = fn(&[u8]) -> Result<(), wire::DecodeError>;
+        let cases: [(&str, &[u8], usize, usize, Decode); 5] = [
+            (
+                "roster push",
+                &[1],
+                MAX_ROSTER_PUSH,
+                MAX_AUTH_REQUEST,
+                |b| wire::decode::<AuthRequest>("x", b, MAX_AUTH_REQUEST).map(drop),
+            ),
+            (
+                "presence push",
+                &[2],
+                MAX_ROSTER_PUSH,
+                MAX_AUTH_REQUEST,
+                |b| wire::decode::<AuthRequest>("x", b, MAX_AUTH_REQUEST).map(drop),
+            ),
+            ("heard", &[4, 1], MAX_HEARD_SENDERS, MAX_AUTH_REQUEST, |b| {
+                wire::decode::<AuthRequest>("x", b, MAX_AUTH_REQUEST).map(drop)
+            }),
+            // Welcome: index 0, an empty certificate, then the roster.
+            (
+                "welcome",
+                &[0, 0],
+                MAX_ROSTER_SHARE,
+                MAX_AUTH_RESPONSE,
+                |b| wire::decode::<AuthReply>("x", b, MAX_AUTH_RESPONSE).map(drop),
+            ),
+            // Envelopes: response index 1.
+            (
+                "envelopes",
+                &[1],
+                sync::MAX_FETCH_IDS,
+                MAX_SYNC_RESPONSE,
+                |b| wire::decode::<SyncResponse>("x", b, MAX_SYNC_RESPONSE).map(drop),
+            ),
+        ];
+        for (what, prefix, bound, max, decode) in cases {
+            // At the bound it decodes: honest peers are never refused.
+            let at = list_frame(prefix, Some(bound), max);
+            assert!(decode(&at).is_ok(), "{what} at {bound}");
+            // One more is refused, and so is the longest list a frame can hold (about one
+            // element per byte: 24 bytes each decoded, without the bound).
+            for count in [Some(bound + 1), None] {
+                let b = list_frame(prefix, count, max);
+                assert!(b.len() <= max);
+                assert!(
+                    decode(&b).is_err(),
+                    "{what} of {count:?} in {} bytes",
+                    b.len()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sync_and_repair_lists_are_bounded_too() {
+        let fetch = SyncRequest::Fetch {
+            ids: vec![(0, 0); sync::MAX_FETCH_IDS + 1],
+        };
+        let e =
+            wire::decode::<SyncRequest>("x", &wire::encode(&fetch), MAX_SYNC_REQUEST).unwrap_err();
+        assert!(matches!(e, wire::DecodeError::Malformed { .. }), "{e}");
+        let digest = SyncRequest::Digest {
+            cutoff: 0,
+            channels: vec![0; sync::MAX_DIGEST_CHANNELS + 1],
+            after: None,
+            buckets: vec![],
+        };
+        let e =
+            wire::decode::<SyncRequest>("x", &wire::encode(&digest), MAX_SYNC_REQUEST).unwrap_err();
+        assert!(matches!(e, wire::DecodeError::Malformed { .. }), "{e}");
+        let diff = SyncResponse::Diff(sync::Diff {
+            keys: vec![(0, 0, 0); sync::MAX_DIFF_IDS + 1],
+            more: false,
+        });
+        let e =
+            wire::decode::<SyncResponse>("x", &wire::encode(&diff), MAX_SYNC_RESPONSE).unwrap_err();
+        assert!(matches!(e, wire::DecodeError::Malformed { .. }), "{e}");
+        use crate::plane::repair::{REPAIR_MAX_WANTS, RepairRequest, Want};
+        let want = Want {
+            sender: 1,
+            from: 0,
+            bitmap: 1,
+        };
+        let req = RepairRequest {
+            wants: vec![want; REPAIR_MAX_WANTS + 1],
+        };
+        let e = wire::decode::<RepairRequest>("x", &wire::encode(&req), usize::MAX).unwrap_err();
+        assert!(matches!(e, wire::DecodeError::Malformed { .. }), "{e}");
+        let ok = RepairRequest {
+            wants: vec![want; REPAIR_MAX_WANTS],
+        };
+        assert_eq!(
+            wire::decode::<RepairRequest>("x", &wire::encode(&ok), usize::MAX).unwrap(),
+            ok
+        );
+    }
 
     #[test]
     fn auth_messages_round_trip() {

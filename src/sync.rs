@@ -27,6 +27,9 @@ pub const MAX_FETCH_IDS: usize = 256;
 /// Most buckets in one digest (a requester with more sends the newest; a responder reads no
 /// more).
 pub const MAX_DIGEST_BUCKETS: usize = 4096;
+/// Channels one digest names at most (a decoding bound: a domain's descriptor of at most
+/// 64 KiB lists fewer).
+pub const MAX_DIGEST_CHANNELS: usize = 8192;
 
 /// Label of the id fingerprint.
 pub const LABEL_SYNC_FP: &[u8] = b"ptt-node/v1/sync-fingerprint";
@@ -67,7 +70,8 @@ pub struct BucketSummary {
 /// Keys the responder holds in buckets that differ from the requester's.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Diff {
-    /// The keys, ascending.
+    /// The keys, ascending (at most [`MAX_DIFF_IDS`]).
+    #[serde(deserialize_with = "crate::wire::bounded::<MAX_DIFF_IDS, _, _>")]
     pub keys: Vec<Key>,
     /// More differing keys exist than fitted: sync again after fetching these.
     pub more: bool,

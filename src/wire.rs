@@ -4,7 +4,8 @@
 //! any parsing, and trailing bytes are an error. (postcard accepts non-minimal varints, so
 //! one value may have more than one encoding: signatures always cover the raw bytes.)
 
-use serde::{Serialize, de::DeserializeOwned};
+use serde::Serialize;
+use serde::de::{self, Deserialize, DeserializeOwned, Deserializer, SeqAccess, Visitor};
 
 /// Largest envelope accepted from the network (64 KiB); larger ones are dropped undecoded.
 pub const MAX_ENVELOPE_LEN: usize = 64 * 1024;
@@ -83,6 +84,45 @@ pub fn decode<T: DeserializeOwned>(
         });
     }
     Ok(value)
+}
+
+/// Decodes a sequence of at most `N` elements, for `#[serde(deserialize_with = ...)]` on every
+/// list a peer sends: a longer one is refused at its length prefix, before anything is
+/// allocated for it. Without this, a frame's size alone bounds nothing: a list of empty byte
+/// strings costs one byte each on the wire and 24 bytes each decoded. The encoding does not
+/// change; conforming peers never send more than `N`.
+pub fn bounded<'de, const N: usize, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct AtMost<const N: usize, T>(std::marker::PhantomData<T>);
+
+    impl<'de, const N: usize, T: Deserialize<'de>> Visitor<'de> for AtMost<N, T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "a sequence of at most {N} elements")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let hint = seq.size_hint().unwrap_or(0);
+            if hint > N {
+                return Err(de::Error::invalid_length(hint, &self));
+            }
+            // Nothing is taken on trust: the hint is the peer's claim, capped at N.
+            let mut v = Vec::with_capacity(hint.min(N));
+            while let Some(x) = seq.next_element()? {
+                if v.len() == N {
+                    return Err(de::Error::invalid_length(N + 1, &self));
+                }
+                v.push(x);
+            }
+            Ok(v)
+        }
+    }
+
+    d.deserialize_seq(AtMost::<N, T>(std::marker::PhantomData))
 }
 
 /// Lower-case hex of a byte string.

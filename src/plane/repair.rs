@@ -22,6 +22,10 @@ pub const REPAIR_MAX_SENDERS: usize = 16;
 pub const REPAIR_WANT_BITS: u32 = 64;
 /// Envelopes a reply carries per sender at most.
 pub const REPAIR_MAX_PER_SENDER: usize = 64;
+/// Wants in one request at most.
+pub const REPAIR_MAX_WANTS: usize = REPAIR_MAX_SENDERS * 4;
+/// Items in one reply at most.
+pub const REPAIR_MAX_ITEMS: usize = REPAIR_MAX_SENDERS * REPAIR_MAX_PER_SENDER;
 /// Envelope bytes a reply carries at most, all senders together.
 pub const REPAIR_MAX_REPLY_BYTES: usize = 256 * 1024;
 /// Largest request frame: 16 wants of at most 20 bytes each, and room.
@@ -64,7 +68,8 @@ impl Want {
 /// A request of `/ptt-node/repair/1`: the datagrams the requester misses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepairRequest {
-    /// At most [`REPAIR_MAX_SENDERS`] distinct senders.
+    /// At most [`REPAIR_MAX_SENDERS`] distinct senders, [`REPAIR_MAX_WANTS`] wants.
+    #[serde(deserialize_with = "crate::wire::bounded::<REPAIR_MAX_WANTS, _, _>")]
     pub wants: Vec<Want>,
 }
 
@@ -80,7 +85,7 @@ impl RepairRequest {
     /// Whether it keeps to the limits: at most [`REPAIR_MAX_SENDERS`] senders.
     pub fn check(&self) -> Result<(), RepairError> {
         let senders: BTreeSet<u32> = self.wants.iter().map(|w| w.sender).collect();
-        if senders.len() > REPAIR_MAX_SENDERS || self.wants.len() > REPAIR_MAX_SENDERS * 4 {
+        if senders.len() > REPAIR_MAX_SENDERS || self.wants.len() > REPAIR_MAX_WANTS {
             return Err(RepairError::TooManySenders);
         }
         Ok(())
@@ -105,8 +110,11 @@ pub enum RepairResponse {
     Repaired {
         /// Envelopes asked for (at most [`REPAIR_MAX_PER_SENDER`] per sender,
         /// [`REPAIR_MAX_REPLY_BYTES`] in all).
+        #[serde(deserialize_with = "crate::wire::bounded::<REPAIR_MAX_ITEMS, _, _>")]
         items: Vec<RepairItem>,
-        /// `pseq`s asked for that the responder does not hold.
+        /// `pseq`s asked for that the responder does not hold (re-packed, so at most two wants
+        /// per want asked: one more where a range wraps past `u32::MAX`).
+        #[serde(deserialize_with = "crate::wire::bounded::<{ 2 * REPAIR_MAX_WANTS }, _, _>")]
         not_held: Vec<Want>,
     },
     /// The responder does not serve this peer (not authenticated) or this request.

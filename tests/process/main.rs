@@ -15,4 +15,5 @@ mod support {
 
 mod gossip_memory;
 mod noise_memory;
+mod preauth_memory;
 mod timer;

@@ -11,6 +11,14 @@ use std::time::Duration;
 
 /// Bytes alive on the heap.
 pub static LIVE: AtomicIsize = AtomicIsize::new(0);
+/// The most bytes alive at once since the last [`reset_peak`].
+pub static PEAK: AtomicIsize = AtomicIsize::new(0);
+
+/// Adds `n` to the live count and raises the peak to it.
+fn grow(n: isize) {
+    let now = LIVE.fetch_add(n, Relaxed) + n;
+    PEAK.fetch_max(now, Relaxed);
+}
 
 struct Counting;
 
@@ -19,7 +27,7 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         let p = unsafe { System.alloc(l) };
         if !p.is_null() {
-            LIVE.fetch_add(l.size() as isize, Relaxed);
+            grow(l.size() as isize);
         }
         p
     }
@@ -27,7 +35,7 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
         let p = unsafe { System.alloc_zeroed(l) };
         if !p.is_null() {
-            LIVE.fetch_add(l.size() as isize, Relaxed);
+            grow(l.size() as isize);
         }
         p
     }
@@ -40,7 +48,7 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
         let q = unsafe { System.realloc(p, l, new) };
         if !q.is_null() {
-            LIVE.fetch_add(new as isize - l.size() as isize, Relaxed);
+            grow(new as isize - l.size() as isize);
         }
         q
     }
@@ -52,6 +60,16 @@ static ALLOC: Counting = Counting;
 /// Bytes alive on the heap now.
 pub fn live() -> isize {
     LIVE.load(Relaxed)
+}
+
+/// Starts a new peak from the bytes alive now.
+pub fn reset_peak() {
+    PEAK.store(live(), Relaxed);
+}
+
+/// The most bytes alive at once since [`reset_peak`].
+pub fn peak() -> isize {
+    PEAK.load(Relaxed)
 }
 
 /// Held by each test of the whole-process binary for all of its run, taken before it builds a
