@@ -422,6 +422,13 @@ pub struct PeerCounts {
     /// Members on this LAN left unconnected by the bound on connections (`max_peers`).
     #[serde(default)]
     pub standby: usize,
+    /// Inbound connections waiting to prove membership now.
+    #[serde(default)]
+    pub unauthenticated: usize,
+    /// Inbound connections denied since start: too many from one address, or in all, were
+    /// waiting to prove membership.
+    #[serde(default)]
+    pub denied: u64,
 }
 
 /// What `status` reports.

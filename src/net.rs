@@ -5,6 +5,7 @@
 //! This module builds the swarm and defines the authentication protocol's messages and codec;
 //! the daemon's event loop drives it and asks the node for every decision.
 
+pub mod admission;
 pub mod gate;
 
 use std::collections::BTreeSet;
@@ -70,6 +71,9 @@ pub const MAX_AUTH_REQUEST: usize = crate::update::MAX_UPDATE_LEN + 1024;
 pub const MAX_CONCURRENT_STREAMS: usize = 8;
 /// Largest authentication response (a roster of up to 1,000 certificates).
 pub const MAX_AUTH_RESPONSE: usize = (MAX_ROSTER_SHARE + 1) * (MAX_CERT_LEN + 4) + 1024;
+/// Connections with one peer at most: a simultaneous dial makes two, a relayed circuit and
+/// its direct upgrade two more.
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
 /// How many roster certificates a reply carries at most.
 pub const MAX_ROSTER_SHARE: usize = 1000;
 
@@ -376,6 +380,10 @@ mod behaviour {
     /// The composed network behaviour.
     #[derive(NetworkBehaviour)]
     pub struct Behaviour {
+        /// A budget for inbound connections not authenticated yet, per address and in all.
+        pub admission: admission::Admission,
+        /// Connections per peer, at most [`MAX_CONNECTIONS_PER_PEER`].
+        pub limits: libp2p::connection_limits::Behaviour,
         /// Refuses connections from peers that failed authentication.
         pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
         /// Domain authentication (certificate exchange, roster pushes).
@@ -623,6 +631,11 @@ pub fn build_swarm(
             .with_peer_score(params, thresholds)
             .map_err(io::Error::other)?;
         Ok(Behaviour {
+            admission: Default::default(),
+            limits: libp2p::connection_limits::Behaviour::new(
+                libp2p::connection_limits::ConnectionLimits::default()
+                    .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER)),
+            ),
             blocked: Default::default(),
             auth: request_response::Behaviour::new(
                 [(AUTH_PROTOCOL, request_response::ProtocolSupport::Full)],

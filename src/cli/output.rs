@@ -229,6 +229,12 @@ pub(super) fn format_status(s: &StatusInfo) -> String {
     if let Some(m) = &s.metrics {
         out.push_str(&format!("metrics  {m}\n"));
     }
+    if s.peers.denied > 0 {
+        out.push_str(&format!(
+            "  denied {} inbound connections (too many waiting to authenticate; {} waiting now)\n",
+            s.peers.denied, s.peers.unauthenticated
+        ));
+    }
     for (k, v) in &c.rejected {
         out.push_str(&format!("  rejected {k}: {v}\n"));
     }

@@ -66,6 +66,7 @@ impl Daemon {
         }
         self.certs.insert(peer, cert);
         self.learn_waiting_presence();
+        self.swarm.behaviour_mut().admission.authenticated(peer);
         self.swarm.behaviour_mut().gossipsub.open(peer);
         self.swarm.behaviour_mut().relay.open(peer);
         self.reserve_on_broker(peer);

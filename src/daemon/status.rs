@@ -78,6 +78,8 @@ impl Daemon {
                 asleep: self.count(|p| p.status() == PeerStatus::Asleep),
                 unreachable: self.count_state(PeerStatus::Unreachable),
                 standby: self.count_state(PeerStatus::Standby),
+                unauthenticated: self.swarm.behaviour().admission.waiting(),
+                denied: self.swarm.behaviour().admission.denied(),
             },
             max_peers: self.peers.max_peers().unwrap_or(0),
             counters: self.node.counters().into(),

@@ -22,6 +22,7 @@ mod support {
     pub mod netns;
 }
 
+mod adversary;
 mod broker;
 mod discovery;
 mod field;
