@@ -39,6 +39,13 @@ pub const FLOOR_TIMEOUT_US: u64 = 2_000_000;
 /// the channel for ever. Listeners allow [`CONTEST_US`] more from the claim (the talker's
 /// arbitration and the network).
 pub const MAX_BURST_US: u64 = 120_000_000;
+/// A talker that claims again within this of its own burst's end (released or timed out),
+/// with no other talker in between, continues its spell: [`MAX_BURST_US`] caps the spell, not
+/// each burst, so re-claiming cannot hold the floor for ever.
+pub const FLOOR_SPELL_GAP_US: u64 = 2_000_000;
+/// After its spell reached the cap, a talker's claims are ignored for this long, so another
+/// talker gets the floor whatever severity the first one claims.
+pub const FLOOR_COOLDOWN_US: u64 = 10_000_000;
 /// Frames in the longest burst.
 pub const MAX_BURST_FRAMES: u32 = (MAX_BURST_US / FRAME_US) as u32;
 /// The listener's jitter buffer: a frame is played this long after its slot's earliest
@@ -123,6 +130,10 @@ pub struct Talker {
     pub severity: Severity,
     /// Local time its first packet arrived (µs).
     pub first_us: u64,
+    /// Local time its talker's spell on the floor began: the first packet of its first burst,
+    /// carried over while its newer bursts replace its own, or follow its own end within
+    /// [`FLOOR_SPELL_GAP_US`]. [`MAX_BURST_US`] counts from here.
+    pub spell_us: u64,
     /// Local time its last packet arrived.
     pub last_us: u64,
     /// Frames received.
@@ -216,6 +227,11 @@ pub struct Floor {
     holder: Option<Talker>,
     /// (sender, burst) of bursts that ended or lost: their later packets are ignored.
     ended: VecDeque<(u32, u64)>,
+    /// The last holder whose burst ended by itself (released, timed out): (sender, spell
+    /// start, end), so a quick re-claim continues the spell.
+    last_spell: Option<(u32, u64, u64)>,
+    /// A talker whose spell reached the cap, and until when its claims are ignored.
+    cooling: Option<(u32, u64)>,
 }
 
 impl Floor {
@@ -247,6 +263,15 @@ impl Floor {
             .holder
             .as_ref()
             .is_some_and(|h| h.sender == sender && h.burst == body.burst);
+        if !is_holder
+            && self
+                .cooling
+                .is_some_and(|(s, until)| s == sender && now_us < until)
+        {
+            // Its spell reached the cap a moment ago: the floor goes to someone else first.
+            self.forget(sender, body.burst);
+            return out;
+        }
         if !is_holder && matches!(body.kind, VoiceKind::Release { .. }) {
             // The release of a burst that does not hold the floor: nothing to end, nothing
             // to contest.
@@ -254,7 +279,14 @@ impl Floor {
             return out;
         }
         if !is_holder {
-            // A new burst: the floor is free, or it contests the holder.
+            // A new burst: the floor is free, or it contests the holder. A talker's quick
+            // return, or its newer burst replacing its own, continues its spell.
+            let mut spell_us = match self.last_spell {
+                Some((s, spell, ended)) if s == sender && now_us <= ended + FLOOR_SPELL_GAP_US => {
+                    spell
+                }
+                _ => now_us,
+            };
             if let Some(h) = self.holder.take() {
                 let same = h.sender == sender;
                 // An older burst of the holder's own talker is a straggler; another talker's
@@ -272,6 +304,9 @@ impl Floor {
                     return out;
                 }
                 self.forget(h.sender, h.burst);
+                if same {
+                    spell_us = h.spell_us;
+                }
                 out.push(FloorEvent::Ended {
                     talker: h,
                     // A talker's newer burst ends its older one.
@@ -289,12 +324,15 @@ impl Floor {
                 burst: body.burst,
                 severity: body.severity,
                 first_us: now_us,
+                spell_us,
                 last_us: now_us,
                 received: 0,
                 highest: 0,
             };
             out.push(FloorEvent::Started(t.clone()));
             self.holder = Some(t);
+            // Another talker between two bursts breaks a spell.
+            self.last_spell = None;
         }
         let Some(h) = self.holder.as_mut() else {
             return out;
@@ -315,6 +353,7 @@ impl Floor {
             VoiceKind::Release { frames } => {
                 if let Some(t) = self.holder.take() {
                     self.forget(t.sender, t.burst);
+                    self.last_spell = Some((t.sender, t.spell_us, now_us));
                     out.push(FloorEvent::Ended {
                         talker: t,
                         reason: EndReason::Released,
@@ -327,11 +366,12 @@ impl Floor {
         out
     }
 
-    /// Ends the burst holding the floor if its talker went quiet or talked too long.
+    /// Ends the burst holding the floor if its talker went quiet or its spell lasted too
+    /// long (then its claims are ignored for [`FLOOR_COOLDOWN_US`]).
     pub fn tick(&mut self, now_us: u64) -> Vec<FloorEvent> {
         let reason = match &self.holder {
             Some(h) if now_us.saturating_sub(h.last_us) > FLOOR_TIMEOUT_US => EndReason::TimedOut,
-            Some(h) if now_us.saturating_sub(h.first_us) > MAX_BURST_US + CONTEST_US => {
+            Some(h) if now_us.saturating_sub(h.spell_us) > MAX_BURST_US + CONTEST_US => {
                 EndReason::TooLong
             }
             _ => return vec![],
@@ -340,6 +380,13 @@ impl Floor {
             return vec![];
         };
         self.forget(t.sender, t.burst);
+        if reason == EndReason::TooLong {
+            self.cooling = Some((t.sender, now_us + FLOOR_COOLDOWN_US));
+            self.last_spell = None;
+        } else {
+            // A talker that went quiet and comes back at once is still on its spell.
+            self.last_spell = Some((t.sender, t.spell_us, t.last_us));
+        }
         vec![FloorEvent::Ended {
             talker: t,
             reason,
@@ -670,6 +717,86 @@ mod tests {
             i += 1;
         }
         assert_eq!(ended, Some(EndReason::TooLong));
+    }
+
+    #[test]
+    fn a_talker_reclaiming_at_extreme_loses_the_floor_at_the_cap() {
+        const X: Severity = Severity::Extreme;
+        let mut f = Floor::default();
+        let (hog, honest) = (7, 3);
+        let (mut t, mut burst, mut ended_at) = (0, 1_000, None);
+        // A new burst every 3 s, at extreme, each replacing the last: the spell runs on.
+        while ended_at.is_none() && t < 2 * MAX_BURST_US {
+            let mut events = f.on_packet(hog, claim(burst, X), t);
+            for i in 1..=140 {
+                t += FRAME_US;
+                events.extend(f.on_packet(hog, frame(burst, i, X), t));
+            }
+            for e in events {
+                if let FloorEvent::Ended {
+                    reason: EndReason::TooLong,
+                    talker,
+                    ..
+                } = e
+                {
+                    assert_eq!(talker.sender, hog);
+                    assert_eq!(talker.spell_us, 0, "{talker:?}");
+                    ended_at = Some(t);
+                }
+            }
+            burst += 1;
+        }
+        let ended_at = ended_at.expect("the hog was never cut off");
+        assert!(
+            ended_at <= MAX_BURST_US + CONTEST_US + 3_000_000,
+            "cut off at {ended_at} µs"
+        );
+        // An honest claim at moderate now wins; the hog's claims are ignored while it cools.
+        let t = ended_at + 1_000_000;
+        let ev = f.on_packet(honest, claim(50, M), t);
+        assert!(
+            matches!(&ev[..], [FloorEvent::Started(x)] if x.sender == honest),
+            "{ev:?}"
+        );
+        assert!(f.on_packet(hog, claim(burst, X), t + 1_000_000).is_empty());
+        assert_eq!(f.holder().map(|h| h.sender), Some(honest));
+        // Once the honest talker is done and the cool-down is over, the hog may talk again.
+        f.on_packet(honest, release(50, 0, M), t + 2_000_000);
+        let later = t + FLOOR_COOLDOWN_US;
+        let ev = f.on_packet(hog, claim(burst + 1, X), later);
+        assert!(
+            matches!(&ev[..], [FloorEvent::Started(x)] if x.sender == hog && x.spell_us == later),
+            "{ev:?}"
+        );
+    }
+
+    #[test]
+    fn a_quick_return_continues_the_spell_and_a_pause_starts_a_new_one() {
+        let mut f = Floor::default();
+        f.on_packet(1, claim(10, M), 0);
+        f.on_packet(1, release(10, 0, M), 1_000_000);
+        // Back within the gap: the same spell.
+        let ev = f.on_packet(1, claim(11, M), 2_500_000);
+        assert!(
+            matches!(&ev[..], [FloorEvent::Started(x)] if x.spell_us == 0),
+            "{ev:?}"
+        );
+        f.on_packet(1, release(11, 0, M), 3_000_000);
+        // Back after a longer pause: a new spell.
+        let ev = f.on_packet(1, claim(12, M), 3_000_000 + FLOOR_SPELL_GAP_US + 1);
+        assert!(
+            matches!(&ev[..], [FloorEvent::Started(x)] if x.spell_us == 3_000_000 + FLOOR_SPELL_GAP_US + 1),
+            "{ev:?}"
+        );
+        f.on_packet(1, release(12, 0, M), 6_000_000);
+        // Another talker in between breaks the spell too.
+        f.on_packet(2, claim(20, M), 6_100_000);
+        f.on_packet(2, release(20, 0, M), 6_200_000);
+        let ev = f.on_packet(1, claim(13, M), 6_300_000);
+        assert!(
+            matches!(&ev[..], [FloorEvent::Started(x)] if x.spell_us == 6_300_000),
+            "{ev:?}"
+        );
     }
 
     #[test]
