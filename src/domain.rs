@@ -159,6 +159,8 @@ pub struct EnrollRequest {
     pub profile: Profile,
     /// Certificate lifetime in days.
     pub valid_days: u64,
+    /// Testing only: the certificate's lifetime in seconds, instead of `valid_days`.
+    pub valid_secs: Option<u64>,
     /// Replace an existing device of the same name.
     pub force: bool,
 }
@@ -327,6 +329,11 @@ impl Authority {
                 let Some(cert) = e.cert(&self.descriptor) else {
                     continue;
                 };
+                // An expired device gets no new key: it could not use it (members refuse its
+                // certificate), and it must not read what the new epoch seals.
+                if cert.body.not_after < now_secs {
+                    continue;
+                }
                 // Relay-only devices hear the plane to store and serve what they carry.
                 let reads = cert.grant(channel).is_some_and(|g| g.read) && !cert.body.relay_only;
                 if plane || reads {
@@ -735,7 +742,10 @@ impl Authority {
             profile: req.profile.clone(),
             // A little slack for devices whose clocks run behind the authority's.
             not_before: now_secs.saturating_sub(CLOCK_SLACK_SECS),
-            not_after: now_secs.saturating_add(valid_days.saturating_mul(86_400)),
+            not_after: now_secs.saturating_add(
+                req.valid_secs
+                    .unwrap_or_else(|| valid_days.saturating_mul(86_400)),
+            ),
         };
         let cert = Certificate::issue(&self.key, body)?;
         // Re-enrolment revokes the certificates it replaces.

@@ -29,8 +29,12 @@ use crate::plane::repair::{
 use crate::sync::{self, BucketSummary, Diff, Id, Key};
 use crate::wire::{self, MAX_CERT_LEN, MAX_ENVELOPE_LEN};
 
-/// The authentication protocol.
-pub const AUTH_PROTOCOL: StreamProtocol = StreamProtocol::new("/ptt-node/auth/1");
+/// The authentication protocol: hellos only, the one protocol a peer may use before it is
+/// authenticated, with frames of a hello's size (`/ptt-node/auth/1` also carried the pushes).
+pub const AUTH_PROTOCOL: StreamProtocol = StreamProtocol::new("/ptt-node/auth/2");
+/// The push protocol: roster, presence, update and heard pushes between authenticated members,
+/// gated like gossipsub (a peer's streams are not read before it is authenticated).
+pub const PUSH_PROTOCOL: StreamProtocol = StreamProtocol::new("/ptt-node/push/1");
 /// Identify protocol version string.
 pub const IDENTIFY_VERSION: &str = "/ptt-node/1";
 /// How often a connection is pinged: a slow backstop, for a connection that died silently
@@ -59,18 +63,30 @@ pub const MAX_SYNC_RESPONSE: usize = SYNC_FETCH_BYTES + MAX_ENVELOPE_LEN + 64 * 
 pub const REPAIR_PROTOCOL: StreamProtocol = StreamProtocol::new("/ptt-node/repair/1");
 /// How long a repair request may take: past it, the requester asks another peer.
 pub const REPAIR_TIMEOUT: Duration = Duration::from_secs(1);
-/// Certificates in one roster push at most (a longer roster goes in several pushes).
+/// Certificates or presence records in one flooded push at most (a longer batch goes in
+/// several pushes). The roster shared with a newly authenticated peer goes in one push of up to
+/// [`MAX_ROSTER_SHARE`].
 pub const MAX_ROSTER_PUSH: usize = 64;
-/// Largest authentication request: one domain update (an update is bounded by
-/// [`crate::update::MAX_UPDATE_LEN`]). Any peer that completed Noise may send one, at most
-/// [`MAX_CONCURRENT_STREAMS`] at once per connection; only a member's is acted on. With the
-/// domain's private-network key, only members complete Noise.
-pub const MAX_AUTH_REQUEST: usize = crate::update::MAX_UPDATE_LEN + 1024;
+/// Largest authentication request: a hello (its certificate, the domain id, a revision). Any
+/// peer that completed Noise may send one, at most [`MAX_CONCURRENT_STREAMS`] at once per
+/// connection.
+pub const MAX_HELLO_REQUEST: usize = MAX_CERT_LEN + 128;
+/// Largest authentication response: a `Welcome` (the responder's certificate; its roster is
+/// empty on `/ptt-node/auth/2`) or a `Refused` reason. Read from any peer this node sent a hello
+/// to, which is every peer that connects.
+pub const MAX_HELLO_RESPONSE: usize = MAX_CERT_LEN + 1024;
+/// Largest push request: one domain update (bounded by [`crate::update::MAX_UPDATE_LEN`]) or
+/// the roster share of up to [`MAX_ROSTER_SHARE`] certificates, the larger. Read only from
+/// authenticated members.
+pub const MAX_PUSH_REQUEST: usize = MAX_AUTH_RESPONSE;
+/// Largest push response: `Ack`, or a `Refused` reason.
+pub const MAX_PUSH_RESPONSE: usize = 1024;
 /// Concurrent inbound streams per connection for the authentication, catch-up and repair
 /// protocols.
 pub const MAX_CONCURRENT_STREAMS: usize = 8;
-/// Largest authentication response (a roster of up to 1,000 certificates).
-pub const MAX_AUTH_RESPONSE: usize = (MAX_ROSTER_SHARE + 1) * (MAX_CERT_LEN + 4) + 1024;
+/// Room for a roster of [`MAX_ROSTER_SHARE`] certificates and one more (what a `Welcome` of
+/// `/ptt-node/auth/1` carried); the push limit is this.
+const MAX_AUTH_RESPONSE: usize = (MAX_ROSTER_SHARE + 1) * (MAX_CERT_LEN + 4) + 1024;
 /// Connections with one peer at most: a simultaneous dial makes two, a relayed circuit and
 /// its direct upgrade two more.
 pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
@@ -108,16 +124,20 @@ pub fn message_origin(m: &gossipsub::RawMessage) -> Option<u32> {
     crate::envelope::header_of(&m.data).map(|h| h.sender)
 }
 
-/// A request of the authentication protocol.
+/// A request of the authentication protocol (`Hello` only) or of the push protocol (the other
+/// variants): one enum, so each variant keeps its bytes from `/ptt-node/auth/1`, which carried
+/// both.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AuthRequest {
     /// First message on a new connection, sent by both sides.
     Hello(AuthHello),
     /// Member certificates the sender has just learned, pushed to its authenticated peers so
-    /// that every member learns every other member, also without a direct connection.
+    /// that every member learns every other member, also without a direct connection; and the
+    /// roster a member shares with a peer it has just authenticated.
     Roster {
-        /// Certificates (at most [`MAX_ROSTER_PUSH`]).
-        #[serde(deserialize_with = "wire::bounded::<MAX_ROSTER_PUSH, _, _>")]
+        /// Certificates (at most [`MAX_ROSTER_PUSH`] when flooded, [`MAX_ROSTER_SHARE`] when
+        /// shared).
+        #[serde(deserialize_with = "wire::bounded::<MAX_ROSTER_SHARE, _, _>")]
         certs: Vec<Vec<u8>>,
     },
     /// Presence records (addresses, current profiles) the sender holds and the receiver may
@@ -163,12 +183,13 @@ pub struct AuthHello {
 /// Reply to an [`AuthHello`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AuthReply {
-    /// The requester was admitted; here is the responder's certificate and the other member
-    /// certificates it knows, so members learn senders they are not connected to.
+    /// The requester was admitted; here is the responder's certificate. (On
+    /// `/ptt-node/auth/1` it also carried the other member certificates the responder knows;
+    /// they now follow in a `Roster` push once the requester is authenticated.)
     Welcome {
         /// Responder's certificate.
         cert: Vec<u8>,
-        /// Other members' certificates (at most [`MAX_ROSTER_SHARE`]).
+        /// Empty (at most [`MAX_ROSTER_SHARE`] are decoded; any are learned).
         #[serde(deserialize_with = "wire::bounded::<MAX_ROSTER_SHARE, _, _>")]
         roster: Vec<Vec<u8>>,
     },
@@ -177,7 +198,7 @@ pub enum AuthReply {
         /// Why.
         reason: String,
     },
-    /// A roster push was received.
+    /// A push was received.
     Ack,
 }
 
@@ -199,18 +220,29 @@ impl<Req, Resp> Clone for FramedCodec<Req, Resp> {
     }
 }
 
-/// The authentication protocol's codec.
+/// The codec of the authentication and push protocols: one message set, different limits
+/// ([`FramedCodec::hello`], [`FramedCodec::push`]).
 pub type AuthCodec = FramedCodec<AuthRequest, AuthReply>;
 /// The catch-up protocol's codec.
 pub type SyncCodec = FramedCodec<SyncRequest, SyncResponse>;
 /// The repair protocol's codec.
 pub type RepairCodec = FramedCodec<RepairRequest, RepairResponse>;
 
-impl Default for AuthCodec {
-    fn default() -> Self {
+impl AuthCodec {
+    /// The authentication protocol's: frames of a hello's size each way.
+    pub fn hello() -> Self {
         FramedCodec {
-            max_request: MAX_AUTH_REQUEST,
-            max_response: MAX_AUTH_RESPONSE,
+            max_request: MAX_HELLO_REQUEST,
+            max_response: MAX_HELLO_RESPONSE,
+            _types: std::marker::PhantomData,
+        }
+    }
+
+    /// The push protocol's: an update or a roster share, read from members only.
+    pub fn push() -> Self {
+        FramedCodec {
+            max_request: MAX_PUSH_REQUEST,
+            max_response: MAX_PUSH_RESPONSE,
             _types: std::marker::PhantomData,
         }
     }
@@ -386,12 +418,16 @@ mod behaviour {
         pub limits: libp2p::connection_limits::Behaviour,
         /// Refuses connections from peers that failed authentication.
         pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
-        /// Domain authentication (certificate exchange, roster pushes).
+        /// Domain authentication: the hello exchange, the only protocol read before a peer is
+        /// authenticated.
         pub auth: request_response::Behaviour<AuthCodec>,
-        /// Catch-up of missed envelopes, served to authenticated members only.
-        pub sync: request_response::Behaviour<SyncCodec>,
-        /// Repair of missed plane datagrams, served to authenticated members only.
-        pub repair: request_response::Behaviour<RepairCodec>,
+        /// Roster, presence, update and heard pushes, gated until a peer is authenticated.
+        pub push: gate::Gate<request_response::Behaviour<AuthCodec>>,
+        /// Catch-up of missed envelopes, gated until a peer is authenticated.
+        pub sync: gate::Gate<request_response::Behaviour<SyncCodec>>,
+        /// Repair of missed plane datagrams (and liveness probes), gated until a peer is
+        /// authenticated.
+        pub repair: gate::Gate<request_response::Behaviour<RepairCodec>>,
         /// Alert broadcast, gated until a peer is authenticated.
         pub gossipsub: gate::Gate<gossipsub::Behaviour>,
         /// LAN discovery.
@@ -637,23 +673,40 @@ pub fn build_swarm(
                     .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER)),
             ),
             blocked: Default::default(),
-            auth: request_response::Behaviour::new(
+            auth: request_response::Behaviour::with_codec(
+                AuthCodec::hello(),
                 [(AUTH_PROTOCOL, request_response::ProtocolSupport::Full)],
                 request_response::Config::default()
                     .with_request_timeout(Duration::from_secs(10))
                     .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
             ),
-            sync: request_response::Behaviour::new(
-                [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
-                request_response::Config::default()
-                    .with_request_timeout(Duration::from_secs(20))
-                    .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
+            push: gate::Gate::holding(
+                request_response::Behaviour::with_codec(
+                    AuthCodec::push(),
+                    [(PUSH_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(10))
+                        .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
+                ),
+                MAX_CONCURRENT_STREAMS,
             ),
-            repair: request_response::Behaviour::new(
-                [(REPAIR_PROTOCOL, request_response::ProtocolSupport::Full)],
-                request_response::Config::default()
-                    .with_request_timeout(REPAIR_TIMEOUT)
-                    .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
+            sync: gate::Gate::holding(
+                request_response::Behaviour::new(
+                    [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(20))
+                        .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
+                ),
+                MAX_CONCURRENT_STREAMS,
+            ),
+            repair: gate::Gate::holding(
+                request_response::Behaviour::new(
+                    [(REPAIR_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(REPAIR_TIMEOUT)
+                        .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
+                ),
+                MAX_CONCURRENT_STREAMS,
             ),
             gossipsub: gate::Gate::new(gossipsub),
             mdns: if mdns_enabled {
@@ -784,19 +837,19 @@ mod tests {
             (
                 "roster push",
                 &[1],
-                MAX_ROSTER_PUSH,
-                MAX_AUTH_REQUEST,
-                |b| wire::decode::<AuthRequest>("x", b, MAX_AUTH_REQUEST).map(drop),
+                MAX_ROSTER_SHARE,
+                MAX_PUSH_REQUEST,
+                |b| wire::decode::<AuthRequest>("x", b, MAX_PUSH_REQUEST).map(drop),
             ),
             (
                 "presence push",
                 &[2],
                 MAX_ROSTER_PUSH,
-                MAX_AUTH_REQUEST,
-                |b| wire::decode::<AuthRequest>("x", b, MAX_AUTH_REQUEST).map(drop),
+                MAX_PUSH_REQUEST,
+                |b| wire::decode::<AuthRequest>("x", b, MAX_PUSH_REQUEST).map(drop),
             ),
-            ("heard", &[4, 1], MAX_HEARD_SENDERS, MAX_AUTH_REQUEST, |b| {
-                wire::decode::<AuthRequest>("x", b, MAX_AUTH_REQUEST).map(drop)
+            ("heard", &[4, 1], MAX_HEARD_SENDERS, MAX_PUSH_REQUEST, |b| {
+                wire::decode::<AuthRequest>("x", b, MAX_PUSH_REQUEST).map(drop)
             }),
             // Welcome: index 0, an empty certificate, then the roster.
             (
@@ -886,7 +939,7 @@ mod tests {
         });
         let b = wire::encode(&h);
         assert_eq!(
-            wire::decode::<AuthRequest>("x", &b, MAX_AUTH_REQUEST).unwrap(),
+            wire::decode::<AuthRequest>("x", &b, MAX_HELLO_REQUEST).unwrap(),
             h
         );
         // The new variant comes last, so the others keep their bytes: index 4, epoch, count,
@@ -898,7 +951,7 @@ mod tests {
         assert_eq!(wire::encode(&heard), [4, 1, 2, 2, 0xac, 0x02]);
         let b = wire::encode(&heard);
         assert_eq!(
-            wire::decode::<AuthRequest>("x", &b, MAX_AUTH_REQUEST).unwrap(),
+            wire::decode::<AuthRequest>("x", &b, MAX_PUSH_REQUEST).unwrap(),
             heard
         );
         let r = AuthReply::Welcome {
@@ -907,7 +960,7 @@ mod tests {
         };
         let b = wire::encode(&r);
         assert_eq!(
-            wire::decode::<AuthReply>("x", &b, MAX_AUTH_RESPONSE).unwrap(),
+            wire::decode::<AuthReply>("x", &b, MAX_HELLO_RESPONSE).unwrap(),
             r
         );
     }

@@ -245,26 +245,33 @@ print('envelope budget ok')
 # size limits (README.md, network.md)
 MAX_ENVELOPE_LEN, MAX_CERT_LEN, MAX_ALERT_LEN = 64 * 1024, 4 * 1024, 16 * 1024
 MAX_ROSTER_SHARE, MAX_ROSTER_PUSH = 1000, 64
-MAX_AUTH_RESPONSE = (MAX_ROSTER_SHARE + 1) * (MAX_CERT_LEN + 4) + 1024
-MAX_AUTH_REQUEST = MAX_UPDATE_LEN + 1024
-assert (MAX_AUTH_REQUEST, MAX_AUTH_RESPONSE) == (1_049_600, 4_105_124)
+# /ptt-node/auth/2 (hellos, read from anyone) and /ptt-node/push/1 (members only)
+MAX_HELLO_REQUEST = MAX_CERT_LEN + 128
+MAX_HELLO_RESPONSE = MAX_CERT_LEN + 1024
+MAX_PUSH_REQUEST = (MAX_ROSTER_SHARE + 1) * (MAX_CERT_LEN + 4) + 1024
+MAX_PUSH_RESPONSE = 1024
+assert (MAX_HELLO_REQUEST, MAX_HELLO_RESPONSE, MAX_PUSH_REQUEST, MAX_PUSH_RESPONSE) == (4_224, 5_120, 4_105_124, 1_024)
 for d in (README, NETWORK):
-    assert grouped(MAX_AUTH_REQUEST) in d and grouped(MAX_AUTH_RESPONSE) in d
+    for n in (MAX_HELLO_REQUEST, MAX_HELLO_RESPONSE, MAX_PUSH_REQUEST, MAX_PUSH_RESPONSE):
+        assert grouped(n) in d, (n, d[:40])
 assert len(V['certificate']) <= MAX_CERT_LEN and len(e) <= MAX_ENVELOPE_LEN and len(pt) <= MAX_ALERT_LEN
-assert len(V['auth_hello']) <= MAX_AUTH_REQUEST and len(V['auth_reply_refused']) <= MAX_AUTH_RESPONSE
+assert len(V['auth_hello']) <= MAX_HELLO_REQUEST and len(V['auth_reply_refused']) <= MAX_HELLO_RESPONSE
 # the largest messages a conforming node sends fit the limits
 cert_max = len(varint(MAX_CERT_LEN)) + MAX_CERT_LEN
-welcome_max = 1 + cert_max + len(varint(MAX_ROSTER_SHARE)) + MAX_ROSTER_SHARE * cert_max
+welcome_max = 1 + cert_max + len(varint(0))                                   # the roster is empty on auth/2
+roster_share_max = 1 + len(varint(MAX_ROSTER_SHARE)) + MAX_ROSTER_SHARE * cert_max
 roster_push_max = 1 + len(varint(MAX_ROSTER_PUSH)) + MAX_ROSTER_PUSH * cert_max
 hello_max = 1 + 32 + cert_max + len(varint(2**64 - 1))
 update_push_max = 1 + len(varint(MAX_UPDATE_LEN)) + MAX_UPDATE_LEN          # AuthRequest::Update (variant 3)
-assert welcome_max == 4_102_101 and grouped(welcome_max) in NETWORK
+assert welcome_max == 4_100 and grouped(welcome_max) in NETWORK
+assert roster_share_max == 4_098_003 and grouped(roster_share_max) in NETWORK
 assert roster_push_max == 262_274 and grouped(roster_push_max) in NETWORK
 assert hello_max == 4_141 and grouped(hello_max) in NETWORK
 assert update_push_max == 1_048_580 and grouped(update_push_max) in NETWORK
-assert welcome_max <= MAX_AUTH_RESPONSE and max(roster_push_max, update_push_max, hello_max) <= MAX_AUTH_REQUEST
-# the frame limit admits a roster push of 256 certificates of the largest size (a receiver reads 1 000)
-assert 1 + 2 + 256 * cert_max <= MAX_AUTH_REQUEST < 1 + 2 + 257 * cert_max
+assert hello_max <= MAX_HELLO_REQUEST and welcome_max <= MAX_HELLO_RESPONSE
+assert max(roster_share_max, roster_push_max, update_push_max) <= MAX_PUSH_REQUEST
+# a hello frame cannot hold a roster push of even two certificates of the largest size
+assert 1 + 1 + 2 * cert_max > MAX_HELLO_REQUEST
 assert grouped(MAX_UPDATE_LEN) in README and grouped(MAX_UPDATE_LEN) in doc('update.md')
 # control socket (control.md): one line holds a publish request of the largest update in hex
 MAX_LINE = 2 * MAX_UPDATE_LEN + 64 * 1024
@@ -280,13 +287,14 @@ assert len(V['update']) <= MAX_UPDATE_LEN
 upush = varint(3) + varint(len(V['update'])) + V['update']
 r = R(upush); assert r.var() == 3 and r.bytes_() == V['update']; r.end()
 assert upush[:3].hex() == '03bd03' and '03 bd03' in NETWORK
-# network.md: a push of 1 000 certificates of the vector's size fits the request limit
-assert 1 + len(varint(1000)) + 1000 * (len(varint(len(V['certificate']))) + len(V['certificate'])) <= MAX_AUTH_REQUEST
+# network.md: a roster share of 1 000 certificates of the vector's size fits the push limit
+assert 1 + len(varint(1000)) + 1000 * (len(varint(len(V['certificate']))) + len(V['certificate'])) <= MAX_PUSH_REQUEST
 # AuthRequest::Roster carrying the vector certificate, and AuthReply::Ack, as network.md encodes them
 push = b'\x01' + varint(1) + varint(len(V['certificate'])) + V['certificate']
 r = R(push); assert r.var() == 1 and r.vec(r.bytes_) == [V['certificate']]; r.end()
 assert bytes([2]) == varint(2)  # Ack: the variant index alone
-print('limits ok: MAX_AUTH_REQUEST =', MAX_AUTH_REQUEST, '; MAX_AUTH_RESPONSE =', MAX_AUTH_RESPONSE,
+print('limits ok: MAX_HELLO_REQUEST =', MAX_HELLO_REQUEST, '; MAX_HELLO_RESPONSE =', MAX_HELLO_RESPONSE,
+      '; MAX_PUSH_REQUEST =', MAX_PUSH_REQUEST, '; largest roster share', roster_share_max,
       '; largest roster push', roster_push_max, '; largest update push', update_push_max, '; largest Welcome', welcome_max,
       '; MAX_LINE =', MAX_LINE, '; largest update a publish line holds', publish_max)
 
@@ -372,7 +380,7 @@ push = b'\x02' + varint(1) + varint(len(record)) + record
 assert push[:4].hex() == '02018601' and '02 01 8601' in PRESENCE and '138 bytes' in PRESENCE
 MAX_PRESENCE_LEN = 4096
 presence_push_max = 1 + len(varint(MAX_ROSTER_PUSH)) + MAX_ROSTER_PUSH * (len(varint(MAX_PRESENCE_LEN)) + MAX_PRESENCE_LEN)
-assert presence_push_max == roster_push_max <= MAX_AUTH_REQUEST and grouped(presence_push_max) in PRESENCE
+assert presence_push_max == roster_push_max <= MAX_PUSH_REQUEST and grouped(presence_push_max) in PRESENCE
 print('presence example ok; record', len(record), 'bytes')
 
 # ---------------------------------------------------------------------------------------------

@@ -551,6 +551,10 @@ pub struct EnrollArgs {
     /// Certificate lifetime in days.
     #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u64).range(1..=36500))]
     pub valid_days: u64,
+    /// Testing only: the certificate's lifetime in seconds, instead of --valid-days (to watch
+    /// a certificate expire on a live connection).
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub valid_secs: Option<u64>,
     /// Replace a device of the same name, or overwrite an existing bundle directory.
     #[arg(long)]
     pub force: bool,

@@ -60,6 +60,7 @@ pub(super) fn domain(cmd: DomainCommand) -> Result<(), CliError> {
                     sleeps: e.sleeps,
                 },
                 valid_days: e.valid_days,
+                valid_secs: e.valid_secs,
                 force: e.force,
             };
             let (bundle, created) = a.enroll(&req, now_secs(), &mut rng)?;

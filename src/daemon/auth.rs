@@ -1,5 +1,6 @@
-//! Authentication: the hello exchange, admitting members, refusing and blocking the others,
-//! and the roster, presence and update pushes carried on the same protocol.
+//! Authentication: the hello exchange (`/ptt-node/auth/2`, the one protocol read before a peer
+//! is authenticated), admitting members, refusing and blocking the others, and the roster,
+//! presence, update and heard pushes between members (`/ptt-node/push/1`, gated).
 //!
 //! Only a certificate the node verifies admits a peer; text from a peer is sanitized before
 //! it is kept or logged.
@@ -66,9 +67,18 @@ impl Daemon {
         }
         self.certs.insert(peer, cert);
         self.learn_waiting_presence();
-        self.swarm.behaviour_mut().admission.authenticated(peer);
-        self.swarm.behaviour_mut().gossipsub.open(peer);
-        self.swarm.behaviour_mut().relay.open(peer);
+        let b = self.swarm.behaviour_mut();
+        b.admission.authenticated(peer);
+        b.push.open(peer);
+        b.sync.open(peer);
+        b.repair.open(peer);
+        b.gossipsub.open(peer);
+        b.relay.open(peer);
+        if newly {
+            // The members this node knows, so the newcomer learns senders it is not connected
+            // to (on auth/1 this rode in the `Welcome`, read from anyone).
+            self.share_roster(peer);
+        }
         self.reserve_on_broker(peer);
         // Tell the newcomer where everyone is.
         let records: Vec<Vec<u8>> = self
@@ -88,36 +98,65 @@ impl Daemon {
         }
     }
 
-    pub(super) fn on_auth_request(
+    /// Sends `peer` the certificates of the other members this node knows, in one push.
+    fn share_roster(&mut self, peer: PeerId) {
+        let own = self.node.cert().body.device;
+        let certs: Vec<Vec<u8>> = self
+            .node
+            .roster()
+            .filter(|c| c.peer_id() != peer && c.body.device != own)
+            .take(net::MAX_ROSTER_SHARE)
+            .map(|c| c.as_bytes().to_vec())
+            .collect();
+        if !certs.is_empty() {
+            self.swarm
+                .behaviour_mut()
+                .push
+                .inner()
+                .send_request(&peer, AuthRequest::Roster { certs });
+        }
+    }
+
+    /// A push from a peer (`/ptt-node/push/1`): its streams are read only once this node has
+    /// authenticated the peer, and each push is acted on only if it still is.
+    pub(super) fn on_push_request(
         &mut self,
         peer: PeerId,
         request: AuthRequest,
         channel: request_response::ResponseChannel<AuthReply>,
     ) {
-        let hello = match request {
-            AuthRequest::Hello(h) => h,
+        match request {
+            AuthRequest::Hello(_) => {
+                let refused = AuthReply::Refused {
+                    reason: "a hello goes on /ptt-node/auth/2".into(),
+                };
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .push
+                    .inner()
+                    .send_response(channel, refused);
+            }
             AuthRequest::Roster { certs } => {
                 if self.ack_from_member(peer, channel) {
                     let new = self.learn_roster(peer, &certs);
                     self.push_roster(new, peer);
                 }
-                return;
             }
             AuthRequest::Update { update } => {
+                if !self.ack_from_member(peer, channel) {
+                    return;
+                }
                 if let Ok(serial) = Update::claimed_serial(&update) {
                     self.peers.sent_update(&peer, serial);
                 }
-                if self.ack_from_member(peer, channel)
-                    && let Err(e) = self.take_update(update, Some(peer))
-                {
+                if let Err(e) = self.take_update(update, Some(peer)) {
                     tracing::debug!(%peer, error = %e, "update from peer not applied");
                 }
-                return;
             }
             AuthRequest::Heard { epoch, senders } => {
                 let member = self.ack_from_member(peer, channel);
                 self.on_heard(peer, member, epoch, senders);
-                return;
             }
             AuthRequest::Presence { records } => {
                 if self.ack_from_member(peer, channel) {
@@ -137,8 +176,28 @@ impl Daemon {
                     }
                     self.push_presence(new, Some(peer));
                 }
-                return;
             }
+        }
+    }
+
+    /// A request on `/ptt-node/auth/2`: a hello, or nothing this node acts on.
+    pub(super) fn on_auth_request(
+        &mut self,
+        peer: PeerId,
+        request: AuthRequest,
+        channel: request_response::ResponseChannel<AuthReply>,
+    ) {
+        let AuthRequest::Hello(hello) = request else {
+            let refused = AuthReply::Refused {
+                reason: "only a hello goes on /ptt-node/auth/2; pushes go on /ptt-node/push/1"
+                    .into(),
+            };
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .auth
+                .send_response(channel, refused);
+            return;
         };
         let now = now_us() / 1_000_000;
         let known = self.node.knows_peer(&peer);
@@ -151,17 +210,9 @@ impl Daemon {
         };
         match result {
             Ok(cert) => {
-                let own = self.node.cert().body.device;
-                let roster: Vec<Vec<u8>> = self
-                    .node
-                    .roster()
-                    .filter(|c| c.peer_id() != peer && c.body.device != own)
-                    .take(net::MAX_ROSTER_SHARE)
-                    .map(|c| c.as_bytes().to_vec())
-                    .collect();
                 let reply = AuthReply::Welcome {
                     cert: self.node.cert().as_bytes().to_vec(),
-                    roster,
+                    roster: vec![],
                 };
                 let _ = self
                     .swarm
@@ -187,8 +238,8 @@ impl Daemon {
         }
     }
 
-    /// Acknowledges a roster or presence push; true when it came from an authenticated
-    /// member (only members may tell us about members).
+    /// Acknowledges a push; true when it came from an authenticated member (only members may
+    /// tell us about members).
     fn ack_from_member(
         &mut self,
         peer: PeerId,
@@ -197,9 +248,21 @@ impl Daemon {
         let _ = self
             .swarm
             .behaviour_mut()
-            .auth
+            .push
+            .inner()
             .send_response(channel, AuthReply::Ack);
-        self.peers.get(&peer).is_some_and(|p| p.is_authenticated())
+        self.member_now(&peer)
+    }
+
+    /// Whether `peer` is an authenticated member now: its certificate has not expired and
+    /// its device is not revoked since it authenticated (the tick disconnects such a peer
+    /// within 250 ms; this closes the window for what it asks meanwhile).
+    pub(super) fn member_now(&self, peer: &PeerId) -> bool {
+        let now = now_us() / 1_000_000;
+        self.peers.get(peer).is_some_and(|p| p.is_authenticated())
+            && self.certs.get(peer).is_some_and(|c| {
+                c.body.not_after >= now && !self.node.descriptor().is_revoked(c.body.device)
+            })
     }
 
     pub(super) fn on_auth_reply(&mut self, peer: PeerId, reply: AuthReply) {
@@ -228,7 +291,7 @@ impl Daemon {
 
 /// Text from a peer, cut to `max` characters and stripped of control characters, so it can be
 /// kept, logged and printed safely.
-fn sanitize(s: &str, max: usize) -> String {
+pub(super) fn sanitize(s: &str, max: usize) -> String {
     s.chars().filter(|c| !c.is_control()).take(max).collect()
 }
 

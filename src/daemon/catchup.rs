@@ -47,16 +47,12 @@ impl Daemon {
         request: SyncRequest,
         channel: request_response::ResponseChannel<SyncResponse>,
     ) {
-        let grants: Option<Vec<u32>> = self
-            .peers
-            .get(&peer)
-            .filter(|p| p.is_authenticated())
-            .and(self.certs.get(&peer))
-            .map(|c| {
-                std::iter::once(crate::node::DIRECT_CHANNEL)
-                    .chain(c.body.grants.iter().map(|g| g.channel))
-                    .collect()
-            });
+        let member = self.member_now(&peer);
+        let grants: Option<Vec<u32>> = self.certs.get(&peer).filter(|_| member).map(|c| {
+            std::iter::once(crate::node::DIRECT_CHANNEL)
+                .chain(c.body.grants.iter().map(|g| g.channel))
+                .collect()
+        });
         let Some(grants) = grants else {
             let refused = SyncResponse::Refused {
                 reason: "not authenticated".into(),
@@ -65,6 +61,7 @@ impl Daemon {
                 .swarm
                 .behaviour_mut()
                 .sync
+                .inner()
                 .send_response(channel, refused);
             return;
         };

@@ -89,7 +89,12 @@ impl Daemon {
                 reply,
             } => {
                 if self.swarm.is_connected(&peer) {
-                    let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                    let id = self
+                        .swarm
+                        .behaviour_mut()
+                        .sync
+                        .inner()
+                        .send_request(&peer, request);
                     self.sync_pending.insert(id, reply);
                 } else {
                     let _ = reply.send(Err(SyncError::Disconnected));
@@ -100,6 +105,7 @@ impl Daemon {
                     .swarm
                     .behaviour_mut()
                     .sync
+                    .inner()
                     .send_response(channel, response);
             }
             Cmd::Ingest { envelopes, reply } => {

@@ -12,9 +12,11 @@ use rand_core::RngCore;
 use tokio::sync::mpsc;
 
 use super::addr::{is_circuit, is_loopback, strip_p2p};
+use super::auth::sanitize;
 use super::handle::Cmd;
 use super::{Daemon, now_us};
 use crate::mesh::Ping;
+use crate::net::AuthReply;
 use crate::net::BehaviourEvent;
 
 impl Daemon {
@@ -173,36 +175,21 @@ impl Daemon {
                     request_response::Message::Request {
                         request, channel, ..
                     } => self.on_auth_request(peer, request, channel),
-                    request_response::Message::Response {
-                        response,
-                        request_id,
-                    } => {
-                        if self.heard_report_done(&request_id, None) {
-                            return;
-                        }
-                        if let Some((p, serial)) = self.updates.done(&request_id) {
-                            self.peers.acknowledged(&p, serial);
-                        }
+                    request_response::Message::Response { response, .. } => {
                         self.on_auth_reply(peer, response)
                     }
                 }
             }
             BehaviourEvent::Auth(request_response::Event::OutboundFailure {
-                peer,
-                error,
-                request_id,
-                ..
+                peer, error, ..
             }) => {
-                if self.heard_report_done(&request_id, Some(peer)) {
-                    tracing::debug!(%peer, %error, "heard report not taken: the peer hears nobody");
-                    return;
-                }
-                self.updates.done(&request_id);
                 tracing::debug!(%peer, %error, "authentication request failed");
                 if let request_response::OutboundFailure::UnsupportedProtocols = error {
                     self.refuse(
                         peer,
-                        "does not speak the ptt-node authentication protocol".into(),
+                        "does not speak /ptt-node/auth/2 (another program, or a ptt-node \
+                         from before 2026-12-07)"
+                            .into(),
                     );
                     return;
                 }
@@ -219,6 +206,48 @@ impl Daemon {
                 tracing::debug!(%peer, %error, "authentication request from peer failed");
             }
             BehaviourEvent::Auth(request_response::Event::ResponseSent { .. }) => {}
+            BehaviourEvent::Push(request_response::Event::Message { peer, message, .. }) => {
+                match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => self.on_push_request(peer, request, channel),
+                    request_response::Message::Response {
+                        response,
+                        request_id,
+                    } => {
+                        if self.heard_report_done(&request_id, None) {
+                            return;
+                        }
+                        if let Some((p, serial)) = self.updates.done(&request_id) {
+                            self.peers.acknowledged(&p, serial);
+                        }
+                        if let AuthReply::Refused { reason } = response {
+                            tracing::debug!(%peer, reason = %sanitize(&reason, 200), "push refused");
+                        }
+                    }
+                }
+            }
+            BehaviourEvent::Push(request_response::Event::OutboundFailure {
+                peer,
+                error,
+                request_id,
+                ..
+            }) => {
+                if self.heard_report_done(&request_id, Some(peer)) {
+                    tracing::debug!(%peer, %error, "heard report not taken: the peer hears nobody");
+                    return;
+                }
+                // A lost push is not re-sent, but for an update (the 10 s retry): it is
+                // neither an authentication problem nor worth a stream more.
+                self.updates.done(&request_id);
+                tracing::debug!(%peer, %error, "push failed");
+            }
+            BehaviourEvent::Push(request_response::Event::InboundFailure {
+                peer, error, ..
+            }) => {
+                tracing::debug!(%peer, %error, "push from peer failed");
+            }
+            BehaviourEvent::Push(request_response::Event::ResponseSent { .. }) => {}
             BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => {
                 match message {
                     request_response::Message::Request {

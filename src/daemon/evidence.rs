@@ -204,7 +204,8 @@ impl Daemon {
         let id = self
             .swarm
             .behaviour_mut()
-            .auth
+            .push
+            .inner()
             .send_request(&peer, AuthRequest::Heard { epoch, senders });
         self.evidence.reports.insert(id);
     }

@@ -40,6 +40,7 @@ impl Daemon {
         use libp2p::{gossipsub, identify, ping, request_response::Event as Rr};
         match ev {
             BehaviourEvent::Auth(Rr::Message { peer, .. })
+            | BehaviourEvent::Push(Rr::Message { peer, .. })
             | BehaviourEvent::Sync(Rr::Message { peer, .. })
             | BehaviourEvent::Repair(Rr::Message { peer, .. }) => Some(*peer),
             BehaviourEvent::Gossipsub(gossipsub::Event::Message {
@@ -62,6 +63,7 @@ impl Daemon {
                 .swarm
                 .behaviour_mut()
                 .repair
+                .inner()
                 .send_request(&peer, RepairRequest { wants: vec![] });
             self.probes.insert(id, peer);
         }

@@ -206,6 +206,7 @@ impl Daemon {
                 .swarm
                 .behaviour_mut()
                 .repair
+                .inner()
                 .send_request(&peer, request.clone());
             r.in_flight.insert(id, (peer, request));
         }
@@ -223,7 +224,7 @@ impl Daemon {
         request: RepairRequest,
         channel: ResponseChannel<RepairResponse>,
     ) {
-        let member = self.peers.get(&peer).is_some_and(|p| p.is_authenticated());
+        let member = self.member_now(&peer);
         let response = match self.plane.as_mut() {
             Some(p) if member => {
                 let r = repair::serve(&p.repair.ring, &request);
@@ -243,6 +244,7 @@ impl Daemon {
             .swarm
             .behaviour_mut()
             .repair
+            .inner()
             .send_response(channel, response);
     }
 

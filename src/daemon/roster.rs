@@ -41,7 +41,7 @@ impl Daemon {
         let targets: Vec<PeerId> = self.peers.ready().copied().collect();
         for batch in self.pushes.flush(targets, Instant::now()) {
             for chunk in batch.roster.chunks(net::MAX_ROSTER_PUSH) {
-                self.swarm.behaviour_mut().auth.send_request(
+                self.swarm.behaviour_mut().push.inner().send_request(
                     &batch.peer,
                     AuthRequest::Roster {
                         certs: chunk.to_vec(),
@@ -60,7 +60,8 @@ impl Daemon {
             let records = chunk.to_vec();
             self.swarm
                 .behaviour_mut()
-                .auth
+                .push
+                .inner()
                 .send_request(&peer, AuthRequest::Presence { records });
         }
     }

@@ -175,12 +175,27 @@ impl Daemon {
     /// The tick's peer checks: block expiry, authentication timeouts, due re-dials, the peer
     /// table's bound.
     fn check_peers(&mut self, now: Instant) {
-        // A revoked device stays blocked: nothing it can do makes it a member again.
+        // A certificate that expired on a live connection ends it, within a tick: validity
+        // is not only a handshake matter.
+        let now_s = now_us() / 1_000_000;
+        let expired: Vec<(PeerId, u64)> = self
+            .certs
+            .iter()
+            .filter(|(p, c)| {
+                c.body.not_after < now_s && self.peers.get(p).is_some_and(|s| s.is_authenticated())
+            })
+            .map(|(p, c)| (*p, c.body.not_after))
+            .collect();
+        for (p, at) in expired {
+            self.refuse(p, format!("certificate expired at {at} (Unix seconds)"));
+        }
+        // A revoked or expired device stays blocked: nothing it can do makes it a member
+        // again (a renewed certificate comes with a new identity).
         let (certs, descriptor) = (&self.certs, self.node.descriptor());
         let tick = self.peers.tick(now, |p| {
             certs
                 .get(p)
-                .is_some_and(|c| descriptor.is_revoked(c.body.device))
+                .is_some_and(|c| descriptor.is_revoked(c.body.device) || c.body.not_after < now_s)
         });
         for p in tick.unblocked {
             self.swarm.behaviour_mut().blocked.unblock_peer(p);

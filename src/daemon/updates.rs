@@ -164,7 +164,7 @@ impl Daemon {
             .copied()
             .collect();
         for t in targets {
-            let id = self.swarm.behaviour_mut().auth.send_request(
+            let id = self.swarm.behaviour_mut().push.inner().send_request(
                 &t,
                 AuthRequest::Update {
                     update: bytes.clone(),
@@ -180,7 +180,8 @@ impl Daemon {
             let id = self
                 .swarm
                 .behaviour_mut()
-                .auth
+                .push
+                .inner()
                 .send_request(&peer, AuthRequest::Update { update });
             self.updates.sent(id, peer, serial);
         }

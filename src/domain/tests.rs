@@ -193,6 +193,75 @@ fn revocation_rekeys_the_remaining_readers_only() {
 }
 
 #[test]
+fn a_rekey_seals_nothing_to_an_expired_device() {
+    let now = 1_800_000_000;
+    let mut a = Authority::create("site", now, &mut OsRng).unwrap();
+    let (m1, _) = a
+        .enroll(
+            &EnrollRequest {
+                name: "m1".into(),
+                ..Default::default()
+            },
+            now,
+            &mut OsRng,
+        )
+        .unwrap();
+    let (brief, _) = a
+        .enroll(
+            &EnrollRequest {
+                name: "visitor".into(),
+                valid_secs: Some(3_600),
+                ..Default::default()
+            },
+            now,
+            &mut OsRng,
+        )
+        .unwrap();
+    assert_eq!(brief.cert.body.not_after, now + 3_600);
+    a.enroll(
+        &EnrollRequest {
+            name: "lost".into(),
+            ..Default::default()
+        },
+        now,
+        &mut OsRng,
+    )
+    .unwrap();
+    let sealed_to = |u: &crate::update::Update, a: &Authority| -> Vec<(u32, u32)> {
+        u.body
+            .keys
+            .iter()
+            .map(|k| SealedKey::from_bytes(k, &a.descriptor().authority).unwrap())
+            .map(|k| (k.body.channel, k.body.device))
+            .collect()
+    };
+    // Within its hour the visitor is re-keyed like any member…
+    let u = a.revoke("lost", now + 60, &mut OsRng).unwrap();
+    let to = sealed_to(&u, &a);
+    assert!(to.contains(&(1, brief.cert.body.device)), "{to:?}");
+    // …and once it has expired it gets no new key, on a channel or on the plane.
+    let (later, _) = a
+        .enroll(
+            &EnrollRequest {
+                name: "m2".into(),
+                ..Default::default()
+            },
+            now + 7_200,
+            &mut OsRng,
+        )
+        .unwrap();
+    let u = a.revoke("m2", now + 7_200, &mut OsRng).unwrap();
+    let to = sealed_to(&u, &a);
+    assert!(to.contains(&(1, m1.cert.body.device)), "{to:?}");
+    assert!(to.contains(&(PLANE_CHANNEL, m1.cert.body.device)), "{to:?}");
+    assert!(
+        to.iter().all(|(_, d)| *d != brief.cert.body.device),
+        "sealed to the expired device: {to:?}"
+    );
+    assert!(to.iter().all(|(_, d)| *d != later.cert.body.device));
+}
+
+#[test]
 fn plane_epochs_are_sealed_to_every_device_and_only_enabled_once() {
     let now = 1_800_000_000;
     let req = |name: &str, relay_only: bool, force: bool| EnrollRequest {

@@ -20,12 +20,15 @@ use libp2p::swarm::{
 };
 use libp2p::{Multiaddr, PeerId};
 
-/// Inbound streams held per closed connection; more are dropped (closed).
+/// Inbound streams held per closed connection by default ([`Gate::new`]); more are dropped
+/// (closed).
 const MAX_HELD_INBOUND: usize = 4;
 
 /// The gate around behaviour `B`.
 pub struct Gate<B: NetworkBehaviour> {
     inner: B,
+    /// Inbound streams held per closed connection.
+    hold: usize,
     open: HashSet<PeerId>,
     conns: HashMap<PeerId, HashSet<ConnectionId>>,
     pending: VecDeque<ToSwarm<B::ToSwarm, GateIn<THandlerInEvent<B>>>>,
@@ -34,8 +37,15 @@ pub struct Gate<B: NetworkBehaviour> {
 impl<B: NetworkBehaviour> Gate<B> {
     /// A gate, closed for every peer.
     pub fn new(inner: B) -> Self {
+        Gate::holding(inner, MAX_HELD_INBOUND)
+    }
+    /// A gate, closed for every peer, that holds up to `hold` inbound streams per connection
+    /// until it opens (a request-response protocol: what a member sends just after it
+    /// authenticated this node, before this node authenticated it).
+    pub fn holding(inner: B, hold: usize) -> Self {
         Gate {
             inner,
+            hold,
             open: HashSet::new(),
             conns: HashMap::new(),
             pending: VecDeque::new(),
@@ -84,15 +94,17 @@ pub struct GateHandler<H: ConnectionHandler> {
     inner: H,
     open: bool,
     held: Vec<FullyNegotiatedInbound<H::InboundProtocol, H::InboundOpenInfo>>,
+    hold: usize,
     waker: Option<Waker>,
 }
 
 impl<H: ConnectionHandler> GateHandler<H> {
-    fn new(inner: H, open: bool) -> Self {
+    fn new(inner: H, open: bool, hold: usize) -> Self {
         GateHandler {
             inner,
             open,
             held: Vec::new(),
+            hold,
             waker: None,
         }
     }
@@ -162,7 +174,7 @@ impl<H: ConnectionHandler> ConnectionHandler for GateHandler<H> {
     ) {
         match event {
             ConnectionEvent::FullyNegotiatedInbound(s) if !self.open => {
-                if self.held.len() < MAX_HELD_INBOUND {
+                if self.held.len() < self.hold {
                     self.held.push(s);
                 }
             }
@@ -198,7 +210,11 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Gate<B> {
             local_addr,
             remote_addr,
         )?;
-        Ok(GateHandler::new(h, self.add(peer, connection_id)))
+        Ok(GateHandler::new(
+            h,
+            self.add(peer, connection_id),
+            self.hold,
+        ))
     }
 
     fn handle_pending_outbound_connection(
@@ -231,7 +247,11 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Gate<B> {
             role_override,
             port_use,
         )?;
-        Ok(GateHandler::new(h, self.add(peer, connection_id)))
+        Ok(GateHandler::new(
+            h,
+            self.add(peer, connection_id),
+            self.hold,
+        ))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {

@@ -4,6 +4,9 @@
 
 use std::time::Duration;
 
+use serde_json::Value;
+
+use crate::support::common::{BIN, p};
 use crate::support::field::{Field, MEMBER};
 use crate::support::netns::{self, Cond};
 
@@ -125,4 +128,89 @@ fn a_stranger_opening_many_connections_is_held_to_its_share() {
         holder.try_wait().expect("stranger").is_none(),
         "the stranger let go before the member got in: the test proves nothing"
     );
+}
+
+/// Device `name` as device `i`'s `peers --json` shows it.
+fn peer(f: &Field, i: usize, name: &str) -> Option<Value> {
+    let d = &f.devs[i];
+    let out = d
+        .host
+        .run(BIN, ["peers", "--json", "--data", p(&d.data)])
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|x| x["name"] == name)
+}
+
+#[test]
+fn a_member_whose_certificate_expires_is_cut_off_within_a_second() {
+    if !netns::require_netns() {
+        return;
+    }
+    // No plane: an expired device keeps the keys it holds, and would read multicast datagrams
+    // passively until the next epoch (proto/security.md). What this checks is that the
+    // members stop serving it anything over their connections.
+    let mut f = Field::provision(
+        "expiry",
+        &["--no-plane"],
+        &[
+            ("m1", MEMBER),
+            ("m2", MEMBER),
+            ("short", &["--valid-secs", "40"]),
+        ],
+    );
+    let (m1, m2, short) = (f.idx("m1"), f.idx("m2"), f.idx("short"));
+    for i in [m1, m2, short] {
+        f.start(i);
+    }
+    f.wait_mesh(Duration::from_secs(30));
+    f.listen(m2);
+    f.listen(short);
+    std::thread::sleep(Duration::from_millis(500));
+    f.send(m1, "before", 0..3);
+    f.wait_all(short, "before", 3, Duration::from_secs(20));
+    for i in [m1, m2] {
+        let what = format!("{} refuses the expired device", f.devs[i].name);
+        let p = f
+            .lan
+            .wait_until(&what, Duration::from_secs(60), || {
+                match peer(&f, i, "short") {
+                    Some(p) if p["state"] == "refused" => Cond::Done(p),
+                    other => Cond::Pending(format!("{other:?}")),
+                }
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        let err = p["last_error"].as_str().unwrap_or_default();
+        let not_after: u64 = err
+            .strip_prefix("certificate expired at ")
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("refused for another reason: {p}"));
+        // Valid through second `not_after`; cut off (the connection closed, on this
+        // member's clock) less than a second after that second ended.
+        let closed = p["since_us"].as_u64().expect("since_us") as f64 / 1e6;
+        let late = closed - (not_after + 1) as f64;
+        assert!(
+            (0.0..1.0).contains(&late),
+            "{} closed the connection {late:.3} s after the certificate's end: {p}",
+            f.devs[i].name
+        );
+    }
+    // Nothing after: alerts reach m2 and not the expired device, which gets nothing by
+    // catch-up either (it re-dials, and the members' blocks refuse it).
+    f.send(m1, "after", 0..3);
+    f.wait_all(m2, "after", 3, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(3));
+    let got: Vec<Value> = f
+        .shown(short)
+        .into_iter()
+        .filter(|v| v["text"].as_str().is_some_and(|t| t.starts_with("after")))
+        .collect();
+    assert!(got.is_empty(), "the expired device got {got:?}");
+    for i in [m1, m2] {
+        let p = peer(&f, i, "short").expect("still listed");
+        assert_eq!(p["state"], "refused", "{p}");
+        assert_eq!(p["connected"], false, "{p}");
+    }
 }

@@ -1,6 +1,7 @@
 //! The authentication gate, tested against a real daemon by a rogue libp2p peer.
 //!
-//! The rogue speaks Noise, Yamux, gossipsub and even the authentication protocol, subscribes to
+//! The rogue speaks Noise, Yamux, gossipsub, the authentication, push and catch-up protocols,
+//! sends a push and a catch-up request unauthenticated (both must stay unread), subscribes to
 //! the domain's alert topic, but never proves membership: it holds the daemon's
 //! authentication request unanswered. While it is connected and unauthenticated, a member
 //! publishes an alert to a real second member. The rogue must receive nothing, and what it
@@ -13,7 +14,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, gossipsub, noise, request_response, tcp, yamux};
-use ptt_node::net::{AUTH_PROTOCOL, AuthCodec, gossipsub_config, topic};
+use ptt_node::net::{
+    AUTH_PROTOCOL, AuthCodec, AuthRequest, PUSH_PROTOCOL, SYNC_PROTOCOL, SyncCodec, SyncRequest,
+    gossipsub_config, topic,
+};
 
 use crate::support::common::BIN;
 use crate::support::loopback::{start_loopback as start, status, wait_for};
@@ -30,6 +34,8 @@ fn cli(args: &[&str]) -> (bool, String) {
 struct Rogue {
     gossipsub: gossipsub::Behaviour,
     auth: request_response::Behaviour<AuthCodec>,
+    push: request_response::Behaviour<AuthCodec>,
+    sync: request_response::Behaviour<SyncCodec>,
 }
 
 #[test]
@@ -84,15 +90,25 @@ fn unauthenticated_peer_gets_no_gossip() {
         .enable_all()
         .build()
         .unwrap();
-    let (received, held) = rt.block_on(async {
+    let (received, held, answered) = rt.block_on(async {
         let mut swarm = libp2p::SwarmBuilder::with_new_identity()
             .with_tokio()
             .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
             .unwrap()
             .with_behaviour(|_| Rogue {
                 gossipsub: gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossipsub_config().unwrap()).unwrap(),
-                auth: request_response::Behaviour::new(
+                auth: request_response::Behaviour::with_codec(
+                    AuthCodec::hello(),
                     [(AUTH_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
+                ),
+                push: request_response::Behaviour::with_codec(
+                    AuthCodec::push(),
+                    [(PUSH_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
+                ),
+                sync: request_response::Behaviour::new(
+                    [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
                     request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
                 ),
             })
@@ -103,13 +119,24 @@ fn unauthenticated_peer_gets_no_gossip() {
         swarm.dial(m1_addr.parse::<Multiaddr>().unwrap()).unwrap();
         let mut held = vec![];
         let mut received = vec![];
+        let mut answered = vec![];
         let mut connected_at = None;
         let mut sent = false;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(9);
         loop {
             tokio::select! {
                 ev = swarm.select_next_some() => match ev {
-                    SwarmEvent::ConnectionEstablished { .. } => connected_at = Some(tokio::time::Instant::now()),
+                    SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                        connected_at = Some(tokio::time::Instant::now());
+                        // A push and a catch-up request before authenticating: neither may be
+                        // read, let alone answered (auth/1 answered a push with `Ack`).
+                        swarm.behaviour_mut().push.send_request(&peer_id, AuthRequest::Roster { certs: vec![vec![0; 200]] });
+                        swarm.behaviour_mut().sync.send_request(&peer_id, SyncRequest::Fetch { ids: vec![(1, 1)] });
+                    }
+                    SwarmEvent::Behaviour(RogueEvent::Push(request_response::Event::Message { message: request_response::Message::Response { response, .. }, .. })) => answered.push(format!("push: {response:?}")),
+                    SwarmEvent::Behaviour(RogueEvent::Sync(request_response::Event::Message { message: request_response::Message::Response { response, .. }, .. })) => answered.push(format!("sync: {response:?}")),
+                    SwarmEvent::Behaviour(RogueEvent::Push(request_response::Event::OutboundFailure { error, .. })) => answered.push(format!("push failed: {error}")),
+                    SwarmEvent::Behaviour(RogueEvent::Sync(request_response::Event::OutboundFailure { error, .. })) => answered.push(format!("sync failed: {error}")),
                     SwarmEvent::ConnectionClosed { .. } => panic!("the daemon closed the rogue's connection before the end of the test: the test proves nothing"),
                     SwarmEvent::Behaviour(RogueEvent::Auth(request_response::Event::Message { message: request_response::Message::Request { channel, .. }, .. })) => held.push(channel),
                     SwarmEvent::Behaviour(RogueEvent::Gossipsub(gossipsub::Event::Message { message, .. })) => received.push(message.data),
@@ -135,11 +162,16 @@ fn unauthenticated_peer_gets_no_gossip() {
                 break;
             }
         }
-        (received, held.len())
+        (received, held.len(), answered)
     });
     assert!(
         held >= 1,
         "the daemon never asked the rogue to authenticate"
+    );
+    // Held unread: not answered, not even refused (a refusal would mean it was read).
+    assert!(
+        answered.is_empty(),
+        "an unauthenticated peer's push or catch-up request was read: {answered:?}"
     );
     assert!(
         received.is_empty(),

@@ -76,7 +76,8 @@ fn restarted_member_refuses_a_replayed_envelope() {
             .unwrap()
             .with_behaviour(|_| Peer {
                 gossipsub: gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gcfg).unwrap(),
-                auth: request_response::Behaviour::new(
+                auth: request_response::Behaviour::with_codec(
+                    AuthCodec::hello(),
                     [(AUTH_PROTOCOL, request_response::ProtocolSupport::Full)],
                     request_response::Config::default(),
                 ),
