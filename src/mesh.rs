@@ -50,6 +50,16 @@ pub const BLOCK_FOR: Duration = Duration::from_secs(60);
 pub const MAX_ADDRS_PER_PEER: usize = 8;
 /// Peers remembered (connected ones and members are never forgotten).
 pub const MAX_PEERS: usize = 4096;
+/// Strangers (peers neither in the roster nor members before, found by mDNS: any peer id anyone
+/// announces) remembered at most; the others are forgotten at the next tick.
+pub const MAX_STRANGERS: usize = 256;
+/// Stranger dials started at most per [`STRANGER_DIAL_WINDOW`], whatever is announced.
+pub const MAX_STRANGER_DIALS: usize = 4;
+/// The window of [`MAX_STRANGER_DIALS`].
+pub const STRANGER_DIAL_WINDOW: Duration = Duration::from_secs(10);
+/// A stranger is dialled at most once per this, however often it is announced; a failed dial
+/// is not retried.
+pub const STRANGER_RETRY: Duration = Duration::from_secs(300);
 /// When both sides discover each other, the larger peer id waits this long before dialling,
 /// so the pair usually ends up with one connection.
 pub const DIAL_DEFER: Duration = Duration::from_millis(1500);

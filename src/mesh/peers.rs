@@ -9,7 +9,7 @@
 //! random number the caller draws. Generic over the peer key `K` and the address `A`
 //! (`PeerId` and `Multiaddr` in the daemon; small integers and strings in the tests).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,8 @@ use libp2p::{Multiaddr, PeerId};
 
 use super::{
     ANTI_ENTROPY_EVERY, AUTH_TIMEOUT, AWAY_FOR, BACKOFF_MAX, BACKOFF_MIN, BLOCK_FOR,
-    CIRCUIT_BACKOFF_MAX, DIAL_DEFER, MAX_ADDRS_PER_PEER, MAX_AUTH_ATTEMPTS, MAX_PEERS, Overlay,
+    CIRCUIT_BACKOFF_MAX, DIAL_DEFER, MAX_ADDRS_PER_PEER, MAX_AUTH_ATTEMPTS, MAX_PEERS,
+    MAX_STRANGER_DIALS, MAX_STRANGERS, Overlay, STRANGER_DIAL_WINDOW, STRANGER_RETRY,
     SURPLUS_AFTER, WANT_RETRY,
 };
 
@@ -110,6 +111,8 @@ pub struct Peer<A> {
     probed_at: Option<Instant>,
     probe_in_flight: bool,
     probe_failures: u8,
+    /// When this node last started a dial to it as a stranger ([`STRANGER_RETRY`]).
+    stranger_tried: Option<Instant>,
     since_us: u64,
     revision: u64,
     /// Found on this LAN (mDNS, a presence record with an address here): a member of the
@@ -142,6 +145,7 @@ impl<A> Default for Peer<A> {
             probed_at: None,
             probe_in_flight: false,
             probe_failures: 0,
+            stranger_tried: None,
             since_us: 0,
             revision: 0,
             lan: false,
@@ -236,7 +240,8 @@ pub struct PeerTick<K, A> {
     pub late: Vec<K>,
     /// Dials and re-dials due.
     pub dials: Vec<Dial<K, A>>,
-    /// Disconnected strangers forgotten beyond [`MAX_PEERS`].
+    /// Disconnected strangers forgotten beyond [`MAX_STRANGERS`] (and peers beyond
+    /// [`MAX_PEERS`]).
     pub forgotten: Vec<K>,
 }
 
@@ -253,6 +258,8 @@ pub struct PeerBook<K, A> {
     /// The peers that hold a member certificate (not revoked), when the caller said: only
     /// those count in the overlay. A peer id anyone can announce by mDNS is no member.
     roster: Option<BTreeSet<K>>,
+    /// When the recent stranger dials started (within [`STRANGER_DIAL_WINDOW`]).
+    stranger_dials: VecDeque<Instant>,
 }
 
 /// A bound on connections: the overlay of the LAN members known now.
@@ -277,7 +284,48 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
             circuits: BTreeMap::new(),
             bound: None,
             roster: None,
+            stranger_dials: VecDeque::new(),
         }
+    }
+
+    /// Whether `peer` is a stranger: the roster is known and lacks it, it never authenticated
+    /// as a member, and the user did not pin it (a tag, a static peer). Only strangers' dials
+    /// are rationed: a stranger is whatever peer id someone announced.
+    fn is_stranger(&self, peer: &K) -> bool {
+        self.roster.as_ref().is_some_and(|r| !r.contains(peer))
+            && self.peers.get(peer).is_some_and(|p| !p.member && !p.pinned)
+    }
+
+    /// Whether a dial to `peer` may start now, counting it if it is a stranger's: a member
+    /// always; a stranger once per [`STRANGER_RETRY`], and at most [`MAX_STRANGER_DIALS`]
+    /// strangers per [`STRANGER_DIAL_WINDOW`]. A genuine newcomer not in the roster yet is
+    /// dialled within these, and dials this node itself anyway.
+    fn may_dial(&mut self, peer: &K, now: Instant) -> bool {
+        if !self.is_stranger(peer) {
+            return true;
+        }
+        while self
+            .stranger_dials
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= STRANGER_DIAL_WINDOW)
+        {
+            self.stranger_dials.pop_front();
+        }
+        if self.stranger_dials.len() >= MAX_STRANGER_DIALS {
+            return false;
+        }
+        let Some(st) = self.peers.get_mut(peer) else {
+            return false;
+        };
+        if st
+            .stranger_tried
+            .is_some_and(|t| now.saturating_duration_since(t) < STRANGER_RETRY)
+        {
+            return false;
+        }
+        st.stranger_tried = Some(now);
+        self.stranger_dials.push_back(now);
+        true
     }
 
     /// Bounds the connections to LAN members at `max_peers` (see [`Overlay`]), each member
@@ -484,6 +532,9 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
     /// refused to start).
     fn dial_wanted(&mut self, peer: K, alone: bool, now: Instant) -> Option<Dial<K, A>> {
         if self.me < peer || alone {
+            if !self.may_dial(&peer, now) {
+                return None;
+            }
             let d = self.dial(&peer);
             if d.is_some()
                 && self.bound.is_some()
@@ -640,6 +691,14 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
             st.last_error = Some(error);
         }
         if self.is_connected(peer) || self.is_blocked(peer) {
+            return None;
+        }
+        if self.is_stranger(peer) {
+            // Not a member: no re-dial, however often it is announced again
+            // ([`STRANGER_RETRY`] rations the next try).
+            if let Some(st) = self.peers.get_mut(peer) {
+                st.redial_at = None;
+            }
             return None;
         }
         if self.overlay().is_some_and(|o| o.is_bounded())
@@ -830,6 +889,12 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
                 }
                 continue;
             }
+            if !self.may_dial(&p, now) {
+                if let Some(st) = self.peers.get_mut(&p) {
+                    st.redial_at = None;
+                }
+                continue;
+            }
             dials.extend(self.dial(&p));
             if self.bound.is_some()
                 && let Some(st) = self.peers.get_mut(&p)
@@ -918,19 +983,31 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
 
     /// Forgets disconnected strangers (never members) beyond [`MAX_PEERS`].
     pub fn forget_strangers(&mut self) -> Vec<K> {
-        if self.peers.len() <= MAX_PEERS {
-            return vec![];
+        // Strangers first: at most MAX_STRANGERS of them, not connected, are kept.
+        let strangers: Vec<K> = self
+            .peers
+            .iter()
+            .filter(|(k, p)| p.connections == 0 && self.is_stranger(k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut drop: Vec<K> = strangers.into_iter().skip(MAX_STRANGERS).collect();
+        for k in &drop {
+            self.peers.remove(k);
         }
-        let drop: Vec<K> = self
+        if self.peers.len() <= MAX_PEERS {
+            return drop;
+        }
+        let more: Vec<K> = self
             .peers
             .iter()
             .filter(|(_, p)| p.connections == 0 && !p.member)
             .map(|(k, _)| k.clone())
             .take(self.peers.len() - MAX_PEERS)
             .collect();
-        for k in &drop {
+        for k in &more {
             self.peers.remove(k);
         }
+        drop.extend(more);
         drop
     }
 }

@@ -649,3 +649,54 @@ fn peer_ids_outside_the_roster_take_no_place_in_the_overlay() {
     plain.discovered(100, [addr(100)]);
     assert_eq!(plain.overlay().map(|o| o.members().len()), Some(13));
 }
+
+#[test]
+fn fake_announcements_cause_bounded_dials_and_no_redials() {
+    let t0 = Instant::now();
+    let mut b = Book::new(5);
+    // The roster: this node and member 7, not found yet. Everyone else is a stranger.
+    b.set_roster([5, 7]);
+    let mut dialled: BTreeMap<u32, u32> = BTreeMap::new();
+    fn count(dialled: &mut BTreeMap<u32, u32>, ds: impl IntoIterator<Item = Dial<u32, String>>) {
+        for d in ds {
+            *dialled.entry(d.peer).or_default() += 1;
+        }
+    }
+    // 4 096 fake peer ids announced over 4 s, each announced again a second later.
+    for round in 0..2u64 {
+        for i in 0..4096u32 {
+            let t = t0 + ms(round * 1000 + u64::from(i));
+            count(&mut dialled, b.found_at(10 + i, [addr(1)], false, t));
+        }
+    }
+    // Every stranger dial fails; a minute of ticks follows, with announcements going on.
+    let failed: Vec<u32> = dialled.keys().copied().collect();
+    for p in &failed {
+        assert_eq!(b.dial_failed(p, "refused".into(), 0, t0 + ms(8000)), None);
+    }
+    for k in 0..240u64 {
+        let t = t0 + ms(8000 + k * 250);
+        count(
+            &mut dialled,
+            b.found_at(10 + (k as u32 % 4096), [addr(1)], false, t),
+        );
+        count(&mut dialled, b.tick(t, |_| false).dials);
+    }
+    let total: u32 = dialled.values().sum();
+    // At most MAX_STRANGER_DIALS per 10 s window over about 70 s, and never one twice.
+    assert!(
+        total as usize <= MAX_STRANGER_DIALS * 8,
+        "{total} stranger dials: {dialled:?}"
+    );
+    assert!(dialled.values().all(|n| *n == 1), "re-dialled: {dialled:?}");
+    // What is remembered of them is bounded too.
+    assert!(b.len() <= MAX_STRANGERS + 1, "{} peers remembered", b.len());
+    // A roster member found now is dialled at once, whatever the strangers did.
+    let t = t0 + ms(70_000);
+    let d = b
+        .found_at(7, [addr(2)], false, t)
+        .expect("the member is dialled");
+    assert_eq!(d.peer, 7);
+    // And a failed member dial is retried, unlike a stranger's.
+    assert!(b.dial_failed(&7, "refused".into(), 0, t).is_some());
+}
