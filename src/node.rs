@@ -123,6 +123,9 @@ pub struct Node {
     /// Voice packets with a seq below this are refused as stale (set at start-up).
     voice_since_us: u64,
     buckets: HashMap<(u32, u32), Bucket>,
+    /// Per sender: its signed envelopes that did not open or opened to no alert
+    /// ([`rate_limit::FAULT_POLICY`]), on every path and channel.
+    fault_buckets: HashMap<(u32, u32), Bucket>,
     own_limit: bool,
     current_epoch: HashMap<u32, u32>,
     /// When this node applied the update that brought its newest plane epoch (Unix µs): the
@@ -172,6 +175,7 @@ impl Node {
             voice_replay: ReplayGuard::new(voice::VOICE_REPLAY_WINDOW),
             voice_since_us: 0,
             buckets: HashMap::new(),
+            fault_buckets: HashMap::new(),
             own_limit: true,
             current_epoch,
             plane_since_us: None,

@@ -86,7 +86,9 @@ impl Daemon {
         // gossipsub); a member that relayed it is not (a relay cannot tell).
         let author = match r {
             Rejection::RateLimited { sender, .. } => Some(*sender),
-            Rejection::Envelope(EnvelopeError::Decrypt) | Rejection::BadPlaintext => header_sender,
+            Rejection::Envelope(EnvelopeError::Decrypt)
+            | Rejection::BadPlaintext
+            | Rejection::SenderFaulty(_) => header_sender,
             _ => None,
         };
         let flooder = author

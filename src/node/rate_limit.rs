@@ -75,7 +75,28 @@ pub(super) fn take_token(
         .take(p, now_us)
 }
 
+/// Signed envelopes of one sender that do not open (`decrypt`) or open to no alert
+/// (`bad_plaintext`), on any path and channel: ten, then one every six seconds. Only the
+/// sender can cause them (a forgery fails at the signature first), and each costs this node a
+/// signature, a key derivation and a decryption; past the budget the sender's envelopes are
+/// refused before the signature until it refills. Honest senders never spend it.
+pub const FAULT_POLICY: ChannelPolicy = ChannelPolicy {
+    rate_per_min: 10,
+    burst: 10,
+    rotate_secs: 0,
+};
+
 impl Node {
+    /// Whether `sender` has faults left in its budget at `now_us` (nothing taken).
+    pub(super) fn has_fault_budget(&self, sender: u32, now_us: u64) -> bool {
+        has_token(&self.fault_buckets, (sender, 0), &FAULT_POLICY, now_us)
+    }
+
+    /// Charges `sender` one fault at `now_us`.
+    pub(super) fn charge_fault(&mut self, sender: u32, now_us: u64) {
+        let _ = take_token(&mut self.fault_buckets, (sender, 0), &FAULT_POLICY, now_us);
+    }
+
     /// The rate policy of a channel (directed messages: the default).
     fn rate_policy(&self, channel: u32) -> ChannelPolicy {
         if channel == DIRECT_CHANNEL {

@@ -831,6 +831,8 @@ fn signed_garbage_spends_the_senders_budget_and_is_a_replay_after() {
     let mut sent = vec![];
     for i in 0..burst {
         let g = garbage(&mut n[0], i, i % 2 == 0);
+        // The fault budget would stop this first: it is the next test's.
+        n[1].fault_buckets.clear();
         let want = if i % 2 == 0 {
             "bad_plaintext"
         } else {
@@ -845,6 +847,7 @@ fn signed_garbage_spends_the_senders_budget_and_is_a_replay_after() {
     }
     // The whole burst went on garbage: the sender's next genuine alert waits for a token.
     n[0].buckets.clear();
+    n[1].fault_buckets.clear();
     let good = n[0]
         .seal_alert("alerts", &alert("late"), NOW_US + burst)
         .unwrap();
@@ -866,6 +869,73 @@ fn signed_garbage_spends_the_senders_budget_and_is_a_replay_after() {
         );
     }
     assert_eq!(n[1].counters().signatures_verified, verified);
+}
+
+/// Issue 24, finding 1: what the rate budget does not cover (pulled paths, channels without a
+/// limit) the fault budget does: past ten signed envelopes that do not open, a sender costs no
+/// signature on any path until its budget refills, and nobody else is affected.
+#[test]
+fn envelopes_that_do_not_open_use_up_the_senders_fault_budget_on_every_path() {
+    let (_, mut n, _) = domain_with_authority();
+    let domain = *n[0].domain();
+    let wrong_key = crate::keys::ChannelSecret([7; 32]).message_key(&domain, 1, 1, 0);
+    let garbage = |node: &mut Node, i: u64| {
+        let real = node.seal_alert("alerts", &alert("g"), NOW_US + i).unwrap();
+        let env = Envelope::parse(&real.bytes).unwrap();
+        envelope::seal(
+            &node.secrets.identity,
+            &domain,
+            &env.header,
+            &wrong_key,
+            b"x",
+        )
+    };
+    let at = NOW_US + 1_000_000;
+    let faults = u64::from(super::rate_limit::FAULT_POLICY.burst);
+    // Catch-up and repair spend no rate budget: the fault budget still counts them.
+    for i in 0..faults {
+        let arrival = if i % 2 == 0 {
+            Arrival::CatchUp
+        } else {
+            Arrival::Repair
+        };
+        let g = garbage(&mut n[0], i);
+        assert_eq!(reject_reason(n[1].validate(&g, arrival, at)), "decrypt");
+    }
+    let verified = n[1].counters().signatures_verified;
+    let more = garbage(&mut n[0], faults);
+    let good = n[0]
+        .seal_alert("alerts", &alert("good"), NOW_US + faults + 1)
+        .unwrap();
+    let live = Arrival::Live { topic_channel: 1 };
+    for arrival in [Arrival::CatchUp, Arrival::Repair, live] {
+        assert_eq!(
+            reject_reason(n[1].validate(&more, arrival, at)),
+            "sender_faulty"
+        );
+        assert_eq!(
+            reject_reason(n[1].validate(&good.bytes, arrival, at)),
+            "sender_faulty"
+        );
+    }
+    assert_eq!(
+        n[1].counters().signatures_verified,
+        verified,
+        "a faulty sender cost signatures"
+    );
+    // Another sender is not affected.
+    let other = n[2]
+        .seal_alert("alerts", &alert("other"), NOW_US + 5)
+        .unwrap();
+    assert!(matches!(
+        n[1].validate(&other.bytes, live, at),
+        Verdict::Accept { content: Ok(_), .. }
+    ));
+    // Six seconds later one fault is back: the sender's genuine alert is accepted.
+    assert!(matches!(
+        n[1].validate(&good.bytes, live, at + 6_000_000),
+        Verdict::Accept { content: Ok(_), .. }
+    ));
 }
 
 #[test]

@@ -61,6 +61,11 @@ pub enum Rejection {
     /// node's clock.
     #[error("envelope from sender device {0} is more than 300 s ahead of this node's clock")]
     TooFarAhead(u32),
+    /// The sender's recent envelopes did not open or opened to no alert, past its fault
+    /// budget ([`super::rate_limit::FAULT_POLICY`]): refused before the signature until the
+    /// budget refills.
+    #[error("sender device {0} sent too many envelopes that do not open")]
+    SenderFaulty(u32),
     /// The sender is over the channel's rate limit (live gossip and multicast only).
     #[error("sender device {sender} is over the rate limit of channel {channel}")]
     RateLimited {
@@ -87,6 +92,7 @@ impl Rejection {
             Rejection::RateLimited { .. } => "rate_limited",
             Rejection::Stale(_) => "stale",
             Rejection::TooFarAhead(_) => "too_far_ahead",
+            Rejection::SenderFaulty(_) => "sender_faulty",
         }
     }
     /// Whether the forwarding peer is at fault (reject and penalise) or the message is
@@ -106,6 +112,8 @@ impl Rejection {
                 // Clocks differ; a forwarder's may be behind or ahead of this node's.
                 | Rejection::Stale(_)
                 | Rejection::TooFarAhead(_)
+                // Judged by the shell, like the failures it counts.
+                | Rejection::SenderFaulty(_)
                 // A relay cannot open the ciphertext, so it forwards these in good faith: the
                 // authenticated sender is at fault, not the peer that passed it on.
                 | Rejection::Envelope(EnvelopeError::Decrypt)
@@ -272,7 +280,13 @@ impl Node {
         // recorded before opening: a signed envelope that does not open is refused once, then
         // costs a replay lookup on every path, whoever sends it again.
         self.replay.insert(h.sender, h.seq)?;
-        self.open(verified, now_us)
+        let opened = self.open(verified, now_us);
+        if let Err(Rejection::Envelope(EnvelopeError::Decrypt) | Rejection::BadPlaintext) = opened {
+            // Only the authenticated sender can make its signed envelope fail to open: it is
+            // charged on every path (catch-up and repair too) and channel (rate 0 too).
+            self.charge_fault(h.sender, now_us);
+        }
+        opened
     }
 
     /// Opens an envelope from this node's own log (for `history`): every check of
@@ -360,6 +374,10 @@ impl Node {
         // can make this node derive.
         if h.seq > now_us.saturating_add(MAX_AHEAD_US) {
             return Err(Rejection::TooFarAhead(h.sender));
+        }
+        // A sender whose envelopes keep failing to open costs no more signatures for a while.
+        if !self.has_fault_budget(h.sender, now_us) {
+            return Err(Rejection::SenderFaulty(h.sender));
         }
         Ok(Screened { env, channel_name })
     }
