@@ -81,11 +81,14 @@ impl Daemon {
         use crate::envelope::EnvelopeError;
         use crate::node::Rejection;
         tracing::debug!(peer = %source, reason = r.reason(), error = %r, "message refused");
-        // A sender over its rate limit, or one whose signed envelope does not open or opens to
-        // no alert: its own connection is penalised (scored down, then graylisted by
+        // A sender over its rate limit, one whose signed envelope does not open or opens to no
+        // alert, or one far ahead of this node's clock: its own connection is penalised (scored down, then graylisted by
         // gossipsub); a member that relayed it is not (a relay cannot tell).
+        // A far-ahead envelope is charged the same way without its signature being checked:
+        // the peer that delivered it is the device its header names (Noise proved that), so
+        // the envelope is that peer's doing whatever its signature holds.
         let author = match r {
-            Rejection::RateLimited { sender, .. } => Some(*sender),
+            Rejection::RateLimited { sender, .. } | Rejection::TooFarAhead(sender) => Some(*sender),
             Rejection::Envelope(EnvelopeError::Decrypt)
             | Rejection::BadPlaintext
             | Rejection::SenderFaulty(_) => header_sender,

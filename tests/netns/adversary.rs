@@ -214,3 +214,198 @@ fn a_member_whose_certificate_expires_is_cut_off_within_a_second() {
         assert_eq!(p["connected"], false, "{p}");
     }
 }
+
+/// The hostile member binary (`examples/rogue.rs`), built with the tests by
+/// `cargo test --examples` (scripts/test.sh).
+fn rogue_bin() -> std::path::PathBuf {
+    let bin = std::path::Path::new(BIN)
+        .parent()
+        .expect("target dir")
+        .join("examples/rogue");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build --example rogue` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A counter of `status` (`path` into its JSON), 0 when absent.
+fn count(s: &Value, path: &[&str]) -> u64 {
+    path.iter().fold(s, |v, k| &v[*k]).as_u64().unwrap_or(0)
+}
+
+/// Runs `mode` of the rogue member against `victim` while `honest` sends 20 alerts 100 ms apart
+/// to it; returns the victim's status before and after, the slowest `status` answer during the
+/// attack, and the honest alerts' delays (µs, sorted).
+fn attack(hint: &str, mode: &str, n: u32) -> (Value, Value, Duration, Vec<u64>) {
+    let mut f = Field::provision(
+        hint,
+        &[],
+        &[("honest", MEMBER), ("victim", MEMBER), ("rogue", MEMBER)],
+    );
+    let (honest, victim, rogue) = (f.idx("honest"), f.idx("victim"), f.idx("rogue"));
+    f.start(honest);
+    f.start(victim);
+    f.lan
+        .wait_until(
+            "honest and victim authenticate",
+            Duration::from_secs(30),
+            || match f
+                .status(victim)
+                .and_then(|s| s["peers"]["authenticated"].as_u64())
+            {
+                Some(1) => Cond::Done(()),
+                other => Cond::Pending(format!("{other:?}")),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    f.listen(victim);
+    std::thread::sleep(Duration::from_millis(500));
+    let s = f.status(victim).expect("status");
+    let peer = format!(
+        "/ip4/{}/tcp/{}/p2p/{}",
+        f.devs[victim].host.addr(),
+        tcp_port(&f, victim),
+        s["peer_id"].as_str().expect("peer id")
+    );
+    let bundle = f.devs[rogue].bundle.clone();
+    let mut r = f.devs[rogue]
+        .host
+        .spawn(
+            rogue_bin(),
+            [
+                "--bundle",
+                p(&bundle),
+                "--peer",
+                &peer,
+                "--mode",
+                mode,
+                "--count",
+                &n.to_string(),
+            ],
+            &[],
+        )
+        .expect("rogue");
+    f.lan
+        .wait_until(
+            "the rogue is authenticated",
+            Duration::from_secs(30),
+            || match r
+                .stdout_lines()
+                .iter()
+                .any(|l| l.starts_with("authenticated"))
+            {
+                true => Cond::Done(()),
+                false => Cond::Pending(r.stderr()),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let before = f.status(victim).expect("status");
+    // The attack starts 1.5 s after `authenticated`: honest alerts and status calls run
+    // across it.
+    let mut slowest = Duration::ZERO;
+    for k in 0..20 {
+        f.send(honest, "honest", k..k + 1);
+        let t = std::time::Instant::now();
+        f.status(victim)
+            .expect("the victim answers status during the attack");
+        slowest = slowest.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f.lan
+        .wait_until("the rogue has sent", Duration::from_secs(30), || {
+            match r.stdout_lines().iter().find(|l| l.starts_with("sent")) {
+                Some(l) => Cond::Done(l.clone()),
+                None => Cond::Pending(r.stderr()),
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    f.wait_all(victim, "honest", 20, Duration::from_secs(30));
+    // What the rogue sent has arrived, or never will.
+    std::thread::sleep(Duration::from_secs(2));
+    let after = f.status(victim).expect("status");
+    let mut delays: Vec<u64> = f
+        .shown(victim)
+        .iter()
+        .filter(|v| v["text"].as_str().is_some_and(|t| t.starts_with("honest")))
+        .map(|v| {
+            v["received_at_us"].as_u64().expect("received")
+                - v["created_at_us"].as_u64().expect("created")
+        })
+        .collect();
+    delays.sort_unstable();
+    let _ = r.kill();
+    (before, after, slowest, delays)
+}
+
+/// The bound on an honest alert's delay under attack that a test asserts. The target is 20 ms
+/// at the 99th percentile (issue 24), printed by each test; tests share this machine's two
+/// cores with each other, so the assertion allows for that: a regression to queueing behind
+/// the attack costs seconds.
+const HONEST_WORST_US: u64 = 1_000_000;
+
+#[test]
+fn far_future_envelopes_from_a_member_cost_no_signature() {
+    if !netns::require_netns() {
+        return;
+    }
+    let (before, after, slowest, delays) = attack("ahead", "gossip-ahead", 600);
+    let ahead = count(&after, &["counters", "rejected", "too_far_ahead"])
+        - count(&before, &["counters", "rejected", "too_far_ahead"]);
+    let verified = count(&after, &["counters", "signatures_verified"])
+        - count(&before, &["counters", "signatures_verified"]);
+    println!(
+        "gossip-ahead: {ahead} refused as too far ahead, {verified} signatures checked, \
+         status at worst {slowest:?}, honest delays µs {delays:?}"
+    );
+    // The first few were refused at a lookup, each charged to the rogue's own connection,
+    // which gossipsub then graylisted: the rest were dropped unvalidated. No signature was
+    // checked for any of them: those checked are the 20 honest alerts'.
+    assert!(ahead >= 1, "the attack never reached validation: {after}");
+    assert!(
+        ahead < 600,
+        "all 600 were validated: the rogue was not charged: {after}"
+    );
+    assert!(verified <= 22, "{verified} signatures checked: {after}");
+    assert!(slowest < Duration::from_secs(1), "status took {slowest:?}");
+    assert!(
+        delays.last().is_some_and(|w| *w < HONEST_WORST_US),
+        "honest delays µs {delays:?}"
+    );
+}
+
+#[test]
+fn signed_garbage_from_a_member_is_charged_to_it_and_soon_costs_nothing() {
+    if !netns::require_netns() {
+        return;
+    }
+    let (before, after, slowest, delays) = attack("garbage", "gossip-garbage", 600);
+    let rejected = |s: &Value, r: &str| count(s, &["counters", "rejected", r]);
+    let decrypt = rejected(&after, "decrypt") - rejected(&before, "decrypt");
+    let faulty = rejected(&after, "sender_faulty") - rejected(&before, "sender_faulty");
+    let verified = count(&after, &["counters", "signatures_verified"])
+        - count(&before, &["counters", "signatures_verified"]);
+    println!(
+        "gossip-garbage: {decrypt} decrypt, {faulty} sender_faulty, {verified} signatures \
+         checked, status at worst {slowest:?}, honest delays µs {delays:?}"
+    );
+    // A handful fail to decrypt, each charged to the rogue's own connection, which gossipsub
+    // then graylists; the fault budget (ten) bounds the rest on any path that has no
+    // accountable forwarder.
+    assert!(
+        decrypt >= 1,
+        "the garbage never reached validation: {after}"
+    );
+    assert!(decrypt + faulty < 600, "all 600 were validated: {after}");
+    assert!(decrypt <= 10, "{decrypt} envelopes decrypted: {after}");
+    assert!(
+        verified <= 22 + 10,
+        "{verified} signatures checked: {after}"
+    );
+    assert!(slowest < Duration::from_secs(1), "status took {slowest:?}");
+    assert!(
+        delays.last().is_some_and(|w| *w < HONEST_WORST_US),
+        "honest delays µs {delays:?}"
+    );
+}

@@ -1,0 +1,275 @@
+//! A hostile member for the adversary tests (`tests/netns/adversary.rs`, issue 24): a test
+//! binary, built by `cargo test --examples` and never installed, that holds a real member
+//! bundle, authenticates to one daemon like a member, and then attacks it over gossip.
+//!
+//! ```text
+//! rogue --bundle DIR --peer MULTIADDR/p2p/PEER_ID --mode MODE --count N [--channel C]
+//! ```
+//!
+//! Modes (each publishes N envelopes on the channel's gossip topic, signed with the member's
+//! own key, so they pass every check a forgery fails):
+//! - `gossip-ahead`: a `seq` an hour ahead of the clock, and a ciphertext under a key nobody
+//!   holds: before the 300 s bound existed, each made a receiver derive thousands of ratchet
+//!   steps, verify a signature and fail to decrypt, free of charge.
+//! - `gossip-garbage`: a current `seq`, and the same ciphertext: each costs a receiver a
+//!   signature, a key derivation and a failed decryption, unless its fault budget stops it.
+//!
+//! stdout: `authenticated T` once the daemon has welcomed it and subscribed to the topic, then
+//! `sent N T` when the envelopes are published (T in µs since the Unix epoch). It then stays
+//! connected, answering hellos and pushes like a member, until it is killed or 300 s have
+//! passed.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, gossipsub, noise, request_response, tcp, yamux};
+use ptt_node::bundle::Bundle;
+use ptt_node::envelope::{self, Header};
+use ptt_node::keys::ChannelSecret;
+use ptt_node::net::{
+    AUTH_PROTOCOL, AuthCodec, AuthHello, AuthReply, AuthRequest, PUSH_PROTOCOL, gossipsub_config,
+    topic,
+};
+
+/// The rogue stops by itself after this long, whatever the test does.
+const LIFETIME: Duration = Duration::from_secs(300);
+
+#[derive(NetworkBehaviour)]
+struct Rogue {
+    auth: request_response::Behaviour<AuthCodec>,
+    push: request_response::Behaviour<AuthCodec>,
+    gossipsub: gossipsub::Behaviour,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Ahead,
+    Garbage,
+}
+
+struct Args {
+    bundle: std::path::PathBuf,
+    peer: Multiaddr,
+    mode: Mode,
+    count: u64,
+    channel: u32,
+}
+
+fn usage(why: &str) -> ! {
+    eprintln!(
+        "rogue: {why}\nusage: rogue --bundle DIR --peer MULTIADDR/p2p/PEER_ID --mode gossip-ahead|gossip-garbage --count N [--channel C]"
+    );
+    std::process::exit(2)
+}
+
+fn args() -> Args {
+    let (mut bundle, mut peer, mut mode, mut count, mut channel) = (None, None, None, None, 1);
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .unwrap_or_else(|| usage(&format!("{flag} needs a value")));
+        match flag.as_str() {
+            "--bundle" => bundle = Some(value.into()),
+            "--peer" => {
+                peer = Some(
+                    value
+                        .parse()
+                        .unwrap_or_else(|e| usage(&format!("--peer: {e}"))),
+                )
+            }
+            "--mode" => {
+                mode = Some(match value.as_str() {
+                    "gossip-ahead" => Mode::Ahead,
+                    "gossip-garbage" => Mode::Garbage,
+                    m => usage(&format!("unknown mode {m}")),
+                })
+            }
+            "--count" => {
+                count = Some(
+                    value
+                        .parse()
+                        .unwrap_or_else(|e| usage(&format!("--count: {e}"))),
+                )
+            }
+            "--channel" => {
+                channel = value
+                    .parse()
+                    .unwrap_or_else(|e| usage(&format!("--channel: {e}")))
+            }
+            f => usage(&format!("unknown flag {f}")),
+        }
+    }
+    Args {
+        bundle: bundle.unwrap_or_else(|| usage("--bundle is required")),
+        peer: peer.unwrap_or_else(|| usage("--peer is required")),
+        mode: mode.unwrap_or_else(|| usage("--mode is required")),
+        count: count.unwrap_or_else(|| usage("--count is required")),
+        channel,
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let a = args();
+    let bundle = Bundle::load(&a.bundle).unwrap_or_else(|e| usage(&e.to_string()));
+    let keypair = bundle
+        .libp2p_keypair()
+        .unwrap_or_else(|e| usage(&e.to_string()));
+    let domain = bundle.descriptor.domain;
+    let hello = AuthHello {
+        domain,
+        cert: bundle.cert.as_bytes().to_vec(),
+        revision: bundle.descriptor.body.revision,
+    };
+    let victim = a
+        .peer
+        .iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+            _ => None,
+        })
+        .unwrap_or_else(|| usage("--peer must end in /p2p/PEER_ID"));
+    let t = topic(&domain, a.channel);
+    let rr = || request_response::Config::default().with_request_timeout(Duration::from_secs(10));
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap_or_else(|e| usage(&e.to_string()))
+        .with_behaviour(|_| Rogue {
+            auth: request_response::Behaviour::with_codec(
+                AuthCodec::hello(),
+                [(AUTH_PROTOCOL, request_response::ProtocolSupport::Full)],
+                rr(),
+            ),
+            push: request_response::Behaviour::with_codec(
+                AuthCodec::push(),
+                [(PUSH_PROTOCOL, request_response::ProtocolSupport::Full)],
+                rr(),
+            ),
+            gossipsub: gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Anonymous,
+                gossipsub_config().expect("gossipsub config"),
+            )
+            .expect("gossipsub"),
+        })
+        .unwrap_or_else(|e| usage(&e.to_string()))
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+        .build();
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&t)
+        .expect("subscribe");
+    swarm
+        .dial(a.peer.clone())
+        .unwrap_or_else(|e| usage(&e.to_string()));
+
+    // The sender's own signature over envelopes whose ciphertext opens under no key.
+    let garbage_key = ChannelSecret([0x5a; 32]).message_key(&domain, a.channel, 1, 0);
+    let seal = |seq: u64| {
+        let header = Header {
+            version: envelope::VERSION,
+            domain_tag: domain.tag(),
+            channel: a.channel,
+            epoch: 1,
+            sender: bundle.cert.body.device,
+            seq,
+        };
+        envelope::seal(
+            &bundle.secrets.identity,
+            &domain,
+            &header,
+            &garbage_key,
+            b"not for anyone",
+        )
+    };
+
+    let (mut welcomed, mut subscribed, mut sent) = (false, false, false);
+    let mut ready_at: Option<tokio::time::Instant> = None;
+    let started = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                if started.elapsed() > LIFETIME {
+                    return;
+                }
+            }
+            ev = swarm.select_next_some() => match ev {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == victim => {
+                    swarm
+                        .behaviour_mut()
+                        .auth
+                        .send_request(&peer_id, AuthRequest::Hello(hello.clone()));
+                }
+                SwarmEvent::ConnectionClosed { peer_id, cause, .. } if peer_id == victim => {
+                    eprintln!("rogue: the victim closed the connection: {cause:?}");
+                }
+                SwarmEvent::Behaviour(RogueEvent::Auth(request_response::Event::Message {
+                    message, ..
+                })) => match message {
+                    request_response::Message::Request { channel, .. } => {
+                        let welcome = AuthReply::Welcome {
+                            cert: hello.cert.clone(),
+                            roster: vec![],
+                        };
+                        let _ = swarm.behaviour_mut().auth.send_response(channel, welcome);
+                    }
+                    request_response::Message::Response { response, .. } => match response {
+                        AuthReply::Welcome { .. } => welcomed = true,
+                        other => {
+                            eprintln!("rogue: not welcomed: {other:?}");
+                            std::process::exit(1);
+                        }
+                    },
+                },
+                SwarmEvent::Behaviour(RogueEvent::Push(request_response::Event::Message {
+                    message: request_response::Message::Request { channel, .. },
+                    ..
+                })) => {
+                    let _ = swarm.behaviour_mut().push.send_response(channel, AuthReply::Ack);
+                }
+                SwarmEvent::Behaviour(RogueEvent::Gossipsub(gossipsub::Event::Subscribed {
+                    peer_id,
+                    topic,
+                })) if peer_id == victim && topic == t.hash() => subscribed = true,
+                _ => {}
+            }
+        }
+        if welcomed && subscribed && ready_at.is_none() {
+            println!("authenticated {}", now_us());
+            ready_at = Some(tokio::time::Instant::now());
+        }
+        // Let the mesh form (a GRAFT) first, so the copies go straight to the victim.
+        if !sent && ready_at.is_some_and(|t| t.elapsed() >= Duration::from_millis(1500)) {
+            sent = true;
+            let base = match a.mode {
+                Mode::Ahead => now_us() + 3_600_000_000,
+                Mode::Garbage => now_us(),
+            };
+            let mut ok = 0;
+            for i in 0..a.count {
+                if swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(t.clone(), seal(base + i))
+                    .is_ok()
+                {
+                    ok += 1;
+                }
+            }
+            println!("sent {ok} {}", now_us());
+        }
+    }
+}
