@@ -8,6 +8,11 @@
 //!       [--frame-bytes B]
 //! ```
 //!
+//! `catchup-junk` and `catchup-forged` answer the daemon's catch-up instead: its digest with a
+//! diff of N ids of the rogue's own, and its fetch with envelopes that were not asked for
+//! (junk), or with the ones asked for under a broken signature (forged). Both print
+//! `authenticated T` and then `fetch K` for each fetch request answered.
+//!
 //! `preauth-flood` needs no bundle: a stranger opens CONNECTIONS connections, each under a new
 //! peer id, and on each sends F authentication requests (8 by default, the most a connection
 //! may have at once) framed as B bytes (1 MiB by default, what `/ptt-node/auth/1` took from
@@ -37,8 +42,8 @@ use ptt_node::bundle::Bundle;
 use ptt_node::envelope::{self, Header};
 use ptt_node::keys::ChannelSecret;
 use ptt_node::net::{
-    AUTH_PROTOCOL, AuthCodec, AuthHello, AuthReply, AuthRequest, PUSH_PROTOCOL, gossipsub_config,
-    topic,
+    AUTH_PROTOCOL, AuthCodec, AuthHello, AuthReply, AuthRequest, PUSH_PROTOCOL, SYNC_PROTOCOL,
+    SyncCodec, SyncRequest, SyncResponse, gossipsub_config, topic,
 };
 
 /// The rogue stops by itself after this long, whatever the test does.
@@ -48,6 +53,7 @@ const LIFETIME: Duration = Duration::from_secs(300);
 struct Rogue {
     auth: request_response::Behaviour<AuthCodec>,
     push: request_response::Behaviour<AuthCodec>,
+    sync: request_response::Behaviour<SyncCodec>,
     gossipsub: gossipsub::Behaviour,
 }
 
@@ -56,6 +62,8 @@ enum Mode {
     Ahead,
     Garbage,
     PreauthFlood,
+    CatchupJunk,
+    CatchupForged,
 }
 
 struct Args {
@@ -97,6 +105,8 @@ fn args() -> Args {
                     "gossip-ahead" => Mode::Ahead,
                     "gossip-garbage" => Mode::Garbage,
                     "preauth-flood" => Mode::PreauthFlood,
+                    "catchup-junk" => Mode::CatchupJunk,
+                    "catchup-forged" => Mode::CatchupForged,
                     m => usage(&format!("unknown mode {m}")),
                 })
             }
@@ -364,6 +374,10 @@ async fn main() {
                 [(PUSH_PROTOCOL, request_response::ProtocolSupport::Full)],
                 rr(),
             ),
+            sync: request_response::Behaviour::new(
+                [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
+                rr(),
+            ),
             gossipsub: gossipsub::Behaviour::new(
                 gossipsub::MessageAuthenticity::Anonymous,
                 gossipsub_config().expect("gossipsub config"),
@@ -402,6 +416,10 @@ async fn main() {
         )
     };
 
+    let catch_up = matches!(a.mode, Mode::CatchupJunk | Mode::CatchupForged);
+    let device = bundle.cert.body.device;
+    let base_seq = now_us() - 60_000_000;
+    let mut fetches = 0;
     let (mut welcomed, mut subscribed, mut sent) = (false, false, false);
     let mut ready_at: Option<tokio::time::Instant> = None;
     let started = tokio::time::Instant::now();
@@ -446,6 +464,48 @@ async fn main() {
                 })) => {
                     let _ = swarm.behaviour_mut().push.send_response(channel, AuthReply::Ack);
                 }
+                SwarmEvent::Behaviour(RogueEvent::Sync(request_response::Event::Message {
+                    message: request_response::Message::Request { request, channel, .. },
+                    ..
+                })) => {
+                    let response = match request {
+                        // Ids of the rogue's own, as if it held alerts the victim lacks.
+                        SyncRequest::Digest { after: None, .. } if catch_up => {
+                            SyncResponse::Diff(ptt_node::sync::Diff {
+                                keys: (0..a.count)
+                                    .map(|i| (a.channel, device, base_seq + i))
+                                    .collect(),
+                                more: false,
+                            })
+                        }
+                        SyncRequest::Digest { .. } => SyncResponse::Diff(Default::default()),
+                        SyncRequest::Fetch { ids } if catch_up => {
+                            fetches += 1;
+                            println!("fetch {fetches}");
+                            let envelopes = match a.mode {
+                                // Not what was asked for: other seqs of the same sender.
+                                Mode::CatchupJunk => ids
+                                    .iter()
+                                    .map(|(_, seq)| seal(seq + 1_000_000_000))
+                                    .collect(),
+                                // What was asked for, with a broken signature.
+                                _ => ids
+                                    .iter()
+                                    .map(|(_, seq)| {
+                                        let mut e = seal(*seq);
+                                        if let Some(b) = e.last_mut() {
+                                            *b ^= 1;
+                                        }
+                                        e
+                                    })
+                                    .collect(),
+                            };
+                            SyncResponse::Envelopes { envelopes }
+                        }
+                        SyncRequest::Fetch { .. } => SyncResponse::Envelopes { envelopes: vec![] },
+                    };
+                    let _ = swarm.behaviour_mut().sync.send_response(channel, response);
+                }
                 SwarmEvent::Behaviour(RogueEvent::Gossipsub(gossipsub::Event::Subscribed {
                     peer_id,
                     topic,
@@ -458,7 +518,10 @@ async fn main() {
             ready_at = Some(tokio::time::Instant::now());
         }
         // Let the mesh form (a GRAFT) first, so the copies go straight to the victim.
-        if !sent && ready_at.is_some_and(|t| t.elapsed() >= Duration::from_millis(1500)) {
+        if !sent
+            && !catch_up
+            && ready_at.is_some_and(|t| t.elapsed() >= Duration::from_millis(1500))
+        {
             sent = true;
             let base = match a.mode {
                 Mode::Ahead => now_us() + 3_600_000_000,

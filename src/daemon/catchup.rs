@@ -140,6 +140,11 @@ pub(super) enum SyncError {
     /// unparsable one): an honest responder never does; the responder is refused.
     #[error("{0} envelopes not asked for in a fetch reply")]
     Unrequested(usize),
+    /// A fetched envelope failed a check no stored envelope can fail (its signature, its
+    /// encoding, its domain): an honest responder stored only what it had validated, so the
+    /// responder is refused.
+    #[error("a fetched envelope was refused as {0}")]
+    Forged(&'static str),
     /// This node's store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -253,10 +258,14 @@ async fn pull_from(
                     if slice.is_empty() {
                         break;
                     }
-                    fetched += cmds
+                    let (accepted, forged) = cmds
                         .ingest(slice)
                         .await
                         .map_err(|_| (fetched, SyncError::Stopping))?;
+                    fetched += accepted;
+                    if let Some(reason) = forged {
+                        return Err((fetched, SyncError::Forged(reason)));
+                    }
                 }
                 if screened.still_wanted.len() == want.len() {
                     break;

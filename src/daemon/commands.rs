@@ -110,12 +110,18 @@ impl Daemon {
             }
             Cmd::Ingest { envelopes, reply } => {
                 let mut accepted = 0;
+                let mut forged = None;
                 for e in envelopes {
-                    if self.ingest(e) {
-                        accepted += 1;
+                    match self.ingest(e) {
+                        Ok(true) => accepted += 1,
+                        Ok(false) => {}
+                        Err(reason) => {
+                            forged = Some(reason);
+                            break;
+                        }
                     }
                 }
-                let _ = reply.send(accepted);
+                let _ = reply.send((accepted, forged));
             }
             Cmd::NotRefused { mut ids, reply } => {
                 ids.retain(|id| !self.refused_ids.contains(id));
@@ -129,7 +135,10 @@ impl Daemon {
                 self.syncing.remove(&peer);
                 self.catch_up.fetched += fetched as u64;
                 match error {
-                    Some(e @ super::catchup::SyncError::Unrequested(_)) => {
+                    Some(
+                        e @ (super::catchup::SyncError::Unrequested(_)
+                        | super::catchup::SyncError::Forged(_)),
+                    ) => {
                         self.catch_up.failed += 1;
                         self.refuse(peer, format!("catch-up: {e}"));
                     }

@@ -167,14 +167,16 @@ impl Daemon {
     /// verified (it does not open, or is older than the replay floor) is remembered, so later
     /// sessions do not fetch it again; nothing unverified is remembered, and an unknown
     /// sender is not final (its certificate may still arrive).
-    pub(super) fn ingest(&mut self, bytes: Vec<u8>) -> bool {
+    pub(super) fn ingest(&mut self, bytes: Vec<u8>) -> Result<bool, &'static str> {
+        use crate::envelope::EnvelopeError;
         use crate::node::Rejection;
+        use crate::wire::DecodeError;
         let header = crate::envelope::Envelope::parse(&bytes)
             .ok()
             .map(|e| e.header);
         let carried = header.is_some_and(|h| self.node.carried_channels().contains(&h.channel));
         if !carried {
-            return false;
+            return Ok(false);
         }
         let len = bytes.len();
         match self.take_envelope(bytes, Via::CatchUp, Arrival::CatchUp) {
@@ -182,7 +184,7 @@ impl Daemon {
                 if let Some(h) = header {
                     self.evidence_on_catch_up(h.sender, h.seq, len);
                 }
-                true
+                Ok(true)
             }
             Err(r) => {
                 tracing::debug!(reason = r.reason(), error = %r, "fetched envelope refused");
@@ -196,7 +198,18 @@ impl Daemon {
                 if let (true, Some(h)) = (settled, header) {
                     self.remember_refused((h.sender, h.seq));
                 }
-                false
+                // What no envelope a member stored can fail: the responder made it up.
+                let forged = matches!(
+                    r,
+                    Rejection::Envelope(
+                        EnvelopeError::BadSignature
+                            | EnvelopeError::WrongDomain
+                            | EnvelopeError::Decode(
+                                DecodeError::Malformed { .. } | DecodeError::Trailing { .. }
+                            )
+                    )
+                );
+                if forged { Err(r.reason()) } else { Ok(false) }
             }
         }
     }

@@ -81,7 +81,9 @@ pub(super) enum Cmd {
     /// Envelopes fetched by catch-up, to validate like any other.
     Ingest {
         envelopes: Vec<Vec<u8>>,
-        reply: oneshot::Sender<usize>,
+        /// How many were accepted, and the reason of the first refused as forged (the slice
+        /// stops there).
+        reply: oneshot::Sender<(usize, Option<&'static str>)>,
     },
     /// Drops the ids this node has refused before from a list to fetch.
     NotRefused {
@@ -245,8 +247,12 @@ impl Handle {
         self.tell(Cmd::SyncRespond { channel, response }).await
     }
 
-    /// Validates envelopes fetched by catch-up; returns how many were accepted.
-    pub(super) async fn ingest(&self, envelopes: Vec<Vec<u8>>) -> Result<usize, LoopGone> {
+    /// Validates envelopes fetched by catch-up; returns how many were accepted, and the reason
+    /// of the first refused as forged (the rest of the slice is dropped).
+    pub(super) async fn ingest(
+        &self,
+        envelopes: Vec<Vec<u8>>,
+    ) -> Result<(usize, Option<&'static str>), LoopGone> {
         self.request(|reply| Cmd::Ingest { envelopes, reply }).await
     }
 

@@ -235,10 +235,22 @@ fn count(s: &Value, path: &[&str]) -> u64 {
     path.iter().fold(s, |v, k| &v[*k]).as_u64().unwrap_or(0)
 }
 
+/// What [`attack`] saw on the victim.
+struct Seen {
+    /// `status` before the attack and after it.
+    before: Value,
+    after: Value,
+    /// The slowest `status` answer during the attack.
+    slowest: Duration,
+    /// The honest alerts' delays (µs, sorted).
+    delays: Vec<u64>,
+    /// The rogue as the victim's `peers` shows it at the end.
+    rogue: Option<Value>,
+}
+
 /// Runs `mode` of the rogue member against `victim` while `honest` sends 20 alerts 100 ms apart
-/// to it; returns the victim's status before and after, the slowest `status` answer during the
-/// attack, and the honest alerts' delays (µs, sorted).
-fn attack(hint: &str, mode: &str, n: u32) -> (Value, Value, Duration, Vec<u64>) {
+/// to it, until the rogue prints a line starting with `done`.
+fn attack(hint: &str, mode: &str, n: u32, done: &str) -> Seen {
     let mut f = Field::provision(
         hint,
         &[],
@@ -263,13 +275,15 @@ fn attack(hint: &str, mode: &str, n: u32) -> (Value, Value, Duration, Vec<u64>) 
     f.listen(victim);
     std::thread::sleep(Duration::from_millis(500));
     let s = f.status(victim).expect("status");
-    let peer = format!(
+    let addr = format!(
         "/ip4/{}/tcp/{}/p2p/{}",
         f.devs[victim].host.addr(),
         tcp_port(&f, victim),
         s["peer_id"].as_str().expect("peer id")
     );
     let bundle = f.devs[rogue].bundle.clone();
+    // Before the rogue exists: a catch-up session with it starts as soon as it is admitted.
+    let before = f.status(victim).expect("status");
     let mut r = f.devs[rogue]
         .host
         .spawn(
@@ -278,7 +292,7 @@ fn attack(hint: &str, mode: &str, n: u32) -> (Value, Value, Duration, Vec<u64>) 
                 "--bundle",
                 p(&bundle),
                 "--peer",
-                &peer,
+                &addr,
                 "--mode",
                 mode,
                 "--count",
@@ -301,7 +315,6 @@ fn attack(hint: &str, mode: &str, n: u32) -> (Value, Value, Duration, Vec<u64>) 
             },
         )
         .unwrap_or_else(|e| panic!("{e}"));
-    let before = f.status(victim).expect("status");
     // The attack starts 1.5 s after `authenticated`: honest alerts and status calls run
     // across it.
     let mut slowest = Duration::ZERO;
@@ -314,12 +327,14 @@ fn attack(hint: &str, mode: &str, n: u32) -> (Value, Value, Duration, Vec<u64>) 
         std::thread::sleep(Duration::from_millis(100));
     }
     f.lan
-        .wait_until("the rogue has sent", Duration::from_secs(30), || {
-            match r.stdout_lines().iter().find(|l| l.starts_with("sent")) {
+        .wait_until(
+            "the rogue has done its part",
+            Duration::from_secs(30),
+            || match r.stdout_lines().iter().find(|l| l.starts_with(done)) {
                 Some(l) => Cond::Done(l.clone()),
                 None => Cond::Pending(r.stderr()),
-            }
-        })
+            },
+        )
         .unwrap_or_else(|e| panic!("{e}"));
     f.wait_all(victim, "honest", 20, Duration::from_secs(30));
     // What the rogue sent has arrived, or never will.
@@ -335,8 +350,15 @@ fn attack(hint: &str, mode: &str, n: u32) -> (Value, Value, Duration, Vec<u64>) 
         })
         .collect();
     delays.sort_unstable();
+    let rogue = peer(&f, victim, "rogue");
     let _ = r.kill();
-    (before, after, slowest, delays)
+    Seen {
+        before,
+        after,
+        slowest,
+        delays,
+        rogue,
+    }
 }
 
 /// The bound on an honest alert's delay under attack that a test asserts. The target is 20 ms
@@ -350,7 +372,13 @@ fn far_future_envelopes_from_a_member_cost_no_signature() {
     if !netns::require_netns() {
         return;
     }
-    let (before, after, slowest, delays) = attack("ahead", "gossip-ahead", 600);
+    let Seen {
+        before,
+        after,
+        slowest,
+        delays,
+        ..
+    } = attack("ahead", "gossip-ahead", 600, "sent");
     let ahead = count(&after, &["counters", "rejected", "too_far_ahead"])
         - count(&before, &["counters", "rejected", "too_far_ahead"]);
     let verified = count(&after, &["counters", "signatures_verified"])
@@ -380,7 +408,13 @@ fn signed_garbage_from_a_member_is_charged_to_it_and_soon_costs_nothing() {
     if !netns::require_netns() {
         return;
     }
-    let (before, after, slowest, delays) = attack("garbage", "gossip-garbage", 600);
+    let Seen {
+        before,
+        after,
+        slowest,
+        delays,
+        ..
+    } = attack("garbage", "gossip-garbage", 600, "sent");
     let rejected = |s: &Value, r: &str| count(s, &["counters", "rejected", r]);
     let decrypt = rejected(&after, "decrypt") - rejected(&before, "decrypt");
     let faulty = rejected(&after, "sender_faulty") - rejected(&before, "sender_faulty");
@@ -497,4 +531,46 @@ fn a_stranger_flooding_pre_auth_frames_costs_little_memory() {
         "the victim's RSS grew by {growth} bytes under the flood"
     );
     assert!(slowest < Duration::from_secs(1), "status took {slowest:?}");
+}
+
+/// Issue 24, finding 2: a catch-up responder no longer decides its requester's CPU.
+#[test]
+fn a_catch_up_responder_sending_junk_or_forgeries_is_cut_off() {
+    if !netns::require_netns() {
+        return;
+    }
+    for (mode, hint, why) in [
+        ("catchup-junk", "cujunk", "not asked for"),
+        ("catchup-forged", "cuforge", "refused as bad_signature"),
+    ] {
+        let seen = attack(hint, mode, 256, "fetch");
+        let verified = count(&seen.after, &["counters", "signatures_verified"])
+            - count(&seen.before, &["counters", "signatures_verified"]);
+        let rogue = seen.rogue.expect("the victim lists the rogue");
+        println!(
+            "{mode}: {verified} signatures checked, rogue {} ({}), status at worst {:?}, \
+             honest delays µs {:?}",
+            rogue["state"], rogue["last_error"], seen.slowest, seen.delays
+        );
+        // The session ended at the first bad reply and the responder was refused: at most one
+        // of its envelopes cost a signature (the forged one), beside the 20 honest alerts.
+        assert_eq!(rogue["state"], "refused", "{mode}: {rogue}");
+        assert!(
+            rogue["last_error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("catch-up:") && e.contains(why)),
+            "{mode}: {rogue}"
+        );
+        assert!(verified <= 22 + 1, "{mode}: {verified} signatures checked");
+        assert!(
+            seen.slowest < Duration::from_secs(1),
+            "status took {:?}",
+            seen.slowest
+        );
+        assert!(
+            seen.delays.last().is_some_and(|w| *w < HONEST_WORST_US),
+            "honest delays µs {:?}",
+            seen.delays
+        );
+    }
 }
