@@ -62,6 +62,9 @@ pub enum PresenceError {
     /// No certificate is known for the device it names.
     #[error("presence record of unknown device {0}")]
     UnknownDevice(u32),
+    /// The device it names was revoked: it is no member, and speaks for nothing.
+    #[error("presence record of revoked device {0}")]
+    Revoked(u32),
     /// Too many or too long addresses, or a bad location.
     #[error("presence record out of bounds: {0}")]
     Bounds(String),

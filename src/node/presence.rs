@@ -19,6 +19,11 @@ impl Node {
         if device == self.cert.body.device {
             return Ok(false);
         }
+        // Before any signature check: a revoked device's records are neither kept, nor
+        // flooded, nor listed.
+        if self.descriptor.is_revoked(device) {
+            return Err(PresenceError::Revoked(device));
+        }
         let Some(cert) = self.roster.get(&device) else {
             // The newest claim per device waits (a device may sign two records at start-up,
             // and they may arrive in either order).

@@ -34,6 +34,7 @@ impl Node {
         let mut out: Vec<Found> = self
             .roster
             .values()
+            .filter(|c| !self.descriptor.is_revoked(c.body.device))
             .filter_map(|c| {
                 let profile = self.profile_of(c);
                 if q.kind

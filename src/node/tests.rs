@@ -1552,3 +1552,33 @@ fn multicast_spends_the_senders_budget_and_repair_does_not() {
         "opened"
     );
 }
+
+/// Issue 24, finding 7: a revoked device's presence is no longer verified, kept, flooded or
+/// listed.
+#[test]
+fn a_revoked_devices_presence_is_dropped_refused_and_not_searched() {
+    let (mut a, mut n, certs) = domain_with_authority();
+    let lost_device = certs[2].body.device;
+    let p = n[2].issue_presence(vec!["/ip4/10.0.0.3/tcp/1".into()], None, NOW_US);
+    assert_eq!(n[0].learn_presence(p.as_bytes()), Ok(true));
+    let listed = |n: &Node| {
+        n.search(&Default::default())
+            .iter()
+            .any(|f| f.cert.body.device == lost_device)
+    };
+    assert!(listed(&n[0]));
+    let u = a.revoke("lost", NOW_S + 60, &mut OsRng).unwrap();
+    n[0].apply_update(u.as_bytes(), NOW_S + 60).unwrap();
+    // The record held is gone, a newer one is refused before any signature, and search no
+    // longer lists the device.
+    assert!(
+        n[0].presence_records()
+            .all(|r| r.body.device != lost_device)
+    );
+    let again = n[2].issue_presence(vec!["/ip4/10.0.0.3/tcp/2".into()], None, NOW_US + 1);
+    assert_eq!(
+        n[0].learn_presence(again.as_bytes()),
+        Err(crate::presence::PresenceError::Revoked(lost_device))
+    );
+    assert!(!listed(&n[0]));
+}

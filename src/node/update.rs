@@ -60,6 +60,11 @@ impl Node {
             .filter(|d| !self.descriptor.is_revoked(*d))
             .collect();
         self.descriptor = u.descriptor.clone();
+        // What the revoked devices said of themselves goes with them.
+        for d in &newly {
+            self.presence.remove(d);
+        }
+        self.presence_waiting.retain(|(d, _, _)| !newly.contains(d));
         let mut new_certs = vec![];
         for c in &u.body.certs {
             match self.learn_certificate(c, now_secs) {
