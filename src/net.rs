@@ -429,7 +429,7 @@ mod behaviour {
         /// authenticated.
         pub repair: gate::Gate<request_response::Behaviour<RepairCodec>>,
         /// Alert broadcast, gated until a peer is authenticated.
-        pub gossipsub: gate::Gate<gossipsub::Behaviour>,
+        pub gossipsub: gate::Gate<Gossipsub>,
         /// LAN discovery.
         pub mdns: libp2p::swarm::behaviour::toggle::Toggle<mdns::tokio::Behaviour>,
         /// Exchange of listen addresses and protocols.
@@ -457,7 +457,44 @@ pub struct NetConfig {
     pub broker: bool,
     /// The domain's private-network key, when the domain uses one.
     pub psk: Option<NetworkKey>,
+    /// The domain: gossipsub takes subscriptions to its topics only ([`DomainTopics`]).
+    /// `None` (tests that build a swarm without a domain) takes any topic.
+    pub domain: Option<DomainId>,
 }
+
+/// The gossipsub topics peers may subscribe to: this domain's ([`topic`], [`voice_topic`]),
+/// at most [`MAX_PEER_TOPICS`] per peer. Any other subscription is dropped as it arrives, so a
+/// peer cannot make this node keep state for topics of its choosing.
+#[derive(Debug, Clone, Default)]
+pub struct DomainTopics {
+    /// The topics' common prefix, `/ptt/1/<16 hex digits of the domain id>/`; empty: any.
+    prefix: String,
+}
+
+impl DomainTopics {
+    /// The filter for `domain` (`None`: any topic).
+    pub fn new(domain: Option<&DomainId>) -> Self {
+        DomainTopics {
+            prefix: domain.map_or_else(String::new, |d| format!("/ptt/1/{}/", &d.to_hex()[..16])),
+        }
+    }
+}
+
+impl gossipsub::TopicSubscriptionFilter for DomainTopics {
+    fn can_subscribe(&mut self, topic: &gossipsub::TopicHash) -> bool {
+        topic.as_str().starts_with(&self.prefix)
+    }
+}
+
+/// Topics one peer may be subscribed to at most, and subscriptions one message may carry: two
+/// per channel (alerts and voice), for far more channels than a descriptor lists.
+pub const MAX_PEER_TOPICS: usize = 1024;
+
+/// The gossipsub behaviour as this node runs it.
+pub type Gossipsub = gossipsub::Behaviour<
+    gossipsub::IdentityTransform,
+    gossipsub::MaxCountSubscriptionFilter<DomainTopics>,
+>;
 
 /// The domain's private-network key (zeroized on drop, never printed).
 #[derive(Clone)]
@@ -476,6 +513,7 @@ impl Default for NetConfig {
             mdns: true,
             broker: false,
             psk: None,
+            domain: None,
         }
     }
 }
@@ -583,7 +621,7 @@ pub fn gossipsub_config() -> Result<gossipsub::Config, NetError> {
 
 /// The multicast plane's hooks into gossipsub (vendor/libp2p-gossipsub/README.md), through
 /// the gate: they neither open nor check it.
-impl gate::Gate<gossipsub::Behaviour> {
+impl gate::Gate<Gossipsub> {
     /// `peer` hears these senders on the plane: gossipsub sends it no copy and no IHAVE of
     /// their envelopes ([`message_origin`]). Replaces the previous set; gossipsub forgets it
     /// when the peer disconnects, and ignores it for a peer not connected.
@@ -655,13 +693,21 @@ pub fn build_swarm(
     };
     let mdns_enabled = cfg.mdns;
     let broker = cfg.broker;
+    let domain = cfg.domain;
     let make = move |key: &identity::Keypair,
                      relay_client: relay::client::Behaviour|
           -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
         let peer = key.public().to_peer_id();
-        let mut gossipsub =
-            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gcfg)
-                .map_err(|e| io::Error::other(e.to_string()))?;
+        let mut gossipsub: Gossipsub = gossipsub::Behaviour::new_with_subscription_filter(
+            gossipsub::MessageAuthenticity::Anonymous,
+            gcfg,
+            gossipsub::MaxCountSubscriptionFilter {
+                filter: DomainTopics::new(domain.as_ref()),
+                max_subscribed_topics: MAX_PEER_TOPICS,
+                max_subscriptions_per_request: MAX_PEER_TOPICS,
+            },
+        )
+        .map_err(|e| io::Error::other(e.to_string()))?;
         let (params, thresholds) = peer_score();
         gossipsub
             .with_peer_score(params, thresholds)
@@ -928,6 +974,19 @@ mod tests {
             wire::decode::<RepairRequest>("x", &wire::encode(&ok), usize::MAX).unwrap(),
             ok
         );
+    }
+
+    #[test]
+    fn only_the_domains_topics_may_be_subscribed() {
+        use gossipsub::TopicSubscriptionFilter;
+        let (d, other) = (DomainId([1; 32]), DomainId([2; 32]));
+        let mut f = DomainTopics::new(Some(&d));
+        assert!(f.can_subscribe(&topic(&d, 1).hash()));
+        assert!(f.can_subscribe(&voice_topic(&d, 7).hash()));
+        assert!(!f.can_subscribe(&topic(&other, 1).hash()));
+        assert!(!f.can_subscribe(&gossipsub::IdentTopic::new("junk").hash()));
+        // Without a domain (test swarms), anything.
+        assert!(DomainTopics::new(None).can_subscribe(&topic(&other, 1).hash()));
     }
 
     #[test]

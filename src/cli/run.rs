@@ -48,6 +48,8 @@ pub(super) async fn run(
             broker: s.broker,
             // From the bundle, when the domain has a private network (set by the daemon).
             psk: None,
+            // From the bundle (set by the daemon).
+            domain: None,
         },
         rules: match &s.rules {
             Some(p) => crate::rules::Rules::load(p)?,

@@ -165,6 +165,7 @@ pub async fn run(
     let store = StoreHandle::spawn(store, own_device);
 
     let mut net_cfg = cfg.net.clone();
+    net_cfg.domain = Some(*node.domain());
     if node.descriptor().body.private_network {
         let key = node.network_key().ok_or_else(|| {
             FileError::invalid(
