@@ -13,6 +13,11 @@
 //! (junk), or with the ones asked for under a broken signature (forged). Both print
 //! `authenticated T` and then `fetch K` for each fetch request answered.
 //!
+//! `held-flood` is the same stranger on the protocols a daemon holds unread until a peer is
+//! authenticated (push, catch-up, repair): F requests of B bytes (default 256 KiB, Yamux's
+//! initial window) on each of the three, which the daemon never reads, so what it costs is what
+//! the multiplexer buffers.
+//!
 //! `preauth-flood` needs no bundle: a stranger opens CONNECTIONS connections, each under a new
 //! peer id, and on each sends F authentication requests (8 by default, the most a connection
 //! may have at once) framed as B bytes (1 MiB by default, what `/ptt-node/auth/1` took from
@@ -62,6 +67,7 @@ enum Mode {
     Ahead,
     Garbage,
     PreauthFlood,
+    HeldFlood,
     CatchupJunk,
     CatchupForged,
 }
@@ -105,6 +111,7 @@ fn args() -> Args {
                     "gossip-ahead" => Mode::Ahead,
                     "gossip-garbage" => Mode::Garbage,
                     "preauth-flood" => Mode::PreauthFlood,
+                    "held-flood" => Mode::HeldFlood,
                     "catchup-junk" => Mode::CatchupJunk,
                     "catchup-forged" => Mode::CatchupForged,
                     m => usage(&format!("unknown mode {m}")),
@@ -136,7 +143,7 @@ fn args() -> Args {
         }
     }
     let mode = mode.unwrap_or_else(|| usage("--mode is required"));
-    if bundle.is_none() && mode != Mode::PreauthFlood {
+    if bundle.is_none() && !matches!(mode, Mode::PreauthFlood | Mode::HeldFlood) {
         usage("--bundle is required");
     }
     Args {
@@ -210,9 +217,24 @@ impl request_response::Codec for RawCodec {
     }
 }
 
-/// `preauth-flood`: `a.count` strangers, one connection each, `a.frames` maximal requests
-/// each.
+/// The stranger's protocols, each with the raw codec.
+#[derive(NetworkBehaviour)]
+struct Flood {
+    auth: request_response::Behaviour<RawCodec>,
+    push: request_response::Behaviour<RawCodec>,
+    sync: request_response::Behaviour<RawCodec>,
+    repair: request_response::Behaviour<RawCodec>,
+}
+
+/// `preauth-flood` and `held-flood`: `a.count` strangers, one connection each, `a.frames`
+/// maximal requests each on the authentication protocol, or on each held one.
 async fn preauth_flood(a: &Args) {
+    let held_mode = a.mode == Mode::HeldFlood;
+    let frame_bytes = if held_mode && a.frame_bytes == 1 << 20 {
+        256 * 1024
+    } else {
+        a.frame_bytes
+    };
     // A roster push (variant 1) of as many empty certificates as the frame holds: a varint
     // count, then one zero byte (an empty byte string) per entry.
     let varint = |mut n: usize| {
@@ -227,7 +249,7 @@ async fn preauth_flood(a: &Args) {
             v.push(byte | 0x80);
         }
     };
-    let body_len = a.frame_bytes.max(8);
+    let body_len = frame_bytes.max(8);
     let mut n = body_len - 1;
     while 1 + varint(n).len() + n > body_len {
         n -= 1;
@@ -252,13 +274,19 @@ async fn preauth_flood(a: &Args) {
             else {
                 return;
             };
-            let Ok(b) = b.with_behaviour(|_| {
+            let rr = |p: libp2p::StreamProtocol| {
                 request_response::Behaviour::<RawCodec>::new(
-                    [(AUTH_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    [(p, request_response::ProtocolSupport::Full)],
                     request_response::Config::default()
                         .with_request_timeout(Duration::from_secs(30))
                         .with_max_concurrent_streams(64),
                 )
+            };
+            let Ok(b) = b.with_behaviour(|_| Flood {
+                auth: rr(AUTH_PROTOCOL),
+                push: rr(PUSH_PROTOCOL),
+                sync: rr(SYNC_PROTOCOL),
+                repair: rr(ptt_node::net::REPAIR_PROTOCOL),
             });
             let mut swarm = b
                 .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
@@ -273,8 +301,15 @@ async fn preauth_flood(a: &Args) {
                 match swarm.select_next_some().await {
                     SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                         let _ = tx.send("connected");
+                        let f = swarm.behaviour_mut();
                         for _ in 0..frames {
-                            swarm.behaviour_mut().send_request(&peer_id, frame.clone());
+                            if held_mode {
+                                f.push.send_request(&peer_id, frame.clone());
+                                f.sync.send_request(&peer_id, frame.clone());
+                                f.repair.send_request(&peer_id, frame.clone());
+                            } else {
+                                f.auth.send_request(&peer_id, frame.clone());
+                            }
                         }
                     }
                     SwarmEvent::OutgoingConnectionError { .. } => {
@@ -285,16 +320,30 @@ async fn preauth_flood(a: &Args) {
                         let _ = tx.send("closed");
                         return;
                     }
-                    SwarmEvent::Behaviour(request_response::Event::Message {
+                    SwarmEvent::Behaviour(FloodEvent::Auth(request_response::Event::Message {
                         message: request_response::Message::Request { channel, .. },
                         ..
-                    }) => held.push(channel),
+                    })) => held.push(channel),
                     SwarmEvent::Behaviour(
-                        request_response::Event::OutboundFailure { .. }
-                        | request_response::Event::Message { .. },
+                        FloodEvent::Auth(
+                            request_response::Event::OutboundFailure { .. }
+                            | request_response::Event::Message { .. },
+                        )
+                        | FloodEvent::Push(
+                            request_response::Event::OutboundFailure { .. }
+                            | request_response::Event::Message { .. },
+                        )
+                        | FloodEvent::Sync(
+                            request_response::Event::OutboundFailure { .. }
+                            | request_response::Event::Message { .. },
+                        )
+                        | FloodEvent::Repair(
+                            request_response::Event::OutboundFailure { .. }
+                            | request_response::Event::Message { .. },
+                        ),
                     ) => {
                         done += 1;
-                        if done == frames {
+                        if done == if held_mode { 3 * frames } else { frames } {
                             let _ = tx.send("sent");
                         }
                     }
@@ -329,7 +378,7 @@ async fn preauth_flood(a: &Args) {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let a = args();
-    if a.mode == Mode::PreauthFlood {
+    if matches!(a.mode, Mode::PreauthFlood | Mode::HeldFlood) {
         return preauth_flood(&a).await;
     }
     let Some(bundle_dir) = &a.bundle else {

@@ -87,6 +87,10 @@ pub const MAX_CONCURRENT_STREAMS: usize = 8;
 /// Room for a roster of [`MAX_ROSTER_SHARE`] certificates and one more (what a `Welcome` of
 /// `/ptt-node/auth/1` carried); the push limit is this.
 const MAX_AUTH_RESPONSE: usize = (MAX_ROSTER_SHARE + 1) * (MAX_CERT_LEN + 4) + 1024;
+/// Streams of push, catch-up and repair held unread per connection before a peer is
+/// authenticated. A member sends on them only once this node has admitted it (the `Welcome`),
+/// so few are needed; each held stream can make the multiplexer buffer up to 256 KiB.
+pub const MAX_HELD_STREAMS: usize = 2;
 /// Connections with one peer at most: a simultaneous dial makes two, a relayed circuit and
 /// its direct upgrade two more.
 pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
@@ -734,7 +738,7 @@ pub fn build_swarm(
                         .with_request_timeout(Duration::from_secs(10))
                         .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
                 ),
-                MAX_CONCURRENT_STREAMS,
+                MAX_HELD_STREAMS,
             ),
             sync: gate::Gate::holding(
                 request_response::Behaviour::new(
@@ -743,7 +747,7 @@ pub fn build_swarm(
                         .with_request_timeout(Duration::from_secs(20))
                         .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
                 ),
-                MAX_CONCURRENT_STREAMS,
+                MAX_HELD_STREAMS,
             ),
             repair: gate::Gate::holding(
                 request_response::Behaviour::new(
@@ -752,7 +756,7 @@ pub fn build_swarm(
                         .with_request_timeout(REPAIR_TIMEOUT)
                         .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
                 ),
-                MAX_CONCURRENT_STREAMS,
+                MAX_HELD_STREAMS,
             ),
             gossipsub: gate::Gate::new(gossipsub),
             mdns: if mdns_enabled {

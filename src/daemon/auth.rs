@@ -74,11 +74,25 @@ impl Daemon {
         b.repair.open(peer);
         b.gossipsub.open(peer);
         b.relay.open(peer);
-        if newly {
-            // The members this node knows, so the newcomer learns senders it is not connected
-            // to (on auth/1 this rode in the `Welcome`, read from anyone).
-            self.share_roster(peer);
+        if self.pending_tags.iter().any(|t| t.peer == peer)
+            && let Some(cert) = self.certs.get(&peer).cloned()
+        {
+            self.check_tag(peer, &cert);
         }
+        self.greet(peer);
+    }
+
+    /// What a member is sent once both sides admitted each other on its current connections:
+    /// only then is it read at once, not held at the peer's gate (which holds two streams per
+    /// protocol before authentication; what the multiplexer buffers for them is what a
+    /// stranger can make a node keep).
+    fn greet(&mut self, peer: PeerId) {
+        if !self.peers.greet_now(&peer) {
+            return;
+        }
+        // The members this node knows, so the newcomer learns senders it is not connected
+        // to (on auth/1 this rode in the `Welcome`, read from anyone).
+        self.share_roster(peer);
         self.reserve_on_broker(peer);
         // Tell the newcomer where everyone is.
         let records: Vec<Vec<u8>> = self
@@ -91,11 +105,6 @@ impl Daemon {
         self.start_sync(peer);
         // Which senders this node hears on the plane, so the newcomer knows what to send.
         self.report_heard_to(peer);
-        if self.pending_tags.iter().any(|t| t.peer == peer)
-            && let Some(cert) = self.certs.get(&peer).cloned()
-        {
-            self.check_tag(peer, &cert);
-        }
     }
 
     /// Sends `peer` the certificates of the other members this node knows, in one push.
@@ -269,6 +278,8 @@ impl Daemon {
         let now = now_us() / 1_000_000;
         match reply {
             AuthReply::Welcome { cert, roster } => {
+                // The peer admitted this node (it answers a hello that verified only).
+                self.peers.welcomed(&peer);
                 let known = self.node.knows_peer(&peer);
                 match self.node.authenticate_peer(&peer, &cert, now) {
                     Ok(cert) => {

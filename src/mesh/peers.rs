@@ -113,6 +113,11 @@ pub struct Peer<A> {
     probe_failures: u8,
     /// When this node last started a dial to it as a stranger ([`STRANGER_RETRY`]).
     stranger_tried: Option<Instant>,
+    /// Its `Welcome` to this node's hello arrived on the current connections: it has admitted
+    /// this node, so what this node sends it is read, not held at its gate.
+    welcomed: bool,
+    /// This node greeted it (roster share, presence, catch-up…) on the current connections.
+    greeted: bool,
     since_us: u64,
     revision: u64,
     /// Found on this LAN (mDNS, a presence record with an address here): a member of the
@@ -146,6 +151,8 @@ impl<A> Default for Peer<A> {
             probe_in_flight: false,
             probe_failures: 0,
             stranger_tried: None,
+            welcomed: false,
+            greeted: false,
             since_us: 0,
             revision: 0,
             lan: false,
@@ -656,6 +663,8 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
         st.connections = num_established;
         if num_established == 0 {
             st.authenticated = false;
+            st.welcomed = false;
+            st.greeted = false;
             st.since_us = now_us;
             st.connected_at = None;
             st.last_heard = None;
@@ -747,6 +756,25 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
         st.refused = false;
         self.circuits.remove(peer);
         Some(newly)
+    }
+
+    /// The peer's `Welcome` arrived: it admitted this node.
+    pub fn welcomed(&mut self, peer: &K) {
+        if let Some(st) = self.peers.get_mut(peer).filter(|s| s.connections > 0) {
+            st.welcomed = true;
+        }
+    }
+
+    /// Whether to greet `peer` now: this node admitted it, it admitted this node, and it was
+    /// not greeted yet on its current connections (then it counts as greeted).
+    pub fn greet_now(&mut self, peer: &K) -> bool {
+        match self.peers.get_mut(peer) {
+            Some(st) if st.authenticated && st.welcomed && !st.greeted => {
+                st.greeted = true;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The peer proved it is not a member: no more re-dials, and blocked for [`BLOCK_FOR`].

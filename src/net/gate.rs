@@ -22,7 +22,7 @@ use libp2p::{Multiaddr, PeerId};
 
 /// Inbound streams held per closed connection by default ([`Gate::new`]); more are dropped
 /// (closed).
-const MAX_HELD_INBOUND: usize = 4;
+const MAX_HELD_INBOUND: usize = 2;
 
 /// The gate around behaviour `B`.
 pub struct Gate<B: NetworkBehaviour> {

@@ -454,12 +454,18 @@ fn vm(pid: u32, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
 }
 
-#[test]
-fn a_stranger_flooding_pre_auth_frames_costs_little_memory() {
-    if !netns::require_netns() {
-        return;
-    }
-    let mut f = Field::provision("preauth", &[], &[("honest", MEMBER), ("victim", MEMBER)]);
+/// What a stranger's flood cost the victim: its peak RSS growth, the flood's connections, the
+/// victim's denied count and its slowest `status` answer meanwhile.
+struct Flooded {
+    growth: u64,
+    denied: u64,
+    slowest: Duration,
+}
+
+/// 50 strangers from one address run `mode` of the rogue (`preauth-flood` or `held-flood`)
+/// against a victim while an honest member sends it 20 alerts, all of which must arrive.
+fn stranger_flood(hint: &str, mode: &str) -> Flooded {
+    let mut f = Field::provision(hint, &[], &[("honest", MEMBER), ("victim", MEMBER)]);
     let (honest, victim) = (f.idx("honest"), f.idx("victim"));
     f.start(honest);
     f.start(victim);
@@ -468,7 +474,7 @@ fn a_stranger_flooding_pre_auth_frames_costs_little_memory() {
     f.listen(victim);
     std::thread::sleep(Duration::from_millis(500));
     let s = f.status(victim).expect("status");
-    let peer = format!(
+    let addr = format!(
         "/ip4/{}/tcp/{}/p2p/{}",
         f.devs[victim].host.addr(),
         tcp_port(&f, victim),
@@ -478,11 +484,10 @@ fn a_stranger_flooding_pre_auth_frames_costs_little_memory() {
     // Peak RSS from now on (writing 5 to clear_refs resets VmHWM).
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset the peak RSS");
     let rss = vm(pid, "VmRSS");
-    // 50 strangers, 8 requests of 1 MiB each: what /ptt-node/auth/1 read from anyone.
     let mut r = stranger
         .spawn(
             rogue_bin(),
-            ["--peer", &peer, "--mode", "preauth-flood", "--count", "50"],
+            ["--peer", &addr, "--mode", mode, "--count", "50"],
             &[],
         )
         .expect("rogue");
@@ -496,41 +501,83 @@ fn a_stranger_flooding_pre_auth_frames_costs_little_memory() {
         std::thread::sleep(Duration::from_millis(150));
     }
     f.wait_all(victim, "honest", 20, Duration::from_secs(30));
-    // Every stranger that got in has had its 8 frames refused (or its connection closed).
+    // Every stranger that got in has written its frames: refused (auth), or sitting unread
+    // in the victim's buffers until its authentication timeout (held).
     let _ = f
         .lan
         .wait_until("the flood is written", Duration::from_secs(20), || {
             let out = r.stdout_lines();
             let c = out.iter().filter(|l| l.starts_with("connected")).count();
             let s = out.iter().filter(|l| l.starts_with("sent")).count();
-            if c > 0 && s >= c {
+            if c > 0 && (s >= c || mode == "held-flood") {
                 Cond::Done(())
             } else {
                 Cond::Pending(format!("{out:?}"))
             }
         });
+    if mode == "held-flood" {
+        std::thread::sleep(Duration::from_secs(2));
+    }
     let out = r.stdout_lines();
     let _ = r.kill();
     let connected = out.iter().filter(|l| l.starts_with("connected")).count();
-    let sent = out.iter().filter(|l| l.starts_with("sent")).count();
     let after = f.status(victim).expect("status");
     let peak = vm(pid, "VmHWM");
-    let growth = peak.saturating_sub(rss);
+    let seen = Flooded {
+        growth: peak.saturating_sub(rss),
+        denied: count(&after, &["peers", "denied"]),
+        slowest,
+    };
     println!(
-        "preauth-flood: {connected} of 50 connected ({sent} sent their 8 frames), {} denied; \
-         victim RSS {rss} B before, peak {peak} B (+{growth} B); status at worst {slowest:?}",
-        after["peers"]["denied"]
+        "{mode}: {connected} of 50 connected, {} denied; victim RSS {rss} B before, peak \
+         {peak} B (+{} B); status at worst {slowest:?}",
+        seen.denied, seen.growth
     );
     assert!(
         connected >= 1,
         "the flood never connected: {out:?} {}",
         r.stderr()
     );
+    seen
+}
+
+#[test]
+fn a_stranger_flooding_pre_auth_frames_costs_little_memory() {
+    if !netns::require_netns() {
+        return;
+    }
+    // 8 requests of 1 MiB each per connection: what /ptt-node/auth/1 read from anyone.
+    let seen = stranger_flood("preauth", "preauth-flood");
     assert!(
-        growth < 20 << 20,
-        "the victim's RSS grew by {growth} bytes under the flood"
+        seen.growth < 20 << 20,
+        "the victim's RSS grew by {} bytes under the flood",
+        seen.growth
     );
-    assert!(slowest < Duration::from_secs(1), "status took {slowest:?}");
+    assert!(
+        seen.slowest < Duration::from_secs(1),
+        "status took {:?}",
+        seen.slowest
+    );
+}
+
+#[test]
+fn a_stranger_filling_held_streams_costs_bounded_memory() {
+    if !netns::require_netns() {
+        return;
+    }
+    // 8 requests of 256 KiB on each of push, catch-up and repair per connection: never read
+    // before authentication, so what they cost is what the multiplexer buffers.
+    let seen = stranger_flood("held", "held-flood");
+    assert!(
+        seen.growth < 20 << 20,
+        "the victim's RSS grew by {} bytes under the flood",
+        seen.growth
+    );
+    assert!(
+        seen.slowest < Duration::from_secs(1),
+        "status took {:?}",
+        seen.slowest
+    );
 }
 
 /// Issue 24, finding 2: a catch-up responder no longer decides its requester's CPU.
