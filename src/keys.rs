@@ -47,6 +47,10 @@ pub const SIG_UPDATE: &[u8] = b"ptt-node/v1/sig/update";
 /// sender whose clock runs further ahead than this is unreadable until the receiver's own
 /// position catches up (with hourly rotation, 416 days).
 pub const MAX_RATCHET_AHEAD: u64 = 10_000;
+/// A key-cache miss derives at most this many ratchet steps once the way to its period was
+/// walked: the secrets every this many periods from a chain's oldest are kept in memory as
+/// checkpoints (never saved; each can be derived from the chain anyway).
+pub const RATCHET_CHECKPOINT_EVERY: u64 = 64;
 
 /// HKDF info prefix for the pairwise key of directed messages.
 pub const LABEL_DIRECT_KEY: &[u8] = b"ptt-node/v1/direct-key";
@@ -326,6 +330,39 @@ impl Chain {
             s = s.ratchet();
         }
         Some(s)
+    }
+
+    /// The secret of `period` like [`Chain::secret_at`], derived from the nearest of
+    /// `checkpoints` at or before it (else from the chain), recording a checkpoint every
+    /// [`RATCHET_CHECKPOINT_EVERY`] periods on the way; also returns the steps it took.
+    /// Checkpoints before the chain's oldest period are dropped first: nothing erased stays.
+    pub fn secret_via(
+        &self,
+        checkpoints: &mut std::collections::BTreeMap<u64, ChannelSecret>,
+        period: u64,
+    ) -> Option<(ChannelSecret, u64)> {
+        if self.rotate_secs == 0 {
+            return self.secret_at(period).map(|s| (s, 0));
+        }
+        let ahead = period.checked_sub(self.period)?;
+        if ahead > MAX_RATCHET_AHEAD {
+            return None;
+        }
+        *checkpoints = checkpoints.split_off(&self.period);
+        let (mut p, mut s) = match checkpoints.range(..=period).next_back() {
+            Some((p, s)) => (*p, s.clone()),
+            None => (self.period, self.secret.clone()),
+        };
+        let mut steps = 0;
+        while p < period {
+            s = s.ratchet();
+            p += 1;
+            steps += 1;
+            if (p - self.period).is_multiple_of(RATCHET_CHECKPOINT_EVERY) {
+                checkpoints.insert(p, s.clone());
+            }
+        }
+        Some((s, steps))
     }
 
     /// Moves the chain to `period`, erasing every earlier secret; no-op when it is there

@@ -23,13 +23,13 @@ mod update;
 mod validate;
 pub mod voice;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::Serialize;
 
 use crate::cert::{Certificate, Descriptor};
-use crate::keys::{Chain, DeviceSecrets, DomainId, MessageKey};
+use crate::keys::{Chain, ChannelSecret, DeviceSecrets, DomainId, MessageKey};
 use crate::presence::Presence;
 use crate::replay::ReplayGuard;
 
@@ -118,6 +118,10 @@ pub struct Node {
     descriptor: Descriptor,
     keys: HashMap<(u32, u32), Chain>,
     key_cache: RefCell<HashMap<(u32, u32, u64, bool), MessageKey>>,
+    /// Per (channel, epoch): ratchet checkpoints ([`crate::keys::RATCHET_CHECKPOINT_EVERY`]).
+    checkpoints: RefCell<HashMap<(u32, u32), BTreeMap<u64, ChannelSecret>>>,
+    /// Ratchet steps derived for key-cache misses since start.
+    ratchet_steps: Cell<u64>,
     voice_buckets: HashMap<(u32, u32), Bucket>,
     voice_replay: ReplayGuard,
     /// Voice packets with a seq below this are refused as stale (set at start-up).
@@ -171,6 +175,8 @@ impl Node {
             descriptor: cfg.descriptor,
             keys,
             key_cache: RefCell::new(HashMap::new()),
+            checkpoints: RefCell::new(HashMap::new()),
+            ratchet_steps: Cell::new(0),
             voice_buckets: HashMap::new(),
             voice_replay: ReplayGuard::new(voice::VOICE_REPLAY_WINDOW),
             voice_since_us: 0,

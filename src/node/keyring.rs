@@ -113,19 +113,32 @@ impl Node {
         {
             return Ok(k.clone());
         }
-        let secret = chain.secret_at(period).ok_or(Unreadable::KeyErased {
-            channel,
-            epoch,
-            period,
-        })?;
+        let (secret, steps) = chain
+            .secret_via(
+                self.checkpoints
+                    .borrow_mut()
+                    .entry((channel, epoch))
+                    .or_default(),
+                period,
+            )
+            .ok_or(Unreadable::KeyErased {
+                channel,
+                epoch,
+                period,
+            })?;
+        self.ratchet_steps.set(self.ratchet_steps.get() + steps);
         let key = if voice {
             secret.voice_key(self.domain(), channel, epoch, period)
         } else {
             secret.message_key(self.domain(), channel, epoch, period)
         };
         let mut cache = self.key_cache.borrow_mut();
-        if cache.len() >= KEY_CACHE {
-            cache.clear();
+        if cache.len() >= KEY_CACHE
+            && let Some(k) = cache.keys().next().copied()
+        {
+            // One goes, not all: a sender cycling through more periods than the cache holds
+            // costs a miss each (a checkpoint's worth of steps at most), not the whole cache.
+            cache.remove(&k);
         }
         cache.insert((channel, epoch, period, voice), key.clone());
         Ok(key)
@@ -156,7 +169,24 @@ impl Node {
                 .retain(|(c, e, p, _), _| keys.get(&(*c, *e)).is_some_and(|k| *p >= k.period));
             self.counters.keys_erased += erased;
         }
+        // Erased means erased: no checkpoint before a chain's oldest period stays, nor any of
+        // a chain no longer held.
+        let keys = &self.keys;
+        self.checkpoints
+            .borrow_mut()
+            .retain(|ce, points| match keys.get(ce) {
+                Some(k) => {
+                    *points = points.split_off(&k.period);
+                    true
+                }
+                None => false,
+            });
         erased
+    }
+
+    /// Ratchet steps derived for key-cache misses since start.
+    pub fn ratchet_steps(&self) -> u64 {
+        self.ratchet_steps.get()
     }
 
     /// The key chains held, to be saved (secret: the caller writes them 0600 and zeroizes).

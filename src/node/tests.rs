@@ -1582,3 +1582,60 @@ fn a_revoked_devices_presence_is_dropped_refused_and_not_searched() {
     );
     assert!(!listed(&n[0]));
 }
+
+/// Issue 24, finding 1: a key-cache miss used to cost a walk from the chain's oldest period
+/// (up to 10 000 HKDF steps, 5.6 ms); with checkpoints every 64 periods, once the way was
+/// walked a miss costs at most 64 steps, and a checkpoint never outlives erasure.
+#[test]
+fn a_key_miss_costs_at_most_a_checkpoint_of_ratchet_steps() {
+    let (_, mut n, _) = domain_with_authority();
+    let m = &mut n[1];
+    let p0 = m.key_period(1, 1).expect("a chain for alerts");
+    let rotate = u64::from(m.descriptor().policy(1).rotate_secs);
+    let seq = |period: u64| period * rotate * 1_000_000;
+    // 70 distinct periods, far and near alternately: more than the key cache holds.
+    let periods: Vec<u64> = (0..70)
+        .map(|i| {
+            if i % 2 == 0 {
+                p0 + 4_990 - i
+            } else {
+                p0 + 10 + i
+            }
+        })
+        .collect();
+    let before = m.ratchet_steps();
+    for p in &periods {
+        m.key_for(1, 1, seq(*p)).expect("key");
+    }
+    let steps = m.ratchet_steps() - before;
+    // The first far period walks the way once; every other miss starts at a checkpoint.
+    let bound = 4_990 + 70 * crate::keys::RATCHET_CHECKPOINT_EVERY;
+    assert!(
+        steps <= bound,
+        "{steps} ratchet steps, at most {bound} expected"
+    );
+    // Without checkpoints: the sum of the distances, about 175 000.
+    let walks: u64 = periods.iter().map(|p| p - p0).sum();
+    assert!(
+        walks > 10 * bound,
+        "the test's periods are too close: {walks}"
+    );
+    // The same keys, whichever way they were derived.
+    let chain = m
+        .key_state()
+        .into_iter()
+        .find(|(c, e, _)| (*c, *e) == (1, 1))
+        .unwrap()
+        .2;
+    let direct = chain
+        .secret_at(p0 + 4_990)
+        .unwrap()
+        .message_key(m.domain(), 1, 1, p0 + 4_990);
+    let domain = *m.domain();
+    let via = m.key_for(1, 1, seq(p0 + 4_990)).unwrap();
+    let sealed = via.seal(&[0; 12], &domain.0, b"x");
+    assert_eq!(
+        direct.open(&[0; 12], &domain.0, &sealed).as_deref(),
+        Some(&b"x"[..])
+    );
+}
