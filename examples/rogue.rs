@@ -13,6 +13,11 @@
 //! (junk), or with the ones asked for under a broken signature (forged). Both print
 //! `authenticated T` and then `fetch K` for each fetch request answered.
 //!
+//! `plane-forge` sends N datagrams on the domain's multicast plane, sealed under the plane
+//! key the member holds, each carrying an envelope that names member `--as DEVICE` as its
+//! sender under the rogue's own (so, wrong) signature: what any holder of the plane key can do
+//! in an honest member's name. It needs no `--peer`, and prints `sent N T`.
+//!
 //! `held-flood` is the same stranger on the protocols a daemon holds unread until a peer is
 //! authenticated (push, catch-up, repair): F requests of B bytes (default 256 KiB, Yamux's
 //! initial window) on each of the three, which the daemon never reads, so what it costs is what
@@ -70,6 +75,7 @@ enum Mode {
     HeldFlood,
     CatchupJunk,
     CatchupForged,
+    PlaneForge,
 }
 
 struct Args {
@@ -80,6 +86,7 @@ struct Args {
     channel: u32,
     frames: u32,
     frame_bytes: usize,
+    as_device: u32,
 }
 
 fn usage(why: &str) -> ! {
@@ -91,7 +98,7 @@ fn usage(why: &str) -> ! {
 
 fn args() -> Args {
     let (mut bundle, mut peer, mut mode, mut count, mut channel) = (None, None, None, None, 1);
-    let (mut frames, mut frame_bytes) = (8, 1 << 20);
+    let (mut frames, mut frame_bytes, mut as_device) = (8, 1 << 20, 0);
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it
@@ -114,6 +121,7 @@ fn args() -> Args {
                     "held-flood" => Mode::HeldFlood,
                     "catchup-junk" => Mode::CatchupJunk,
                     "catchup-forged" => Mode::CatchupForged,
+                    "plane-forge" => Mode::PlaneForge,
                     m => usage(&format!("unknown mode {m}")),
                 })
             }
@@ -128,6 +136,11 @@ fn args() -> Args {
                 channel = value
                     .parse()
                     .unwrap_or_else(|e| usage(&format!("--channel: {e}")))
+            }
+            "--as" => {
+                as_device = value
+                    .parse()
+                    .unwrap_or_else(|e| usage(&format!("--as: {e}")))
             }
             "--frames" => {
                 frames = value
@@ -146,15 +159,73 @@ fn args() -> Args {
     if bundle.is_none() && !matches!(mode, Mode::PreauthFlood | Mode::HeldFlood) {
         usage("--bundle is required");
     }
+    let peer = match (peer, mode) {
+        (Some(p), _) => p,
+        (None, Mode::PlaneForge) => Multiaddr::empty(),
+        (None, _) => usage("--peer is required"),
+    };
     Args {
         bundle,
-        peer: peer.unwrap_or_else(|| usage("--peer is required")),
+        peer,
         mode,
         count: count.unwrap_or_else(|| usage("--count is required")),
         channel,
         frames,
         frame_bytes,
+        as_device,
     }
+}
+
+/// `plane-forge`: datagrams sealed under the member's plane key, each an envelope in member
+/// `a.as_device`'s name with the rogue's signature, sent to the domain's group.
+fn plane_forge(a: &Args, bundle_dir: &std::path::Path) {
+    let bundle = Bundle::load(bundle_dir).unwrap_or_else(|e| usage(&e.to_string()));
+    let domain = bundle.descriptor.domain;
+    let identity = bundle.secrets.identity.clone();
+    let cfg = bundle
+        .into_node_config(bundle_dir)
+        .unwrap_or_else(|e| usage(&e.to_string()));
+    let node = ptt_node::node::Node::new(cfg, 0);
+    let Some((epoch, secret)) = node.plane_secrets().into_iter().max_by_key(|(e, _)| *e) else {
+        usage("the bundle holds no plane key");
+    };
+    let key = ptt_node::keys::plane_key(&domain.0, epoch, &secret);
+    let group = ptt_node::plane::group_for(&domain.0);
+    let garbage_key = ChannelSecret([0x5a; 32]).message_key(&domain, a.channel, 1, 0);
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap_or_else(|e| usage(&e.to_string()));
+    let _ = socket.set_multicast_ttl_v4(1);
+    let base = now_us();
+    let mut sent = 0;
+    for i in 0..a.count {
+        let header = Header {
+            version: envelope::VERSION,
+            domain_tag: domain.tag(),
+            channel: a.channel,
+            epoch: 1,
+            sender: a.as_device,
+            seq: base + i,
+        };
+        let body = envelope::seal(&identity, &domain, &header, &garbage_key, b"forged");
+        let Ok(d) = ptt_node::plane::seal(
+            &key,
+            epoch,
+            &domain.0,
+            &[0x77; ptt_node::plane::PLANE_NONCE_PREFIX_LEN],
+            i,
+            ptt_node::plane::Kind::Alert,
+            a.as_device,
+            1_000_000 + i as u32,
+            &body,
+        ) else {
+            continue;
+        };
+        if socket.send_to(&d, (group.v4, group.port)).is_ok() {
+            sent += 1;
+        }
+        // About 500 a second.
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    println!("sent {sent} {}", now_us());
 }
 
 fn now_us() -> u64 {
@@ -384,6 +455,9 @@ async fn main() {
     let Some(bundle_dir) = &a.bundle else {
         usage("--bundle is required");
     };
+    if a.mode == Mode::PlaneForge {
+        return plane_forge(&a, bundle_dir);
+    }
     let bundle = Bundle::load(bundle_dir).unwrap_or_else(|e| usage(&e.to_string()));
     let keypair = bundle
         .libp2p_keypair()

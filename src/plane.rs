@@ -22,6 +22,7 @@
 //! messages, serving, and the requester's retries and give-ups.
 
 pub mod evidence;
+pub mod forgeries;
 pub mod gaps;
 pub mod repair;
 pub mod ring;

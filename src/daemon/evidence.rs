@@ -128,6 +128,11 @@ impl Daemon {
         }
     }
 
+    /// Datagrams naming `sender` are suspended (forgeries in its name): it leaves the heard set.
+    pub(super) fn evidence_suspect(&mut self, sender: u32) {
+        self.evidence.core.suspect(sender, now_us());
+    }
+
     /// A data datagram of `sender` from the plane was accepted.
     pub(super) fn evidence_on_data(&mut self, sender: u32, pseq: u32) {
         self.evidence.core.on_data(sender, pseq, now_us());

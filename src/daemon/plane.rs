@@ -56,6 +56,8 @@ pub(super) struct PlaneState {
     /// Datagrams under a plane epoch this node does not hold yet (its update is on the way),
     /// with when they came: opened when the epoch arrives, dropped after [`HOLD_FOR`].
     held: std::collections::VecDeque<(Instant, Vec<u8>)>,
+    /// Failed signatures per sender named, and suspensions ([`plane::forgeries`]).
+    forgeries: plane::forgeries::Forgeries,
     counters: PlaneCounters,
     last_iface_read: Instant,
     last_rejoin: Instant,
@@ -114,6 +116,7 @@ impl PlaneState {
             buf: vec![0; BUF],
             repair: super::repair::PlaneRepair::default(),
             held: std::collections::VecDeque::new(),
+            forgeries: Default::default(),
             counters: PlaneCounters::default(),
             last_iface_read: long_ago,
             last_rejoin: Instant::now(),
@@ -331,12 +334,30 @@ impl Daemon {
             return true;
         }
         let (sender, pseq) = (inner.sender, inner.pseq);
+        let now = super::now_us();
+        if p.forgeries.is_suspended(sender, now) {
+            // Forgeries in this sender's name came by the plane: its datagrams go unverified
+            // for a while, and its messages come by gossip meanwhile.
+            p.drop_as("plane_sender_suspended");
+            return true;
+        }
         let body = inner.body.to_vec();
         let taken = if voice {
             self.take_voice(&body, Arrival::Multicast)
         } else {
             self.take_envelope(body.clone(), Via::Multicast, Arrival::Multicast)
         };
+        if let Err(crate::node::Rejection::Envelope(crate::envelope::EnvelopeError::BadSignature)) =
+            taken
+            && let Some(p) = self.plane.as_mut()
+            && p.forgeries.failed(sender, now)
+        {
+            tracing::warn!(
+                sender,
+                "plane: forgeries in this sender's name; its datagrams go unverified for 30 s"
+            );
+            self.evidence_suspect(sender);
+        }
         if let Err(crate::node::Rejection::RateLimited { .. }) = taken
             && !voice
         {

@@ -410,6 +410,15 @@ impl Evidence {
         }
     }
 
+    /// Datagrams naming `sender` are not to be trusted for a while (forgeries in its name,
+    /// [`super::forgeries`]): it leaves the heard set now, if it was in, so the report tells the
+    /// peers to send its messages by gossip again; it may re-enter as after any leave.
+    pub fn suspect(&mut self, sender: u32, now_us: u64) {
+        if self.heard.contains(&sender) {
+            self.leave(sender, now_us);
+        }
+    }
+
     fn leave(&mut self, sender: u32, now_us: u64) {
         if let Some(s) = self.senders.get_mut(&sender) {
             s.heard = false;

@@ -621,3 +621,95 @@ fn a_catch_up_responder_sending_junk_or_forgeries_is_cut_off() {
         );
     }
 }
+
+/// Issue 24, finding 1, the plane's case: any holder of the plane key can seal datagrams in an
+/// honest member's name under a bad signature, and no forwarder can be charged for them.
+#[test]
+fn plane_forgeries_in_a_members_name_stop_costing_signatures() {
+    if !netns::require_netns() {
+        return;
+    }
+    let mut f = Field::provision(
+        "plforge",
+        &[],
+        &[("honest", MEMBER), ("victim", MEMBER), ("rogue", MEMBER)],
+    );
+    let (honest, victim, rogue) = (f.idx("honest"), f.idx("victim"), f.idx("rogue"));
+    f.start(honest);
+    f.start(victim);
+    f.lan
+        .wait_until(
+            "honest and victim authenticate",
+            Duration::from_secs(30),
+            || match f
+                .status(victim)
+                .and_then(|s| s["peers"]["authenticated"].as_u64())
+            {
+                Some(1) => Cond::Done(()),
+                other => Cond::Pending(format!("{other:?}")),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    f.listen(victim);
+    std::thread::sleep(Duration::from_millis(500));
+    let as_device = f.status(honest).expect("status")["device_number"]
+        .as_u64()
+        .expect("device number")
+        .to_string();
+    let before = f.status(victim).expect("status");
+    let bundle = f.devs[rogue].bundle.clone();
+    let mut r = f.devs[rogue]
+        .host
+        .spawn(
+            rogue_bin(),
+            [
+                "--bundle",
+                p(&bundle),
+                "--mode",
+                "plane-forge",
+                "--as",
+                &as_device,
+                "--count",
+                "500",
+            ],
+            &[],
+        )
+        .expect("rogue");
+    // About a second of forgeries, with honest alerts across it.
+    for k in 0..20 {
+        f.send(honest, "honest", k..k + 1);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f.lan
+        .wait_until("the rogue has sent", Duration::from_secs(30), || {
+            match r.stdout_lines().iter().find(|l| l.starts_with("sent")) {
+                Some(l) => Cond::Done(l.clone()),
+                None => Cond::Pending(r.stderr()),
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    f.wait_all(victim, "honest", 20, Duration::from_secs(30));
+    let after = f.status(victim).expect("status");
+    let _ = r.kill();
+    let suspended = count(&after, &["plane", "dropped", "plane_sender_suspended"]);
+    let bad = count(&after, &["counters", "rejected", "bad_signature"])
+        - count(&before, &["counters", "rejected", "bad_signature"]);
+    let verified = count(&after, &["counters", "signatures_verified"])
+        - count(&before, &["counters", "signatures_verified"]);
+    println!(
+        "plane-forge: {bad} forgeries checked, {suspended} dropped unverified, {verified} \
+         signatures in all; honest alerts all arrived"
+    );
+    // Eight forgeries cost a signature each, then the sender named is suspended on the plane
+    // (its alerts come by gossip meanwhile, and all 20 honest ones arrived).
+    assert!(bad >= 1, "no forgery reached validation: {after}");
+    assert!(bad <= 8, "{bad} forgeries cost a signature: {after}");
+    assert!(
+        suspended >= 400,
+        "only {suspended} forgeries dropped unverified: {after}"
+    );
+    assert!(
+        verified <= 8 + 20 + 2,
+        "{verified} signatures checked: {after}"
+    );
+}
