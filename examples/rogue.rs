@@ -308,18 +308,8 @@ async fn preauth_flood(a: &Args) {
     };
     // A roster push (variant 1) of as many empty certificates as the frame holds: a varint
     // count, then one zero byte (an empty byte string) per entry.
-    let varint = |mut n: usize| {
-        let mut v = Vec::new();
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                v.push(byte);
-                return v;
-            }
-            v.push(byte | 0x80);
-        }
-    };
+    // postcard writes a count as a varint.
+    let varint = |n: usize| ptt_node::wire::encode(&n);
     let body_len = frame_bytes.max(8);
     let mut n = body_len - 1;
     while 1 + varint(n).len() + n > body_len {

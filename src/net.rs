@@ -854,18 +854,8 @@ mod tests {
     /// empty byte string, or the number 0). With `count` None, as many as fill `max` bytes.
     /// Every such frame is a valid encoding: only a bound on the list refuses it.
     fn list_frame(prefix: &[u8], count: Option<usize>, max: usize) -> Vec<u8> {
-        let varint = |mut n: usize| {
-            let mut v = Vec::new();
-            loop {
-                let byte = (n & 0x7f) as u8;
-                n >>= 7;
-                if n == 0 {
-                    v.push(byte);
-                    return v;
-                }
-                v.push(byte | 0x80);
-            }
-        };
+        // postcard writes a count as a varint.
+        let varint = |n: usize| wire::encode(&n);
         let count = count.unwrap_or_else(|| {
             let mut n = max - prefix.len();
             while prefix.len() + varint(n).len() + n > max {

@@ -130,19 +130,6 @@ fn a_stranger_opening_many_connections_is_held_to_its_share() {
     );
 }
 
-/// Device `name` as device `i`'s `peers --json` shows it.
-fn peer(f: &Field, i: usize, name: &str) -> Option<Value> {
-    let d = &f.devs[i];
-    let out = d
-        .host
-        .run(BIN, ["peers", "--json", "--data", p(&d.data)])
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|x| x["name"] == name)
-}
-
 #[test]
 fn a_member_whose_certificate_expires_is_cut_off_within_a_second() {
     if !netns::require_netns() {
@@ -175,7 +162,7 @@ fn a_member_whose_certificate_expires_is_cut_off_within_a_second() {
         let p = f
             .lan
             .wait_until(&what, Duration::from_secs(60), || {
-                match peer(&f, i, "short") {
+                match f.peer(i, "short") {
                     Some(p) if p["state"] == "refused" => Cond::Done(p),
                     other => Cond::Pending(format!("{other:?}")),
                 }
@@ -209,7 +196,7 @@ fn a_member_whose_certificate_expires_is_cut_off_within_a_second() {
         .collect();
     assert!(got.is_empty(), "the expired device got {got:?}");
     for i in [m1, m2] {
-        let p = peer(&f, i, "short").expect("still listed");
+        let p = f.peer(i, "short").expect("still listed");
         assert_eq!(p["state"], "refused", "{p}");
         assert_eq!(p["connected"], false, "{p}");
     }
@@ -235,28 +222,16 @@ fn count(s: &Value, path: &[&str]) -> u64 {
     path.iter().fold(s, |v, k| &v[*k]).as_u64().unwrap_or(0)
 }
 
-/// What [`attack`] saw on the victim.
-struct Seen {
-    /// `status` before the attack and after it.
-    before: Value,
-    after: Value,
-    /// The slowest `status` answer during the attack.
-    slowest: Duration,
-    /// The honest alerts' delays (µs, sorted).
-    delays: Vec<u64>,
-    /// The rogue as the victim's `peers` shows it at the end.
-    rogue: Option<Value>,
-}
-
-/// Runs `mode` of the rogue member against `victim` while `honest` sends 20 alerts 100 ms apart
-/// to it, until the rogue prints a line starting with `done`.
-fn attack(hint: &str, mode: &str, n: u32, done: &str) -> Seen {
-    let mut f = Field::provision(
-        hint,
-        &[],
-        &[("honest", MEMBER), ("victim", MEMBER), ("rogue", MEMBER)],
-    );
-    let (honest, victim, rogue) = (f.idx("honest"), f.idx("victim"), f.idx("rogue"));
+/// A field of `honest` and `victim` (and, with `rogue`, a member bundle for the rogue, whose
+/// daemon never runs), the two daemons authenticated to each other and `listen` running on
+/// the victim.
+fn honest_and_victim(hint: &str, rogue: bool) -> (Field, usize, usize) {
+    let mut specs = vec![("honest", MEMBER), ("victim", MEMBER)];
+    if rogue {
+        specs.push(("rogue", MEMBER));
+    }
+    let mut f = Field::provision(hint, &[], &specs);
+    let (honest, victim) = (f.idx("honest"), f.idx("victim"));
     f.start(honest);
     f.start(victim);
     f.lan
@@ -274,13 +249,39 @@ fn attack(hint: &str, mode: &str, n: u32, done: &str) -> Seen {
         .unwrap_or_else(|e| panic!("{e}"));
     f.listen(victim);
     std::thread::sleep(Duration::from_millis(500));
-    let s = f.status(victim).expect("status");
-    let addr = format!(
+    (f, honest, victim)
+}
+
+/// The address a peer dials device `i` at, its peer id included.
+fn victim_addr(f: &Field, i: usize) -> String {
+    let s = f.status(i).expect("status");
+    format!(
         "/ip4/{}/tcp/{}/p2p/{}",
-        f.devs[victim].host.addr(),
-        tcp_port(&f, victim),
+        f.devs[i].host.addr(),
+        tcp_port(f, i),
         s["peer_id"].as_str().expect("peer id")
-    );
+    )
+}
+
+/// What [`attack`] saw on the victim.
+struct Seen {
+    /// `status` before the attack and after it.
+    before: Value,
+    after: Value,
+    /// The slowest `status` answer during the attack.
+    slowest: Duration,
+    /// The honest alerts' delays (µs, sorted).
+    delays: Vec<u64>,
+    /// The rogue as the victim's `peers` shows it at the end.
+    rogue: Option<Value>,
+}
+
+/// Runs `mode` of the rogue member against `victim` while `honest` sends 20 alerts 100 ms apart
+/// to it, until the rogue prints a line starting with `done`.
+fn attack(hint: &str, mode: &str, n: u32, done: &str) -> Seen {
+    let (f, honest, victim) = honest_and_victim(hint, true);
+    let rogue = f.idx("rogue");
+    let addr = victim_addr(&f, victim);
     let bundle = f.devs[rogue].bundle.clone();
     // Before the rogue exists: a catch-up session with it starts as soon as it is admitted.
     let before = f.status(victim).expect("status");
@@ -350,7 +351,7 @@ fn attack(hint: &str, mode: &str, n: u32, done: &str) -> Seen {
         })
         .collect();
     delays.sort_unstable();
-    let rogue = peer(&f, victim, "rogue");
+    let rogue = f.peer(victim, "rogue");
     let _ = r.kill();
     Seen {
         before,
@@ -462,24 +463,28 @@ struct Flooded {
     slowest: Duration,
 }
 
+impl Flooded {
+    /// The victim's peak RSS grew by less than 20 MB, and it answered `status` within 1 s.
+    fn assert_bounded(&self) {
+        assert!(
+            self.growth < 20 << 20,
+            "the victim's RSS grew by {} bytes under the flood",
+            self.growth
+        );
+        assert!(
+            self.slowest < Duration::from_secs(1),
+            "status took {:?}",
+            self.slowest
+        );
+    }
+}
+
 /// 50 strangers from one address run `mode` of the rogue (`preauth-flood` or `held-flood`)
 /// against a victim while an honest member sends it 20 alerts, all of which must arrive.
 fn stranger_flood(hint: &str, mode: &str) -> Flooded {
-    let mut f = Field::provision(hint, &[], &[("honest", MEMBER), ("victim", MEMBER)]);
-    let (honest, victim) = (f.idx("honest"), f.idx("victim"));
-    f.start(honest);
-    f.start(victim);
+    let (f, honest, victim) = honest_and_victim(hint, false);
     let stranger = f.lan.add_host("x").expect("stranger");
-    f.wait_mesh(Duration::from_secs(30));
-    f.listen(victim);
-    std::thread::sleep(Duration::from_millis(500));
-    let s = f.status(victim).expect("status");
-    let addr = format!(
-        "/ip4/{}/tcp/{}/p2p/{}",
-        f.devs[victim].host.addr(),
-        tcp_port(&f, victim),
-        s["peer_id"].as_str().expect("peer id")
-    );
+    let addr = victim_addr(&f, victim);
     let pid = f.devs[victim].daemon.as_ref().expect("victim").pid();
     // Peak RSS from now on (writing 5 to clear_refs resets VmHWM).
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset the peak RSS");
@@ -547,17 +552,7 @@ fn a_stranger_flooding_pre_auth_frames_costs_little_memory() {
         return;
     }
     // 8 requests of 1 MiB each per connection: what /ptt-node/auth/1 read from anyone.
-    let seen = stranger_flood("preauth", "preauth-flood");
-    assert!(
-        seen.growth < 20 << 20,
-        "the victim's RSS grew by {} bytes under the flood",
-        seen.growth
-    );
-    assert!(
-        seen.slowest < Duration::from_secs(1),
-        "status took {:?}",
-        seen.slowest
-    );
+    stranger_flood("preauth", "preauth-flood").assert_bounded();
 }
 
 #[test]
@@ -567,17 +562,7 @@ fn a_stranger_filling_held_streams_costs_bounded_memory() {
     }
     // 8 requests of 256 KiB on each of push, catch-up and repair per connection: never read
     // before authentication, so what they cost is what the multiplexer buffers.
-    let seen = stranger_flood("held", "held-flood");
-    assert!(
-        seen.growth < 20 << 20,
-        "the victim's RSS grew by {} bytes under the flood",
-        seen.growth
-    );
-    assert!(
-        seen.slowest < Duration::from_secs(1),
-        "status took {:?}",
-        seen.slowest
-    );
+    stranger_flood("held", "held-flood").assert_bounded();
 }
 
 /// Issue 24, finding 2: a catch-up responder no longer decides its requester's CPU.
@@ -629,29 +614,8 @@ fn plane_forgeries_in_a_members_name_stop_costing_signatures() {
     if !netns::require_netns() {
         return;
     }
-    let mut f = Field::provision(
-        "plforge",
-        &[],
-        &[("honest", MEMBER), ("victim", MEMBER), ("rogue", MEMBER)],
-    );
-    let (honest, victim, rogue) = (f.idx("honest"), f.idx("victim"), f.idx("rogue"));
-    f.start(honest);
-    f.start(victim);
-    f.lan
-        .wait_until(
-            "honest and victim authenticate",
-            Duration::from_secs(30),
-            || match f
-                .status(victim)
-                .and_then(|s| s["peers"]["authenticated"].as_u64())
-            {
-                Some(1) => Cond::Done(()),
-                other => Cond::Pending(format!("{other:?}")),
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-    f.listen(victim);
-    std::thread::sleep(Duration::from_millis(500));
+    let (f, honest, victim) = honest_and_victim("plforge", true);
+    let rogue = f.idx("rogue");
     let as_device = f.status(honest).expect("status")["device_number"]
         .as_u64()
         .expect("device number")

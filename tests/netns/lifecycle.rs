@@ -24,22 +24,12 @@ fn ptt(args: &[&str]) -> String {
 }
 
 fn peer_state(f: &Field, i: usize, name: &str) -> Option<(String, String)> {
-    let d = &f.devs[i];
-    let out = d
-        .host
-        .run(BIN, ["peers", "--json", "--data", p(&d.data)])
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find_map(|x| {
-            (x["name"] == name).then(|| {
-                (
-                    x["state"].as_str().unwrap_or("").to_string(),
-                    x["last_error"].as_str().unwrap_or("").to_string(),
-                )
-            })
-        })
+    f.peer(i, name).map(|x| {
+        (
+            x["state"].as_str().unwrap_or("").to_string(),
+            x["last_error"].as_str().unwrap_or("").to_string(),
+        )
+    })
 }
 
 #[test]

@@ -16,18 +16,9 @@ use ptt_node::net::{self, AuthCodec};
 
 use crate::support::counting_alloc::{alone, live, peak, reset_peak};
 
-/// The varint postcard writes for `n`.
-fn varint(mut n: usize) -> Vec<u8> {
-    let mut v = Vec::new();
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            v.push(byte);
-            return v;
-        }
-        v.push(byte | 0x80);
-    }
+/// The varint postcard writes for `n` (a count).
+fn varint(n: usize) -> Vec<u8> {
+    ptt_node::wire::encode(&n)
 }
 
 /// A frame as a peer writes it (u32 big-endian length, then the body): `prefix` (the variant

@@ -130,6 +130,19 @@ impl Field {
         );
     }
 
+    /// Device `name` as device `i`'s `peers --json` shows it.
+    pub fn peer(&self, i: usize, name: &str) -> Option<Value> {
+        let d = &self.devs[i];
+        let out = d
+            .host
+            .run(BIN, ["peers", "--json", "--data", p(&d.data)])
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|x| x["name"] == name)
+    }
+
     pub fn status(&self, i: usize) -> Option<Value> {
         let d = &self.devs[i];
         let out = d
