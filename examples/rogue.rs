@@ -234,6 +234,14 @@ fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
+/// Up to 64 KiB of what the other side sent.
+async fn read_some<T: futures::AsyncRead + Unpin + Send>(io: &mut T) -> std::io::Result<Vec<u8>> {
+    use futures::AsyncReadExt;
+    let mut b = Vec::new();
+    io.take(64 * 1024).read_to_end(&mut b).await?;
+    Ok(b)
+}
+
 /// Frames of raw bytes on the authentication protocol, as a stranger writes them.
 #[derive(Clone, Default)]
 struct RawCodec;
@@ -250,10 +258,7 @@ impl request_response::Codec for RawCodec {
     ) -> std::io::Result<Vec<u8>> {
         // The victim's hello: taken, never answered, so the connection waits for its
         // authentication timeout instead of being refused at once.
-        use futures::AsyncReadExt;
-        let mut b = Vec::new();
-        io.take(64 * 1024).read_to_end(&mut b).await?;
-        Ok(b)
+        read_some(io).await
     }
 
     async fn read_response<T: futures::AsyncRead + Unpin + Send>(
@@ -261,10 +266,7 @@ impl request_response::Codec for RawCodec {
         _: &Self::Protocol,
         io: &mut T,
     ) -> std::io::Result<Vec<u8>> {
-        use futures::AsyncReadExt;
-        let mut b = Vec::new();
-        io.take(64 * 1024).read_to_end(&mut b).await?;
-        Ok(b)
+        read_some(io).await
     }
 
     async fn write_request<T: futures::AsyncWrite + Unpin + Send>(

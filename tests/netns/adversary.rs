@@ -10,6 +10,21 @@ use crate::support::common::{BIN, p};
 use crate::support::field::{Field, MEMBER};
 use crate::support::netns::{self, Cond};
 
+/// Waits until device `i` has `n` authenticated peers.
+fn wait_authenticated(f: &Field, i: usize, n: u64, what: &str) {
+    f.lan
+        .wait_until(what, Duration::from_secs(30), || {
+            match f
+                .status(i)
+                .and_then(|s| s["peers"]["authenticated"].as_u64())
+            {
+                Some(k) if k == n => Cond::Done(()),
+                other => Cond::Pending(format!("{other:?}")),
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
 /// The TCP port device `i`'s daemon listens on.
 fn tcp_port(f: &Field, i: usize) -> u16 {
     let s = f.status(i).expect("status");
@@ -62,19 +77,7 @@ fn a_stranger_opening_many_connections_is_held_to_its_share() {
     f.start(m1);
     f.start(m2);
     let stranger = f.lan.add_host("x").expect("stranger");
-    f.lan
-        .wait_until(
-            "m1 and m2 authenticate",
-            Duration::from_secs(30),
-            || match f
-                .status(m2)
-                .and_then(|s| s["peers"]["authenticated"].as_u64())
-            {
-                Some(1) => Cond::Done(()),
-                other => Cond::Pending(format!("{other:?}")),
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+    wait_authenticated(&f, m2, 1, "m1 and m2 authenticate");
     let victim = f.devs[m2].host.addr().to_string();
     let port = tcp_port(&f, m2).to_string();
     let mut holder = stranger
@@ -107,19 +110,7 @@ fn a_stranger_opening_many_connections_is_held_to_its_share() {
     // While the stranger holds its share, a member from another address still gets in, and
     // alerts flow both ways.
     f.start(m3);
-    f.lan
-        .wait_until(
-            "m3 authenticates with m2",
-            Duration::from_secs(30),
-            || match f
-                .status(m2)
-                .and_then(|s| s["peers"]["authenticated"].as_u64())
-            {
-                Some(2) => Cond::Done(()),
-                other => Cond::Pending(format!("{other:?}")),
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+    wait_authenticated(&f, m2, 2, "m3 authenticates with m2");
     f.listen(m2);
     std::thread::sleep(Duration::from_millis(500));
     f.send(m3, "through", 0..5);
@@ -234,19 +225,7 @@ fn honest_and_victim(hint: &str, rogue: bool) -> (Field, usize, usize) {
     let (honest, victim) = (f.idx("honest"), f.idx("victim"));
     f.start(honest);
     f.start(victim);
-    f.lan
-        .wait_until(
-            "honest and victim authenticate",
-            Duration::from_secs(30),
-            || match f
-                .status(victim)
-                .and_then(|s| s["peers"]["authenticated"].as_u64())
-            {
-                Some(1) => Cond::Done(()),
-                other => Cond::Pending(format!("{other:?}")),
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+    wait_authenticated(&f, victim, 1, "honest and victim authenticate");
     f.listen(victim);
     std::thread::sleep(Duration::from_millis(500));
     (f, honest, victim)
