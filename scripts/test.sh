@@ -40,6 +40,10 @@ cargo clippy --all-targets --locked -- -D warnings
 # in place and left out of the patch), and Cargo.lock must still use every copy.
 echo "==> vendor: vendor/ = the published crates + vendor/patches/"
 scripts/vendor.sh --check
+# The adversary tests run the hostile peer, examples/rogue, as a binary of its own:
+# `cargo test --examples` builds examples only as test harnesses, under target/debug/deps.
+echo "==> cargo build --examples"
+cargo build --examples --locked
 echo "==> cargo test"
 cargo test --lib --bins --tests --examples --locked -- --test-threads="${PTT_TEST_THREADS:-2}"
 # Criterion benchmarks run each benchmark once in test mode (their harness takes no libtest flags).

@@ -193,8 +193,8 @@ fn a_member_whose_certificate_expires_is_cut_off_within_a_second() {
     }
 }
 
-/// The hostile member binary (`examples/rogue.rs`), built with the tests by
-/// `cargo test --examples` (scripts/test.sh).
+/// The hostile member binary (`examples/rogue.rs`), built before the tests by
+/// `cargo build --examples` (scripts/test.sh).
 fn rogue_bin() -> std::path::PathBuf {
     let bin = std::path::Path::new(BIN)
         .parent()
