@@ -656,3 +656,104 @@ fn plane_forgeries_in_a_members_name_stop_costing_signatures() {
         "{verified} signatures checked: {after}"
     );
 }
+
+/// A Python program that announces `n` made-up peer ids by mDNS (unsolicited answers to
+/// 224.0.0.251:5353, ten peers a packet), each at this host's address on port 4001, where
+/// nothing listens: every dial to one is refused at once. Prints `announced N`.
+const MDNS_FAKES: &str = r#"
+import os, socket, struct, sys
+n = int(sys.argv[1])
+ALPHA = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz'
+def b58(b):
+    x = int.from_bytes(b, 'big'); s = ''
+    while x: x, r = divmod(x, 58); s = ALPHA[r] + s
+    return '1' * (len(b) - len(b.lstrip(b'\0'))) + s
+def name(labels):
+    return b''.join(bytes([len(l)]) + l for l in labels) + b'\0'
+SERVICE = [b'_p2p', b'_udp', b'local']
+def record(owner, rtype, ttl, rdata):
+    return owner + struct.pack('>HHIH', rtype, 1, ttl, len(rdata)) + rdata
+tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
+sent = 0
+while sent < n:
+    answers, extra, k = [], [], 0
+    while k < 10 and sent < n:
+        # An Ed25519 peer id: identity multihash of the protobuf public key (random bytes).
+        pid = b58(bytes([0, 36, 8, 1, 18, 32]) + os.urandom(32))
+        label = os.urandom(8).hex().encode()
+        inst = name([label] + SERVICE)
+        answers.append(record(name(SERVICE), 12, 120, inst))
+        txt = ('dnsaddr=/ip4/10.0.0.1/tcp/4001/p2p/' + pid).encode()
+        extra.append(record(inst, 16, 120, bytes([len(txt)]) + txt))
+        k += 1; sent += 1
+    header = struct.pack('>HHHHHH', 0, 0x8400, 0, len(answers), 0, len(extra))
+    tx.sendto(header + b''.join(answers) + b''.join(extra), ('224.0.0.251', 5353))
+print('announced', sent, flush=True)
+"#;
+
+/// Issue 24, finding 6: made-up peer ids announced by mDNS cost a bounded number of dials.
+#[test]
+fn fake_mdns_announcements_cost_a_bounded_number_of_dials() {
+    if !netns::require_netns() {
+        return;
+    }
+    let mut f = Field::provision(
+        "mdnsfake",
+        &[],
+        &[("m1", MEMBER), ("m2", MEMBER), ("late", MEMBER)],
+    );
+    let (m1, m2, late) = (f.idx("m1"), f.idx("m2"), f.idx("late"));
+    f.start(m1);
+    f.start(m2);
+    wait_authenticated(&f, m2, 1, "m1 and m2 authenticate");
+    let x = f.lan.add_host("x").expect("announcer");
+    // Count the connection attempts the fake peers get: they all come to this host.
+    for rule in [
+        "add table inet t",
+        "add chain inet t input { type filter hook input priority 0 ; }",
+        "add rule inet t input tcp flags syn / syn,ack counter",
+    ] {
+        let out = x.run("nft", [rule]).expect("nft");
+        assert!(
+            out.status.success(),
+            "nft {rule}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let a = x
+        .spawn("python3", ["-c", MDNS_FAKES, "4096"], &[])
+        .expect("announcer");
+    f.lan
+        .wait_until(
+            "the fakes are announced",
+            Duration::from_secs(20),
+            || match a.stdout_lines().iter().any(|l| l.starts_with("announced")) {
+                true => Cond::Done(()),
+                false => Cond::Pending(a.stderr()),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A member starting now still joins the domain.
+    f.start(late);
+    wait_authenticated(&f, late, 2, "the late member authenticates with both");
+    std::thread::sleep(Duration::from_secs(10));
+    let out = x.run("nft", ["list table inet t"]).expect("nft");
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    let syns: u64 = listing
+        .split("packets ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no counter in {listing}"));
+    let connected = f
+        .status(m1)
+        .map(|s| count(&s, &["peers", "connected"]))
+        .unwrap_or(0);
+    println!("mdns-fake: 4096 fake ids announced; {syns} SYNs reached them from 3 members");
+    // Each member starts at most 4 stranger dials per 10 s (a dial may try its address more
+    // than once): about 15 s of it for three members, far from 4 096.
+    assert!(syns >= 1, "the announcements were never heard: {listing}");
+    assert!(syns <= 60, "{syns} connection attempts to made-up peers");
+    assert!(connected >= 2, "m1 lost its members");
+}
