@@ -25,6 +25,17 @@ fn wait_authenticated(f: &Field, i: usize, n: u64, what: &str) {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// Three members m1, m2 and m3, of which m1 and m2 run and have authenticated each other; m3
+/// is started by the test, during an attack.
+fn two_and_one_to_come(hint: &str) -> (Field, usize, usize, usize) {
+    let mut f = Field::provision(hint, &[], &[("m1", MEMBER), ("m2", MEMBER), ("m3", MEMBER)]);
+    let (m1, m2, m3) = (f.idx("m1"), f.idx("m2"), f.idx("m3"));
+    f.start(m1);
+    f.start(m2);
+    wait_authenticated(&f, m2, 1, "m1 and m2 authenticate");
+    (f, m1, m2, m3)
+}
+
 /// The TCP port device `i`'s daemon listens on.
 fn tcp_port(f: &Field, i: usize) -> u16 {
     let s = f.status(i).expect("status");
@@ -68,16 +79,8 @@ fn a_stranger_opening_many_connections_is_held_to_its_share() {
     if !netns::require_netns() {
         return;
     }
-    let mut f = Field::provision(
-        "connflood",
-        &[],
-        &[("m1", MEMBER), ("m2", MEMBER), ("m3", MEMBER)],
-    );
-    let (m1, m2, m3) = (f.idx("m1"), f.idx("m2"), f.idx("m3"));
-    f.start(m1);
-    f.start(m2);
+    let (mut f, _m1, m2, m3) = two_and_one_to_come("connflood");
     let stranger = f.lan.add_host("x").expect("stranger");
-    wait_authenticated(&f, m2, 1, "m1 and m2 authenticate");
     let victim = f.devs[m2].host.addr().to_string();
     let port = tcp_port(&f, m2).to_string();
     let mut holder = stranger
@@ -698,15 +701,7 @@ fn fake_mdns_announcements_cost_a_bounded_number_of_dials() {
     if !netns::require_netns() {
         return;
     }
-    let mut f = Field::provision(
-        "mdnsfake",
-        &[],
-        &[("m1", MEMBER), ("m2", MEMBER), ("late", MEMBER)],
-    );
-    let (m1, m2, late) = (f.idx("m1"), f.idx("m2"), f.idx("late"));
-    f.start(m1);
-    f.start(m2);
-    wait_authenticated(&f, m2, 1, "m1 and m2 authenticate");
+    let (mut f, m1, _m2, late) = two_and_one_to_come("mdnsfake");
     let x = f.lan.add_host("x").expect("announcer");
     // Count the connection attempts the fake peers get: they all come to this host.
     for rule in [
