@@ -295,46 +295,6 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
         }
     }
 
-    /// Whether `peer` is a stranger: the roster is known and lacks it, it never authenticated
-    /// as a member, and the user did not pin it (a tag, a static peer). Only strangers' dials
-    /// are rationed: a stranger is whatever peer id someone announced.
-    fn is_stranger(&self, peer: &K) -> bool {
-        self.roster.as_ref().is_some_and(|r| !r.contains(peer))
-            && self.peers.get(peer).is_some_and(|p| !p.member && !p.pinned)
-    }
-
-    /// Whether a dial to `peer` may start now, counting it if it is a stranger's: a member
-    /// always; a stranger once per [`STRANGER_RETRY`], and at most [`MAX_STRANGER_DIALS`]
-    /// strangers per [`STRANGER_DIAL_WINDOW`]. A genuine newcomer not in the roster yet is
-    /// dialled within these, and dials this node itself anyway.
-    fn may_dial(&mut self, peer: &K, now: Instant) -> bool {
-        if !self.is_stranger(peer) {
-            return true;
-        }
-        while self
-            .stranger_dials
-            .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) >= STRANGER_DIAL_WINDOW)
-        {
-            self.stranger_dials.pop_front();
-        }
-        if self.stranger_dials.len() >= MAX_STRANGER_DIALS {
-            return false;
-        }
-        let Some(st) = self.peers.get_mut(peer) else {
-            return false;
-        };
-        if st
-            .stranger_tried
-            .is_some_and(|t| now.saturating_duration_since(t) < STRANGER_RETRY)
-        {
-            return false;
-        }
-        st.stranger_tried = Some(now);
-        self.stranger_dials.push_back(now);
-        true
-    }
-
     /// Bounds the connections to LAN members at `max_peers` (see [`Overlay`]), each member
     /// placed on the ring at `position(key)`. Without it every member is dialled, as when the
     /// domain has at most `max_peers + 1` members.
@@ -838,48 +798,6 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
             .collect()
     }
 
-    /// Which static addresses (`--peer`, brokers; each with the peer it names, if any) to
-    /// dial: one naming a peer when that peer is neither connected nor blocked, the others
-    /// when no peer at all is connected.
-    pub fn static_dials<'a>(&self, statics: &'a [(A, Option<K>)]) -> Vec<&'a A> {
-        let connected_any = self.any_connected();
-        statics
-            .iter()
-            .filter(|(_, peer)| match peer {
-                Some(id) => !self.is_connected(id) && !self.is_blocked(id),
-                None => !connected_any,
-            })
-            .map(|(a, _)| a)
-            .collect()
-    }
-
-    /// Whether a member may be dialled through a broker now (`target` not connected, not
-    /// blocked, not waiting for its circuit back-off).
-    pub fn circuit_due(&self, target: &K, now: Instant) -> bool {
-        !self.is_connected(target)
-            && !self.is_blocked(target)
-            && self.circuits.get(target).is_none_or(|(t, _)| *t <= now)
-    }
-
-    /// A circuit dial to `target` started: it waits [`ANTI_ENTROPY_EVERY`] before the next,
-    /// doubling while it stays unreachable, up to [`CIRCUIT_BACKOFF_MAX`]. Returns the wait.
-    pub fn circuit_dialled(&mut self, target: K, now: Instant) -> Duration {
-        let wait = self
-            .circuits
-            .get(&target)
-            .map_or(ANTI_ENTROPY_EVERY, |(_, w)| {
-                (*w * 2).min(CIRCUIT_BACKOFF_MAX)
-            });
-        self.circuits.insert(target, (now + wait, wait));
-        wait
-    }
-
-    /// A fresh presence record of `target` came: its circuit dial need not wait for the
-    /// back-off (the record may name a new reservation).
-    pub fn circuit_reset(&mut self, target: &K) {
-        self.circuits.remove(target);
-    }
-
     /// The peer checks of one tick, in the daemon's order: unblock peers whose block
     /// expired (a `revoked` one stays blocked for another [`BLOCK_FOR`]), find peers that did
     /// not authenticate within [`AUTH_TIMEOUT`], start the dials due, forget the disconnected
@@ -1008,36 +926,6 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
         }
         late
     }
-
-    /// Forgets disconnected strangers (never members) beyond [`MAX_PEERS`].
-    pub fn forget_strangers(&mut self) -> Vec<K> {
-        // Strangers first: at most MAX_STRANGERS of them, not connected, are kept.
-        let strangers: Vec<K> = self
-            .peers
-            .iter()
-            .filter(|(k, p)| p.connections == 0 && self.is_stranger(k))
-            .map(|(k, _)| k.clone())
-            .collect();
-        let mut drop: Vec<K> = strangers.into_iter().skip(MAX_STRANGERS).collect();
-        for k in &drop {
-            self.peers.remove(k);
-        }
-        if self.peers.len() <= MAX_PEERS {
-            return drop;
-        }
-        let more: Vec<K> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.connections == 0 && !p.member)
-            .map(|(k, _)| k.clone())
-            .take(self.peers.len() - MAX_PEERS)
-            .collect();
-        for k in &more {
-            self.peers.remove(k);
-        }
-        drop.extend(more);
-        drop
-    }
 }
 
 /// The IPv4 address of a direct TCP address (`/ip4/A/tcp/P…`, not through a relay).
@@ -1081,6 +969,8 @@ pub fn on_same_lan<'a>(
 pub type Peers = PeerBook<PeerId, Multiaddr>;
 
 mod liveness;
+mod statics;
+mod strangers;
 
 #[cfg(test)]
 mod tests;
