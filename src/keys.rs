@@ -348,8 +348,9 @@ impl Chain {
         if ahead > MAX_RATCHET_AHEAD {
             return None;
         }
-        *checkpoints = checkpoints.split_off(&self.period);
-        let (mut p, mut s) = match checkpoints.range(..=period).next_back() {
+        // Erasure drops the checkpoints before the chain's oldest period
+        // (`Node::erase_keys`); one left over would be skipped here anyway.
+        let (mut p, mut s) = match checkpoints.range(self.period..=period).next_back() {
             Some((p, s)) => (*p, s.clone()),
             None => (self.period, self.secret.clone()),
         };

@@ -171,9 +171,7 @@ impl Daemon {
         use crate::envelope::EnvelopeError;
         use crate::node::Rejection;
         use crate::wire::DecodeError;
-        let header = crate::envelope::Envelope::parse(&bytes)
-            .ok()
-            .map(|e| e.header);
+        let header = crate::envelope::header_of(&bytes);
         let carried = header.is_some_and(|h| self.node.carried_channels().contains(&h.channel));
         if !carried {
             return Ok(false);

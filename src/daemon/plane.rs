@@ -299,7 +299,7 @@ impl Daemon {
         };
         if inner.sender == own {
             p.drop_as("plane_own");
-            return true;
+            return false;
         }
         let voice = match inner.kind {
             Kind::Alert => false,

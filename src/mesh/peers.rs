@@ -745,6 +745,9 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
             st.redial_at = None;
             st.member = false;
             st.refused = true;
+            // Not authenticated from now on: nothing it asks is served, and the checks that
+            // refused it (expiry, revocation) do not find it again before it is gone.
+            st.authenticated = false;
         }
         self.blocked.insert(peer.clone(), now + BLOCK_FOR);
     }
@@ -916,8 +919,10 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
     pub fn late(&mut self, now: Instant) -> Vec<K> {
         let mut late = vec![];
         for (k, p) in self.peers.iter_mut() {
+            // A refused peer is being disconnected already, and keeps its reason.
             if p.connections > 0
                 && !p.authenticated
+                && !p.refused
                 && p.connected_at.is_some_and(|t| now - t > AUTH_TIMEOUT)
             {
                 p.last_error = Some("did not authenticate in time".into());

@@ -208,7 +208,10 @@ impl NetworkBehaviour for Admission {
     fn on_swarm_event(&mut self, event: FromSwarm) {
         match event {
             FromSwarm::ConnectionClosed(c) => self.book.closed(c.connection_id, Some(c.peer_id)),
-            FromSwarm::ListenFailure(f) => self.book.closed(f.connection_id, None),
+            // A connection another behaviour denied after this one counted it, or a dial that
+            // failed: forgotten like a closed one (its peer's entry too, when it was known).
+            FromSwarm::ListenFailure(f) => self.book.closed(f.connection_id, f.peer_id),
+            FromSwarm::DialFailure(f) => self.book.closed(f.connection_id, f.peer_id),
             _ => {}
         }
     }

@@ -700,3 +700,21 @@ fn fake_announcements_cause_bounded_dials_and_no_redials() {
     // And a failed member dial is retried, unlike a stranger's.
     assert!(b.dial_failed(&7, "refused".into(), 0, t).is_some());
 }
+
+#[test]
+fn a_refused_peer_is_no_longer_authenticated_even_before_it_is_gone() {
+    let t0 = Instant::now();
+    let mut b = with_member(9, t0);
+    assert!(b.get(&9).unwrap().is_authenticated());
+    b.refuse(&9, "certificate expired at 1 (Unix seconds)".into(), t0);
+    // Still connected until the swarm closes it, but neither served nor refused again.
+    assert!(b.is_connected(&9));
+    assert!(!b.get(&9).unwrap().is_authenticated());
+    assert!(b.is_blocked(&9));
+    // Nor taken for one that did not authenticate in time: it keeps its reason.
+    assert!(b.late(t0 + AUTH_TIMEOUT + ms(1)).is_empty());
+    assert_eq!(
+        b.get(&9).unwrap().last_error(),
+        Some("certificate expired at 1 (Unix seconds)")
+    );
+}
