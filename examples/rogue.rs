@@ -30,6 +30,11 @@
 //! where no bound stops it). It prints `connected K` when K connections are up, then
 //! `sent K` once their requests are written or refused.
 //!
+//! `voice-reclaim` hogs the floor: once a second it claims the floor of the channel at
+//! `extreme`, a new burst each time that replaces its own before the floor times out, sealed
+//! with the member's real voice key, N claims in all. It prints `claimed K T` after each and
+//! `sent N T` after the last.
+//!
 //! Modes (each publishes N envelopes on the channel's gossip topic, signed with the member's
 //! own key, so they pass every check a forgery fails):
 //! - `gossip-ahead`: a `seq` an hour ahead of the clock, and a ciphertext under a key nobody
@@ -48,13 +53,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, gossipsub, noise, request_response, tcp, yamux};
+use ptt_node::alert::Severity;
 use ptt_node::bundle::Bundle;
 use ptt_node::envelope::{self, Header};
 use ptt_node::keys::ChannelSecret;
 use ptt_node::net::{
     AUTH_PROTOCOL, AuthCodec, AuthHello, AuthReply, AuthRequest, PUSH_PROTOCOL, SYNC_PROTOCOL,
-    SyncCodec, SyncRequest, SyncResponse, gossipsub_config, topic,
+    SyncCodec, SyncRequest, SyncResponse, gossipsub_config, topic, voice_topic,
 };
+use ptt_node::voice::{VoiceBody, VoiceKind};
 
 /// The rogue stops by itself after this long, whatever the test does.
 const LIFETIME: Duration = Duration::from_secs(300);
@@ -76,6 +83,7 @@ enum Mode {
     CatchupJunk,
     CatchupForged,
     PlaneForge,
+    VoiceReclaim,
 }
 
 struct Args {
@@ -122,6 +130,7 @@ fn args() -> Args {
                     "catchup-junk" => Mode::CatchupJunk,
                     "catchup-forged" => Mode::CatchupForged,
                     "plane-forge" => Mode::PlaneForge,
+                    "voice-reclaim" => Mode::VoiceReclaim,
                     m => usage(&format!("unknown mode {m}")),
                 })
             }
@@ -469,6 +478,20 @@ async fn main() {
         })
         .unwrap_or_else(|| usage("--peer must end in /p2p/PEER_ID"));
     let t = topic(&domain, a.channel);
+    let vt = voice_topic(&domain, a.channel);
+    // What a member's daemon seals voice with: the bundle's keys, the member's own rights.
+    let mut voice = (a.mode == Mode::VoiceReclaim).then(|| {
+        let name = bundle
+            .descriptor
+            .channel_by_id(a.channel)
+            .map(|c| c.name.clone())
+            .unwrap_or_else(|| usage("no such channel"));
+        let b = Bundle::load(bundle_dir).unwrap_or_else(|e| usage(&e.to_string()));
+        let cfg = b
+            .into_node_config(bundle_dir)
+            .unwrap_or_else(|e| usage(&e.to_string()));
+        (ptt_node::node::Node::new(cfg, 0), name)
+    });
     let rr = || request_response::Config::default().with_request_timeout(Duration::from_secs(10));
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -508,6 +531,11 @@ async fn main() {
         .subscribe(&t)
         .expect("subscribe");
     swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&vt)
+        .expect("subscribe");
+    swarm
         .dial(a.peer.clone())
         .unwrap_or_else(|e| usage(&e.to_string()));
 
@@ -537,6 +565,7 @@ async fn main() {
     let mut fetches = 0;
     let (mut welcomed, mut subscribed, mut sent) = (false, false, false);
     let mut ready_at: Option<tokio::time::Instant> = None;
+    let (mut claims, mut last_claim) = (0, None::<tokio::time::Instant>);
     let started = tokio::time::Instant::now();
     loop {
         tokio::select! {
@@ -633,7 +662,35 @@ async fn main() {
             ready_at = Some(tokio::time::Instant::now());
         }
         // Let the mesh form (a GRAFT) first, so the copies go straight to the victim.
+        if let Some((node, name)) = voice.as_mut()
+            && claims < a.count
+            && ready_at.is_some_and(|t| t.elapsed() >= Duration::from_millis(1500))
+            && last_claim.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            last_claim = Some(tokio::time::Instant::now());
+            let sealed = node
+                .seal_voice(name, now_us(), |seq| VoiceBody {
+                    burst: seq,
+                    index: 0,
+                    severity: Severity::Extreme,
+                    kind: VoiceKind::Claim,
+                })
+                .unwrap_or_else(|e| usage(&format!("cannot seal voice: {e}")));
+            if swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(vt.clone(), sealed.bytes)
+                .is_ok()
+            {
+                claims += 1;
+                println!("claimed {claims} {}", now_us());
+                if claims == a.count {
+                    println!("sent {claims} {}", now_us());
+                }
+            }
+        }
         if !sent
+            && voice.is_none()
             && !catch_up
             && ready_at.is_some_and(|t| t.elapsed() >= Duration::from_millis(1500))
         {
