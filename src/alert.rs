@@ -6,65 +6,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::cert::Location;
+pub use crate::severity::Severity;
 use crate::wire::{self, DecodeError};
 
 /// Largest plaintext alert (16 KiB).
 pub const MAX_ALERT_LEN: usize = 16 * 1024;
-
-/// Severity on the scale of the Common Alerting Protocol (CAP 1.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Severity unknown.
-    Unknown,
-    /// Minimal to no known threat to life or property.
-    Minor,
-    /// Possible threat to life or property.
-    Moderate,
-    /// Significant threat to life or property.
-    Severe,
-    /// Extraordinary threat to life or property.
-    Extreme,
-}
-
-impl Severity {
-    /// All values, in wire order.
-    pub const ALL: [Severity; 5] = [
-        Severity::Unknown,
-        Severity::Minor,
-        Severity::Moderate,
-        Severity::Severe,
-        Severity::Extreme,
-    ];
-    /// The lower-case name.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Severity::Unknown => "unknown",
-            Severity::Minor => "minor",
-            Severity::Moderate => "moderate",
-            Severity::Severe => "severe",
-            Severity::Extreme => "extreme",
-        }
-    }
-}
-
-impl std::fmt::Display for Severity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Severity {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Severity::ALL
-            .into_iter()
-            .find(|v| v.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| {
-                format!("unknown severity {s:?}: use minor, moderate, severe, extreme or unknown")
-            })
-    }
-}
 
 /// The encrypted content of an alert.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,6 +70,10 @@ pub struct ReceivedAlert {
     /// For a directed message: the device it was sent to (this one); `None` for a broadcast.
     #[serde(default)]
     pub recipient: Option<String>,
+    /// The severity its sender claimed, when that was above what the authority allows the
+    /// sender (`severity` is then the most it allows: [`crate::cert::DeviceRights`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_severity: Option<Severity>,
     /// How it reached this node.
     pub via: Via,
     /// Received more than [`LATE_AFTER_US`] after it was created (for example fetched by

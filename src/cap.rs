@@ -601,6 +601,7 @@ mod tests {
                 (attr::AREA.into(), "North gate".into()),
             ],
             recipient: None,
+            claimed_severity: None,
             via: Via::Gossip,
             late: false,
         }

@@ -9,10 +9,18 @@ use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{self, DomainId, SIG_CERT, SIG_DESCRIPTOR, SIG_LEN};
+use crate::severity::Severity;
 use crate::wire::{self, DecodeError, MAX_CERT_LEN};
 
-/// Current certificate and descriptor format version.
+/// Current certificate format version.
 pub const VERSION: u8 = 1;
+/// Current descriptor format version: 2 added [`DescriptorBody::rights`]. A version 1
+/// descriptor (a domain made before) is still read, as one that limits no device.
+pub const DESCRIPTOR_VERSION: u8 = 2;
+/// Largest descriptor body a device decodes.
+pub const MAX_DESCRIPTOR_BODY: usize = 64 * 1024;
+/// Most devices a descriptor may give rights other than the default.
+pub const MAX_RIGHTS: usize = 10_000;
 
 /// A position in WGS 84 degrees.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -373,6 +381,71 @@ pub struct DescriptorBody {
     /// libp2p pre-shared key, sealed to each device like a channel key): a device without
     /// it cannot complete even the transport handshake.
     pub private_network: bool,
+    /// Devices whose rights differ from the default, by ascending device number (version 2).
+    #[serde(deserialize_with = "crate::wire::bounded::<MAX_RIGHTS, _, _>")]
+    pub rights: Vec<DeviceRights>,
+}
+
+/// What the authority allows one device beyond its certificate, changeable by a domain update
+/// without enrolling the device again. A device the descriptor does not list has the default:
+/// every severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRights {
+    /// Device number.
+    pub device: u32,
+    /// The highest severity its alerts and voice claims count with: members read a higher
+    /// claim as this one, and its own daemon refuses to seal one.
+    pub max_severity: Severity,
+}
+
+/// A version 1 descriptor body: [`DescriptorBody`] without `rights`.
+#[derive(Serialize, Deserialize)]
+struct DescriptorBodyV1 {
+    version: u8,
+    name: String,
+    authority: [u8; 32],
+    revision: u64,
+    channels: Vec<ChannelInfo>,
+    brokers: Vec<String>,
+    revoked: Vec<u32>,
+    private_network: bool,
+}
+
+impl DescriptorBody {
+    /// The encoding its version has: version 1 has no `rights` (a version 1 body that gives
+    /// rights cannot be written; they are dropped).
+    fn encode(&self) -> Vec<u8> {
+        if self.version != 1 {
+            return wire::encode(self);
+        }
+        let b = self.clone();
+        wire::encode(&DescriptorBodyV1 {
+            version: b.version,
+            name: b.name,
+            authority: b.authority,
+            revision: b.revision,
+            channels: b.channels,
+            brokers: b.brokers,
+            revoked: b.revoked,
+            private_network: b.private_network,
+        })
+    }
+}
+
+impl From<DescriptorBodyV1> for DescriptorBody {
+    fn from(b: DescriptorBodyV1) -> Self {
+        DescriptorBody {
+            version: b.version,
+            name: b.name,
+            authority: b.authority,
+            revision: b.revision,
+            channels: b.channels,
+            brokers: b.brokers,
+            revoked: b.revoked,
+            private_network: b.private_network,
+            rights: vec![],
+        }
+    }
 }
 
 /// A verified domain descriptor.
@@ -390,7 +463,7 @@ pub struct Descriptor {
 impl Descriptor {
     /// Signs a body with the authority key (whose public half must be `body.authority`).
     pub fn issue(authority: &ed25519_dalek::SigningKey, body: DescriptorBody) -> Self {
-        let body_bytes = wire::encode(&body);
+        let body_bytes = body.encode();
         let sig = keys::sign(authority, SIG_DESCRIPTOR, &body_bytes);
         let mut bytes = body_bytes;
         bytes.extend_from_slice(&sig);
@@ -406,21 +479,39 @@ impl Descriptor {
     /// Parses a descriptor and checks that its authority signed it.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CertError> {
         let (body_bytes, sig): (&[u8], [u8; SIG_LEN]) = keys::split_signed("descriptor", bytes)?;
-        let body: DescriptorBody = wire::decode("descriptor", body_bytes, 64 * 1024)?;
-        if body.version != VERSION {
-            return Err(DecodeError::Version {
-                what: "descriptor",
-                found: body.version,
-                expected: VERSION,
+        // The version is the body's first byte (a `u8` is one byte in postcard).
+        let body: DescriptorBody = match body_bytes.first() {
+            Some(1) => {
+                wire::decode::<DescriptorBodyV1>("descriptor", body_bytes, MAX_DESCRIPTOR_BODY)?
+                    .into()
             }
-            .into());
-        }
+            Some(&DESCRIPTOR_VERSION) => {
+                wire::decode("descriptor", body_bytes, MAX_DESCRIPTOR_BODY)?
+            }
+            found => {
+                return Err(DecodeError::Version {
+                    what: "descriptor",
+                    found: found.copied().unwrap_or(0),
+                    expected: DESCRIPTOR_VERSION,
+                }
+                .into());
+            }
+        };
+        let malformed = |reason: &str| {
+            CertError::from(DecodeError::Malformed {
+                what: "descriptor",
+                reason: reason.into(),
+            })
+        };
         if body.revoked.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(DecodeError::Malformed {
-                what: "descriptor",
-                reason: "revoked devices are not in strictly ascending order".into(),
-            }
-            .into());
+            return Err(malformed(
+                "revoked devices are not in strictly ascending order",
+            ));
+        }
+        if body.rights.windows(2).any(|w| w[0].device >= w[1].device) {
+            return Err(malformed(
+                "device rights are not in strictly ascending device order",
+            ));
         }
         let authority = VerifyingKey::from_bytes(&body.authority).map_err(|_| CertError::BadKey)?;
         if !keys::verify(&authority, SIG_DESCRIPTOR, body_bytes, &sig) {
@@ -457,6 +548,24 @@ impl Descriptor {
     /// Whether a device number is revoked.
     pub fn is_revoked(&self, device: u32) -> bool {
         self.body.revoked.binary_search(&device).is_ok()
+    }
+
+    /// The rights of a device: its entry, or the default.
+    pub fn rights(&self, device: u32) -> DeviceRights {
+        self.body
+            .rights
+            .binary_search_by_key(&device, |r| r.device)
+            .map(|i| self.body.rights[i])
+            .unwrap_or(DeviceRights {
+                device,
+                max_severity: Severity::Extreme,
+            })
+    }
+
+    /// The severity a claim of `claimed` by `device` counts with: at most the device's
+    /// [`DeviceRights::max_severity`].
+    pub fn severity_of(&self, device: u32, claimed: Severity) -> Severity {
+        claimed.min(self.rights(device).max_severity)
     }
 }
 
@@ -558,6 +667,7 @@ mod tests {
                 brokers: vec![],
                 revoked: vec![],
                 private_network: false,
+                rights: vec![],
             },
         );
         let p = Descriptor::from_bytes(d.as_bytes()).unwrap();
@@ -567,6 +677,76 @@ mod tests {
         let n = t.len();
         t[n - 1] ^= 1;
         assert_eq!(Descriptor::from_bytes(&t), Err(CertError::BadSignature));
+    }
+
+    #[test]
+    fn descriptor_rights_are_ordered_bounded_and_versioned() {
+        let auth = SigningKey::generate(&mut OsRng);
+        let rights = |d: u32, s: Severity| DeviceRights {
+            device: d,
+            max_severity: s,
+        };
+        let body = |version: u8, r: Vec<DeviceRights>| DescriptorBody {
+            version,
+            name: "site".into(),
+            authority: auth.verifying_key().to_bytes(),
+            revision: 1,
+            channels: vec![],
+            brokers: vec![],
+            revoked: vec![],
+            private_network: false,
+            rights: r,
+        };
+        let v2 = Descriptor::issue(
+            &auth,
+            body(
+                DESCRIPTOR_VERSION,
+                vec![rights(2, Severity::Minor), rights(5, Severity::Severe)],
+            ),
+        );
+        let p = Descriptor::from_bytes(v2.as_bytes()).unwrap();
+        assert_eq!(p.rights(5).max_severity, Severity::Severe);
+        assert_eq!(p.rights(3).max_severity, Severity::Extreme);
+        assert_eq!(p.severity_of(2, Severity::Extreme), Severity::Minor);
+        assert_eq!(p.severity_of(2, Severity::Unknown), Severity::Unknown);
+        // Out of order, or twice the same device: refused, signature or not.
+        for bad in [
+            vec![rights(5, Severity::Minor), rights(2, Severity::Severe)],
+            vec![rights(2, Severity::Minor), rights(2, Severity::Severe)],
+        ] {
+            let d = Descriptor::issue(&auth, body(DESCRIPTOR_VERSION, bad));
+            assert!(
+                matches!(
+                    Descriptor::from_bytes(d.as_bytes()),
+                    Err(CertError::Decode(DecodeError::Malformed { .. }))
+                ),
+                "{:?}",
+                Descriptor::from_bytes(d.as_bytes())
+            );
+        }
+        // Version 1 is written and read without rights; a version this build does not know is
+        // refused as such.
+        let v1 = Descriptor::issue(&auth, body(1, vec![]));
+        let p1 = Descriptor::from_bytes(v1.as_bytes()).unwrap();
+        assert_eq!(p1.body.version, 1);
+        assert!(p1.body.rights.is_empty());
+        assert_eq!(v1.as_bytes().len() + 1, {
+            Descriptor::issue(&auth, body(2, vec![])).as_bytes().len()
+        });
+        let v3 = Descriptor::issue(&auth, body(3, vec![]));
+        assert!(matches!(
+            Descriptor::from_bytes(v3.as_bytes()),
+            Err(CertError::Decode(DecodeError::Version { found: 3, .. }))
+        ));
+        // A list longer than MAX_RIGHTS is refused at its count.
+        let mut long = wire::encode(&body(2, vec![]));
+        long.pop();
+        long.extend_from_slice(&[0x91, 0x4e]); // 10 001
+        long.extend_from_slice(&[0u8; 64]);
+        assert!(matches!(
+            Descriptor::from_bytes(&long),
+            Err(CertError::Decode(DecodeError::Malformed { .. }))
+        ));
     }
 
     #[test]

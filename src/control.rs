@@ -475,6 +475,9 @@ pub struct StatusInfo {
     /// The authority revoked this device.
     #[serde(default)]
     pub revoked: bool,
+    /// The highest severity the authority allows this device to claim, when it limits it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_severity: Option<crate::alert::Severity>,
     /// Channel keys held: one per channel epoch.
     #[serde(default)]
     pub keys: Vec<KeyInfo>,

@@ -14,10 +14,11 @@ use zeroize::Zeroizing;
 use crate::bundle::Bundle;
 use crate::cert::{
     self, CertBody, CertError, Certificate, ChannelInfo, ChannelPolicy, Descriptor, DescriptorBody,
-    Grant, Profile,
+    DeviceRights, Grant, Profile,
 };
 use crate::fsutil::{self, FileError, KeyKind};
 use crate::keys::{Chain, ChannelSecret, DeviceSecrets, SealedKey};
+use crate::severity::Severity;
 use crate::update::{Update, UpdateBody, UpdateError};
 use crate::wire;
 
@@ -161,6 +162,9 @@ pub struct EnrollRequest {
     pub valid_days: u64,
     /// Testing only: the certificate's lifetime in seconds, instead of `valid_days`.
     pub valid_secs: Option<u64>,
+    /// The highest severity the device may claim (`None`: every severity, or for a
+    /// replacement, what the device it replaces had).
+    pub max_severity: Option<Severity>,
     /// Replace an existing device of the same name.
     pub force: bool,
 }
@@ -233,7 +237,7 @@ impl Authority {
         let descriptor = Descriptor::issue(
             &key,
             DescriptorBody {
-                version: cert::VERSION,
+                version: cert::DESCRIPTOR_VERSION,
                 name: name.to_string(),
                 authority: key.verifying_key().to_bytes(),
                 revision: 0,
@@ -241,6 +245,7 @@ impl Authority {
                 brokers: vec![],
                 revoked: vec![],
                 private_network,
+                rights: vec![],
             },
         );
         let mut a = Authority {
@@ -273,6 +278,8 @@ impl Authority {
     fn edit_descriptor(&mut self, f: impl FnOnce(&mut DescriptorBody)) {
         let mut body = self.descriptor.body.clone();
         f(&mut body);
+        // A domain made before version 2 moves to it with its first change.
+        body.version = cert::DESCRIPTOR_VERSION;
         self.descriptor = Descriptor::issue(&self.key, body);
     }
 
@@ -294,6 +301,18 @@ impl Authority {
         now_secs: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Update, DomainError> {
+        // Members refuse a descriptor body over 64 KiB.
+        let body_len = self
+            .descriptor
+            .as_bytes()
+            .len()
+            .saturating_sub(crate::keys::SIG_LEN);
+        if body_len > cert::MAX_DESCRIPTOR_BODY {
+            return Err(DomainError::Invalid(format!(
+                "the descriptor would be {body_len} bytes, more than the {} a device accepts",
+                cert::MAX_DESCRIPTOR_BODY
+            )));
+        }
         // Members may skip updates back to the last one that carried keys.
         let requires = self.epochs.iter().map(|e| e.serial).max().unwrap_or(0);
         self.edit_descriptor(|b| b.revision += 1);
@@ -438,11 +457,66 @@ impl Authority {
         }
         let devices = devices.to_vec();
         self.edit_descriptor(|b| {
+            b.rights.retain(|r| !devices.contains(&r.device));
             b.revoked.extend(devices);
             b.revoked.sort_unstable();
             b.revoked.dedup();
         });
         rekey
+    }
+
+    /// Gives a device its rights in the descriptor (the default removes its entry). The
+    /// descriptor changes without a new revision: the caller commits.
+    fn put_rights(&mut self, rights: DeviceRights) {
+        self.edit_descriptor(|b| {
+            let at = b.rights.binary_search_by_key(&rights.device, |r| r.device);
+            let default = rights.max_severity == Severity::Extreme;
+            match (at, default) {
+                (Ok(i), true) => {
+                    b.rights.remove(i);
+                }
+                (Ok(i), false) => b.rights[i] = rights,
+                (Err(_), true) => {}
+                (Err(i), false) => b.rights.insert(i, rights),
+            }
+        });
+    }
+
+    /// Sets the highest severity the current device named `name` may claim (`extreme`: no
+    /// limit). Returns the update to publish, or `None` when nothing changes.
+    pub fn set_max_severity(
+        &mut self,
+        name: &str,
+        max_severity: Severity,
+        now_secs: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Option<Update>, DomainError> {
+        let Some(e) = self
+            .registry
+            .iter()
+            .find(|e| e.name == name && !e.replaced && !e.revoked)
+        else {
+            return Err(DomainError::Invalid(format!(
+                "no current device named {name:?} (see ptt-node domain list)"
+            )));
+        };
+        let device = e.device;
+        if self.descriptor.rights(device).max_severity == max_severity {
+            return Ok(None);
+        }
+        self.put_rights(DeviceRights {
+            device,
+            max_severity,
+        });
+        let u = self.commit(
+            format!("device {name} (device {device}): severity at most {max_severity}"),
+            vec![],
+            vec![],
+            &[],
+            now_secs,
+            rng,
+        )?;
+        Ok(Some(u))
     }
 
     /// Changes a channel's policy. A new rotation period starts a new key epoch.
@@ -755,6 +829,14 @@ impl Authority {
             .filter(|e| e.name == req.name && !e.revoked)
             .map(|e| e.device)
             .collect();
+        // A replacement keeps the rights of the device it replaces unless told otherwise.
+        let max_severity = req.max_severity.unwrap_or_else(|| {
+            replaced
+                .iter()
+                .map(|d| self.descriptor.rights(*d).max_severity)
+                .min()
+                .unwrap_or(Severity::Extreme)
+        });
         for e in self.registry.iter_mut().filter(|e| e.name == req.name) {
             e.replaced = true;
         }
@@ -771,6 +853,10 @@ impl Authority {
         } else {
             self.revoke_devices(&replaced)
         };
+        self.put_rights(DeviceRights {
+            device,
+            max_severity,
+        });
         let mut note = format!("enrol {} (device {device})", req.name);
         if !replaced.is_empty() {
             note.push_str(&format!(", revoking device {replaced:?}"));

@@ -69,6 +69,7 @@ pub mod plane;
 pub mod presence;
 pub mod replay;
 pub mod rules;
+pub mod severity;
 pub mod store;
 pub mod sync;
 pub mod tag;

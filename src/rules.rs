@@ -260,6 +260,7 @@ mod tests {
             location: None,
             attributes: vec![("celsius".into(), c.into())],
             recipient: None,
+            claimed_severity: None,
             via: Via::Gossip,
             late: false,
         }

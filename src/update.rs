@@ -228,6 +228,7 @@ mod tests {
                 brokers: vec![],
                 revoked,
                 private_network: false,
+                rights: vec![],
             },
         )
     }

@@ -27,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
         location: body.location,
         attributes: body.attributes.clone(),
         recipient: None,
+        claimed_severity: None,
         via: Via::Gossip,
         late: false,
     };

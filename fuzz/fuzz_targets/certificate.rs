@@ -11,5 +11,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = c.check_time(0);
         let _ = c.peer_id();
     }
-    let _ = Descriptor::from_bytes(data);
+    if let Ok(d) = Descriptor::from_bytes(data) {
+        for r in &d.body.rights {
+            let _ = d.severity_of(r.device, ptt_node::alert::Severity::Extreme);
+        }
+    }
 });

@@ -72,15 +72,24 @@ def parse_descriptor(d):
     body, sig = d[:-64], d[-64:]
     r = R(body); ver = r.u8(); name = r.str_(); a = r.raw(32); rev = r.var()
     chans = r.vec(lambda: (r.var(), r.str_(), (r.var(), r.var(), r.var())))   # id, name, (rate, burst, rotate)
-    brokers = r.vec(r.str_); revoked = r.vec(r.var); pnet = r.bool_(); r.end()
-    assert len(body) <= 64 * 1024 and ver == 1
+    brokers = r.vec(r.str_); revoked = r.vec(r.var); pnet = r.bool_()
+    assert ver in (1, 2), 'descriptor version 1 (read as no rights) or 2'
+    rights = r.vec(lambda: (r.var(), r.var())) if ver == 2 else []     # (device, max severity)
+    r.end()
+    assert len(body) <= 64 * 1024
     assert all(x < y for x, y in zip(revoked, revoked[1:])), 'revoked not strictly ascending'
+    assert all(x[0] < y[0] for x, y in zip(rights, rights[1:])), 'rights not strictly ascending'
+    assert all(s <= 4 for _, s in rights), 'severity is 0 (unknown) to 4 (extreme)'
     verify(a, b'ptt-node/v1/sig/descriptor', body, sig)
-    return dict(name=name, authority=a, revision=rev, channels=chans, brokers=brokers, revoked=revoked, pnet=pnet)
+    return dict(name=name, authority=a, revision=rev, channels=chans, brokers=brokers, revoked=revoked, pnet=pnet,
+                rights=rights, version=ver)
 desc = parse_descriptor(V['descriptor'])
 assert desc == dict(name='site-a', authority=apk, revision=3, channels=[(1, 'alerts', (3000, 500, 3600))],
-                    brokers=[], revoked=[3], pnet=False)
-print('descriptor ok')
+                    brokers=[], revoked=[3], pnet=False, rights=[], version=1)
+desc2 = parse_descriptor(V['descriptor_v2'])
+assert desc2 == dict(desc, revision=4, rights=[(7, 3)], version=2)   # device 7: at most severe
+
+print('descriptor ok (version 1, and version 2 with rights)')
 
 # certificate
 def parse_cert(c):

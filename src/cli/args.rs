@@ -439,6 +439,24 @@ pub enum DomainCommand {
         #[arg(long)]
         remove: Option<String>,
     },
+    /// Set what the authority allows a device beyond its certificate: the highest severity
+    /// its alerts and voice claims count with (members read a higher claim as this one; its
+    /// own daemon refuses to seal one). Makes an update to publish; no re-enrolment.
+    #[command(after_help = "Examples:
+  ptt-node domain device --dir ./site-a --device cam-3 --max-severity severe
+  ptt-node domain device --dir ./site-a --device cam-3 --max-severity extreme   (no limit)
+  ptt-node domain publish --data /var/lib/ptt-node ./site-a/updates/000009.update")]
+    Device {
+        /// Authority directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Device name.
+        #[arg(long)]
+        device: String,
+        /// unknown, minor, moderate, severe or extreme (extreme: no limit).
+        #[arg(long)]
+        max_severity: Severity,
+    },
     /// List enrolled devices.
     #[command(
         after_help = "Examples:\n  ptt-node domain list --dir ./site-a\n  ptt-node domain list --dir ./site-a --json"
@@ -555,6 +573,10 @@ pub struct EnrollArgs {
     /// a certificate expire on a live connection).
     #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub valid_secs: Option<u64>,
+    /// The highest severity the device may claim (default: every severity; a replacement
+    /// keeps the limit of the device it replaces). `ptt-node domain device` changes it later.
+    #[arg(long)]
+    pub max_severity: Option<Severity>,
     /// Replace a device of the same name, or overwrite an existing bundle directory.
     #[arg(long)]
     pub force: bool,

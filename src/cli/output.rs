@@ -83,6 +83,12 @@ pub fn format_alert(a: &ReceivedAlert) -> String {
     for (k, v) in &a.attributes {
         s.push_str(&format!(" {k}={v}"));
     }
+    if let Some(c) = a.claimed_severity {
+        s.push_str(&format!(
+            " (claimed {c}: more than the authority allows {})",
+            a.sender
+        ));
+    }
     if a.late {
         s.push_str(&format!(
             " (late: received {} s after it was sent)",
@@ -199,11 +205,14 @@ pub(super) fn format_status(s: &StatusInfo) -> String {
     let c = &s.counters;
     let rejected: u64 = c.rejected.values().sum();
     let mut out = format!(
-        "{}\ndevice   {} (#{}){}\npeer id  {}\ndomain   {} ({})\nchannels {}\nlisten   {}\npeers    {} connected, {} authenticated, {} asleep, {} unreachable, {} standby (at most {} kept)\nalerts   {} sent, {} received, {} relayed, {} rejected, {} signatures checked\nuptime   {}\n",
+        "{}\ndevice   {} (#{}){}{}\npeer id  {}\ndomain   {} ({})\nchannels {}\nlisten   {}\npeers    {} connected, {} authenticated, {} asleep, {} unreachable, {} standby (at most {} kept)\nalerts   {} sent, {} received, {} relayed, {} rejected, {} signatures checked\nuptime   {}\n",
         health(s),
         s.device,
         s.device_number,
         if s.relay_only { ", relay-only" } else { "" },
+        s.max_severity
+            .map(|m| format!(", severity at most {m}"))
+            .unwrap_or_default(),
         s.peer_id,
         s.domain_name,
         s.domain_id.get(..16).unwrap_or(&s.domain_id),
@@ -351,6 +360,7 @@ mod tests {
             }),
             attributes: vec![("zone".into(), "north".into())],
             recipient: None,
+            claimed_severity: None,
             via: Via::Gossip,
             late: true,
         }

@@ -61,6 +61,7 @@ pub(super) fn domain(cmd: DomainCommand) -> Result<(), CliError> {
                 },
                 valid_days: e.valid_days,
                 valid_secs: e.valid_secs,
+                max_severity: e.max_severity,
                 force: e.force,
             };
             let (bundle, created) = a.enroll(&req, now_secs(), &mut rng)?;
@@ -179,6 +180,24 @@ pub(super) fn domain(cmd: DomainCommand) -> Result<(), CliError> {
             }
             print_updates(&a, &dir);
         }
+        DomainCommand::Device {
+            dir,
+            device,
+            max_severity,
+        } => {
+            let _lock = Authority::lock(&dir)?;
+            let mut a = Authority::load(&dir)?;
+            let changed = a.set_max_severity(&device, max_severity, now_secs(), &mut rng)?;
+            a.save(&dir)?;
+            println!(
+                "device {device}: severity at most {max_severity}{}",
+                match &changed {
+                    None => " (unchanged)".to_string(),
+                    Some(u) => format!("; update {} to publish", u.body.serial),
+                }
+            );
+            print_updates(&a, &dir);
+        }
         DomainCommand::List { dir, json } => {
             let a = Authority::load(&dir)?;
             let d = a.descriptor();
@@ -198,6 +217,7 @@ pub(super) fn domain(cmd: DomainCommand) -> Result<(), CliError> {
                     .map(|c| c.body.grants.iter().map(|g| g.name.clone()).collect())
                     .unwrap_or_default();
                 let not_after = cert.as_ref().map_or(0, |c| c.body.not_after);
+                let max_severity = d.rights(e.device).max_severity;
                 if json {
                     println!(
                         "{}",
@@ -205,17 +225,23 @@ pub(super) fn domain(cmd: DomainCommand) -> Result<(), CliError> {
                             "device": e.device, "name": e.name, "peer_id": peer, "kind": kind,
                             "relay_only": relay, "channels": channels, "enrolled_at": e.enrolled_at,
                             "not_after": not_after, "replaced": e.replaced,
+                            "revoked": e.revoked, "max_severity": max_severity,
                         })
                     );
                 } else {
+                    let capped = match max_severity {
+                        crate::alert::Severity::Extreme => String::new(),
+                        s => format!(" (severity at most {s})"),
+                    };
                     println!(
-                        "{:>4}  {:<20} {:<10} {}{}{}  {}",
+                        "{:>4}  {:<20} {:<10} {}{}{}{}  {}",
                         e.device,
                         e.name,
                         kind,
                         channels.join(","),
                         if relay { " (relay-only)" } else { "" },
                         if e.replaced { " (replaced)" } else { "" },
+                        capped,
                         peer
                     );
                 }

@@ -67,6 +67,8 @@ impl Daemon {
             peer_id: self.swarm.local_peer_id().to_string(),
             device: cert.body.name.clone(),
             device_number: cert.body.device,
+            max_severity: Some(self.node.max_severity())
+                .filter(|s| *s != crate::alert::Severity::Extreme),
             domain_id: self.node.domain().to_hex(),
             domain_name: self.node.descriptor().body.name.clone(),
             relay_only: cert.body.relay_only,

@@ -3,7 +3,7 @@
 //! shell does, once its lease covers the sequence number).
 
 use super::{DIRECT_CHANNEL, DIRECT_CHANNEL_NAME, Node};
-use crate::alert::AlertBody;
+use crate::alert::{AlertBody, Severity};
 use crate::cert::ChannelPolicy;
 use crate::envelope::{self, Header};
 use crate::keys::MessageKey;
@@ -46,6 +46,16 @@ pub enum SealError {
     /// This device was revoked.
     #[error("this device was revoked by the domain authority; it can no longer send")]
     Revoked,
+    /// Above the highest severity the authority allows this device.
+    #[error(
+        "this device may claim at most severity {max} (the domain authority's limit; `ptt-node domain device` changes it), not {claimed}"
+    )]
+    SeverityNotAllowed {
+        /// What was asked for.
+        claimed: Severity,
+        /// The most allowed.
+        max: Severity,
+    },
 }
 
 /// A freshly sealed alert.
@@ -64,6 +74,21 @@ pub struct Sealed {
 }
 
 impl Node {
+    /// Refuses a severity above what the authority allows this device: members would read it
+    /// as the lower one, so it is refused here, where the user can hear why.
+    pub(super) fn may_claim(&self, claimed: Severity) -> Result<(), SealError> {
+        let max = self.descriptor.rights(self.cert.body.device).max_severity;
+        if claimed > max {
+            return Err(SealError::SeverityNotAllowed { claimed, max });
+        }
+        Ok(())
+    }
+
+    /// The highest severity the authority allows this device.
+    pub fn max_severity(&self) -> Severity {
+        self.descriptor.rights(self.cert.body.device).max_severity
+    }
+
     /// The channel named `channel` as this device may write to it: (number, name, current
     /// epoch), or why it may not.
     pub(super) fn writable(&self, channel: &str) -> Result<(u32, String, u32), SealError> {
@@ -153,6 +178,7 @@ impl Node {
         if let Some(loc) = &body.location {
             loc.check().map_err(SealError::Invalid)?;
         }
+        self.may_claim(body.severity)?;
         let plain = body.encode();
         if plain.len() > crate::alert::MAX_ALERT_LEN {
             return Err(SealError::TooLarge(plain.len()));
@@ -216,6 +242,7 @@ impl Node {
         if let Some(loc) = &body.location {
             loc.check().map_err(SealError::Invalid)?;
         }
+        self.may_claim(body.severity)?;
         let plain = body.encode();
         if plain.len() > crate::alert::MAX_ALERT_LEN {
             return Err(SealError::TooLarge(plain.len()));

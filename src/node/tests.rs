@@ -10,6 +10,8 @@ use crate::update::UpdateError;
 use libp2p::PeerId;
 use rand_core::OsRng;
 
+mod rights;
+
 const NOW_S: u64 = 1_800_000_000;
 const NOW_US: u64 = NOW_S * 1_000_000;
 

@@ -449,14 +449,18 @@ impl Node {
             Ok(key) => {
                 let plain = env.open(self.domain(), &key)?;
                 let body = AlertBody::decode(&plain).map_err(|_| Rejection::BadPlaintext)?;
+                // A claim above what the authority allows the sender counts as the most it
+                // allows (proto/certificate.md, DeviceRights).
+                let severity = self.descriptor.severity_of(h.sender, body.severity);
                 Ok(Box::new(ReceivedAlert {
+                    claimed_severity: (severity != body.severity).then_some(body.severity),
                     id: envelope::alert_id(self.domain(), h.sender, h.seq),
                     channel: channel_name,
                     sender: sender.body.name.clone(),
                     sender_peer_id: sender.peer_id_text().to_owned(),
                     sender_device: h.sender,
                     seq: h.seq,
-                    severity: body.severity,
+                    severity,
                     kind: body.kind,
                     text: body.text,
                     created_at_us: h.seq,

@@ -65,7 +65,9 @@ impl Node {
     ) -> Result<Sealed, SealError> {
         let (channel, name, epoch) = self.writable(channel)?;
         let seq = self.next_seq(channel, epoch, now_us);
-        let plain = body(seq).encode();
+        let body = body(seq);
+        self.may_claim(body.severity)?;
+        let plain = body.encode();
         if plain.len() > crate::voice::MAX_VOICE_PLAIN {
             return Err(SealError::TooLarge(plain.len()));
         }
@@ -230,7 +232,10 @@ impl Node {
             Err(u) => return Ok(Err(u)),
         };
         let plain = env.open(self.domain(), &key)?;
-        let body = VoiceBody::decode(&plain).map_err(|_| Rejection::BadPlaintext)?;
+        let mut body = VoiceBody::decode(&plain).map_err(|_| Rejection::BadPlaintext)?;
+        // A claim above what the authority allows the sender contests the floor as the most it
+        // allows.
+        body.severity = self.descriptor.severity_of(h.sender, body.severity);
         // The burst id is the claim's own seq, and a burst's packets follow it within the
         // burst's length: a sender cannot pick an early id to win contests for the floor.
         let in_burst = match body.kind {

@@ -26,6 +26,7 @@ mod adversary;
 mod broker;
 mod discovery;
 mod field;
+mod floor;
 mod install;
 mod lifecycle;
 mod mesh;

@@ -119,6 +119,7 @@ fn alert(i: usize) -> ReceivedAlert {
             ],
         },
         recipient: (i % 4 == 3).then(|| format!("guard {i}")),
+        claimed_severity: None,
         via: Via::Gossip,
         late: false,
     }

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use ed25519_dalek::SigningKey;
 use ptt_node::alert::{AlertBody, Severity};
 use ptt_node::cert::{
-    CertBody, Certificate, ChannelInfo, ChannelPolicy, Descriptor, DescriptorBody, Grant, Location,
-    Profile,
+    CertBody, Certificate, ChannelInfo, ChannelPolicy, Descriptor, DescriptorBody, DeviceRights,
+    Grant, Location, Profile,
 };
 use ptt_node::envelope::{self, Envelope, Header};
 use ptt_node::keys::{Chain, ChannelSecret, DomainId, SealedKey, plane_key};
@@ -99,9 +99,22 @@ fn vectors() -> BTreeMap<&'static str, Vec<u8>> {
             brokers: vec![],
             revoked: vec![3],
             private_network: false,
+            rights: vec![],
         },
     );
     v.insert("descriptor", descriptor.as_bytes().to_vec());
+    // Version 2: the same domain one revision later, device 7 limited to `severe`.
+    let mut body = descriptor.body.clone();
+    body.version = 2;
+    body.revision = 4;
+    body.rights = vec![DeviceRights {
+        device: 7,
+        max_severity: Severity::Severe,
+    }];
+    v.insert(
+        "descriptor_v2",
+        Descriptor::issue(&authority, body).as_bytes().to_vec(),
+    );
 
     let cert = Certificate::issue(
         &authority,
@@ -319,6 +332,15 @@ fn golden_vectors_match() {
 fn stored_vectors_verify_and_open() {
     let stored = parse(&std::fs::read_to_string(path()).expect("vectors"));
     let descriptor = Descriptor::from_bytes(&stored["descriptor"]).expect("descriptor verifies");
+    // Version 1 still reads, as a descriptor that limits no device; version 2 carries rights.
+    assert_eq!(descriptor.body.version, 1);
+    assert_eq!(descriptor.rights(7).max_severity, Severity::Extreme);
+    let v2 = Descriptor::from_bytes(&stored["descriptor_v2"]).expect("descriptor v2 verifies");
+    assert_eq!(v2.body.version, 2);
+    assert_eq!(v2.rights(7).max_severity, Severity::Severe);
+    assert_eq!(v2.severity_of(7, Severity::Extreme), Severity::Severe);
+    assert_eq!(v2.severity_of(7, Severity::Minor), Severity::Minor);
+    assert_eq!(v2.rights(1).max_severity, Severity::Extreme);
     let cert = Certificate::from_bytes(
         &stored["certificate"],
         &descriptor.authority,

@@ -1,0 +1,311 @@
+//! A hostile member on the floor (issue 24, finding 5): a talker that re-claims the floor to
+//! keep it, and one that claims more severity than the authority allows it. The rogue is
+//! `examples/rogue.rs` in mode `voice-reclaim`, against real daemons.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::adversary::{honest_and_victim, rogue_bin, victim_addr};
+use crate::support::common::{BIN, p};
+use crate::support::field::Field;
+use crate::support::netns::{self, Cond};
+
+/// A clip of `secs` seconds of a 440 Hz tone, written as the 16 kHz WAV `talk --wav` takes.
+fn tone(f: &Field, name: &str, secs: u32) -> std::path::PathBuf {
+    let path = f.lan.dir().join(name);
+    let mut w = ptt_node::audio::WavOut::create(&path).expect("wav");
+    let pcm: Vec<i16> = (0..secs * 16_000)
+        .map(|i| ((i as f64 * 440.0 * std::f64::consts::TAU / 16_000.0).sin() * 8_000.0) as i16)
+        .collect();
+    w.write(&pcm).expect("wav");
+    w.finish().expect("wav");
+    path
+}
+
+/// `talk --severity extreme --wav CLIP` on device `i`.
+fn talk_extreme(f: &Field, i: usize, clip: &std::path::Path) -> std::process::Output {
+    let d = &f.devs[i];
+    let args = [
+        "talk",
+        "--data",
+        p(&d.data),
+        "--severity",
+        "extreme",
+        "--wav",
+        p(clip),
+    ];
+    netns::run_with_timeout(&mut d.host.command(BIN, args), Duration::from_secs(60)).expect("talk")
+}
+
+/// The bursts device `i`'s `listen` reported as ended.
+fn bursts(f: &Field, i: usize) -> Vec<Value> {
+    f.shown(i)
+        .into_iter()
+        .filter(|v| v["type"] == "burst")
+        .collect()
+}
+
+/// Issue 24, finding 5: a member that claims the floor at `extreme` again and again, each new
+/// burst replacing its own before the floor times out, loses the floor at the 120 s cap; an
+/// honest claim at the same severity then wins, which it could not before.
+#[test]
+fn a_member_re_claiming_the_floor_loses_it_at_the_cap() {
+    if !netns::require_netns() {
+        return;
+    }
+    let (f, honest, victim) = honest_and_victim("hog", true);
+    let rogue = f.idx("rogue");
+    let addr = victim_addr(&f, victim);
+    let bundle = f.devs[rogue].bundle.clone();
+    let clip = tone(&f, "tone.wav", 2);
+    let mut r = f.devs[rogue]
+        .host
+        .spawn(
+            rogue_bin(),
+            [
+                "--bundle",
+                p(&bundle),
+                "--peer",
+                &addr,
+                "--mode",
+                "voice-reclaim",
+                "--count",
+                "150",
+            ],
+            &[],
+        )
+        .expect("rogue");
+    let first = f
+        .lan
+        .wait_until("the rogue claims", Duration::from_secs(30), || {
+            match r
+                .stdout_lines()
+                .iter()
+                .find(|l| l.starts_with("claimed 3 "))
+            {
+                Some(_) => Cond::Done(std::time::Instant::now()),
+                None => Cond::Pending(r.stderr()),
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The rogue's claims reach the honest member through the victim: the floor is held.
+    let held = talk_extreme(&f, honest, &clip);
+    assert_eq!(
+        held.status.code(),
+        Some(4),
+        "an honest extreme press while the hog holds the floor: {}",
+        String::from_utf8_lossy(&held.stderr)
+    );
+    // The victim sees the hog's spell end at the cap: 120 s from its first claim, however
+    // many bursts it started since.
+    let cut = f
+        .lan
+        .wait_until(
+            "the hog is cut off",
+            Duration::from_secs(150),
+            || match bursts(&f, victim)
+                .into_iter()
+                .find(|b| b["talker"] == "rogue" && b["reason"] == "too_long")
+            {
+                Some(b) => Cond::Done(b),
+                None => Cond::Pending(format!("{:?}", bursts(&f, victim))),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let after = first.elapsed();
+    println!("the hog was cut off {after:?} after its third claim: {cut}");
+    // Within its cool-down, the same extreme press now takes the floor, and the hog's claims
+    // (one a second, still coming) do not take it back.
+    let won = talk_extreme(&f, honest, &clip);
+    assert!(
+        won.status.success(),
+        "an honest extreme press after the cap: {}",
+        String::from_utf8_lossy(&won.stderr)
+    );
+    let heard = f
+        .lan
+        .wait_until(
+            "the victim hears the honest burst",
+            Duration::from_secs(20),
+            || match bursts(&f, victim)
+                .into_iter()
+                .find(|b| b["talker"] == "honest")
+            {
+                Some(b) => Cond::Done(b),
+                None => Cond::Pending(format!("{:?}", bursts(&f, victim))),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(heard["reason"], "released", "{heard}");
+    assert_eq!(heard["severity"], "extreme", "{heard}");
+    assert!(
+        r.stdout_lines().iter().all(|l| !l.starts_with("sent")),
+        "the hog was still claiming while the honest member talked"
+    );
+    let _ = r.kill();
+}
+
+/// `ptt-node ARGS` on the host (the authority's side), its stdout; fails the test on failure.
+fn authority(args: &[&str]) -> String {
+    let out = std::process::Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("ptt-node");
+    assert!(
+        out.status.success(),
+        "ptt-node {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Limits device `name` to `max` with `domain device`, publishes the update to device `to`,
+/// and waits until every running daemon holds it.
+fn limit(f: &Field, name: &str, max: &str, to: usize, running: &[usize]) {
+    let dom = f.lan.dir().join("dom");
+    let out = authority(&[
+        "domain",
+        "device",
+        "--dir",
+        p(&dom),
+        "--device",
+        name,
+        "--max-severity",
+        max,
+    ]);
+    assert!(out.contains(&format!("severity at most {max}")), "{out}");
+    let update = crate::support::field::newest_update(&dom);
+    let out = authority(&[
+        "domain",
+        "publish",
+        "--data",
+        p(&f.devs[to].data),
+        p(&update),
+    ]);
+    assert!(out.contains("applied"), "{out}");
+    let rev = f.status(to).expect("status")["revision"].as_u64();
+    for &i in running {
+        f.lan
+            .wait_until("the update spreads", Duration::from_secs(20), || {
+                match f.status(i).and_then(|s| s["revision"].as_u64()) {
+                    r if r == rev => Cond::Done(()),
+                    other => Cond::Pending(format!("{} at {other:?}", f.devs[i].name)),
+                }
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// Issue 24, finding 5's other half: the authority bounds the severity a member may claim.
+/// A member limited to `severe` that claims the floor at `extreme` contests it as `severe`,
+/// so an honest `extreme` press takes the floor at once; and a limited member's own daemon
+/// refuses to seal above its limit, saying why.
+#[test]
+fn a_member_limited_to_severe_cannot_hold_the_floor_at_extreme() {
+    if !netns::require_netns() {
+        return;
+    }
+    let (f, honest, victim) = honest_and_victim("sevcap", true);
+    limit(&f, "rogue", "severe", victim, &[victim, honest]);
+    let rogue = f.idx("rogue");
+    let addr = victim_addr(&f, victim);
+    let bundle = f.devs[rogue].bundle.clone();
+    let clip = tone(&f, "tone.wav", 2);
+    // The rogue holds the bundle it was enrolled with, which knows nothing of the limit.
+    let mut r = f.devs[rogue]
+        .host
+        .spawn(
+            rogue_bin(),
+            [
+                "--bundle",
+                p(&bundle),
+                "--peer",
+                &addr,
+                "--mode",
+                "voice-reclaim",
+                "--count",
+                "60",
+            ],
+            &[],
+        )
+        .expect("rogue");
+    f.lan
+        .wait_until("the rogue claims", Duration::from_secs(30), || {
+            match r.stdout_lines().iter().any(|l| l.starts_with("claimed 3 ")) {
+                true => Cond::Done(()),
+                false => Cond::Pending(r.stderr()),
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let won = talk_extreme(&f, honest, &clip);
+    assert!(
+        won.status.success(),
+        "an honest extreme press against a member limited to severe: {}",
+        String::from_utf8_lossy(&won.stderr)
+    );
+    let heard = f
+        .lan
+        .wait_until("the victim hears both", Duration::from_secs(20), || {
+            let b = bursts(&f, victim);
+            let honest_done = b.iter().any(|b| b["talker"] == "honest");
+            let rogue_seen = b.iter().any(|b| b["talker"] == "rogue");
+            match honest_done && rogue_seen {
+                true => Cond::Done(b),
+                false => Cond::Pending(format!("{b:?}")),
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = r.kill();
+    for b in heard.iter().filter(|b| b["talker"] == "rogue") {
+        assert_eq!(
+            b["severity"], "severe",
+            "the rogue's claims count as severe: {b}"
+        );
+    }
+    assert!(
+        heard
+            .iter()
+            .any(|b| b["talker"] == "rogue" && b["reason"] == "preempted"),
+        "the honest press took the floor from the rogue: {heard:?}"
+    );
+    let h = heard
+        .iter()
+        .find(|b| b["talker"] == "honest")
+        .expect("honest burst");
+    assert_eq!(
+        (&h["severity"], &h["reason"]),
+        (&"extreme".into(), &"released".into())
+    );
+
+    // A limited member's own daemon refuses to seal above the limit, and says so.
+    limit(&f, "honest", "moderate", honest, &[victim, honest]);
+    let s = f.status(honest).expect("status");
+    assert_eq!(s["max_severity"], "moderate", "{s}");
+    let d = &f.devs[honest];
+    let out = netns::run_with_timeout(
+        &mut d.host.command(
+            BIN,
+            [
+                "alert",
+                "--data",
+                p(&d.data),
+                "--severity",
+                "extreme",
+                "--kind",
+                "motion",
+                "--text",
+                "too loud",
+            ],
+        ),
+        Duration::from_secs(20),
+    )
+    .expect("alert");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "sealed above the limit");
+    assert!(err.contains("at most severity moderate"), "{err}");
+    let refused = talk_extreme(&f, honest, &clip);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "talked above the limit");
+    assert!(err.contains("at most severity moderate"), "{err}");
+}
