@@ -31,9 +31,9 @@ mod voice;
 
 pub use crate::alert::format_time_us;
 pub use args::{
-    AlertArgs, Cli, ClientArgs, ColorChoice, Command, ConnectArgs, DomainCommand, EnrollArgs,
-    Format, HistoryArgs, ListenArgs, ProfileArgs, RunArgs, SearchArgs, SendArgs, TagArgs,
-    parse_since,
+    AckArgs, AlertArgs, Cli, ClientArgs, ColorChoice, Command, ConnectArgs, DomainCommand,
+    EnrollArgs, Format, HistoryArgs, ListenArgs, ProfileArgs, ReceiptsArgs, RunArgs, SearchArgs,
+    SendArgs, TagArgs, WaitFor, parse_since,
 };
 pub use output::{format_alert, format_alert_coloured, format_duration, health};
 pub use run::run_settings;
@@ -68,6 +68,8 @@ pub async fn main(
         Command::Peers(a) => client::peers(a).await,
         Command::Status(a) => client::status(a).await,
         Command::History(a) => client::history(a).await,
+        Command::Receipts(a) => alert::receipts(a).await,
+        Command::Ack(a) => alert::ack(a).await,
         Command::Search(a) => client::search(a).await,
         Command::Profile(a) => client::profile(a).await,
         Command::Tag(a) => client::tag(a).await,
@@ -106,6 +108,24 @@ pub enum CliError {
     /// `talk`: the floor is taken.
     #[error("{0}")]
     Floor(String),
+    /// `alert --wait`: the time ran out before enough receipts came.
+    #[error(
+        "alert {id}: {received} of {expected} members sent a receipt within {secs} s (wanted {wanted}); missing: {missing}"
+    )]
+    Unconfirmed {
+        /// The alert's id.
+        id: String,
+        /// Receipts that came.
+        received: usize,
+        /// Members that can read it.
+        expected: usize,
+        /// Receipts wanted.
+        wanted: usize,
+        /// How long it waited.
+        secs: f64,
+        /// The members whose receipt did not come.
+        missing: String,
+    },
     /// `run`: the configuration file cannot be used, or names no bundle.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
@@ -253,11 +273,13 @@ pub enum CliError {
 }
 
 impl CliError {
-    /// 3: no daemon running; 4: the floor is taken; 1: anything else (2 is clap's usage error).
+    /// 3: no daemon running; 4: the floor is taken; 5: `alert --wait` ran out of time; 1:
+    /// anything else (2 is clap's usage error).
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Client(ClientError::NotRunning { .. }) => 3,
             CliError::Floor(_) => 4,
+            CliError::Unconfirmed { .. } => 5,
             _ => 1,
         }
     }

@@ -126,6 +126,19 @@ pub enum Request {
         #[serde(default)]
         tags: Vec<(String, String)>,
     },
+    /// Who got an alert: every member that can read it, with its receipt if one came.
+    Receipts {
+        /// The alert's id.
+        id: String,
+    },
+    /// Acknowledge an alert ("handled"): sent in this device's receipt at once.
+    Ack {
+        /// The alert's id.
+        id: String,
+        /// What was done.
+        #[serde(default)]
+        text: String,
+    },
     /// Apply a signed domain update (from the authority) and spread it to the members.
     Publish {
         /// The update file's bytes, hex.
@@ -234,6 +247,13 @@ pub enum Reply {
     },
     /// The status.
     Status(Box<StatusInfo>),
+    /// Who got an alert.
+    Receipts(Box<ReceiptsInfo>),
+    /// The acknowledgement is on its way.
+    Acked {
+        /// The alert's id.
+        id: String,
+    },
     /// Connected to, and authenticated, the tagged device.
     Connected {
         /// Its name.
@@ -429,6 +449,47 @@ pub struct PeerCounts {
     /// waiting to prove membership.
     #[serde(default)]
     pub denied: u64,
+}
+
+/// Who got an alert (`receipts`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReceiptsInfo {
+    /// The alert's id.
+    pub id: String,
+    /// Its channel (`direct` for a directed message).
+    pub channel: String,
+    /// Its sender.
+    pub sender: String,
+    /// Members that can read it (the sender aside; for a directed message, its recipient).
+    pub expected: usize,
+    /// Of them, how many sent a receipt.
+    pub received: usize,
+    /// Of them, how many acknowledged it.
+    pub acknowledged: usize,
+    /// Every member that can read it, and any other that sent a receipt, by name.
+    pub members: Vec<MemberReceipt>,
+}
+
+/// One member's part in [`ReceiptsInfo`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MemberReceipt {
+    /// Device number.
+    pub device: u32,
+    /// Device name.
+    pub name: String,
+    /// Whether it can read the alert's channel now.
+    pub expected: bool,
+    /// When it opened the alert (its clock, µs), if its receipt came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_at_us: Option<u64>,
+    /// How the alert reached it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<crate::alert::Via>,
+    /// Whether it acknowledged the alert.
+    pub acknowledged: bool,
+    /// What its acknowledgement said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<String>,
 }
 
 /// What `status` reports.

@@ -47,6 +47,7 @@ mod liveness;
 mod plane;
 mod plane_io;
 mod profile;
+mod receipts;
 mod repair;
 mod roster;
 mod send;
@@ -144,6 +145,10 @@ pub use crate::clock::now_us;
 struct Daemon {
     swarm: Swarm<Behaviour>,
     node: Node,
+    /// Alerts opened here and not reported in a receipt yet.
+    receipts_out: receipts::Outbox,
+    /// What members' receipts say about the alerts this node sent or opened.
+    ledger: receipts::Ledger,
     store: StoreHandle,
     alerts: broadcast::Sender<Arc<ReceivedAlert>>,
     /// Every peer known, who is blocked, and the circuit back-off (the mesh core).

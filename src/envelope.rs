@@ -80,6 +80,9 @@ pub enum Kind {
     Alert,
     /// A voice packet.
     Voice,
+    /// A receipt (`proto/receipts.md`): its header's channel has
+    /// [`crate::receipt::RECEIPT_FLAG`].
+    Receipt,
 }
 
 impl Kind {
@@ -87,6 +90,7 @@ impl Kind {
         match self {
             Kind::Alert => SIG_ENVELOPE,
             Kind::Voice => SIG_VOICE,
+            Kind::Receipt => keys::SIG_RECEIPT,
         }
     }
 }

@@ -32,6 +32,8 @@ pub const SIG_DESCRIPTOR: &[u8] = b"ptt-node/v1/sig/descriptor";
 pub const SIG_SEALED_KEY: &[u8] = b"ptt-node/v1/sig/sealed-key";
 /// Signature context of an envelope.
 pub const SIG_ENVELOPE: &[u8] = b"ptt-node/v1/sig/envelope";
+/// Context of receipt signatures (`proto/receipts.md`).
+pub const SIG_RECEIPT: &[u8] = b"ptt-node/v1/sig/receipt";
 /// Context of voice packet signatures (`proto/voice.md`).
 pub const SIG_VOICE: &[u8] = b"ptt-node/v1/sig/voice";
 /// HKDF info label of a channel's voice key (`proto/voice.md`).

@@ -67,6 +67,7 @@ pub mod node;
 pub mod paths;
 pub mod plane;
 pub mod presence;
+pub mod receipt;
 pub mod replay;
 pub mod rules;
 pub mod severity;

@@ -14,6 +14,7 @@
 mod keyring;
 mod presence;
 mod rate_limit;
+mod receipt;
 mod roster;
 mod seal;
 mod search;
@@ -33,6 +34,7 @@ use crate::keys::{Chain, ChannelSecret, DeviceSecrets, DomainId, MessageKey};
 use crate::presence::Presence;
 use crate::replay::ReplayGuard;
 
+pub use receipt::{RECEIPT_POLICY, ReceivedReceipt};
 pub use roster::AuthError;
 pub use seal::{SealError, Sealed};
 pub use search::{Found, Search};
@@ -90,6 +92,12 @@ pub struct Counters {
     pub alerts_received: u64,
     /// Alerts this node accepted but cannot read (forwarded and stored only).
     pub alerts_relayed: u64,
+    /// Receipts this node sealed.
+    pub receipts_sent: u64,
+    /// Receipts this node accepted and opened.
+    pub receipts_received: u64,
+    /// Receipts this node accepted but cannot read (forwarded and stored only).
+    pub receipts_relayed: u64,
     /// Refusals by reason.
     pub rejected: BTreeMap<String, u64>,
     /// Peers refused at authentication.
@@ -250,8 +258,17 @@ impl Node {
             .map(|g| g.name.clone())
             .collect()
     }
+
+    /// The channels of this node's log: those it carries, and their receipts
+    /// (`proto/receipts.md`): what catch-up, repair and the store compare.
+    pub fn carried_log_channels(&self) -> Vec<u32> {
+        let base = self.carried_channels();
+        let receipts = base.iter().map(|c| crate::receipt::receipt_channel(*c));
+        base.iter().copied().chain(receipts).collect()
+    }
+
     /// Channel numbers this device carries (reads, writes or relays): its grants, and the
-    /// channel of directed messages, which every member carries.
+    /// channel of directed messages, which every member carries. Each is a gossip topic.
     pub fn carried_channels(&self) -> Vec<u32> {
         std::iter::once(DIRECT_CHANNEL)
             .chain(self.cert.body.grants.iter().map(|g| g.channel))

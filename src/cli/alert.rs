@@ -4,7 +4,7 @@
 //! A document or a line is read and checked before the daemon is asked anything about it;
 //! the daemon seals and sends. This room never builds an envelope itself.
 
-use super::{AlertArgs, CliError, connect_client, json_line};
+use super::{AckArgs, AlertArgs, CliError, ReceiptsArgs, WaitFor, connect_client, json_line};
 use crate::alert::Severity;
 use crate::cert::Location;
 use crate::control::{Client, ClientError, Reply, Request};
@@ -43,20 +43,119 @@ pub(super) async fn alert(a: AlertArgs) -> Result<(), CliError> {
             }
         }
     };
-    match c.call(&req).await? {
+    let id = match c.call(&req).await? {
         r @ Reply::Sent { .. } => {
+            let Reply::Sent { id, peers, .. } = &r else {
+                unreachable!()
+            };
+            let id = id.clone();
             if a.client.json {
                 println!("{}", json_line(&r));
-            } else if let Reply::Sent { id, peers, .. } = r {
+            } else {
                 println!("{id}");
-                if peers == 0 {
+                if *peers == 0 {
                     eprintln!(
                         "ptt-node: warning: no authenticated peer is connected; the alert is stored here but reached nobody"
                     );
                 }
             }
+            id
+        }
+        other => return Err(ClientError::Protocol(format!("{other:?}")).into()),
+    };
+    match a.wait {
+        Some(w) => wait_receipts(&mut c, &id, w, a.timeout, a.client.json).await,
+        None => Ok(()),
+    }
+}
+
+/// How often `alert --wait` asks the daemon.
+const WAIT_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// `alert --wait`: asks the daemon who got the alert until enough did or `secs` pass.
+async fn wait_receipts(
+    c: &mut Client,
+    id: &str,
+    w: WaitFor,
+    secs: f64,
+    json: bool,
+) -> Result<(), CliError> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
+    loop {
+        let info = match c.call(&Request::Receipts { id: id.to_string() }).await? {
+            Reply::Receipts(info) => info,
+            Reply::Error { message } => return Err(ClientError::Refused(message).into()),
+            other => return Err(ClientError::Protocol(format!("{other:?}")).into()),
+        };
+        let wanted = match w {
+            WaitFor::All => info.expected,
+            WaitFor::Count(n) => n,
+        };
+        let done = info.received >= wanted;
+        if done || tokio::time::Instant::now() >= deadline {
+            if json {
+                println!("{}", json_line(&*info));
+            }
+            if done {
+                return Ok(());
+            }
+            let missing: Vec<&str> = info
+                .members
+                .iter()
+                .filter(|m| m.expected && m.received_at_us.is_none())
+                .map(|m| m.name.as_str())
+                .collect();
+            return Err(CliError::Unconfirmed {
+                id: id.to_string(),
+                received: info.received,
+                expected: info.expected,
+                wanted,
+                secs,
+                missing: if missing.is_empty() {
+                    "none (fewer members can read the channel than wanted)".into()
+                } else {
+                    missing.join(", ")
+                },
+            });
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    }
+}
+
+/// `ptt-node receipts ID`.
+pub(super) async fn receipts(a: ReceiptsArgs) -> Result<(), CliError> {
+    let mut c = connect_client(&a.client).await?;
+    match c.call(&Request::Receipts { id: a.id }).await? {
+        Reply::Receipts(info) => {
+            if a.client.json {
+                println!("{}", json_line(&*info));
+            } else {
+                print!("{}", super::output::format_receipts(&info));
+            }
             Ok(())
         }
+        Reply::Error { message } => Err(ClientError::Refused(message).into()),
+        other => Err(ClientError::Protocol(format!("{other:?}")).into()),
+    }
+}
+
+/// `ptt-node ack ID`.
+pub(super) async fn ack(a: AckArgs) -> Result<(), CliError> {
+    let mut c = connect_client(&a.client).await?;
+    match c
+        .call(&Request::Ack {
+            id: a.id,
+            text: a.text,
+        })
+        .await?
+    {
+        r @ Reply::Acked { .. } => {
+            if a.client.json {
+                println!("{}", json_line(&r));
+            }
+            Ok(())
+        }
+        Reply::Error { message } => Err(ClientError::Refused(message).into()),
         other => Err(ClientError::Protocol(format!("{other:?}")).into()),
     }
 }

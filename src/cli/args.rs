@@ -35,7 +35,8 @@ use crate::cert::Location;
         "  1  an error: a refused request, a bad file, a failure to start (the message says which)\n",
         "  2  a usage error: unknown option, bad value (the message says which)\n",
         "  3  no daemon running where the command looked (start one with `ptt-node run`)\n",
-        "  4  talk: the floor is taken (by another talker, at the same moment, or by a higher severity)"
+        "  4  talk: the floor is taken (by another talker, at the same moment, or by a higher severity)\n",
+        "  5  alert --wait: the time ran out before enough members sent a receipt"
     )
 )]
 pub struct Cli {
@@ -106,6 +107,17 @@ pub enum Command {
         after_help = "Examples:\n  ptt-node search --kind camera\n  ptt-node search --near 37.5665,126.9780 --radius 500 --tag zone=north"
     )]
     Search(SearchArgs),
+    /// Who got an alert: every member that can read it, when its receipt says it opened it
+    /// and by which path, and whether it acknowledged it.
+    #[command(
+        after_help = "Examples:\n  ptt-node receipts 3f2a9c0e1b7d4e65\n  ptt-node receipts 3f2a9c0e1b7d4e65 --json"
+    )]
+    Receipts(ReceiptsArgs),
+    /// Acknowledge an alert ("handled"): every member's `receipts` and this device's peers see it.
+    #[command(
+        after_help = "Examples:\n  ptt-node ack 3f2a9c0e1b7d4e65\n  ptt-node ack 3f2a9c0e1b7d4e65 --text 'guard on the way'"
+    )]
+    Ack(AckArgs),
     /// Show stored alerts this device can read, oldest first.
     #[command(
         after_help = "Examples:\n  ptt-node history --since 2h\n  ptt-node history --since 2026-11-22T08:00:00Z --channel alerts --json"
@@ -213,6 +225,59 @@ fn parse_radius(s: &str) -> Result<f64, String> {
         Ok(r) if r.is_finite() && r >= 0.0 => Ok(r),
         _ => Err(format!(
             "radius {s:?} is not a number of metres (0 or more)"
+        )),
+    }
+}
+
+/// `ptt-node receipts`.
+#[derive(Debug, Args)]
+pub struct ReceiptsArgs {
+    /// Common arguments.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The alert's id (printed by `alert`, shown by `listen` and `history`).
+    pub id: String,
+}
+
+/// `ptt-node ack`.
+#[derive(Debug, Args)]
+pub struct AckArgs {
+    /// Common arguments.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The alert's id.
+    pub id: String,
+    /// What was done (at most 256 bytes).
+    #[arg(long, default_value = "")]
+    pub text: String,
+}
+
+/// How many receipts `alert --wait` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitFor {
+    /// Every member that can read the channel.
+    All,
+    /// At least this many members.
+    Count(usize),
+}
+
+fn parse_wait(s: &str) -> Result<WaitFor, String> {
+    match s {
+        "all" => Ok(WaitFor::All),
+        n => match n.parse::<usize>() {
+            Ok(k) if k >= 1 => Ok(WaitFor::Count(k)),
+            _ => Err(format!(
+                "{s:?} is neither `all` nor a number of members (1 or more)"
+            )),
+        },
+    }
+}
+
+fn parse_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t.is_finite() && t > 0.0 && t <= 86_400.0 => Ok(t),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds (above 0, at most 86400)"
         )),
     }
 }
@@ -726,6 +791,13 @@ pub struct AlertArgs {
     /// Attribute KEY=VALUE (repeatable).
     #[arg(long = "attr", value_parser = parse_kv)]
     pub attributes: Vec<(String, String)>,
+    /// Wait until `all` members that can read the channel, or N of them, sent a receipt for
+    /// it; exit code 5 and the members still missing if the time runs out.
+    #[arg(long, value_name = "all|N", value_parser = parse_wait, conflicts_with = "stdin")]
+    pub wait: Option<WaitFor>,
+    /// Seconds `--wait` waits.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs, requires = "wait")]
+    pub timeout: f64,
 }
 
 fn parse_location(s: &str) -> Result<Location, String> {

@@ -98,6 +98,45 @@ pub fn format_alert(a: &ReceivedAlert) -> String {
     s
 }
 
+/// `receipts`: a summary line, then one line per member.
+pub(super) fn format_receipts(r: &crate::control::ReceiptsInfo) -> String {
+    let mut out = format!(
+        "alert {} on {} from {}: {} of {} members received it, {} acknowledged\n",
+        r.id, r.channel, r.sender, r.received, r.expected, r.acknowledged
+    );
+    for m in &r.members {
+        let got = match (m.received_at_us, m.via) {
+            (Some(at), Some(via)) => {
+                format!("received {} by {}", format_time_us(at), via_name(via))
+            }
+            (Some(at), None) => format!("received {}", format_time_us(at)),
+            _ => "not yet".to_string(),
+        };
+        let ack = match &m.ack {
+            Some(t) if t.is_empty() => ", acknowledged".to_string(),
+            Some(t) => format!(", acknowledged: {t}"),
+            None => String::new(),
+        };
+        let extra = if m.expected {
+            ""
+        } else {
+            " (cannot read the channel now)"
+        };
+        out.push_str(&format!("  {:<20} {got}{ack}{extra}\n", m.name));
+    }
+    out
+}
+
+fn via_name(v: crate::alert::Via) -> &'static str {
+    match v {
+        crate::alert::Via::Gossip => "gossip",
+        crate::alert::Via::CatchUp => "catch-up",
+        crate::alert::Via::Log => "log",
+        crate::alert::Via::Multicast => "multicast",
+        crate::alert::Via::Repair => "repair",
+    }
+}
+
 /// One line for a peer of `peers`.
 pub(super) fn format_peer(p: &PeerInfo) -> String {
     let since = if p.since_us > 0 {

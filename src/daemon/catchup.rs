@@ -34,7 +34,7 @@ impl Daemon {
         tokio::spawn(sync_session(
             peer,
             cutoff,
-            self.node.carried_channels(),
+            self.node.carried_log_channels(),
             self.store.clone(),
             self.handle.clone(),
         ));
@@ -49,9 +49,11 @@ impl Daemon {
     ) {
         let member = self.member_now(&peer);
         let grants: Option<Vec<u32>> = self.certs.get(&peer).filter(|_| member).map(|c| {
-            std::iter::once(crate::node::DIRECT_CHANNEL)
+            let granted: Vec<u32> = std::iter::once(crate::node::DIRECT_CHANNEL)
                 .chain(c.body.grants.iter().map(|g| g.channel))
-                .collect()
+                .collect();
+            let receipts = granted.iter().map(|c| crate::receipt::receipt_channel(*c));
+            granted.iter().copied().chain(receipts).collect()
         });
         let Some(grants) = grants else {
             let refused = SyncResponse::Refused {
@@ -66,7 +68,7 @@ impl Daemon {
             return;
         };
         // Only channels both carry and the requester's certificate grants.
-        let mine = self.node.carried_channels();
+        let mine = self.node.carried_log_channels();
         self.catch_up.served += 1;
         let (store, tx) = (self.store.clone(), self.handle.clone());
         tokio::spawn(async move {

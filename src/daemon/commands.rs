@@ -24,7 +24,11 @@ impl Daemon {
                 let _ = reply.send(r);
             }
             Cmd::Publish { sealed, reply } => {
-                let topic = net::topic(self.node.domain(), sealed.channel);
+                self.sent_here(&sealed);
+                let topic = net::topic(
+                    self.node.domain(),
+                    crate::receipt::base_channel(sealed.channel),
+                );
                 let n = self.peers.ready().count();
                 // The plane's copy first: it is the one most members keep.
                 let on_plane = self.plane_send(crate::plane::Kind::Alert, &sealed.bytes);
@@ -62,6 +66,12 @@ impl Daemon {
             Cmd::Connect { tag, reply } => self.connect_tag(tag, reply),
             Cmd::Profile { change, reply } => {
                 let _ = reply.send(self.change_profile(change));
+            }
+            Cmd::Receipts { id, reply } => {
+                let _ = reply.send(self.receipts_of(&id));
+            }
+            Cmd::Ack { id, text, reply } => {
+                let _ = reply.send(self.ack(&id, text));
             }
             Cmd::Search { q, reply } => {
                 let _ = reply.send(self.search(&q));

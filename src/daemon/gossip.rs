@@ -35,6 +35,7 @@ impl Daemon {
             a.via = Via::CatchUp;
             self.node.counters_mut().alerts_received += 1;
             self.apply_rules(&a);
+            self.opened_here(&a);
             self.deliver(a);
         }
     }
@@ -140,6 +141,7 @@ impl Daemon {
                         a.late = crate::alert::is_late(a.created_at_us, a.received_at_us);
                         self.apply_rules(&a);
                         tracing::debug!(id = %a.id, sender = %a.sender, ?via, late = a.late, "alert received");
+                        self.opened_here(&a);
                         self.deliver(a);
                     }
                     Err(Unreadable::UnknownEpoch { .. }) => {
@@ -148,6 +150,20 @@ impl Daemon {
                         self.unread.push(bytes_for_unread, now);
                     }
                     Err(_) => {}
+                }
+                Ok(())
+            }
+            Verdict::Receipt { envelope, content } => {
+                let h = envelope.header;
+                self.store.put(StoredEnvelope {
+                    sender: h.sender,
+                    seq: h.seq,
+                    channel: h.channel,
+                    received_at_us: now,
+                    bytes,
+                });
+                if let Ok(r) = content {
+                    self.take_receipt(&r);
                 }
                 Ok(())
             }
@@ -172,7 +188,7 @@ impl Daemon {
         use crate::node::Rejection;
         use crate::wire::DecodeError;
         let header = crate::envelope::header_of(&bytes);
-        let carried = header.is_some_and(|h| self.node.carried_channels().contains(&h.channel));
+        let carried = header.is_some_and(|h| self.node.carried_log_channels().contains(&h.channel));
         if !carried {
             return Ok(false);
         }

@@ -51,6 +51,17 @@ pub(super) enum Cmd {
         change: ProfileChange,
         reply: oneshot::Sender<Result<crate::cert::Profile, ProfileError>>,
     },
+    /// Who got an alert.
+    Receipts {
+        id: String,
+        reply: oneshot::Sender<Result<control::ReceiptsInfo, String>>,
+    },
+    /// Acknowledges an alert.
+    Ack {
+        id: String,
+        text: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// Searches member profiles.
     Search {
         q: crate::node::Search,
@@ -192,6 +203,23 @@ impl Handle {
         change: ProfileChange,
     ) -> Result<Result<crate::cert::Profile, ProfileError>, LoopGone> {
         self.request(|reply| Cmd::Profile { change, reply }).await
+    }
+
+    /// Who got an alert.
+    pub(super) async fn receipts(
+        &self,
+        id: String,
+    ) -> Result<Result<control::ReceiptsInfo, String>, LoopGone> {
+        self.request(|reply| Cmd::Receipts { id, reply }).await
+    }
+
+    /// Acknowledges an alert.
+    pub(super) async fn ack(
+        &self,
+        id: String,
+        text: String,
+    ) -> Result<Result<(), String>, LoopGone> {
+        self.request(|reply| Cmd::Ack { id, text, reply }).await
     }
 
     /// Searches member profiles.

@@ -327,7 +327,9 @@ impl Daemon {
         let carried = if voice {
             self.voice.topics.values().any(|c| *c == header.channel)
         } else {
-            self.topics.values().any(|c| *c == header.channel)
+            // A receipt rides with the alerts of its channel.
+            let base = crate::receipt::base_channel(header.channel);
+            self.topics.values().any(|c| *c == base)
         };
         if !carried {
             p.drop_as("plane_not_carried");

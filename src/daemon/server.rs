@@ -313,6 +313,22 @@ pub(super) async fn serve_client(
                     .map(|devices| Reply::Devices { devices })
                     .map_err(RequestError::from)
             }
+            Request::Receipts { id } => match cmds.receipts(id).await {
+                Ok(Ok(info)) => Ok(Reply::Receipts(Box::new(info))),
+                Ok(Err(message)) => {
+                    let _ = write_reply(&mut w, &Reply::Error { message }).await;
+                    continue;
+                }
+                Err(e) => Err(e.into()),
+            },
+            Request::Ack { id, text } => match cmds.ack(id.clone(), text).await {
+                Ok(Ok(())) => Ok(Reply::Acked { id }),
+                Ok(Err(message)) => {
+                    let _ = write_reply(&mut w, &Reply::Error { message }).await;
+                    continue;
+                }
+                Err(e) => Err(e.into()),
+            },
             Request::Publish { update } => match hex::decode(update.trim()) {
                 Err(e) => Err(e.into()),
                 Ok(bytes) => match cmds.update(bytes).await {

@@ -390,6 +390,8 @@ pub async fn run(
         pending_updates: PendingUpdates::default(),
         updates: HeldUpdates::new(held_updates),
         unread: Unread::default(),
+        receipts_out: Default::default(),
+        ledger: Default::default(),
         key_path,
         timers: {
             // The tick runs at once, as the interval it replaced did.

@@ -78,6 +78,7 @@ impl Daemon {
         if fired(Timer::Tick) {
             self.plane_tick(now);
             self.evidence_tick(now);
+            self.send_receipts();
         }
         if fired(Timer::Beacon) {
             self.send_beacon(now);

@@ -99,7 +99,9 @@ impl Node {
 
     /// The rate policy of a channel (directed messages: the default).
     fn rate_policy(&self, channel: u32) -> ChannelPolicy {
-        if channel == DIRECT_CHANNEL {
+        if crate::receipt::is_receipt_channel(channel) {
+            super::RECEIPT_POLICY
+        } else if channel == DIRECT_CHANNEL {
             ChannelPolicy::default()
         } else {
             self.descriptor.policy(channel)

@@ -10,6 +10,7 @@ use crate::update::UpdateError;
 use libp2p::PeerId;
 use rand_core::OsRng;
 
+mod receipts;
 mod rights;
 
 const NOW_S: u64 = 1_800_000_000;
@@ -73,6 +74,7 @@ fn reject_reason(v: Verdict) -> &'static str {
     match v {
         Verdict::Reject(r) => r.reason(),
         Verdict::Accept { .. } => "accepted",
+        Verdict::Receipt { .. } => "receipt",
     }
 }
 

@@ -4,9 +4,11 @@
 //! every refusal that costs a lookup before the signature. Counts every outcome; never
 //! decides what the shell does with a peer at fault.
 
+use super::receipt::ReceivedReceipt;
 use super::{DIRECT_CHANNEL, DIRECT_CHANNEL_NAME, Node};
 use crate::alert::{AlertBody, ReceivedAlert};
-use crate::envelope::{self, Envelope, EnvelopeError};
+use crate::envelope::{self, Envelope, EnvelopeError, Kind};
+use crate::receipt;
 use crate::replay::ReplayError;
 
 /// How far an envelope's `seq` (its sender's clock, µs) may be ahead of this node's clock on
@@ -135,8 +137,22 @@ pub enum Verdict {
         /// The opened alert, or why it stays sealed here.
         content: Result<Box<ReceivedAlert>, Unreadable>,
     },
+    /// An authentic new receipt (`proto/receipts.md`): forward and store it like an alert;
+    /// `content` is the opened receipt, or why this node cannot read it.
+    Receipt {
+        /// The envelope.
+        envelope: Envelope,
+        /// The opened receipt, or why it stays sealed here.
+        content: Result<Box<ReceivedReceipt>, Unreadable>,
+    },
     /// Refused.
     Reject(Rejection),
+}
+
+/// What an accepted envelope held.
+enum Content {
+    Alert(Result<Box<ReceivedAlert>, Unreadable>),
+    Receipt(Result<Box<ReceivedReceipt>, Unreadable>),
 }
 
 /// Why an authentic envelope stays sealed on this node (it is still forwarded and stored).
@@ -237,6 +253,10 @@ impl Node {
                     self.counters.unknown_epoch += 1;
                 }
             }
+            Verdict::Receipt { content: Ok(_), .. } => self.counters.receipts_received += 1,
+            Verdict::Receipt {
+                content: Err(_), ..
+            } => self.counters.receipts_relayed += 1,
             Verdict::Reject(r) => {
                 *self
                     .counters
@@ -250,7 +270,8 @@ impl Node {
 
     fn check(&mut self, bytes: &[u8], arrival: Arrival, now_us: u64) -> Verdict {
         match self.check_inner(bytes, arrival, now_us) {
-            Ok((envelope, content)) => Verdict::Accept { envelope, content },
+            Ok((envelope, Content::Alert(content))) => Verdict::Accept { envelope, content },
+            Ok((envelope, Content::Receipt(content))) => Verdict::Receipt { envelope, content },
             Err(r) => Verdict::Reject(r),
         }
     }
@@ -260,7 +281,7 @@ impl Node {
         bytes: &[u8],
         arrival: Arrival,
         now_us: u64,
-    ) -> Result<(Envelope, Result<Box<ReceivedAlert>, Unreadable>), Rejection> {
+    ) -> Result<(Envelope, Content), Rejection> {
         let screened = self.screen(bytes, Some(arrival), now_us)?;
         self.counters.signatures_verified += 1;
         let verified = self.verify(screened, true)?;
@@ -280,7 +301,14 @@ impl Node {
         // recorded before opening: a signed envelope that does not open is refused once, then
         // costs a replay lookup on every path, whoever sends it again.
         self.replay.insert(h.sender, h.seq)?;
-        let opened = self.open(verified, now_us);
+        let opened = if receipt::is_receipt_channel(h.channel) {
+            let Screened { env, channel_name } = verified;
+            self.open_receipt(env, channel_name)
+                .map(|(e, c)| (e, Content::Receipt(c)))
+        } else {
+            self.open(verified, now_us)
+                .map(|(e, c)| (e, Content::Alert(c)))
+        };
         if let Err(Rejection::Envelope(EnvelopeError::Decrypt) | Rejection::BadPlaintext) = opened {
             // Only the authenticated sender can make its signed envelope fail to open: it is
             // charged on every path (catch-up and repair too) and channel (rate 0 too).
@@ -297,6 +325,10 @@ impl Node {
         bytes: &[u8],
         received_at_us: u64,
     ) -> Result<Result<Box<ReceivedAlert>, Unreadable>, Rejection> {
+        // A receipt in the log is not an alert: `receipts` reads what it says.
+        if envelope::header_of(bytes).is_some_and(|h| receipt::is_receipt_channel(h.channel)) {
+            return Ok(Err(Unreadable::NotReader));
+        }
         let screened = self.screen(bytes, None, received_at_us)?;
         let verified = self.verify(screened, false)?;
         let (_, content) = self.open(verified, received_at_us)?;
@@ -318,7 +350,11 @@ impl Node {
     ) -> Result<Screened, Rejection> {
         let env = Envelope::parse(bytes)?;
         let h = env.header;
-        if let Some(t) = arrival.and_then(Arrival::topic).filter(|t| *t != h.channel) {
+        // A receipt travels with the alerts it reports: on their channel's topic, under its
+        // key; its sender needs the right to read that channel, not to write it.
+        let base = receipt::base_channel(h.channel);
+        let is_receipt = base != h.channel;
+        if let Some(t) = arrival.and_then(Arrival::topic).filter(|t| *t != base) {
             return Err(Rejection::WrongTopic {
                 header: h.channel,
                 topic: t,
@@ -335,7 +371,7 @@ impl Node {
         sender
             .check_time(now_us / 1_000_000)
             .map_err(|_| Rejection::SenderExpired(h.sender))?;
-        let channel_name = if h.channel == DIRECT_CHANNEL {
+        let channel_name = if base == DIRECT_CHANNEL {
             if sender.body.relay_only {
                 return Err(Rejection::NotAllowed {
                     sender: h.sender,
@@ -345,8 +381,8 @@ impl Node {
             DIRECT_CHANNEL_NAME.to_string()
         } else {
             sender
-                .grant(h.channel)
-                .filter(|g| g.write)
+                .grant(base)
+                .filter(|g| if is_receipt { g.read } else { g.write })
                 .ok_or(Rejection::NotAllowed {
                     sender: h.sender,
                     channel: h.channel,
@@ -389,7 +425,14 @@ impl Node {
             .roster
             .get(&h.sender)
             .ok_or(Rejection::UnknownSender(h.sender))?;
-        screened.env.verify(self.domain(), sender.verifying_key())?;
+        let kind = if receipt::is_receipt_channel(h.channel) {
+            Kind::Receipt
+        } else {
+            Kind::Alert
+        };
+        screened
+            .env
+            .verify_kind(kind, self.domain(), sender.verifying_key())?;
         // A revoked sender's new alerts are refused (after the signature: only a verified
         // refusal is remembered); what this node stored before the revocation stays
         // readable in its log.
@@ -413,37 +456,12 @@ impl Node {
             .ok_or(Rejection::UnknownSender(h.sender))?;
         let direct = h.channel == DIRECT_CHANNEL;
         let me = self.cert.body.device;
-        // A directed message opens at its recipient, and at its sender (its own log): the
-        // pairwise key is the same from both ends.
-        let other = if !direct {
-            None
-        } else if h.epoch == me {
-            Some(sender)
-        } else if h.sender == me {
-            self.roster.get(&h.epoch)
-        } else {
-            None
-        };
-        let direct_key = other.map(|o| {
-            crate::keys::direct_key(
-                self.domain(),
-                &self.secrets.x25519,
-                &o.body.x25519,
-                h.sender,
-                h.epoch,
-            )
-        });
         let recipient_name = if h.epoch == me {
             Some(self.cert.body.name.clone())
         } else {
             self.roster.get(&h.epoch).map(|c| c.body.name.clone())
         };
-        let can_read = direct_key.is_some() || self.cert.grant(h.channel).is_some_and(|g| g.read);
-        let key = match direct_key {
-            _ if !can_read => Err(Unreadable::NotReader),
-            Some(k) => Ok(k),
-            None => self.key_for(h.channel, h.epoch, h.seq),
-        };
+        let key = self.envelope_key(&h, h.channel);
         let content = match key {
             Err(u) => Err(u),
             Ok(key) => {

@@ -32,6 +32,7 @@ mod lifecycle;
 mod mesh;
 mod netns_harness;
 mod plane;
+mod receipts;
 mod scale;
 mod scenario;
 mod segments;

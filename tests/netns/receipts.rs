@@ -1,0 +1,169 @@
+//! Receipts between real daemons (issue 25): who got an alert, who did not, who handled it.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::common::{BIN, p};
+use crate::support::field::{Field, MEMBER, RELAY, nft};
+use crate::support::netns::{self, Cond};
+
+/// `ptt-node ARGS --data DIR` on device `i`, with a 60 s limit.
+fn ptt(f: &Field, i: usize, args: &[&str]) -> std::process::Output {
+    let d = &f.devs[i];
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--data", p(&d.data)]);
+    netns::run_with_timeout(&mut d.host.command(BIN, all), Duration::from_secs(60)).expect("ptt")
+}
+
+/// `receipts ID --json` on device `i`.
+fn receipts(f: &Field, i: usize, id: &str) -> Value {
+    let out = ptt(f, i, &["receipts", id, "--json"]);
+    assert!(
+        out.status.success(),
+        "receipts: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("receipts JSON")
+}
+
+fn member<'a>(r: &'a Value, name: &str) -> Option<&'a Value> {
+    r["members"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["name"] == name))
+}
+
+/// Ten devices: eight members, `cut` (a member whose every packet nftables drops), and a
+/// relay-only device. `alert --wait all --timeout 5` fails and names `cut`; `receipts` names
+/// `cut` as missing and the relay not at all; once the link is back, `cut` opens the alert and
+/// its receipt arrives, and `receipts` shows all. An acknowledgement reaches the sender.
+#[test]
+fn the_sender_knows_who_got_an_alert_and_who_did_not() {
+    if !netns::require_netns() {
+        return;
+    }
+    let mut specs: Vec<(String, &[&str])> = (1..=8).map(|i| (format!("m{i}"), MEMBER)).collect();
+    specs.push(("cut".into(), MEMBER));
+    specs.push(("relay".into(), RELAY));
+    let specs: Vec<(&str, &[&str])> = specs.iter().map(|(n, a)| (n.as_str(), *a)).collect();
+    let mut f = Field::provision("rcpt", &[], &specs);
+    for i in 0..f.devs.len() {
+        f.start_with(i, &["--max-peers", "16"]);
+    }
+    f.wait_mesh(Duration::from_secs(60));
+    let (m1, m2, cut) = (f.idx("m1"), f.idx("m2"), f.idx("cut"));
+
+    // Everyone up: an alert is received by all nine others' readers (the relay cannot read).
+    let out = ptt(
+        &f,
+        m1,
+        &[
+            "alert",
+            "--severity",
+            "minor",
+            "--kind",
+            "test",
+            "--text",
+            "warm-up",
+            "--wait",
+            "all",
+            "--timeout",
+            "10",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "warm-up --wait all: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    nft(
+        &f.devs[cut],
+        &[
+            "add table inet t",
+            "add chain inet t input { type filter hook input priority 0 ; policy drop ; }",
+            "add chain inet t output { type filter hook output priority 0 ; policy drop ; }",
+        ],
+    );
+    let started = std::time::Instant::now();
+    let out = ptt(
+        &f,
+        m1,
+        &[
+            "alert",
+            "--severity",
+            "severe",
+            "--kind",
+            "intrusion",
+            "--text",
+            "gate 3",
+            "--wait",
+            "all",
+            "--timeout",
+            "5",
+        ],
+    );
+    let waited = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "exit code of --wait all: {err}");
+    assert!(err.contains("missing: cut"), "{err}");
+    assert!(waited >= Duration::from_secs(5), "gave up after {waited:?}");
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(id.len(), 16, "the alert id first: {id:?}");
+
+    let r = receipts(&f, m1, &id);
+    assert_eq!(r["expected"], 8, "{r}");
+    assert_eq!(r["received"], 7, "{r}");
+    let c = member(&r, "cut").expect("cut is listed");
+    assert!(c["received_at_us"].is_null(), "{c}");
+    assert!(member(&r, "relay").is_none(), "the relay cannot read: {r}");
+    for i in 2..=8 {
+        let m = member(&r, &format!("m{i}")).expect("member listed");
+        assert!(m["received_at_us"].as_u64().is_some(), "{m}");
+    }
+    // Another member sees the same from its own ledger.
+    let r2 = receipts(&f, m2, &id);
+    assert_eq!(r2["received"], 7, "{r2}");
+
+    // The link is back: cut gets the alert (catch-up or the retransmitted copy) and its
+    // receipt reaches m1.
+    nft(&f.devs[cut], &["delete table inet t"]);
+    let r = f
+        .lan
+        .wait_until("cut's receipt arrives", Duration::from_secs(60), || {
+            let r = receipts(&f, m1, &id);
+            match r["received"].as_u64() {
+                Some(8) => Cond::Done(r),
+                _ => Cond::Pending(r.to_string()),
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    println!("after the link came back: {r}");
+    assert!(member(&r, "cut").is_some_and(|c| c["received_at_us"].as_u64().is_some()));
+
+    // m2 acknowledges; m1 sees it.
+    let out = ptt(&f, m2, &["ack", &id, "--text", "guard sent"]);
+    assert!(
+        out.status.success(),
+        "ack: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = f
+        .lan
+        .wait_until("m2's ack arrives", Duration::from_secs(20), || {
+            let r = receipts(&f, m1, &id);
+            match r["acknowledged"].as_u64() {
+                Some(1) => Cond::Done(r),
+                _ => Cond::Pending(r.to_string()),
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let a = member(&r, "m2").expect("m2");
+    assert_eq!(a["ack"], "guard sent", "{a}");
+    // Nobody acknowledges its own alert, and an unknown id is refused.
+    let out = ptt(&f, m1, &["ack", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = ptt(&f, m1, &["receipts", "0123456789abcdef"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not one this device"));
+}
