@@ -54,14 +54,24 @@ pub const QUEUE: usize = 8192;
 const OWN_LAST_SEQ: &str = "own_last_seq";
 const SEQ_LEASE: &str = "seq_lease";
 const BYTES: &str = "bytes";
+const RECEIPT_BYTES: &str = "receipt_bytes";
 
 /// How long and how much the log keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
     /// Envelopes received longer ago than this (µs) are removed.
     pub max_age_us: u64,
-    /// Oldest envelopes are removed while the log holds more envelope bytes than this.
+    /// Oldest alerts are removed while the log holds more bytes of alerts than this;
+    /// receipts have a quarter of it of their own ([`Retention::receipt_bytes`]).
     pub max_bytes: u64,
+}
+
+impl Retention {
+    /// Bytes of receipts the log keeps at most, on top of `max_bytes` of alerts: a quarter
+    /// of it, so that receipts never push an alert out (`proto/receipts.md`).
+    pub fn receipt_bytes(&self) -> u64 {
+        self.max_bytes / 4
+    }
 }
 
 impl Default for Retention {
@@ -124,7 +134,10 @@ pub struct Store {
     db: Database,
     path: PathBuf,
     index: Index,
+    /// Bytes of alerts (and directed messages) held.
     bytes: u64,
+    /// Bytes of receipts held.
+    receipt_bytes: u64,
 }
 
 impl Store {
@@ -143,6 +156,7 @@ impl Store {
             path,
             index: Index::new(),
             bytes: 0,
+            receipt_bytes: 0,
         };
         let tx = s.db.begin_write().map_err(|e| s.err(e))?;
         tx.open_table(ENVELOPES).map_err(|e| s.err(e))?;
@@ -155,6 +169,7 @@ impl Store {
             s.index.insert(channel, id);
         }
         s.bytes = s.meta(BYTES)?;
+        s.receipt_bytes = s.meta(RECEIPT_BYTES)?;
         Ok(s)
     }
 
@@ -234,7 +249,7 @@ impl Store {
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         let mut added: Vec<(u32, Id)> = vec![];
         let mut added_ids: std::collections::HashSet<Id> = std::collections::HashSet::new();
-        let mut bytes = self.bytes;
+        let (mut bytes, mut receipt_bytes) = (self.bytes, self.receipt_bytes);
         {
             let mut t = tx.open_table(ENVELOPES).map_err(|e| self.err(e))?;
             let mut by_time = tx.open_table(BY_TIME).map_err(|e| self.err(e))?;
@@ -250,7 +265,11 @@ impl Store {
                 by_time
                     .insert((e.received_at_us, e.sender, e.seq), ())
                     .map_err(|x| self.err(x))?;
-                bytes += e.bytes.len() as u64;
+                if crate::receipt::is_receipt_channel(e.channel) {
+                    receipt_bytes += e.bytes.len() as u64;
+                } else {
+                    bytes += e.bytes.len() as u64;
+                }
                 added.push((e.channel, id));
                 if e.sender == own_device {
                     own_max = own_max.max(Some(e.seq));
@@ -266,22 +285,27 @@ impl Store {
                 }
             }
             meta.insert(BYTES, bytes).map_err(|e| self.err(e))?;
+            meta.insert(RECEIPT_BYTES, receipt_bytes)
+                .map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))?;
         for (channel, id) in added {
             self.index.insert(channel, id);
         }
         self.bytes = bytes;
+        self.receipt_bytes = receipt_bytes;
         Ok(())
     }
 
-    /// Removes envelopes received before `now_us - max_age_us`, then the oldest while the log
-    /// holds more than `max_bytes`; raises and persists the removed senders' replay floors.
+    /// Removes envelopes received before `now_us - max_age_us`, then the oldest alerts while
+    /// the log holds more than `max_bytes` of them and the oldest receipts while it holds more
+    /// than [`Retention::receipt_bytes`]; raises and persists the replay floors of the senders
+    /// of the alerts removed (receipts raise none).
     pub fn prune(&mut self, now_us: u64, r: Retention) -> Result<Pruned, StoreError> {
         let cutoff = now_us.saturating_sub(r.max_age_us);
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         let mut removed = vec![];
-        let mut bytes = self.bytes;
+        let (mut bytes, mut receipt_bytes) = (self.bytes, self.receipt_bytes);
         let mut floors: BTreeMap<u32, u64> = BTreeMap::new();
         {
             let mut t = tx.open_table(ENVELOPES).map_err(|e| self.err(e))?;
@@ -290,26 +314,46 @@ impl Store {
             let mut floor_t = tx.open_table(FLOORS).map_err(|e| self.err(e))?;
             let mut victims = vec![];
             {
-                let mut budget = bytes;
+                // Alerts and receipts each have their own byte budget: the oldest of a kind
+                // over its budget go, and everything older than the cutoff.
+                let (mut alerts, mut receipts) = (bytes, receipt_bytes);
                 for row in by_time.iter().map_err(|e| self.err(e))? {
                     let (k, _) = row.map_err(|e| self.err(e))?;
                     let (at, sender, seq) = k.value();
-                    if at >= cutoff && budget <= r.max_bytes {
+                    let over_alerts = alerts > r.max_bytes;
+                    let over_receipts = receipts > r.receipt_bytes();
+                    if at >= cutoff && !over_alerts && !over_receipts {
                         break;
                     }
                     let (channel, len) = t
                         .get((sender, seq))
                         .map_err(|e| self.err(e))?
                         .map_or((0, 0), |v| (v.value().0, v.value().2.len() as u64));
-                    budget = budget.saturating_sub(len);
+                    let receipt = crate::receipt::is_receipt_channel(channel);
+                    let over = if receipt { over_receipts } else { over_alerts };
+                    if at >= cutoff && !over {
+                        continue;
+                    }
+                    if receipt {
+                        receipts = receipts.saturating_sub(len);
+                    } else {
+                        alerts = alerts.saturating_sub(len);
+                    }
                     victims.push((at, sender, seq, channel, len));
                 }
             }
             for (at, sender, seq, channel, len) in victims {
                 t.remove((sender, seq)).map_err(|e| self.err(e))?;
                 by_time.remove((at, sender, seq)).map_err(|e| self.err(e))?;
-                bytes = bytes.saturating_sub(len);
                 removed.push((channel, (sender, seq)));
+                if crate::receipt::is_receipt_channel(channel) {
+                    // A receipt says only what its author opened: taking one again after
+                    // it is gone is harmless, so it raises no replay floor (which would
+                    // refuse its author's older alerts not caught up yet).
+                    receipt_bytes = receipt_bytes.saturating_sub(len);
+                    continue;
+                }
+                bytes = bytes.saturating_sub(len);
                 let f = floors.entry(sender).or_insert(0);
                 *f = (*f).max(seq);
             }
@@ -323,12 +367,15 @@ impl Store {
                 }
             }
             meta.insert(BYTES, bytes).map_err(|e| self.err(e))?;
+            meta.insert(RECEIPT_BYTES, receipt_bytes)
+                .map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))?;
         for (channel, id) in &removed {
             self.index.remove(*channel, *id);
         }
         self.bytes = bytes;
+        self.receipt_bytes = receipt_bytes;
         Ok(Pruned {
             removed: removed.len() as u64,
             floors: floors.into_iter().collect(),
@@ -366,9 +413,14 @@ impl Store {
         Ok(lease)
     }
 
-    /// Envelope bytes held.
+    /// Envelope bytes held, alerts and receipts.
     pub fn bytes(&self) -> u64 {
-        self.bytes
+        self.bytes + self.receipt_bytes
+    }
+
+    /// Bytes of receipts held.
+    pub fn receipt_bytes(&self) -> u64 {
+        self.receipt_bytes
     }
 
     /// Replay floors raised by retention.

@@ -396,7 +396,8 @@ pub struct RunArgs {
     /// Hours the log keeps envelopes (sealed) for catch-up and history [default: 24].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=8760))]
     pub retention_hours: Option<u64>,
-    /// MiB of envelopes the log keeps at most (oldest go first) [default: 64].
+    /// MiB of alerts the log keeps at most (oldest go first), and a quarter of it of receipts
+    /// besides [default: 64].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub retention_mib: Option<u64>,
     /// Log filter in RUST_LOG syntax, e.g. info or ptt_node=debug,libp2p=warn; wins over

@@ -72,6 +72,42 @@ fn retention_by_age_then_size_raises_floors() {
     assert_eq!(s.index().len(), 4);
 }
 
+#[test]
+fn receipts_have_their_own_budget_and_raise_no_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(dir.path()).unwrap();
+    let receipt = |sender: u32, seq: u64| StoredEnvelope {
+        channel: crate::receipt::receipt_channel(1),
+        ..env(sender, seq)
+    };
+    // Four alerts (40 bytes), then twenty receipts (200 bytes) from another member.
+    for i in 1..=4 {
+        s.put(&[env(1, i * 100)], 9).unwrap();
+    }
+    for i in 1..=20 {
+        s.put(&[receipt(2, 1_000 + i)], 9).unwrap();
+    }
+    assert_eq!((s.bytes(), s.receipt_bytes()), (240, 200));
+    // 40 bytes of alerts kept, so 10 of receipts: every alert stays, the oldest receipts go,
+    // and no floor rises for them.
+    let r = Retention {
+        max_age_us: 1_000_000,
+        max_bytes: 40,
+    };
+    assert_eq!(r.receipt_bytes(), 10);
+    let p = s.prune(2_000, r).unwrap();
+    assert_eq!(p.removed, 19);
+    assert!(p.floors.is_empty(), "{p:?}");
+    assert_eq!((s.bytes(), s.receipt_bytes()), (50, 10));
+    let keys = s.keys().unwrap();
+    assert_eq!(&keys[..4], &[(1, 100), (1, 200), (1, 300), (1, 400)]);
+    assert_eq!(keys[4], (2, 1_020));
+    drop(s);
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!((s.bytes(), s.receipt_bytes()), (50, 10));
+    assert!(s.floors().unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn cover_seq_waits_for_a_lease_only_when_none_covers_the_seq() {
     let dir = tempfile::tempdir().unwrap();
