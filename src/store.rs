@@ -514,6 +514,32 @@ impl Store {
         Ok(out)
     }
 
+    /// The newest envelopes by time received, at most `limit`, newest first.
+    pub fn newest(&self, limit: usize) -> Result<Vec<StoredEnvelope>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let by_time = tx.open_table(BY_TIME).map_err(|e| self.err(e))?;
+        let t = tx.open_table(ENVELOPES).map_err(|e| self.err(e))?;
+        let mut out = vec![];
+        for row in by_time.iter().map_err(|e| self.err(e))?.rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = row.map_err(|e| self.err(e))?;
+            let (_, sender, seq) = k.value();
+            if let Some(v) = t.get((sender, seq)).map_err(|e| self.err(e))? {
+                let (channel, received_at_us, bytes) = v.value();
+                out.push(StoredEnvelope {
+                    sender,
+                    seq,
+                    channel,
+                    received_at_us,
+                    bytes: bytes.to_vec(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Number of stored envelopes.
     pub fn len(&self) -> Result<u64, StoreError> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;

@@ -22,6 +22,9 @@ pub(super) const MAX_RECEIPT_BYTES: usize = 1000;
 /// Alerts whose receipts a node keeps track of (the oldest are forgotten first).
 pub(super) const MAX_LEDGER: usize = 16_384;
 
+/// Receipts read back from the log at start, at most (the newest).
+pub(super) const MAX_REBUILD_RECEIPTS: usize = 20_000;
+
 /// Where a receipt goes: the channel of the alerts it reports, and for directed messages
 /// their sender (the receipt is directed to it).
 pub(super) type Dest = (u32, Option<u32>);
@@ -236,6 +239,36 @@ impl Ledger {
     }
 }
 
+/// The ledger as this node's log holds it, at start: the newest [`MAX_LEDGER`] alerts (from
+/// their headers), then what the receipts stored among the newest [`MAX_REBUILD_RECEIPTS`]
+/// say of them, this node's own included.
+pub(super) fn rebuild(
+    store: &crate::store::Store,
+    node: &crate::node::Node,
+) -> Result<Ledger, crate::store::StoreError> {
+    let newest = store.newest(MAX_LEDGER + MAX_REBUILD_RECEIPTS)?;
+    let mut ledger = Ledger::default();
+    let (receipts, alerts): (Vec<_>, Vec<_>) = newest
+        .into_iter()
+        .rev()
+        .partition(|e| crate::receipt::is_receipt_channel(e.channel));
+    let skip = alerts.len().saturating_sub(MAX_LEDGER);
+    for e in alerts.into_iter().skip(skip) {
+        let Some(h) = crate::envelope::header_of(&e.bytes) else {
+            continue;
+        };
+        let id = crate::envelope::alert_id(node.domain(), e.sender, e.seq);
+        let recipient = (e.channel == DIRECT_CHANNEL).then_some(h.epoch);
+        ledger.track((e.sender, e.seq), id, e.channel, recipient);
+    }
+    for e in receipts {
+        if let Some(r) = node.open_logged_receipt(&e.bytes) {
+            ledger.record(r.author, r.channel, &r.opened, &r.acks);
+        }
+    }
+    Ok(ledger)
+}
+
 impl Daemon {
     /// Notes an alert this node opened from the network: tracked for `receipts`, and listed in
     /// this node's next receipt for its channel (a directed message's, to its sender).
@@ -333,7 +366,7 @@ impl Daemon {
     pub(super) fn receipts_of(&self, id: &str) -> Result<crate::control::ReceiptsInfo, String> {
         let Some(((sender, _), t)) = self.ledger.by_id(id) else {
             return Err(format!(
-                "alert {id} is not one this device sent or opened since it started (at most the last {MAX_LEDGER})"
+                "alert {id} is not among the last {MAX_LEDGER} alerts this device sent or opened"
             ));
         };
         let readers: Vec<(u32, String)> = match t.recipient {
@@ -415,7 +448,7 @@ impl Daemon {
         let me = self.node.cert().body.device;
         let Some(((sender, seq), t)) = self.ledger.by_id(id) else {
             return Err(format!(
-                "alert {id} is not one this device opened since it started (at most the last {MAX_LEDGER})"
+                "alert {id} is not among the last {MAX_LEDGER} alerts this device opened"
             ));
         };
         if sender == me {

@@ -162,6 +162,7 @@ pub async fn run(
     for (sender, seq) in stored {
         let _ = node.replay().insert(sender, seq);
     }
+    let ledger = super::receipts::rebuild(&store, &node)?;
     let store = StoreHandle::spawn(store, own_device);
 
     let mut net_cfg = cfg.net.clone();
@@ -391,7 +392,7 @@ pub async fn run(
         updates: HeldUpdates::new(held_updates),
         unread: Unread::default(),
         receipts_out: Default::default(),
-        ledger: Default::default(),
+        ledger,
         key_path,
         timers: {
             // The tick runs at once, as the interval it replaced did.

@@ -160,10 +160,35 @@ fn the_sender_knows_who_got_an_alert_and_who_did_not() {
         .unwrap_or_else(|e| panic!("{e}"));
     let a = member(&r, "m2").expect("m2");
     assert_eq!(a["ack"], "guard sent", "{a}");
+    // The receipts are in the log: after a restart, m1 knows the same.
+    let mut d = f.devs[m1].daemon.take().expect("m1 runs");
+    d.signal("TERM").expect("SIGTERM");
+    assert!(
+        d.wait_timeout(Duration::from_secs(20))
+            .expect("wait")
+            .is_some(),
+        "m1 stops"
+    );
+    f.start_with(m1, &["--max-peers", "16"]);
+    let r = f
+        .lan
+        .wait_until("m1 answers again", Duration::from_secs(30), || {
+            let out = ptt(&f, m1, &["receipts", &id, "--json"]);
+            match serde_json::from_slice::<Value>(&out.stdout) {
+                Ok(r) if out.status.success() => Cond::Done(r),
+                _ => Cond::Pending(String::from_utf8_lossy(&out.stderr).into_owned()),
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (&r["received"], &r["acknowledged"]),
+        (&8.into(), &1.into()),
+        "{r}"
+    );
     // Nobody acknowledges its own alert, and an unknown id is refused.
     let out = ptt(&f, m1, &["ack", &id]);
     assert_eq!(out.status.code(), Some(1));
     let out = ptt(&f, m1, &["receipts", "0123456789abcdef"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not one this device"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not among the last"));
 }
