@@ -157,6 +157,55 @@ fn capitalized(s: Severity) -> &'static str {
     }
 }
 
+/// The CAP 1.2 `Ack` message of a member's acknowledgement: `references` names the alert
+/// acknowledged (its sender, identifier and sent time, as [`to_cap`] wrote them), `note` carries
+/// what the member said. An `Ack` has no `info`.
+pub fn to_cap_ack(a: &crate::control::AckInfo, domain: &str) -> String {
+    let mut x = String::with_capacity(1024 + a.text.len() * 2);
+    let _ = write!(
+        x,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<alert xmlns=\"{NAMESPACE}\">\n  <identifier>{}</identifier>\n  <sender>{}</sender>\n  <sent>{}</sent>\n  <status>Actual</status>\n  <msgType>Ack</msgType>\n",
+        esc(&token(&format!(
+            "ptt-node:{domain}:{}:ack:{}",
+            a.id, a.by_device
+        ))),
+        esc(&token(&format!("{}@{domain}", a.by))),
+        cap_time(a.at_us),
+    );
+    match &a.recipient {
+        Some(to) => {
+            let _ = write!(
+                x,
+                "  <scope>Private</scope>\n  <addresses>{}</addresses>\n",
+                esc(&if to.contains(' ') {
+                    format!("\"{to}\"")
+                } else {
+                    to.clone()
+                })
+            );
+        }
+        None => {
+            let _ = write!(
+                x,
+                "  <scope>Restricted</scope>\n  <restriction>members of ptt-node domain {} reading channel {}</restriction>\n",
+                esc(domain),
+                esc(&a.channel)
+            );
+        }
+    }
+    if !a.text.is_empty() {
+        let _ = writeln!(x, "  <note>{}</note>", esc(&a.text));
+    }
+    let _ = write!(
+        x,
+        "  <references>{},{},{}</references>\n</alert>\n",
+        esc(&token(&format!("{}@{domain}", a.sender))),
+        esc(&token(&format!("ptt-node:{domain}:{}", a.id))),
+        cap_time(a.created_at_us),
+    );
+    x
+}
+
 /// The CAP 1.2 document of a received alert. `domain` names the domain (the `status` reply's
 /// `domain_name`) in the identifier, the sender and the restriction.
 pub fn to_cap(a: &ReceivedAlert, domain: &str) -> String {

@@ -249,6 +249,8 @@ pub enum Reply {
     Status(Box<StatusInfo>),
     /// Who got an alert.
     Receipts(Box<ReceiptsInfo>),
+    /// (`listen`) A member acknowledged an alert.
+    Ack(std::sync::Arc<AckInfo>),
     /// The acknowledgement is on its way.
     Acked {
         /// The alert's id.
@@ -468,6 +470,30 @@ pub struct ReceiptsInfo {
     pub acknowledged: usize,
     /// Every member that can read it, and any other that sent a receipt, by name.
     pub members: Vec<MemberReceipt>,
+}
+
+/// A member acknowledged an alert (`listen`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AckInfo {
+    /// The alert's id.
+    pub id: String,
+    /// Its channel (`direct` for a directed message).
+    pub channel: String,
+    /// Its sender.
+    pub sender: String,
+    /// When it was created (its sender's clock, µs).
+    pub created_at_us: u64,
+    /// For a directed message, its recipient.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
+    /// The member that acknowledged it.
+    pub by: String,
+    /// That member's device number.
+    pub by_device: u32,
+    /// When (that member's clock: its receipt's seq, µs).
+    pub at_us: u64,
+    /// What it said.
+    pub text: String,
 }
 
 /// One member's part in [`ReceiptsInfo`].

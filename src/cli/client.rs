@@ -91,6 +91,7 @@ pub(super) async fn listen(a: ListenArgs) -> Result<(), CliError> {
         let mut out = stdout.lock();
         let res = match reply {
             Reply::Alert(al) => writeln!(out, "{}", printer.render(&al)),
+            Reply::Ack(a) => writeln!(out, "{}", printer.render_ack(&a)),
             Reply::Lagged { missed } => {
                 // Perhaps the end of a burst among them: close the open ones.
                 if let Some(r) = recorder.as_mut() {

@@ -35,6 +35,34 @@ impl Printer {
         }
     }
 
+    /// One acknowledgement: a line of text or JSON (`"type":"ack"`), or a CAP `Ack` message.
+    pub(super) fn render_ack(&self, a: &crate::control::AckInfo) -> String {
+        match self.format {
+            Format::Json => {
+                let mut v = serde_json::to_value(a).unwrap_or_default();
+                v["type"] = "ack".into();
+                json_line(&v)
+            }
+            Format::Cap => crate::cap::to_cap_ack(a, &self.domain)
+                .trim_end()
+                .to_string(),
+            Format::Text => format!(
+                "{} ACK      {} acknowledged alert {} ({} from {} on {}){}",
+                format_time_us(a.at_us),
+                a.by,
+                a.id,
+                format_time_us(a.created_at_us),
+                a.sender,
+                a.channel,
+                if a.text.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", a.text)
+                }
+            ),
+        }
+    }
+
     /// One alert: a line of text or JSON, or a CAP document.
     pub(super) fn render(&self, a: &ReceivedAlert) -> String {
         match self.format {

@@ -4,6 +4,7 @@
 //! and seals what [`Outbox::due`] returns.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -227,6 +228,11 @@ impl Ledger {
     }
 
     /// The alert of this key.
+    pub(super) fn by_key(&self, key: (u32, u64)) -> Option<&Tracked> {
+        self.alerts.get(&key)
+    }
+
+    /// The alert of this key.
     #[cfg(test)]
     pub(super) fn get(&self, key: (u32, u64)) -> Option<&Tracked> {
         self.alerts.get(&key)
@@ -315,8 +321,43 @@ impl Daemon {
     /// Takes a member's receipt, opened.
     pub(super) fn take_receipt(&mut self, r: &ReceivedReceipt) {
         let acked = self.ledger.record(r.author, r.channel, &r.opened, &r.acks);
-        for key in acked {
-            tracing::info!(author = %r.author_name, sender = key.0, seq = key.1, "alert acknowledged");
+        self.announce_acks(r.author, r.seq, &acked, &r.acks);
+    }
+
+    /// Tells `listen` of the acknowledgements (`acks`) that `author` made first in its receipt
+    /// of seq `at_us` for the tracked alerts `acked`.
+    fn announce_acks(&self, author: u32, at_us: u64, acked: &[(u32, u64)], acks: &[Ack]) {
+        let name = |d: u32| {
+            self.node
+                .member(d)
+                .map(|c| c.body.name.clone())
+                .unwrap_or_else(|| format!("device {d}"))
+        };
+        for &key in acked {
+            let Some(t) = self.ledger.by_key(key) else {
+                continue;
+            };
+            let text = acks
+                .iter()
+                .find(|a| (a.sender, a.seq) == key)
+                .map(|a| a.text.clone())
+                .unwrap_or_default();
+            let info = crate::control::AckInfo {
+                id: t.id.clone(),
+                channel: self.node.channel_name(t.channel),
+                sender: name(key.0),
+                created_at_us: key.1,
+                recipient: t.recipient.map(name),
+                by: name(author),
+                by_device: author,
+                at_us,
+                text,
+            };
+            tracing::info!(alert = %info.id, by = %info.by, "alert acknowledged");
+            let _ = self
+                .voice
+                .tx
+                .send(Arc::new(crate::control::Reply::Ack(Arc::new(info))));
         }
     }
 
@@ -345,7 +386,8 @@ impl Daemon {
         for ((channel, to), body) in self.receipts_out.due(now) {
             match self.node.seal_receipt(channel, to, &body, now) {
                 Ok(sealed) => {
-                    self.ledger.record(me, channel, &body.opened(), body.acks());
+                    let acked = self.ledger.record(me, channel, &body.opened(), body.acks());
+                    self.announce_acks(me, sealed.seq, &acked, body.acks());
                     let (cmds, store) = (self.handle.clone(), self.store.clone());
                     tokio::spawn(async move {
                         if let Err(e) = super::send::store_and_publish(&cmds, &store, sealed).await

@@ -52,6 +52,7 @@ fn the_sender_knows_who_got_an_alert_and_who_did_not() {
     }
     f.wait_mesh(Duration::from_secs(60));
     let (m1, m2, cut) = (f.idx("m1"), f.idx("m2"), f.idx("cut"));
+    f.listen(m1);
 
     // Everyone up: an alert is received by all nine others' readers (the relay cannot read).
     let out = ptt(
@@ -160,6 +161,37 @@ fn the_sender_knows_who_got_an_alert_and_who_did_not() {
         .unwrap_or_else(|e| panic!("{e}"));
     let a = member(&r, "m2").expect("m2");
     assert_eq!(a["ack"], "guard sent", "{a}");
+    // m1's `listen` shows the acknowledgement, once.
+    let acks = f
+        .lan
+        .wait_until("m1's listen shows the ack", Duration::from_secs(10), || {
+            let acks: Vec<Value> = f
+                .shown(m1)
+                .into_iter()
+                .filter(|v| v["type"] == "ack")
+                .collect();
+            match acks.len() {
+                0 => Cond::Pending("no ack line".into()),
+                _ => Cond::Done(acks),
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert_eq!(
+        (
+            &acks[0]["id"],
+            &acks[0]["by"],
+            &acks[0]["text"],
+            &acks[0]["sender"]
+        ),
+        (
+            &id.clone().into(),
+            &"m2".into(),
+            &"guard sent".into(),
+            &"m1".into()
+        ),
+        "{acks:?}"
+    );
     // The receipts are in the log: after a restart, m1 knows the same.
     let mut d = f.devs[m1].daemon.take().expect("m1 runs");
     d.signal("TERM").expect("SIGTERM");

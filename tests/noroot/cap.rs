@@ -148,6 +148,31 @@ fn every_document_written_is_valid_cap_1_2() {
         })
         .collect();
     docs.push(ptt_node::cap::to_cap(&edge, "edge"));
+    // Acknowledgements: msgType Ack, a note, references to the alert.
+    for i in 0..8 {
+        let a = alert(i);
+        let ack = ptt_node::control::AckInfo {
+            id: a.id.clone(),
+            channel: a.channel.clone(),
+            sender: a.sender.clone(),
+            created_at_us: a.created_at_us,
+            recipient: a.recipient.clone(),
+            by: format!("guard {i}"),
+            by_device: 40 + i as u32,
+            at_us: a.received_at_us + 5_000_000,
+            text: a.text.clone(),
+        };
+        let doc = ptt_node::cap::to_cap_ack(&ack, "site-a");
+        assert!(doc.contains("<msgType>Ack</msgType>"), "{doc}");
+        let refs = doc
+            .split_once("<references>")
+            .and_then(|(_, r)| r.split_once("</references>"))
+            .map(|(r, _)| r.to_string())
+            .unwrap_or_default();
+        assert_eq!(refs.split(',').count(), 3, "sender,identifier,sent: {doc}");
+        assert!(refs.contains(&format!("ptt-node:site-a:{}", a.id)), "{doc}");
+        docs.push(doc);
+    }
     validate(&xsd, &docs);
     // The check can fail: a document missing a required element does not validate.
     let broken = docs[1].replace("<certainty>Observed</certainty>", "");
