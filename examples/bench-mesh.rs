@@ -95,7 +95,8 @@ fn usage() -> ! {
          [--systems udp,udpv,gossip,ptt,voice] [--voice-bursts 10] [--voice-secs 3] \
          [--background-secs 10] [--mcast-loss PCT] [--junk RATE] [--junk-secs 5] [--junk-kind random|replay] [--max-peers 8] [--block-pair yes|no]\n\
          systems: udp, udpv (floors), gossip (plain gossipsub), ptt, ptt-gossip (daemons run with \
-         --no-plane), voice, voice-gossip (voice with --no-plane)\n\
+         --no-plane), ptt-noreceipts (daemons send no receipts), voice, voice-gossip (voice with \
+         --no-plane)\n\
          --background-secs S: idle bytes/s per path and CPU of the meshed daemons, before the runs\n\
          --warmup-secs S: wait S seconds after the daemons are meshed, before the idle window and\n\
            the voice bursts (the plane's heard sets form in 5-10 s) [default: 0]\n\
@@ -977,7 +978,7 @@ fn start_system(o: &Opts, system: &str, lan: &Lan, dir: &Path) -> (Vec<Node>, Ve
         let data = dir.join(format!("n{i}.data"));
         let addr = host.addr();
         let (program, args): (&Path, Vec<String>) = match system {
-            "ptt" | "ptt-gossip" => {
+            "ptt" | "ptt-gossip" | "ptt-noreceipts" => {
                 let mut a: Vec<String> = vec![
                     "run".into(),
                     "--bundle".into(),
@@ -991,6 +992,9 @@ fn start_system(o: &Opts, system: &str, lan: &Lan, dir: &Path) -> (Vec<Node>, Ve
                 ];
                 if system == "ptt-gossip" {
                     a.push("--no-plane".into());
+                }
+                if system == "ptt-noreceipts" {
+                    a.push("--no-receipts".into());
                 }
                 (&o.ptt, a)
             }
@@ -1172,7 +1176,7 @@ fn via_note(per_node: &[Vec<Recv>]) -> String {
 
 /// ptt-node under its system names: `ptt` (the plane and gossip) and `ptt-gossip` (`--no-plane`).
 fn is_ptt(system: &str) -> bool {
-    system == "ptt" || system == "ptt-gossip"
+    system == "ptt" || system == "ptt-gossip" || system == "ptt-noreceipts"
 }
 
 /// One-way latencies of the deliveries, in ms, ascending.
@@ -1740,12 +1744,13 @@ fn cdf(sorted: &[f64]) -> Vec<(f64, f64)> {
 }
 
 /// The systems `--systems` names.
-const SYSTEMS: [&str; 7] = [
+const SYSTEMS: [&str; 8] = [
     "udp",
     "udpv",
     "gossip",
     "ptt",
     "ptt-gossip",
+    "ptt-noreceipts",
     "voice",
     "voice-gossip",
 ];
@@ -2243,6 +2248,25 @@ fn markdown_targets(r: &Value) -> String {
             ));
         }
     }
+    // Issue 25: what receipts cost, against the same daemons sending none in the same run.
+    let steady = |sys: &str, k: &str| r["systems"][sys]["steady"][k].as_f64();
+    if let (Some(with), Some(without)) = (
+        steady("ptt", "wire_bytes_per_message"),
+        steady("ptt-noreceipts", "wire_bytes_per_message"),
+    ) {
+        let ratio = with / without.max(1.0);
+        rows.push(format!(
+            "| ptt | receipts add ≤ 50 % wire bytes per alert (vs ptt-noreceipts {without:.0} B) | {with:.0} B, +{:.0} % | {} |",
+            (ratio - 1.0) * 100.0,
+            mark(ratio <= 1.5)
+        ));
+    }
+    if let (Some(with), Some(without)) = (p99("ptt"), p99("ptt-noreceipts")) {
+        rows.push(format!(
+            "| ptt | alert p99 with receipts ≤ 1.2× without ({without:.2} ms) | {with:.2} ms | {} |",
+            mark(with <= 1.2 * without)
+        ));
+    }
     for k in ["voice", "voice-gossip"] {
         if let Some(b) = r[k]["wire_bytes_per_frame"].as_f64() {
             rows.push(format!(
@@ -2303,12 +2327,14 @@ fn plots(r: &Value, out: &Path) -> Result<Vec<PathBuf>, Box<dyn std::error::Erro
         "ptt" => palette[0],
         "gossip" => palette[1],
         "ptt-gossip" => RGBColor(214, 39, 40),
+        "ptt-noreceipts" => RGBColor(140, 86, 75),
         "udpv" => palette[3],
         _ => palette[2],
     };
     let label = |name: &str| match name {
         "ptt" => "ptt-node",
         "ptt-gossip" => "ptt-node --no-plane",
+        "ptt-noreceipts" => "ptt-node --no-receipts",
         "gossip" => "plain gossipsub",
         "udpv" => "UDP + verify (floor)",
         _ => "UDP multicast",

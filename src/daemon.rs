@@ -101,6 +101,8 @@ pub struct RunConfig {
     pub rules_path: Option<PathBuf>,
     /// Testing only: seal beyond the channel rate limit (a compromised member).
     pub ignore_own_rate_limit: bool,
+    /// Benchmarks only: send no receipts.
+    pub no_receipts: bool,
     /// Connections to LAN members kept at most once the domain is larger (`--max-peers`).
     pub max_peers: usize,
     /// The multicast data plane.
@@ -147,6 +149,8 @@ struct Daemon {
     node: Node,
     /// Alerts opened here and not reported in a receipt yet.
     receipts_out: receipts::Outbox,
+    /// Whether this node sends receipts (`--no-receipts` turns them off for benchmarks).
+    receipts_on: bool,
     /// What members' receipts say about the alerts this node sent or opened.
     ledger: receipts::Ledger,
     store: StoreHandle,

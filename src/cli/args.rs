@@ -430,6 +430,10 @@ pub struct RunArgs {
     /// (the other members still enforce it).
     #[arg(long, hide = true)]
     pub ignore_own_rate_limit: bool,
+    /// Benchmarks only: send no receipts (receipts of others are still carried, stored and
+    /// read), to measure what receipts cost.
+    #[arg(long, hide = true)]
+    pub no_receipts: bool,
     /// Testing only: an alert sent on the multicast plane is not also published by gossip
     /// (catch-up and everything else unchanged), to measure the plane's repair alone.
     #[arg(long, hide = true)]

@@ -61,6 +61,7 @@ pub(super) async fn run(
             max_bytes: s.retention_mib * 1024 * 1024,
         },
         ignore_own_rate_limit: a.ignore_own_rate_limit,
+        no_receipts: a.no_receipts,
         max_peers: s.max_peers as usize,
         plane: s.plane.clone(),
     };

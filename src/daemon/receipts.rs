@@ -305,6 +305,9 @@ impl Daemon {
             channel,
             direct.then_some(me),
         );
+        if !self.receipts_on {
+            return;
+        }
         let opened = Opened {
             sender: a.sender_device,
             seq: a.seq,

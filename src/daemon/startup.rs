@@ -118,6 +118,9 @@ pub async fn run(
         Err(e) => return Err(FileError::io(&profile_path, e).into()),
     };
     let mut node = Node::new(node_cfg, last_seq);
+    if cfg.no_receipts {
+        tracing::warn!("sending no receipts (--no-receipts)");
+    }
     if cfg.ignore_own_rate_limit {
         tracing::warn!("sealing beyond the channel rate limits (--ignore-own-rate-limit)");
         node.set_own_rate_limit(false);
@@ -392,6 +395,7 @@ pub async fn run(
         updates: HeldUpdates::new(held_updates),
         unread: Unread::default(),
         receipts_out: Default::default(),
+        receipts_on: !cfg.no_receipts,
         ledger,
         key_path,
         timers: {
