@@ -398,127 +398,6 @@ impl Authority {
         Ok(u)
     }
 
-    /// Revokes the current device named `name`: lists it in the descriptor and starts a new
-    /// key epoch for every channel it could read. Returns the update to publish.
-    pub fn revoke(
-        &mut self,
-        name: &str,
-        now_secs: u64,
-        rng: &mut impl CryptoRngCore,
-    ) -> Result<Update, DomainError> {
-        let Some(idx) = self
-            .registry
-            .iter()
-            .position(|e| e.name == name && !e.replaced && !e.revoked)
-        else {
-            return Err(DomainError::Invalid(format!(
-                "no current device named {name:?} (see ptt-node domain list)"
-            )));
-        };
-        let device = self.registry[idx].device;
-        let rekey = self.revoke_devices(&[device]);
-        self.commit(
-            format!("revoke {name} (device {device})"),
-            vec![device],
-            vec![],
-            &rekey,
-            now_secs,
-            rng,
-        )
-    }
-
-    /// Marks devices revoked in the registry and the descriptor; returns the channels they
-    /// could read and the plane, if the domain has one (to be re-keyed).
-    fn revoke_devices(&mut self, devices: &[u32]) -> Vec<u32> {
-        let mut rekey = vec![];
-        for e in self.registry.iter_mut() {
-            if devices.contains(&e.device) {
-                e.revoked = true;
-            }
-        }
-        for d in devices {
-            if let Some(cert) = self
-                .registry
-                .iter()
-                .find(|e| e.device == *d)
-                .and_then(|e| e.cert(&self.descriptor))
-            {
-                for g in cert.body.grants.iter().filter(|g| g.read) {
-                    if !rekey.contains(&g.channel) {
-                        rekey.push(g.channel);
-                    }
-                }
-            }
-        }
-        rekey.sort_unstable();
-        // Every device holds the plane key, relay-only ones included.
-        if self.plane_epoch().is_some() {
-            rekey.push(PLANE_CHANNEL);
-        }
-        let devices = devices.to_vec();
-        self.edit_descriptor(|b| {
-            b.rights.retain(|r| !devices.contains(&r.device));
-            b.revoked.extend(devices);
-            b.revoked.sort_unstable();
-            b.revoked.dedup();
-        });
-        rekey
-    }
-
-    /// Gives a device its rights in the descriptor (the default removes its entry). The
-    /// descriptor changes without a new revision: the caller commits.
-    fn put_rights(&mut self, rights: DeviceRights) {
-        self.edit_descriptor(|b| {
-            let at = b.rights.binary_search_by_key(&rights.device, |r| r.device);
-            let default = rights.max_severity == Severity::Extreme;
-            match (at, default) {
-                (Ok(i), true) => {
-                    b.rights.remove(i);
-                }
-                (Ok(i), false) => b.rights[i] = rights,
-                (Err(_), true) => {}
-                (Err(i), false) => b.rights.insert(i, rights),
-            }
-        });
-    }
-
-    /// Sets the highest severity the current device named `name` may claim (`extreme`: no
-    /// limit). Returns the update to publish, or `None` when nothing changes.
-    pub fn set_max_severity(
-        &mut self,
-        name: &str,
-        max_severity: Severity,
-        now_secs: u64,
-        rng: &mut impl CryptoRngCore,
-    ) -> Result<Option<Update>, DomainError> {
-        let Some(e) = self
-            .registry
-            .iter()
-            .find(|e| e.name == name && !e.replaced && !e.revoked)
-        else {
-            return Err(DomainError::Invalid(format!(
-                "no current device named {name:?} (see ptt-node domain list)"
-            )));
-        };
-        let device = e.device;
-        if self.descriptor.rights(device).max_severity == max_severity {
-            return Ok(None);
-        }
-        self.put_rights(DeviceRights {
-            device,
-            max_severity,
-        });
-        let u = self.commit(
-            format!("device {name} (device {device}): severity at most {max_severity}"),
-            vec![],
-            vec![],
-            &[],
-            now_secs,
-            rng,
-        )?;
-        Ok(Some(u))
-    }
-
     /// Changes a channel's policy. A new rotation period starts a new key epoch.
     pub fn set_policy(
         &mut self,
@@ -1041,5 +920,6 @@ pub fn check_name(what: &str, name: &str) -> Result<(), DomainError> {
     }
 }
 
+mod devices;
 #[cfg(test)]
 mod tests;

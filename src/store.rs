@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
 use crate::sync::{BucketSummary, Diff, Id, Index, Key};
@@ -445,111 +445,6 @@ impl Store {
             out.push((v.value().0, k.value()));
         }
         Ok(out)
-    }
-
-    /// Every stored (sender, seq), in order.
-    pub fn keys(&self) -> Result<Vec<Id>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = tx.open_table(ENVELOPES).map_err(|e| self.err(e))?;
-        let mut out = vec![];
-        for row in t.iter().map_err(|e| self.err(e))? {
-            let (k, _) = row.map_err(|e| self.err(e))?;
-            out.push(k.value());
-        }
-        Ok(out)
-    }
-
-    /// The envelopes with these ids that the store holds, up to `max_bytes` in total.
-    pub fn get(&self, ids: &[Id], max_bytes: usize) -> Result<Vec<StoredEnvelope>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = tx.open_table(ENVELOPES).map_err(|e| self.err(e))?;
-        let mut out = vec![];
-        let mut total = 0;
-        for &(sender, seq) in ids {
-            if let Some(v) = t.get((sender, seq)).map_err(|e| self.err(e))? {
-                let (channel, received_at_us, bytes) = v.value();
-                total += bytes.len();
-                if total > max_bytes && !out.is_empty() {
-                    break;
-                }
-                out.push(StoredEnvelope {
-                    sender,
-                    seq,
-                    channel,
-                    received_at_us,
-                    bytes: bytes.to_vec(),
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    /// Envelopes received at or after `since_us`, oldest first, at most `limit`.
-    pub fn envelopes(
-        &self,
-        since_us: u64,
-        limit: usize,
-    ) -> Result<Vec<StoredEnvelope>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let by_time = tx.open_table(BY_TIME).map_err(|e| self.err(e))?;
-        let t = tx.open_table(ENVELOPES).map_err(|e| self.err(e))?;
-        let mut out = vec![];
-        for row in by_time.range((since_us, 0, 0)..).map_err(|e| self.err(e))? {
-            let (k, _) = row.map_err(|e| self.err(e))?;
-            let (_, sender, seq) = k.value();
-            if let Some(v) = t.get((sender, seq)).map_err(|e| self.err(e))? {
-                let (channel, received_at_us, bytes) = v.value();
-                out.push(StoredEnvelope {
-                    sender,
-                    seq,
-                    channel,
-                    received_at_us,
-                    bytes: bytes.to_vec(),
-                });
-            }
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    /// The newest envelopes by time received, at most `limit`, newest first.
-    pub fn newest(&self, limit: usize) -> Result<Vec<StoredEnvelope>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let by_time = tx.open_table(BY_TIME).map_err(|e| self.err(e))?;
-        let t = tx.open_table(ENVELOPES).map_err(|e| self.err(e))?;
-        let mut out = vec![];
-        for row in by_time.iter().map_err(|e| self.err(e))?.rev() {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, _) = row.map_err(|e| self.err(e))?;
-            let (_, sender, seq) = k.value();
-            if let Some(v) = t.get((sender, seq)).map_err(|e| self.err(e))? {
-                let (channel, received_at_us, bytes) = v.value();
-                out.push(StoredEnvelope {
-                    sender,
-                    seq,
-                    channel,
-                    received_at_us,
-                    bytes: bytes.to_vec(),
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    /// Number of stored envelopes.
-    pub fn len(&self) -> Result<u64, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = tx.open_table(ENVELOPES).map_err(|e| self.err(e))?;
-        t.len().map_err(|e| self.err(e))
-    }
-
-    /// Whether the store holds no envelope.
-    pub fn is_empty(&self) -> Result<bool, StoreError> {
-        Ok(self.len()? == 0)
     }
 }
 
@@ -1008,5 +903,6 @@ fn run(mut store: Store, own_device: u32, rx: Receiver, counters: &Counters) {
     }
 }
 
+mod read;
 #[cfg(test)]
 mod tests;
