@@ -157,6 +157,33 @@ fn capitalized(s: Severity) -> &'static str {
     }
 }
 
+/// `scope` and its `addresses` or `restriction`: a directed message is for one device, an
+/// alert for the members reading its channel.
+fn write_scope(x: &mut String, recipient: Option<&str>, domain: &str, channel: &str) {
+    match recipient {
+        Some(to) => {
+            let to = if to.contains(' ') {
+                format!("\"{to}\"")
+            } else {
+                to.to_string()
+            };
+            let _ = write!(
+                x,
+                "  <scope>Private</scope>\n  <addresses>{}</addresses>\n",
+                esc(&to)
+            );
+        }
+        None => {
+            let _ = write!(
+                x,
+                "  <scope>Restricted</scope>\n  <restriction>members of ptt-node domain {} reading channel {}</restriction>\n",
+                esc(domain),
+                esc(channel)
+            );
+        }
+    }
+}
+
 /// The CAP 1.2 `Ack` message of a member's acknowledgement: `references` names the alert
 /// acknowledged (its sender, identifier and sent time, as [`to_cap`] wrote them), `note` carries
 /// what the member said. An `Ack` has no `info`.
@@ -172,27 +199,7 @@ pub fn to_cap_ack(a: &crate::control::AckInfo, domain: &str) -> String {
         esc(&token(&format!("{}@{domain}", a.by))),
         cap_time(a.at_us),
     );
-    match &a.recipient {
-        Some(to) => {
-            let _ = write!(
-                x,
-                "  <scope>Private</scope>\n  <addresses>{}</addresses>\n",
-                esc(&if to.contains(' ') {
-                    format!("\"{to}\"")
-                } else {
-                    to.clone()
-                })
-            );
-        }
-        None => {
-            let _ = write!(
-                x,
-                "  <scope>Restricted</scope>\n  <restriction>members of ptt-node domain {} reading channel {}</restriction>\n",
-                esc(domain),
-                esc(&a.channel)
-            );
-        }
-    }
+    write_scope(&mut x, a.recipient.as_deref(), domain, &a.channel);
     if !a.text.is_empty() {
         let _ = writeln!(x, "  <note>{}</note>", esc(&a.text));
     }
@@ -223,28 +230,7 @@ pub fn to_cap(a: &ReceivedAlert, domain: &str) -> String {
         cap_time(a.created_at_us),
         pick(attr::STATUS, &STATUSES, "Actual"),
     );
-    match &a.recipient {
-        // A directed message: for one device.
-        Some(to) => {
-            let _ = write!(
-                x,
-                "  <scope>Private</scope>\n  <addresses>{}</addresses>\n",
-                esc(&if to.contains(' ') {
-                    format!("\"{to}\"")
-                } else {
-                    to.clone()
-                })
-            );
-        }
-        None => {
-            let _ = write!(
-                x,
-                "  <scope>Restricted</scope>\n  <restriction>members of ptt-node domain {} reading channel {}</restriction>\n",
-                esc(domain),
-                esc(&a.channel)
-            );
-        }
-    }
+    write_scope(&mut x, a.recipient.as_deref(), domain, &a.channel);
     let headline: String = a
         .text
         .lines()

@@ -4,6 +4,23 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::{BY_TIME, ENVELOPES, Id, Store, StoreError, StoredEnvelope};
 
+/// A row of `envelopes` as a [`StoredEnvelope`].
+fn stored(
+    sender: u32,
+    seq: u64,
+    channel: u32,
+    received_at_us: u64,
+    bytes: &[u8],
+) -> StoredEnvelope {
+    StoredEnvelope {
+        sender,
+        seq,
+        channel,
+        received_at_us,
+        bytes: bytes.to_vec(),
+    }
+}
+
 impl Store {
     /// Every stored (sender, seq), in order.
     pub fn keys(&self) -> Result<Vec<Id>, StoreError> {
@@ -30,13 +47,7 @@ impl Store {
                 if total > max_bytes && !out.is_empty() {
                     break;
                 }
-                out.push(StoredEnvelope {
-                    sender,
-                    seq,
-                    channel,
-                    received_at_us,
-                    bytes: bytes.to_vec(),
-                });
+                out.push(stored(sender, seq, channel, received_at_us, bytes));
             }
         }
         Ok(out)
@@ -57,13 +68,7 @@ impl Store {
             let (_, sender, seq) = k.value();
             if let Some(v) = t.get((sender, seq)).map_err(|e| self.err(e))? {
                 let (channel, received_at_us, bytes) = v.value();
-                out.push(StoredEnvelope {
-                    sender,
-                    seq,
-                    channel,
-                    received_at_us,
-                    bytes: bytes.to_vec(),
-                });
+                out.push(stored(sender, seq, channel, received_at_us, bytes));
             }
             if out.len() >= limit {
                 break;
@@ -86,13 +91,7 @@ impl Store {
             let (_, sender, seq) = k.value();
             if let Some(v) = t.get((sender, seq)).map_err(|e| self.err(e))? {
                 let (channel, received_at_us, bytes) = v.value();
-                out.push(StoredEnvelope {
-                    sender,
-                    seq,
-                    channel,
-                    received_at_us,
-                    bytes: bytes.to_vec(),
-                });
+                out.push(stored(sender, seq, channel, received_at_us, bytes));
             }
         }
         Ok(out)

@@ -46,20 +46,18 @@ fn bursts(f: &Field, i: usize) -> Vec<Value> {
         .collect()
 }
 
-/// Issue 24, finding 5: a member that claims the floor at `extreme` again and again, each new
-/// burst replacing its own before the floor times out, loses the floor at the 120 s cap; an
-/// honest claim at the same severity then wins, which it could not before.
-#[test]
-fn a_member_re_claiming_the_floor_loses_it_at_the_cap() {
-    if !netns::require_netns() {
-        return;
-    }
-    let (f, honest, victim) = honest_and_victim("hog", true);
+/// Starts the rogue member hogging the floor of `victim`'s channel (`voice-reclaim`, `count`
+/// claims, one a second) and waits for its third claim; returns it and when that was seen.
+fn start_hog(
+    f: &Field,
+    victim: usize,
+    count: u32,
+) -> (crate::support::netns::Proc, std::time::Instant) {
     let rogue = f.idx("rogue");
-    let addr = victim_addr(&f, victim);
+    let addr = victim_addr(f, victim);
     let bundle = f.devs[rogue].bundle.clone();
-    let clip = tone(&f, "tone.wav", 2);
-    let mut r = f.devs[rogue]
+    let count = count.to_string();
+    let r = f.devs[rogue]
         .host
         .spawn(
             rogue_bin(),
@@ -71,24 +69,34 @@ fn a_member_re_claiming_the_floor_loses_it_at_the_cap() {
                 "--mode",
                 "voice-reclaim",
                 "--count",
-                "150",
+                &count,
             ],
             &[],
         )
         .expect("rogue");
-    let first = f
+    let third = f
         .lan
         .wait_until("the rogue claims", Duration::from_secs(30), || {
-            match r
-                .stdout_lines()
-                .iter()
-                .find(|l| l.starts_with("claimed 3 "))
-            {
-                Some(_) => Cond::Done(std::time::Instant::now()),
-                None => Cond::Pending(r.stderr()),
+            match r.stdout_lines().iter().any(|l| l.starts_with("claimed 3 ")) {
+                true => Cond::Done(std::time::Instant::now()),
+                false => Cond::Pending(r.stderr()),
             }
         })
         .unwrap_or_else(|e| panic!("{e}"));
+    (r, third)
+}
+
+/// Issue 24, finding 5: a member that claims the floor at `extreme` again and again, each new
+/// burst replacing its own before the floor times out, loses the floor at the 120 s cap; an
+/// honest claim at the same severity then wins, which it could not before.
+#[test]
+fn a_member_re_claiming_the_floor_loses_it_at_the_cap() {
+    if !netns::require_netns() {
+        return;
+    }
+    let (f, honest, victim) = honest_and_victim("hog", true);
+    let clip = tone(&f, "tone.wav", 2);
+    let (mut r, first) = start_hog(&f, victim, 150);
     // The rogue's claims reach the honest member through the victim: the floor is held.
     let held = talk_extreme(&f, honest, &clip);
     assert_eq!(
@@ -208,36 +216,9 @@ fn a_member_limited_to_severe_cannot_hold_the_floor_at_extreme() {
     }
     let (f, honest, victim) = honest_and_victim("sevcap", true);
     limit(&f, "rogue", "severe", victim, &[victim, honest]);
-    let rogue = f.idx("rogue");
-    let addr = victim_addr(&f, victim);
-    let bundle = f.devs[rogue].bundle.clone();
     let clip = tone(&f, "tone.wav", 2);
     // The rogue holds the bundle it was enrolled with, which knows nothing of the limit.
-    let mut r = f.devs[rogue]
-        .host
-        .spawn(
-            rogue_bin(),
-            [
-                "--bundle",
-                p(&bundle),
-                "--peer",
-                &addr,
-                "--mode",
-                "voice-reclaim",
-                "--count",
-                "60",
-            ],
-            &[],
-        )
-        .expect("rogue");
-    f.lan
-        .wait_until("the rogue claims", Duration::from_secs(30), || {
-            match r.stdout_lines().iter().any(|l| l.starts_with("claimed 3 ")) {
-                true => Cond::Done(()),
-                false => Cond::Pending(r.stderr()),
-            }
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (mut r, _) = start_hog(&f, victim, 60);
     let won = talk_extreme(&f, honest, &clip);
     assert!(
         won.status.success(),
