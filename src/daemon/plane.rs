@@ -519,7 +519,8 @@ impl Daemon {
         let topic = if voice {
             crate::net::voice_topic(self.node.domain(), channel)
         } else {
-            crate::net::topic(self.node.domain(), channel)
+            // A receipt travels on the topic of the channel it reports.
+            crate::net::topic(self.node.domain(), crate::receipt::base_channel(channel))
         };
         if let Err(e) = self
             .swarm
