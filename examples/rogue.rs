@@ -35,6 +35,12 @@
 //! with the member's real voice key, N claims in all. It prints `claimed K T` after each and
 //! `sent N T` after the last.
 //!
+//! `receipt-forge` publishes one receipt for `--alert DEVICE:SEQ` on the channel's topic,
+//! listing it as opened and acknowledged ("forged"). With `--as D` its header names member D
+//! as its author under the rogue's own signature (a member forging another's receipt); without,
+//! the rogue's own name (a relay-only bundle: a relay sending a receipt it may not send).
+//! Prints `sent 1 T`.
+//!
 //! Modes (each publishes N envelopes on the channel's gossip topic, signed with the member's
 //! own key, so they pass every check a forgery fails):
 //! - `gossip-ahead`: a `seq` an hour ahead of the clock, and a ciphertext under a key nobody
@@ -84,6 +90,7 @@ enum Mode {
     CatchupForged,
     PlaneForge,
     VoiceReclaim,
+    ReceiptForge,
 }
 
 struct Args {
@@ -95,6 +102,7 @@ struct Args {
     frames: u32,
     frame_bytes: usize,
     as_device: u32,
+    alert: Option<(u32, u64)>,
 }
 
 fn usage(why: &str) -> ! {
@@ -107,6 +115,7 @@ fn usage(why: &str) -> ! {
 fn args() -> Args {
     let (mut bundle, mut peer, mut mode, mut count, mut channel) = (None, None, None, None, 1);
     let (mut frames, mut frame_bytes, mut as_device) = (8, 1 << 20, 0);
+    let mut alert = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it
@@ -131,6 +140,7 @@ fn args() -> Args {
                     "catchup-forged" => Mode::CatchupForged,
                     "plane-forge" => Mode::PlaneForge,
                     "voice-reclaim" => Mode::VoiceReclaim,
+                    "receipt-forge" => Mode::ReceiptForge,
                     m => usage(&format!("unknown mode {m}")),
                 })
             }
@@ -150,6 +160,12 @@ fn args() -> Args {
                 as_device = value
                     .parse()
                     .unwrap_or_else(|e| usage(&format!("--as: {e}")))
+            }
+            "--alert" => {
+                let parsed = value
+                    .split_once(':')
+                    .and_then(|(d, s)| Some((d.parse().ok()?, s.parse().ok()?)));
+                alert = Some(parsed.unwrap_or_else(|| usage("--alert: DEVICE:SEQ")));
             }
             "--frames" => {
                 frames = value
@@ -182,6 +198,7 @@ fn args() -> Args {
         frames,
         frame_bytes,
         as_device,
+        alert,
     }
 }
 
@@ -699,6 +716,51 @@ async fn main() {
                 Mode::Ahead => now_us() + 3_600_000_000,
                 _ => now_us(),
             };
+            if a.mode == Mode::ReceiptForge {
+                let (sender, seq) = a
+                    .alert
+                    .unwrap_or_else(|| usage("--alert DEVICE:SEQ is required"));
+                let body = ptt_node::receipt::ReceiptBody::new(
+                    &[ptt_node::receipt::Opened {
+                        sender,
+                        seq,
+                        at_us: now_us(),
+                        via: ptt_node::alert::Via::Gossip,
+                    }],
+                    vec![ptt_node::receipt::Ack {
+                        sender,
+                        seq,
+                        text: "forged".into(),
+                    }],
+                );
+                let header = Header {
+                    version: envelope::VERSION,
+                    domain_tag: domain.tag(),
+                    channel: ptt_node::receipt::receipt_channel(a.channel),
+                    epoch: 1,
+                    sender: if a.as_device != 0 {
+                        a.as_device
+                    } else {
+                        device
+                    },
+                    seq: base,
+                };
+                let bytes = envelope::seal_kind(
+                    envelope::Kind::Receipt,
+                    &bundle.secrets.identity,
+                    &domain,
+                    &header,
+                    &garbage_key,
+                    &body.encode(),
+                );
+                let ok = swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(t.clone(), bytes)
+                    .is_ok();
+                println!("sent {} {}", u32::from(ok), now_us());
+                continue;
+            }
             let mut ok = 0;
             for i in 0..a.count {
                 if swarm

@@ -224,3 +224,146 @@ fn the_sender_knows_who_got_an_alert_and_who_did_not() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not among the last"));
 }
+
+/// A receipt (with an acknowledgement) forged by a member in another member's name, and one
+/// sent by a relay-only device, are refused: `receipts` shows neither, and the refusals are
+/// counted as `bad_signature` and `not_allowed`.
+#[test]
+fn forged_receipts_and_a_relay_s_receipt_are_refused() {
+    if !netns::require_netns() {
+        return;
+    }
+    let mut f = Field::provision(
+        "rforge",
+        &[],
+        &[
+            ("honest", MEMBER),
+            ("victim", MEMBER),
+            ("rogue", MEMBER),
+            ("relay", RELAY),
+        ],
+    );
+    let (honest, victim) = (f.idx("honest"), f.idx("victim"));
+    f.start(honest);
+    f.start(victim);
+    f.lan
+        .wait_until(
+            "honest and victim authenticate",
+            Duration::from_secs(30),
+            || match f
+                .status(honest)
+                .and_then(|s| s["peers"]["authenticated"].as_u64())
+            {
+                Some(1) => Cond::Done(()),
+                other => Cond::Pending(format!("{other:?}")),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = ptt(
+        &f,
+        honest,
+        &[
+            "alert",
+            "--severity",
+            "severe",
+            "--kind",
+            "intrusion",
+            "--text",
+            "gate",
+            "--json",
+            "--wait",
+            "all",
+            "--timeout",
+            "10",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent: Value = serde_json::from_slice(
+        out.stdout
+            .split(|b| *b == b'\n')
+            .next()
+            .expect("the sent line"),
+    )
+    .expect("sent JSON");
+    let (id, seq) = (
+        sent["id"].as_str().expect("id").to_string(),
+        sent["seq"].as_u64().expect("seq"),
+    );
+    let device = |i: usize| {
+        f.status(i).expect("status")["device_number"]
+            .as_u64()
+            .expect("device number")
+    };
+    let alert = format!("{}:{seq}", device(honest));
+    let victim_dev = device(victim).to_string();
+    let before = f.status(honest).expect("status");
+    let addr = {
+        let s = f.status(honest).expect("status");
+        let port = s["listen_addrs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str())
+            .find_map(|a| a.rsplit_once("/tcp/").map(|(_, p)| p.to_string()))
+            .expect("a TCP address");
+        format!(
+            "/ip4/{}/tcp/{port}/p2p/{}",
+            f.devs[honest].host.addr(),
+            s["peer_id"].as_str().expect("peer id")
+        )
+    };
+    for (who, extra) in [
+        ("rogue", vec!["--as", victim_dev.as_str()]),
+        ("relay", vec![]),
+    ] {
+        let i = f.idx(who);
+        let bundle = f.devs[i].bundle.clone();
+        let mut args = vec![
+            "--bundle",
+            p(&bundle),
+            "--peer",
+            &addr,
+            "--mode",
+            "receipt-forge",
+            "--count",
+            "1",
+            "--alert",
+            &alert,
+        ];
+        args.extend(extra);
+        let mut r = f.devs[i]
+            .host
+            .spawn(crate::adversary::rogue_bin(), args, &[])
+            .expect("rogue");
+        f.lan
+            .wait_until("the forgery is sent", Duration::from_secs(30), || {
+                match r.stdout_lines().iter().any(|l| l.starts_with("sent 1")) {
+                    true => Cond::Done(()),
+                    false => Cond::Pending(r.stderr()),
+                }
+            })
+            .unwrap_or_else(|e| panic!("{who}: {e}"));
+        std::thread::sleep(Duration::from_secs(2));
+        let _ = r.kill();
+    }
+    let after = f.status(honest).expect("status");
+    let rejected = |s: &Value, k: &str| s["counters"]["rejected"][k].as_u64().unwrap_or(0);
+    assert!(
+        rejected(&after, "bad_signature") > rejected(&before, "bad_signature"),
+        "the receipt in victim's name: {after}"
+    );
+    assert!(
+        rejected(&after, "not_allowed") > rejected(&before, "not_allowed"),
+        "the relay's receipt: {after}"
+    );
+    let r = receipts(&f, honest, &id);
+    assert_eq!(r["acknowledged"], 0, "{r}");
+    assert!(member(&r, "relay").is_none(), "{r}");
+    assert!(!r.to_string().contains("forged"), "{r}");
+    let v = member(&r, "victim").expect("victim");
+    assert!(v["ack"].is_null(), "{v}");
+}
