@@ -11,7 +11,7 @@ use crate::support::field::{Field, MEMBER};
 use crate::support::netns::{self, Cond};
 
 /// Waits until device `i` has `n` authenticated peers.
-fn wait_authenticated(f: &Field, i: usize, n: u64, what: &str) {
+pub(crate) fn wait_authenticated(f: &Field, i: usize, n: u64, what: &str) {
     f.lan
         .wait_until(what, Duration::from_secs(30), || {
             match f

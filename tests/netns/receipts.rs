@@ -246,19 +246,7 @@ fn forged_receipts_and_a_relay_s_receipt_are_refused() {
     let (honest, victim) = (f.idx("honest"), f.idx("victim"));
     f.start(honest);
     f.start(victim);
-    f.lan
-        .wait_until(
-            "honest and victim authenticate",
-            Duration::from_secs(30),
-            || match f
-                .status(honest)
-                .and_then(|s| s["peers"]["authenticated"].as_u64())
-            {
-                Some(1) => Cond::Done(()),
-                other => Cond::Pending(format!("{other:?}")),
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+    crate::adversary::wait_authenticated(&f, honest, 1, "honest and victim authenticate");
     let out = ptt(
         &f,
         honest,
@@ -301,21 +289,7 @@ fn forged_receipts_and_a_relay_s_receipt_are_refused() {
     let alert = format!("{}:{seq}", device(honest));
     let victim_dev = device(victim).to_string();
     let before = f.status(honest).expect("status");
-    let addr = {
-        let s = f.status(honest).expect("status");
-        let port = s["listen_addrs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|a| a.as_str())
-            .find_map(|a| a.rsplit_once("/tcp/").map(|(_, p)| p.to_string()))
-            .expect("a TCP address");
-        format!(
-            "/ip4/{}/tcp/{port}/p2p/{}",
-            f.devs[honest].host.addr(),
-            s["peer_id"].as_str().expect("peer id")
-        )
-    };
+    let addr = crate::adversary::victim_addr(&f, honest);
     for (who, extra) in [
         ("rogue", vec!["--as", victim_dev.as_str()]),
         ("relay", vec![]),
