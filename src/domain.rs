@@ -301,6 +301,13 @@ impl Authority {
         now_secs: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Update, DomainError> {
+        if self.descriptor.body.rights.len() > cert::MAX_RIGHTS {
+            return Err(DomainError::Invalid(format!(
+                "the descriptor would give rights to {} devices, more than the {} a device accepts",
+                self.descriptor.body.rights.len(),
+                cert::MAX_RIGHTS
+            )));
+        }
         // Members refuse a descriptor body over 64 KiB.
         let body_len = self
             .descriptor

@@ -100,6 +100,16 @@ impl Outbox {
         out
     }
 
+    /// Puts back what a receipt that could not be sealed listed: it goes in the next window.
+    pub(super) fn requeue(&mut self, dest: Dest, body: &ReceiptBody, now_us: u64) {
+        let b = self.batches.entry(dest).or_insert_with(|| Batch {
+            since_us: now_us,
+            ..Default::default()
+        });
+        b.opened.extend(body.opened());
+        b.acks.extend(body.acks().iter().cloned());
+    }
+
     /// Alerts waiting to be reported.
     #[cfg(test)]
     pub(super) fn waiting(&self) -> usize {
@@ -258,16 +268,28 @@ pub(super) fn rebuild(
         .into_iter()
         .rev()
         .partition(|e| crate::receipt::is_receipt_channel(e.channel));
+    // Only what this node sent or can read, as while it runs.
+    let me = node.cert().body.device;
+    let alerts: Vec<_> = alerts
+        .into_iter()
+        .filter_map(|e| {
+            let h = crate::envelope::header_of(&e.bytes)?;
+            let mine = if e.channel == DIRECT_CHANNEL {
+                e.sender == me || h.epoch == me
+            } else {
+                e.sender == me || node.cert().grant(e.channel).is_some_and(|g| g.read)
+            };
+            mine.then_some((e, h))
+        })
+        .collect();
     let skip = alerts.len().saturating_sub(MAX_LEDGER);
-    for e in alerts.into_iter().skip(skip) {
-        let Some(h) = crate::envelope::header_of(&e.bytes) else {
-            continue;
-        };
+    for (e, h) in alerts.into_iter().skip(skip) {
         let id = crate::envelope::alert_id(node.domain(), e.sender, e.seq);
         let recipient = (e.channel == DIRECT_CHANNEL).then_some(h.epoch);
         ledger.track((e.sender, e.seq), id, e.channel, recipient);
     }
-    for e in receipts {
+    let skip = receipts.len().saturating_sub(MAX_REBUILD_RECEIPTS);
+    for e in receipts.into_iter().skip(skip) {
         if let Some(r) = node.open_logged_receipt(&e.bytes) {
             ledger.record(r.author, r.channel, &r.opened, &r.acks);
         }
@@ -398,6 +420,11 @@ impl Daemon {
                             tracing::debug!(error = %e, "receipt not sent");
                         }
                     });
+                }
+                // Over this node's own receipt rate: nothing is lost, the batch waits for the
+                // next window (a receipt's entries keep their opening times).
+                Err(crate::node::SealError::RateLimited { .. }) => {
+                    self.receipts_out.requeue((channel, to), &body, now);
                 }
                 Err(e) => tracing::debug!(channel, error = %e, "receipt not sealed"),
             }
@@ -564,6 +591,15 @@ mod tests {
         assert!(
             due.iter()
                 .all(|(_, b)| b.encode().len() <= MAX_RECEIPT_BYTES)
+        );
+        // A receipt that could not be sealed (over this node's own rate) goes back whole.
+        let (d, body) = due.into_iter().next().expect("a receipt");
+        out.requeue(d, &body, t);
+        assert_eq!(out.waiting(), body.len());
+        let again = out.due(t + RECEIPT_WINDOW_US);
+        assert_eq!(
+            again.iter().map(|(_, b)| b.len()).sum::<usize>(),
+            body.len()
         );
         // An acknowledgement does not wait.
         out.ack(

@@ -68,7 +68,6 @@ impl Authority {
         }
         let devices = devices.to_vec();
         self.edit_descriptor(|b| {
-            b.rights.retain(|r| !devices.contains(&r.device));
             b.revoked.extend(devices);
             b.revoked.sort_unstable();
             b.revoked.dedup();

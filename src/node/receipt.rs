@@ -9,12 +9,14 @@ use crate::envelope::{self, Envelope, Header, Kind};
 use crate::keys::MessageKey;
 use crate::receipt::{self, Ack, Opened, ReceiptBody};
 
-/// Receipts one member may send per channel: two a second, 20 at once. A member sends one per
-/// channel per window (`proto/receipts.md`), and at once for each acknowledgement; the alert
-/// rate of the channel is not spent, so a member that may read but not write sends them too.
+/// Receipts one member may send per channel: ten a second, 60 at once. A member sends one per
+/// channel per window (`proto/receipts.md`), two a second, and more when a batch splits or for
+/// acknowledgements and directed messages (which share one bucket): the headroom keeps an
+/// honest member's receipts, and their duplicate copies by plane and gossip, within it. The
+/// alert rate of the channel is not spent, so a member that may read but not write sends them.
 pub const RECEIPT_POLICY: ChannelPolicy = ChannelPolicy {
-    rate_per_min: 120,
-    burst: 20,
+    rate_per_min: 600,
+    burst: 60,
     rotate_secs: 0,
 };
 

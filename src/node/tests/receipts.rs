@@ -140,7 +140,7 @@ fn receipts_spend_their_own_budget_not_the_channel_s_alert_rate() {
     let s_dev = d.sender.cert().body.device;
     let mut sent = 0;
     let mut limited = None;
-    for i in 0..40u64 {
+    for i in 0..2 * u64::from(RECEIPT_POLICY.burst) {
         match d
             .member
             .seal_receipt(1, None, &body(s_dev, NOW_US + i), NOW_US + i)
