@@ -262,9 +262,14 @@ impl Node {
     /// The channels of this node's log: those it carries, and their receipts
     /// (`proto/receipts.md`): what catch-up, repair and the store compare.
     pub fn carried_log_channels(&self) -> Vec<u32> {
-        let base = self.carried_channels();
-        let receipts = base.iter().map(|c| crate::receipt::receipt_channel(*c));
-        base.iter().copied().chain(receipts).collect()
+        crate::receipt::with_receipts(&self.carried_channels())
+    }
+
+    /// Whether this node's log carries `channel` (one of [`Node::carried_log_channels`]),
+    /// without building the list.
+    pub fn carries_log_channel(&self, channel: u32) -> bool {
+        let base = crate::receipt::base_channel(channel);
+        base == DIRECT_CHANNEL || self.cert.grant(base).is_some()
     }
 
     /// Channel numbers this device carries (reads, writes or relays): its grants, and the

@@ -41,6 +41,12 @@ pub fn receipt_channel(channel: u32) -> u32 {
     channel | RECEIPT_FLAG
 }
 
+/// `channels` followed by their receipt channels: the channels of a log that carries them.
+pub fn with_receipts(channels: &[u32]) -> Vec<u32> {
+    let receipts = channels.iter().map(|c| receipt_channel(*c));
+    channels.iter().copied().chain(receipts).collect()
+}
+
 /// One alert its author opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Opened {

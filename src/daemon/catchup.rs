@@ -52,8 +52,7 @@ impl Daemon {
             let granted: Vec<u32> = std::iter::once(crate::node::DIRECT_CHANNEL)
                 .chain(c.body.grants.iter().map(|g| g.channel))
                 .collect();
-            let receipts = granted.iter().map(|c| crate::receipt::receipt_channel(*c));
-            granted.iter().copied().chain(receipts).collect()
+            crate::receipt::with_receipts(&granted)
         });
         let Some(grants) = grants else {
             let refused = SyncResponse::Refused {

@@ -188,7 +188,7 @@ impl Daemon {
         use crate::node::Rejection;
         use crate::wire::DecodeError;
         let header = crate::envelope::header_of(&bytes);
-        let carried = header.is_some_and(|h| self.node.carried_log_channels().contains(&h.channel));
+        let carried = header.is_some_and(|h| self.node.carries_log_channel(h.channel));
         if !carried {
             return Ok(false);
         }
@@ -202,13 +202,19 @@ impl Daemon {
             }
             Err(r) => {
                 tracing::debug!(reason = r.reason(), error = %r, "fetched envelope refused");
-                let settled = matches!(
-                    r,
-                    Rejection::Envelope(crate::envelope::EnvelopeError::Decrypt)
-                        | Rejection::BadPlaintext
-                        | Rejection::Replay(ReplayError::TooOld)
-                        | Rejection::Revoked(_)
-                );
+                // A receipt refused as a duplicate was taken before and may have left the log
+                // by size (it raises no floor): the responder lists it again, so it is
+                // remembered like any settled refusal, or every session would fetch it.
+                let receipt_seen = matches!(r, Rejection::Replay(ReplayError::Duplicate))
+                    && header.is_some_and(|h| crate::receipt::is_receipt_channel(h.channel));
+                let settled = receipt_seen
+                    || matches!(
+                        r,
+                        Rejection::Envelope(crate::envelope::EnvelopeError::Decrypt)
+                            | Rejection::BadPlaintext
+                            | Rejection::Replay(ReplayError::TooOld)
+                            | Rejection::Revoked(_)
+                    );
                 if let (true, Some(h)) = (settled, header) {
                     self.remember_refused((h.sender, h.seq));
                 }

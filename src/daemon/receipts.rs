@@ -352,12 +352,7 @@ impl Daemon {
     /// Tells `listen` of the acknowledgements (`acks`) that `author` made first in its receipt
     /// of seq `at_us` for the tracked alerts `acked`.
     fn announce_acks(&self, author: u32, at_us: u64, acked: &[(u32, u64)], acks: &[Ack]) {
-        let name = |d: u32| {
-            self.node
-                .member(d)
-                .map(|c| c.body.name.clone())
-                .unwrap_or_else(|| format!("device {d}"))
-        };
+        let name = |d: u32| self.node.member_name(d);
         for &key in acked {
             let Some(t) = self.ledger.by_key(key) else {
                 continue;
@@ -469,11 +464,7 @@ impl Daemon {
                 .entry(*device)
                 .or_insert_with(|| crate::control::MemberReceipt {
                     device: *device,
-                    name: self
-                        .node
-                        .member(*device)
-                        .map(|c| c.body.name.clone())
-                        .unwrap_or_else(|| format!("device {device}")),
+                    name: self.node.member_name(*device),
                     ..Default::default()
                 });
             m.received_at_us = Some(f.at_us);
@@ -495,11 +486,7 @@ impl Daemon {
         Ok(crate::control::ReceiptsInfo {
             id: id.to_string(),
             channel: self.node.channel_name(t.channel),
-            sender: self
-                .node
-                .member(sender)
-                .map(|c| c.body.name.clone())
-                .unwrap_or_else(|| format!("device {sender}")),
+            sender: self.node.member_name(sender),
             expected,
             received,
             acknowledged,

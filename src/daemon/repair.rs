@@ -306,7 +306,7 @@ impl Daemon {
         let channel = crate::envelope::Envelope::parse(&envelope)
             .ok()
             .map(|e| e.header.channel)
-            .filter(|c| self.node.carried_log_channels().contains(c));
+            .filter(|c| self.node.carries_log_channel(*c));
         let carried = channel.is_some();
         let kept = envelope.clone();
         let outcome = carried.then(|| self.take_envelope(envelope, Via::Repair, Arrival::Repair));

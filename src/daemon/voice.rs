@@ -154,9 +154,7 @@ impl VoiceState {
 
 impl Daemon {
     fn talker_name(&self, device: u32) -> String {
-        self.node
-            .member(device)
-            .map_or_else(|| format!("device {device}"), |c| c.body.name.clone())
+        self.node.member_name(device)
     }
 
     fn channel_name(&self, channel: u32) -> String {

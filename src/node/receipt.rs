@@ -40,6 +40,13 @@ pub struct ReceivedReceipt {
 }
 
 impl Node {
+    /// A member's name, or `device N` when this node does not know its certificate.
+    pub fn member_name(&self, device: u32) -> String {
+        self.roster
+            .get(&device)
+            .map_or_else(|| format!("device {device}"), |c| c.body.name.clone())
+    }
+
     /// The members that can read `channel` at `now_secs` (their certificate grants it, is
     /// valid and not revoked; relay-only devices never read), by device number.
     pub fn readers_of(&self, channel: u32, now_secs: u64) -> Vec<(u32, String)> {
@@ -204,10 +211,7 @@ impl Node {
         let base = receipt::base_channel(h.channel);
         // Validation found the author's certificate; at start, reading the log, this node may
         // not know it yet.
-        let author_name = self
-            .roster
-            .get(&h.sender)
-            .map_or_else(|| format!("device {}", h.sender), |c| c.body.name.clone());
+        let author_name = self.member_name(h.sender);
         let key = match self.envelope_key(&h, base) {
             Ok(k) => k,
             Err(u) => return Ok((env, Err(u))),

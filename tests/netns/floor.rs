@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::adversary::{honest_and_victim, rogue_bin, victim_addr};
-use crate::support::common::{BIN, p};
+use crate::support::common::{BIN, ok, p};
 use crate::support::field::Field;
 use crate::support::netns::{self, Cond};
 
@@ -154,25 +154,11 @@ fn a_member_re_claiming_the_floor_loses_it_at_the_cap() {
     let _ = r.kill();
 }
 
-/// `ptt-node ARGS` on the host (the authority's side), its stdout; fails the test on failure.
-fn authority(args: &[&str]) -> String {
-    let out = std::process::Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("ptt-node");
-    assert!(
-        out.status.success(),
-        "ptt-node {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Limits device `name` to `max` with `domain device`, publishes the update to device `to`,
 /// and waits until every running daemon holds it.
 fn limit(f: &Field, name: &str, max: &str, to: usize, running: &[usize]) {
     let dom = f.lan.dir().join("dom");
-    let out = authority(&[
+    let out = ok(&[
         "domain",
         "device",
         "--dir",
@@ -184,7 +170,7 @@ fn limit(f: &Field, name: &str, max: &str, to: usize, running: &[usize]) {
     ]);
     assert!(out.contains(&format!("severity at most {max}")), "{out}");
     let update = crate::support::field::newest_update(&dom);
-    let out = authority(&[
+    let out = ok(&[
         "domain",
         "publish",
         "--data",
