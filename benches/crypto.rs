@@ -45,6 +45,7 @@ fn alert(size: usize) -> AlertBody {
         text: "x".repeat(size),
         location: None,
         attributes: vec![("zone".into(), "north".into())],
+        reference: None,
     }
 }
 

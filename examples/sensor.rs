@@ -1,6 +1,7 @@
 //! A sensing device's process feeding a running ptt-node daemon through the library's control
 //! client: it reads readings (one number per line on stdin, as a temperature probe would print
-//! them) and raises an alert whenever a reading crosses the threshold upwards.
+//! them), raises an alert whenever a reading crosses the threshold upwards, and cancels it
+//! when the reading falls back below.
 //!
 //! ```sh
 //! ptt-node run --bundle ./thermal-1 --data ./thermal-1-data &
@@ -24,6 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let threshold: f64 = threshold.parse()?;
     let mut client = Client::connect(&data).await?;
     let mut above = false;
+    let mut raised: Option<String> = None;
     for line in std::io::stdin().lock().lines() {
         let line = line?;
         let Ok(celsius) = line.trim().parse::<f64>() else {
@@ -39,9 +41,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 text: format!("temperature {celsius:.1} °C is above {threshold:.1} °C"),
                 location: None,
                 attributes: vec![("celsius".into(), format!("{celsius}"))],
+                update: None,
             };
             match client.call(&req).await? {
-                Reply::Sent { id, peers, .. } => println!("alert {id} sent to {peers} peers"),
+                Reply::Sent { id, peers, .. } => {
+                    println!("alert {id} sent to {peers} peers");
+                    raised = Some(id);
+                }
+                other => eprintln!("sensor: unexpected reply {other:?}"),
+            }
+        }
+        if !now_above && let Some(id) = raised.take() {
+            let req = Request::Cancel {
+                id: id.clone(),
+                text: format!("temperature back to {celsius:.1} °C"),
+            };
+            match client.call(&req).await? {
+                Reply::Sent { id: c, .. } => println!("alert {id} cancelled by {c}"),
                 other => eprintln!("sensor: unexpected reply {other:?}"),
             }
         }

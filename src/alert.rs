@@ -13,6 +13,10 @@ use crate::wire::{self, DecodeError};
 pub const MAX_ALERT_LEN: usize = 16 * 1024;
 
 /// The encrypted content of an alert.
+///
+/// Its wire form is the postcard encoding of the fields below, then, only for an update or a
+/// cancellation, the postcard encoding of its [`Reference`] (`proto/envelope.md`, "Updates and
+/// cancellations"): a plain alert's bytes are what they were before references existed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertBody {
     /// How bad it is.
@@ -25,17 +29,133 @@ pub struct AlertBody {
     pub location: Option<Location>,
     /// Extra key/value attributes such as `celsius=71.5`.
     pub attributes: Vec<(String, String)>,
+    /// What this message does to an earlier alert (CAP `Update`/`Cancel`); `None` for a new
+    /// alert. Written after the fields above, only when present.
+    #[serde(skip)]
+    pub reference: Option<Reference>,
+}
+
+/// An earlier alert, by its sender's device number and sequence number (which give its id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AlertRef {
+    /// The earlier alert's sender.
+    pub sender: u32,
+    /// Its sequence number (its sender's clock when sealed, µs).
+    pub seq: u64,
+}
+
+/// What an update or a cancellation does to the alert it names. The postcard enum index is
+/// the wire tag: 0 update, 1 cancel; a later version may add more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reference {
+    /// Replaces the named alert's content with this message's (CAP `Update`).
+    Update(AlertRef),
+    /// Calls the named alert off (CAP `Cancel`); this message's text says why.
+    Cancel(AlertRef),
+}
+
+impl Reference {
+    /// The alert it names.
+    pub fn target(&self) -> AlertRef {
+        match self {
+            Reference::Update(r) | Reference::Cancel(r) => *r,
+        }
+    }
+    /// The CAP message type it makes.
+    pub fn msg_type(&self) -> MsgType {
+        match self {
+            Reference::Update(_) => MsgType::Update,
+            Reference::Cancel(_) => MsgType::Cancel,
+        }
+    }
+}
+
+/// What a message is, as CAP 1.2 names it: a new alert, an update of one, or a cancellation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MsgType {
+    /// A new alert.
+    #[default]
+    Alert,
+    /// Replaces an earlier alert.
+    Update,
+    /// Calls an earlier alert off.
+    Cancel,
+}
+
+impl MsgType {
+    /// Whether this is the default (for `skip_serializing_if`).
+    pub fn is_alert(&self) -> bool {
+        *self == MsgType::Alert
+    }
 }
 
 impl AlertBody {
     /// The plaintext bytes.
     pub fn encode(&self) -> Vec<u8> {
-        wire::encode(self)
+        let mut out = wire::encode(self);
+        if let Some(r) = &self.reference {
+            out.extend_from_slice(&wire::encode(r));
+        }
+        out
     }
-    /// Parses plaintext bytes.
+    /// Parses plaintext bytes: the fields, then a [`Reference`] if bytes remain (nothing may
+    /// follow it).
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        wire::decode("alert", bytes, MAX_ALERT_LEN)
+        if bytes.len() > MAX_ALERT_LEN {
+            return Err(DecodeError::TooLong {
+                what: "alert",
+                len: bytes.len(),
+                max: MAX_ALERT_LEN,
+            });
+        }
+        let (mut body, rest) =
+            postcard::take_from_bytes::<AlertBody>(bytes).map_err(|e| DecodeError::Malformed {
+                what: "alert",
+                reason: e.to_string(),
+            })?;
+        if !rest.is_empty() {
+            body.reference = Some(wire::decode("alert reference", rest, MAX_ALERT_LEN)?);
+        }
+        Ok(body)
     }
+}
+
+/// The alert a message refers to, as shown to a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Referenced {
+    /// Its id.
+    pub id: String,
+    /// Its sender's device name.
+    pub sender: String,
+    /// Its sender's device number.
+    pub sender_device: u32,
+    /// When its sender created it (µs since the Unix epoch): its seq.
+    pub created_at_us: u64,
+}
+
+/// What later messages did to an alert, as far as this node knows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertState {
+    /// The newest update of it: its id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_by: Option<String>,
+    /// Its cancellation, if it was called off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled: Option<Cancellation>,
+}
+
+/// An alert's cancellation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancellation {
+    /// The cancel message's id.
+    pub id: String,
+    /// Who cancelled it.
+    pub by: String,
+    /// When (the canceller's clock, µs since the Unix epoch).
+    pub at_us: u64,
+    /// Why.
+    pub text: String,
 }
 
 /// An alert as shown to a user: the plaintext and what the envelope says about it.
@@ -74,6 +194,15 @@ pub struct ReceivedAlert {
     /// sender (`severity` is then the most it allows: [`crate::cert::DeviceRights`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claimed_severity: Option<Severity>,
+    /// A new alert, an update or a cancellation.
+    #[serde(default)]
+    pub msg_type: MsgType,
+    /// For an update or a cancellation: the alert it refers to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub references: Option<Referenced>,
+    /// What later updates and cancellations did to this alert, when any reached this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<AlertState>,
     /// How it reached this node.
     pub via: Via,
     /// Received more than [`LATE_AFTER_US`] after it was created (for example fetched by
@@ -148,6 +277,60 @@ mod tests {
             assert_eq!(json, format!("\"{name}\""));
             assert_eq!(serde_json::from_str::<Via>(&json).unwrap(), via);
         }
+    }
+
+    #[test]
+    fn a_reference_follows_the_fields_only_when_there_is_one() {
+        let plain = AlertBody {
+            severity: Severity::Severe,
+            kind: "intrusion".into(),
+            text: "gate".into(),
+            location: None,
+            attributes: vec![],
+            reference: None,
+        };
+        let bytes = plain.encode();
+        assert_eq!(
+            bytes,
+            wire::encode(&plain),
+            "a plain alert is what it always was"
+        );
+        assert_eq!(AlertBody::decode(&bytes).unwrap(), plain);
+        for r in [
+            Reference::Update(AlertRef { sender: 7, seq: 9 }),
+            Reference::Cancel(AlertRef {
+                sender: u32::MAX,
+                seq: u64::MAX,
+            }),
+        ] {
+            let b = AlertBody {
+                reference: Some(r),
+                ..plain.clone()
+            };
+            let enc = b.encode();
+            assert_eq!(&enc[..bytes.len()], &bytes[..]);
+            assert_eq!(AlertBody::decode(&enc).unwrap(), b);
+            assert_eq!(b.reference.unwrap().target(), r.target());
+            let mut extra = enc.clone();
+            extra.push(0);
+            assert!(matches!(
+                AlertBody::decode(&extra),
+                Err(DecodeError::Trailing { .. })
+            ));
+        }
+        assert_eq!(
+            Reference::Cancel(AlertRef { sender: 1, seq: 2 }).msg_type(),
+            MsgType::Cancel
+        );
+        let mut unknown = bytes.clone();
+        unknown.extend_from_slice(&[2, 1, 2]);
+        assert!(AlertBody::decode(&unknown).is_err());
+        let mut big = vec![0u8; MAX_ALERT_LEN + 1];
+        big[0] = 1;
+        assert!(matches!(
+            AlertBody::decode(&big),
+            Err(DecodeError::TooLong { .. })
+        ));
     }
 
     #[test]

@@ -224,13 +224,28 @@ pub fn to_cap(a: &ReceivedAlert, domain: &str) -> String {
     let mut x = String::with_capacity(1024 + a.text.len() * 2);
     let _ = write!(
         x,
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<alert xmlns=\"{NAMESPACE}\">\n  <identifier>{}</identifier>\n  <sender>{}</sender>\n  <sent>{}</sent>\n  <status>{}</status>\n  <msgType>Alert</msgType>\n",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<alert xmlns=\"{NAMESPACE}\">\n  <identifier>{}</identifier>\n  <sender>{}</sender>\n  <sent>{}</sent>\n  <status>{}</status>\n  <msgType>{}</msgType>\n",
         esc(&token(&format!("ptt-node:{domain}:{}", a.id))),
         esc(&token(&format!("{}@{domain}", a.sender))),
         cap_time(a.created_at_us),
         pick(attr::STATUS, &STATUSES, "Actual"),
+        match a.msg_type {
+            crate::alert::MsgType::Alert => "Alert",
+            crate::alert::MsgType::Update => "Update",
+            crate::alert::MsgType::Cancel => "Cancel",
+        },
     );
     write_scope(&mut x, a.recipient.as_deref(), domain, &a.channel);
+    // An update or a cancellation names the alert it changes, as `to_cap` wrote that alert.
+    if let Some(r) = &a.references {
+        let _ = writeln!(
+            x,
+            "  <references>{},{},{}</references>",
+            esc(&token(&format!("{}@{domain}", r.sender))),
+            esc(&token(&format!("ptt-node:{domain}:{}", r.id))),
+            cap_time(r.created_at_us),
+        );
+    }
     let headline: String = a
         .text
         .lines()
@@ -258,12 +273,20 @@ pub fn to_cap(a: &ReceivedAlert, domain: &str) -> String {
     if let Some(i) = attribute(&a.attributes, attr::INSTRUCTION) {
         let _ = writeln!(x, "    <instruction>{}</instruction>", esc(i));
     }
+    let state = a.state.as_ref().and_then(|s| {
+        s.cancelled
+            .as_ref()
+            .map(|c| format!("cancelled by {} ({})", c.by, c.id))
+            .or_else(|| s.updated_by.as_ref().map(|u| format!("updated by {u}")))
+    });
     let own = [
         ("ptt:channel", a.channel.clone()),
         ("ptt:seq", a.seq.to_string()),
         ("ptt:sender_peer_id", a.sender_peer_id.clone()),
         ("ptt:received", cap_time(a.received_at_us)),
-    ];
+    ]
+    .into_iter()
+    .chain(state.map(|s| ("ptt:state", s)));
     let carried = [
         attr::STATUS,
         attr::URGENCY,
@@ -273,6 +296,7 @@ pub fn to_cap(a: &ReceivedAlert, domain: &str) -> String {
         attr::CATEGORY,
         attr::RADIUS_KM,
     ];
+    let own: Vec<(&str, String)> = own.collect();
     for (k, v) in own.iter().map(|(k, v)| (*k, v.as_str())).chain(
         a.attributes
             .iter()
@@ -415,6 +439,7 @@ pub fn from_cap(xml: &str) -> Result<AlertBody, CapError> {
         text: d.description.or(d.headline).unwrap_or_default(),
         location,
         attributes,
+        reference: None,
     };
     let n = body.encode().len();
     if n > MAX_ALERT_LEN {
@@ -639,6 +664,9 @@ mod tests {
             claimed_severity: None,
             via: Via::Gossip,
             late: false,
+            msg_type: Default::default(),
+            references: None,
+            state: None,
         }
     }
 

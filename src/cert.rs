@@ -16,7 +16,7 @@ use crate::wire::{self, DecodeError, MAX_CERT_LEN};
 pub const VERSION: u8 = 1;
 /// Current descriptor format version: 2 added [`DescriptorBody::rights`]. A version 1
 /// descriptor (a domain made before) is still read, as one that limits no device.
-pub const DESCRIPTOR_VERSION: u8 = 2;
+pub const DESCRIPTOR_VERSION: u8 = 3;
 /// Largest descriptor body a device decodes.
 pub const MAX_DESCRIPTOR_BODY: usize = 64 * 1024;
 /// Most devices a descriptor may give rights other than the default.
@@ -396,6 +396,58 @@ pub struct DeviceRights {
     /// The highest severity its alerts and voice claims count with: members read a higher
     /// claim as this one, and its own daemon refuses to seal one.
     pub max_severity: Severity,
+    /// Rights beyond the default, as bits: [`RIGHT_DISPATCH`] (version 3). Readers ignore
+    /// bits they do not know, so a later build can add rights without a new version.
+    pub flags: u32,
+    /// Check-in period in seconds (0: not watched), version 3. Kept and shown; the
+    /// device-lost watchdog that reads it is not built yet.
+    pub watch_secs: u32,
+}
+
+/// [`DeviceRights::flags`]: the device may update and cancel alerts other members sent (a
+/// dispatcher); without it, a device updates and cancels only its own.
+pub const RIGHT_DISPATCH: u32 = 1;
+
+impl DeviceRights {
+    /// What a device the descriptor does not list has: every severity, no extra right.
+    pub fn default_for(device: u32) -> Self {
+        DeviceRights {
+            device,
+            max_severity: Severity::Extreme,
+            flags: 0,
+            watch_secs: 0,
+        }
+    }
+    /// Whether these are the default rights (an entry the descriptor need not list).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default_for(self.device)
+    }
+    /// Whether the device may update and cancel other members' alerts.
+    pub fn dispatcher(&self) -> bool {
+        self.flags & RIGHT_DISPATCH != 0
+    }
+}
+
+/// A version 2 rights entry: [`DeviceRights`] without `flags` and `watch_secs`.
+#[derive(Clone, Copy, Serialize, Deserialize)]
+struct DeviceRightsV2 {
+    device: u32,
+    max_severity: Severity,
+}
+
+/// A version 2 descriptor body: [`DescriptorBody`] with version 2 rights entries.
+#[derive(Serialize, Deserialize)]
+struct DescriptorBodyV2 {
+    version: u8,
+    name: String,
+    authority: [u8; 32],
+    revision: u64,
+    channels: Vec<ChannelInfo>,
+    brokers: Vec<String>,
+    revoked: Vec<u32>,
+    private_network: bool,
+    #[serde(deserialize_with = "crate::wire::bounded::<MAX_RIGHTS, _, _>")]
+    rights: Vec<DeviceRightsV2>,
 }
 
 /// A version 1 descriptor body: [`DescriptorBody`] without `rights`.
@@ -415,6 +467,27 @@ impl DescriptorBody {
     /// The encoding its version has: version 1 has no `rights` (a version 1 body that gives
     /// rights cannot be written; they are dropped).
     fn encode(&self) -> Vec<u8> {
+        if self.version == 2 {
+            let b = self.clone();
+            return wire::encode(&DescriptorBodyV2 {
+                version: b.version,
+                name: b.name,
+                authority: b.authority,
+                revision: b.revision,
+                channels: b.channels,
+                brokers: b.brokers,
+                revoked: b.revoked,
+                private_network: b.private_network,
+                rights: b
+                    .rights
+                    .iter()
+                    .map(|r| DeviceRightsV2 {
+                        device: r.device,
+                        max_severity: r.max_severity,
+                    })
+                    .collect(),
+            });
+        }
         if self.version != 1 {
             return wire::encode(self);
         }
@@ -429,6 +502,29 @@ impl DescriptorBody {
             revoked: b.revoked,
             private_network: b.private_network,
         })
+    }
+}
+
+impl From<DescriptorBodyV2> for DescriptorBody {
+    fn from(b: DescriptorBodyV2) -> Self {
+        DescriptorBody {
+            version: b.version,
+            name: b.name,
+            authority: b.authority,
+            revision: b.revision,
+            channels: b.channels,
+            brokers: b.brokers,
+            revoked: b.revoked,
+            private_network: b.private_network,
+            rights: b
+                .rights
+                .into_iter()
+                .map(|r| DeviceRights {
+                    max_severity: r.max_severity,
+                    ..DeviceRights::default_for(r.device)
+                })
+                .collect(),
+        }
     }
 }
 
@@ -483,6 +579,10 @@ impl Descriptor {
         let body: DescriptorBody = match body_bytes.first() {
             Some(1) => {
                 wire::decode::<DescriptorBodyV1>("descriptor", body_bytes, MAX_DESCRIPTOR_BODY)?
+                    .into()
+            }
+            Some(2) => {
+                wire::decode::<DescriptorBodyV2>("descriptor", body_bytes, MAX_DESCRIPTOR_BODY)?
                     .into()
             }
             Some(&DESCRIPTOR_VERSION) => {
@@ -556,10 +656,7 @@ impl Descriptor {
             .rights
             .binary_search_by_key(&device, |r| r.device)
             .map(|i| self.body.rights[i])
-            .unwrap_or(DeviceRights {
-                device,
-                max_severity: Severity::Extreme,
-            })
+            .unwrap_or(DeviceRights::default_for(device))
     }
 
     /// The severity a claim of `claimed` by `device` counts with: at most the device's
@@ -683,8 +780,8 @@ mod tests {
     fn descriptor_rights_are_ordered_bounded_and_versioned() {
         let auth = SigningKey::generate(&mut OsRng);
         let rights = |d: u32, s: Severity| DeviceRights {
-            device: d,
             max_severity: s,
+            ..DeviceRights::default_for(d)
         };
         let body = |version: u8, r: Vec<DeviceRights>| DescriptorBody {
             version,
@@ -733,13 +830,31 @@ mod tests {
         assert_eq!(v1.as_bytes().len() + 1, {
             Descriptor::issue(&auth, body(2, vec![])).as_bytes().len()
         });
-        let v3 = Descriptor::issue(&auth, body(3, vec![]));
+        // Version 2 entries hold a severity only: written without the flags and the watch
+        // period, read back with none.
+        let dispatcher = DeviceRights {
+            flags: RIGHT_DISPATCH | 0x100,
+            watch_secs: 60,
+            ..rights(4, Severity::Severe)
+        };
+        let v2 = Descriptor::issue(&auth, body(2, vec![dispatcher]));
+        let p2 = Descriptor::from_bytes(v2.as_bytes()).unwrap();
+        assert_eq!(p2.rights(4), rights(4, Severity::Severe));
+        assert!(!p2.rights(4).dispatcher());
+        // Version 3 keeps them; a bit this build does not know is kept and means nothing.
+        let v3 = Descriptor::issue(&auth, body(3, vec![dispatcher]));
+        let p3 = Descriptor::from_bytes(v3.as_bytes()).unwrap();
+        assert_eq!(p3.rights(4), dispatcher);
+        assert!(p3.rights(4).dispatcher() && !p3.rights(5).dispatcher());
+        // The flags (0x101: two varint bytes) and the period (one byte) are all it adds.
+        assert_eq!(v3.as_bytes().len(), v2.as_bytes().len() + 3);
+        let v4 = Descriptor::issue(&auth, body(4, vec![]));
         assert!(matches!(
-            Descriptor::from_bytes(v3.as_bytes()),
-            Err(CertError::Decode(DecodeError::Version { found: 3, .. }))
+            Descriptor::from_bytes(v4.as_bytes()),
+            Err(CertError::Decode(DecodeError::Version { found: 4, .. }))
         ));
         // A list longer than MAX_RIGHTS is refused at its count.
-        let mut long = wire::encode(&body(2, vec![]));
+        let mut long = wire::encode(&body(3, vec![]));
         long.pop();
         long.extend_from_slice(&[0x91, 0x4e]); // 10 001
         long.extend_from_slice(&[0u8; 64]);

@@ -42,6 +42,19 @@ pub enum Request {
         /// Attributes.
         #[serde(default)]
         attributes: Vec<(String, String)>,
+        /// Replace the content of this earlier alert (CAP `Update`): sent on that alert's
+        /// channel (or to its member, for a directed message), whatever `channel` says. Only
+        /// its sender or a dispatcher may.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        update: Option<String>,
+    },
+    /// Call an earlier alert off (CAP `Cancel`). Only its sender or a dispatcher may.
+    Cancel {
+        /// The alert's id.
+        id: String,
+        /// Why.
+        #[serde(default)]
+        text: String,
     },
     /// Seal a directed message to one device, store it, publish it.
     Send {
@@ -565,6 +578,10 @@ pub struct StatusInfo {
     /// The highest severity the authority allows this device to claim, when it limits it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_severity: Option<crate::alert::Severity>,
+    /// The authority made this device a dispatcher: it may update and cancel other members'
+    /// alerts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dispatcher: bool,
     /// Channel keys held: one per channel epoch.
     #[serde(default)]
     pub keys: Vec<KeyInfo>,

@@ -54,6 +54,7 @@ mod send;
 mod server;
 mod socket;
 mod startup;
+mod states;
 mod status;
 mod tags;
 mod tick;
@@ -153,6 +154,8 @@ struct Daemon {
     receipts_on: bool,
     /// What members' receipts say about the alerts this node sent or opened.
     ledger: receipts::Ledger,
+    /// What updates and cancellations did to alerts.
+    states: states::States,
     store: StoreHandle,
     alerts: broadcast::Sender<Arc<ReceivedAlert>>,
     /// Every peer known, who is blocked, and the circuit back-off (the mesh core).

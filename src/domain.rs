@@ -165,6 +165,9 @@ pub struct EnrollRequest {
     /// The highest severity the device may claim (`None`: every severity, or for a
     /// replacement, what the device it replaces had).
     pub max_severity: Option<Severity>,
+    /// Whether the device may update and cancel other members' alerts (`None`: no, or for a
+    /// replacement, what the device it replaces had).
+    pub dispatcher: Option<bool>,
     /// Replace an existing device of the same name.
     pub force: bool,
 }
@@ -723,6 +726,20 @@ impl Authority {
                 .min()
                 .unwrap_or(Severity::Extreme)
         });
+        let old_flags = replaced
+            .iter()
+            .map(|d| self.descriptor.rights(*d).flags)
+            .fold(0, |a, f| a | f);
+        let flags = match req.dispatcher {
+            None => old_flags,
+            Some(true) => old_flags | cert::RIGHT_DISPATCH,
+            Some(false) => old_flags & !cert::RIGHT_DISPATCH,
+        };
+        let watch_secs = replaced
+            .iter()
+            .map(|d| self.descriptor.rights(*d).watch_secs)
+            .max()
+            .unwrap_or(0);
         for e in self.registry.iter_mut().filter(|e| e.name == req.name) {
             e.replaced = true;
         }
@@ -742,6 +759,8 @@ impl Authority {
         self.put_rights(DeviceRights {
             device,
             max_severity,
+            flags,
+            watch_secs,
         });
         let mut note = format!("enrol {} (device {device})", req.name);
         if !replaced.is_empty() {

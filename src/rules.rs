@@ -15,6 +15,7 @@
 //! attribute = "celsius"        # with above and/or below: a numeric attribute's range
 //! above = 30.0
 //! max_age_s = 60               # ignore alerts older than this (catch-up after a long sleep)
+//! msg_types = ["alert", "update"]  # the default; "cancel" acts on cancellations
 //! run = ["/usr/local/bin/ac-switch", "on"]   # the message as JSON on stdin
 //! timeout_s = 10
 //! send = { to = "ac-1", kind = "ac-on", text = "{sender}: {kind} {value}" }
@@ -24,7 +25,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::alert::{ReceivedAlert, Severity};
+use crate::alert::{MsgType, ReceivedAlert, Severity};
 
 /// A rules file.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -58,6 +59,9 @@ pub struct Rule {
     /// Alerts older than this (seconds) are not acted on.
     #[serde(default = "default_max_age")]
     pub max_age_s: u64,
+    /// The message types acted on (CAP's `msgType`: `alert`, `update`, `cancel`); new
+    /// alerts and updates when absent, so a cancellation sets off nothing unless asked for.
+    pub msg_types: Option<Vec<MsgType>>,
     /// Command to run, the message as JSON on its stdin.
     #[serde(default)]
     pub run: Vec<String>,
@@ -187,6 +191,13 @@ impl Rule {
         if now_us.saturating_sub(a.created_at_us) > self.max_age_s.saturating_mul(1_000_000) {
             return None;
         }
+        let wanted = match &self.msg_types {
+            Some(types) => types.contains(&a.msg_type),
+            None => a.msg_type != MsgType::Cancel,
+        };
+        if !wanted {
+            return None;
+        }
         if self.channel.as_ref().is_some_and(|c| *c != a.channel)
             || self.kind.as_ref().is_some_and(|k| *k != a.kind)
             || self.sender.as_ref().is_some_and(|s| *s != a.sender)
@@ -263,6 +274,9 @@ mod tests {
             claimed_severity: None,
             via: Via::Gossip,
             late: false,
+            msg_type: Default::default(),
+            references: None,
+            state: None,
         }
     }
 
@@ -300,6 +314,33 @@ mod tests {
         assert_eq!(
             rule.send.as_ref().unwrap().render(&reading("35.5", now), v),
             "thermal-1 reads 35.5"
+        );
+    }
+
+    #[test]
+    fn a_cancellation_sets_off_only_the_rules_that_ask_for_it() {
+        let r = Rules::parse(
+            "[[rule]]\nname = \"any\"\nrun = [\"true\"]\n\
+             [[rule]]\nname = \"stop\"\nmsg_types = [\"cancel\"]\nrun = [\"true\"]\n",
+            "r.toml",
+        )
+        .unwrap();
+        let now = 1_000_000_000;
+        let names = |a: &ReceivedAlert| -> Vec<String> {
+            r.matching(a, now).map(|(x, _)| x.name.clone()).collect()
+        };
+        let mut a = reading("1", now);
+        assert_eq!(names(&a), ["any"]);
+        a.msg_type = MsgType::Update;
+        assert_eq!(names(&a), ["any"]);
+        a.msg_type = MsgType::Cancel;
+        assert_eq!(names(&a), ["stop"]);
+        assert!(
+            Rules::parse(
+                "[[rule]]\nname = \"x\"\nmsg_types = [\"ack\"]\nrun = [\"true\"]\n",
+                "r.toml"
+            )
+            .is_err()
         );
     }
 

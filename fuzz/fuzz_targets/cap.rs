@@ -30,6 +30,9 @@ fuzz_target!(|data: &[u8]| {
         claimed_severity: None,
         via: Via::Gossip,
         late: false,
+        msg_type: Default::default(),
+        references: None,
+        state: None,
     };
     let again = from_cap(&to_cap(&a, "d")).expect("a written document reads again");
     assert_eq!(again.severity, body.severity);

@@ -73,13 +73,18 @@ def parse_descriptor(d):
     r = R(body); ver = r.u8(); name = r.str_(); a = r.raw(32); rev = r.var()
     chans = r.vec(lambda: (r.var(), r.str_(), (r.var(), r.var(), r.var())))   # id, name, (rate, burst, rotate)
     brokers = r.vec(r.str_); revoked = r.vec(r.var); pnet = r.bool_()
-    assert ver in (1, 2), 'descriptor version 1 (read as no rights) or 2'
-    rights = r.vec(lambda: (r.var(), r.var())) if ver == 2 else []     # (device, max severity)
+    assert ver in (1, 2, 3), 'descriptor version 1 (read as no rights), 2 or 3'
+    if ver == 2:
+        rights = r.vec(lambda: (r.var(), r.var()))                        # (device, max severity)
+    elif ver == 3:
+        rights = r.vec(lambda: (r.var(), r.var(), r.var(), r.var()))      # ... flags, watch secs
+    else:
+        rights = []
     r.end()
     assert len(body) <= 64 * 1024
     assert all(x < y for x, y in zip(revoked, revoked[1:])), 'revoked not strictly ascending'
     assert all(x[0] < y[0] for x, y in zip(rights, rights[1:])), 'rights not strictly ascending'
-    assert all(s <= 4 for _, s in rights), 'severity is 0 (unknown) to 4 (extreme)'
+    assert all(x[1] <= 4 for x in rights), 'severity is 0 (unknown) to 4 (extreme)'
     verify(a, b'ptt-node/v1/sig/descriptor', body, sig)
     return dict(name=name, authority=a, revision=rev, channels=chans, brokers=brokers, revoked=revoked, pnet=pnet,
                 rights=rights, version=ver)
@@ -89,7 +94,10 @@ assert desc == dict(name='site-a', authority=apk, revision=3, channels=[(1, 'ale
 desc2 = parse_descriptor(V['descriptor_v2'])
 assert desc2 == dict(desc, revision=4, rights=[(7, 3)], version=2)   # device 7: at most severe
 
-print('descriptor ok (version 1, and version 2 with rights)')
+desc3 = parse_descriptor(V['descriptor_v3'])
+assert desc3 == dict(desc, revision=5, rights=[(7, 3, 1, 60)], version=3)   # + dispatcher, watched 60 s
+
+print('descriptor ok (version 1, version 2 with rights, version 3 with flags and watch)')
 
 # certificate
 def parse_cert(c):
@@ -154,7 +162,12 @@ print('ratchet ok')
 def parse_alert(p):
     r = R(p); a = (r.var(), r.str_(), r.str_(), r.opt(lambda: (r.f64(), r.f64())), r.vec(lambda: (r.str_(), r.str_()))); r.end(); return a
 assert parse_alert(V['alert_plaintext']) == (3, 'intrusion', 'gate 3 forced', (37.5665, 126.978), [('door', '3')])
-print('alert plaintext ok')
+# a cancellation: the alert fields, then the reference (enum tag 1 = cancel, sender, seq)
+r = R(V['alert_cancel_plaintext'])
+fields = (r.var(), r.str_(), r.str_(), r.opt(lambda: (r.f64(), r.f64())), r.vec(lambda: (r.str_(), r.str_())))
+ref = (r.var(), r.var(), r.var()); r.end()
+assert fields == (1, 'cancel', 'false alarm', None, []) and ref == (1, 7, 1_795_000_000_123_456)
+print('alert plaintext ok (and a cancellation)')
 
 # envelope
 e = V['envelope']; body, sig = e[:-64], e[-64:]

@@ -4,7 +4,9 @@
 //! A document or a line is read and checked before the daemon is asked anything about it;
 //! the daemon seals and sends. This room never builds an envelope itself.
 
-use super::{AckArgs, AlertArgs, CliError, ReceiptsArgs, WaitFor, connect_client, json_line};
+use super::{
+    AckArgs, AlertArgs, CancelArgs, CliError, ReceiptsArgs, WaitFor, connect_client, json_line,
+};
 use crate::alert::Severity;
 use crate::cert::Location;
 use crate::control::{Client, ClientError, Reply, Request};
@@ -28,6 +30,7 @@ pub(super) async fn alert(a: AlertArgs) -> Result<(), CliError> {
             text: b.text,
             location: b.location,
             attributes: b.attributes,
+            update: a.update,
         },
         None => {
             let (Some(severity), Some(kind), Some(text)) = (a.severity, a.kind, a.text) else {
@@ -40,6 +43,7 @@ pub(super) async fn alert(a: AlertArgs) -> Result<(), CliError> {
                 text,
                 location: a.location,
                 attributes: a.attributes,
+                update: a.update,
             }
         }
     };
@@ -131,6 +135,29 @@ pub(super) async fn receipts(a: ReceiptsArgs) -> Result<(), CliError> {
                 println!("{}", json_line(&*info));
             } else {
                 print!("{}", super::output::format_receipts(&info));
+            }
+            Ok(())
+        }
+        Reply::Error { message } => Err(ClientError::Refused(message).into()),
+        other => Err(ClientError::Protocol(format!("{other:?}")).into()),
+    }
+}
+
+/// `ptt-node cancel ID`: prints the cancellation's id.
+pub(super) async fn cancel(a: CancelArgs) -> Result<(), CliError> {
+    let mut c = connect_client(&a.client).await?;
+    match c
+        .call(&Request::Cancel {
+            id: a.id,
+            text: a.text,
+        })
+        .await?
+    {
+        r @ Reply::Sent { .. } => {
+            if a.client.json {
+                println!("{}", json_line(&r));
+            } else if let Reply::Sent { id, .. } = &r {
+                println!("{id}");
             }
             Ok(())
         }
@@ -267,6 +294,7 @@ async fn alert_stdin(c: Client, channel: &str, json: bool) -> Result<(), CliErro
             text: a.text,
             location: a.location,
             attributes: a.attributes,
+            update: None,
         };
         let _ = line_tx.send(n);
         if let Err(e) = requests.send(&req).await {

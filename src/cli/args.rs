@@ -118,6 +118,12 @@ pub enum Command {
         after_help = "Examples:\n  ptt-node ack 3f2a9c0e1b7d4e65\n  ptt-node ack 3f2a9c0e1b7d4e65 --text 'guard on the way'"
     )]
     Ack(AckArgs),
+    /// Call an alert off (CAP `Cancel`): every member's `listen` and `history` show it
+    /// cancelled. Only its sender or a dispatcher may.
+    #[command(
+        after_help = "Examples:\n  ptt-node cancel 3f2a9c0e1b7d4e65 --text 'false alarm: cleaner in zone 3'\n  ptt-node alert --update 3f2a9c0e1b7d4e65 --severity moderate --kind intrusion --text 'one person, leaving'"
+    )]
+    Cancel(CancelArgs),
     /// Show stored alerts this device can read, oldest first.
     #[command(
         after_help = "Examples:\n  ptt-node history --since 2h\n  ptt-node history --since 2026-11-22T08:00:00Z --channel alerts --json"
@@ -515,7 +521,9 @@ pub enum DomainCommand {
     #[command(after_help = "Examples:
   ptt-node domain device --dir ./site-a --device cam-3 --max-severity severe
   ptt-node domain device --dir ./site-a --device cam-3 --max-severity extreme   (no limit)
+  ptt-node domain device --dir ./site-a --device desk-1 --dispatcher on
   ptt-node domain publish --data /var/lib/ptt-node ./site-a/updates/000009.update")]
+    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true)))]
     Device {
         /// Authority directory.
         #[arg(long)]
@@ -524,8 +532,11 @@ pub enum DomainCommand {
         #[arg(long)]
         device: String,
         /// unknown, minor, moderate, severe or extreme (extreme: no limit).
-        #[arg(long)]
-        max_severity: Severity,
+        #[arg(long, group = "change")]
+        max_severity: Option<Severity>,
+        /// on: the device may update and cancel alerts other members sent; off: only its own.
+        #[arg(long, group = "change", value_parser = clap::builder::BoolishValueParser::new(), value_name = "on|off")]
+        dispatcher: Option<bool>,
     },
     /// List enrolled devices.
     #[command(
@@ -647,6 +658,10 @@ pub struct EnrollArgs {
     /// keeps the limit of the device it replaces). `ptt-node domain device` changes it later.
     #[arg(long)]
     pub max_severity: Option<Severity>,
+    /// The device may update and cancel alerts other members sent (a dispatcher); without it,
+    /// only its own. `ptt-node domain device --dispatcher` changes it later.
+    #[arg(long)]
+    pub dispatcher: bool,
     /// Replace a device of the same name, or overwrite an existing bundle directory.
     #[arg(long)]
     pub force: bool,
@@ -803,6 +818,23 @@ pub struct AlertArgs {
     /// Seconds `--wait` waits.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs, requires = "wait")]
     pub timeout: f64,
+    /// Replace the content of the alert of this id (CAP `Update`): sent on that alert's
+    /// channel, whatever --channel says. Only its sender or a dispatcher may.
+    #[arg(long, value_name = "ID", conflicts_with = "stdin")]
+    pub update: Option<String>,
+}
+
+/// `ptt-node cancel`.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// Common arguments.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The alert's id (printed by `alert`, shown by `listen` and `history`).
+    pub id: String,
+    /// Why it is called off.
+    #[arg(long, default_value = "")]
+    pub text: String,
 }
 
 fn parse_location(s: &str) -> Result<Location, String> {

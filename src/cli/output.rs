@@ -117,6 +117,24 @@ pub fn format_alert(a: &ReceivedAlert) -> String {
             a.sender
         ));
     }
+    if let Some(r) = &a.references {
+        let verb = match a.msg_type {
+            crate::alert::MsgType::Cancel => "cancels",
+            _ => "updates",
+        };
+        s.push_str(&format!(" ({verb} {} from {})", r.id, r.sender));
+    }
+    if let Some(st) = &a.state {
+        if let Some(c) = &st.cancelled {
+            s.push_str(&format!(" (CANCELLED by {}", c.by));
+            if !c.text.is_empty() {
+                s.push_str(&format!(": {}", c.text));
+            }
+            s.push(')');
+        } else if let Some(u) = &st.updated_by {
+            s.push_str(&format!(" (updated by {u})"));
+        }
+    }
     if a.late {
         s.push_str(&format!(
             " (late: received {} s after it was sent)",
@@ -272,7 +290,7 @@ pub(super) fn format_status(s: &StatusInfo) -> String {
     let c = &s.counters;
     let rejected: u64 = c.rejected.values().sum();
     let mut out = format!(
-        "{}\ndevice   {} (#{}){}{}\npeer id  {}\ndomain   {} ({})\nchannels {}\nlisten   {}\npeers    {} connected, {} authenticated, {} asleep, {} unreachable, {} standby (at most {} kept)\nalerts   {} sent, {} received, {} relayed, {} rejected, {} signatures checked\nuptime   {}\n",
+        "{}\ndevice   {} (#{}){}{}{}\npeer id  {}\ndomain   {} ({})\nchannels {}\nlisten   {}\npeers    {} connected, {} authenticated, {} asleep, {} unreachable, {} standby (at most {} kept)\nalerts   {} sent, {} received, {} relayed, {} rejected, {} signatures checked\nuptime   {}\n",
         health(s),
         s.device,
         s.device_number,
@@ -280,6 +298,7 @@ pub(super) fn format_status(s: &StatusInfo) -> String {
         s.max_severity
             .map(|m| format!(", severity at most {m}"))
             .unwrap_or_default(),
+        if s.dispatcher { ", dispatcher" } else { "" },
         s.peer_id,
         s.domain_name,
         s.domain_id.get(..16).unwrap_or(&s.domain_id),
@@ -430,6 +449,9 @@ mod tests {
             claimed_severity: None,
             via: Via::Gossip,
             late: true,
+            msg_type: Default::default(),
+            references: None,
+            state: None,
         }
     }
 
@@ -490,6 +512,40 @@ mod tests {
         let always = Printer::new(Format::Text, ColorChoice::Always, String::new());
         assert_eq!(never.render(&a), format_alert(&a));
         assert_eq!(always.render(&a), coloured);
+        // An update and a cancellation name their alert; an alert shows what they did.
+        let mut c = alert(Severity::Minor);
+        c.late = false;
+        c.kind = "cancel".into();
+        c.text = "false alarm".into();
+        c.msg_type = crate::alert::MsgType::Cancel;
+        c.references = Some(crate::alert::Referenced {
+            id: "00aa".into(),
+            sender: "cam-2".into(),
+            sender_device: 2,
+            created_at_us: 1,
+        });
+        assert!(
+            format_alert(&c).ends_with("(cancels 00aa from cam-2)"),
+            "{}",
+            format_alert(&c)
+        );
+        let mut o = alert(Severity::Severe);
+        o.late = false;
+        o.state = Some(crate::alert::AlertState {
+            updated_by: Some("00bb".into()),
+            cancelled: None,
+        });
+        assert!(format_alert(&o).ends_with("(updated by 00bb)"));
+        o.state = Some(crate::alert::AlertState {
+            updated_by: Some("00bb".into()),
+            cancelled: Some(crate::alert::Cancellation {
+                id: "00cc".into(),
+                by: "desk".into(),
+                at_us: 2,
+                text: "false alarm".into(),
+            }),
+        });
+        assert!(format_alert(&o).ends_with("(CANCELLED by desk: false alarm)"));
         let json = Printer::new(Format::Json, ColorChoice::Always, String::new()).render(&a);
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["text"], "gate 3 forced");

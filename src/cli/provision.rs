@@ -62,6 +62,7 @@ pub(super) fn domain(cmd: DomainCommand) -> Result<(), CliError> {
                 valid_days: e.valid_days,
                 valid_secs: e.valid_secs,
                 max_severity: e.max_severity,
+                dispatcher: e.dispatcher.then_some(true),
                 force: e.force,
             };
             let (bundle, created) = a.enroll(&req, now_secs(), &mut rng)?;
@@ -184,18 +185,32 @@ pub(super) fn domain(cmd: DomainCommand) -> Result<(), CliError> {
             dir,
             device,
             max_severity,
+            dispatcher,
         } => {
             let _lock = Authority::lock(&dir)?;
             let mut a = Authority::load(&dir)?;
-            let changed = a.set_max_severity(&device, max_severity, now_secs(), &mut rng)?;
+            let changed = a.set_rights(&device, max_severity, dispatcher, now_secs(), &mut rng)?;
             a.save(&dir)?;
-            println!(
-                "device {device}: severity at most {max_severity}{}",
-                match &changed {
-                    None => " (unchanged)".to_string(),
-                    Some(u) => format!("; update {} to publish", u.body.serial),
-                }
-            );
+            let r = a
+                .registry()
+                .iter()
+                .rfind(|e| e.name == device && !e.replaced && !e.revoked)
+                .map(|e| a.descriptor().rights(e.device));
+            if let Some(r) = r {
+                println!(
+                    "device {device}: severity at most {}, {}{}",
+                    r.max_severity,
+                    if r.dispatcher() {
+                        "dispatcher"
+                    } else {
+                        "not a dispatcher"
+                    },
+                    match &changed {
+                        None => " (unchanged)".to_string(),
+                        Some(u) => format!("; update {} to publish", u.body.serial),
+                    }
+                );
+            }
             print_updates(&a, &dir);
         }
         DomainCommand::List { dir, json } => {
@@ -217,7 +232,8 @@ pub(super) fn domain(cmd: DomainCommand) -> Result<(), CliError> {
                     .map(|c| c.body.grants.iter().map(|g| g.name.clone()).collect())
                     .unwrap_or_default();
                 let not_after = cert.as_ref().map_or(0, |c| c.body.not_after);
-                let max_severity = d.rights(e.device).max_severity;
+                let rights = d.rights(e.device);
+                let max_severity = rights.max_severity;
                 if json {
                     println!(
                         "{}",
@@ -226,13 +242,17 @@ pub(super) fn domain(cmd: DomainCommand) -> Result<(), CliError> {
                             "relay_only": relay, "channels": channels, "enrolled_at": e.enrolled_at,
                             "not_after": not_after, "replaced": e.replaced,
                             "revoked": e.revoked, "max_severity": max_severity,
+                            "dispatcher": rights.dispatcher(),
                         })
                     );
                 } else {
-                    let capped = match max_severity {
+                    let mut capped = match max_severity {
                         crate::alert::Severity::Extreme => String::new(),
                         s => format!(" (severity at most {s})"),
                     };
+                    if rights.dispatcher() {
+                        capped.push_str(" (dispatcher)");
+                    }
                     println!(
                         "{:>4}  {:<20} {:<10} {}{}{}{}  {}",
                         e.device,

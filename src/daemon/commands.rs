@@ -23,6 +23,9 @@ impl Daemon {
                 let r = self.node.seal_alert(&channel, &body, now_us());
                 let _ = reply.send(r);
             }
+            Cmd::Change { id, change, reply } => {
+                let _ = reply.send(self.change_alert(&id, change));
+            }
             Cmd::Publish { sealed, reply } => {
                 self.sent_here(&sealed);
                 let topic = net::topic(
@@ -84,13 +87,14 @@ impl Daemon {
                 channel,
                 reply,
             } => {
-                let alerts = envelopes
+                let mut alerts: Vec<_> = envelopes
                     .iter()
                     .filter_map(|e| self.node.open_stored(&e.bytes, e.received_at_us).ok())
                     .filter_map(Result::ok)
                     .filter(|a| channel.as_ref().is_none_or(|c| *c == a.channel))
                     .map(|a| *a)
                     .collect();
+                self.with_states(&mut alerts);
                 let _ = reply.send(alerts);
             }
             Cmd::SyncSend {

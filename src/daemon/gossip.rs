@@ -33,6 +33,7 @@ impl Daemon {
             });
         for mut a in opened {
             a.via = Via::CatchUp;
+            self.note_state(&mut a);
             self.node.counters_mut().alerts_received += 1;
             self.apply_rules(&a);
             self.opened_here(&a);
@@ -139,6 +140,7 @@ impl Daemon {
                         a.via = via;
                         a.received_at_us = now_us();
                         a.late = crate::alert::is_late(a.created_at_us, a.received_at_us);
+                        self.note_state(&mut a);
                         self.apply_rules(&a);
                         tracing::debug!(id = %a.id, sender = %a.sender, ?via, late = a.late, "alert received");
                         self.opened_here(&a);
@@ -212,6 +214,7 @@ impl Daemon {
                         r,
                         Rejection::Envelope(crate::envelope::EnvelopeError::Decrypt)
                             | Rejection::BadPlaintext
+                            | Rejection::NotDispatcher(_)
                             | Rejection::Replay(ReplayError::TooOld)
                             | Rejection::Revoked(_)
                     );

@@ -31,6 +31,12 @@ pub(super) enum Cmd {
         body: AlertBody,
         reply: oneshot::Sender<Result<Sealed, SealError>>,
     },
+    /// Seals an update or a cancellation of an alert.
+    Change {
+        id: String,
+        change: super::states::Change,
+        reply: oneshot::Sender<Result<Sealed, String>>,
+    },
     Publish {
         sealed: Sealed,
         reply: oneshot::Sender<usize>,
@@ -171,6 +177,16 @@ impl Handle {
         body: AlertBody,
     ) -> Result<Result<Sealed, SealError>, LoopGone> {
         self.request(|reply| Cmd::SealDirect { to, body, reply })
+            .await
+    }
+
+    /// Seals an update or a cancellation of the alert `id`.
+    pub(super) async fn change(
+        &self,
+        id: String,
+        change: super::states::Change,
+    ) -> Result<Result<Sealed, String>, LoopGone> {
+        self.request(|reply| Cmd::Change { id, change, reply })
             .await
     }
 

@@ -160,6 +160,7 @@ impl Daemon {
                         ("rule".into(), rule.name.clone()),
                         ("trigger".into(), a.id.clone()),
                     ],
+                    reference: None,
                 };
                 let (cmds, store, to) = (self.handle.clone(), self.store.clone(), send.to.clone());
                 let (actions, name) = (self.actions.clone(), rule.name.clone());

@@ -255,17 +255,14 @@ impl Ledger {
     }
 }
 
-/// The ledger as this node's log holds it, at start: the newest [`MAX_LEDGER`] alerts (from
-/// their headers), then what the receipts stored among the newest [`MAX_REBUILD_RECEIPTS`]
-/// say of them, this node's own included.
-pub(super) fn rebuild(
-    store: &crate::store::Store,
-    node: &crate::node::Node,
-) -> Result<Ledger, crate::store::StoreError> {
-    let newest = store.newest(MAX_LEDGER + MAX_REBUILD_RECEIPTS)?;
+/// The ledger as this node's log holds it, at start: of `newest` (the newest envelopes of the
+/// log, newest first), the newest [`MAX_LEDGER`] alerts (from their headers), then what the
+/// receipts stored among the newest [`MAX_REBUILD_RECEIPTS`] say of them, this node's own
+/// included.
+pub(super) fn rebuild(newest: &[crate::store::StoredEnvelope], node: &crate::node::Node) -> Ledger {
     let mut ledger = Ledger::default();
     let (receipts, alerts): (Vec<_>, Vec<_>) = newest
-        .into_iter()
+        .iter()
         .rev()
         .partition(|e| crate::receipt::is_receipt_channel(e.channel));
     // Only what this node sent or can read, as while it runs.
@@ -294,7 +291,7 @@ pub(super) fn rebuild(
             ledger.record(r.author, r.channel, &r.opened, &r.acks);
         }
     }
-    Ok(ledger)
+    ledger
 }
 
 impl Daemon {

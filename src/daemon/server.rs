@@ -56,6 +56,9 @@ pub(super) enum RequestError {
     /// A reply could not be written.
     #[error(transparent)]
     Write(#[from] std::io::Error),
+    /// The loop refused the request, saying why.
+    #[error("{0}")]
+    Refused(String),
 }
 
 pub(super) async fn accept_loop(
@@ -178,6 +181,7 @@ pub(super) async fn serve_client(
                 text,
                 location,
                 attributes,
+                update: None,
             }) => {
                 let body = AlertBody {
                     severity,
@@ -185,6 +189,7 @@ pub(super) async fn serve_client(
                     text,
                     location,
                     attributes,
+                    reference: None,
                 };
                 pending_bytes += line.len();
                 // Sealed here, in request order (so sequence numbers ascend with the
@@ -240,7 +245,28 @@ pub(super) async fn serve_client(
             }
             Request::Frame { .. } | Request::Release => Err(RequestError::NotTalking),
             // Taken above, pipelined.
-            Request::Alert { .. } => continue,
+            Request::Alert {
+                update: Some(id),
+                severity,
+                kind,
+                text,
+                location,
+                attributes,
+                ..
+            } => {
+                let change = super::states::Change::Update {
+                    severity,
+                    kind,
+                    text,
+                    location,
+                    attributes,
+                };
+                change_alert(&cmds, &store, id, change).await
+            }
+            Request::Cancel { id, text } => {
+                change_alert(&cmds, &store, id, super::states::Change::Cancel { text }).await
+            }
+            Request::Alert { update: None, .. } => continue,
             Request::Send {
                 to,
                 severity,
@@ -254,6 +280,7 @@ pub(super) async fn serve_client(
                     text,
                     location: None,
                     attributes,
+                    reference: None,
                 };
                 send_direct(&cmds, &store, to, body)
                     .await
@@ -352,6 +379,21 @@ pub(super) async fn serve_client(
         if write_reply(&mut w, &reply).await.is_err() {
             return;
         }
+    }
+}
+
+/// Seals an update or a cancellation, then stores and publishes it like an alert.
+async fn change_alert(
+    cmds: &Handle,
+    store: &StoreHandle,
+    id: String,
+    change: super::states::Change,
+) -> Result<Reply, RequestError> {
+    match cmds.change(id, change).await? {
+        Ok(sealed) => store_and_publish(cmds, store, sealed)
+            .await
+            .map_err(RequestError::from),
+        Err(message) => Err(RequestError::Refused(message)),
     }
 }
 

@@ -165,7 +165,12 @@ pub async fn run(
     for (sender, seq) in stored {
         let _ = node.replay().insert(sender, seq);
     }
-    let ledger = super::receipts::rebuild(&store, &node)?;
+    // The newest of the log, read once for the receipts' ledger and the alerts' states.
+    let newest =
+        store.newest(super::receipts::MAX_LEDGER + super::receipts::MAX_REBUILD_RECEIPTS)?;
+    let ledger = super::receipts::rebuild(&newest, &node);
+    let states = super::states::rebuild(&newest, &node);
+    drop(newest);
     let store = StoreHandle::spawn(store, own_device);
 
     let mut net_cfg = cfg.net.clone();
@@ -397,6 +402,7 @@ pub async fn run(
         receipts_out: Default::default(),
         receipts_on: !cfg.no_receipts,
         ledger,
+        states,
         key_path,
         timers: {
             // The tick runs at once, as the interval it replaced did.

@@ -771,6 +771,7 @@ async fn release(
             ("frames".into(), rel.frames.to_string()),
             ("duration_ms".into(), rel.duration_ms.to_string()),
         ],
+        reference: None,
     };
     let sealed = super::send::seal_alert(cmds, rel.channel_name.clone(), body).await?;
     match super::send::store_and_publish(cmds, store, sealed).await? {

@@ -1,10 +1,10 @@
 //! What the authority decides about one enrolled device after its enrolment: revocation, and
-//! its rights in the descriptor (the highest severity it may claim).
+//! its rights in the descriptor (the highest severity it may claim, whether it dispatches).
 
 use rand_core::CryptoRngCore;
 
 use super::{Authority, DomainError, PLANE_CHANNEL};
-use crate::cert::DeviceRights;
+use crate::cert::{DeviceRights, RIGHT_DISPATCH};
 use crate::severity::Severity;
 use crate::update::Update;
 
@@ -80,7 +80,7 @@ impl Authority {
     pub(super) fn put_rights(&mut self, rights: DeviceRights) {
         self.edit_descriptor(|b| {
             let at = b.rights.binary_search_by_key(&rights.device, |r| r.device);
-            let default = rights.max_severity == Severity::Extreme;
+            let default = rights.is_default();
             match (at, default) {
                 (Ok(i), true) => {
                     b.rights.remove(i);
@@ -92,12 +92,15 @@ impl Authority {
         });
     }
 
-    /// Sets the highest severity the current device named `name` may claim (`extreme`: no
-    /// limit). Returns the update to publish, or `None` when nothing changes.
-    pub fn set_max_severity(
+    /// Changes the rights of the current device named `name`: the highest severity it may
+    /// claim (`extreme`: no limit) and whether it dispatches (updates and cancels other
+    /// members' alerts); `None` keeps what it has. Returns the update to publish, or `None`
+    /// when nothing changes.
+    pub fn set_rights(
         &mut self,
         name: &str,
-        max_severity: Severity,
+        max_severity: Option<Severity>,
+        dispatcher: Option<bool>,
         now_secs: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Option<Update>, DomainError> {
@@ -111,15 +114,36 @@ impl Authority {
             )));
         };
         let device = e.device;
-        if self.descriptor.rights(device).max_severity == max_severity {
+        let old = self.descriptor.rights(device);
+        let mut new = old;
+        if let Some(s) = max_severity {
+            new.max_severity = s;
+        }
+        match dispatcher {
+            Some(true) => new.flags |= RIGHT_DISPATCH,
+            Some(false) => new.flags &= !RIGHT_DISPATCH,
+            None => {}
+        }
+        if new == old {
             return Ok(None);
         }
-        self.put_rights(DeviceRights {
-            device,
-            max_severity,
-        });
+        self.put_rights(new);
+        let mut what = vec![];
+        if new.max_severity != old.max_severity {
+            what.push(format!("severity at most {}", new.max_severity));
+        }
+        if new.dispatcher() != old.dispatcher() {
+            what.push(
+                if new.dispatcher() {
+                    "dispatcher"
+                } else {
+                    "not a dispatcher"
+                }
+                .into(),
+            );
+        }
         let u = self.commit(
-            format!("device {name} (device {device}): severity at most {max_severity}"),
+            format!("device {name} (device {device}): {}", what.join(", ")),
             vec![],
             vec![],
             &[],
@@ -127,5 +151,17 @@ impl Authority {
             rng,
         )?;
         Ok(Some(u))
+    }
+
+    /// Sets the highest severity the current device named `name` may claim (`extreme`: no
+    /// limit). Returns the update to publish, or `None` when nothing changes.
+    pub fn set_max_severity(
+        &mut self,
+        name: &str,
+        max_severity: Severity,
+        now_secs: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Option<Update>, DomainError> {
+        self.set_rights(name, Some(max_severity), None, now_secs, rng)
     }
 }

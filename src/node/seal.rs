@@ -56,6 +56,11 @@ pub enum SealError {
         /// The most allowed.
         max: Severity,
     },
+    /// An update or cancellation of another member's alert, without the dispatcher right.
+    #[error(
+        "only the alert's sender or a dispatcher may update or cancel it (`ptt-node domain device --dispatcher on` grants the right)"
+    )]
+    NotDispatcher,
 }
 
 /// A freshly sealed alert.
@@ -82,6 +87,23 @@ impl Node {
             return Err(SealError::SeverityNotAllowed { claimed, max });
         }
         Ok(())
+    }
+
+    /// Refuses an update or cancellation of another member's alert unless the authority made
+    /// this device a dispatcher: members would refuse it.
+    pub(super) fn may_refer(&self, body: &AlertBody) -> Result<(), SealError> {
+        let me = self.cert.body.device;
+        match &body.reference {
+            Some(r) if r.target().sender != me && !self.descriptor.rights(me).dispatcher() => {
+                Err(SealError::NotDispatcher)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether this device may update and cancel other members' alerts.
+    pub fn is_dispatcher(&self) -> bool {
+        self.descriptor.rights(self.cert.body.device).dispatcher()
     }
 
     /// The highest severity the authority allows this device.
@@ -179,6 +201,7 @@ impl Node {
             loc.check().map_err(SealError::Invalid)?;
         }
         self.may_claim(body.severity)?;
+        self.may_refer(body)?;
         let plain = body.encode();
         if plain.len() > crate::alert::MAX_ALERT_LEN {
             return Err(SealError::TooLarge(plain.len()));
@@ -243,6 +266,8 @@ impl Node {
             loc.check().map_err(SealError::Invalid)?;
         }
         self.may_claim(body.severity)?;
+        self.may_refer(body)?;
+        self.may_refer(body)?;
         let plain = body.encode();
         if plain.len() > crate::alert::MAX_ALERT_LEN {
             return Err(SealError::TooLarge(plain.len()));

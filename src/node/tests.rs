@@ -11,6 +11,7 @@ use libp2p::PeerId;
 use rand_core::OsRng;
 
 mod receipts;
+mod refs;
 mod rights;
 
 const NOW_S: u64 = 1_800_000_000;
@@ -41,6 +42,7 @@ fn alert(text: &str) -> AlertBody {
         text: text.into(),
         location: None,
         attributes: vec![("zone".into(), "north".into())],
+        reference: None,
     }
 }
 

@@ -68,6 +68,10 @@ pub enum Rejection {
     /// budget refills.
     #[error("sender device {0} sent too many envelopes that do not open")]
     SenderFaulty(u32),
+    /// An update or cancellation of another member's alert from a sender without the
+    /// dispatcher right ([`crate::cert::RIGHT_DISPATCH`]); found only by a reader, once open.
+    #[error("sender device {0} may not update or cancel another member's alert")]
+    NotDispatcher(u32),
     /// The sender is over the channel's rate limit (live gossip and multicast only).
     #[error("sender device {sender} is over the rate limit of channel {channel}")]
     RateLimited {
@@ -95,6 +99,7 @@ impl Rejection {
             Rejection::Stale(_) => "stale",
             Rejection::TooFarAhead(_) => "too_far_ahead",
             Rejection::SenderFaulty(_) => "sender_faulty",
+            Rejection::NotDispatcher(_) => "not_dispatcher",
         }
     }
     /// Whether the forwarding peer is at fault (reject and penalise) or the message is
@@ -120,6 +125,7 @@ impl Rejection {
                 // authenticated sender is at fault, not the peer that passed it on.
                 | Rejection::Envelope(EnvelopeError::Decrypt)
                 | Rejection::BadPlaintext
+                | Rejection::NotDispatcher(_)
                 // A newer version is not an attack.
                 | Rejection::Envelope(EnvelopeError::Decode(DecodeError::Version { .. }))
         )
@@ -309,7 +315,12 @@ impl Node {
             self.open(verified, now_us)
                 .map(|(e, c)| (e, Content::Alert(c)))
         };
-        if let Err(Rejection::Envelope(EnvelopeError::Decrypt) | Rejection::BadPlaintext) = opened {
+        if let Err(
+            Rejection::Envelope(EnvelopeError::Decrypt)
+            | Rejection::BadPlaintext
+            | Rejection::NotDispatcher(_),
+        ) = opened
+        {
             // Only the authenticated sender can make its signed envelope fail to open: it is
             // charged on every path (catch-up and repair too) and channel (rate 0 too).
             self.charge_fault(h.sender, now_us);
@@ -336,6 +347,26 @@ impl Node {
             a.via = crate::alert::Via::Log;
             a
         }))
+    }
+
+    /// Opens an alert from this node's own log, which holds only envelopes that passed
+    /// validation, so its signature is not checked again (rebuilding the alerts' states at
+    /// start costs a decryption per alert, not a signature). `None` for a receipt, an alert
+    /// this device cannot read, or one it would refuse now.
+    pub fn open_logged_alert(&self, bytes: &[u8], received_at_us: u64) -> Option<ReceivedAlert> {
+        let env = Envelope::parse(bytes).ok()?;
+        let h = env.header;
+        if receipt::is_receipt_channel(h.channel) || !self.roster.contains_key(&h.sender) {
+            return None;
+        }
+        let channel_name = self.channel_name(h.channel);
+        match self.open(Screened { env, channel_name }, received_at_us) {
+            Ok((_, Ok(mut a))) => {
+                a.via = crate::alert::Via::Log;
+                Some(*a)
+            }
+            _ => None,
+        }
     }
 
     /// Steps 1 to 7c: parse, topic, domain, sender, rights, then (for an envelope that
@@ -467,6 +498,22 @@ impl Node {
             Ok(key) => {
                 let plain = env.open(self.domain(), &key)?;
                 let body = AlertBody::decode(&plain).map_err(|_| Rejection::BadPlaintext)?;
+                // Only its sender or a dispatcher may update or cancel an alert.
+                let references = match &body.reference {
+                    None => None,
+                    Some(r) => {
+                        let t = r.target();
+                        if t.sender != h.sender && !self.descriptor.rights(h.sender).dispatcher() {
+                            return Err(Rejection::NotDispatcher(h.sender));
+                        }
+                        Some(crate::alert::Referenced {
+                            id: envelope::alert_id(self.domain(), t.sender, t.seq),
+                            sender: self.member_name(t.sender),
+                            sender_device: t.sender,
+                            created_at_us: t.seq,
+                        })
+                    }
+                };
                 // A claim above what the authority allows the sender counts as the most it
                 // allows (proto/certificate.md, DeviceRights).
                 let severity = self.descriptor.severity_of(h.sender, body.severity);
@@ -488,6 +535,11 @@ impl Node {
                     recipient: if direct { recipient_name } else { None },
                     via: crate::alert::Via::Gossip,
                     late: crate::alert::is_late(h.seq, now_us),
+                    msg_type: body
+                        .reference
+                        .map_or(crate::alert::MsgType::Alert, |r| r.msg_type()),
+                    references,
+                    state: None,
                 }))
             }
         };

@@ -122,6 +122,9 @@ fn alert(i: usize) -> ReceivedAlert {
         claimed_severity: None,
         via: Via::Gossip,
         late: false,
+        msg_type: Default::default(),
+        references: None,
+        state: None,
     }
 }
 

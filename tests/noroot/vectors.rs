@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use ed25519_dalek::SigningKey;
-use ptt_node::alert::{AlertBody, Severity};
+use ptt_node::alert::{AlertBody, AlertRef, Reference, Severity};
 use ptt_node::cert::{
     CertBody, Certificate, ChannelInfo, ChannelPolicy, Descriptor, DescriptorBody, DeviceRights,
     Grant, Location, Profile,
@@ -108,11 +108,26 @@ fn vectors() -> BTreeMap<&'static str, Vec<u8>> {
     body.version = 2;
     body.revision = 4;
     body.rights = vec![DeviceRights {
-        device: 7,
         max_severity: Severity::Severe,
+        ..DeviceRights::default_for(7)
     }];
     v.insert(
         "descriptor_v2",
+        Descriptor::issue(&authority, body.clone())
+            .as_bytes()
+            .to_vec(),
+    );
+    // Version 3: one revision later, device 7 also a dispatcher, watched every 60 s.
+    body.version = 3;
+    body.revision = 5;
+    body.rights = vec![DeviceRights {
+        device: 7,
+        max_severity: Severity::Severe,
+        flags: ptt_node::cert::RIGHT_DISPATCH,
+        watch_secs: 60,
+    }];
+    v.insert(
+        "descriptor_v3",
         Descriptor::issue(&authority, body).as_bytes().to_vec(),
     );
 
@@ -213,8 +228,22 @@ fn vectors() -> BTreeMap<&'static str, Vec<u8>> {
             lon: 126.978,
         }),
         attributes: vec![("door".into(), "3".into())],
+        reference: None,
     };
     v.insert("alert_plaintext", alert.encode());
+    // Device 7 calls its alert off: the reference follows the fields.
+    let cancel = AlertBody {
+        severity: Severity::Minor,
+        kind: "cancel".into(),
+        text: "false alarm".into(),
+        location: None,
+        attributes: vec![],
+        reference: Some(Reference::Cancel(AlertRef {
+            sender: 7,
+            seq: 1_795_000_000_123_456,
+        })),
+    };
+    v.insert("alert_cancel_plaintext", cancel.encode());
     let header = Header {
         version: 1,
         domain_tag: domain.tag(),
@@ -341,6 +370,30 @@ fn stored_vectors_verify_and_open() {
     assert_eq!(v2.severity_of(7, Severity::Extreme), Severity::Severe);
     assert_eq!(v2.severity_of(7, Severity::Minor), Severity::Minor);
     assert_eq!(v2.rights(1).max_severity, Severity::Extreme);
+    assert!(!v2.rights(7).dispatcher());
+    // Version 3 adds the rights' flags and the check-in period.
+    let v3 = Descriptor::from_bytes(&stored["descriptor_v3"]).expect("descriptor v3 verifies");
+    assert_eq!(v3.body.version, 3);
+    assert!(v3.rights(7).dispatcher() && !v3.rights(1).dispatcher());
+    assert_eq!(
+        (v3.rights(7).max_severity, v3.rights(7).watch_secs),
+        (Severity::Severe, 60)
+    );
+    // A cancellation's plaintext: an alert body, then the alert it calls off.
+    let cancel = AlertBody::decode(&stored["alert_cancel_plaintext"]).expect("cancel decodes");
+    assert_eq!(
+        cancel.reference,
+        Some(Reference::Cancel(AlertRef {
+            sender: 7,
+            seq: 1_795_000_000_123_456
+        }))
+    );
+    assert_eq!(
+        AlertBody::decode(&stored["alert_plaintext"])
+            .expect("alert decodes")
+            .reference,
+        None
+    );
     let cert = Certificate::from_bytes(
         &stored["certificate"],
         &descriptor.authority,
