@@ -41,6 +41,11 @@
 //! the rogue's own name (a relay-only bundle: a relay sending a receipt it may not send).
 //! Prints `sent 1 T`.
 //!
+//! `cancel-forge` publishes one cancellation of `--alert DEVICE:SEQ` on the channel's topic,
+//! signed with the member's own key and sealed under the channel's real key (from the
+//! bundle's sealed keys): what a member without the dispatcher right sends if it skips its own
+//! daemon's check. Prints `sent 1 T`.
+//!
 //! Modes (each publishes N envelopes on the channel's gossip topic, signed with the member's
 //! own key, so they pass every check a forgery fails):
 //! - `gossip-ahead`: a `seq` an hour ahead of the clock, and a ciphertext under a key nobody
@@ -91,6 +96,7 @@ enum Mode {
     PlaneForge,
     VoiceReclaim,
     ReceiptForge,
+    CancelForge,
 }
 
 struct Args {
@@ -141,6 +147,7 @@ fn args() -> Args {
                     "plane-forge" => Mode::PlaneForge,
                     "voice-reclaim" => Mode::VoiceReclaim,
                     "receipt-forge" => Mode::ReceiptForge,
+                    "cancel-forge" => Mode::CancelForge,
                     m => usage(&format!("unknown mode {m}")),
                 })
             }
@@ -716,6 +723,16 @@ async fn main() {
                 Mode::Ahead => now_us() + 3_600_000_000,
                 _ => now_us(),
             };
+            if a.mode == Mode::CancelForge {
+                let bytes = forged_cancel(&a, &bundle, &domain, device, base);
+                let ok = swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(t.clone(), bytes)
+                    .is_ok();
+                println!("sent {} {}", u32::from(ok), now_us());
+                continue;
+            }
             if a.mode == Mode::ReceiptForge {
                 let (sender, seq) = a
                     .alert
@@ -775,4 +792,60 @@ async fn main() {
             println!("sent {ok} {}", now_us());
         }
     }
+}
+
+/// A cancellation of `--alert` in the member's own name, under the channel's real key of the
+/// newest epoch its bundle holds, at `seq`.
+fn forged_cancel(
+    a: &Args,
+    bundle: &Bundle,
+    domain: &ptt_node::keys::DomainId,
+    device: u32,
+    seq: u64,
+) -> Vec<u8> {
+    use ptt_node::alert::{AlertBody, AlertRef, Reference};
+    use ptt_node::keys::Chain;
+    let (sender, alert_seq) = a
+        .alert
+        .unwrap_or_else(|| usage("--alert DEVICE:SEQ is required"));
+    let sealed = bundle
+        .sealed
+        .iter()
+        .filter(|k| k.body.channel == a.channel)
+        .max_by_key(|k| k.body.epoch)
+        .unwrap_or_else(|| usage("the bundle holds no key for the channel"));
+    let chain = sealed
+        .open(domain, device, &bundle.secrets.x25519)
+        .unwrap_or_else(|e| usage(&e.to_string()));
+    let period = Chain::period_of(chain.rotate_secs, seq);
+    let key = chain
+        .secret_at(period)
+        .unwrap_or_else(|| usage("the key of this period is out of reach"))
+        .message_key(domain, a.channel, sealed.body.epoch, period);
+    let body = AlertBody {
+        severity: Severity::Minor,
+        kind: "cancel".into(),
+        text: "forged".into(),
+        location: None,
+        attributes: vec![],
+        reference: Some(Reference::Cancel(AlertRef {
+            sender,
+            seq: alert_seq,
+        })),
+    };
+    let header = Header {
+        version: envelope::VERSION,
+        domain_tag: domain.tag(),
+        channel: a.channel,
+        epoch: sealed.body.epoch,
+        sender: device,
+        seq,
+    };
+    envelope::seal(
+        &bundle.secrets.identity,
+        domain,
+        &header,
+        &key,
+        &body.encode(),
+    )
 }

@@ -34,7 +34,7 @@ pub(super) enum Cmd {
     /// Seals an update or a cancellation of an alert.
     Change {
         id: String,
-        change: super::states::Change,
+        change: super::states::Asked,
         reply: oneshot::Sender<Result<Sealed, String>>,
     },
     Publish {
@@ -184,7 +184,7 @@ impl Handle {
     pub(super) async fn change(
         &self,
         id: String,
-        change: super::states::Change,
+        change: super::states::Asked,
     ) -> Result<Result<Sealed, String>, LoopGone> {
         self.request(|reply| Cmd::Change { id, change, reply })
             .await

@@ -254,7 +254,7 @@ pub(super) async fn serve_client(
                 attributes,
                 ..
             } => {
-                let change = super::states::Change::Update {
+                let change = super::states::Asked::Update {
                     severity,
                     kind,
                     text,
@@ -264,7 +264,7 @@ pub(super) async fn serve_client(
                 change_alert(&cmds, &store, id, change).await
             }
             Request::Cancel { id, text } => {
-                change_alert(&cmds, &store, id, super::states::Change::Cancel { text }).await
+                change_alert(&cmds, &store, id, super::states::Asked::Cancel { text }).await
             }
             Request::Alert { update: None, .. } => continue,
             Request::Send {
@@ -387,7 +387,7 @@ async fn change_alert(
     cmds: &Handle,
     store: &StoreHandle,
     id: String,
-    change: super::states::Change,
+    change: super::states::Asked,
 ) -> Result<Reply, RequestError> {
     match cmds.change(id, change).await? {
         Ok(sealed) => store_and_publish(cmds, store, sealed)

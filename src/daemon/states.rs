@@ -20,13 +20,48 @@ pub(super) const MAX_STATES: usize = 16_384;
 /// An alert, by its channel's name, sender and seq.
 type Key = (String, u32, u64);
 
+/// What one update or cancellation says, as the states keep it: names are looked up when
+/// shown (at start, the log is read before any peer has shared its roster).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Change {
+    /// The channel's name.
+    pub channel: String,
+    /// The alert it changes: sender, seq.
+    pub target: (u32, u64),
+    /// Update or cancel.
+    pub msg_type: MsgType,
+    /// Its own id.
+    pub id: String,
+    /// Its sender.
+    pub by: u32,
+    /// Its seq (its sender's clock).
+    pub at_us: u64,
+    /// Its text.
+    pub text: String,
+}
+
+impl Change {
+    /// What an opened alert changes, if it is an update or a cancellation.
+    pub(super) fn of(a: &ReceivedAlert) -> Option<Change> {
+        let r = a.references.as_ref()?;
+        Some(Change {
+            channel: a.channel.clone(),
+            target: (r.sender_device, r.created_at_us),
+            msg_type: a.msg_type,
+            id: a.id.clone(),
+            by: a.sender_device,
+            at_us: a.seq,
+            text: a.text.clone(),
+        })
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 struct Entry {
-    state: AlertState,
-    /// The seq of the update `state.updated_by` names.
-    update_seq: u64,
-    /// The seq of the cancellation `state.cancelled` names.
-    cancel_seq: u64,
+    /// The newest update: its id and seq.
+    updated: Option<(String, u64)>,
+    /// The first cancellation.
+    cancelled: Option<Change>,
 }
 
 /// What updates and cancellations did to alerts, per alert.
@@ -37,14 +72,11 @@ pub(super) struct States {
 }
 
 impl States {
-    /// Records what the update or cancellation `a` does to the alert it names. Returns whether
+    /// Records what an update or a cancellation does to the alert it names. Returns whether
     /// the alert's state changed. The newest update (by its sender's clock) is the one shown;
     /// the first cancellation is the one kept.
-    pub(super) fn note(&mut self, a: &ReceivedAlert) -> bool {
-        let Some(r) = &a.references else {
-            return false;
-        };
-        let key = (a.channel.clone(), r.sender_device, r.created_at_us);
+    pub(super) fn note(&mut self, c: Change) -> bool {
+        let key = (c.channel.clone(), c.target.0, c.target.1);
         if !self.map.contains_key(&key) {
             if self.order.len() >= MAX_STATES
                 && let Some(old) = self.order.pop_front()
@@ -54,31 +86,32 @@ impl States {
             self.order.push_back(key.clone());
         }
         let e = self.map.entry(key).or_default();
-        match a.msg_type {
-            MsgType::Update if e.state.updated_by.is_none() || a.seq > e.update_seq => {
-                e.state.updated_by = Some(a.id.clone());
-                e.update_seq = a.seq;
+        match c.msg_type {
+            MsgType::Update if e.updated.as_ref().is_none_or(|(_, at)| c.at_us > *at) => {
+                e.updated = Some((c.id, c.at_us));
                 true
             }
-            MsgType::Cancel if e.state.cancelled.is_none() || a.seq < e.cancel_seq => {
-                e.state.cancelled = Some(Cancellation {
-                    id: a.id.clone(),
-                    by: a.sender.clone(),
-                    at_us: a.seq,
-                    text: a.text.clone(),
-                });
-                e.cancel_seq = a.seq;
+            MsgType::Cancel if e.cancelled.as_ref().is_none_or(|x| c.at_us < x.at_us) => {
+                e.cancelled = Some(c);
                 true
             }
             _ => false,
         }
     }
 
-    /// What later messages did to the alert `a`, if anything reached this node.
-    pub(super) fn of(&self, a: &ReceivedAlert) -> Option<AlertState> {
-        self.map
-            .get(&(a.channel.clone(), a.sender_device, a.seq))
-            .map(|e| e.state.clone())
+    /// What later messages did to the alert `a`, if anything reached this node; `name` gives
+    /// a device's name.
+    pub(super) fn of(&self, a: &ReceivedAlert, name: impl Fn(u32) -> String) -> Option<AlertState> {
+        let e = self.map.get(&(a.channel.clone(), a.sender_device, a.seq))?;
+        Some(AlertState {
+            updated_by: e.updated.as_ref().map(|(id, _)| id.clone()),
+            cancelled: e.cancelled.as_ref().map(|c| Cancellation {
+                id: c.id.clone(),
+                by: name(c.by),
+                at_us: c.at_us,
+                text: c.text.clone(),
+            }),
+        })
     }
 
     /// Alerts with a state.
@@ -93,19 +126,26 @@ impl States {
 pub(super) fn rebuild(newest: &[crate::store::StoredEnvelope], node: &crate::node::Node) -> States {
     let mut states = States::default();
     for e in newest.iter().rev() {
-        if crate::receipt::is_receipt_channel(e.channel) {
+        let Some((h, r, text)) = node.logged_change(&e.bytes) else {
             continue;
-        }
-        if let Some(a) = node.open_logged_alert(&e.bytes, e.received_at_us) {
-            states.note(&a);
-        }
+        };
+        let t = r.target();
+        states.note(Change {
+            channel: node.channel_name(h.channel),
+            target: (t.sender, t.seq),
+            msg_type: r.msg_type(),
+            id: crate::envelope::alert_id(node.domain(), h.sender, h.seq),
+            by: h.sender,
+            at_us: h.seq,
+            text,
+        });
     }
     states
 }
 
 /// What `alert --update` or `cancel` asks for.
 #[derive(Debug, Clone)]
-pub(super) enum Change {
+pub(super) enum Asked {
     /// A new content for the alert.
     Update {
         severity: crate::alert::Severity,
@@ -121,16 +161,18 @@ pub(super) enum Change {
 impl Daemon {
     /// Notes what a received alert changes, and what was changed of it before it came.
     pub(super) fn note_state(&mut self, a: &mut ReceivedAlert) {
-        if a.references.is_some() && self.states.note(a) {
+        if let Some(c) = Change::of(a)
+            && self.states.note(c)
+        {
             tracing::info!(id = %a.id, msg_type = ?a.msg_type, "alert state changed");
         }
-        a.state = self.states.of(a);
+        a.state = self.states.of(a, |d| self.node.member_name(d));
     }
 
     /// Gives alerts read from the log (`history`) their current state.
     pub(super) fn with_states(&self, alerts: &mut [ReceivedAlert]) {
         for a in alerts {
-            a.state = self.states.of(a);
+            a.state = self.states.of(a, |d| self.node.member_name(d));
         }
     }
 
@@ -140,7 +182,7 @@ impl Daemon {
     pub(super) fn change_alert(
         &mut self,
         id: &str,
-        change: Change,
+        change: Asked,
     ) -> Result<crate::node::Sealed, String> {
         let Some(((sender, seq), t)) = self.ledger.by_id(id) else {
             return Err(format!(
@@ -152,7 +194,7 @@ impl Daemon {
         let me = self.node.cert().body.device;
         let target = AlertRef { sender, seq };
         let body = match change {
-            Change::Update {
+            Asked::Update {
                 severity,
                 kind,
                 text,
@@ -166,7 +208,7 @@ impl Daemon {
                 attributes,
                 reference: Some(Reference::Update(target)),
             },
-            Change::Cancel { text } => AlertBody {
+            Asked::Cancel { text } => AlertBody {
                 // What the alert was, as far as this device can claim it.
                 severity: self.node.max_severity().min(crate::alert::Severity::Minor),
                 kind: "cancel".into(),
@@ -191,34 +233,17 @@ impl Daemon {
         }
         .map_err(|e| e.to_string())?;
         // This device's own change, as members will read it.
-        let own = ReceivedAlert {
-            id: sealed.id.clone(),
-            channel: sealed.channel_name.clone(),
-            sender: self.node.cert().body.name.clone(),
-            sender_peer_id: String::new(),
-            sender_device: me,
-            seq: sealed.seq,
-            severity: body.severity,
-            kind: body.kind.clone(),
-            text: body.text.clone(),
-            created_at_us: sealed.seq,
-            received_at_us: sealed.seq,
-            location: None,
-            attributes: vec![],
-            recipient: None,
-            claimed_severity: None,
-            msg_type: body.reference.map_or(MsgType::Alert, |r| r.msg_type()),
-            references: Some(crate::alert::Referenced {
-                id: id.to_string(),
-                sender: self.node.member_name(sender),
-                sender_device: sender,
-                created_at_us: seq,
-            }),
-            state: None,
-            via: crate::alert::Via::Log,
-            late: false,
-        };
-        self.states.note(&own);
+        if let Some(r) = body.reference {
+            self.states.note(Change {
+                channel: sealed.channel_name.clone(),
+                target: (sender, seq),
+                msg_type: r.msg_type(),
+                id: sealed.id.clone(),
+                by: me,
+                at_us: sealed.seq,
+                text: body.text.clone(),
+            });
+        }
         Ok(sealed)
     }
 }
@@ -227,6 +252,10 @@ impl Daemon {
 mod tests {
     use super::*;
     use crate::alert::{Referenced, Severity, Via};
+
+    fn note(s: &mut States, id: &str, channel: &str, seq: u64, r: (MsgType, u32, u64)) -> bool {
+        s.note(Change::of(&msg(id, channel, seq, Some(r))).expect("a change"))
+    }
 
     fn msg(id: &str, channel: &str, seq: u64, r: Option<(MsgType, u32, u64)>) -> ReceivedAlert {
         ReceivedAlert {
@@ -261,38 +290,49 @@ mod tests {
     #[test]
     fn the_newest_update_and_the_first_cancel_hold_within_the_alert_s_channel() {
         let mut s = States::default();
+        let name = |d: u32| format!("dev{d}");
         let original = msg("a", "alerts", 100, None);
-        assert_eq!(s.of(&original), None);
+        assert_eq!(s.of(&original, name), None);
         // Updates in any order: the newest shows.
-        assert!(s.note(&msg("u2", "alerts", 300, Some((MsgType::Update, 9, 100)))));
-        assert!(!s.note(&msg("u1", "alerts", 200, Some((MsgType::Update, 9, 100)))));
-        assert_eq!(s.of(&original).unwrap().updated_by.as_deref(), Some("u2"));
-        assert!(s.of(&original).unwrap().cancelled.is_none());
-        // The first cancellation stays, whichever comes first.
-        assert!(s.note(&msg("c2", "alerts", 500, Some((MsgType::Cancel, 9, 100)))));
-        assert!(s.note(&msg("c1", "alerts", 400, Some((MsgType::Cancel, 9, 100)))));
-        assert!(!s.note(&msg("c3", "alerts", 600, Some((MsgType::Cancel, 9, 100)))));
-        let c = s.of(&original).unwrap().cancelled.unwrap();
+        assert!(note(&mut s, "u2", "alerts", 300, (MsgType::Update, 9, 100)));
+        assert!(!note(
+            &mut s,
+            "u1",
+            "alerts",
+            200,
+            (MsgType::Update, 9, 100)
+        ));
         assert_eq!(
-            (c.id.as_str(), c.at_us, c.text.as_str()),
-            ("c1", 400, "text c1")
+            s.of(&original, name).unwrap().updated_by.as_deref(),
+            Some("u2")
+        );
+        assert!(s.of(&original, name).unwrap().cancelled.is_none());
+        // The first cancellation stays, whichever comes first.
+        assert!(note(&mut s, "c2", "alerts", 500, (MsgType::Cancel, 9, 100)));
+        assert!(note(&mut s, "c1", "alerts", 400, (MsgType::Cancel, 9, 100)));
+        assert!(!note(
+            &mut s,
+            "c3",
+            "alerts",
+            600,
+            (MsgType::Cancel, 9, 100)
+        ));
+        let c = s.of(&original, name).unwrap().cancelled.unwrap();
+        assert_eq!(
+            (c.id.as_str(), c.at_us, c.text.as_str(), c.by.as_str()),
+            ("c1", 400, "text c1", "dev9")
         );
         // The same sender and seq on another channel is another alert: untouched.
-        assert_eq!(s.of(&msg("a", "ops", 100, None)), None);
-        assert!(s.note(&msg("x", "ops", 700, Some((MsgType::Cancel, 9, 100)))));
+        assert_eq!(s.of(&msg("a", "ops", 100, None), name), None);
+        assert!(note(&mut s, "x", "ops", 700, (MsgType::Cancel, 9, 100)));
         assert_eq!(s.len(), 2);
         // A plain alert changes nothing.
-        assert!(!s.note(&msg("p", "alerts", 800, None)));
+        assert_eq!(Change::of(&msg("p", "alerts", 800, None)), None);
         // Bounded: the oldest states go first.
         for i in 0..MAX_STATES as u64 {
-            s.note(&msg(
-                "n",
-                "alerts",
-                1_000 + i,
-                Some((MsgType::Cancel, 1, i)),
-            ));
+            note(&mut s, "n", "alerts", 1_000 + i, (MsgType::Cancel, 1, i));
         }
         assert_eq!(s.len(), MAX_STATES);
-        assert_eq!(s.of(&original), None);
+        assert_eq!(s.of(&original, name), None);
     }
 }

@@ -6,8 +6,8 @@
 
 use super::receipt::ReceivedReceipt;
 use super::{DIRECT_CHANNEL, DIRECT_CHANNEL_NAME, Node};
-use crate::alert::{AlertBody, ReceivedAlert};
-use crate::envelope::{self, Envelope, EnvelopeError, Kind};
+use crate::alert::{AlertBody, ReceivedAlert, Reference};
+use crate::envelope::{self, Envelope, EnvelopeError, Header, Kind};
 use crate::receipt;
 use crate::replay::ReplayError;
 
@@ -349,24 +349,25 @@ impl Node {
         }))
     }
 
-    /// Opens an alert from this node's own log, which holds only envelopes that passed
-    /// validation, so its signature is not checked again (rebuilding the alerts' states at
-    /// start costs a decryption per alert, not a signature). `None` for a receipt, an alert
-    /// this device cannot read, or one it would refuse now.
-    pub fn open_logged_alert(&self, bytes: &[u8], received_at_us: u64) -> Option<ReceivedAlert> {
+    /// The update or cancellation an envelope of this node's own log makes, if it is one:
+    /// its header, its reference and its text. The log holds only envelopes that passed
+    /// validation, so the signature is not checked again, and no certificate is needed
+    /// (rebuilding the alerts' states at start, before any peer has shared its roster, costs
+    /// a decryption per alert). `None` for anything else, or for one this node would refuse
+    /// now (a sender that lost the dispatcher right).
+    pub fn logged_change(&self, bytes: &[u8]) -> Option<(Header, Reference, String)> {
         let env = Envelope::parse(bytes).ok()?;
         let h = env.header;
-        if receipt::is_receipt_channel(h.channel) || !self.roster.contains_key(&h.sender) {
+        if receipt::is_receipt_channel(h.channel) || h.domain_tag != self.domain().tag() {
             return None;
         }
-        let channel_name = self.channel_name(h.channel);
-        match self.open(Screened { env, channel_name }, received_at_us) {
-            Ok((_, Ok(mut a))) => {
-                a.via = crate::alert::Via::Log;
-                Some(*a)
-            }
-            _ => None,
+        let key = self.envelope_key(&h, h.channel).ok()?;
+        let body = AlertBody::decode(&env.open(self.domain(), &key).ok()?).ok()?;
+        let r = body.reference?;
+        if r.target().sender != h.sender && !self.descriptor.rights(h.sender).dispatcher() {
+            return None;
         }
+        Some((h, r, body.text))
     }
 
     /// Steps 1 to 7c: parse, topic, domain, sender, rights, then (for an envelope that

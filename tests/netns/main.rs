@@ -24,6 +24,7 @@ mod support {
 
 mod adversary;
 mod broker;
+mod changes;
 mod discovery;
 mod field;
 mod floor;

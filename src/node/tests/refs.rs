@@ -130,11 +130,25 @@ fn only_the_sender_or_a_dispatcher_may_cancel_and_every_reader_checks() {
     let got = opened(n[2].validate(&by_dispatcher.bytes, Arrival::CatchUp, NOW_US + 7));
     assert_eq!(got.msg_type, MsgType::Update);
     assert_eq!(got.references.unwrap().id, original.id);
-    // Read back from the log, the same.
-    let stored = n[2]
-        .open_logged_alert(&by_dispatcher.bytes, NOW_US + 8)
-        .expect("opens from the log");
-    assert_eq!(stored.msg_type, MsgType::Update);
+    // Read back from the log without the sender's certificate (at start, before any peer
+    // shared its roster), the same change.
+    let fresh = reload(&n[2]);
+    let (h, r, text) = fresh
+        .logged_change(&by_dispatcher.bytes)
+        .expect("a change from the log");
+    assert_eq!(
+        (h.sender, h.seq),
+        (n[1].cert().body.device, by_dispatcher.seq)
+    );
+    assert_eq!(
+        r.target(),
+        AlertRef {
+            sender: s,
+            seq: original.seq
+        }
+    );
+    assert_eq!(text, "one person, leaving");
+    assert_eq!(fresh.logged_change(&original.bytes), None, "a plain alert");
     // Taking the right away again makes the same kind of message refused.
     let u = a
         .set_rights("m", None, Some(false), NOW_S, &mut OsRng)
@@ -148,6 +162,8 @@ fn only_the_sender_or_a_dispatcher_may_cancel_and_every_reader_checks() {
         reject_reason(n[2].validate(&again, Arrival::CatchUp, NOW_US + 10)),
         "not_dispatcher"
     );
+    // And what the log holds of it no longer counts.
+    assert_eq!(n[2].logged_change(&by_dispatcher.bytes), None);
 }
 
 #[test]
