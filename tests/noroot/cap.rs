@@ -122,9 +122,30 @@ fn alert(i: usize) -> ReceivedAlert {
         claimed_severity: None,
         via: Via::Gossip,
         late: false,
-        msg_type: Default::default(),
-        references: None,
-        state: None,
+        // Every fifth an update, every seventh a cancellation (naming a sender with a space),
+        // every sixth an alert changed since.
+        msg_type: if i % 7 == 6 {
+            ptt_node::alert::MsgType::Cancel
+        } else if i % 5 == 4 {
+            ptt_node::alert::MsgType::Update
+        } else {
+            ptt_node::alert::MsgType::Alert
+        },
+        references: (i % 7 == 6 || i % 5 == 4).then(|| ptt_node::alert::Referenced {
+            id: format!("{:016x}", i + 1000),
+            sender: format!("cam, {i}"),
+            sender_device: 1,
+            created_at_us: 1_700_000_000_000_000,
+        }),
+        state: (i % 6 == 5).then(|| ptt_node::alert::AlertState {
+            updated_by: Some("00000000000000aa".into()),
+            cancelled: (i % 12 == 11).then(|| ptt_node::alert::Cancellation {
+                id: "00000000000000bb".into(),
+                by: "desk <1>".into(),
+                at_us: 1,
+                text: "false & alarm".into(),
+            }),
+        }),
     }
 }
 
@@ -151,6 +172,33 @@ fn every_document_written_is_valid_cap_1_2() {
         })
         .collect();
     docs.push(ptt_node::cap::to_cap(&edge, "edge"));
+    // Updates and cancellations name what they change; changed alerts say so.
+    for (i, d) in docs.iter().enumerate().take(24) {
+        let a = alert(i);
+        let kind = match a.msg_type {
+            ptt_node::alert::MsgType::Alert => "Alert",
+            ptt_node::alert::MsgType::Update => "Update",
+            ptt_node::alert::MsgType::Cancel => "Cancel",
+        };
+        assert!(d.contains(&format!("<msgType>{kind}</msgType>")), "{d}");
+        if let Some(r) = &a.references {
+            assert!(
+                d.contains(&format!(
+                    ",ptt-node:{}:{},",
+                    if i.is_multiple_of(2) {
+                        "site-a"
+                    } else {
+                        "site-b--east"
+                    },
+                    r.id
+                )),
+                "{d}"
+            );
+        }
+        assert_eq!(d.contains("ptt:state"), a.state.is_some(), "{d}");
+    }
+    assert!(docs.iter().any(|d| d.contains("<msgType>Cancel</msgType>")));
+    assert!(docs.iter().any(|d| d.contains("<msgType>Update</msgType>")));
     // Acknowledgements: msgType Ack, a note, references to the alert.
     for i in 0..8 {
         let a = alert(i);
