@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(d) = Descriptor::from_bytes(data) {
         for r in &d.body.rights {
             let _ = d.severity_of(r.device, ptt_node::alert::Severity::Extreme);
+            let _ = d.rights(r.device).dispatcher();
         }
     }
 });
