@@ -44,28 +44,32 @@ pub struct AlertRef {
     pub seq: u64,
 }
 
-/// What an update or a cancellation does to the alert it names. The postcard enum index is
-/// the wire tag: 0 update, 1 cancel; a later version may add more.
+/// What an update, a cancellation or an escalation does to the alert it names. The postcard
+/// enum index is the wire tag: 0 update, 1 cancel, 2 escalate; a later version may add more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reference {
     /// Replaces the named alert's content with this message's (CAP `Update`).
     Update(AlertRef),
     /// Calls the named alert off (CAP `Cancel`); this message's text says why.
     Cancel(AlertRef),
+    /// Announces the named alert again, at a higher severity, because no member acknowledged
+    /// it within its channel's escalation time (CAP `Update`).
+    Escalate(AlertRef),
 }
 
 impl Reference {
     /// The alert it names.
     pub fn target(&self) -> AlertRef {
         match self {
-            Reference::Update(r) | Reference::Cancel(r) => *r,
+            Reference::Update(r) | Reference::Cancel(r) | Reference::Escalate(r) => *r,
         }
     }
-    /// The CAP message type it makes.
+    /// The message type it makes.
     pub fn msg_type(&self) -> MsgType {
         match self {
             Reference::Update(_) => MsgType::Update,
             Reference::Cancel(_) => MsgType::Cancel,
+            Reference::Escalate(_) => MsgType::Escalation,
         }
     }
 }
@@ -81,6 +85,8 @@ pub enum MsgType {
     Update,
     /// Calls an earlier alert off.
     Cancel,
+    /// Announces an earlier alert again because nobody acknowledged it (CAP `Update`).
+    Escalation,
 }
 
 impl MsgType {
@@ -143,6 +149,10 @@ pub struct AlertState {
     /// Its cancellation, if it was called off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancelled: Option<Cancellation>,
+    /// Its sender announced it again because no member acknowledged it in time (the
+    /// escalation's id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalated_by: Option<String>,
 }
 
 /// An alert's cancellation.
@@ -323,7 +333,7 @@ mod tests {
             MsgType::Cancel
         );
         let mut unknown = bytes.clone();
-        unknown.extend_from_slice(&[2, 1, 2]);
+        unknown.extend_from_slice(&[3, 1, 2]);
         assert!(AlertBody::decode(&unknown).is_err());
         let mut big = vec![0u8; MAX_ALERT_LEN + 1];
         big[0] = 1;

@@ -231,7 +231,7 @@ pub fn to_cap(a: &ReceivedAlert, domain: &str) -> String {
         pick(attr::STATUS, &STATUSES, "Actual"),
         match a.msg_type {
             crate::alert::MsgType::Alert => "Alert",
-            crate::alert::MsgType::Update => "Update",
+            crate::alert::MsgType::Update | crate::alert::MsgType::Escalation => "Update",
             crate::alert::MsgType::Cancel => "Cancel",
         },
     );
@@ -278,7 +278,14 @@ pub fn to_cap(a: &ReceivedAlert, domain: &str) -> String {
             .as_ref()
             .map(|c| format!("cancelled by {} ({})", c.by, c.id))
             .or_else(|| s.updated_by.as_ref().map(|u| format!("updated by {u}")))
+            .or_else(|| {
+                s.escalated_by
+                    .as_ref()
+                    .map(|e| format!("escalated by {e}: unacknowledged"))
+            })
     });
+    let escalation = (a.msg_type == crate::alert::MsgType::Escalation)
+        .then(|| ("ptt:escalation", "unacknowledged".to_string()));
     let own = [
         ("ptt:channel", a.channel.clone()),
         ("ptt:seq", a.seq.to_string()),
@@ -286,7 +293,8 @@ pub fn to_cap(a: &ReceivedAlert, domain: &str) -> String {
         ("ptt:received", cap_time(a.received_at_us)),
     ]
     .into_iter()
-    .chain(state.map(|s| ("ptt:state", s)));
+    .chain(state.map(|s| ("ptt:state", s)))
+    .chain(escalation);
     let carried = [
         attr::STATUS,
         attr::URGENCY,

@@ -357,6 +357,57 @@ pub struct ChannelInfo {
     pub name: String,
     /// Limits and key rotation.
     pub policy: ChannelPolicy,
+    /// When an unacknowledged alert is announced again (version 3).
+    pub escalation: Escalation,
+}
+
+/// A channel's escalation policy (version 3): an alert of at least `min_severity` that no
+/// member acknowledged within `after_secs` is announced again by its sender at the next
+/// severity, once (`proto/envelope.md`, "Escalation").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Escalation {
+    /// Seconds after the alert's creation; 0: no escalation.
+    pub after_secs: u32,
+    /// The lowest severity escalated.
+    pub min_severity: Severity,
+}
+
+impl Default for Escalation {
+    fn default() -> Self {
+        Escalation {
+            after_secs: 0,
+            min_severity: Severity::Severe,
+        }
+    }
+}
+
+/// A version 1 or 2 channel: [`ChannelInfo`] without `escalation`.
+#[derive(Clone, Serialize, Deserialize)]
+struct ChannelInfoV2 {
+    id: u32,
+    name: String,
+    policy: ChannelPolicy,
+}
+
+impl From<ChannelInfoV2> for ChannelInfo {
+    fn from(c: ChannelInfoV2) -> Self {
+        ChannelInfo {
+            id: c.id,
+            name: c.name,
+            policy: c.policy,
+            escalation: Escalation::default(),
+        }
+    }
+}
+
+impl From<&ChannelInfo> for ChannelInfoV2 {
+    fn from(c: &ChannelInfo) -> Self {
+        ChannelInfoV2 {
+            id: c.id,
+            name: c.name.clone(),
+            policy: c.policy,
+        }
+    }
 }
 
 /// The signed, public description of a domain.
@@ -442,7 +493,7 @@ struct DescriptorBodyV2 {
     name: String,
     authority: [u8; 32],
     revision: u64,
-    channels: Vec<ChannelInfo>,
+    channels: Vec<ChannelInfoV2>,
     brokers: Vec<String>,
     revoked: Vec<u32>,
     private_network: bool,
@@ -457,7 +508,7 @@ struct DescriptorBodyV1 {
     name: String,
     authority: [u8; 32],
     revision: u64,
-    channels: Vec<ChannelInfo>,
+    channels: Vec<ChannelInfoV2>,
     brokers: Vec<String>,
     revoked: Vec<u32>,
     private_network: bool,
@@ -474,7 +525,7 @@ impl DescriptorBody {
                 name: b.name,
                 authority: b.authority,
                 revision: b.revision,
-                channels: b.channels,
+                channels: b.channels.iter().map(ChannelInfoV2::from).collect(),
                 brokers: b.brokers,
                 revoked: b.revoked,
                 private_network: b.private_network,
@@ -497,7 +548,7 @@ impl DescriptorBody {
             name: b.name,
             authority: b.authority,
             revision: b.revision,
-            channels: b.channels,
+            channels: b.channels.iter().map(ChannelInfoV2::from).collect(),
             brokers: b.brokers,
             revoked: b.revoked,
             private_network: b.private_network,
@@ -512,7 +563,7 @@ impl From<DescriptorBodyV2> for DescriptorBody {
             name: b.name,
             authority: b.authority,
             revision: b.revision,
-            channels: b.channels,
+            channels: b.channels.into_iter().map(ChannelInfo::from).collect(),
             brokers: b.brokers,
             revoked: b.revoked,
             private_network: b.private_network,
@@ -535,7 +586,7 @@ impl From<DescriptorBodyV1> for DescriptorBody {
             name: b.name,
             authority: b.authority,
             revision: b.revision,
-            channels: b.channels,
+            channels: b.channels.into_iter().map(ChannelInfo::from).collect(),
             brokers: b.brokers,
             revoked: b.revoked,
             private_network: b.private_network,
@@ -638,6 +689,13 @@ impl Descriptor {
     /// The channel with this number.
     pub fn channel_by_id(&self, id: u32) -> Option<&ChannelInfo> {
         self.body.channels.iter().find(|c| c.id == id)
+    }
+
+    /// The escalation policy of a channel (none for a channel this descriptor does not list).
+    pub fn escalation(&self, id: u32) -> Escalation {
+        self.channel_by_id(id)
+            .map(|c| c.escalation)
+            .unwrap_or_default()
     }
 
     /// The policy of a channel (the default for a channel this descriptor does not list).
@@ -760,6 +818,7 @@ mod tests {
                     id: 1,
                     name: "alerts".into(),
                     policy: ChannelPolicy::default(),
+                    escalation: Escalation::default(),
                 }],
                 brokers: vec![],
                 revoked: vec![],

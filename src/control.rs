@@ -582,6 +582,10 @@ pub struct StatusInfo {
     /// alerts.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dispatcher: bool,
+    /// This device's alerts waiting for their channel's escalation time (none acknowledged
+    /// yet).
+    #[serde(default)]
+    pub escalations_pending: usize,
     /// Channel keys held: one per channel epoch.
     #[serde(default)]
     pub keys: Vec<KeyInfo>,

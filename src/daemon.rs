@@ -38,6 +38,7 @@ mod auth;
 mod catchup;
 mod commands;
 mod dial;
+mod escalate;
 mod events;
 mod evidence;
 mod gossip;
@@ -156,6 +157,8 @@ struct Daemon {
     ledger: receipts::Ledger,
     /// What updates and cancellations did to alerts.
     states: states::States,
+    /// This device's alerts waiting for their escalation time.
+    escalations: escalate::Escalations,
     store: StoreHandle,
     alerts: broadcast::Sender<Arc<ReceivedAlert>>,
     /// Every peer known, who is blocked, and the circuit back-off (the mesh core).

@@ -145,6 +145,10 @@ pub struct PolicyChange {
     pub burst: Option<u32>,
     /// Rotation period in seconds (0: none). A change starts a new key epoch.
     pub rotate_secs: Option<u32>,
+    /// Seconds after which an unacknowledged alert is escalated (0: never).
+    pub escalate_after_secs: Option<u32>,
+    /// The lowest severity escalated.
+    pub escalate_from: Option<Severity>,
 }
 
 /// What to enrol.
@@ -434,7 +438,10 @@ impl Authority {
                 "a rotation period of {r} s is too short: use 0 (no rotation) or at least {MIN_ROTATE_SECS} s"
             )));
         }
-        if p == info.policy {
+        let mut e = info.escalation;
+        e.after_secs = change.escalate_after_secs.unwrap_or(e.after_secs);
+        e.min_severity = change.escalate_from.unwrap_or(e.min_severity);
+        if p == info.policy && e == info.escalation {
             return Ok(None);
         }
         let rekey = if p.rotate_secs != info.policy.rotate_secs {
@@ -445,11 +452,16 @@ impl Authority {
         self.edit_descriptor(|b| {
             for c in b.channels.iter_mut().filter(|c| c.id == info.id) {
                 c.policy = p;
+                c.escalation = e;
             }
         });
+        let escalation = match e.after_secs {
+            0 => String::new(),
+            t => format!(", escalate {} and above after {t} s", e.min_severity),
+        };
         let u = self.commit(
             format!(
-                "channel {channel}: {} alerts/min, burst {}, rotate every {} s",
+                "channel {channel}: {} alerts/min, burst {}, rotate every {} s{escalation}",
                 p.rate_per_min, p.burst, p.rotate_secs
             ),
             vec![],
@@ -610,6 +622,7 @@ impl Authority {
                 id,
                 name: name.to_string(),
                 policy,
+                escalation: Default::default(),
             })
         });
         let start = now_secs.saturating_sub(CLOCK_SLACK_SECS);

@@ -15,7 +15,8 @@
 //! attribute = "celsius"        # with above and/or below: a numeric attribute's range
 //! above = 30.0
 //! max_age_s = 60               # ignore alerts older than this (catch-up after a long sleep)
-//! msg_types = ["alert", "update"]  # the default; "cancel" acts on cancellations
+//! msg_types = ["alert", "update", "escalation"]  # the default; "cancel" acts on cancellations
+//! unacknowledged = true        # only escalations: alerts nobody acknowledged in time
 //! run = ["/usr/local/bin/ac-switch", "on"]   # the message as JSON on stdin
 //! timeout_s = 10
 //! send = { to = "ac-1", kind = "ac-on", text = "{sender}: {kind} {value}" }
@@ -59,9 +60,12 @@ pub struct Rule {
     /// Alerts older than this (seconds) are not acted on.
     #[serde(default = "default_max_age")]
     pub max_age_s: u64,
-    /// The message types acted on (CAP's `msgType`: `alert`, `update`, `cancel`); new
-    /// alerts and updates when absent, so a cancellation sets off nothing unless asked for.
+    /// The message types acted on (`alert`, `update`, `cancel`, `escalation`); all but
+    /// cancellations when absent, so a cancellation sets off nothing unless asked for.
     pub msg_types: Option<Vec<MsgType>>,
+    /// `true`: only escalations (alerts no member acknowledged within their channel's
+    /// escalation time); `false`: no escalation; absent: either.
+    pub unacknowledged: Option<bool>,
     /// Command to run, the message as JSON on its stdin.
     #[serde(default)]
     pub run: Vec<String>,
@@ -195,7 +199,8 @@ impl Rule {
             Some(types) => types.contains(&a.msg_type),
             None => a.msg_type != MsgType::Cancel,
         };
-        if !wanted {
+        let escalation = a.msg_type == MsgType::Escalation;
+        if !wanted || self.unacknowledged.is_some_and(|u| u != escalation) {
             return None;
         }
         if self.channel.as_ref().is_some_and(|c| *c != a.channel)
@@ -335,6 +340,21 @@ mod tests {
         assert_eq!(names(&a), ["any"]);
         a.msg_type = MsgType::Cancel;
         assert_eq!(names(&a), ["stop"]);
+        // `unacknowledged` picks escalations, which the default types include.
+        let r = Rules::parse(
+            "[[rule]]\nname = \"any\"\nrun = [\"true\"]\n\
+             [[rule]]\nname = \"unanswered\"\nunacknowledged = true\nrun = [\"true\"]\n\
+             [[rule]]\nname = \"answered\"\nunacknowledged = false\nrun = [\"true\"]\n",
+            "r.toml",
+        )
+        .unwrap();
+        let names = |a: &ReceivedAlert| -> Vec<String> {
+            r.matching(a, now).map(|(x, _)| x.name.clone()).collect()
+        };
+        a.msg_type = MsgType::Escalation;
+        assert_eq!(names(&a), ["any", "unanswered"]);
+        a.msg_type = MsgType::Alert;
+        assert_eq!(names(&a), ["any", "answered"]);
         assert!(
             Rules::parse(
                 "[[rule]]\nname = \"x\"\nmsg_types = [\"ack\"]\nrun = [\"true\"]\n",

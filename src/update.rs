@@ -224,6 +224,7 @@ mod tests {
                     id: 1,
                     name: "alerts".into(),
                     policy: ChannelPolicy::default(),
+                    escalation: Default::default(),
                 }],
                 brokers: vec![],
                 revoked,

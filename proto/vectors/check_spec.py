@@ -71,7 +71,11 @@ did = hashlib.sha256(b'ptt-node/v1/domain-id' + apk).digest(); assert did == V['
 def parse_descriptor(d):
     body, sig = d[:-64], d[-64:]
     r = R(body); ver = r.u8(); name = r.str_(); a = r.raw(32); rev = r.var()
-    chans = r.vec(lambda: (r.var(), r.str_(), (r.var(), r.var(), r.var())))   # id, name, (rate, burst, rotate)
+    ver = body[0]
+    if ver == 3:   # id, name, (rate, burst, rotate), (escalate after secs, from severity)
+        chans = r.vec(lambda: (r.var(), r.str_(), (r.var(), r.var(), r.var()), (r.var(), r.var())))
+    else:          # id, name, (rate, burst, rotate)
+        chans = r.vec(lambda: (r.var(), r.str_(), (r.var(), r.var(), r.var())))
     brokers = r.vec(r.str_); revoked = r.vec(r.var); pnet = r.bool_()
     assert ver in (1, 2, 3), 'descriptor version 1 (read as no rights), 2 or 3'
     if ver == 2:
@@ -95,7 +99,8 @@ desc2 = parse_descriptor(V['descriptor_v2'])
 assert desc2 == dict(desc, revision=4, rights=[(7, 3)], version=2)   # device 7: at most severe
 
 desc3 = parse_descriptor(V['descriptor_v3'])
-assert desc3 == dict(desc, revision=5, rights=[(7, 3, 1, 60)], version=3)   # + dispatcher, watched 60 s
+assert desc3 == dict(desc, revision=5, rights=[(7, 3, 1, 60)], version=3,   # + dispatcher, watched 60 s
+                     channels=[(1, 'alerts', (3000, 500, 3600), (120, 3))])   # severe escalated after 120 s
 
 print('descriptor ok (version 1, version 2 with rights, version 3 with flags and watch)')
 

@@ -564,10 +564,12 @@ pub enum DomainCommand {
         #[arg(long)]
         device: String,
     },
-    /// Set a channel's policy: rate limit per sender and key rotation period (a new
-    /// rotation period starts a new key epoch). Makes an update to publish.
-    #[command(after_help = "Example:
-  ptt-node domain channel --dir ./site-a --channel alerts --rate 600 --burst 100 --rotate 3600")]
+    /// Set a channel's policy: rate limit per sender, key rotation period (a new rotation
+    /// period starts a new key epoch) and escalation of unacknowledged alerts. Makes an
+    /// update to publish.
+    #[command(after_help = "Examples:
+  ptt-node domain channel --dir ./site-a --channel alerts --rate 600 --burst 100 --rotate 3600
+  ptt-node domain channel --dir ./site-a --channel alerts --escalate-after 120 --escalate-from severe")]
     Channel {
         /// Authority directory.
         #[arg(long)]
@@ -584,6 +586,13 @@ pub enum DomainCommand {
         /// Key rotation period in seconds (0: no rotation).
         #[arg(long)]
         rotate: Option<u32>,
+        /// Seconds after which an alert no member acknowledged is announced again by its
+        /// sender at the next severity, once (0: never).
+        #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(0..=86_400))]
+        escalate_after: Option<u32>,
+        /// The lowest severity escalated (default severe).
+        #[arg(long, value_name = "SEVERITY")]
+        escalate_from: Option<Severity>,
     },
     /// The data plane's key: give a domain made without one its first plane epoch, or start
     /// a new epoch. Either makes an update, sealed to every device, relay-only ones included;

@@ -118,11 +118,12 @@ pub fn format_alert(a: &ReceivedAlert) -> String {
         ));
     }
     if let Some(r) = &a.references {
-        let verb = match a.msg_type {
-            crate::alert::MsgType::Cancel => "cancels",
-            _ => "updates",
+        let (verb, why) = match a.msg_type {
+            crate::alert::MsgType::Cancel => ("cancels", ""),
+            crate::alert::MsgType::Escalation => ("escalates", ": nobody acknowledged it"),
+            _ => ("updates", ""),
         };
-        s.push_str(&format!(" ({verb} {} from {})", r.id, r.sender));
+        s.push_str(&format!(" ({verb} {} from {}{why})", r.id, r.sender));
     }
     if let Some(st) = &a.state {
         if let Some(c) = &st.cancelled {
@@ -133,6 +134,8 @@ pub fn format_alert(a: &ReceivedAlert) -> String {
             s.push(')');
         } else if let Some(u) = &st.updated_by {
             s.push_str(&format!(" (updated by {u})"));
+        } else if let Some(e) = &st.escalated_by {
+            s.push_str(&format!(" (UNACKNOWLEDGED: escalated by {e})"));
         }
     }
     if a.late {
@@ -534,6 +537,7 @@ mod tests {
         o.state = Some(crate::alert::AlertState {
             updated_by: Some("00bb".into()),
             cancelled: None,
+            escalated_by: None,
         });
         assert!(format_alert(&o).ends_with("(updated by 00bb)"));
         o.state = Some(crate::alert::AlertState {
@@ -544,6 +548,7 @@ mod tests {
                 at_us: 2,
                 text: "false alarm".into(),
             }),
+            escalated_by: None,
         });
         assert!(format_alert(&o).ends_with("(CANCELLED by desk: false alarm)"));
         let json = Printer::new(Format::Json, ColorChoice::Always, String::new()).render(&a);

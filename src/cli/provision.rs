@@ -156,6 +156,8 @@ pub(super) fn domain(cmd: DomainCommand) -> Result<(), CliError> {
             rate,
             burst,
             rotate,
+            escalate_after,
+            escalate_from,
         } => {
             let _lock = Authority::lock(&dir)?;
             let mut a = Authority::load(&dir)?;
@@ -163,15 +165,24 @@ pub(super) fn domain(cmd: DomainCommand) -> Result<(), CliError> {
                 rate_per_min: rate,
                 burst,
                 rotate_secs: rotate,
+                escalate_after_secs: escalate_after,
+                escalate_from,
             };
             let changed = a.set_policy(&channel, &change, now_secs(), &mut rng)?;
             a.save(&dir)?;
             if let Some(c) = a.descriptor().channel_by_name(&channel) {
                 println!(
-                    "channel {channel}: {} alerts/min per sender, burst {}, rotate every {} s{}",
+                    "channel {channel}: {} alerts/min per sender, burst {}, rotate every {} s, {}{}",
                     c.policy.rate_per_min,
                     c.policy.burst,
                     c.policy.rotate_secs,
+                    match c.escalation.after_secs {
+                        0 => "no escalation".to_string(),
+                        t => format!(
+                            "{} and above escalated when unacknowledged after {t} s",
+                            c.escalation.min_severity
+                        ),
+                    },
                     if changed.is_none() {
                         " (unchanged)"
                     } else {

@@ -21,6 +21,9 @@ impl Daemon {
                 reply,
             } => {
                 let r = self.node.seal_alert(&channel, &body, now_us());
+                if let Ok(sealed) = &r {
+                    self.schedule_escalation(sealed, &body);
+                }
                 let _ = reply.send(r);
             }
             Cmd::Change { id, change, reply } => {

@@ -170,6 +170,7 @@ pub async fn run(
         store.newest(super::receipts::MAX_LEDGER + super::receipts::MAX_REBUILD_RECEIPTS)?;
     let ledger = super::receipts::rebuild(&newest, &node);
     let states = super::states::rebuild(&newest, &node);
+    let escalations = super::escalate::rebuild(&newest, &node, &states);
     drop(newest);
     let store = StoreHandle::spawn(store, own_device);
 
@@ -403,6 +404,7 @@ pub async fn run(
         receipts_on: !cfg.no_receipts,
         ledger,
         states,
+        escalations,
         key_path,
         timers: {
             // The tick runs at once, as the interval it replaced did.

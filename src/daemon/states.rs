@@ -62,6 +62,8 @@ struct Entry {
     updated: Option<(String, u64)>,
     /// The first cancellation.
     cancelled: Option<Change>,
+    /// The first escalation: its id and seq.
+    escalated: Option<(String, u64)>,
 }
 
 /// What updates and cancellations did to alerts, per alert.
@@ -95,6 +97,10 @@ impl States {
                 e.cancelled = Some(c);
                 true
             }
+            MsgType::Escalation if e.escalated.as_ref().is_none_or(|(_, at)| c.at_us < *at) => {
+                e.escalated = Some((c.id, c.at_us));
+                true
+            }
             _ => false,
         }
     }
@@ -111,7 +117,22 @@ impl States {
                 at_us: c.at_us,
                 text: c.text.clone(),
             }),
+            escalated_by: e.escalated.as_ref().map(|(id, _)| id.clone()),
         })
+    }
+
+    /// Whether the alert (channel name, sender, seq) was cancelled.
+    pub(super) fn cancelled(&self, channel: &str, sender: u32, seq: u64) -> bool {
+        self.map
+            .get(&(channel.to_string(), sender, seq))
+            .is_some_and(|e| e.cancelled.is_some())
+    }
+
+    /// Whether the alert (channel name, sender, seq) was escalated.
+    pub(super) fn escalated(&self, channel: &str, sender: u32, seq: u64) -> bool {
+        self.map
+            .get(&(channel.to_string(), sender, seq))
+            .is_some_and(|e| e.escalated.is_some())
     }
 
     /// Alerts with a state.

@@ -70,6 +70,7 @@ impl Daemon {
             max_severity: Some(self.node.max_severity())
                 .filter(|s| *s != crate::alert::Severity::Extreme),
             dispatcher: self.node.is_dispatcher(),
+            escalations_pending: self.escalations.len(),
             domain_id: self.node.domain().to_hex(),
             domain_name: self.node.descriptor().body.name.clone(),
             relay_only: cert.body.relay_only,

@@ -79,6 +79,7 @@ impl Daemon {
             self.plane_tick(now);
             self.evidence_tick(now);
             self.send_receipts();
+            self.escalate_due();
         }
         if fired(Timer::Beacon) {
             self.send_beacon(now);

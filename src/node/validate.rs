@@ -349,13 +349,14 @@ impl Node {
         }))
     }
 
-    /// The update or cancellation an envelope of this node's own log makes, if it is one:
-    /// its header, its reference and its text. The log holds only envelopes that passed
-    /// validation, so the signature is not checked again, and no certificate is needed
-    /// (rebuilding the alerts' states at start, before any peer has shared its roster, costs
-    /// a decryption per alert). `None` for anything else, or for one this node would refuse
-    /// now (a sender that lost the dispatcher right).
-    pub fn logged_change(&self, bytes: &[u8]) -> Option<(Header, Reference, String)> {
+    /// The header and plaintext of an alert in this node's own log, when this device can read
+    /// it. The log holds only envelopes that passed validation, so the signature is not checked
+    /// again, and no certificate is needed for a channel's alert (rebuilding the daemon's
+    /// state at start, before any peer has shared its roster, costs a decryption per alert; a
+    /// directed message needs the other member's certificate). `None` for a receipt, or for an
+    /// update or cancellation this node would refuse now (its sender lost the dispatcher
+    /// right).
+    pub fn logged_body(&self, bytes: &[u8]) -> Option<(Header, AlertBody)> {
         let env = Envelope::parse(bytes).ok()?;
         let h = env.header;
         if receipt::is_receipt_channel(h.channel) || h.domain_tag != self.domain().tag() {
@@ -363,11 +364,20 @@ impl Node {
         }
         let key = self.envelope_key(&h, h.channel).ok()?;
         let body = AlertBody::decode(&env.open(self.domain(), &key).ok()?).ok()?;
-        let r = body.reference?;
-        if r.target().sender != h.sender && !self.descriptor.rights(h.sender).dispatcher() {
+        if let Some(r) = body.reference
+            && r.target().sender != h.sender
+            && !self.descriptor.rights(h.sender).dispatcher()
+        {
             return None;
         }
-        Some((h, r, body.text))
+        Some((h, body))
+    }
+
+    /// The change (update, cancellation, escalation) an envelope of this node's own log makes,
+    /// if it is one: its header, its reference and its text ([`Node::logged_body`]).
+    pub fn logged_change(&self, bytes: &[u8]) -> Option<(Header, Reference, String)> {
+        let (h, body) = self.logged_body(bytes)?;
+        Some((h, body.reference?, body.text))
     }
 
     /// Steps 1 to 7c: parse, topic, domain, sender, rights, then (for an envelope that

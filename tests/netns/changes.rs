@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::common::{BIN, p};
+use crate::support::common::{BIN, ok, p};
 use crate::support::field::{Field, MEMBER, RELAY};
 use crate::support::netns::{self, Cond};
 
@@ -316,4 +316,184 @@ fn a_cancel_reaches_every_member_and_one_without_the_right_nobody() {
     // A cancel of an id nobody knows is refused.
     let out = ptt(&f, s, &["cancel", "0123456789abcdef"]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// Escalations each listener showed for the alert `id`: (severity, µs after the alert's
+/// creation by the sender's clock).
+fn escalations(f: &Field, i: usize, id: &str, created: u64) -> Vec<(String, i64)> {
+    f.shown(i)
+        .into_iter()
+        .filter(|v| v["references"]["id"] == id && v["msg_type"] == "escalation")
+        .map(|v| {
+            (
+                v["severity"].as_str().unwrap_or("").to_string(),
+                v["created_at_us"].as_u64().unwrap_or(0) as i64 - created as i64,
+            )
+        })
+        .collect()
+}
+
+/// A channel whose policy escalates severe alerts no member acknowledged within 3 s, four
+/// members, a rule `unacknowledged = true` on one. An unacknowledged severe alert is announced
+/// again once, by its sender, 3 s (±1 s) after it was made, at `extreme`: every listener shows
+/// that one escalation and the rule fires once. An alert a member acknowledged in time, and a
+/// moderate one, are not escalated.
+#[test]
+fn an_unacknowledged_alert_is_escalated_once_by_its_sender() {
+    if !netns::require_netns() {
+        return;
+    }
+    let mut f = Field::provision(
+        "escal",
+        &[],
+        &[
+            ("s", MEMBER),
+            ("m1", MEMBER),
+            ("m2", MEMBER),
+            ("m3", MEMBER),
+        ],
+    );
+    let [s, m1, m2, m3] = ["s", "m1", "m2", "m3"].map(|n| f.idx(n));
+    let dom = f.lan.dir().join("dom");
+    let out = ok(&[
+        "domain",
+        "channel",
+        "--dir",
+        p(&dom),
+        "--channel",
+        "alerts",
+        "--escalate-after",
+        "3",
+    ]);
+    assert!(
+        out.contains("severe and above escalated when unacknowledged after 3 s"),
+        "{out}"
+    );
+    let fired = f.devs[m3].host.dir().join("fired.jsonl");
+    let rules = f.devs[m3].host.dir().join("rules.toml");
+    std::fs::write(
+        &rules,
+        format!(
+            "[[rule]]\nname = \"unanswered\"\nunacknowledged = true\nrun = [\"sh\", \"-c\", \"cat >> {0}; echo >> {0}\"]\n",
+            fired.display()
+        ),
+    )
+    .expect("rules");
+    f.start(s);
+    f.start(m1);
+    f.start(m2);
+    f.start_with(m3, &["--rules", p(&rules)]);
+    for i in [s, m1, m2, m3] {
+        crate::adversary::wait_authenticated(&f, i, 3, "the four members authenticate");
+    }
+    let update = crate::support::field::newest_update(&dom);
+    let out = ok(&[
+        "domain",
+        "publish",
+        "--data",
+        p(&f.devs[s].data),
+        p(&update),
+    ]);
+    assert!(out.contains("applied"), "{out}");
+    let rev = f.status(s).expect("status")["revision"].as_u64();
+    for i in [m1, m2, m3] {
+        f.lan
+            .wait_until("the policy spreads", Duration::from_secs(20), || {
+                match f.status(i).and_then(|x| x["revision"].as_u64()) {
+                    r if r == rev => Cond::Done(()),
+                    other => Cond::Pending(format!("{} at {other:?}", f.devs[i].name)),
+                }
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    for i in [m1, m2, m3] {
+        f.listen(i);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let send = |severity: &str, text: &str| {
+        let sent = ptt_json(
+            &f,
+            s,
+            &[
+                "alert",
+                "--severity",
+                severity,
+                "--kind",
+                "intrusion",
+                "--text",
+                text,
+                "--json",
+            ],
+        );
+        (
+            sent["id"].as_str().expect("id").to_string(),
+            sent["seq"].as_u64().expect("seq"),
+        )
+    };
+    let (lone, lone_seq) = send("severe", "nobody answers");
+    let (acked, acked_seq) = send("severe", "answered");
+    let (minor, minor_seq) = send("moderate", "below the policy");
+    // m1 acknowledges the second as soon as it has it.
+    f.lan
+        .wait_until("m1 acknowledges", Duration::from_secs(10), || {
+            let out = ptt(&f, m1, &["ack", &acked, "--text", "on it"]);
+            if out.status.success() {
+                Cond::Done(())
+            } else {
+                Cond::Pending(String::from_utf8_lossy(&out.stderr).into_owned())
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pending = f.status(s).expect("status")["escalations_pending"].clone();
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_micros() as u64;
+    if now_us < lone_seq + 2_500_000 {
+        assert_eq!(pending, 2, "the severe two wait; the moderate one does not");
+    }
+    for i in [m1, m2, m3] {
+        f.lan
+            .wait_until(
+                "the escalation is shown",
+                Duration::from_secs(10),
+                || match escalations(&f, i, &lone, lone_seq).as_slice() {
+                    [] => Cond::Pending(String::new()),
+                    [(sev, after)] if sev == "extreme" => Cond::Done(*after),
+                    other => Cond::Failed(format!("{other:?}")),
+                },
+            )
+            .map(|after| {
+                assert!(
+                    (2_000_000..=4_000_000).contains(&after),
+                    "escalated {after} µs after the alert, not 3 s (±1 s)"
+                )
+            })
+            .unwrap_or_else(|e| panic!("{}: {e}", f.devs[i].name));
+    }
+    // Well past the others' time: still one escalation each, none of the others.
+    std::thread::sleep(Duration::from_secs(3));
+    for i in [m1, m2, m3] {
+        assert_eq!(escalations(&f, i, &lone, lone_seq).len(), 1);
+        assert!(escalations(&f, i, &acked, acked_seq).is_empty());
+        assert!(escalations(&f, i, &minor, minor_seq).is_empty());
+    }
+    assert_eq!(f.status(s).expect("status")["escalations_pending"], 0);
+    // The rule fired once, on the escalation.
+    let lines: Vec<Value> = std::fs::read_to_string(&fired)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("the hook's JSON"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["references"]["id"], lone.as_str());
+    // The sender's history shows it escalated.
+    let h = history(&f, s).expect("history");
+    assert!(
+        h[&lone]["state"]["escalated_by"].is_string(),
+        "{}",
+        h[&lone]
+    );
+    assert!(h[&acked]["state"].is_null(), "{}", h[&acked]);
 }

@@ -123,19 +123,23 @@ fn alert(i: usize) -> ReceivedAlert {
         via: Via::Gossip,
         late: false,
         // Every fifth an update, every seventh a cancellation (naming a sender with a space),
-        // every sixth an alert changed since.
+        // every eleventh an escalation, every sixth an alert changed since.
         msg_type: if i % 7 == 6 {
             ptt_node::alert::MsgType::Cancel
+        } else if i % 11 == 10 {
+            ptt_node::alert::MsgType::Escalation
         } else if i % 5 == 4 {
             ptt_node::alert::MsgType::Update
         } else {
             ptt_node::alert::MsgType::Alert
         },
-        references: (i % 7 == 6 || i % 5 == 4).then(|| ptt_node::alert::Referenced {
-            id: format!("{:016x}", i + 1000),
-            sender: format!("cam, {i}"),
-            sender_device: 1,
-            created_at_us: 1_700_000_000_000_000,
+        references: (i % 7 == 6 || i % 5 == 4 || i % 11 == 10).then(|| {
+            ptt_node::alert::Referenced {
+                id: format!("{:016x}", i + 1000),
+                sender: format!("cam, {i}"),
+                sender_device: 1,
+                created_at_us: 1_700_000_000_000_000,
+            }
         }),
         state: (i % 6 == 5).then(|| ptt_node::alert::AlertState {
             updated_by: Some("00000000000000aa".into()),
@@ -145,6 +149,7 @@ fn alert(i: usize) -> ReceivedAlert {
                 at_us: 1,
                 text: "false & alarm".into(),
             }),
+            escalated_by: (i % 12 == 5).then(|| "00000000000000cc".into()),
         }),
     }
 }
@@ -177,9 +182,14 @@ fn every_document_written_is_valid_cap_1_2() {
         let a = alert(i);
         let kind = match a.msg_type {
             ptt_node::alert::MsgType::Alert => "Alert",
-            ptt_node::alert::MsgType::Update => "Update",
+            ptt_node::alert::MsgType::Update | ptt_node::alert::MsgType::Escalation => "Update",
             ptt_node::alert::MsgType::Cancel => "Cancel",
         };
+        assert_eq!(
+            d.contains("ptt:escalation"),
+            a.msg_type == ptt_node::alert::MsgType::Escalation,
+            "{d}"
+        );
         assert!(d.contains(&format!("<msgType>{kind}</msgType>")), "{d}");
         if let Some(r) = &a.references {
             assert!(

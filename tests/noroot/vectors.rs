@@ -95,6 +95,7 @@ fn vectors() -> BTreeMap<&'static str, Vec<u8>> {
                     burst: 500,
                     rotate_secs: 3600,
                 },
+                escalation: Default::default(),
             }],
             brokers: vec![],
             revoked: vec![3],
@@ -117,9 +118,14 @@ fn vectors() -> BTreeMap<&'static str, Vec<u8>> {
             .as_bytes()
             .to_vec(),
     );
-    // Version 3: one revision later, device 7 also a dispatcher, watched every 60 s.
+    // Version 3: one revision later, device 7 also a dispatcher, watched every 60 s, and
+    // severe alerts unacknowledged for 120 s escalated.
     body.version = 3;
     body.revision = 5;
+    body.channels[0].escalation = ptt_node::cert::Escalation {
+        after_secs: 120,
+        min_severity: Severity::Severe,
+    };
     body.rights = vec![DeviceRights {
         device: 7,
         max_severity: Severity::Severe,
@@ -378,6 +384,15 @@ fn stored_vectors_verify_and_open() {
     assert_eq!(
         (v3.rights(7).max_severity, v3.rights(7).watch_secs),
         (Severity::Severe, 60)
+    );
+    assert_eq!(
+        (v3.escalation(1).after_secs, v3.escalation(1).min_severity),
+        (120, Severity::Severe)
+    );
+    assert_eq!(
+        v2.escalation(1).after_secs,
+        0,
+        "version 2 escalates nothing"
     );
     // A cancellation's plaintext: an alert body, then the alert it calls off.
     let cancel = AlertBody::decode(&stored["alert_cancel_plaintext"]).expect("cancel decodes");

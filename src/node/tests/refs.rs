@@ -173,9 +173,9 @@ fn a_reference_that_does_not_decode_is_bad_plaintext() {
     let real = n[0].seal_alert("alerts", &alert("x"), NOW_US).unwrap();
     let env = Envelope::parse(&real.bytes).unwrap();
     let key = n[0].key_for(1, env.header.epoch, env.header.seq).unwrap();
-    // An unknown reference tag (2), then a valid one followed by a stray byte.
+    // An unknown reference tag (3), then a valid one followed by a stray byte.
     let mut unknown = alert("x").encode();
-    unknown.extend_from_slice(&[2, 1, 1]);
+    unknown.extend_from_slice(&[3, 1, 1]);
     let mut trailing = cancel_of(1, 1).encode();
     trailing.push(0);
     for (i, plain) in [unknown, trailing].into_iter().enumerate() {

@@ -1,0 +1,232 @@
+//! Escalation (`proto/envelope.md`, "Escalation"): this device's own alerts whose channel's
+//! policy says to escalate them, announced again at the next severity when no member
+//! acknowledged them in time. Only an alert's sender escalates it, so it happens once however
+//! many members there are.
+
+use std::collections::BTreeMap;
+
+use super::{Daemon, now_us};
+use crate::alert::{AlertBody, AlertRef, MsgType, Reference, Severity};
+use crate::node::{DIRECT_CHANNEL, SealError, Sealed};
+
+/// Alerts waiting for their escalation time, at most (the soonest due are dropped first when
+/// more come: an alert that waited this long behind so many is no longer news).
+pub(super) const MAX_PENDING: usize = 16_384;
+
+/// How long an escalation refused by this device's own rate limit waits before it tries again.
+const RETRY_US: u64 = 1_000_000;
+
+/// One of this device's alerts, waiting for its escalation time.
+#[derive(Debug, Clone)]
+pub(super) struct Pending {
+    /// Its seq.
+    pub seq: u64,
+    /// Its channel's name.
+    pub channel: String,
+    /// Its content.
+    pub body: AlertBody,
+}
+
+/// This device's alerts waiting for their escalation time, by (due time, seq).
+#[derive(Debug, Default)]
+pub(super) struct Escalations {
+    pending: BTreeMap<(u64, u64), Pending>,
+}
+
+impl Escalations {
+    /// Waits for `due_us`.
+    pub(super) fn schedule(&mut self, due_us: u64, p: Pending) {
+        if self.pending.len() >= MAX_PENDING {
+            let dropped = self.pending.pop_first();
+            tracing::warn!(
+                seq = dropped.map(|(k, _)| k.1),
+                "more alerts wait to be escalated than {MAX_PENDING}: the soonest is dropped"
+            );
+        }
+        self.pending.insert((due_us, p.seq), p);
+    }
+
+    /// Takes those due at `now_us`.
+    pub(super) fn due(&mut self, now_us: u64) -> Vec<Pending> {
+        let later = self.pending.split_off(&(now_us.saturating_add(1), 0));
+        std::mem::replace(&mut self.pending, later)
+            .into_values()
+            .collect()
+    }
+
+    /// Alerts waiting.
+    pub(super) fn len(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+/// The severity an escalation announces: the next one up (`extreme` stays), at most `max`.
+pub(super) fn next_severity(s: Severity, max: Severity) -> Severity {
+    let next = match s {
+        Severity::Unknown => Severity::Minor,
+        Severity::Minor => Severity::Moderate,
+        Severity::Moderate => Severity::Severe,
+        Severity::Severe | Severity::Extreme => Severity::Extreme,
+    };
+    next.min(max)
+}
+
+/// The escalations as this node's log holds them, at start: this device's own alerts among
+/// `newest` (newest first) that their channel escalates and that were not escalated yet.
+pub(super) fn rebuild(
+    newest: &[crate::store::StoredEnvelope],
+    node: &crate::node::Node,
+    states: &super::states::States,
+) -> Escalations {
+    let me = node.cert().body.device;
+    let mut out = Escalations::default();
+    for e in newest.iter().filter(|e| e.sender == me) {
+        let Some((h, body)) = node.logged_body(&e.bytes) else {
+            continue;
+        };
+        let channel = node.channel_name(h.channel);
+        if let Some(due) = due_us(node, h.channel, h.seq, &body)
+            && !states.escalated(&channel, me, h.seq)
+        {
+            out.schedule(
+                due,
+                Pending {
+                    seq: h.seq,
+                    channel,
+                    body,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// When this device's alert of `seq` on `channel` is escalated, if its channel's policy says
+/// so: not a directed message, not a change of another alert, at least the policy's severity.
+fn due_us(node: &crate::node::Node, channel: u32, seq: u64, body: &AlertBody) -> Option<u64> {
+    if channel == DIRECT_CHANNEL || body.reference.is_some() {
+        return None;
+    }
+    let e = node.descriptor().escalation(channel);
+    if e.after_secs == 0 || body.severity < e.min_severity {
+        return None;
+    }
+    Some(seq.saturating_add(u64::from(e.after_secs) * 1_000_000))
+}
+
+impl Daemon {
+    /// Notes an alert this device sealed: it waits for its escalation time if its channel
+    /// escalates it.
+    pub(super) fn schedule_escalation(&mut self, sealed: &Sealed, body: &AlertBody) {
+        if let Some(due) = due_us(&self.node, sealed.channel, sealed.seq, body) {
+            self.escalations.schedule(
+                due,
+                Pending {
+                    seq: sealed.seq,
+                    channel: sealed.channel_name.clone(),
+                    body: body.clone(),
+                },
+            );
+        }
+    }
+
+    /// Escalates this device's alerts whose time has come and that no member acknowledged
+    /// and nobody cancelled.
+    pub(super) fn escalate_due(&mut self) {
+        let now = now_us();
+        let me = self.node.cert().body.device;
+        for p in self.escalations.due(now) {
+            let acked = self
+                .ledger
+                .by_key((me, p.seq))
+                .is_some_and(|t| t.facts.values().any(|f| f.ack.is_some()));
+            if acked || self.states.cancelled(&p.channel, me, p.seq) {
+                continue;
+            }
+            let body = AlertBody {
+                severity: next_severity(p.body.severity, self.node.max_severity()),
+                reference: Some(Reference::Escalate(AlertRef {
+                    sender: me,
+                    seq: p.seq,
+                })),
+                ..p.body.clone()
+            };
+            match self.node.seal_alert(&p.channel, &body, now) {
+                Ok(sealed) => {
+                    let id = crate::envelope::alert_id(self.node.domain(), me, p.seq);
+                    tracing::info!(alert = %id, escalation = %sealed.id, severity = %body.severity,
+                        "alert escalated: no member acknowledged it");
+                    self.states.note(super::states::Change {
+                        channel: p.channel.clone(),
+                        target: (me, p.seq),
+                        msg_type: MsgType::Escalation,
+                        id: sealed.id.clone(),
+                        by: me,
+                        at_us: sealed.seq,
+                        text: body.text.clone(),
+                    });
+                    let (cmds, store) = (self.handle.clone(), self.store.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = super::send::store_and_publish(&cmds, &store, sealed).await
+                        {
+                            tracing::warn!(error = %e, "escalation not sent");
+                        }
+                    });
+                }
+                Err(SealError::RateLimited { .. }) => {
+                    self.escalations.schedule(now.saturating_add(RETRY_US), p);
+                }
+                Err(e) => tracing::warn!(seq = p.seq, error = %e, "alert not escalated"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(seq: u64) -> Pending {
+        Pending {
+            seq,
+            channel: "alerts".into(),
+            body: AlertBody {
+                severity: Severity::Severe,
+                kind: "k".into(),
+                text: String::new(),
+                location: None,
+                attributes: vec![],
+                reference: None,
+            },
+        }
+    }
+
+    #[test]
+    fn escalations_come_due_in_time_order_once_and_are_bounded() {
+        let mut e = Escalations::default();
+        e.schedule(300, p(3));
+        e.schedule(100, p(1));
+        e.schedule(200, p(2));
+        assert!(e.due(99).is_empty());
+        let due: Vec<u64> = e.due(200).iter().map(|x| x.seq).collect();
+        assert_eq!(due, [1, 2]);
+        assert!(e.due(200).is_empty(), "once");
+        assert_eq!(e.len(), 1);
+        for i in 0..MAX_PENDING as u64 {
+            e.schedule(1_000 + i, p(10 + i));
+        }
+        assert_eq!(e.len(), MAX_PENDING);
+        // The soonest (seq 3, due 300) was dropped to make room.
+        assert!(e.due(999).is_empty());
+    }
+
+    #[test]
+    fn the_next_severity_up_to_extreme_and_the_device_s_limit() {
+        use Severity::*;
+        assert_eq!(next_severity(Unknown, Extreme), Minor);
+        assert_eq!(next_severity(Moderate, Extreme), Severe);
+        assert_eq!(next_severity(Severe, Extreme), Extreme);
+        assert_eq!(next_severity(Extreme, Extreme), Extreme);
+        assert_eq!(next_severity(Severe, Severe), Severe);
+    }
+}
