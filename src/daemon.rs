@@ -61,6 +61,7 @@ mod tags;
 mod tick;
 mod updates;
 mod voice;
+mod watchdog;
 
 use catchup::{CatchUpCounters, SyncError};
 use handle::Handle;
@@ -159,6 +160,8 @@ struct Daemon {
     states: states::States,
     /// This device's alerts waiting for their escalation time.
     escalations: escalate::Escalations,
+    /// What this node hears of the watched devices.
+    watchdog: watchdog::Watchdog,
     store: StoreHandle,
     alerts: broadcast::Sender<Arc<ReceivedAlert>>,
     /// Every peer known, who is blocked, and the circuit back-off (the mesh core).

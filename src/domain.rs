@@ -172,6 +172,9 @@ pub struct EnrollRequest {
     /// Whether the device may update and cancel other members' alerts (`None`: no, or for a
     /// replacement, what the device it replaces had).
     pub dispatcher: Option<bool>,
+    /// Its check-in period in seconds (`None`: not watched, or for a replacement, what the
+    /// device it replaces had; 0: not watched).
+    pub watch_secs: Option<u32>,
     /// Replace an existing device of the same name.
     pub force: bool,
 }
@@ -748,11 +751,16 @@ impl Authority {
             Some(true) => old_flags | cert::RIGHT_DISPATCH,
             Some(false) => old_flags & !cert::RIGHT_DISPATCH,
         };
-        let watch_secs = replaced
-            .iter()
-            .map(|d| self.descriptor.rights(*d).watch_secs)
-            .max()
-            .unwrap_or(0);
+        if let Some(w) = req.watch_secs {
+            devices::check_watch(w)?;
+        }
+        let watch_secs = req.watch_secs.unwrap_or_else(|| {
+            replaced
+                .iter()
+                .map(|d| self.descriptor.rights(*d).watch_secs)
+                .max()
+                .unwrap_or(0)
+        });
         for e in self.registry.iter_mut().filter(|e| e.name == req.name) {
             e.replaced = true;
         }

@@ -522,6 +522,7 @@ pub enum DomainCommand {
   ptt-node domain device --dir ./site-a --device cam-3 --max-severity severe
   ptt-node domain device --dir ./site-a --device cam-3 --max-severity extreme   (no limit)
   ptt-node domain device --dir ./site-a --device desk-1 --dispatcher on
+  ptt-node domain device --dir ./site-a --device cam-3 --watch 60
   ptt-node domain publish --data /var/lib/ptt-node ./site-a/updates/000009.update")]
     #[command(group(clap::ArgGroup::new("change").required(true).multiple(true)))]
     Device {
@@ -537,6 +538,10 @@ pub enum DomainCommand {
         /// on: the device may update and cancel alerts other members sent; off: only its own.
         #[arg(long, group = "change", value_parser = clap::builder::BoolishValueParser::new(), value_name = "on|off")]
         dispatcher: Option<bool>,
+        /// Check-in period in seconds: the domain announces the device lost when no member has
+        /// heard it for this long (0: not watched; at least 10).
+        #[arg(long, group = "change", value_name = "SECS")]
+        watch: Option<u32>,
     },
     /// List enrolled devices.
     #[command(
@@ -671,6 +676,10 @@ pub struct EnrollArgs {
     /// only its own. `ptt-node domain device --dispatcher` changes it later.
     #[arg(long)]
     pub dispatcher: bool,
+    /// Check-in period in seconds: the domain announces the device lost when no member has
+    /// heard it for this long (at least 10). `ptt-node domain device --watch` changes it later.
+    #[arg(long, value_name = "SECS")]
+    pub watch: Option<u32>,
     /// Replace a device of the same name, or overwrite an existing bundle directory.
     #[arg(long)]
     pub force: bool,

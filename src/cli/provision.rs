@@ -63,6 +63,7 @@ pub(super) fn domain(cmd: DomainCommand) -> Result<(), CliError> {
                 valid_secs: e.valid_secs,
                 max_severity: e.max_severity,
                 dispatcher: e.dispatcher.then_some(true),
+                watch_secs: e.watch,
                 force: e.force,
             };
             let (bundle, created) = a.enroll(&req, now_secs(), &mut rng)?;
@@ -197,10 +198,18 @@ pub(super) fn domain(cmd: DomainCommand) -> Result<(), CliError> {
             device,
             max_severity,
             dispatcher,
+            watch,
         } => {
             let _lock = Authority::lock(&dir)?;
             let mut a = Authority::load(&dir)?;
-            let changed = a.set_rights(&device, max_severity, dispatcher, now_secs(), &mut rng)?;
+            let changed = a.set_rights(
+                &device,
+                max_severity,
+                dispatcher,
+                watch,
+                now_secs(),
+                &mut rng,
+            )?;
             a.save(&dir)?;
             let r = a
                 .registry()
@@ -209,12 +218,16 @@ pub(super) fn domain(cmd: DomainCommand) -> Result<(), CliError> {
                 .map(|e| a.descriptor().rights(e.device));
             if let Some(r) = r {
                 println!(
-                    "device {device}: severity at most {}, {}{}",
+                    "device {device}: severity at most {}, {}, {}{}",
                     r.max_severity,
                     if r.dispatcher() {
                         "dispatcher"
                     } else {
                         "not a dispatcher"
+                    },
+                    match r.watch_secs {
+                        0 => "not watched".to_string(),
+                        w => format!("watched every {w} s"),
                     },
                     match &changed {
                         None => " (unchanged)".to_string(),
@@ -253,7 +266,7 @@ pub(super) fn domain(cmd: DomainCommand) -> Result<(), CliError> {
                             "relay_only": relay, "channels": channels, "enrolled_at": e.enrolled_at,
                             "not_after": not_after, "replaced": e.replaced,
                             "revoked": e.revoked, "max_severity": max_severity,
-                            "dispatcher": rights.dispatcher(),
+                            "dispatcher": rights.dispatcher(), "watch_secs": rights.watch_secs,
                         })
                     );
                 } else {
@@ -263,6 +276,9 @@ pub(super) fn domain(cmd: DomainCommand) -> Result<(), CliError> {
                     };
                     if rights.dispatcher() {
                         capped.push_str(" (dispatcher)");
+                    }
+                    if rights.watch_secs > 0 {
+                        capped.push_str(&format!(" (watched every {} s)", rights.watch_secs));
                     }
                     println!(
                         "{:>4}  {:<20} {:<10} {}{}{}{}  {}",

@@ -35,6 +35,10 @@ impl Daemon {
             a.via = Via::CatchUp;
             self.note_state(&mut a);
             self.node.counters_mut().alerts_received += 1;
+            if !self.watch_take(&a) {
+                self.opened_here(&a);
+                continue;
+            }
             self.apply_rules(&a);
             self.opened_here(&a);
             self.deliver(a);
@@ -120,7 +124,14 @@ impl Daemon {
         // The live alert is stamped when it is accepted: verified, checked against replay and
         // opened. The benchmark's latency runs to that stamp.
         let now = now_us();
-        match self.node.validate(&bytes, arrival, now) {
+        let verdict = self.node.validate(&bytes, arrival, now);
+        // What its author pushed just now is evidence it is alive (not what was pulled).
+        if let (Verdict::Accept { envelope, .. } | Verdict::Receipt { envelope, .. }, true) =
+            (&verdict, matches!(via, Via::Gossip | Via::Multicast))
+        {
+            self.watchdog.heard(envelope.header.sender, now);
+        }
+        match verdict {
             Verdict::Accept { envelope, content } => {
                 let h = envelope.header;
                 let bytes_for_unread = if matches!(content, Err(Unreadable::UnknownEpoch { .. })) {
@@ -141,6 +152,11 @@ impl Daemon {
                         a.received_at_us = now_us();
                         a.late = crate::alert::is_late(a.created_at_us, a.received_at_us);
                         self.note_state(&mut a);
+                        if !self.watch_take(&a) {
+                            // A copy of an announcement another member made first.
+                            self.opened_here(&a);
+                            return Ok(());
+                        }
                         self.apply_rules(&a);
                         tracing::debug!(id = %a.id, sender = %a.sender, ?via, late = a.late, "alert received");
                         self.opened_here(&a);

@@ -23,11 +23,13 @@ impl Daemon {
     /// Something from `peer` arrived on its connection: no probe needed for a while.
     pub(super) fn heard_from(&mut self, peer: &PeerId) {
         self.peers.heard(peer, Instant::now());
+        self.watch_heard_peer(peer);
     }
 
     /// A verified beacon of `device` came on the plane: its connection (if any) need not be
     /// probed.
     pub(super) fn heard_on_plane(&mut self, device: u32) {
+        self.watchdog.heard(device, super::now_us());
         if let Some(peer) = self.node.member(device).map(|c| c.peer_id()) {
             self.heard_from(&peer);
         }

@@ -405,6 +405,7 @@ pub async fn run(
         ledger,
         states,
         escalations,
+        watchdog: super::watchdog::Watchdog::new(super::now_us()),
         key_path,
         timers: {
             // The tick runs at once, as the interval it replaced did.

@@ -164,6 +164,38 @@ pub(super) fn rebuild(newest: &[crate::store::StoredEnvelope], node: &crate::nod
     states
 }
 
+/// An alert this device sealed, as members will read it (shown to this device's own `listen`
+/// by the watchdog).
+pub(super) fn own_alert(
+    node: &crate::node::Node,
+    sealed: &crate::node::Sealed,
+    body: &AlertBody,
+) -> ReceivedAlert {
+    let cert = node.cert();
+    ReceivedAlert {
+        id: sealed.id.clone(),
+        channel: sealed.channel_name.clone(),
+        sender: cert.body.name.clone(),
+        sender_peer_id: cert.peer_id().to_string(),
+        sender_device: cert.body.device,
+        seq: sealed.seq,
+        severity: body.severity,
+        kind: body.kind.clone(),
+        text: body.text.clone(),
+        created_at_us: sealed.seq,
+        received_at_us: sealed.seq,
+        location: body.location,
+        attributes: body.attributes.clone(),
+        recipient: None,
+        claimed_severity: None,
+        msg_type: body.reference.map_or(MsgType::Alert, |r| r.msg_type()),
+        references: None,
+        state: None,
+        via: crate::alert::Via::Log,
+        late: false,
+    }
+}
+
 /// What `alert --update` or `cancel` asks for.
 #[derive(Debug, Clone)]
 pub(super) enum Asked {

@@ -80,6 +80,7 @@ impl Daemon {
             self.evidence_tick(now);
             self.send_receipts();
             self.escalate_due();
+            self.watch_tick();
         }
         if fired(Timer::Beacon) {
             self.send_beacon(now);

@@ -93,14 +93,15 @@ impl Authority {
     }
 
     /// Changes the rights of the current device named `name`: the highest severity it may
-    /// claim (`extreme`: no limit) and whether it dispatches (updates and cancels other
-    /// members' alerts); `None` keeps what it has. Returns the update to publish, or `None`
+    /// claim (`extreme`: no limit), whether it dispatches (updates and cancels other members'
+    /// alerts) and its check-in period (0: not watched); `None` keeps what it has. Returns the update to publish, or `None`
     /// when nothing changes.
     pub fn set_rights(
         &mut self,
         name: &str,
         max_severity: Option<Severity>,
         dispatcher: Option<bool>,
+        watch_secs: Option<u32>,
         now_secs: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Option<Update>, DomainError> {
@@ -124,6 +125,10 @@ impl Authority {
             Some(false) => new.flags &= !RIGHT_DISPATCH,
             None => {}
         }
+        if let Some(w) = watch_secs {
+            check_watch(w)?;
+            new.watch_secs = w;
+        }
         if new == old {
             return Ok(None);
         }
@@ -141,6 +146,12 @@ impl Authority {
                 }
                 .into(),
             );
+        }
+        if new.watch_secs != old.watch_secs {
+            what.push(match new.watch_secs {
+                0 => "not watched".into(),
+                w => format!("watched every {w} s"),
+            });
         }
         let u = self.commit(
             format!("device {name} (device {device}): {}", what.join(", ")),
@@ -162,6 +173,21 @@ impl Authority {
         now_secs: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Option<Update>, DomainError> {
-        self.set_rights(name, Some(max_severity), None, now_secs, rng)
+        self.set_rights(name, Some(max_severity), None, None, now_secs, rng)
     }
+}
+
+/// The shortest check-in period the authority gives: two beacon slots of the plane (5 s each),
+/// so a device that misses one beacon is not announced lost.
+pub const MIN_WATCH_SECS: u32 = 10;
+
+/// Refuses a check-in period that would announce devices lost that are merely between two
+/// beacons.
+pub(super) fn check_watch(secs: u32) -> Result<(), DomainError> {
+    if secs != 0 && secs < MIN_WATCH_SECS {
+        return Err(DomainError::Invalid(format!(
+            "a check-in period of {secs} s is too short: use 0 (not watched) or at least {MIN_WATCH_SECS} s"
+        )));
+    }
+    Ok(())
 }

@@ -39,3 +39,4 @@ mod scenario;
 mod segments;
 mod systemd;
 mod voice;
+mod watchdog;

@@ -105,12 +105,12 @@ fn only_the_sender_or_a_dispatcher_may_cancel_and_every_reader_checks() {
     ));
     // The authority makes m a dispatcher: its cancel of s's alert is read by every member.
     let u = a
-        .set_rights("m", None, Some(true), NOW_S, &mut OsRng)
+        .set_rights("m", None, Some(true), None, NOW_S, &mut OsRng)
         .unwrap()
         .expect("a change");
     assert!(u.body.keys.is_empty(), "a right re-keys nothing");
     assert_eq!(
-        a.set_rights("m", None, Some(true), NOW_S, &mut OsRng)
+        a.set_rights("m", None, Some(true), None, NOW_S, &mut OsRng)
             .unwrap(),
         None
     );
@@ -151,7 +151,7 @@ fn only_the_sender_or_a_dispatcher_may_cancel_and_every_reader_checks() {
     assert_eq!(fresh.logged_change(&original.bytes), None, "a plain alert");
     // Taking the right away again makes the same kind of message refused.
     let u = a
-        .set_rights("m", None, Some(false), NOW_S, &mut OsRng)
+        .set_rights("m", None, Some(false), None, NOW_S, &mut OsRng)
         .unwrap()
         .expect("a change");
     for x in n.iter_mut() {

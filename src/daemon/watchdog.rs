@@ -1,0 +1,364 @@
+//! The device-lost watchdog (`proto/envelope.md`, "Device lost"): a device the authority gave
+//! a check-in period (`DeviceRights::watch_secs`) that no evidence of life came from for that
+//! long is announced lost, once for the domain, and back when it is heard again.
+//!
+//! Evidence of life is what this node hears anyway: anything on the device's connection, its
+//! plane beacons (every 5 s), an alert, receipt or voice packet it sealed arriving live. Who
+//! announces is decided without talking: the members this node heard within the period, and
+//! itself, that may write the default channel, by device number; the first announces at once,
+//! the second 2 s later if no announcement came, the third 4 s later. Each announcement names
+//! its event (`device-lost:DEVICE:PERIOD`, PERIOD the check-in period in which the device was
+//! last heard), and members show each event once, so copies raised on both sides of a partition
+//! collapse when it heals. A node that hears no member at all announces nothing: it is more
+//! likely cut off itself.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use super::{Daemon, now_us};
+use crate::alert::{AlertBody, ReceivedAlert, Severity};
+
+/// The attribute naming the event an announcement is about.
+pub const EVENT_ATTR: &str = "ptt:event";
+/// Kind of the announcement that a device went quiet.
+pub const LOST_KIND: &str = "device-lost";
+/// Kind of the announcement that it is heard again.
+pub const BACK_KIND: &str = "device-back";
+/// How much later each next member in line announces, if nobody did.
+const STEP_US: u64 = 2_000_000;
+/// Members in line to announce (the first at once, the others 2 and 4 s later).
+const IN_LINE: usize = 3;
+/// Events remembered as shown, at most.
+const MAX_SHOWN: usize = 4_096;
+
+/// What this node knows of the watched devices.
+#[derive(Debug, Default)]
+pub(super) struct Watchdog {
+    /// When each device was last heard (this node's clock, µs).
+    last_heard: HashMap<u32, u64>,
+    /// The devices announced lost (here or by another member) and not back: the period index.
+    lost: HashMap<u32, u64>,
+    /// Since when a lost device is heard again (this node's clock, µs).
+    back_since: HashMap<u32, u64>,
+    /// Events shown, so a copy is not shown twice.
+    shown: HashSet<String>,
+    shown_order: VecDeque<String>,
+    /// When the watch began (a device is not lost for the time before this node started).
+    started_us: u64,
+}
+
+/// The event key of an announcement.
+pub(super) fn event(kind: &str, device: u32, period: u64) -> String {
+    format!("{kind}:{device}:{period}")
+}
+
+/// The (kind, device, period) an event key names.
+fn parse_event(key: &str) -> Option<(&str, u32, u64)> {
+    let mut it = key.split(':');
+    let (k, d, p) = (it.next()?, it.next()?, it.next()?);
+    if it.next().is_some() || (k != LOST_KIND && k != BACK_KIND) {
+        return None;
+    }
+    Some((k, d.parse().ok()?, p.parse().ok()?))
+}
+
+impl Watchdog {
+    /// A watchdog started at `now_us`.
+    pub(super) fn new(now_us: u64) -> Self {
+        Watchdog {
+            started_us: now_us,
+            ..Default::default()
+        }
+    }
+
+    /// Evidence of life of `device` at `now_us`.
+    pub(super) fn heard(&mut self, device: u32, now_us: u64) {
+        let last = self.last_heard.entry(device).or_insert(0);
+        *last = (*last).max(now_us);
+        if self.lost.contains_key(&device) {
+            self.back_since.entry(device).or_insert(now_us);
+        }
+    }
+
+    /// When `device` was last heard, or the watch's start.
+    fn last(&self, device: u32) -> u64 {
+        self.last_heard
+            .get(&device)
+            .copied()
+            .unwrap_or(0)
+            .max(self.started_us)
+    }
+
+    /// Whether an announcement of `key` is news: true the first time (then remembered).
+    fn first_time(&mut self, key: &str) -> bool {
+        if self.shown.contains(key) {
+            return false;
+        }
+        if self.shown_order.len() >= MAX_SHOWN
+            && let Some(old) = self.shown_order.pop_front()
+        {
+            self.shown.remove(&old);
+        }
+        self.shown.insert(key.to_string());
+        self.shown_order.push_back(key.to_string());
+        true
+    }
+
+    /// Takes an announcement (this node's or a member's): whether to show it (its event is
+    /// new). A lost device is remembered lost until its back announcement.
+    pub(super) fn take(&mut self, key: &str) -> bool {
+        let Some((kind, device, period)) = parse_event(key) else {
+            return true;
+        };
+        if !self.first_time(key) {
+            return false;
+        }
+        if kind == LOST_KIND {
+            self.lost.insert(device, period);
+        } else if self.lost.get(&device) == Some(&period) {
+            self.lost.remove(&device);
+            self.back_since.remove(&device);
+        }
+        true
+    }
+
+    /// What to announce at `now_us` about `device` (watched every `period_us`) as the
+    /// `rank`-th member in line (`None`: not in line): its event key.
+    pub(super) fn due(
+        &self,
+        device: u32,
+        period_us: u64,
+        rank: Option<usize>,
+        now_us: u64,
+    ) -> Option<String> {
+        let delay = STEP_US * rank.filter(|r| *r < IN_LINE)? as u64;
+        let last = self.last(device);
+        match self.lost.get(&device) {
+            None => {
+                let quiet = now_us.saturating_sub(last);
+                (quiet >= period_us.saturating_add(delay))
+                    .then(|| event(LOST_KIND, device, last / period_us.max(1)))
+            }
+            Some(&period) => {
+                let since = *self.back_since.get(&device)?;
+                // Heard again, and still heard: back.
+                let recent = now_us.saturating_sub(last) < period_us;
+                (recent && now_us.saturating_sub(since) >= delay)
+                    .then(|| event(BACK_KIND, device, period))
+            }
+        }
+    }
+
+    /// The devices heard within `window_us` of `now_us`.
+    pub(super) fn heard_within(&self, window_us: u64, now_us: u64) -> Vec<u32> {
+        self.last_heard
+            .iter()
+            .filter(|(_, t)| now_us.saturating_sub(**t) < window_us)
+            .map(|(d, _)| *d)
+            .collect()
+    }
+
+    /// Whether `device` is announced lost.
+    pub(super) fn is_lost(&self, device: u32) -> bool {
+        self.lost.contains_key(&device)
+    }
+}
+
+impl Daemon {
+    /// Evidence of life of the member at `peer`.
+    pub(super) fn watch_heard_peer(&mut self, peer: &libp2p::PeerId) {
+        if let Some(device) = self.certs.get(peer).map(|c| c.body.device) {
+            self.watchdog.heard(device, now_us());
+        }
+    }
+
+    /// Whether an alert is to be shown: an announcement whose event was shown already is not
+    /// (a copy raised by another member).
+    pub(super) fn watch_take(&mut self, a: &ReceivedAlert) -> bool {
+        match a.attributes.iter().find(|(k, _)| k == EVENT_ATTR) {
+            Some((_, key)) if a.kind == LOST_KIND || a.kind == BACK_KIND => {
+                let key = key.clone();
+                self.watchdog.take(&key)
+            }
+            _ => true,
+        }
+    }
+
+    /// The tick's watch: announces the watched devices that went quiet, and those heard
+    /// again, when this node is in line to.
+    pub(super) fn watch_tick(&mut self) {
+        let now = now_us();
+        let me = self.node.cert().body.device;
+        let desc = self.node.descriptor();
+        let watched: Vec<(u32, u64)> = desc
+            .body
+            .rights
+            .iter()
+            .filter(|r| r.watch_secs > 0 && r.device != me && !desc.is_revoked(r.device))
+            .map(|r| (r.device, u64::from(r.watch_secs) * 1_000_000))
+            .collect();
+        if watched.is_empty() {
+            return;
+        }
+        let Some(channel) = self.writable_default_channel() else {
+            return;
+        };
+        for (device, period_us) in watched {
+            let rank = self.watch_rank(device, period_us, now);
+            let Some(key) = self.watchdog.due(device, period_us, rank, now) else {
+                continue;
+            };
+            self.announce(&channel, device, period_us, &key, now);
+        }
+    }
+
+    /// The default channel's name, if this device may write it.
+    fn writable_default_channel(&self) -> Option<String> {
+        let name = crate::domain::DEFAULT_CHANNEL;
+        let id = self.node.descriptor().channel_by_name(name)?.id;
+        self.node
+            .cert()
+            .grant(id)
+            .is_some_and(|g| g.write)
+            .then(|| name.to_string())
+    }
+
+    /// This node's place in line to announce about `device`: among itself and the members
+    /// heard within the period that may write the default channel (not `device`), by device
+    /// number. `None` when it hears no other member (then it is more likely cut off itself).
+    fn watch_rank(&self, device: u32, period_us: u64, now: u64) -> Option<usize> {
+        let me = self.node.cert().body.device;
+        let channel = self
+            .node
+            .descriptor()
+            .channel_by_name(crate::domain::DEFAULT_CHANNEL)?
+            .id;
+        let mut line: Vec<u32> = self
+            .watchdog
+            .heard_within(period_us, now)
+            .into_iter()
+            .filter(|d| *d != device && *d != me)
+            .filter(|d| {
+                self.node
+                    .member(*d)
+                    .and_then(|c| c.grant(channel))
+                    .is_some_and(|g| g.write)
+            })
+            .collect();
+        if line.is_empty() {
+            return None;
+        }
+        line.push(me);
+        line.sort_unstable();
+        line.iter().position(|d| *d == me)
+    }
+
+    /// Seals and sends the announcement `key` about `device`, and shows it here.
+    fn announce(&mut self, channel: &str, device: u32, period_us: u64, key: &str, now: u64) {
+        let lost = key.starts_with(LOST_KIND);
+        let cert = self.node.member(device).cloned();
+        let name = self.node.member_name(device);
+        let secs = period_us / 1_000_000;
+        let body = AlertBody {
+            severity: if lost {
+                Severity::Severe
+            } else {
+                Severity::Minor
+            }
+            .min(self.node.max_severity()),
+            kind: if lost { LOST_KIND } else { BACK_KIND }.into(),
+            text: if lost {
+                format!("{name} not heard for {secs} s")
+            } else {
+                format!("{name} is heard again")
+            },
+            location: cert.as_ref().and_then(|c| c.body.profile.location),
+            attributes: vec![
+                (EVENT_ATTR.into(), key.to_string()),
+                ("device".into(), name.clone()),
+                ("watch_secs".into(), secs.to_string()),
+            ],
+            reference: None,
+        };
+        match self.node.seal_alert(channel, &body, now) {
+            Ok(sealed) => {
+                tracing::warn!(device = %name, event = %key, "{}", body.text);
+                self.watchdog.take(key);
+                let own = super::states::own_alert(&self.node, &sealed, &body);
+                self.apply_rules(&own);
+                let _ = self.alerts.send(Arc::new(own));
+                let (cmds, store) = (self.handle.clone(), self.store.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = super::send::store_and_publish(&cmds, &store, sealed).await {
+                        tracing::warn!(error = %e, "watchdog announcement not sent");
+                    }
+                });
+            }
+            Err(e) => tracing::debug!(error = %e, "watchdog announcement not sealed"),
+        }
+    }
+
+    /// Whether `device` is announced lost (for `peers` and `status`).
+    #[allow(dead_code)]
+    pub(super) fn watch_lost(&self, device: u32) -> bool {
+        self.watchdog.is_lost(device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: u64 = 10_000_000;
+
+    #[test]
+    fn a_quiet_device_is_lost_after_its_period_by_the_first_in_line_then_the_next() {
+        let t0 = 1_000 * P;
+        let mut w = Watchdog::new(t0);
+        // Not lost for the time before the watch began.
+        assert_eq!(w.due(7, P, Some(0), t0 + P - 1), None);
+        w.heard(7, t0 + 3_000_000);
+        let lost = event(LOST_KIND, 7, (t0 + 3_000_000) / P);
+        assert_eq!(w.due(7, P, Some(0), t0 + 3_000_000 + P - 1), None);
+        assert_eq!(w.due(7, P, Some(0), t0 + 3_000_000 + P), Some(lost.clone()));
+        // The second in line waits 2 s more, the fourth never announces.
+        assert_eq!(w.due(7, P, Some(1), t0 + 3_000_000 + P), None);
+        assert!(w.due(7, P, Some(1), t0 + 5_000_000 + P).is_some());
+        assert_eq!(w.due(7, P, Some(3), t0 + 100 * P), None);
+        assert_eq!(w.due(7, P, None, t0 + 100 * P), None);
+        // Once announced (here or by a member), shown once, and not announced again.
+        assert!(w.take(&lost));
+        assert!(!w.take(&lost), "a copy is not shown");
+        assert!(w.is_lost(7));
+        assert_eq!(w.due(7, P, Some(0), t0 + 50 * P), None);
+        // Heard again: back, by the same line.
+        w.heard(7, t0 + 60 * P);
+        let back = event(BACK_KIND, 7, (t0 + 3_000_000) / P);
+        assert_eq!(w.due(7, P, Some(0), t0 + 60 * P), Some(back.clone()));
+        assert_eq!(w.due(7, P, Some(1), t0 + 60 * P + 1), None);
+        assert!(w.take(&back));
+        assert!(!w.is_lost(7));
+        assert!(!w.take(&back));
+        // And lost again later, as a new event.
+        let again = w.due(7, P, Some(0), t0 + 62 * P);
+        assert_eq!(again, Some(event(LOST_KIND, 7, 60 + 1_000)));
+    }
+
+    #[test]
+    fn event_keys_parse_only_when_well_formed() {
+        assert_eq!(parse_event("device-lost:7:99"), Some((LOST_KIND, 7, 99)));
+        assert_eq!(parse_event("device-back:7:99"), Some((BACK_KIND, 7, 99)));
+        for bad in [
+            "device-lost:7",
+            "device-lost:x:1",
+            "other:7:1",
+            "device-lost:7:1:2",
+        ] {
+            assert_eq!(parse_event(bad), None, "{bad}");
+        }
+        // An alert that merely carries the attribute with a bad value is shown as it is.
+        let mut w = Watchdog::new(0);
+        assert!(w.take("nonsense"));
+        assert!(w.take("nonsense"));
+    }
+}
