@@ -3,8 +3,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
-
 use crate::support::field::{Field, MEMBER, nft};
 use crate::support::netns::{self, Cond};
 
@@ -24,10 +22,9 @@ fn announced(f: &Field, i: usize, kind: &str, name: &str) -> Vec<u64> {
         .into_iter()
         .filter(|v| v["kind"] == kind)
         .filter(|v| {
-            v["attributes"].as_array().is_some_and(|a| {
-                a.iter()
-                    .any(|kv| kv[0] == "device" && kv[1] == Value::from(name))
-            })
+            v["attributes"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|kv| kv[0] == "device" && kv[1] == name))
         })
         .map(|v| v["created_at_us"].as_u64().unwrap_or(0))
         .collect()
