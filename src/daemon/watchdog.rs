@@ -47,6 +47,24 @@ pub(super) struct Watchdog {
     started_us: u64,
 }
 
+/// The profile tag a sleeping device declares the period it wakes in with (seconds).
+pub const WAKE_TAG: &str = "wake_secs";
+
+/// How long a device watched every `watch_secs` may stay quiet: its period, or for a device
+/// whose profile says it sleeps, the period it declares it wakes in ([`WAKE_TAG`]) when that
+/// is longer.
+pub(super) fn quiet_allowed_us(watch_secs: u32, profile: &crate::cert::Profile) -> u64 {
+    let watch = u64::from(watch_secs) * 1_000_000;
+    let wake = profile
+        .tags
+        .iter()
+        .find(|(k, _)| k == WAKE_TAG)
+        .and_then(|(_, v)| v.trim().parse::<u32>().ok())
+        .filter(|_| profile.sleeps)
+        .map_or(0, |w| u64::from(w) * 1_000_000);
+    watch.max(wake)
+}
+
 /// The event key of an announcement.
 pub(super) fn event(kind: &str, device: u32, period: u64) -> String {
     format!("{kind}:{device}:{period}")
@@ -195,7 +213,14 @@ impl Daemon {
             .rights
             .iter()
             .filter(|r| r.watch_secs > 0 && r.device != me && !desc.is_revoked(r.device))
-            .map(|r| (r.device, u64::from(r.watch_secs) * 1_000_000))
+            .map(|r| {
+                let profile = self
+                    .node
+                    .member(r.device)
+                    .map(|c| self.node.profile_of(c))
+                    .unwrap_or_default();
+                (r.device, quiet_allowed_us(r.watch_secs, &profile))
+            })
             .collect();
         if watched.is_empty() {
             return;
@@ -342,6 +367,27 @@ mod tests {
         // And lost again later, as a new event.
         let again = w.due(7, P, Some(0), t0 + 62 * P);
         assert_eq!(again, Some(event(LOST_KIND, 7, 60 + 1_000)));
+    }
+
+    #[test]
+    fn a_sleeping_device_may_stay_quiet_for_the_period_it_declares_it_wakes_in() {
+        let mut p = crate::cert::Profile::default();
+        assert_eq!(quiet_allowed_us(60, &p), 60_000_000);
+        p.tags = vec![(WAKE_TAG.into(), "600".into())];
+        assert_eq!(
+            quiet_allowed_us(60, &p),
+            60_000_000,
+            "awake: the tag is ignored"
+        );
+        p.sleeps = true;
+        assert_eq!(quiet_allowed_us(60, &p), 600_000_000);
+        assert_eq!(
+            quiet_allowed_us(900, &p),
+            900_000_000,
+            "the longer of the two"
+        );
+        p.tags = vec![(WAKE_TAG.into(), "soon".into())];
+        assert_eq!(quiet_allowed_us(60, &p), 60_000_000);
     }
 
     #[test]
