@@ -9,6 +9,10 @@ use crate::cert::Location;
 pub use crate::severity::Severity;
 use crate::wire::{self, DecodeError};
 
+/// The kind of an alert that declares its sender in emergency (`proto/voice.md`, "Emergency"):
+/// reserved, only a device with the emergency right may send one.
+pub const EMERGENCY_KIND: &str = "emergency";
+
 /// Largest plaintext alert (16 KiB).
 pub const MAX_ALERT_LEN: usize = 16 * 1024;
 

@@ -447,7 +447,7 @@ pub struct DeviceRights {
     /// The highest severity its alerts and voice claims count with: members read a higher
     /// claim as this one, and its own daemon refuses to seal one.
     pub max_severity: Severity,
-    /// Rights beyond the default, as bits: [`RIGHT_DISPATCH`] (version 3). Readers ignore
+    /// Rights beyond the default, as bits: [`RIGHT_DISPATCH`], [`RIGHT_EMERGENCY`] (version 3). Readers ignore
     /// bits they do not know, so a later build can add rights without a new version.
     pub flags: u32,
     /// Check-in period in seconds (0: not watched), version 3. Kept and shown; the
@@ -458,6 +458,11 @@ pub struct DeviceRights {
 /// [`DeviceRights::flags`]: the device may update and cancel alerts other members sent (a
 /// dispatcher); without it, a device updates and cancels only its own.
 pub const RIGHT_DISPATCH: u32 = 1;
+
+/// [`DeviceRights::flags`]: the device may declare an emergency (`ptt-node emergency`): its
+/// voice claims pre-empt every talker not in emergency. A captured handset without it cannot
+/// silence a channel.
+pub const RIGHT_EMERGENCY: u32 = 2;
 
 impl DeviceRights {
     /// What a device the descriptor does not list has: every severity, no extra right.
@@ -476,6 +481,10 @@ impl DeviceRights {
     /// Whether the device may update and cancel other members' alerts.
     pub fn dispatcher(&self) -> bool {
         self.flags & RIGHT_DISPATCH != 0
+    }
+    /// Whether the device may declare an emergency.
+    pub fn emergency(&self) -> bool {
+        self.flags & RIGHT_EMERGENCY != 0
     }
 }
 

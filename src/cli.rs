@@ -32,8 +32,8 @@ mod voice;
 pub use crate::alert::format_time_us;
 pub use args::{
     AckArgs, AlertArgs, CancelArgs, Cli, ClientArgs, ColorChoice, Command, ConnectArgs,
-    DomainCommand, EnrollArgs, Format, HistoryArgs, ListenArgs, ProfileArgs, ReceiptsArgs, RunArgs,
-    SearchArgs, SendArgs, TagArgs, WaitFor, parse_since,
+    DomainCommand, EmergencyArgs, EnrollArgs, Format, HistoryArgs, ListenArgs, ProfileArgs,
+    ReceiptsArgs, RunArgs, SearchArgs, SendArgs, TagArgs, WaitFor, parse_since,
 };
 pub use output::{format_alert, format_alert_coloured, format_duration, health};
 pub use run::run_settings;
@@ -71,6 +71,7 @@ pub async fn main(
         Command::Receipts(a) => alert::receipts(a).await,
         Command::Ack(a) => alert::ack(a).await,
         Command::Cancel(a) => alert::cancel(a).await,
+        Command::Emergency(a) => alert::emergency(a).await,
         Command::Search(a) => client::search(a).await,
         Command::Profile(a) => client::profile(a).await,
         Command::Tag(a) => client::tag(a).await,

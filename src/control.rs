@@ -144,6 +144,19 @@ pub enum Request {
         /// The alert's id.
         id: String,
     },
+    /// Declare this device in emergency (an `extreme` alert of kind `emergency` with its
+    /// location; its voice pre-empts every other talker until cleared), or clear it.
+    Emergency {
+        /// What is happening.
+        #[serde(default)]
+        text: String,
+        /// Channel (default `alerts`).
+        #[serde(default = "default_channel")]
+        channel: String,
+        /// End this device's emergency instead (a cancellation of its emergency alert).
+        #[serde(default)]
+        clear: bool,
+    },
     /// Acknowledge an alert ("handled"): sent in this device's receipt at once.
     Ack {
         /// The alert's id.
@@ -336,6 +349,25 @@ pub struct BurstInfo {
     /// Ended only: `released`, `timed_out`, `too_long` or `preempted`.
     #[serde(default)]
     pub reason: Option<String>,
+    /// The talker is in emergency: its burst pre-empts every talker not in emergency.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub emergency: bool,
+}
+
+/// A device in emergency, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmergencyInfo {
+    /// Its device number.
+    pub device: u32,
+    /// Its name.
+    pub name: String,
+    /// The id of its emergency alert (`ptt-node cancel ID` clears it, for its device or a
+    /// dispatcher).
+    pub id: String,
+    /// Since when (its clock, µs since the Unix epoch).
+    pub since_us: u64,
+    /// What it said.
+    pub text: String,
 }
 
 /// A peer as `peers` shows it.
@@ -377,6 +409,9 @@ pub struct PeerInfo {
     /// The share of the peer's last 64 plane datagrams that came by repair (0 to 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plane_loss: Option<f64>,
+    /// The member is in emergency.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub emergency: bool,
     /// Since when `path` has held (µs since the Unix epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_since_us: Option<u64>,
@@ -586,6 +621,12 @@ pub struct StatusInfo {
     /// yet).
     #[serde(default)]
     pub escalations_pending: usize,
+    /// This device's emergency, while it lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<EmergencyInfo>,
+    /// The other members in emergency.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub emergencies: Vec<EmergencyInfo>,
     /// Channel keys held: one per channel epoch.
     #[serde(default)]
     pub keys: Vec<KeyInfo>,

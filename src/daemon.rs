@@ -38,6 +38,7 @@ mod auth;
 mod catchup;
 mod commands;
 mod dial;
+mod emergency;
 mod escalate;
 mod events;
 mod evidence;
@@ -162,6 +163,8 @@ struct Daemon {
     escalations: escalate::Escalations,
     /// What this node hears of the watched devices.
     watchdog: watchdog::Watchdog,
+    /// The members in emergency.
+    emergencies: emergency::Emergencies,
     store: StoreHandle,
     alerts: broadcast::Sender<Arc<ReceivedAlert>>,
     /// Every peer known, who is blocked, and the circuit back-off (the mesh core).

@@ -47,6 +47,7 @@ pub const MIN_ROTATE_SECS: u32 = 60;
 
 // The reserved channel numbers belong to the core; this path stays for the shell's code.
 pub use crate::node::{NETWORK_KEY_CHANNEL, PLANE_CHANNEL};
+pub use devices::{MIN_WATCH_SECS, RightsChange};
 
 /// How far behind the authority's clock a device's may run: keys are sealed from the ratchet
 /// period this long ago, certificates are valid from this long ago.
@@ -175,6 +176,9 @@ pub struct EnrollRequest {
     /// Its check-in period in seconds (`None`: not watched, or for a replacement, what the
     /// device it replaces had; 0: not watched).
     pub watch_secs: Option<u32>,
+    /// Whether the device may declare an emergency (`None`: no, or for a replacement, what the
+    /// device it replaces had).
+    pub emergency: Option<bool>,
     /// Replace an existing device of the same name.
     pub force: bool,
 }
@@ -746,11 +750,16 @@ impl Authority {
             .iter()
             .map(|d| self.descriptor.rights(*d).flags)
             .fold(0, |a, f| a | f);
-        let flags = match req.dispatcher {
+        let mut flags = match req.dispatcher {
             None => old_flags,
             Some(true) => old_flags | cert::RIGHT_DISPATCH,
             Some(false) => old_flags & !cert::RIGHT_DISPATCH,
         };
+        match req.emergency {
+            None => {}
+            Some(true) => flags |= cert::RIGHT_EMERGENCY,
+            Some(false) => flags &= !cert::RIGHT_EMERGENCY,
+        }
         if let Some(w) = req.watch_secs {
             devices::check_watch(w)?;
         }

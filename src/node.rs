@@ -39,7 +39,7 @@ pub use roster::AuthError;
 pub use seal::{SealError, Sealed};
 pub use search::{Found, Search};
 pub use update::Applied;
-pub use validate::{Arrival, MAX_AHEAD_US, Rejection, Unreadable, Verdict};
+pub use validate::{Arrival, MAX_AHEAD_US, Rejection, Unreadable, Verdict, is_emergency};
 
 use rate_limit::{Bucket, has_token, take_token};
 

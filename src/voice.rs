@@ -39,6 +39,9 @@ pub const FLOOR_TIMEOUT_US: u64 = 2_000_000;
 /// the channel for ever. Listeners allow [`CONTEST_US`] more from the claim (the talker's
 /// arbitration and the network).
 pub const MAX_BURST_US: u64 = 120_000_000;
+/// The cap of a talker in emergency (`proto/voice.md`, "Emergency"): longer, but a cap too, so
+/// a device stuck in emergency cannot hold the channel for ever either.
+pub const MAX_EMERGENCY_BURST_US: u64 = 300_000_000;
 /// A talker that claims again within this of its own burst's end (released or timed out),
 /// with no other talker in between, continues its spell: [`MAX_BURST_US`] caps the spell, not
 /// each burst, so re-claiming cannot hold the floor for ever.
@@ -46,8 +49,8 @@ pub const FLOOR_SPELL_GAP_US: u64 = 2_000_000;
 /// After its spell reached the cap, a talker's claims are ignored for this long, so another
 /// talker gets the floor whatever severity the first one claims.
 pub const FLOOR_COOLDOWN_US: u64 = 10_000_000;
-/// Frames in the longest burst.
-pub const MAX_BURST_FRAMES: u32 = (MAX_BURST_US / FRAME_US) as u32;
+/// Frames in the longest burst (an emergency talker's).
+pub const MAX_BURST_FRAMES: u32 = (MAX_EMERGENCY_BURST_US / FRAME_US) as u32;
 /// The listener's jitter buffer: a frame is played this long after its slot's earliest
 /// arrival time, and concealed if it has not arrived by then.
 pub const JITTER_US: u64 = 60_000;
@@ -140,12 +143,26 @@ pub struct Talker {
     pub received: u32,
     /// Highest frame index received.
     pub highest: u32,
+    /// Since when its talker is in emergency (its emergency alert's seq), if it is: it
+    /// pre-empts every talker not in emergency, and an earlier emergency pre-empts it.
+    #[serde(default)]
+    pub emergency: Option<u64>,
 }
 
 impl Talker {
     /// Whether it started speaking (a frame was heard): past its arbitration.
     pub fn speaking(&self) -> bool {
         self.highest > 0
+    }
+
+    /// How long its spell may last: [`MAX_BURST_US`], or [`MAX_EMERGENCY_BURST_US`] in
+    /// emergency.
+    pub fn cap_us(&self) -> u64 {
+        if self.emergency.is_some() {
+            MAX_EMERGENCY_BURST_US
+        } else {
+            MAX_BURST_US
+        }
     }
 }
 
@@ -205,15 +222,24 @@ pub enum FloorEvent {
 }
 
 /// Who wins a contest between the burst holding the floor and a challenger whose first packet
-/// arrives at `now_us`: a higher severity always; at equal severity the earlier burst (then the
-/// lower device number) when the two are simultaneous ([`CONTEST_US`]), else the holder.
+/// arrives at `now_us`: a talker in emergency (`emergency`: since when) over one that is not,
+/// and of two in emergency the earlier emergency (then the lower device number); otherwise a
+/// higher severity always; at equal severity the earlier burst (then the lower device number)
+/// when the two are simultaneous ([`CONTEST_US`]), else the holder.
 pub fn challenger_wins(
     holder: &Talker,
     sender: u32,
     burst: u64,
     severity: Severity,
+    emergency: Option<u64>,
     now_us: u64,
 ) -> bool {
+    match (holder.emergency, emergency) {
+        (None, Some(_)) => return true,
+        (Some(_), None) => return false,
+        (Some(h), Some(c)) => return (c, sender) < (h, holder.sender),
+        (None, None) => {}
+    }
     if severity != holder.severity {
         return severity > holder.severity;
     }
@@ -255,6 +281,17 @@ impl Floor {
     /// Takes a packet of `sender` (already authenticated and decrypted) that arrived at
     /// `now_us`. Returns what changed, in order.
     pub fn on_packet(&mut self, sender: u32, body: VoiceBody, now_us: u64) -> Vec<FloorEvent> {
+        self.on_packet_as(sender, body, None, now_us)
+    }
+
+    /// [`Floor::on_packet`] for a sender in emergency since `emergency` (`None`: not).
+    pub fn on_packet_as(
+        &mut self,
+        sender: u32,
+        body: VoiceBody,
+        emergency: Option<u64>,
+        now_us: u64,
+    ) -> Vec<FloorEvent> {
         let mut out = self.tick(now_us);
         if self.is_ended(sender, body.burst) {
             return out;
@@ -294,7 +331,7 @@ impl Floor {
                 let loses = if same {
                     body.burst < h.burst
                 } else {
-                    !challenger_wins(&h, sender, body.burst, body.severity, now_us)
+                    !challenger_wins(&h, sender, body.burst, body.severity, emergency, now_us)
                 };
                 if loses {
                     self.holder = Some(h);
@@ -328,6 +365,7 @@ impl Floor {
                 last_us: now_us,
                 received: 0,
                 highest: 0,
+                emergency,
             };
             out.push(FloorEvent::Started(t.clone()));
             self.holder = Some(t);
@@ -371,7 +409,7 @@ impl Floor {
     pub fn tick(&mut self, now_us: u64) -> Vec<FloorEvent> {
         let reason = match &self.holder {
             Some(h) if now_us.saturating_sub(h.last_us) > FLOOR_TIMEOUT_US => EndReason::TimedOut,
-            Some(h) if now_us.saturating_sub(h.spell_us) > MAX_BURST_US + CONTEST_US => {
+            Some(h) if now_us.saturating_sub(h.spell_us) > h.cap_us() + CONTEST_US => {
                 EndReason::TooLong
             }
             _ => return vec![],
@@ -650,6 +688,62 @@ mod tests {
         f.on_packet(9, claim(100, M), 0);
         f.on_packet(4, claim(100, M), 1_000);
         assert_eq!(f.holder().unwrap().sender, 4);
+    }
+
+    #[test]
+    fn an_emergency_preempts_every_other_talker_and_only_an_earlier_emergency_preempts_it() {
+        const X: Severity = Severity::Extreme;
+        let mut f = Floor::default();
+        f.on_packet(1, claim(100, X), 0);
+        f.on_packet(1, frame(100, 1, X), 150_000);
+        // A moderate claim of a member in emergency (since 50) takes an extreme talker's floor.
+        let ev = f.on_packet_as(2, claim(200, M), Some(50), 300_000);
+        assert!(matches!(
+            &ev[..],
+            [FloorEvent::Ended { reason: EndReason::Preempted, by: Some(2), .. }, FloorEvent::Started(t)]
+                if t.sender == 2 && t.emergency == Some(50)
+        ));
+        // Nobody outside an emergency takes it back, whatever the severity.
+        assert!(f.on_packet(1, claim(300, X), 400_000).is_empty());
+        assert_eq!(f.holder().map(|h| h.sender), Some(2));
+        // A later emergency does not either; an earlier one does.
+        assert!(
+            f.on_packet_as(3, claim(400, X), Some(60), 500_000)
+                .is_empty()
+        );
+        let ev = f.on_packet_as(4, claim(500, Severity::Minor), Some(40), 600_000);
+        assert!(
+            matches!(&ev[..], [FloorEvent::Ended { by: Some(4), .. }, FloorEvent::Started(t)] if t.sender == 4)
+        );
+        // Its spell is capped too, only later: past the normal cap it still holds.
+        let mut t = 600_000;
+        while t < MAX_BURST_US + CONTEST_US + 1_000_000 {
+            t += FRAME_US * 50;
+            f.on_packet_as(
+                4,
+                frame(500, ((t - 600_000) / FRAME_US) as u32, Severity::Minor),
+                Some(40),
+                t,
+            );
+        }
+        assert_eq!(f.holder().map(|h| h.sender), Some(4));
+        let mut ended = None;
+        while ended.is_none() && t < MAX_EMERGENCY_BURST_US + CONTEST_US + 1_000_000 {
+            t += FRAME_US * 50;
+            let ev = f.on_packet_as(
+                4,
+                frame(500, ((t - 600_000) / FRAME_US) as u32, Severity::Minor),
+                Some(40),
+                t,
+            );
+            ended = ev.into_iter().find_map(|e| match e {
+                FloorEvent::Ended { reason, .. } => Some((reason, t)),
+                _ => None,
+            });
+        }
+        let (reason, at) = ended.expect("the emergency talker's spell ends");
+        assert_eq!(reason, EndReason::TooLong);
+        assert!(at > MAX_EMERGENCY_BURST_US, "{at}");
     }
 
     #[test]

@@ -166,6 +166,30 @@ pub(super) async fn cancel(a: CancelArgs) -> Result<(), CliError> {
     }
 }
 
+/// `ptt-node emergency`: prints the emergency alert's id (or its cancellation's).
+pub(super) async fn emergency(a: super::EmergencyArgs) -> Result<(), CliError> {
+    let mut c = connect_client(&a.client).await?;
+    match c
+        .call(&Request::Emergency {
+            text: a.text,
+            channel: a.channel,
+            clear: a.clear,
+        })
+        .await?
+    {
+        r @ Reply::Sent { .. } => {
+            if a.client.json {
+                println!("{}", json_line(&r));
+            } else if let Reply::Sent { id, .. } = &r {
+                println!("{id}");
+            }
+            Ok(())
+        }
+        Reply::Error { message } => Err(ClientError::Refused(message).into()),
+        other => Err(ClientError::Protocol(format!("{other:?}")).into()),
+    }
+}
+
 /// `ptt-node ack ID`.
 pub(super) async fn ack(a: AckArgs) -> Result<(), CliError> {
     let mut c = connect_client(&a.client).await?;

@@ -124,6 +124,13 @@ pub enum Command {
         after_help = "Examples:\n  ptt-node cancel 3f2a9c0e1b7d4e65 --text 'false alarm: cleaner in zone 3'\n  ptt-node alert --update 3f2a9c0e1b7d4e65 --severity moderate --kind intrusion --text 'one person, leaving'"
     )]
     Cancel(CancelArgs),
+    /// Declare this device in emergency: an `extreme` alert with its location, and its voice
+    /// pre-empts every other talker until `--clear` (or a dispatcher's `cancel`). Needs the
+    /// authority's emergency right.
+    #[command(
+        after_help = "Examples:\n  ptt-node emergency --text 'man down, stair B'\n  ptt-node talk --mic                    (pre-empts any talker not in emergency)\n  ptt-node emergency --clear --text 'safe'"
+    )]
+    Emergency(EmergencyArgs),
     /// Show stored alerts this device can read, oldest first.
     #[command(
         after_help = "Examples:\n  ptt-node history --since 2h\n  ptt-node history --since 2026-11-22T08:00:00Z --channel alerts --json"
@@ -523,6 +530,7 @@ pub enum DomainCommand {
   ptt-node domain device --dir ./site-a --device cam-3 --max-severity extreme   (no limit)
   ptt-node domain device --dir ./site-a --device desk-1 --dispatcher on
   ptt-node domain device --dir ./site-a --device cam-3 --watch 60
+  ptt-node domain device --dir ./site-a --device guard-2 --emergency on
   ptt-node domain publish --data /var/lib/ptt-node ./site-a/updates/000009.update")]
     #[command(group(clap::ArgGroup::new("change").required(true).multiple(true)))]
     Device {
@@ -542,6 +550,10 @@ pub enum DomainCommand {
         /// heard it for this long (0: not watched; at least 10).
         #[arg(long, group = "change", value_name = "SECS")]
         watch: Option<u32>,
+        /// on: the device may declare an emergency (`ptt-node emergency`), whose voice
+        /// pre-empts every other talker; off: it may not.
+        #[arg(long, group = "change", value_parser = clap::builder::BoolishValueParser::new(), value_name = "on|off")]
+        emergency: Option<bool>,
     },
     /// List enrolled devices.
     #[command(
@@ -680,6 +692,10 @@ pub struct EnrollArgs {
     /// heard it for this long (at least 10). `ptt-node domain device --watch` changes it later.
     #[arg(long, value_name = "SECS")]
     pub watch: Option<u32>,
+    /// The device may declare an emergency (`ptt-node emergency`), whose voice pre-empts every
+    /// other talker. `ptt-node domain device --emergency` changes it later.
+    #[arg(long)]
+    pub emergency: bool,
     /// Replace a device of the same name, or overwrite an existing bundle directory.
     #[arg(long)]
     pub force: bool,
@@ -840,6 +856,23 @@ pub struct AlertArgs {
     /// channel, whatever --channel says. Only its sender or a dispatcher may.
     #[arg(long, value_name = "ID", conflicts_with = "stdin")]
     pub update: Option<String>,
+}
+
+/// `ptt-node emergency`.
+#[derive(Debug, Args)]
+pub struct EmergencyArgs {
+    /// Common arguments.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// What is happening (or, with --clear, why it is over).
+    #[arg(long, default_value = "")]
+    pub text: String,
+    /// Channel.
+    #[arg(long, default_value = crate::domain::DEFAULT_CHANNEL)]
+    pub channel: String,
+    /// End this device's emergency.
+    #[arg(long)]
+    pub clear: bool,
 }
 
 /// `ptt-node cancel`.

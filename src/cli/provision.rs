@@ -64,6 +64,7 @@ pub(super) fn domain(cmd: DomainCommand) -> Result<(), CliError> {
                 max_severity: e.max_severity,
                 dispatcher: e.dispatcher.then_some(true),
                 watch_secs: e.watch,
+                emergency: e.emergency.then_some(true),
                 force: e.force,
             };
             let (bundle, created) = a.enroll(&req, now_secs(), &mut rng)?;
@@ -199,17 +200,17 @@ pub(super) fn domain(cmd: DomainCommand) -> Result<(), CliError> {
             max_severity,
             dispatcher,
             watch,
+            emergency,
         } => {
             let _lock = Authority::lock(&dir)?;
             let mut a = Authority::load(&dir)?;
-            let changed = a.set_rights(
-                &device,
+            let change = crate::domain::RightsChange {
                 max_severity,
                 dispatcher,
-                watch,
-                now_secs(),
-                &mut rng,
-            )?;
+                watch_secs: watch,
+                emergency,
+            };
+            let changed = a.set_rights(&device, change, now_secs(), &mut rng)?;
             a.save(&dir)?;
             let r = a
                 .registry()
@@ -218,7 +219,7 @@ pub(super) fn domain(cmd: DomainCommand) -> Result<(), CliError> {
                 .map(|e| a.descriptor().rights(e.device));
             if let Some(r) = r {
                 println!(
-                    "device {device}: severity at most {}, {}, {}{}",
+                    "device {device}: severity at most {}, {}, {}{}{}",
                     r.max_severity,
                     if r.dispatcher() {
                         "dispatcher"
@@ -228,6 +229,11 @@ pub(super) fn domain(cmd: DomainCommand) -> Result<(), CliError> {
                     match r.watch_secs {
                         0 => "not watched".to_string(),
                         w => format!("watched every {w} s"),
+                    },
+                    if r.emergency() {
+                        ", may declare an emergency"
+                    } else {
+                        ""
                     },
                     match &changed {
                         None => " (unchanged)".to_string(),
@@ -267,6 +273,7 @@ pub(super) fn domain(cmd: DomainCommand) -> Result<(), CliError> {
                             "not_after": not_after, "replaced": e.replaced,
                             "revoked": e.revoked, "max_severity": max_severity,
                             "dispatcher": rights.dispatcher(), "watch_secs": rights.watch_secs,
+                            "emergency": rights.emergency(),
                         })
                     );
                 } else {
@@ -276,6 +283,9 @@ pub(super) fn domain(cmd: DomainCommand) -> Result<(), CliError> {
                     };
                     if rights.dispatcher() {
                         capped.push_str(" (dispatcher)");
+                    }
+                    if rights.emergency() {
+                        capped.push_str(" (emergency)");
                     }
                     if rights.watch_secs > 0 {
                         capped.push_str(&format!(" (watched every {} s)", rights.watch_secs));

@@ -740,6 +740,7 @@ mod tests {
             sent,
             lost: 0,
             reason: sent.map(|_| "released".into()),
+            emergency: false,
         })
     }
 

@@ -26,6 +26,14 @@ impl Daemon {
                 }
                 let _ = reply.send(r);
             }
+            Cmd::Emergency {
+                text,
+                channel,
+                clear,
+                reply,
+            } => {
+                let _ = reply.send(self.emergency(text, channel, clear));
+            }
             Cmd::Change { id, change, reply } => {
                 let _ = reply.send(self.change_alert(&id, change));
             }

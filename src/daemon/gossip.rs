@@ -34,6 +34,7 @@ impl Daemon {
         for mut a in opened {
             a.via = Via::CatchUp;
             self.note_state(&mut a);
+            self.note_emergency(&a);
             self.node.counters_mut().alerts_received += 1;
             if !self.watch_take(&a) {
                 self.opened_here(&a);
@@ -152,6 +153,7 @@ impl Daemon {
                         a.received_at_us = now_us();
                         a.late = crate::alert::is_late(a.created_at_us, a.received_at_us);
                         self.note_state(&mut a);
+                        self.note_emergency(&a);
                         if !self.watch_take(&a) {
                             // A copy of an announcement another member made first.
                             self.opened_here(&a);
@@ -231,6 +233,7 @@ impl Daemon {
                         Rejection::Envelope(crate::envelope::EnvelopeError::Decrypt)
                             | Rejection::BadPlaintext
                             | Rejection::NotDispatcher(_)
+                            | Rejection::NotEmergency(_)
                             | Rejection::Replay(ReplayError::TooOld)
                             | Rejection::Revoked(_)
                     );

@@ -31,6 +31,13 @@ pub(super) enum Cmd {
         body: AlertBody,
         reply: oneshot::Sender<Result<Sealed, SealError>>,
     },
+    /// Declares this device in emergency, or clears it.
+    Emergency {
+        text: String,
+        channel: String,
+        clear: bool,
+        reply: oneshot::Sender<Result<Sealed, String>>,
+    },
     /// Seals an update or a cancellation of an alert.
     Change {
         id: String,
@@ -178,6 +185,22 @@ impl Handle {
     ) -> Result<Result<Sealed, SealError>, LoopGone> {
         self.request(|reply| Cmd::SealDirect { to, body, reply })
             .await
+    }
+
+    /// Declares this device in emergency (or with `clear`, ends it).
+    pub(super) async fn emergency(
+        &self,
+        text: String,
+        channel: String,
+        clear: bool,
+    ) -> Result<Result<Sealed, String>, LoopGone> {
+        self.request(|reply| Cmd::Emergency {
+            text,
+            channel,
+            clear,
+            reply,
+        })
+        .await
     }
 
     /// Seals an update or a cancellation of the alert `id`.

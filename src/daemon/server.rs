@@ -263,6 +263,17 @@ pub(super) async fn serve_client(
                 };
                 change_alert(&cmds, &store, id, change).await
             }
+            Request::Emergency {
+                text,
+                channel,
+                clear,
+            } => match cmds.emergency(text, channel, clear).await {
+                Ok(Ok(sealed)) => store_and_publish(&cmds, &store, sealed)
+                    .await
+                    .map_err(RequestError::from),
+                Ok(Err(message)) => Err(RequestError::Refused(message)),
+                Err(e) => Err(e.into()),
+            },
             Request::Cancel { id, text } => {
                 change_alert(&cmds, &store, id, super::states::Asked::Cancel { text }).await
             }

@@ -171,6 +171,7 @@ pub async fn run(
     let ledger = super::receipts::rebuild(&newest, &node);
     let states = super::states::rebuild(&newest, &node);
     let escalations = super::escalate::rebuild(&newest, &node, &states);
+    let emergencies = super::emergency::rebuild(&newest, &node, &states);
     drop(newest);
     let store = StoreHandle::spawn(store, own_device);
 
@@ -406,6 +407,7 @@ pub async fn run(
         states,
         escalations,
         watchdog: super::watchdog::Watchdog::new(super::now_us()),
+        emergencies,
         key_path,
         timers: {
             // The tick runs at once, as the interval it replaced did.

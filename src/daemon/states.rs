@@ -286,6 +286,9 @@ impl Daemon {
         }
         .map_err(|e| e.to_string())?;
         // This device's own change, as members will read it.
+        if matches!(body.reference, Some(Reference::Cancel(_))) {
+            self.emergencies.clear(sender, id);
+        }
         if let Some(r) = body.reference {
             self.states.note(Change {
                 channel: sealed.channel_name.clone(),

@@ -31,6 +31,7 @@ impl Daemon {
                     since_us: p.since_us(),
                     profile: cert.map(|c| c.body.profile.clone()),
                     last_error: p.last_error().map(str::to_owned),
+                    emergency: cert.is_some_and(|c| self.emergencies.get(c.body.device).is_some()),
                     ..PeerInfo::default()
                 }
             })
@@ -71,6 +72,8 @@ impl Daemon {
                 .filter(|s| *s != crate::alert::Severity::Extreme),
             dispatcher: self.node.is_dispatcher(),
             escalations_pending: self.escalations.len(),
+            emergency: self.emergency_infos().0,
+            emergencies: self.emergency_infos().1,
             domain_id: self.node.domain().to_hex(),
             domain_name: self.node.descriptor().body.name.clone(),
             relay_only: cert.body.relay_only,

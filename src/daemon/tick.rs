@@ -81,6 +81,7 @@ impl Daemon {
             self.send_receipts();
             self.escalate_due();
             self.watch_tick();
+            self.emergencies_check_rights();
         }
         if fired(Timer::Beacon) {
             self.send_beacon(now);

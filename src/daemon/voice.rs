@@ -178,6 +178,7 @@ impl Daemon {
             sent: None,
             lost: 0,
             reason: None,
+            emergency: t.emergency.is_some(),
         }
     }
 
@@ -293,12 +294,13 @@ impl Daemon {
         match self.node.validate_voice_arrival(bytes, arrival, now) {
             VoiceVerdict::Accept(Ok(v)) => {
                 let channel = v.channel;
+                let emergency = self.emergencies.since(v.sender);
                 let events = self
                     .voice
                     .floors
                     .entry(channel)
                     .or_default()
-                    .on_packet(v.sender, v.body, now);
+                    .on_packet_as(v.sender, v.body, emergency, now);
                 self.floor_events(channel, events, v.seq);
                 Ok(())
             }
@@ -383,12 +385,13 @@ impl Daemon {
                                         o.frames = index;
                                     }
                                     // Keeps this device's own floor alive.
+                                    let emergency = self.emergencies.since(me);
                                     let ev = self
                                         .voice
                                         .floors
                                         .entry(channel)
                                         .or_default()
-                                        .on_packet(me, body, now);
+                                        .on_packet_as(me, body, emergency, now);
                                     self.floor_events(channel, ev, s.seq);
                                     Ok(s)
                                 }
@@ -487,13 +490,16 @@ impl Daemon {
                 "this device is already talking on channel {channel}"
             )));
         }
+        let emergency = self.emergencies.since(me);
         let floor = self.voice.floors.entry(ch).or_default();
         let ended = floor.tick(now);
-        let busy = floor
-            .holder()
-            .filter(|h| h.sender != me && !voice::challenger_wins(h, me, u64::MAX, severity, now));
+        let busy = floor.holder().filter(|h| {
+            h.sender != me && !voice::challenger_wins(h, me, u64::MAX, severity, emergency, now)
+        });
         if let Some(h) = busy.cloned() {
             self.floor_events(ch, ended, 0);
+            // Of two emergencies the earlier holds the floor; the later waits for it.
+            let queue = queue || (emergency.is_some() && h.emergency.is_some());
             let free = queue.then(|| {
                 let (tx, rx) = oneshot::channel();
                 let waiting = self.voice.waiters.entry(ch).or_default();
@@ -523,7 +529,7 @@ impl Daemon {
             })
             .map_err(|e| refused(e.to_string()))?;
         let burst = sealed.seq;
-        let ev = self.voice.floors.entry(ch).or_default().on_packet(
+        let ev = self.voice.floors.entry(ch).or_default().on_packet_as(
             me,
             VoiceBody {
                 burst,
@@ -531,6 +537,7 @@ impl Daemon {
                 severity,
                 kind: VoiceKind::Claim,
             },
+            emergency,
             now,
         );
         let (tx, lost) = oneshot::channel();

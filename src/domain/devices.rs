@@ -4,9 +4,22 @@
 use rand_core::CryptoRngCore;
 
 use super::{Authority, DomainError, PLANE_CHANNEL};
-use crate::cert::{DeviceRights, RIGHT_DISPATCH};
+use crate::cert::{DeviceRights, RIGHT_DISPATCH, RIGHT_EMERGENCY};
 use crate::severity::Severity;
 use crate::update::Update;
+
+/// A change of one device's rights (`ptt-node domain device`): `None` keeps what it has.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RightsChange {
+    /// The highest severity it may claim (`extreme`: no limit).
+    pub max_severity: Option<Severity>,
+    /// Whether it may update and cancel other members' alerts.
+    pub dispatcher: Option<bool>,
+    /// Its check-in period in seconds (0: not watched).
+    pub watch_secs: Option<u32>,
+    /// Whether it may declare an emergency.
+    pub emergency: Option<bool>,
+}
 
 impl Authority {
     /// Revokes the current device named `name`: lists it in the descriptor and starts a new
@@ -94,14 +107,13 @@ impl Authority {
 
     /// Changes the rights of the current device named `name`: the highest severity it may
     /// claim (`extreme`: no limit), whether it dispatches (updates and cancels other members'
-    /// alerts) and its check-in period (0: not watched); `None` keeps what it has. Returns the update to publish, or `None`
+    /// alerts), its check-in period (0: not watched) and whether it may declare an emergency;
+    /// `None` keeps what it has. Returns the update to publish, or `None`
     /// when nothing changes.
     pub fn set_rights(
         &mut self,
         name: &str,
-        max_severity: Option<Severity>,
-        dispatcher: Option<bool>,
-        watch_secs: Option<u32>,
+        change: RightsChange,
         now_secs: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Option<Update>, DomainError> {
@@ -116,6 +128,12 @@ impl Authority {
         };
         let device = e.device;
         let old = self.descriptor.rights(device);
+        let RightsChange {
+            max_severity,
+            dispatcher,
+            watch_secs,
+            emergency,
+        } = change;
         let mut new = old;
         if let Some(s) = max_severity {
             new.max_severity = s;
@@ -128,6 +146,11 @@ impl Authority {
         if let Some(w) = watch_secs {
             check_watch(w)?;
             new.watch_secs = w;
+        }
+        match emergency {
+            Some(true) => new.flags |= RIGHT_EMERGENCY,
+            Some(false) => new.flags &= !RIGHT_EMERGENCY,
+            None => {}
         }
         if new == old {
             return Ok(None);
@@ -143,6 +166,16 @@ impl Authority {
                     "dispatcher"
                 } else {
                     "not a dispatcher"
+                }
+                .into(),
+            );
+        }
+        if new.emergency() != old.emergency() {
+            what.push(
+                if new.emergency() {
+                    "may declare an emergency"
+                } else {
+                    "may not declare an emergency"
                 }
                 .into(),
             );
@@ -173,7 +206,11 @@ impl Authority {
         now_secs: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Option<Update>, DomainError> {
-        self.set_rights(name, Some(max_severity), None, None, now_secs, rng)
+        let change = RightsChange {
+            max_severity: Some(max_severity),
+            ..RightsChange::default()
+        };
+        self.set_rights(name, change, now_secs, rng)
     }
 }
 

@@ -61,6 +61,11 @@ pub enum SealError {
         "only the alert's sender or a dispatcher may update or cancel it (`ptt-node domain device --dispatcher on` grants the right)"
     )]
     NotDispatcher,
+    /// An emergency without the emergency right.
+    #[error(
+        "this device may not declare an emergency (`ptt-node domain device --emergency on` grants the right)"
+    )]
+    NotEmergency,
 }
 
 /// A freshly sealed alert.
@@ -97,8 +102,18 @@ impl Node {
             Some(r) if r.target().sender != me && !self.descriptor.rights(me).dispatcher() => {
                 Err(SealError::NotDispatcher)
             }
+            None if super::validate::is_emergency(body)
+                && !self.descriptor.rights(me).emergency() =>
+            {
+                Err(SealError::NotEmergency)
+            }
             _ => Ok(()),
         }
+    }
+
+    /// Whether this device may declare an emergency.
+    pub fn may_declare_emergency(&self) -> bool {
+        self.descriptor.rights(self.cert.body.device).emergency()
     }
 
     /// Whether this device may update and cancel other members' alerts.

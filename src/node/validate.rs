@@ -72,6 +72,10 @@ pub enum Rejection {
     /// dispatcher right ([`crate::cert::RIGHT_DISPATCH`]); found only by a reader, once open.
     #[error("sender device {0} may not update or cancel another member's alert")]
     NotDispatcher(u32),
+    /// An emergency declaration from a sender without the emergency right
+    /// ([`crate::cert::RIGHT_EMERGENCY`]); found only by a reader, once open.
+    #[error("sender device {0} may not declare an emergency")]
+    NotEmergency(u32),
     /// The sender is over the channel's rate limit (live gossip and multicast only).
     #[error("sender device {sender} is over the rate limit of channel {channel}")]
     RateLimited {
@@ -100,6 +104,7 @@ impl Rejection {
             Rejection::TooFarAhead(_) => "too_far_ahead",
             Rejection::SenderFaulty(_) => "sender_faulty",
             Rejection::NotDispatcher(_) => "not_dispatcher",
+            Rejection::NotEmergency(_) => "not_emergency",
         }
     }
     /// Whether the forwarding peer is at fault (reject and penalise) or the message is
@@ -126,6 +131,7 @@ impl Rejection {
                 | Rejection::Envelope(EnvelopeError::Decrypt)
                 | Rejection::BadPlaintext
                 | Rejection::NotDispatcher(_)
+                | Rejection::NotEmergency(_)
                 // A newer version is not an attack.
                 | Rejection::Envelope(EnvelopeError::Decode(DecodeError::Version { .. }))
         )
@@ -318,7 +324,8 @@ impl Node {
         if let Err(
             Rejection::Envelope(EnvelopeError::Decrypt)
             | Rejection::BadPlaintext
-            | Rejection::NotDispatcher(_),
+            | Rejection::NotDispatcher(_)
+            | Rejection::NotEmergency(_),
         ) = opened
         {
             // Only the authenticated sender can make its signed envelope fail to open: it is
@@ -368,6 +375,9 @@ impl Node {
             && r.target().sender != h.sender
             && !self.descriptor.rights(h.sender).dispatcher()
         {
+            return None;
+        }
+        if is_emergency(&body) && !self.descriptor.rights(h.sender).emergency() {
             return None;
         }
         Some((h, body))
@@ -509,6 +519,9 @@ impl Node {
             Ok(key) => {
                 let plain = env.open(self.domain(), &key)?;
                 let body = AlertBody::decode(&plain).map_err(|_| Rejection::BadPlaintext)?;
+                if is_emergency(&body) && !self.descriptor.rights(h.sender).emergency() {
+                    return Err(Rejection::NotEmergency(h.sender));
+                }
                 // Only its sender or a dispatcher may update or cancel an alert.
                 let references = match &body.reference {
                     None => None,
@@ -556,4 +569,10 @@ impl Node {
         };
         Ok((env, content))
     }
+}
+
+/// Whether an alert declares its sender in emergency: kind `emergency`, not a change of
+/// another alert.
+pub fn is_emergency(body: &AlertBody) -> bool {
+    body.kind == crate::alert::EMERGENCY_KIND && body.reference.is_none()
 }

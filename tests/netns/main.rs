@@ -26,6 +26,7 @@ mod adversary;
 mod broker;
 mod changes;
 mod discovery;
+mod emergency;
 mod field;
 mod floor;
 mod install;

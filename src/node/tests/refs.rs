@@ -5,6 +5,13 @@ use super::*;
 use crate::alert::{AlertRef, MsgType, Reference};
 use crate::envelope::Header;
 
+fn dispatcher(on: bool) -> crate::domain::RightsChange {
+    crate::domain::RightsChange {
+        dispatcher: Some(on),
+        ..Default::default()
+    }
+}
+
 fn opened(v: Verdict) -> Box<ReceivedAlert> {
     match v {
         Verdict::Accept { content: Ok(a), .. } => a,
@@ -105,12 +112,12 @@ fn only_the_sender_or_a_dispatcher_may_cancel_and_every_reader_checks() {
     ));
     // The authority makes m a dispatcher: its cancel of s's alert is read by every member.
     let u = a
-        .set_rights("m", None, Some(true), None, NOW_S, &mut OsRng)
+        .set_rights("m", dispatcher(true), NOW_S, &mut OsRng)
         .unwrap()
         .expect("a change");
     assert!(u.body.keys.is_empty(), "a right re-keys nothing");
     assert_eq!(
-        a.set_rights("m", None, Some(true), None, NOW_S, &mut OsRng)
+        a.set_rights("m", dispatcher(true), NOW_S, &mut OsRng)
             .unwrap(),
         None
     );
@@ -151,7 +158,7 @@ fn only_the_sender_or_a_dispatcher_may_cancel_and_every_reader_checks() {
     assert_eq!(fresh.logged_change(&original.bytes), None, "a plain alert");
     // Taking the right away again makes the same kind of message refused.
     let u = a
-        .set_rights("m", None, Some(false), None, NOW_S, &mut OsRng)
+        .set_rights("m", dispatcher(false), NOW_S, &mut OsRng)
         .unwrap()
         .expect("a change");
     for x in n.iter_mut() {
@@ -191,4 +198,60 @@ fn a_reference_that_does_not_decode_is_bad_plaintext() {
             "bad_plaintext"
         );
     }
+}
+
+#[test]
+fn only_a_device_with_the_right_declares_an_emergency_and_every_reader_checks() {
+    let (mut a, mut n, _) = domain_with_authority();
+    let declare = AlertBody {
+        severity: Severity::Extreme,
+        kind: crate::alert::EMERGENCY_KIND.into(),
+        ..alert("man down")
+    };
+    assert_eq!(
+        n[0].seal_alert("alerts", &declare, NOW_US).unwrap_err(),
+        SealError::NotEmergency
+    );
+    assert!(!n[0].may_declare_emergency());
+    // What it signs anyway, with the real channel key, is refused by every reader.
+    let domain = *n[0].domain();
+    let cover = n[0]
+        .seal_alert("alerts", &alert("cover"), NOW_US + 1)
+        .unwrap();
+    let env = Envelope::parse(&cover.bytes).unwrap();
+    let key = n[0].key_for(1, env.header.epoch, env.header.seq).unwrap();
+    let forged = envelope::seal(
+        &n[0].secrets.identity,
+        &domain,
+        &env.header,
+        &key,
+        &declare.encode(),
+    );
+    assert_eq!(
+        reject_reason(n[1].validate(&forged, Arrival::CatchUp, NOW_US + 2)),
+        "not_emergency"
+    );
+    assert!(!Rejection::NotEmergency(1).is_peer_fault());
+    // A cancellation of an emergency is not a declaration: no right needed for one's own.
+    let u = a
+        .set_rights(
+            "s",
+            crate::domain::RightsChange {
+                emergency: Some(true),
+                ..Default::default()
+            },
+            NOW_S,
+            &mut OsRng,
+        )
+        .unwrap()
+        .expect("a change");
+    for x in n.iter_mut() {
+        x.apply_update(u.as_bytes(), NOW_S).unwrap();
+    }
+    assert!(n[0].may_declare_emergency());
+    let ok = n[0].seal_alert("alerts", &declare, NOW_US + 3).unwrap();
+    let got = opened(n[1].validate(&ok.bytes, Arrival::CatchUp, NOW_US + 4));
+    assert_eq!(got.kind, "emergency");
+    assert!(crate::node::is_emergency(&declare));
+    assert!(!crate::node::is_emergency(&cancel_of(1, 1)));
 }
