@@ -327,6 +327,29 @@ pub(super) fn format_status(s: &StatusInfo) -> String {
     if let Some(m) = &s.metrics {
         out.push_str(&format!("metrics  {m}\n"));
     }
+    // Who is in emergency comes right after the identity: it is what matters most.
+    if let Some(e) = &s.emergency {
+        out.push_str(&format!(
+            "EMERGENCY this device since {}: {} (`ptt-node emergency --clear` ends it)\n",
+            format_time_us(e.since_us),
+            e.text
+        ));
+    }
+    for e in &s.emergencies {
+        out.push_str(&format!(
+            "EMERGENCY {} since {}: {} (alert {})\n",
+            e.name,
+            format_time_us(e.since_us),
+            e.text,
+            e.id
+        ));
+    }
+    if s.escalations_pending > 0 {
+        out.push_str(&format!(
+            "escalation {} of this device's alerts wait for an acknowledgement\n",
+            s.escalations_pending
+        ));
+    }
     if s.peers.denied > 0 {
         out.push_str(&format!(
             "  denied {} inbound connections (too many waiting to authenticate; {} waiting now)\n",
@@ -481,7 +504,20 @@ mod tests {
         s.uptime_s = 3 * 3600 + 7 * 60;
         s.metrics = Some("http://127.0.0.1:9464/metrics".into());
         s.counters.signatures_verified = 7;
+        s.emergencies = vec![crate::control::EmergencyInfo {
+            device: 4,
+            name: "guard-2".into(),
+            id: "00aa".into(),
+            since_us: 0,
+            text: "man down".into(),
+        }];
         let text = format_status(&s);
+        assert!(
+            text.contains(
+                "EMERGENCY guard-2 since 1970-01-01T00:00:00.000Z: man down (alert 00aa)\n"
+            ),
+            "{text}"
+        );
         assert!(text.starts_with("REVOKED"), "{text}");
         assert!(
             text.contains("uptime   3h 7m\n")

@@ -698,12 +698,17 @@ impl Recorder {
 
 /// One line for a burst event in text form.
 pub fn format_burst(start: bool, b: &BurstInfo) -> String {
+    let who = if b.emergency {
+        format!("{} (EMERGENCY)", b.talker)
+    } else {
+        b.talker.clone()
+    };
     if start {
         format!(
             "{} {:<8} voice from {} on {}: talking",
             format_time_us(b.started_at_us),
             b.severity.as_str().to_uppercase(),
-            b.talker,
+            who,
             b.channel
         )
     } else {
@@ -711,7 +716,7 @@ pub fn format_burst(start: bool, b: &BurstInfo) -> String {
             "{} {:<8} voice from {} on {}: {:.1} s, {} frames, {} lost ({})",
             format_time_us(b.started_at_us),
             b.severity.as_str().to_uppercase(),
-            b.talker,
+            who,
             b.channel,
             b.duration_ms as f64 / 1000.0,
             b.received,
