@@ -331,12 +331,18 @@ impl Daemon {
                 .unwrap_or_default();
             self.floor_events(ch, events, 0);
         }
-        // A session that vanished without a release is ended here.
+        // A session that vanished without a release is ended here (after the longest spell
+        // this device may talk: an emergency's when it is in one).
+        let cap = if self.emergencies.since(me).is_some() {
+            voice::MAX_EMERGENCY_BURST_US
+        } else {
+            MAX_BURST_US
+        };
         let stale: Vec<(u32, u64)> = self
             .voice
             .own
             .iter()
-            .filter(|(_, o)| now.saturating_sub(o.started_us) > MAX_BURST_US + 5_000_000)
+            .filter(|(_, o)| now.saturating_sub(o.started_us) > cap + 5_000_000)
             .map(|(c, o)| (*c, o.burst))
             .collect();
         for (ch, burst) in stale {
@@ -370,7 +376,9 @@ impl Daemon {
                     Some(o) if o.burst == burst && o.lost.is_some() => {
                         let (index, severity) = (o.frames + 1, o.severity);
                         if index > MAX_BURST_FRAMES {
-                            Err(FloorError::BurstTooLong(MAX_BURST_US / 1_000_000))
+                            Err(FloorError::BurstTooLong(
+                                voice::MAX_EMERGENCY_BURST_US / 1_000_000,
+                            ))
                         } else {
                             let name = self.channel_name(channel);
                             let body = VoiceBody {

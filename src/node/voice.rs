@@ -9,7 +9,7 @@ use super::{
 };
 use crate::cert::ChannelPolicy;
 use crate::envelope::{self, Envelope, EnvelopeError, Kind};
-use crate::voice::{MAX_BURST_US, VoiceBody, VoiceKind};
+use crate::voice::{MAX_EMERGENCY_BURST_US, VoiceBody, VoiceKind};
 
 /// Sequence numbers of voice packets remembered per sender (about 20 s of frames). Voice has
 /// a window of its own so that a long talk never pushes a sender's alert floor up (which would
@@ -240,7 +240,7 @@ impl Node {
         // burst's length: a sender cannot pick an early id to win contests for the floor.
         let in_burst = match body.kind {
             VoiceKind::Claim => h.seq == body.burst,
-            _ => h.seq > body.burst && h.seq - body.burst <= MAX_BURST_US + 10_000_000,
+            _ => h.seq > body.burst && h.seq - body.burst <= MAX_EMERGENCY_BURST_US + 10_000_000,
         };
         if !in_burst {
             return Err(Rejection::BadPlaintext);
