@@ -1130,10 +1130,10 @@ fn voice_packets_open_at_members_relay_unread_and_never_pass_for_alerts() {
         reason(d.member.validate_voice(&forged.bytes, ch, NOW_US)),
         "bad_plaintext"
     );
-    // A frame far past its burst's length: refused too.
+    // A frame far past the longest burst (an emergency's, 300 s): refused too.
     let late = d
         .sender
-        .seal_voice("alerts", NOW_US + 200_000_000, |_| VoiceBody {
+        .seal_voice("alerts", NOW_US + 400_000_000, |_| VoiceBody {
             burst: c.seq,
             index: 1,
             severity: Severity::Severe,
@@ -1143,7 +1143,7 @@ fn voice_packets_open_at_members_relay_unread_and_never_pass_for_alerts() {
     assert_eq!(
         reason(
             d.member
-                .validate_voice(&late.bytes, ch, NOW_US + 200_000_000)
+                .validate_voice(&late.bytes, ch, NOW_US + 400_000_000)
         ),
         "bad_plaintext"
     );
