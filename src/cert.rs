@@ -450,8 +450,8 @@ pub struct DeviceRights {
     /// Rights beyond the default, as bits: [`RIGHT_DISPATCH`], [`RIGHT_EMERGENCY`] (version 3). Readers ignore
     /// bits they do not know, so a later build can add rights without a new version.
     pub flags: u32,
-    /// Check-in period in seconds (0: not watched), version 3. Kept and shown; the
-    /// device-lost watchdog that reads it is not built yet.
+    /// Check-in period in seconds (0: not watched), version 3: members announce the device
+    /// lost when none of them in line heard it for that long (the daemon's watchdog).
     pub watch_secs: u32,
 }
 

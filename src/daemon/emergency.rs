@@ -24,41 +24,59 @@ pub(super) struct Emergency {
     pub text: String,
 }
 
-/// The members in emergency, by device number.
+/// The members in emergency: per device, every declaration not cancelled, by its seq (the
+/// earliest is the one that holds: arrival order, live or by catch-up, does not matter).
 #[derive(Debug, Default)]
 pub(super) struct Emergencies {
-    by_device: BTreeMap<u32, Emergency>,
+    by_device: BTreeMap<u32, BTreeMap<u64, Emergency>>,
 }
 
+/// Declarations kept per device, at most (a device's own daemon refuses a second one while
+/// the first holds, so more come only from a member that skips that check).
+const MAX_PER_DEVICE: usize = 16;
+
 impl Emergencies {
-    /// Notes a declaration by `device`: the earliest one it made and nobody cancelled holds.
+    /// Notes a declaration by `device`. Returns whether the device was not in emergency.
     pub(super) fn declare(&mut self, device: u32, e: Emergency) -> bool {
-        match self.by_device.get(&device) {
-            Some(old) if old.since_us <= e.since_us => false,
-            _ => {
-                self.by_device.insert(device, e);
-                true
+        let held = self.by_device.entry(device).or_default();
+        let new = held.is_empty();
+        if held.len() < MAX_PER_DEVICE
+            || held.last_key_value().is_some_and(|(k, _)| e.since_us < *k)
+        {
+            held.insert(e.since_us, e);
+            while held.len() > MAX_PER_DEVICE {
+                held.pop_last();
             }
         }
+        new
     }
 
-    /// Ends `device`'s emergency if `id` is its declaration. Returns whether it ended.
-    pub(super) fn clear(&mut self, device: u32, id: &str) -> bool {
-        if self.by_device.get(&device).is_some_and(|e| e.id == id) {
+    /// Ends `device`'s declaration `id` on `channel` (a cancellation names an alert within its
+    /// own channel). Returns whether the device is out of emergency now.
+    pub(super) fn clear(&mut self, device: u32, id: &str, channel: &str) -> bool {
+        let Some(held) = self.by_device.get_mut(&device) else {
+            return false;
+        };
+        let before = held.len();
+        held.retain(|_, e| !(e.id == id && e.channel == channel));
+        let cleared = held.len() < before && held.is_empty();
+        if held.is_empty() {
             self.by_device.remove(&device);
-            return true;
         }
-        false
+        cleared
     }
 
-    /// Since when `device` is in emergency.
+    /// Since when `device` is in emergency (its earliest declaration not cancelled).
     pub(super) fn since(&self, device: u32) -> Option<u64> {
-        self.by_device.get(&device).map(|e| e.since_us)
+        self.get(device).map(|e| e.since_us)
     }
 
-    /// `device`'s emergency.
+    /// `device`'s emergency: its earliest declaration not cancelled.
     pub(super) fn get(&self, device: u32) -> Option<&Emergency> {
-        self.by_device.get(&device)
+        self.by_device
+            .get(&device)
+            .and_then(|h| h.first_key_value())
+            .map(|(_, e)| e)
     }
 
     /// Drops the emergencies of devices `keep` says no.
@@ -75,9 +93,11 @@ impl Emergencies {
         gone
     }
 
-    /// Every member in emergency.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (&u32, &Emergency)> {
-        self.by_device.iter()
+    /// Every member in emergency, with the declaration that holds.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (u32, &Emergency)> {
+        self.by_device
+            .iter()
+            .filter_map(|(d, h)| h.first_key_value().map(|(_, e)| (*d, e)))
     }
 }
 
@@ -131,7 +151,7 @@ impl Daemon {
         }
         if a.msg_type == MsgType::Cancel
             && let Some(r) = &a.references
-            && self.emergencies.clear(r.sender_device, &r.id)
+            && self.emergencies.clear(r.sender_device, &r.id, &a.channel)
         {
             tracing::info!(device = %r.sender, by = %a.sender, "emergency cleared");
         }
@@ -165,9 +185,7 @@ impl Daemon {
             let Some(e) = self.emergencies.get(me).cloned() else {
                 return Err("this device is not in emergency".into());
             };
-            let sealed = self.change_alert(&e.id, super::states::Asked::Cancel { text })?;
-            self.emergencies.clear(me, &e.id);
-            return Ok(sealed);
+            return self.change_alert(&e.id, super::states::Asked::Cancel { text });
         }
         if let Some(e) = self.emergencies.get(me) {
             return Err(format!(
@@ -217,8 +235,8 @@ impl Daemon {
         let others = self
             .emergencies
             .iter()
-            .filter(|(d, _)| **d != me)
-            .map(|(d, e)| info(*d, e))
+            .filter(|(d, _)| *d != me)
+            .map(|(d, e)| info(d, e))
             .collect();
         (own, others)
     }
@@ -238,24 +256,28 @@ mod tests {
     }
 
     #[test]
-    fn the_earliest_declaration_holds_until_it_is_cancelled_or_the_right_goes() {
+    fn the_earliest_declaration_not_cancelled_holds_whatever_the_arrival_order() {
         let mut m = Emergencies::default();
-        assert!(m.declare(3, e("b", 200)));
-        assert!(
-            m.declare(3, e("a", 100)),
-            "an earlier one replaces a later one"
-        );
-        assert!(!m.declare(3, e("c", 300)));
+        // D declared E1 (100), cancelled it, declared E2 (300); this node gets E2 live first,
+        // then E1 and its cancellation by catch-up: D is still in emergency, since E2.
+        assert!(m.declare(3, e("e2", 300)));
+        assert!(!m.declare(3, e("e1", 100)));
         assert_eq!(m.since(3), Some(100));
-        assert!(
-            !m.clear(3, "b"),
-            "a cancellation of another alert ends nothing"
-        );
-        assert!(m.clear(3, "a"));
+        assert!(!m.clear(3, "e1", "alerts"), "E2 still holds");
+        assert_eq!(m.since(3), Some(300));
+        // A cancellation on another channel changes nothing.
+        assert!(!m.clear(3, "e2", "ops"));
+        assert_eq!(m.since(3), Some(300));
+        assert!(m.clear(3, "e2", "alerts"));
         assert_eq!(m.since(3), None);
         m.declare(4, e("x", 1));
         m.declare(5, e("y", 2));
         assert_eq!(m.retain(|d| d != 4), vec![4]);
-        assert_eq!(m.iter().map(|(d, _)| *d).collect::<Vec<_>>(), vec![5]);
+        assert_eq!(m.iter().map(|(d, _)| d).collect::<Vec<_>>(), vec![5]);
+        // Bounded per device, keeping the earliest.
+        for i in 0..100 {
+            m.declare(6, e(&format!("z{i}"), 1_000 - i));
+        }
+        assert_eq!(m.since(6), Some(901));
     }
 }

@@ -16,6 +16,11 @@ pub(super) const MAX_PENDING: usize = 16_384;
 /// How long an escalation refused by this device's own rate limit waits before it tries again.
 const RETRY_US: u64 = 1_000_000;
 
+/// At start, an alert whose escalation time passed longer ago than this (while the daemon was
+/// down) is not escalated any more: old news, and its acknowledgements may have left the
+/// ledger.
+const STALE_AT_START_US: u64 = 600_000_000;
+
 /// One of this device's alerts, waiting for its escalation time.
 #[derive(Debug, Clone)]
 pub(super) struct Pending {
@@ -79,14 +84,25 @@ pub(super) fn rebuild(
     states: &super::states::States,
 ) -> Escalations {
     let me = node.cert().body.device;
+    let now = now_us();
     let mut out = Escalations::default();
     for e in newest.iter().filter(|e| e.sender == me) {
         let Some((h, body)) = node.logged_body(&e.bytes) else {
             continue;
         };
+        // Only what `alert` sends is escalated while running: the same here.
+        let sent_by_alert = !crate::node::is_emergency(&body)
+            && body.kind != "voice"
+            && !body
+                .attributes
+                .iter()
+                .any(|(k, _)| k == super::watchdog::EVENT_ATTR);
         let channel = node.channel_name(h.channel);
         if let Some(due) = due_us(node, h.channel, h.seq, &body)
+            && sent_by_alert
+            && due.saturating_add(STALE_AT_START_US) >= now
             && !states.escalated(&channel, me, h.seq)
+            && !states.cancelled(&channel, me, h.seq)
         {
             out.schedule(
                 due,

@@ -17,6 +17,9 @@ use crate::alert::{
 /// Alerts whose state a node keeps (those that later messages changed; the oldest go first).
 pub(super) const MAX_STATES: usize = 16_384;
 
+/// Bytes of a cancellation's text the states keep.
+const MAX_KEPT_TEXT: usize = 256;
+
 /// An alert, by its channel's name, sender and seq.
 type Key = (String, u32, u64);
 
@@ -94,6 +97,16 @@ impl States {
                 true
             }
             MsgType::Cancel if e.cancelled.as_ref().is_none_or(|x| c.at_us < x.at_us) => {
+                // Kept short: a member may cancel made-up alerts of its own, each with up to
+                // 16 KiB of text, and the states must stay small.
+                let mut c = c;
+                if c.text.len() > MAX_KEPT_TEXT {
+                    let mut end = MAX_KEPT_TEXT;
+                    while !c.text.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    c.text.truncate(end);
+                }
                 e.cancelled = Some(c);
                 true
             }
@@ -287,7 +300,7 @@ impl Daemon {
         .map_err(|e| e.to_string())?;
         // This device's own change, as members will read it.
         if matches!(body.reference, Some(Reference::Cancel(_))) {
-            self.emergencies.clear(sender, id);
+            self.emergencies.clear(sender, id, &sealed.channel_name);
         }
         if let Some(r) = body.reference {
             self.states.note(Change {

@@ -375,10 +375,14 @@ impl Daemon {
                 let r = match self.voice.own.get(&channel) {
                     Some(o) if o.burst == burst && o.lost.is_some() => {
                         let (index, severity) = (o.frames + 1, o.severity);
-                        if index > MAX_BURST_FRAMES {
-                            Err(FloorError::BurstTooLong(
-                                voice::MAX_EMERGENCY_BURST_US / 1_000_000,
-                            ))
+                        // The longest burst: an emergency's, else the usual one.
+                        let cap_us = if self.emergencies.since(me).is_some() {
+                            voice::MAX_EMERGENCY_BURST_US
+                        } else {
+                            MAX_BURST_US
+                        };
+                        if u64::from(index) > cap_us / voice::FRAME_US || index > MAX_BURST_FRAMES {
+                            Err(FloorError::BurstTooLong(cap_us / 1_000_000))
                         } else {
                             let name = self.channel_name(channel);
                             let body = VoiceBody {

@@ -151,7 +151,7 @@ impl Watchdog {
     ) -> Option<String> {
         let delay = STEP_US * rank.filter(|r| *r < IN_LINE)? as u64;
         let last = self.last(device);
-        match self.lost.get(&device) {
+        let key = match self.lost.get(&device) {
             None => {
                 let quiet = now_us.saturating_sub(last);
                 (quiet >= period_us.saturating_add(delay))
@@ -164,7 +164,10 @@ impl Watchdog {
                 (recent && now_us.saturating_sub(since) >= delay)
                     .then(|| event(BACK_KIND, device, period))
             }
-        }
+        }?;
+        // An event is announced once: one already shown (a member heard the device again
+        // and said so, while this node still does not hear it) is not announced again.
+        (!self.shown.contains(&key)).then_some(key)
     }
 
     /// The devices heard within `window_us` of `now_us`.
@@ -193,13 +196,21 @@ impl Daemon {
     /// Whether an alert is to be shown: an announcement whose event was shown already is not
     /// (a copy raised by another member).
     pub(super) fn watch_take(&mut self, a: &ReceivedAlert) -> bool {
-        match a.attributes.iter().find(|(k, _)| k == EVENT_ATTR) {
-            Some((_, key)) if a.kind == LOST_KIND || a.kind == BACK_KIND => {
-                let key = key.clone();
-                self.watchdog.take(&key)
-            }
-            _ => true,
+        let Some((_, key)) = a.attributes.iter().find(|(k, _)| k == EVENT_ATTR) else {
+            return true;
+        };
+        if a.kind != LOST_KIND && a.kind != BACK_KIND {
+            return true;
         }
+        // Only events of devices the authority watches are kept (so a member cannot fill
+        // this node's memory with made-up devices); others are shown as they are.
+        let watched = parse_event(key)
+            .is_some_and(|(_, d, _)| self.node.descriptor().rights(d).watch_secs > 0);
+        if !watched {
+            return true;
+        }
+        let key = key.clone();
+        self.watchdog.take(&key)
     }
 
     /// The tick's watch: announces the watched devices that went quiet, and those heard
@@ -367,6 +378,27 @@ mod tests {
         // And lost again later, as a new event.
         let again = w.due(7, P, Some(0), t0 + 62 * P);
         assert_eq!(again, Some(event(LOST_KIND, 7, 60 + 1_000)));
+    }
+
+    #[test]
+    fn an_event_a_member_answered_is_not_announced_again() {
+        // This node announced 7 lost; another member, which still hears 7, announced it back;
+        // this node still hears nothing of 7. It must not announce the same loss again, every
+        // tick, for ever.
+        let t0 = 1_000 * P;
+        let mut w = Watchdog::new(t0);
+        w.heard(7, t0);
+        let lost = w.due(7, P, Some(0), t0 + P).expect("lost");
+        assert!(w.take(&lost));
+        let back = event(BACK_KIND, 7, t0 / P);
+        assert!(w.take(&back), "the member's back");
+        assert!(!w.is_lost(7));
+        for k in 1..100 {
+            assert_eq!(w.due(7, P, Some(0), t0 + P + k * 250_000), None);
+        }
+        // Heard again and quiet for a new period: a new event.
+        w.heard(7, t0 + 5 * P);
+        assert!(w.due(7, P, Some(0), t0 + 6 * P).is_some());
     }
 
     #[test]

@@ -282,7 +282,6 @@ impl Node {
         }
         self.may_claim(body.severity)?;
         self.may_refer(body)?;
-        self.may_refer(body)?;
         let plain = body.encode();
         if plain.len() > crate::alert::MAX_ALERT_LEN {
             return Err(SealError::TooLarge(plain.len()));

@@ -87,12 +87,12 @@ fn only_the_sender_or_a_dispatcher_may_cancel_and_every_reader_checks() {
     );
     // ...and what it signs anyway is refused by every reader, and the sender is charged.
     let forged = forged_cancel(&mut n[1], s, original.seq, NOW_US + 4);
-    let faults_before = n[2].counters().rejected.get("not_dispatcher").copied();
+    let m = n[1].cert().body.device;
+    assert!(n[0].has_fault_budget(m, NOW_US + 5));
     assert_eq!(
         reject_reason(n[2].validate(&forged, Arrival::CatchUp, NOW_US + 5)),
         "not_dispatcher"
     );
-    assert_eq!(faults_before, None);
     assert_eq!(n[2].counters().rejected["not_dispatcher"], 1);
     assert!(
         !Rejection::NotDispatcher(1).is_peer_fault(),
@@ -101,6 +101,21 @@ fn only_the_sender_or_a_dispatcher_may_cancel_and_every_reader_checks() {
     assert_eq!(
         reject_reason(n[0].validate(&forged, Arrival::CatchUp, NOW_US + 5)),
         "not_dispatcher"
+    );
+    // Each one costs the sender a fault: past its budget (ten), the next is refused before
+    // the signature.
+    for i in 0..9 {
+        let f = forged_cancel(&mut n[1], s, original.seq, NOW_US + 100 + i);
+        assert_eq!(
+            reject_reason(n[0].validate(&f, Arrival::CatchUp, NOW_US + 100 + i)),
+            "not_dispatcher"
+        );
+    }
+    assert!(!n[0].has_fault_budget(m, NOW_US + 200));
+    let f = forged_cancel(&mut n[1], s, original.seq, NOW_US + 200);
+    assert_eq!(
+        reject_reason(n[0].validate(&f, Arrival::CatchUp, NOW_US + 200)),
+        "sender_faulty"
     );
     // A relay cannot read it, so it checks the signature and carries it.
     assert!(matches!(
@@ -232,7 +247,8 @@ fn only_a_device_with_the_right_declares_an_emergency_and_every_reader_checks() 
         "not_emergency"
     );
     assert!(!Rejection::NotEmergency(1).is_peer_fault());
-    // A cancellation of an emergency is not a declaration: no right needed for one's own.
+    // With the right, the declaration is sealed and read; a cancellation of one is not a
+    // declaration.
     let u = a
         .set_rights(
             "s",
