@@ -201,6 +201,23 @@ impl Node {
         }
     }
 
+    /// Opens a receipt from this node's log or its unread queue (validated before), telling an
+    /// unknown key epoch (`Err(Some(..))`: it may open once the epoch's update arrives) from
+    /// anything that never will (`Err(None)`).
+    pub fn reopen_receipt(&self, bytes: &[u8]) -> Result<ReceivedReceipt, Option<Unreadable>> {
+        let env = Envelope::parse(bytes).map_err(|_| None)?;
+        let base = receipt::base_channel(env.header.channel);
+        if base == env.header.channel {
+            return Err(None);
+        }
+        let name = self.channel_name(base);
+        match self.open_receipt(env, name) {
+            Ok((_, Ok(r))) => Ok(*r),
+            Ok((_, Err(u))) => Err(Some(u)),
+            Err(_) => Err(None),
+        }
+    }
+
     /// Opens a verified receipt when this device may read it.
     pub(super) fn open_receipt(
         &self,

@@ -216,3 +216,34 @@ fn a_directed_message_s_receipt_goes_to_its_sender_only() {
         Err(SealError::Invalid(_))
     ));
 }
+
+#[test]
+fn a_receipt_under_an_epoch_not_held_yet_opens_once_its_update_arrives() {
+    let (mut a, mut n, _) = domain_with_authority();
+    let s_dev = n[0].cert().body.device;
+    let alert_sealed = n[0].seal_alert("alerts", &alert("gate"), NOW_US).unwrap();
+    // A new epoch (the revocation of "lost"): m applies it, s does not yet.
+    let u = a.revoke("lost", NOW_S + 60, &mut OsRng).unwrap();
+    n[1].apply_update(u.as_bytes(), NOW_S + 60).unwrap();
+    let r = n[1]
+        .seal_receipt(1, None, &body(s_dev, alert_sealed.seq), NOW_US + 70_000_000)
+        .unwrap();
+    assert!(matches!(
+        n[0].validate(&r.bytes, Arrival::CatchUp, NOW_US + 70_000_001),
+        Verdict::Receipt {
+            content: Err(Unreadable::UnknownEpoch { .. }),
+            ..
+        }
+    ));
+    assert!(matches!(
+        n[0].reopen_receipt(&r.bytes),
+        Err(Some(Unreadable::UnknownEpoch { .. }))
+    ));
+    n[0].apply_update(u.as_bytes(), NOW_S + 60).unwrap();
+    let got = n[0]
+        .reopen_receipt(&r.bytes)
+        .expect("opens with the new epoch");
+    assert_eq!(got.opened[0].seq, alert_sealed.seq);
+    // An alert is no receipt.
+    assert_eq!(n[0].reopen_receipt(&alert_sealed.bytes).err(), Some(None));
+}
