@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::oneshot;
 
 use crate::sync::{BucketSummary, Diff, Id, Index, Key};
@@ -39,8 +39,12 @@ pub const DB_FILE: &str = "store.redb";
 
 /// (sender device, seq) → (channel, received at µs, envelope bytes).
 const ENVELOPES: TableDefinition<(u32, u64), (u32, u64, &[u8])> = TableDefinition::new("envelopes");
-/// (received at µs, sender, seq) → (): retention order.
+/// (received at µs, sender, seq) → (): retention order of alerts (and directed messages).
 const BY_TIME: TableDefinition<(u64, u32, u64), ()> = TableDefinition::new("by_time");
+/// (received at µs, sender, seq) → (): retention order of receipts, apart, so pruning either
+/// kind never walks past the other.
+const RECEIPTS_BY_TIME: TableDefinition<(u64, u32, u64), ()> =
+    TableDefinition::new("receipts_by_time");
 /// Named counters: `own_last_seq`, `seq_lease`, `bytes`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// sender → replay floor: sequence numbers at or below it were removed by retention.
@@ -125,6 +129,8 @@ pub struct StoredEnvelope {
 pub struct Pruned {
     /// Envelopes removed.
     pub removed: u64,
+    /// Rows of the time indexes looked at (what the pass cost).
+    pub examined: u64,
     /// Senders whose replay floor rose, with the new floor.
     pub floors: Vec<(u32, u64)>,
 }
@@ -164,7 +170,9 @@ impl Store {
         tx.open_table(META).map_err(|e| s.err(e))?;
         tx.open_table(FLOORS).map_err(|e| s.err(e))?;
         tx.open_table(UPDATES).map_err(|e| s.err(e))?;
+        tx.open_table(RECEIPTS_BY_TIME).map_err(|e| s.err(e))?;
         tx.commit().map_err(|e| s.err(e))?;
+        s.move_receipts_out_of_by_time()?;
         for (channel, id) in s.channels_of_keys()? {
             s.index.insert(channel, id);
         }
@@ -253,6 +261,7 @@ impl Store {
         {
             let mut t = tx.open_table(ENVELOPES).map_err(|e| self.err(e))?;
             let mut by_time = tx.open_table(BY_TIME).map_err(|e| self.err(e))?;
+            let mut receipts_by_time = tx.open_table(RECEIPTS_BY_TIME).map_err(|e| self.err(e))?;
             let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
             let mut own_max = None;
             for e in envs {
@@ -262,12 +271,12 @@ impl Store {
                 }
                 t.insert(id, (e.channel, e.received_at_us, e.bytes.as_slice()))
                     .map_err(|x| self.err(x))?;
-                by_time
-                    .insert((e.received_at_us, e.sender, e.seq), ())
-                    .map_err(|x| self.err(x))?;
+                let at = (e.received_at_us, e.sender, e.seq);
                 if crate::receipt::is_receipt_channel(e.channel) {
+                    receipts_by_time.insert(at, ()).map_err(|x| self.err(x))?;
                     receipt_bytes += e.bytes.len() as u64;
                 } else {
+                    by_time.insert(at, ()).map_err(|x| self.err(x))?;
                     bytes += e.bytes.len() as u64;
                 }
                 added.push((e.channel, id));
@@ -300,62 +309,56 @@ impl Store {
     /// Removes envelopes received before `now_us - max_age_us`, then the oldest alerts while
     /// the log holds more than `max_bytes` of them and the oldest receipts while it holds more
     /// than [`Retention::receipt_bytes`]; raises and persists the replay floors of the senders
-    /// of the alerts removed (receipts raise none).
+    /// of the alerts removed (receipts raise none). Each kind is walked in its own time index,
+    /// from its oldest, and only as far as it must go.
     pub fn prune(&mut self, now_us: u64, r: Retention) -> Result<Pruned, StoreError> {
         let cutoff = now_us.saturating_sub(r.max_age_us);
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         let mut removed = vec![];
+        let mut examined = 0u64;
         let (mut bytes, mut receipt_bytes) = (self.bytes, self.receipt_bytes);
         let mut floors: BTreeMap<u32, u64> = BTreeMap::new();
         {
             let mut t = tx.open_table(ENVELOPES).map_err(|e| self.err(e))?;
-            let mut by_time = tx.open_table(BY_TIME).map_err(|e| self.err(e))?;
             let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
             let mut floor_t = tx.open_table(FLOORS).map_err(|e| self.err(e))?;
-            let mut victims = vec![];
-            {
-                // Alerts and receipts each have their own byte budget: the oldest of a kind
-                // over its budget go, and everything older than the cutoff.
-                let (mut alerts, mut receipts) = (bytes, receipt_bytes);
+            for (table, receipts) in [(BY_TIME, false), (RECEIPTS_BY_TIME, true)] {
+                let mut by_time = tx.open_table(table).map_err(|e| self.err(e))?;
+                let (held, budget) = if receipts {
+                    (&mut receipt_bytes, r.receipt_bytes())
+                } else {
+                    (&mut bytes, r.max_bytes)
+                };
+                let mut victims = vec![];
+                let mut left = *held;
                 for row in by_time.iter().map_err(|e| self.err(e))? {
                     let (k, _) = row.map_err(|e| self.err(e))?;
+                    examined += 1;
                     let (at, sender, seq) = k.value();
-                    let over_alerts = alerts > r.max_bytes;
-                    let over_receipts = receipts > r.receipt_bytes();
-                    if at >= cutoff && !over_alerts && !over_receipts {
+                    if at >= cutoff && left <= budget {
                         break;
                     }
                     let (channel, len) = t
                         .get((sender, seq))
                         .map_err(|e| self.err(e))?
                         .map_or((0, 0), |v| (v.value().0, v.value().2.len() as u64));
-                    let receipt = crate::receipt::is_receipt_channel(channel);
-                    let over = if receipt { over_receipts } else { over_alerts };
-                    if at >= cutoff && !over {
-                        continue;
-                    }
-                    if receipt {
-                        receipts = receipts.saturating_sub(len);
-                    } else {
-                        alerts = alerts.saturating_sub(len);
-                    }
+                    left = left.saturating_sub(len);
                     victims.push((at, sender, seq, channel, len));
                 }
-            }
-            for (at, sender, seq, channel, len) in victims {
-                t.remove((sender, seq)).map_err(|e| self.err(e))?;
-                by_time.remove((at, sender, seq)).map_err(|e| self.err(e))?;
-                removed.push((channel, (sender, seq)));
-                if crate::receipt::is_receipt_channel(channel) {
-                    // A receipt says only what its author opened: taking one again after
-                    // it is gone is harmless, so it raises no replay floor (which would
-                    // refuse its author's older alerts not caught up yet).
-                    receipt_bytes = receipt_bytes.saturating_sub(len);
-                    continue;
+                for (at, sender, seq, channel, len) in victims {
+                    t.remove((sender, seq)).map_err(|e| self.err(e))?;
+                    by_time.remove((at, sender, seq)).map_err(|e| self.err(e))?;
+                    removed.push((channel, (sender, seq)));
+                    *held = held.saturating_sub(len);
+                    if receipts {
+                        // A receipt says only what its author opened: taking one again after
+                        // it is gone is harmless, so it raises no replay floor (which would
+                        // refuse its author's older alerts not caught up yet).
+                        continue;
+                    }
+                    let f = floors.entry(sender).or_insert(0);
+                    *f = (*f).max(seq);
                 }
-                bytes = bytes.saturating_sub(len);
-                let f = floors.entry(sender).or_insert(0);
-                *f = (*f).max(seq);
             }
             for (sender, f) in &floors {
                 let cur = floor_t
@@ -378,8 +381,52 @@ impl Store {
         self.receipt_bytes = receipt_bytes;
         Ok(Pruned {
             removed: removed.len() as u64,
+            examined,
             floors: floors.into_iter().collect(),
         })
+    }
+
+    /// Stores written before receipts had their own time index kept them in `by_time`: they
+    /// move, once, at open.
+    fn move_receipts_out_of_by_time(&mut self) -> Result<(), StoreError> {
+        if self.meta(RECEIPT_BYTES)? == 0 {
+            return Ok(());
+        }
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut moved = 0usize;
+        {
+            let t = tx.open_table(ENVELOPES).map_err(|e| self.err(e))?;
+            let mut by_time = tx.open_table(BY_TIME).map_err(|e| self.err(e))?;
+            let mut receipts_by_time = tx.open_table(RECEIPTS_BY_TIME).map_err(|e| self.err(e))?;
+            if !receipts_by_time.is_empty().map_err(|e| self.err(e))? {
+                return Ok(());
+            }
+            let mut rows = vec![];
+            for row in by_time.iter().map_err(|e| self.err(e))? {
+                let (k, _) = row.map_err(|e| self.err(e))?;
+                let (at, sender, seq) = k.value();
+                let receipt = t
+                    .get((sender, seq))
+                    .map_err(|e| self.err(e))?
+                    .is_some_and(|v| crate::receipt::is_receipt_channel(v.value().0));
+                if receipt {
+                    rows.push((at, sender, seq));
+                }
+            }
+            for k in rows {
+                by_time.remove(k).map_err(|e| self.err(e))?;
+                receipts_by_time.insert(k, ()).map_err(|e| self.err(e))?;
+                moved += 1;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        if moved > 0 {
+            tracing::info!(
+                receipts = moved,
+                "store: receipts moved to their own time index"
+            );
+        }
+        Ok(())
     }
 
     /// The highest sequence number this device ever stored (0 if none).

@@ -165,9 +165,10 @@ pub async fn run(
     for (sender, seq) in stored {
         let _ = node.replay().insert(sender, seq);
     }
-    // The newest of the log, read once for the receipts' ledger and the alerts' states.
-    let newest =
-        store.newest(super::receipts::MAX_LEDGER + super::receipts::MAX_REBUILD_RECEIPTS)?;
+    // The newest of the log, read once for the receipts' ledger and the alerts' states: the
+    // newest alerts, then the newest receipts (each newest first).
+    let mut newest = store.newest(super::receipts::MAX_LEDGER)?;
+    newest.extend(store.newest_receipts(super::receipts::MAX_REBUILD_RECEIPTS)?);
     let ledger = super::receipts::rebuild(&newest, &node);
     let states = super::states::rebuild(&newest, &node);
     let escalations = super::escalate::rebuild(&newest, &node, &states);

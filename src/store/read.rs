@@ -2,7 +2,7 @@
 
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-use super::{BY_TIME, ENVELOPES, Id, Store, StoreError, StoredEnvelope};
+use super::{BY_TIME, ENVELOPES, Id, RECEIPTS_BY_TIME, Store, StoreError, StoredEnvelope};
 
 /// A row of `envelopes` as a [`StoredEnvelope`].
 fn stored(
@@ -53,7 +53,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Envelopes received at or after `since_us`, oldest first, at most `limit`.
+    /// Alerts (and directed messages) received at or after `since_us`, oldest first, at most
+    /// `limit` (receipts are not among them).
     pub fn envelopes(
         &self,
         since_us: u64,
@@ -77,10 +78,24 @@ impl Store {
         Ok(out)
     }
 
-    /// The newest envelopes by time received, at most `limit`, newest first.
+    /// The newest alerts (and directed messages) by time received, at most `limit`, newest
+    /// first.
     pub fn newest(&self, limit: usize) -> Result<Vec<StoredEnvelope>, StoreError> {
+        self.newest_in(BY_TIME, limit)
+    }
+
+    /// The newest receipts by time received, at most `limit`, newest first.
+    pub fn newest_receipts(&self, limit: usize) -> Result<Vec<StoredEnvelope>, StoreError> {
+        self.newest_in(RECEIPTS_BY_TIME, limit)
+    }
+
+    fn newest_in(
+        &self,
+        table: redb::TableDefinition<(u64, u32, u64), ()>,
+        limit: usize,
+    ) -> Result<Vec<StoredEnvelope>, StoreError> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let by_time = tx.open_table(BY_TIME).map_err(|e| self.err(e))?;
+        let by_time = tx.open_table(table).map_err(|e| self.err(e))?;
         let t = tx.open_table(ENVELOPES).map_err(|e| self.err(e))?;
         let mut out = vec![];
         for row in by_time.iter().map_err(|e| self.err(e))?.rev() {

@@ -49,6 +49,7 @@ fn retention_by_age_then_size_raises_floors() {
         p,
         Pruned {
             removed: 3,
+            examined: 4,
             floors: vec![(1, 300)]
         }
     );
@@ -97,6 +98,9 @@ fn receipts_have_their_own_budget_and_raise_no_floor() {
     assert_eq!(r.receipt_bytes(), 10);
     let p = s.prune(2_000, r).unwrap();
     assert_eq!(p.removed, 19);
+    // Each kind walked in its own time index: one alert row (within budget, so the walk
+    // stops), the nineteen receipts removed and the one kept; no alert looked at for them.
+    assert_eq!(p.examined, 1 + 20);
     assert!(p.floors.is_empty(), "{p:?}");
     assert_eq!((s.bytes(), s.receipt_bytes()), (50, 10));
     let keys = s.keys().unwrap();
@@ -240,4 +244,48 @@ async fn received_puts_share_a_commit_but_reads_and_time_close_it() {
     assert_eq!(h.commits(), before + 1, "the window never closed by itself");
     drop(h);
     assert_eq!(reopen(dir.path()).index().len(), 51);
+}
+
+#[test]
+fn a_store_from_before_the_receipts_time_index_moves_its_receipts_at_open() {
+    use redb::ReadableTableMetadata;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(dir.path()).unwrap();
+    let receipt = |sender: u32, seq: u64| StoredEnvelope {
+        channel: crate::receipt::receipt_channel(1),
+        ..env(sender, seq)
+    };
+    s.put(
+        &[env(1, 100), receipt(2, 150), env(1, 200), receipt(2, 250)],
+        9,
+    )
+    .unwrap();
+    // As a store written before: every row in `by_time`.
+    {
+        let tx = s.db.begin_write().unwrap();
+        {
+            let mut by_time = tx.open_table(BY_TIME).unwrap();
+            let mut receipts = tx.open_table(RECEIPTS_BY_TIME).unwrap();
+            for k in [(150, 2, 150), (250, 2, 250)] {
+                receipts.remove(k).unwrap();
+                by_time.insert(k, ()).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    drop(s);
+    let s = Store::open(dir.path()).unwrap();
+    let tx = s.db.begin_read().unwrap();
+    assert_eq!(tx.open_table(BY_TIME).unwrap().len().unwrap(), 2);
+    assert_eq!(tx.open_table(RECEIPTS_BY_TIME).unwrap().len().unwrap(), 2);
+    drop(tx);
+    let newest: Vec<u64> = s.newest(10).unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(newest, [200, 100], "alerts only");
+    let receipts: Vec<u64> = s
+        .newest_receipts(10)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(receipts, [250, 150]);
 }
