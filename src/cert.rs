@@ -590,17 +590,19 @@ impl From<DescriptorBodyV2> for DescriptorBody {
 
 impl From<DescriptorBodyV1> for DescriptorBody {
     fn from(b: DescriptorBodyV1) -> Self {
-        DescriptorBody {
+        // Version 1 is version 2 without rights.
+        DescriptorBodyV2 {
             version: b.version,
             name: b.name,
             authority: b.authority,
             revision: b.revision,
-            channels: b.channels.into_iter().map(ChannelInfo::from).collect(),
+            channels: b.channels,
             brokers: b.brokers,
             revoked: b.revoked,
             private_network: b.private_network,
             rights: vec![],
         }
+        .into()
     }
 }
 

@@ -145,40 +145,30 @@ pub(super) async fn receipts(a: ReceiptsArgs) -> Result<(), CliError> {
 
 /// `ptt-node cancel ID`: prints the cancellation's id.
 pub(super) async fn cancel(a: CancelArgs) -> Result<(), CliError> {
-    let mut c = connect_client(&a.client).await?;
-    match c
-        .call(&Request::Cancel {
-            id: a.id,
-            text: a.text,
-        })
-        .await?
-    {
-        r @ Reply::Sent { .. } => {
-            if a.client.json {
-                println!("{}", json_line(&r));
-            } else if let Reply::Sent { id, .. } = &r {
-                println!("{id}");
-            }
-            Ok(())
-        }
-        Reply::Error { message } => Err(ClientError::Refused(message).into()),
-        other => Err(ClientError::Protocol(format!("{other:?}")).into()),
-    }
+    let req = Request::Cancel {
+        id: a.id,
+        text: a.text,
+    };
+    send_and_print(&a.client, &req).await
 }
 
 /// `ptt-node emergency`: prints the emergency alert's id (or its cancellation's).
 pub(super) async fn emergency(a: super::EmergencyArgs) -> Result<(), CliError> {
-    let mut c = connect_client(&a.client).await?;
-    match c
-        .call(&Request::Emergency {
-            text: a.text,
-            channel: a.channel,
-            clear: a.clear,
-        })
-        .await?
-    {
+    let req = Request::Emergency {
+        text: a.text,
+        channel: a.channel,
+        clear: a.clear,
+    };
+    send_and_print(&a.client, &req).await
+}
+
+/// Sends a request the daemon answers with `sent`, and prints the new message's id (or, with
+/// `--json`, the reply).
+async fn send_and_print(client: &super::ClientArgs, req: &Request) -> Result<(), CliError> {
+    let mut c = connect_client(client).await?;
+    match c.call(req).await? {
         r @ Reply::Sent { .. } => {
-            if a.client.json {
+            if client.json {
                 println!("{}", json_line(&r));
             } else if let Reply::Sent { id, .. } = &r {
                 println!("{id}");

@@ -138,20 +138,18 @@ impl Authority {
         if let Some(s) = max_severity {
             new.max_severity = s;
         }
-        match dispatcher {
-            Some(true) => new.flags |= RIGHT_DISPATCH,
-            Some(false) => new.flags &= !RIGHT_DISPATCH,
-            None => {}
+        for (want, bit) in [(dispatcher, RIGHT_DISPATCH), (emergency, RIGHT_EMERGENCY)] {
+            match want {
+                Some(true) => new.flags |= bit,
+                Some(false) => new.flags &= !bit,
+                None => {}
+            }
         }
         if let Some(w) = watch_secs {
             check_watch(w)?;
             new.watch_secs = w;
         }
-        match emergency {
-            Some(true) => new.flags |= RIGHT_EMERGENCY,
-            Some(false) => new.flags &= !RIGHT_EMERGENCY,
-            None => {}
-        }
+
         if new == old {
             return Ok(None);
         }
@@ -160,25 +158,23 @@ impl Authority {
         if new.max_severity != old.max_severity {
             what.push(format!("severity at most {}", new.max_severity));
         }
-        if new.dispatcher() != old.dispatcher() {
-            what.push(
-                if new.dispatcher() {
-                    "dispatcher"
-                } else {
-                    "not a dispatcher"
-                }
-                .into(),
-            );
-        }
-        if new.emergency() != old.emergency() {
-            what.push(
-                if new.emergency() {
-                    "may declare an emergency"
-                } else {
-                    "may not declare an emergency"
-                }
-                .into(),
-            );
+        for (now, was, yes, no) in [
+            (
+                new.dispatcher(),
+                old.dispatcher(),
+                "dispatcher",
+                "not a dispatcher",
+            ),
+            (
+                new.emergency(),
+                old.emergency(),
+                "may declare an emergency",
+                "may not declare an emergency",
+            ),
+        ] {
+            if now != was {
+                what.push(if now { yes } else { no }.to_string());
+            }
         }
         if new.watch_secs != old.watch_secs {
             what.push(match new.watch_secs {

@@ -10,26 +10,6 @@ use crate::support::common::{BIN, p};
 use crate::support::field::{Field, MEMBER};
 use crate::support::netns::{self, Cond};
 
-/// A clip of `secs` seconds of a 440 Hz tone, written as the 16 kHz WAV `talk --wav` takes.
-fn tone(f: &Field, name: &str, secs: u32) -> std::path::PathBuf {
-    let path = f.lan.dir().join(name);
-    let mut w = ptt_node::audio::WavOut::create(&path).expect("wav");
-    let pcm: Vec<i16> = (0..secs * 16_000)
-        .map(|i| ((i as f64 * 440.0 * std::f64::consts::TAU / 16_000.0).sin() * 8_000.0) as i16)
-        .collect();
-    w.write(&pcm).expect("wav");
-    w.finish().expect("wav");
-    path
-}
-
-/// `ptt-node ARGS --data DIR` on device `i`, with a 60 s limit.
-fn ptt(f: &Field, i: usize, args: &[&str]) -> std::process::Output {
-    let d = &f.devs[i];
-    let mut all = args.to_vec();
-    all.extend_from_slice(&["--data", p(&d.data)]);
-    netns::run_with_timeout(&mut d.host.command(BIN, all), Duration::from_secs(60)).expect("ptt")
-}
-
 /// Starts `talk --severity SEV --wav CLIP` on device `i` in the background.
 fn talk(f: &Field, i: usize, severity: &str, clip: &std::path::Path) -> netns::Proc {
     let d = &f.devs[i];
@@ -112,11 +92,11 @@ fn an_emergency_preempts_an_extreme_talker_and_only_an_earlier_one_preempts_it()
         crate::adversary::wait_authenticated(&f, i, 4, "the five members authenticate");
     }
     f.listen(l);
-    let long = tone(&f, "long.wav", 6);
-    let short = tone(&f, "short.wav", 2);
+    let long = f.tone("long.wav", 6);
+    let short = f.tone("short.wav", 2);
 
     // Without the right: refused, saying why.
-    let out = ptt(&f, x, &["emergency", "--text", "captured"]);
+    let out = f.ptt(x, &["emergency", "--text", "captured"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("may not declare an emergency"),
@@ -125,7 +105,7 @@ fn an_emergency_preempts_an_extreme_talker_and_only_an_earlier_one_preempts_it()
     );
 
     // h declares; every member shows it.
-    let out = ptt(&f, h, &["emergency", "--text", "man down", "--json"]);
+    let out = f.ptt(h, &["emergency", "--text", "man down", "--json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -166,18 +146,14 @@ fn an_emergency_preempts_an_extreme_talker_and_only_an_earlier_one_preempts_it()
         "t's talk ends pre-empted"
     );
     // While h talks, t's extreme press is refused, and h2's later emergency waits.
-    let refused = ptt(
-        &f,
-        t,
-        &["talk", "--severity", "extreme", "--wav", p(&short)],
-    );
+    let refused = f.ptt(t, &["talk", "--severity", "extreme", "--wav", p(&short)]);
     assert_eq!(
         refused.status.code(),
         Some(4),
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
-    let out = ptt(&f, h2, &["emergency", "--text", "second"]);
+    let out = f.ptt(h2, &["emergency", "--text", "second"]);
     assert!(
         out.status.success(),
         "{}",
@@ -208,7 +184,7 @@ fn an_emergency_preempts_an_extreme_talker_and_only_an_earlier_one_preempts_it()
     assert_eq!(status.and_then(|s| s.code()), Some(0), "h2's queued talk");
 
     // h clears its emergency: no longer shown.
-    let out = ptt(&f, h, &["emergency", "--clear", "--text", "safe"]);
+    let out = f.ptt(h, &["emergency", "--clear", "--text", "safe"]);
     assert!(
         out.status.success(),
         "{}",

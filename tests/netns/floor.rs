@@ -11,18 +11,6 @@ use crate::support::common::{BIN, ok, p};
 use crate::support::field::Field;
 use crate::support::netns::{self, Cond};
 
-/// A clip of `secs` seconds of a 440 Hz tone, written as the 16 kHz WAV `talk --wav` takes.
-fn tone(f: &Field, name: &str, secs: u32) -> std::path::PathBuf {
-    let path = f.lan.dir().join(name);
-    let mut w = ptt_node::audio::WavOut::create(&path).expect("wav");
-    let pcm: Vec<i16> = (0..secs * 16_000)
-        .map(|i| ((i as f64 * 440.0 * std::f64::consts::TAU / 16_000.0).sin() * 8_000.0) as i16)
-        .collect();
-    w.write(&pcm).expect("wav");
-    w.finish().expect("wav");
-    path
-}
-
 /// `talk --severity extreme --wav CLIP` on device `i`.
 fn talk_extreme(f: &Field, i: usize, clip: &std::path::Path) -> std::process::Output {
     let d = &f.devs[i];
@@ -95,7 +83,7 @@ fn a_member_re_claiming_the_floor_loses_it_at_the_cap() {
         return;
     }
     let (f, honest, victim) = honest_and_victim("hog", true);
-    let clip = tone(&f, "tone.wav", 2);
+    let clip = f.tone("tone.wav", 2);
     let (mut r, first) = start_hog(&f, victim, 150);
     // The rogue's claims reach the honest member through the victim: the floor is held.
     let held = talk_extreme(&f, honest, &clip);
@@ -169,26 +157,7 @@ fn limit(f: &Field, name: &str, max: &str, to: usize, running: &[usize]) {
         max,
     ]);
     assert!(out.contains(&format!("severity at most {max}")), "{out}");
-    let update = crate::support::field::newest_update(&dom);
-    let out = ok(&[
-        "domain",
-        "publish",
-        "--data",
-        p(&f.devs[to].data),
-        p(&update),
-    ]);
-    assert!(out.contains("applied"), "{out}");
-    let rev = f.status(to).expect("status")["revision"].as_u64();
-    for &i in running {
-        f.lan
-            .wait_until("the update spreads", Duration::from_secs(20), || {
-                match f.status(i).and_then(|s| s["revision"].as_u64()) {
-                    r if r == rev => Cond::Done(()),
-                    other => Cond::Pending(format!("{} at {other:?}", f.devs[i].name)),
-                }
-            })
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
+    f.publish_newest(to, running);
 }
 
 /// Issue 24, finding 5's other half: the authority bounds the severity a member may claim.
@@ -202,7 +171,7 @@ fn a_member_limited_to_severe_cannot_hold_the_floor_at_extreme() {
     }
     let (f, honest, victim) = honest_and_victim("sevcap", true);
     limit(&f, "rogue", "severe", victim, &[victim, honest]);
-    let clip = tone(&f, "tone.wav", 2);
+    let clip = f.tone("tone.wav", 2);
     // The rogue holds the bundle it was enrolled with, which knows nothing of the limit.
     let (mut r, _) = start_hog(&f, victim, 60);
     let won = talk_extreme(&f, honest, &clip);

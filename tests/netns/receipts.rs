@@ -4,16 +4,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::common::{BIN, p};
+use crate::support::common::p;
 use crate::support::field::{Field, MEMBER, RELAY, nft};
 use crate::support::netns::{self, Cond};
 
 /// `ptt-node ARGS --data DIR` on device `i`, with a 60 s limit.
 fn ptt(f: &Field, i: usize, args: &[&str]) -> std::process::Output {
-    let d = &f.devs[i];
-    let mut all = args.to_vec();
-    all.extend_from_slice(&["--data", p(&d.data)]);
-    netns::run_with_timeout(&mut d.host.command(BIN, all), Duration::from_secs(60)).expect("ptt")
+    f.ptt(i, args)
 }
 
 /// `receipts ID --json` on device `i`.

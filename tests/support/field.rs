@@ -130,6 +130,55 @@ impl Field {
         );
     }
 
+    /// `ptt-node ARGS --data DIR` on device `i`, with a 60 s limit.
+    pub fn ptt(&self, i: usize, args: &[&str]) -> std::process::Output {
+        let d = &self.devs[i];
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--data", p(&d.data)]);
+        super::netns::run_with_timeout(&mut d.host.command(BIN, all), Duration::from_secs(60))
+            .expect("ptt")
+    }
+
+    /// A clip of `secs` seconds of a 440 Hz tone in the LAN's directory, written as the 16 kHz
+    /// WAV `talk --wav` takes.
+    pub fn tone(&self, name: &str, secs: u32) -> PathBuf {
+        let path = self.lan.dir().join(name);
+        let mut w = ptt_node::audio::WavOut::create(&path).expect("wav");
+        let pcm: Vec<i16> = (0..secs * 16_000)
+            .map(|i| ((i as f64 * 440.0 * std::f64::consts::TAU / 16_000.0).sin() * 8_000.0) as i16)
+            .collect();
+        w.write(&pcm).expect("wav");
+        w.finish().expect("wav");
+        path
+    }
+
+    /// Publishes the authority's newest update to device `to`, and waits until every device
+    /// of `running` holds its revision.
+    pub fn publish_newest(&self, to: usize, running: &[usize]) {
+        let dom = self.lan.dir().join("dom");
+        let update = newest_update(&dom);
+        let out = ok(&[
+            "domain",
+            "publish",
+            "--data",
+            p(&self.devs[to].data),
+            p(&update),
+        ]);
+        assert!(out.contains("applied"), "{out}");
+        let rev = self.status(to).expect("status")["revision"].as_u64();
+        for &i in running {
+            self.lan
+                .wait_until("the update spreads", Duration::from_secs(20), || match self
+                    .status(i)
+                    .and_then(|s| s["revision"].as_u64())
+                {
+                    r if r == rev => Cond::Done(()),
+                    other => Cond::Pending(format!("{} at {other:?}", self.devs[i].name)),
+                })
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
     /// Device `name` as device `i`'s `peers --json` shows it.
     pub fn peer(&self, i: usize, name: &str) -> Option<Value> {
         let d = &self.devs[i];
