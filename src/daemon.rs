@@ -203,6 +203,9 @@ struct Daemon {
     updates: HeldUpdates<PeerId, request_response::OutboundRequestId>,
     /// Envelopes of an epoch this node holds no key for yet.
     unread: Unread,
+    /// Receipts that wait for a key epoch, apart: more of them come than of alerts, and they
+    /// must not push waiting alerts out.
+    unread_receipts: Unread,
     /// Certificates and presence records to pass on at the next tick.
     pushes: Pushes<PeerId>,
     /// Every deadline of the loop: the tick, anti-entropy, static and broker dials,

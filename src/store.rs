@@ -172,10 +172,10 @@ impl Store {
         tx.open_table(UPDATES).map_err(|e| s.err(e))?;
         tx.open_table(RECEIPTS_BY_TIME).map_err(|e| s.err(e))?;
         tx.commit().map_err(|e| s.err(e))?;
-        s.move_receipts_out_of_by_time()?;
         for (channel, id) in s.channels_of_keys()? {
             s.index.insert(channel, id);
         }
+        s.move_receipts_out_of_by_time()?;
         s.bytes = s.meta(BYTES)?;
         s.receipt_bytes = s.meta(RECEIPT_BYTES)?;
         Ok(s)
@@ -386,10 +386,19 @@ impl Store {
         })
     }
 
-    /// Stores written before receipts had their own time index kept them in `by_time`: they
-    /// move, once, at open.
+    /// Stores written before receipts had their own time index (or written since by a build
+    /// from before it) keep receipts in `by_time`: they move, at open, when the index holds
+    /// more receipts than `receipts_by_time` has rows, and the byte counts of both kinds are
+    /// computed again from the envelopes (a store from before receipts had a budget counted
+    /// them as alerts). One transaction: a crash leaves the store as it was.
     fn move_receipts_out_of_by_time(&mut self) -> Result<(), StoreError> {
-        if self.meta(RECEIPT_BYTES)? == 0 {
+        let receipts = self.index.count_from_channel(crate::receipt::RECEIPT_FLAG);
+        let rows = {
+            let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+            let t = tx.open_table(RECEIPTS_BY_TIME).map_err(|e| self.err(e))?;
+            t.len().map_err(|e| self.err(e))?
+        };
+        if receipts as u64 == rows {
             return Ok(());
         }
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
@@ -398,9 +407,7 @@ impl Store {
             let t = tx.open_table(ENVELOPES).map_err(|e| self.err(e))?;
             let mut by_time = tx.open_table(BY_TIME).map_err(|e| self.err(e))?;
             let mut receipts_by_time = tx.open_table(RECEIPTS_BY_TIME).map_err(|e| self.err(e))?;
-            if !receipts_by_time.is_empty().map_err(|e| self.err(e))? {
-                return Ok(());
-            }
+            let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
             let mut rows = vec![];
             for row in by_time.iter().map_err(|e| self.err(e))? {
                 let (k, _) = row.map_err(|e| self.err(e))?;
@@ -418,14 +425,25 @@ impl Store {
                 receipts_by_time.insert(k, ()).map_err(|e| self.err(e))?;
                 moved += 1;
             }
+            let (mut alerts, mut receipts) = (0u64, 0u64);
+            for row in t.iter().map_err(|e| self.err(e))? {
+                let (_, v) = row.map_err(|e| self.err(e))?;
+                let (channel, _, bytes) = v.value();
+                if crate::receipt::is_receipt_channel(channel) {
+                    receipts += bytes.len() as u64;
+                } else {
+                    alerts += bytes.len() as u64;
+                }
+            }
+            meta.insert(BYTES, alerts).map_err(|e| self.err(e))?;
+            meta.insert(RECEIPT_BYTES, receipts)
+                .map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))?;
-        if moved > 0 {
-            tracing::info!(
-                receipts = moved,
-                "store: receipts moved to their own time index"
-            );
-        }
+        tracing::info!(
+            receipts = moved,
+            "store: receipts moved to their own time index"
+        );
         Ok(())
     }
 
@@ -508,7 +526,7 @@ enum Cmd {
     Put(Vec<StoredEnvelope>, Option<Reply<()>>),
     Envelopes(u64, usize, Reply<Vec<StoredEnvelope>>),
     Get(Vec<Id>, usize, Reply<Vec<StoredEnvelope>>),
-    Digest(u64, Vec<u32>, Reply<Vec<BucketSummary>>),
+    Digest(u64, Vec<u32>, Reply<(u64, Vec<BucketSummary>)>),
     Diff(DiffQuery, Reply<Diff>),
     Missing(Vec<Key>, Reply<Vec<Id>>),
     Flush(Reply<()>),
@@ -781,12 +799,13 @@ impl StoreHandle {
         self.ask(|r| Cmd::Get(ids, max_bytes, r)).await
     }
 
-    /// The catch-up digest of `channels`' buckets at or after `cutoff`.
+    /// The catch-up digest of `channels`' buckets at or after `cutoff`, and the cutoff it
+    /// covers ([`crate::sync::Index::digest`]).
     pub async fn digest(
         &self,
         cutoff: u64,
         channels: Vec<u32>,
-    ) -> Result<Vec<BucketSummary>, StoreError> {
+    ) -> Result<(u64, Vec<BucketSummary>), StoreError> {
         self.ask(|r| Cmd::Digest(cutoff, channels, r)).await
     }
 

@@ -124,6 +124,11 @@ impl Index {
         true
     }
 
+    /// Envelopes on channels numbered `first` and above (the receipts: [`crate::receipt`]).
+    pub fn count_from_channel(&self, first: u32) -> usize {
+        self.keys.range((first, 0, 0)..).count()
+    }
+
     /// Whether the id is present.
     pub fn contains(&self, id: Id) -> bool {
         self.have.contains(&id)
@@ -139,9 +144,13 @@ impl Index {
         self.have.is_empty()
     }
 
-    /// Summaries of the buckets of `channels` at or after the bucket of `cutoff` (the newest
-    /// [`MAX_DIGEST_BUCKETS`] if there are more).
-    pub fn digest(&self, cutoff: u64, channels: &[u32]) -> Vec<BucketSummary> {
+    /// Summaries of the buckets of `channels` at or after the bucket of `cutoff`, and the
+    /// cutoff they cover. With more than [`MAX_DIGEST_BUCKETS`], the newest that fit are
+    /// summarised and the cutoff is raised to the oldest bucket number among them: the
+    /// responder then compares only from there (listing the keys of that one bucket number's
+    /// pairs left out), instead of offering every key of every older bucket it was not told
+    /// about (each session paging through the whole older log).
+    pub fn digest(&self, cutoff: u64, channels: &[u32]) -> (u64, Vec<BucketSummary>) {
         let first = bucket_of(cutoff);
         let mut v: Vec<BucketSummary> = self
             .buckets
@@ -157,12 +166,19 @@ impl Index {
                 },
             )
             .collect();
-        if v.len() > MAX_DIGEST_BUCKETS {
-            v.sort_by_key(|b| std::cmp::Reverse(b.bucket));
-            v.truncate(MAX_DIGEST_BUCKETS);
-            v.sort_by_key(|b| (b.channel, b.sender, b.bucket));
+        if v.len() <= MAX_DIGEST_BUCKETS {
+            return (cutoff, v);
         }
-        v
+        v.sort_by_key(|b| std::cmp::Reverse(b.bucket));
+        v.truncate(MAX_DIGEST_BUCKETS);
+        // The oldest bucket number kept may be cut in two (some of its pairs fit, some not):
+        // the responder lists the keys of those left out, at most one bucket number's worth.
+        // It is kept, not dropped, so that a digest is never empty, even with more pairs
+        // than fit in the newest bucket number alone.
+        let oldest = v.last().map_or(0, |b| b.bucket);
+        v.sort_by_key(|b| (b.channel, b.sender, b.bucket));
+        let raised = u64::from(oldest) << BUCKET_SHIFT;
+        (raised.max(cutoff), v)
     }
 
     /// The responder's side: every key held, on `channels`, in a bucket (at or after the
@@ -317,7 +333,7 @@ mod tests {
         let mut after = None;
         loop {
             rounds += 1;
-            let diff = b.diff(&a.digest(cutoff, CH), cutoff, CH, after, 16);
+            let diff = b.diff(&a.digest(cutoff, CH).1, cutoff, CH, after, 16);
             after = diff.keys.last().copied();
             for chunk in a.missing(&diff.keys).chunks(4) {
                 for id in chunk {
@@ -342,7 +358,7 @@ mod tests {
             a.insert(1, (1, T0 + i * MIN));
         }
         let b = a.clone();
-        let d = b.diff(&a.digest(0, CH), 0, CH, None, MAX_DIFF_IDS);
+        let d = b.diff(&a.digest(0, CH).1, 0, CH, None, MAX_DIFF_IDS);
         assert!(d.keys.is_empty() && !d.more);
     }
 
@@ -360,7 +376,7 @@ mod tests {
         for id in &missed {
             awake.insert(1, *id);
         }
-        let diff = awake.diff(&sleeper.digest(0, CH), 0, CH, None, MAX_DIFF_IDS);
+        let diff = awake.diff(&sleeper.digest(0, CH).1, 0, CH, None, MAX_DIFF_IDS);
         let mut missed = missed;
         missed.sort();
         assert_eq!(sleeper.missing(&diff.keys), missed);
@@ -375,12 +391,12 @@ mod tests {
         b.insert(1, (1, T0 + 48 * 60 * MIN));
         let cutoff = T0 + 24 * 60 * MIN;
         assert_eq!(
-            b.diff(&a.digest(cutoff, CH), cutoff, CH, None, 10).keys,
+            b.diff(&a.digest(cutoff, CH).1, cutoff, CH, None, 10).keys,
             vec![(1, 1, T0 + 48 * 60 * MIN)]
         );
         // The old one is past the cutoff: not offered back.
         assert!(
-            a.diff(&b.digest(cutoff, CH), cutoff, CH, None, 10)
+            a.diff(&b.digest(cutoff, CH).1, cutoff, CH, None, 10)
                 .keys
                 .is_empty()
         );
@@ -391,23 +407,70 @@ mod tests {
         let (mut a, mut b) = (Index::new(), Index::new());
         b.insert(1, (1, T0));
         b.insert(2, (1, T0 + 1));
-        let d = b.diff(&a.digest(0, &[1]), 0, &[1], None, 10);
+        let d = b.diff(&a.digest(0, &[1]).1, 0, &[1], None, 10);
         assert_eq!(d.keys, vec![(1, 1, T0)]);
         a.insert(2, (9, T0));
-        assert!(a.digest(0, &[1]).is_empty());
+        assert!(a.digest(0, &[1]).1.is_empty());
+    }
+
+    #[test]
+    fn more_buckets_than_a_digest_holds_are_not_offered_again_every_session() {
+        // Two equal logs of 80 senders (alerts and their receipts' senders alike) over 60
+        // buckets (18 hours): 4 800 buckets, more than a digest holds.
+        let (mut a, mut b) = (Index::new(), Index::new());
+        let bucket_us = 1u64 << BUCKET_SHIFT;
+        let first = bucket_of(T0);
+        for sender in 0..80u32 {
+            for k in 0..60u64 {
+                let id = (sender, T0 + k * bucket_us + u64::from(sender));
+                a.insert(1, id);
+                b.insert(1, id);
+            }
+        }
+        let (cutoff, digest) = a.digest(0, CH);
+        assert_eq!(digest.len(), MAX_DIGEST_BUCKETS);
+        // 51 whole bucket numbers (4 080 pairs) and 16 of the 52nd newest: the cutoff rises to
+        // that one.
+        assert_eq!(bucket_of(cutoff), first + 8);
+        // Equal logs: only the keys of the 64 pairs of that bucket left out are offered.
+        // With the cutoff asked for (0), the responder offered those and every key of the
+        // 8 older buckets: 704, in every session.
+        assert_eq!(
+            b.diff(&digest, cutoff, CH, None, MAX_DIFF_IDS).keys.len(),
+            64
+        );
+        assert_eq!(b.diff(&digest, 0, CH, None, MAX_DIFF_IDS).keys.len(), 704);
+        // A key missing within the covered window is still found.
+        let late = (3, T0 + 59 * bucket_us + 7);
+        b.insert(1, late);
+        assert!(
+            b.diff(&digest, cutoff, CH, None, MAX_DIFF_IDS)
+                .keys
+                .contains(&(1, late.0, late.1))
+        );
+        // More pairs than fit in the newest bucket number alone: still a digest, of it.
+        let mut many = Index::new();
+        for sender in 0..(MAX_DIGEST_BUCKETS as u32 + 10) {
+            many.insert(1, (sender, T0));
+        }
+        let (cutoff, digest) = many.digest(0, CH);
+        assert_eq!(digest.len(), MAX_DIGEST_BUCKETS);
+        assert_eq!(bucket_of(cutoff), first);
+        // Under the bound, the cutoff asked for stays.
+        assert_eq!(Index::new().digest(12_345, CH).0, 12_345);
     }
 
     #[test]
     fn removal_restores_the_summary() {
         let mut a = Index::new();
         a.insert(1, (1, T0));
-        let before = a.digest(0, CH);
+        let before = a.digest(0, CH).1;
         a.insert(1, (1, T0 + 1));
-        assert_ne!(a.digest(0, CH), before);
+        assert_ne!(a.digest(0, CH).1, before);
         a.remove(1, (1, T0 + 1));
-        assert_eq!(a.digest(0, CH), before);
+        assert_eq!(a.digest(0, CH).1, before);
         a.remove(1, (1, T0));
-        assert!(a.digest(0, CH).is_empty());
+        assert!(a.digest(0, CH).1.is_empty());
     }
 
     proptest! {
@@ -424,7 +487,7 @@ mod tests {
             pull(&mut b, &a, 0);
             prop_assert_eq!(&a.keys, &union);
             prop_assert_eq!(&b.keys, &union);
-            prop_assert_eq!(a.digest(0, CH), b.digest(0, CH));
+            prop_assert_eq!(a.digest(0, CH).1, b.digest(0, CH).1);
         }
     }
 }

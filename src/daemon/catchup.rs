@@ -194,7 +194,7 @@ async fn pull_from(
     let mut after: Option<crate::sync::Key> = None;
     // Bounded: each round moves `after` forward; a peer cannot keep us here forever.
     for _ in 0..1000 {
-        let buckets = store
+        let (cutoff, buckets) = store
             .digest(cutoff, channels.clone())
             .await
             .map_err(|e| (fetched, e.into()))?;

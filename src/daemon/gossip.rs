@@ -17,12 +17,6 @@ use crate::replay::ReplayError;
 use crate::store::StoredEnvelope;
 use crate::sync::Id;
 
-/// What waited for its key epoch and opened.
-enum Waited {
-    Alert(Box<ReceivedAlert>),
-    Receipt(Box<crate::node::ReceivedReceipt>),
-}
-
 /// Catch-up ids refused here that are remembered, so they are not fetched again.
 const MAX_REFUSED_IDS: usize = 65_536;
 
@@ -30,33 +24,14 @@ impl Daemon {
     /// Opens the envelopes that waited for a key epoch this node now holds.
     pub(super) fn reopen_unread(&mut self) {
         let node = &mut self.node;
-        let opened = self.unread.reopen(|bytes, at| {
-            let receipt = crate::envelope::header_of(bytes)
-                .is_some_and(|h| crate::receipt::is_receipt_channel(h.channel));
-            if receipt {
-                return match node.reopen_receipt(bytes) {
-                    Ok(r) => Reopened::Opened(Waited::Receipt(Box::new(r))),
-                    Err(Some(Unreadable::UnknownEpoch { .. })) => Reopened::StillUnknown,
-                    Err(_) => Reopened::Dropped,
-                };
-            }
-            match node.open_stored(bytes, at) {
-                Ok(Ok(a)) => Reopened::Opened(Waited::Alert(a)),
+        let opened = self
+            .unread
+            .reopen(|bytes, at| match node.open_stored(bytes, at) {
+                Ok(Ok(a)) => Reopened::Opened(a),
                 Ok(Err(Unreadable::UnknownEpoch { .. })) => Reopened::StillUnknown,
                 _ => Reopened::Dropped,
-            }
-        });
-        let mut alerts = vec![];
-        for w in opened {
-            match w {
-                Waited::Alert(a) => alerts.push(a),
-                Waited::Receipt(r) => {
-                    self.node.counters_mut().receipts_received += 1;
-                    self.take_receipt(&r);
-                }
-            }
-        }
-        for mut a in alerts {
+            });
+        for mut a in opened {
             a.via = Via::CatchUp;
             self.note_state(&mut a);
             self.note_emergency(&a);
@@ -68,6 +43,19 @@ impl Daemon {
             self.apply_rules(&a);
             self.opened_here(&a);
             self.deliver(a);
+        }
+        // The receipts after the alerts they report, which the ledger must track first.
+        let node = &self.node;
+        let receipts = self
+            .unread_receipts
+            .reopen(|bytes, _| match node.reopen_receipt(bytes) {
+                Ok(r) => Reopened::Opened(r),
+                Err(Some(Unreadable::UnknownEpoch { .. })) => Reopened::StillUnknown,
+                Err(_) => Reopened::Dropped,
+            });
+        for r in receipts {
+            self.node.counters_mut().receipts_received += 1;
+            self.take_receipt(&r);
         }
     }
 
@@ -203,7 +191,7 @@ impl Daemon {
                 // Like an alert, a receipt under an epoch whose key has not come yet waits
                 // for it (then the ledger learns what it says).
                 if let Err(Unreadable::UnknownEpoch { .. }) = content {
-                    self.unread.push(bytes.clone(), now);
+                    self.unread_receipts.push(bytes.clone(), now);
                 }
                 self.store.put(StoredEnvelope {
                     sender: h.sender,

@@ -402,6 +402,7 @@ pub async fn run(
         pending_updates: PendingUpdates::default(),
         updates: HeldUpdates::new(held_updates),
         unread: Unread::default(),
+        unread_receipts: Unread::default(),
         receipts_out: Default::default(),
         receipts_on: !cfg.no_receipts,
         ledger,

@@ -267,8 +267,13 @@ impl Node {
             }
             Verdict::Receipt { content: Ok(_), .. } => self.counters.receipts_received += 1,
             Verdict::Receipt {
-                content: Err(_), ..
-            } => self.counters.receipts_relayed += 1,
+                content: Err(u), ..
+            } => {
+                self.counters.receipts_relayed += 1;
+                if let Unreadable::UnknownEpoch { .. } = u {
+                    self.counters.unknown_epoch += 1;
+                }
+            }
             Verdict::Reject(r) => {
                 *self
                     .counters

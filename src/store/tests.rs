@@ -270,6 +270,10 @@ fn a_store_from_before_the_receipts_time_index_moves_its_receipts_at_open() {
                 receipts.remove(k).unwrap();
                 by_time.insert(k, ()).unwrap();
             }
+            // And from before receipts had a budget: all counted as alerts.
+            let mut meta = tx.open_table(META).unwrap();
+            meta.insert(BYTES, 40).unwrap();
+            meta.remove(RECEIPT_BYTES).unwrap();
         }
         tx.commit().unwrap();
     }
@@ -288,4 +292,9 @@ fn a_store_from_before_the_receipts_time_index_moves_its_receipts_at_open() {
         .map(|e| e.seq)
         .collect();
     assert_eq!(receipts, [250, 150]);
+    assert_eq!((s.bytes(), s.receipt_bytes()), (40, 20));
+    // Opened again: nothing to move, the same figures.
+    drop(s);
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!((s.bytes(), s.receipt_bytes()), (40, 20));
 }
