@@ -723,53 +723,13 @@ async fn main() {
                 Mode::Ahead => now_us() + 3_600_000_000,
                 _ => now_us(),
             };
-            if a.mode == Mode::CancelForge {
-                let bytes = forged_cancel(&a, &bundle, &domain, device, base);
-                let ok = swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .publish(t.clone(), bytes)
-                    .is_ok();
-                println!("sent {} {}", u32::from(ok), now_us());
-                continue;
-            }
-            if a.mode == Mode::ReceiptForge {
-                let (sender, seq) = a
-                    .alert
-                    .unwrap_or_else(|| usage("--alert DEVICE:SEQ is required"));
-                let body = ptt_node::receipt::ReceiptBody::new(
-                    &[ptt_node::receipt::Opened {
-                        sender,
-                        seq,
-                        at_us: now_us(),
-                        via: ptt_node::alert::Via::Gossip,
-                    }],
-                    vec![ptt_node::receipt::Ack {
-                        sender,
-                        seq,
-                        text: "forged".into(),
-                    }],
-                );
-                let header = Header {
-                    version: envelope::VERSION,
-                    domain_tag: domain.tag(),
-                    channel: ptt_node::receipt::receipt_channel(a.channel),
-                    epoch: 1,
-                    sender: if a.as_device != 0 {
-                        a.as_device
-                    } else {
-                        device
-                    },
-                    seq: base,
-                };
-                let bytes = envelope::seal_kind(
-                    envelope::Kind::Receipt,
-                    &bundle.secrets.identity,
-                    &domain,
-                    &header,
-                    &garbage_key,
-                    &body.encode(),
-                );
+            // The single forgeries: one envelope, published once.
+            let one = match a.mode {
+                Mode::CancelForge => Some(forged_cancel(&a, &bundle, &domain, device, base)),
+                Mode::ReceiptForge => Some(forged_receipt(&a, &bundle, device, base, &garbage_key)),
+                _ => None,
+            };
+            if let Some(bytes) = one {
                 let ok = swarm
                     .behaviour_mut()
                     .gossipsub
@@ -846,6 +806,54 @@ fn forged_cancel(
         domain,
         &header,
         &key,
+        &body.encode(),
+    )
+}
+
+/// A receipt for `--alert`, listing it as opened and acknowledged ("forged"), in the name of
+/// `--as` (or the rogue's own), under a key nobody holds, at `base`.
+fn forged_receipt(
+    a: &Args,
+    bundle: &Bundle,
+    device: u32,
+    base: u64,
+    garbage_key: &ptt_node::keys::MessageKey,
+) -> Vec<u8> {
+    let domain = bundle.descriptor.domain;
+    let (sender, seq) = a
+        .alert
+        .unwrap_or_else(|| usage("--alert DEVICE:SEQ is required"));
+    let body = ptt_node::receipt::ReceiptBody::new(
+        &[ptt_node::receipt::Opened {
+            sender,
+            seq,
+            at_us: now_us(),
+            via: ptt_node::alert::Via::Gossip,
+        }],
+        vec![ptt_node::receipt::Ack {
+            sender,
+            seq,
+            text: "forged".into(),
+        }],
+    );
+    let header = Header {
+        version: envelope::VERSION,
+        domain_tag: domain.tag(),
+        channel: ptt_node::receipt::receipt_channel(a.channel),
+        epoch: 1,
+        sender: if a.as_device != 0 {
+            a.as_device
+        } else {
+            device
+        },
+        seq: base,
+    };
+    envelope::seal_kind(
+        envelope::Kind::Receipt,
+        &bundle.secrets.identity,
+        &domain,
+        &header,
+        garbage_key,
         &body.encode(),
     )
 }

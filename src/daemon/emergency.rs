@@ -101,27 +101,25 @@ impl Emergencies {
     }
 }
 
-/// The emergencies as this node's log holds them, at start: declarations among `newest`
-/// (newest first) that the states do not show cancelled.
+/// The emergencies as this node's log holds them, at start: declarations among `logged` (the
+/// log's newest alerts, opened once at start, oldest first) that the states do not show
+/// cancelled.
 pub(super) fn rebuild(
-    newest: &[crate::store::StoredEnvelope],
+    logged: &[(crate::envelope::Header, AlertBody)],
     node: &crate::node::Node,
     states: &super::states::States,
 ) -> Emergencies {
     let mut out = Emergencies::default();
-    for e in newest.iter().rev() {
-        let Some((h, body)) = node.logged_body(&e.bytes) else {
-            continue;
-        };
+    for (h, body) in logged.iter().filter(|(_, b)| crate::node::is_emergency(b)) {
         let channel = node.channel_name(h.channel);
-        if crate::node::is_emergency(&body) && !states.cancelled(&channel, h.sender, h.seq) {
+        if !states.cancelled(&channel, h.sender, h.seq) {
             out.declare(
                 h.sender,
                 Emergency {
                     id: crate::envelope::alert_id(node.domain(), h.sender, h.seq),
                     channel,
                     since_us: h.seq,
-                    text: body.text,
+                    text: body.text.clone(),
                 },
             );
         }

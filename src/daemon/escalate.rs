@@ -77,28 +77,26 @@ pub(super) fn next_severity(s: Severity, max: Severity) -> Severity {
 }
 
 /// The escalations as this node's log holds them, at start: this device's own alerts among
-/// `newest` (newest first) that their channel escalates and that were not escalated yet.
+/// `logged` (the log's newest alerts, opened once at start) that their channel escalates and
+/// that were not escalated yet.
 pub(super) fn rebuild(
-    newest: &[crate::store::StoredEnvelope],
+    logged: &[(crate::envelope::Header, AlertBody)],
     node: &crate::node::Node,
     states: &super::states::States,
 ) -> Escalations {
     let me = node.cert().body.device;
     let now = now_us();
     let mut out = Escalations::default();
-    for e in newest.iter().filter(|e| e.sender == me) {
-        let Some((h, body)) = node.logged_body(&e.bytes) else {
-            continue;
-        };
+    for (h, body) in logged.iter().filter(|(h, _)| h.sender == me) {
         // Only what `alert` sends is escalated while running: the same here.
-        let sent_by_alert = !crate::node::is_emergency(&body)
+        let sent_by_alert = !crate::node::is_emergency(body)
             && body.kind != "voice"
             && !body
                 .attributes
                 .iter()
                 .any(|(k, _)| k == super::watchdog::EVENT_ATTR);
         let channel = node.channel_name(h.channel);
-        if let Some(due) = due_us(node, h.channel, h.seq, &body)
+        if let Some(due) = due_us(node, h.channel, h.seq, body)
             && sent_by_alert
             && due.saturating_add(STALE_AT_START_US) >= now
             && !states.escalated(&channel, me, h.seq)
@@ -109,7 +107,7 @@ pub(super) fn rebuild(
                 Pending {
                     seq: h.seq,
                     channel,
-                    body,
+                    body: body.clone(),
                 },
             );
         }

@@ -170,9 +170,18 @@ pub async fn run(
     let mut newest = store.newest(super::receipts::MAX_LEDGER)?;
     newest.extend(store.newest_receipts(super::receipts::MAX_REBUILD_RECEIPTS)?);
     let ledger = super::receipts::rebuild(&newest, &node);
-    let states = super::states::rebuild(&newest, &node);
-    let escalations = super::escalate::rebuild(&newest, &node, &states);
-    let emergencies = super::emergency::rebuild(&newest, &node, &states);
+    // The alerts opened once (decrypted, not verified again), oldest first, for the states,
+    // the escalations and the emergencies.
+    let logged: Vec<_> = newest
+        .iter()
+        .rev()
+        .filter(|e| !crate::receipt::is_receipt_channel(e.channel))
+        .filter_map(|e| node.logged_body(&e.bytes))
+        .collect();
+    let states = super::states::rebuild(&logged, &node);
+    let escalations = super::escalate::rebuild(&logged, &node, &states);
+    let emergencies = super::emergency::rebuild(&logged, &node, &states);
+    drop(logged);
     drop(newest);
     let store = StoreHandle::spawn(store, own_device);
 

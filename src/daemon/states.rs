@@ -13,6 +13,7 @@ use super::{Daemon, now_us};
 use crate::alert::{
     AlertBody, AlertRef, AlertState, Cancellation, MsgType, ReceivedAlert, Reference,
 };
+use crate::envelope::Header;
 
 /// Alerts whose state a node keeps (those that later messages changed; the oldest go first).
 pub(super) const MAX_STATES: usize = 16_384;
@@ -156,11 +157,11 @@ impl States {
 }
 
 /// The states as this node's log holds them, at start: what the updates and cancellations
-/// among `newest` (newest first, as [`crate::store::Store::newest`] gives them) did.
-pub(super) fn rebuild(newest: &[crate::store::StoredEnvelope], node: &crate::node::Node) -> States {
+/// among `logged` (the log's newest alerts, opened once at start, oldest first) did.
+pub(super) fn rebuild(logged: &[(Header, AlertBody)], node: &crate::node::Node) -> States {
     let mut states = States::default();
-    for e in newest.iter().rev() {
-        let Some((h, r, text)) = node.logged_change(&e.bytes) else {
+    for (h, body) in logged {
+        let Some(r) = body.reference else {
             continue;
         };
         let t = r.target();
@@ -171,7 +172,7 @@ pub(super) fn rebuild(newest: &[crate::store::StoredEnvelope], node: &crate::nod
             id: crate::envelope::alert_id(node.domain(), h.sender, h.seq),
             by: h.sender,
             at_us: h.seq,
-            text,
+            text: body.text.clone(),
         });
     }
     states

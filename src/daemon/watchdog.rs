@@ -170,6 +170,15 @@ impl Watchdog {
         (!self.shown.contains(&key)).then_some(key)
     }
 
+    /// Whether anything may be due about `device` at `now_us` with a period of at least
+    /// `min_period_us`: quiet that long, or announced lost and heard again.
+    pub(super) fn may_be_due(&self, device: u32, min_period_us: u64, now_us: u64) -> bool {
+        if self.lost.contains_key(&device) {
+            return self.back_since.contains_key(&device);
+        }
+        now_us.saturating_sub(self.last(device)) >= min_period_us
+    }
+
     /// The devices heard within `window_us` of `now_us`.
     pub(super) fn heard_within(&self, window_us: u64, now_us: u64) -> Vec<u32> {
         self.last_heard
@@ -219,11 +228,18 @@ impl Daemon {
         let now = now_us();
         let me = self.node.cert().body.device;
         let desc = self.node.descriptor();
+        // Every tick: only the devices that may be due cost more than a lookup (a profile, the
+        // line of members). None is due while it has been heard within the authority's period,
+        // which a sleeping device's declared one can only lengthen.
         let watched: Vec<(u32, u64)> = desc
             .body
             .rights
             .iter()
             .filter(|r| r.watch_secs > 0 && r.device != me && !desc.is_revoked(r.device))
+            .filter(|r| {
+                self.watchdog
+                    .may_be_due(r.device, u64::from(r.watch_secs) * 1_000_000, now)
+            })
             .map(|r| {
                 let profile = self
                     .node
@@ -353,6 +369,8 @@ mod tests {
         let mut w = Watchdog::new(t0);
         // Not lost for the time before the watch began.
         assert_eq!(w.due(7, P, Some(0), t0 + P - 1), None);
+        assert!(!w.may_be_due(7, P, t0 + P - 1));
+        assert!(w.may_be_due(7, P, t0 + P));
         w.heard(7, t0 + 3_000_000);
         let lost = event(LOST_KIND, 7, (t0 + 3_000_000) / P);
         assert_eq!(w.due(7, P, Some(0), t0 + 3_000_000 + P - 1), None);

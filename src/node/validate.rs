@@ -6,7 +6,7 @@
 
 use super::receipt::ReceivedReceipt;
 use super::{DIRECT_CHANNEL, DIRECT_CHANNEL_NAME, Node};
-use crate::alert::{AlertBody, ReceivedAlert, Reference};
+use crate::alert::{AlertBody, ReceivedAlert};
 use crate::envelope::{self, Envelope, EnvelopeError, Header, Kind};
 use crate::receipt;
 use crate::replay::ReplayError;
@@ -386,13 +386,6 @@ impl Node {
             return None;
         }
         Some((h, body))
-    }
-
-    /// The change (update, cancellation, escalation) an envelope of this node's own log makes,
-    /// if it is one: its header, its reference and its text ([`Node::logged_body`]).
-    pub fn logged_change(&self, bytes: &[u8]) -> Option<(Header, Reference, String)> {
-        let (h, body) = self.logged_body(bytes)?;
-        Some((h, body.reference?, body.text))
     }
 
     /// Steps 1 to 7c: parse, topic, domain, sender, rights, then (for an envelope that
