@@ -91,8 +91,17 @@ pub enum CapError {
         allowed: String,
     },
     /// A message type that does not carry an alert.
-    #[error("<msgType> is {0}: only Alert and Update messages can be sent as alerts")]
+    #[error("<msgType> is {0}: only Alert, Update and Cancel messages can be sent")]
     MsgType(String),
+    /// A `Cancel` whose `<references>` names no ptt-node alert: there is nothing to cancel.
+    #[error(
+        "<msgType> is Cancel but <references> names no ptt-node alert \
+         (an identifier ptt-node:DOMAIN:ID, as `listen --format cap` writes)"
+    )]
+    NothingToCancel,
+    /// `<references>` names more than one ptt-node alert; a change names one.
+    #[error("<references> names {0} ptt-node alerts; an Update or a Cancel may change one")]
+    References(usize),
     /// Too large for one alert.
     #[error("the alert would be {0} bytes; one alert holds at most {MAX_ALERT_LEN}")]
     TooLarge(usize),
@@ -349,6 +358,7 @@ struct Doc {
     sent: Option<String>,
     status: Option<String>,
     msg_type: Option<String>,
+    references: Option<String>,
     infos: usize,
     category: Option<String>,
     event: Option<String>,
@@ -364,13 +374,92 @@ struct Doc {
     polygon: Option<String>,
 }
 
+/// What a CAP document given to `alert --cap` asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CapMessage {
+    /// A new alert: an `Alert`, or an `Update` whose `<references>` names no ptt-node alert
+    /// (an update of another system's message, which this domain has not seen).
+    Alert(AlertBody),
+    /// An `Update` of the ptt-node alert its `<references>` names (its id): the new content.
+    Update {
+        /// The alert's id.
+        id: String,
+        /// The new content.
+        body: AlertBody,
+    },
+    /// A `Cancel` of the ptt-node alert its `<references>` names, with the first `<info>`'s
+    /// description (else headline) as the reason, if it has one.
+    Cancel {
+        /// The alert's id.
+        id: String,
+        /// Why.
+        text: String,
+    },
+}
+
+/// The ids of the ptt-node alerts a `<references>` value names. CAP writes it as
+/// space-separated `sender,identifier,sent` triples; `to_cap` writes a ptt-node alert's
+/// identifier as `ptt-node:DOMAIN:ID` with ID 16 hex digits. Other systems' triples are
+/// skipped.
+fn referenced_ids(references: &str) -> Vec<String> {
+    let mut ids: Vec<String> = references
+        .split_whitespace()
+        .filter_map(|t| {
+            let mut parts = t.split(',');
+            let (_sender, identifier) = (parts.next()?, parts.next()?);
+            let (prefix, id) = identifier.strip_prefix("ptt-node:")?.rsplit_once(':')?;
+            (!prefix.is_empty()
+                && id.len() == 16
+                && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then(|| id.to_string())
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Reads a CAP 1.2 document given to `alert --cap`: an `Alert`, an `Update` or a `Cancel`
+/// (see [`CapMessage`]; the body as [`from_cap`] reads it).
+pub fn message_from_cap(xml: &str) -> Result<CapMessage, CapError> {
+    let d = read(xml)?;
+    let ids = d
+        .references
+        .as_deref()
+        .map(referenced_ids)
+        .unwrap_or_default();
+    if ids.len() > 1 {
+        return Err(CapError::References(ids.len()));
+    }
+    let id = ids.into_iter().next();
+    match (d.msg_type.as_deref(), id) {
+        (Some("Cancel"), None) => Err(CapError::NothingToCancel),
+        (Some("Cancel"), Some(id)) => {
+            let status = d.status.as_deref().ok_or(CapError::Missing("status"))?;
+            check("status", status, &STATUSES)?;
+            let text: String = d.description.or(d.headline).unwrap_or_default();
+            Ok(CapMessage::Cancel { id, text })
+        }
+        (Some("Update"), Some(id)) => Ok(CapMessage::Update {
+            id,
+            body: body_of(d)?,
+        }),
+        _ => Ok(CapMessage::Alert(body_of(d)?)),
+    }
+}
+
 /// Reads a CAP 1.2 document into an alert body: `<event>` is the kind, `<severity>` the
 /// severity, `<description>` (else `<headline>`) the text, the first `<area>`'s circle centre
 /// (else its polygon's first point) the location, `<parameter>`s the attributes; status,
 /// urgency, certainty, category, instruction, area description, identifier, sender and sent
-/// time are kept as `cap:*` attributes. Only the first `<info>` is read.
+/// time are kept as `cap:*` attributes. Only the first `<info>` is read. `Alert` and `Update`
+/// messages only (see [`message_from_cap`] for what an `Update` or a `Cancel` refers to).
 pub fn from_cap(xml: &str) -> Result<AlertBody, CapError> {
-    let d = read(xml)?;
+    body_of(read(xml)?)
+}
+
+/// The alert body of a document read: `Alert` and `Update` messages only.
+fn body_of(d: Doc) -> Result<AlertBody, CapError> {
     match d.msg_type.as_deref() {
         None => return Err(CapError::Missing("msgType")),
         Some("Alert" | "Update") => {}
@@ -586,6 +675,7 @@ fn read(xml: &str) -> Result<Doc, CapError> {
                     ["alert", "sent"] => set(&mut d.sent),
                     ["alert", "status"] => set(&mut d.status),
                     ["alert", "msgType"] => set(&mut d.msg_type),
+                    ["alert", "references"] => set(&mut d.references),
                     ["alert", "info", f] if first_info => match *f {
                         "category" => set(&mut d.category),
                         "event" => set(&mut d.event),
@@ -790,6 +880,92 @@ mod tests {
     }
 
     #[test]
+    fn an_update_or_a_cancel_written_by_listen_names_its_alert_when_read() {
+        let original = received();
+        // What `listen --format cap` wrote for an update of `original`, then a cancel.
+        let mut u = received();
+        u.id = "1111222233334444".into();
+        u.text = "one person, leaving".into();
+        u.msg_type = crate::alert::MsgType::Update;
+        u.references = Some(crate::alert::Referenced {
+            id: original.id.clone(),
+            sender: original.sender.clone(),
+            sender_device: original.sender_device,
+            created_at_us: original.created_at_us,
+        });
+        let x = to_cap(&u, "site a");
+        match message_from_cap(&x).unwrap() {
+            CapMessage::Update { id, body } => {
+                assert_eq!(id, original.id);
+                assert_eq!(body.text, "one person, leaving");
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut c = u.clone();
+        c.msg_type = crate::alert::MsgType::Cancel;
+        c.text = "false alarm".into();
+        let x = to_cap(&c, "site a");
+        assert_eq!(
+            message_from_cap(&x).unwrap(),
+            CapMessage::Cancel {
+                id: original.id.clone(),
+                text: "false alarm".into()
+            }
+        );
+        // A cancellation needs no <info>.
+        let bare = format!(
+            "<alert xmlns=\"{NAMESPACE}\"><status>Actual</status><msgType>Cancel</msgType>\
+             <references>desk@x,ptt-node:x:{},2026-01-01T00:00:00-00:00</references></alert>",
+            original.id
+        );
+        assert_eq!(
+            message_from_cap(&bare).unwrap(),
+            CapMessage::Cancel {
+                id: original.id.clone(),
+                text: String::new()
+            }
+        );
+        // An update of another system's message is a new alert here.
+        let foreign = x
+            .replace("<msgType>Cancel", "<msgType>Update")
+            .replace(&format!("ptt-node:site-a:{}", original.id), "NWS-1234");
+        assert!(
+            matches!(message_from_cap(&foreign).unwrap(), CapMessage::Alert(_)),
+            "{foreign}"
+        );
+        // One change names one alert; the same alert twice is one.
+        let twice = bare.replace(
+            "</references>",
+            &format!(
+                " a@x,ptt-node:x:{},2026-01-01T00:00:00-00:00</references>",
+                original.id
+            ),
+        );
+        assert!(matches!(
+            message_from_cap(&twice).unwrap(),
+            CapMessage::Cancel { .. }
+        ));
+        let two = bare.replace(
+            "</references>",
+            " a@x,ptt-node:x:00000000000000aa,2026-01-01T00:00:00-00:00</references>",
+        );
+        let m = message_from_cap(&two).unwrap_err().to_string();
+        assert!(m.contains("names 2 ptt-node alerts"), "{m}");
+        // Not an id: upper case, the wrong length, no domain.
+        for bad in [
+            "ptt-node:x:00C0FFEE00C0FFEE",
+            "ptt-node:x:00c0ffee",
+            "ptt-node:00c0ffee00c0ffee",
+        ] {
+            let d = bare.replace(&format!("ptt-node:x:{}", original.id), bad);
+            assert!(
+                matches!(message_from_cap(&d), Err(CapError::NothingToCancel)),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_documents_say_what_is_wrong() {
         let e = |x: &str| from_cap(x).unwrap_err().to_string();
         assert!(e("").contains("not a CAP 1.2 alert"), "{}", e(""));
@@ -821,11 +997,13 @@ mod tests {
         ));
         assert!(bad.contains("<circle>"), "{bad}");
         let cancel = MINIMAL.replace("<cap:msgType>Alert", "<cap:msgType>Cancel");
-        assert!(
-            e(&cancel).contains("only Alert and Update"),
-            "{}",
-            e(&cancel)
-        );
+        assert!(e(&cancel).contains("<msgType> is Cancel"), "{}", e(&cancel));
+        // A cancellation that names no ptt-node alert has nothing to cancel.
+        let m = message_from_cap(&cancel).unwrap_err().to_string();
+        assert!(m.contains("names no ptt-node alert"), "{m}");
+        let ack = MINIMAL.replace("<cap:msgType>Alert", "<cap:msgType>Ack");
+        let m = message_from_cap(&ack).unwrap_err().to_string();
+        assert!(m.contains("<msgType> is Ack"), "{m}");
         let ent = with("<info><event>&xxe;</event><severity>Minor</severity></info>");
         assert!(e(&ent).contains("unknown entity"), "{}", e(&ent));
         let big = with(&format!(

@@ -212,6 +212,16 @@ pub enum CliError {
         /// What is wrong with the document.
         source: crate::cap::CapError,
     },
+    /// `alert --cap` names one alert in `<references>` and `--update` another.
+    #[error("{name}: its <references> names alert {named}, but --update names {update}")]
+    CapUpdateConflict {
+        /// The file, or standard input.
+        name: String,
+        /// The alert the document names.
+        named: String,
+        /// The alert `--update` names.
+        update: String,
+    },
     /// `alert --stdin`: standard input could not be read.
     #[error("reading standard input: {0}")]
     Stdin(#[source] std::io::Error),

@@ -18,19 +18,38 @@ pub(super) async fn alert(a: AlertArgs) -> Result<(), CliError> {
         Some(p) => Some(read_cap(p)?),
         None => None,
     };
+    // What the document asks: an alert (and which alert it updates), or a cancellation.
+    let req = match from_cap {
+        Some(crate::cap::CapMessage::Cancel { id, text }) => {
+            Some(Err(Request::Cancel { id, text }))
+        }
+        Some(crate::cap::CapMessage::Update { id, body }) => {
+            if let Some(u) = a.update.as_ref().filter(|u| **u != id) {
+                return Err(CliError::CapUpdateConflict {
+                    name: cap_name(a.cap.as_deref()),
+                    named: id,
+                    update: u.clone(),
+                });
+            }
+            Some(Ok((body, Some(id))))
+        }
+        Some(crate::cap::CapMessage::Alert(body)) => Some(Ok((body, a.update.clone()))),
+        None => None,
+    };
     let mut c = connect_client(&a.client).await?;
     if a.stdin {
         return alert_stdin(c, &a.channel, a.client.json).await;
     }
-    let req = match from_cap {
-        Some(b) => Request::Alert {
+    let req = match req {
+        Some(Err(cancel)) => cancel,
+        Some(Ok((b, update))) => Request::Alert {
             channel: a.channel,
             severity: b.severity,
             kind: b.kind,
             text: b.text,
             location: b.location,
             attributes: b.attributes,
-            update: a.update,
+            update,
         },
         None => {
             let (Some(severity), Some(kind), Some(text)) = (a.severity, a.kind, a.text) else {
@@ -202,13 +221,9 @@ pub(super) async fn ack(a: AckArgs) -> Result<(), CliError> {
 }
 
 /// Reads and checks the CAP document of `alert --cap` (`-`: standard input).
-fn read_cap(p: &std::path::Path) -> Result<crate::alert::AlertBody, CliError> {
+fn read_cap(p: &std::path::Path) -> Result<crate::cap::CapMessage, CliError> {
     use std::io::Read;
-    let name = if p == std::path::Path::new("-") {
-        "standard input".to_string()
-    } else {
-        p.display().to_string()
-    };
+    let name = cap_name(Some(p));
     let mut bytes = Vec::new();
     let r: Result<_, std::io::Error> = if p == std::path::Path::new("-") {
         std::io::stdin()
@@ -229,7 +244,15 @@ fn read_cap(p: &std::path::Path) -> Result<crate::alert::AlertBody, CliError> {
     let Ok(text) = String::from_utf8(bytes) else {
         return Err(CliError::CapNotUtf8(name));
     };
-    crate::cap::from_cap(&text).map_err(|source| CliError::Cap { name, source })
+    crate::cap::message_from_cap(&text).map_err(|source| CliError::Cap { name, source })
+}
+
+/// How errors name the document of `alert --cap`.
+fn cap_name(p: Option<&std::path::Path>) -> String {
+    match p {
+        Some(p) if p != std::path::Path::new("-") => p.display().to_string(),
+        _ => "standard input".to_string(),
+    }
 }
 
 /// One alert read from standard input by `alert --stdin`.

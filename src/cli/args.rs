@@ -826,7 +826,9 @@ pub struct AlertArgs {
     pub text: Option<String>,
     /// Send the alert an OASIS CAP 1.2 document describes (FILE, or - for standard input):
     /// its event is the kind, its severity the severity, its description the text, its area
-    /// the location, its parameters the attributes (proto/cap.md).
+    /// the location, its parameters the attributes. An `Update` or a `Cancel` whose
+    /// `<references>` names a ptt-node alert (as `listen --format cap` writes it) updates or
+    /// cancels that alert (proto/cap.md).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["severity", "kind", "text", "location", "attributes", "stdin"])]
     pub cap: Option<PathBuf>,
     /// Read alerts from standard input instead, one JSON object per line

@@ -94,12 +94,14 @@ pub fn format_alert_coloured(a: &ReceivedAlert) -> String {
     }
 }
 
-/// One human-readable line for an alert.
+/// One human-readable line for an alert: time, severity, the id that `ack`, `cancel`,
+/// `receipts` and `alert --update` take, then what happened.
 pub fn format_alert(a: &ReceivedAlert) -> String {
     let mut s = format!(
-        "{} {:<8} {} from {} on {}: {}",
+        "{} {:<8} {} {} from {} on {}: {}",
         format_time_us(a.created_at_us),
         a.severity.as_str().to_uppercase(),
+        a.id,
         a.kind,
         a.sender,
         a.channel,
@@ -455,7 +457,7 @@ mod tests {
 
     fn alert(severity: Severity) -> ReceivedAlert {
         ReceivedAlert {
-            id: "id".into(),
+            id: "5c1e0a2b9d3f4e71".into(),
             channel: "alerts".into(),
             sender: "cam-1".into(),
             sender_peer_id: "12D3KooW".into(),
@@ -535,7 +537,7 @@ mod tests {
         let a = alert(Severity::Severe);
         assert_eq!(
             format_alert(&a),
-            "2025-11-22T03:13:54.567Z SEVERE   intrusion from cam-1 on alerts: gate 3 forced \
+            "2025-11-22T03:13:54.567Z SEVERE   5c1e0a2b9d3f4e71 intrusion from cam-1 on alerts: gate 3 forced \
              @37.56650,126.97800 zone=north (late: received 12 s after it was sent)"
         );
         assert_eq!(
@@ -546,7 +548,7 @@ mod tests {
         a.kind = "extreme".into();
         let coloured = format_alert_coloured(&a);
         assert_eq!(coloured.matches("\x1b[").count(), 2, "{coloured:?}");
-        assert!(coloured.contains("\x1b[1;97;41mEXTREME\x1b[0m  extreme"));
+        assert!(coloured.contains("\x1b[1;97;41mEXTREME\x1b[0m  5c1e0a2b9d3f4e71 extreme"));
         let never = Printer::new(Format::Text, ColorChoice::Never, String::new());
         let always = Printer::new(Format::Text, ColorChoice::Always, String::new());
         assert_eq!(never.render(&a), format_alert(&a));

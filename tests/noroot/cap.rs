@@ -302,6 +302,12 @@ fn read_docs(
     docs
 }
 
+/// Stops a `listen`.
+fn listen_done(mut listen: std::process::Child) {
+    let _ = listen.kill();
+    let _ = listen.wait();
+}
+
 #[test]
 fn a_cap_document_sent_reaches_a_listener_as_valid_cap() {
     let xsd = schema();
@@ -354,8 +360,6 @@ fn a_cap_document_sent_reaches_a_listener_as_valid_cap() {
     assert!(stdin_alert.wait_with_output().unwrap().status.success());
 
     let docs = read_docs(&lines, 2, Duration::from_secs(20));
-    let _ = listen.kill();
-    let _ = listen.wait();
     let first = &docs[0];
     for want in [
         "<sender>cam@seoul</sender>",
@@ -378,9 +382,88 @@ fn a_cap_document_sent_reaches_a_listener_as_valid_cap() {
         validate(xsd, &docs);
     }
 
+    // A CAP tool updates the first alert it received: an Update whose <references> names it
+    // as CAP does (sender,identifier,sent of the document listen wrote). Then it cancels it
+    // with the update's own document turned into a Cancel. Both reach the listener and name
+    // the first alert; history shows it cancelled.
+    let field = |doc: &str, name: &str| -> String {
+        let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+        let from = doc.find(&open).expect(name) + open.len();
+        doc[from..from + doc[from..].find(&close).expect(name)].to_string()
+    };
+    let first_ref = format!(
+        "{},{},{}",
+        field(first, "sender"),
+        field(first, "identifier"),
+        field(first, "sent")
+    );
+    let update = DOC
+        .replace("<msgType>Alert", "<msgType>Update")
+        .replace(
+            "<info>",
+            &format!("<references>other@x,NWS-1 {first_ref}</references><info>"),
+        )
+        .replace(
+            "Smoke detected in hall B &amp; corridor 2",
+            "Smoke cleared in hall B",
+        );
+    std::fs::write(&file, &update).unwrap();
+    let upd_id = ok(&["alert", "--data", p(&cam_data), "--cap", p(&file)]);
+    let cancel = update
+        .replace("<msgType>Update", "<msgType>Cancel")
+        .replace("Smoke cleared in hall B", "false alarm: a kettle");
+    std::fs::write(&file, &cancel).unwrap();
+    let cancel_id = ok(&["alert", "--data", p(&cam_data), "--cap", p(&file), "--json"]);
+    let cancel_id: serde_json::Value = serde_json::from_str(&cancel_id).expect("json");
+    let changes = read_docs(&lines, 2, Duration::from_secs(20));
+    for (doc, msg_type, text, own) in [
+        (
+            &changes[0],
+            "Update",
+            "Smoke cleared in hall B",
+            upd_id.trim(),
+        ),
+        (
+            &changes[1],
+            "Cancel",
+            "false alarm: a kettle",
+            cancel_id["id"].as_str().expect("id"),
+        ),
+    ] {
+        assert_eq!(field(doc, "msgType"), msg_type, "{doc}");
+        assert!(field(doc, "identifier").ends_with(own), "{doc}");
+        assert_eq!(field(doc, "references"), first_ref, "{doc}");
+        assert!(
+            doc.contains(&format!("<description>{text}</description>")),
+            "{doc}"
+        );
+    }
+    if let Some(xsd) = &xsd {
+        validate(xsd, &changes);
+    }
+    let first_id = field(first, "identifier")
+        .rsplit(':')
+        .next()
+        .expect("id")
+        .to_string();
+    let h: Vec<serde_json::Value> = ok(&["history", "--data", p(&guard_data), "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let original = h
+        .iter()
+        .find(|a| a["id"] == first_id.as_str())
+        .unwrap_or_else(|| panic!("{first_id} not in {h:?}"));
+    assert_eq!(
+        original["state"]["cancelled"]["text"], "false alarm: a kettle",
+        "{original}"
+    );
+    assert_eq!(original["state"]["updated_by"], upd_id.trim(), "{original}");
+    listen_done(listen);
+
     // history: CAP too, and text with colour only when asked (stdout is a pipe here).
     let h = ok(&["history", "--data", p(&guard_data), "--format", "cap"]);
-    assert_eq!(h.matches("</alert>").count(), 2, "{h}");
+    assert_eq!(h.matches("</alert>").count(), 4, "{h}");
     let plain = ok(&["history", "--data", p(&guard_data)]);
     assert!(
         plain.contains("EXTREME") && !plain.contains('\x1b'),
@@ -404,7 +487,11 @@ fn a_cap_document_sent_reaches_a_listener_as_valid_cap() {
         (DOC.replace("</info>", ""), "not well-formed"),
         (
             DOC.replace("<msgType>Alert", "<msgType>Cancel"),
-            "only Alert and Update",
+            "<references> names no ptt-node alert",
+        ),
+        (
+            DOC.replace("<msgType>Alert", "<msgType>Ack"),
+            "<msgType> is Ack",
         ),
     ] {
         std::fs::write(&bad, doc).unwrap();

@@ -19,6 +19,7 @@ mod support {
 
 mod cap;
 mod cli;
+mod directed;
 mod gate;
 mod gossip_ihave;
 mod gossip_plane;
