@@ -5,6 +5,7 @@
 #   scripts/fuzz.sh                   # every target, FUZZ_SECS (default 20) seconds each
 #   FUZZ_SECS=300 scripts/fuzz.sh envelope control   # only these targets, 5 minutes each
 #   FUZZ_MERGE=1 scripts/fuzz.sh      # also merge new coverage into fuzz/corpus (to commit)
+#   FUZZ_JOBS=1 scripts/fuzz.sh       # one target at a time (default: one per core)
 #
 # The fuzzers run on a temporary copy of each corpus, so a run (in CI, say) leaves the checkout
 # as it was; only FUZZ_MERGE=1 writes to fuzz/corpus, and then only inputs that add coverage
@@ -117,19 +118,20 @@ for t in "${targets[@]}"; do
     [ -x "$bins/$t" ] || { echo "cargo fuzz build made no $bins/$t" >&2; exit 1; }
 done
 
-failed=()
-for t in "${targets[@]}"; do
-    kept="fuzz/corpus/$t"
-    corpus="$work/corpus/$t"
+# One target: fuzz it on a copy of its corpus, then (FUZZ_MERGE=1) merge what it found into
+# the kept corpus. Writes what it has to say to $work/$t.out and fails when the target failed.
+fuzz_one() {
+    local t="$1" kept="fuzz/corpus/$1" corpus="$work/corpus/$1" log="$work/$1.log" out="$work/$1.out"
+    local before after runs cov n0 status=0
     mkdir -p "$corpus"
     if [ -d "$kept" ]; then cp -R "$kept/." "$corpus/"; fi
     before=$(find "$corpus" -type f | wc -l)
-    [ "$before" -gt 0 ] || echo "    warning: $kept is empty; fuzzing $t from nothing" >&2
-    log="$work/$t.log"
-    echo "==> fuzzing $t for $secs s (corpus: $before inputs)"
+    {
+        [ "$before" -gt 0 ] || echo "    warning: $kept is empty; fuzzing $t from nothing"
+        echo "==> fuzzed $t for $secs s (corpus: $before inputs)"
+    } >"$out"
     # -timeout: one input running longer than 10 s is a hang, reported as a failure.
     # The outer timeout only guards against a fuzzer that ignores -max_total_time.
-    status=0
     mkdir -p "fuzz/artifacts/$t"
     timeout --kill-after=30 "$((secs + 300))" \
         "$bins/$t" -artifact_prefix="fuzz/artifacts/$t/" "$corpus" \
@@ -138,20 +140,51 @@ for t in "${targets[@]}"; do
     cov=$(grep -Eo 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -n 1 || true)
     after=$(find "$corpus" -type f | wc -l)
     if [ "$status" -ne 0 ]; then
-        echo "FAIL $t: exit status $status after ${runs:-?} runs; its log, without progress lines:" >&2
-        grep -Ev '^(#[0-9]+[[:space:]]|INFO: )' "$log" | tail -n 200 >&2 || true
-        failed+=("$t")
-        continue
+        {
+            echo "FAIL $t: exit status $status after ${runs:-?} runs; its log, without progress lines:"
+            grep -Ev '^(#[0-9]+[[:space:]]|INFO: )' "$log" | tail -n 200 || true
+        } >>"$out"
+        return 1
     fi
-    echo "ok   $t: ${runs:-?} runs in $secs s, corpus $before -> $after inputs (${cov:-no coverage line})"
+    echo "ok   $t: ${runs:-?} runs in $secs s, corpus $before -> $after inputs (${cov:-no coverage line})" >>"$out"
     if [ "${FUZZ_MERGE:-0}" = 1 ]; then
         mkdir -p "$kept"
         n0=$(find "$kept" -type f | wc -l)
-        fuzz_bin "$t" "$kept" "$corpus" -merge=1 >"$log.merge" 2>&1 ||
-            { tail -n 30 "$log.merge" >&2; failed+=("$t (merge)"); continue; }
-        echo "     merged into $kept: $n0 -> $(find "$kept" -type f | wc -l) inputs"
+        if ! fuzz_bin "$t" "$kept" "$corpus" -merge=1 >"$log.merge" 2>&1; then
+            tail -n 30 "$log.merge" >>"$out"
+            echo "FAIL $t (merge)" >>"$out"
+            return 1
+        fi
+        echo "     merged into $kept: $n0 -> $(find "$kept" -type f | wc -l) inputs" >>"$out"
+    fi
+}
+
+# The targets run FUZZ_JOBS at a time (default: one per core; each fuzzer is one thread), so
+# the whole run takes about (targets / jobs) x FUZZ_SECS. Their reports are printed in order.
+jobs="${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}"
+case "$jobs" in '' | *[!0-9]* | 0) echo "FUZZ_JOBS must be a whole number above 0" >&2; exit 2 ;; esac
+echo "==> fuzzing ${#targets[@]} target(s) for $secs s each, $jobs at a time"
+run_start=$SECONDS
+running=0
+for t in "${targets[@]}"; do
+    if [ "$running" -ge "$jobs" ]; then
+        wait -n || true
+        running=$((running - 1))
+    fi
+    (fuzz_one "$t" && touch "$work/$t.passed") &
+    running=$((running + 1))
+done
+wait || true
+failed=()
+for t in "${targets[@]}"; do
+    if [ -f "$work/$t.passed" ]; then
+        cat "$work/$t.out"
+    else
+        cat "$work/$t.out" >&2 2>/dev/null || echo "FAIL $t: no report" >&2
+        failed+=("$t")
     fi
 done
+echo "    fuzzed in $((SECONDS - run_start)) s"
 
 if [ "${#failed[@]}" -gt 0 ]; then
     echo "fuzzing failed: ${failed[*]} (crashing inputs are in fuzz/artifacts/<target>/)" >&2
