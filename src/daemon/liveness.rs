@@ -10,7 +10,7 @@
 //! The decisions are the peer book's ([`PeerBook::probes_due`](crate::mesh::PeerBook)); this
 //! room sends the probes and reports their outcome.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use libp2p::request_response::{OutboundFailure, OutboundRequestId};
@@ -29,7 +29,7 @@ impl Daemon {
     /// A verified beacon of `device` came on the plane: its connection (if any) need not be
     /// probed.
     pub(super) fn heard_on_plane(&mut self, device: u32) {
-        self.watchdog.heard(device, super::now_us());
+        self.watchdog.heard_on_plane(device, super::now_us());
         if let Some(peer) = self.node.member(device).map(|c| c.peer_id()) {
             self.heard_from(&peer);
         }
@@ -58,9 +58,22 @@ impl Daemon {
         }
     }
 
-    /// The tick's probes: an empty repair request to each member quiet for too long.
+    /// The tick's probes: an empty repair request to each member quiet for too long. A
+    /// watched member is probed after a third of its check-in period when that is shorter:
+    /// on a connection the plane does not keep busy (no multicast, `--no-plane`), the
+    /// watchdog hears it in time.
     pub(super) fn send_probes(&mut self, now: Instant) {
-        for peer in self.peers.probes_due(now) {
+        let (certs, desc) = (&self.certs, self.node.descriptor());
+        let quiet_before = |peer: &PeerId| {
+            certs
+                .get(peer)
+                .map(|c| desc.rights(c.body.device).watch_secs)
+                .filter(|w| *w > 0)
+                .map_or(crate::mesh::QUIET_BEFORE_PROBE, |w| {
+                    crate::mesh::QUIET_BEFORE_PROBE.min(Duration::from_secs(u64::from(w)) / 3)
+                })
+        };
+        for peer in self.peers.probes_due(now, quiet_before) {
             let id = self
                 .swarm
                 .behaviour_mut()

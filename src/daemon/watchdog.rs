@@ -2,15 +2,24 @@
 //! a check-in period (`DeviceRights::watch_secs`) that no evidence of life came from for that
 //! long is announced lost, once for the domain, and back when it is heard again.
 //!
-//! Evidence of life is what this node hears anyway: anything on the device's connection, its
-//! plane beacons (every 5 s), an alert, receipt or voice packet it sealed arriving live. Who
-//! announces is decided without talking: the members this node heard within the period, and
-//! itself, that may write the default channel, by device number; the first announces at once,
-//! the second 2 s later if no announcement came, the third 4 s later. Each announcement names
-//! its event (`device-lost:DEVICE:PERIOD`, PERIOD the check-in period in which the device was
-//! last heard), and members show each event once, so copies raised on both sides of a partition
-//! collapse when it heals. A node that hears no member at all announces nothing: it is more
-//! likely cut off itself.
+//! Evidence of life is what this node hears anyway: anything on the device's connection (a
+//! watched member's connection is probed after a third of its period when nothing else came),
+//! its plane beacons (every 5 s), an alert, receipt or voice packet it sealed arriving live.
+//!
+//! Only a **witness** of the device announces: a node connected to it, or that keeps a
+//! connection to it (on this LAN when the bound's overlay wants the pair, every LAN member
+//! without a bound; a static peer or a member reached through a broker it was connected to),
+//! or that heard it on the plane until it went quiet while the plane still works here.
+//! A member that hears the device only through others (the bound leaves the pair unconnected,
+//! another segment behind a broker) has no evidence either way, and leaves it to the device's
+//! neighbours. Who announces is decided without talking: the members this node heard within
+//! the period, and itself, that may write the default channel, by device number; a witness
+//! first in line announces at once, the second 2 s later if no announcement came, the third 4 s
+//! later, any later one 6 s later. Each announcement names its event
+//! (`device-lost:DEVICE:PERIOD`, PERIOD the check-in period in which the device was last heard),
+//! and members show one loss per device until it is back, so copies raised on both sides of a
+//! partition, or by two neighbours at once, collapse. A node that hears no member at all
+//! announces nothing: it is more likely cut off itself.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -26,8 +35,18 @@ pub const LOST_KIND: &str = "device-lost";
 pub const BACK_KIND: &str = "device-back";
 /// How much later each next member in line announces, if nobody did.
 const STEP_US: u64 = 2_000_000;
-/// Members in line to announce (the first at once, the others 2 and 4 s later).
+/// Places in line with a delay of their own (the first at once, the others 2 and 4 s later);
+/// every later witness waits as long as this many steps.
 const IN_LINE: usize = 3;
+/// Each place in line past [`IN_LINE`] waits this much longer.
+const LATER_STEP_US: u64 = 250_000;
+/// At most this much longer.
+const MAX_LATER_US: u64 = 24_000_000;
+/// A device's last beacon counts as the last evidence of it if no other evidence came more
+/// than this after it (a beacon slot and its jitter).
+const PLANE_SLACK_US: u64 = 6_000_000;
+/// The plane works here if some member's beacon came within this (two beacon slots).
+const PLANE_WORKS_US: u64 = 10_000_000;
 /// Events remembered as shown, at most.
 const MAX_SHOWN: usize = 4_096;
 
@@ -36,10 +55,14 @@ const MAX_SHOWN: usize = 4_096;
 pub(super) struct Watchdog {
     /// When each device was last heard (this node's clock, µs).
     last_heard: HashMap<u32, u64>,
+    /// When each device's plane beacon was last verified here (this node's clock, µs).
+    plane_heard: HashMap<u32, u64>,
     /// The devices announced lost (here or by another member) and not back: the period index.
     lost: HashMap<u32, u64>,
     /// Since when a lost device is heard again (this node's clock, µs).
     back_since: HashMap<u32, u64>,
+    /// The period of the last loss of each device a back announcement answered.
+    backed: HashMap<u32, u64>,
     /// Events shown, so a copy is not shown twice.
     shown: HashSet<String>,
     shown_order: VecDeque<String>,
@@ -63,6 +86,15 @@ pub(super) fn quiet_allowed_us(watch_secs: u32, profile: &crate::cert::Profile) 
         .filter(|_| profile.sleeps)
         .map_or(0, |w| u64::from(w) * 1_000_000);
     watch.max(wake)
+}
+
+/// How long after a device is due the `rank`-th member in line announces: 2 s a place for
+/// the first [`IN_LINE`], then a quarter of a second a place (at most 24 s more), so that
+/// witnesses far down the line (the first places taken by members that are no witnesses) do
+/// not all announce at once.
+fn line_delay_us(rank: usize) -> u64 {
+    let extra = (rank.saturating_sub(IN_LINE) as u64 * LATER_STEP_US).min(MAX_LATER_US);
+    STEP_US * rank.min(IN_LINE) as u64 + extra
 }
 
 /// The event key of an announcement.
@@ -98,6 +130,28 @@ impl Watchdog {
         }
     }
 
+    /// A verified plane beacon of `device` at `now_us`: evidence of life, and of hearing it on
+    /// the plane.
+    pub(super) fn heard_on_plane(&mut self, device: u32, now_us: u64) {
+        self.heard(device, now_us);
+        self.plane_heard.insert(device, now_us);
+    }
+
+    /// Whether this node heard `device` on the plane until it went quiet (its last beacon is
+    /// about its last evidence), while the plane still works here (another member's beacon
+    /// came within [`PLANE_WORKS_US`]): then the silence of its beacons is evidence too.
+    pub(super) fn lost_on_plane(&self, device: u32, now_us: u64) -> bool {
+        let Some(&beacon) = self.plane_heard.get(&device) else {
+            return false;
+        };
+        let last = self.last_heard.get(&device).copied().unwrap_or(0);
+        beacon.saturating_add(PLANE_SLACK_US) >= last
+            && self
+                .plane_heard
+                .iter()
+                .any(|(d, t)| *d != device && now_us.saturating_sub(*t) < PLANE_WORKS_US)
+    }
+
     /// When `device` was last heard, or the watch's start.
     fn last(&self, device: u32) -> u64 {
         self.last_heard
@@ -123,7 +177,11 @@ impl Watchdog {
     }
 
     /// Takes an announcement (this node's or a member's): whether to show it (its event is
-    /// new). A lost device is remembered lost until its back announcement.
+    /// new). One episode of a device's loss is shown once: a loss naming a period next to the
+    /// one held (raised by another witness whose last evidence fell in the next period, or on
+    /// the other side of a partition) is the same loss, and a loss at or before the period a
+    /// back answered is a late copy. A back is shown when it ends the loss held, or when none
+    /// is held and no back of the same episode was shown.
     pub(super) fn take(&mut self, key: &str) -> bool {
         let Some((kind, device, period)) = parse_event(key) else {
             return true;
@@ -131,17 +189,28 @@ impl Watchdog {
         if !self.first_time(key) {
             return false;
         }
+        let backed = self.backed.get(&device).copied();
         if kind == LOST_KIND {
+            let same = |p: u64| p.abs_diff(period) <= 1;
+            if self.lost.get(&device).copied().is_some_and(same)
+                || backed.is_some_and(|b| period <= b)
+            {
+                return false;
+            }
+            // A loss held from a stale episode (its back never came here) is replaced.
             self.lost.insert(device, period);
-        } else if self.lost.get(&device) == Some(&period) {
-            self.lost.remove(&device);
             self.back_since.remove(&device);
+            return true;
         }
-        true
+        let ended = self.lost.remove(&device).is_some();
+        self.back_since.remove(&device);
+        self.backed
+            .insert(device, backed.map_or(period, |b| b.max(period)));
+        ended || backed.is_none_or(|b| b.abs_diff(period) > 1)
     }
 
     /// What to announce at `now_us` about `device` (watched every `period_us`) as the
-    /// `rank`-th member in line (`None`: not in line): its event key.
+    /// `rank`-th member in line (`None`: not in line, not a witness): its event key.
     pub(super) fn due(
         &self,
         device: u32,
@@ -149,7 +218,7 @@ impl Watchdog {
         rank: Option<usize>,
         now_us: u64,
     ) -> Option<String> {
-        let delay = STEP_US * rank.filter(|r| *r < IN_LINE)? as u64;
+        let delay = line_delay_us(rank?);
         let last = self.last(device);
         let key = match self.lost.get(&device) {
             None => {
@@ -277,8 +346,12 @@ impl Daemon {
 
     /// This node's place in line to announce about `device`: among itself and the members
     /// heard within the period that may write the default channel (not `device`), by device
-    /// number. `None` when it hears no other member (then it is more likely cut off itself).
+    /// number. `None` when this node is no witness of `device`, or hears no other member
+    /// (then it is more likely cut off itself).
     fn watch_rank(&self, device: u32, period_us: u64, now: u64) -> Option<usize> {
+        if !self.watch_witness(device, now) {
+            return None;
+        }
         let me = self.node.cert().body.device;
         let channel = self
             .node
@@ -303,6 +376,15 @@ impl Daemon {
         line.push(me);
         line.sort_unstable();
         line.iter().position(|d| *d == me)
+    }
+
+    /// Whether this node witnesses `device`'s life: it is connected to it, or keeps a
+    /// connection to it (so it tries to reach it, and not reaching it is evidence), or heard
+    /// it on the plane until it went quiet.
+    fn watch_witness(&self, device: u32, now: u64) -> bool {
+        let peer = self.node.member(device).map(|c| c.peer_id());
+        peer.is_some_and(|p| self.swarm.is_connected(&p) || self.peers.keeps(&p))
+            || self.watchdog.lost_on_plane(device, now)
     }
 
     /// Seals and sends the announcement `key` about `device`, and shows it here.
@@ -375,10 +457,16 @@ mod tests {
         let lost = event(LOST_KIND, 7, (t0 + 3_000_000) / P);
         assert_eq!(w.due(7, P, Some(0), t0 + 3_000_000 + P - 1), None);
         assert_eq!(w.due(7, P, Some(0), t0 + 3_000_000 + P), Some(lost.clone()));
-        // The second in line waits 2 s more, the fourth never announces.
+        // The second in line waits 2 s more, the fourth 6 s, each later one a quarter of a
+        // second more, up to 30 s; a node not in line (no witness) never announces.
         assert_eq!(w.due(7, P, Some(1), t0 + 3_000_000 + P), None);
         assert!(w.due(7, P, Some(1), t0 + 5_000_000 + P).is_some());
-        assert_eq!(w.due(7, P, Some(3), t0 + 100 * P), None);
+        assert_eq!(w.due(7, P, Some(3), t0 + 9_000_000 - 1 + P), None);
+        assert!(w.due(7, P, Some(3), t0 + 9_000_000 + P).is_some());
+        assert_eq!(w.due(7, P, Some(5), t0 + 9_499_999 + P), None);
+        assert!(w.due(7, P, Some(5), t0 + 9_500_000 + P).is_some());
+        assert_eq!(line_delay_us(40), 6_000_000 + 37 * 250_000);
+        assert_eq!(line_delay_us(10_000), 30_000_000);
         assert_eq!(w.due(7, P, None, t0 + 100 * P), None);
         // Once announced (here or by a member), shown once, and not announced again.
         assert!(w.take(&lost));
@@ -417,6 +505,64 @@ mod tests {
         // Heard again and quiet for a new period: a new event.
         w.heard(7, t0 + 5 * P);
         assert!(w.due(7, P, Some(0), t0 + 6 * P).is_some());
+    }
+
+    #[test]
+    fn one_episode_of_a_loss_is_shown_once_whoever_raised_it() {
+        // Two neighbours of 7 announced it lost at once, naming adjacent periods (their last
+        // evidence fell either side of a period's end), then each announced it back: a member
+        // shows one loss and one back.
+        let mut w = Watchdog::new(0);
+        assert!(w.take(&event(LOST_KIND, 7, 100)));
+        assert!(
+            !w.take(&event(LOST_KIND, 7, 101)),
+            "the same loss, another witness"
+        );
+        assert!(
+            w.take(&event(BACK_KIND, 7, 101)),
+            "back, whichever loss it answers"
+        );
+        assert!(!w.is_lost(7));
+        assert!(
+            !w.take(&event(BACK_KIND, 7, 100)),
+            "the other witness's back"
+        );
+        assert!(
+            !w.take(&event(LOST_KIND, 7, 100)),
+            "a late copy of the loss"
+        );
+        // A later loss is a new episode, and so is its back.
+        assert!(w.take(&event(LOST_KIND, 7, 200)));
+        assert!(w.is_lost(7));
+        assert!(w.take(&event(BACK_KIND, 7, 200)));
+        // The back of an episode never seen here as lost (it started after) is shown once.
+        assert!(w.take(&event(BACK_KIND, 8, 50)));
+        assert!(!w.take(&event(BACK_KIND, 8, 51)));
+        // A loss whose back never came here does not hide the next episode.
+        assert!(w.take(&event(LOST_KIND, 9, 10)));
+        assert!(w.take(&event(LOST_KIND, 9, 40)), "a stale loss is replaced");
+        assert!(w.is_lost(9));
+    }
+
+    #[test]
+    fn the_plane_witnesses_a_device_whose_beacons_stopped_only_while_it_works_here() {
+        let t0 = 1_000 * P;
+        let mut w = Watchdog::new(t0);
+        // 7 and 8 beacon; 7 stops, 8 goes on: this node witnessed 7 go quiet.
+        w.heard_on_plane(7, t0);
+        w.heard_on_plane(8, t0);
+        w.heard_on_plane(8, t0 + P);
+        assert!(w.lost_on_plane(7, t0 + P + 1));
+        // No other member's beacon lately: this node's own plane may be what broke.
+        assert!(!w.lost_on_plane(7, t0 + 3 * P));
+        // 9 was heard only by gossip long after its last beacon: the plane had lost it
+        // before, so its silence there proves nothing.
+        w.heard_on_plane(9, t0);
+        w.heard(9, t0 + P);
+        w.heard_on_plane(8, t0 + P + 1);
+        assert!(!w.lost_on_plane(9, t0 + P + 2));
+        // A device never heard on the plane.
+        assert!(!w.lost_on_plane(10, t0 + P + 2));
     }
 
     #[test]

@@ -390,6 +390,15 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
         }
     }
 
+    /// Whether this node keeps a connection to `peer`, connected now or not: a peer found on
+    /// this LAN that the bound wants (every one without a bound), or a member it was connected
+    /// to before that the bound has no say over (a static peer, one reached through a
+    /// broker). A LAN member the bound leaves to others is not kept, nor is a member this node
+    /// only heard of.
+    pub fn keeps(&self, peer: &K) -> bool {
+        self.peers.get(peer).is_some_and(|p| p.lan || p.member) && self.wants(peer)
+    }
+
     /// This node's own key.
     pub fn me(&self) -> &K {
         &self.me

@@ -1,7 +1,9 @@
 //! The bound on connections between real daemons: eight members on one LAN with
 //! `--max-peers 3` keep at most three authenticated connections each, the graph of those
 //! connections joins them all, and an alert from one reaches every other exactly once, on the
-//! multicast plane and, with `--no-plane`, by gossip forwarded over several hops.
+//! multicast plane and, with `--no-plane`, by gossip forwarded over several hops. There, the
+//! device-lost watchdog calls a quiet sender lost only once it is killed: the members the bound
+//! leaves unconnected to it hear nothing of it and leave it to its neighbours.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -73,12 +75,20 @@ fn connected(g: &[BTreeSet<usize>]) -> bool {
     seen.len() == N
 }
 
+/// The first member's enrolment when the watchdog watches it.
+const WATCHED: &[&str] = &["--watch", "10"];
+
 /// Starts N members with `--max-peers 3` (and `extra`), waits until each keeps at most three
 /// authenticated members, knows the others (on standby) and the graph is connected, then
-/// sends 10 alerts from the first and checks every other shows each once.
-fn bounded_lan(hint: &str, extra: &[&str]) -> Field {
+/// sends 10 alerts from the first and checks every other shows each once. With `watch`, the
+/// first is watched every 10 s (enrolled first, so every bundle's descriptor says so).
+fn bounded_lan(hint: &str, extra: &[&str], watch: bool) -> Field {
     let names: Vec<String> = (1..=N).map(|i| format!("m{i}")).collect();
-    let specs: Vec<(&str, &[&str])> = names.iter().map(|n| (n.as_str(), MEMBER)).collect();
+    let specs: Vec<(&str, &[&str])> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), if watch && i == 0 { WATCHED } else { MEMBER }))
+        .collect();
     let mut f = Field::provision(hint, &[], &specs);
     let max = MAX.to_string();
     let mut args = vec!["--max-peers", &max];
@@ -179,14 +189,15 @@ fn eight_members_with_three_connections_each_all_get_every_alert() {
         return;
     }
     // On the multicast plane: every member hears the sender directly.
-    let f = bounded_lan("bound", &[]);
+    let f = bounded_lan("bound", &[], false);
     let by_plane: usize = (1..N)
         .map(|i| vias(&f, i).get("multicast").copied().unwrap_or(0))
         .sum();
     assert!(by_plane >= 50, "few by multicast: {by_plane} of 70");
     drop(f);
     // Gossip only: members not connected to the sender get each alert over several hops.
-    let f = bounded_lan("boundgsp", &["--no-plane"]);
+    // The sender is watched every 10 s.
+    let mut f = bounded_lan("boundgsp", &["--no-plane"], true);
     // The sender keeps at most 3 connections: at least 4 members are two hops away or more.
     for i in 1..N {
         let v = vias(&f, i);
@@ -194,4 +205,55 @@ fn eight_members_with_three_connections_each_all_get_every_alert() {
         let gossip = v.get("gossip").copied().unwrap_or(0);
         assert!(gossip >= 8, "{}: {v:?}", f.devs[i].name);
     }
+    // The watchdog. The sender now says nothing for 2.8 periods: the members the bound leaves
+    // unconnected to it hear nothing of it, and must not call it lost (only its neighbours
+    // witness it, and their probes hear it). One would have announced 10 s after the last
+    // alert, plus up to 6 s and a few quarters for its place in line.
+    std::thread::sleep(Duration::from_secs(28));
+    let lost = |f: &Field, i: usize| -> usize {
+        f.shown(i)
+            .iter()
+            .filter(|v| v["kind"] == "device-lost")
+            .filter(|v| {
+                v["attributes"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|kv| kv[0] == "device" && kv[1] == "m1"))
+            })
+            .count()
+    };
+    let shown: Vec<usize> = (1..N).map(|i| lost(&f, i)).collect();
+    assert!(
+        shown.iter().all(|n| *n == 0),
+        "device-lost shown while alive: {shown:?}"
+    );
+    // Killed: its neighbours announce it, and every member shows it exactly once.
+    f.devs[0]
+        .daemon
+        .as_mut()
+        .expect("m1 runs")
+        .signal("KILL")
+        .expect("SIGKILL");
+    f.lan
+        .wait_until(
+            "every member shows m1 lost",
+            Duration::from_secs(30),
+            || {
+                let shown: Vec<usize> = (1..N).map(|i| lost(&f, i)).collect();
+                if shown.iter().all(|n| *n == 1) {
+                    Cond::Done(())
+                } else if shown.iter().any(|n| *n > 1) {
+                    Cond::Failed(format!("shown more than once: {shown:?}"))
+                } else {
+                    Cond::Pending(format!("{shown:?}"))
+                }
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Past the latest place in line a neighbour may hold.
+    std::thread::sleep(Duration::from_secs(7));
+    let shown: Vec<usize> = (1..N).map(|i| lost(&f, i)).collect();
+    assert!(
+        shown.iter().all(|n| *n == 1),
+        "later copies shown: {shown:?}"
+    );
 }

@@ -3,10 +3,12 @@
 //! when its probes have failed often enough to close its connection. The daemon's `liveness`
 //! room sends the probes.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{PeerBook, Ping};
-use crate::mesh::{MAX_PING_FAILURES, MAX_PROBE_FAILURES, PROBE_EVERY, QUIET_BEFORE_PROBE};
+#[cfg(doc)]
+use crate::mesh::QUIET_BEFORE_PROBE;
+use crate::mesh::{MAX_PING_FAILURES, MAX_PROBE_FAILURES, PROBE_EVERY};
 
 impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
     /// A ping result: true when the connection is to be closed (it stopped answering).
@@ -39,11 +41,12 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
     }
 
     /// The connected, authenticated peers to probe now: heard from for nothing for
-    /// [`QUIET_BEFORE_PROBE`] (counted from the connection when nothing came yet), no probe
-    /// in flight, none sent in the last [`PROBE_EVERY`]. Each is marked probed; the caller
+    /// `quiet_before(peer)` (counted from the connection when nothing came yet), no probe in
+    /// flight, none sent in the last [`PROBE_EVERY`]. Each is marked probed; the caller
     /// sends the probes and reports with [`PeerBook::probe_answered`] or
-    /// [`PeerBook::probe_failed`].
-    pub fn probes_due(&mut self, now: Instant) -> Vec<K> {
+    /// [`PeerBook::probe_failed`]. `quiet_before` is [`QUIET_BEFORE_PROBE`] for most peers;
+    /// the daemon shortens it for a device the watchdog must hear more often.
+    pub fn probes_due(&mut self, now: Instant, quiet_before: impl Fn(&K) -> Duration) -> Vec<K> {
         let mut due = vec![];
         for (k, st) in self.peers.iter_mut() {
             if !(st.authenticated && st.connections > 0) || st.probe_in_flight {
@@ -52,7 +55,7 @@ impl<K: Ord + Clone, A: Ord + Clone> PeerBook<K, A> {
             let Some(since) = st.last_heard.or(st.connected_at) else {
                 continue;
             };
-            let quiet = now.saturating_duration_since(since) >= QUIET_BEFORE_PROBE;
+            let quiet = now.saturating_duration_since(since) >= quiet_before(k);
             let spaced = st
                 .probed_at
                 .is_none_or(|t| now.saturating_duration_since(t) >= PROBE_EVERY);

@@ -251,17 +251,47 @@ fn a_quiet_member_is_probed_and_one_heard_is_not() {
     let t0 = Instant::now();
     let mut b = with_member(9, t0);
     // Counted from the connection while nothing came.
-    assert!(b.probes_due(t0 + QUIET_BEFORE_PROBE - ms(1)).is_empty());
+    assert!(
+        b.probes_due(t0 + QUIET_BEFORE_PROBE - ms(1), |_| QUIET_BEFORE_PROBE)
+            .is_empty()
+    );
     // Heard (a beacon) just before: the quiet spell starts again.
     b.heard(&9, t0 + QUIET_BEFORE_PROBE - ms(1));
-    assert!(b.probes_due(t0 + QUIET_BEFORE_PROBE).is_empty());
+    assert!(
+        b.probes_due(t0 + QUIET_BEFORE_PROBE, |_| QUIET_BEFORE_PROBE)
+            .is_empty()
+    );
     let t1 = t0 + 2 * QUIET_BEFORE_PROBE;
-    assert_eq!(b.probes_due(t1), vec![9]);
+    assert_eq!(b.probes_due(t1, |_| QUIET_BEFORE_PROBE), vec![9]);
     // One probe in flight at a time.
-    assert!(b.probes_due(t1 + PROBE_EVERY).is_empty());
+    assert!(
+        b.probes_due(t1 + PROBE_EVERY, |_| QUIET_BEFORE_PROBE)
+            .is_empty()
+    );
     b.probe_answered(&9, t1 + ms(3));
-    assert!(b.probes_due(t1 + PROBE_EVERY).is_empty());
-    assert_eq!(b.probes_due(t1 + ms(3) + QUIET_BEFORE_PROBE), vec![9]);
+    assert!(
+        b.probes_due(t1 + PROBE_EVERY, |_| QUIET_BEFORE_PROBE)
+            .is_empty()
+    );
+    assert_eq!(
+        b.probes_due(t1 + ms(3) + QUIET_BEFORE_PROBE, |_| QUIET_BEFORE_PROBE),
+        vec![9]
+    );
+}
+
+#[test]
+fn a_member_the_watchdog_must_hear_often_is_probed_sooner() {
+    let t0 = Instant::now();
+    let mut b = with_member(9, t0);
+    let short = Duration::from_secs(3);
+    let quiet = |k: &u32| if *k == 9 { short } else { QUIET_BEFORE_PROBE };
+    assert!(b.probes_due(t0 + short - ms(1), quiet).is_empty());
+    assert_eq!(b.probes_due(t0 + short, quiet), vec![9]);
+    b.probe_answered(&9, t0 + short + ms(2));
+    // Still one probe per PROBE_EVERY at most, however short.
+    let t1 = t0 + short + ms(2) + short;
+    assert!(b.probes_due(t1, quiet).is_empty());
+    assert_eq!(b.probes_due(t0 + short + PROBE_EVERY, quiet), vec![9]);
 }
 
 #[test]
@@ -270,10 +300,17 @@ fn a_silent_member_is_closed_after_its_probes_fail_in_a_row() {
     let mut b = with_member(9, t0);
     let mut t = t0 + QUIET_BEFORE_PROBE;
     for i in 1..=MAX_PROBE_FAILURES {
-        assert_eq!(b.probes_due(t), vec![9], "probe {i}");
+        assert_eq!(
+            b.probes_due(t, |_| QUIET_BEFORE_PROBE),
+            vec![9],
+            "probe {i}"
+        );
         let close = b.probe_failed(&9, "timeout");
         assert_eq!(close, i == MAX_PROBE_FAILURES, "after {i} failures");
-        assert!(b.probes_due(t + PROBE_EVERY - ms(1)).is_empty());
+        assert!(
+            b.probes_due(t + PROBE_EVERY - ms(1), |_| QUIET_BEFORE_PROBE)
+                .is_empty()
+        );
         t += PROBE_EVERY;
     }
     assert!(
@@ -286,14 +323,17 @@ fn a_silent_member_is_closed_after_its_probes_fail_in_a_row() {
     // Anything heard between failures starts the count again.
     let mut b = with_member(9, t0);
     let t = t0 + QUIET_BEFORE_PROBE;
-    assert_eq!(b.probes_due(t), vec![9]);
+    assert_eq!(b.probes_due(t, |_| QUIET_BEFORE_PROBE), vec![9]);
     assert!(!b.probe_failed(&9, "timeout"));
-    assert_eq!(b.probes_due(t + PROBE_EVERY), vec![9]);
+    assert_eq!(
+        b.probes_due(t + PROBE_EVERY, |_| QUIET_BEFORE_PROBE),
+        vec![9]
+    );
     assert!(!b.probe_failed(&9, "timeout"));
     b.heard(&9, t + PROBE_EVERY + ms(10));
     let mut t = t + PROBE_EVERY + ms(10) + QUIET_BEFORE_PROBE;
     for _ in 1..MAX_PROBE_FAILURES {
-        assert_eq!(b.probes_due(t), vec![9]);
+        assert_eq!(b.probes_due(t, |_| QUIET_BEFORE_PROBE), vec![9]);
         assert!(!b.probe_failed(&9, "timeout"));
         t += PROBE_EVERY;
     }
@@ -307,17 +347,26 @@ fn only_connected_members_are_probed_and_a_new_connection_starts_afresh() {
     b.found_at(3, [addr(3)], false, t0);
     assert!(b.established(3, 1, None, None, t0, 0));
     let late = t0 + 4 * QUIET_BEFORE_PROBE;
-    assert_eq!(b.probes_due(late), vec![9]);
+    assert_eq!(b.probes_due(late, |_| QUIET_BEFORE_PROBE), vec![9]);
     assert!(!b.probe_failed(&9, "timeout"));
     // The connection closes: nothing is probed, nothing counts against the next one.
     b.closed(&9, 0, None, 0, late, 1);
-    assert!(b.probes_due(late + PROBE_EVERY).is_empty());
+    assert!(
+        b.probes_due(late + PROBE_EVERY, |_| QUIET_BEFORE_PROBE)
+            .is_empty()
+    );
     assert!(!b.probe_failed(&9, "late report"));
     let again = late + PROBE_EVERY;
     assert!(b.established(9, 1, None, None, again, 2));
     assert_eq!(b.admit(&9, false), Some(true));
-    assert!(b.probes_due(again + QUIET_BEFORE_PROBE - ms(1)).is_empty());
-    assert_eq!(b.probes_due(again + QUIET_BEFORE_PROBE), vec![9]);
+    assert!(
+        b.probes_due(again + QUIET_BEFORE_PROBE - ms(1), |_| QUIET_BEFORE_PROBE)
+            .is_empty()
+    );
+    assert_eq!(
+        b.probes_due(again + QUIET_BEFORE_PROBE, |_| QUIET_BEFORE_PROBE),
+        vec![9]
+    );
     // The failure before the close counts no more: three new ones close it.
     for i in 1..=MAX_PROBE_FAILURES {
         assert_eq!(b.probe_failed(&9, "timeout"), i == MAX_PROBE_FAILURES);
