@@ -174,6 +174,22 @@ ref = (r.var(), r.var(), r.var()); r.end()
 assert fields == (1, 'cancel', 'false alarm', None, []) and ref == (1, 7, 1_795_000_000_123_456)
 print('alert plaintext ok (and a cancellation)')
 
+# receipt plaintext (receipts.md): runs of (sender, [(seq delta, ms after the seq, via)]), then
+# acks of (sender, seq, text); senders strictly ascending, the first delta of a run is the seq
+r = R(V['receipt_plaintext'])
+runs = r.vec(lambda: (r.var(), r.vec(lambda: (r.var(), r.var(), r.var()))))
+acks = r.vec(lambda: (r.var(), r.var(), r.str_())); r.end()
+opened = []
+for sender, ids in runs:
+    seq = 0
+    for delta, ms, via in ids:
+        seq += delta; opened.append((sender, seq, ms, via))
+S = 1_795_000_000_123_456
+assert [x[0] for x in runs] == sorted({x[0] for x in runs})
+assert opened == [(7, S, 40, 0), (7, S + 1000, 3, 3), (9, S + 500, 2000, 1)], opened
+assert acks == [(7, S, 'handled')]
+print('receipt plaintext ok:', len(V['receipt_plaintext']), 'bytes for 3 alerts and an ack')
+
 # envelope
 e = V['envelope']; body, sig = e[:-64], e[-64:]
 r = R(body); hv = r.u8(); tag = r.raw(4); hc = r.var(); he = r.var(); hs = r.var(); seq = r.var(); hlen = r.i

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use ed25519_dalek::SigningKey;
-use ptt_node::alert::{AlertBody, AlertRef, Reference, Severity};
+use ptt_node::alert::{AlertBody, AlertRef, Reference, Severity, Via};
 use ptt_node::cert::{
     CertBody, Certificate, ChannelInfo, ChannelPolicy, Descriptor, DescriptorBody, DeviceRights,
     Grant, Location, Profile,
@@ -15,6 +15,7 @@ use ptt_node::envelope::{self, Envelope, Header};
 use ptt_node::keys::{Chain, ChannelSecret, DomainId, SealedKey, plane_key};
 use ptt_node::net::{AuthHello, AuthReply, AuthRequest};
 use ptt_node::plane::{self, Kind};
+use ptt_node::receipt::{Ack as ReceiptAck, Opened, ReceiptBody};
 use ptt_node::update::{Update, UpdateBody};
 use ptt_node::wire;
 use rand_core::{CryptoRng, RngCore};
@@ -250,6 +251,37 @@ fn vectors() -> BTreeMap<&'static str, Vec<u8>> {
         })),
     };
     v.insert("alert_cancel_plaintext", cancel.encode());
+    // A receipt (receipts.md): two alerts of device 7 (by gossip, then multicast) and one of
+    // device 9 (by catch-up) opened, and the first of 7 acknowledged.
+    let seq0 = 1_795_000_000_123_456;
+    let receipt = ReceiptBody::new(
+        &[
+            Opened {
+                sender: 9,
+                seq: seq0 + 500,
+                at_us: seq0 + 2_000_500,
+                via: Via::CatchUp,
+            },
+            Opened {
+                sender: 7,
+                seq: seq0,
+                at_us: seq0 + 40_000,
+                via: Via::Gossip,
+            },
+            Opened {
+                sender: 7,
+                seq: seq0 + 1_000,
+                at_us: seq0 + 1_000 + 3_000,
+                via: Via::Multicast,
+            },
+        ],
+        vec![ReceiptAck {
+            sender: 7,
+            seq: seq0,
+            text: "handled".into(),
+        }],
+    );
+    v.insert("receipt_plaintext", receipt.encode());
     let header = Header {
         version: 1,
         domain_tag: domain.tag(),
@@ -394,6 +426,24 @@ fn stored_vectors_verify_and_open() {
         0,
         "version 2 escalates nothing"
     );
+    // A receipt'seq0 plaintext: the alerts opened, by sender and seq, and the acknowledgement.
+    let r = ReceiptBody::decode(&stored["receipt_plaintext"]).expect("receipt decodes");
+    let opened: Vec<(u32, u64, u64, Via)> = r
+        .opened()
+        .iter()
+        .map(|o| (o.sender, o.seq, o.at_us, o.via))
+        .collect();
+    let seq0 = 1_795_000_000_123_456;
+    assert_eq!(
+        opened,
+        [
+            (7, seq0, seq0 + 40_000, Via::Gossip),
+            (7, seq0 + 1_000, seq0 + 4_000, Via::Multicast),
+            (9, seq0 + 500, seq0 + 2_000_500, Via::CatchUp),
+        ]
+    );
+    assert_eq!((r.acks()[0].sender, r.acks()[0].seq), (7, seq0));
+    assert_eq!(r.acks()[0].text, "handled");
     // A cancellation's plaintext: an alert body, then the alert it calls off.
     let cancel = AlertBody::decode(&stored["alert_cancel_plaintext"]).expect("cancel decodes");
     assert_eq!(
