@@ -1,7 +1,10 @@
 //! Escalation (`proto/envelope.md`, "Escalation"): this device's own alerts whose channel's
 //! policy says to escalate them, announced again at the next severity when no member
-//! acknowledged them in time. Only an alert's sender escalates it, so it happens once however
-//! many members there are.
+//! acknowledged them in time. An alert's sender escalates it, so it happens once however many
+//! members there are. When the sender is gone (the intruder smashed the sensor), the
+//! dispatchers that read the channel stand in, one after another: the first in line
+//! [`BACKUP_AFTER_US`] after the sender should have, each next one [`BACKUP_STEP_US`] later,
+//! each only if no escalation, acknowledgement or cancellation of it reached it by then.
 
 use std::collections::BTreeMap;
 
@@ -21,9 +24,20 @@ const RETRY_US: u64 = 1_000_000;
 /// ledger.
 const STALE_AT_START_US: u64 = 600_000_000;
 
-/// One of this device's alerts, waiting for its escalation time.
+/// How long after an alert's escalation time the first dispatcher in line escalates it when
+/// its sender did not.
+pub(super) const BACKUP_AFTER_US: u64 = 3_000_000;
+/// Each next dispatcher in line waits this much longer.
+pub(super) const BACKUP_STEP_US: u64 = 2_000_000;
+/// Places in line with a delay of their own; later dispatchers wait as long as the last.
+const BACKUP_IN_LINE: usize = 4;
+
+/// An alert waiting for its escalation time: one of this device's, or, on a dispatcher,
+/// another member's it stands in for.
 #[derive(Debug, Clone)]
 pub(super) struct Pending {
+    /// Its sender.
+    pub sender: u32,
     /// Its seq.
     pub seq: u64,
     /// Its channel's name.
@@ -105,6 +119,7 @@ pub(super) fn rebuild(
             out.schedule(
                 due,
                 Pending {
+                    sender: me,
                     seq: h.seq,
                     channel,
                     body: body.clone(),
@@ -136,6 +151,7 @@ impl Daemon {
             self.escalations.schedule(
                 due,
                 Pending {
+                    sender: self.node.cert().body.device,
                     seq: sealed.seq,
                     channel: sealed.channel_name.clone(),
                     body: body.clone(),
@@ -144,35 +160,113 @@ impl Daemon {
         }
     }
 
-    /// Escalates this device's alerts whose time has come and that no member acknowledged
-    /// and nobody cancelled.
+    /// On a dispatcher: waits to stand in for the sender of an alert it opened, should the
+    /// sender not escalate it (its channel escalates it, and this device may write there).
+    pub(super) fn schedule_backup_escalation(&mut self, a: &crate::alert::ReceivedAlert) {
+        let me = self.node.cert().body.device;
+        if a.sender_device == me || a.recipient.is_some() || !self.node.is_dispatcher() {
+            return;
+        }
+        // Only what `alert` sends is escalated (as by its sender).
+        let body = AlertBody {
+            severity: a.severity,
+            kind: a.kind.clone(),
+            text: a.text.clone(),
+            location: a.location,
+            attributes: a.attributes.clone(),
+            reference: None,
+        };
+        let plain = a.msg_type == MsgType::Alert
+            && !crate::node::is_emergency(&body)
+            && body.kind != "voice"
+            && !body
+                .attributes
+                .iter()
+                .any(|(k, _)| k == super::watchdog::EVENT_ATTR);
+        let desc = self.node.descriptor();
+        let Some(channel) = desc.channel_by_name(&a.channel).map(|c| c.id) else {
+            return;
+        };
+        let writes = self.node.cert().grant(channel).is_some_and(|g| g.write);
+        let Some(due) = due_us(&self.node, channel, a.seq, &body).filter(|_| plain && writes)
+        else {
+            return;
+        };
+        // The dispatchers that read the channel, but the sender, by device number.
+        let mut line: Vec<u32> = desc
+            .body
+            .rights
+            .iter()
+            .map(|r| r.device)
+            .filter(|d| *d != a.sender_device && desc.rights(*d).dispatcher())
+            .filter(|d| !desc.is_revoked(*d))
+            .filter(|d| {
+                *d == me
+                    || self
+                        .node
+                        .member(*d)
+                        .and_then(|c| c.grant(channel))
+                        .is_some_and(|g| g.read)
+            })
+            .collect();
+        line.sort_unstable();
+        line.dedup();
+        let rank = line.iter().position(|d| *d == me).unwrap_or(0);
+        let wait = BACKUP_AFTER_US + BACKUP_STEP_US * rank.min(BACKUP_IN_LINE) as u64;
+        // An alert caught up long after its time is old news, as at start.
+        if due.saturating_add(wait).saturating_add(STALE_AT_START_US) < now_us() {
+            return;
+        }
+        self.escalations.schedule(
+            due.saturating_add(wait),
+            Pending {
+                sender: a.sender_device,
+                seq: a.seq,
+                channel: a.channel.clone(),
+                body,
+            },
+        );
+    }
+
+    /// Escalates the alerts whose time has come and that no member acknowledged, nobody
+    /// cancelled and nobody escalated yet: this device's own, and on a dispatcher those of
+    /// senders that did not.
     pub(super) fn escalate_due(&mut self) {
         let now = now_us();
         let me = self.node.cert().body.device;
         for p in self.escalations.due(now) {
             let acked = self
                 .ledger
-                .by_key((me, p.seq))
+                .by_key((p.sender, p.seq))
                 .is_some_and(|t| t.facts.values().any(|f| f.ack.is_some()));
-            if acked || self.states.cancelled(&p.channel, me, p.seq) {
+            if acked
+                || self.states.cancelled(&p.channel, p.sender, p.seq)
+                || self.states.escalated(&p.channel, p.sender, p.seq)
+            {
                 continue;
             }
             let body = AlertBody {
                 severity: next_severity(p.body.severity, self.node.max_severity()),
                 reference: Some(Reference::Escalate(AlertRef {
-                    sender: me,
+                    sender: p.sender,
                     seq: p.seq,
                 })),
                 ..p.body.clone()
             };
             match self.node.seal_alert(&p.channel, &body, now) {
                 Ok(sealed) => {
-                    let id = crate::envelope::alert_id(self.node.domain(), me, p.seq);
-                    tracing::info!(alert = %id, escalation = %sealed.id, severity = %body.severity,
-                        "alert escalated: no member acknowledged it");
+                    let id = crate::envelope::alert_id(self.node.domain(), p.sender, p.seq);
+                    if p.sender == me {
+                        tracing::info!(alert = %id, escalation = %sealed.id, severity = %body.severity,
+                            "alert escalated: no member acknowledged it");
+                    } else {
+                        tracing::warn!(alert = %id, escalation = %sealed.id, severity = %body.severity,
+                            sender = %self.node.member_name(p.sender),
+                            "alert escalated in its sender's stead: nobody acknowledged it and its sender did not escalate it");
+                    }
                     self.states.note(super::states::Change {
                         channel: p.channel.clone(),
-                        target: (me, p.seq),
+                        target: (p.sender, p.seq),
                         msg_type: MsgType::Escalation,
                         id: sealed.id.clone(),
                         by: me,
@@ -202,6 +296,7 @@ mod tests {
 
     fn p(seq: u64) -> Pending {
         Pending {
+            sender: 1,
             seq,
             channel: "alerts".into(),
             body: AlertBody {

@@ -42,6 +42,7 @@ impl Daemon {
             }
             self.apply_rules(&a);
             self.opened_here(&a);
+            self.schedule_backup_escalation(&a);
             self.deliver(a);
         }
         // The receipts after the alerts they report, which the ledger must track first.
@@ -175,6 +176,7 @@ impl Daemon {
                         self.apply_rules(&a);
                         tracing::debug!(id = %a.id, sender = %a.sender, ?via, late = a.late, "alert received");
                         self.opened_here(&a);
+                        self.schedule_backup_escalation(&a);
                         self.deliver(a);
                     }
                     Err(Unreadable::UnknownEpoch { .. }) => {

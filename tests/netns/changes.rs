@@ -352,10 +352,11 @@ fn escalations(f: &Field, i: usize, id: &str, created: u64) -> Vec<(String, i64)
 }
 
 /// A channel whose policy escalates severe alerts no member acknowledged within 3 s, four
-/// members, a rule `unacknowledged = true` on one. An unacknowledged severe alert is announced
-/// again once, by its sender, 3 s (±1 s) after it was made, at `extreme`: every listener shows
-/// that one escalation and the rule fires once. An alert a member acknowledged in time, and a
-/// moderate one, are not escalated.
+/// members (m2 a dispatcher), a rule `unacknowledged = true` on one. An unacknowledged severe
+/// alert is announced again once, by its sender, 3 s (±1 s) after it was made, at `extreme`:
+/// every listener shows that one escalation and the rule fires once. An alert a member
+/// acknowledged in time, and a moderate one, are not escalated. Then the sender sends one more
+/// and is killed at once: the dispatcher escalates it in its stead, 3 s after its time.
 #[test]
 fn an_unacknowledged_alert_is_escalated_once_by_its_sender() {
     if !netns::require_netns() {
@@ -367,7 +368,7 @@ fn an_unacknowledged_alert_is_escalated_once_by_its_sender() {
         &[
             ("s", MEMBER),
             ("m1", MEMBER),
-            ("m2", MEMBER),
+            ("m2", &["--dispatcher"]),
             ("m3", MEMBER),
         ],
     );
@@ -495,4 +496,59 @@ fn an_unacknowledged_alert_is_escalated_once_by_its_sender() {
         h[&lone]
     );
     assert!(h[&acked]["state"].is_null(), "{}", h[&acked]);
+
+    // The sender is gone right after its alert: the dispatcher stands in, once, 3 s after the
+    // alert's escalation time; the others show its escalation.
+    let (gone, gone_seq) = send("severe", "the sensor is smashed");
+    for i in [m1, m3] {
+        f.lan
+            .wait_until("the last alert arrives", Duration::from_secs(10), || {
+                if f.shown(i).iter().any(|v| v["id"] == gone.as_str()) {
+                    Cond::Done(())
+                } else {
+                    Cond::Pending(String::new())
+                }
+            })
+            .unwrap_or_else(|e| panic!("{}: {e}", f.devs[i].name));
+    }
+    f.devs[s]
+        .daemon
+        .as_mut()
+        .expect("s runs")
+        .signal("KILL")
+        .expect("SIGKILL");
+    let by = |i: usize| -> Vec<(String, i64)> {
+        f.shown(i)
+            .into_iter()
+            .filter(|v| v["references"]["id"] == gone.as_str() && v["msg_type"] == "escalation")
+            .map(|v| {
+                (
+                    v["sender"].as_str().unwrap_or("").to_string(),
+                    v["created_at_us"].as_u64().unwrap_or(0) as i64 - gone_seq as i64,
+                )
+            })
+            .collect()
+    };
+    for i in [m1, m3] {
+        let after = f
+            .lan
+            .wait_until(
+                "the dispatcher's escalation is shown",
+                Duration::from_secs(15),
+                || match by(i).as_slice() {
+                    [] => Cond::Pending(String::new()),
+                    [(who, after)] if who == "m2" => Cond::Done(*after),
+                    other => Cond::Failed(format!("{other:?}")),
+                },
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", f.devs[i].name));
+        assert!(
+            (5_000_000..=7_000_000).contains(&after),
+            "escalated {after} µs after the alert, not 3 + 3 s (±1 s)"
+        );
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    for i in [m1, m3] {
+        assert_eq!(by(i).len(), 1, "{}", f.devs[i].name);
+    }
 }
