@@ -161,6 +161,8 @@ struct Daemon {
     states: states::States,
     /// This device's alerts waiting for their escalation time.
     escalations: escalate::Escalations,
+    /// On a dispatcher: other members' alerts it escalates should their sender not.
+    backups: escalate::Escalations,
     /// What this node hears of the watched devices.
     watchdog: watchdog::Watchdog,
     /// The members in emergency.

@@ -31,6 +31,9 @@ pub(super) const BACKUP_AFTER_US: u64 = 3_000_000;
 pub(super) const BACKUP_STEP_US: u64 = 2_000_000;
 /// Places in line with a delay of their own; later dispatchers wait as long as the last.
 const BACKUP_IN_LINE: usize = 4;
+/// Other members' alerts a dispatcher waits on, at most (its own are bounded apart, so a
+/// member flooding escalatable alerts cannot push them out).
+pub(super) const MAX_BACKUPS: usize = 1_024;
 
 /// An alert waiting for its escalation time: one of this device's, or, on a dispatcher,
 /// another member's it stands in for.
@@ -46,28 +49,46 @@ pub(super) struct Pending {
     pub body: AlertBody,
 }
 
-/// This device's alerts waiting for their escalation time, by (due time, seq).
-#[derive(Debug, Default)]
+/// Alerts waiting for their escalation time, by (due time, sender, seq): this device's own
+/// ([`MAX_PENDING`] at most) and, on a dispatcher, those it stands in for ([`MAX_BACKUPS`]
+/// at most, in a map of their own).
+#[derive(Debug)]
 pub(super) struct Escalations {
-    pending: BTreeMap<(u64, u64), Pending>,
+    pending: BTreeMap<(u64, u32, u64), Pending>,
+    max: usize,
+}
+
+impl Default for Escalations {
+    fn default() -> Self {
+        Escalations::bounded(MAX_PENDING)
+    }
 }
 
 impl Escalations {
+    /// An empty set of at most `max`.
+    pub(super) fn bounded(max: usize) -> Self {
+        Escalations {
+            pending: BTreeMap::new(),
+            max,
+        }
+    }
+
     /// Waits for `due_us`.
     pub(super) fn schedule(&mut self, due_us: u64, p: Pending) {
-        if self.pending.len() >= MAX_PENDING {
+        if self.pending.len() >= self.max {
             let dropped = self.pending.pop_first();
             tracing::warn!(
-                seq = dropped.map(|(k, _)| k.1),
-                "more alerts wait to be escalated than {MAX_PENDING}: the soonest is dropped"
+                seq = dropped.map(|(k, _)| k.2),
+                "more alerts wait to be escalated than {}: the soonest is dropped",
+                self.max
             );
         }
-        self.pending.insert((due_us, p.seq), p);
+        self.pending.insert((due_us, p.sender, p.seq), p);
     }
 
     /// Takes those due at `now_us`.
     pub(super) fn due(&mut self, now_us: u64) -> Vec<Pending> {
-        let later = self.pending.split_off(&(now_us.saturating_add(1), 0));
+        let later = self.pending.split_off(&(now_us.saturating_add(1), 0, 0));
         std::mem::replace(&mut self.pending, later)
             .into_values()
             .collect()
@@ -164,7 +185,12 @@ impl Daemon {
     /// sender not escalate it (its channel escalates it, and this device may write there).
     pub(super) fn schedule_backup_escalation(&mut self, a: &crate::alert::ReceivedAlert) {
         let me = self.node.cert().body.device;
-        if a.sender_device == me || a.recipient.is_some() || !self.node.is_dispatcher() {
+        if a.sender_device == me
+            || a.recipient.is_some()
+            || !self.node.is_dispatcher()
+            // Its escalation would not be one: this device may not claim more.
+            || self.node.max_severity() < a.severity
+        {
             return;
         }
         // Only what `alert` sends is escalated (as by its sender).
@@ -192,7 +218,8 @@ impl Daemon {
         else {
             return;
         };
-        // The dispatchers that read the channel, but the sender, by device number.
+        // The dispatchers but the sender, by device number, from the descriptor alone (the
+        // one thing every member holds the same): the line is the same everywhere.
         let mut line: Vec<u32> = desc
             .body
             .rights
@@ -200,25 +227,25 @@ impl Daemon {
             .map(|r| r.device)
             .filter(|d| *d != a.sender_device && desc.rights(*d).dispatcher())
             .filter(|d| !desc.is_revoked(*d))
-            .filter(|d| {
-                *d == me
-                    || self
-                        .node
-                        .member(*d)
-                        .and_then(|c| c.grant(channel))
-                        .is_some_and(|g| g.read)
-            })
             .collect();
         line.sort_unstable();
         line.dedup();
-        let rank = line.iter().position(|d| *d == me).unwrap_or(0);
-        let wait = BACKUP_AFTER_US + BACKUP_STEP_US * rank.min(BACKUP_IN_LINE) as u64;
+        let Some(rank) = line.iter().position(|d| *d == me) else {
+            return;
+        };
+        let now = now_us();
         // An alert caught up long after its time is old news, as at start.
-        if due.saturating_add(wait).saturating_add(STALE_AT_START_US) < now_us() {
+        if due.saturating_add(STALE_AT_START_US) < now {
             return;
         }
-        self.escalations.schedule(
-            due.saturating_add(wait),
+        // Timed from now, when it is opened here, not by the sender's clock (which may run
+        // behind or ahead of this one): the sender's own escalation, and for an alert caught up
+        // the receipts and the escalation caught up after it, have as long to come as the
+        // policy says.
+        let after = due.saturating_sub(a.seq);
+        let wait = BACKUP_AFTER_US + BACKUP_STEP_US * rank.min(BACKUP_IN_LINE) as u64;
+        self.backups.schedule(
+            now.saturating_add(after).saturating_add(wait),
             Pending {
                 sender: a.sender_device,
                 seq: a.seq,
@@ -234,7 +261,9 @@ impl Daemon {
     pub(super) fn escalate_due(&mut self) {
         let now = now_us();
         let me = self.node.cert().body.device;
-        for p in self.escalations.due(now) {
+        let mut due = self.escalations.due(now);
+        due.extend(self.backups.due(now));
+        for p in due {
             let acked = self
                 .ledger
                 .by_key((p.sender, p.seq))
@@ -281,8 +310,17 @@ impl Daemon {
                         }
                     });
                 }
-                Err(SealError::RateLimited { .. }) => {
+                Err(SealError::RateLimited { .. }) if p.sender == me => {
                     self.escalations.schedule(now.saturating_add(RETRY_US), p);
+                }
+                // Standing in is not worth this device's own alerts: a flood of other members'
+                // alerts must not spend its rate.
+                Err(SealError::RateLimited { .. }) => {
+                    tracing::warn!(
+                        seq = p.seq,
+                        sender = p.sender,
+                        "not escalated in its sender's stead: this device's alert rate is spent"
+                    );
                 }
                 Err(e) => tracing::warn!(seq = p.seq, error = %e, "alert not escalated"),
             }
@@ -327,6 +365,18 @@ mod tests {
         assert_eq!(e.len(), MAX_PENDING);
         // The soonest (seq 3, due 300) was dropped to make room.
         assert!(e.due(999).is_empty());
+        // Two senders' alerts of the same seq and time are two alerts (a member cannot
+        // overwrite another's by picking its seq).
+        let mut b = Escalations::bounded(2);
+        let mut other = p(5);
+        other.sender = 2;
+        b.schedule(100, p(5));
+        b.schedule(100, other);
+        assert_eq!(b.len(), 2);
+        b.schedule(50, p(6));
+        assert_eq!(b.len(), 2, "bounded apart");
+        let senders: Vec<(u32, u64)> = b.due(100).iter().map(|x| (x.sender, x.seq)).collect();
+        assert_eq!(senders.len(), 2);
     }
 
     #[test]

@@ -417,6 +417,7 @@ pub async fn run(
         ledger,
         states,
         escalations,
+        backups: super::escalate::Escalations::bounded(super::escalate::MAX_BACKUPS),
         watchdog: super::watchdog::Watchdog::new(super::now_us()),
         emergencies,
         key_path,

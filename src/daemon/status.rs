@@ -71,7 +71,7 @@ impl Daemon {
             max_severity: Some(self.node.max_severity())
                 .filter(|s| *s != crate::alert::Severity::Extreme),
             dispatcher: self.node.is_dispatcher(),
-            escalations_pending: self.escalations.len(),
+            escalations_pending: self.escalations.len() + self.backups.len(),
             emergency: self.emergency_infos().0,
             emergencies: self.emergency_infos().1,
             domain_id: self.node.domain().to_hex(),
