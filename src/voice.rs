@@ -176,8 +176,12 @@ pub enum EndReason {
     TimedOut,
     /// The burst reached [`MAX_BURST_US`].
     TooLong,
-    /// Another talker took the floor (higher severity, or an earlier simultaneous claim).
+    /// Another talker took the floor: a higher severity, an emergency, an earlier emergency.
     Preempted,
+    /// An earlier claim of the same standing (same severity, neither in emergency) made at
+    /// the same moment won the contest: the burst never was the floor's, its talker is told
+    /// and stops before it sends a frame.
+    Lost,
 }
 
 impl EndReason {
@@ -188,6 +192,7 @@ impl EndReason {
             EndReason::TimedOut => "timed_out",
             EndReason::TooLong => "too_long",
             EndReason::Preempted => "preempted",
+            EndReason::Lost => "lost",
         }
     }
 }
@@ -216,7 +221,7 @@ pub enum FloorEvent {
         reason: EndReason,
         /// Frames the talker says it sent (from its release), when known.
         sent: Option<u32>,
-        /// The burst that took the floor, for [`EndReason::Preempted`].
+        /// The burst that took the floor, for [`EndReason::Preempted`] and [`EndReason::Lost`].
         by: Option<u32>,
     },
 }
@@ -344,14 +349,19 @@ impl Floor {
                 if same {
                     spell_us = h.spell_us;
                 }
+                // Same standing: the challenger won only by being earlier (the contest).
+                let contest =
+                    h.emergency.is_none() && emergency.is_none() && h.severity == body.severity;
                 out.push(FloorEvent::Ended {
-                    talker: h,
                     // A talker's newer burst ends its older one.
                     reason: if same {
                         EndReason::Released
+                    } else if contest {
+                        EndReason::Lost
                     } else {
                         EndReason::Preempted
                     },
+                    talker: h,
                     sent: None,
                     by: (!same).then_some(sender),
                 });
@@ -744,6 +754,38 @@ mod tests {
         let (reason, at) = ended.expect("the emergency talker's spell ends");
         assert_eq!(reason, EndReason::TooLong);
         assert!(at > MAX_EMERGENCY_BURST_US, "{at}");
+    }
+
+    #[test]
+    fn an_earlier_simultaneous_claim_wins_the_contest_and_the_later_lost_it() {
+        let mut f = Floor::default();
+        f.on_packet(1, claim(200, M), 0);
+        // Device 2 pressed 100 µs earlier; its claim arrives 300 µs after 1's.
+        let ev = f.on_packet(2, claim(100, M), 300);
+        assert!(matches!(
+            &ev[..],
+            [FloorEvent::Ended { reason: EndReason::Lost, by: Some(2), talker, .. }, FloorEvent::Started(t)]
+                if talker.sender == 1 && t.sender == 2
+        ));
+        // Past the contest window an earlier burst id takes nothing.
+        let mut g = Floor::default();
+        g.on_packet(1, claim(200, M), 0);
+        assert!(g.on_packet(2, claim(100, M), CONTEST_US + 1).is_empty());
+        // A higher severity at the same moment pre-empts: not a contest.
+        let mut h = Floor::default();
+        h.on_packet(1, claim(200, M), 0);
+        let ev = h.on_packet(2, claim(300, Severity::Extreme), 300);
+        assert!(matches!(
+            &ev[..],
+            [
+                FloorEvent::Ended {
+                    reason: EndReason::Preempted,
+                    ..
+                },
+                FloorEvent::Started(_)
+            ]
+        ));
+        assert_eq!(EndReason::Lost.as_str(), "lost");
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub enum Command {
     Domain(DomainCommand),
     /// Seal and broadcast an alert through the running daemon.
     #[command(
-        after_help = "Examples:\n  ptt-node alert --severity severe --kind intrusion --text 'gate 3 forced'\n  ptt-node alert --severity minor --kind motion --text 'hall' --location 37.5665,126.9780 --attr zone=north\n  ptt-node alert --cap warning.xml\n  sensor | ptt-node alert --stdin"
+        after_help = "Examples:\n  ptt-node alert --severity severe --kind intrusion --text 'gate 3 forced'\n  ptt-node alert --severity minor --kind motion --text 'hall' --location 37.5665,126.9780 --attr zone=north\n  ptt-node alert --cap warning.xml\n  ptt-node alert --cap cancel.xml      (a CAP Cancel whose references name an alert cancels it)\n  sensor | ptt-node alert --stdin"
     )]
     Alert(AlertArgs),
     /// Send a directed message to one device (only it can read it; relays check it).

@@ -133,6 +133,9 @@ pub(super) struct VoiceState {
     floors: HashMap<u32, Floor>,
     own: HashMap<u32, OwnTalk>,
     waiters: HashMap<u32, Vec<oneshot::Sender<()>>>,
+    /// Other talkers' bursts that hold a floor and whose first frame has not come: listeners
+    /// are told of them with it (one per floor at most: an entry goes when its burst ends).
+    unannounced: HashMap<(u32, u64), BurstInfo>,
     /// To `listen` clients.
     pub(super) tx: broadcast::Sender<Arc<Reply>>,
 }
@@ -147,6 +150,7 @@ impl VoiceState {
             floors: HashMap::new(),
             own: HashMap::new(),
             waiters: HashMap::new(),
+            unannounced: HashMap::new(),
             tx,
         }
     }
@@ -182,18 +186,27 @@ impl Daemon {
         }
     }
 
+    /// Tells listeners that the burst of (`sender`, `burst`) started, if they were not told.
+    fn announce_burst(&mut self, sender: u32, burst: u64) {
+        if let Some(info) = self.voice.unannounced.remove(&(sender, burst)) {
+            let _ = self
+                .voice
+                .tx
+                .send(Arc::new(Reply::BurstStart(Arc::new(info))));
+        }
+    }
+
     /// Carries out floor events of `channel`: to listeners, to this device's own talk.
     fn floor_events(&mut self, channel: u32, events: Vec<FloorEvent>, sent_at_us: u64) {
         let me = self.node.cert().body.device;
         for e in events {
             match e {
+                // Listeners hear of a burst with its first frame: a claim that loses the
+                // contest to an earlier one never sends a frame, and never was a burst.
                 FloorEvent::Started(t) if t.sender != me => {
                     let info = self.burst_info(channel, &t);
                     tracing::info!(channel, talker = %info.talker, burst = t.burst, "voice burst started");
-                    let _ = self
-                        .voice
-                        .tx
-                        .send(Arc::new(Reply::BurstStart(Arc::new(info))));
+                    self.voice.unannounced.insert((t.sender, t.burst), info);
                 }
                 FloorEvent::Started(_) => {}
                 FloorEvent::Frame {
@@ -202,6 +215,7 @@ impl Daemon {
                     index,
                     opus,
                 } if sender != me => {
+                    self.announce_burst(sender, burst);
                     let _ = self.voice.tx.send(Arc::new(Reply::VoiceFrame {
                         burst,
                         device: sender,
@@ -237,17 +251,7 @@ impl Daemon {
                             && own.burst == talker.burst
                             && let Some(tx) = own.lost.take()
                         {
-                            let why = match reason {
-                                EndReason::Preempted
-                                    if new
-                                        .as_ref()
-                                        .is_some_and(|h| h.severity > talker.severity) =>
-                                {
-                                    "preempted"
-                                }
-                                EndReason::Preempted => "lost",
-                                other => other.as_str(),
-                            };
+                            let why = reason.as_str();
                             let _ = tx.send(Reply::FloorBusy {
                                 holder,
                                 severity: new.as_ref().map_or(talker.severity, |h| h.severity),
@@ -257,6 +261,20 @@ impl Daemon {
                         }
                         continue;
                     }
+                    if reason == EndReason::Lost
+                        && self
+                            .voice
+                            .unannounced
+                            .remove(&(talker.sender, talker.burst))
+                            .is_some()
+                    {
+                        tracing::info!(channel, talker = %self.talker_name(talker.sender),
+                            burst = talker.burst, "voice claim lost the contest to an earlier one");
+                        continue;
+                    }
+                    // A burst that ended before its first frame (a press let go at once) is
+                    // still one: it starts and ends now.
+                    self.announce_burst(talker.sender, talker.burst);
                     let mut info = self.burst_info(channel, &talker);
                     info.duration_ms = talker.last_us.saturating_sub(talker.first_us) / 1000;
                     info.received = talker.received;
