@@ -179,8 +179,9 @@ pub enum EndReason {
     /// Another talker took the floor: a higher severity, an emergency, an earlier emergency.
     Preempted,
     /// An earlier claim of the same standing (same severity, neither in emergency) made at
-    /// the same moment won the contest: the burst never was the floor's, its talker is told
-    /// and stops before it sends a frame.
+    /// the same moment won the contest. Its talker is told and stops, usually before its
+    /// first frame (then listeners are told nothing of it); if a claim packet was lost, after
+    /// the few frames it sent within the contest window.
     Lost,
 }
 

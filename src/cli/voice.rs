@@ -154,7 +154,7 @@ fn busy_error(reply: Reply) -> CliError {
             }
             let what = match why.as_str() {
                 "lost" => "was taken at the same moment by",
-                "preempted" => "was taken (higher severity) by",
+                "preempted" => "was taken (higher severity or emergency) by",
                 "timeout" => "stayed busy for 30 s, held by",
                 _ => "is held by",
             };

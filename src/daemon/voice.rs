@@ -135,7 +135,7 @@ pub(super) struct VoiceState {
     waiters: HashMap<u32, Vec<oneshot::Sender<()>>>,
     /// Other talkers' bursts that hold a floor and whose first frame has not come: listeners
     /// are told of them with it (one per floor at most: an entry goes when its burst ends).
-    unannounced: HashMap<(u32, u64), BurstInfo>,
+    unannounced: HashMap<(u32, u32, u64), BurstInfo>,
     /// To `listen` clients.
     pub(super) tx: broadcast::Sender<Arc<Reply>>,
 }
@@ -186,9 +186,10 @@ impl Daemon {
         }
     }
 
-    /// Tells listeners that the burst of (`sender`, `burst`) started, if they were not told.
-    fn announce_burst(&mut self, sender: u32, burst: u64) {
-        if let Some(info) = self.voice.unannounced.remove(&(sender, burst)) {
+    /// Tells listeners that the burst of (`sender`, `burst`) on `channel` started, if they were
+    /// not told.
+    fn announce_burst(&mut self, channel: u32, sender: u32, burst: u64) {
+        if let Some(info) = self.voice.unannounced.remove(&(channel, sender, burst)) {
             let _ = self
                 .voice
                 .tx
@@ -206,7 +207,9 @@ impl Daemon {
                 FloorEvent::Started(t) if t.sender != me => {
                     let info = self.burst_info(channel, &t);
                     tracing::info!(channel, talker = %info.talker, burst = t.burst, "voice burst started");
-                    self.voice.unannounced.insert((t.sender, t.burst), info);
+                    self.voice
+                        .unannounced
+                        .insert((channel, t.sender, t.burst), info);
                 }
                 FloorEvent::Started(_) => {}
                 FloorEvent::Frame {
@@ -215,7 +218,7 @@ impl Daemon {
                     index,
                     opus,
                 } if sender != me => {
-                    self.announce_burst(sender, burst);
+                    self.announce_burst(channel, sender, burst);
                     let _ = self.voice.tx.send(Arc::new(Reply::VoiceFrame {
                         burst,
                         device: sender,
@@ -265,7 +268,7 @@ impl Daemon {
                         && self
                             .voice
                             .unannounced
-                            .remove(&(talker.sender, talker.burst))
+                            .remove(&(channel, talker.sender, talker.burst))
                             .is_some()
                     {
                         tracing::info!(channel, talker = %self.talker_name(talker.sender),
@@ -274,7 +277,7 @@ impl Daemon {
                     }
                     // A burst that ended before its first frame (a press let go at once) is
                     // still one: it starts and ends now.
-                    self.announce_burst(talker.sender, talker.burst);
+                    self.announce_burst(channel, talker.sender, talker.burst);
                     let mut info = self.burst_info(channel, &talker);
                     info.duration_ms = talker.last_us.saturating_sub(talker.first_us) / 1000;
                     info.received = talker.received;
