@@ -100,8 +100,21 @@ pub enum CapError {
     )]
     NothingToCancel,
     /// `<references>` names more than one ptt-node alert; a change names one.
-    #[error("<references> names {0} ptt-node alerts; an Update or a Cancel may change one")]
+    #[error(
+        "<references> names {0} ptt-node alerts; an Update or a Cancel may change one \
+         (name the original alert only)"
+    )]
     References(usize),
+    /// A word of `<references>` mentions a ptt-node alert but is not a `sender,identifier,sent`
+    /// triple naming one.
+    #[error(
+        "<references> has {0:?}: a reference to a ptt-node alert is sender,ptt-node:DOMAIN:ID,sent \
+         (ID 16 lower-case hex digits, no spaces)"
+    )]
+    BadReference(String),
+    /// An Update or a Cancel of a ptt-node alert whose status is not `Actual`.
+    #[error("<status> is {0}: only an Actual message may update or cancel an alert")]
+    NotActual(String),
     /// Too large for one alert.
     #[error("the alert would be {0} bytes; one alert holds at most {MAX_ALERT_LEN}")]
     TooLarge(usize),
@@ -399,45 +412,74 @@ pub enum CapMessage {
 
 /// The ids of the ptt-node alerts a `<references>` value names. CAP writes it as
 /// space-separated `sender,identifier,sent` triples; `to_cap` writes a ptt-node alert's
-/// identifier as `ptt-node:DOMAIN:ID` with ID 16 hex digits. Other systems' triples are
-/// skipped.
-fn referenced_ids(references: &str) -> Vec<String> {
-    let mut ids: Vec<String> = references
-        .split_whitespace()
-        .filter_map(|t| {
-            let mut parts = t.split(',');
-            let (_sender, identifier) = (parts.next()?, parts.next()?);
-            let (prefix, id) = identifier.strip_prefix("ptt-node:")?.rsplit_once(':')?;
-            (!prefix.is_empty()
-                && id.len() == 16
-                && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-            .then(|| id.to_string())
-        })
-        .collect();
+/// identifier as `ptt-node:DOMAIN:ID` with ID 16 lower-case hex digits. Other systems' triples
+/// are skipped; a word that mentions `ptt-node:` but is not such a triple is an error (sending
+/// the document as a new alert would leave the alert it meant unchanged).
+fn referenced_ids(references: &str) -> Result<Vec<String>, CapError> {
+    let mut ids = vec![];
+    for t in references.split_whitespace() {
+        if !t.contains("ptt-node:") {
+            continue;
+        }
+        let parts: Vec<&str> = t.split(',').collect();
+        let id = match parts.as_slice() {
+            [sender, identifier, sent] if !sender.is_empty() && !sent.is_empty() => identifier
+                .strip_prefix("ptt-node:")
+                .and_then(|rest| rest.rsplit_once(':'))
+                .filter(|(domain, id)| {
+                    !domain.is_empty()
+                        && id.len() == 16
+                        && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                })
+                .map(|(_, id)| id.to_string()),
+            _ => None,
+        };
+        ids.push(id.ok_or_else(|| CapError::BadReference(t.chars().take(120).collect()))?);
+    }
     ids.sort_unstable();
     ids.dedup();
-    ids
+    Ok(ids)
 }
 
 /// Reads a CAP 1.2 document given to `alert --cap`: an `Alert`, an `Update` or a `Cancel`
 /// (see [`CapMessage`]; the body as [`from_cap`] reads it).
 pub fn message_from_cap(xml: &str) -> Result<CapMessage, CapError> {
     let d = read(xml)?;
-    let ids = d
-        .references
-        .as_deref()
-        .map(referenced_ids)
-        .unwrap_or_default();
+    let ids = match d.references.as_deref() {
+        Some(r) => referenced_ids(r)?,
+        None => vec![],
+    };
     if ids.len() > 1 {
         return Err(CapError::References(ids.len()));
     }
     let id = ids.into_iter().next();
+    let change = matches!(d.msg_type.as_deref(), Some("Update" | "Cancel")) && id.is_some();
+    // A test, exercise, draft or system message does not change a live alert.
+    if change {
+        let status = d.status.as_deref().ok_or(CapError::Missing("status"))?;
+        check("status", status, &STATUSES)?;
+        if status != "Actual" {
+            return Err(CapError::NotActual(status.to_string()));
+        }
+    }
     match (d.msg_type.as_deref(), id) {
         (Some("Cancel"), None) => Err(CapError::NothingToCancel),
         (Some("Cancel"), Some(id)) => {
-            let status = d.status.as_deref().ok_or(CapError::Missing("status"))?;
-            check("status", status, &STATUSES)?;
             let text: String = d.description.or(d.headline).unwrap_or_default();
+            let n = AlertBody {
+                severity: Severity::Minor,
+                kind: "cancel".into(),
+                text: text.clone(),
+                location: None,
+                attributes: vec![],
+                reference: None,
+            }
+            .encode()
+            .len()
+                + 32;
+            if n > MAX_ALERT_LEN {
+                return Err(CapError::TooLarge(n));
+            }
             Ok(CapMessage::Cancel { id, text })
         }
         (Some("Update"), Some(id)) => Ok(CapMessage::Update {

@@ -216,7 +216,8 @@ fn an_update_or_a_cancel_written_by_listen_names_its_alert_when_read() {
     );
     let m = message_from_cap(&two).unwrap_err().to_string();
     assert!(m.contains("names 2 ptt-node alerts"), "{m}");
-    // Not an id: upper case, the wrong length, no domain.
+    // Not an id (upper case, the wrong length, no domain), or not a whole triple: an error,
+    // not a document that silently changes nothing.
     for bad in [
         "ptt-node:x:00C0FFEE00C0FFEE",
         "ptt-node:x:00c0ffee",
@@ -224,10 +225,38 @@ fn an_update_or_a_cancel_written_by_listen_names_its_alert_when_read() {
     ] {
         let d = bare.replace(&format!("ptt-node:x:{}", original.id), bad);
         assert!(
-            matches!(message_from_cap(&d), Err(CapError::NothingToCancel)),
+            matches!(message_from_cap(&d), Err(CapError::BadReference(_))),
+            "{bad}"
+        );
+        let u = d.replace("<msgType>Cancel", "<msgType>Update");
+        assert!(
+            matches!(message_from_cap(&u), Err(CapError::BadReference(_))),
             "{bad}"
         );
     }
+    let spaced = bare.replace(",ptt-node:x:", ", ptt-node:x:");
+    assert!(matches!(
+        message_from_cap(&spaced),
+        Err(CapError::BadReference(_))
+    ));
+    // A test, exercise or draft message changes no live alert.
+    for status in ["Test", "Exercise", "Draft"] {
+        let t = bare.replace("<status>Actual", &format!("<status>{status}"));
+        let m = message_from_cap(&t).unwrap_err().to_string();
+        assert!(m.contains("only an Actual message"), "{m}");
+    }
+    // A reason too long for one alert is refused here.
+    let long = bare.replace(
+        "</alert>",
+        &format!(
+            "<info><event>x</event><severity>Minor</severity><description>{}</description></info></alert>",
+            "a".repeat(MAX_ALERT_LEN)
+        ),
+    );
+    assert!(matches!(
+        message_from_cap(&long),
+        Err(CapError::TooLarge(_))
+    ));
 }
 
 #[test]

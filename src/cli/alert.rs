@@ -21,6 +21,13 @@ pub(super) async fn alert(a: AlertArgs) -> Result<(), CliError> {
     // What the document asks: an alert (and which alert it updates), or a cancellation.
     let req = match from_cap {
         Some(crate::cap::CapMessage::Cancel { id, text }) => {
+            if let Some(u) = a.update.as_ref().filter(|u| **u != id) {
+                return Err(CliError::CapUpdateConflict {
+                    name: cap_name(a.cap.as_deref()),
+                    named: id,
+                    update: u.clone(),
+                });
+            }
             Some(Err(Request::Cancel { id, text }))
         }
         Some(crate::cap::CapMessage::Update { id, body }) => {

@@ -426,7 +426,7 @@ fn stored_vectors_verify_and_open() {
         0,
         "version 2 escalates nothing"
     );
-    // A receipt'seq0 plaintext: the alerts opened, by sender and seq, and the acknowledgement.
+    // A receipt's plaintext: the alerts opened, by sender and seq, and the acknowledgement.
     let r = ReceiptBody::decode(&stored["receipt_plaintext"]).expect("receipt decodes");
     let opened: Vec<(u32, u64, u64, Via)> = r
         .opened()
