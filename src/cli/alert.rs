@@ -18,28 +18,24 @@ pub(super) async fn alert(a: AlertArgs) -> Result<(), CliError> {
         Some(p) => Some(read_cap(p)?),
         None => None,
     };
+    // An Update or a Cancel names its alert; --update may not name another.
+    if let Some(
+        crate::cap::CapMessage::Update { id, .. } | crate::cap::CapMessage::Cancel { id, .. },
+    ) = &from_cap
+        && let Some(u) = a.update.as_ref().filter(|u| *u != id)
+    {
+        return Err(CliError::CapUpdateConflict {
+            name: cap_name(a.cap.as_deref()),
+            named: id.clone(),
+            update: u.clone(),
+        });
+    }
     // What the document asks: an alert (and which alert it updates), or a cancellation.
     let req = match from_cap {
         Some(crate::cap::CapMessage::Cancel { id, text }) => {
-            if let Some(u) = a.update.as_ref().filter(|u| **u != id) {
-                return Err(CliError::CapUpdateConflict {
-                    name: cap_name(a.cap.as_deref()),
-                    named: id,
-                    update: u.clone(),
-                });
-            }
             Some(Err(Request::Cancel { id, text }))
         }
-        Some(crate::cap::CapMessage::Update { id, body }) => {
-            if let Some(u) = a.update.as_ref().filter(|u| **u != id) {
-                return Err(CliError::CapUpdateConflict {
-                    name: cap_name(a.cap.as_deref()),
-                    named: id,
-                    update: u.clone(),
-                });
-            }
-            Some(Ok((body, Some(id))))
-        }
+        Some(crate::cap::CapMessage::Update { id, body }) => Some(Ok((body, Some(id)))),
         Some(crate::cap::CapMessage::Alert(body)) => Some(Ok((body, a.update.clone()))),
         None => None,
     };

@@ -124,12 +124,7 @@ pub(super) fn rebuild(
     let mut out = Escalations::default();
     for (h, body) in logged.iter().filter(|(h, _)| h.sender == me) {
         // Only what `alert` sends is escalated while running: the same here.
-        let sent_by_alert = !crate::node::is_emergency(body)
-            && body.kind != "voice"
-            && !body
-                .attributes
-                .iter()
-                .any(|(k, _)| k == super::watchdog::EVENT_ATTR);
+        let sent_by_alert = sent_by_alert(body);
         let channel = node.channel_name(h.channel);
         if let Some(due) = due_us(node, h.channel, h.seq, body)
             && sent_by_alert
@@ -149,6 +144,17 @@ pub(super) fn rebuild(
         }
     }
     out
+}
+
+/// Whether an alert is one `alert` sends (and so escalates): not an emergency declaration, not
+/// a voice burst's record, not a watchdog announcement.
+fn sent_by_alert(body: &AlertBody) -> bool {
+    !crate::node::is_emergency(body)
+        && body.kind != "voice"
+        && !body
+            .attributes
+            .iter()
+            .any(|(k, _)| k == super::watchdog::EVENT_ATTR)
 }
 
 /// When this device's alert of `seq` on `channel` is escalated, if its channel's policy says
@@ -202,13 +208,7 @@ impl Daemon {
             attributes: a.attributes.clone(),
             reference: None,
         };
-        let plain = a.msg_type == MsgType::Alert
-            && !crate::node::is_emergency(&body)
-            && body.kind != "voice"
-            && !body
-                .attributes
-                .iter()
-                .any(|(k, _)| k == super::watchdog::EVENT_ATTR);
+        let plain = a.msg_type == MsgType::Alert && sent_by_alert(&body);
         let desc = self.node.descriptor();
         let Some(channel) = desc.channel_by_name(&a.channel).map(|c| c.id) else {
             return;
